@@ -1,0 +1,60 @@
+import { z } from "zod";
+
+/**
+ * Every machine-readable error code the homeserver answers with, and the
+ * HTTP status it comes with. Clients switch on `code`, never on `message`.
+ */
+export const errorStatus = {
+  malformed_json: 400,
+  invalid_request: 400,
+  invalid_key: 400,
+  invalid_ciphertext: 400,
+  unauthorized: 401,
+  registration_closed: 403,
+  invite_required: 403,
+  invalid_invite: 403,
+  envelope_not_owned: 403,
+  not_found: 404,
+  username_taken: 409,
+  mismatched_devices: 409,
+  stale_devices: 410,
+  body_too_large: 413,
+  content_too_large: 413,
+  invalid_signature: 422,
+  rate_limited: 429,
+  internal: 500,
+  unavailable: 503,
+} as const;
+
+/** A machine-readable error code. */
+export type ErrorCode = keyof typeof errorStatus;
+
+/** All error codes, for schemas and exhaustive tests. */
+export const errorCodes = Object.keys(errorStatus) as [ErrorCode, ...ErrorCode[]];
+
+/** One problem found while validating a request. */
+export const issueSchema = z.object({
+  path: z.array(z.union([z.string(), z.number()])).describe("Where in the body, query or path the problem is"),
+  message: z.string(),
+});
+
+/**
+ * The body of every error answer. Some codes carry extra fields:
+ * `mismatched_devices` has `missingDevices` and `extraDevices`,
+ * `stale_devices` has `staleDevices`, `rate_limited` has `retryAfterSeconds`,
+ * `invalid_request` has `issues`.
+ */
+export const errorBodySchema = z
+  .object({
+    code: z.enum(errorCodes),
+    message: z.string(),
+    issues: z.array(issueSchema).optional(),
+    missingDevices: z.array(z.number().int()).optional(),
+    extraDevices: z.array(z.number().int()).optional(),
+    staleDevices: z.array(z.number().int()).optional(),
+    retryAfterSeconds: z.number().int().optional(),
+  })
+  .meta({ id: "Error" });
+
+/** The body of every error answer. */
+export type ErrorBody = z.infer<typeof errorBodySchema>;

@@ -1,0 +1,95 @@
+/**
+ * @zimchat/protocol: the wire contract between ZimChat clients and homeservers.
+ * @packageDocumentation
+ */
+
+// Limits and primitives
+export { limits, usernamePattern } from "./limits.js";
+export {
+  base64Bytes,
+  base64DecodedLength,
+  base64Length,
+  deviceIdParamSchema,
+  deviceIdSchema,
+  ecPublicKeySchema,
+  keyIdSchema,
+  kyberPublicKeySchema,
+  passwordSchema,
+  registrationIdSchema,
+  signatureSchema,
+  usernameSchema,
+  uuidSchema,
+} from "./primitives.js";
+
+// Errors
+export { errorBodySchema, errorCodes, errorStatus, issueSchema, type ErrorBody, type ErrorCode } from "./errors.js";
+
+// Accounts
+export {
+  registerRequestSchema,
+  registerResponseSchema,
+  usernameLookupResponseSchema,
+  whoAmIResponseSchema,
+  type RegisterRequest,
+  type RegisterResponse,
+  type UsernameLookupResponse,
+  type WhoAmIResponse,
+} from "./accounts.js";
+
+// Keys
+export {
+  deviceBundleSchema,
+  ecPreKeySchema,
+  keyCountResponseSchema,
+  preKeyBundleResponseSchema,
+  signedEcPreKeySchema,
+  signedKyberPreKeySchema,
+  uploadKeysRequestSchema,
+  type DeviceBundle,
+  type EcPreKey,
+  type KeyCountResponse,
+  type PreKeyBundleResponse,
+  type SignedEcPreKey,
+  type SignedKyberPreKey,
+  type UploadKeysRequest,
+} from "./keys.js";
+
+// Messages
+export {
+  ackRequestSchema,
+  ackResponseSchema,
+  envelopeSchema,
+  envelopeTypeName,
+  envelopeTypes,
+  envelopeTypeSchema,
+  fetchMessagesResponseSchema,
+  outgoingMessageSchema,
+  sendMessagesRequestSchema,
+  sendMessagesResponseSchema,
+  socketSendRequestSchema,
+  type AckRequest,
+  type AckResponse,
+  type Envelope,
+  type EnvelopeType,
+  type FetchMessagesResponse,
+  type OutgoingMessage,
+  type SendMessagesRequest,
+  type SendMessagesResponse,
+  type SocketSendRequest,
+} from "./messages.js";
+
+// Health
+export { healthResponseSchema, readyResponseSchema, type ReadyResponse } from "./health.js";
+
+// Socket.IO
+export type {
+  ClientToServerEvents,
+  DisconnectReason,
+  ServerToClientEvents,
+  SocketAuth,
+  SocketResult,
+} from "./socket.js";
+
+// REST routes and the OpenAPI document
+export { routes, type RouteAuth, type RouteName, type RouteSpec } from "./routes.js";
+export { buildOpenApiDocument } from "./openapi.js";

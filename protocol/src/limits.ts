@@ -1,0 +1,35 @@
+/**
+ * Limits shared by both ends of the wire. The server enforces every one of
+ * them; clients use them to size their requests.
+ */
+export const limits = {
+  /** Device ids are 1..127 within an account. */
+  maxDeviceId: 127,
+  /** libsignal registration ids are 1..16380. */
+  minRegistrationId: 1,
+  maxRegistrationId: 16380,
+  /** Pre-key ids are unsigned 31-bit integers. */
+  maxKeyId: 2 ** 31 - 1,
+  /** One-time EC or Kyber pre-keys in one upload request, each. */
+  maxKeysPerUpload: 100,
+  /** Opaque content bytes per destination device (413 above this). */
+  maxContentBytes: 96 * 1024,
+  /** Bytes of one HTTP body or one Socket.IO packet (413 above this). */
+  maxBodyBytes: 2 * 1024 * 1024,
+  /** Envelopes in one delivery batch or one fetch page. */
+  maxEnvelopesPerBatch: 100,
+  /** Envelope ids in one acknowledgement. */
+  maxAckIds: 1000,
+  /** Device password length in characters (base64 or base64url of >= 16 random bytes). */
+  minPasswordLength: 22,
+  maxPasswordLength: 128,
+  /** Serialized libsignal EC public key (0x05 type byte + 32 bytes). */
+  ecPublicKeyBytes: 33,
+  /** Serialized libsignal Kyber-1024 public key (0x08 type byte + 1568 bytes). */
+  kyberPublicKeyBytes: 1569,
+  /** XEdDSA signature bytes. */
+  signatureBytes: 64,
+} as const;
+
+/** Usernames: lowercase letters, digits, `_` and `.`, 3 to 32 characters. */
+export const usernamePattern = /^[a-z0-9_.]{3,32}$/;

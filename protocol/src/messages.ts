@@ -1,0 +1,90 @@
+import { z } from "zod";
+import { limits } from "./limits.js";
+import { base64Bytes, deviceIdSchema, registrationIdSchema, uuidSchema } from "./primitives.js";
+
+/**
+ * Envelope types: libsignal's CiphertextMessageType values, by name. The
+ * server checks that the content parses as that libsignal message type, so
+ * no route accepts plaintext.
+ */
+export const envelopeTypes = { whisper: 2, prekey: 3 } as const;
+export type EnvelopeType = keyof typeof envelopeTypes;
+export const envelopeTypeSchema = z.enum(Object.keys(envelopeTypes) as [EnvelopeType, ...EnvelopeType[]]);
+
+/** The name of a stored envelope type number. */
+export function envelopeTypeName(value: number): EnvelopeType | undefined {
+  return (Object.keys(envelopeTypes) as EnvelopeType[]).find((k) => envelopeTypes[k] === value);
+}
+
+/**
+ * One ciphertext for one destination device. Content above
+ * `limits.maxContentBytes` is refused with 413 `content_too_large`; the schema
+ * itself allows a little more so the size check can answer with that code.
+ */
+export const outgoingMessageSchema = z
+  .strictObject({
+    type: envelopeTypeSchema,
+    destinationDeviceId: deviceIdSchema,
+    destinationRegistrationId: registrationIdSchema,
+    content: base64Bytes(1, limits.maxContentBytes + 3),
+  })
+  .meta({ id: "OutgoingMessage" });
+export type OutgoingMessage = z.infer<typeof outgoingMessageSchema>;
+
+/**
+ * `PUT /v1/messages/{uuid}` and the socket's `send` event: one envelope per
+ * current device of the recipient (for a send to oneself: every device but
+ * the sender's), all committed before the answer.
+ */
+export const sendMessagesRequestSchema = z
+  .strictObject({ messages: z.array(outgoingMessageSchema).min(1).max(limits.maxDeviceId) })
+  .meta({ id: "SendMessagesRequest" });
+export type SendMessagesRequest = z.infer<typeof sendMessagesRequestSchema>;
+
+/** The socket's `send` event carries the destination in its body. */
+export const socketSendRequestSchema = sendMessagesRequestSchema
+  .extend({ destination: uuidSchema })
+  .meta({ id: "SocketSendRequest" });
+export type SocketSendRequest = z.infer<typeof socketSendRequestSchema>;
+
+/** The answer to an accepted send. */
+export const sendMessagesResponseSchema = z
+  .object({
+    serverTimestamp: z.number().int(),
+    envelopes: z.array(z.object({ deviceId: deviceIdSchema, id: uuidSchema })),
+  })
+  .meta({ id: "SendMessagesResponse" });
+export type SendMessagesResponse = z.infer<typeof sendMessagesResponseSchema>;
+
+/** An envelope as delivered to its destination device. */
+export const envelopeSchema = z
+  .object({
+    id: uuidSchema.describe("Assigned by the server; acknowledge it to delete the envelope"),
+    type: envelopeTypeSchema,
+    sourceUuid: uuidSchema.optional(),
+    sourceDeviceId: deviceIdSchema.optional(),
+    serverTimestamp: z.number().int(),
+    content: z.string().meta({ contentEncoding: "base64" }),
+  })
+  .meta({ id: "Envelope" });
+export type Envelope = z.infer<typeof envelopeSchema>;
+
+/** `GET /v1/messages`: the oldest queued envelopes of the authenticated device. */
+export const fetchMessagesResponseSchema = z
+  .object({ envelopes: z.array(envelopeSchema), more: z.boolean() })
+  .meta({ id: "FetchMessagesResponse" });
+export type FetchMessagesResponse = z.infer<typeof fetchMessagesResponseSchema>;
+
+/**
+ * `POST /v1/messages/ack` and the socket's `ack` event: delete delivered
+ * envelopes. Ids already deleted are ignored (acks are idempotent); an id
+ * queued for another device refuses the whole acknowledgement (403).
+ */
+export const ackRequestSchema = z
+  .strictObject({ ids: z.array(uuidSchema).min(1).max(limits.maxAckIds) })
+  .meta({ id: "AckRequest" });
+export type AckRequest = z.infer<typeof ackRequestSchema>;
+
+/** The answer to an acknowledgement. */
+export const ackResponseSchema = z.object({ deleted: z.number().int() }).meta({ id: "AckResponse" });
+export type AckResponse = z.infer<typeof ackResponseSchema>;

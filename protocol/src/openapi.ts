@@ -1,0 +1,92 @@
+import { z } from "zod";
+import { errorBodySchema, errorStatus, type ErrorCode } from "./errors.js";
+import { routes, type RouteSpec } from "./routes.js";
+
+/** Error codes any route can answer with. */
+const commonErrors: ErrorCode[] = ["malformed_json", "invalid_request", "body_too_large", "rate_limited", "internal"];
+const authErrors: ErrorCode[] = ["unauthorized"];
+
+type JsonSchema = Record<string, unknown>;
+
+function toSchema(schema: z.ZodType, refs: Map<string, JsonSchema>): JsonSchema {
+  const generated = z.toJSONSchema(schema, { target: "draft-2020-12", io: "input", unrepresentable: "any" });
+  // Shared schemas (those with a registry id) become components.
+  const json = JSON.parse(JSON.stringify(generated).replaceAll('"#/$defs/', '"#/components/schemas/')) as JsonSchema & {
+    $defs?: Record<string, JsonSchema>;
+    $schema?: string;
+  };
+  const { $defs, $schema: _ignored, ...rest } = json;
+  for (const [id, def] of Object.entries($defs ?? {})) refs.set(id, def);
+  return rest;
+}
+
+function openApiPath(path: string): string {
+  return path.replace(/:([A-Za-z]+)/g, "{$1}");
+}
+
+/**
+ * The OpenAPI 3.1 document for every route in {@link routes}, built from the
+ * same zod schemas the server validates with.
+ */
+export function buildOpenApiDocument(info: { version: string; serverName: string }): Record<string, unknown> {
+  const refs = new Map<string, JsonSchema>();
+  const paths: Record<string, Record<string, unknown>> = {};
+  const errorRef = toSchema(errorBodySchema, refs);
+
+  for (const [name, route] of Object.entries(routes) as [string, RouteSpec][]) {
+    const parameters = route.params
+      ? Object.entries(route.params.shape).map(([param, schema]) => ({
+          name: param,
+          in: "path",
+          required: true,
+          schema: toSchema(schema as z.ZodType, refs),
+        }))
+      : [];
+    const codes = [...commonErrors, ...(route.auth === "device" ? authErrors : []), ...route.errors];
+    const byStatus = new Map<number, ErrorCode[]>();
+    for (const code of codes) byStatus.set(errorStatus[code], [...(byStatus.get(errorStatus[code]) ?? []), code]);
+
+    const responses: Record<string, unknown> = {
+      [route.success.status]: route.success.schema
+        ? { description: "Success", content: { "application/json": { schema: toSchema(route.success.schema, refs) } } }
+        : { description: "Success, no body" },
+    };
+    for (const [status, statusCodes] of [...byStatus].sort((a, b) => a[0] - b[0])) {
+      responses[status] = {
+        description: `Error: ${statusCodes.join(", ")}`,
+        content: { "application/json": { schema: errorRef } },
+      };
+    }
+    const operation: Record<string, unknown> = {
+      operationId: name,
+      summary: route.summary,
+      parameters,
+      responses,
+      security: route.auth === "device" ? [{ deviceBasic: [] }] : [],
+    };
+    if (route.body) {
+      operation.requestBody = { required: true, content: { "application/json": { schema: toSchema(route.body, refs) } } };
+    }
+    const path = openApiPath(route.path);
+    paths[path] = { ...paths[path], [route.method]: operation };
+  }
+
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: `ZimChat homeserver (${info.serverName})`,
+      version: info.version,
+      license: { name: "AGPL-3.0-only", identifier: "AGPL-3.0-only" },
+      description:
+        "The REST API of a ZimChat homeserver. Real-time delivery uses Socket.IO on the same port " +
+        "(events: see @zimchat/protocol `ClientToServerEvents`, `ServerToClientEvents`).",
+    },
+    paths,
+    components: {
+      schemas: Object.fromEntries([...refs].sort(([a], [b]) => a.localeCompare(b))),
+      securitySchemes: {
+        deviceBasic: { type: "http", scheme: "basic", description: "`uuid.deviceId` as user name, the device password" },
+      },
+    },
+  };
+}

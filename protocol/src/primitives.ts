@@ -1,0 +1,71 @@
+import { z } from "zod";
+import { limits, usernamePattern } from "./limits.js";
+
+const base64Pattern = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Decoded length of a canonical base64 string (padding included). */
+export function base64DecodedLength(s: string): number {
+  const padding = s.endsWith("==") ? 2 : s.endsWith("=") ? 1 : 0;
+  return (s.length / 4) * 3 - padding;
+}
+
+/** Characters of canonical padded base64 for `bytes` bytes. */
+export function base64Length(bytes: number): number {
+  return Math.ceil(bytes / 3) * 4;
+}
+
+/**
+ * Standard padded base64 that decodes to `min`..`max` bytes. The string
+ * length is checked before the pattern, so oversize input is refused cheaply.
+ */
+export function base64Bytes(min: number, max: number = min): z.ZodString {
+  return z
+    .string()
+    .max(base64Length(max))
+    .regex(base64Pattern, "must be standard padded base64")
+    .refine((s) => {
+      const n = base64DecodedLength(s);
+      return n >= min && n <= max;
+    }, min === max ? `must decode to ${min} bytes` : `must decode to ${min}..${max} bytes`)
+    .meta({ contentEncoding: "base64" });
+}
+
+/** An account id: a lowercase RFC 4122 UUID (the libsignal address name). */
+export const uuidSchema = z
+  .string()
+  .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, "must be a lowercase UUID");
+
+/** A device id within an account, 1..127. */
+export const deviceIdSchema = z.number().int().min(1).max(limits.maxDeviceId);
+
+/** A device id as it appears in a URL path: decimal digits only, 1..127. */
+export const deviceIdParamSchema = z
+  .string()
+  .regex(/^[1-9][0-9]{0,2}$/, "must be a decimal device id")
+  .transform(Number)
+  .pipe(deviceIdSchema);
+
+/** A libsignal registration id, 1..16380. */
+export const registrationIdSchema = z.number().int().min(limits.minRegistrationId).max(limits.maxRegistrationId);
+
+/** A pre-key id, 0..2^31-1. */
+export const keyIdSchema = z.number().int().min(0).max(limits.maxKeyId);
+
+/** A username: `[a-z0-9_.]{3,32}`. */
+export const usernameSchema = z.string().regex(usernamePattern, "must match [a-z0-9_.]{3,32}");
+
+/** A serialized libsignal EC public key. */
+export const ecPublicKeySchema = base64Bytes(limits.ecPublicKeyBytes);
+
+/** A serialized libsignal Kyber-1024 public key. */
+export const kyberPublicKeySchema = base64Bytes(limits.kyberPublicKeyBytes);
+
+/** An XEdDSA signature by the account's identity key. */
+export const signatureSchema = base64Bytes(limits.signatureBytes);
+
+/** A device password: base64 or base64url text of at least 16 random bytes. */
+export const passwordSchema = z
+  .string()
+  .min(limits.minPasswordLength)
+  .max(limits.maxPasswordLength)
+  .regex(/^[A-Za-z0-9+/=_-]+$/, "must be base64 or base64url text");

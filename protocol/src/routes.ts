@@ -1,0 +1,143 @@
+import { z } from "zod";
+import {
+  registerRequestSchema,
+  registerResponseSchema,
+  usernameLookupResponseSchema,
+  whoAmIResponseSchema,
+} from "./accounts.js";
+import type { ErrorCode } from "./errors.js";
+import { healthResponseSchema, readyResponseSchema } from "./health.js";
+import { keyCountResponseSchema, preKeyBundleResponseSchema, uploadKeysRequestSchema } from "./keys.js";
+import {
+  ackRequestSchema,
+  ackResponseSchema,
+  fetchMessagesResponseSchema,
+  sendMessagesRequestSchema,
+  sendMessagesResponseSchema,
+} from "./messages.js";
+import { deviceIdParamSchema, usernameSchema, uuidSchema } from "./primitives.js";
+
+/** How a route authenticates its caller. */
+export type RouteAuth = "none" | "device";
+
+/** One REST route: the server mounts it, the OpenAPI document describes it. */
+export interface RouteSpec {
+  method: "get" | "put" | "post" | "delete";
+  /** Express-style path (`/v1/keys/:uuid/:deviceId`). */
+  path: string;
+  summary: string;
+  auth: RouteAuth;
+  params?: z.ZodObject;
+  body?: z.ZodType;
+  /** Status and schema of the success answer (no schema: empty body). */
+  success: { status: number; schema?: z.ZodType };
+  /** The error codes this route can answer with, beyond the common ones. */
+  errors: ErrorCode[];
+}
+
+const deviceSelectorSchema = z.union([z.literal("*"), deviceIdParamSchema]);
+
+/**
+ * Every REST route of the homeserver. The server builds its routers from this
+ * table and `/openapi.json` is generated from it, so the two cannot drift.
+ */
+export const routes = {
+  health: {
+    method: "get",
+    path: "/healthz",
+    summary: "The process is up",
+    auth: "none",
+    success: { status: 200, schema: healthResponseSchema },
+    errors: [],
+  },
+  ready: {
+    method: "get",
+    path: "/readyz",
+    summary: "The database answers and every migration is applied (503 otherwise)",
+    auth: "none",
+    success: { status: 200, schema: readyResponseSchema },
+    errors: ["unavailable"],
+  },
+  register: {
+    method: "post",
+    path: "/v1/accounts",
+    summary: "Create an account and its first device",
+    auth: "none",
+    body: registerRequestSchema,
+    success: { status: 201, schema: registerResponseSchema },
+    errors: ["registration_closed", "invite_required", "invalid_invite", "username_taken", "invalid_key", "invalid_signature"],
+  },
+  whoAmI: {
+    method: "get",
+    path: "/v1/accounts/whoami",
+    summary: "The authenticated account and device",
+    auth: "device",
+    success: { status: 200, schema: whoAmIResponseSchema },
+    errors: [],
+  },
+  lookupUsername: {
+    method: "get",
+    path: "/v1/accounts/username/:username",
+    summary: "The account id of a username on this server (rate limited)",
+    auth: "device",
+    params: z.strictObject({ username: usernameSchema }),
+    success: { status: 200, schema: usernameLookupResponseSchema },
+    errors: ["not_found"],
+  },
+  uploadKeys: {
+    method: "put",
+    path: "/v1/keys",
+    summary: "Replace the signed pre-key or Kyber last-resort key and add one-time pre-keys",
+    auth: "device",
+    body: uploadKeysRequestSchema,
+    success: { status: 204 },
+    errors: ["invalid_key", "invalid_signature"],
+  },
+  keyCount: {
+    method: "get",
+    path: "/v1/keys/count",
+    summary: "The authenticated device's remaining one-time EC and Kyber pre-keys",
+    auth: "device",
+    success: { status: 200, schema: keyCountResponseSchema },
+    errors: [],
+  },
+  preKeyBundle: {
+    method: "get",
+    path: "/v1/keys/:uuid/:deviceId",
+    summary: "Pre-key bundles for one device or all devices (`*`) of an account; claims one-time keys",
+    auth: "device",
+    params: z.strictObject({ uuid: uuidSchema, deviceId: deviceSelectorSchema }),
+    success: { status: 200, schema: preKeyBundleResponseSchema },
+    errors: ["not_found"],
+  },
+  sendMessages: {
+    method: "put",
+    path: "/v1/messages/:uuid",
+    summary: "Send one envelope per current device of the recipient",
+    auth: "device",
+    params: z.strictObject({ uuid: uuidSchema }),
+    body: sendMessagesRequestSchema,
+    success: { status: 200, schema: sendMessagesResponseSchema },
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext"],
+  },
+  fetchMessages: {
+    method: "get",
+    path: "/v1/messages",
+    summary: "The oldest queued envelopes of the authenticated device (for clients without a socket)",
+    auth: "device",
+    success: { status: 200, schema: fetchMessagesResponseSchema },
+    errors: [],
+  },
+  ackMessages: {
+    method: "post",
+    path: "/v1/messages/ack",
+    summary: "Delete delivered envelopes of the authenticated device",
+    auth: "device",
+    body: ackRequestSchema,
+    success: { status: 200, schema: ackResponseSchema },
+    errors: ["envelope_not_owned"],
+  },
+} as const satisfies Record<string, RouteSpec>;
+
+/** The name of a route in {@link routes}. */
+export type RouteName = keyof typeof routes;

@@ -1,0 +1,39 @@
+import type { ErrorBody } from "./errors.js";
+import type { AckResponse, Envelope, SendMessagesResponse, SocketSendRequest } from "./messages.js";
+
+/**
+ * The answer to a client event: the same body the REST route would give, or
+ * the same error body with its HTTP status.
+ */
+export type SocketResult<T> = { ok: true; value: T } | { ok: false; status: number; error: ErrorBody };
+
+/** Credentials in the Socket.IO handshake `auth`: the same as HTTP Basic. */
+export interface SocketAuth {
+  /** `uuid.deviceId` */
+  username: string;
+  password: string;
+}
+
+/** Events the client emits. Each takes a callback that receives the result. */
+export interface ClientToServerEvents {
+  /** Send one envelope per destination device; same rules as `PUT /v1/messages/{uuid}`. */
+  send: (request: SocketSendRequest, callback: (result: SocketResult<SendMessagesResponse>) => void) => void;
+  /** Delete delivered envelopes; same rules as `POST /v1/messages/ack`. */
+  ack: (request: { ids: string[] }, callback: (result: SocketResult<AckResponse>) => void) => void;
+}
+
+/** Why the server closed a device's connection. */
+export type DisconnectReason = "displaced" | "shutdown";
+
+/** Events the server emits. */
+export interface ServerToClientEvents {
+  /**
+   * Envelopes for this device, oldest first. During the drain after
+   * connecting, the server waits for the callback before the next batch.
+   */
+  envelopes: (envelopes: Envelope[], received: () => void) => void;
+  /** The stored queue has been delivered; later envelopes arrive as they are sent. */
+  "queue-empty": () => void;
+  /** Sent just before the server closes the connection. */
+  closing: (reason: DisconnectReason) => void;
+}
