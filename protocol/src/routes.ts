@@ -58,6 +58,14 @@ export const routes = {
     success: { status: 200, schema: readyResponseSchema },
     errors: ["unavailable"],
   },
+  openapi: {
+    method: "get",
+    path: "/openapi.json",
+    summary: "This document",
+    auth: "none",
+    success: { status: 200, schema: z.looseObject({ openapi: z.string() }) },
+    errors: [],
+  },
   register: {
     method: "post",
     path: "/v1/accounts",

@@ -31,7 +31,7 @@ export interface ServerToClientEvents {
    * Envelopes for this device, oldest first. During the drain after
    * connecting, the server waits for the callback before the next batch.
    */
-  envelopes: (envelopes: Envelope[], received: () => void) => void;
+  envelopes: (envelopes: Envelope[], received?: () => void) => void;
   /** The stored queue has been delivered; later envelopes arrive as they are sent. */
   "queue-empty": () => void;
   /** Sent just before the server closes the connection. */

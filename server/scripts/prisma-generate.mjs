@@ -27,6 +27,7 @@ generator client {
   output       = "../../prisma-${provider}"
   moduleFormat = "esm"
   runtime      = "nodejs"
+  importFileExtension = "js"
 }
 
 datasource db {

@@ -1,0 +1,97 @@
+/** Command-line options of `npm run bench`. */
+import { parseArgs } from "node:util";
+
+/** Everything one bench run is parameterised by. */
+export interface BenchOptions {
+  /** Print the JSON summary as the last stdout line. */
+  json: boolean;
+  /** Only the relay baseline (homeserver figures are null). */
+  relayOnly: boolean;
+  /** Connected devices per throughput/latency phase; the last is the headline. */
+  ns: number[];
+  /** Rounds per server per measurement, interleaved relay/homeserver. */
+  rounds: number;
+  /** Measured interval of one throughput round. */
+  durationMs: number;
+  /** Sending before each throughput round's interval. */
+  warmupMs: number;
+  /** Messages in flight per device (closed loop); undefined: about 1,000 in all. */
+  window: number | undefined;
+  /** Offered open-loop rate for latency. */
+  rate: number;
+  /** Length of one latency round (its first `warmupMs / 2` is not recorded). */
+  latencyDurationMs: number;
+  /** Connections for the idle-memory measurement (also the number of accounts registered). */
+  idleConnections: number;
+  /** Target size of the relay payload and of the Whisper ciphertext. */
+  payloadBytes: number;
+  /** Keep the temporary data directory. */
+  keepTmp: boolean;
+}
+
+const usage = `Usage: npm run bench -- [options]
+  --json                 print a JSON summary as the last line
+  --quick                small N, short rounds: a smoke test
+  --relay-only           run only the relay baseline
+  --ns 100,1000          connected devices per phase (last = headline)
+  --rounds 3             rounds per server, interleaved
+  --duration 4           seconds per throughput round
+  --window K             in-flight messages per device (default: about 1,000 in all)
+  --rate 2000            open-loop msgs/s for latency
+  --latency-duration 3   seconds per latency round
+  --idle 5000            connections for idle memory
+  --keep-tmp             keep .bench-tmp/<run>`;
+
+/** Parses `argv` (without node and script); throws with the usage text on a bad option. */
+export function parseBenchOptions(argv: string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      json: { type: "boolean", default: false },
+      quick: { type: "boolean", default: false },
+      "relay-only": { type: "boolean", default: false },
+      ns: { type: "string" },
+      rounds: { type: "string" },
+      duration: { type: "string" },
+      window: { type: "string" },
+      rate: { type: "string" },
+      "latency-duration": { type: "string" },
+      idle: { type: "string" },
+      "keep-tmp": { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  const quick = values.quick;
+  const number = (name: string, raw: string | undefined, fallback: number): number => {
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number, got "${raw}"\n${usage}`);
+    return value;
+  };
+  const ns = values.ns === undefined ? (quick ? [20, 100] : [100, 1000]) : values.ns.split(",").map((v) => number("ns", v, 0));
+  const idleConnections = Math.round(number("idle", values.idle, quick ? 500 : 5000));
+  if (Math.max(...ns) > idleConnections) throw new Error(`--idle (${idleConnections}) must be at least the largest --ns`);
+  return {
+    json: values.json,
+    relayOnly: values["relay-only"],
+    ns: ns.map(Math.round),
+    rounds: Math.round(number("rounds", values.rounds, quick ? 2 : 3)),
+    durationMs: number("duration", values.duration, quick ? 1.5 : 4) * 1000,
+    warmupMs: quick ? 500 : 1000,
+    window: values.window === undefined ? undefined : Math.round(number("window", values.window, 1)),
+    rate: number("rate", values.rate, 2000),
+    latencyDurationMs: number("latency-duration", values["latency-duration"], quick ? 1.5 : 3) * 1000,
+    idleConnections,
+    payloadBytes: 300,
+    keepTmp: values["keep-tmp"],
+  };
+}
+
+/** In-flight messages per device for `n` devices. */
+export function windowFor(options: BenchOptions, n: number): number {
+  return options.window ?? Math.max(1, Math.round(1000 / n));
+}

@@ -1,0 +1,244 @@
+/**
+ * The figures of a run: a human table, and one JSON object whose headline
+ * keys are those the issue asks for.
+ */
+import { cpus } from "node:os";
+import type { IdleMemoryResult } from "./idle-memory.js";
+import type { BenchResult, ServerRounds } from "./run.js";
+import { median } from "./stats.js";
+
+/** Targets of the issue. */
+export const targets = {
+  /** homeserver msgs/s / relay msgs/s, at least. */
+  deliveryRatio: 0.5,
+  /** homeserver p99 / relay p99 at the same open-loop rate, at most. */
+  p99Ratio: 3,
+  /** homeserver idle KB per device / relay idle KB per connection, at most. */
+  idleRatio: 1.3,
+} as const;
+
+/** Medians over the rounds of one server at one N. */
+export interface ServerFigures {
+  msgs_per_s: number;
+  cpu_us_per_msg: number;
+  harness_cpu_percent: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  errors: number;
+  first_error: string | null;
+  lost: number;
+  undrained: number;
+  rounds_msgs_per_s: number[];
+  rounds_p99_ms: number[];
+}
+
+/** The JSON summary (the last stdout line with `--json`). */
+export interface BenchSummary {
+  relay_msgs_per_s: number;
+  homeserver_msgs_per_s: number | null;
+  delivery_ratio: number | null;
+  relay_p50_ms: number;
+  relay_p99_ms: number;
+  homeserver_p50_ms: number | null;
+  homeserver_p99_ms: number | null;
+  p99_ratio: number | null;
+  relay_idle_kb_per_conn: number;
+  homeserver_idle_kb_per_device: number | null;
+  idle_ratio: number | null;
+  headline_n: number;
+  latency_rate_msgs_per_s: number;
+  idle_connections: number;
+  targets: Record<"delivery_ratio" | "p99_ratio" | "idle_ratio", { value: number | null; target: string; pass: boolean | null }>;
+  by_n: { n: number; window: number; relay: ServerFigures; homeserver: ServerFigures | null; delivery_ratio: number | null; p99_ratio: number | null }[];
+  idle: { relay: IdleMemoryResult; homeserver: IdleMemoryResult | null; method: string };
+  payload: BenchResult["payload"];
+  registration: { accounts: number; per_s: number } | null;
+  server_problems: BenchResult["serverProblems"];
+  config: { rounds: number; duration_s: number; latency_duration_s: number; node: string; cpus: number; started_at: string; elapsed_s: number };
+}
+
+const idleMethod =
+  "VmRSS of the server process (/proc/<pid>/status) after a full GC (gc() via --expose-gc and a preloaded IPC hook), " +
+  "minus the same after a warm-up of 50 connections was opened and closed; readings 3 s after the last connection";
+
+/** Reduces a run to medians, ratios and target verdicts. */
+export function summarize(result: BenchResult): BenchSummary {
+  const byN = result.phases.map((phase) => {
+    const relay = figures(phase.relay);
+    const homeserver = phase.homeserver === undefined ? null : figures(phase.homeserver);
+    return {
+      n: phase.n,
+      window: phase.window,
+      relay,
+      homeserver,
+      delivery_ratio: homeserver === null ? null : homeserver.msgs_per_s / relay.msgs_per_s,
+      p99_ratio: homeserver === null ? null : homeserver.p99_ms / relay.p99_ms,
+    };
+  });
+  const headline = byN[byN.length - 1]!;
+  const idleHome = result.idle.homeserver;
+  const idleRatio = idleHome === undefined ? null : idleHome.kbPerConnection / result.idle.relay.kbPerConnection;
+  const verdict = (value: number | null, ok: (v: number) => boolean): boolean | null =>
+    value === null || Number.isNaN(value) ? null : ok(value);
+  return {
+    relay_msgs_per_s: round(headline.relay.msgs_per_s, 0),
+    homeserver_msgs_per_s: headline.homeserver === null ? null : round(headline.homeserver.msgs_per_s, 0),
+    delivery_ratio: nullableRound(headline.delivery_ratio, 3),
+    relay_p50_ms: round(headline.relay.p50_ms, 3),
+    relay_p99_ms: round(headline.relay.p99_ms, 3),
+    homeserver_p50_ms: headline.homeserver === null ? null : round(headline.homeserver.p50_ms, 3),
+    homeserver_p99_ms: headline.homeserver === null ? null : round(headline.homeserver.p99_ms, 3),
+    p99_ratio: nullableRound(headline.p99_ratio, 2),
+    relay_idle_kb_per_conn: round(result.idle.relay.kbPerConnection, 1),
+    homeserver_idle_kb_per_device: idleHome === undefined ? null : round(idleHome.kbPerConnection, 1),
+    idle_ratio: nullableRound(idleRatio, 2),
+    headline_n: headline.n,
+    latency_rate_msgs_per_s: result.options.rate,
+    idle_connections: result.options.idleConnections,
+    targets: {
+      delivery_ratio: { value: nullableRound(headline.delivery_ratio, 3), target: `>= ${targets.deliveryRatio}`, pass: verdict(headline.delivery_ratio, (v) => v >= targets.deliveryRatio) },
+      p99_ratio: { value: nullableRound(headline.p99_ratio, 2), target: `<= ${targets.p99Ratio}`, pass: verdict(headline.p99_ratio, (v) => v <= targets.p99Ratio) },
+      idle_ratio: { value: nullableRound(idleRatio, 2), target: `<= ${targets.idleRatio}`, pass: verdict(idleRatio, (v) => v <= targets.idleRatio) },
+    },
+    by_n: byN,
+    idle: { relay: result.idle.relay, homeserver: idleHome ?? null, method: idleMethod },
+    payload: result.payload,
+    registration:
+      result.registration === undefined
+        ? null
+        : { accounts: result.registration.accounts, per_s: round(result.registration.accounts / (result.registration.ms / 1000), 0) },
+    server_problems: result.serverProblems,
+    config: {
+      rounds: result.options.rounds,
+      duration_s: result.options.durationMs / 1000,
+      latency_duration_s: result.options.latencyDurationMs / 1000,
+      node: process.version,
+      cpus: cpus().length,
+      started_at: result.startedAt,
+      elapsed_s: round(result.elapsedS, 1),
+    },
+  };
+}
+
+function figures(rounds: ServerRounds): ServerFigures {
+  const t = rounds.throughput;
+  const l = rounds.latency;
+  const errorRound = [...t, ...l].find((r) => r.firstError !== undefined);
+  return {
+    msgs_per_s: round(median(t.map((r) => r.deliveredPerS)), 0),
+    cpu_us_per_msg: round(median(t.map((r) => r.serverCpuUsPerMsg)), 1),
+    harness_cpu_percent: round(median(t.map((r) => r.harnessCpuPercent)), 0),
+    p50_ms: round(median(l.map((r) => r.p50Ms)), 3),
+    p99_ms: round(median(l.map((r) => r.p99Ms)), 3),
+    max_ms: round(Math.max(...l.map((r) => r.maxMs)), 1),
+    errors: [...t, ...l].reduce((sum, r) => sum + r.errors, 0),
+    first_error: errorRound?.firstError ?? null,
+    lost: l.reduce((sum, r) => sum + r.lost, 0),
+    undrained: t.reduce((sum, r) => sum + r.undrained, 0),
+    rounds_msgs_per_s: t.map((r) => round(r.deliveredPerS, 0)),
+    rounds_p99_ms: l.map((r) => round(r.p99Ms, 3)),
+  };
+}
+
+/** The human report. */
+export function formatReport(summary: BenchSummary): string {
+  const c = summary.config;
+  const p = summary.payload;
+  const lines: string[] = [];
+  const table = (rows: string[][]): void => {
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    for (const row of rows) lines.push(`  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("   ")}`);
+  };
+  const num = (v: number | null | undefined, digits = 0): string =>
+    v === null || v === undefined || Number.isNaN(v) ? "-" : v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+  lines.push(`ZimChat bench: ${c.started_at}, node ${c.node}, ${c.cpus} CPUs, ${c.elapsed_s} s`);
+  lines.push(
+    `Payload: relay ${p.relayBytes} B binary; homeserver a real Whisper message of ${p.whisperBytes} B ` +
+      `(${p.whisperPlaintextBytes} B plaintext, ${p.whisperBase64Chars} base64 chars on the wire)`,
+  );
+  lines.push(`${c.rounds} rounds per server, interleaved relay/homeserver; figures are medians over rounds.`);
+  lines.push("");
+  lines.push(`Throughput, closed loop (device i -> i+1, window per device, ${c.duration_s} s per round; a message = sent, pushed, acked)`);
+  const tRows = [["N", "window", "relay msgs/s", "homeserver msgs/s", "ratio", "relay CPU/msg", "homeserver CPU/msg"]];
+  for (const row of summary.by_n) {
+    tRows.push([
+      num(row.n),
+      num(row.window),
+      num(row.relay.msgs_per_s),
+      num(row.homeserver?.msgs_per_s),
+      num(row.delivery_ratio, 2),
+      `${num(row.relay.cpu_us_per_msg)} us`,
+      row.homeserver === null ? "-" : `${num(row.homeserver.cpu_us_per_msg)} us`,
+    ]);
+  }
+  table(tRows);
+  lines.push("");
+  lines.push(`Latency, open loop at ${num(summary.latency_rate_msgs_per_s)} msgs/s (due time -> receipt, ${c.latency_duration_s} s per round)`);
+  const lRows = [["N", "relay p50", "relay p99", "homeserver p50", "homeserver p99", "p99 ratio"]];
+  for (const row of summary.by_n) {
+    lRows.push([
+      num(row.n),
+      `${num(row.relay.p50_ms, 2)} ms`,
+      `${num(row.relay.p99_ms, 2)} ms`,
+      row.homeserver === null ? "-" : `${num(row.homeserver.p50_ms, 2)} ms`,
+      row.homeserver === null ? "-" : `${num(row.homeserver.p99_ms, 2)} ms`,
+      num(row.p99_ratio, 2),
+    ]);
+  }
+  table(lRows);
+  lines.push("");
+  const ir = summary.idle.relay;
+  const ih = summary.idle.homeserver;
+  lines.push(`Idle memory at ${num(summary.idle_connections)} connections (RSS above baseline, after GC${ir.gcRan && (ih?.gcRan ?? true) ? "" : " - GC NOT confirmed"})`);
+  table([
+    ["", "KB per connection", "baseline RSS", "RSS connected", "connect time"],
+    ["relay (bare)", num(ir.kbPerConnection, 1), mb(ir.baselineRssBytes), mb(ir.rssBytes), `${num(ir.connectMs / 1000, 1)} s`],
+    ...(ih === null
+      ? []
+      : [["homeserver (authenticated)", num(ih.kbPerConnection, 1), mb(ih.baselineRssBytes), mb(ih.rssBytes), `${num(ih.connectMs / 1000, 1)} s`]]),
+  ]);
+  lines.push(`  method: ${summary.idle.method}`);
+  lines.push("");
+  lines.push(`Targets (headline N = ${num(summary.headline_n)})`);
+  const verdict = (pass: boolean | null): string => (pass === null ? "n/a" : pass ? "PASS" : "MISS");
+  const t = summary.targets;
+  table([
+    ["delivery ratio (homeserver/relay msgs/s)", num(t.delivery_ratio.value, 2), t.delivery_ratio.target, verdict(t.delivery_ratio.pass)],
+    [`p99 ratio at ${num(summary.latency_rate_msgs_per_s)} msgs/s`, num(t.p99_ratio.value, 2), t.p99_ratio.target, verdict(t.p99_ratio.pass)],
+    ["idle memory ratio (per device / per connection)", num(t.idle_ratio.value, 2), t.idle_ratio.target, verdict(t.idle_ratio.pass)],
+  ]);
+  const notes: string[] = [];
+  for (const row of summary.by_n) {
+    for (const [name, f] of [["relay", row.relay], ["homeserver", row.homeserver]] as const) {
+      if (f === null) continue;
+      if (f.errors > 0) notes.push(`N = ${row.n} ${name}: ${f.errors} errors, first: ${f.first_error}`);
+      if (f.lost > 0) notes.push(`N = ${row.n} ${name}: ${f.lost} messages not delivered in the latency rounds`);
+      if (f.undrained > 0) notes.push(`N = ${row.n} ${name}: ${f.undrained} messages still in flight after a throughput round`);
+    }
+  }
+  for (const s of summary.server_problems) {
+    if (s.count > 0) notes.push(`${s.name} logged ${s.count} warn/error lines; first: ${s.first[0]}`);
+  }
+  if (summary.registration !== null) notes.push(`registration: ${num(summary.registration.accounts)} accounts at ${num(summary.registration.per_s)}/s`);
+  if (notes.length > 0) {
+    lines.push("");
+    lines.push("Notes");
+    for (const note of notes) lines.push(`  ${note}`);
+  }
+  return lines.join("\n");
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+function nullableRound(value: number | null, digits: number): number | null {
+  return value === null ? null : round(value, digits);
+}

@@ -1,0 +1,169 @@
+/**
+ * Servers under test run as child processes, so their memory and CPU are
+ * measured apart from the client harness.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { gcDone, gcRequest } from "./gc-hook.js";
+
+/** How to start one server child. */
+export interface ServerCommand {
+  /** A short name for logs ("relay", "homeserver"). */
+  name: string;
+  /** The script node runs, and its arguments. */
+  script: string;
+  args: string[];
+  /** Working directory of the child. @default this process's */
+  cwd?: string;
+  /** How long to wait for the `listening` line. @default 60000 */
+  readyTimeoutMs?: number;
+}
+
+/** A running server child. */
+export interface ServerProcess {
+  readonly name: string;
+  readonly pid: number;
+  readonly port: number;
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  /** Log lines at warn level or above that the child printed so far (the first few are kept). */
+  readonly problems: string[];
+  /** How many such lines in all. */
+  problemCount(): number;
+  /** VmRSS from /proc, in bytes. */
+  rssBytes(): Promise<number>;
+  /** User + system CPU time of the whole process (all threads), in ms, from /proc. */
+  cpuMs(): Promise<number>;
+  /** Asks the child for a full GC over IPC; resolves false when none ran. */
+  collectGarbage(): Promise<boolean>;
+  /** SIGTERM, then SIGKILL after a grace period. */
+  stop(): Promise<void>;
+}
+
+const gcHookUrl = new URL("./gc-hook.js", import.meta.url).href;
+/** Linux reports process times in clock ticks; USER_HZ is 100 on every Linux ABI node runs on. */
+const msPerTick = 10;
+const keptProblems = 20;
+
+/** Starts a server child and resolves once it printed its `listening` line. */
+export async function startServer(command: ServerCommand): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ["--expose-gc", "--import", gcHookUrl, command.script, ...command.args], {
+    stdio: ["ignore", "pipe", "pipe", "ipc"],
+    ...(command.cwd === undefined ? {} : { cwd: command.cwd }),
+  });
+  const problems: string[] = [];
+  let problemCount = 0;
+  const tail: string[] = [];
+  const note = (line: string): void => {
+    tail.push(line);
+    if (tail.length > 30) tail.shift();
+  };
+  const problem = (line: string): void => {
+    problemCount += 1;
+    if (problems.length < keptProblems) {
+      problems.push(line);
+      process.stderr.write(`[${command.name}] ${line}\n`);
+    }
+  };
+
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new Error(`${command.name} did not print "listening" within ${command.readyTimeoutMs ?? 60_000} ms:\n${tail.join("\n")}`));
+    }, command.readyTimeoutMs ?? 60_000);
+    let ready = false;
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      note(line);
+      const parsed = parseLogLine(line);
+      if (!ready && parsed?.msg === "listening" && typeof parsed.port === "number") {
+        ready = true;
+        clearTimeout(timer);
+        resolve(parsed.port);
+      } else if (parsed === undefined || typeof parsed.level !== "number" || parsed.level >= 40) {
+        problem(line);
+      }
+    });
+    createInterface({ input: child.stderr! }).on("line", (line) => {
+      note(line);
+      problem(line);
+    });
+    child.once("exit", (code, signal) => {
+      if (!ready) {
+        clearTimeout(timer);
+        reject(new Error(`${command.name} exited (${code ?? signal}) before listening:\n${tail.join("\n")}`));
+      }
+    });
+    child.once("error", reject);
+  });
+
+  const pid = child.pid!;
+  return {
+    name: command.name,
+    pid,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    problems,
+    problemCount: () => problemCount,
+    rssBytes: async () => readRssBytes(pid),
+    cpuMs: async () => readCpuMs(pid),
+    collectGarbage: () => requestGc(child),
+    stop: () => stopChild(child),
+  };
+}
+
+/** The path of a compiled bench module, for use as a child's script. */
+export function benchModulePath(name: string): string {
+  return fileURLToPath(new URL(`./${name}`, import.meta.url));
+}
+
+function parseLogLine(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith("{")) return undefined;
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function readRssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
+  if (match === null) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(match[1]) * 1024;
+}
+
+async function readCpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * msPerTick;
+}
+
+function requestGc(child: ChildProcess): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const onMessage = (message: unknown): void => {
+      if (typeof message === "object" && message !== null && (message as { type?: unknown }).type === gcDone) {
+        finish((message as { collected?: unknown }).collected === true);
+      }
+    };
+    const timer = setTimeout(() => finish(false), 10_000);
+    const finish = (collected: boolean): void => {
+      clearTimeout(timer);
+      child.off("message", onMessage);
+      resolve(collected);
+    };
+    child.on("message", onMessage);
+    child.send({ type: gcRequest });
+  });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(timer);
+}

@@ -1,0 +1,148 @@
+import { Command, InvalidArgumentError, Option } from "commander";
+import { resolveConfig, ConfigError, type ServerConfig } from "../config.js";
+import { openDatabase } from "../db/database.js";
+import { migrate } from "../db/migrate.js";
+import { parseDatabaseUrl } from "../db/database-url.js";
+import { createLogger } from "../logger.js";
+import { openHomeserver } from "../app.js";
+import { createServices } from "../services/index.js";
+import { serverVersion } from "../version.js";
+
+// The only module that reads the environment (through commander's .env()):
+// everything below it is handed a ServerConfig.
+
+function int(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError("must be a whole number");
+  return Number(value);
+}
+
+function duration(value: string): number {
+  const match = /^(\d+)(m|h|d)$/.exec(value);
+  if (!match) throw new InvalidArgumentError("must look like 30m, 12h or 7d");
+  return Number(match[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as "m" | "h" | "d"];
+}
+
+type StorageOptions = {
+  dataDir: string;
+  databaseUrl?: string;
+};
+
+function withStorageOptions(command: Command): Command {
+  return command
+    .addOption(new Option("--data-dir <dir>", "where the SQLite database, keys and files live").env("ZIMCHAT_DATA_DIR").default("./data"))
+    .addOption(new Option("--database-url <url>", "file:/path.db (SQLite) or postgresql://... (default: SQLite in the data dir)").env("DATABASE_URL"));
+}
+
+function configFrom(options: StorageOptions & Record<string, unknown>): ServerConfig {
+  const partial: Partial<ServerConfig> = { dataDir: options.dataDir };
+  if (options.databaseUrl) partial.databaseUrl = options.databaseUrl;
+  if (options.port !== undefined) partial.port = options.port as number;
+  if (options.host) partial.host = options.host as string;
+  if (options.serverName) partial.serverName = options.serverName as string;
+  if (options.registration) partial.registration = options.registration as ServerConfig["registration"];
+  if (options.logLevel) partial.logLevel = options.logLevel as ServerConfig["logLevel"];
+  if (options.sqliteSynchronous) partial.sqliteSynchronous = options.sqliteSynchronous as ServerConfig["sqliteSynchronous"];
+  if (options.envelopeTtlDays !== undefined) partial.envelopeTtlMs = (options.envelopeTtlDays as number) * 86_400_000;
+  if (options.rateLimits === "off") partial.rateLimits = false;
+  return resolveConfig(partial);
+}
+
+const program = new Command()
+  .name("zimchat")
+  .description("ZimChat homeserver: end-to-end encrypted messaging your community runs itself")
+  .version(serverVersion)
+  .showHelpAfterError();
+
+withStorageOptions(program.command("serve").description("run the homeserver (applies pending migrations first)"))
+  .addOption(new Option("--port <port>", "HTTP and Socket.IO port (0: any free port)").env("PORT").default(8080).argParser(int))
+  .addOption(new Option("--host <host>", "address to listen on").env("HOST").default("0.0.0.0"))
+  .addOption(new Option("--server-name <name>", "this server's DNS name, as in @user:name").env("ZIMCHAT_SERVER_NAME").default("localhost"))
+  .addOption(new Option("--registration <mode>", "who may register").choices(["open", "invite", "closed"]).env("ZIMCHAT_REGISTRATION").default("invite"))
+  .addOption(new Option("--log-level <level>", "pino log level").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).env("ZIMCHAT_LOG_LEVEL").default("info"))
+  .addOption(new Option("--sqlite-synchronous <level>", "SQLite synchronous level").choices(["FULL", "NORMAL"]).env("ZIMCHAT_SQLITE_SYNCHRONOUS").default("FULL"))
+  .addOption(new Option("--envelope-ttl-days <days>", "delete queued envelopes older than this").env("ZIMCHAT_ENVELOPE_TTL_DAYS").default(30).argParser(int))
+  .addOption(new Option("--rate-limits <onoff>", "turn rate limits off (benchmarks only)").choices(["on", "off"]).env("ZIMCHAT_RATE_LIMITS").default("on"))
+  .action(async (options: StorageOptions & Record<string, unknown>) => {
+    const config = configFrom(options);
+    const logger = createLogger(config.logLevel);
+    const server = await openHomeserver(config, logger);
+    server.httpServer.listen(config.port, config.host, () => {
+      const address = server.httpServer.address();
+      const port = typeof address === "object" && address ? address.port : config.port;
+      logger.info({ port, serverName: config.serverName, registration: config.registration, database: parseDatabaseUrl(config.databaseUrl).provider }, "listening");
+    });
+    const shutdown = (signal: string): void => {
+      logger.info({ signal }, "shutting down");
+      server.close().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+    };
+    process.once("SIGTERM", () => shutdown("SIGTERM"));
+    process.once("SIGINT", () => shutdown("SIGINT"));
+  });
+
+withStorageOptions(program.command("migrate").description("apply pending database migrations and exit")).action(async (options: StorageOptions) => {
+  const config = configFrom(options);
+  const applied = await migrate(parseDatabaseUrl(config.databaseUrl));
+  console.log(applied.length ? `applied: ${applied.join(", ")}` : "the database is up to date");
+});
+
+const invite = program.command("invite").description("manage registration invites (for --registration invite)");
+
+async function withServices<T>(options: StorageOptions, work: (services: ReturnType<typeof createServices>) => Promise<T>): Promise<T> {
+  const config = configFrom(options);
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, sqliteSynchronous: config.sqliteSynchronous });
+  try {
+    return await work(createServices(config, database));
+  } finally {
+    await database.close();
+  }
+}
+
+withStorageOptions(invite.command("create").description("create an invite and print its token (shown once)"))
+  .option("--uses <n>", "how many registrations it allows", int, 1)
+  .option("--expires <duration>", "lifetime, e.g. 30m, 12h, 7d", duration, 7 * 86_400_000)
+  .option("--json", "print JSON")
+  .action(async (options: StorageOptions & { uses: number; expires: number; json?: boolean }) => {
+    if (options.uses < 1) throw new InvalidArgumentError("--uses must be at least 1");
+    const created = await withServices(options, (s) => s.invites.create({ maxUses: options.uses, expiresInMs: options.expires }));
+    if (options.json) console.log(JSON.stringify({ ...created, expiresAt: created.expiresAt.toISOString() }));
+    else console.log(`${created.token}\n(id ${created.id}, ${created.maxUses} use(s), expires ${created.expiresAt.toISOString()})`);
+  });
+
+withStorageOptions(invite.command("list").description("list invites (never their tokens)"))
+  .option("--json", "print JSON")
+  .action(async (options: StorageOptions & { json?: boolean }) => {
+    const invites = await withServices(options, (s) => s.invites.list());
+    if (options.json) {
+      console.log(JSON.stringify(invites));
+      return;
+    }
+    if (!invites.length) console.log("no invites");
+    for (const i of invites) {
+      const state = i.revokedAt ? "revoked" : i.expiresAt < new Date() ? "expired" : i.uses >= i.maxUses ? "used up" : "active";
+      console.log(`${i.id}  ${i.uses}/${i.maxUses} used  expires ${i.expiresAt.toISOString()}  ${state}`);
+    }
+  });
+
+withStorageOptions(invite.command("revoke").description("revoke an invite by id"))
+  .argument("<id>", "the invite id from `invite list`")
+  .action(async (id: string, options: StorageOptions) => {
+    const revoked = await withServices(options, (s) => s.invites.revoke(id));
+    if (!revoked) {
+      console.error(`no active invite with id ${id}`);
+      process.exitCode = 1;
+      return;
+    }
+    console.log(`revoked ${id}`);
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  if (error instanceof ConfigError) console.error(`zimchat: ${error.message}`);
+  else console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,114 @@
+import { resolve } from "node:path";
+import { usernamePattern } from "@zimchat/protocol";
+
+/** Who may create an account. */
+export type RegistrationMode = "open" | "invite" | "closed";
+
+/** How hard SQLite syncs a commit to disk (see the README for the choice). */
+export type SqliteSynchronous = "FULL" | "NORMAL";
+
+/** Token-bucket rate limits: `points` per `durationSeconds`. */
+export interface RateLimit {
+  points: number;
+  durationSeconds: number;
+}
+
+/** Every rate limit the homeserver applies. */
+export interface RateLimits {
+  /** Registrations per client address (kept in memory only, never logged). */
+  register: RateLimit;
+  /** Username lookups per requesting account. */
+  usernameLookup: RateLimit;
+  /** Pre-key bundle fetches per requesting account and target account. */
+  preKeyBundle: RateLimit;
+  /** Envelope sends per sending device. */
+  send: RateLimit;
+}
+
+/** The homeserver's options. Only the CLI reads the environment; libraries are handed this. */
+export interface ServerConfig {
+  /** This homeserver's DNS name, as in `@user:serverName`. @default "localhost" */
+  serverName: string;
+  /** @default 8080 */
+  port: number;
+  /** @default "0.0.0.0" */
+  host: string;
+  /** SQLite database, keys and files live here. @default "./data" */
+  dataDir: string;
+  /**
+   * `file:/path/to.db` (SQLite) or `postgresql://...` (PostgreSQL).
+   * @default `file:<dataDir>/zimchat.db`
+   */
+  databaseUrl: string;
+  /** @default "invite" */
+  registration: RegistrationMode;
+  /** Queued envelopes older than this are deleted unread. @default 30 days */
+  envelopeTtlMs: number;
+  /** How often expired envelopes are swept. @default 60 s */
+  expirySweepMs: number;
+  /** @default "FULL" */
+  sqliteSynchronous: SqliteSynchronous;
+  /** `false` turns every limit off (benchmarks). */
+  rateLimits: RateLimits | false;
+  /** pino level. @default "info" */
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  /** How long graceful shutdown waits for in-flight work. @default 10 s */
+  shutdownGraceMs: number;
+}
+
+/** The default rate limits. */
+export const defaultRateLimits: RateLimits = {
+  register: { points: 10, durationSeconds: 3600 },
+  usernameLookup: { points: 100, durationSeconds: 60 },
+  preKeyBundle: { points: 60, durationSeconds: 60 },
+  send: { points: 200, durationSeconds: 1 },
+};
+
+/** Thrown at start-up for a configuration that cannot work; the message says what to change. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/**
+ * Fills in defaults and checks every field.
+ * @throws ConfigError naming the option to change
+ */
+export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig {
+  const dataDir = resolve(partial.dataDir ?? "./data");
+  const config: ServerConfig = {
+    serverName: partial.serverName ?? "localhost",
+    port: partial.port ?? 8080,
+    host: partial.host ?? "0.0.0.0",
+    dataDir,
+    databaseUrl: partial.databaseUrl ?? `file:${resolve(dataDir, "zimchat.db")}`,
+    registration: partial.registration ?? "invite",
+    envelopeTtlMs: partial.envelopeTtlMs ?? 30 * 24 * 3600 * 1000,
+    expirySweepMs: partial.expirySweepMs ?? 60_000,
+    sqliteSynchronous: partial.sqliteSynchronous ?? "FULL",
+    rateLimits: partial.rateLimits === undefined ? defaultRateLimits : partial.rateLimits,
+    logLevel: partial.logLevel ?? "info",
+    shutdownGraceMs: partial.shutdownGraceMs ?? 10_000,
+  };
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?$/.test(config.serverName)) {
+    throw new ConfigError(`serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`);
+  }
+  if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) {
+    throw new ConfigError(`port ${config.port} is not 0..65535 (set PORT / --port)`);
+  }
+  if (!["open", "invite", "closed"].includes(config.registration)) {
+    throw new ConfigError(`registration mode "${config.registration}" is not open, invite or closed (set ZIMCHAT_REGISTRATION / --registration)`);
+  }
+  if (!["FULL", "NORMAL"].includes(config.sqliteSynchronous)) {
+    throw new ConfigError(`sqliteSynchronous "${config.sqliteSynchronous}" is not FULL or NORMAL (set ZIMCHAT_SQLITE_SYNCHRONOUS)`);
+  }
+  if (!(config.envelopeTtlMs > 0)) throw new ConfigError("envelopeTtlMs must be positive (set ZIMCHAT_ENVELOPE_TTL_DAYS)");
+  if (!/^(file:|postgres(ql)?:\/\/)/.test(config.databaseUrl)) {
+    throw new ConfigError(`DATABASE_URL must start with file: (SQLite) or postgresql:// (PostgreSQL)`);
+  }
+  return config;
+}
+
+/** Whether a username is well-formed (re-exported for the CLI). */
+export function isUsername(value: string): boolean {
+  return usernamePattern.test(value);
+}

@@ -1,0 +1,80 @@
+import { PrismaBetterSqlite3 } from "@prisma/adapter-better-sqlite3";
+import { PrismaPg } from "@prisma/adapter-pg";
+import { PrismaClient as SqliteClient } from "../generated/prisma-sqlite/client.js";
+import { PrismaClient as PostgresClient } from "../generated/prisma-postgresql/client.js";
+import type { SqliteSynchronous } from "../config.js";
+import { parseDatabaseUrl, type DatabaseTarget } from "./database-url.js";
+import { migrate, readMigrations } from "./migrate.js";
+
+/**
+ * The Prisma client the stores use. Both providers are generated from the one
+ * data model, so their model APIs are the same; the stores are typed against
+ * the SQLite client and handed the PostgreSQL one on PostgreSQL.
+ */
+export type Db = SqliteClient;
+
+/** Binary columns as Prisma reads and writes them. */
+export type Bytes = Uint8Array<ArrayBuffer>;
+
+/** An open database: the Prisma client plus what health checks and shutdown need. */
+export interface Database {
+  readonly provider: DatabaseTarget["provider"];
+  readonly prisma: Db;
+  /** Whether the database answers and every committed migration is applied. */
+  check(): Promise<{ database: boolean; migrations: boolean }>;
+  close(): Promise<void>;
+}
+
+/** Options for {@link openDatabase}. */
+export interface OpenDatabaseOptions {
+  databaseUrl: string;
+  /** @default "FULL" */
+  sqliteSynchronous?: SqliteSynchronous;
+  /** Apply pending migrations first. @default true */
+  migrate?: boolean;
+}
+
+/**
+ * Opens the database named by `databaseUrl`, applying pending migrations
+ * first. SQLite runs in WAL mode with the configured `synchronous` level.
+ */
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  const target = parseDatabaseUrl(options.databaseUrl);
+  if (options.migrate !== false) await migrate(target);
+  const expected = readMigrations(target.provider).map((m) => m.name);
+
+  let prisma: Db;
+  if (target.provider === "sqlite") {
+    prisma = new SqliteClient({ adapter: new PrismaBetterSqlite3({ url: target.path, timeout: 5000 }) });
+    // The adapter holds one connection; these pragmas apply to it.
+    await prisma.$queryRawUnsafe("PRAGMA journal_mode = WAL");
+    await prisma.$executeRawUnsafe(`PRAGMA synchronous = ${options.sqliteSynchronous ?? "FULL"}`);
+    await prisma.$executeRawUnsafe("PRAGMA foreign_keys = ON");
+  } else {
+    // search_path makes raw SQL (atomic key claims, health checks) see the same schema.
+    const adapter = new PrismaPg(
+      { connectionString: target.connectionString, max: 10, options: `-c search_path="${target.schema}"` },
+      { schema: target.schema },
+    );
+    prisma = new PostgresClient({ adapter }) as unknown as Db;
+  }
+
+  return {
+    provider: target.provider,
+    prisma,
+    async check() {
+      try {
+        const rows = await prisma.$queryRawUnsafe<{ migration_name: string }[]>(
+          `SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+        );
+        const applied = new Set(rows.map((r) => r.migration_name));
+        return { database: true, migrations: expected.every((m) => applied.has(m)) };
+      } catch {
+        return { database: false, migrations: false };
+      }
+    },
+    async close() {
+      await prisma.$disconnect();
+    },
+  };
+}

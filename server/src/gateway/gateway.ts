@@ -1,0 +1,155 @@
+import type { Server as HttpServer } from "node:http";
+import { Server, type Socket } from "socket.io";
+import {
+  ackRequestSchema,
+  limits,
+  socketSendRequestSchema,
+  type ClientToServerEvents,
+  type ServerToClientEvents,
+  type SocketResult,
+} from "@zimchat/protocol";
+import type { z } from "zod";
+import { HttpError } from "../errors.js";
+import { invalidRequest, toHttpError } from "../http/router.js";
+import type { Logger } from "../logger.js";
+import type { DevicePrincipal } from "../services/account-service.js";
+import type { Delivery } from "../services/mailbox-service.js";
+import type { Services } from "../services/index.js";
+
+/** What the gateway keeps on each authenticated socket. */
+export type SocketData = DevicePrincipal;
+
+/** The typed Socket.IO server. */
+export type Gateway = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+type DeviceSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+/** The room that holds a device's connection. */
+export function deviceRoom(accountId: string, deviceId: number): string {
+  return `device:${accountId}.${deviceId}`;
+}
+
+/** Options for {@link createGateway}. */
+export interface GatewayOptions {
+  /** How long a client may take to confirm a drained batch. @default 30 s */
+  drainAckTimeoutMs?: number;
+}
+
+/**
+ * The Socket.IO gateway. A device authenticates in the handshake with the
+ * same credentials as HTTP Basic, joins its own room (displacing an older
+ * connection of the same device), receives its stored queue in batches
+ * (each confirmed before the next), then `queue-empty`, then envelopes as
+ * they are committed. It sends and acknowledges with the same schemas and
+ * rules as the REST routes.
+ */
+export function createGateway(httpServer: HttpServer, services: Services, logger: Logger, options: GatewayOptions = {}): Gateway {
+  const drainAckTimeoutMs = options.drainAckTimeoutMs ?? 30_000;
+  const io: Gateway = new Server(httpServer, { maxHttpBufferSize: limits.maxBodyBytes, serveClient: false });
+
+  io.use((socket, next) => {
+    const auth = socket.handshake.auth as { username?: unknown; password?: unknown };
+    if (typeof auth.username !== "string" || typeof auth.password !== "string" || auth.username.length > 200 || auth.password.length > 200) {
+      next(connectError(new HttpError("unauthorized", "Authentication required")));
+      return;
+    }
+    services.accounts.authenticate(auth.username, auth.password).then(
+      (principal) => {
+        socket.data = principal;
+        next();
+      },
+      (error: unknown) => next(connectError(toHttpError(error) ?? new HttpError("internal", "Internal error"))),
+    );
+  });
+
+  io.on("connection", (socket) => {
+    const { accountId, deviceId } = socket.data;
+    const room = deviceRoom(accountId, deviceId);
+    // One connection per device: the newest wins, on every node (adapters relay this).
+    io.in(room).emit("closing", "displaced");
+    io.in(room).disconnectSockets(true);
+    void socket.join(room);
+
+    socket.on("send", handler(logger, socketSendRequestSchema, (request) =>
+      services.mailbox.send(socket.data, request.destination, request.messages),
+    ));
+    socket.on("ack", handler(logger, ackRequestSchema, async (request) => ({
+      deleted: await services.mailbox.ack(socket.data, request.ids),
+    })));
+    drain(socket, services, drainAckTimeoutMs).catch((error: unknown) => logger.error({ err: error }, "queue drain failed"));
+  });
+
+  services.mailbox.onDelivery((deliveries) => pushDeliveries(io, deliveries));
+  return io;
+}
+
+function pushDeliveries(io: Gateway, deliveries: Delivery[]): void {
+  const byRoom = new Map<string, Delivery["envelope"][]>();
+  for (const d of deliveries) {
+    const room = deviceRoom(d.accountId, d.deviceId);
+    const list = byRoom.get(room);
+    if (list) list.push(d.envelope);
+    else byRoom.set(room, [d.envelope]);
+  }
+  for (const [room, envelopes] of byRoom) io.to(room).emit("envelopes", envelopes);
+}
+
+/** Sends the stored queue oldest first, one confirmed batch at a time, then `queue-empty`. */
+async function drain(socket: DeviceSocket, services: Services, ackTimeoutMs: number): Promise<void> {
+  let cursor = 0;
+  while (socket.connected) {
+    const batch = await services.mailbox.fetch(socket.data, cursor);
+    if (!socket.connected) return;
+    if (!batch.length) {
+      socket.emit("queue-empty");
+      return;
+    }
+    cursor = batch[batch.length - 1]?.seq ?? cursor;
+    try {
+      // socket.io's types want a required callback for emitWithAck; `envelopes`
+      // has an optional one because live pushes are broadcasts without acks.
+      const withAck = socket.timeout(ackTimeoutMs) as unknown as { emitWithAck(event: "envelopes", batch: unknown): Promise<unknown> };
+      await withAck.emitWithAck("envelopes", batch.map((d) => d.envelope));
+    } catch {
+      // The client did not confirm in time: stop; the rest is redelivered on its next connection.
+      return;
+    }
+  }
+}
+
+/**
+ * Wraps a client event: finds the callback, validates the payload with the
+ * protocol schema, and answers with the result or the same error body the
+ * REST route would give. Nothing a client sends can throw out of here.
+ */
+function handler<S extends z.ZodType, R>(
+  logger: Logger,
+  schema: S,
+  run: (request: z.output<S>) => Promise<R>,
+): (...args: unknown[]) => void {
+  return (...args: unknown[]) => {
+    const callback = args.at(-1);
+    // Every client event takes a callback; without one there is nobody to answer.
+    if (typeof callback !== "function" || args.length !== 2) {
+      logger.debug({ event: "malformed socket event" }, "ignored");
+      return;
+    }
+    const answer = callback as (result: SocketResult<R>) => void;
+    const parsed = schema.safeParse(args[0]);
+    const work = parsed.success ? run(parsed.data) : Promise.reject(invalidRequest(parsed.error, "body"));
+    work.then(
+      (value) => answer({ ok: true, value }),
+      (error: unknown) => {
+        const known = toHttpError(error);
+        if (!known) logger.error({ err: error }, "unhandled socket error");
+        const refusal = known ?? new HttpError("internal", "Internal error");
+        answer({ ok: false, status: refusal.status, error: refusal.toBody() });
+      },
+    );
+  };
+}
+
+function connectError(error: HttpError): Error {
+  const err = new Error(error.message) as Error & { data: unknown };
+  err.data = error.toBody();
+  return err;
+}

@@ -1,0 +1,22 @@
+import type { z } from "zod";
+import type { RouteName, routes } from "@zimchat/protocol";
+import type { DevicePrincipal } from "../services/account-service.js";
+
+type Route<K extends RouteName> = (typeof routes)[K];
+type Infer<S> = S extends z.ZodType ? z.output<S> : undefined;
+
+/** What a route handler receives: validated params and body, and the caller. */
+export interface RouteContext<K extends RouteName> {
+  params: Route<K> extends { params: infer P } ? Infer<P> : Record<string, never>;
+  body: Route<K> extends { body: infer B } ? Infer<B> : undefined;
+  /** The authenticated device (routes with `auth: "device"`). */
+  principal: Route<K>["auth"] extends "device" ? DevicePrincipal : undefined;
+  /** The peer address, for rate limits only: never logged or stored. */
+  clientAddress: string;
+}
+
+/** What a route handler returns: its success body (undefined for 204). */
+export type RouteResult<K extends RouteName> = Route<K>["success"] extends { schema: infer S } ? z.input<S & z.ZodType> : void;
+
+/** One handler per route in the protocol's route table. */
+export type RouteHandlers = { [K in RouteName]: (ctx: RouteContext<K>) => Promise<RouteResult<K>> };

@@ -1,0 +1,37 @@
+import type { ServerConfig } from "../config.js";
+import type { Database } from "../db/database.js";
+import { HttpError } from "../errors.js";
+import type { Services } from "../services/index.js";
+import { buildOpenApiDocument } from "@zimchat/protocol";
+import type { RouteHandlers } from "./context.js";
+import { serverVersion } from "../version.js";
+
+/**
+ * The REST handlers: each maps a validated request to one service call.
+ * Validation, authentication and error mapping happen in the router.
+ */
+export function createHandlers(config: ServerConfig, database: Database, services: Services): RouteHandlers {
+  const openapi = buildOpenApiDocument({ version: serverVersion, serverName: config.serverName });
+  const { accounts, keys, mailbox } = services;
+  return {
+    health: async () => ({ status: "ok" }),
+    ready: async () => {
+      const check = await database.check();
+      if (!check.database || !check.migrations) throw new HttpError("unavailable", "The database is not ready");
+      return { status: "ready", ...check };
+    },
+    openapi: async () => openapi as { openapi: string },
+    register: async ({ body, clientAddress }) => accounts.register(body, clientAddress),
+    whoAmI: async ({ principal }) => accounts.whoAmI(principal),
+    lookupUsername: async ({ principal, params }) => accounts.lookupUsername(principal, params.username),
+    uploadKeys: async ({ principal, body }) => keys.upload(principal, body),
+    keyCount: async ({ principal }) => keys.counts(principal),
+    preKeyBundle: async ({ principal, params }) => keys.bundles(principal, params.uuid, params.deviceId),
+    sendMessages: async ({ principal, params, body }) => mailbox.send(principal, params.uuid, body.messages),
+    fetchMessages: async ({ principal }) => {
+      const page = await mailbox.fetch(principal, 0, 100 + 1);
+      return { envelopes: page.slice(0, 100).map((d) => d.envelope), more: page.length > 100 };
+    },
+    ackMessages: async ({ principal, body }) => ({ deleted: await mailbox.ack(principal, body.ids) }),
+  };
+}

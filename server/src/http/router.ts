@@ -1,0 +1,90 @@
+import { Router, type NextFunction, type Request, type RequestHandler, type Response } from "express";
+import { routes, type RouteName, type RouteSpec } from "@zimchat/protocol";
+import type { ZodError } from "zod";
+import { HttpError } from "../errors.js";
+import type { Logger } from "../logger.js";
+import type { AccountService } from "../services/account-service.js";
+import { parseBasicAuth } from "./basic-auth.js";
+import type { RouteHandlers } from "./context.js";
+
+/** A zod failure as the `invalid_request` error body. */
+export function invalidRequest(error: ZodError, where: "body" | "params"): HttpError {
+  return new HttpError("invalid_request", `The request ${where} is invalid`, {
+    issues: error.issues.slice(0, 20).map((i) => ({ path: [where, ...i.path.map((p) => (typeof p === "symbol" ? String(p) : p))], message: i.message })),
+  });
+}
+
+/**
+ * Mounts every route of the protocol's table: authenticate (if the route
+ * needs it), validate params and body with the route's schemas, call the
+ * handler, answer with the route's success status. Errors go to the error
+ * middleware.
+ */
+export function createRouter(handlers: RouteHandlers, accounts: AccountService, logger: Logger): Router {
+  const router = Router();
+  for (const [name, route] of Object.entries(routes) as [RouteName, RouteSpec][]) {
+    const handler = handlers[name] as (ctx: unknown) => Promise<unknown>;
+    const mount: RequestHandler = (req, res, next) => {
+      const started = performance.now();
+      res.on("finish", () => {
+        // Route pattern only: no ids from the path, no address, no headers.
+        logger.debug({ route: `${route.method.toUpperCase()} ${route.path}`, status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
+      });
+      handle(route, handler, accounts, req, res).catch(next);
+    };
+    router[route.method](route.path, mount);
+  }
+  return router;
+}
+
+async function handle(
+  route: RouteSpec,
+  handler: (ctx: unknown) => Promise<unknown>,
+  accounts: AccountService,
+  req: Request,
+  res: Response,
+): Promise<void> {
+  let principal;
+  if (route.auth === "device") {
+    const credentials = parseBasicAuth(req.headers.authorization);
+    if (!credentials) throw new HttpError("unauthorized", "Authentication required", {}, { "WWW-Authenticate": 'Basic realm="zimchat"' });
+    principal = await accounts.authenticate(credentials.username, credentials.password);
+  }
+  let params: unknown = {};
+  if (route.params) {
+    const parsed = route.params.safeParse(req.params);
+    if (!parsed.success) throw invalidRequest(parsed.error, "params");
+    params = parsed.data;
+  }
+  let body: unknown;
+  if (route.body) {
+    const parsed = route.body.safeParse(req.body);
+    if (!parsed.success) throw invalidRequest(parsed.error, "body");
+    body = parsed.data;
+  }
+  const result = await handler({ principal, params, body, clientAddress: req.socket.remoteAddress ?? "" });
+  if (route.success.schema) res.status(route.success.status).json(result);
+  else res.status(route.success.status).end();
+}
+
+/** Maps errors to the error body: known refusals as they are, anything else as a logged 500. */
+export function errorMiddleware(logger: Logger) {
+  return (error: unknown, _req: Request, res: Response, _next: NextFunction): void => {
+    const known = toHttpError(error);
+    if (!known) logger.error({ err: error }, "unhandled error");
+    const answer = known ?? new HttpError("internal", "Internal error");
+    res.status(answer.status).set(answer.headers).json(answer.toBody());
+  };
+}
+
+/** Express body-parser failures and our own refusals as an HttpError; null for anything unexpected. */
+export function toHttpError(error: unknown): HttpError | null {
+  if (error instanceof HttpError) return error;
+  const type = (error as { type?: string } | null)?.type;
+  if (type === "entity.too.large") return new HttpError("body_too_large", "The request body is too large");
+  if (type === "entity.parse.failed") return new HttpError("malformed_json", "The request body is not valid JSON");
+  if (type === "encoding.unsupported" || type === "charset.unsupported") {
+    return new HttpError("invalid_request", "Unsupported body encoding");
+  }
+  return null;
+}

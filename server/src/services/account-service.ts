@@ -1,0 +1,122 @@
+import { createHash, randomUUID } from "node:crypto";
+import type { RegisterRequest, RegisterResponse, WhoAmIResponse } from "@zimchat/protocol";
+import { deviceIdParamSchema, uuidSchema } from "@zimchat/protocol";
+import type { RegistrationMode } from "../config.js";
+import { HttpError } from "../errors.js";
+import { UsernameTakenError, type AccountStore } from "../stores/account-store.js";
+import type { InviteStore } from "../stores/invite-store.js";
+import { dummyCredentials, hashPassword, verifyPassword } from "../util/password.js";
+import type { RateLimiter } from "./rate-limiter.js";
+import { checkKyberKey, checkSignature, fromBase64, parseEcKey } from "./signal-keys.js";
+
+/** An authenticated device. */
+export interface DevicePrincipal {
+  accountId: string;
+  deviceId: number;
+}
+
+/** Registration, authentication and username lookup. */
+export class AccountService {
+  constructor(
+    private readonly accounts: AccountStore,
+    private readonly invites: InviteStore,
+    private readonly limiter: RateLimiter,
+    private readonly registration: RegistrationMode,
+  ) {}
+
+  /**
+   * Creates an account with device 1. Keys are checked before anything is
+   * stored; the invite is consumed in the same transaction as the account.
+   */
+  async register(request: RegisterRequest, clientAddress: string): Promise<RegisterResponse> {
+    if (this.registration === "closed") throw new HttpError("registration_closed", "This server does not accept new accounts");
+    if (this.registration === "invite" && !request.inviteToken) {
+      throw new HttpError("invite_required", "This server needs an invite token to register");
+    }
+    await this.limiter.consume("register", clientAddress);
+
+    const identityKeyBytes = fromBase64(request.identityKey);
+    const identityKey = parseEcKey(identityKeyBytes, "identityKey");
+    const signed = {
+      keyId: request.signedPreKey.keyId,
+      publicKey: fromBase64(request.signedPreKey.publicKey),
+      signature: fromBase64(request.signedPreKey.signature),
+    };
+    const kyber = {
+      keyId: request.pqLastResortPreKey.keyId,
+      publicKey: fromBase64(request.pqLastResortPreKey.publicKey),
+      signature: fromBase64(request.pqLastResortPreKey.signature),
+    };
+    parseEcKey(signed.publicKey, "signedPreKey.publicKey");
+    checkKyberKey(kyber.publicKey, "pqLastResortPreKey.publicKey");
+    checkSignature(identityKey, signed.publicKey, signed.signature, "signedPreKey");
+    checkSignature(identityKey, kyber.publicKey, kyber.signature, "pqLastResortPreKey");
+
+    const id = randomUUID();
+    const { salt, hash } = hashPassword(request.password);
+    const inviteToken = this.registration === "invite" ? request.inviteToken : undefined;
+    try {
+      await this.accounts.create(
+        {
+          id,
+          username: request.username,
+          identityKey: identityKeyBytes,
+          device: {
+            id: 1,
+            registrationId: request.registrationId,
+            passwordSalt: salt,
+            passwordHash: hash,
+            signedPreKey: signed,
+            kyberLastResort: kyber,
+          },
+        },
+        async (tx) => {
+          if (inviteToken === undefined) return;
+          const tokenHash = createHash("sha256").update(inviteToken).digest();
+          if (!(await this.invites.consume(tx, tokenHash, new Date()))) {
+            throw new HttpError("invalid_invite", "The invite token is unknown, expired, revoked or used up");
+          }
+        },
+      );
+    } catch (error) {
+      if (error instanceof UsernameTakenError) throw new HttpError("username_taken", "That username is taken");
+      throw error;
+    }
+    return { uuid: id, deviceId: 1, username: request.username };
+  }
+
+  /**
+   * Checks `uuid.deviceId` and password. Every failure is the same 401, and an
+   * unknown device costs the same hash as a wrong password.
+   * @throws HttpError `unauthorized` or `rate_limited`
+   */
+  async authenticate(username: string, password: string): Promise<DevicePrincipal> {
+    const dot = username.lastIndexOf(".");
+    const uuid = uuidSchema.safeParse(username.slice(0, dot));
+    const deviceId = deviceIdParamSchema.safeParse(username.slice(dot + 1));
+    if (dot < 0 || !uuid.success || !deviceId.success) throw unauthorized();
+    const credentials = (await this.accounts.credentials(uuid.data, deviceId.data)) ?? dummyCredentials;
+    // No lock-out after failures: passwords carry >= 128 random bits, and a
+    // lock-out would let anyone deny service to a device by guessing wrong.
+    if (!verifyPassword(password, credentials.passwordSalt, credentials.passwordHash)) throw unauthorized();
+    return { accountId: uuid.data, deviceId: deviceId.data };
+  }
+
+  async whoAmI(principal: DevicePrincipal): Promise<WhoAmIResponse> {
+    const account = await this.accounts.find(principal.accountId);
+    if (!account) throw unauthorized();
+    return { uuid: principal.accountId, deviceId: principal.deviceId, username: account.username };
+  }
+
+  /** The account id of a username (rate limited per requesting account). */
+  async lookupUsername(principal: DevicePrincipal, username: string): Promise<{ uuid: string }> {
+    await this.limiter.consume("usernameLookup", principal.accountId);
+    const uuid = await this.accounts.idForUsername(username);
+    if (!uuid) throw new HttpError("not_found", "No account has that username");
+    return { uuid };
+  }
+}
+
+function unauthorized(): HttpError {
+  return new HttpError("unauthorized", "Authentication failed");
+}

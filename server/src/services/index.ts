@@ -1,0 +1,33 @@
+import type { ServerConfig } from "../config.js";
+import type { Database } from "../db/database.js";
+import { AccountStore } from "../stores/account-store.js";
+import { EnvelopeStore } from "../stores/envelope-store.js";
+import { InviteStore } from "../stores/invite-store.js";
+import { KeyStore } from "../stores/key-store.js";
+import { AccountService } from "./account-service.js";
+import { InviteService } from "./invite-service.js";
+import { KeyService } from "./key-service.js";
+import { MailboxService } from "./mailbox-service.js";
+import { RateLimiter } from "./rate-limiter.js";
+
+/** Every service of the homeserver, wired to its stores. */
+export interface Services {
+  accounts: AccountService;
+  keys: KeyService;
+  mailbox: MailboxService;
+  invites: InviteService;
+}
+
+/** Builds the services over an open database. */
+export function createServices(config: ServerConfig, database: Database): Services {
+  const { prisma } = database;
+  const accountStore = new AccountStore(prisma);
+  const inviteStore = new InviteStore(prisma);
+  const limiter = new RateLimiter(config.rateLimits);
+  return {
+    accounts: new AccountService(accountStore, inviteStore, limiter, config.registration),
+    keys: new KeyService(new KeyStore(prisma, database.provider), accountStore, limiter),
+    mailbox: new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs),
+    invites: new InviteService(inviteStore),
+  };
+}

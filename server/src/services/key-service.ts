@@ -1,0 +1,92 @@
+import type { KeyCountResponse, PreKeyBundleResponse, UploadKeysRequest } from "@zimchat/protocol";
+import { HttpError } from "../errors.js";
+import type { AccountStore } from "../stores/account-store.js";
+import type { KeyStore, KeyUpload, SignedStoredKey } from "../stores/key-store.js";
+import type { DevicePrincipal } from "./account-service.js";
+import type { RateLimiter } from "./rate-limiter.js";
+import { checkKyberKey, checkSignature, fromBase64, parseEcKey } from "./signal-keys.js";
+
+const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
+
+/** Key upload, counts and pre-key bundles (the semantics of Signal's key directory). */
+export class KeyService {
+  constructor(
+    private readonly keys: KeyStore,
+    private readonly accounts: AccountStore,
+    private readonly limiter: RateLimiter,
+  ) {}
+
+  /**
+   * Checks every key and every signature against the account's stored
+   * identity key, then stores all of them in one transaction. One bad key or
+   * signature refuses the whole request and stores nothing.
+   */
+  async upload(principal: DevicePrincipal, request: UploadKeysRequest): Promise<void> {
+    const account = await this.accounts.find(principal.accountId);
+    if (!account) throw new HttpError("unauthorized", "Authentication failed");
+    const identityKey = parseEcKey(account.identityKey, "the stored identity key");
+
+    const signedKey = (key: { keyId: number; publicKey: string; signature: string }, what: string, kyber: boolean): SignedStoredKey => {
+      const publicKey = fromBase64(key.publicKey);
+      const signature = fromBase64(key.signature);
+      if (kyber) checkKyberKey(publicKey, what);
+      else parseEcKey(publicKey, what);
+      checkSignature(identityKey, publicKey, signature, what);
+      return { keyId: key.keyId, publicKey, signature };
+    };
+    const distinct = (ids: number[], what: string): void => {
+      if (new Set(ids).size !== ids.length) {
+        throw new HttpError("invalid_request", `${what} repeats a keyId`, { issues: [{ path: [what], message: "duplicate keyId" }] });
+      }
+    };
+
+    const upload: KeyUpload = {};
+    if (request.signedPreKey) upload.signedPreKey = signedKey(request.signedPreKey, "signedPreKey", false);
+    if (request.pqLastResortPreKey) upload.kyberLastResort = signedKey(request.pqLastResortPreKey, "pqLastResortPreKey", true);
+    if (request.preKeys) {
+      distinct(request.preKeys.map((k) => k.keyId), "preKeys");
+      upload.ecPreKeys = request.preKeys.map((k, i) => {
+        const publicKey = fromBase64(k.publicKey);
+        parseEcKey(publicKey, `preKeys[${i}]`);
+        return { keyId: k.keyId, publicKey };
+      });
+    }
+    if (request.pqPreKeys) {
+      distinct(request.pqPreKeys.map((k) => k.keyId), "pqPreKeys");
+      upload.kyberPreKeys = request.pqPreKeys.map((k, i) => signedKey(k, `pqPreKeys[${i}]`, true));
+    }
+    await this.keys.store(principal.accountId, principal.deviceId, upload);
+  }
+
+  async counts(principal: DevicePrincipal): Promise<KeyCountResponse> {
+    return this.keys.counts(principal.accountId, principal.deviceId);
+  }
+
+  /**
+   * Bundles for one device or all devices of `target`, each with one claimed
+   * one-time EC key (or none) and one claimed one-time Kyber key (or the
+   * last-resort key). Rate limited per requester and target.
+   */
+  async bundles(principal: DevicePrincipal, target: string, deviceId: number | "*"): Promise<PreKeyBundleResponse> {
+    await this.limiter.consume("preKeyBundle", `${principal.accountId}:${target}`);
+    const account = await this.accounts.find(target);
+    if (!account) throw new HttpError("not_found", "No such account");
+    const devices = await this.keys.claimBundles(target, deviceId === "*" ? undefined : deviceId);
+    if (!devices.length) throw new HttpError("not_found", "No such device");
+    const signed = (k: SignedStoredKey): { keyId: number; publicKey: string; signature: string } => ({
+      keyId: k.keyId,
+      publicKey: b64(k.publicKey),
+      signature: b64(k.signature),
+    });
+    return {
+      identityKey: b64(account.identityKey),
+      devices: devices.map((d) => ({
+        deviceId: d.deviceId,
+        registrationId: d.registrationId,
+        signedPreKey: signed(d.signedPreKey),
+        preKey: d.ecPreKey ? { keyId: d.ecPreKey.keyId, publicKey: b64(d.ecPreKey.publicKey) } : null,
+        pqPreKey: signed(d.kyberPreKey),
+      })),
+    };
+  }
+}

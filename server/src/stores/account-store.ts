@@ -1,0 +1,107 @@
+import type { Bytes, Db } from "../db/database.js";
+
+/** What authentication needs to know about a device. */
+export interface DeviceCredentials {
+  passwordSalt: Bytes;
+  passwordHash: Bytes;
+}
+
+/** A device's id and registration id. */
+export interface DeviceRef {
+  id: number;
+  registrationId: number;
+}
+
+/** A new account with its first device and that device's signed keys. */
+export interface NewAccount {
+  id: string;
+  username: string;
+  identityKey: Bytes;
+  device: {
+    id: number;
+    registrationId: number;
+    passwordSalt: Bytes;
+    passwordHash: Bytes;
+    signedPreKey: { keyId: number; publicKey: Bytes; signature: Bytes };
+    kyberLastResort: { keyId: number; publicKey: Bytes; signature: Bytes };
+  };
+}
+
+/** Thrown by {@link AccountStore.create} when the username is taken. */
+export class UsernameTakenError extends Error {
+  override name = "UsernameTakenError";
+}
+
+/** Accounts and devices. */
+export class AccountStore {
+  constructor(private readonly db: Db) {}
+
+  /**
+   * Creates the account, its first device and its signed keys in one
+   * transaction. `beforeCommit` runs inside it (for invite consumption) and
+   * its failure rolls everything back.
+   */
+  async create(account: NewAccount, beforeCommit: (tx: Db) => Promise<void>): Promise<void> {
+    try {
+      await this.db.$transaction(async (tx) => {
+        await beforeCommit(tx as Db);
+        const { device } = account;
+        await tx.account.create({
+          data: {
+            id: account.id,
+            username: account.username,
+            identityKey: account.identityKey,
+            devices: {
+              create: {
+                id: device.id,
+                registrationId: device.registrationId,
+                passwordSalt: device.passwordSalt,
+                passwordHash: device.passwordHash,
+                signedPreKey: { create: device.signedPreKey },
+                kyberLastResort: { create: device.kyberLastResort },
+              },
+            },
+          },
+        });
+      });
+    } catch (error) {
+      if ((error as { code?: string }).code === "P2002") throw new UsernameTakenError(account.username, { cause: error });
+      throw error;
+    }
+  }
+
+  /** The credentials of one device, or null when there is no such device. */
+  async credentials(accountId: string, deviceId: number): Promise<DeviceCredentials | null> {
+    return this.db.device.findUnique({
+      where: { accountId_id: { accountId, id: deviceId } },
+      select: { passwordSalt: true, passwordHash: true },
+    });
+  }
+
+  /** The account's username and identity key. */
+  async find(accountId: string): Promise<{ username: string; identityKey: Bytes } | null> {
+    return this.db.account.findUnique({ where: { id: accountId }, select: { username: true, identityKey: true } });
+  }
+
+  /** The account id for a username. */
+  async idForUsername(username: string): Promise<string | null> {
+    const row = await this.db.account.findUnique({ where: { username }, select: { id: true } });
+    return row?.id ?? null;
+  }
+
+  /** The current devices of several accounts, in one query. */
+  async devicesOf(accountIds: string[], db: Db = this.db): Promise<Map<string, DeviceRef[]>> {
+    const rows = await db.device.findMany({
+      where: { accountId: { in: accountIds } },
+      select: { accountId: true, id: true, registrationId: true },
+      orderBy: [{ accountId: "asc" }, { id: "asc" }],
+    });
+    const result = new Map<string, DeviceRef[]>();
+    for (const row of rows) {
+      const list = result.get(row.accountId) ?? [];
+      list.push({ id: row.id, registrationId: row.registrationId });
+      result.set(row.accountId, list);
+    }
+    return result;
+  }
+}
