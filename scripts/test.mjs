@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// Runs the whole suite (compiled by `npm run build`) on SQLite, and again on
+// PostgreSQL when DATABASE_URL (or ZIMCHAT_TEST_DATABASE_URL) names one.
+// Each test file makes its own throwaway database (a temp SQLite file or a
+// fresh PostgreSQL schema), so the runs do not touch each other.
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+function testFiles(dir) {
+  const out = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) out.push(...testFiles(path));
+    else if (name.endsWith(".test.js")) out.push(path);
+  }
+  return out.sort();
+}
+const only = process.argv.slice(2);
+const files = ["protocol/dist/test", "server/dist/test"].filter((d) => existsSync(join(root, d))).flatMap((d) => testFiles(join(root, d))).filter((f) => !only.length || only.some((o) => f.includes(o)));
+
+const postgres = [process.env.ZIMCHAT_TEST_DATABASE_URL, process.env.DATABASE_URL].find((u) => u?.startsWith("postgres"));
+const runs = [{ name: "sqlite", env: { ZIMCHAT_TEST_DATABASE_URL: "" } }];
+if (postgres) runs.push({ name: "postgresql", env: { ZIMCHAT_TEST_DATABASE_URL: postgres } });
+
+let passed = 0;
+let failed = 0;
+for (const run of runs) {
+  console.log(`\n=== test suite on ${run.name} (${files.length} files) ===`);
+  const result = spawnSync(
+    process.execPath,
+    ["--enable-source-maps", "--test", "--test-concurrency=2", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", "--test-reporter-destination=.test-results-" + run.name + ".tap", ...files],
+    { stdio: "inherit", env: { ...process.env, ...run.env, DATABASE_URL: "" }, cwd: root },
+  );
+  const tap = (await import("node:fs")).readFileSync(join(root, `.test-results-${run.name}.tap`), "utf8");
+  const pass = Number(/^# pass (\d+)/m.exec(tap)?.[1] ?? 0);
+  const fail = Number(/^# fail (\d+)/m.exec(tap)?.[1] ?? 0) + (result.status !== 0 && !/^# fail [1-9]/m.test(tap) ? 1 : 0);
+  console.log(`${run.name}: ${pass} passed, ${fail} failed`);
+  passed += pass;
+  failed += fail;
+}
+console.log(`\n${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

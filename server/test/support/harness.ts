@@ -1,0 +1,169 @@
+/**
+ * Throwaway homeservers for tests: a real app on a real database (a fresh
+ * SQLite file, or a fresh schema of the PostgreSQL named by
+ * ZIMCHAT_TEST_DATABASE_URL), listening on 127.0.0.1 port 0.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import pg from "pg";
+import request from "supertest";
+import { io as connectClient, type Socket } from "socket.io-client";
+import type { ClientToServerEvents, Envelope, ServerToClientEvents } from "@zimchat/protocol";
+import { createLogger, openHomeserver, resolveConfig, type Homeserver, type ServerConfig } from "../../src/index.js";
+import { SignalDevice } from "./signal-device.js";
+
+/** Which database the suite runs on: "sqlite" unless ZIMCHAT_TEST_DATABASE_URL names PostgreSQL. */
+export const testProvider: "sqlite" | "postgresql" = process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres") ? "postgresql" : "sqlite";
+
+/** A fresh, empty database URL and a function that removes it. */
+export function freshDatabase(): { url: string; dataDir: string; drop: () => Promise<void> } {
+  const dataDir = mkdtempSync(join(tmpdir(), "zimchat-test-"));
+  const base = process.env.ZIMCHAT_TEST_DATABASE_URL;
+  if (testProvider === "sqlite" || !base) {
+    return { url: `file:${join(dataDir, "zimchat.db")}`, dataDir, drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
+  }
+  const schema = `t_${randomBytes(6).toString("hex")}`;
+  const url = new URL(base);
+  url.searchParams.set("schema", schema);
+  return {
+    url: url.toString(),
+    dataDir,
+    drop: async () => {
+      rmSync(dataDir, { recursive: true, force: true });
+      const client = new pg.Client({ connectionString: base });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await client.end();
+    },
+  };
+}
+
+/** A running test homeserver. */
+export interface TestServer {
+  home: Homeserver;
+  url: string;
+  config: ServerConfig;
+  databaseUrl: string;
+  dataDir: string;
+  /** Supertest bound to the listening server. */
+  http: () => ReturnType<typeof request>;
+  /** Registers a new device-1 account with real libsignal keys. */
+  register(username?: string): Promise<SignalDevice>;
+  /** Connects a socket.io-client as the device and waits until connected. */
+  connect(device: SignalDevice): Promise<TestSocket>;
+  stop(): Promise<void>;
+}
+
+/** A connected device socket that records what it receives. */
+export interface TestSocket {
+  socket: Socket<ServerToClientEvents, ClientToServerEvents>;
+  received: Envelope[];
+  queueEmpty: Promise<void>;
+  /** Resolves once `count` envelopes have arrived in total. */
+  waitFor(count: number, timeoutMs?: number): Promise<Envelope[]>;
+  close(): void;
+}
+
+let usernameCounter = 0;
+
+/** Starts a homeserver on a fresh database. */
+export async function startServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer> {
+  const db = freshDatabase();
+  const config = resolveConfig({
+    dataDir: db.dataDir,
+    databaseUrl: db.url,
+    registration: "open",
+    port: 0,
+    host: "127.0.0.1",
+    logLevel: "silent",
+    shutdownGraceMs: 2000,
+    ...overrides,
+  });
+  const home = await openHomeserver(config, createLogger(config.logLevel));
+  await new Promise<void>((resolve) => home.httpServer.listen(0, "127.0.0.1", resolve));
+  const port = (home.httpServer.address() as AddressInfo).port;
+  const url = `http://127.0.0.1:${port}`;
+  const sockets = new Set<Socket>();
+
+  const server: TestServer = {
+    home,
+    url,
+    config,
+    databaseUrl: db.url,
+    dataDir: db.dataDir,
+    http: () => request(home.httpServer),
+    async register(username) {
+      const device = new SignalDevice();
+      const name = username ?? `user_${process.pid}_${++usernameCounter}`;
+      const res = await request(home.httpServer).post("/v1/accounts").send(device.registration(name));
+      if (res.status !== 201) throw new Error(`registration failed: ${res.status} ${JSON.stringify(res.body)}`);
+      device.uuid = (res.body as { uuid: string }).uuid;
+      return device;
+    },
+    async connect(device) {
+      const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(url, {
+        auth: device.socketAuth,
+        transports: ["websocket"],
+        reconnection: false,
+        forceNew: true,
+      });
+      sockets.add(socket);
+      const received: Envelope[] = [];
+      const waiters: { count: number; resolve: () => void }[] = [];
+      socket.on("envelopes", (batch, confirm) => {
+        received.push(...batch);
+        confirm?.();
+        for (const w of waiters.filter((w) => received.length >= w.count)) w.resolve();
+      });
+      const queueEmpty = new Promise<void>((resolve) => socket.once("queue-empty", resolve));
+      await new Promise<void>((resolve, reject) => {
+        socket.once("connect", () => resolve());
+        socket.once("connect_error", reject);
+      });
+      return {
+        socket,
+        received,
+        queueEmpty,
+        waitFor(count, timeoutMs = 5000) {
+          if (received.length >= count) return Promise.resolve(received);
+          return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error(`received ${received.length} of ${count} envelopes`)), timeoutMs);
+            waiters.push({ count, resolve: () => (clearTimeout(timer), resolve(received)) });
+          });
+        },
+        close: () => socket.close(),
+      };
+    },
+    async stop() {
+      for (const s of sockets) s.close();
+      await home.close();
+      await db.drop();
+    },
+  };
+  return server;
+}
+
+/** Fetches a peer's bundle through the server and starts sessions with every device. */
+export async function startSession(server: TestServer, from: SignalDevice, to: SignalDevice): Promise<void> {
+  const res = await server.http().get(`/v1/keys/${to.uuid}/*`).set("Authorization", from.authHeader);
+  if (res.status !== 200) throw new Error(`bundle fetch failed: ${res.status} ${JSON.stringify(res.body)}`);
+  await from.processBundle(to.uuid, res.body);
+}
+
+/** One outgoing message per listed device of `to`, encrypted by `from`. */
+export async function encryptFor(
+  from: SignalDevice,
+  to: { uuid: string; devices: { deviceId: number; registrationId: number }[] },
+  plaintext: string,
+): Promise<{ type: "whisper" | "prekey"; destinationDeviceId: number; destinationRegistrationId: number; content: string }[]> {
+  return Promise.all(
+    to.devices.map(async (d) => ({
+      ...(await from.encrypt(to.uuid, d.deviceId, plaintext)),
+      destinationDeviceId: d.deviceId,
+      destinationRegistrationId: d.registrationId,
+    })),
+  );
+}

@@ -1,0 +1,249 @@
+/**
+ * A real libsignal device for tests: in-memory protocol stores, key
+ * generation, and encrypt/decrypt through libsignal. The tests use it to
+ * make genuine registration bodies, key uploads and ciphertexts, so the
+ * server is exercised with what real clients send.
+ */
+import {
+  Direction,
+  IdentityChange,
+  IdentityKeyStore,
+  KEMKeyPair,
+  KyberPreKeyRecord,
+  KyberPreKeyStore,
+  PreKeyBundle,
+  PreKeyRecord,
+  PreKeySignalMessage,
+  PreKeyStore,
+  PrivateKey,
+  ProtocolAddress,
+  PublicKey,
+  KEMPublicKey,
+  SessionRecord,
+  SessionStore,
+  SignalMessage,
+  SignedPreKeyRecord,
+  SignedPreKeyStore,
+  CiphertextMessageType,
+  processPreKeyBundle,
+  signalDecrypt,
+  signalDecryptPreKey,
+  signalEncrypt,
+} from "@signalapp/libsignal-client";
+import { randomBytes, randomInt } from "node:crypto";
+import type { PreKeyBundleResponse, RegisterRequest, UploadKeysRequest, EnvelopeType } from "@zimchat/protocol";
+
+const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
+const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
+
+class MemorySessions extends SessionStore {
+  readonly map = new Map<string, Uint8Array<ArrayBuffer>>();
+  async saveSession(name: ProtocolAddress, record: SessionRecord): Promise<void> {
+    this.map.set(name.toString(), record.serialize());
+  }
+  async getSession(name: ProtocolAddress): Promise<SessionRecord | null> {
+    const s = this.map.get(name.toString());
+    return s ? SessionRecord.deserialize(s) : null;
+  }
+  async getExistingSessions(addresses: ProtocolAddress[]): Promise<SessionRecord[]> {
+    return Promise.all(addresses.map(async (a) => (await this.getSession(a))!));
+  }
+}
+
+class MemoryIdentities extends IdentityKeyStore {
+  readonly known = new Map<string, PublicKey>();
+  constructor(
+    private readonly key: PrivateKey,
+    private readonly registrationId: number,
+  ) {
+    super();
+  }
+  async getIdentityKey(): Promise<PrivateKey> {
+    return this.key;
+  }
+  async getLocalRegistrationId(): Promise<number> {
+    return this.registrationId;
+  }
+  async saveIdentity(name: ProtocolAddress, key: PublicKey): Promise<IdentityChange> {
+    const old = this.known.get(name.name());
+    this.known.set(name.name(), key);
+    return old && !old.equals(key) ? IdentityChange.ReplacedExisting : IdentityChange.NewOrUnchanged;
+  }
+  async isTrustedIdentity(name: ProtocolAddress, key: PublicKey, _direction: Direction): Promise<boolean> {
+    const old = this.known.get(name.name());
+    return !old || old.equals(key);
+  }
+  async getIdentity(name: ProtocolAddress): Promise<PublicKey | null> {
+    return this.known.get(name.name()) ?? null;
+  }
+}
+
+class MemoryPreKeys extends PreKeyStore {
+  readonly map = new Map<number, PreKeyRecord>();
+  async savePreKey(id: number, record: PreKeyRecord): Promise<void> {
+    this.map.set(id, record);
+  }
+  async getPreKey(id: number): Promise<PreKeyRecord> {
+    const r = this.map.get(id);
+    if (!r) throw new Error(`no pre-key ${id}`);
+    return r;
+  }
+  async removePreKey(id: number): Promise<void> {
+    this.map.delete(id);
+  }
+}
+
+class MemorySignedPreKeys extends SignedPreKeyStore {
+  readonly map = new Map<number, SignedPreKeyRecord>();
+  async saveSignedPreKey(id: number, record: SignedPreKeyRecord): Promise<void> {
+    this.map.set(id, record);
+  }
+  async getSignedPreKey(id: number): Promise<SignedPreKeyRecord> {
+    const r = this.map.get(id);
+    if (!r) throw new Error(`no signed pre-key ${id}`);
+    return r;
+  }
+}
+
+class MemoryKyberPreKeys extends KyberPreKeyStore {
+  readonly map = new Map<number, KyberPreKeyRecord>();
+  async saveKyberPreKey(id: number, record: KyberPreKeyRecord): Promise<void> {
+    this.map.set(id, record);
+  }
+  async getKyberPreKey(id: number): Promise<KyberPreKeyRecord> {
+    const r = this.map.get(id);
+    if (!r) throw new Error(`no kyber pre-key ${id}`);
+    return r;
+  }
+  async markKyberPreKeyUsed(): Promise<void> {}
+}
+
+/** A test device with real libsignal keys and stores. */
+export class SignalDevice {
+  readonly identity = PrivateKey.generate();
+  readonly registrationId = randomInt(1, 16381);
+  readonly password = randomBytes(18).toString("base64");
+  readonly sessions = new MemorySessions();
+  readonly identities: MemoryIdentities;
+  readonly preKeys = new MemoryPreKeys();
+  readonly signedPreKeys = new MemorySignedPreKeys();
+  readonly kyberPreKeys = new MemoryKyberPreKeys();
+  /** Set after registration. */
+  uuid = "";
+  deviceId = 1;
+  private nextKeyId = 1;
+
+  constructor() {
+    this.identities = new MemoryIdentities(this.identity, this.registrationId);
+  }
+
+  get address(): ProtocolAddress {
+    return ProtocolAddress.new(this.uuid, this.deviceId);
+  }
+
+  /** HTTP Basic credentials. */
+  get authHeader(): string {
+    return `Basic ${Buffer.from(`${this.uuid}.${this.deviceId}:${this.password}`).toString("base64")}`;
+  }
+
+  /** Socket.IO handshake credentials. */
+  get socketAuth(): { username: string; password: string } {
+    return { username: `${this.uuid}.${this.deviceId}`, password: this.password };
+  }
+
+  /** A new signed EC pre-key, kept in the store. */
+  signedPreKey(): { keyId: number; publicKey: string; signature: string } {
+    const keyId = this.nextKeyId++;
+    const priv = PrivateKey.generate();
+    const pub = priv.getPublicKey();
+    const signature = this.identity.sign(pub.serialize());
+    this.signedPreKeys.map.set(keyId, SignedPreKeyRecord.new(keyId, Date.now(), pub, priv, signature));
+    return { keyId, publicKey: b64(pub.serialize()), signature: b64(signature) };
+  }
+
+  /** A new signed Kyber pre-key, kept in the store. */
+  kyberPreKey(): { keyId: number; publicKey: string; signature: string } {
+    const keyId = this.nextKeyId++;
+    const pair = KEMKeyPair.generate();
+    const signature = this.identity.sign(pair.getPublicKey().serialize());
+    this.kyberPreKeys.map.set(keyId, KyberPreKeyRecord.new(keyId, Date.now(), pair, signature));
+    return { keyId, publicKey: b64(pair.getPublicKey().serialize()), signature: b64(signature) };
+  }
+
+  /** A new one-time EC pre-key, kept in the store. */
+  ecPreKey(): { keyId: number; publicKey: string } {
+    const keyId = this.nextKeyId++;
+    const priv = PrivateKey.generate();
+    this.preKeys.map.set(keyId, PreKeyRecord.new(keyId, priv.getPublicKey(), priv));
+    return { keyId, publicKey: b64(priv.getPublicKey().serialize()) };
+  }
+
+  /** A registration body for this device. */
+  registration(username: string, inviteToken?: string): RegisterRequest {
+    const body: RegisterRequest = {
+      username,
+      password: this.password,
+      registrationId: this.registrationId,
+      identityKey: b64(this.identity.getPublicKey().serialize()),
+      signedPreKey: this.signedPreKey(),
+      pqLastResortPreKey: this.kyberPreKey(),
+    };
+    if (inviteToken !== undefined) body.inviteToken = inviteToken;
+    return body;
+  }
+
+  /** A key upload with `ec` one-time EC keys and `pq` one-time Kyber keys. */
+  keyUpload(ec: number, pq: number): UploadKeysRequest {
+    return {
+      preKeys: Array.from({ length: ec }, () => this.ecPreKey()),
+      pqPreKeys: Array.from({ length: pq }, () => this.kyberPreKey()),
+    };
+  }
+
+  /** Starts a session with every device in a bundle the server handed out. */
+  async processBundle(uuid: string, bundle: PreKeyBundleResponse): Promise<void> {
+    const identityKey = PublicKey.deserialize(bytes(bundle.identityKey));
+    for (const d of bundle.devices) {
+      const pre = PreKeyBundle.new(
+        d.registrationId,
+        d.deviceId,
+        d.preKey?.keyId ?? null,
+        d.preKey ? PublicKey.deserialize(bytes(d.preKey.publicKey)) : null,
+        d.signedPreKey.keyId,
+        PublicKey.deserialize(bytes(d.signedPreKey.publicKey)),
+        bytes(d.signedPreKey.signature),
+        identityKey,
+        d.pqPreKey.keyId,
+        KEMPublicKey.deserialize(bytes(d.pqPreKey.publicKey)),
+        bytes(d.pqPreKey.signature),
+      );
+      await processPreKeyBundle(pre, ProtocolAddress.new(uuid, d.deviceId), this.address, this.sessions, this.identities);
+    }
+  }
+
+  /** Encrypts for one device of a peer with an established session. */
+  async encrypt(uuid: string, deviceId: number, plaintext: string): Promise<{ type: EnvelopeType; content: string }> {
+    const message = await signalEncrypt(Buffer.from(plaintext), ProtocolAddress.new(uuid, deviceId), this.address, this.sessions, this.identities);
+    const type: EnvelopeType = message.type() === CiphertextMessageType.PreKey ? "prekey" : "whisper";
+    return { type, content: b64(message.serialize()) };
+  }
+
+  /** Decrypts an envelope's content from a peer device. */
+  async decrypt(uuid: string, deviceId: number, type: EnvelopeType, content: string): Promise<string> {
+    const from = ProtocolAddress.new(uuid, deviceId);
+    const plaintext =
+      type === "prekey"
+        ? await signalDecryptPreKey(
+            PreKeySignalMessage.deserialize(bytes(content)),
+            from,
+            this.address,
+            this.sessions,
+            this.identities,
+            this.preKeys,
+            this.signedPreKeys,
+            this.kyberPreKeys,
+          )
+        : await signalDecrypt(SignalMessage.deserialize(bytes(content)), from, this.address, this.sessions, this.identities);
+    return Buffer.from(plaintext).toString("utf8");
+  }
+}
