@@ -69,7 +69,9 @@ withStorageOptions(program.command("serve").description("run the homeserver (app
     server.httpServer.listen(config.port, config.host, () => {
       const address = server.httpServer.address();
       const port = typeof address === "object" && address ? address.port : config.port;
-      logger.info({ port, serverName: config.serverName, registration: config.registration, database: parseDatabaseUrl(config.databaseUrl).provider }, "listening");
+      // Start-up is always announced (scripts wait for this line), whatever the level.
+      const announce = config.logLevel === "silent" ? logger : logger.child({}, { level: "info" });
+      announce.info({ port, serverName: config.serverName, registration: config.registration, database: parseDatabaseUrl(config.databaseUrl).provider }, "listening");
     });
     const shutdown = (signal: string): void => {
       logger.info({ signal }, "shutting down");
