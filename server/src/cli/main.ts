@@ -1,12 +1,11 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { resolveConfig, ConfigError, type ServerConfig } from "../config.js";
-import { openDatabase } from "../db/database.js";
-import { migrate } from "../db/migrate.js";
 import { parseDatabaseUrl } from "../db/database-url.js";
-import { createLogger } from "../logger.js";
-import { openHomeserver } from "../app.js";
-import { createServices } from "../services/index.js";
+import type { Services } from "../services/index.js";
 import { serverVersion } from "../version.js";
+
+// The server, Prisma and libsignal load only in the commands that use them,
+// so `--help` and argument errors answer at once.
 
 // The only module that reads the environment (through commander's .env()):
 // everything below it is handed a ServerConfig.
@@ -64,6 +63,8 @@ withStorageOptions(program.command("serve").description("run the homeserver (app
   .addOption(new Option("--rate-limits <onoff>", "turn rate limits off (benchmarks only)").choices(["on", "off"]).env("ZIMCHAT_RATE_LIMITS").default("on"))
   .action(async (options: StorageOptions & Record<string, unknown>) => {
     const config = configFrom(options);
+    const { createLogger } = await import("../logger.js");
+    const { openHomeserver } = await import("../app.js");
     const logger = createLogger(config.logLevel);
     const server = await openHomeserver(config, logger);
     server.httpServer.listen(config.port, config.host, () => {
@@ -89,14 +90,17 @@ withStorageOptions(program.command("serve").description("run the homeserver (app
 
 withStorageOptions(program.command("migrate").description("apply pending database migrations and exit")).action(async (options: StorageOptions) => {
   const config = configFrom(options);
+  const { migrate } = await import("../db/migrate.js");
   const applied = await migrate(parseDatabaseUrl(config.databaseUrl));
   console.log(applied.length ? `applied: ${applied.join(", ")}` : "the database is up to date");
 });
 
 const invite = program.command("invite").description("manage registration invites (for --registration invite)");
 
-async function withServices<T>(options: StorageOptions, work: (services: ReturnType<typeof createServices>) => Promise<T>): Promise<T> {
+async function withServices<T>(options: StorageOptions, work: (services: Services) => Promise<T>): Promise<T> {
   const config = configFrom(options);
+  const { openDatabase } = await import("../db/database.js");
+  const { createServices } = await import("../services/index.js");
   const database = await openDatabase({ databaseUrl: config.databaseUrl, sqliteSynchronous: config.sqliteSynchronous });
   try {
     return await work(createServices(config, database));

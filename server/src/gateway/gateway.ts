@@ -49,7 +49,7 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
   io.use((socket, next) => {
     const auth = socket.handshake.auth as { username?: unknown; password?: unknown };
     if (typeof auth.username !== "string" || typeof auth.password !== "string" || auth.username.length > 200 || auth.password.length > 200) {
-      next(connectError(new HttpError("unauthorized", "Authentication required")));
+      next(connectError(new HttpError("unauthorized", "Authentication failed")));
       return;
     }
     services.accounts.authenticate(auth.username, auth.password).then(

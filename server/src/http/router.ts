@@ -47,7 +47,8 @@ async function handle(
   let principal;
   if (route.auth === "device") {
     const credentials = parseBasicAuth(req.headers.authorization);
-    if (!credentials) throw new HttpError("unauthorized", "Authentication required", {}, { "WWW-Authenticate": 'Basic realm="zimchat"' });
+    // The same answer as for wrong credentials: no hint of what was wrong.
+    if (!credentials) throw new HttpError("unauthorized", "Authentication failed", {}, { "WWW-Authenticate": 'Basic realm="zimchat"' });
     principal = await accounts.authenticate(credentials.username, credentials.password);
   }
   let params: unknown = {};

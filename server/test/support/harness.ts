@@ -69,8 +69,8 @@ export interface TestSocket {
 
 let usernameCounter = 0;
 
-/** Starts a homeserver on a fresh database. */
-export async function startServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer> {
+/** Starts a homeserver on a fresh database. Pass `logs` to collect its log lines (at the configured level). */
+export async function startServer(overrides: Partial<ServerConfig> = {}, logs?: string[]): Promise<TestServer> {
   const db = freshDatabase();
   const config = resolveConfig({
     dataDir: db.dataDir,
@@ -82,7 +82,8 @@ export async function startServer(overrides: Partial<ServerConfig> = {}): Promis
     shutdownGraceMs: 2000,
     ...overrides,
   });
-  const home = await openHomeserver(config, createLogger(config.logLevel));
+  const destination = logs ? { write: (line: string) => void logs.push(line) } : undefined;
+  const home = await openHomeserver(config, createLogger(config.logLevel, destination));
   await new Promise<void>((resolve) => home.httpServer.listen(0, "127.0.0.1", resolve));
   const port = (home.httpServer.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${port}`;
