@@ -18,15 +18,16 @@ export function envelopeTypeName(value: number): EnvelopeType | undefined {
 
 /**
  * One ciphertext for one destination device. Content above
- * `limits.maxContentBytes` is refused with 413 `content_too_large`; the schema
- * itself allows a little more so the size check can answer with that code.
+ * `limits.maxContentBytes` is refused with 413 `content_too_large` by the
+ * server; the schema bounds the string only by the body limit, so that
+ * oversize content gets that code rather than a generic 400.
  */
 export const outgoingMessageSchema = z
   .strictObject({
     type: envelopeTypeSchema,
     destinationDeviceId: deviceIdSchema,
     destinationRegistrationId: registrationIdSchema,
-    content: base64Bytes(1, limits.maxContentBytes + 3),
+    content: base64Bytes(1, limits.maxBodyBytes),
   })
   .meta({ id: "OutgoingMessage" });
 export type OutgoingMessage = z.infer<typeof outgoingMessageSchema>;

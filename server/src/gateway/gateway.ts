@@ -12,7 +12,7 @@ import type { z } from "zod";
 import { HttpError } from "../errors.js";
 import { invalidRequest, toHttpError } from "../http/router.js";
 import type { Logger } from "../logger.js";
-import type { DevicePrincipal } from "../services/account-service.js";
+import { unauthorized, type DevicePrincipal } from "../services/account-service.js";
 import type { Delivery } from "../services/mailbox-service.js";
 import type { Services } from "../services/index.js";
 
@@ -49,7 +49,7 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
   io.use((socket, next) => {
     const auth = socket.handshake.auth as { username?: unknown; password?: unknown };
     if (typeof auth.username !== "string" || typeof auth.password !== "string" || auth.username.length > 200 || auth.password.length > 200) {
-      next(connectError(new HttpError("unauthorized", "Authentication failed")));
+      next(connectError(unauthorized()));
       return;
     }
     services.accounts.authenticate(auth.username, auth.password).then(
@@ -129,11 +129,16 @@ function handler<S extends z.ZodType, R>(
   return (...args: unknown[]) => {
     const callback = args.at(-1);
     // Every client event takes a callback; without one there is nobody to answer.
-    if (typeof callback !== "function" || args.length !== 2) {
-      logger.debug({ event: "malformed socket event" }, "ignored");
+    if (typeof callback !== "function") {
+      logger.debug({ event: "socket event without callback" }, "ignored");
       return;
     }
     const answer = callback as (result: SocketResult<R>) => void;
+    if (args.length !== 2) {
+      const refusal = new HttpError("invalid_request", "Expected one payload and a callback");
+      answer({ ok: false, status: refusal.status, error: refusal.toBody() });
+      return;
+    }
     const parsed = schema.safeParse(args[0]);
     const work = parsed.success ? run(parsed.data) : Promise.reject(invalidRequest(parsed.error, "body"));
     work.then(

@@ -3,7 +3,7 @@ import { routes, type RouteName, type RouteSpec } from "@zimchat/protocol";
 import type { ZodError } from "zod";
 import { HttpError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import type { AccountService } from "../services/account-service.js";
+import { unauthorized, type AccountService } from "../services/account-service.js";
 import { parseBasicAuth } from "./basic-auth.js";
 import type { RouteHandlers } from "./context.js";
 
@@ -48,7 +48,7 @@ async function handle(
   if (route.auth === "device") {
     const credentials = parseBasicAuth(req.headers.authorization);
     // The same answer as for wrong credentials: no hint of what was wrong.
-    if (!credentials) throw new HttpError("unauthorized", "Authentication failed", {}, { "WWW-Authenticate": 'Basic realm="zimchat"' });
+    if (!credentials) throw unauthorized();
     principal = await accounts.authenticate(credentials.username, credentials.password);
   }
   let params: unknown = {};
@@ -87,5 +87,10 @@ export function toHttpError(error: unknown): HttpError | null {
   if (type === "encoding.unsupported" || type === "charset.unsupported") {
     return new HttpError("invalid_request", "Unsupported body encoding");
   }
+  // Express's router: a path with invalid percent-escapes.
+  if (error instanceof URIError) return new HttpError("invalid_request", "The request path is not valid percent-encoding");
+  // body-parser's other client errors (e.g. a corrupt gzip body) carry status 400 and expose.
+  const { status, expose } = (error ?? {}) as { status?: unknown; expose?: unknown };
+  if (status === 400 && expose === true) return new HttpError("malformed_json", "The request body could not be decoded");
   return null;
 }

@@ -117,6 +117,7 @@ export class AccountService {
   }
 }
 
-function unauthorized(): HttpError {
-  return new HttpError("unauthorized", "Authentication failed");
+/** The one answer to every failed authentication, whatever was wrong. */
+export function unauthorized(): HttpError {
+  return new HttpError("unauthorized", "Authentication failed", {}, { "WWW-Authenticate": 'Basic realm="zimchat"' });
 }

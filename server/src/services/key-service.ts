@@ -2,7 +2,7 @@ import type { KeyCountResponse, PreKeyBundleResponse, UploadKeysRequest } from "
 import { HttpError } from "../errors.js";
 import type { AccountStore } from "../stores/account-store.js";
 import type { KeyStore, KeyUpload, SignedStoredKey } from "../stores/key-store.js";
-import type { DevicePrincipal } from "./account-service.js";
+import { unauthorized, type DevicePrincipal } from "./account-service.js";
 import type { RateLimiter } from "./rate-limiter.js";
 import { checkKyberKey, checkSignature, fromBase64, parseEcKey } from "./signal-keys.js";
 
@@ -23,7 +23,7 @@ export class KeyService {
    */
   async upload(principal: DevicePrincipal, request: UploadKeysRequest): Promise<void> {
     const account = await this.accounts.find(principal.accountId);
-    if (!account) throw new HttpError("unauthorized", "Authentication failed");
+    if (!account) throw unauthorized();
     const identityKey = parseEcKey(account.identityKey, "the stored identity key");
 
     const signedKey = (key: { keyId: number; publicKey: string; signature: string }, what: string, kyber: boolean): SignedStoredKey => {
@@ -43,7 +43,8 @@ export class KeyService {
     const upload: KeyUpload = {};
     if (request.signedPreKey) upload.signedPreKey = signedKey(request.signedPreKey, "signedPreKey", false);
     if (request.pqLastResortPreKey) upload.kyberLastResort = signedKey(request.pqLastResortPreKey, "pqLastResortPreKey", true);
-    if (request.preKeys) {
+    // As in Signal's key directory, an empty list leaves the stored keys alone.
+    if (request.preKeys?.length) {
       distinct(request.preKeys.map((k) => k.keyId), "preKeys");
       upload.ecPreKeys = request.preKeys.map((k, i) => {
         const publicKey = fromBase64(k.publicKey);
@@ -51,7 +52,7 @@ export class KeyService {
         return { keyId: k.keyId, publicKey };
       });
     }
-    if (request.pqPreKeys) {
+    if (request.pqPreKeys?.length) {
       distinct(request.pqPreKeys.map((k) => k.keyId), "pqPreKeys");
       upload.kyberPreKeys = request.pqPreKeys.map((k, i) => signedKey(k, `pqPreKeys[${i}]`, true));
     }
