@@ -1,0 +1,58 @@
+import type { ErrorBody } from "@zimchat/protocol";
+
+/** A refusal from the homeserver, with its HTTP status and machine-readable body. */
+export class ApiError extends Error {
+  override name = "ApiError";
+
+  constructor(
+    readonly status: number,
+    readonly body: ErrorBody,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(`${status} ${body.code}: ${body.message}`);
+  }
+
+  get code(): ErrorBody["code"] {
+    return this.body.code;
+  }
+
+  isRateLimited(): boolean {
+    return this.status === 429;
+  }
+
+  /** How long to wait before retrying a rate-limited request, in ms. */
+  retryAfterMs(): number | undefined {
+    const seconds = this.retryAfterSeconds ?? this.body.retryAfterSeconds;
+    return seconds === undefined ? undefined : seconds * 1000;
+  }
+}
+
+/**
+ * Sending to a contact whose identity key changed after it was verified:
+ * refused until the user verifies the new safety number or accepts the change.
+ */
+export class UntrustedIdentityError extends Error {
+  override name = "UntrustedIdentityError";
+
+  constructor(readonly uuid: string) {
+    super(`the safety number of ${uuid} has changed since it was verified; verify it again or accept the change`);
+  }
+}
+
+/** Why a received envelope could not be decrypted (the `decryptionFailed` event). */
+export enum DecryptionFailureReason {
+  /** No session with the sender, and the message is not a PreKey message. */
+  NoSession = "no_session",
+  /** The message used a one-time or signed pre-key this device no longer has. */
+  MissingPreKey = "missing_pre_key",
+  /** libsignal refused the sender's identity key. */
+  UntrustedIdentity = "untrusted_identity",
+  /** The message was already decrypted once (its message key is gone). */
+  Duplicate = "duplicate",
+  /** The ciphertext failed authentication or could not be parsed. */
+  InvalidMessage = "invalid_message",
+  /** The decrypted content is not a ZimChat content structure. */
+  InvalidContent = "invalid_content",
+  /** The envelope names no sender (sealed sender comes later). */
+  UnknownSender = "unknown_sender",
+}

@@ -1,0 +1,85 @@
+import type {
+  AckResponse,
+  FetchMessagesResponse,
+  KeyCountResponse,
+  PreKeyBundleResponse,
+  RegisterRequest,
+  RegisterResponse,
+  SendMessagesRequest,
+  SendMessagesResponse,
+  UploadKeysRequest,
+  UsernameLookupResponse,
+  WhoAmIResponse,
+  ErrorBody,
+} from "@zimchat/protocol";
+import { ApiError } from "./errors.js";
+
+/** Credentials of one device. */
+export interface DeviceCredentials {
+  uuid: string;
+  deviceId: number;
+  password: string;
+}
+
+/** The homeserver's REST API, typed by the protocol package. */
+export class HttpApi {
+  constructor(
+    readonly serverUrl: string,
+    private credentials?: DeviceCredentials,
+  ) {}
+
+  setCredentials(credentials: DeviceCredentials): void {
+    this.credentials = credentials;
+  }
+
+  register(body: RegisterRequest): Promise<RegisterResponse> {
+    return this.call("POST", "/v1/accounts", body, false);
+  }
+  whoAmI(): Promise<WhoAmIResponse> {
+    return this.call("GET", "/v1/accounts/whoami");
+  }
+  lookupUsername(username: string): Promise<UsernameLookupResponse> {
+    return this.call("GET", `/v1/accounts/username/${encodeURIComponent(username)}`);
+  }
+  uploadKeys(body: UploadKeysRequest): Promise<void> {
+    return this.call("PUT", "/v1/keys", body);
+  }
+  keyCount(): Promise<KeyCountResponse> {
+    return this.call("GET", "/v1/keys/count");
+  }
+  preKeyBundle(uuid: string, deviceId: number | "*"): Promise<PreKeyBundleResponse> {
+    return this.call("GET", `/v1/keys/${uuid}/${deviceId}`);
+  }
+  sendMessages(uuid: string, body: SendMessagesRequest): Promise<SendMessagesResponse> {
+    return this.call("PUT", `/v1/messages/${uuid}`, body);
+  }
+  fetchMessages(): Promise<FetchMessagesResponse> {
+    return this.call("GET", "/v1/messages");
+  }
+  ack(ids: string[]): Promise<AckResponse> {
+    return this.call("POST", "/v1/messages/ack", { ids });
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown, authenticated = true): Promise<T> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (authenticated) {
+      if (!this.credentials) throw new Error("this device has no credentials yet");
+      const { uuid, deviceId, password } = this.credentials;
+      headers.authorization = `Basic ${Buffer.from(`${uuid}.${deviceId}:${password}`).toString("base64")}`;
+    }
+    const res = await fetch(new URL(path, this.serverUrl), { method, headers, body: body === undefined ? null : JSON.stringify(body) });
+    const text = await res.text();
+    if (!res.ok) {
+      let error: ErrorBody;
+      try {
+        error = JSON.parse(text) as ErrorBody;
+      } catch {
+        error = { code: "internal", message: `HTTP ${res.status}` };
+      }
+      const retryAfter = res.headers.get("retry-after");
+      throw new ApiError(res.status, error, retryAfter ? Number(retryAfter) : undefined);
+    }
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * @zimchat/client: the end-to-end encrypted ZimChat client SDK on libsignal.
+ * @packageDocumentation
+ */
+
+// The client
+export { ZimClient, type MessageEvent, type RegisterOptions, type ZimClientEvents, type ZimClientOptions } from "./zim-client.js";
+export { ApiError, DecryptionFailureReason, UntrustedIdentityError } from "./errors.js";
+export { HttpApi, type DeviceCredentials } from "./http-api.js";
+
+// Trust and safety numbers
+export { trustOnFirstUse, type TrustDecision, type TrustPolicy } from "./trust.js";
+export { matchesSafetyNumber, safetyNumber, type SafetyNumber } from "./safety-number.js";
+
+// Storage
+export type { DeviceStore, KnownIdentity, LocalDevice, PreKeyKind, StoredMessage, StoredPreKey } from "./store/device-store.js";
+export { MemoryDeviceStore } from "./store/memory-store.js";
+export { SqliteDeviceStore } from "./store/sqlite-store.js";
+
+// Content and keys
+export { contentSchema, decodeContent, encodeContent, type Content } from "./content.js";
+export { defaultKeyPolicy, type KeyPolicy } from "./keys.js";

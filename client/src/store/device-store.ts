@@ -1,0 +1,100 @@
+/**
+ * Everything one device keeps: its credentials and private keys, its
+ * libsignal sessions, what it knows of other accounts' identity keys, the
+ * ids of envelopes it has processed, and its conversation history. Private
+ * keys never leave this store.
+ *
+ * Implementations are synchronous underneath (SQLite through better-sqlite3,
+ * or maps) so that `transaction` can make a decrypt, the message it produced
+ * and the envelope id one atomic step.
+ */
+
+/** The device's own identity and credentials. */
+export interface LocalDevice {
+  serverUrl: string;
+  uuid: string;
+  deviceId: number;
+  username: string;
+  password: string;
+  registrationId: number;
+  /** Serialized libsignal PrivateKey of the account identity. */
+  identityPrivateKey: Uint8Array<ArrayBuffer>;
+  /** The next pre-key id to use (ids are never reused). */
+  nextPreKeyId: number;
+}
+
+/** What this device knows of another account's identity key. */
+export interface KnownIdentity {
+  uuid: string;
+  /** Serialized libsignal PublicKey. */
+  publicKey: Uint8Array<ArrayBuffer>;
+  /** The user compared safety numbers and marked this key verified. */
+  verified: boolean;
+  /**
+   * The key changed after it had been verified, and the user has not yet
+   * re-verified or accepted it: sending is blocked.
+   */
+  blocked: boolean;
+  firstSeen: number;
+}
+
+/** A stored pre-key record (EC one-time, signed EC, or Kyber), serialized by libsignal. */
+export interface StoredPreKey {
+  id: number;
+  record: Uint8Array<ArrayBuffer>;
+  createdAt: number;
+}
+
+/** Which kind of pre-key. */
+export type PreKeyKind = "ec" | "signed" | "kyber";
+
+/** A message in the conversation history. */
+export interface StoredMessage {
+  /** The envelope id for received messages; a local id for sent ones. */
+  id: string;
+  /** The other party's account id. */
+  peer: string;
+  direction: "in" | "out";
+  senderDeviceId: number;
+  text: string;
+  /** The sender's timestamp. */
+  timestamp: number;
+  /** When this device stored it. */
+  storedAt: number;
+}
+
+/** The storage behind one device. */
+export interface DeviceStore {
+  getLocal(): LocalDevice | null;
+  setLocal(local: LocalDevice): void;
+
+  getSession(address: string): Uint8Array<ArrayBuffer> | null;
+  saveSession(address: string, record: Uint8Array<ArrayBuffer>): void;
+  deleteSession(address: string): void;
+  /** Device ids with a session for this account. */
+  sessionDevices(uuid: string): number[];
+
+  getIdentity(uuid: string): KnownIdentity | null;
+  saveIdentity(identity: KnownIdentity): void;
+
+  getPreKey(kind: PreKeyKind, id: number): StoredPreKey | null;
+  savePreKey(kind: PreKeyKind, key: StoredPreKey): void;
+  removePreKey(kind: PreKeyKind, id: number): void;
+  /** Every stored key of a kind, oldest first. */
+  listPreKeys(kind: PreKeyKind): StoredPreKey[];
+
+  /** A setting or small value (current signed key id, last rotation time, ...). */
+  getValue(key: string): string | null;
+  setValue(key: string, value: string): void;
+
+  hasProcessed(envelopeId: string): boolean;
+  markProcessed(envelopeId: string, at: number): void;
+
+  addMessage(message: StoredMessage): void;
+  /** The conversation with `peer`, oldest first. */
+  messages(peer: string, limit?: number): StoredMessage[];
+
+  /** Runs `work` atomically: everything it stores, or nothing. */
+  transaction<T>(work: () => Promise<T>): Promise<T>;
+  close(): void;
+}

@@ -1,0 +1,103 @@
+/**
+ * A real homeserver for client tests: `zimchat serve` as a child process
+ * (the client never imports the server) on a fresh SQLite file or a fresh
+ * schema of the PostgreSQL named by ZIMCHAT_TEST_DATABASE_URL.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+
+const bin = fileURLToPath(new URL("../../../../server/bin/zimchat.js", import.meta.url));
+
+/** A running homeserver child process. */
+export interface Homeserver {
+  url: string;
+  dataDir: string;
+  databaseUrl: string;
+  child: ChildProcess;
+  /** Every line it logged. */
+  logs: string[];
+  /** Kills it (SIGKILL) and starts it again on the same database. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function spawnServer(args: string[], logs: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [bin, "serve", "--port", "0", "--host", "127.0.0.1", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  createInterface({ input: child.stderr! }).on("line", (l) => logs.push(l));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`homeserver did not start:\n${logs.join("\n")}`)), 30_000);
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      logs.push(line);
+      const match = /"port":(\d+).*"msg":"listening"/.exec(line);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`homeserver exited with ${code}:\n${logs.join("\n")}`)));
+  });
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+/** Starts a homeserver with open registration (extra `zimchat serve` flags in `args`). */
+export async function startHomeserver(args: string[] = []): Promise<Homeserver> {
+  const dataDir = mkdtempSync(join(tmpdir(), "zimchat-client-test-"));
+  const base = process.env.ZIMCHAT_TEST_DATABASE_URL;
+  const schema = `c_${randomBytes(6).toString("hex")}`;
+  let databaseUrl = `file:${join(dataDir, "zimchat.db")}`;
+  if (base?.startsWith("postgres")) {
+    const url = new URL(base);
+    url.searchParams.set("schema", schema);
+    databaseUrl = url.toString();
+  }
+  const logs: string[] = [];
+  const fullArgs = ["--data-dir", dataDir, "--database-url", databaseUrl, "--registration", "open", "--rate-limits", "off", "--log-level", "debug", ...args];
+  let { child, url } = await spawnServer(fullArgs, logs);
+  const server: Homeserver = {
+    get url() {
+      return url;
+    },
+    dataDir,
+    databaseUrl,
+    get child() {
+      return child;
+    },
+    logs,
+    async restart() {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGKILL");
+      await exited;
+      ({ child, url } = await spawnServer(fullArgs, logs));
+    },
+    async stop() {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+      rmSync(dataDir, { recursive: true, force: true });
+      if (base?.startsWith("postgres")) {
+        const client = new pg.Client({ connectionString: base });
+        await client.connect();
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await client.end();
+      }
+    },
+  };
+  return server;
+}
+
+/** Resolves on the next emission of `event`, or rejects after `timeoutMs`. */
+export function next<T>(emitter: { once(event: string, listener: (value: T) => void): unknown }, event: string, timeoutMs = 10_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} within ${timeoutMs} ms`)), timeoutMs);
+    emitter.once(event, (value: T) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+  });
+}
