@@ -5,6 +5,7 @@ import type {
   PreKeyBundleResponse,
   RegisterRequest,
   RegisterResponse,
+  ResetIdentityRequest,
   SendMessagesRequest,
   SendMessagesResponse,
   UploadKeysRequest,
@@ -34,6 +35,9 @@ export class HttpApi {
 
   register(body: RegisterRequest): Promise<RegisterResponse> {
     return this.call("POST", "/v1/accounts", body, false);
+  }
+  resetIdentity(body: ResetIdentityRequest): Promise<void> {
+    return this.call("PUT", "/v1/accounts/identity", body);
   }
   whoAmI(): Promise<WhoAmIResponse> {
     return this.call("GET", "/v1/accounts/whoami");

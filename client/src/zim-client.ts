@@ -152,6 +152,30 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     return client;
   }
 
+  /**
+   * A reinstall that kept its credentials: a new identity key pair,
+   * registration id and signed keys replace the old ones on the server
+   * (which drops other devices, one-time keys and queued envelopes), and
+   * every local session is forgotten. Contacts see the safety number change.
+   */
+  async resetIdentity(): Promise<void> {
+    await this.tasks.run(() => this.store.transaction(async () => {
+      const identity = PrivateKey.generate();
+      const registrationId = randomInt(1, 16381);
+      for (const kind of ["ec", "signed", "kyber"] as const) for (const k of this.store.listPreKeys(kind)) this.store.removePreKey(kind, k.id);
+      this.store.setValue("kyberLastResortIds", "[]");
+      this.store.setLocal({ ...this.local, identityPrivateKey: identity.serialize(), registrationId });
+      this.store.clearSessions();
+      await this.api.resetIdentity({
+        registrationId,
+        identityKey: b64(identity.getPublicKey().serialize()),
+        signedPreKey: newSignedPreKey(this.store, identity),
+        pqLastResortPreKey: newKyberPreKey(this.store, identity, true),
+      });
+    }));
+    await this.maintainKeys();
+  }
+
   /** This device's account id, device id and username. */
   get local(): LocalDevice {
     return this.store.getLocal()!;
@@ -170,7 +194,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     });
     this.socket = socket;
     socket.on("envelopes", (batch, received) => {
-      this.receiveBatch(batch).then(
+      this.processEnvelopes(batch).then(
         () => received?.(),
         (error: unknown) => this.emit("warning", error),
       );
@@ -389,8 +413,26 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     return this.api.sendMessages(uuid, { messages });
   }
 
-  /** Decrypts a batch in order, each in its own transaction, then acknowledges the batch. */
-  private async receiveBatch(batch: Envelope[]): Promise<void> {
+  /**
+   * Fetches the stored queue over REST and processes it (for a device that
+   * does not keep a socket open). @returns how many envelopes were processed
+   */
+  async poll(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const page = await this.api.fetchMessages();
+      await this.processEnvelopes(page.envelopes);
+      total += page.envelopes.length;
+      if (!page.more) return total;
+    }
+  }
+
+  /**
+   * Decrypts envelopes in the order given, each in its own transaction,
+   * emits their events, then acknowledges them. The socket calls this; so
+   * does {@link poll}, and an app with its own transport may too.
+   */
+  async processEnvelopes(batch: Envelope[]): Promise<void> {
     const receipts = new Map<string, { uuid: string; timestamps: number[] }>();
     for (const envelope of batch) {
       const message = await this.tasks.run(() => this.receiveOne(envelope));

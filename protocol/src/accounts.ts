@@ -38,3 +38,21 @@ export type WhoAmIResponse = z.infer<typeof whoAmIResponseSchema>;
 /** `GET /v1/accounts/username/{username}`: the account id for a username. */
 export const usernameLookupResponseSchema = z.object({ uuid: uuidSchema }).meta({ id: "UsernameLookupResponse" });
 export type UsernameLookupResponse = z.infer<typeof usernameLookupResponseSchema>;
+
+/**
+ * `PUT /v1/accounts/identity`: a reinstall that kept its credentials. The
+ * primary device (device 1) replaces the account's identity key and its own
+ * registration id and signed keys. Every other device is removed, and every
+ * one-time key and queued envelope of the account is deleted: nothing
+ * encrypted to the old identity can be read any more. Contacts see the
+ * safety number change.
+ */
+export const resetIdentityRequestSchema = z
+  .strictObject({
+    registrationId: registrationIdSchema,
+    identityKey: ecPublicKeySchema,
+    signedPreKey: signedEcPreKeySchema,
+    pqLastResortPreKey: signedKyberPreKeySchema,
+  })
+  .meta({ id: "ResetIdentityRequest" });
+export type ResetIdentityRequest = z.infer<typeof resetIdentityRequestSchema>;

@@ -10,6 +10,7 @@ export const errorStatus = {
   invalid_key: 400,
   invalid_ciphertext: 400,
   unauthorized: 401,
+  forbidden: 403,
   registration_closed: 403,
   invite_required: 403,
   invalid_invite: 403,

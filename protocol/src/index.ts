@@ -28,6 +28,8 @@ export { errorBodySchema, errorCodes, errorStatus, issueSchema, type ErrorBody, 
 export {
   registerRequestSchema,
   registerResponseSchema,
+  resetIdentityRequestSchema,
+  type ResetIdentityRequest,
   usernameLookupResponseSchema,
   whoAmIResponseSchema,
   type RegisterRequest,

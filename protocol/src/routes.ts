@@ -1,5 +1,6 @@
 import { z } from "zod";
 import {
+  resetIdentityRequestSchema,
   registerRequestSchema,
   registerResponseSchema,
   usernameLookupResponseSchema,
@@ -82,6 +83,15 @@ export const routes = {
     auth: "device",
     success: { status: 200, schema: whoAmIResponseSchema },
     errors: [],
+  },
+  resetIdentity: {
+    method: "put",
+    path: "/v1/accounts/identity",
+    summary: "Replace the account's identity key from its primary device (a reinstall); removes other devices, keys and queues",
+    auth: "device",
+    body: resetIdentityRequestSchema,
+    success: { status: 204 },
+    errors: ["forbidden", "invalid_key", "invalid_signature"],
   },
   lookupUsername: {
     method: "get",

@@ -71,6 +71,8 @@ export interface DeviceStore {
   getSession(address: string): Uint8Array<ArrayBuffer> | null;
   saveSession(address: string, record: Uint8Array<ArrayBuffer>): void;
   deleteSession(address: string): void;
+  /** Forgets every session (after this device's identity key changed). */
+  clearSessions(): void;
   /** Device ids with a session for this account. */
   sessionDevices(uuid: string): number[];
 

@@ -31,6 +31,9 @@ export class MemoryDeviceStore implements DeviceStore {
   deleteSession(address: string): void {
     this.state.sessions.delete(address);
   }
+  clearSessions(): void {
+    this.state.sessions.clear();
+  }
   sessionDevices(uuid: string): number[] {
     return [...this.state.sessions.keys()].filter((a) => a.startsWith(`${uuid}.`)).map((a) => Number(a.slice(uuid.length + 1))).sort((a, b) => a - b);
   }

@@ -46,6 +46,7 @@ export class SqliteDeviceStore implements DeviceStore {
       getSession: p("SELECT record FROM sessions WHERE address = ?"),
       saveSession: p("INSERT INTO sessions (address, uuid, device, record) VALUES (?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET record = excluded.record"),
       deleteSession: p("DELETE FROM sessions WHERE address = ?"),
+      clearSessions: p("DELETE FROM sessions"),
       sessionDevices: p("SELECT device FROM sessions WHERE uuid = ? ORDER BY device"),
       getIdentity: p("SELECT uuid, public_key, verified, blocked, first_seen FROM identities WHERE uuid = ?"),
       saveIdentity: p(`INSERT INTO identities (uuid, public_key, verified, blocked, first_seen) VALUES (?, ?, ?, ?, ?)
@@ -81,6 +82,9 @@ export class SqliteDeviceStore implements DeviceStore {
   }
   deleteSession(address: string): void {
     this.stmt.deleteSession!.run(address);
+  }
+  clearSessions(): void {
+    this.stmt.clearSessions!.run();
   }
   sessionDevices(uuid: string): number[] {
     return (this.stmt.sessionDevices!.all(uuid) as { device: number }[]).map((r) => r.device);

@@ -1,9 +1,10 @@
 import { createHash, randomUUID } from "node:crypto";
-import type { RegisterRequest, RegisterResponse, WhoAmIResponse } from "@zimchat/protocol";
+import type { RegisterRequest, RegisterResponse, ResetIdentityRequest, WhoAmIResponse } from "@zimchat/protocol";
+import type { Bytes } from "../db/database.js";
 import { deviceIdParamSchema, uuidSchema } from "@zimchat/protocol";
 import type { RegistrationMode } from "../config.js";
 import { HttpError } from "../errors.js";
-import { UsernameTakenError, type AccountStore } from "../stores/account-store.js";
+import { UsernameTakenError, type AccountStore, type SignedKey } from "../stores/account-store.js";
 import type { InviteStore } from "../stores/invite-store.js";
 import { dummyCredentials, hashPassword, verifyPassword } from "../util/password.js";
 import type { RateLimiter } from "./rate-limiter.js";
@@ -35,22 +36,7 @@ export class AccountService {
     }
     await this.limiter.consume("register", clientAddress);
 
-    const identityKeyBytes = fromBase64(request.identityKey);
-    const identityKey = parseEcKey(identityKeyBytes, "identityKey");
-    const signed = {
-      keyId: request.signedPreKey.keyId,
-      publicKey: fromBase64(request.signedPreKey.publicKey),
-      signature: fromBase64(request.signedPreKey.signature),
-    };
-    const kyber = {
-      keyId: request.pqLastResortPreKey.keyId,
-      publicKey: fromBase64(request.pqLastResortPreKey.publicKey),
-      signature: fromBase64(request.pqLastResortPreKey.signature),
-    };
-    parseEcKey(signed.publicKey, "signedPreKey.publicKey");
-    checkKyberKey(kyber.publicKey, "pqLastResortPreKey.publicKey");
-    checkSignature(identityKey, signed.publicKey, signed.signature, "signedPreKey");
-    checkSignature(identityKey, kyber.publicKey, kyber.signature, "pqLastResortPreKey");
+    const { identityKeyBytes, signed, kyber } = checkIdentity(request);
 
     const id = randomUUID();
     const { salt, hash } = hashPassword(request.password);
@@ -102,6 +88,18 @@ export class AccountService {
     return { accountId: uuid.data, deviceId: deviceId.data };
   }
 
+  /** A reinstall from the primary device: new identity key, everything else of the old one removed. */
+  async resetIdentity(principal: DevicePrincipal, request: ResetIdentityRequest): Promise<void> {
+    if (principal.deviceId !== 1) throw new HttpError("forbidden", "Only the primary device can replace the identity key");
+    const { identityKeyBytes, signed, kyber } = checkIdentity(request);
+    await this.accounts.resetIdentity(principal.accountId, {
+      identityKey: identityKeyBytes,
+      registrationId: request.registrationId,
+      signedPreKey: signed,
+      kyberLastResort: kyber,
+    });
+  }
+
   async whoAmI(principal: DevicePrincipal): Promise<WhoAmIResponse> {
     const account = await this.accounts.find(principal.accountId);
     if (!account) throw unauthorized();
@@ -115,6 +113,34 @@ export class AccountService {
     if (!uuid) throw new HttpError("not_found", "No account has that username");
     return { uuid };
   }
+}
+
+/**
+ * Parses an identity key and checks the signed pre-key and Kyber last-resort
+ * key against it. @throws HttpError `invalid_key` or `invalid_signature`
+ */
+function checkIdentity(request: Pick<RegisterRequest, "identityKey" | "signedPreKey" | "pqLastResortPreKey">): {
+  identityKeyBytes: Bytes;
+  signed: SignedKey;
+  kyber: SignedKey;
+} {
+  const identityKeyBytes = fromBase64(request.identityKey);
+  const identityKey = parseEcKey(identityKeyBytes, "identityKey");
+  const signed = {
+    keyId: request.signedPreKey.keyId,
+    publicKey: fromBase64(request.signedPreKey.publicKey),
+    signature: fromBase64(request.signedPreKey.signature),
+  };
+  const kyber = {
+    keyId: request.pqLastResortPreKey.keyId,
+    publicKey: fromBase64(request.pqLastResortPreKey.publicKey),
+    signature: fromBase64(request.pqLastResortPreKey.signature),
+  };
+  parseEcKey(signed.publicKey, "signedPreKey.publicKey");
+  checkKyberKey(kyber.publicKey, "pqLastResortPreKey.publicKey");
+  checkSignature(identityKey, signed.publicKey, signed.signature, "signedPreKey");
+  checkSignature(identityKey, kyber.publicKey, kyber.signature, "pqLastResortPreKey");
+  return { identityKeyBytes, signed, kyber };
 }
 
 /** The one answer to every failed authentication, whatever was wrong. */

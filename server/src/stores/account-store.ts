@@ -12,6 +12,13 @@ export interface DeviceRef {
   registrationId: number;
 }
 
+/** A signed public key as stored. */
+export interface SignedKey {
+  keyId: number;
+  publicKey: Bytes;
+  signature: Bytes;
+}
+
 /** A new account with its first device and that device's signed keys. */
 export interface NewAccount {
   id: string;
@@ -22,8 +29,8 @@ export interface NewAccount {
     registrationId: number;
     passwordSalt: Bytes;
     passwordHash: Bytes;
-    signedPreKey: { keyId: number; publicKey: Bytes; signature: Bytes };
-    kyberLastResort: { keyId: number; publicKey: Bytes; signature: Bytes };
+    signedPreKey: SignedKey;
+    kyberLastResort: SignedKey;
   };
 }
 
@@ -68,6 +75,29 @@ export class AccountStore {
       if ((error as { code?: string }).code === "P2002") throw new UsernameTakenError(account.username, { cause: error });
       throw error;
     }
+  }
+
+  /**
+   * Replaces the identity key and the primary device's registration id and
+   * signed keys; removes the other devices (their keys and queues cascade)
+   * and the primary device's one-time keys and queued envelopes.
+   */
+  async resetIdentity(
+    accountId: string,
+    identity: { identityKey: Bytes; registrationId: number; signedPreKey: SignedKey; kyberLastResort: SignedKey },
+  ): Promise<void> {
+    const device = { accountId, deviceId: 1 };
+    const key = { accountId_deviceId: device };
+    await this.db.$transaction([
+      this.db.account.update({ where: { id: accountId }, data: { identityKey: identity.identityKey } }),
+      this.db.device.deleteMany({ where: { accountId, id: { not: 1 } } }),
+      this.db.device.update({ where: { accountId_id: { accountId, id: 1 } }, data: { registrationId: identity.registrationId } }),
+      this.db.signedPreKey.update({ where: key, data: identity.signedPreKey }),
+      this.db.kyberLastResortKey.update({ where: key, data: identity.kyberLastResort }),
+      this.db.ecPreKey.deleteMany({ where: device }),
+      this.db.kyberPreKey.deleteMany({ where: device }),
+      this.db.envelope.deleteMany({ where: device }),
+    ]);
   }
 
   /** The credentials of one device, or null when there is no such device. */
