@@ -154,6 +154,12 @@ export class SqliteDeviceStore implements DeviceStore {
     }
   }
 
+  /** Copies the whole store, consistently, to another file (owner-only). */
+  async backup(destination: string): Promise<void> {
+    await this.db.backup(destination);
+    chmodSync(destination, 0o600);
+  }
+
   close(): void {
     this.db.close();
   }
