@@ -35,6 +35,7 @@ import type { DeviceStore, LocalDevice } from "./store/device-store.js";
 import { signalStores, type SignalStores } from "./store/signal-stores.js";
 import { trustOnFirstUse, type TrustPolicy } from "./trust.js";
 import { TaskQueue } from "./task-queue.js";
+import { missingCase } from "./missing-case.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
@@ -48,6 +49,13 @@ export interface MessageEvent {
   /** The sender's timestamp. */
   timestamp: number;
 }
+
+/** What processing one envelope produced. */
+type ReceiveResult =
+  | { kind: "message"; message: MessageEvent }
+  | { kind: "receipt"; receipt: ZimClientEvents["deliveryReceipt"][0] }
+  | { kind: "failed"; failure: ZimClientEvents["decryptionFailed"][0] }
+  | { kind: "skipped" };
 
 /** The events a {@link ZimClient} emits. */
 export interface ZimClientEvents {
@@ -239,8 +247,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   async sendText(to: string, text: string): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
     const uuid = await this.resolve(to);
     const timestamp = Date.now();
-    const result = await this.sendContent(uuid, { v: 1, text, timestamp });
-    await this.tasks.run(async () =>
+    const result = await this.sendContent(uuid, { v: 1, text, timestamp }, () =>
       this.store.addMessage({ id: randomUUID(), peer: uuid, direction: "out", senderDeviceId: this.local.deviceId, text, timestamp, storedAt: Date.now() }),
     );
     return { timestamp, envelopes: result.envelopes };
@@ -311,12 +318,22 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     });
   }
 
-  private async sendContent(uuid: string, content: Content): Promise<SendMessagesResponse> {
+  /**
+   * Encrypts and sends content, retrying after 409/410. `record` runs in the
+   * same store transaction as the first encryption (one commit per send).
+   */
+  private async sendContent(uuid: string, content: Content, record?: () => void): Promise<SendMessagesResponse> {
     const known = this.store.getIdentity(uuid);
     if (known?.blocked) throw new UntrustedIdentityError(uuid);
     const padded = encodeContent(content);
     for (let attempt = 0; ; attempt++) {
-      const messages = await this.tasks.run(() => this.encryptForAll(uuid, padded));
+      const messages = await this.tasks.run(() =>
+        this.store.transaction(async () => {
+          const encrypted = await this.encryptForAll(uuid, padded);
+          if (attempt === 0) record?.();
+          return encrypted;
+        }),
+      );
       try {
         return await this.deliver(uuid, messages);
       } catch (error) {
@@ -433,17 +450,35 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    * does {@link poll}, and an app with its own transport may too.
    */
   async processEnvelopes(batch: Envelope[]): Promise<void> {
-    const receipts = new Map<string, { uuid: string; timestamps: number[] }>();
-    for (const envelope of batch) {
-      const message = await this.tasks.run(() => this.receiveOne(envelope));
-      if (message && this.sendReceipts) {
-        const entry = receipts.get(message.from) ?? { uuid: message.from, timestamps: [] };
-        entry.timestamps.push(message.timestamp);
-        receipts.set(message.from, entry);
+    // One outer transaction per batch (one fsync), a savepoint per envelope.
+    const results = await this.tasks.run(() =>
+      this.store.transaction(async () => {
+        const out: ReceiveResult[] = [];
+        for (const envelope of batch) out.push(await this.receiveOne(envelope));
+        return out;
+      }),
+    );
+    const receipts = new Map<string, number[]>();
+    for (const result of results) {
+      switch (result.kind) {
+        case "message":
+          this.emit("message", result.message);
+          if (this.sendReceipts) receipts.set(result.message.from, [...(receipts.get(result.message.from) ?? []), result.message.timestamp]);
+          break;
+        case "receipt":
+          this.emit("deliveryReceipt", result.receipt);
+          break;
+        case "failed":
+          this.emit("decryptionFailed", result.failure);
+          break;
+        case "skipped":
+          break;
+        default:
+          missingCase(result);
       }
     }
     await this.acknowledge(batch.map((e) => e.id));
-    for (const { uuid, timestamps } of receipts.values()) {
+    for (const [uuid, timestamps] of receipts) {
       this.sendContent(uuid, { v: 1, timestamp: Date.now(), receipt: { timestamps: timestamps.slice(0, 100) } }).catch((error: unknown) => this.emit("warning", error));
     }
   }
@@ -460,19 +495,17 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
 
   /**
    * Decrypts one envelope and stores its result, the advanced session and
-   * its id in one transaction: a crash before the ack means a redelivery,
-   * which is recognised by id and not shown twice.
+   * its id (inside the batch transaction, in a savepoint of its own): a crash
+   * before the ack means a redelivery, recognised by id and not shown twice.
+   * Events are emitted by the caller, after the commit.
    */
-  private async receiveOne(envelope: Envelope): Promise<MessageEvent | null> {
-    if (this.store.hasProcessed(envelope.id)) return null;
+  private async receiveOne(envelope: Envelope): Promise<ReceiveResult> {
+    if (this.store.hasProcessed(envelope.id)) return { kind: "skipped" };
     const from = envelope.sourceUuid;
     const fromDevice = envelope.sourceDeviceId;
-    if (!from || !fromDevice) {
-      this.fail(envelope, DecryptionFailureReason.UnknownSender, new Error("no sender"));
-      return null;
-    }
     try {
-      return await this.store.transaction(async () => {
+      if (!from || !fromDevice) throw Object.assign(new Error("no sender"), { reason: DecryptionFailureReason.UnknownSender });
+      return await this.store.transaction(async (): Promise<ReceiveResult> => {
         const plaintext = await this.decrypt(envelope, from, fromDevice);
         let content: Content;
         try {
@@ -481,22 +514,15 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
           throw Object.assign(new Error("invalid content", { cause: error }), { reason: DecryptionFailureReason.InvalidContent });
         }
         this.store.markProcessed(envelope.id, Date.now());
-        if (content.receipt) {
-          this.emit("deliveryReceipt", { from, fromDevice, timestamps: content.receipt.timestamps });
-          return null;
-        }
-        if (content.text === undefined) return null;
-        const message = { envelopeId: envelope.id, from, fromDevice, text: content.text, timestamp: content.timestamp };
+        if (content.receipt) return { kind: "receipt", receipt: { from, fromDevice, timestamps: content.receipt.timestamps } };
+        if (content.text === undefined) return { kind: "skipped" };
         this.store.addMessage({ id: envelope.id, peer: from, direction: "in", senderDeviceId: fromDevice, text: content.text, timestamp: content.timestamp, storedAt: Date.now() });
-        return message;
-      }).then((message) => {
-        if (message) this.emit("message", message);
-        return message;
+        return { kind: "message", message: { envelopeId: envelope.id, from, fromDevice, text: content.text, timestamp: content.timestamp } };
       });
     } catch (error) {
-      this.fail(envelope, reasonFor(error), error, from);
-      await this.tasks.run(async () => this.store.markProcessed(envelope.id, Date.now())).catch(() => undefined);
-      return null;
+      // The failed envelope's changes are rolled back; remember its id so a redelivery is not retried.
+      this.store.markProcessed(envelope.id, Date.now());
+      return { kind: "failed", failure: { envelopeId: envelope.id, ...(from ? { from } : {}), reason: reasonFor(error), error } };
     }
   }
 
@@ -510,9 +536,6 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     return signalDecrypt(SignalMessage.deserialize(bytes(envelope.content)), address, me, s.sessions, s.identities);
   }
 
-  private fail(envelope: Envelope, reason: DecryptionFailureReason, error: unknown, from?: string): void {
-    this.emit("decryptionFailed", { envelopeId: envelope.id, ...(from ? { from } : {}), reason, error });
-  }
 }
 
 function reasonFor(error: unknown): DecryptionFailureReason {

@@ -135,19 +135,20 @@ export class SqliteDeviceStore implements DeviceStore {
   }
 
   /**
-   * BEGIN ... COMMIT around async work. The client runs store work one task
-   * at a time, so nothing else uses the connection in between.
+   * BEGIN ... COMMIT around async work; nested calls are savepoints, so an
+   * inner failure rolls back only its own changes. The client runs store
+   * work one task at a time, so nothing else uses the connection in between.
    */
   async transaction<T>(work: () => Promise<T>): Promise<T> {
-    if (this.depth > 0) return work();
-    this.db.exec("BEGIN IMMEDIATE");
+    const savepoint = `s${this.depth}`;
+    this.db.exec(this.depth === 0 ? "BEGIN IMMEDIATE" : `SAVEPOINT ${savepoint}`);
     this.depth++;
     try {
       const result = await work();
-      this.db.exec("COMMIT");
+      this.db.exec(this.depth === 1 ? "COMMIT" : `RELEASE ${savepoint}`);
       return result;
     } catch (error) {
-      this.db.exec("ROLLBACK");
+      this.db.exec(this.depth === 1 ? "ROLLBACK" : `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
       throw error;
     } finally {
       this.depth--;
