@@ -27,6 +27,9 @@ export interface IdleMemoryResult {
   kbPerConnection: number;
   /** Whether the child ran a full GC before each reading (needs the gc hook). */
   gcRan: boolean;
+  /** V8 heap in use and memory outside it (Buffers, native), above baseline, in KiB per connection. */
+  heapUsedKbPerConnection: number;
+  externalKbPerConnection: number;
   /** Time to connect every device and see its queue-empty, in ms. */
   connectMs: number;
 }
@@ -41,23 +44,27 @@ export async function measureIdleMemory(
   const warmup = await connect(Math.min(options.warmupCount ?? 50, options.count));
   warmup.close();
   await sleep(settleMs);
-  const gcBefore = await server.collectGarbage();
+  const before = await server.collectGarbage();
   const baselineRssBytes = await server.rssBytes();
 
   const started = performance.now();
   const pool = await connect(options.count);
   const connectMs = performance.now() - started;
   await sleep(settleMs);
-  const gcAfter = await server.collectGarbage();
+  const after = await server.collectGarbage();
   const rssBytes = await server.rssBytes();
   pool.close();
+  const perConnection = (field: "heapUsed" | "external"): number =>
+    before.memory === undefined || after.memory === undefined ? Number.NaN : (after.memory[field] - before.memory[field]) / 1024 / options.count;
 
   return {
     connections: options.count,
     baselineRssBytes,
     rssBytes,
     kbPerConnection: (rssBytes - baselineRssBytes) / 1024 / options.count,
-    gcRan: gcBefore && gcAfter,
+    gcRan: before.collected && after.collected,
+    heapUsedKbPerConnection: perConnection("heapUsed"),
+    externalKbPerConnection: perConnection("external"),
     connectMs,
   };
 }

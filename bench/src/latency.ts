@@ -5,7 +5,9 @@
  * time to receipt at the recipient, so a slow server is not hidden by a
  * sender that waited for it (no coordinated omission).
  */
+import { cpuBetween, sampleCpu, type CpuShare } from "./cpu-usage.js";
 import type { DevicePool } from "./device-pool.js";
+import type { ServerProcess } from "./server-process.js";
 import { percentile, waitUntil } from "./stats.js";
 
 /** Options of {@link measureLatency}. */
@@ -16,7 +18,11 @@ export interface LatencyOptions {
   durationMs: number;
   /** Messages due in this first part are sent but not recorded. */
   warmupMs: number;
-  /** How long to wait for the last messages after the schedule ends. @default 5000 */
+  /**
+   * How long to wait for the last messages after the schedule ends. Late
+   * messages still count, with their full latency: an overloaded server's
+   * backlog shows in the percentiles instead of being dropped. @default 30000
+   */
   graceMs?: number;
 }
 
@@ -27,16 +33,18 @@ export interface LatencyRound {
   maxMs: number;
   /** Recorded messages. */
   count: number;
-  /** Messages not received within the grace period (or refused). */
+  /** Messages not received within the grace period (or refused): not in the percentiles. */
   lost: number;
   /** How late the harness sent, at the 99th percentile (its own scheduling lag). */
   sendLagP99Ms: number;
+  /** CPU while messages were offered: server, harness, other processes, steal. */
+  cpu: CpuShare;
   errors: number;
   firstError?: string;
 }
 
 /** Runs one open-loop round over all devices of `pool`. */
-export async function measureLatency(pool: DevicePool, options: LatencyOptions): Promise<LatencyRound> {
+export async function measureLatency(pool: DevicePool, server: ServerProcess, options: LatencyOptions): Promise<LatencyRound> {
   const n = pool.size;
   const total = Math.round((options.rate * options.durationMs) / 1000);
   const interval = 1000 / options.rate;
@@ -78,6 +86,7 @@ export async function measureLatency(pool: DevicePool, options: LatencyOptions):
     },
   });
 
+  const cpuStart = await sampleCpu(server);
   const t0 = performance.now() + 20;
   let next = 0;
   await new Promise<void>((resolve) => {
@@ -113,8 +122,9 @@ export async function measureLatency(pool: DevicePool, options: LatencyOptions):
     };
     tick();
   });
-  await waitUntil(() => settled + errors >= total, options.graceMs ?? 5_000);
-  await waitUntil(() => acksPending === 0, options.graceMs ?? 5_000);
+  const cpu = cpuBetween(cpuStart, await sampleCpu(server));
+  await waitUntil(() => settled + errors >= total, options.graceMs ?? 30_000);
+  await waitUntil(() => acksPending === 0, options.graceMs ?? 30_000);
   pool.listen(undefined);
 
   latencies.sort((a, b) => a - b);
@@ -126,6 +136,7 @@ export async function measureLatency(pool: DevicePool, options: LatencyOptions):
     count: latencies.length,
     lost: total - settled,
     sendLagP99Ms: percentile(lags, 99),
+    cpu,
     errors,
     ...(firstError === undefined ? {} : { firstError }),
   };

@@ -15,7 +15,7 @@ export interface BenchOptions {
   durationMs: number;
   /** Sending before each throughput round's interval. */
   warmupMs: number;
-  /** Messages in flight per device (closed loop); undefined: about 1,000 in all. */
+  /** Messages in flight per device (closed loop); undefined: about 4,000 in all. */
   window: number | undefined;
   /** Offered open-loop rate for latency. */
   rate: number;
@@ -25,6 +25,10 @@ export interface BenchOptions {
   idleConnections: number;
   /** Target size of the relay payload and of the Whisper ciphertext. */
   payloadBytes: number;
+  /** Longest wait for other processes to go quiet before one round (0: never wait). */
+  quietWaitMs: number;
+  /** Longest total of those waits over the run. */
+  quietBudgetMs: number;
   /** Keep the temporary data directory. */
   keepTmp: boolean;
 }
@@ -36,10 +40,13 @@ const usage = `Usage: npm run bench -- [options]
   --ns 100,1000          connected devices per phase (last = headline)
   --rounds 3             rounds per server, interleaved
   --duration 4           seconds per throughput round
-  --window K             in-flight messages per device (default: about 1,000 in all)
+  --window K             in-flight messages per device (default: about 4,000 in all,
+                         enough to saturate either server at N = 100 and 1,000)
   --rate 2000            open-loop msgs/s for latency
-  --latency-duration 3   seconds per latency round
+  --latency-duration 5   seconds per latency round
   --idle 5000            connections for idle memory
+  --quiet-wait 5         seconds to wait, before a round, for other processes to
+                         use < 25% of a core (0: never); at most 30 s per run
   --keep-tmp             keep .bench-tmp/<run>`;
 
 /** Parses `argv` (without node and script); throws with the usage text on a bad option. */
@@ -57,6 +64,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       rate: { type: "string" },
       "latency-duration": { type: "string" },
       idle: { type: "string" },
+      "quiet-wait": { type: "string" },
       "keep-tmp": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
@@ -84,14 +92,16 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     warmupMs: quick ? 500 : 1000,
     window: values.window === undefined ? undefined : Math.round(number("window", values.window, 1)),
     rate: number("rate", values.rate, 2000),
-    latencyDurationMs: number("latency-duration", values["latency-duration"], quick ? 1.5 : 3) * 1000,
+    latencyDurationMs: number("latency-duration", values["latency-duration"], quick ? 1.5 : 5) * 1000,
     idleConnections,
     payloadBytes: 300,
+    quietWaitMs: values["quiet-wait"] === "0" ? 0 : number("quiet-wait", values["quiet-wait"], quick ? 2 : 5) * 1000,
+    quietBudgetMs: quick ? 10_000 : 30_000,
     keepTmp: values["keep-tmp"],
   };
 }
 
 /** In-flight messages per device for `n` devices. */
 export function windowFor(options: BenchOptions, n: number): number {
-  return options.window ?? Math.max(1, Math.round(1000 / n));
+  return options.window ?? Math.max(1, Math.round(4000 / n));
 }

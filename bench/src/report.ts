@@ -21,7 +21,14 @@ export const targets = {
 export interface ServerFigures {
   msgs_per_s: number;
   cpu_us_per_msg: number;
+  /** Medians over throughput rounds, in percent of one core. */
+  server_cpu_percent: number;
   harness_cpu_percent: number;
+  /** Median server CPU while 2,000 msgs/s (the latency rate) were offered. */
+  server_cpu_percent_at_rate: number;
+  /** The worst round's CPU use by other processes, and hypervisor steal (noise). */
+  foreign_cpu_percent_max: number;
+  steal_percent_max: number;
   p50_ms: number;
   p99_ms: number;
   max_ms: number;
@@ -46,6 +53,8 @@ export interface BenchSummary {
   relay_idle_kb_per_conn: number;
   homeserver_idle_kb_per_device: number | null;
   idle_ratio: number | null;
+  /** The same ratio from V8 heap in use (a cross-check: RSS deltas depend on how much free heap the baseline held). */
+  idle_heap_ratio: number | null;
   headline_n: number;
   latency_rate_msgs_per_s: number;
   idle_connections: number;
@@ -54,9 +63,13 @@ export interface BenchSummary {
   idle: { relay: IdleMemoryResult; homeserver: IdleMemoryResult | null; method: string };
   payload: BenchResult["payload"];
   registration: { accounts: number; per_s: number } | null;
+  quiet_waits: BenchResult["quietWaits"];
   server_problems: BenchResult["serverProblems"];
   config: { rounds: number; duration_s: number; latency_duration_s: number; node: string; cpus: number; started_at: string; elapsed_s: number };
 }
+
+/** Foreign CPU or steal (percent of a core) above which a round is called noisy. */
+const noiseWarnPercent = 20;
 
 const idleMethod =
   "VmRSS of the server process (/proc/<pid>/status) after a full GC (gc() via --expose-gc and a preloaded IPC hook), " +
@@ -93,6 +106,8 @@ export function summarize(result: BenchResult): BenchSummary {
     relay_idle_kb_per_conn: round(result.idle.relay.kbPerConnection, 1),
     homeserver_idle_kb_per_device: idleHome === undefined ? null : round(idleHome.kbPerConnection, 1),
     idle_ratio: nullableRound(idleRatio, 2),
+    idle_heap_ratio:
+      idleHome === undefined ? null : round(idleHome.heapUsedKbPerConnection / result.idle.relay.heapUsedKbPerConnection, 2),
     headline_n: headline.n,
     latency_rate_msgs_per_s: result.options.rate,
     idle_connections: result.options.idleConnections,
@@ -108,6 +123,7 @@ export function summarize(result: BenchResult): BenchSummary {
       result.registration === undefined
         ? null
         : { accounts: result.registration.accounts, per_s: round(result.registration.accounts / (result.registration.ms / 1000), 0) },
+    quiet_waits: result.quietWaits,
     server_problems: result.serverProblems,
     config: {
       rounds: result.options.rounds,
@@ -128,7 +144,11 @@ function figures(rounds: ServerRounds): ServerFigures {
   return {
     msgs_per_s: round(median(t.map((r) => r.deliveredPerS)), 0),
     cpu_us_per_msg: round(median(t.map((r) => r.serverCpuUsPerMsg)), 1),
-    harness_cpu_percent: round(median(t.map((r) => r.harnessCpuPercent)), 0),
+    server_cpu_percent: round(median(t.map((r) => r.cpu.serverPercent)), 0),
+    harness_cpu_percent: round(median(t.map((r) => r.cpu.harnessPercent)), 0),
+    server_cpu_percent_at_rate: round(median(l.map((r) => r.cpu.serverPercent)), 0),
+    foreign_cpu_percent_max: round(Math.max(...[...t, ...l].map((r) => r.cpu.foreignPercent)), 0),
+    steal_percent_max: round(Math.max(...[...t, ...l].map((r) => r.cpu.stealPercent)), 0),
     p50_ms: round(median(l.map((r) => r.p50Ms)), 3),
     p99_ms: round(median(l.map((r) => r.p99Ms)), 3),
     max_ms: round(Math.max(...l.map((r) => r.maxMs)), 1),
@@ -161,7 +181,7 @@ export function formatReport(summary: BenchSummary): string {
   lines.push(`${c.rounds} rounds per server, interleaved relay/homeserver; figures are medians over rounds.`);
   lines.push("");
   lines.push(`Throughput, closed loop (device i -> i+1, window per device, ${c.duration_s} s per round; a message = sent, pushed, acked)`);
-  const tRows = [["N", "window", "relay msgs/s", "homeserver msgs/s", "ratio", "relay CPU/msg", "homeserver CPU/msg"]];
+  const tRows = [["N", "window", "relay msgs/s", "homeserver msgs/s", "ratio", "relay CPU/msg", "homeserver CPU/msg", "harness CPU (r/h)"]];
   for (const row of summary.by_n) {
     tRows.push([
       num(row.n),
@@ -171,12 +191,13 @@ export function formatReport(summary: BenchSummary): string {
       num(row.delivery_ratio, 2),
       `${num(row.relay.cpu_us_per_msg)} us`,
       row.homeserver === null ? "-" : `${num(row.homeserver.cpu_us_per_msg)} us`,
+      `${num(row.relay.harness_cpu_percent)}% / ${row.homeserver === null ? "-" : `${num(row.homeserver.harness_cpu_percent)}%`}`,
     ]);
   }
   table(tRows);
   lines.push("");
   lines.push(`Latency, open loop at ${num(summary.latency_rate_msgs_per_s)} msgs/s (due time -> receipt, ${c.latency_duration_s} s per round)`);
-  const lRows = [["N", "relay p50", "relay p99", "homeserver p50", "homeserver p99", "p99 ratio"]];
+  const lRows = [["N", "relay p50", "relay p99", "homeserver p50", "homeserver p99", "p99 ratio", "server CPU (r/h)"]];
   for (const row of summary.by_n) {
     lRows.push([
       num(row.n),
@@ -185,6 +206,7 @@ export function formatReport(summary: BenchSummary): string {
       row.homeserver === null ? "-" : `${num(row.homeserver.p50_ms, 2)} ms`,
       row.homeserver === null ? "-" : `${num(row.homeserver.p99_ms, 2)} ms`,
       num(row.p99_ratio, 2),
+      `${num(row.relay.server_cpu_percent_at_rate)}% / ${row.homeserver === null ? "-" : `${num(row.homeserver.server_cpu_percent_at_rate)}%`}`,
     ]);
   }
   table(lRows);
@@ -193,13 +215,14 @@ export function formatReport(summary: BenchSummary): string {
   const ih = summary.idle.homeserver;
   lines.push(`Idle memory at ${num(summary.idle_connections)} connections (RSS above baseline, after GC${ir.gcRan && (ih?.gcRan ?? true) ? "" : " - GC NOT confirmed"})`);
   table([
-    ["", "KB per connection", "baseline RSS", "RSS connected", "connect time"],
-    ["relay (bare)", num(ir.kbPerConnection, 1), mb(ir.baselineRssBytes), mb(ir.rssBytes), `${num(ir.connectMs / 1000, 1)} s`],
-    ...(ih === null
-      ? []
-      : [["homeserver (authenticated)", num(ih.kbPerConnection, 1), mb(ih.baselineRssBytes), mb(ih.rssBytes), `${num(ih.connectMs / 1000, 1)} s`]]),
+    ["", "KB per connection", "baseline RSS", "RSS connected", "heap used KB/conn", "external KB/conn", "connect time"],
+    idleRow("relay (bare)", ir),
+    ...(ih === null ? [] : [idleRow("homeserver (authenticated)", ih)]),
   ]);
   lines.push(`  method: ${summary.idle.method}`);
+  if (summary.idle_heap_ratio !== null) {
+    lines.push(`  cross-check: V8 heap in use per connection, homeserver/relay = ${num(summary.idle_heap_ratio, 2)} (RSS ratio ${num(summary.idle_ratio, 2)})`);
+  }
   lines.push("");
   lines.push(`Targets (headline N = ${num(summary.headline_n)})`);
   const verdict = (pass: boolean | null): string => (pass === null ? "n/a" : pass ? "PASS" : "MISS");
@@ -214,9 +237,25 @@ export function formatReport(summary: BenchSummary): string {
     for (const [name, f] of [["relay", row.relay], ["homeserver", row.homeserver]] as const) {
       if (f === null) continue;
       if (f.errors > 0) notes.push(`N = ${row.n} ${name}: ${f.errors} errors, first: ${f.first_error}`);
-      if (f.lost > 0) notes.push(`N = ${row.n} ${name}: ${f.lost} messages not delivered in the latency rounds`);
+      if (f.lost > 0) notes.push(`N = ${row.n} ${name}: ${f.lost} messages not received within 30 s of the end of a latency round (left out of the percentiles)`);
+      if (f.msgs_per_s < summary.latency_rate_msgs_per_s) {
+        notes.push(
+          `N = ${row.n} ${name}: its throughput (${num(f.msgs_per_s)} msgs/s) is below the offered ${num(summary.latency_rate_msgs_per_s)} msgs/s, ` +
+            "so it is overloaded in the latency rounds and its latency grows with the round length",
+        );
+      }
       if (f.undrained > 0) notes.push(`N = ${row.n} ${name}: ${f.undrained} messages still in flight after a throughput round`);
     }
+  }
+  const noisy = summary.by_n.flatMap((row) =>
+    [row.relay, row.homeserver].flatMap((f) => (f === null ? [] : [Math.max(f.foreign_cpu_percent_max, f.steal_percent_max)])),
+  );
+  if (Math.max(...noisy) >= noiseWarnPercent) {
+    notes.push(`noise: other processes or hypervisor steal took up to ${num(Math.max(...noisy))}% of a core during some rounds; compare with care`);
+  }
+  const q = summary.quiet_waits;
+  if (q.count > 0) {
+    notes.push(`waited ${num(q.totalMs / 1000, 1)} s in all, before ${q.count} rounds, for other processes to go quiet${q.stillNoisy > 0 ? ` (${q.stillNoisy} still noisy)` : ""}`);
   }
   for (const s of summary.server_problems) {
     if (s.count > 0) notes.push(`${s.name} logged ${s.count} warn/error lines; first: ${s.first[0]}`);
@@ -228,6 +267,11 @@ export function formatReport(summary: BenchSummary): string {
     for (const note of notes) lines.push(`  ${note}`);
   }
   return lines.join("\n");
+}
+
+function idleRow(name: string, r: IdleMemoryResult): string[] {
+  const kb = (v: number): string => (Number.isNaN(v) ? "-" : v.toFixed(1));
+  return [name, kb(r.kbPerConnection), mb(r.baselineRssBytes), mb(r.rssBytes), kb(r.heapUsedKbPerConnection), kb(r.externalKbPerConnection), `${(r.connectMs / 1000).toFixed(1)} s`];
 }
 
 function mb(bytes: number): string {

@@ -2,10 +2,11 @@
  * One bench run: start the servers, register accounts, interleave relay and
  * homeserver rounds at each N, then measure idle memory on fresh processes.
  */
-import { mkdir, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { registerAccounts, type BenchAccount } from "./accounts.js";
+import { waitForQuiet, type CpuShare } from "./cpu-usage.js";
 import { connectHomeserverPool, connectRelayPool, type DevicePool } from "./device-pool.js";
 import { measureIdleMemory, type IdleMemoryResult } from "./idle-memory.js";
 import { measureLatency, type LatencyRound } from "./latency.js";
@@ -36,12 +37,33 @@ export interface BenchResult {
   elapsedS: number;
   payload: { relayBytes: number; whisperBytes: number; whisperBase64Chars: number; whisperPlaintextBytes: number };
   registration: { accounts: number; ms: number } | undefined;
+  /** Waits for other processes to go quiet before rounds. */
+  quietWaits: { count: number; totalMs: number; stillNoisy: number };
   phases: PhaseResult[];
   idle: { relay: IdleMemoryResult; homeserver: IdleMemoryResult | undefined };
   /** Warn-or-worse log lines of the server children (the first few of each). */
   serverProblems: { name: string; count: number; first: string[] }[];
 }
 
+type ServerKind = "relay" | "homeserver";
+
+/** One server and its connected devices during a phase. */
+interface Contender {
+  kind: ServerKind;
+  server: ServerProcess;
+  pool: DevicePool;
+  rounds: ServerRounds;
+}
+
+/** Other processes' CPU, in percent of one core, below which the machine counts as quiet. */
+const quietThresholdPercent = 25;
+
+/**
+ * The server logs its `listening` line at info level, so warn would hide it;
+ * at info it logs nothing per request (request logs are debug), only start-up,
+ * shutdown and expiry sweeps.
+ */
+const homeserverLogLevel = "info";
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const homeserverScript = fileURLToPath(new URL("../../../server/dist/src/cli/main.js", import.meta.url));
 
@@ -57,42 +79,15 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     throw new Error(`${homeserverScript} does not exist: run \`npm run build\` first (or pass --relay-only)`);
   }
   const tmpDir = `${repoRoot}.bench-tmp/run-${process.pid}-${Date.now()}`;
-  const dataDir = `${tmpDir}/homeserver-data`;
-  await mkdir(dataDir, { recursive: true });
-  const servers: ServerProcess[] = [];
-  const problems = new Map<string, { count: number; first: string[] }>();
-  const stop = async (server: ServerProcess): Promise<void> => {
-    await server.stop();
-    servers.splice(servers.indexOf(server), 1);
-    const seen = problems.get(server.name) ?? { count: 0, first: [] };
-    seen.count += server.problemCount();
-    seen.first.push(...server.problems.slice(0, 20 - seen.first.length));
-    problems.set(server.name, seen);
-  };
-  const start = async (which: "relay" | "homeserver"): Promise<ServerProcess> => {
-    const server = await startServer(
-      which === "relay"
-        ? { name: which, script: benchModulePath("relay-server.js"), args: ["--port", "0", "--host", "127.0.0.1"], cwd: repoRoot }
-        : {
-            name: which,
-            script: homeserverScript,
-            args: ["serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, "--registration", "open", "--rate-limits", "off", "--log-level", "warn"],
-            cwd: repoRoot,
-          },
-    );
-    servers.push(server);
-    log(`${which} listening on ${server.url} (pid ${server.pid})`);
-    return server;
-  };
-
+  const fleet = new Fleet(`${tmpDir}/homeserver-data`);
+  await mkdir(`${tmpDir}/homeserver-data`, { recursive: true });
   try {
     const whisper = await createWhisperFixture(options.payloadBytes);
     const relayPayload = new Uint8Array(options.payloadBytes).fill(0xa5);
     log(`payloads: relay ${relayPayload.length} B binary; homeserver Whisper ${whisper.ciphertext.length} B (${whisper.plaintextBytes} B plaintext)`);
 
-    let relay = await start("relay");
-    let homeserver = options.relayOnly ? undefined : await start("homeserver");
-
+    const relay = await fleet.start("relay");
+    const homeserver = options.relayOnly ? undefined : await fleet.start("homeserver");
     let accounts: BenchAccount[] = [];
     let registration: BenchResult["registration"];
     if (homeserver !== undefined) {
@@ -106,77 +101,46 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       registration = { accounts: accounts.length, ms: performance.now() - t };
       log(`registered ${accounts.length} accounts in ${(registration.ms / 1000).toFixed(1)} s`);
     }
+    const connect = (kind: ServerKind, server: ServerProcess, count: number): Promise<DevicePool> =>
+      kind === "relay"
+        ? connectRelayPool({ url: server.url, count }, relayPayload)
+        : connectHomeserverPool({ url: server.url, count, onProgress: (done) => log(`connected ${done}/${count} devices`) }, accounts, whisper.ciphertext);
 
+    const quiet = new QuietKeeper(options, fleet);
     const phases: PhaseResult[] = [];
     for (const n of options.ns) {
       const window = windowFor(options, n);
       log(`N = ${n}: connecting (window ${window} per device)`);
-      const relayPool = await connectRelayPool({ url: relay.url, count: n }, relayPayload);
-      const homePool = homeserver === undefined ? undefined : await connectHomeserverPool({ url: homeserver.url, count: n }, accounts, whisper.ciphertext);
+      const contenders: Contender[] = [];
       try {
-        await probe(relayPool);
-        if (homePool !== undefined) await probe(homePool);
-        const phase: PhaseResult = {
-          n,
-          window,
-          relay: { throughput: [], latency: [] },
-          homeserver: homePool === undefined ? undefined : { throughput: [], latency: [] },
-        };
-        const throughputOptions = { window, warmupMs: options.warmupMs, durationMs: options.durationMs };
-        for (let round = 1; round <= options.rounds; round++) {
-          const a = await measureThroughput(relayPool, relay, throughputOptions);
-          phase.relay.throughput.push(a);
-          log(`N = ${n} throughput round ${round}: relay ${a.deliveredPerS.toFixed(0)} msgs/s${describeTrouble(a)}`);
-          if (homePool !== undefined && homeserver !== undefined && phase.homeserver !== undefined) {
-            const b = await measureThroughput(homePool, homeserver, throughputOptions);
-            phase.homeserver.throughput.push(b);
-            log(`N = ${n} throughput round ${round}: homeserver ${b.deliveredPerS.toFixed(0)} msgs/s${describeTrouble(b)}`);
-          }
+        for (const server of homeserver === undefined ? [relay] : [relay, homeserver]) {
+          const kind = server === relay ? "relay" : "homeserver";
+          contenders.push({ kind, server, pool: await connect(kind, server, n), rounds: { throughput: [], latency: [] } });
         }
-        const latencyOptions = { rate: options.rate, durationMs: options.latencyDurationMs, warmupMs: options.warmupMs / 2 };
-        for (let round = 1; round <= options.rounds; round++) {
-          const a = await measureLatency(relayPool, latencyOptions);
-          phase.relay.latency.push(a);
-          log(`N = ${n} latency round ${round}: relay p50 ${a.p50Ms.toFixed(2)} p99 ${a.p99Ms.toFixed(2)} ms${describeTrouble(a)}`);
-          if (homePool !== undefined && phase.homeserver !== undefined) {
-            const b = await measureLatency(homePool, latencyOptions);
-            phase.homeserver.latency.push(b);
-            log(`N = ${n} latency round ${round}: homeserver p50 ${b.p50Ms.toFixed(2)} p99 ${b.p99Ms.toFixed(2)} ms${describeTrouble(b)}`);
-          }
-        }
-        phases.push(phase);
+        for (const c of contenders) await probe(c.pool);
+        await runPhase(n, window, contenders, options, quiet);
       } finally {
-        relayPool.close();
-        homePool?.close();
+        for (const c of contenders) c.pool.close();
       }
+      phases.push({
+        n,
+        window,
+        relay: contenders[0]!.rounds,
+        homeserver: contenders[1]?.rounds,
+      });
     }
 
     // Fresh processes, so heap growth from the load above is not in the baseline.
-    await stop(relay);
-    if (homeserver !== undefined) await stop(homeserver);
-    log(`idle memory: ${options.idleConnections} relay connections`);
-    relay = await start("relay");
-    const relayIdle = await measureIdleMemory(relay, (count) => connectRelayPool({ url: relay.url, count }, relayPayload), {
-      count: options.idleConnections,
-    });
-    await stop(relay);
-    let homeIdle: IdleMemoryResult | undefined;
-    if (!options.relayOnly) {
-      log(`idle memory: ${options.idleConnections} homeserver devices`);
-      const fresh = await start("homeserver");
-      homeserver = fresh;
-      homeIdle = await measureIdleMemory(
-        fresh,
-        (count) =>
-          connectHomeserverPool(
-            { url: fresh.url, count, onProgress: (done) => log(`connected ${done}/${count} devices`) },
-            accounts,
-            whisper.ciphertext,
-          ),
-        { count: options.idleConnections },
-      );
-      await stop(fresh);
-    }
+    for (const server of [...fleet.running]) await fleet.stop(server);
+    const idle = async (kind: ServerKind): Promise<IdleMemoryResult> => {
+      log(`idle memory: ${options.idleConnections} ${kind} connections`);
+      const server = await fleet.start(kind);
+      const result = await measureIdleMemory(server, (count) => connect(kind, server, count), { count: options.idleConnections });
+      await fleet.stop(server);
+      return result;
+    };
+    const relayIdle = await idle("relay");
+    const homeIdle = options.relayOnly ? undefined : await idle("homeserver");
 
     return {
       options,
@@ -189,13 +153,92 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         whisperPlaintextBytes: whisper.plaintextBytes,
       },
       registration,
+      quietWaits: quiet.waits,
       phases,
       idle: { relay: relayIdle, homeserver: homeIdle },
-      serverProblems: [...problems].map(([name, p]) => ({ name, count: p.count, first: p.first })),
+      serverProblems: fleet.problems(),
     };
   } finally {
-    for (const server of [...servers]) await stop(server);
+    for (const server of [...fleet.running]) await fleet.stop(server);
     if (!options.keepTmp) await rm(tmpDir, { recursive: true, force: true });
+  }
+}
+
+/** Throughput rounds, then latency rounds, each alternating relay and homeserver (A B A B). */
+async function runPhase(n: number, window: number, contenders: Contender[], options: BenchOptions, quiet: QuietKeeper): Promise<void> {
+  for (let round = 1; round <= options.rounds; round++) {
+    for (const c of contenders) {
+      await quiet.settle();
+      const r = await measureThroughput(c.pool, c.server, { window, warmupMs: options.warmupMs, durationMs: options.durationMs });
+      c.rounds.throughput.push(r);
+      log(`N = ${n} throughput round ${round}: ${c.kind} ${r.deliveredPerS.toFixed(0)} msgs/s${describeRound(r)}`);
+    }
+  }
+  for (let round = 1; round <= options.rounds; round++) {
+    for (const c of contenders) {
+      await quiet.settle();
+      const r = await measureLatency(c.pool, c.server, { rate: options.rate, durationMs: options.latencyDurationMs, warmupMs: options.warmupMs / 2 });
+      c.rounds.latency.push(r);
+      log(`N = ${n} latency round ${round}: ${c.kind} p50 ${r.p50Ms.toFixed(2)} p99 ${r.p99Ms.toFixed(2)} ms${describeRound(r)}`);
+    }
+  }
+}
+
+/** The server children of a run, and what they logged. */
+class Fleet {
+  readonly running: ServerProcess[] = [];
+  private readonly logged = new Map<string, { count: number; first: string[] }>();
+
+  constructor(private readonly dataDir: string) {}
+
+  async start(kind: ServerKind): Promise<ServerProcess> {
+    const server = await startServer(
+      kind === "relay"
+        ? { name: kind, script: benchModulePath("relay-server.js"), args: ["--port", "0", "--host", "127.0.0.1"], cwd: repoRoot }
+        : {
+            name: kind,
+            script: homeserverScript,
+            args: ["serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", this.dataDir, "--registration", "open", "--rate-limits", "off", "--log-level", homeserverLogLevel],
+            cwd: repoRoot,
+          },
+    );
+    this.running.push(server);
+    log(`${kind} listening on ${server.url} (pid ${server.pid})`);
+    return server;
+  }
+
+  async stop(server: ServerProcess): Promise<void> {
+    await server.stop();
+    this.running.splice(this.running.indexOf(server), 1);
+    const seen = this.logged.get(server.name) ?? { count: 0, first: [] };
+    seen.count += server.problemCount();
+    seen.first.push(...server.problems.slice(0, 20 - seen.first.length));
+    this.logged.set(server.name, seen);
+  }
+
+  problems(): BenchResult["serverProblems"] {
+    return [...this.logged].map(([name, p]) => ({ name, count: p.count, first: p.first }));
+  }
+}
+
+/** Waits, before each round, for other processes on the machine to go quiet, within a budget. */
+class QuietKeeper {
+  readonly waits = { count: 0, totalMs: 0, stillNoisy: 0 };
+
+  constructor(
+    private readonly options: BenchOptions,
+    private readonly fleet: Fleet,
+  ) {}
+
+  async settle(): Promise<void> {
+    const budget = Math.min(this.options.quietWaitMs, this.options.quietBudgetMs - this.waits.totalMs);
+    if (budget <= 0) return;
+    const wait = await waitForQuiet(this.fleet.running, quietThresholdPercent, budget);
+    if (wait.waitedMs < 1_000) return;
+    this.waits.count += 1;
+    this.waits.totalMs += wait.waitedMs;
+    if (wait.foreignPercent >= quietThresholdPercent) this.waits.stillNoisy += 1;
+    log(`waited ${(wait.waitedMs / 1000).toFixed(1)} s for other processes to go quiet (now ${wait.foreignPercent.toFixed(0)}% of a core)`);
   }
 }
 
@@ -228,10 +271,10 @@ async function probe(pool: DevicePool): Promise<void> {
   if (ackError !== undefined) throw new Error(`${pool.kind}: ack refused: ${ackError}`);
 }
 
-function describeTrouble(round: { errors: number; firstError?: string; undrained?: number; lost?: number }): string {
-  const parts: string[] = [];
+function describeRound(round: { errors: number; firstError?: string; undrained?: number; lost?: number; cpu: CpuShare }): string {
+  const parts = [`server CPU ${round.cpu.serverPercent.toFixed(0)}%, other ${round.cpu.foreignPercent.toFixed(0)}%`];
   if (round.errors > 0) parts.push(`${round.errors} errors, first: ${round.firstError}`);
   if ((round.undrained ?? 0) > 0) parts.push(`${round.undrained} undrained`);
   if ((round.lost ?? 0) > 0) parts.push(`${round.lost} lost`);
-  return parts.length === 0 ? "" : ` (${parts.join("; ")})`;
+  return ` (${parts.join("; ")})`;
 }

@@ -15,10 +15,20 @@ export interface ServerCommand {
   /** The script node runs, and its arguments. */
   script: string;
   args: string[];
+  /** Extra node options for the child (for example `--cpu-prof` when profiling). @default [] */
+  nodeArgs?: string[];
   /** Working directory of the child. @default this process's */
   cwd?: string;
   /** How long to wait for the `listening` line. @default 60000 */
   readyTimeoutMs?: number;
+}
+
+/** The child's answer to a GC request. */
+export interface GcReport {
+  /** False when no collection ran (no `--expose-gc`, or no answer within 10 s). */
+  collected: boolean;
+  /** `process.memoryUsage()` in the child after the collection. */
+  memory: NodeJS.MemoryUsage | undefined;
 }
 
 /** A running server child. */
@@ -36,8 +46,8 @@ export interface ServerProcess {
   rssBytes(): Promise<number>;
   /** User + system CPU time of the whole process (all threads), in ms, from /proc. */
   cpuMs(): Promise<number>;
-  /** Asks the child for a full GC over IPC; resolves false when none ran. */
-  collectGarbage(): Promise<boolean>;
+  /** Asks the child for a full GC over IPC and reports its memory after it. */
+  collectGarbage(): Promise<GcReport>;
   /** SIGTERM, then SIGKILL after a grace period. */
   stop(): Promise<void>;
 }
@@ -49,7 +59,7 @@ const keptProblems = 20;
 
 /** Starts a server child and resolves once it printed its `listening` line. */
 export async function startServer(command: ServerCommand): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ["--expose-gc", "--import", gcHookUrl, command.script, ...command.args], {
+  const child = spawn(process.execPath, ["--expose-gc", "--import", gcHookUrl, ...(command.nodeArgs ?? []), command.script, ...command.args], {
     stdio: ["ignore", "pipe", "pipe", "ipc"],
     ...(command.cwd === undefined ? {} : { cwd: command.cwd }),
   });
@@ -141,18 +151,19 @@ async function readCpuMs(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) * msPerTick;
 }
 
-function requestGc(child: ChildProcess): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
+function requestGc(child: ChildProcess): Promise<GcReport> {
+  return new Promise<GcReport>((resolve) => {
     const onMessage = (message: unknown): void => {
       if (typeof message === "object" && message !== null && (message as { type?: unknown }).type === gcDone) {
-        finish((message as { collected?: unknown }).collected === true);
+        const reply = message as { collected?: unknown; memory?: NodeJS.MemoryUsage };
+        finish({ collected: reply.collected === true, memory: reply.memory });
       }
     };
-    const timer = setTimeout(() => finish(false), 10_000);
-    const finish = (collected: boolean): void => {
+    const timer = setTimeout(() => finish({ collected: false, memory: undefined }), 10_000);
+    const finish = (report: GcReport): void => {
       clearTimeout(timer);
       child.off("message", onMessage);
-      resolve(collected);
+      resolve(report);
     };
     child.on("message", onMessage);
     child.send({ type: gcRequest });

@@ -102,7 +102,7 @@ export async function createWhisperFixture(targetBytes: number): Promise<Whisper
 }
 
 /** One party's stores, all in memory, with one signed pre-key and one Kyber pre-key. */
-class MemoryParty {
+export class MemoryParty {
   readonly address: ProtocolAddress;
   readonly sessions = new MemorySessionStore();
   readonly identity: MemoryIdentityStore;

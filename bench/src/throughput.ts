@@ -4,6 +4,7 @@
  * acknowledgement is answered, so a message counts as one full round:
  * sent, accepted, pushed, received, acknowledged.
  */
+import { cpuBetween, sampleCpu, type CpuShare } from "./cpu-usage.js";
 import type { DevicePool } from "./device-pool.js";
 import type { ServerProcess } from "./server-process.js";
 import { sleep, waitUntil } from "./stats.js";
@@ -28,8 +29,8 @@ export interface ThroughputRound {
   ackedPerS: number;
   /** Server CPU time per delivered message, in microseconds. */
   serverCpuUsPerMsg: number;
-  /** Harness (this process) CPU over the interval, in percent of one core. */
-  harnessCpuPercent: number;
+  /** CPU over the interval: server, harness, other processes, steal. */
+  cpu: CpuShare;
   /** Sends or acks the server refused, with the first error. */
   errors: number;
   firstError?: string;
@@ -80,22 +81,22 @@ export async function measureThroughput(pool: DevicePool, server: ServerProcess,
 
   for (let i = 0; i < n; i++) pump(i);
   await sleep(options.warmupMs);
-  const start = { at: performance.now(), delivered, acked, serverCpu: await server.cpuMs(), harnessCpu: process.cpuUsage() };
+  const start = { delivered, acked, cpu: await sampleCpu(server) };
   await sleep(options.durationMs);
-  const end = { at: performance.now(), delivered, acked, serverCpu: await server.cpuMs() };
-  const harnessCpu = process.cpuUsage(start.harnessCpu);
+  const end = { delivered, acked, cpu: await sampleCpu(server) };
   running = false;
 
   const drained = await waitUntil(() => inFlight.every((v) => v === 0), options.drainTimeoutMs ?? 15_000);
   pool.listen(undefined);
 
-  const seconds = (end.at - start.at) / 1000;
+  const seconds = (end.cpu.at - start.cpu.at) / 1000;
   const deliveredInInterval = end.delivered - start.delivered;
+  const cpu = cpuBetween(start.cpu, end.cpu);
   return {
     deliveredPerS: deliveredInInterval / seconds,
     ackedPerS: (end.acked - start.acked) / seconds,
-    serverCpuUsPerMsg: deliveredInInterval > 0 ? ((end.serverCpu - start.serverCpu) * 1000) / deliveredInInterval : Number.NaN,
-    harnessCpuPercent: ((harnessCpu.user + harnessCpu.system) / 1000 / (end.at - start.at)) * 100,
+    serverCpuUsPerMsg: deliveredInInterval > 0 ? (cpu.serverMs * 1000) / deliveredInInterval : Number.NaN,
+    cpu,
     errors,
     ...(firstError === undefined ? {} : { firstError }),
     undrained: drained ? 0 : inFlight.reduce((a, b) => a + b, 0),

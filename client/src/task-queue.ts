@@ -1,15 +1,65 @@
-/** Runs async tasks one at a time, in submission order. */
-export class TaskQueue {
-  private tail: Promise<unknown> = Promise.resolve();
+import type { DeviceStore } from "./store/device-store.js";
+
+interface Pending {
+  task: () => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Runs store work one task at a time, in submission order, with group
+ * commit: the tasks waiting when a batch starts run inside one store
+ * transaction (one fsync), each in a savepoint of its own, so one failing
+ * task rolls back only its own changes. Every task's promise settles after
+ * the commit, so nothing is sent or acknowledged before it is durable.
+ */
+export class StoreQueue {
+  private pending: Pending[] = [];
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly store: DeviceStore,
+    private readonly maxBatch = 64,
+  ) {}
 
   run<T>(task: () => Promise<T> | T): Promise<T> {
-    const result = this.tail.then(task);
-    this.tail = result.catch(() => undefined);
-    return result;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ task: async () => task(), resolve: resolve as (value: unknown) => void, reject });
+      this.running ??= this.loop();
+    });
   }
 
   /** Resolves when every task submitted so far has settled. */
   async idle(): Promise<void> {
-    await this.tail;
+    while (this.running) await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    await Promise.resolve();
+    while (this.pending.length) {
+      const batch = this.pending.splice(0, this.maxBatch);
+      const outcomes: ({ value: unknown } | { error: unknown })[] = [];
+      try {
+        await this.store.transaction(async () => {
+          for (const item of batch) {
+            try {
+              outcomes.push({ value: await this.store.transaction(item.task) });
+            } catch (error) {
+              outcomes.push({ error });
+            }
+          }
+        });
+      } catch (error) {
+        // The commit itself failed: nothing of the batch is durable.
+        batch.forEach((item) => item.reject(error));
+        continue;
+      }
+      batch.forEach((item, i) => {
+        const outcome = outcomes[i]!;
+        if ("value" in outcome) item.resolve(outcome.value);
+        else item.reject(outcome.error);
+      });
+    }
+    this.running = null;
   }
 }

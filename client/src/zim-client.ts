@@ -34,7 +34,7 @@ import { matchesSafetyNumber, safetyNumber, type SafetyNumber } from "./safety-n
 import type { DeviceStore, LocalDevice } from "./store/device-store.js";
 import { signalStores, type SignalStores } from "./store/signal-stores.js";
 import { trustOnFirstUse, type TrustPolicy } from "./trust.js";
-import { TaskQueue } from "./task-queue.js";
+import { StoreQueue } from "./task-queue.js";
 import { missingCase } from "./missing-case.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -110,13 +110,17 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   private readonly signal: SignalStores;
   private readonly keyPolicy: KeyPolicy;
   private readonly sendReceipts: boolean;
-  /** Store work runs one task at a time (libsignal's stores are async; SQLite transactions must not interleave). */
-  private readonly tasks = new TaskQueue();
+  /**
+   * Store work runs one task at a time (libsignal's stores are async; SQLite
+   * transactions must not interleave), group-committed.
+   */
+  private readonly tasks: StoreQueue;
   private socket: Socket<ServerToClientEvents, ClientToServerEvents> | null = null;
 
   constructor(options: ZimClientOptions) {
     super();
     this.store = options.store;
+    this.tasks = new StoreQueue(this.store);
     const local = this.store.getLocal();
     if (!local) throw new Error("the store holds no registered device: use ZimClient.register");
     this.api = new HttpApi(local.serverUrl, { uuid: local.uuid, deviceId: local.deviceId, password: local.password });
@@ -167,7 +171,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    * every local session is forgotten. Contacts see the safety number change.
    */
   async resetIdentity(): Promise<void> {
-    await this.tasks.run(() => this.store.transaction(async () => {
+    await this.tasks.run(async () => {
       const identity = PrivateKey.generate();
       const registrationId = randomInt(1, 16381);
       for (const kind of ["ec", "signed", "kyber"] as const) for (const k of this.store.listPreKeys(kind)) this.store.removePreKey(kind, k.id);
@@ -180,7 +184,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
         signedPreKey: newSignedPreKey(this.store, identity),
         pqLastResortPreKey: newKyberPreKey(this.store, identity, true),
       });
-    }));
+    });
     await this.maintainKeys();
   }
 
@@ -320,20 +324,18 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
 
   /**
    * Encrypts and sends content, retrying after 409/410. `record` runs in the
-   * same store transaction as the first encryption (one commit per send).
+   * same store transaction as the first encryption.
    */
   private async sendContent(uuid: string, content: Content, record?: () => void): Promise<SendMessagesResponse> {
     const known = this.store.getIdentity(uuid);
     if (known?.blocked) throw new UntrustedIdentityError(uuid);
     const padded = encodeContent(content);
     for (let attempt = 0; ; attempt++) {
-      const messages = await this.tasks.run(() =>
-        this.store.transaction(async () => {
-          const encrypted = await this.encryptForAll(uuid, padded);
-          if (attempt === 0) record?.();
-          return encrypted;
-        }),
-      );
+      const messages = await this.tasks.run(async () => {
+        const encrypted = await this.encryptForAll(uuid, padded);
+        if (attempt === 0) record?.();
+        return encrypted;
+      });
       try {
         return await this.deliver(uuid, messages);
       } catch (error) {
@@ -450,14 +452,12 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    * does {@link poll}, and an app with its own transport may too.
    */
   async processEnvelopes(batch: Envelope[]): Promise<void> {
-    // One outer transaction per batch (one fsync), a savepoint per envelope.
-    const results = await this.tasks.run(() =>
-      this.store.transaction(async () => {
-        const out: ReceiveResult[] = [];
-        for (const envelope of batch) out.push(await this.receiveOne(envelope));
-        return out;
-      }),
-    );
+    // Committed with whatever else is queued (one fsync); a savepoint per envelope.
+    const results = await this.tasks.run(async () => {
+      const out: ReceiveResult[] = [];
+      for (const envelope of batch) out.push(await this.receiveOne(envelope));
+      return out;
+    });
     const receipts = new Map<string, number[]>();
     for (const result of results) {
       switch (result.kind) {
