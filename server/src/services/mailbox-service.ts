@@ -129,39 +129,39 @@ export class MailboxService {
     await Promise.all([this.sends.idle(), this.acks.idle()]);
   }
 
+  /**
+   * One batch of sends: one query for every destination's devices, one
+   * multi-row INSERT for every accepted envelope (atomic by itself; if it
+   * fails, the batcher re-runs each send alone, which re-reads the devices).
+   */
   private async commitSends(items: SendItem[]): Promise<Outcome<SendMessagesResponse>[]> {
     const now = Date.now();
     const committed: { envelope: NewEnvelope; content: string }[] = [];
-    const outcomes = await this.envelopes.transaction(async (tx) => {
-      const devices = await this.accounts.devicesOf([...new Set(items.map((i) => i.destination))], tx);
-      const rows: NewEnvelope[] = [];
-      const results = items.map((item): Outcome<SendMessagesResponse> => {
-        const current = devices.get(item.destination);
-        if (!current) return { error: new HttpError("not_found", "No such account") };
-        const mismatch = checkDevices(item, current);
-        if (mismatch) return { error: mismatch };
-        const response: SendMessagesResponse = { serverTimestamp: now, envelopes: [] };
-        for (const m of item.messages) {
-          const envelope: NewEnvelope = {
-            id: randomUUID(),
-            accountId: item.destination,
-            deviceId: m.destinationDeviceId,
-            type: envelopeTypes[m.type],
-            sourceAccountId: item.sender.accountId,
-            sourceDeviceId: item.sender.deviceId,
-            content: m.bytes,
-            serverTimestamp: now,
-            expiresAt: now + this.ttlMs,
-          };
-          rows.push(envelope);
-          committed.push({ envelope, content: m.content });
-          response.envelopes.push({ deviceId: m.destinationDeviceId, id: envelope.id });
-        }
-        return { value: response };
-      });
-      await this.envelopes.insertMany(tx, rows);
-      return results;
+    const devices = await this.accounts.devicesOf([...new Set(items.map((i) => i.destination))]);
+    const outcomes = items.map((item): Outcome<SendMessagesResponse> => {
+      const current = devices.get(item.destination);
+      if (!current) return { error: new HttpError("not_found", "No such account") };
+      const mismatch = checkDevices(item, current);
+      if (mismatch) return { error: mismatch };
+      const response: SendMessagesResponse = { serverTimestamp: now, envelopes: [] };
+      for (const m of item.messages) {
+        const envelope: NewEnvelope = {
+          id: randomUUID(),
+          accountId: item.destination,
+          deviceId: m.destinationDeviceId,
+          type: envelopeTypes[m.type],
+          sourceAccountId: item.sender.accountId,
+          sourceDeviceId: item.sender.deviceId,
+          content: m.bytes,
+          serverTimestamp: now,
+          expiresAt: now + this.ttlMs,
+        };
+        committed.push({ envelope, content: m.content });
+        response.envelopes.push({ deviceId: m.destinationDeviceId, id: envelope.id });
+      }
+      return { value: response };
     });
+    await this.envelopes.insertMany(committed.map((c) => c.envelope));
     if (committed.length) {
       const deliveries = committed.map(({ envelope, content }) => ({
         accountId: envelope.accountId,
@@ -173,21 +173,24 @@ export class MailboxService {
     return outcomes;
   }
 
+  /**
+   * One batch of acknowledgements: one query for the owners of every id, one
+   * DELETE for the ids their devices own. Envelopes never change owner, so
+   * the two need no transaction around them.
+   */
   private async commitAcks(items: AckItem[]): Promise<Outcome<number>[]> {
-    return this.envelopes.transaction(async (tx) => {
-      const owners = new Map((await this.envelopes.owners(tx, items.flatMap((i) => i.ids))).map((o) => [o.id, o]));
-      const deletable: string[] = [];
-      const results = items.map((item): Outcome<number> => {
-        const found = item.ids.flatMap((id) => owners.get(id) ?? []);
-        if (found.some((o) => o.accountId !== item.device.accountId || o.deviceId !== item.device.deviceId)) {
-          return { error: new HttpError("envelope_not_owned", "An acknowledged envelope is not queued for this device") };
-        }
-        deletable.push(...found.map((o) => o.id));
-        return { value: found.length };
-      });
-      await this.envelopes.deleteIds(tx, [...new Set(deletable)]);
-      return results;
+    const owners = new Map((await this.envelopes.owners([...new Set(items.flatMap((i) => i.ids))])).map((o) => [o.id, o]));
+    const deletable: string[] = [];
+    const results = items.map((item): Outcome<number> => {
+      const found = item.ids.flatMap((id) => owners.get(id) ?? []);
+      if (found.some((o) => o.accountId !== item.device.accountId || o.deviceId !== item.device.deviceId)) {
+        return { error: new HttpError("envelope_not_owned", "An acknowledged envelope is not queued for this device") };
+      }
+      deletable.push(...found.map((o) => o.id));
+      return { value: found.length };
     });
+    await this.envelopes.deleteIds([...new Set(deletable)]);
+    return results;
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Bytes, Db } from "../db/database.js";
+import { Prisma } from "../generated/prisma-sqlite/client.js";
 
 /** What authentication needs to know about a device. */
 export interface DeviceCredentials {
@@ -119,17 +120,15 @@ export class AccountStore {
     return row?.id ?? null;
   }
 
-  /** The current devices of several accounts, in one query. */
-  async devicesOf(accountIds: string[], db: Db = this.db): Promise<Map<string, DeviceRef[]>> {
-    const rows = await db.device.findMany({
-      where: { accountId: { in: accountIds } },
-      select: { accountId: true, id: true, registrationId: true },
-      orderBy: [{ accountId: "asc" }, { id: "asc" }],
-    });
+  /** The current devices of several accounts, in one raw query (the send hot path). */
+  async devicesOf(accountIds: string[]): Promise<Map<string, DeviceRef[]>> {
+    if (!accountIds.length) return new Map();
+    const rows = await this.db.$queryRaw<{ accountId: string; id: number; registrationId: number }[]>`
+      SELECT "accountId", "id", "registrationId" FROM "Device" WHERE "accountId" IN (${Prisma.join(accountIds)}) ORDER BY "accountId", "id"`;
     const result = new Map<string, DeviceRef[]>();
     for (const row of rows) {
       const list = result.get(row.accountId) ?? [];
-      list.push({ id: row.id, registrationId: row.registrationId });
+      list.push({ id: Number(row.id), registrationId: Number(row.registrationId) });
       result.set(row.accountId, list);
     }
     return result;
