@@ -3,11 +3,13 @@
  * homeserver -> ZimClient receive (SQLite device stores on disk), next to
  * raw libsignal encrypt + decrypt with in-memory stores, in the same run.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { SignalMessage, processPreKeyBundle, signalDecrypt, signalDecryptPreKey, signalEncrypt, PreKeySignalMessage, CiphertextMessageType } from "@signalapp/libsignal-client";
 import { SqliteDeviceStore, ZimClient } from "@zimchat/client";
 import { MemoryParty } from "./signal-fixture.js";
+import { startServer } from "./server-process.js";
 import { median } from "./stats.js";
 
 /** Options for {@link measureClientPipeline}. */
@@ -101,4 +103,37 @@ export async function measureClientPipeline(options: ClientPipelineOptions, log:
   const rawMsgsPerSecond = median(rawRounds);
   const sdkMsgsPerSecond = median(sdkRounds);
   return { rawRounds, sdkRounds, rawMsgsPerSecond, sdkMsgsPerSecond, ratio: sdkMsgsPerSecond / rawMsgsPerSecond, plaintextBytes: 320 };
+}
+
+const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
+const homeserverScript = fileURLToPath(new URL("../../../server/dist/src/cli/main.js", import.meta.url));
+
+/** Starts its own homeserver child (default SQLite, synchronous=FULL) and measures the client pipeline against it. */
+export async function runClientPipeline(quick: boolean, log: (line: string) => void): Promise<ClientPipelineResult> {
+  const tmpDir = `${repoRoot}.bench-tmp/client-${process.pid}-${Date.now()}`;
+  mkdirSync(`${tmpDir}/homeserver-data`, { recursive: true });
+  const server = await startServer({
+    name: "homeserver (client pipeline)",
+    script: homeserverScript,
+    args: ["serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", `${tmpDir}/homeserver-data`, "--registration", "open", "--rate-limits", "off", "--log-level", "warn"],
+    cwd: repoRoot,
+  });
+  try {
+    return await measureClientPipeline({ serverUrl: server.url, tmpDir, messages: quick ? 500 : 2000, rounds: quick ? 2 : 3, window: 32 }, log);
+  } finally {
+    await server.stop();
+    rmSync(tmpDir, { recursive: true, force: true });
+  }
+}
+
+/** The report section for the client pipeline. */
+export function formatClientPipeline(r: ClientPipelineResult): string {
+  const rounds = (xs: number[]): string => xs.map((x) => x.toFixed(0)).join(", ");
+  return [
+    "Client pipeline, one way: ZimClient send -> homeserver -> ZimClient receive (SQLite device stores, synchronous=FULL),",
+    "next to raw libsignal encrypt + decrypt in memory (same plaintext, same process), interleaved rounds, medians",
+    `  raw libsignal         ${r.rawMsgsPerSecond.toFixed(0).padStart(7)} msgs/s   (rounds: ${rounds(r.rawRounds)})`,
+    `  ZimClient pipeline    ${r.sdkMsgsPerSecond.toFixed(0).padStart(7)} msgs/s   (rounds: ${rounds(r.sdkRounds)})`,
+    `  ratio                 ${r.ratio.toFixed(2).padStart(7)}          target >= 0.5   ${r.ratio >= 0.5 ? "PASS" : "MISS"}`,
+  ].join("\n");
 }

@@ -6,13 +6,21 @@
 import { parseBenchOptions } from "./options.js";
 import { formatReport, summarize } from "./report.js";
 import { log, runBench } from "./run.js";
+import { formatClientPipeline, runClientPipeline } from "./client-pipeline.js";
 
 async function main(): Promise<void> {
   const options = parseBenchOptions(process.argv.slice(2));
   const result = await runBench(options);
   const summary = summarize(result);
   process.stdout.write(`${formatReport(summary)}\n`);
-  if (options.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  const client = options.relayOnly ? undefined : await runClientPipeline(options.quick, log);
+  if (client) process.stdout.write(`\n${formatClientPipeline(client)}\n`);
+  if (options.json) {
+    const clientFigures = client
+      ? { sdk_msgs_per_s: client.sdkMsgsPerSecond, raw_libsignal_msgs_per_s: client.rawMsgsPerSecond, client_pipeline_ratio: client.ratio }
+      : { sdk_msgs_per_s: null, raw_libsignal_msgs_per_s: null, client_pipeline_ratio: null };
+    process.stdout.write(`${JSON.stringify({ ...summary, ...clientFigures })}\n`);
+  }
 }
 
 try {

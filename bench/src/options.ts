@@ -5,6 +5,8 @@ import { parseArgs } from "node:util";
 export interface BenchOptions {
   /** Print the JSON summary as the last stdout line. */
   json: boolean;
+  /** Small N, short rounds (also fewer client-pipeline messages). */
+  quick: boolean;
   /** Only the relay baseline (homeserver figures are null). */
   relayOnly: boolean;
   /** Connected devices per throughput/latency phase; the last is the headline. */
@@ -85,6 +87,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
   if (Math.max(...ns) > idleConnections) throw new Error(`--idle (${idleConnections}) must be at least the largest --ns`);
   return {
     json: values.json,
+    quick,
     relayOnly: values["relay-only"],
     ns: ns.map(Math.round),
     rounds: Math.round(number("rounds", values.rounds, quick ? 2 : 3)),
