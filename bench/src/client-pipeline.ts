@@ -119,7 +119,7 @@ export async function runClientPipeline(quick: boolean, log: (line: string) => v
     cwd: repoRoot,
   });
   try {
-    return await measureClientPipeline({ serverUrl: server.url, tmpDir, messages: quick ? 500 : 2000, rounds: quick ? 2 : 3, window: 32 }, log);
+    return await measureClientPipeline({ serverUrl: server.url, tmpDir, messages: quick ? 500 : 2000, rounds: quick ? 2 : 3, window: 128 }, log);
   } finally {
     await server.stop();
     rmSync(tmpDir, { recursive: true, force: true });

@@ -116,6 +116,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    */
   private readonly tasks: StoreQueue;
   private socket: Socket<ServerToClientEvents, ClientToServerEvents> | null = null;
+  private readonly registrationIds = new Map<string, number>();
 
   constructor(options: ZimClientOptions) {
     super();
@@ -178,6 +179,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       this.store.setValue("kyberLastResortIds", "[]");
       this.store.setLocal({ ...this.local, identityPrivateKey: identity.serialize(), registrationId });
       this.store.clearSessions();
+      this.registrationIds.clear();
       await this.api.resetIdentity({
         registrationId,
         identityKey: b64(identity.getPublicKey().serialize()),
@@ -342,13 +344,13 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
         if (!(error instanceof ApiError) || attempt >= 3) throw error;
         if (error.code === "mismatched_devices") {
           await this.tasks.run(async () => {
-            for (const id of error.body.extraDevices ?? []) this.store.deleteSession(`${uuid}.${id}`);
+            for (const id of error.body.extraDevices ?? []) this.forgetSession(`${uuid}.${id}`);
             for (const id of error.body.missingDevices ?? []) await this.startSessions(uuid, id);
           });
         } else if (error.code === "stale_devices") {
           await this.tasks.run(async () => {
             for (const id of error.body.staleDevices ?? []) {
-              this.store.deleteSession(`${uuid}.${id}`);
+              this.forgetSession(`${uuid}.${id}`);
               await this.startSessions(uuid, id);
             }
           });
@@ -372,7 +374,6 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const out: OutgoingMessage[] = [];
     for (const deviceId of devices) {
       const address = ProtocolAddress.new(uuid, deviceId);
-      const session = await this.signal.sessions.getSession(address);
       let message;
       try {
         message = await signalEncrypt(padded, address, me, this.signal.sessions, this.signal.identities);
@@ -383,11 +384,27 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       out.push({
         type: message.type() === CiphertextMessageType.PreKey ? "prekey" : "whisper",
         destinationDeviceId: deviceId,
-        destinationRegistrationId: session?.remoteRegistrationId() ?? 0,
+        destinationRegistrationId: await this.remoteRegistrationId(address),
         content: b64(message.serialize()),
       });
     }
     return out;
+  }
+
+  private forgetSession(address: string): void {
+    this.store.deleteSession(address);
+    this.registrationIds.delete(address);
+  }
+
+  /** A peer device's registration id, from its session (cached: sessions are only replaced through startSessions or resetIdentity). */
+  private async remoteRegistrationId(address: ProtocolAddress): Promise<number> {
+    const key = `${address.name()}.${address.deviceId()}`;
+    let id = this.registrationIds.get(key);
+    if (id === undefined) {
+      id = (await this.signal.sessions.getSession(address))?.remoteRegistrationId() ?? 0;
+      this.registrationIds.set(key, id);
+    }
+    return id;
   }
 
   /** Fetches bundles and starts sessions (PQXDH) with one or every device of `uuid`. */
@@ -419,6 +436,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       await this.signal.identities.saveIdentity(ProtocolAddress.new(uuid, d.deviceId), identityKey);
       if (this.store.getIdentity(uuid)?.blocked) throw new UntrustedIdentityError(uuid);
       await processPreKeyBundle(pre, ProtocolAddress.new(uuid, d.deviceId), me, this.signal.sessions, this.signal.identities);
+      this.registrationIds.set(`${uuid}.${d.deviceId}`, d.registrationId);
     }
   }
 
@@ -531,6 +549,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const me = ProtocolAddress.new(this.local.uuid, this.local.deviceId);
     const s = this.signal;
     if (envelope.type === "prekey") {
+      // A PreKey message may replace the session, and with it the peer's registration id.
+      this.registrationIds.delete(`${from}.${fromDevice}`);
       return signalDecryptPreKey(PreKeySignalMessage.deserialize(bytes(envelope.content)), address, me, s.sessions, s.identities, s.preKeys, s.signedPreKeys, s.kyberPreKeys);
     }
     return signalDecrypt(SignalMessage.deserialize(bytes(envelope.content)), address, me, s.sessions, s.identities);
