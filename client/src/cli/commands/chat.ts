@@ -1,0 +1,94 @@
+import { clearLine, createInterface, cursorTo, moveCursor } from "node:readline";
+import { toCliError } from "../cli-error.js";
+import type { CommonOptions } from "../options.js";
+import type { Output } from "../output.js";
+import { chatHelp } from "../render.js";
+import { runCommand } from "../run.js";
+import { withSession, type Session } from "../session.js";
+import { safetyNumberEvent } from "./safety-number.js";
+
+/** `zimchat-chat chat` options. */
+export interface ChatOptions extends CommonOptions {
+  /** How many stored messages to show first. @default 20 */
+  history: number;
+}
+
+/** Reads typed lines one at a time (a line's work finishes before the next starts) until /quit, Ctrl-C or the end of input. */
+function readLines(output: Output, handle: (line: string) => Promise<"quit" | void>): Promise<void> {
+  const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !output.json;
+  const rl = createInterface({ input: process.stdin, ...(tty ? { output: process.stdout, prompt: "> " } : {}), terminal: tty });
+  if (tty) {
+    // Incoming lines go above the prompt, which is drawn again below them.
+    output.hooks = {
+      before: () => {
+        clearLine(process.stdout, 0);
+        cursorTo(process.stdout, 0);
+      },
+      after: () => rl.prompt(true),
+    };
+    rl.prompt();
+  }
+  let quit = false;
+  let pending = Promise.resolve();
+  const stop = (): void => {
+    if (tty) process.stdout.write("\n"); // leave the prompt line
+    rl.close();
+  };
+  process.once("SIGINT", stop);
+  rl.on("SIGINT", stop);
+  rl.on("line", (line) => {
+    pending = pending.then(async () => {
+      if (quit) return;
+      if (tty) {
+        // Replace the typed line with the sent message as the conversation shows it.
+        moveCursor(process.stdout, 0, -1);
+        clearLine(process.stdout, 0);
+      }
+      if ((await handle(line)) === "quit") {
+        quit = true;
+        rl.close();
+      } else if (tty) rl.prompt();
+    });
+  });
+  return new Promise((resolve) => {
+    // At the end of input, lines already read are still sent.
+    rl.once("close", () => {
+      process.off("SIGINT", stop);
+      void pending.then(() => {
+        output.hooks = null;
+        resolve();
+      });
+    });
+  });
+}
+
+async function chatWith(session: Session, user: string, history: number): Promise<void> {
+  const { client, output } = session;
+  const peer = await session.resolveUser(user);
+  for (const m of await client.conversation(peer.uuid, history)) {
+    output.emit({ type: "history", direction: m.direction, user: peer.name, text: m.text, timestamp: m.timestamp });
+  }
+  await client.connect();
+  output.emit({ type: "chatReady", user: peer.name });
+  const context = { server: client.local.serverUrl, nameOf: (uuid: string) => session.profile.contacts.nameOf(uuid) };
+  await readLines(output, async (line): Promise<"quit" | void> => {
+    const command = line.trim();
+    if (command === "/quit") return "quit";
+    try {
+      if (!command) return undefined;
+      if (command === "/safety") return output.emit(await safetyNumberEvent(session, peer.name));
+      if (command.startsWith("/")) return output.emit({ type: "warning", message: `unknown command ${command}: ${chatHelp}` });
+      const sent = await client.sendText(peer.uuid, line);
+      return output.emit({ type: "sent", to: peer.name, toUuid: peer.uuid, text: line, timestamp: sent.timestamp, devices: sent.envelopes.length });
+    } catch (error) {
+      // A refused message does not end the chat: say why and read on.
+      const failure = toCliError(error, context);
+      return output.emit({ type: "error", code: failure.code, message: failure.message });
+    }
+  });
+}
+
+/** `zimchat-chat chat <user>`: the conversation, live messages, and typed lines sent as you press Enter. */
+export async function chat(user: string, options: ChatOptions): Promise<void> {
+  await runCommand(options, (output) => withSession(options.profile, output, (session) => chatWith(session, user, options.history)));
+}

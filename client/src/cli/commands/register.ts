@@ -1,0 +1,62 @@
+import { usernamePattern } from "@zimchat/protocol";
+import { SqliteDeviceStore, ZimClient } from "../../index.js";
+import { CliError, toCliError } from "../cli-error.js";
+import type { CommonOptions } from "../options.js";
+import { Profile } from "../profile.js";
+import { runCommand } from "../run.js";
+
+/** `zimchat-chat register` options. */
+export interface RegisterOptions extends CommonOptions {
+  server: string;
+  username: string;
+  invite?: string;
+}
+
+function serverUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new CliError("invalid_argument", `--server "${value}" is not a URL (like http://127.0.0.1:8080)`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new CliError("invalid_argument", `--server must be an http:// or https:// URL, not ${url.protocol}`);
+  return url.origin;
+}
+
+/** `zimchat-chat register`: creates the account and this device in the profile. */
+export async function register(options: RegisterOptions): Promise<void> {
+  await runCommand(options, async (output) => {
+    const server = serverUrl(options.server);
+    if (!usernamePattern.test(options.username)) {
+      throw new CliError("invalid_argument", `--username "${options.username}" is not a username (3 to 32 of a-z, 0-9, _ and .)`);
+    }
+    const profile = new Profile(options.profile);
+    if (profile.hasStore()) {
+      const existing = new SqliteDeviceStore(profile.storePath);
+      const local = existing.getLocal();
+      existing.close();
+      if (local?.uuid) throw new CliError("already_registered", `${profile.dir} already holds ${local.username}'s device on ${local.serverUrl}: pass another --profile`);
+      profile.removeStore(); // left by a registration the server refused
+    }
+    const store = new SqliteDeviceStore(profile.storePath);
+    let client: ZimClient | null = null;
+    try {
+      client = await ZimClient.register({ serverUrl: server, username: options.username, store, ...(options.invite ? { inviteToken: options.invite } : {}) });
+    } catch (error) {
+      // The SDK stores the device before the server accepts it: a refused
+      // registration must not leave a half-made profile behind. Once the
+      // server has accepted it (only the first key upload failed), the device
+      // is kept: the keys go up on its next connection.
+      if (!store.getLocal()?.uuid) {
+        store.close();
+        profile.removeStore();
+        throw toCliError(error, { server });
+      }
+      output.emit({ type: "warning", message: `registered, but the first pre-key upload failed (${toCliError(error, { server }).message}); it is retried on the next connection` });
+    }
+    const { uuid, deviceId, username } = store.getLocal()!;
+    if (client) await client.close();
+    else store.close();
+    output.emit({ type: "registered", username, uuid, deviceId, server, profile: profile.dir });
+  });
+}
