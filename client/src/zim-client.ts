@@ -117,6 +117,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   private readonly tasks: StoreQueue;
   private socket: Socket<ServerToClientEvents, ClientToServerEvents> | null = null;
   private readonly registrationIds = new Map<string, number>();
+  /** Receipts and key upkeep still running; `close` waits for them. */
+  private readonly background = new Set<Promise<unknown>>();
 
   constructor(options: ZimClientOptions) {
     super();
@@ -208,10 +210,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     });
     this.socket = socket;
     socket.on("envelopes", (batch, received) => {
-      this.processEnvelopes(batch).then(
-        () => received?.(),
-        (error: unknown) => this.emit("warning", error),
-      );
+      this.inBackground(this.processEnvelopes(batch).then(() => received?.()));
     });
     socket.on("queue-empty", () => this.emit("queueEmpty"));
     const drained = new Promise<void>((resolve, reject) => {
@@ -219,7 +218,12 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       socket.once("connect_error", (error) => reject(error));
     });
     await drained;
-    this.maintainKeys().catch((error: unknown) => this.emit("warning", error));
+    this.inBackground(this.maintainKeys());
+  }
+
+  private inBackground(work: Promise<unknown>): void {
+    const tracked = work.catch((error: unknown) => this.emit("warning", error)).finally(() => this.background.delete(tracked));
+    this.background.add(tracked);
   }
 
   /** Closes the socket. */
@@ -228,8 +232,11 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     this.socket = null;
   }
 
-  /** Closes the socket and the store. */
+  /** Lets background work (receipts, key upkeep) finish, then closes the socket and the store. */
   async close(): Promise<void> {
+    // Take no new envelopes (unacknowledged ones come back next time), finish what is running.
+    this.socket?.off("envelopes");
+    while (this.background.size) await Promise.allSettled([...this.background]);
     this.disconnect();
     await this.tasks.idle();
     this.store.close();
@@ -497,7 +504,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     }
     await this.acknowledge(batch.map((e) => e.id));
     for (const [uuid, timestamps] of receipts) {
-      this.sendContent(uuid, { v: 1, timestamp: Date.now(), receipt: { timestamps: timestamps.slice(0, 100) } }).catch((error: unknown) => this.emit("warning", error));
+      this.inBackground(this.sendContent(uuid, { v: 1, timestamp: Date.now(), receipt: { timestamps: timestamps.slice(0, 100) } }));
     }
   }
 

@@ -2,7 +2,7 @@ import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { HttpError } from "../errors.js";
 import type { Services } from "../services/index.js";
-import { buildOpenApiDocument } from "@zimchat/protocol";
+import { buildOpenApiDocument, limits } from "@zimchat/protocol";
 import type { RouteHandlers } from "./context.js";
 import { serverVersion } from "../version.js";
 
@@ -30,8 +30,9 @@ export function createHandlers(config: ServerConfig, database: Database, service
     preKeyBundle: async ({ principal, params }) => keys.bundles(principal, params.uuid, params.deviceId),
     sendMessages: async ({ principal, params, body }) => mailbox.send(principal, params.uuid, body.messages),
     fetchMessages: async ({ principal }) => {
-      const page = await mailbox.fetch(principal, 0, 100 + 1);
-      return { envelopes: page.slice(0, 100).map((d) => d.envelope), more: page.length > 100 };
+      // One more than a page tells whether there is more.
+      const page = await mailbox.fetch(principal, 0, limits.maxEnvelopesPerBatch + 1);
+      return { envelopes: page.slice(0, limits.maxEnvelopesPerBatch).map((d) => d.envelope), more: page.length > limits.maxEnvelopesPerBatch };
     },
     ackMessages: async ({ principal, body }) => ({ deleted: await mailbox.ack(principal, body.ids) }),
   };
