@@ -12,8 +12,7 @@ import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { PrivateKey } from "@signalapp/libsignal-client";
-import { SqliteDeviceStore } from "../src/index.js";
+import { SqliteDeviceStore, ZimClient } from "../src/index.js";
 import { startHomeserver, type Homeserver } from "./support/homeserver.js";
 
 const bin = fileURLToPath(new URL("../../bin/zimchat-chat.js", import.meta.url));
@@ -270,14 +269,13 @@ describe("zimchat-chat", () => {
   });
 
   it("tells Alice when Bob's safety number changes, and blocks sending until she accepts", async () => {
-    // Stand-in for Bob reinstalling: the key Alice verified is no longer the
-    // one Bob's messages are signed with. (Alice's store now holds another
-    // verified key for Bob; Bob's next message brings his real one.)
-    const store = new SqliteDeviceStore(join(profile("alice"), "device.db"));
-    const known = store.getIdentity(bobUuid);
-    assert.ok(known?.verified, "Alice had verified Bob");
-    store.saveIdentity({ ...known, publicKey: PrivateKey.generate().getPublicKey().serialize() });
-    store.close();
+    // Bob reinstalls, keeping his credentials: a new identity key on the same account.
+    const alicesView = new SqliteDeviceStore(join(profile("alice"), "device.db"));
+    assert.ok(alicesView.getIdentity(bobUuid)?.verified, "Alice had verified Bob");
+    alicesView.close();
+    const bobDevice = new ZimClient({ store: new SqliteDeviceStore(join(profile("bob"), "device.db")) });
+    await bobDevice.resetIdentity();
+    await bobDevice.close();
 
     const [ready] = withoutReceipts(ok(await cli(as("bob", "send", "alice", "I got a new phone", "--json"))));
     assert.equal(ready?.type, "sent");
