@@ -9,12 +9,11 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import { gzipSync } from "node:zlib";
-import { KEMKeyPair, PrivateKey } from "@signalapp/libsignal-client";
+import { PrivateKey } from "@signalapp/libsignal-client";
 import { io as connectClient, type Socket } from "socket.io-client";
 import { limits, routes, type Envelope, type RouteSpec } from "@zimchat/protocol";
 import { defaultRateLimits, type RateLimits } from "../../src/index.js";
-import { hashPassword } from "../../src/util/password.js";
-import { encryptFor, startServer, startSession, type TestServer } from "../support/harness.js";
+import { addDeviceRow, encryptFor, startServer, startSession, type TestServer } from "../support/harness.js";
 import { SignalDevice } from "../support/signal-device.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -45,27 +44,6 @@ type SendGroup = keyof typeof sendGroups;
  * protocol has no linking route yet), with keys signed by the account's
  * identity key. The returned device authenticates with its own password.
  */
-async function addDevice(server: TestServer, owner: SignalDevice, deviceId: number): Promise<SignalDevice> {
-  const device = new SignalDevice();
-  device.uuid = owner.uuid;
-  device.deviceId = deviceId;
-  const ec = PrivateKey.generate().getPublicKey().serialize();
-  const kyber = KEMKeyPair.generate().getPublicKey().serialize();
-  const { salt, hash } = hashPassword(device.password);
-  await server.home.database.prisma.device.create({
-    data: {
-      accountId: owner.uuid,
-      id: deviceId,
-      registrationId: device.registrationId,
-      passwordSalt: salt,
-      passwordHash: hash,
-      signedPreKey: { create: { keyId: 1, publicKey: ec, signature: owner.identity.sign(ec) } },
-      kyberLastResort: { create: { keyId: 2, publicKey: kyber, signature: owner.identity.sign(kyber) } },
-    },
-  });
-  return device;
-}
-
 /** The device's queued envelopes (GET /v1/messages). */
 async function queue(server: TestServer, device: SignalDevice): Promise<Envelope[]> {
   const res = await server.http().get("/v1/messages").set("Authorization", device.authHeader);
@@ -248,7 +226,7 @@ describe("bad input", () => {
     alice = await server.register("alice_bad_input");
     bob = await server.register(bobName);
     carol = await server.register("carol_bad_input");
-    alice2 = await addDevice(server, alice, 2);
+    alice2 = (await addDeviceRow(server, alice, 2)).device;
     await startSession(server, alice, bob);
     const [first] = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "first");
     assert.equal(first?.type, "prekey");

@@ -11,28 +11,13 @@ import { randomUUID } from "node:crypto";
 import { KEMKeyPair, PrivateKey } from "@signalapp/libsignal-client";
 import type { DeviceBundle, PreKeyBundleResponse, SignedKyberPreKey, UploadKeysRequest } from "@zimchat/protocol";
 import { defaultRateLimits, type RateLimits } from "../../src/index.js";
-import { hashPassword } from "../../src/util/password.js";
-import { encryptFor, startServer, type TestServer } from "../support/harness.js";
+import { addDeviceRow, encryptFor, signedEc, signedKyber, startServer, type SignedKey, type TestServer } from "../support/harness.js";
 import { SignalDevice } from "../support/signal-device.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 
 /** Default limits, but enough registrations for one test file from one address. */
 const roomyLimits: RateLimits = { ...defaultRateLimits, register: { points: 10_000, durationSeconds: 3600 } };
-
-type SignedKey = { keyId: number; publicKey: string; signature: string };
-
-/** A signed EC key over a fresh key pair, signed by `signer` (the account's identity key, or a stranger's). */
-function signedEc(signer: PrivateKey, keyId: number): SignedKey {
-  const pub = PrivateKey.generate().getPublicKey().serialize();
-  return { keyId, publicKey: b64(pub), signature: b64(signer.sign(pub)) };
-}
-
-/** A signed Kyber key over a fresh key pair, signed by `signer`. */
-function signedKyber(signer: PrivateKey, keyId: number): SignedKey {
-  const pub = KEMKeyPair.generate().getPublicKey().serialize();
-  return { keyId, publicKey: b64(pub), signature: b64(signer.sign(pub)) };
-}
 
 /** Signs arbitrary key bytes (for keys of the wrong type or length). */
 function signedBytes(signer: PrivateKey, keyId: number, bytes: Uint8Array): SignedKey {
@@ -82,33 +67,6 @@ function only(bundle: PreKeyBundleResponse): DeviceBundle {
  * last-resort key signed by the account's identity key. The returned device
  * authenticates with its own password; its keys are signed by the owner.
  */
-async function addDevice(
-  server: TestServer,
-  owner: SignalDevice,
-  deviceId: number,
-): Promise<{ device: SignalDevice; signedPreKey: SignedKey; lastResort: SignedKey }> {
-  const device = new SignalDevice();
-  device.uuid = owner.uuid;
-  device.deviceId = deviceId;
-  const signedPreKey = signedEc(owner.identity, 9001);
-  const lastResort = signedKyber(owner.identity, 9002);
-  const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64"));
-  const stored = (k: SignedKey) => ({ keyId: k.keyId, publicKey: bytes(k.publicKey), signature: bytes(k.signature) });
-  const { salt, hash } = hashPassword(device.password);
-  await server.home.database.prisma.device.create({
-    data: {
-      accountId: owner.uuid,
-      id: deviceId,
-      registrationId: device.registrationId,
-      passwordSalt: salt,
-      passwordHash: hash,
-      signedPreKey: { create: stored(signedPreKey) },
-      kyberLastResort: { create: stored(lastResort) },
-    },
-  });
-  return { device, signedPreKey, lastResort };
-}
-
 describe("key upload and counts", () => {
   let server: TestServer;
   before(async () => {
@@ -302,7 +260,7 @@ describe("key upload and counts", () => {
 
   it("keys of another device are signed by the same account identity key", async () => {
     const bob = await server.register();
-    const { device: bob2 } = await addDevice(server, bob, 2);
+    const { device: bob2 } = await addDeviceRow(server, bob, 2);
     // Device 2's own libsignal identity is not the account's: its signatures do not count.
     const foreign = await upload(server, bob2, { pqPreKeys: [signedKyber(bob2.identity, 1)] });
     assert.equal(foreign.status, 422, JSON.stringify(foreign.body));
@@ -372,7 +330,7 @@ describe("pre-key bundles", () => {
   it("all devices (*): one entry per device, each with its own keys, each one-time key once", async () => {
     const alice = await server.register();
     const bob = await server.register();
-    const { device: bob2, signedPreKey: signed2, lastResort: lastResort2 } = await addDevice(server, bob, 2);
+    const { device: bob2, signedPreKey: signed2, lastResort: lastResort2 } = await addDeviceRow(server, bob, 2);
     const keys1 = bob.keyUpload(1, 1);
     assert.equal((await upload(server, bob, keys1)).status, 204);
     const keys2 = { preKeys: [bob.ecPreKey(), bob.ecPreKey()], pqPreKeys: [signedKyber(bob.identity, 11)] };

@@ -13,6 +13,8 @@ import request from "supertest";
 import { io as connectClient, type Socket } from "socket.io-client";
 import type { ClientToServerEvents, Envelope, ServerToClientEvents } from "@zimchat/protocol";
 import { createLogger, openHomeserver, resolveConfig, type Homeserver, type ServerConfig } from "../../src/index.js";
+import { KEMKeyPair, PrivateKey } from "@signalapp/libsignal-client";
+import { hashPassword } from "../../src/util/password.js";
 import { SignalDevice } from "./signal-device.js";
 
 /** Which database the suite runs on: "sqlite" unless ZIMCHAT_TEST_DATABASE_URL names PostgreSQL. */
@@ -167,4 +169,53 @@ export async function encryptFor(
       destinationRegistrationId: d.registrationId,
     })),
   );
+}
+
+/** A signed public key as the protocol carries it. */
+export type SignedKey = { keyId: number; publicKey: string; signature: string };
+
+const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
+
+/** A signed EC key over a fresh key pair, signed by `signer` (the account's identity key, or a stranger's). */
+export function signedEc(signer: PrivateKey, keyId: number): SignedKey {
+  const pub = PrivateKey.generate().getPublicKey().serialize();
+  return { keyId, publicKey: b64(pub), signature: b64(signer.sign(pub)) };
+}
+
+/** A signed Kyber key over a fresh key pair, signed by `signer`. */
+export function signedKyber(signer: PrivateKey, keyId: number): SignedKey {
+  const pub = KEMKeyPair.generate().getPublicKey().serialize();
+  return { keyId, publicKey: b64(pub), signature: b64(signer.sign(pub)) };
+}
+
+/**
+ * A second device of `owner`'s account, written straight through Prisma
+ * (device linking comes with multi-device), with its own password and
+ * signed keys signed by the account's identity key.
+ */
+export async function addDeviceRow(
+  server: TestServer,
+  owner: SignalDevice,
+  deviceId: number,
+): Promise<{ device: SignalDevice; signedPreKey: SignedKey; lastResort: SignedKey }> {
+  const device = new SignalDevice();
+  device.uuid = owner.uuid;
+  device.deviceId = deviceId;
+  const signedPreKey = signedEc(owner.identity, 9001);
+  const lastResort = signedKyber(owner.identity, 9002);
+  const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64"));
+  const stored = (k: SignedKey) => ({ keyId: k.keyId, publicKey: bytes(k.publicKey), signature: bytes(k.signature) });
+  const { salt, hash } = hashPassword(device.password);
+  await server.home.database.prisma.device.create({
+    data: {
+      accountId: owner.uuid,
+      id: deviceId,
+      registrationId: device.registrationId,
+      passwordSalt: salt,
+      passwordHash: hash,
+      signedPreKey: { create: stored(signedPreKey) },
+      kyberLastResort: { create: stored(lastResort) },
+    },
+  });
+  return { device, signedPreKey, lastResort };
 }
