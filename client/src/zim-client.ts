@@ -217,7 +217,13 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       socket.once("queue-empty", () => resolve());
       socket.once("connect_error", (error) => reject(error));
     });
-    await drained;
+    try {
+      await drained;
+    } catch (error) {
+      // Refused (wrong credentials, server down): stop the client's reconnection attempts.
+      this.disconnect();
+      throw error;
+    }
     this.inBackground(this.maintainKeys());
   }
 
