@@ -139,6 +139,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    */
   static async register(options: RegisterOptions): Promise<ZimClient> {
     const { store } = options;
+    if (store.getLocal()?.uuid) throw new Error("this store already holds a registered device");
     const identity = PrivateKey.generate();
     const pending: LocalDevice = {
       serverUrl: options.serverUrl,
@@ -150,18 +151,20 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       identityPrivateKey: identity.serialize(),
       nextPreKeyId: randomInt(1, 0x7fff0000),
     };
-    store.setLocal(pending);
-    const api = new HttpApi(options.serverUrl);
-    const registered = await api.register({
-      username: options.username,
-      password: pending.password,
-      registrationId: pending.registrationId,
-      identityKey: b64(identity.getPublicKey().serialize()),
-      signedPreKey: newSignedPreKey(store, identity),
-      pqLastResortPreKey: newKyberPreKey(store, identity, true),
-      ...(options.inviteToken ? { inviteToken: options.inviteToken } : {}),
+    // One transaction: a refused registration leaves the store as it was.
+    await store.transaction(async () => {
+      store.setLocal(pending);
+      const registered = await new HttpApi(options.serverUrl).register({
+        username: options.username,
+        password: pending.password,
+        registrationId: pending.registrationId,
+        identityKey: b64(identity.getPublicKey().serialize()),
+        signedPreKey: newSignedPreKey(store, identity),
+        pqLastResortPreKey: newKyberPreKey(store, identity, true),
+        ...(options.inviteToken ? { inviteToken: options.inviteToken } : {}),
+      });
+      store.setLocal({ ...store.getLocal()!, uuid: registered.uuid, deviceId: registered.deviceId });
     });
-    store.setLocal({ ...store.getLocal()!, uuid: registered.uuid, deviceId: registered.deviceId });
     const client = new ZimClient(options);
     await client.maintainKeys();
     return client;

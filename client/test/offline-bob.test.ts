@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SqliteDeviceStore, ZimClient, type MessageEvent } from "../src/index.js";
+import { ApiError, SqliteDeviceStore, ZimClient, type MessageEvent } from "../src/index.js";
 import { next, startHomeserver, type Homeserver } from "./support/homeserver.js";
 
 describe("the offline-Bob story", () => {
@@ -51,5 +51,16 @@ describe("the offline-Bob story", () => {
     assert.deepEqual((await bobAgain.conversation("alice")).map((m) => [m.direction, m.text]), [["in", text], ["out", "Yes! Prices went up again."]]);
     await alice.close();
     await bobAgain.close();
+  });
+
+  it("a refused registration leaves the device store empty", async () => {
+    const store = new SqliteDeviceStore(join(dir, "refused.db"));
+    await assert.rejects(
+      ZimClient.register({ serverUrl: server.url, username: "alice", store }),
+      (error: unknown) => error instanceof ApiError && error.code === "username_taken",
+    );
+    assert.equal(store.getLocal(), null);
+    assert.deepEqual(store.listPreKeys("signed"), []);
+    store.close();
   });
 });
