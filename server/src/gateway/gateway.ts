@@ -23,9 +23,14 @@ export type SocketData = DevicePrincipal;
 export type Gateway = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 type DeviceSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
-/** The room that holds a device's connection. */
+/** The room that holds a device's connection (a newer connection displaces what is in it). */
 export function deviceRoom(accountId: string, deviceId: number): string {
   return `device:${accountId}.${deviceId}`;
+}
+
+/** The room a device's connection joins once its stored queue is drained: live pushes go here. */
+export function liveRoom(accountId: string, deviceId: number): string {
+  return `live:${accountId}.${deviceId}`;
 }
 
 /** Options for {@link createGateway}. */
@@ -85,7 +90,7 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
 function pushDeliveries(io: Gateway, deliveries: Delivery[]): void {
   const byRoom = new Map<string, Delivery["envelope"][]>();
   for (const d of deliveries) {
-    const room = deviceRoom(d.accountId, d.deviceId);
+    const room = liveRoom(d.accountId, d.deviceId);
     const list = byRoom.get(room);
     if (list) list.push(d.envelope);
     else byRoom.set(room, [d.envelope]);
@@ -93,13 +98,26 @@ function pushDeliveries(io: Gateway, deliveries: Delivery[]): void {
   for (const [room, envelopes] of byRoom) io.to(room).emit("envelopes", envelopes);
 }
 
-/** Sends the stored queue oldest first, one confirmed batch at a time, then `queue-empty`. */
+/**
+ * Sends the stored queue oldest first, one confirmed batch at a time; then
+ * joins the live room (so what is committed from now on is pushed), sends
+ * what was committed between the last read and the join, and `queue-empty`.
+ * Envelopes committed during the drain therefore arrive after the older
+ * queued ones; one committed in the instant of the join may arrive twice
+ * (clients de-duplicate by id).
+ */
 async function drain(socket: DeviceSocket, services: Services, ackTimeoutMs: number): Promise<void> {
   let cursor = 0;
+  let live = false;
   while (socket.connected) {
     const batch = await services.mailbox.fetch(socket.data, cursor);
     if (!socket.connected) return;
     if (!batch.length) {
+      if (!live) {
+        live = true;
+        await socket.join(liveRoom(socket.data.accountId, socket.data.deviceId));
+        continue;
+      }
       socket.emit("queue-empty");
       return;
     }

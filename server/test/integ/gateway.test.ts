@@ -57,6 +57,35 @@ describe("Socket.IO gateway", () => {
     conn.close();
   });
 
+  it("envelopes sent during a drain arrive after the queued ones, not ahead of them", async () => {
+    const alice = await server.register();
+    const bob = await server.register();
+    await startSession(server, alice, bob);
+    const bobDevices = { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] };
+    const send = async (text: string): Promise<string> => {
+      const messages = await encryptFor(alice, bobDevices, text);
+      const res = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+      return res.body.envelopes[0].id as string;
+    };
+    const queued: string[] = [];
+    for (let i = 0; i < 150; i++) queued.push(await send(`queued ${i}`));
+
+    // A slow client: it confirms each drained batch after 150 ms, and Alice sends meanwhile.
+    const { io } = await import("socket.io-client");
+    const socket = io(server.url, { auth: bob.socketAuth, transports: ["websocket"], reconnection: false, forceNew: true });
+    const order: string[] = [];
+    let sentDuring: Promise<string[]> | null = null;
+    socket.on("envelopes", (batch, confirm) => {
+      for (const e of batch) if (!order.includes(e.id)) order.push(e.id);
+      sentDuring ??= Promise.all([send("during 1"), send("during 2"), send("during 3")]);
+      setTimeout(() => confirm?.(), 150);
+    });
+    await new Promise<void>((resolve) => socket.once("queue-empty", () => resolve()));
+    const during = await sentDuring!;
+    assert.deepEqual(order, [...queued, ...during]);
+    socket.close();
+  });
+
   it("a send to oneself must not name the sending device", async () => {
     const alice = await server.register();
     const bob = await server.register();
