@@ -9,7 +9,7 @@ export { ApiError, DecryptionFailureReason, UntrustedIdentityError } from "./err
 export { HttpApi, type DeviceCredentials } from "./http-api.js";
 
 // Trust and safety numbers
-export { trustOnFirstUse, type TrustDecision, type TrustPolicy } from "./trust.js";
+export { trustOnFirstUse, type TrustPolicy } from "./trust.js";
 export { matchesSafetyNumber, safetyNumber, type SafetyNumber } from "./safety-number.js";
 
 // Storage

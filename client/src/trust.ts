@@ -1,11 +1,5 @@
 import type { KnownIdentity } from "./store/device-store.js";
 
-/** What a trust policy decides about a peer's identity key. */
-export interface TrustDecision {
-  /** Whether to encrypt to this key (sending) or accept it (receiving). */
-  trusted: boolean;
-}
-
 /**
  * Decides whether a peer's identity key may be used (libsignal's
  * `isTrustedIdentity`). Replaceable: pass one to `ZimClient`.

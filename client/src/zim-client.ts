@@ -26,6 +26,7 @@ import type {
   ServerToClientEvents,
   SocketResult,
 } from "@zimchat/protocol";
+import { missingCase } from "@zimchat/protocol";
 import { decodeContent, encodeContent, type Content } from "./content.js";
 import { ApiError, DecryptionFailureReason, UntrustedIdentityError } from "./errors.js";
 import { HttpApi } from "./http-api.js";
@@ -35,7 +36,6 @@ import type { DeviceStore, LocalDevice } from "./store/device-store.js";
 import { signalStores, type SignalStores } from "./store/signal-stores.js";
 import { trustOnFirstUse, type TrustPolicy } from "./trust.js";
 import { StoreQueue } from "./task-queue.js";
-import { missingCase } from "./missing-case.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;

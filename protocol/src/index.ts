@@ -92,6 +92,9 @@ export type {
   SocketResult,
 } from "./socket.js";
 
+// Exhaustive switches
+export { missingCase } from "./missing-case.js";
+
 // REST routes and the OpenAPI document
 export { routes, type RouteAuth, type RouteName, type RouteSpec } from "./routes.js";
 export { buildOpenApiDocument } from "./openapi.js";

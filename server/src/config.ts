@@ -1,5 +1,4 @@
 import { resolve } from "node:path";
-import { usernamePattern } from "@zimchat/protocol";
 
 /** Who may create an account. */
 export type RegistrationMode = "open" | "invite" | "closed";
@@ -106,9 +105,4 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     throw new ConfigError(`DATABASE_URL must start with file: (SQLite) or postgresql:// (PostgreSQL)`);
   }
   return config;
-}
-
-/** Whether a username is well-formed (re-exported for the CLI). */
-export function isUsername(value: string): boolean {
-  return usernamePattern.test(value);
 }

@@ -34,8 +34,3 @@ export function rateLimited(retryAfterMs: number): HttpError {
   const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
   return new HttpError("rate_limited", "Too many requests", { retryAfterSeconds: seconds }, { "Retry-After": String(seconds) });
 }
-
-/** For exhaustive switches over tagged unions: fails to compile when a case is missing. */
-export function missingCase(value: never): never {
-  throw new Error(`Unhandled case: ${String(value)}`);
-}

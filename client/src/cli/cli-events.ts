@@ -26,7 +26,3 @@ export type CliEvent =
   | { type: "warning"; message: string }
   | { type: "error"; code: string; message: string };
 
-/** For exhaustive switches over tagged unions: fails to compile when a case is missing. */
-export function missingCase(value: never): never {
-  throw new Error(`Unhandled case: ${JSON.stringify(value)}`);
-}

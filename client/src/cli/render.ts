@@ -1,4 +1,5 @@
-import { missingCase, type CliEvent } from "./cli-events.js";
+import { missingCase } from "@zimchat/protocol";
+import type { CliEvent } from "./cli-events.js";
 
 const pad = (n: number): string => String(n).padStart(2, "0");
 

@@ -1,6 +1,6 @@
 import { KEMPublicKey, PreKeySignalMessage, PublicKey, SignalMessage } from "@signalapp/libsignal-client";
-import type { EnvelopeType } from "@zimchat/protocol";
-import { HttpError, missingCase } from "../errors.js";
+import { missingCase, type EnvelopeType } from "@zimchat/protocol";
+import { HttpError } from "../errors.js";
 import type { Bytes } from "../db/database.js";
 
 /** Decodes base64 that the protocol schema has already checked. */
