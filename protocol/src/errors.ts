@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { recipientMismatchSchema } from "./sealed.js";
 
 /**
  * Every machine-readable error code the homeserver answers with, and the
@@ -16,6 +17,11 @@ export const errorStatus = {
   invalid_invite: 403,
   envelope_not_owned: 403,
   not_found: 404,
+  link_not_found: 404,
+  link_not_confirmed: 409,
+  link_already_confirmed: 409,
+  too_many_devices: 409,
+  link_expired: 410,
   username_taken: 409,
   mismatched_devices: 409,
   stale_devices: 410,
@@ -53,6 +59,10 @@ export const errorBodySchema = z
     missingDevices: z.array(z.number().int()).optional(),
     extraDevices: z.array(z.number().int()).optional(),
     staleDevices: z.array(z.number().int()).optional(),
+    recipients: z
+      .array(recipientMismatchSchema)
+      .optional()
+      .describe("Multi-recipient sends: the device mismatches of each recipient (409 `mismatched_devices`, 410 `stale_devices`)"),
     retryAfterSeconds: z.number().int().optional(),
   })
   .meta({ id: "Error" });

@@ -87,6 +87,7 @@ export { healthResponseSchema, readyResponseSchema, type ReadyResponse } from ".
 export type {
   ClientToServerEvents,
   DisconnectReason,
+  SealedClientToServerEvents,
   ServerToClientEvents,
   SocketAuth,
   SocketResult,
@@ -98,3 +99,43 @@ export { missingCase } from "./missing-case.js";
 // REST routes and the OpenAPI document
 export { routes, type RouteAuth, type RouteName, type RouteSpec } from "./routes.js";
 export { buildOpenApiDocument } from "./openapi.js";
+
+// Devices (linking)
+export {
+  confirmLinkRequestSchema,
+  createLinkResponseSchema,
+  deviceInfoSchema,
+  deviceListResponseSchema,
+  linkCodeSchema,
+  linkDeviceRequestSchema,
+  linkDeviceResponseSchema,
+  linkStatusResponseSchema,
+  type ConfirmLinkRequest,
+  type CreateLinkResponse,
+  type DeviceInfo,
+  type DeviceListResponse,
+  type LinkDeviceRequest,
+  type LinkDeviceResponse,
+  type LinkStatusResponse,
+} from "./devices.js";
+
+// Sealed sender
+export {
+  accessKeyHeader,
+  accessKeySchema,
+  accountAttributesRequestSchema,
+  multiRecipientRequestSchema,
+  multiRecipientResponseSchema,
+  recipientAccessKeySchema,
+  recipientMismatchSchema,
+  sealedSocketSendRequestSchema,
+  senderCertificateResponseSchema,
+  trustRootResponseSchema,
+  type AccountAttributesRequest,
+  type SealedSocketSendRequest,
+  type MultiRecipientRequest,
+  type MultiRecipientResponse,
+  type RecipientMismatch,
+  type SenderCertificateResponse,
+  type TrustRootResponse,
+} from "./sealed.js";

@@ -29,6 +29,16 @@ export const limits = {
   kyberPublicKeyBytes: 1569,
   /** XEdDSA signature bytes. */
   signatureBytes: 64,
+  /** Unidentified access key bytes (sealed sender). */
+  accessKeyBytes: 16,
+  /** A linking code is valid this long after it is created. */
+  linkCodeTtlSeconds: 600,
+  /** Bytes of one sealed provisioning message (device linking). */
+  maxProvisioningMessageBytes: 16 * 1024,
+  /** Bytes of one multi-recipient sealed-sender message. */
+  maxMultiRecipientBytes: 1536 * 1024,
+  /** Recipient accounts of one multi-recipient send. */
+  maxGroupRecipients: 1000,
 } as const;
 
 /** Usernames: lowercase letters, digits, `_` and `.`, 3 to 32 characters. */

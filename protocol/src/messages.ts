@@ -3,11 +3,12 @@ import { limits } from "./limits.js";
 import { base64Bytes, deviceIdSchema, registrationIdSchema, uuidSchema } from "./primitives.js";
 
 /**
- * Envelope types: libsignal's CiphertextMessageType values, by name. The
- * server checks that the content parses as that libsignal message type, so
- * no route accepts plaintext.
+ * Envelope types, by name: libsignal's CiphertextMessageType values for
+ * `whisper` and `prekey`, and 6 for `sealed` (a sealed-sender message, whose
+ * sender only the recipient learns). The server checks that the content
+ * parses as that kind of libsignal message, so no route accepts plaintext.
  */
-export const envelopeTypes = { whisper: 2, prekey: 3 } as const;
+export const envelopeTypes = { whisper: 2, prekey: 3, sealed: 6 } as const;
 export type EnvelopeType = keyof typeof envelopeTypes;
 export const envelopeTypeSchema = z.enum(Object.keys(envelopeTypes) as [EnvelopeType, ...EnvelopeType[]]);
 

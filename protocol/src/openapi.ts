@@ -42,7 +42,7 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
           schema: toSchema(schema as z.ZodType, refs),
         }))
       : [];
-    const codes = [...commonErrors, ...(route.auth === "device" ? authErrors : []), ...route.errors];
+    const codes = [...commonErrors, ...(route.auth === "none" ? [] : authErrors), ...route.errors];
     const byStatus = new Map<number, ErrorCode[]>();
     for (const code of codes) byStatus.set(errorStatus[code], [...(byStatus.get(errorStatus[code]) ?? []), code]);
 
@@ -62,7 +62,12 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
       summary: route.summary,
       parameters,
       responses,
-      security: route.auth === "device" ? [{ deviceBasic: [] }] : [],
+      security:
+        route.auth === "device"
+          ? [{ deviceBasic: [] }]
+          : route.auth === "device-or-access-key"
+            ? [{ deviceBasic: [] }, { unidentifiedAccessKey: [] }]
+            : [],
     };
     if (route.body) {
       operation.requestBody = { required: true, content: { "application/json": { schema: toSchema(route.body, refs) } } };
@@ -79,13 +84,20 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
       license: { name: "AGPL-3.0-only", identifier: "AGPL-3.0-only" },
       description:
         "The REST API of a ZimChat homeserver. Real-time delivery uses Socket.IO on the same port " +
-        "(events: see @zimchat/protocol `ClientToServerEvents`, `ServerToClientEvents`).",
+        "(events: see @zimchat/protocol `ClientToServerEvents`, `ServerToClientEvents`; sealed sends on " +
+        "the `/sealed` namespace: `SealedClientToServerEvents`).",
     },
     paths,
     components: {
       schemas: Object.fromEntries([...refs].sort(([a], [b]) => a.localeCompare(b))),
       securitySchemes: {
         deviceBasic: { type: "http", scheme: "basic", description: "`uuid.deviceId` as user name, the device password" },
+        unidentifiedAccessKey: {
+          type: "apiKey",
+          in: "header",
+          name: "Unidentified-Access-Key",
+          description: "Sealed sender: the recipient's 16-byte access key, base64, instead of credentials",
+        },
       },
     },
   };

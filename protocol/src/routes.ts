@@ -17,9 +17,30 @@ import {
   sendMessagesResponseSchema,
 } from "./messages.js";
 import { deviceIdParamSchema, usernameSchema, uuidSchema } from "./primitives.js";
+import {
+  confirmLinkRequestSchema,
+  createLinkResponseSchema,
+  deviceListResponseSchema,
+  linkCodeSchema,
+  linkDeviceRequestSchema,
+  linkDeviceResponseSchema,
+  linkStatusResponseSchema,
+} from "./devices.js";
+import {
+  accountAttributesRequestSchema,
+  multiRecipientRequestSchema,
+  multiRecipientResponseSchema,
+  senderCertificateResponseSchema,
+  trustRootResponseSchema,
+} from "./sealed.js";
 
-/** How a route authenticates its caller. */
-export type RouteAuth = "none" | "device";
+/**
+ * How a route authenticates its caller: not at all, as a device (HTTP
+ * Basic), or either as a device or with the recipient's unidentified access
+ * key (the `Unidentified-Access-Key` header, sealed sender; a wrong key or an
+ * unknown recipient is the same 401).
+ */
+export type RouteAuth = "none" | "device" | "device-or-access-key";
 
 /** One REST route: the server mounts it, the OpenAPI document describes it. */
 export interface RouteSpec {
@@ -93,6 +114,84 @@ export const routes = {
     success: { status: 204 },
     errors: ["forbidden", "invalid_key", "invalid_signature"],
   },
+  setAttributes: {
+    method: "put",
+    path: "/v1/accounts/attributes",
+    summary: "Set the account's unidentified access key and whether anyone may send it sealed messages",
+    auth: "device",
+    body: accountAttributesRequestSchema,
+    success: { status: 204 },
+    errors: [],
+  },
+  createLink: {
+    method: "post",
+    path: "/v1/devices/links",
+    summary: "A new device asks for a linking code (10 minutes, single use; rate limited)",
+    auth: "none",
+    success: { status: 201, schema: createLinkResponseSchema },
+    errors: [],
+  },
+  confirmLink: {
+    method: "put",
+    path: "/v1/devices/links/:code",
+    summary: "The primary device confirms a linking code with the sealed provisioning message",
+    auth: "device",
+    params: z.strictObject({ code: linkCodeSchema }),
+    body: confirmLinkRequestSchema,
+    success: { status: 204 },
+    errors: ["forbidden", "link_not_found", "link_expired", "link_already_confirmed"],
+  },
+  linkStatus: {
+    method: "get",
+    path: "/v1/devices/links/:code",
+    summary: "The new device polls for its provisioning message",
+    auth: "none",
+    params: z.strictObject({ code: linkCodeSchema }),
+    success: { status: 200, schema: linkStatusResponseSchema },
+    errors: ["link_not_found", "link_expired"],
+  },
+  linkDevice: {
+    method: "post",
+    path: "/v1/devices",
+    summary: "Register a linked device with a confirmed linking code; keys must be signed by the account's identity key",
+    auth: "none",
+    body: linkDeviceRequestSchema,
+    success: { status: 201, schema: linkDeviceResponseSchema },
+    errors: ["link_not_found", "link_expired", "link_not_confirmed", "too_many_devices", "invalid_key", "invalid_signature"],
+  },
+  listDevices: {
+    method: "get",
+    path: "/v1/devices",
+    summary: "The authenticated account's devices (dates at day granularity)",
+    auth: "device",
+    success: { status: 200, schema: deviceListResponseSchema },
+    errors: [],
+  },
+  removeDevice: {
+    method: "delete",
+    path: "/v1/devices/:deviceId",
+    summary: "Unlink a device (the primary may remove any other; a device may remove itself); deletes its keys and queue",
+    auth: "device",
+    params: z.strictObject({ deviceId: deviceIdParamSchema }),
+    success: { status: 204 },
+    errors: ["forbidden", "not_found"],
+  },
+  trustRoot: {
+    method: "get",
+    path: "/v1/certificate/trust-root",
+    summary: "The server's trust root public key, which signs its sender certificates (pin it; compare its fingerprint out of band)",
+    auth: "none",
+    success: { status: 200, schema: trustRootResponseSchema },
+    errors: [],
+  },
+  senderCertificate: {
+    method: "get",
+    path: "/v1/certificate/delivery",
+    summary: "A short-lived sender certificate for the authenticated device (sealed sender)",
+    auth: "device",
+    success: { status: 200, schema: senderCertificateResponseSchema },
+    errors: [],
+  },
   lookupUsername: {
     method: "get",
     path: "/v1/accounts/username/:username",
@@ -128,11 +227,20 @@ export const routes = {
     success: { status: 200, schema: preKeyBundleResponseSchema },
     errors: ["not_found"],
   },
+  sendMultiRecipient: {
+    method: "put",
+    path: "/v1/messages/multi-recipient",
+    summary: "One sealed-sender multi-recipient message, fanned out to every device it names (groups)",
+    auth: "device-or-access-key",
+    body: multiRecipientRequestSchema,
+    success: { status: 200, schema: multiRecipientResponseSchema },
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext"],
+  },
   sendMessages: {
     method: "put",
     path: "/v1/messages/:uuid",
-    summary: "Send one envelope per current device of the recipient",
-    auth: "device",
+    summary: "Send one envelope per current device of the recipient (sealed: with the recipient's access key instead of credentials)",
+    auth: "device-or-access-key",
     params: z.strictObject({ uuid: uuidSchema }),
     body: sendMessagesRequestSchema,
     success: { status: 200, schema: sendMessagesResponseSchema },

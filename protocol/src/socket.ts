@@ -1,5 +1,6 @@
 import type { ErrorBody } from "./errors.js";
 import type { AckResponse, Envelope, SendMessagesResponse, SocketSendRequest } from "./messages.js";
+import type { MultiRecipientRequest, MultiRecipientResponse, SealedSocketSendRequest } from "./sealed.js";
 
 /**
  * The answer to a client event: the same body the REST route would give, or
@@ -34,6 +35,21 @@ export interface ServerToClientEvents {
   envelopes: (envelopes: Envelope[], received?: () => void) => void;
   /** The stored queue has been delivered; later envelopes arrive as they are sent. */
   "queue-empty": () => void;
+  /** The account's device list changed (a device was linked or removed): fetch `GET /v1/devices`. */
+  "devices-changed": () => void;
   /** Sent just before the server closes the connection. */
   closing: (reason: DisconnectReason) => void;
+}
+
+/**
+ * Events on the `/sealed` namespace: sealed-sender sends with no
+ * credentials in the handshake. Clients open it on a connection of its own
+ * (socket.io-client `forceNew`), so the server cannot tie it to the
+ * authenticated one.
+ */
+export interface SealedClientToServerEvents {
+  /** Same rules as `PUT /v1/messages/{uuid}` with `Unidentified-Access-Key`; every message must be `sealed`. */
+  send: (request: SealedSocketSendRequest, callback: (result: SocketResult<SendMessagesResponse>) => void) => void;
+  /** Same rules as `PUT /v1/messages/multi-recipient` without credentials. */
+  "send-multi": (request: MultiRecipientRequest, callback: (result: SocketResult<MultiRecipientResponse>) => void) => void;
 }

@@ -9,8 +9,13 @@ type Infer<S> = S extends z.ZodType ? z.output<S> : undefined;
 export interface RouteContext<K extends RouteName> {
   params: Route<K> extends { params: infer P } ? Infer<P> : Record<string, never>;
   body: Route<K> extends { body: infer B } ? Infer<B> : undefined;
-  /** The authenticated device (routes with `auth: "device"`). */
-  principal: Route<K>["auth"] extends "device" ? DevicePrincipal : undefined;
+  /**
+   * The authenticated device: always for `auth: "device"`; for
+   * `"device-or-access-key"` only when credentials were given.
+   */
+  principal: Route<K>["auth"] extends "device" ? DevicePrincipal : Route<K>["auth"] extends "device-or-access-key" ? DevicePrincipal | undefined : undefined;
+  /** The `Unidentified-Access-Key` header (base64), on `"device-or-access-key"` routes called without credentials. */
+  accessKey: string | undefined;
   /** The peer address, for rate limits only: never logged or stored. */
   clientAddress: string;
 }

@@ -1,5 +1,5 @@
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from "express";
-import { routes, type RouteName, type RouteSpec } from "@zimchat/protocol";
+import { accessKeyHeader, routes, type RouteName, type RouteSpec } from "@zimchat/protocol";
 import type { ZodError } from "zod";
 import { HttpError } from "../errors.js";
 import type { Logger } from "../logger.js";
@@ -45,7 +45,12 @@ async function handle(
   res: Response,
 ): Promise<void> {
   let principal;
-  if (route.auth === "device") {
+  let accessKey: string | undefined;
+  const header = req.headers[accessKeyHeader];
+  if (route.auth === "device-or-access-key" && req.headers.authorization === undefined && typeof header === "string") {
+    // Sealed sender: the service checks the key against the recipient (401 when wrong or unknown).
+    accessKey = header;
+  } else if (route.auth !== "none") {
     const credentials = parseBasicAuth(req.headers.authorization);
     // The same answer as for wrong credentials: no hint of what was wrong.
     if (!credentials) throw unauthorized();
@@ -63,7 +68,7 @@ async function handle(
     if (!parsed.success) throw invalidRequest(parsed.error, "body");
     body = parsed.data;
   }
-  const result = await handler({ principal, params, body, clientAddress: req.socket.remoteAddress ?? "" });
+  const result = await handler({ principal, accessKey, params, body, clientAddress: req.socket.remoteAddress ?? "" });
   if (route.success.schema) res.status(route.success.status).json(result);
   else res.status(route.success.status).end();
 }

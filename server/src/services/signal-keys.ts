@@ -51,10 +51,26 @@ export function checkCiphertext(type: EnvelopeType, content: Bytes): void {
       case "prekey":
         PreKeySignalMessage.deserialize(content);
         return;
+      case "sealed":
+        checkSealedSender(content);
+        return;
       default:
         missingCase(type);
     }
   } catch (error) {
     throw new HttpError("invalid_ciphertext", `content is not a libsignal ${type} message`, {}, {}, { cause: error });
   }
+}
+
+/** Smallest sealed-sender message: version byte, ephemeral key, encrypted static key and MACs. */
+const minSealedSenderBytes = 1 + 32 + 32 + 16;
+
+/**
+ * A sealed-sender message can only be opened with the recipient's identity
+ * key, so the server checks its frame: the version byte of libsignal's
+ * sealed sender v1 (0x11) or v2 (0x22, 0x23) and a plausible length.
+ */
+function checkSealedSender(content: Bytes): void {
+  const major = (content[0] ?? 0) >> 4;
+  if ((major !== 1 && major !== 2) || content.length < minSealedSenderBytes) throw new Error("not a sealed-sender message");
 }

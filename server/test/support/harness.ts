@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import pg from "pg";
 import request from "supertest";
 import { io as connectClient, type Socket } from "socket.io-client";
-import type { ClientToServerEvents, Envelope, ServerToClientEvents } from "@zimchat/protocol";
+import type { ClientToServerEvents, Envelope, OutgoingMessage, ServerToClientEvents } from "@zimchat/protocol";
 import { createLogger, openHomeserver, resolveConfig, type Homeserver, type ServerConfig } from "../../src/index.js";
 import { KEMKeyPair, PrivateKey } from "@signalapp/libsignal-client";
 import { hashPassword } from "../../src/util/password.js";
@@ -161,7 +161,7 @@ export async function encryptFor(
   from: SignalDevice,
   to: { uuid: string; devices: { deviceId: number; registrationId: number }[] },
   plaintext: string,
-): Promise<{ type: "whisper" | "prekey"; destinationDeviceId: number; destinationRegistrationId: number; content: string }[]> {
+): Promise<OutgoingMessage[]> {
   return Promise.all(
     to.devices.map(async (d) => ({
       ...(await from.encrypt(to.uuid, d.deviceId, plaintext)),

@@ -1,0 +1,82 @@
+import { z } from "zod";
+import { limits } from "./limits.js";
+import { socketSendRequestSchema } from "./messages.js";
+import { base64Bytes, deviceIdSchema, uuidSchema } from "./primitives.js";
+
+/** A 16-byte unidentified access key, base64. */
+export const accessKeySchema = base64Bytes(limits.accessKeyBytes);
+
+/**
+ * The header that carries an unidentified access key on an unauthenticated
+ * (sealed-sender) send, base64.
+ */
+export const accessKeyHeader = "unidentified-access-key";
+
+/** `GET /v1/certificate/trust-root`: the key clients pin to check sender certificates. */
+export const trustRootResponseSchema = z
+  .object({
+    publicKey: z.string().meta({ contentEncoding: "base64" }).describe("Serialized libsignal PublicKey"),
+    fingerprint: z.string().describe("SHA-256 of the serialized key, hex in groups of four: publish it out of band"),
+  })
+  .meta({ id: "TrustRootResponse" });
+export type TrustRootResponse = z.infer<typeof trustRootResponseSchema>;
+
+/** `GET /v1/certificate/delivery`: a sender certificate for the authenticated device. */
+export const senderCertificateResponseSchema = z
+  .object({
+    certificate: z.string().meta({ contentEncoding: "base64" }).describe("Serialized libsignal SenderCertificate"),
+    expiresAt: z.number().int().describe("ms since the epoch"),
+  })
+  .meta({ id: "SenderCertificateResponse" });
+export type SenderCertificateResponse = z.infer<typeof senderCertificateResponseSchema>;
+
+/** `PUT /v1/accounts/attributes`: the account's access key and whether it accepts sealed messages from anyone. */
+export const accountAttributesRequestSchema = z
+  .strictObject({ accessKey: accessKeySchema, unrestrictedAccess: z.boolean() })
+  .meta({ id: "AccountAttributesRequest" });
+export type AccountAttributesRequest = z.infer<typeof accountAttributesRequestSchema>;
+
+/** One recipient's access key in a multi-recipient send. */
+export const recipientAccessKeySchema = z.strictObject({ uuid: uuidSchema, accessKey: accessKeySchema });
+
+/**
+ * `PUT /v1/messages/multi-recipient` and the sealed socket's `send-multi`:
+ * one libsignal `SealedSenderMultiRecipientMessage`, fanned out by the
+ * server to every recipient device it names. Unauthenticated sends carry
+ * every recipient's access key.
+ */
+export const multiRecipientRequestSchema = z
+  .strictObject({
+    message: base64Bytes(1, limits.maxMultiRecipientBytes),
+    accessKeys: z.array(recipientAccessKeySchema).max(limits.maxGroupRecipients).optional(),
+  })
+  .meta({ id: "MultiRecipientRequest" });
+export type MultiRecipientRequest = z.infer<typeof multiRecipientRequestSchema>;
+
+/** The answer to an accepted multi-recipient send. */
+export const multiRecipientResponseSchema = z
+  .object({
+    serverTimestamp: z.number().int(),
+    recipients: z.array(z.object({ uuid: uuidSchema, envelopes: z.array(z.object({ deviceId: deviceIdSchema, id: uuidSchema })) })),
+  })
+  .meta({ id: "MultiRecipientResponse" });
+export type MultiRecipientResponse = z.infer<typeof multiRecipientResponseSchema>;
+
+/** Per-recipient device mismatches of a refused multi-recipient send (409 / 410 bodies). */
+export const recipientMismatchSchema = z.object({
+  uuid: uuidSchema,
+  missingDevices: z.array(z.number().int()).optional(),
+  extraDevices: z.array(z.number().int()).optional(),
+  staleDevices: z.array(z.number().int()).optional(),
+});
+export type RecipientMismatch = z.infer<typeof recipientMismatchSchema>;
+
+/**
+ * The sealed socket's `send` event (namespace `/sealed`, no credentials):
+ * the same body as the authenticated `send`, plus the recipient's access key
+ * (omitted only for a recipient that accepts sealed messages from anyone).
+ */
+export const sealedSocketSendRequestSchema = socketSendRequestSchema
+  .extend({ accessKey: accessKeySchema.optional() })
+  .meta({ id: "SealedSocketSendRequest" });
+export type SealedSocketSendRequest = z.infer<typeof sealedSocketSendRequestSchema>;
