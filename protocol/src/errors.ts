@@ -27,6 +27,8 @@ export const errorStatus = {
   stale_devices: 410,
   body_too_large: 413,
   content_too_large: 413,
+  quota_exceeded: 413,
+  range_not_satisfiable: 416,
   invalid_signature: 422,
   rate_limited: 429,
   internal: 500,

@@ -97,7 +97,7 @@ export type {
 export { missingCase } from "./missing-case.js";
 
 // REST routes and the OpenAPI document
-export { routes, type RouteAuth, type RouteName, type RouteSpec } from "./routes.js";
+export { routes, streamRoutes, type RouteAuth, type RouteName, type RouteSpec, type StreamRouteName, type StreamRouteSpec } from "./routes.js";
 export { buildOpenApiDocument } from "./openapi.js";
 
 // Devices (linking)
@@ -118,6 +118,9 @@ export {
   type LinkDeviceResponse,
   type LinkStatusResponse,
 } from "./devices.js";
+
+// Attachments
+export { attachmentIdBytes, attachmentIdSchema, uploadAttachmentResponseSchema, type UploadAttachmentResponse } from "./attachments.js";
 
 // Sealed sender
 export {

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { errorBodySchema, errorStatus, type ErrorCode } from "./errors.js";
-import { routes, type RouteSpec } from "./routes.js";
+import { routes, streamRoutes, type RouteSpec, type StreamRouteSpec } from "./routes.js";
 
 /** Error codes any route can answer with. */
 const commonErrors: ErrorCode[] = ["malformed_json", "invalid_request", "body_too_large", "rate_limited", "internal"];
@@ -33,7 +33,8 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
   const paths: Record<string, Record<string, unknown>> = {};
   const errorRef = toSchema(errorBodySchema, refs);
 
-  for (const [name, route] of Object.entries(routes) as [string, RouteSpec][]) {
+  const all = [...Object.entries(routes), ...Object.entries(streamRoutes)] as [string, RouteSpec | StreamRouteSpec][];
+  for (const [name, route] of all) {
     const parameters = route.params
       ? Object.entries(route.params.shape).map(([param, schema]) => ({
           name: param,
@@ -51,6 +52,11 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
         ? { description: "Success", content: { "application/json": { schema: toSchema(route.success.schema, refs) } } }
         : { description: "Success, no body" },
     };
+    if ("stream" in route && route.stream === "response") {
+      const bytes = { "application/octet-stream": {} };
+      responses[route.success.status] = { description: "The whole blob", content: bytes };
+      responses[206] = { description: "The requested byte range (`Range: bytes=first-last`, one range)", content: bytes };
+    }
     for (const [status, statusCodes] of [...byStatus].sort((a, b) => a[0] - b[0])) {
       responses[status] = {
         description: `Error: ${statusCodes.join(", ")}`,
@@ -69,8 +75,10 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
             ? [{ deviceBasic: [] }, { unidentifiedAccessKey: [] }]
             : [],
     };
-    if (route.body) {
+    if ("body" in route && route.body) {
       operation.requestBody = { required: true, content: { "application/json": { schema: toSchema(route.body, refs) } } };
+    } else if ("stream" in route && route.stream === "request") {
+      operation.requestBody = { required: true, description: "Raw bytes, never parsed", content: { "application/octet-stream": {} } };
     }
     const path = openApiPath(route.path);
     paths[path] = { ...paths[path], [route.method]: operation };

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { attachmentIdSchema, uploadAttachmentResponseSchema } from "./attachments.js";
 import {
   resetIdentityRequestSchema,
   registerRequestSchema,
@@ -267,3 +268,42 @@ export const routes = {
 
 /** The name of a route in {@link routes}. */
 export type RouteName = keyof typeof routes;
+
+/**
+ * A REST route whose request or answer body is raw bytes rather than JSON
+ * (encrypted attachments). The JSON router does not mount these: the server
+ * mounts them on a streaming router that never buffers a body, and
+ * `/openapi.json` documents them from this table like the others.
+ */
+export interface StreamRouteSpec extends Omit<RouteSpec, "body"> {
+  /** Which side is `application/octet-stream`: the request body (upload) or the answer (download, with HTTP Range). */
+  stream: "request" | "response";
+}
+
+/** The raw-body REST routes (see {@link StreamRouteSpec}). */
+export const streamRoutes = {
+  uploadAttachment: {
+    method: "post",
+    path: "/v1/attachments",
+    summary:
+      "Upload an encrypted attachment: the raw body is the client's padded ciphertext (Content-Length or chunked), " +
+      "capped per file (413 body_too_large) and per account (413 quota_exceeded); deleted after the server's retention time",
+    auth: "device",
+    stream: "request",
+    success: { status: 201, schema: uploadAttachmentResponseSchema },
+    errors: ["quota_exceeded"],
+  },
+  downloadAttachment: {
+    method: "get",
+    path: "/v1/attachments/:id",
+    summary: "Download an encrypted attachment (any authenticated device: the id is the capability); one HTTP Range per request",
+    auth: "device",
+    stream: "response",
+    params: z.strictObject({ id: attachmentIdSchema }),
+    success: { status: 200 },
+    errors: ["not_found", "range_not_satisfiable"],
+  },
+} as const satisfies Record<string, StreamRouteSpec>;
+
+/** The name of a route in {@link streamRoutes}. */
+export type StreamRouteName = keyof typeof streamRoutes;
