@@ -39,6 +39,8 @@ export interface Homeserver {
 export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   const { database, logger } = deps;
   const services = createServices(config, database);
+  // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.
+  services.certificates.open();
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);

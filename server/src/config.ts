@@ -22,6 +22,8 @@ export interface RateLimits {
   preKeyBundle: RateLimit;
   /** Envelope sends per sending device. */
   send: RateLimit;
+  /** Sealed-sender sends without credentials, per recipient account (kept in memory only). */
+  sealedSend: RateLimit;
 }
 
 /** The homeserver's options. Only the CLI reads the environment; libraries are handed this. */
@@ -53,6 +55,8 @@ export interface ServerConfig {
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   /** How long graceful shutdown waits for in-flight work. @default 10 s */
   shutdownGraceMs: number;
+  /** Lifetime of a sealed-sender certificate from `GET /v1/certificate/delivery` (1 minute to 30 days). @default 24 h */
+  senderCertificateTtlMs: number;
 }
 
 /** The default rate limits. */
@@ -61,6 +65,7 @@ export const defaultRateLimits: RateLimits = {
   usernameLookup: { points: 100, durationSeconds: 60 },
   preKeyBundle: { points: 60, durationSeconds: 60 },
   send: { points: 200, durationSeconds: 1 },
+  sealedSend: { points: 600, durationSeconds: 60 },
 };
 
 /** Thrown at start-up for a configuration that cannot work; the message says what to change. */
@@ -87,6 +92,7 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     rateLimits: partial.rateLimits === undefined ? defaultRateLimits : partial.rateLimits,
     logLevel: partial.logLevel ?? "info",
     shutdownGraceMs: partial.shutdownGraceMs ?? 10_000,
+    senderCertificateTtlMs: partial.senderCertificateTtlMs ?? 24 * 3600 * 1000,
   };
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?$/.test(config.serverName)) {
     throw new ConfigError(`serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`);
@@ -99,6 +105,9 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
   }
   if (!["FULL", "NORMAL"].includes(config.sqliteSynchronous)) {
     throw new ConfigError(`sqliteSynchronous "${config.sqliteSynchronous}" is not FULL or NORMAL (set ZIMCHAT_SQLITE_SYNCHRONOUS)`);
+  }
+  if (!Number.isInteger(config.senderCertificateTtlMs) || config.senderCertificateTtlMs < 60_000 || config.senderCertificateTtlMs > 30 * 86_400_000) {
+    throw new ConfigError(`senderCertificateTtlMs ${config.senderCertificateTtlMs} is not 1 minute..30 days in ms (set ZIMCHAT_SENDER_CERTIFICATE_TTL / --sender-certificate-ttl)`);
   }
   if (!(config.envelopeTtlMs > 0)) throw new ConfigError("envelopeTtlMs must be positive (set ZIMCHAT_ENVELOPE_TTL_DAYS)");
   if (!/^(file:|postgres(ql)?:\/\/)/.test(config.databaseUrl)) {

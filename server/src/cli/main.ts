@@ -42,6 +42,7 @@ function configFrom(options: StorageOptions & Record<string, unknown>): ServerCo
   if (options.logLevel) partial.logLevel = options.logLevel as ServerConfig["logLevel"];
   if (options.sqliteSynchronous) partial.sqliteSynchronous = options.sqliteSynchronous as ServerConfig["sqliteSynchronous"];
   if (options.envelopeTtlDays !== undefined) partial.envelopeTtlMs = (options.envelopeTtlDays as number) * 86_400_000;
+  if (options.senderCertificateTtl !== undefined) partial.senderCertificateTtlMs = options.senderCertificateTtl as number;
   if (options.rateLimits === "off") partial.rateLimits = false;
   return resolveConfig(partial);
 }
@@ -60,6 +61,7 @@ withStorageOptions(program.command("serve").description("run the homeserver (app
   .addOption(new Option("--log-level <level>", "pino log level").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).env("ZIMCHAT_LOG_LEVEL").default("info"))
   .addOption(new Option("--sqlite-synchronous <level>", "SQLite synchronous level").choices(["FULL", "NORMAL"]).env("ZIMCHAT_SQLITE_SYNCHRONOUS").default("FULL"))
   .addOption(new Option("--envelope-ttl-days <days>", "delete queued envelopes older than this").env("ZIMCHAT_ENVELOPE_TTL_DAYS").default(30).argParser(int))
+  .addOption(new Option("--sender-certificate-ttl <duration>", "lifetime of sealed-sender certificates, e.g. 12h, 1d").env("ZIMCHAT_SENDER_CERTIFICATE_TTL").default(86_400_000, "24h").argParser(duration))
   .addOption(new Option("--rate-limits <onoff>", "turn rate limits off (benchmarks only)").choices(["on", "off"]).env("ZIMCHAT_RATE_LIMITS").default("on"))
   .action(async (options: StorageOptions & Record<string, unknown>) => {
     const config = configFrom(options);
@@ -73,6 +75,7 @@ withStorageOptions(program.command("serve").description("run the homeserver (app
       // Start-up is always announced (scripts wait for this line), whatever the level.
       const announce = config.logLevel === "silent" ? logger : logger.child({}, { level: "info" });
       announce.info({ port, serverName: config.serverName, registration: config.registration, database: parseDatabaseUrl(config.databaseUrl).provider }, "listening");
+      announce.info({ fingerprint: server.services.certificates.trustRoot().fingerprint }, "sealed-sender trust root (publish this fingerprint)");
     });
     const shutdown = (signal: string): void => {
       logger.info({ signal }, "shutting down");
@@ -145,6 +148,43 @@ withStorageOptions(invite.command("revoke").description("revoke an invite by id"
       return;
     }
     console.log(`revoked ${id}`);
+  });
+
+const keys = program.command("keys").description("the sealed-sender trust root (clients pin its public key)");
+
+/** Prints the trust root as `keys init` and `keys show` do. */
+function printTrustRoot(publicKey: Uint8Array, fingerprint: string, json: boolean | undefined, note?: string): void {
+  const base64 = Buffer.from(publicKey).toString("base64");
+  if (json) {
+    console.log(JSON.stringify({ publicKey: base64, fingerprint }));
+    return;
+  }
+  if (note) console.log(note);
+  console.log(`trust root fingerprint: ${fingerprint}\ntrust root public key:  ${base64}\npublish the fingerprint out of band (website, printed notice) so users can check it`);
+}
+
+withStorageOptions(keys.command("init").description("create the trust root and server certificate in <data-dir>/keys if missing, and print the fingerprint"))
+  .option("--json", "print JSON")
+  .action(async (options: StorageOptions & { json?: boolean }) => {
+    const { dataDir } = configFrom(options);
+    const { fingerprint, keyDirectory, loadOrCreateKeys } = await import("../services/key-files.js");
+    const { keys: loaded, created } = loadOrCreateKeys(dataDir);
+    const note = `${created ? "created keys in" : "keys already present in"} ${keyDirectory(dataDir)}`;
+    printTrustRoot(loaded.trustRoot.serialize(), fingerprint(loaded.trustRoot), options.json, note);
+  });
+
+withStorageOptions(keys.command("show").description("print the trust root's public key and fingerprint"))
+  .option("--json", "print JSON")
+  .action(async (options: StorageOptions & { json?: boolean }) => {
+    const { dataDir } = configFrom(options);
+    const { fingerprint, keyDirectory, readTrustRoot } = await import("../services/key-files.js");
+    const trustRoot = readTrustRoot(dataDir);
+    if (!trustRoot) {
+      console.error(`no trust root in ${keyDirectory(dataDir)}: run \`zimchat keys init\` (or start the server once)`);
+      process.exitCode = 1;
+      return;
+    }
+    printTrustRoot(trustRoot.serialize(), fingerprint(trustRoot), options.json);
   });
 
 program.parseAsync(process.argv).catch((error: unknown) => {

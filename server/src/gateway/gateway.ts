@@ -1,10 +1,13 @@
 import type { Server as HttpServer } from "node:http";
-import { Server, type Socket } from "socket.io";
+import { Server, type Namespace, type Socket } from "socket.io";
 import {
   ackRequestSchema,
   limits,
+  multiRecipientRequestSchema,
+  sealedSocketSendRequestSchema,
   socketSendRequestSchema,
   type ClientToServerEvents,
+  type SealedClientToServerEvents,
   type ServerToClientEvents,
   type SocketResult,
 } from "@zimchat/protocol";
@@ -83,8 +86,25 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     drain(socket, services, drainAckTimeoutMs).catch((error: unknown) => logger.error({ err: error }, "queue drain failed"));
   });
 
+  serveSealed(io, services, logger);
   services.mailbox.onDelivery((deliveries) => pushDeliveries(io, deliveries));
   return io;
+}
+
+/**
+ * The `/sealed` namespace: sealed-sender sends with no credentials (the
+ * authentication middleware above guards the main namespace only). Access
+ * keys are checked per send, with the same rules as the REST routes.
+ */
+function serveSealed(io: Gateway, services: Services, logger: Logger): void {
+  // The namespace has its own event map; socket.io types `of()` with the main one's.
+  const sealed = io.of("/sealed") as unknown as Namespace<SealedClientToServerEvents>;
+  sealed.on("connection", (socket) => {
+    socket.on("send", handler(logger, sealedSocketSendRequestSchema, ({ destination, messages, accessKey }) =>
+      services.sealed.send(destination, messages, accessKey),
+    ));
+    socket.on("send-multi", handler(logger, multiRecipientRequestSchema, (request) => services.sealed.sendMultiRecipient(undefined, request)));
+  });
 }
 
 function pushDeliveries(io: Gateway, deliveries: Delivery[]): void {

@@ -5,7 +5,6 @@ import type { Services } from "../services/index.js";
 import { buildOpenApiDocument, limits } from "@zimchat/protocol";
 import type { RouteHandlers } from "./context.js";
 import { serverVersion } from "../version.js";
-import { unauthorized } from "../services/account-service.js";
 
 async function pending(): Promise<never> {
   throw new HttpError("unavailable", "not implemented yet");
@@ -33,21 +32,19 @@ export function createHandlers(config: ServerConfig, database: Database, service
     uploadKeys: async ({ principal, body }) => keys.upload(principal, body),
     keyCount: async ({ principal }) => keys.counts(principal),
     preKeyBundle: async ({ principal, params }) => keys.bundles(principal, params.uuid, params.deviceId),
-    sendMessages: async ({ principal, params, body }) => {
-      if (!principal) throw unauthorized(); // TODO(sealed helper): access-key path
-      return mailbox.send(principal, params.uuid, body.messages);
-    },
+    sendMessages: async ({ principal, params, body, accessKey }) =>
+      principal ? mailbox.send(principal, params.uuid, body.messages) : services.sealed.send(params.uuid, body.messages, accessKey),
     // TODO(helpers): these routes are being implemented; placeholders keep the tree compiling.
-    setAttributes: pending,
+    setAttributes: async ({ principal, body }) => services.sealed.setAttributes(principal, body),
     createLink: pending,
     confirmLink: pending,
     linkStatus: pending,
     linkDevice: pending,
     listDevices: pending,
     removeDevice: pending,
-    trustRoot: pending,
-    senderCertificate: pending,
-    sendMultiRecipient: pending,
+    trustRoot: async () => services.certificates.trustRoot(),
+    senderCertificate: async ({ principal }) => services.certificates.senderCertificate(principal),
+    sendMultiRecipient: async ({ principal, body }) => services.sealed.sendMultiRecipient(principal, body),
     fetchMessages: async ({ principal }) => {
       // One more than a page tells whether there is more.
       const page = await mailbox.fetch(principal, 0, limits.maxEnvelopesPerBatch + 1);

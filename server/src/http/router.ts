@@ -47,9 +47,11 @@ async function handle(
   let principal;
   let accessKey: string | undefined;
   const header = req.headers[accessKeyHeader];
-  if (route.auth === "device-or-access-key" && req.headers.authorization === undefined && typeof header === "string") {
-    // Sealed sender: the service checks the key against the recipient (401 when wrong or unknown).
-    accessKey = header;
+  if (route.auth === "device-or-access-key" && req.headers.authorization === undefined) {
+    // Sealed sender: the service checks the key (in this header, or per recipient in a
+    // multi-recipient body) against the recipients; 401 when wrong, missing or unknown,
+    // except for a recipient that accepts sealed messages from anyone.
+    accessKey = typeof header === "string" ? header : undefined;
   } else if (route.auth !== "none") {
     const credentials = parseBasicAuth(req.headers.authorization);
     // The same answer as for wrong credentials: no hint of what was wrong.

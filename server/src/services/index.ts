@@ -5,10 +5,12 @@ import { EnvelopeStore } from "../stores/envelope-store.js";
 import { InviteStore } from "../stores/invite-store.js";
 import { KeyStore } from "../stores/key-store.js";
 import { AccountService } from "./account-service.js";
+import { CertificateService } from "./certificate-service.js";
 import { InviteService } from "./invite-service.js";
 import { KeyService } from "./key-service.js";
 import { MailboxService } from "./mailbox-service.js";
 import { RateLimiter } from "./rate-limiter.js";
+import { SealedSenderService } from "./sealed-sender-service.js";
 
 /** Every service of the homeserver, wired to its stores. */
 export interface Services {
@@ -16,6 +18,9 @@ export interface Services {
   keys: KeyService;
   mailbox: MailboxService;
   invites: InviteService;
+  /** Sealed-sender certificates (key files load on `open()`, which the app calls at start-up). */
+  certificates: CertificateService;
+  sealed: SealedSenderService;
 }
 
 /** Builds the services over an open database. */
@@ -24,10 +29,13 @@ export function createServices(config: ServerConfig, database: Database): Servic
   const accountStore = new AccountStore(prisma);
   const inviteStore = new InviteStore(prisma);
   const limiter = new RateLimiter(config.rateLimits);
+  const mailbox = new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs);
   return {
     accounts: new AccountService(accountStore, inviteStore, limiter, config.registration),
     keys: new KeyService(new KeyStore(prisma, database.provider), accountStore, limiter),
-    mailbox: new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs),
+    mailbox,
     invites: new InviteService(inviteStore),
+    certificates: new CertificateService(config.dataDir, accountStore, config.senderCertificateTtlMs),
+    sealed: new SealedSenderService(accountStore, mailbox, limiter),
   };
 }

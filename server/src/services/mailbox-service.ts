@@ -4,7 +4,9 @@ import {
   envelopeTypes,
   limits,
   type Envelope,
+  type MultiRecipientResponse,
   type OutgoingMessage,
+  type RecipientMismatch,
   type SendMessagesResponse,
 } from "@zimchat/protocol";
 import type { Bytes } from "../db/database.js";
@@ -12,7 +14,7 @@ import { HttpError } from "../errors.js";
 import type { AccountStore, DeviceRef } from "../stores/account-store.js";
 import type { EnvelopeStore, NewEnvelope, StoredEnvelope } from "../stores/envelope-store.js";
 import { Batcher, type Outcome } from "../util/batcher.js";
-import type { DevicePrincipal } from "./account-service.js";
+import { unauthorized, type DevicePrincipal } from "./account-service.js";
 import type { RateLimiter } from "./rate-limiter.js";
 import { checkCiphertext, fromBase64 } from "./signal-keys.js";
 
@@ -27,10 +29,27 @@ export interface Delivery {
 /** Called after a batch commits, with every envelope it stored. */
 export type DeliveryListener = (deliveries: Delivery[]) => void;
 
+type DecodedMessage = OutgoingMessage & { bytes: Bytes };
+
+/** One send: envelopes for one or (multi-recipient) several destination accounts, committed together or not at all. */
 interface SendItem {
-  sender: DevicePrincipal;
-  destination: string;
-  messages: (OutgoingMessage & { bytes: Bytes })[];
+  /**
+   * The authenticated sending device, or null for a sealed-sender send
+   * without credentials. It is excluded from the expected devices on a send
+   * to its own account, and is the source of its non-sealed envelopes.
+   */
+  sender: DevicePrincipal | null;
+  destinations: { uuid: string; messages: DecodedMessage[] }[];
+  /** How refusals are reported: in the error's top-level fields, or per recipient in `recipients`. */
+  shape: "single" | "multi";
+}
+
+/** One recipient of a multi-recipient send: the devices it names and the one payload they all get. */
+export interface MultiRecipientDestination {
+  uuid: string;
+  devices: { deviceId: number; registrationId: number }[];
+  /** A sealed-sender message (libsignal `messageForRecipient`). */
+  content: Bytes;
 }
 
 interface AckItem {
@@ -58,7 +77,7 @@ export function toWire(e: StoredEnvelope, content?: string): Envelope {
  */
 export class MailboxService {
   private readonly listeners = new Set<DeliveryListener>();
-  private readonly sends: Batcher<SendItem, SendMessagesResponse>;
+  private readonly sends: Batcher<SendItem, MultiRecipientResponse>;
   private readonly acks: Batcher<AckItem, number>;
 
   constructor(
@@ -85,22 +104,56 @@ export class MailboxService {
    */
   async send(sender: DevicePrincipal, destination: string, messages: OutgoingMessage[]): Promise<SendMessagesResponse> {
     await this.limiter.consume("send", `${sender.accountId}.${sender.deviceId}`);
-    const seen = new Set<number>();
-    const decoded = messages.map((m, i) => {
-      if (seen.has(m.destinationDeviceId)) {
-        throw new HttpError("invalid_request", "A destination device appears twice", {
-          issues: [{ path: ["messages", i, "destinationDeviceId"], message: "duplicate destination device" }],
-        });
-      }
-      seen.add(m.destinationDeviceId);
-      const bytes = fromBase64(m.content);
-      if (bytes.length > limits.maxContentBytes) {
+    return this.submitSingle(sender, destination, decodeMessages(messages));
+  }
+
+  /**
+   * A sealed-sender send without credentials: the same device rules as
+   * {@link send}, every message must be `sealed`, and the envelopes are
+   * stored with no source. An unknown destination is 401, like a wrong
+   * access key. The caller checks the access key and the rate limit.
+   */
+  async sendSealed(destination: string, messages: OutgoingMessage[]): Promise<SendMessagesResponse> {
+    const notSealed = messages.findIndex((m) => m.type !== "sealed");
+    if (notSealed >= 0) {
+      throw new HttpError("invalid_request", "Without credentials, every message must be sealed", {
+        issues: [{ path: ["messages", notSealed, "type"], message: "must be sealed on a send without credentials" }],
+      });
+    }
+    return this.submitSingle(null, destination, decodeMessages(messages));
+  }
+
+  /**
+   * Fans one sealed-sender payload per recipient out to the devices it names,
+   * all recipients in one commit. Each recipient's devices must equal its
+   * current devices (the sender's own device excluded on its own account):
+   * otherwise 410 `stale_devices` or 409 `mismatched_devices` listing every
+   * failing recipient in `recipients` (410 wins). An unknown recipient is 404
+   * `not_found` (listed in `recipients`) for an authenticated sender, 401 without one.
+   * The caller checks access keys and rate limits.
+   */
+  async sendMultiRecipient(sender: DevicePrincipal | null, recipients: MultiRecipientDestination[]): Promise<MultiRecipientResponse> {
+    const destinations = recipients.map((r) => {
+      if (r.content.length > limits.maxContentBytes) {
         throw new HttpError("content_too_large", `Content is limited to ${limits.maxContentBytes} bytes per device`);
       }
-      checkCiphertext(m.type, bytes);
-      return { ...m, bytes };
+      checkCiphertext("sealed", r.content);
+      const content = Buffer.from(r.content).toString("base64");
+      const messages = r.devices.map((d): DecodedMessage => ({
+        type: "sealed",
+        destinationDeviceId: d.deviceId,
+        destinationRegistrationId: d.registrationId,
+        content,
+        bytes: r.content,
+      }));
+      return { uuid: r.uuid, messages };
     });
-    return this.sends.submit({ sender, destination, messages: decoded });
+    return this.sends.submit({ sender, destinations, shape: "multi" });
+  }
+
+  private async submitSingle(sender: DevicePrincipal | null, destination: string, messages: DecodedMessage[]): Promise<SendMessagesResponse> {
+    const result = await this.sends.submit({ sender, destinations: [{ uuid: destination, messages }], shape: "single" });
+    return { serverTimestamp: result.serverTimestamp, envelopes: result.recipients[0]?.envelopes ?? [] };
   }
 
   /** The device's oldest queued envelopes after `afterSeq`. */
@@ -134,30 +187,34 @@ export class MailboxService {
    * multi-row INSERT for every accepted envelope (atomic by itself; if it
    * fails, the batcher re-runs each send alone, which re-reads the devices).
    */
-  private async commitSends(items: SendItem[]): Promise<Outcome<SendMessagesResponse>[]> {
+  private async commitSends(items: SendItem[]): Promise<Outcome<MultiRecipientResponse>[]> {
     const now = Date.now();
     const committed: { envelope: NewEnvelope; content: string }[] = [];
-    const devices = await this.accounts.devicesOf([...new Set(items.map((i) => i.destination))]);
-    const outcomes = items.map((item): Outcome<SendMessagesResponse> => {
-      const current = devices.get(item.destination);
-      if (!current) return { error: new HttpError("not_found", "No such account") };
-      const mismatch = checkDevices(item, current);
-      if (mismatch) return { error: mismatch };
-      const response: SendMessagesResponse = { serverTimestamp: now, envelopes: [] };
-      for (const m of item.messages) {
-        const envelope: NewEnvelope = {
-          id: randomUUID(),
-          accountId: item.destination,
-          deviceId: m.destinationDeviceId,
-          type: envelopeTypes[m.type],
-          sourceAccountId: item.sender.accountId,
-          sourceDeviceId: item.sender.deviceId,
-          content: m.bytes,
-          serverTimestamp: now,
-          expiresAt: now + this.ttlMs,
-        };
-        committed.push({ envelope, content: m.content });
-        response.envelopes.push({ deviceId: m.destinationDeviceId, id: envelope.id });
+    const devices = await this.accounts.devicesOf([...new Set(items.flatMap((i) => i.destinations.map((d) => d.uuid)))]);
+    const outcomes = items.map((item): Outcome<MultiRecipientResponse> => {
+      const refusal = refuseSend(item, devices);
+      if (refusal) return { error: refusal };
+      const response: MultiRecipientResponse = { serverTimestamp: now, recipients: [] };
+      for (const destination of item.destinations) {
+        const envelopes: { deviceId: number; id: string }[] = [];
+        for (const m of destination.messages) {
+          // Sealed envelopes are stored without a sender, even when the sender authenticated.
+          const source = m.type === "sealed" ? null : item.sender;
+          const envelope: NewEnvelope = {
+            id: randomUUID(),
+            accountId: destination.uuid,
+            deviceId: m.destinationDeviceId,
+            type: envelopeTypes[m.type],
+            sourceAccountId: source?.accountId ?? null,
+            sourceDeviceId: source?.deviceId ?? null,
+            content: m.bytes,
+            serverTimestamp: now,
+            expiresAt: now + this.ttlMs,
+          };
+          committed.push({ envelope, content: m.content });
+          envelopes.push({ deviceId: m.destinationDeviceId, id: envelope.id });
+        }
+        response.recipients.push({ uuid: destination.uuid, envelopes });
       }
       return { value: response };
     });
@@ -194,21 +251,80 @@ export class MailboxService {
   }
 }
 
-function checkDevices(item: SendItem, current: DeviceRef[]): HttpError | null {
-  const isSelf = item.destination === item.sender.accountId;
-  const expected = new Map(current.filter((d) => !(isSelf && d.id === item.sender.deviceId)).map((d) => [d.id, d.registrationId]));
-  const given = new Set(item.messages.map((m) => m.destinationDeviceId));
-  const stale = item.messages
-    .filter((m) => expected.has(m.destinationDeviceId) && expected.get(m.destinationDeviceId) !== m.destinationRegistrationId)
-    .map((m) => m.destinationDeviceId);
-  if (stale.length) return new HttpError("stale_devices", "Some devices were re-registered", { staleDevices: stale.sort((a, b) => a - b) });
-  const missing = [...expected.keys()].filter((id) => !given.has(id));
-  const extra = [...given].filter((id) => !expected.has(id));
-  if (missing.length || extra.length) {
-    return new HttpError("mismatched_devices", "The device list does not match the recipient's devices", {
-      missingDevices: missing.sort((a, b) => a - b),
-      extraDevices: extra.sort((a, b) => a - b),
+/**
+ * Decodes and checks the messages of one destination: no device twice,
+ * content within the per-device limit, content that parses as its type.
+ */
+function decodeMessages(messages: OutgoingMessage[]): DecodedMessage[] {
+  const seen = new Set<number>();
+  return messages.map((m, i) => {
+    if (seen.has(m.destinationDeviceId)) {
+      throw new HttpError("invalid_request", "A destination device appears twice", {
+        issues: [{ path: ["messages", i, "destinationDeviceId"], message: "duplicate destination device" }],
+      });
+    }
+    seen.add(m.destinationDeviceId);
+    const bytes = fromBase64(m.content);
+    if (bytes.length > limits.maxContentBytes) {
+      throw new HttpError("content_too_large", `Content is limited to ${limits.maxContentBytes} bytes per device`);
+    }
+    checkCiphertext(m.type, bytes);
+    return { ...m, bytes };
+  });
+}
+
+/** Why a send cannot be committed against the current devices, or null when it can. */
+function refuseSend(item: SendItem, devices: Map<string, DeviceRef[]>): HttpError | null {
+  const unknown = item.destinations.filter((d) => !devices.has(d.uuid)).map((d) => d.uuid);
+  if (unknown.length) {
+    // Without credentials, an unknown account must look like a wrong access key.
+    if (!item.sender) return unauthorized();
+    if (item.shape === "single") return new HttpError("not_found", "No such account");
+    return new HttpError("not_found", "Some recipients have no account here", { recipients: unknown.map((uuid) => ({ uuid })) });
+  }
+  const mismatches = item.destinations.map((d) => compareDevices(item.sender, d.uuid, d.messages, devices.get(d.uuid) ?? []));
+  const stale = mismatches.filter((m) => m.staleDevices.length);
+  if (stale.length) {
+    const message = "Some devices were re-registered";
+    if (item.shape === "single") return new HttpError("stale_devices", message, { staleDevices: stale[0]!.staleDevices });
+    return new HttpError("stale_devices", message, { recipients: stale.map(({ uuid, staleDevices }) => ({ uuid, staleDevices })) });
+  }
+  const mismatched = mismatches.filter((m) => m.missingDevices.length || m.extraDevices.length);
+  if (mismatched.length) {
+    const message = "The device list does not match the recipient's devices";
+    if (item.shape === "single") {
+      const { missingDevices, extraDevices } = mismatched[0]!;
+      return new HttpError("mismatched_devices", message, { missingDevices, extraDevices });
+    }
+    return new HttpError("mismatched_devices", message, {
+      recipients: mismatched.map(({ uuid, missingDevices, extraDevices }) => ({ uuid, missingDevices, extraDevices })),
     });
   }
   return null;
+}
+
+/**
+ * Compares the devices a send names with the destination's current devices
+ * (minus the sender's own device on a send to its own account). A device
+ * with a wrong registration id is stale; the lists are sorted.
+ */
+function compareDevices(
+  sender: DevicePrincipal | null,
+  destination: string,
+  messages: DecodedMessage[],
+  current: DeviceRef[],
+): Required<RecipientMismatch> {
+  const isSelf = sender !== null && destination === sender.accountId;
+  const expected = new Map(current.filter((d) => !(isSelf && d.id === sender.deviceId)).map((d) => [d.id, d.registrationId]));
+  const given = new Set(messages.map((m) => m.destinationDeviceId));
+  const byNumber = (a: number, b: number): number => a - b;
+  return {
+    uuid: destination,
+    staleDevices: messages
+      .filter((m) => expected.has(m.destinationDeviceId) && expected.get(m.destinationDeviceId) !== m.destinationRegistrationId)
+      .map((m) => m.destinationDeviceId)
+      .sort(byNumber),
+    missingDevices: [...expected.keys()].filter((id) => !given.has(id)).sort(byNumber),
+    extraDevices: [...given].filter((id) => !expected.has(id)).sort(byNumber),
+  };
 }

@@ -133,4 +133,28 @@ export class AccountStore {
     }
     return result;
   }
+
+  // Sealed sender (unidentified access).
+
+  /** Stores the SHA-256 of the account's access key and whether it accepts sealed messages from anyone. */
+  async setUnidentifiedAccess(accountId: string, accessKeyHash: Bytes, unrestrictedAccess: boolean): Promise<void> {
+    await this.db.account.update({ where: { id: accountId }, data: { accessKeyHash, unrestrictedAccess } });
+  }
+
+  /** The unidentified-access settings of several accounts (unknown ids are absent), in one query. */
+  async unidentifiedAccessOf(accountIds: string[]): Promise<Map<string, UnidentifiedAccess>> {
+    if (!accountIds.length) return new Map();
+    const rows = await this.db.account.findMany({
+      where: { id: { in: accountIds } },
+      select: { id: true, accessKeyHash: true, unrestrictedAccess: true },
+    });
+    return new Map(rows.map((r) => [r.id, { accessKeyHash: r.accessKeyHash, unrestrictedAccess: r.unrestrictedAccess }]));
+  }
+}
+
+/** An account's sealed-sender settings. */
+export interface UnidentifiedAccess {
+  /** SHA-256 of the 16-byte access key; null until the account sets one. */
+  accessKeyHash: Bytes | null;
+  unrestrictedAccess: boolean;
 }

@@ -1,0 +1,166 @@
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PrivateKey, PublicKey, ServerCertificate } from "@signalapp/libsignal-client";
+import { ConfigError } from "../config.js";
+
+/**
+ * The sealed-sender key material of a homeserver: the trust root (which
+ * clients pin) and the server key whose certificate the trust root signed
+ * (which signs sender certificates).
+ */
+export interface ServerKeys {
+  trustRoot: PublicKey;
+  serverCertificate: ServerCertificate;
+  serverKey: PrivateKey;
+}
+
+/** The files under `<dataDir>/keys`. Private keys are mode 0600; the directory is 0700. */
+export const keyFileNames = {
+  /** The trust root's private key (base64). It may be moved offline once the server certificate exists. */
+  trustRootKey: "trust-root.key",
+  /** The trust root's public key (base64), what clients pin. */
+  trustRootPublic: "trust-root.pub",
+  /** The server's private key (base64), which signs sender certificates. */
+  serverKey: "server.key",
+  /** The server certificate (base64): the server's public key signed by the trust root. */
+  serverCertificate: "server.crt",
+} as const;
+
+/** Thrown at start-up when key files are missing, unreadable or too open; the message says what to do. */
+export class KeyFileError extends ConfigError {
+  override name = "KeyFileError";
+}
+
+/** The directory that holds the key files. */
+export function keyDirectory(dataDir: string): string {
+  return join(dataDir, "keys");
+}
+
+/**
+ * The fingerprint admins publish out of band: SHA-256 of the serialized
+ * public key, lowercase hex in groups of four.
+ * @example fingerprint(trustRoot) // "3f2a 91c0 ..." (16 groups)
+ */
+export function fingerprint(key: PublicKey): string {
+  const hex = createHash("sha256").update(key.serialize()).digest("hex");
+  return hex.match(/.{4}/g)!.join(" ");
+}
+
+/**
+ * Loads the keys from `<dataDir>/keys`, creating what is missing: a trust
+ * root when there is none, and a server key with a certificate signed by the
+ * trust root when there is none that the trust root signed. Without
+ * `trust-root.key` (kept offline) the server runs on its existing
+ * certificate but cannot issue a new one.
+ * @returns the keys, and whether anything was created
+ * @throws KeyFileError for a private key file readable by others, or files that do not fit together
+ */
+export function loadOrCreateKeys(dataDir: string): { keys: ServerKeys; created: boolean } {
+  const dir = keyDirectory(dataDir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  let created = false;
+
+  let trustRootKey = readPrivateKey(join(dir, keyFileNames.trustRootKey));
+  let trustRoot = trustRootKey?.getPublicKey() ?? readPublicKey(join(dir, keyFileNames.trustRootPublic));
+  if (!trustRoot) {
+    if (existsSync(join(dir, keyFileNames.serverKey)) || existsSync(join(dir, keyFileNames.serverCertificate))) {
+      throw new KeyFileError(`${dir} has a server key but no trust root: restore ${keyFileNames.trustRootKey}, or move the keys directory away to start over (clients will have to pin a new trust root)`);
+    }
+    trustRootKey = PrivateKey.generate();
+    trustRoot = trustRootKey.getPublicKey();
+    writeKeyFile(join(dir, keyFileNames.trustRootKey), trustRootKey.serialize());
+    created = true;
+  }
+  if (!existsSync(join(dir, keyFileNames.trustRootPublic))) writeKeyFile(join(dir, keyFileNames.trustRootPublic), trustRoot.serialize());
+
+  const existing = readServerKey(dir, trustRoot);
+  if (existing) return { keys: { trustRoot, ...existing }, created };
+  if (!trustRootKey) {
+    throw new KeyFileError(`${dir} has no valid server certificate and no ${keyFileNames.trustRootKey} to issue one: put the trust root's private key back (mode 0600), then start again`);
+  }
+  const serverKey = PrivateKey.generate();
+  const previousId = readCertificate(join(dir, keyFileNames.serverCertificate))?.keyId() ?? 0;
+  const serverCertificate = ServerCertificate.new(previousId + 1, serverKey.getPublicKey(), trustRootKey);
+  writeKeyFile(join(dir, keyFileNames.serverKey), serverKey.serialize());
+  writeKeyFile(join(dir, keyFileNames.serverCertificate), serverCertificate.serialize());
+  return { keys: { trustRoot, serverCertificate, serverKey }, created: true };
+}
+
+/**
+ * The trust root's public key, without creating anything.
+ * @returns null when there is none yet
+ * @throws KeyFileError for a private key file readable by others
+ */
+export function readTrustRoot(dataDir: string): PublicKey | null {
+  const dir = keyDirectory(dataDir);
+  return readPrivateKey(join(dir, keyFileNames.trustRootKey))?.getPublicKey() ?? readPublicKey(join(dir, keyFileNames.trustRootPublic));
+}
+
+/** The server key and certificate, if both exist and the trust root signed the certificate (checked by libsignal). */
+function readServerKey(dir: string, trustRoot: PublicKey): { serverCertificate: ServerCertificate; serverKey: PrivateKey } | null {
+  const serverKey = readPrivateKey(join(dir, keyFileNames.serverKey));
+  const serverCertificate = readCertificate(join(dir, keyFileNames.serverCertificate));
+  if (!serverKey || !serverCertificate) return null;
+  if (!trustRoot.verify(serverCertificate.certificateData(), serverCertificate.signature())) return null;
+  if (!serverCertificate.key().equals(serverKey.getPublicKey())) return null;
+  return { serverCertificate, serverKey };
+}
+
+/** Reads a private key file, refusing one that group or others may access. */
+function readPrivateKey(path: string): PrivateKey | null {
+  const bytes = readKeyFile(path, true);
+  if (!bytes) return null;
+  try {
+    return PrivateKey.deserialize(bytes);
+  } catch (error) {
+    throw new KeyFileError(`${path} is not a libsignal private key`, { cause: error });
+  }
+}
+
+function readPublicKey(path: string): PublicKey | null {
+  const bytes = readKeyFile(path, false);
+  if (!bytes) return null;
+  try {
+    return PublicKey.deserialize(bytes);
+  } catch (error) {
+    throw new KeyFileError(`${path} is not a libsignal public key`, { cause: error });
+  }
+}
+
+function readCertificate(path: string): ServerCertificate | null {
+  const bytes = readKeyFile(path, false);
+  if (!bytes) return null;
+  try {
+    return ServerCertificate.deserialize(bytes);
+  } catch (error) {
+    throw new KeyFileError(`${path} is not a libsignal server certificate`, { cause: error });
+  }
+}
+
+function readKeyFile(path: string, secret: boolean): Uint8Array<ArrayBuffer> | null {
+  if (!existsSync(path)) return null;
+  if (secret) checkMode(path);
+  return new Uint8Array(Buffer.from(readFileSync(path, "utf8").trim(), "base64"));
+}
+
+/**
+ * Refuses a secret file that anyone but its owner may read or write
+ * (modes are not meaningful on Windows, so the check is skipped there).
+ * @throws KeyFileError naming the file and the command that fixes it
+ */
+export function checkMode(path: string): void {
+  if (process.platform === "win32") return;
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) {
+    throw new KeyFileError(`${path} has mode ${mode.toString(8).padStart(4, "0")}: a private key must be readable by its owner only (run: chmod 600 ${path})`);
+  }
+}
+
+/** Writes base64 to a new file with mode 0600, atomically (a temp file renamed over the target). */
+function writeKeyFile(path: string, bytes: Uint8Array): void {
+  const temp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  writeFileSync(temp, `${Buffer.from(bytes).toString("base64")}\n`, { mode: 0o600, flag: "wx" });
+  chmodSync(temp, 0o600);
+  renameSync(temp, path);
+}

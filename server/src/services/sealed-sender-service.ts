@@ -1,0 +1,141 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+// The server-side parser is not re-exported from the package index.
+import SealedSenderMultiRecipientMessage from "@signalapp/libsignal-client/dist/SealedSenderMultiRecipientMessage.js";
+import {
+  accessKeySchema,
+  limits,
+  uuidSchema,
+  type AccountAttributesRequest,
+  type MultiRecipientRequest,
+  type MultiRecipientResponse,
+  type OutgoingMessage,
+  type SendMessagesResponse,
+} from "@zimchat/protocol";
+import type { Bytes } from "../db/database.js";
+import { HttpError } from "../errors.js";
+import type { AccountStore } from "../stores/account-store.js";
+import { unauthorized, type DevicePrincipal } from "./account-service.js";
+import type { MailboxService, MultiRecipientDestination } from "./mailbox-service.js";
+import type { RateLimiter } from "./rate-limiter.js";
+import { fromBase64 } from "./signal-keys.js";
+
+/** A recipient and the access key the sender presents for it (absent: none given). */
+interface AccessClaim {
+  uuid: string;
+  accessKey: string | undefined;
+}
+
+/** Compared against when an account is unknown or has no key, so every refusal costs the same. */
+const dummyHash = randomBytes(32);
+const noKey = new Uint8Array(limits.accessKeyBytes);
+
+/** SHA-256 of an access key: what the server stores and compares. */
+export function accessKeyHash(accessKey: Uint8Array): Bytes {
+  return new Uint8Array(createHash("sha256").update(accessKey).digest()) as Bytes;
+}
+
+/**
+ * Sealed sender on the server: accounts' unidentified access keys, sends
+ * without credentials (checked against the recipient's key), and
+ * multi-recipient fan-out. The server stores sealed envelopes without a
+ * sender and never logs who sent what to whom.
+ */
+export class SealedSenderService {
+  constructor(
+    private readonly accounts: AccountStore,
+    private readonly mailbox: MailboxService,
+    private readonly limiter: RateLimiter,
+  ) {}
+
+  /** Stores the hash of the account's access key and its unrestricted-access flag. */
+  async setAttributes(principal: DevicePrincipal, request: AccountAttributesRequest): Promise<void> {
+    await this.accounts.setUnidentifiedAccess(principal.accountId, accessKeyHash(fromBase64(request.accessKey)), request.unrestrictedAccess);
+  }
+
+  /**
+   * A send without credentials. The access key must match the recipient's
+   * (unless it accepts sealed messages from anyone); a wrong or missing key
+   * and an unknown recipient are the same 401. Rate limited per recipient.
+   */
+  async send(destination: string, messages: OutgoingMessage[], accessKey: string | undefined): Promise<SendMessagesResponse> {
+    await this.checkAccess([{ uuid: destination, accessKey }]);
+    await this.limiter.consume("sealedSend", destination);
+    return this.mailbox.sendSealed(destination, messages);
+  }
+
+  /**
+   * A multi-recipient send (libsignal `SealedSenderMultiRecipientMessage`):
+   * one sealed envelope per device it names, all in one commit. Without
+   * credentials, every recipient needs its access key in `accessKeys`
+   * (unless unrestricted) and is rate limited like a single sealed send.
+   * @throws HttpError `invalid_ciphertext` for bytes libsignal cannot parse
+   */
+  async sendMultiRecipient(principal: DevicePrincipal | undefined, request: MultiRecipientRequest): Promise<MultiRecipientResponse> {
+    const recipients = parseMultiRecipient(fromBase64(request.message));
+    if (principal) {
+      await this.limiter.consume("send", `${principal.accountId}.${principal.deviceId}`);
+      return this.mailbox.sendMultiRecipient(principal, recipients);
+    }
+    const keys = new Map<string, string>();
+    for (const [i, { uuid, accessKey }] of (request.accessKeys ?? []).entries()) {
+      if (keys.has(uuid)) {
+        throw new HttpError("invalid_request", "A recipient's access key appears twice", {
+          issues: [{ path: ["accessKeys", i, "uuid"], message: "duplicate recipient" }],
+        });
+      }
+      keys.set(uuid, accessKey);
+    }
+    await this.checkAccess(recipients.map((r) => ({ uuid: r.uuid, accessKey: keys.get(r.uuid) })));
+    for (const r of recipients) await this.limiter.consume("sealedSend", r.uuid);
+    return this.mailbox.sendMultiRecipient(null, recipients);
+  }
+
+  /**
+   * Checks each claim against the recipient's stored key hash with
+   * `timingSafeEqual`. Every claim is checked (no early exit), and an
+   * unknown account or one without a key is compared against a dummy hash,
+   * so the time does not tell which recipient failed or whether it exists.
+   * @throws HttpError `unauthorized`, the same for every failure
+   */
+  private async checkAccess(claims: AccessClaim[]): Promise<void> {
+    const access = await this.accounts.unidentifiedAccessOf([...new Set(claims.map((c) => c.uuid).filter((u) => uuidSchema.safeParse(u).success))]);
+    let allowed = true;
+    for (const claim of claims) {
+      const stored = access.get(claim.uuid);
+      const parsed = claim.accessKey === undefined ? undefined : accessKeySchema.safeParse(claim.accessKey);
+      const given = parsed?.success ? fromBase64(parsed.data) : null;
+      const expected = stored?.accessKeyHash?.length === dummyHash.length ? stored.accessKeyHash : dummyHash;
+      const matches = timingSafeEqual(accessKeyHash(given ?? noKey), expected);
+      const ok = stored !== undefined && (stored.unrestrictedAccess || (given !== null && stored.accessKeyHash !== null && matches));
+      allowed &&= ok;
+    }
+    if (!allowed) throw unauthorized();
+  }
+}
+
+/**
+ * Parses a multi-recipient message with libsignal and returns each
+ * recipient's devices and payload. Recipients whose service id is not an
+ * account uuid (e.g. a PNI) stay in the list, so they are refused as unknown.
+ * @throws HttpError `invalid_ciphertext` or `invalid_request`
+ */
+function parseMultiRecipient(bytes: Bytes): MultiRecipientDestination[] {
+  let parsed: SealedSenderMultiRecipientMessage;
+  try {
+    parsed = new SealedSenderMultiRecipientMessage(bytes);
+  } catch (error) {
+    throw new HttpError("invalid_ciphertext", "message is not a libsignal sealed-sender multi-recipient message", {}, {}, { cause: error });
+  }
+  const entries = Object.entries(parsed.recipientsByServiceIdString());
+  if (!entries.length) throw new HttpError("invalid_request", "The message names no recipients");
+  if (entries.length > limits.maxGroupRecipients) {
+    throw new HttpError("invalid_request", `A multi-recipient message may name at most ${limits.maxGroupRecipients} recipients`);
+  }
+  return entries.map(([uuid, recipient]) => {
+    const devices = recipient.deviceIds.map((deviceId, i) => ({ deviceId, registrationId: recipient.registrationIds[i] ?? 0 }));
+    if (new Set(recipient.deviceIds).size !== devices.length) {
+      throw new HttpError("invalid_ciphertext", "The message names a recipient's device twice");
+    }
+    return { uuid, devices, content: parsed.messageForRecipient(recipient) as Bytes };
+  });
+}
