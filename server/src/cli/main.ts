@@ -98,6 +98,13 @@ withStorageOptions(program.command("migrate").description("apply pending databas
   console.log(applied.length ? `applied: ${applied.join(", ")}` : "the database is up to date");
 });
 
+withStorageOptions(program.command("seizure-report").description("print what someone holding this server's disk learns, and check what they do not (read-only)"))
+  .option("--json", "print JSON")
+  .action(async (options: StorageOptions & { json?: boolean }) => {
+    const { runSeizureReport } = await import("./seizure-report.js");
+    await runSeizureReport(configFrom(options), options.json === true);
+  });
+
 const invite = program.command("invite").description("manage registration invites (for --registration invite)");
 
 async function withServices<T>(options: StorageOptions, work: (services: Services) => Promise<T>): Promise<T> {

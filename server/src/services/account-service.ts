@@ -85,6 +85,7 @@ export class AccountService {
     // No lock-out after failures: passwords carry >= 128 random bits, and a
     // lock-out would let anyone deny service to a device by guessing wrong.
     if (!verifyPassword(password, credentials.passwordSalt, credentials.passwordHash)) throw unauthorized();
+    await this.accounts.markSeen(uuid.data, deviceId.data);
     return { accountId: uuid.data, deviceId: deviceId.data };
   }
 

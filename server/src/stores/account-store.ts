@@ -1,5 +1,6 @@
 import type { Bytes, Db } from "../db/database.js";
 import { Prisma } from "../generated/prisma-sqlite/client.js";
+import { dayNumber, SeenToday, startOfDay } from "../util/day.js";
 
 /** What authentication needs to know about a device. */
 export interface DeviceCredentials {
@@ -54,14 +55,18 @@ export class AccountStore {
       await this.db.$transaction(async (tx) => {
         await beforeCommit(tx as Db);
         const { device } = account;
+        // Creation times are kept to the day: the exact minute would say more than anyone needs.
+        const createdAt = startOfDay();
         await tx.account.create({
           data: {
             id: account.id,
             username: account.username,
             identityKey: account.identityKey,
+            createdAt,
             devices: {
               create: {
                 id: device.id,
+                createdAt,
                 registrationId: device.registrationId,
                 passwordSalt: device.passwordSalt,
                 passwordHash: device.passwordHash,
@@ -108,6 +113,24 @@ export class AccountStore {
       select: { passwordSalt: true, passwordHash: true },
     });
   }
+
+  /**
+   * Records that the device authenticated today, as a day number (metadata
+   * minimisation: no finer time is kept). Writes at most once per device per
+   * day per process; the hot path answers from memory.
+   */
+  async markSeen(accountId: string, deviceId: number, day: number = dayNumber()): Promise<void> {
+    const key = `${accountId}.${deviceId}`;
+    if (!this.seenToday.mark(key, day)) return;
+    try {
+      await this.db.device.updateMany({ where: { accountId, id: deviceId, lastSeenDay: { lt: day } }, data: { lastSeenDay: day } });
+    } catch (error) {
+      this.seenToday.forget(key);
+      throw error;
+    }
+  }
+
+  private readonly seenToday = new SeenToday();
 
   /** The account's username and identity key. */
   async find(accountId: string): Promise<{ username: string; identityKey: Bytes } | null> {
