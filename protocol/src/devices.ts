@@ -59,9 +59,14 @@ export const linkDeviceResponseSchema = z
   .meta({ id: "LinkDeviceResponse" });
 export type LinkDeviceResponse = z.infer<typeof linkDeviceResponseSchema>;
 
-/** A device of the authenticated account, dates at day granularity (`YYYY-MM-DD`). */
+const daySchema = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a YYYY-MM-DD day (UTC)");
+
+/**
+ * A device of the authenticated account, dates at day granularity
+ * (`YYYY-MM-DD`, UTC); `lastSeen` is null until the device has authenticated.
+ */
 export const deviceInfoSchema = z
-  .object({ id: deviceIdSchema, created: z.string(), lastSeen: z.string().nullable() })
+  .object({ id: deviceIdSchema, created: daySchema, lastSeen: daySchema.nullable() })
   .meta({ id: "DeviceInfo" });
 export type DeviceInfo = z.infer<typeof deviceInfoSchema>;
 

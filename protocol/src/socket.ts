@@ -23,8 +23,12 @@ export interface ClientToServerEvents {
   ack: (request: { ids: string[] }, callback: (result: SocketResult<AckResponse>) => void) => void;
 }
 
-/** Why the server closed a device's connection. */
-export type DisconnectReason = "displaced" | "shutdown";
+/**
+ * Why the server closed a device's connection: a newer connection of the
+ * same device, server shutdown, or the device was unlinked (its credentials
+ * no longer work).
+ */
+export type DisconnectReason = "displaced" | "shutdown" | "removed";
 
 /** Events the server emits. */
 export interface ServerToClientEvents {

@@ -57,6 +57,10 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
       (count) => count && logger.info({ count }, "expired envelopes deleted"),
       (error: unknown) => logger.error({ err: error }, "expiry sweep failed"),
     );
+    services.devices.sweepExpiredLinks().then(
+      (count) => count && logger.debug({ count }, "expired linking codes deleted"),
+      (error: unknown) => logger.error({ err: error }, "linking code sweep failed"),
+    );
   }, config.expirySweepMs);
   sweep.unref();
 

@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { limits } from "@zimchat/protocol";
 
 /** Who may create an account. */
 export type RegistrationMode = "open" | "invite" | "closed";
@@ -24,6 +25,8 @@ export interface RateLimits {
   send: RateLimit;
   /** Sealed-sender sends without credentials, per recipient account (kept in memory only). */
   sealedSend: RateLimit;
+  /** Linking codes created per client address (kept in memory only, never logged). */
+  linkCode: RateLimit;
 }
 
 /** The homeserver's options. Only the CLI reads the environment; libraries are handed this. */
@@ -57,6 +60,13 @@ export interface ServerConfig {
   shutdownGraceMs: number;
   /** Lifetime of a sealed-sender certificate from `GET /v1/certificate/delivery` (1 minute to 30 days). @default 24 h */
   senderCertificateTtlMs: number;
+  /** Devices one account may have, the primary included (1..127). @default 6 */
+  maxDevicesPerAccount: number;
+  /**
+   * How long a device-linking code stays valid; at most the protocol's
+   * `limits.linkCodeTtlSeconds`, which clients rely on. @default 10 minutes
+   */
+  linkCodeTtlMs: number;
 }
 
 /** The default rate limits. */
@@ -66,6 +76,7 @@ export const defaultRateLimits: RateLimits = {
   preKeyBundle: { points: 60, durationSeconds: 60 },
   send: { points: 200, durationSeconds: 1 },
   sealedSend: { points: 600, durationSeconds: 60 },
+  linkCode: { points: 10, durationSeconds: 600 },
 };
 
 /** Thrown at start-up for a configuration that cannot work; the message says what to change. */
@@ -93,6 +104,8 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     logLevel: partial.logLevel ?? "info",
     shutdownGraceMs: partial.shutdownGraceMs ?? 10_000,
     senderCertificateTtlMs: partial.senderCertificateTtlMs ?? 24 * 3600 * 1000,
+    maxDevicesPerAccount: partial.maxDevicesPerAccount ?? 6,
+    linkCodeTtlMs: partial.linkCodeTtlMs ?? limits.linkCodeTtlSeconds * 1000,
   };
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?$/.test(config.serverName)) {
     throw new ConfigError(`serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`);
@@ -105,6 +118,12 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
   }
   if (!["FULL", "NORMAL"].includes(config.sqliteSynchronous)) {
     throw new ConfigError(`sqliteSynchronous "${config.sqliteSynchronous}" is not FULL or NORMAL (set ZIMCHAT_SQLITE_SYNCHRONOUS)`);
+  }
+  if (!Number.isInteger(config.maxDevicesPerAccount) || config.maxDevicesPerAccount < 1 || config.maxDevicesPerAccount > limits.maxDeviceId) {
+    throw new ConfigError(`maxDevicesPerAccount ${config.maxDevicesPerAccount} is not 1..${limits.maxDeviceId} (set ZIMCHAT_MAX_DEVICES / --max-devices)`);
+  }
+  if (!Number.isInteger(config.linkCodeTtlMs) || config.linkCodeTtlMs < 1 || config.linkCodeTtlMs > limits.linkCodeTtlSeconds * 1000) {
+    throw new ConfigError(`linkCodeTtlMs ${config.linkCodeTtlMs} is not 1..${limits.linkCodeTtlSeconds * 1000}`);
   }
   if (!Number.isInteger(config.senderCertificateTtlMs) || config.senderCertificateTtlMs < 60_000 || config.senderCertificateTtlMs > 30 * 86_400_000) {
     throw new ConfigError(`senderCertificateTtlMs ${config.senderCertificateTtlMs} is not 1 minute..30 days in ms (set ZIMCHAT_SENDER_CERTIFICATE_TTL / --sender-certificate-ttl)`);

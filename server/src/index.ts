@@ -16,5 +16,5 @@ export { parseDatabaseUrl, type DatabaseTarget } from "./db/database-url.js";
 // Services and the gateway
 export type { Services } from "./services/index.js";
 export type { DevicePrincipal } from "./services/account-service.js";
-export { deviceRoom, liveRoom, type Gateway, type SocketData } from "./gateway/gateway.js";
+export { accountRoom, deviceRoom, liveRoom, type Gateway, type SocketData } from "./gateway/gateway.js";
 export { HttpError } from "./errors.js";

@@ -44,6 +44,7 @@ function configFrom(options: StorageOptions & Record<string, unknown>): ServerCo
   if (options.envelopeTtlDays !== undefined) partial.envelopeTtlMs = (options.envelopeTtlDays as number) * 86_400_000;
   if (options.senderCertificateTtl !== undefined) partial.senderCertificateTtlMs = options.senderCertificateTtl as number;
   if (options.rateLimits === "off") partial.rateLimits = false;
+  if (options.maxDevices !== undefined) partial.maxDevicesPerAccount = options.maxDevices as number;
   return resolveConfig(partial);
 }
 
@@ -63,6 +64,7 @@ withStorageOptions(program.command("serve").description("run the homeserver (app
   .addOption(new Option("--envelope-ttl-days <days>", "delete queued envelopes older than this").env("ZIMCHAT_ENVELOPE_TTL_DAYS").default(30).argParser(int))
   .addOption(new Option("--sender-certificate-ttl <duration>", "lifetime of sealed-sender certificates, e.g. 12h, 1d").env("ZIMCHAT_SENDER_CERTIFICATE_TTL").default(86_400_000, "24h").argParser(duration))
   .addOption(new Option("--rate-limits <onoff>", "turn rate limits off (benchmarks only)").choices(["on", "off"]).env("ZIMCHAT_RATE_LIMITS").default("on"))
+  .addOption(new Option("--max-devices <n>", "devices per account, the primary included (1..127)").env("ZIMCHAT_MAX_DEVICES").default(6).argParser(int))
   .action(async (options: StorageOptions & Record<string, unknown>) => {
     const config = configFrom(options);
     const { createLogger } = await import("../logger.js");

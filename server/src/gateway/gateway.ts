@@ -31,6 +31,11 @@ export function deviceRoom(accountId: string, deviceId: number): string {
   return `device:${accountId}.${deviceId}`;
 }
 
+/** The room every connection of an account joins: account-wide notices (`devices-changed`) go here. */
+export function accountRoom(accountId: string): string {
+  return `account:${accountId}`;
+}
+
 /** The room a device's connection joins once its stored queue is drained: live pushes go here. */
 export function liveRoom(accountId: string, deviceId: number): string {
   return `live:${accountId}.${deviceId}`;
@@ -75,7 +80,7 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     // One connection per device: the newest wins, on every node (adapters relay this).
     io.in(room).emit("closing", "displaced");
     io.in(room).disconnectSockets(true);
-    void socket.join(room);
+    void socket.join([room, accountRoom(accountId)]);
 
     socket.on("send", handler(logger, socketSendRequestSchema, (request) =>
       services.mailbox.send(socket.data, request.destination, request.messages),
@@ -88,6 +93,15 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
 
   serveSealed(io, services, logger);
   services.mailbox.onDelivery((deliveries) => pushDeliveries(io, deliveries));
+  services.devices.onDevicesChanged(({ accountId, removedDeviceId }) => {
+    if (removedDeviceId !== undefined) {
+      // An unlinked device's credentials no longer work: close its connection, on every node.
+      const removed = deviceRoom(accountId, removedDeviceId);
+      io.in(removed).emit("closing", "removed");
+      io.in(removed).disconnectSockets(true);
+    }
+    io.to(accountRoom(accountId)).emit("devices-changed");
+  });
   return io;
 }
 

@@ -6,10 +6,6 @@ import { buildOpenApiDocument, limits } from "@zimchat/protocol";
 import type { RouteHandlers } from "./context.js";
 import { serverVersion } from "../version.js";
 
-async function pending(): Promise<never> {
-  throw new HttpError("unavailable", "not implemented yet");
-}
-
 /**
  * The REST handlers: each maps a validated request to one service call.
  * Validation, authentication and error mapping happen in the router.
@@ -34,14 +30,13 @@ export function createHandlers(config: ServerConfig, database: Database, service
     preKeyBundle: async ({ principal, params }) => keys.bundles(principal, params.uuid, params.deviceId),
     sendMessages: async ({ principal, params, body, accessKey }) =>
       principal ? mailbox.send(principal, params.uuid, body.messages) : services.sealed.send(params.uuid, body.messages, accessKey),
-    // TODO(helpers): these routes are being implemented; placeholders keep the tree compiling.
     setAttributes: async ({ principal, body }) => services.sealed.setAttributes(principal, body),
-    createLink: pending,
-    confirmLink: pending,
-    linkStatus: pending,
-    linkDevice: pending,
-    listDevices: pending,
-    removeDevice: pending,
+    createLink: async ({ clientAddress }) => services.devices.createLink(clientAddress),
+    confirmLink: async ({ principal, params, body }) => services.devices.confirmLink(principal, params.code, body),
+    linkStatus: async ({ params }) => services.devices.linkStatus(params.code),
+    linkDevice: async ({ body }) => services.devices.link(body),
+    listDevices: async ({ principal }) => services.devices.list(principal),
+    removeDevice: async ({ principal, params }) => services.devices.remove(principal, params.deviceId),
     trustRoot: async () => services.certificates.trustRoot(),
     senderCertificate: async ({ principal }) => services.certificates.senderCertificate(principal),
     sendMultiRecipient: async ({ principal, body }) => services.sealed.sendMultiRecipient(principal, body),

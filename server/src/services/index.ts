@@ -1,11 +1,13 @@
 import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { AccountStore } from "../stores/account-store.js";
+import { DeviceStore } from "../stores/device-store.js";
 import { EnvelopeStore } from "../stores/envelope-store.js";
 import { InviteStore } from "../stores/invite-store.js";
 import { KeyStore } from "../stores/key-store.js";
 import { AccountService } from "./account-service.js";
 import { CertificateService } from "./certificate-service.js";
+import { DeviceService } from "./device-service.js";
 import { InviteService } from "./invite-service.js";
 import { KeyService } from "./key-service.js";
 import { MailboxService } from "./mailbox-service.js";
@@ -21,6 +23,7 @@ export interface Services {
   /** Sealed-sender certificates (key files load on `open()`, which the app calls at start-up). */
   certificates: CertificateService;
   sealed: SealedSenderService;
+  devices: DeviceService;
 }
 
 /** Builds the services over an open database. */
@@ -37,5 +40,6 @@ export function createServices(config: ServerConfig, database: Database): Servic
     invites: new InviteService(inviteStore),
     certificates: new CertificateService(config.dataDir, accountStore, config.senderCertificateTtlMs),
     sealed: new SealedSenderService(accountStore, mailbox, limiter),
+    devices: new DeviceService(new DeviceStore(prisma, database.provider), limiter, config),
   };
 }

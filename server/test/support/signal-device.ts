@@ -120,7 +120,7 @@ class MemoryKyberPreKeys extends KyberPreKeyStore {
 
 /** A test device with real libsignal keys and stores. */
 export class SignalDevice {
-  readonly identity = PrivateKey.generate();
+  readonly identity: PrivateKey;
   readonly registrationId = randomInt(1, 16381);
   readonly password = randomBytes(18).toString("base64");
   readonly sessions = new MemorySessions();
@@ -133,7 +133,9 @@ export class SignalDevice {
   deviceId = 1;
   private nextKeyId = 1;
 
-  constructor() {
+  /** @param identity the account's identity key, for a linked device (a new one otherwise) */
+  constructor(identity: PrivateKey = PrivateKey.generate()) {
+    this.identity = identity;
     this.identities = new MemoryIdentities(this.identity, this.registrationId);
   }
 
