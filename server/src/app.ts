@@ -5,6 +5,7 @@ import type { ServerConfig } from "./config.js";
 import { openDatabase, type Database } from "./db/database.js";
 import { HttpError } from "./errors.js";
 import { createGateway, type Gateway } from "./gateway/gateway.js";
+import { createAttachmentRouter } from "./http/attachments.js";
 import { createHandlers } from "./http/handlers.js";
 import { createRouter, errorMiddleware } from "./http/router.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -44,6 +45,8 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
+  // Raw-body routes (attachments) first: the JSON parser below would read their bodies.
+  app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
   app.use(express.json({ limit: limits.maxBodyBytes, strict: true, type: () => true }));
   app.use(createRouter(createHandlers(config, database, services), services.accounts, logger));
   app.use((_req, _res, next) => next(new HttpError("not_found", "No such route")));
@@ -56,6 +59,10 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
     services.mailbox.sweepExpired().then(
       (count) => count && logger.info({ count }, "expired envelopes deleted"),
       (error: unknown) => logger.error({ err: error }, "expiry sweep failed"),
+    );
+    services.attachments.sweep().then(
+      ({ expired, orphans }) => (expired || orphans) && logger.info({ expired, orphans }, "expired attachments deleted"),
+      (error: unknown) => logger.error({ err: error }, "attachment sweep failed"),
     );
     services.devices.sweepExpiredLinks().then(
       (count) => count && logger.debug({ count }, "expired linking codes deleted"),

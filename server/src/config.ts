@@ -56,6 +56,12 @@ export interface ServerConfig {
   rateLimits: RateLimits | false;
   /** pino level. @default "info" */
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  /** Bytes of one encrypted attachment upload (413 `body_too_large` above). @default 100 MiB */
+  attachmentMaxBytes: number;
+  /** Bytes of one account's unexpired attachments together (413 `quota_exceeded` above). @default 1 GiB */
+  attachmentQuotaBytes: number;
+  /** Attachments are deleted this long after their upload. @default 30 days */
+  attachmentTtlMs: number;
   /** How long graceful shutdown waits for in-flight work. @default 10 s */
   shutdownGraceMs: number;
   /** Lifetime of a sealed-sender certificate from `GET /v1/certificate/delivery` (1 minute to 30 days). @default 24 h */
@@ -102,6 +108,9 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     sqliteSynchronous: partial.sqliteSynchronous ?? "FULL",
     rateLimits: partial.rateLimits === undefined ? defaultRateLimits : partial.rateLimits,
     logLevel: partial.logLevel ?? "info",
+    attachmentMaxBytes: partial.attachmentMaxBytes ?? 100 * 1024 * 1024,
+    attachmentQuotaBytes: partial.attachmentQuotaBytes ?? 1024 * 1024 * 1024,
+    attachmentTtlMs: partial.attachmentTtlMs ?? 30 * 24 * 3600 * 1000,
     shutdownGraceMs: partial.shutdownGraceMs ?? 10_000,
     senderCertificateTtlMs: partial.senderCertificateTtlMs ?? 24 * 3600 * 1000,
     maxDevicesPerAccount: partial.maxDevicesPerAccount ?? 6,
@@ -127,6 +136,11 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
   }
   if (!Number.isInteger(config.senderCertificateTtlMs) || config.senderCertificateTtlMs < 60_000 || config.senderCertificateTtlMs > 30 * 86_400_000) {
     throw new ConfigError(`senderCertificateTtlMs ${config.senderCertificateTtlMs} is not 1 minute..30 days in ms (set ZIMCHAT_SENDER_CERTIFICATE_TTL / --sender-certificate-ttl)`);
+  }
+  for (const option of ["attachmentMaxBytes", "attachmentQuotaBytes", "attachmentTtlMs"] as const) {
+    if (!Number.isSafeInteger(config[option]) || config[option] < 1) {
+      throw new ConfigError(`${option} ${config[option]} must be a positive integer (set --attachment-max-mib, --attachment-quota-mib, --attachment-ttl-days)`);
+    }
   }
   if (!(config.envelopeTtlMs > 0)) throw new ConfigError("envelopeTtlMs must be positive (set ZIMCHAT_ENVELOPE_TTL_DAYS)");
   if (!/^(file:|postgres(ql)?:\/\/)/.test(config.databaseUrl)) {

@@ -44,6 +44,9 @@ function configFrom(options: StorageOptions & Record<string, unknown>): ServerCo
   if (options.envelopeTtlDays !== undefined) partial.envelopeTtlMs = (options.envelopeTtlDays as number) * 86_400_000;
   if (options.senderCertificateTtl !== undefined) partial.senderCertificateTtlMs = options.senderCertificateTtl as number;
   if (options.rateLimits === "off") partial.rateLimits = false;
+  if (options.attachmentMaxMib !== undefined) partial.attachmentMaxBytes = (options.attachmentMaxMib as number) * 1024 * 1024;
+  if (options.attachmentQuotaMib !== undefined) partial.attachmentQuotaBytes = (options.attachmentQuotaMib as number) * 1024 * 1024;
+  if (options.attachmentTtlDays !== undefined) partial.attachmentTtlMs = (options.attachmentTtlDays as number) * 86_400_000;
   if (options.maxDevices !== undefined) partial.maxDevicesPerAccount = options.maxDevices as number;
   return resolveConfig(partial);
 }
@@ -63,6 +66,9 @@ withStorageOptions(program.command("serve").description("run the homeserver (app
   .addOption(new Option("--sqlite-synchronous <level>", "SQLite synchronous level").choices(["FULL", "NORMAL"]).env("ZIMCHAT_SQLITE_SYNCHRONOUS").default("FULL"))
   .addOption(new Option("--envelope-ttl-days <days>", "delete queued envelopes older than this").env("ZIMCHAT_ENVELOPE_TTL_DAYS").default(30).argParser(int))
   .addOption(new Option("--sender-certificate-ttl <duration>", "lifetime of sealed-sender certificates, e.g. 12h, 1d").env("ZIMCHAT_SENDER_CERTIFICATE_TTL").default(86_400_000, "24h").argParser(duration))
+  .addOption(new Option("--attachment-max-mib <mib>", "largest encrypted attachment upload, in MiB").env("ZIMCHAT_ATTACHMENT_MAX_MIB").default(100).argParser(int))
+  .addOption(new Option("--attachment-quota-mib <mib>", "attachment storage per account, in MiB").env("ZIMCHAT_ATTACHMENT_QUOTA_MIB").default(1024).argParser(int))
+  .addOption(new Option("--attachment-ttl-days <days>", "delete attachments this long after upload").env("ZIMCHAT_ATTACHMENT_TTL_DAYS").default(30).argParser(int))
   .addOption(new Option("--rate-limits <onoff>", "turn rate limits off (benchmarks only)").choices(["on", "off"]).env("ZIMCHAT_RATE_LIMITS").default("on"))
   .addOption(new Option("--max-devices <n>", "devices per account, the primary included (1..127)").env("ZIMCHAT_MAX_DEVICES").default(6).argParser(int))
   .action(async (options: StorageOptions & Record<string, unknown>) => {

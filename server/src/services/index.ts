@@ -1,11 +1,14 @@
+import { join } from "node:path";
 import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { AccountStore } from "../stores/account-store.js";
+import { AttachmentStore } from "../stores/attachment-store.js";
 import { DeviceStore } from "../stores/device-store.js";
 import { EnvelopeStore } from "../stores/envelope-store.js";
 import { InviteStore } from "../stores/invite-store.js";
 import { KeyStore } from "../stores/key-store.js";
 import { AccountService } from "./account-service.js";
+import { AttachmentService } from "./attachment-service.js";
 import { CertificateService } from "./certificate-service.js";
 import { DeviceService } from "./device-service.js";
 import { InviteService } from "./invite-service.js";
@@ -20,6 +23,7 @@ export interface Services {
   keys: KeyService;
   mailbox: MailboxService;
   invites: InviteService;
+  attachments: AttachmentService;
   /** Sealed-sender certificates (key files load on `open()`, which the app calls at start-up). */
   certificates: CertificateService;
   sealed: SealedSenderService;
@@ -38,6 +42,12 @@ export function createServices(config: ServerConfig, database: Database): Servic
     keys: new KeyService(new KeyStore(prisma, database.provider), accountStore, limiter),
     mailbox,
     invites: new InviteService(inviteStore),
+    attachments: new AttachmentService(new AttachmentStore(prisma, database.provider), {
+      dir: join(config.dataDir, "attachments"),
+      maxBytes: config.attachmentMaxBytes,
+      quotaBytes: config.attachmentQuotaBytes,
+      ttlMs: config.attachmentTtlMs,
+    }),
     certificates: new CertificateService(config.dataDir, accountStore, config.senderCertificateTtlMs),
     sealed: new SealedSenderService(accountStore, mailbox, limiter),
     devices: new DeviceService(new DeviceStore(prisma, database.provider), limiter, config),
