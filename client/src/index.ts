@@ -17,6 +17,26 @@ export type { DeviceStore, KnownIdentity, LocalDevice, PreKeyKind, StoredMessage
 export { MemoryDeviceStore } from "./store/memory-store.js";
 export { SqliteDeviceStore } from "./store/sqlite-store.js";
 
+// Attachments
+export {
+  AttachmentError,
+  AttachmentFailureReason,
+  attachmentOverheadBytes,
+  attachmentPointerSchema,
+  blobSize,
+  decryptAttachmentBytes,
+  downloadAttachment,
+  encryptAttachment,
+  encryptAttachmentBytes,
+  paddedSize,
+  uploadAttachment,
+  type AttachmentEncryption,
+  type AttachmentInput,
+  type AttachmentPointer,
+  type EncryptionResult,
+  type UploadOptions,
+} from "./attachments.js";
+
 // Content and keys
 export { contentSchema, decodeContent, encodeContent, type Content } from "./content.js";
 export { defaultKeyPolicy, type KeyPolicy } from "./keys.js";
