@@ -31,6 +31,22 @@ import {
   signalEncrypt,
 } from "@signalapp/libsignal-client";
 import { randomBytes, randomInt } from "node:crypto";
+import {
+  ContentHint,
+  SenderCertificate,
+  SenderKeyDistributionMessage,
+  SenderKeyRecord,
+  SenderKeyStore,
+  UnidentifiedSenderMessageContent,
+  groupDecrypt,
+  groupEncrypt,
+  processSenderKeyDistributionMessage,
+  sealedSenderDecryptMessage,
+  sealedSenderDecryptToUsmc,
+  sealedSenderEncryptMessage,
+  sealedSenderMultiRecipientEncrypt,
+  type Uuid,
+} from "@signalapp/libsignal-client";
 import type { PreKeyBundleResponse, RegisterRequest, UploadKeysRequest, EnvelopeType } from "@zimchat/protocol";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -118,8 +134,28 @@ class MemoryKyberPreKeys extends KyberPreKeyStore {
   async markKyberPreKeyUsed(): Promise<void> {}
 }
 
+class MemorySenderKeys extends SenderKeyStore {
+  readonly map = new Map<string, Uint8Array<ArrayBuffer>>();
+  async saveSenderKey(sender: ProtocolAddress, distributionId: Uuid, record: SenderKeyRecord): Promise<void> {
+    this.map.set(`${sender.toString()}/${distributionId}`, record.serialize());
+  }
+  async getSenderKey(sender: ProtocolAddress, distributionId: Uuid): Promise<SenderKeyRecord | null> {
+    const r = this.map.get(`${sender.toString()}/${distributionId}`);
+    return r ? SenderKeyRecord.deserialize(r) : null;
+  }
+}
+
+/** What a sealed-sender decryption reveals to the recipient. */
+export interface SealedOpened {
+  senderUuid: string;
+  senderDeviceId: number;
+  plaintext: string;
+}
+
 /** A test device with real libsignal keys and stores. */
 export class SignalDevice {
+  /** Sender keys (groups), by sender address and distribution id. */
+  readonly senderKeys = new MemorySenderKeys();
   readonly identity: PrivateKey;
   readonly registrationId = randomInt(1, 16381);
   readonly password = randomBytes(18).toString("base64");
@@ -247,5 +283,64 @@ export class SignalDevice {
           )
         : await signalDecrypt(SignalMessage.deserialize(bytes(content)), from, this.address, this.sessions, this.identities);
     return Buffer.from(plaintext).toString("utf8");
+  }
+
+  // Sealed sender (added for the sealed-sender tests).
+
+  /** Seals a message for one device of a peer (an established session) under a sender certificate. */
+  async sealedEncrypt(uuid: string, deviceId: number, plaintext: string, certificate: SenderCertificate): Promise<{ type: EnvelopeType; content: string }> {
+    const sealed = await sealedSenderEncryptMessage(Buffer.from(plaintext), ProtocolAddress.new(uuid, deviceId), certificate, this.sessions, this.identities);
+    return { type: "sealed", content: b64(sealed) };
+  }
+
+  /** Opens a sealed 1:1 message: libsignal checks the sender certificate against `trustRoot`. */
+  async sealedDecrypt(content: string, trustRoot: PublicKey): Promise<SealedOpened> {
+    const result = await sealedSenderDecryptMessage(
+      bytes(content),
+      trustRoot,
+      Date.now(),
+      null,
+      this.uuid,
+      this.deviceId,
+      this.sessions,
+      this.identities,
+      this.preKeys,
+      this.signedPreKeys,
+      this.kyberPreKeys,
+    );
+    return { senderUuid: result.senderUuid(), senderDeviceId: result.deviceId(), plaintext: Buffer.from(result.message()).toString("utf8") };
+  }
+
+  /** A serialized sender-key distribution message for this device's sender key in a group. */
+  async senderKeyDistribution(distributionId: string): Promise<Uint8Array<ArrayBuffer>> {
+    return (await SenderKeyDistributionMessage.create(this.address, distributionId, this.senderKeys)).serialize();
+  }
+
+  /** Stores a group member's sender key from its distribution message. */
+  async processSenderKeyDistribution(senderUuid: string, senderDeviceId: number, message: Uint8Array<ArrayBuffer>): Promise<void> {
+    await processSenderKeyDistributionMessage(ProtocolAddress.new(senderUuid, senderDeviceId), SenderKeyDistributionMessage.deserialize(message), this.senderKeys);
+  }
+
+  /**
+   * One sealed-sender multi-recipient message for every listed device (all
+   * with established sessions): the plaintext encrypted once with this
+   * device's sender key, sealed under the certificate.
+   */
+  async sealedMultiEncrypt(recipients: ProtocolAddress[], distributionId: string, plaintext: string, certificate: SenderCertificate): Promise<Uint8Array<ArrayBuffer>> {
+    // Creates the sender key on first use (a no-op when it exists).
+    await SenderKeyDistributionMessage.create(this.address, distributionId, this.senderKeys);
+    const ciphertext = await groupEncrypt(this.address, distributionId, this.senderKeys, Buffer.from(plaintext));
+    const content = UnidentifiedSenderMessageContent.new(ciphertext, certificate, ContentHint.Default, null);
+    return sealedSenderMultiRecipientEncrypt(content, recipients, this.identities, this.sessions);
+  }
+
+  /** Opens a sealed group message: unseal, check the certificate against `trustRoot`, then decrypt with the sender's key. */
+  async sealedGroupDecrypt(content: string, trustRoot: PublicKey): Promise<SealedOpened> {
+    const usmc = await sealedSenderDecryptToUsmc(bytes(content), this.identities);
+    const certificate = usmc.senderCertificate();
+    if (!certificate.validate(trustRoot, Date.now())) throw new Error("sender certificate does not validate against the trust root");
+    const sender = ProtocolAddress.new(certificate.senderUuid(), certificate.senderDeviceId());
+    const plaintext = await groupDecrypt(sender, this.senderKeys, usmc.contents());
+    return { senderUuid: certificate.senderUuid(), senderDeviceId: certificate.senderDeviceId(), plaintext: Buffer.from(plaintext).toString("utf8") };
   }
 }
