@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SenderCertificate } from "@signalapp/libsignal-client";
+import { encryptAttachmentBytes } from "@zimchat/client";
 import { accessKeyHeader } from "@zimchat/protocol";
 import type { SeizureReport } from "../../src/seizure/report.js";
 import { AccountStore } from "../../src/stores/account-store.js";
@@ -50,6 +51,7 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
   let bob: SignalDevice;
   const secrets: string[] = [];
   let sealedContent = "";
+  let attachmentId = "";
 
   before(async () => {
     server = await startServer();
@@ -83,6 +85,11 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
       .send({ messages: [{ ...sealed, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }] });
     assert.equal(send.status, 200, JSON.stringify(send.body));
     secrets.push(sealed.content, accessKey, alice.password, bob.password, cert.body.certificate as string);
+    // One attachment, encrypted and padded by the client module: low-entropy text in, ciphertext stored.
+    const attachment = await encryptAttachmentBytes(Buffer.from("Minutes of the meeting. ".repeat(400)));
+    const upload = await server.http().post("/v1/attachments").set("Authorization", alice.authHeader).set("content-type", "application/octet-stream").send(attachment.blob);
+    assert.equal(upload.status, 201, JSON.stringify(upload.body));
+    attachmentId = upload.body.id as string;
   });
   after(async () => server?.stop());
 
@@ -119,6 +126,9 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
     assert.deepEqual(counts, { Account: 2, Device: 2, Envelope: 3, EcPreKey: 5, KyberPreKey: 3, SignedPreKey: 2, KyberLastResortKey: 2 });
     for (const [name, n] of Object.entries(counts)) assert.equal(tables.get(name)!.rows, n, `${name} rows`);
     assert.deepEqual(r.envelopes, { total: 3, sealed: 1, notSealed: 2, everQueued: 3 });
+    assert.equal(tables.get("Attachment")!.rows, 1);
+    assert.deepEqual(r.files.filter((f) => f.kind === "blob").map((f) => f.path), [join("attachments", attachmentId)]);
+    assert.match(r.checks.find((c) => c.id === "opaque-blobs")!.detail, /^1 blob files in the data directory \(1 attachment rows\)/);
 
     // Every check ran and passed, the server's own private keys are listed for what they are.
     assert.deepEqual(
@@ -214,7 +224,7 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
   });
 
   it("flags a plaintext file in the data directory and an IP address in a log file there", async () => {
-    const dir = join(server.dataDir, "attachments");
+    const dir = join(server.dataDir, "planted");
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "not-encrypted"), "Dear Bob, the minutes of Tuesday's meeting follow. ".repeat(20));
     writeFileSync(join(dir, "encrypted"), randomBytes(4096));
@@ -225,7 +235,7 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
       const blobs = r.checks.find((c) => c.id === "opaque-blobs")!;
       assert.equal(blobs.status, "fail");
       assert.match(blobs.detail, /not-encrypted: \d+ text characters in a row/);
-      assert.doesNotMatch(blobs.detail, /attachments[\\/]encrypted/);
+      assert.doesNotMatch(blobs.detail, /planted[\\/]encrypted|attachments/);
       const ips = r.checks.find((c) => c.id === "no-ip-addresses")!;
       assert.equal(ips.status, "fail");
       assert.match(ips.detail, /access\.log: 2 line\(s\) contain an IP address/);
