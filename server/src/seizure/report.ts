@@ -121,6 +121,7 @@ async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: stri
     await opaqueBlobsCheck(reader, dataDir, files),
   ];
 
+  const freePages = reader.provider === "sqlite" ? await count(reader, `SELECT freelist_count AS n FROM pragma_freelist_count`) : 0;
   const privateKeys = files.filter((f) => f.kind === "private-key");
   const held = [
     `${rowsOf("Account")} accounts: UUID, username, identity PUBLIC key, creation day, hash of the unidentified-access key`,
@@ -134,6 +135,14 @@ async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: stri
       ? `${privateKeys.length} private key files of the server itself (${privateKeys.map((f) => f.path).join(", ")}): they sign certificates, they decrypt nothing`
       : "no private key files of the server in the data directory",
   ];
+  if (reader.provider === "sqlite") {
+    held.push(
+      `${freePages} free database pages and the write-ahead log may still hold recently deleted rows (acknowledged envelopes, with the sender of non-sealed ones) ` +
+        "until SQLite reuses the pages or checkpoints; the checks below read live rows only",
+    );
+  } else {
+    held.push("PostgreSQL keeps deleted rows (acknowledged envelopes, with the sender of non-sealed ones) as dead tuples until vacuumed, and in its WAL and any backups; the checks below read live rows only");
+  }
   return {
     database: { provider: reader.provider, location: reader.location },
     dataDir,
