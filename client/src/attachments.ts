@@ -378,6 +378,10 @@ function send(method: string, url: URL, headers: OutgoingHttpHeaders, body?: Rea
       req.destroy(error);
       reject(error);
     });
+    // A refusal closes the connection early: stop reading the source (and release its file).
+    req.once("close", () => {
+      if (!body.readableEnded) body.destroy();
+    });
     body.pipe(req);
   });
 }

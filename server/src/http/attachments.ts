@@ -80,12 +80,32 @@ function mount(route: StreamRouteSpec, logger: Logger, handler: (req: Request, r
       logger.debug({ route: routeName(route), status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
     });
     handler(req, res).catch((error: unknown) => {
-      // A refusal before the body was read to its end: close the connection
-      // after the answer rather than read (and discard) the rest of an upload.
-      if (!req.complete) res.set("Connection", "close");
+      if (!req.complete) discardRest(req, res);
       next(error);
     });
   };
+}
+
+/** How long a refused upload's remaining body is read and discarded before the connection is closed. */
+const lingerMs = 10_000;
+
+/**
+ * A refusal before the whole body was read (unauthenticated, over the cap or
+ * quota). A client still sending would see a reset connection, not the
+ * answer, if the server closed at once; so once the answer is out the rest of
+ * the body is read and discarded (never stored or buffered), as a lingering
+ * close does, for at most {@link lingerMs}, after which the connection is
+ * closed.
+ */
+function discardRest(req: Request, res: Response): void {
+  res.once("finish", () => {
+    if (req.complete) return;
+    const deadline = setTimeout(() => req.socket.destroy(), lingerMs);
+    deadline.unref();
+    const stop = (): void => clearTimeout(deadline);
+    req.once("end", stop).once("close", stop);
+    req.resume();
+  });
 }
 
 /** HTTP Basic device credentials, as on the JSON routes: every failure is the same 401. */
