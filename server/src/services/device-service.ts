@@ -10,6 +10,7 @@ import type {
 import type { Bytes } from "../db/database.js";
 import { HttpError } from "../errors.js";
 import { LinkRefusedError, type DeviceStore, type LinkRefusal, type NewLinkedDevice } from "../stores/device-store.js";
+import { dayMs } from "../util/day.js";
 import { hashPassword } from "../util/password.js";
 import type { DevicePrincipal } from "./account-service.js";
 import type { RateLimiter } from "./rate-limiter.js";
@@ -33,7 +34,6 @@ export interface DeviceServiceOptions {
   linkCodeTtlMs: number;
 }
 
-const dayMs = 86_400_000;
 const day = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
 /** Only a hash of a linking code is stored, so a database dump cannot complete a link. */

@@ -1,4 +1,5 @@
 import type { Bytes, Db } from "../db/database.js";
+import { dayNumber, startOfDay } from "../util/day.js";
 import type { SignedKey } from "./account-store.js";
 
 /** A linking code row as the service sees it (never the code itself: only its hash is stored). */
@@ -119,6 +120,11 @@ export class DeviceStore {
         data: {
           accountId,
           id: deviceId,
+          // Kept to the day, like the primary's: the exact minute would say more than anyone needs.
+          createdAt: startOfDay(now),
+          // Linking proves the code, so the device is seen today. Written here because a
+          // relinked id would otherwise stay unseen: last-seen writes are cached per id and day.
+          lastSeenDay: dayNumber(now),
           registrationId: device.registrationId,
           passwordSalt: device.passwordSalt,
           passwordHash: device.passwordHash,

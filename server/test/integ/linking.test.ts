@@ -139,8 +139,9 @@ describe("device linking", () => {
 
     const list = await server.http().get("/v1/devices").set("Authorization", linked.authHeader);
     assert.equal(list.status, 200);
-    assert.deepEqual(list.body.devices.map((d: { id: number; created: string }) => [d.id, d.created]), [[1, today()], [2, today()]]);
-    for (const d of list.body.devices) assert.ok(d.lastSeen === null || /^\d{4}-\d{2}-\d{2}$/.test(d.lastSeen), JSON.stringify(d));
+    assert.deepEqual(list.body.devices, [{ id: 1, created: today(), lastSeen: today() }, { id: 2, created: today(), lastSeen: today() }]);
+    const row = await server.home.database.prisma.device.findUniqueOrThrow({ where: { accountId_id: { accountId: primary.uuid, id: 2 } } });
+    assert.equal(row.createdAt.getTime() % 86_400_000, 0, "the creation time is kept to the day");
 
     const bob = await server.register();
     const bundles = await server.http().get(`/v1/keys/${primary.uuid}/*`).set("Authorization", bob.authHeader);
@@ -291,6 +292,8 @@ describe("device linking", () => {
 
     const relinked = await link(server, primary);
     assert.equal(relinked.deviceId, 2);
+    const listed = await server.http().get("/v1/devices").set("Authorization", relinked.authHeader);
+    assert.deepEqual(listed.body.devices, [{ id: 1, created: today(), lastSeen: today() }, { id: 2, created: today(), lastSeen: today() }]);
     assert.deepEqual(await queue(server, relinked), [], "the old device 2's envelope went with it");
     assert.deepEqual(await keyCount(server, relinked), { ecCount: 0, pqCount: 0 });
     const { prisma } = server.home.database;
