@@ -60,7 +60,8 @@ export function createAttachmentRouter(attachments: AttachmentService, accounts:
           }
           // Swept between the lookup and the read.
           if (status === 404 || code === "ENOENT") return reject(new HttpError("not_found", "No such attachment (unknown or expired)"));
-          reject(error);
+          // Logged as a 500: the code only, since the error's path names the id (a capability).
+          reject(new Error(`reading an attachment failed (${code ?? status ?? "unknown"})`));
         });
       });
     }),

@@ -82,7 +82,10 @@ export class AttachmentService {
   async upload(principal: DevicePrincipal, source: Readable, declaredBytes?: number): Promise<UploadAttachmentResponse> {
     const started = Date.now();
     const used = await this.checkDeclared(principal, declaredBytes, started);
-    await (this.ready ??= mkdir(this.options.dir, { recursive: true, mode: 0o700 }));
+    await (this.ready ??= mkdir(this.options.dir, { recursive: true, mode: 0o700 }).catch((error: unknown) => {
+      this.ready = null; // try again on the next upload
+      throw error;
+    }));
 
     const id = randomBytes(attachmentIdBytes).toString("base64url");
     const partial = join(this.options.dir, `${id}.part`);
@@ -110,7 +113,8 @@ export class AttachmentService {
       if (source.readableAborted || (error as NodeJS.ErrnoException).code === "ECONNRESET") {
         throw new UploadAbortedError("the upload ended before its last byte", { cause: error });
       }
-      throw error;
+      // A disk error (logged as a 500): its code only, since its path names the id.
+      throw new Error(`writing an attachment failed (${(error as NodeJS.ErrnoException).code ?? "unknown"})`);
     }
     await rename(partial, final);
     await this.syncDir();
