@@ -4,16 +4,64 @@
  * so ciphertext lengths leak only a coarse size class.
  */
 import { z } from "zod";
+import { limits } from "@zimchat/protocol";
+
+const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+const base64 = (maxBytes: number) => z.string().max(Math.ceil(maxBytes / 3) * 4).regex(/^[A-Za-z0-9+/]*={0,2}$/);
+
+/**
+ * Where an encrypted attachment is and how to open it: sent only inside
+ * end-to-end encrypted content, never to the server in the clear.
+ */
+export const attachmentPointerSchema = z.object({
+  /** The server's id of the uploaded ciphertext. */
+  id: z.string().min(1).max(64),
+  /** AES-256 key (base64). */
+  key: base64(64),
+  /** SHA-256 of the uploaded ciphertext (base64), checked before decrypting. */
+  digest: base64(64),
+  /** The plaintext size in bytes (the upload is padded to a size bucket). */
+  size: z.number().int().min(0).max(2 ** 40),
+  contentType: z.string().max(128).optional(),
+  fileName: z.string().max(255).optional(),
+});
+export type AttachmentPointer = z.infer<typeof attachmentPointerSchema>;
+
+/** A group's state as its admins last set it (groups live on the clients only). */
+export const groupStateSchema = z.object({
+  id: uuid,
+  title: z.string().min(1).max(128),
+  members: z.array(uuid).min(1).max(limits.maxGroupRecipients),
+  admins: z.array(uuid).min(1).max(limits.maxGroupRecipients),
+  /** Increases with every change; older updates are ignored. */
+  revision: z.number().int().min(0),
+});
+export type GroupState = z.infer<typeof groupStateSchema>;
 
 /** Content version 1. */
 export const contentSchema = z.object({
   v: z.literal(1),
-  /** A text message. */
+  /** A text message (or an attachment's caption). */
   text: z.string().max(64 * 1024).optional(),
   /** The sender's clock, ms since the epoch. */
   timestamp: z.number().int(),
   /** A delivery receipt for these message timestamps. */
   receipt: z.object({ timestamps: z.array(z.number().int()).max(100) }).optional(),
+  /** The sender's unidentified access key (base64), so the recipient can send it sealed messages. */
+  accessKey: base64(16).optional(),
+  /** An encrypted attachment. */
+  attachment: attachmentPointerSchema.optional(),
+  /** The message belongs to this group. */
+  group: z.object({ id: uuid }).optional(),
+  /** A group was created or changed by one of its admins. */
+  groupUpdate: groupStateSchema.optional(),
+  /** The sender's sender key for a group (a serialized libsignal SenderKeyDistributionMessage). */
+  senderKey: z.object({ groupId: uuid, message: base64(1024) }).optional(),
+  /**
+   * A sent transcript: this account's other device sent this content to
+   * `destination` (or to the group in `group`); shown as an outgoing message.
+   */
+  sync: z.object({ destination: uuid.optional() }).optional(),
 });
 export type Content = z.infer<typeof contentSchema>;
 

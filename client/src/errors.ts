@@ -53,6 +53,29 @@ export enum DecryptionFailureReason {
   InvalidMessage = "invalid_message",
   /** The decrypted content is not a ZimChat content structure. */
   InvalidContent = "invalid_content",
-  /** The envelope names no sender (sealed sender comes later). */
+  /** The envelope names no sender and is not a sealed-sender message. */
   UnknownSender = "unknown_sender",
+  /** A sealed message's sender certificate is expired, not signed by the pinned trust root, or names a key that is not the sender's. */
+  InvalidCertificate = "invalid_certificate",
+  /** A group message or change from someone who is not a member (or not an admin) of that group, or for an unknown group. */
+  NotAGroupMember = "not_a_group_member",
+  /** A group message whose sender key this device never received. */
+  NoSenderKey = "no_sender_key",
+}
+
+/** The homeserver presented a different trust root than the one this device pinned. */
+export class TrustRootMismatchError extends Error {
+  override name = "TrustRootMismatchError";
+
+  constructor(
+    readonly pinned: string,
+    readonly presented: string,
+  ) {
+    super(`the server's trust root changed (pinned ${pinned}, presented ${presented}): sealed sender is off until this is resolved`);
+  }
+}
+
+/** A group operation that this device may not do (not a member, not an admin, unknown group). */
+export class GroupError extends Error {
+  override name = "GroupError";
 }

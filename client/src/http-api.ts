@@ -12,7 +12,19 @@ import type {
   UsernameLookupResponse,
   WhoAmIResponse,
   ErrorBody,
+  AccountAttributesRequest,
+  ConfirmLinkRequest,
+  CreateLinkResponse,
+  DeviceListResponse,
+  LinkDeviceRequest,
+  LinkDeviceResponse,
+  LinkStatusResponse,
+  MultiRecipientRequest,
+  MultiRecipientResponse,
+  SenderCertificateResponse,
+  TrustRootResponse,
 } from "@zimchat/protocol";
+import { accessKeyHeader } from "@zimchat/protocol";
 import { ApiError } from "./errors.js";
 
 /** Credentials of one device. */
@@ -64,8 +76,44 @@ export class HttpApi {
     return this.call("POST", "/v1/messages/ack", { ids });
   }
 
-  private async call<T>(method: string, path: string, body?: unknown, authenticated = true): Promise<T> {
-    const headers: Record<string, string> = { accept: "application/json" };
+  setAttributes(body: AccountAttributesRequest): Promise<void> {
+    return this.call("PUT", "/v1/accounts/attributes", body);
+  }
+  createLink(): Promise<CreateLinkResponse> {
+    return this.call("POST", "/v1/devices/links", undefined, false);
+  }
+  confirmLink(code: string, body: ConfirmLinkRequest): Promise<void> {
+    return this.call("PUT", `/v1/devices/links/${encodeURIComponent(code)}`, body);
+  }
+  linkStatus(code: string): Promise<LinkStatusResponse> {
+    return this.call("GET", `/v1/devices/links/${encodeURIComponent(code)}`, undefined, false);
+  }
+  linkDevice(body: LinkDeviceRequest): Promise<LinkDeviceResponse> {
+    return this.call("POST", "/v1/devices", body, false);
+  }
+  devices(): Promise<DeviceListResponse> {
+    return this.call("GET", "/v1/devices");
+  }
+  removeDevice(deviceId: number): Promise<void> {
+    return this.call("DELETE", `/v1/devices/${deviceId}`);
+  }
+  trustRoot(): Promise<TrustRootResponse> {
+    return this.call("GET", "/v1/certificate/trust-root", undefined, false);
+  }
+  senderCertificate(): Promise<SenderCertificateResponse> {
+    return this.call("GET", "/v1/certificate/delivery");
+  }
+  /** A sealed-sender send: no credentials, the recipient's access key instead. */
+  sendSealed(uuid: string, body: SendMessagesRequest, accessKey: string | null): Promise<SendMessagesResponse> {
+    return this.call("PUT", `/v1/messages/${uuid}`, body, false, accessKey === null ? {} : { [accessKeyHeader]: accessKey });
+  }
+  /** A multi-recipient sealed send; authenticated unless every recipient's access key is given. */
+  sendMultiRecipient(body: MultiRecipientRequest, authenticated: boolean): Promise<MultiRecipientResponse> {
+    return this.call("PUT", "/v1/messages/multi-recipient", body, authenticated);
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown, authenticated = true, extraHeaders: Record<string, string> = {}): Promise<T> {
+    const headers: Record<string, string> = { accept: "application/json", ...extraHeaders };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (authenticated) {
       if (!this.credentials) throw new Error("this device has no credentials yet");

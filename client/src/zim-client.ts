@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import { randomBytes, randomInt, randomUUID } from "node:crypto";
 import {
   CiphertextMessageType,
+  ContentHint,
   ErrorCode,
   KEMPublicKey,
   LibSignalErrorBase,
@@ -10,50 +11,98 @@ import {
   PrivateKey,
   ProtocolAddress,
   PublicKey,
+  SenderKeyDistributionMessage,
   SignalMessage,
+  UnidentifiedSenderMessageContent,
+  groupDecrypt,
+  groupEncrypt,
   processPreKeyBundle,
+  processSenderKeyDistributionMessage,
+  sealedSenderDecryptToUsmc,
+  sealedSenderEncrypt,
+  sealedSenderMultiRecipientEncrypt,
   signalDecrypt,
   signalDecryptPreKey,
   signalEncrypt,
+  type CiphertextMessage,
+  type SenderCertificate,
 } from "@signalapp/libsignal-client";
 import { io, type Socket } from "socket.io-client";
 import type {
   ClientToServerEvents,
+  DeviceInfo,
   Envelope,
+  MultiRecipientResponse,
   OutgoingMessage,
   PreKeyBundleResponse,
+  RecipientMismatch,
+  SealedClientToServerEvents,
   SendMessagesResponse,
   ServerToClientEvents,
   SocketResult,
 } from "@zimchat/protocol";
 import { missingCase } from "@zimchat/protocol";
-import { decodeContent, encodeContent, type Content } from "./content.js";
-import { ApiError, DecryptionFailureReason, UntrustedIdentityError } from "./errors.js";
+import { downloadAttachment, encryptAndUpload, type AttachmentSource } from "./attachment-transfer.js";
+import { decodeContent, encodeContent, type AttachmentPointer, type Content, type GroupState } from "./content.js";
+import { ApiError, DecryptionFailureReason, GroupError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
+import { applyGroupUpdate, groupConversation, groupIdBytes, GroupStore } from "./groups.js";
 import { HttpApi } from "./http-api.js";
 import { defaultKeyPolicy, newKyberPreKey, newOneTimeKeys, newSignedPreKey, pruneReplacedKeys, type KeyPolicy } from "./keys.js";
+import { linkUri, openProvisioning, parseLinkUri, sealProvisioning } from "./linking.js";
 import { matchesSafetyNumber, safetyNumber, type SafetyNumber } from "./safety-number.js";
-import type { DeviceStore, LocalDevice } from "./store/device-store.js";
+import { SealedSenderState } from "./sealed.js";
+import type { DeviceStore, LocalDevice, StoredMessage } from "./store/device-store.js";
 import { signalStores, type SignalStores } from "./store/signal-stores.js";
 import { trustOnFirstUse, type TrustPolicy } from "./trust.js";
 import { StoreQueue } from "./task-queue.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
+const addressKey = (uuid: string, deviceId: number): string => `${uuid}.${deviceId}`;
 
-/** A decrypted text message. */
+/** A decrypted message (text, attachment, or both), received or sent by this account's other device. */
 export interface MessageEvent {
   envelopeId: string;
+  /** The author's account id (this account's own id for a sent transcript). */
   from: string;
   fromDevice: number;
+  /** The conversation: the other person's account id, or `group:<id>`. */
+  conversation: string;
+  /** The group id, for group messages. */
+  group?: string;
   text: string;
+  attachment?: AttachmentPointer;
   /** The sender's timestamp. */
   timestamp: number;
+  /** The envelope came sealed: the server did not know who sent it. */
+  sealed: boolean;
+  /** Sent by this account's other device (a sync transcript), not received. */
+  outgoing: boolean;
+}
+
+/** A group was created, changed, or this account was removed from it. */
+export interface GroupUpdatedEvent {
+  group: GroupState;
+  /** Who changed it. */
+  by: string;
+  added: string[];
+  removed: string[];
+  /** This account is no longer a member. */
+  left: boolean;
+}
+
+/** This account's device list changed ("a new device was linked to your account"). */
+export interface DeviceListChangedEvent {
+  devices: DeviceInfo[];
+  added: number[];
+  removed: number[];
 }
 
 /** What processing one envelope produced. */
 type ReceiveResult =
   | { kind: "message"; message: MessageEvent }
   | { kind: "receipt"; receipt: ZimClientEvents["deliveryReceipt"][0] }
+  | { kind: "group"; update: GroupUpdatedEvent }
   | { kind: "failed"; failure: ZimClientEvents["decryptionFailed"][0] }
   | { kind: "skipped" };
 
@@ -64,8 +113,10 @@ export interface ZimClientEvents {
   identityChanged: [{ uuid: string; blocked: boolean }];
   /** The peer's device decrypted the messages with these timestamps. */
   deliveryReceipt: [{ from: string; fromDevice: number; timestamps: number[] }];
-  /** An envelope could not be decrypted; it is acknowledged and dropped. */
+  /** An envelope could not be decrypted (or was refused); it is acknowledged and dropped. */
   decryptionFailed: [{ envelopeId: string; from?: string; reason: DecryptionFailureReason; error: unknown }];
+  groupUpdated: [GroupUpdatedEvent];
+  deviceListChanged: [DeviceListChangedEvent];
   /** The stored queue has been delivered after connecting. */
   queueEmpty: [];
   /**
@@ -82,8 +133,16 @@ export interface ZimClientOptions {
   /** @default trust on first use, with verified contacts blocked on change */
   trustPolicy?: TrustPolicy;
   keyPolicy?: Partial<KeyPolicy>;
-  /** Send an encrypted delivery receipt for received text messages. @default true */
+  /** Send an encrypted delivery receipt for received messages. @default true */
   sendReceipts?: boolean;
+  /**
+   * Hold delivery receipts this long and send them together, one per
+   * sender. Receipts tell the server (through timing) who talks to whom, so
+   * delaying and batching them blurs that link. @default 0 (after each batch)
+   */
+  receiptDelayMs?: number;
+  /** Send sealed (the server does not learn the sender) whenever the recipient's access key is known. @default true */
+  sealedSender?: boolean;
 }
 
 /** Options for {@link ZimClient.register}. */
@@ -91,12 +150,27 @@ export interface RegisterOptions extends ZimClientOptions {
   serverUrl: string;
   username: string;
   inviteToken?: string;
+  /** Accept sealed messages from anyone, without an access key. @default false */
+  unrestrictedAccess?: boolean;
+  /** The trust root fingerprint the admin published: checked before it is pinned. */
+  trustRootFingerprint?: string;
+}
+
+/** Options for {@link ZimClient.link}. */
+export interface LinkOptions extends ZimClientOptions {
+  serverUrl: string;
+  /** Called with the link URI (show it as text and QR) and when it expires. */
+  onLinkCode: (link: { uri: string; expiresAt: number }) => void;
+  /** How often to ask whether the primary device confirmed. @default 1000 */
+  pollIntervalMs?: number;
+  signal?: AbortSignal;
 }
 
 /**
- * An end-to-end encrypted ZimChat device: registration, sessions, sending
- * and receiving text, safety numbers. Every protocol operation is
- * libsignal's; the homeserver sees only ciphertext.
+ * An end-to-end encrypted ZimChat device: registration and linking,
+ * sessions, sealed sender, groups with sender keys, attachments, safety
+ * numbers. Every protocol operation is libsignal's; the homeserver sees only
+ * ciphertext.
  *
  * @example
  * const alice = await ZimClient.register({ serverUrl, username: "alice", store: new SqliteDeviceStore("alice.db") });
@@ -108,34 +182,47 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   readonly store: DeviceStore;
   readonly api: HttpApi;
   private readonly signal: SignalStores;
+  private readonly sealed: SealedSenderState;
+  private readonly groups: GroupStore;
   private readonly keyPolicy: KeyPolicy;
   private readonly sendReceipts: boolean;
+  private readonly receiptDelayMs: number;
+  private readonly sealedSenderEnabled: boolean;
   /**
    * Store work runs one task at a time (libsignal's stores are async; SQLite
    * transactions must not interleave), group-committed.
    */
   private readonly tasks: StoreQueue;
   private socket: Socket<ServerToClientEvents, ClientToServerEvents> | null = null;
+  /** The unauthenticated connection for sealed sends: its own connection, so the server cannot tie it to this device. */
+  private sealedSocket: Socket<Record<string, never>, SealedClientToServerEvents> | null = null;
   private readonly registrationIds = new Map<string, number>();
   /** Receipts and key upkeep still running; `close` waits for them. */
   private readonly background = new Set<Promise<unknown>>();
+  private readonly pendingReceipts = new Map<string, number[]>();
+  private receiptTimer: NodeJS.Timeout | null = null;
 
   constructor(options: ZimClientOptions) {
     super();
     this.store = options.store;
     this.tasks = new StoreQueue(this.store);
     const local = this.store.getLocal();
-    if (!local) throw new Error("the store holds no registered device: use ZimClient.register");
+    if (!local) throw new Error("the store holds no registered device: use ZimClient.register or ZimClient.link");
     this.api = new HttpApi(local.serverUrl, { uuid: local.uuid, deviceId: local.deviceId, password: local.password });
     this.keyPolicy = { ...defaultKeyPolicy, ...options.keyPolicy };
     this.sendReceipts = options.sendReceipts ?? true;
+    this.receiptDelayMs = options.receiptDelayMs ?? 0;
+    this.sealedSenderEnabled = options.sealedSender ?? true;
     this.signal = signalStores(this.store, options.trustPolicy ?? trustOnFirstUse, (uuid, blocked) => this.emit("identityChanged", { uuid, blocked }));
+    this.sealed = new SealedSenderState(this.store, this.api);
+    this.groups = new GroupStore(this.store);
   }
 
   /**
    * Creates an account: a new identity key pair, registration id, device
-   * password, signed pre-key, Kyber last-resort key, and a first batch of
-   * one-time keys, all generated here and kept in `store`.
+   * password, access key, signed pre-key, Kyber last-resort key, and a first
+   * batch of one-time keys, all generated here and kept in `store`. Pins the
+   * server's trust root and publishes the access key's hash.
    */
   static async register(options: RegisterOptions): Promise<ZimClient> {
     const { store } = options;
@@ -150,11 +237,14 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       registrationId: randomInt(1, 16381),
       identityPrivateKey: identity.serialize(),
       nextPreKeyId: randomInt(1, 0x7fff0000),
+      accessKey: randomBytes(16).toString("base64"),
     };
     // One transaction: a refused registration leaves the store as it was.
     await store.transaction(async () => {
       store.setLocal(pending);
-      const registered = await new HttpApi(options.serverUrl).register({
+      const api = new HttpApi(options.serverUrl);
+      await new SealedSenderState(store, api).pinTrustRoot(options.trustRootFingerprint);
+      const registered = await api.register({
         username: options.username,
         password: pending.password,
         registrationId: pending.registrationId,
@@ -164,10 +254,104 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
         ...(options.inviteToken ? { inviteToken: options.inviteToken } : {}),
       });
       store.setLocal({ ...store.getLocal()!, uuid: registered.uuid, deviceId: registered.deviceId });
+      store.setValue("ownDevices", JSON.stringify([registered.deviceId]));
+    });
+    const client = new ZimClient(options);
+    await client.api.setAttributes({ accessKey: pending.accessKey, unrestrictedAccess: options.unrestrictedAccess ?? false });
+    await client.maintainKeys();
+    return client;
+  }
+
+  /**
+   * Links this store as a new device of an existing account: asks the
+   * server for a linking code, hands the link URI to `onLinkCode` (show it
+   * as text and QR for the primary device to approve), waits for the
+   * primary's sealed provisioning message, opens it with an ephemeral key
+   * that never leaves this process, then registers this device's own keys,
+   * signed by the account identity key it received.
+   */
+  static async link(options: LinkOptions): Promise<ZimClient> {
+    const { store } = options;
+    if (store.getLocal()?.uuid) throw new Error("this store already holds a registered device");
+    const api = new HttpApi(options.serverUrl);
+    const ephemeral = PrivateKey.generate();
+    const { code, expiresAt } = await api.createLink();
+    options.onLinkCode({ uri: linkUri({ serverUrl: options.serverUrl, code, publicKey: ephemeral.getPublicKey() }), expiresAt });
+    let sealedMessage: string | undefined;
+    while (!sealedMessage) {
+      options.signal?.throwIfAborted();
+      const status = await api.linkStatus(code);
+      if (status.confirmed) sealedMessage = status.provisioningMessage;
+      else await new Promise((resolve) => setTimeout(resolve, options.pollIntervalMs ?? 1000));
+    }
+    const provisioning = openProvisioning(ephemeral, bytes(sealedMessage), code);
+    const identity = PrivateKey.deserialize(bytes(provisioning.identityPrivateKey));
+    const pending: LocalDevice = {
+      serverUrl: options.serverUrl,
+      uuid: provisioning.uuid,
+      deviceId: 0,
+      username: provisioning.username,
+      password: randomBytes(24).toString("base64url"),
+      registrationId: randomInt(1, 16381),
+      identityPrivateKey: identity.serialize(),
+      nextPreKeyId: randomInt(1, 0x7fff0000),
+      accessKey: provisioning.accessKey,
+    };
+    await store.transaction(async () => {
+      store.setLocal(pending);
+      const sealed = new SealedSenderState(store, api);
+      if (provisioning.trustRoot) sealed.adoptTrustRoot(provisioning.trustRoot);
+      await sealed.pinTrustRoot();
+      const linked = await api.linkDevice({
+        code,
+        password: pending.password,
+        registrationId: pending.registrationId,
+        signedPreKey: newSignedPreKey(store, identity),
+        pqLastResortPreKey: newKyberPreKey(store, identity, true),
+      });
+      store.setLocal({ ...store.getLocal()!, deviceId: linked.deviceId });
     });
     const client = new ZimClient(options);
     await client.maintainKeys();
+    await client.refreshDevices();
     return client;
+  }
+
+  /**
+   * Approves a link request shown by a new device (its URI, typed or
+   * scanned): seals the account identity key pair, access key and pinned
+   * trust root to the new device's ephemeral key and attaches it to the
+   * linking code. Only the primary device (device 1) may.
+   */
+  async approveLink(uri: string): Promise<void> {
+    const request = parseLinkUri(uri);
+    if (new URL(request.serverUrl).origin !== new URL(this.local.serverUrl).origin) {
+      throw new Error(`the link request is for ${request.serverUrl}, this device's homeserver is ${this.local.serverUrl}`);
+    }
+    const local = this.local;
+    const message = sealProvisioning(
+      request.publicKey,
+      {
+        uuid: local.uuid,
+        username: local.username,
+        identityPrivateKey: b64(local.identityPrivateKey),
+        accessKey: local.accessKey,
+        ...(this.store.getValue("trustRoot") ? { trustRoot: this.store.getValue("trustRoot")! } : {}),
+      },
+      request.code,
+    );
+    await this.api.confirmLink(request.code, { provisioningMessage: b64(message) });
+  }
+
+  /** This account's devices, as the server lists them (also updates what sync messages go to). */
+  async devices(): Promise<DeviceInfo[]> {
+    return this.refreshDevices();
+  }
+
+  /** Unlinks a device of this account (the primary may unlink any other; a device may unlink itself). */
+  async unlinkDevice(deviceId: number): Promise<void> {
+    await this.api.removeDevice(deviceId);
+    await this.refreshDevices();
   }
 
   /**
@@ -182,6 +366,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       const registrationId = randomInt(1, 16381);
       for (const kind of ["ec", "signed", "kyber"] as const) for (const k of this.store.listPreKeys(kind)) this.store.removePreKey(kind, k.id);
       this.store.setValue("kyberLastResortIds", "[]");
+      this.store.setValue("senderCertificate", "");
+      this.store.setValue("ownDevices", JSON.stringify([this.local.deviceId]));
       this.store.setLocal({ ...this.local, identityPrivateKey: identity.serialize(), registrationId });
       this.store.clearSessions();
       this.registrationIds.clear();
@@ -216,6 +402,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       this.inBackground(this.processEnvelopes(batch).then(() => received?.()));
     });
     socket.on("queue-empty", () => this.emit("queueEmpty"));
+    socket.on("devices-changed", () => this.inBackground(this.refreshDevices()));
     const drained = new Promise<void>((resolve, reject) => {
       socket.once("queue-empty", () => resolve());
       socket.once("connect_error", (error) => reject(error));
@@ -228,6 +415,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       throw error;
     }
     this.inBackground(this.maintainKeys());
+    this.inBackground(this.refreshDevices());
   }
 
   private inBackground(work: Promise<unknown>): void {
@@ -235,16 +423,19 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     this.background.add(tracked);
   }
 
-  /** Closes the socket. */
+  /** Closes the sockets. */
   disconnect(): void {
     this.socket?.close();
     this.socket = null;
+    this.sealedSocket?.close();
+    this.sealedSocket = null;
   }
 
-  /** Lets background work (receipts, key upkeep) finish, then closes the socket and the store. */
+  /** Sends held receipts, lets background work (receipts, key upkeep) finish, then closes the sockets and the store. */
   async close(): Promise<void> {
     // Take no new envelopes (unacknowledged ones come back next time), finish what is running.
     this.socket?.off("envelopes");
+    this.flushReceipts();
     while (this.background.size) await Promise.allSettled([...this.background]);
     this.disconnect();
     await this.tasks.idle();
@@ -262,21 +453,69 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   }
 
   /**
-   * Encrypts a text for every device of the recipient and sends it. Refused
-   * with {@link UntrustedIdentityError} when the recipient's key changed
-   * after it was verified. Never sends anything unencrypted.
+   * Encrypts a text for every device of the recipient (sealed when their
+   * access key is known) and for this account's other devices (a sent
+   * transcript), and sends it. Refused with {@link UntrustedIdentityError}
+   * when the recipient's key changed after it was verified. Never sends
+   * anything unencrypted.
    */
   async sendText(to: string, text: string): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
+    return this.sendDirect(to, { text });
+  }
+
+  /**
+   * Encrypts a file with a fresh key, pads it to a size bucket, uploads the
+   * ciphertext, and sends its pointer (id, key, digest) inside an
+   * end-to-end encrypted message, to a user or (with `group:<id>` or
+   * {@link sendGroupAttachment}) a group.
+   */
+  async sendAttachment(
+    to: string,
+    source: AttachmentSource,
+    options: { caption?: string; contentType?: string; fileName?: string } = {},
+  ): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
+    const attachment = await this.uploadAttachment(source, options);
+    const { timestamp } = await this.sendDirect(to, { text: options.caption ?? "", attachment });
+    return { timestamp, attachment };
+  }
+
+  /** Downloads an attachment, checks its digest, decrypts it; to a file when `destination` is given. */
+  async downloadAttachment(pointer: AttachmentPointer, destination?: string): Promise<Buffer | undefined> {
+    return downloadAttachment(this.api, pointer, destination);
+  }
+
+  private async uploadAttachment(source: AttachmentSource, options: { contentType?: string; fileName?: string }): Promise<AttachmentPointer> {
+    return encryptAndUpload(this.api, source, options);
+  }
+
+  private async sendDirect(to: string, body: Pick<Content, "text" | "attachment">): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
     const uuid = await this.resolve(to);
     const timestamp = Date.now();
-    const result = await this.sendContent(uuid, { v: 1, text, timestamp }, () =>
-      this.store.addMessage({ id: randomUUID(), peer: uuid, direction: "out", senderDeviceId: this.local.deviceId, text, timestamp, storedAt: Date.now() }),
-    );
+    const content: Content = { v: 1, timestamp, ...body, accessKey: this.local.accessKey };
+    const record = (): void =>
+      this.store.addMessage(this.outgoingRecord(randomUUID(), uuid, content));
+    const result = await this.sendContent(uuid, content, record);
+    await this.syncToOwnDevices({ ...content, sync: { destination: uuid } });
     return { timestamp, envelopes: result.envelopes };
   }
 
-  /** The stored conversation with a user, oldest first. */
-  async conversation(user: string, limit?: number): Promise<ReturnType<DeviceStore["messages"]>> {
+  private outgoingRecord(id: string, peer: string, content: Content, senderDeviceId = this.local.deviceId): StoredMessage {
+    return {
+      id,
+      peer,
+      direction: "out",
+      author: this.local.uuid,
+      senderDeviceId,
+      text: content.text ?? "",
+      timestamp: content.timestamp,
+      storedAt: Date.now(),
+      ...(content.attachment ? { attachment: content.attachment } : {}),
+    };
+  }
+
+  /** The stored conversation with a user (or `group:<id>`), oldest first. */
+  async conversation(user: string, limit?: number): Promise<StoredMessage[]> {
+    if (user.startsWith("group:")) return this.store.messages(user, limit);
     return this.store.messages(await this.resolve(user), limit);
   }
 
@@ -340,35 +579,244 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     });
   }
 
+  // ---------------------------------------------------------------- groups
+
+  /** Groups this device knows, including ones this account has left. */
+  listGroups(): GroupState[] {
+    return this.groups.list();
+  }
+
+  /** A group's state, or null. */
+  group(groupId: string): GroupState | null {
+    return this.groups.get(groupId);
+  }
+
   /**
-   * Encrypts and sends content, retrying after 409/410. `record` runs in the
-   * same store transaction as the first encryption.
+   * Creates a group with this account as its admin and sends its state to
+   * every member (and this account's other devices) over pairwise sessions.
+   * The server stores nothing about it.
+   */
+  async createGroup(title: string, members: string[]): Promise<GroupState> {
+    const uuids = await Promise.all(members.map((m) => this.resolve(m)));
+    const me = this.local.uuid;
+    const group: GroupState = { id: randomUUID(), title, members: [...new Set([me, ...uuids])], admins: [me], revision: 0 };
+    await this.tasks.run(async () => this.groups.save(group));
+    await this.announceGroup(group, []);
+    return group;
+  }
+
+  /** Adds members (admins only). */
+  async addGroupMembers(groupId: string, users: string[]): Promise<GroupState> {
+    const uuids = await Promise.all(users.map((u) => this.resolve(u)));
+    const current = this.adminGroup(groupId);
+    const next: GroupState = { ...current, members: [...new Set([...current.members, ...uuids])], revision: current.revision + 1 };
+    await this.tasks.run(async () => this.groups.save(next));
+    await this.announceGroup(next, []);
+    return next;
+  }
+
+  /**
+   * Removes members (admins only). The removed members are told, every
+   * member starts a new sender key, so the removed cannot read what follows.
+   */
+  async removeGroupMembers(groupId: string, users: string[]): Promise<GroupState> {
+    const uuids = new Set(await Promise.all(users.map((u) => this.resolve(u))));
+    const current = this.adminGroup(groupId);
+    const next: GroupState = {
+      ...current,
+      members: current.members.filter((m) => !uuids.has(m)),
+      admins: current.admins.filter((a) => !uuids.has(a)),
+      revision: current.revision + 1,
+    };
+    if (!next.admins.length) throw new GroupError("a group needs at least one admin");
+    await this.tasks.run(async () => {
+      this.groups.save(next);
+      this.groups.rotate(groupId);
+    });
+    await this.announceGroup(next, [...uuids].filter((u) => current.members.includes(u)));
+    return next;
+  }
+
+  private adminGroup(groupId: string): GroupState {
+    const group = this.groups.get(groupId);
+    if (!group || !group.members.includes(this.local.uuid)) throw new GroupError(`not a member of group ${groupId}`);
+    if (!group.admins.includes(this.local.uuid)) throw new GroupError(`not an admin of group ${groupId}`);
+    return group;
+  }
+
+  /** Sends a group's state to its members, to `alsoTell` (removed members) and to this account's other devices. */
+  private async announceGroup(group: GroupState, alsoTell: string[]): Promise<void> {
+    const me = this.local.uuid;
+    const content: Content = { v: 1, timestamp: Date.now(), groupUpdate: group, accessKey: this.local.accessKey };
+    for (const uuid of [...group.members.filter((m) => m !== me), ...alsoTell]) await this.sendContent(uuid, content);
+    await this.syncToOwnDevices({ ...content, sync: {} });
+  }
+
+  /**
+   * Sends a text to a group: one sender-key ciphertext (libsignal
+   * `groupEncrypt`) inside one multi-recipient sealed-sender message for
+   * every member device, uploaded once; the server fans it out.
+   */
+  async sendGroupText(groupId: string, text: string): Promise<{ timestamp: number; response: MultiRecipientResponse }> {
+    return this.sendGroup(groupId, { text });
+  }
+
+  /** Sends an attachment to a group. */
+  async sendGroupAttachment(
+    groupId: string,
+    source: AttachmentSource,
+    options: { caption?: string; contentType?: string; fileName?: string } = {},
+  ): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
+    const attachment = await this.uploadAttachment(source, options);
+    const { timestamp } = await this.sendGroup(groupId, { text: options.caption ?? "", attachment });
+    return { timestamp, attachment };
+  }
+
+  private async sendGroup(groupId: string, body: Pick<Content, "text" | "attachment">): Promise<{ timestamp: number; response: MultiRecipientResponse }> {
+    const me = this.local.uuid;
+    const group = this.groups.get(groupId);
+    if (!group || !group.members.includes(me)) throw new GroupError(`not a member of group ${groupId}`);
+    const certificate = await this.sealed.certificate();
+    if (!certificate) throw new GroupError("the homeserver issued no sender certificate; group messages need sealed sender");
+    const recipients = group.members.filter((m) => m !== me);
+    const content: Content = { v: 1, timestamp: Date.now(), ...body, group: { id: groupId } };
+    const padded = encodeContent(content);
+    let response: MultiRecipientResponse = { serverTimestamp: Date.now(), recipients: [] };
+    if (recipients.length) {
+      for (let attempt = 0; ; attempt++) {
+        const addresses = await this.tasks.run(async () => {
+          for (const uuid of recipients) if (!this.store.sessionDevices(uuid).length) await this.startSessions(uuid, "*");
+          return recipients.flatMap((uuid) => this.store.sessionDevices(uuid).map((d) => ProtocolAddress.new(uuid, d)));
+        });
+        await this.distributeSenderKey(groupId, addresses);
+        const message = await this.tasks.run(async () => {
+          const local = ProtocolAddress.new(me, this.local.deviceId);
+          const ciphertext = await groupEncrypt(local, this.groups.distributionId(groupId), this.signal.senderKeys, padded);
+          const usmc = UnidentifiedSenderMessageContent.new(ciphertext, certificate, ContentHint.Default, groupIdBytes(groupId));
+          return sealedSenderMultiRecipientEncrypt({ content: usmc, recipients: addresses, identityStore: this.signal.identities, sessionStore: this.signal.sessions });
+        });
+        try {
+          response = await this.deliverMulti(recipients, b64(message));
+          break;
+        } catch (error) {
+          if (!(error instanceof ApiError) || attempt >= 3 || !error.body.recipients) throw error;
+          await this.tasks.run(async () => this.fixDevices(error.body.recipients ?? []));
+        }
+      }
+    }
+    await this.tasks.run(async () => this.store.addMessage(this.outgoingRecord(randomUUID(), groupConversation(groupId), content)));
+    await this.syncToOwnDevices({ ...content, sync: {} });
+    return { timestamp: content.timestamp, response };
+  }
+
+  /** Sends this device's current sender key to member devices that do not hold it yet (pairwise, sealed when possible). */
+  private async distributeSenderKey(groupId: string, addresses: ProtocolAddress[]): Promise<void> {
+    const { skdm, needing } = await this.tasks.run(async () => {
+      const holders = this.groups.keyHolders(groupId);
+      const needing = [...new Set(addresses.filter((a) => !holders.has(addressKey(a.name(), a.deviceId()))).map((a) => a.name()))];
+      if (!needing.length) return { skdm: null, needing };
+      const local = ProtocolAddress.new(this.local.uuid, this.local.deviceId);
+      const message = await SenderKeyDistributionMessage.create(local, this.groups.distributionId(groupId), this.signal.senderKeys);
+      return { skdm: b64(message.serialize()), needing };
+    });
+    if (!skdm) return;
+    for (const uuid of needing) {
+      await this.sendContent(uuid, { v: 1, timestamp: Date.now(), senderKey: { groupId, message: skdm }, accessKey: this.local.accessKey });
+      await this.tasks.run(async () => this.groups.addKeyHolders(groupId, this.store.sessionDevices(uuid).map((d) => addressKey(uuid, d))));
+    }
+  }
+
+  private async deliverMulti(recipients: string[], message: string): Promise<MultiRecipientResponse> {
+    const accessKeys = recipients.map((uuid) => ({ uuid, accessKey: this.sealed.accessKeyOf(uuid) }));
+    const allKnown = accessKeys.every((k): k is { uuid: string; accessKey: string } => !!k.accessKey);
+    if (allKnown && this.sealedSenderEnabled) {
+      const request = { message, accessKeys };
+      if (this.socket?.connected) {
+        const result = (await this.sealedConnection().emitWithAck("send-multi", request)) as SocketResult<MultiRecipientResponse>;
+        if (result.ok) return result.value;
+        throw new ApiError(result.status, result.error);
+      }
+      return this.api.sendMultiRecipient(request, false);
+    }
+    // Some access key is unknown: authenticated, still stored without a sender.
+    return this.api.sendMultiRecipient({ message }, true);
+  }
+
+  /** Brings sessions in line with the server's per-recipient device lists (after a 409 or 410). */
+  private async fixDevices(mismatches: RecipientMismatch[]): Promise<void> {
+    for (const m of mismatches) {
+      for (const id of m.extraDevices ?? []) this.forgetSession(addressKey(m.uuid, id));
+      for (const id of m.staleDevices ?? []) this.forgetSession(addressKey(m.uuid, id));
+      for (const id of [...(m.missingDevices ?? []), ...(m.staleDevices ?? [])]) await this.startSessions(m.uuid, id);
+    }
+  }
+
+  // ------------------------------------------------------------- sending
+
+  /** Device ids of this account other than this device, as last listed. */
+  private otherOwnDevices(): number[] {
+    const own = JSON.parse(this.store.getValue("ownDevices") ?? "[]") as number[];
+    return own.filter((d) => d !== this.local.deviceId);
+  }
+
+  /** Fetches the device list; emits `deviceListChanged` when it differs from the last one. */
+  private async refreshDevices(): Promise<DeviceInfo[]> {
+    const { devices } = await this.api.devices();
+    const change = await this.tasks.run(async () => {
+      const before = JSON.parse(this.store.getValue("ownDevices") ?? "[]") as number[];
+      const now = devices.map((d) => d.id);
+      const added = now.filter((d) => !before.includes(d));
+      const removed = before.filter((d) => !now.includes(d));
+      this.store.setValue("ownDevices", JSON.stringify(now));
+      for (const id of removed) this.forgetSession(addressKey(this.local.uuid, id));
+      return { devices, added, removed };
+    });
+    if (change.added.length || change.removed.length) {
+      this.emit("deviceListChanged", change);
+      // A new device of this account learns the groups this device knows.
+      if (change.added.some((d) => d !== this.local.deviceId)) {
+        for (const group of this.groups.list()) {
+          await this.syncToOwnDevices({ v: 1, timestamp: Date.now(), groupUpdate: group, sync: {} });
+        }
+      }
+    }
+    return devices;
+  }
+
+  /** Sends a sent transcript (or other sync content) to this account's other devices, if any. */
+  private async syncToOwnDevices(content: Content): Promise<void> {
+    if (!this.otherOwnDevices().length) return;
+    await this.sendContent(this.local.uuid, content);
+  }
+
+  /**
+   * Encrypts and sends content to every device of `uuid` (for this account:
+   * its other devices), sealed when the recipient's access key is known,
+   * retrying after 409/410. `record` runs in the same store transaction as
+   * the first encryption.
    */
   private async sendContent(uuid: string, content: Content, record?: () => void): Promise<SendMessagesResponse> {
     const known = this.store.getIdentity(uuid);
     if (known?.blocked) throw new UntrustedIdentityError(uuid);
     const padded = encodeContent(content);
     for (let attempt = 0; ; attempt++) {
+      const seal = await this.sealingFor(uuid);
       const messages = await this.tasks.run(async () => {
-        const encrypted = await this.encryptForAll(uuid, padded);
+        const encrypted = await this.encryptForAll(uuid, padded, seal?.certificate ?? null);
         if (attempt === 0) record?.();
         return encrypted;
       });
       try {
-        return await this.deliver(uuid, messages);
+        return await this.deliver(uuid, messages, seal?.accessKey ?? null);
       } catch (error) {
         if (!(error instanceof ApiError) || attempt >= 3) throw error;
-        if (error.code === "mismatched_devices") {
+        if (error.code === "unauthorized" && seal) {
+          // The access key no longer works (changed): send authenticated from now on.
+          await this.tasks.run(async () => this.sealed.forgetAccessKey(uuid));
+        } else if (error.code === "mismatched_devices" || error.code === "stale_devices") {
           await this.tasks.run(async () => {
-            for (const id of error.body.extraDevices ?? []) this.forgetSession(`${uuid}.${id}`);
-            for (const id of error.body.missingDevices ?? []) await this.startSessions(uuid, id);
-          });
-        } else if (error.code === "stale_devices") {
-          await this.tasks.run(async () => {
-            for (const id of error.body.staleDevices ?? []) {
-              this.forgetSession(`${uuid}.${id}`);
-              await this.startSessions(uuid, id);
-            }
+            await this.fixDevices([{ uuid, ...error.body }]);
+            if (uuid === this.local.uuid) this.noteOwnDevices(error.body.missingDevices ?? [], error.body.extraDevices ?? []);
           });
         } else {
           throw error;
@@ -377,32 +825,66 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     }
   }
 
-  /** One ciphertext per device of `uuid` this device has (or now starts) a session with. */
-  private async encryptForAll(uuid: string, padded: Uint8Array<ArrayBuffer>): Promise<OutgoingMessage[]> {
+  private noteOwnDevices(added: number[], removed: number[]): void {
+    const own = new Set(JSON.parse(this.store.getValue("ownDevices") ?? "[]") as number[]);
+    for (const d of added) own.add(d);
+    for (const d of removed) own.delete(d);
+    this.store.setValue("ownDevices", JSON.stringify([...own].sort((a, b) => a - b)));
+  }
+
+  /** The certificate and access key to seal with, or null to send authenticated (own devices, unknown key, no certificate). */
+  private async sealingFor(uuid: string): Promise<{ certificate: SenderCertificate; accessKey: string } | null> {
+    if (!this.sealedSenderEnabled || uuid === this.local.uuid) return null;
+    const accessKey = this.sealed.accessKeyOf(uuid);
+    if (!accessKey) return null;
+    try {
+      const certificate = await this.sealed.certificate();
+      return certificate ? { certificate, accessKey } : null;
+    } catch (error) {
+      if (error instanceof TrustRootMismatchError) {
+        this.emit("warning", error);
+        return null;
+      }
+      throw error;
+    }
+  }
+
+  /** One ciphertext per device of `uuid` this device has (or now starts) a session with; sealed when a certificate is given. */
+  private async encryptForAll(uuid: string, padded: Uint8Array<ArrayBuffer>, certificate: SenderCertificate | null): Promise<OutgoingMessage[]> {
     if (this.store.getIdentity(uuid)?.blocked) throw new UntrustedIdentityError(uuid);
+    const local = this.local;
     let devices = this.store.sessionDevices(uuid);
-    if (!devices.length && uuid !== this.local.uuid) {
+    if (uuid === local.uuid) {
+      for (const d of this.otherOwnDevices()) if (!devices.includes(d)) await this.startSessions(uuid, d);
+      devices = this.store.sessionDevices(uuid).filter((d) => d !== local.deviceId);
+    } else if (!devices.length) {
       await this.startSessions(uuid, "*");
       devices = this.store.sessionDevices(uuid);
     }
-    const local = this.local;
     const me = ProtocolAddress.new(local.uuid, local.deviceId);
     const out: OutgoingMessage[] = [];
     for (const deviceId of devices) {
       const address = ProtocolAddress.new(uuid, deviceId);
-      let message;
+      let message: CiphertextMessage;
       try {
         message = await signalEncrypt(padded, address, me, this.signal.sessions, this.signal.identities);
       } catch (error) {
         if (error instanceof LibSignalErrorBase && error.code === ErrorCode.UntrustedIdentity) throw new UntrustedIdentityError(uuid);
         throw error;
       }
-      out.push({
-        type: message.type() === CiphertextMessageType.PreKey ? "prekey" : "whisper",
-        destinationDeviceId: deviceId,
-        destinationRegistrationId: await this.remoteRegistrationId(address),
-        content: b64(message.serialize()),
-      });
+      const registrationId = await this.remoteRegistrationId(address);
+      if (certificate) {
+        const usmc = UnidentifiedSenderMessageContent.new(message, certificate, ContentHint.Default, null);
+        const sealed = await sealedSenderEncrypt(usmc, address, this.signal.identities);
+        out.push({ type: "sealed", destinationDeviceId: deviceId, destinationRegistrationId: registrationId, content: b64(sealed) });
+      } else {
+        out.push({
+          type: message.type() === CiphertextMessageType.PreKey ? "prekey" : "whisper",
+          destinationDeviceId: deviceId,
+          destinationRegistrationId: registrationId,
+          content: b64(message.serialize()),
+        });
+      }
     }
     return out;
   }
@@ -414,7 +896,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
 
   /** A peer device's registration id, from its session (cached: sessions are only replaced through startSessions or resetIdentity). */
   private async remoteRegistrationId(address: ProtocolAddress): Promise<number> {
-    const key = `${address.name()}.${address.deviceId()}`;
+    const key = addressKey(address.name(), address.deviceId());
     let id = this.registrationIds.get(key);
     if (id === undefined) {
       id = (await this.signal.sessions.getSession(address))?.remoteRegistrationId() ?? 0;
@@ -423,7 +905,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     return id;
   }
 
-  /** Fetches bundles and starts sessions (PQXDH) with one or every device of `uuid`. */
+  /** Fetches bundles and starts sessions (PQXDH) with one or every device of `uuid` (never this device itself). */
   private async startSessions(uuid: string, deviceId: number | "*"): Promise<void> {
     let bundle: PreKeyBundleResponse;
     try {
@@ -435,6 +917,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const identityKey = PublicKey.deserialize(bytes(bundle.identityKey));
     const me = ProtocolAddress.new(this.local.uuid, this.local.deviceId);
     for (const d of bundle.devices) {
+      if (uuid === this.local.uuid && d.deviceId === this.local.deviceId) continue;
       const pre = PreKeyBundle.new(
         d.registrationId,
         d.deviceId,
@@ -452,12 +935,25 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       await this.signal.identities.saveIdentity(ProtocolAddress.new(uuid, d.deviceId), identityKey);
       if (this.store.getIdentity(uuid)?.blocked) throw new UntrustedIdentityError(uuid);
       await processPreKeyBundle(pre, ProtocolAddress.new(uuid, d.deviceId), me, this.signal.sessions, this.signal.identities);
-      this.registrationIds.set(`${uuid}.${d.deviceId}`, d.registrationId);
+      this.registrationIds.set(addressKey(uuid, d.deviceId), d.registrationId);
     }
   }
 
-  private async deliver(uuid: string, messages: OutgoingMessage[]): Promise<SendMessagesResponse> {
+  private sealedConnection(): Socket<Record<string, never>, SealedClientToServerEvents> {
+    this.sealedSocket ??= io(new URL("/sealed", this.local.serverUrl).toString(), { forceNew: true, transports: ["websocket"] });
+    return this.sealedSocket;
+  }
+
+  private async deliver(uuid: string, messages: OutgoingMessage[], accessKey: string | null): Promise<SendMessagesResponse> {
     if (!messages.length) throw new ApiError(409, { code: "mismatched_devices", message: "no devices", missingDevices: [], extraDevices: [] });
+    if (accessKey !== null) {
+      if (this.socket?.connected) {
+        const result = (await this.sealedConnection().emitWithAck("send", { destination: uuid, messages, accessKey })) as SocketResult<SendMessagesResponse>;
+        if (result.ok) return result.value;
+        throw new ApiError(result.status, result.error);
+      }
+      return this.api.sendSealed(uuid, { messages }, accessKey);
+    }
     if (this.socket?.connected) {
       const result = (await this.socket.emitWithAck("send", { destination: uuid, messages })) as SocketResult<SendMessagesResponse>;
       if (result.ok) return result.value;
@@ -465,6 +961,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     }
     return this.api.sendMessages(uuid, { messages });
   }
+
+  // ----------------------------------------------------------- receiving
 
   /**
    * Fetches the stored queue over REST and processes it (for a device that
@@ -492,15 +990,17 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       for (const envelope of batch) out.push(await this.receiveOne(envelope));
       return out;
     });
-    const receipts = new Map<string, number[]>();
     for (const result of results) {
       switch (result.kind) {
         case "message":
           this.emit("message", result.message);
-          if (this.sendReceipts) receipts.set(result.message.from, [...(receipts.get(result.message.from) ?? []), result.message.timestamp]);
+          if (this.sendReceipts && !result.message.outgoing) this.queueReceipt(result.message.from, result.message.timestamp);
           break;
         case "receipt":
           this.emit("deliveryReceipt", result.receipt);
+          break;
+        case "group":
+          this.emit("groupUpdated", result.update);
           break;
         case "failed":
           this.emit("decryptionFailed", result.failure);
@@ -512,9 +1012,25 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       }
     }
     await this.acknowledge(batch.map((e) => e.id));
-    for (const [uuid, timestamps] of receipts) {
-      this.inBackground(this.sendContent(uuid, { v: 1, timestamp: Date.now(), receipt: { timestamps: timestamps.slice(0, 100) } }));
+    if (this.receiptDelayMs <= 0) this.flushReceipts();
+    else this.receiptTimer ??= setTimeout(() => this.flushReceipts(), this.receiptDelayMs);
+  }
+
+  private queueReceipt(from: string, timestamp: number): void {
+    this.pendingReceipts.set(from, [...(this.pendingReceipts.get(from) ?? []), timestamp]);
+  }
+
+  /** Sends every held receipt now, one message per sender (100 timestamps each at most). */
+  private flushReceipts(): void {
+    if (this.receiptTimer) clearTimeout(this.receiptTimer);
+    this.receiptTimer = null;
+    for (const [uuid, timestamps] of this.pendingReceipts) {
+      for (let i = 0; i < timestamps.length; i += 100) {
+        const receipt = { timestamps: timestamps.slice(i, i + 100) };
+        this.inBackground(this.sendContent(uuid, { v: 1, timestamp: Date.now(), receipt, accessKey: this.local.accessKey }));
+      }
     }
+    this.pendingReceipts.clear();
   }
 
   private async acknowledge(ids: string[]): Promise<void> {
@@ -535,23 +1051,19 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    */
   private async receiveOne(envelope: Envelope): Promise<ReceiveResult> {
     if (this.store.hasProcessed(envelope.id)) return { kind: "skipped" };
-    const from = envelope.sourceUuid;
-    const fromDevice = envelope.sourceDeviceId;
+    let from = envelope.sourceUuid;
     try {
-      if (!from || !fromDevice) throw Object.assign(new Error("no sender"), { reason: DecryptionFailureReason.UnknownSender });
       return await this.store.transaction(async (): Promise<ReceiveResult> => {
-        const plaintext = await this.decrypt(envelope, from, fromDevice);
+        const opened = await this.open(envelope);
+        from = opened.from;
         let content: Content;
         try {
-          content = decodeContent(plaintext);
+          content = decodeContent(opened.plaintext);
         } catch (error) {
-          throw Object.assign(new Error("invalid content", { cause: error }), { reason: DecryptionFailureReason.InvalidContent });
+          throw failure(DecryptionFailureReason.InvalidContent, "invalid content", error);
         }
         this.store.markProcessed(envelope.id, Date.now());
-        if (content.receipt) return { kind: "receipt", receipt: { from, fromDevice, timestamps: content.receipt.timestamps } };
-        if (content.text === undefined) return { kind: "skipped" };
-        this.store.addMessage({ id: envelope.id, peer: from, direction: "in", senderDeviceId: fromDevice, text: content.text, timestamp: content.timestamp, storedAt: Date.now() });
-        return { kind: "message", message: { envelopeId: envelope.id, from, fromDevice, text: content.text, timestamp: content.timestamp } };
+        return this.handleContent(envelope, opened, content);
       });
     } catch (error) {
       // The failed envelope's changes are rolled back; remember its id so a redelivery is not retried.
@@ -560,18 +1072,129 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     }
   }
 
-  private async decrypt(envelope: Envelope, from: string, fromDevice: number): Promise<Uint8Array> {
-    const address = ProtocolAddress.new(from, fromDevice);
-    const me = ProtocolAddress.new(this.local.uuid, this.local.deviceId);
+  /** Decrypts an envelope: a sealed one is unsealed first, and its sender read from the validated certificate. */
+  private async open(envelope: Envelope): Promise<{ from: string; fromDevice: number; plaintext: Uint8Array; sealed: boolean; senderKey: boolean }> {
     const s = this.signal;
-    if (envelope.type === "prekey") {
-      // A PreKey message may replace the session, and with it the peer's registration id.
-      this.registrationIds.delete(`${from}.${fromDevice}`);
-      return signalDecryptPreKey(PreKeySignalMessage.deserialize(bytes(envelope.content)), address, me, s.sessions, s.identities, s.preKeys, s.signedPreKeys, s.kyberPreKeys);
+    const me = ProtocolAddress.new(this.local.uuid, this.local.deviceId);
+    if (envelope.type !== "sealed") {
+      const from = envelope.sourceUuid;
+      const fromDevice = envelope.sourceDeviceId;
+      if (!from || !fromDevice) throw failure(DecryptionFailureReason.UnknownSender, "no sender");
+      const address = ProtocolAddress.new(from, fromDevice);
+      const plaintext =
+        envelope.type === "prekey"
+          ? await this.decryptPreKey(PreKeySignalMessage.deserialize(bytes(envelope.content)), address, me)
+          : await signalDecrypt(SignalMessage.deserialize(bytes(envelope.content)), address, me, s.sessions, s.identities);
+      return { from, fromDevice, plaintext, sealed: false, senderKey: false };
     }
-    return signalDecrypt(SignalMessage.deserialize(bytes(envelope.content)), address, me, s.sessions, s.identities);
+    const usmc = await sealedSenderDecryptToUsmc(bytes(envelope.content), s.identities);
+    const certificate = usmc.senderCertificate();
+    const root = this.sealed.trustRoot();
+    if (!root || !certificate.validate(root, Date.now())) throw failure(DecryptionFailureReason.InvalidCertificate, "sender certificate not valid");
+    const from = certificate.senderUuid();
+    const fromDevice = certificate.senderDeviceId();
+    const address = ProtocolAddress.new(from, fromDevice);
+    let plaintext: Uint8Array;
+    const type = usmc.msgType();
+    switch (type) {
+      case CiphertextMessageType.PreKey:
+        plaintext = await this.decryptPreKey(PreKeySignalMessage.deserialize(usmc.contents()), address, me);
+        break;
+      case CiphertextMessageType.Whisper:
+        plaintext = await signalDecrypt(SignalMessage.deserialize(usmc.contents()), address, me, s.sessions, s.identities);
+        break;
+      case CiphertextMessageType.SenderKey:
+        plaintext = await groupDecrypt(address, s.senderKeys, usmc.contents());
+        break;
+      default:
+        throw failure(DecryptionFailureReason.InvalidMessage, `unexpected sealed message type ${type}`);
+    }
+    // The certificate must name the key this device knows for the sender (a server could mint one for another key).
+    const known = this.store.getIdentity(from);
+    if (!known || !Buffer.from(known.publicKey).equals(Buffer.from(certificate.key().serialize()))) {
+      throw failure(DecryptionFailureReason.InvalidCertificate, "the certificate's key is not the sender's identity key");
+    }
+    return { from, fromDevice, plaintext, sealed: true, senderKey: type === CiphertextMessageType.SenderKey };
   }
 
+  private async decryptPreKey(message: PreKeySignalMessage, address: ProtocolAddress, me: ProtocolAddress): Promise<Uint8Array> {
+    const s = this.signal;
+    // A PreKey message may replace the session, and with it the peer's registration id.
+    this.registrationIds.delete(addressKey(address.name(), address.deviceId()));
+    return signalDecryptPreKey(message, address, me, s.sessions, s.identities, s.preKeys, s.signedPreKeys, s.kyberPreKeys);
+  }
+
+  /** Applies decrypted content: access keys, sender keys, group changes, sent transcripts, receipts, messages. */
+  private async handleContent(
+    envelope: Envelope,
+    opened: { from: string; fromDevice: number; sealed: boolean; senderKey: boolean },
+    content: Content,
+  ): Promise<ReceiveResult> {
+    const { from, fromDevice, sealed } = opened;
+    const me = this.local.uuid;
+    const own = from === me;
+    if (content.accessKey && !own) this.sealed.rememberAccessKey(from, content.accessKey);
+    if (content.senderKey) {
+      const distribution = SenderKeyDistributionMessage.deserialize(bytes(content.senderKey.message));
+      await processSenderKeyDistributionMessage(ProtocolAddress.new(from, fromDevice), distribution, this.signal.senderKeys);
+    }
+    if (content.groupUpdate) {
+      const current = this.groups.get(content.groupUpdate.id);
+      const change = applyGroupUpdate(current, content.groupUpdate, from, me);
+      if (!change) throw failure(DecryptionFailureReason.NotAGroupMember, "group change refused: not from an admin, or stale");
+      this.groups.save(change.group);
+      // Someone left: this device's sender key for the group is replaced before its next message.
+      if (change.removed.length) this.groups.rotate(change.group.id);
+      const left = !change.group.members.includes(me);
+      return { kind: "group", update: { group: change.group, by: from, added: change.added, removed: change.removed, left } };
+    }
+    // A group message must come from a current member, through the group's sender key or a sync from this account.
+    const groupId = content.group?.id;
+    if (opened.senderKey && !groupId) throw failure(DecryptionFailureReason.NotAGroupMember, "a sender-key message without a group");
+    if (groupId) {
+      const group = this.groups.get(groupId);
+      if (!group || !group.members.includes(from) || (!opened.senderKey && !(own && content.sync))) {
+        throw failure(DecryptionFailureReason.NotAGroupMember, "group message from a non-member");
+      }
+    }
+    if (content.receipt) return { kind: "receipt", receipt: { from, fromDevice, timestamps: content.receipt.timestamps } };
+    if (content.text === undefined && !content.attachment) return { kind: "skipped" };
+    const outgoing = own && content.sync !== undefined;
+    if (own && !outgoing) return { kind: "skipped" };
+    const conversation = groupId ? groupConversation(groupId) : outgoing ? content.sync?.destination : from;
+    if (!conversation) return { kind: "skipped" };
+    const text = content.text ?? "";
+    this.store.addMessage({
+      id: envelope.id,
+      peer: conversation,
+      direction: outgoing ? "out" : "in",
+      author: from,
+      senderDeviceId: fromDevice,
+      text,
+      timestamp: content.timestamp,
+      storedAt: Date.now(),
+      ...(content.attachment ? { attachment: content.attachment } : {}),
+    });
+    return {
+      kind: "message",
+      message: {
+        envelopeId: envelope.id,
+        from,
+        fromDevice,
+        conversation,
+        ...(groupId ? { group: groupId } : {}),
+        text,
+        ...(content.attachment ? { attachment: content.attachment } : {}),
+        timestamp: content.timestamp,
+        sealed,
+        outgoing,
+      },
+    };
+  }
+}
+
+function failure(reason: DecryptionFailureReason, message: string, cause?: unknown): Error {
+  return Object.assign(new Error(message, cause === undefined ? {} : { cause }), { reason });
 }
 
 function reasonFor(error: unknown): DecryptionFailureReason {
@@ -586,6 +1209,8 @@ function reasonFor(error: unknown): DecryptionFailureReason {
         return DecryptionFailureReason.UntrustedIdentity;
       case ErrorCode.InvalidSession:
         return DecryptionFailureReason.NoSession;
+      case ErrorCode.InvalidSenderKeySession:
+        return DecryptionFailureReason.NoSenderKey;
       default:
         return DecryptionFailureReason.InvalidMessage;
     }

@@ -1,3 +1,5 @@
+import type { AttachmentPointer } from "../content.js";
+
 /**
  * Everything one device keeps: its credentials and private keys, its
  * libsignal sessions, what it knows of other accounts' identity keys, the
@@ -21,6 +23,11 @@ export interface LocalDevice {
   identityPrivateKey: Uint8Array<ArrayBuffer>;
   /** The next pre-key id to use (ids are never reused). */
   nextPreKeyId: number;
+  /**
+   * The account's 16-byte unidentified access key (base64): contacts learn
+   * it inside encrypted messages and use it to send sealed messages.
+   */
+  accessKey: string;
 }
 
 /** What this device knows of another account's identity key. */
@@ -52,8 +59,12 @@ export type PreKeyKind = "ec" | "signed" | "kyber";
 export interface StoredMessage {
   /** The envelope id for received messages; a local id for sent ones. */
   id: string;
-  /** The other party's account id. */
+  /** The other party's account id, or `group:<group id>` for a group conversation. */
   peer: string;
+  /** Who wrote it: the sender's account id (for groups and sent transcripts, whose peer is not the author). */
+  author?: string;
+  /** An attachment's pointer (its key stays in this store, like the text). */
+  attachment?: AttachmentPointer;
   direction: "in" | "out";
   senderDeviceId: number;
   text: string;
@@ -88,6 +99,8 @@ export interface DeviceStore {
   /** A setting or small value (current signed key id, last rotation time, ...). */
   getValue(key: string): string | null;
   setValue(key: string, value: string): void;
+  /** Every value whose key starts with `prefix`, by key. */
+  valuesWithPrefix(prefix: string): [string, string][];
 
   hasProcessed(envelopeId: string): boolean;
   markProcessed(envelopeId: string, at: number): void;

@@ -61,6 +61,9 @@ export class MemoryDeviceStore implements DeviceStore {
   setValue(key: string, value: string): void {
     this.state.values.set(key, value);
   }
+  valuesWithPrefix(prefix: string): [string, string][] {
+    return [...this.state.values].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => a.localeCompare(b));
+  }
   hasProcessed(envelopeId: string): boolean {
     return this.state.processed.has(envelopeId);
   }

@@ -9,6 +9,8 @@ import {
   PrivateKey,
   ProtocolAddress,
   PublicKey,
+  SenderKeyRecord,
+  SenderKeyStore,
   SessionRecord,
   SessionStore,
   SignedPreKeyRecord,
@@ -28,6 +30,7 @@ export interface SignalStores {
   preKeys: PreKeyStore;
   signedPreKeys: SignedPreKeyStore;
   kyberPreKeys: KyberPreKeyStore;
+  senderKeys: SenderKeyStore;
 }
 
 const key = (address: ProtocolAddress): string => `${address.name()}.${address.deviceId()}`;
@@ -132,7 +135,19 @@ export function signalStores(store: DeviceStore, policy: TrustPolicy, onIdentity
     }
   }
 
+  /** Sender keys (groups), one record per sender device and distribution id, in the store's values. */
+  class SenderKeys extends SenderKeyStore {
+    async saveSenderKey(sender: ProtocolAddress, distributionId: string, record: SenderKeyRecord): Promise<void> {
+      store.setValue(`senderKey:${key(sender)}:${distributionId}`, Buffer.from(record.serialize()).toString("base64"));
+    }
+    async getSenderKey(sender: ProtocolAddress, distributionId: string): Promise<SenderKeyRecord | null> {
+      const value = store.getValue(`senderKey:${key(sender)}:${distributionId}`);
+      return value ? SenderKeyRecord.deserialize(new Uint8Array(Buffer.from(value, "base64")) as Uint8Array<ArrayBuffer>) : null;
+    }
+  }
+
   return {
+    senderKeys: new SenderKeys(),
     sessions: new Sessions(),
     identities: new Identities(),
     preKeys: new PreKeys(),

@@ -16,6 +16,12 @@ CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, id T
 CREATE INDEX IF NOT EXISTS messages_peer ON messages (peer, seq);
 `;
 
+/** Columns added after the first release, created on open when missing. */
+const addedColumns: [table: string, column: string, type: string][] = [
+  ["messages", "author", "TEXT"],
+  ["messages", "attachment", "TEXT"],
+];
+
 const bytes = (b: Buffer | Uint8Array): Uint8Array<ArrayBuffer> => new Uint8Array(b) as Uint8Array<ArrayBuffer>;
 
 /**
@@ -39,6 +45,10 @@ export class SqliteDeviceStore implements DeviceStore {
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = FULL");
     this.db.exec(schema);
+    for (const [table, column, type] of addedColumns) {
+      const columns = this.db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+      if (!columns.some((c) => c.name === column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    }
     const p = (sql: string): BetterSqlite3.Statement => this.db.prepare(sql);
     this.stmt = {
       getLocal: p("SELECT data, identity FROM local WHERE id = 1"),
@@ -59,7 +69,7 @@ export class SqliteDeviceStore implements DeviceStore {
       setValue: p("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
       hasProcessed: p("SELECT 1 FROM processed WHERE envelope_id = ?"),
       markProcessed: p("INSERT OR IGNORE INTO processed (envelope_id, at) VALUES (?, ?)"),
-      addMessage: p("INSERT OR IGNORE INTO messages (id, peer, direction, sender_device, text, timestamp, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+      addMessage: p("INSERT OR IGNORE INTO messages (id, peer, direction, sender_device, text, timestamp, stored_at, author, attachment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
       messages: p("SELECT * FROM (SELECT * FROM messages WHERE peer = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq"),
     };
   }
@@ -126,12 +136,26 @@ export class SqliteDeviceStore implements DeviceStore {
     this.stmt.markProcessed!.run(envelopeId, at);
   }
   addMessage(m: StoredMessage): void {
-    this.stmt.addMessage!.run(m.id, m.peer, m.direction, m.senderDeviceId, m.text, m.timestamp, m.storedAt);
+    this.stmt.addMessage!.run(m.id, m.peer, m.direction, m.senderDeviceId, m.text, m.timestamp, m.storedAt, m.author ?? null, m.attachment ? JSON.stringify(m.attachment) : null);
   }
   messages(peer: string, limit = 1000): StoredMessage[] {
-    return (this.stmt.messages!.all(peer, limit) as { id: string; peer: string; direction: "in" | "out"; sender_device: number; text: string; timestamp: number; stored_at: number }[]).map(
-      (r) => ({ id: r.id, peer: r.peer, direction: r.direction, senderDeviceId: r.sender_device, text: r.text, timestamp: r.timestamp, storedAt: r.stored_at }),
-    );
+    type Row = { id: string; peer: string; direction: "in" | "out"; sender_device: number; text: string; timestamp: number; stored_at: number; author: string | null; attachment: string | null };
+    return (this.stmt.messages!.all(peer, limit) as Row[]).map((r) => ({
+      id: r.id,
+      peer: r.peer,
+      direction: r.direction,
+      senderDeviceId: r.sender_device,
+      text: r.text,
+      timestamp: r.timestamp,
+      storedAt: r.stored_at,
+      ...(r.author ? { author: r.author } : {}),
+      ...(r.attachment ? { attachment: JSON.parse(r.attachment) as StoredMessage["attachment"] } : {}),
+    }));
+  }
+
+  /** Every stored value whose key starts with `prefix`. */
+  valuesWithPrefix(prefix: string): [string, string][] {
+    return (this.db.prepare("SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key").all(prefix, `${prefix}\uffff`) as { key: string; value: string }[]).map((r) => [r.key, r.value]);
   }
 
   /**

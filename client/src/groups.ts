@@ -1,0 +1,94 @@
+/**
+ * Client-managed groups: the server stores no group state. A group's id,
+ * title, members and admins live in each member's store and change through
+ * encrypted `groupUpdate` messages from an admin; messages use libsignal
+ * sender keys, one distribution per sender device and group, replaced
+ * whenever a member is removed.
+ */
+import { randomUUID } from "node:crypto";
+import type { GroupState } from "./content.js";
+import type { DeviceStore } from "./store/device-store.js";
+
+/** The conversation key of a group in the message history. */
+export const groupConversation = (groupId: string): string => `group:${groupId}`;
+
+/** A group's 16 id bytes, for libsignal's sealed-sender group id field. */
+export function groupIdBytes(groupId: string): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(Buffer.from(groupId.replace(/-/g, ""), "hex")) as Uint8Array<ArrayBuffer>;
+}
+
+/** Group state and this device's sender-key bookkeeping, in the device store. */
+export class GroupStore {
+  constructor(private readonly store: DeviceStore) {}
+
+  get(groupId: string): GroupState | null {
+    const value = this.store.getValue(`group:${groupId}`);
+    return value ? (JSON.parse(value) as GroupState) : null;
+  }
+
+  save(group: GroupState): void {
+    this.store.setValue(`group:${group.id}`, JSON.stringify(group));
+  }
+
+  list(): GroupState[] {
+    return this.store.valuesWithPrefix("group:").map(([, v]) => JSON.parse(v) as GroupState);
+  }
+
+  /** This device's current sender-key distribution id for a group (made on first use). */
+  distributionId(groupId: string): string {
+    let id = this.store.getValue(`groupDistribution:${groupId}`);
+    if (!id) {
+      id = randomUUID();
+      this.store.setValue(`groupDistribution:${groupId}`, id);
+      this.store.setValue(`groupKeySentTo:${groupId}`, "[]");
+    }
+    return id;
+  }
+
+  /** Starts a new sender key for a group: nobody has it yet, so removed members cannot read what follows. */
+  rotate(groupId: string): void {
+    this.store.setValue(`groupDistribution:${groupId}`, "");
+    this.store.setValue(`groupKeySentTo:${groupId}`, "[]");
+  }
+
+  /** Device addresses (`uuid.deviceId`) that hold this device's current sender key for the group. */
+  keyHolders(groupId: string): Set<string> {
+    return new Set(JSON.parse(this.store.getValue(`groupKeySentTo:${groupId}`) || "[]") as string[]);
+  }
+
+  addKeyHolders(groupId: string, addresses: string[]): void {
+    const holders = this.keyHolders(groupId);
+    for (const a of addresses) holders.add(a);
+    this.store.setValue(`groupKeySentTo:${groupId}`, JSON.stringify([...holders]));
+  }
+}
+
+/** What applying a group update changed. */
+export interface GroupChange {
+  group: GroupState;
+  added: string[];
+  removed: string[];
+}
+
+/**
+ * Whether `from` may set a group to `update`: an admin of the current state
+ * with a newer revision, or, for a group this device does not know yet, an
+ * admin of the update that lists this account as a member. This account's
+ * own devices (`from === self`) are trusted: they share the identity.
+ * @returns the change, or null when the update must be refused
+ */
+export function applyGroupUpdate(current: GroupState | null, update: GroupState, from: string, self: string): GroupChange | null {
+  if (!update.admins.every((a) => update.members.includes(a))) return null;
+  if (current) {
+    if (update.revision <= current.revision) return null;
+    if (from !== self && !current.admins.includes(from)) return null;
+    return {
+      group: update,
+      added: update.members.filter((m) => !current.members.includes(m)),
+      removed: current.members.filter((m) => !update.members.includes(m)),
+    };
+  }
+  if (from !== self && !update.admins.includes(from)) return null;
+  if (!update.members.includes(self)) return null;
+  return { group: update, added: update.members, removed: [] };
+}

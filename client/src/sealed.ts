@@ -1,0 +1,96 @@
+/**
+ * Sealed sender on the client: the pinned trust root, the cached sender
+ * certificate, and what this device knows of other accounts' access keys.
+ * The seal and unseal operations themselves are libsignal's.
+ */
+import { createHash } from "node:crypto";
+import { PublicKey, SenderCertificate } from "@signalapp/libsignal-client";
+import type { DeviceStore } from "./store/device-store.js";
+import type { HttpApi } from "./http-api.js";
+import { TrustRootMismatchError } from "./errors.js";
+
+const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
+
+/** Renew a cached sender certificate this long before it expires. */
+const renewBeforeMs = 3_600_000;
+
+/** The fingerprint admins publish: SHA-256 of the serialized trust root key, hex in groups of four. */
+export function trustRootFingerprint(publicKey: Uint8Array): string {
+  return createHash("sha256").update(publicKey).digest("hex").match(/.{4}/g)!.join(" ");
+}
+
+/** Trust root, sender certificate and access keys, kept in the device store. */
+export class SealedSenderState {
+  constructor(
+    private readonly store: DeviceStore,
+    private readonly api: HttpApi,
+  ) {}
+
+  /**
+   * Fetches the server's trust root and pins it, on first contact; later
+   * calls compare. `expectedFingerprint` (published by the admin out of
+   * band) is checked when given.
+   * @throws TrustRootMismatchError when it differs from the pinned or expected one
+   */
+  async pinTrustRoot(expectedFingerprint?: string): Promise<PublicKey> {
+    const { publicKey } = await this.api.trustRoot();
+    const presented = trustRootFingerprint(bytes(publicKey));
+    const pinned = this.store.getValue("trustRoot");
+    if (pinned && pinned !== publicKey) throw new TrustRootMismatchError(trustRootFingerprint(bytes(pinned)), presented);
+    if (expectedFingerprint && normalize(expectedFingerprint) !== normalize(presented)) {
+      throw new TrustRootMismatchError(expectedFingerprint, presented);
+    }
+    if (!pinned) this.store.setValue("trustRoot", publicKey);
+    return PublicKey.deserialize(bytes(publicKey));
+  }
+
+  /** The pinned trust root, or null before first contact. */
+  trustRoot(): PublicKey | null {
+    const pinned = this.store.getValue("trustRoot");
+    return pinned ? PublicKey.deserialize(bytes(pinned)) : null;
+  }
+
+  /** Pins a trust root handed over by this account's primary device (linking). */
+  adoptTrustRoot(publicKey: string): void {
+    this.store.setValue("trustRoot", publicKey);
+  }
+
+  /**
+   * A valid sender certificate for this device (cached until an hour before
+   * it expires), checked against the pinned trust root; null when the
+   * server offers none or it does not validate (sending falls back to
+   * authenticated envelopes).
+   */
+  async certificate(now = Date.now()): Promise<SenderCertificate | null> {
+    const cached = this.store.getValue("senderCertificate");
+    if (cached) {
+      const certificate = SenderCertificate.deserialize(bytes(cached));
+      if (certificate.expiration() - renewBeforeMs > now) return certificate;
+    }
+    const root = this.trustRoot();
+    if (!root) return null;
+    const fresh = SenderCertificate.deserialize(bytes((await this.api.senderCertificate()).certificate));
+    if (!fresh.validate(root, now)) throw new TrustRootMismatchError(trustRootFingerprint(root.serialize()), "a certificate it does not sign");
+    this.store.setValue("senderCertificate", Buffer.from(fresh.serialize()).toString("base64"));
+    return fresh;
+  }
+
+  /** A contact's access key, as learned from their messages. */
+  accessKeyOf(uuid: string): string | null {
+    return this.store.getValue(`accessKey:${uuid}`);
+  }
+
+  /** Remembers a contact's access key (inside a store transaction). */
+  rememberAccessKey(uuid: string, accessKey: string): void {
+    if (this.store.getValue(`accessKey:${uuid}`) !== accessKey) this.store.setValue(`accessKey:${uuid}`, accessKey);
+  }
+
+  /** Forgets a contact's access key (it was refused: they changed it). */
+  forgetAccessKey(uuid: string): void {
+    this.store.setValue(`accessKey:${uuid}`, "");
+  }
+}
+
+function normalize(fingerprint: string): string {
+  return fingerprint.replace(/\s+/g, "").toLowerCase();
+}
