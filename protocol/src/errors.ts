@@ -64,7 +64,10 @@ export const errorBodySchema = z
     recipients: z
       .array(recipientMismatchSchema)
       .optional()
-      .describe("Multi-recipient sends: the device mismatches of each recipient (409 `mismatched_devices`, 410 `stale_devices`)"),
+      .describe(
+        "Multi-recipient sends: the device mismatches of each failing recipient (409 `mismatched_devices`, 410 `stale_devices`), " +
+          "or the recipients without an account (404 `not_found`, authenticated sends only: without credentials that is a 401)",
+      ),
     retryAfterSeconds: z.number().int().optional(),
   })
   .meta({ id: "Error" });

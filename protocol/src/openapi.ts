@@ -104,7 +104,9 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
           type: "apiKey",
           in: "header",
           name: "Unidentified-Access-Key",
-          description: "Sealed sender: the recipient's 16-byte access key, base64, instead of credentials",
+          description:
+            "Sealed sender: the recipient's 16-byte access key, base64, instead of credentials. Not needed for a recipient " +
+            "with unrestricted access; a multi-recipient send without credentials carries one key per recipient in its body (`accessKeys`)",
         },
       },
     },
