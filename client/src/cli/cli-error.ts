@@ -1,4 +1,4 @@
-import { ApiError, UntrustedIdentityError } from "../index.js";
+import { ApiError, GroupError, InvalidLinkUriError, UntrustedIdentityError } from "../index.js";
 
 /** Why a command failed, as scripts see it in `{"type":"error","code":...}`. */
 export type CliErrorCode =
@@ -10,6 +10,12 @@ export type CliErrorCode =
   | "unreachable"
   | "untrusted_identity"
   | "safety_number_mismatch"
+  | "unknown_group"
+  | "ambiguous_group"
+  | "group_refused"
+  | "unknown_message"
+  | "not_primary"
+  | "cancelled"
   | "server_error"
   | "internal";
 
@@ -51,7 +57,19 @@ function describeApiError(error: ApiError, server: string): string {
     case "registration_closed":
       return `${server} does not accept new registrations`;
     case "unauthorized":
-      return `${server} does not recognise this device (was the account removed?)`;
+      return `${server} does not recognise this device (was it unlinked, or the account removed?)`;
+    case "link_not_found":
+      return `${server} does not know that link code, or it was used already: run zimchat-chat link again on the new device`;
+    case "link_expired":
+      return `the link code expired before it was approved: run zimchat-chat link again on the new device`;
+    case "link_already_confirmed":
+      return "that link code has been approved already";
+    case "too_many_devices":
+      return `the account has as many devices as ${server} allows: unlink one first (zimchat-chat devices, zimchat-chat unlink <id>)`;
+    case "content_too_large":
+      return `the file is larger than ${server} accepts`;
+    case "quota_exceeded":
+      return `your attachment storage on ${server} is full`;
     case "rate_limited": {
       const ms = error.retryAfterMs();
       return `${server} is rate limiting this device${ms === undefined ? "" : `: try again in ${Math.ceil(ms / 1000)} s`}`;
@@ -75,6 +93,14 @@ export function toCliError(error: unknown, context: ErrorContext = {}): CliError
     );
   }
   if (error instanceof ApiError) return new CliError("server_error", describeApiError(error, server), { cause: error });
+  if (error instanceof GroupError) return new CliError("group_refused", error.message, { cause: error });
+  if (error instanceof InvalidLinkUriError) {
+    return new CliError("invalid_argument", `${error.message}: pass the zimchat-link:?… URI that zimchat-chat link shows on the new device, in quotes`, { cause: error });
+  }
+  // The socket's refusal of this device's credentials (an unlinked device, a removed account).
+  if ((error as { data?: { code?: unknown } }).data?.code === "unauthorized") {
+    return new CliError("server_error", `${server} does not recognise this device (was it unlinked, or the account removed?)`, { cause: error });
+  }
   if (isUnreachable(error)) return new CliError("unreachable", `cannot reach ${server}`, { cause: error });
   return new CliError("internal", error instanceof Error ? error.message : String(error), { cause: error });
 }

@@ -4,15 +4,46 @@
  * into text for people.
  */
 
+/** An attachment as the CLI shows it: never its key or digest, which stay in the device store. */
+export interface AttachmentSummary {
+  /** The name the sender gave it (untrusted: `download` never uses it as a path as is). */
+  fileName?: string;
+  size: number;
+  contentType?: string;
+}
+
+/** The group a message belongs to. */
+export interface GroupRef {
+  id: string;
+  title: string;
+}
+
 /** What the CLI reports. `user` fields are usernames where known, else account ids. */
 export type CliEvent =
   | { type: "registered"; username: string; uuid: string; deviceId: number; server: string; profile: string }
   | { type: "whoami"; username: string; uuid: string; deviceId: number; server: string; profile: string }
   /** A message that arrived (from the stored queue or live). */
-  | { type: "message"; from: string; fromUuid: string; fromDevice: number; text: string; timestamp: number; envelopeId: string }
-  /** A message from the stored conversation (`chat` shows the history first). */
-  | { type: "history"; direction: "in" | "out"; user: string; text: string; timestamp: number }
+  | {
+      type: "message";
+      from: string;
+      fromUuid: string;
+      fromDevice: number;
+      text: string;
+      timestamp: number;
+      /** Also the id `download` takes for its attachment. */
+      envelopeId: string;
+      group?: GroupRef;
+      attachment?: AttachmentSummary;
+    }
+  /** A message this account sent from another of its devices (a sent transcript). `to` is a username or the group's title. */
+  | { type: "outgoing"; to: string; toUuid?: string; group?: GroupRef; fromDevice: number; text: string; timestamp: number; envelopeId: string; attachment?: AttachmentSummary }
+  /** A message from the stored conversation (`chat` shows the history first). `user` is the other person, or in a group the author. */
+  | { type: "history"; direction: "in" | "out"; user: string; text: string; timestamp: number; group?: GroupRef; id?: string; attachment?: AttachmentSummary }
   | { type: "sent"; to: string; toUuid: string; text: string; timestamp: number; devices: number }
+  /** A message sent to a group: one upload the server fans out to `devices` member devices. */
+  | { type: "groupSent"; group: GroupRef; text: string; timestamp: number; devices: number }
+  | { type: "fileSent"; to: string; toUuid?: string; group?: GroupRef; fileName: string; size: number; caption: string; timestamp: number }
+  | { type: "downloaded"; messageId: string; path: string; size: number; fileName?: string }
   | { type: "receipt"; from: string; fromUuid: string; timestamps: number[] }
   | { type: "identityChanged"; user: string; uuid: string; blocked: boolean }
   | { type: "decryptionFailed"; from: string | null; fromUuid: string | null; reason: string }
@@ -21,8 +52,40 @@ export type CliEvent =
   | { type: "safetyNumber"; user: string; digits: string; grouped: string; scannable: string; verified: boolean; qr?: string }
   | { type: "verified"; user: string }
   | { type: "accepted"; user: string; wasBlocked: boolean }
-  /** `chat` is connected and reads lines. */
-  | { type: "chatReady"; user: string }
+  /** `chat` is connected and reads lines; `user` is the other person or the group's title. */
+  | { type: "chatReady"; user: string; group?: GroupRef }
+  /** `link`: the new device's link URI, to approve on the primary device (`qr` in text mode only). */
+  | { type: "linkCode"; uri: string; expiresAt: number; qr?: string }
+  | { type: "linked"; username: string; uuid: string; deviceId: number; server: string; profile: string }
+  | { type: "linkApproved"; username: string }
+  /** One of this account's devices (`devices`); days are YYYY-MM-DD (UTC). */
+  | { type: "device"; id: number; created: string; lastSeen: string | null; current: boolean }
+  | { type: "unlinked"; deviceId: number; current: boolean }
+  /** This account's device list changed: a device was linked (`added`) or unlinked (`removed`). */
+  | { type: "devicesChanged"; added: number[]; removed: number[] }
+  /** A group this device knows (`group list`); `member` is false once this account was removed. */
+  | { type: "group"; id: string; title: string; members: string[]; admins: string[]; member: boolean }
+  /** The end of `group list`. */
+  | { type: "groupsListed"; count: number }
+  /** This device created or changed a group. */
+  | { type: "groupChanged"; group: GroupRef; action: "created" | "added" | "removed"; users: string[]; members: string[] }
+  /**
+   * A group this account is in was created or changed by `by` (`byThisAccount`:
+   * on another of this account's devices); `joined` when this account was
+   * added, `left` when it was removed.
+   */
+  | {
+      type: "groupUpdated";
+      group: GroupRef;
+      by: string;
+      byUuid: string;
+      byThisAccount: boolean;
+      added: string[];
+      removed: string[];
+      joined: boolean;
+      left: boolean;
+      members: string[];
+    }
   | { type: "warning"; message: string }
   | { type: "error"; code: string; message: string };
 

@@ -28,3 +28,9 @@ export function count(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError("must be a whole number of at least 1");
   return Number(value);
 }
+
+/** Parses a device id (1 to 127). */
+export function deviceId(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 127) throw new InvalidArgumentError("must be a device id (1 to 127)");
+  return Number(value);
+}

@@ -5,19 +5,23 @@ import { join, resolve } from "node:path";
 export const defaultProfileDir = "./.zimchat-chat";
 
 /**
- * One device's directory: the SDK's SQLite store `device.db` (owner-only)
- * and `contacts.json`, the usernames this device has looked up by account
- * id (envelopes name senders only by account id).
+ * One device's directory: the SDK's SQLite store `device.db` (owner-only),
+ * `contacts.json`, the usernames this device has looked up by account id
+ * (envelopes name senders only by account id), and `attachments.json`,
+ * which conversation holds each message with an attachment this device has
+ * shown (so `download <id>` finds it; the attachment's key stays in the store).
  */
 export class Profile {
   readonly dir: string;
   readonly storePath: string;
   readonly contacts: Contacts;
+  readonly attachments: AttachmentIndex;
 
   constructor(dir: string) {
     this.dir = resolve(dir);
     this.storePath = join(this.dir, "device.db");
     this.contacts = new Contacts(join(this.dir, "contacts.json"));
+    this.attachments = new AttachmentIndex(join(this.dir, "attachments.json"));
   }
 
   hasStore(): boolean {
@@ -30,30 +34,73 @@ export class Profile {
   }
 }
 
-/** Usernames by account id, kept in a small owner-only JSON file. */
-export class Contacts {
-  private names: Record<string, string> | null = null;
+/** A string-to-string map in a small owner-only JSON file. */
+class JsonMap {
+  private entries: Record<string, string> | null = null;
 
   constructor(private readonly path: string) {}
 
-  /** The username for an account id, or the id itself when this device never looked it up. */
-  nameOf(uuid: string): string {
-    return this.load()[uuid] ?? uuid;
+  get(key: string): string | undefined {
+    return this.load()[key];
   }
 
-  remember(uuid: string, name: string): void {
-    const names = this.load();
-    if (names[uuid] === name) return;
-    names[uuid] = name;
+  keys(): string[] {
+    return Object.keys(this.load());
+  }
+
+  set(key: string, value: string): void {
+    const entries = this.load();
+    if (entries[key] === value) return;
+    entries[key] = value;
     mkdirSync(resolve(this.path, ".."), { recursive: true, mode: 0o700 });
     // Write then rename, so a crash never leaves half a file.
     const temporary = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(temporary, `${JSON.stringify(names, null, 2)}\n`, { mode: 0o600 });
+    writeFileSync(temporary, `${JSON.stringify(entries, null, 2)}\n`, { mode: 0o600 });
     renameSync(temporary, this.path);
   }
 
   private load(): Record<string, string> {
-    if (!this.names) this.names = existsSync(this.path) ? (JSON.parse(readFileSync(this.path, "utf8")) as Record<string, string>) : {};
-    return this.names;
+    if (!this.entries) this.entries = existsSync(this.path) ? (JSON.parse(readFileSync(this.path, "utf8")) as Record<string, string>) : {};
+    return this.entries;
+  }
+}
+
+/** Usernames by account id. */
+export class Contacts {
+  private readonly names: JsonMap;
+
+  constructor(path: string) {
+    this.names = new JsonMap(path);
+  }
+
+  /** The username for an account id, or the id itself when this device never looked it up. */
+  nameOf(uuid: string): string {
+    return this.names.get(uuid) ?? uuid;
+  }
+
+  remember(uuid: string, name: string): void {
+    this.names.set(uuid, name);
+  }
+
+  /** Every account id with a known username. */
+  uuids(): string[] {
+    return this.names.keys();
+  }
+}
+
+/** The conversation (an account id or `group:<id>`) of each message with an attachment, by message id. */
+export class AttachmentIndex {
+  private readonly conversations: JsonMap;
+
+  constructor(path: string) {
+    this.conversations = new JsonMap(path);
+  }
+
+  conversationOf(messageId: string): string | undefined {
+    return this.conversations.get(messageId);
+  }
+
+  remember(messageId: string, conversation: string): void {
+    this.conversations.set(messageId, conversation);
   }
 }

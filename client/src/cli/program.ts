@@ -1,8 +1,11 @@
 import { Command, Option } from "commander";
 import type { ChatOptions } from "./commands/chat.js";
+import type { DownloadOptions } from "./commands/download.js";
+import type { LinkOptions } from "./commands/link.js";
 import type { ReceiveOptions } from "./commands/receive.js";
 import type { RegisterOptions } from "./commands/register.js";
-import { count, seconds, withCommonOptions, type CommonOptions } from "./options.js";
+import type { SendFileOptions } from "./commands/send-file.js";
+import { count, deviceId, seconds, withCommonOptions, type CommonOptions } from "./options.js";
 import { chatHelp } from "./render.js";
 
 // Each command's module (and with it libsignal, SQLite and Socket.IO) loads
@@ -17,7 +20,8 @@ export function chatProgram(version: string): Command {
     .showHelpAfterError();
 
   // program.command() (not addCommand) so that subcommands inherit showHelpAfterError.
-  const command = (name: string, description: string): Command => withCommonOptions(program.command(name).description(description));
+  const command = (name: string, description: string, parent: Command = program): Command => withCommonOptions(parent.command(name).description(description));
+  const target = "a username, or a group: group:<id-or-title> (a group id, or a title that is not a username, also works without group:)";
 
   command("register", "create an account and this device on a homeserver (keys are generated here and never leave the profile)")
     .addOption(new Option("--server <url>", "the homeserver, like http://127.0.0.1:8080").env("ZIMCHAT_SERVER").makeOptionMandatory())
@@ -34,10 +38,45 @@ export function chatProgram(version: string): Command {
     .addOption(new Option("--wait <seconds>", "then stay connected this long for live messages (Ctrl-C stops early)").argParser(seconds).default(0))
     .action(async (options: ReceiveOptions) => (await import("./commands/receive.js")).receive(options));
 
-  command("chat", `chat with a user: shows the conversation and live messages, sends each line you type (${chatHelp})`)
-    .argument("<user>", "the other person")
+  command("chat", `chat with a user or in a group: shows the conversation and live messages, sends each line you type (${chatHelp})`)
+    .argument("<user-or-group>", target)
     .addOption(new Option("--history <count>", "how many earlier messages to show").argParser(count).default(20))
+    .addHelpText("after", "\nExamples:\n  zimchat-chat chat bob\n  zimchat-chat chat \"group:Braai crew\"")
     .action(async (user: string, options: ChatOptions) => (await import("./commands/chat.js")).chat(user, options));
+
+  command("send-file", "send a file, end-to-end encrypted (the homeserver stores only padded ciphertext)")
+    .argument("<user-or-group>", target)
+    .argument("<path>", "the file")
+    .addOption(new Option("--caption <text>", "a message sent with the file"))
+    .action(async (to: string, path: string, options: SendFileOptions) => (await import("./commands/send-file.js")).sendFile(to, path, options));
+
+  command("download", "save a file someone sent you (receive and chat show each file's message id); its digest is checked before it is decrypted")
+    .argument("<messageId>", "the id of the message the file came with")
+    .addOption(new Option("--out <path>", "where to save it: a file, or a directory (default: the sender's file name in the current directory, never replacing a file)"))
+    .action(async (messageId: string, options: DownloadOptions) => (await import("./commands/download.js")).download(messageId, options));
+
+  const group = program
+    .command("group")
+    .description("groups: create, add, remove, list, send (groups live on the members' devices; the homeserver knows nothing of them)")
+    .addHelpText("after", "\nA group is named by its id or by its title (quote titles with spaces); chat in one with zimchat-chat chat group:<id-or-title>.");
+  command("create", "create a group with you as its admin", group)
+    .argument("<title>", "the group's title")
+    .argument("<members...>", "usernames of the other members")
+    .action(async (title: string, users: string[], options: CommonOptions) => (await import("./commands/group.js")).createGroup(title, users, options));
+  command("add", "add members to a group (admins only)", group)
+    .argument("<group>", "the group's id or title")
+    .argument("<users...>", "usernames to add")
+    .action(async (name: string, users: string[], options: CommonOptions) => (await import("./commands/group.js")).changeGroup("added", name, users, options));
+  command("remove", "remove members from a group (admins only); they cannot read anything sent afterwards", group)
+    .argument("<group>", "the group's id or title")
+    .argument("<users...>", "usernames to remove")
+    .action(async (name: string, users: string[], options: CommonOptions) => (await import("./commands/group.js")).changeGroup("removed", name, users, options));
+  command("list", "list the groups this device knows, with their members", group)
+    .action(async (options: CommonOptions) => (await import("./commands/group.js")).listGroups(options));
+  command("send", "send a message to a group (one upload, fanned out by the homeserver to every member device)", group)
+    .argument("<group>", "the group's id or title")
+    .argument("<text...>", "the message (words are joined with spaces)")
+    .action(async (name: string, words: string[], options: CommonOptions) => (await import("./commands/group.js")).groupSend(name, words, options));
 
   command("safety-number", "show the safety number with a user (60 digits and a QR code), to compare in person")
     .argument("<user>", "the other person")
@@ -51,6 +90,22 @@ export function chatProgram(version: string): Command {
   command("accept", "accept a user's changed safety number without comparing it: sending works again, the user is no longer verified")
     .argument("<user>", "the other person")
     .action(async (user: string, options: CommonOptions) => (await import("./commands/accept.js")).accept(user, options));
+
+  command("link", "make this new profile another device of your account: shows a link code (text and QR) to approve on your primary device, then waits")
+    .addOption(new Option("--server <url>", "your account's homeserver, like http://127.0.0.1:8080").env("ZIMCHAT_SERVER").makeOptionMandatory())
+    .addHelpText("after", "\nOn the primary device (device 1), run: zimchat-chat approve-link '<the zimchat-link:?… URI>'")
+    .action(async (options: LinkOptions) => (await import("./commands/link.js")).link(options));
+
+  command("approve-link", "on your primary device: approve a new device that zimchat-chat link shows (it receives your account's identity key, sealed to it)")
+    .argument("<uri>", "the zimchat-link:?… URI the new device shows (in quotes)")
+    .action(async (uri: string, options: CommonOptions) => (await import("./commands/link.js")).approveLink(uri, options));
+
+  command("devices", "list your account's devices, with the day each was created and last seen")
+    .action(async (options: CommonOptions) => (await import("./commands/devices.js")).devices(options));
+
+  command("unlink", "remove a device from your account (from the primary device, or a device removing itself)")
+    .argument("<deviceId>", "the device's id (zimchat-chat devices lists them)", deviceId)
+    .action(async (id: number, options: CommonOptions) => (await import("./commands/devices.js")).unlink(id, options));
 
   command("whoami", "show this device's username, account id and homeserver")
     .action(async (options: CommonOptions) => (await import("./commands/whoami.js")).whoami(options));

@@ -1,5 +1,5 @@
 import { missingCase } from "@zimchat/protocol";
-import type { CliEvent } from "./cli-events.js";
+import type { AttachmentSummary, CliEvent, GroupRef } from "./cli-events.js";
 
 const pad = (n: number): string => String(n).padStart(2, "0");
 
@@ -10,7 +10,46 @@ export function clockTime(timestamp: number): string {
 }
 
 /** The commands `chat` understands besides text. */
-export const chatHelp = "/safety shows the safety number, /quit leaves";
+export const chatHelp = "/file <path> sends a file, /safety shows the safety number, /quit leaves";
+
+/** A byte count as people read it: `512 B`, `1.5 KiB`, `20.0 MiB`. */
+export function byteSize(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** The day part of a device's dates, with "today" or "yesterday" where it applies. */
+export function dayLabel(day: string, now = Date.now()): string {
+  const today = new Date(now).toISOString().slice(0, 10);
+  const yesterday = new Date(now - 86_400_000).toISOString().slice(0, 10);
+  return day === today ? `${day} (today)` : day === yesterday ? `${day} (yesterday)` : day;
+}
+
+// Control characters in names and texts from others could move the cursor or rewrite the screen.
+const printable = (text: string): string => text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, "\ufffd");
+
+/** How an attachment appears in a message line, and how to get it. */
+function attachmentText(attachment: AttachmentSummary, id: string | undefined): string {
+  const name = attachment.fileName ? `${printable(attachment.fileName)}, ` : "";
+  return `[file: ${name}${byteSize(attachment.size)}${id ? `; zimchat-chat download ${id}` : ""}]`;
+}
+
+/** A message's text with its attachment, if any. */
+function body(text: string, attachment: AttachmentSummary | undefined, id: string | undefined): string {
+  if (!attachment) return printable(text);
+  return text ? `${printable(text)} ${attachmentText(attachment, id)}` : attachmentText(attachment, id);
+}
+
+const inGroup = (group: GroupRef | undefined): string => (group ? `(${printable(group.title)}) ` : "");
+
+const list = (names: string[]): string => names.join(", ");
 
 const messages = (n: number): string => (n === 1 ? "1 message" : `${n} messages`);
 
@@ -30,11 +69,19 @@ export function renderEvent(event: CliEvent): string | null {
     case "whoami":
       return `${event.username} on ${event.server} (account ${event.uuid}, device ${event.deviceId}).\nProfile: ${event.profile}`;
     case "message":
-      return `[${clockTime(event.timestamp)}] ${event.from}: ${event.text}`;
+      return `[${clockTime(event.timestamp)}] ${inGroup(event.group)}${event.from}: ${body(event.text, event.attachment, event.envelopeId)}`;
+    case "outgoing":
+      return `[${clockTime(event.timestamp)}] you → ${event.group ? `(${printable(event.group.title)})` : event.to} (from your device ${event.fromDevice}): ${body(event.text, event.attachment, event.envelopeId)}`;
     case "history":
-      return `[${clockTime(event.timestamp)}] ${event.direction === "out" ? "you" : event.user}: ${event.text}`;
+      return `[${clockTime(event.timestamp)}] ${inGroup(event.group)}${event.direction === "out" ? "you" : event.user}: ${body(event.text, event.attachment, event.direction === "in" ? event.id : undefined)}`;
     case "sent":
       return `[${clockTime(event.timestamp)}] you → ${event.to}: ${event.text}`;
+    case "groupSent":
+      return `[${clockTime(event.timestamp)}] you → (${printable(event.group.title)}): ${event.text}`;
+    case "fileSent":
+      return `[${clockTime(event.timestamp)}] you → ${event.group ? `(${printable(event.group.title)})` : event.to}: ${body(event.caption, { fileName: event.fileName, size: event.size }, undefined)}`;
+    case "downloaded":
+      return `Saved ${event.fileName ? `${printable(event.fileName)} ` : ""}(${byteSize(event.size)}) to ${event.path}`;
     case "receipt":
       return `✓ delivered to ${event.from} (${messages(event.timestamps.length)})`;
     case "identityChanged":
@@ -59,7 +106,56 @@ export function renderEvent(event: CliEvent): string | null {
     case "accepted":
       return `Accepted ${event.user}'s ${event.wasBlocked ? "new " : ""}safety number: sending is allowed. ${event.user} is not verified until you compare safety numbers.`;
     case "chatReady":
-      return `Chatting with ${event.user}. Type a message and press Enter; ${chatHelp}.`;
+      return event.group
+        ? `Chatting in the group ${printable(event.group.title)}. Type a message and press Enter; ${chatHelp}.`
+        : `Chatting with ${event.user}. Type a message and press Enter; ${chatHelp}.`;
+    case "linkCode":
+      return [
+        "To link this device, approve it on your primary device (device 1): scan this code, or run there",
+        `  zimchat-chat approve-link '${event.uri}'`,
+        ...(event.qr ? [event.qr.trimEnd()] : []),
+        `Waiting for the approval (the code expires at ${clockTime(event.expiresAt)}; Ctrl-C cancels)…`,
+      ].join("\n");
+    case "linked":
+      return `Linked: this is ${event.username}'s device ${event.deviceId} on ${event.server} (account ${event.uuid}).\nProfile: ${event.profile}`;
+    case "linkApproved":
+      return `Approved: the new device joins ${event.username}'s account as soon as it has registered its keys (zimchat-chat devices lists it).`;
+    case "device":
+      return `device ${event.id}${event.current ? " (this device)" : ""}: created ${dayLabel(event.created)}, last seen ${event.lastSeen ? dayLabel(event.lastSeen) : "never"}`;
+    case "unlinked":
+      return event.current
+        ? "This device is unlinked from the account: its profile can no longer send or receive, and can be deleted."
+        : `Unlinked device ${event.deviceId}: it can no longer read or send this account's messages.`;
+    case "devicesChanged":
+      return [
+        ...event.added.map((id) => `A new device (id ${id}) was linked to your account. If that was not you, run zimchat-chat unlink ${id} on your primary device.`),
+        ...event.removed.map((id) => `Device ${id} was unlinked from your account.`),
+      ].join("\n") || null;
+    case "group":
+      return `${printable(event.title)} (group ${event.id})${event.member ? "" : " [you were removed]"}: ${list(event.members.map((m) => (event.admins.includes(m) ? `${m} (admin)` : m)))}`;
+    case "groupsListed":
+      return event.count ? null : "This device knows no groups yet: zimchat-chat group create <title> <members...> makes one.";
+    case "groupChanged":
+      switch (event.action) {
+        case "created":
+          return `Created the group ${printable(event.group.title)} (id ${event.group.id}) with ${list(event.members)}.`;
+        case "added":
+          return `Added ${list(event.users)} to ${printable(event.group.title)}. Members: ${list(event.members)}.`;
+        case "removed":
+          return `Removed ${list(event.users)} from ${printable(event.group.title)}: they cannot read what is sent from now on. Members: ${list(event.members)}.`;
+        default:
+          return missingCase(event.action);
+      }
+    case "groupUpdated": {
+      const by = event.byThisAccount ? "You (on another device)" : event.by;
+      const title = printable(event.group.title);
+      if (event.left) return `${by} removed you from the group ${title}: you no longer receive its messages.`;
+      if (event.joined) return `${by} added you to the group ${title} (id ${event.group.id}). Members: ${list(event.members)}.`;
+      return [
+        ...(event.added.length ? [`${by} added ${list(event.added)} to ${title}.`] : []),
+        ...(event.removed.length ? [`${by} removed ${list(event.removed)} from ${title}.`] : []),
+      ].join("\n") || `${by} changed the group ${title}.`;
+    }
     case "warning":
       return `warning: ${event.message}`;
     case "error":

@@ -1,5 +1,6 @@
 import { usernamePattern } from "@zimchat/protocol";
-import { ApiError, SqliteDeviceStore, ZimClient } from "../index.js";
+import { ApiError, SqliteDeviceStore, ZimClient, type AttachmentPointer, type GroupState } from "../index.js";
+import type { AttachmentSummary, GroupRef } from "./cli-events.js";
 import { CliError, toCliError } from "./cli-error.js";
 import type { Output } from "./output.js";
 import { Profile } from "./profile.js";
@@ -13,6 +14,27 @@ export interface Session {
   received(): number;
   /** The account id of a username (looked up once, then remembered both ways). */
   resolveUser(name: string): Promise<{ uuid: string; name: string }>;
+  /** A group this device knows, by id, `group:<id>` or unique title (groups this account is still in come first). */
+  resolveGroup(name: string): GroupState;
+  /** A username, or a group (`group:<id-or-title>`, a group id, or a title that is not a username). */
+  resolveTarget(name: string): Promise<Target>;
+  /** Usernames (where known, else account ids) of a group's members. */
+  names(uuids: string[]): string[];
+}
+
+/** Whom a message goes to. */
+export type Target = { kind: "user"; uuid: string; name: string } | { kind: "group"; group: GroupState };
+
+/** The id and title of a group, as events carry them. */
+export const groupRef = (group: GroupState): GroupRef => ({ id: group.id, title: group.title });
+
+/** What an attachment pointer may show: never its key or digest. */
+export function attachmentSummary(pointer: AttachmentPointer): AttachmentSummary {
+  return {
+    ...(pointer.fileName !== undefined ? { fileName: pointer.fileName } : {}),
+    size: pointer.size,
+    ...(pointer.contentType !== undefined ? { contentType: pointer.contentType } : {}),
+  };
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -38,13 +60,56 @@ export async function withSession<T>(profileDir: string, output: Output, work: (
   }
   const client = new ZimClient({ store });
   const { contacts } = profile;
-  const context = { server: client.local.serverUrl, nameOf: (uuid: string) => contacts.nameOf(uuid) };
+  const self = client.local;
+  // Group member lists name this account too.
+  contacts.remember(self.uuid, self.username);
+  const context = { server: self.serverUrl, nameOf: (uuid: string) => contacts.nameOf(uuid) };
+  const names = (uuids: string[]): string[] => uuids.map((u) => contacts.nameOf(u));
   let received = 0;
   let closing = false;
 
   client.on("message", (m) => {
     received++;
-    output.emit({ type: "message", from: contacts.nameOf(m.from), fromUuid: m.from, fromDevice: m.fromDevice, text: m.text, timestamp: m.timestamp, envelopeId: m.envelopeId });
+    const group = m.group ? client.group(m.group) : null;
+    const extra = {
+      ...(m.group ? { group: group ? groupRef(group) : { id: m.group, title: m.group } } : {}),
+      ...(m.attachment ? { attachment: attachmentSummary(m.attachment) } : {}),
+    };
+    if (m.attachment) profile.attachments.remember(m.envelopeId, m.conversation);
+    if (m.outgoing) {
+      const to = m.group ? (group?.title ?? m.group) : contacts.nameOf(m.conversation);
+      output.emit({
+        type: "outgoing",
+        to,
+        ...(m.group ? {} : { toUuid: m.conversation }),
+        fromDevice: m.fromDevice,
+        text: m.text,
+        timestamp: m.timestamp,
+        envelopeId: m.envelopeId,
+        ...extra,
+      });
+      return;
+    }
+    output.emit({ type: "message", from: contacts.nameOf(m.from), fromUuid: m.from, fromDevice: m.fromDevice, text: m.text, timestamp: m.timestamp, envelopeId: m.envelopeId, ...extra });
+  });
+  client.on("groupUpdated", (u) => {
+    output.emit({
+      type: "groupUpdated",
+      group: groupRef(u.group),
+      by: contacts.nameOf(u.by),
+      byUuid: u.by,
+      byThisAccount: u.by === self.uuid,
+      added: names(u.added),
+      removed: names(u.removed),
+      joined: u.added.includes(self.uuid),
+      left: u.left,
+      members: names(u.group.members),
+    });
+  });
+  client.on("deviceListChanged", ({ added, removed }) => {
+    // This device's own arrival is no news to it.
+    const others = added.filter((id) => id !== self.deviceId);
+    if (others.length || removed.length) output.emit({ type: "devicesChanged", added: others, removed });
   });
   client.on("identityChanged", ({ uuid, blocked }) => output.emit({ type: "identityChanged", user: contacts.nameOf(uuid), uuid, blocked }));
   client.on("deliveryReceipt", ({ from, timestamps }) => output.emit({ type: "receipt", from: contacts.nameOf(from), fromUuid: from, timestamps }));
@@ -76,6 +141,33 @@ export async function withSession<T>(profileDir: string, output: Output, work: (
       if (uuid !== name) contacts.remember(uuid, name);
       return { uuid, name: contacts.nameOf(uuid) };
     },
+    resolveGroup(name) {
+      const wanted = name.startsWith("group:") ? name.slice("group:".length) : name;
+      const groups = client.listGroups();
+      const byId = groups.find((g) => g.id === wanted);
+      if (byId) return byId;
+      let titled = groups.filter((g) => g.title === wanted);
+      if (!titled.length) titled = groups.filter((g) => g.title.toLowerCase() === wanted.toLowerCase());
+      // A title reused after this account left a group names the group it is in.
+      const current = titled.filter((g) => g.members.includes(self.uuid));
+      const candidates = current.length ? current : titled;
+      if (candidates.length === 1) return candidates[0]!;
+      if (candidates.length > 1) {
+        throw new CliError("ambiguous_group", `${candidates.length} groups are called "${wanted}": name one by its id (${candidates.map((g) => g.id).join(", ")})`);
+      }
+      throw new CliError("unknown_group", `this device knows no group "${wanted}" (zimchat-chat group list shows the groups it knows)`);
+    },
+    async resolveTarget(name) {
+      if (name.startsWith("group:") || client.listGroups().some((g) => g.id === name)) return { kind: "group", group: session.resolveGroup(name) };
+      if (usernamePattern.test(name) || uuidPattern.test(name)) return { kind: "user", ...(await session.resolveUser(name)) };
+      try {
+        return { kind: "group", group: session.resolveGroup(name) };
+      } catch (error) {
+        if (!(error instanceof CliError) || error.code !== "unknown_group") throw error;
+        throw new CliError("invalid_argument", `"${name}" is neither a username (3 to 32 of a-z, 0-9, _ and .) nor a group this device knows (zimchat-chat group list)`);
+      }
+    },
+    names,
   };
   try {
     return await work(session);

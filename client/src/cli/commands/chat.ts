@@ -4,8 +4,10 @@ import type { CommonOptions } from "../options.js";
 import type { Output } from "../output.js";
 import { chatHelp } from "../render.js";
 import { runCommand } from "../run.js";
-import { withSession, type Session } from "../session.js";
+import { attachmentSummary, groupRef, withSession, type Session } from "../session.js";
+import { sendToGroup } from "./group.js";
 import { safetyNumberEvent } from "./safety-number.js";
+import { sendFileTo } from "./send-file.js";
 
 /** `zimchat-chat chat` options. */
 export interface ChatOptions extends CommonOptions {
@@ -62,24 +64,48 @@ function readLines(output: Output, handle: (line: string) => Promise<"quit" | vo
   });
 }
 
-async function chatWith(session: Session, user: string, history: number): Promise<void> {
-  const { client, output } = session;
-  const peer = await session.resolveUser(user);
-  for (const m of await client.conversation(peer.uuid, history)) {
-    output.emit({ type: "history", direction: m.direction, user: peer.name, text: m.text, timestamp: m.timestamp });
+async function chatWith(session: Session, to: string, history: number): Promise<void> {
+  const { client, output, profile } = session;
+  const target = await session.resolveTarget(to);
+  const conversation = target.kind === "group" ? `group:${target.group.id}` : target.uuid;
+  const group = target.kind === "group" ? groupRef(target.group) : undefined;
+  const name = target.kind === "group" ? target.group.title : target.name;
+  for (const m of await client.conversation(conversation, history)) {
+    if (m.attachment && m.direction === "in") profile.attachments.remember(m.id, conversation);
+    const author = m.author && target.kind === "group" ? profile.contacts.nameOf(m.author) : name;
+    output.emit({
+      type: "history",
+      direction: m.direction,
+      user: author,
+      text: m.text,
+      timestamp: m.timestamp,
+      ...(group ? { group } : {}),
+      ...(m.attachment ? { id: m.id, attachment: attachmentSummary(m.attachment) } : {}),
+    });
   }
   await client.connect();
-  output.emit({ type: "chatReady", user: peer.name });
-  const context = { server: client.local.serverUrl, nameOf: (uuid: string) => session.profile.contacts.nameOf(uuid) };
+  output.emit({ type: "chatReady", user: name, ...(group ? { group } : {}) });
+  const context = { server: client.local.serverUrl, nameOf: (uuid: string) => profile.contacts.nameOf(uuid) };
   await readLines(output, async (line): Promise<"quit" | void> => {
     const command = line.trim();
     if (command === "/quit") return "quit";
     try {
       if (!command) return undefined;
-      if (command === "/safety") return output.emit(await safetyNumberEvent(session, peer.name));
+      if (command === "/safety") {
+        if (target.kind === "group") return output.emit({ type: "warning", message: "/safety compares safety numbers with one person: run zimchat-chat safety-number <user>" });
+        return output.emit(await safetyNumberEvent(session, target.name));
+      }
+      if (command === "/file" || command.startsWith("/file ")) {
+        const path = command.slice("/file".length).trim();
+        if (!path) return output.emit({ type: "warning", message: "/file needs a path: /file <path>" });
+        // The group as it is now: members may have changed since the chat began.
+        const current = target.kind === "group" ? { kind: "group" as const, group: client.group(target.group.id) ?? target.group } : target;
+        return await sendFileTo(session, current, path, "");
+      }
       if (command.startsWith("/")) return output.emit({ type: "warning", message: `unknown command ${command}: ${chatHelp}` });
-      const sent = await client.sendText(peer.uuid, line);
-      return output.emit({ type: "sent", to: peer.name, toUuid: peer.uuid, text: line, timestamp: sent.timestamp, devices: sent.envelopes.length });
+      if (target.kind === "group") return await sendToGroup(session, target.group.id, line);
+      const sent = await client.sendText(target.uuid, line);
+      return output.emit({ type: "sent", to: target.name, toUuid: target.uuid, text: line, timestamp: sent.timestamp, devices: sent.envelopes.length });
     } catch (error) {
       // A refused message does not end the chat: say why and read on.
       const failure = toCliError(error, context);
@@ -88,7 +114,7 @@ async function chatWith(session: Session, user: string, history: number): Promis
   });
 }
 
-/** `zimchat-chat chat <user>`: the conversation, live messages, and typed lines sent as you press Enter. */
+/** `zimchat-chat chat <user-or-group>`: the conversation, live messages, and typed lines sent as you press Enter. */
 export async function chat(user: string, options: ChatOptions): Promise<void> {
   await runCommand(options, (output) => withSession(options.profile, output, (session) => chatWith(session, user, options.history)));
 }

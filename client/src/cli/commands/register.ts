@@ -12,7 +12,8 @@ export interface RegisterOptions extends CommonOptions {
   invite?: string;
 }
 
-function serverUrl(value: string): string {
+/** The homeserver origin from --server, or a clear refusal. */
+export function serverUrl(value: string): string {
   let url: URL;
   try {
     url = new URL(value);
