@@ -5,27 +5,10 @@
  */
 import { z } from "zod";
 import { limits } from "@zimchat/protocol";
+import { attachmentPointerSchema } from "./attachments.js";
 
 const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
 const base64 = (maxBytes: number) => z.string().max(Math.ceil(maxBytes / 3) * 4).regex(/^[A-Za-z0-9+/]*={0,2}$/);
-
-/**
- * Where an encrypted attachment is and how to open it: sent only inside
- * end-to-end encrypted content, never to the server in the clear.
- */
-export const attachmentPointerSchema = z.object({
-  /** The server's id of the uploaded ciphertext. */
-  id: z.string().min(1).max(64),
-  /** AES-256 key (base64). */
-  key: base64(64),
-  /** SHA-256 of the uploaded ciphertext (base64), checked before decrypting. */
-  digest: base64(64),
-  /** The plaintext size in bytes (the upload is padded to a size bucket). */
-  size: z.number().int().min(0).max(2 ** 40),
-  contentType: z.string().max(128).optional(),
-  fileName: z.string().max(255).optional(),
-});
-export type AttachmentPointer = z.infer<typeof attachmentPointerSchema>;
 
 /** A group's state as its admins last set it (groups live on the clients only). */
 export const groupStateSchema = z.object({

@@ -4,8 +4,17 @@
  */
 
 // The client
-export { ZimClient, type MessageEvent, type RegisterOptions, type ZimClientEvents, type ZimClientOptions } from "./zim-client.js";
-export { ApiError, DecryptionFailureReason, UntrustedIdentityError } from "./errors.js";
+export {
+  ZimClient,
+  type DeviceListChangedEvent,
+  type GroupUpdatedEvent,
+  type LinkOptions,
+  type MessageEvent,
+  type RegisterOptions,
+  type ZimClientEvents,
+  type ZimClientOptions,
+} from "./zim-client.js";
+export { ApiError, DecryptionFailureReason, GroupError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
 export { HttpApi, type DeviceCredentials } from "./http-api.js";
 
 // Trust and safety numbers
@@ -37,6 +46,11 @@ export {
   type UploadOptions,
 } from "./attachments.js";
 
+// Devices, sealed sender, groups
+export { InvalidLinkUriError, linkUri, parseLinkUri, type LinkRequest } from "./linking.js";
+export { trustRootFingerprint } from "./sealed.js";
+export { groupConversation } from "./groups.js";
+
 // Content and keys
-export { contentSchema, decodeContent, encodeContent, type Content } from "./content.js";
+export { contentSchema, decodeContent, encodeContent, groupStateSchema, type Content, type GroupState } from "./content.js";
 export { defaultKeyPolicy, type KeyPolicy } from "./keys.js";

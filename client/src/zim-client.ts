@@ -42,8 +42,8 @@ import type {
   SocketResult,
 } from "@zimchat/protocol";
 import { missingCase } from "@zimchat/protocol";
-import { downloadAttachment, encryptAndUpload, type AttachmentSource } from "./attachment-transfer.js";
-import { decodeContent, encodeContent, type AttachmentPointer, type Content, type GroupState } from "./content.js";
+import { downloadAttachment, uploadAttachment, type AttachmentInput, type AttachmentPointer, type UploadOptions } from "./attachments.js";
+import { decodeContent, encodeContent, type Content, type GroupState } from "./content.js";
 import { ApiError, DecryptionFailureReason, GroupError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
 import { applyGroupUpdate, groupConversation, groupIdBytes, GroupStore } from "./groups.js";
 import { HttpApi } from "./http-api.js";
@@ -471,21 +471,31 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    */
   async sendAttachment(
     to: string,
-    source: AttachmentSource,
-    options: { caption?: string; contentType?: string; fileName?: string } = {},
+    source: AttachmentInput,
+    options: UploadOptions & { caption?: string } = {},
   ): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
     const attachment = await this.uploadAttachment(source, options);
     const { timestamp } = await this.sendDirect(to, { text: options.caption ?? "", attachment });
     return { timestamp, attachment };
   }
 
-  /** Downloads an attachment, checks its digest, decrypts it; to a file when `destination` is given. */
-  async downloadAttachment(pointer: AttachmentPointer, destination?: string): Promise<Buffer | undefined> {
-    return downloadAttachment(this.api, pointer, destination);
+  /**
+   * Downloads an attachment, checks its digest, decrypts it: returns the
+   * bytes, or writes them to `destination` (only once they checked out).
+   * @throws AttachmentError when the ciphertext was tampered with
+   */
+  async downloadAttachment(pointer: AttachmentPointer): Promise<Buffer>;
+  async downloadAttachment(pointer: AttachmentPointer, destination: string): Promise<void>;
+  async downloadAttachment(pointer: AttachmentPointer, destination?: string): Promise<Buffer | void> {
+    const { serverUrl, uuid, deviceId, password } = this.local;
+    if (destination === undefined) return downloadAttachment(serverUrl, { uuid, deviceId, password }, pointer);
+    return downloadAttachment(serverUrl, { uuid, deviceId, password }, pointer, destination);
   }
 
-  private async uploadAttachment(source: AttachmentSource, options: { contentType?: string; fileName?: string }): Promise<AttachmentPointer> {
-    return encryptAndUpload(this.api, source, options);
+  /** Encrypts (fresh key, padded to a size bucket) and uploads a file: a path, bytes or a stream. */
+  private async uploadAttachment(source: AttachmentInput, options: UploadOptions): Promise<AttachmentPointer> {
+    const { serverUrl, uuid, deviceId, password } = this.local;
+    return uploadAttachment(serverUrl, { uuid, deviceId, password }, source, { ...(options.contentType ? { contentType: options.contentType } : {}), ...(options.fileName ? { fileName: options.fileName } : {}) });
   }
 
   private async sendDirect(to: string, body: Pick<Content, "text" | "attachment">): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
@@ -664,8 +674,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   /** Sends an attachment to a group. */
   async sendGroupAttachment(
     groupId: string,
-    source: AttachmentSource,
-    options: { caption?: string; contentType?: string; fileName?: string } = {},
+    source: AttachmentInput,
+    options: UploadOptions & { caption?: string } = {},
   ): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
     const attachment = await this.uploadAttachment(source, options);
     const { timestamp } = await this.sendGroup(groupId, { text: options.caption ?? "", attachment });

@@ -1,4 +1,4 @@
-import type { AttachmentPointer } from "../content.js";
+import type { AttachmentPointer } from "../attachments.js";
 
 /**
  * Everything one device keeps: its credentials and private keys, its

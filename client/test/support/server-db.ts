@@ -1,0 +1,31 @@
+/**
+ * Reads a test homeserver's database directly, as someone holding its disk
+ * would: SQLite through better-sqlite3 (read-only), PostgreSQL through pg.
+ */
+import BetterSqlite3 from "better-sqlite3";
+import pg from "pg";
+import type { Homeserver } from "./homeserver.js";
+
+/** Runs one read-only query (`"Table"` quoting works on both) and returns its rows. */
+export async function queryServerDb<T>(server: Homeserver, sql: string, params: unknown[] = []): Promise<T[]> {
+  if (server.databaseUrl.startsWith("file:")) {
+    const db = new BetterSqlite3(server.databaseUrl.slice("file:".length), { readonly: true, fileMustExist: true });
+    try {
+      let i = 0;
+      return db.prepare(sql.replace(/\$\d+/g, () => (i++, "?"))).all(...params) as T[];
+    } finally {
+      db.close();
+    }
+  }
+  const url = new URL(server.databaseUrl);
+  const schema = url.searchParams.get("schema")!;
+  url.searchParams.delete("schema");
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  try {
+    await client.query(`SET search_path TO "${schema}"`);
+    return (await client.query(sql, params)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
