@@ -371,7 +371,7 @@ describe("zimchat-chat", () => {
     const text = withoutReceiptText(exit.stdout).split("\n");
     assert.match(text[0] ?? "", /^\[\d\d:\d\d\] alice: Welcome back$/, "the stored history: the last message");
     assert.match(text[1] ?? "", /^\[\d\d:\d\d\] alice: Are you coming to the braai\?$/, "then what waited on the server");
-    assert.equal(text[2], "Chatting with alice. Type a message and press Enter; /safety shows the safety number, /quit leaves.");
+    assert.equal(text[2], "Chatting with alice. Type a message and press Enter; /file <path> sends a file, /safety shows the safety number, /quit leaves.");
     assert.equal(text[3], `[${clock(at)}] alice: Bring the boerewors`);
     assert.match(text[4] ?? "", /^\[\d\d:\d\d\] you → alice: See you at six$/, "the end of input still sends what was typed");
     assert.deepEqual(text.slice(5), [""]);

@@ -47,7 +47,7 @@ export type CliEvent =
   | { type: "receipt"; from: string; fromUuid: string; timestamps: number[] }
   | { type: "identityChanged"; user: string; uuid: string; blocked: boolean }
   | { type: "decryptionFailed"; from: string | null; fromUuid: string | null; reason: string }
-  /** The stored queue has been delivered; `received` counts the text messages in it. */
+  /** The stored queue has been delivered; `received` counts the messages (sent, received, with files) and group changes in it. */
   | { type: "queueEmpty"; received: number }
   | { type: "safetyNumber"; user: string; digits: string; grouped: string; scannable: string; verified: boolean; qr?: string }
   | { type: "verified"; user: string }

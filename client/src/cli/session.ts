@@ -10,7 +10,7 @@ export interface Session {
   client: ZimClient;
   profile: Profile;
   output: Output;
-  /** Text messages reported so far. */
+  /** Messages and group changes reported so far. */
   received(): number;
   /** The account id of a username (looked up once, then remembered both ways). */
   resolveUser(name: string): Promise<{ uuid: string; name: string }>;
@@ -93,6 +93,7 @@ export async function withSession<T>(profileDir: string, output: Output, work: (
     output.emit({ type: "message", from: contacts.nameOf(m.from), fromUuid: m.from, fromDevice: m.fromDevice, text: m.text, timestamp: m.timestamp, envelopeId: m.envelopeId, ...extra });
   });
   client.on("groupUpdated", (u) => {
+    received++;
     output.emit({
       type: "groupUpdated",
       group: groupRef(u.group),
