@@ -72,7 +72,11 @@ export function loadOrCreateKeys(dataDir: string): { keys: ServerKeys; created: 
     writeKeyFile(join(dir, keyFileNames.trustRootKey), trustRootKey.serialize());
     created = true;
   }
-  if (!existsSync(join(dir, keyFileNames.trustRootPublic))) writeKeyFile(join(dir, keyFileNames.trustRootPublic), trustRoot.serialize());
+  const published = readPublicKey(join(dir, keyFileNames.trustRootPublic));
+  if (!published) writeKeyFile(join(dir, keyFileNames.trustRootPublic), trustRoot.serialize());
+  else if (!published.equals(trustRoot)) {
+    throw new KeyFileError(`${keyFileNames.trustRootPublic} and ${keyFileNames.trustRootKey} in ${dir} are not one key pair: restore the pair clients pinned`);
+  }
 
   const existing = readServerKey(dir, trustRoot);
   if (existing) return { keys: { trustRoot, ...existing }, created };

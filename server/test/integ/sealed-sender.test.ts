@@ -2,7 +2,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PrivateKey, ProtocolAddress, PublicKey, SenderCertificate } from "@signalapp/libsignal-client";
@@ -171,6 +171,13 @@ describe("sealed sender: certificates", () => {
       const refused = run("init");
       assert.equal(refused.status, 1);
       assert.match(refused.stderr, /server\.key has mode 0644.*chmod 600/);
+
+      // The trust root's private key may live offline once the server certificate exists.
+      chmodSync(join(dataDir, "keys", keyFileNames.serverKey), 0o600);
+      renameSync(join(dataDir, "keys", keyFileNames.trustRootKey), join(dataDir, "offline.key"));
+      assert.deepEqual(JSON.parse(run("init", "--json").stdout), created, "runs on the existing certificate");
+      rmSync(join(dataDir, "keys", keyFileNames.serverKey));
+      assert.throws(() => loadOrCreateKeys(dataDir), (error: unknown) => error instanceof KeyFileError && /trust-root\.key/.test(error.message));
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
