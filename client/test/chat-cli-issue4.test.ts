@@ -416,12 +416,17 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     const linked = lines(await linking.exited).find((l) => l.type === "linked");
     const third = Number(linked?.deviceId);
     assert.equal(third, 2, "the lowest free id is reused");
-    // In text, the primary's notice says what happened and what to do if it was not you.
-    const notice = await cli(as("alice", "receive"));
+    // Sending right after the link: the primary notices the new device (in text: what happened, what to do
+    // if it was not you) and the new device gets the sent transcript.
+    const notice = await cli(as("alice", "send", "bob", "Welcome, third device"));
     assert.equal(notice.code, 0, notice.stderr);
     assert.ok(
       notice.stdout.includes(`A new device (id ${third}) was linked to your account. If that was not you, run zimchat-chat unlink ${third} on your primary device.\n`),
       notice.stdout,
+    );
+    assert.deepEqual(
+      only(await receive("alice3"), "outgoing").map((l) => [l.to, l.text]),
+      [[uuids.bob, "Welcome, third device"]],
     );
     const removed = ok(await cli(as("alice", "unlink", String(third), "--json")));
     assert.deepEqual(only(removed, "unlinked"), [{ type: "unlinked", deviceId: third, current: false }]);

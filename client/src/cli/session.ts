@@ -20,6 +20,13 @@ export interface Session {
   resolveTarget(name: string): Promise<Target>;
   /** Usernames (where known, else account ids) of a group's members. */
   names(uuids: string[]): string[];
+  /**
+   * Connects (showing what was waiting) and refreshes this account's device
+   * list before anything is sent, so a device linked since the last run gets
+   * the sent transcript too (the SDK refreshes it in the background after
+   * connecting, which a send right away would outrun).
+   */
+  connectToSend(): Promise<void>;
 }
 
 /** Whom a message goes to. */
@@ -169,6 +176,10 @@ export async function withSession<T>(profileDir: string, output: Output, work: (
       }
     },
     names,
+    async connectToSend() {
+      await client.connect();
+      await client.devices();
+    },
   };
   try {
     return await work(session);

@@ -83,7 +83,7 @@ async function chatWith(session: Session, to: string, history: number): Promise<
       ...(m.attachment ? { id: m.id, attachment: attachmentSummary(m.attachment) } : {}),
     });
   }
-  await client.connect();
+  await session.connectToSend();
   output.emit({ type: "chatReady", user: name, ...(group ? { group } : {}) });
   const context = { server: client.local.serverUrl, nameOf: (uuid: string) => profile.contacts.nameOf(uuid) };
   await readLines(output, async (line): Promise<"quit" | void> => {

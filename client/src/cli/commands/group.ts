@@ -18,7 +18,7 @@ export async function createGroup(title: string, users: string[], options: Commo
       if (!name || name.length > 128) throw new CliError("invalid_argument", "a group title is 1 to 128 characters");
       const people = await members(session, users);
       // Receive first: what is waiting may change the sessions the group is announced over.
-      await session.client.connect();
+      await session.connectToSend();
       const group = await session.client.createGroup(name, people.map((p) => p.uuid));
       output.emit({ type: "groupChanged", group: groupRef(group), action: "created", users: people.map((p) => p.name), members: session.names(group.members) });
     }),
@@ -44,7 +44,7 @@ export async function changeGroup(action: "added" | "removed", groupName: string
         const strangers = people.filter((p) => !group.members.includes(p.uuid));
         if (strangers.length) throw new CliError("invalid_argument", `${strangers.map((p) => p.name).join(", ")} not in ${group.title}`);
       }
-      await client.connect();
+      await session.connectToSend();
       const uuids = people.map((p) => p.uuid);
       const next = action === "added" ? await client.addGroupMembers(group.id, uuids) : await client.removeGroupMembers(group.id, uuids);
       output.emit({ type: "groupChanged", group: groupRef(next), action, users: people.map((p) => p.name), members: session.names(next.members) });
@@ -84,7 +84,7 @@ export async function groupSend(groupName: string, words: string[], options: Com
       if (!text.trim()) throw new CliError("invalid_argument", "the message is empty");
       // Fail on an unknown group before connecting.
       session.resolveGroup(groupName);
-      await session.client.connect();
+      await session.connectToSend();
       await sendToGroup(session, groupName, text);
     }),
   );

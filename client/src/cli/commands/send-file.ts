@@ -46,7 +46,7 @@ export async function sendFile(to: string, path: string, options: SendFileOption
       await fileSize(path);
       const target = await session.resolveTarget(to);
       // Receive first: what is waiting may change the sessions this message is encrypted with.
-      await session.client.connect();
+      await session.connectToSend();
       await sendFileTo(session, target, path, options.caption ?? "");
     }),
   );
