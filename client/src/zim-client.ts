@@ -414,8 +414,9 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       this.disconnect();
       throw error;
     }
+    // Before any send: sent transcripts go to the devices this lists.
+    await this.refreshDevices();
     this.inBackground(this.maintainKeys());
-    this.inBackground(this.refreshDevices());
   }
 
   private inBackground(work: Promise<unknown>): void {
@@ -824,22 +825,14 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
           // The access key no longer works (changed): send authenticated from now on.
           await this.tasks.run(async () => this.sealed.forgetAccessKey(uuid));
         } else if (error.code === "mismatched_devices" || error.code === "stale_devices") {
-          await this.tasks.run(async () => {
-            await this.fixDevices([{ uuid, ...error.body }]);
-            if (uuid === this.local.uuid) this.noteOwnDevices(error.body.missingDevices ?? [], error.body.extraDevices ?? []);
-          });
+          await this.tasks.run(async () => this.fixDevices([{ uuid, ...error.body }]));
+          // This account's device list changed under us: learn it (and tell the app) before retrying.
+          if (uuid === this.local.uuid) await this.refreshDevices();
         } else {
           throw error;
         }
       }
     }
-  }
-
-  private noteOwnDevices(added: number[], removed: number[]): void {
-    const own = new Set(JSON.parse(this.store.getValue("ownDevices") ?? "[]") as number[]);
-    for (const d of added) own.add(d);
-    for (const d of removed) own.delete(d);
-    this.store.setValue("ownDevices", JSON.stringify([...own].sort((a, b) => a - b)));
   }
 
   /** The certificate and access key to seal with, or null to send authenticated (own devices, unknown key, no certificate). */
