@@ -30,7 +30,7 @@ for (const run of runs) {
   console.log(`\n=== test suite on ${run.name} (${files.length} files) ===`);
   const result = spawnSync(
     process.execPath,
-    ["--enable-source-maps", "--test", "--test-concurrency=2", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", "--test-reporter-destination=.test-results-" + run.name + ".tap", ...files],
+    ["--enable-source-maps", "--test", "--test-force-exit", "--test-concurrency=2", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", "--test-reporter-destination=.test-results-" + run.name + ".tap", ...files],
     { stdio: "inherit", env: { ...process.env, ...run.env, DATABASE_URL: "" }, cwd: root },
   );
   const tap = (await import("node:fs")).readFileSync(join(root, `.test-results-${run.name}.tap`), "utf8");

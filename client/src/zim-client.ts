@@ -818,7 +818,9 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
         return encrypted;
       });
       try {
-        return await this.deliver(uuid, messages, seal?.accessKey ?? null);
+        // Sealed only if every message was sealed (a stale certificate is not used: see encryptForAll).
+        const accessKey = seal && messages.every((m) => m.type === "sealed") ? seal.accessKey : null;
+        return await this.deliver(uuid, messages, accessKey);
       } catch (error) {
         if (!(error instanceof ApiError) || attempt >= 3) throw error;
         if (error.code === "unauthorized" && seal) {
@@ -865,6 +867,9 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       devices = this.store.sessionDevices(uuid);
     }
     const me = ProtocolAddress.new(local.uuid, local.deviceId);
+    // A certificate fetched before this device's identity key changed (resetIdentity) names the old key: send authenticated.
+    const identityKey = PrivateKey.deserialize(local.identityPrivateKey).getPublicKey().serialize();
+    if (certificate && !Buffer.from(certificate.key().serialize()).equals(Buffer.from(identityKey))) certificate = null;
     const out: OutgoingMessage[] = [];
     for (const deviceId of devices) {
       const address = ProtocolAddress.new(uuid, deviceId);

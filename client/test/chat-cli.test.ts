@@ -6,7 +6,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -14,87 +14,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SqliteDeviceStore, ZimClient } from "../src/index.js";
 import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { childEnv, cli, lines, ok, start, type Exit, type Line } from "./support/chat-cli.js";
 
-const bin = fileURLToPath(new URL("../../bin/zimchat-chat.js", import.meta.url));
 const root = fileURLToPath(new URL("../../../", import.meta.url));
-
-interface Exit {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-type Line = Record<string, unknown> & { type: string };
-
-// Children print clock times in UTC, so the expected `[HH:MM]` can be computed here;
-// and the CLI's own variables of whoever runs the tests must not leak in.
-const { ZIMCHAT_PROFILE: _profile, ZIMCHAT_SERVER: _server, ZIMCHAT_INVITE: _invite, ...inherited } = process.env;
-const childEnv = { ...inherited, TZ: "UTC" };
-
-/** Runs `zimchat-chat args` to the end (stdin closed, or fed `input`). */
-function cli(args: string[], input?: string): Promise<Exit> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { env: childEnv, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
-
-/** A `zimchat-chat` that keeps running (chat, receive --wait), to talk to while it runs. */
-interface Running {
-  child: ChildProcessWithoutNullStreams;
-  /** Resolves once stdout contains `text`; rejects if the process ends first. */
-  seen(text: string): Promise<void>;
-  /** Resolves with everything it printed once it has exited. */
-  exited: Promise<Exit>;
-}
-
-function start(args: string[]): Running {
-  const child = spawn(process.execPath, [bin, ...args], { env: childEnv, stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  let waiters: { text: string; resolve: () => void; reject: (error: Error) => void }[] = [];
-  child.stdout.on("data", (d: Buffer) => {
-    stdout += d.toString();
-    for (const w of waiters.filter((w) => stdout.includes(w.text))) w.resolve();
-    waiters = waiters.filter((w) => !stdout.includes(w.text));
-  });
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  const exited = new Promise<Exit>((resolve) =>
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      for (const w of waiters) w.reject(new Error(`exited (${code}) before printing ${JSON.stringify(w.text)}:\n${stderr}${stdout}`));
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  const seen = (text: string): Promise<void> => (stdout.includes(text) ? Promise.resolve() : new Promise((resolve, reject) => waiters.push({ text, resolve, reject })));
-  return { child, seen, exited };
-}
-
-/** The JSON lines a `--json` run printed; asserts that it printed nothing else, nowhere else. */
-function lines(exit: Exit): Line[] {
-  assert.equal(exit.stderr, "", "--json prints nothing on stderr");
-  return exit.stdout
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => JSON.parse(l) as Line);
-}
-
-/** Like {@link lines}, for a command that must succeed. */
-function ok(exit: Exit): Line[] {
-  assert.equal(exit.code, 0, `exit 0 expected:\n${exit.stderr}${exit.stdout}`);
-  return lines(exit);
-}
 
 /** A port nothing listens on (it was free a moment ago). */
 async function closedPort(): Promise<number> {

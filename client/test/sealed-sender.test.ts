@@ -93,4 +93,23 @@ describe("sealed sender", () => {
     await alice.close();
     await bob.close();
   });
+
+  it("holds receipts for receiptDelayMs and sends them as one message per sender", async () => {
+    const alice = await registerDevice(server.url);
+    const bob = await registerDevice(server.url, undefined, { receiptDelayMs: 500 });
+    const receipts: { timestamps: number[] }[] = [];
+    alice.on("deliveryReceipt", (r) => receipts.push(r));
+    await alice.connect();
+    const sent = [];
+    for (const text of ["one", "two", "three"]) sent.push((await alice.sendText(bob.local.username, text)).timestamp);
+    await bob.poll();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(receipts.length, 0, "nothing yet: the receipts are held");
+    await until(receipts, 1);
+    assert.deepEqual(receipts[0]!.timestamps, sent, "one receipt for the three messages");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(receipts.length, 1);
+    await alice.close();
+    await bob.close();
+  });
 });

@@ -50,6 +50,8 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     await prisma.$queryRawUnsafe("PRAGMA journal_mode = WAL");
     await prisma.$executeRawUnsafe(`PRAGMA synchronous = ${options.sqliteSynchronous ?? "FULL"}`);
     await prisma.$executeRawUnsafe("PRAGMA foreign_keys = ON");
+    // Deleted rows (acknowledged envelopes, with the sender of non-sealed ones) are overwritten, not left in free pages.
+    await prisma.$queryRawUnsafe("PRAGMA secure_delete = ON");
   } else {
     // search_path makes raw SQL (atomic key claims, health checks) see the same schema.
     const adapter = new PrismaPg(

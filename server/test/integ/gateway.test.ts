@@ -77,7 +77,8 @@ describe("Socket.IO gateway", () => {
     let sentDuring: Promise<string[]> | null = null;
     socket.on("envelopes", (batch, confirm) => {
       for (const e of batch) if (!order.includes(e.id)) order.push(e.id);
-      sentDuring ??= Promise.all([send("during 1"), send("during 2"), send("during 3")]);
+      // One after the other: concurrent sends may commit in any order, and the order of commits is what is checked.
+      sentDuring ??= (async () => [await send("during 1"), await send("during 2"), await send("during 3")])();
       setTimeout(() => confirm?.(), 150);
     });
     await new Promise<void>((resolve) => socket.once("queue-empty", () => resolve()));
