@@ -93,10 +93,10 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
 
   serveSealed(io, services, logger);
   services.mailbox.onDelivery((deliveries) => pushDeliveries(io, deliveries));
-  services.devices.onDevicesChanged(({ accountId, removedDeviceId }) => {
-    if (removedDeviceId !== undefined) {
-      // An unlinked device's credentials no longer work: close its connection, on every node.
-      const removed = deviceRoom(accountId, removedDeviceId);
+  services.devices.onDevicesChanged(({ accountId, removedDeviceIds }) => {
+    for (const id of removedDeviceIds) {
+      // A removed device's credentials no longer work: close its connection, on every node.
+      const removed = deviceRoom(accountId, id);
       io.in(removed).emit("closing", "removed");
       io.in(removed).disconnectSockets(true);
     }

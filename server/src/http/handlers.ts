@@ -23,7 +23,7 @@ export function createHandlers(config: ServerConfig, database: Database, service
     openapi: async () => openapi as { openapi: string },
     register: async ({ body, clientAddress }) => accounts.register(body, clientAddress),
     whoAmI: async ({ principal }) => accounts.whoAmI(principal),
-    resetIdentity: async ({ principal, body }) => accounts.resetIdentity(principal, body),
+    resetIdentity: async ({ principal, body }) => services.devices.resetIdentity(principal, () => accounts.resetIdentity(principal, body)),
     lookupUsername: async ({ principal, params }) => accounts.lookupUsername(principal, params.username),
     uploadKeys: async ({ principal, body }) => keys.upload(principal, body),
     keyCount: async ({ principal }) => keys.counts(principal),

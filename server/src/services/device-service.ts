@@ -19,8 +19,8 @@ import { checkKyberKey, checkSignature, fromBase64, parseEcKey } from "./signal-
 /** A change to an account's device list, after it committed. */
 export interface DevicesChange {
   accountId: string;
-  /** The device that was unlinked, if one was (its connection should be closed). */
-  removedDeviceId?: number;
+  /** The devices that were removed (their connections should be closed). */
+  removedDeviceIds: number[];
 }
 
 /** Called after a device is linked or removed (the gateway tells the account's connections). */
@@ -132,7 +132,7 @@ export class DeviceService {
       if (error instanceof LinkRefusedError) throw refusals[error.reason]();
       throw error;
     }
-    this.notify({ accountId: linked.accountId });
+    this.notify({ accountId: linked.accountId, removedDeviceIds: [] });
     return { uuid: linked.accountId, deviceId: linked.deviceId, username: linked.username };
   }
 
@@ -159,7 +159,19 @@ export class DeviceService {
       throw new HttpError("forbidden", "Only the primary device can remove other devices");
     }
     if (!(await this.devices.remove(principal.accountId, deviceId))) throw new HttpError("not_found", "No such device");
-    this.notify({ accountId: principal.accountId, removedDeviceId: deviceId });
+    this.notify({ accountId: principal.accountId, removedDeviceIds: [deviceId] });
+  }
+
+  /**
+   * Replaces the account's identity key from its primary device (see
+   * AccountService.resetIdentity), which removes every other device: their
+   * connections are closed and the account's remaining one is told.
+   */
+  async resetIdentity(principal: DevicePrincipal, reset: () => Promise<void>): Promise<void> {
+    const before = await this.devices.list(principal.accountId);
+    await reset();
+    const removed = before.map((d) => d.id).filter((id) => id !== 1);
+    if (removed.length) this.notify({ accountId: principal.accountId, removedDeviceIds: removed });
   }
 
   /** Deletes expired linking codes. */

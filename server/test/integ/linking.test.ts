@@ -351,6 +351,28 @@ describe("device linking", () => {
     theirs.close();
   });
 
+  it("an identity reset from the primary closes the other devices' connections and tells the primary", async () => {
+    const primary = await server.register();
+    const two = await link(server, primary);
+    const mine = await server.connect(primary);
+    const twoConn = await server.connect(two);
+    await Promise.all([mine.queueEmpty, twoConn.queueEmpty]);
+    const closing = new Promise<string>((resolve) => twoConn.socket.once("closing", resolve));
+    const changed = new Promise<void>((resolve) => mine.socket.once("devices-changed", () => resolve()));
+    const identity = PrivateKey.generate();
+    const reset = await server.http().put("/v1/accounts/identity").set("Authorization", primary.authHeader).send({
+      registrationId: 4242,
+      identityKey: b64(identity.getPublicKey().serialize()),
+      signedPreKey: signedEc(identity, 77),
+      pqLastResortPreKey: signedKyber(identity, 78),
+    });
+    assert.equal(reset.status, 204);
+    assert.equal(await closing, "removed");
+    await changed;
+    assert.deepEqual(await deviceIds(server, primary), [1]);
+    mine.close();
+  });
+
   it("answers bad input with 400 and changes nothing", async () => {
     const primary = await server.register();
     const pending = await newCode(server);
