@@ -13,7 +13,7 @@ import { PrivateKey } from "@signalapp/libsignal-client";
 import { io as connectClient, type Socket } from "socket.io-client";
 import { limits, routes, type Envelope, type RouteSpec } from "@zimchat/protocol";
 import { defaultRateLimits, type RateLimits } from "../../src/index.js";
-import { addDeviceRow, encryptFor, startServer, startSession, type TestServer } from "../support/harness.js";
+import { linkDevice, encryptFor, startServer, startSession, type TestServer } from "../support/harness.js";
 import { SignalDevice } from "../support/signal-device.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -226,7 +226,7 @@ describe("bad input", () => {
     alice = await server.register("alice_bad_input");
     bob = await server.register(bobName);
     carol = await server.register("carol_bad_input");
-    alice2 = (await addDeviceRow(server, alice, 2)).device;
+    alice2 = (await linkDevice(server, alice)).device;
     await startSession(server, alice, bob);
     const [first] = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "first");
     assert.equal(first?.type, "prekey");

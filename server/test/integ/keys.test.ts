@@ -11,7 +11,7 @@ import { randomUUID } from "node:crypto";
 import { KEMKeyPair, PrivateKey } from "@signalapp/libsignal-client";
 import type { DeviceBundle, PreKeyBundleResponse, SignedKyberPreKey, UploadKeysRequest } from "@zimchat/protocol";
 import { defaultRateLimits, type RateLimits } from "../../src/index.js";
-import { addDeviceRow, encryptFor, signedEc, signedKyber, startServer, type SignedKey, type TestServer } from "../support/harness.js";
+import { linkDevice, encryptFor, signedEc, signedKyber, startServer, type SignedKey, type TestServer } from "../support/harness.js";
 import { SignalDevice } from "../support/signal-device.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -260,9 +260,9 @@ describe("key upload and counts", () => {
 
   it("keys of another device are signed by the same account identity key", async () => {
     const bob = await server.register();
-    const { device: bob2 } = await addDeviceRow(server, bob, 2);
-    // Device 2's own libsignal identity is not the account's: its signatures do not count.
-    const foreign = await upload(server, bob2, { pqPreKeys: [signedKyber(bob2.identity, 1)] });
+    const { device: bob2 } = await linkDevice(server, bob);
+    // A key signed by anything but the account's identity key does not count, whichever device uploads it.
+    const foreign = await upload(server, bob2, { pqPreKeys: [signedKyber(PrivateKey.generate(), 1)] });
     assert.equal(foreign.status, 422, JSON.stringify(foreign.body));
     assert.equal(foreign.body.code, "invalid_signature");
     const res = await upload(server, bob2, { preKeys: [bob.ecPreKey()], pqPreKeys: [signedKyber(bob.identity, 1), signedKyber(bob.identity, 2)] });
@@ -330,7 +330,7 @@ describe("pre-key bundles", () => {
   it("all devices (*): one entry per device, each with its own keys, each one-time key once", async () => {
     const alice = await server.register();
     const bob = await server.register();
-    const { device: bob2, signedPreKey: signed2, lastResort: lastResort2 } = await addDeviceRow(server, bob, 2);
+    const { device: bob2, signedPreKey: signed2, lastResort: lastResort2 } = await linkDevice(server, bob);
     const keys1 = bob.keyUpload(1, 1);
     assert.equal((await upload(server, bob, keys1)).status, 204);
     const keys2 = { preKeys: [bob.ecPreKey(), bob.ecPreKey()], pqPreKeys: [signedKyber(bob.identity, 11)] };

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { PrivateKey } from "@signalapp/libsignal-client";
 import { limits, type Envelope, type LinkDeviceRequest } from "@zimchat/protocol";
 import { ConfigError, defaultRateLimits, resolveConfig, type RateLimits } from "../../src/index.js";
-import { encryptFor, signedEc, signedKyber, startServer, startSession, type TestServer } from "../support/harness.js";
+import { encryptFor, linkDevice, signedEc, signedKyber, startServer, startSession, type TestServer } from "../support/harness.js";
 import { SignalDevice } from "../support/signal-device.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -67,17 +67,9 @@ async function provisionedDevice(server: TestServer, code: string, ephemeral: Pr
   return new SignalDevice(identity);
 }
 
-/** The whole flow: code, confirmation by `primary`, poll, register. Returns the linked device. */
+/** The whole flow (the harness's): code, confirmation by `primary`, poll, register. Returns the linked device. */
 async function link(server: TestServer, primary: SignalDevice): Promise<SignalDevice> {
-  const { code, ephemeral } = await newCode(server);
-  const confirmed = await confirm(server, primary, code, ephemeral);
-  assert.equal(confirmed.status, 204, JSON.stringify(confirmed.body));
-  const device = await provisionedDevice(server, code, ephemeral);
-  const res = await server.http().post("/v1/devices").send(linkBody(device, code));
-  assert.equal(res.status, 201, JSON.stringify(res.body));
-  device.uuid = res.body.uuid;
-  device.deviceId = res.body.deviceId;
-  return device;
+  return (await linkDevice(server, primary)).device;
 }
 
 async function deviceIds(server: TestServer, device: SignalDevice): Promise<number[]> {

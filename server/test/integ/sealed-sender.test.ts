@@ -10,8 +10,7 @@ import { io as connectClient, type Socket } from "socket.io-client";
 import type { Envelope, MultiRecipientRequest, SealedClientToServerEvents } from "@zimchat/protocol";
 import { ConfigError, defaultRateLimits, openHomeserver, resolveConfig, type RateLimits } from "../../src/index.js";
 import { keyFileNames, KeyFileError, loadOrCreateKeys } from "../../src/services/key-files.js";
-import { hashPassword } from "../../src/util/password.js";
-import { freshDatabase, startServer, startSession, type TestServer } from "../support/harness.js";
+import { freshDatabase, linkDevice, startServer, startSession, type TestServer } from "../support/harness.js";
 import { SignalDevice } from "../support/signal-device.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -19,30 +18,11 @@ const fromB64 = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.fr
 const accessKeyHeader = "Unidentified-Access-Key";
 
 /** Default limits, but enough registrations for one test file from one address. */
-const roomyLimits: RateLimits = { ...defaultRateLimits, register: { points: 10_000, durationSeconds: 3600 } };
-
-/** A device of the account with its account's identity key and its own signed keys (kept in its stores), written through Prisma. */
-async function linkedDevice(server: TestServer, owner: SignalDevice, deviceId: number): Promise<SignalDevice> {
-  const device = new SignalDevice(owner.identity);
-  device.uuid = owner.uuid;
-  device.deviceId = deviceId;
-  const signed = device.signedPreKey();
-  const kyber = device.kyberPreKey();
-  const stored = (k: { keyId: number; publicKey: string; signature: string }) => ({ keyId: k.keyId, publicKey: fromB64(k.publicKey), signature: fromB64(k.signature) });
-  const { salt, hash } = hashPassword(device.password);
-  await server.home.database.prisma.device.create({
-    data: {
-      accountId: owner.uuid,
-      id: deviceId,
-      registrationId: device.registrationId,
-      passwordSalt: salt,
-      passwordHash: hash,
-      signedPreKey: { create: stored(signed) },
-      kyberLastResort: { create: stored(kyber) },
-    },
-  });
-  return device;
-}
+const roomyLimits: RateLimits = {
+  ...defaultRateLimits,
+  register: { points: 10_000, durationSeconds: 3600 },
+  linkCode: { points: 10_000, durationSeconds: 3600 },
+};
 
 /** Sets the account's access key (and unrestricted flag) through the API; returns the key. */
 async function setAccess(server: TestServer, device: SignalDevice, unrestrictedAccess = false): Promise<Buffer> {
@@ -415,7 +395,7 @@ describe("sealed sender: multi-recipient fan-out", () => {
   /** An account with two devices (the second linked with the account's identity key) and an access key. */
   async function member(): Promise<Member> {
     const primary = await server.register();
-    const second = await linkedDevice(server, primary, 2);
+    const { device: second } = await linkDevice(server, primary);
     const key = await setAccess(server, primary);
     return { devices: [primary, second], key, uuid: primary.uuid };
   }

@@ -14,7 +14,6 @@ import { io as connectClient, type Socket } from "socket.io-client";
 import type { ClientToServerEvents, Envelope, OutgoingMessage, ServerToClientEvents } from "@zimchat/protocol";
 import { createLogger, openHomeserver, resolveConfig, type Homeserver, type ServerConfig } from "../../src/index.js";
 import { KEMKeyPair, PrivateKey } from "@signalapp/libsignal-client";
-import { hashPassword } from "../../src/util/password.js";
 import { SignalDevice } from "./signal-device.js";
 
 /** Which database the suite runs on: "sqlite" unless ZIMCHAT_TEST_DATABASE_URL names PostgreSQL. */
@@ -189,33 +188,32 @@ export function signedKyber(signer: PrivateKey, keyId: number): SignedKey {
 }
 
 /**
- * A second device of `owner`'s account, written straight through Prisma
- * (device linking comes with multi-device), with its own password and
- * signed keys signed by the account's identity key.
+ * Links a new device to `owner`'s account through the real flow: a linking
+ * code, the owner's confirmation with the account identity key sealed to
+ * the new device's ephemeral key (libsignal `PublicKey.seal`), the poll,
+ * and the registration with keys signed by that identity key.
+ * @returns the device (with the owner's identity) and the signed keys it registered
  */
-export async function addDeviceRow(
+export async function linkDevice(
   server: TestServer,
   owner: SignalDevice,
-  deviceId: number,
 ): Promise<{ device: SignalDevice; signedPreKey: SignedKey; lastResort: SignedKey }> {
-  const device = new SignalDevice();
-  device.uuid = owner.uuid;
-  device.deviceId = deviceId;
-  const signedPreKey = signedEc(owner.identity, 9001);
-  const lastResort = signedKyber(owner.identity, 9002);
-  const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64"));
-  const stored = (k: SignedKey) => ({ keyId: k.keyId, publicKey: bytes(k.publicKey), signature: bytes(k.signature) });
-  const { salt, hash } = hashPassword(device.password);
-  await server.home.database.prisma.device.create({
-    data: {
-      accountId: owner.uuid,
-      id: deviceId,
-      registrationId: device.registrationId,
-      passwordSalt: salt,
-      passwordHash: hash,
-      signedPreKey: { create: stored(signedPreKey) },
-      kyberLastResort: { create: stored(lastResort) },
-    },
-  });
+  const info = "ZimChat test provisioning";
+  const created = await server.http().post("/v1/devices/links");
+  if (created.status !== 201) throw new Error(`link code: ${created.status} ${JSON.stringify(created.body)}`);
+  const code = created.body.code as string;
+  const ephemeral = PrivateKey.generate();
+  const sealed = ephemeral.getPublicKey().seal(owner.identity.serialize(), info);
+  const confirmed = await server.http().put(`/v1/devices/links/${code}`).set("Authorization", owner.authHeader).send({ provisioningMessage: b64(sealed) });
+  if (confirmed.status !== 204) throw new Error(`confirm: ${confirmed.status} ${JSON.stringify(confirmed.body)}`);
+  const polled = await server.http().get(`/v1/devices/links/${code}`);
+  const opened = ephemeral.open(new Uint8Array(Buffer.from(polled.body.provisioningMessage as string, "base64")) as Uint8Array<ArrayBuffer>, info);
+  const device = new SignalDevice(PrivateKey.deserialize(opened));
+  const signedPreKey = device.signedPreKey();
+  const lastResort = device.kyberPreKey();
+  const linked = await server.http().post("/v1/devices").send({ code, password: device.password, registrationId: device.registrationId, signedPreKey, pqLastResortPreKey: lastResort });
+  if (linked.status !== 201) throw new Error(`link: ${linked.status} ${JSON.stringify(linked.body)}`);
+  device.uuid = linked.body.uuid as string;
+  device.deviceId = linked.body.deviceId as number;
   return { device, signedPreKey, lastResort };
 }
