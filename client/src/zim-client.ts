@@ -467,8 +467,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   /**
    * Encrypts a file with a fresh key, pads it to a size bucket, uploads the
    * ciphertext, and sends its pointer (id, key, digest) inside an
-   * end-to-end encrypted message, to a user or (with `group:<id>` or
-   * {@link sendGroupAttachment}) a group.
+   * end-to-end encrypted message to a user ({@link sendGroupAttachment} for
+   * a group).
    */
   async sendAttachment(
     to: string,
@@ -488,15 +488,19 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   async downloadAttachment(pointer: AttachmentPointer): Promise<Buffer>;
   async downloadAttachment(pointer: AttachmentPointer, destination: string): Promise<void>;
   async downloadAttachment(pointer: AttachmentPointer, destination?: string): Promise<Buffer | void> {
-    const { serverUrl, uuid, deviceId, password } = this.local;
-    if (destination === undefined) return downloadAttachment(serverUrl, { uuid, deviceId, password }, pointer);
-    return downloadAttachment(serverUrl, { uuid, deviceId, password }, pointer, destination);
+    const { serverUrl } = this.local;
+    if (destination === undefined) return downloadAttachment(serverUrl, this.credentials, pointer);
+    return downloadAttachment(serverUrl, this.credentials, pointer, destination);
   }
 
   /** Encrypts (fresh key, padded to a size bucket) and uploads a file: a path, bytes or a stream. */
-  private async uploadAttachment(source: AttachmentInput, options: UploadOptions): Promise<AttachmentPointer> {
-    const { serverUrl, uuid, deviceId, password } = this.local;
-    return uploadAttachment(serverUrl, { uuid, deviceId, password }, source, { ...(options.contentType ? { contentType: options.contentType } : {}), ...(options.fileName ? { fileName: options.fileName } : {}) });
+  private async uploadAttachment(source: AttachmentInput, { contentType, fileName }: UploadOptions): Promise<AttachmentPointer> {
+    return uploadAttachment(this.local.serverUrl, this.credentials, source, { ...(contentType ? { contentType } : {}), ...(fileName ? { fileName } : {}) });
+  }
+
+  private get credentials(): { uuid: string; deviceId: number; password: string } {
+    const { uuid, deviceId, password } = this.local;
+    return { uuid, deviceId, password };
   }
 
   private async sendDirect(to: string, body: Pick<Content, "text" | "attachment">): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {

@@ -1,5 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { SqliteDeviceStore } from "../store/sqlite-store.js";
+import { CliError } from "./cli-error.js";
 
 /** The profile directory used when neither --profile nor ZIMCHAT_PROFILE names one. */
 export const defaultProfileDir = "./.zimchat-chat";
@@ -28,7 +30,23 @@ export class Profile {
     return existsSync(this.storePath);
   }
 
-  /** Deletes the store (after a registration the server refused). */
+  /**
+   * A new, empty store for a registration or link: refuses a profile that
+   * already holds a device, and clears what an unfinished one left.
+   * @throws CliError `already_registered`
+   */
+  openNewStore(): SqliteDeviceStore {
+    if (this.hasStore()) {
+      const existing = new SqliteDeviceStore(this.storePath);
+      const local = existing.getLocal();
+      existing.close();
+      if (local?.uuid) throw new CliError("already_registered", `${this.dir} already holds ${local.username}'s device on ${local.serverUrl}: pass another --profile`);
+      this.removeStore();
+    }
+    return new SqliteDeviceStore(this.storePath);
+  }
+
+  /** Deletes the store (after a registration or link that did not finish). */
   removeStore(): void {
     for (const suffix of ["", "-wal", "-shm"]) rmSync(this.storePath + suffix, { force: true });
   }

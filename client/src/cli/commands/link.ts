@@ -1,4 +1,4 @@
-import { SqliteDeviceStore, ZimClient } from "../../index.js";
+import { ZimClient } from "../../index.js";
 import { CliError, toCliError } from "../cli-error.js";
 import type { CommonOptions } from "../options.js";
 import { Profile } from "../profile.js";
@@ -21,18 +21,11 @@ export async function link(options: LinkOptions): Promise<void> {
   await runCommand(options, async (output) => {
     const server = serverUrl(options.server);
     const profile = new Profile(options.profile);
-    if (profile.hasStore()) {
-      const existing = new SqliteDeviceStore(profile.storePath);
-      const local = existing.getLocal();
-      existing.close();
-      if (local?.uuid) throw new CliError("already_registered", `${profile.dir} already holds ${local.username}'s device on ${local.serverUrl}: pass another --profile`);
-      profile.removeStore(); // left by a registration or link that did not finish
-    }
+    const store = profile.openNewStore();
     const cancel = new AbortController();
     const stop = (): void => cancel.abort();
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
-    const store = new SqliteDeviceStore(profile.storePath);
     let shown: Promise<void> = Promise.resolve();
     let client: ZimClient | null = null;
     try {

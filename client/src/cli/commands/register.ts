@@ -1,5 +1,5 @@
 import { usernamePattern } from "@zimchat/protocol";
-import { SqliteDeviceStore, ZimClient } from "../../index.js";
+import { ZimClient } from "../../index.js";
 import { CliError, toCliError } from "../cli-error.js";
 import type { CommonOptions } from "../options.js";
 import { Profile } from "../profile.js";
@@ -32,14 +32,7 @@ export async function register(options: RegisterOptions): Promise<void> {
       throw new CliError("invalid_argument", `--username "${options.username}" is not a username (3 to 32 of a-z, 0-9, _ and .)`);
     }
     const profile = new Profile(options.profile);
-    if (profile.hasStore()) {
-      const existing = new SqliteDeviceStore(profile.storePath);
-      const local = existing.getLocal();
-      existing.close();
-      if (local?.uuid) throw new CliError("already_registered", `${profile.dir} already holds ${local.username}'s device on ${local.serverUrl}: pass another --profile`);
-      profile.removeStore(); // left by a registration the server refused
-    }
-    const store = new SqliteDeviceStore(profile.storePath);
+    const store = profile.openNewStore();
     let client: ZimClient | null = null;
     try {
       client = await ZimClient.register({ serverUrl: server, username: options.username, store, ...(options.invite ? { inviteToken: options.invite } : {}) });
