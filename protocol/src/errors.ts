@@ -16,6 +16,7 @@ export const errorStatus = {
   invite_required: 403,
   invalid_invite: 403,
   envelope_not_owned: 403,
+  refused_by_plugin: 403,
   not_found: 404,
   link_not_found: 404,
   link_not_confirmed: 409,
@@ -51,7 +52,8 @@ export const issueSchema = z.object({
  * The body of every error answer. Some codes carry extra fields:
  * `mismatched_devices` has `missingDevices` and `extraDevices`,
  * `stale_devices` has `staleDevices`, `rate_limited` has `retryAfterSeconds`,
- * `invalid_request` has `issues`.
+ * `invalid_request` has `issues`, `refused_by_plugin` has `plugin` and
+ * `pluginCode` (and `retryAfterSeconds` for a quota).
  */
 export const errorBodySchema = z
   .object({
@@ -69,6 +71,8 @@ export const errorBodySchema = z
           "or the recipients without an account (404 `not_found`, authenticated sends only: without credentials that is a 401)",
       ),
     retryAfterSeconds: z.number().int().optional(),
+    plugin: z.string().optional().describe("`refused_by_plugin`: the name of the server plugin that refused"),
+    pluginCode: z.string().optional().describe("`refused_by_plugin`: the plugin's own machine-readable reason (e.g. `send_quota_exceeded`)"),
   })
   .meta({ id: "Error" });
 

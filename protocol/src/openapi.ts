@@ -93,7 +93,8 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
       description:
         "The REST API of a ZimChat homeserver. Real-time delivery uses Socket.IO on the same port " +
         "(events: see @zimchat/protocol `ClientToServerEvents`, `ServerToClientEvents`; sealed sends on " +
-        "the `/sealed` namespace: `SealedClientToServerEvents`).",
+        "the `/sealed` namespace: `SealedClientToServerEvents`). Server plugins add their own routes under " +
+        "`/plugins/<name>/`, documented by each plugin; a plugin's refusal is answered as 403 `refused_by_plugin`.",
     },
     paths,
     components: {

@@ -96,7 +96,7 @@ export const routes = {
     auth: "none",
     body: registerRequestSchema,
     success: { status: 201, schema: registerResponseSchema },
-    errors: ["registration_closed", "invite_required", "invalid_invite", "username_taken", "invalid_key", "invalid_signature"],
+    errors: ["registration_closed", "invite_required", "invalid_invite", "username_taken", "invalid_key", "invalid_signature", "refused_by_plugin", "unavailable"],
   },
   whoAmI: {
     method: "get",
@@ -235,7 +235,7 @@ export const routes = {
     auth: "device-or-access-key",
     body: multiRecipientRequestSchema,
     success: { status: 200, schema: multiRecipientResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext"],
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin"],
   },
   sendMessages: {
     method: "put",
@@ -245,7 +245,7 @@ export const routes = {
     params: z.strictObject({ uuid: uuidSchema }),
     body: sendMessagesRequestSchema,
     success: { status: 200, schema: sendMessagesResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext"],
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin"],
   },
   fetchMessages: {
     method: "get",

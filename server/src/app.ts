@@ -1,7 +1,7 @@
 import { createServer, type Server as HttpServer } from "node:http";
 import express, { type Express } from "express";
 import { limits } from "@zimchat/protocol";
-import type { ServerConfig } from "./config.js";
+import { ConfigError, type ServerConfig } from "./config.js";
 import { openDatabase, type Database } from "./db/database.js";
 import { HttpError } from "./errors.js";
 import { createGateway, type Gateway } from "./gateway/gateway.js";
@@ -9,12 +9,23 @@ import { createAttachmentRouter } from "./http/attachments.js";
 import { createHandlers } from "./http/handlers.js";
 import { createRouter, errorMiddleware } from "./http/router.js";
 import { createLogger, type Logger } from "./logger.js";
+import { loadPlugins, type LoadedPlugin } from "./plugins/load-plugins.js";
+import { PluginHost } from "./plugins/plugin-host.js";
+import { createPluginRouter } from "./plugins/plugin-routes.js";
 import { createServices, type Services } from "./services/index.js";
+import { PluginStore } from "./stores/plugin-store.js";
 
 /** What {@link createApp} needs besides the config. */
 export interface AppDeps {
   database: Database;
   logger: Logger;
+  /**
+   * The plugins, set up (see {@link setUpPlugins}) but not started: their
+   * hooks are wired into the services and their routes mounted; the caller
+   * starts them (`plugins.start()`), as {@link openHomeserver} does.
+   * Absent: no plugins (and `config.plugins` must be empty).
+   */
+  plugins?: PluginHost;
 }
 
 /** A homeserver, built but not listening. */
@@ -25,10 +36,12 @@ export interface Homeserver {
   services: Services;
   database: Database;
   logger: Logger;
+  /** The server plugins (an empty host when there are none). */
+  plugins: PluginHost;
   /**
    * Graceful shutdown: stop accepting connections and requests, let
-   * in-flight commits finish, tell sockets why and close them, close the
-   * database.
+   * in-flight commits finish, tell sockets why and close them, call the
+   * plugins' `stop` hooks, close the database.
    */
   close(): Promise<void>;
 }
@@ -39,7 +52,11 @@ export interface Homeserver {
  */
 export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   const { database, logger } = deps;
-  const services = createServices(config, database);
+  if (config.plugins.length && !deps.plugins) {
+    throw new ConfigError("config.plugins lists plugins, but createApp was not given them: load them with setUpPlugins (or use openHomeserver)");
+  }
+  const plugins = deps.plugins ?? PluginHost.empty();
+  const services = createServices(config, database, plugins);
   // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.
   services.certificates.open();
   const app = express();
@@ -49,6 +66,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
   app.use(express.json({ limit: limits.maxBodyBytes, strict: true, type: () => true }));
   app.use(createRouter(createHandlers(config, database, services), services.accounts, logger));
+  if (plugins.routes.length) app.use(createPluginRouter(plugins, services.accounts, logger));
   app.use((_req, _res, next) => next(new HttpError("not_found", "No such route")));
   app.use(errorMiddleware(logger));
 
@@ -84,14 +102,57 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
       await new Promise<void>((resolve) => io.close(() => resolve()));
       httpServer.closeAllConnections();
       await stopped;
+      await plugins.stop();
       await database.close();
     })());
 
-  return { app, httpServer, io, services, database, logger, close };
+  return { app, httpServer, io, services, database, logger, plugins, close };
 }
 
-/** Opens the database (applying migrations) and builds the homeserver. */
+/**
+ * Loads the plugins listed in `config.plugins` (imports, checks, validates
+ * their config) and runs their `setup` over the database's plugin storage.
+ * They are not started yet. `loaded` skips the loading when it was done already.
+ * @throws ConfigError for a module that cannot be loaded, is not a plugin, has a bad config or a duplicate name
+ * @throws PluginError when a setup fails
+ */
+export async function setUpPlugins(
+  config: ServerConfig,
+  database: Database,
+  logger: Logger,
+  loaded?: readonly LoadedPlugin[],
+): Promise<PluginHost> {
+  const plugins = loaded ?? (await loadPlugins(config.plugins));
+  if (!plugins.length) return PluginHost.empty();
+  return PluginHost.setUp(plugins, {
+    logger,
+    serverName: config.serverName,
+    dataDir: config.dataDir,
+    hookTimeoutMs: config.pluginHookTimeoutMs,
+    startTimeoutMs: config.pluginStartTimeoutMs,
+    store: new PluginStore(database.prisma, database.provider),
+  });
+}
+
+/**
+ * Loads and checks the plugins, opens the database (applying migrations),
+ * sets the plugins up, builds the homeserver and calls the plugins' `start`
+ * hooks. Any failure closes what was opened and rejects: a bad plugin
+ * config is a ConfigError, a failing setup or start a PluginError.
+ */
 export async function openHomeserver(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<Homeserver> {
+  // Modules and configs first: a bad plugin config stops start-up before the database is touched.
+  const loaded = config.plugins.length ? await loadPlugins(config.plugins) : [];
   const database = await openDatabase({ databaseUrl: config.databaseUrl, sqliteSynchronous: config.sqliteSynchronous });
-  return createApp(config, { database, logger });
+  let home: Homeserver | null = null;
+  try {
+    const plugins = await setUpPlugins(config, database, logger, loaded);
+    home = createApp(config, { database, logger, plugins });
+    await plugins.start();
+    return home;
+  } catch (error) {
+    if (home) await home.close();
+    else await database.close();
+    throw error;
+  }
 }

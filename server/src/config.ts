@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import { limits } from "@zimchat/protocol";
+import type { ServerPlugin } from "@zimchat/plugin-sdk/server";
 
 /** Who may create an account. */
 export type RegistrationMode = "open" | "invite" | "closed";
@@ -27,6 +28,24 @@ export interface RateLimits {
   sealedSend: RateLimit;
   /** Linking codes created per client address (kept in memory only, never logged). */
   linkCode: RateLimit;
+}
+
+/**
+ * One server plugin to load, as listed in the config file's `plugins` array.
+ *
+ * @example
+ * { use: "@zimchat/plugins/moderation", config: { sendsPerHour: 500 } }
+ * { use: "./my-plugin.js" }            // a path: relative to the config file (or the working directory)
+ * { use: myPlugin, config: {} }        // a ServerPlugin object (tests, embedding)
+ */
+export interface PluginSpec {
+  /**
+   * An npm package name or a path to an ES module whose default export (or
+   * export named `plugin`) is a `ServerPlugin`; or the plugin object itself.
+   */
+  use: string | ServerPlugin;
+  /** The plugin's config, validated by its own `configSchema`. @default {} */
+  config?: unknown;
 }
 
 /** The homeserver's options. Only the CLI reads the environment; libraries are handed this. */
@@ -73,6 +92,15 @@ export interface ServerConfig {
    * `limits.linkCodeTtlSeconds`, which clients rely on. @default 10 minutes
    */
   linkCodeTtlMs: number;
+  /** Server plugins, loaded in this order at start-up. @default [] */
+  plugins: PluginSpec[];
+  /**
+   * Time budget of one plugin for one hook call (for a send, all of its
+   * recipients together) and for one plugin route request. @default 1000
+   */
+  pluginHookTimeoutMs: number;
+  /** Time budget of one plugin's `setup`, `start` and `stop`. @default 30 s */
+  pluginStartTimeoutMs: number;
 }
 
 /** The default rate limits. */
@@ -115,6 +143,9 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     senderCertificateTtlMs: partial.senderCertificateTtlMs ?? 24 * 3600 * 1000,
     maxDevicesPerAccount: partial.maxDevicesPerAccount ?? 6,
     linkCodeTtlMs: partial.linkCodeTtlMs ?? limits.linkCodeTtlSeconds * 1000,
+    plugins: checkPluginSpecs(partial.plugins ?? []),
+    pluginHookTimeoutMs: partial.pluginHookTimeoutMs ?? 1000,
+    pluginStartTimeoutMs: partial.pluginStartTimeoutMs ?? 30_000,
   };
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?$/.test(config.serverName)) {
     throw new ConfigError(`serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`);
@@ -142,9 +173,30 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
       throw new ConfigError(`${option} ${config[option]} must be a positive integer (set --attachment-max-mib, --attachment-quota-mib, --attachment-ttl-days)`);
     }
   }
+  for (const option of ["pluginHookTimeoutMs", "pluginStartTimeoutMs"] as const) {
+    if (!Number.isSafeInteger(config[option]) || config[option] < 1) throw new ConfigError(`${option} ${config[option]} must be a positive integer (milliseconds)`);
+  }
   if (!(config.envelopeTtlMs > 0)) throw new ConfigError("envelopeTtlMs must be positive (set ZIMCHAT_ENVELOPE_TTL_DAYS)");
   if (!/^(file:|postgres(ql)?:\/\/)/.test(config.databaseUrl)) {
     throw new ConfigError(`DATABASE_URL must start with file: (SQLite) or postgresql:// (PostgreSQL)`);
   }
   return config;
+}
+
+/** Whether a plugin's `use` names a file (`./x.js`, `../x.js`, `/x.js`) rather than an npm package. */
+export function isPath(use: string): boolean {
+  return use.startsWith("./") || use.startsWith("../") || use.startsWith("/") || use === "." || use === "..";
+}
+
+/** Checks the shape of the `plugins` list and makes relative paths absolute (against the working directory). */
+function checkPluginSpecs(plugins: unknown): PluginSpec[] {
+  if (!Array.isArray(plugins)) throw new ConfigError("plugins must be an array of { use, config }");
+  return plugins.map((spec: unknown, i): PluginSpec => {
+    const use = (spec as { use?: unknown } | null)?.use;
+    if (typeof spec !== "object" || spec === null || !((typeof use === "string" && use.length > 0) || (typeof use === "object" && use !== null))) {
+      throw new ConfigError(`plugins[${i}].use must be an npm package name, a path to an ES module, or a plugin object`);
+    }
+    const { config } = spec as { config?: unknown };
+    return { use: typeof use === "string" && isPath(use) ? resolve(use) : (use as PluginSpec["use"]), config };
+  });
 }

@@ -1,5 +1,7 @@
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { resolveConfig, ConfigError, type ServerConfig } from "../config.js";
+import { resolveConfig, ConfigError, isPath, type PluginSpec, type ServerConfig } from "../config.js";
 import { parseDatabaseUrl } from "../db/database-url.js";
 import type { Services } from "../services/index.js";
 import { serverVersion } from "../version.js";
@@ -32,8 +34,40 @@ function withStorageOptions(command: Command): Command {
     .addOption(new Option("--database-url <url>", "file:/path.db (SQLite) or postgresql://... (default: SQLite in the data dir)").env("DATABASE_URL"));
 }
 
+/** What a config file (`--config`, `ZIMCHAT_CONFIG`) may set. */
+const configFileKeys = ["plugins", "pluginHookTimeoutMs", "pluginStartTimeoutMs"] as const;
+
+/**
+ * Reads a JSON config file: `{ "plugins": [{ "use": ..., "config": ... }], "pluginHookTimeoutMs": 1000 }`.
+ * Plugin paths (`./x.js`) resolve against the file's directory.
+ * @throws ConfigError naming the file and what is wrong
+ */
+function readConfigFile(file: string): Partial<ServerConfig> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new ConfigError(`config file ${file}: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new ConfigError(`config file ${file}: must hold a JSON object`);
+  const unknown = Object.keys(parsed).filter((k) => !(configFileKeys as readonly string[]).includes(k));
+  if (unknown.length) throw new ConfigError(`config file ${file}: unknown key ${unknown.map((k) => JSON.stringify(k)).join(", ")} (known: ${configFileKeys.join(", ")})`);
+  const { plugins, ...rest } = parsed as Partial<Record<(typeof configFileKeys)[number], unknown>>;
+  const partial = rest as Partial<ServerConfig>;
+  if (plugins !== undefined) {
+    if (!Array.isArray(plugins)) throw new ConfigError(`config file ${file}: "plugins" must be an array of { "use": ..., "config": ... }`);
+    const base = dirname(resolve(file));
+    partial.plugins = plugins.map((spec: unknown, i) => {
+      const use = (spec as { use?: unknown } | null)?.use;
+      if (typeof use !== "string") throw new ConfigError(`config file ${file}: plugins[${i}].use must be an npm package name or a path to an ES module`);
+      return { ...(spec as PluginSpec), use: isPath(use) ? resolve(base, use) : use };
+    });
+  }
+  return partial;
+}
+
 function configFrom(options: StorageOptions & Record<string, unknown>): ServerConfig {
-  const partial: Partial<ServerConfig> = { dataDir: options.dataDir };
+  const partial: Partial<ServerConfig> = { ...(typeof options.config === "string" ? readConfigFile(options.config) : {}), dataDir: options.dataDir };
   if (options.databaseUrl) partial.databaseUrl = options.databaseUrl;
   if (options.port !== undefined) partial.port = options.port as number;
   if (options.host) partial.host = options.host as string;
@@ -58,6 +92,7 @@ const program = new Command()
   .showHelpAfterError();
 
 withStorageOptions(program.command("serve").description("run the homeserver (applies pending migrations first)"))
+  .addOption(new Option("--config <file>", "JSON config file with server plugins: { \"plugins\": [{ \"use\": \"<package or ./path.js>\", \"config\": {...} }] }").env("ZIMCHAT_CONFIG"))
   .addOption(new Option("--port <port>", "HTTP and Socket.IO port (0: any free port)").env("PORT").default(8080).argParser(int))
   .addOption(new Option("--host <host>", "address to listen on").env("HOST").default("0.0.0.0"))
   .addOption(new Option("--server-name <name>", "this server's DNS name, as in @user:name").env("ZIMCHAT_SERVER_NAME").default("localhost"))
@@ -203,7 +238,8 @@ withStorageOptions(keys.command("show").description("print the trust root's publ
   });
 
 program.parseAsync(process.argv).catch((error: unknown) => {
-  if (error instanceof ConfigError) console.error(`zimchat: ${error.message}`);
+  // Configuration and plugin start-up failures say what to change; no stack trace.
+  if (error instanceof ConfigError || (error as Error | null)?.name === "PluginError") console.error(`zimchat: ${(error as Error).message}`);
   else console.error(error);
   process.exit(1);
 });

@@ -16,7 +16,7 @@ export function containsIpAddress(text: string): boolean {
 }
 
 /** What a file in the data directory is. */
-export type DataFileKind = "database" | "private-key" | "public-key" | "log" | "blob";
+export type DataFileKind = "database" | "private-key" | "public-key" | "log" | "plugin-file" | "blob";
 
 /** A file found in the data directory (its path relative to it; never its content). */
 export interface DataFile {
@@ -49,7 +49,8 @@ const publicFileNotes: Record<string, string> = {
 /**
  * Lists every file under the data directory and says what it is: the
  * inspected SQLite database (and its WAL and shared memory), key files
- * (`*.key` private, `*.pub` / `*.crt` public), logs (`*.log`), and anything
+ * (`*.key` private, `*.pub` / `*.crt` public), logs (`*.log`), plugins' own
+ * files (`plugins/<name>/`), and anything
  * else, which is treated as a blob that must look encrypted (attachments).
  */
 export function listDataFiles(dataDir: string, sqlitePath: string | null): DataFile[] {
@@ -87,6 +88,14 @@ function classify(rel: string, absolute: string, bytes: number, sqlitePath: stri
   }
   if (name.endsWith(".log") || rel.split(sep).includes("logs")) {
     return { path: rel, kind: "log", bytes, reveals: "a log file (checked below for IP addresses)" };
+  }
+  if (rel.split(sep)[0] === "plugins") {
+    return {
+      path: rel,
+      kind: "plugin-file",
+      bytes,
+      reveals: "a file a server plugin keeps in its own directory (plugins/<name>/): its content is up to the plugin, which sees metadata only (never plaintext, ciphertext, passwords or addresses)",
+    };
   }
   return { path: rel, kind: "blob", bytes, reveals: "an opaque blob (attachments: padded ciphertext; checked below to look encrypted)" };
 }

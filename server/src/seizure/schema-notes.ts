@@ -124,6 +124,17 @@ export const tableNotes: Record<string, TableNote> = {
       expiresAt: "deletion time (ms)",
     },
   },
+  PluginEntry: {
+    row: "one per entry a server plugin keeps in its own storage, until the plugin deletes it (plugins are listed in the server's config file)",
+    columns: {
+      plugin: "name of the plugin that keeps the entry (which plugins this server runs, or ran)",
+      key: "the plugin's own key for the entry (plugins choose them; they may name account UUIDs)",
+      value:
+        "what the plugin keeps, as text: plugins see metadata only (account and device ids, usernames at registration, public identity keys, counts, sizes, times), " +
+        "never plaintext, ciphertext, passwords or addresses; e.g. the key-transparency log holds public identity keys and signed tree heads (public data), " +
+        "a quota plugin holds per-account counters",
+    },
+  },
   _prisma_migrations: {
     row: "one per applied schema migration",
     columns: {

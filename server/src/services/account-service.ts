@@ -4,6 +4,7 @@ import type { Bytes } from "../db/database.js";
 import { deviceIdParamSchema, uuidSchema } from "@zimchat/protocol";
 import type { RegistrationMode } from "../config.js";
 import { HttpError } from "../errors.js";
+import type { PluginHost } from "../plugins/plugin-host.js";
 import { UsernameTakenError, type AccountStore, type SignedKey } from "../stores/account-store.js";
 import type { InviteStore } from "../stores/invite-store.js";
 import { dummyCredentials, hashPassword, verifyPassword } from "../util/password.js";
@@ -23,11 +24,15 @@ export class AccountService {
     private readonly invites: InviteStore,
     private readonly limiter: RateLimiter,
     private readonly registration: RegistrationMode,
+    private readonly plugins: PluginHost,
   ) {}
 
   /**
    * Creates an account with device 1. Keys are checked before anything is
-   * stored; the invite is consumed in the same transaction as the account.
+   * stored; then plugins may refuse (`beforeAccountRegistered`, 403
+   * `refused_by_plugin`, or 503 `unavailable` when one fails); the invite is
+   * consumed in the same transaction as the account. Plugins hear of the
+   * account (`accountRegistered`) after the commit.
    */
   async register(request: RegisterRequest, clientAddress: string): Promise<RegisterResponse> {
     if (this.registration === "closed") throw new HttpError("registration_closed", "This server does not accept new accounts");
@@ -37,6 +42,7 @@ export class AccountService {
     await this.limiter.consume("register", clientAddress);
 
     const { identityKeyBytes, signed, kyber } = checkIdentity(request);
+    if (this.plugins.has("beforeAccountRegistered")) await this.plugins.ask("beforeAccountRegistered", [{ username: request.username }]);
 
     const id = randomUUID();
     const { salt, hash } = hashPassword(request.password);
@@ -68,6 +74,12 @@ export class AccountService {
       if (error instanceof UsernameTakenError) throw new HttpError("username_taken", "That username is taken");
       throw error;
     }
+    await this.plugins.emit("accountRegistered", {
+      accountId: id,
+      username: request.username,
+      identityKey: Buffer.from(identityKeyBytes).toString("base64"),
+      time: Date.now(),
+    });
     return { uuid: id, deviceId: 1, username: request.username };
   }
 
@@ -89,15 +101,24 @@ export class AccountService {
     return { accountId: uuid.data, deviceId: deviceId.data };
   }
 
-  /** A reinstall from the primary device: new identity key, everything else of the old one removed. */
+  /**
+   * A reinstall from the primary device: new identity key, everything else
+   * of the old one removed. Plugins hear of it (`identityKeyChanged`) after the commit.
+   */
   async resetIdentity(principal: DevicePrincipal, request: ResetIdentityRequest): Promise<void> {
     if (principal.deviceId !== 1) throw new HttpError("forbidden", "Only the primary device can replace the identity key");
     const { identityKeyBytes, signed, kyber } = checkIdentity(request);
-    await this.accounts.resetIdentity(principal.accountId, {
+    const previous = await this.accounts.resetIdentity(principal.accountId, {
       identityKey: identityKeyBytes,
       registrationId: request.registrationId,
       signedPreKey: signed,
       kyberLastResort: kyber,
+    });
+    await this.plugins.emit("identityKeyChanged", {
+      accountId: principal.accountId,
+      identityKey: Buffer.from(identityKeyBytes).toString("base64"),
+      previousIdentityKey: Buffer.from(previous).toString("base64"),
+      time: Date.now(),
     });
   }
 

@@ -9,6 +9,7 @@ import type {
 } from "@zimchat/protocol";
 import type { Bytes } from "../db/database.js";
 import { HttpError } from "../errors.js";
+import type { PluginHost } from "../plugins/plugin-host.js";
 import { LinkRefusedError, type DeviceStore, type LinkRefusal, type NewLinkedDevice } from "../stores/device-store.js";
 import { dayMs } from "../util/day.js";
 import { hashPassword } from "../util/password.js";
@@ -61,6 +62,7 @@ export class DeviceService {
     private readonly devices: DeviceStore,
     private readonly limiter: RateLimiter,
     private readonly options: DeviceServiceOptions,
+    private readonly plugins: PluginHost,
   ) {}
 
   /** Subscribes to committed device-list changes. */
@@ -133,6 +135,7 @@ export class DeviceService {
       throw error;
     }
     this.notify({ accountId: linked.accountId, removedDeviceIds: [] });
+    await this.plugins.emit("deviceLinked", { accountId: linked.accountId, deviceId: linked.deviceId, time: Date.now() });
     return { uuid: linked.accountId, deviceId: linked.deviceId, username: linked.username };
   }
 
@@ -160,6 +163,7 @@ export class DeviceService {
     }
     if (!(await this.devices.remove(principal.accountId, deviceId))) throw new HttpError("not_found", "No such device");
     this.notify({ accountId: principal.accountId, removedDeviceIds: [deviceId] });
+    await this.plugins.emit("deviceRemoved", { accountId: principal.accountId, deviceId, reason: "unlinked", time: Date.now() });
   }
 
   /**
@@ -172,6 +176,8 @@ export class DeviceService {
     await reset();
     const removed = before.map((d) => d.id).filter((id) => id !== 1);
     if (removed.length) this.notify({ accountId: principal.accountId, removedDeviceIds: removed });
+    const time = Date.now();
+    await Promise.all(removed.map((deviceId) => this.plugins.emit("deviceRemoved", { accountId: principal.accountId, deviceId, reason: "identity_reset", time })));
   }
 
   /** Deletes expired linking codes. */

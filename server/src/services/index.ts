@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { AccountStore } from "../stores/account-store.js";
+import { PluginHost } from "../plugins/plugin-host.js";
 import { AttachmentStore } from "../stores/attachment-store.js";
 import { DeviceStore } from "../stores/device-store.js";
 import { EnvelopeStore } from "../stores/envelope-store.js";
@@ -30,16 +31,16 @@ export interface Services {
   devices: DeviceService;
 }
 
-/** Builds the services over an open database. */
-export function createServices(config: ServerConfig, database: Database): Services {
+/** Builds the services over an open database, calling the plugins' hooks (none by default). */
+export function createServices(config: ServerConfig, database: Database, plugins: PluginHost = PluginHost.empty()): Services {
   const { prisma } = database;
   const accountStore = new AccountStore(prisma);
   const inviteStore = new InviteStore(prisma);
   const limiter = new RateLimiter(config.rateLimits);
-  const mailbox = new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs);
+  const mailbox = new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs, plugins);
   return {
-    accounts: new AccountService(accountStore, inviteStore, limiter, config.registration),
-    keys: new KeyService(new KeyStore(prisma, database.provider), accountStore, limiter),
+    accounts: new AccountService(accountStore, inviteStore, limiter, config.registration, plugins),
+    keys: new KeyService(new KeyStore(prisma, database.provider), accountStore, limiter, plugins),
     mailbox,
     invites: new InviteService(inviteStore),
     attachments: new AttachmentService(new AttachmentStore(prisma, database.provider), {
@@ -50,6 +51,6 @@ export function createServices(config: ServerConfig, database: Database): Servic
     }),
     certificates: new CertificateService(config.dataDir, accountStore, config.senderCertificateTtlMs),
     sealed: new SealedSenderService(accountStore, mailbox, limiter),
-    devices: new DeviceService(new DeviceStore(prisma, database.provider), limiter, config),
+    devices: new DeviceService(new DeviceStore(prisma, database.provider), limiter, config, plugins),
   };
 }

@@ -1,5 +1,6 @@
 import type { KeyCountResponse, PreKeyBundleResponse, UploadKeysRequest } from "@zimchat/protocol";
 import { HttpError } from "../errors.js";
+import type { PluginHost } from "../plugins/plugin-host.js";
 import type { AccountStore } from "../stores/account-store.js";
 import type { KeyStore, KeyUpload, SignedStoredKey } from "../stores/key-store.js";
 import { unauthorized, type DevicePrincipal } from "./account-service.js";
@@ -14,12 +15,14 @@ export class KeyService {
     private readonly keys: KeyStore,
     private readonly accounts: AccountStore,
     private readonly limiter: RateLimiter,
+    private readonly plugins: PluginHost,
   ) {}
 
   /**
    * Checks every key and every signature against the account's stored
    * identity key, then stores all of them in one transaction. One bad key or
-   * signature refuses the whole request and stores nothing.
+   * signature refuses the whole request and stores nothing. Plugins hear of
+   * the upload (`keysUploaded`, counts only) after the commit.
    */
   async upload(principal: DevicePrincipal, request: UploadKeysRequest): Promise<void> {
     const account = await this.accounts.find(principal.accountId);
@@ -57,6 +60,15 @@ export class KeyService {
       upload.kyberPreKeys = request.pqPreKeys.map((k, i) => signedKey(k, `pqPreKeys[${i}]`, true));
     }
     await this.keys.store(principal.accountId, principal.deviceId, upload);
+    await this.plugins.emit("keysUploaded", {
+      accountId: principal.accountId,
+      deviceId: principal.deviceId,
+      ecPreKeys: upload.ecPreKeys?.length ?? 0,
+      kyberPreKeys: upload.kyberPreKeys?.length ?? 0,
+      signedPreKey: upload.signedPreKey !== undefined,
+      lastResortKey: upload.kyberLastResort !== undefined,
+      time: Date.now(),
+    });
   }
 
   async counts(principal: DevicePrincipal): Promise<KeyCountResponse> {

@@ -11,6 +11,7 @@ import {
 } from "@zimchat/protocol";
 import type { Bytes } from "../db/database.js";
 import { HttpError } from "../errors.js";
+import type { PluginHost } from "../plugins/plugin-host.js";
 import type { AccountStore, DeviceRef } from "../stores/account-store.js";
 import type { EnvelopeStore, NewEnvelope, StoredEnvelope } from "../stores/envelope-store.js";
 import { Batcher, type Outcome } from "../util/batcher.js";
@@ -74,6 +75,11 @@ export function toWire(e: StoredEnvelope, content?: string): Envelope {
  * Per-device mailboxes. Sends and acknowledgements go through group commit:
  * concurrent requests share one transaction, and each request is answered
  * only after the transaction that holds its envelopes has committed.
+ *
+ * Plugins: before a send joins a batch, `beforeEnvelopeAccepted` is asked
+ * once per recipient account (a refusal is 403 `refused_by_plugin` and
+ * stores nothing; a failing plugin is skipped). After an acknowledgement
+ * deletes envelopes, `envelopeDelivered` is told, without waiting.
  */
 export class MailboxService {
   private readonly listeners = new Set<DeliveryListener>();
@@ -85,6 +91,7 @@ export class MailboxService {
     private readonly accounts: AccountStore,
     private readonly limiter: RateLimiter,
     private readonly ttlMs: number,
+    private readonly plugins: PluginHost,
   ) {
     this.sends = new Batcher((items) => this.commitSends(items));
     this.acks = new Batcher((items) => this.commitAcks(items));
@@ -148,12 +155,45 @@ export class MailboxService {
       }));
       return { uuid: r.uuid, messages };
     });
-    return this.sends.submit({ sender, destinations, shape: "multi" });
+    const item: SendItem = { sender, destinations, shape: "multi" };
+    await this.screen(item);
+    return this.sends.submit(item);
   }
 
   private async submitSingle(sender: DevicePrincipal | null, destination: string, messages: DecodedMessage[]): Promise<SendMessagesResponse> {
-    const result = await this.sends.submit({ sender, destinations: [{ uuid: destination, messages }], shape: "single" });
+    const item: SendItem = { sender, destinations: [{ uuid: destination, messages }], shape: "single" };
+    await this.screen(item);
+    const result = await this.sends.submit(item);
     return { serverTimestamp: result.serverTimestamp, envelopes: result.recipients[0]?.envelopes ?? [] };
+  }
+
+  /**
+   * Asks the plugins about a send before it joins a batch (a slow plugin
+   * never holds up a group commit): `beforeEnvelopeAccepted` once per
+   * recipient account. The refusals the commit itself would give (unknown
+   * account, wrong devices) are checked first, so plugins are asked only
+   * about sends that would be stored (a client's retry after a 409 is not
+   * counted twice by a quota); the commit checks the devices again.
+   * Without a plugin implementing the hook this costs nothing.
+   * @throws HttpError 403 `refused_by_plugin`, or the commit's own refusal
+   */
+  private async screen(item: SendItem): Promise<void> {
+    if (!this.plugins.has("beforeEnvelopeAccepted")) return;
+    const refusal = refuseSend(item, await this.accounts.devicesOf([...new Set(item.destinations.map((d) => d.uuid))]));
+    if (refusal) throw refusal;
+    const sender = item.sender ? Object.freeze({ accountId: item.sender.accountId, deviceId: item.sender.deviceId }) : null;
+    const kind = item.shape === "multi" ? "multi_recipient" : "single";
+    await this.plugins.ask(
+      "beforeEnvelopeAccepted",
+      item.destinations.map((d) => ({
+        sender,
+        recipientAccountId: d.uuid,
+        deviceCount: d.messages.length,
+        bytes: d.messages.reduce((sum, m) => sum + m.bytes.length, 0),
+        sealed: d.messages.every((m) => m.type === "sealed"),
+        kind,
+      })),
+    );
   }
 
   /** The device's oldest queued envelopes after `afterSeq`. */
@@ -169,7 +209,12 @@ export class MailboxService {
    * @returns how many envelopes were deleted
    */
   async ack(device: DevicePrincipal, ids: string[]): Promise<number> {
-    return this.acks.submit({ device, ids: [...new Set(ids)] });
+    const deleted = await this.acks.submit({ device, ids: [...new Set(ids)] });
+    if (deleted > 0 && this.plugins.has("envelopeDelivered")) {
+      // Not awaited: an acknowledgement never waits on a plugin (the host logs failures).
+      void this.plugins.emit("envelopeDelivered", { accountId: device.accountId, deviceId: device.deviceId, count: deleted, time: Date.now() });
+    }
+    return deleted;
   }
 
   /** Deletes expired envelopes. */

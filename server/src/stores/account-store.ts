@@ -87,14 +87,16 @@ export class AccountStore {
    * Replaces the identity key and the primary device's registration id and
    * signed keys; removes the other devices (their keys and queues cascade)
    * and the primary device's one-time keys and queued envelopes.
+   * @returns the replaced identity key, read in the same transaction
    */
   async resetIdentity(
     accountId: string,
     identity: { identityKey: Bytes; registrationId: number; signedPreKey: SignedKey; kyberLastResort: SignedKey },
-  ): Promise<void> {
+  ): Promise<Bytes> {
     const device = { accountId, deviceId: 1 };
     const key = { accountId_deviceId: device };
-    await this.db.$transaction([
+    const [previous] = await this.db.$transaction([
+      this.db.account.findUniqueOrThrow({ where: { id: accountId }, select: { identityKey: true } }),
       this.db.account.update({ where: { id: accountId }, data: { identityKey: identity.identityKey } }),
       this.db.device.deleteMany({ where: { accountId, id: { not: 1 } } }),
       this.db.device.update({ where: { accountId_id: { accountId, id: 1 } }, data: { registrationId: identity.registrationId } }),
@@ -104,6 +106,7 @@ export class AccountStore {
       this.db.kyberPreKey.deleteMany({ where: device }),
       this.db.envelope.deleteMany({ where: device }),
     ]);
+    return previous.identityKey;
   }
 
   /** The credentials of one device, or null when there is no such device. */

@@ -70,7 +70,12 @@ export interface TestSocket {
 
 let usernameCounter = 0;
 
-/** Starts a homeserver on a fresh database. Pass `logs` to collect its log lines (at the configured level). */
+/**
+ * Starts a homeserver on a fresh database. Pass `logs` to collect its log
+ * lines (at the configured level). Plugins go in `overrides.plugins`, as
+ * objects or module paths: `startServer({ plugins: [{ use: myPlugin, config: {...} }] })`;
+ * they are set up and started before this resolves, and stopped by `stop()`.
+ */
 export async function startServer(overrides: Partial<ServerConfig> = {}, logs?: string[]): Promise<TestServer> {
   const db = freshDatabase();
   const config = resolveConfig({
