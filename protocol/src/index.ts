@@ -142,3 +142,6 @@ export {
   type SenderCertificateResponse,
   type TrustRootResponse,
 } from "./sealed.js";
+
+// Key transparency (the key-transparency plugin's wire format and Merkle math)
+export * from "./key-transparency.js";
