@@ -1,13 +1,11 @@
 import { mkdirSync } from "node:fs";
-import { resolve as resolvePath } from "node:path";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
 import { PrivateKey } from "@signalapp/libsignal-client";
 import {
   ZimClient,
   safetyNumber,
   type AttachmentInput,
   type AttachmentPointer,
-  type DecryptionFailureReason,
   type GroupUpdatedEvent,
   type MessageEvent,
   type UploadOptions,
@@ -80,7 +78,8 @@ export class Bot<C extends Context = Context> extends Composer<C> {
   /** The bot's directory (absolute). */
   readonly dir: string;
   private readonly options: BotOptions;
-  private readonly logger: BotLogger;
+  /** Where the bot reports what it does (the `logger` option). */
+  readonly logger: BotLogger;
   private readonly allowlist: Allowlist | null;
   private readonly verifiedOnly: boolean;
   private readonly identityPolicy: IdentityChangePolicy;
@@ -160,7 +159,7 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     return this;
   }
 
-  /** Runs `hook` at the beginning of `stop()` (e.g. to clear timers). */
+  /** Runs `hook` at the end of `stop()`, once the last handler has finished and the device is closed (e.g. to clear timers, close storage). */
   onStop(hook: (bot: this) => unknown): this {
     this.stopHooks.push(hook);
     return this;
@@ -211,6 +210,7 @@ export class Bot<C extends Context = Context> extends Composer<C> {
    */
   async stop(): Promise<void> {
     if (!this.zim) return;
+    await this.closeDevice();
     for (const hook of this.stopHooks) {
       try {
         await hook(this);
@@ -218,7 +218,6 @@ export class Bot<C extends Context = Context> extends Composer<C> {
         this.logger.error(`A stop hook failed: ${describeError(error)}`, error);
       }
     }
-    await this.closeDevice();
     this.logger.info(`Bot @${this.username} stopped.`);
   }
 
@@ -349,7 +348,7 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     });
     client.on("decryptionFailed", ({ envelopeId, from, reason, error }) => {
       this.logger.warn(`Could not decrypt an envelope from ${from ?? "an unknown sender"}: ${reason}.`);
-      const update: BotUpdate = { type: "decryption_failed", failure: { envelopeId, ...(from ? { from } : {}), reason: reason as DecryptionFailureReason, error } };
+      const update: BotUpdate = { type: "decryption_failed", failure: { envelopeId, ...(from ? { from } : {}), reason, error } };
       this.enqueue(from ?? "", () => (from ? this.dispatchIfAllowed(from, update, true) : this.run(new Context(update, this.asBot(), false) as C)));
     });
     client.on("warning", (error) => this.logger.warn(`Background work failed: ${describeError(error)}`));

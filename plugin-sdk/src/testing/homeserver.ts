@@ -5,11 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { createLogger, openHomeserver, resolveConfig, type Homeserver, type ServerConfig } from "@zimchat/server";
-import { MemoryLogger, type Bot, type Context } from "../bot/index.js";
+import { MemoryLogger } from "../bot/index.js";
 import { TestUser } from "./test-user.js";
 
 /** The server plugins option, as the homeserver's config types it. */
-export type TestPlugins = ServerConfig extends { plugins?: infer P } ? P : never;
+export type TestPlugins = ServerConfig["plugins"];
 
 /** Options for {@link testHomeserver}. */
 export interface TestHomeserverOptions {
@@ -41,8 +41,14 @@ export interface TestBotOptions {
   logger: MemoryLogger;
 }
 
+/** What the helpers need of a bot: any `Bot<C>`, whatever its context type. */
+export interface StartableBot {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
 /** Builds a bot (not started). */
-export type BotFactory<B extends Bot<Context>> = (options: TestBotOptions) => B | Promise<B>;
+export type BotFactory<B extends StartableBot> = (options: TestBotOptions) => B | Promise<B>;
 
 /** An in-process homeserver with helpers to add users and bots; `close()` stops everything it made. */
 export interface TestHomeserver {
@@ -59,7 +65,7 @@ export interface TestHomeserver {
    * `options.dir`, an invite when needed, and a {@link MemoryLogger}),
    * starts it, and stops it at `close()`.
    */
-  bot<B extends Bot<Context>>(factory: BotFactory<B>, options?: { username?: string; dir?: string; logger?: MemoryLogger }): Promise<B>;
+  bot<B extends StartableBot>(factory: BotFactory<B>, options?: { username?: string; dir?: string; logger?: MemoryLogger }): Promise<B>;
   /** An invite token (for `registration: "invite"`). */
   invite(uses?: number): Promise<string>;
   /** A new empty directory inside the homeserver's temporary directory. */
@@ -113,9 +119,9 @@ export async function testHomeserver(options: TestHomeserverOptions = {}): Promi
     host: "127.0.0.1",
     port: 0,
     ...options.config,
+    // Handed over as given: the homeserver's config checks them.
+    ...(options.plugins !== undefined ? { plugins: options.plugins } : {}),
   };
-  // Handed over as given: the homeserver's config validates them.
-  if (options.plugins !== undefined) Object.assign(partial, { plugins: options.plugins });
   const config = resolveConfig(partial);
   let server: Homeserver;
   try {
@@ -131,7 +137,7 @@ export async function testHomeserver(options: TestHomeserverOptions = {}): Promi
   }
   const url = `http://127.0.0.1:${(server.httpServer.address() as AddressInfo).port}`;
   const users: TestUser[] = [];
-  const bots: Bot<Context>[] = [];
+  const bots: StartableBot[] = [];
   let dirs = 0;
 
   const hs: TestHomeserver = {
@@ -160,7 +166,7 @@ export async function testHomeserver(options: TestHomeserverOptions = {}): Promi
         ...(config.registration === "invite" ? { inviteToken: await hs.invite() } : {}),
         logger: botOptions.logger ?? new MemoryLogger(),
       });
-      bots.push(bot as unknown as Bot<Context>);
+      bots.push(bot);
       await bot.start();
       return bot;
     },

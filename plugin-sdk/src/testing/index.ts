@@ -10,6 +10,6 @@
  * await hs.close();
  * @packageDocumentation
  */
-export { testHomeserver, type BotFactory, type TestBotOptions, type TestHomeserver, type TestHomeserverOptions, type TestPlugins } from "./homeserver.js";
+export { testHomeserver, type BotFactory, type StartableBot, type TestBotOptions, type TestHomeserver, type TestHomeserverOptions, type TestPlugins } from "./homeserver.js";
 export { TestUser, type NextMessageOptions } from "./test-user.js";
 export { MemoryLogger } from "../bot/index.js";
