@@ -17,7 +17,11 @@ export interface TestHomeserverOptions {
   registration?: "open" | "invite";
   /** Server plugins, passed to the homeserver's config as they are. */
   plugins?: TestPlugins;
-  /** Any other homeserver option. */
+  /**
+   * Any other homeserver option. A fixed `port` with a `databaseUrl` and
+   * `dataDir` of the test's own lets it restart a homeserver on the same
+   * address and data (clients keep their stores). @default port 0 (a free one)
+   */
   config?: Partial<ServerConfig>;
   /**
    * The database: a fresh schema of this PostgreSQL, or a temporary SQLite
@@ -128,7 +132,7 @@ export async function testHomeserver(options: TestHomeserverOptions = {}): Promi
     server = await openHomeserver(config, createLogger(config.logLevel));
     await new Promise<void>((resolve, reject) => {
       server.httpServer.once("error", reject);
-      server.httpServer.listen(0, "127.0.0.1", () => resolve());
+      server.httpServer.listen(config.port, "127.0.0.1", () => resolve());
     });
   } catch (error) {
     await dropSchema().catch(() => {});

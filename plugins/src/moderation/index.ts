@@ -23,7 +23,7 @@ import { z } from "zod";
 
 const usernamePattern = z
   .string()
-  .regex(/^[a-z0-9_.-]+\*?$/, "a lowercase username, optionally ending in * to match a prefix")
+  .regex(/^[a-z0-9_.]{1,32}\*?$/, "a username ([a-z0-9_.]), optionally ending in * to match a prefix")
   .max(64);
 
 /** The moderation plugin's config. Every rule is off unless set. */
