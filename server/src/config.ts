@@ -196,6 +196,8 @@ function checkPluginSpecs(plugins: unknown): PluginSpec[] {
     if (typeof spec !== "object" || spec === null || !((typeof use === "string" && use.length > 0) || (typeof use === "object" && use !== null))) {
       throw new ConfigError(`plugins[${i}].use must be an npm package name, a path to an ES module, or a plugin object`);
     }
+    const unknown = Object.keys(spec).filter((key) => key !== "use" && key !== "config");
+    if (unknown.length) throw new ConfigError(`plugins[${i}] has unknown key ${unknown.map((k) => JSON.stringify(k)).join(", ")} (a plugin entry is { use, config })`);
     const { config } = spec as { config?: unknown };
     return { use: typeof use === "string" && isPath(use) ? resolve(use) : (use as PluginSpec["use"]), config };
   });

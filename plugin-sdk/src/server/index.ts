@@ -154,7 +154,12 @@ export interface ServerHooks {
 /** The name of every hook. */
 export type HookName = keyof ServerHooks;
 
-/** A plugin's own key-value storage, namespaced by plugin name (other plugins cannot see it). */
+/**
+ * A plugin's own key-value storage, namespaced by plugin name (other plugins
+ * cannot see it). Keys are ordered by code point. A call outside
+ * {@link storageLimits} (or a `set` with an empty key, or a NUL
+ * character) rejects with an error that names the limit.
+ */
 export interface PluginStorage {
   get(key: string): Promise<string | null>;
   set(key: string, value: string): Promise<void>;
@@ -193,6 +198,13 @@ export interface PluginRoute {
   path: string;
   /** `device` requires HTTP Basic device credentials, like `/v1` routes. @default "none" */
   auth?: "none" | "device";
+  /**
+   * Answers the request within the plugin's hook budget: `{ status?, body? }`
+   * is 200 with a JSON body, or 204 without one. To refuse, return a 4xx
+   * `status` with an error body such as `{ code, message }`. A thrown error,
+   * an overrun or a malformed answer is a plugin failure: the client gets
+   * 500 `internal` and the server logs the plugin's name.
+   */
   handler(request: PluginRequest): MaybePromise<PluginResponse>;
 }
 

@@ -17,6 +17,7 @@ import {
   type Refusal,
   type ServerHooks,
 } from "@zimchat/plugin-sdk/server";
+import { Router } from "express";
 import { HttpError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { PluginStore } from "../stores/plugin-store.js";
@@ -165,7 +166,11 @@ export class PluginHost {
       } finally {
         settingUp = false;
       }
-      if (!outcome.ok) throw new PluginError(name, "setup", describe(outcome.error), { cause: outcome.error });
+      if (!outcome.ok) {
+        // ctx.route's own refusals already name the plugin.
+        if (outcome.error instanceof PluginError) throw outcome.error;
+        throw new PluginError(name, "setup", describe(outcome.error), { cause: outcome.error });
+      }
       entries.push({ name, hooks: checkHooks(name, outcome.value) });
     }
     return new PluginHost(entries, routes, options.logger, options.hookTimeoutMs, options.startTimeoutMs);
@@ -349,6 +354,12 @@ function checkRoute(plugin: string, route: PluginRoute): PluginRoute {
   }
   if (route.auth !== undefined && route.auth !== "none" && route.auth !== "device") throw new PluginError(plugin, "setup", `${where}: auth must be "none" or "device"`);
   if (typeof route.handler !== "function") throw new PluginError(plugin, "setup", `${where}: handler must be a function`);
+  try {
+    // Express's own parser decides what a path may hold; a bad one names the plugin here rather than failing later.
+    Router()[route.method.toLowerCase() as "get"](route.path, () => {});
+  } catch (error) {
+    throw new PluginError(plugin, "setup", `${where}: ${describe(error)}`, { cause: error });
+  }
   return { ...route };
 }
 

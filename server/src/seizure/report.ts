@@ -131,6 +131,8 @@ async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: stri
     `${rowsOf("Attachment")} attachments: uploader account, padded size, upload time`,
     `${rowsOf("LinkCode")} pending device links, ${rowsOf("Invite")} invites (hashes of their secrets only)`,
     `${rowsOf("EcPreKey") + rowsOf("KyberPreKey")} unused one-time PUBLIC pre-keys`,
+    `${rowsOf("PluginEntry")} entries in server plugins' storage and ${files.filter((f) => f.kind === "plugin-file").length} files in their directories (plugins/<name>/): ` +
+      "what the configured plugins keep, from metadata only (ids, usernames, public identity keys, counts, times)",
     privateKeys.length
       ? `${privateKeys.length} private key files of the server itself (${privateKeys.map((f) => f.path).join(", ")}): they sign certificates, they decrypt nothing`
       : "no private key files of the server in the data directory",

@@ -560,6 +560,7 @@ export default {
       (error: unknown) => error instanceof ConfigError && /plugin "named" is listed twice \(plugins\[0\] and plugins\[1\]\)/.test(error.message),
     );
     await assert.rejects(open([{ use: { name: "Bad Name", configSchema: z.object({}), setup: () => ({}) } }]), /must match/);
+    await assert.rejects(open([{ use: join(dir, "named.mjs"), confg: {} } as PluginSpec]), /plugins\[0\] has unknown key "confg"/);
     // A module's export named `plugin` works too.
     await open([{ use: join(dir, "named.mjs") }]);
   });
@@ -883,6 +884,19 @@ describe("server plugins: lifecycle", () => {
       await assert.rejects(
         openHomeserver(resolveConfig({ dataDir: db.dataDir, databaseUrl: db.url, logLevel: "silent", plugins: badSetup })),
         /plugin "typo" failed in setup: setup returned an unknown hook "beforeEnvelopeAccept"/,
+      );
+      const badRoute = [
+        {
+          use: definePlugin({
+            name: "wildcard",
+            configSchema: z.object({}),
+            setup: (ctx) => (ctx.route({ method: "GET", path: "/v1/*", handler: () => ({}) }), {}),
+          }),
+        },
+      ];
+      await assert.rejects(
+        openHomeserver(resolveConfig({ dataDir: db.dataDir, databaseUrl: db.url, logLevel: "silent", plugins: badRoute })),
+        /plugin "wildcard" failed in setup: route "GET" "\/v1\/\*": Missing parameter name/,
       );
       // The database was closed after each failure: it opens again.
       const home = await openHomeserver(resolveConfig({ dataDir: db.dataDir, databaseUrl: db.url, logLevel: "silent" }));
