@@ -4,7 +4,7 @@
 // Each test file makes its own throwaway database (a temp SQLite file or a
 // fresh PostgreSQL schema), so the runs do not touch each other.
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, renameSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -29,16 +29,17 @@ let passed = 0;
 let failed = 0;
 for (const run of runs) {
   console.log(`\n=== test suite on ${run.name} (${files.length} files) ===`);
-  rmSync(join(root, `.test-results-${run.name}.tap`), { force: true });
+  // Each run writes its own TAP file (runs may go on side by side), kept afterwards as .test-results-<run>.tap.
+  const tapFile = join(root, `.test-results-${run.name}-${process.pid}.tap`);
   const result = spawnSync(
     process.execPath,
-    ["--enable-source-maps", "--test", "--test-concurrency=2", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", "--test-reporter-destination=.test-results-" + run.name + ".tap", ...files],
+    ["--enable-source-maps", "--test", "--test-concurrency=2", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", `--test-reporter-destination=${tapFile}`, ...files],
     // A failed test can leave a client connected and its file's process alive: stop the run rather than hang.
     { stdio: "inherit", env: { ...process.env, ...run.env, DATABASE_URL: "" }, cwd: root, timeout: runTimeoutMs, killSignal: "SIGTERM" },
   );
   if (result.error) console.log(`${run.name}: stopped after ${runTimeoutMs / 60_000} minutes (${result.error.message})`);
-  const tapFile = join(root, `.test-results-${run.name}.tap`);
   const tap = existsSync(tapFile) ? readFileSync(tapFile, "utf8") : "";
+  if (existsSync(tapFile)) renameSync(tapFile, join(root, `.test-results-${run.name}.tap`));
   const pass = Number(/^# pass (\d+)/m.exec(tap)?.[1] ?? 0);
   // A run that ended badly without reporting a failure, or reported nothing at all, counts as one failure.
   const fail = Number(/^# fail (\d+)/m.exec(tap)?.[1] ?? 0) + (((result.status !== 0 || result.error) && !/^# fail [1-9]/m.test(tap)) || !pass ? 1 : 0);
