@@ -131,10 +131,15 @@ describe("the bot's protocol store", () => {
     assert.equal(foreign.problem, "other_account");
   });
 
-  it("refuses another bot's directory, and an unregistered directory without a server to register with", async () => {
+  it("starts the registered bot whatever username is passed, and refuses an unregistered directory without a server", async () => {
     const bot = await hs.bot(echo, { username: "ownerbot" });
     await bot.stop();
-    await assert.rejects(new Bot({ dir: bot.dir, username: "someoneelse", logger: false }).start(), (e: unknown) => e instanceof BotConfigError && /holds the bot "ownerbot"/.test(e.message));
+    const logger = new MemoryLogger();
+    const same = new Bot({ dir: bot.dir, username: "someoneelse", logger });
+    await same.start();
+    assert.equal(same.username, "ownerbot");
+    assert.match(logger.text(), /holds the bot @ownerbot: starting it \(the username someoneelse is only used to register a new bot\)/);
+    await same.stop();
     await assert.rejects(new Bot({ dir: hs.tempDir("empty"), logger: false }).start(), (e: unknown) => e instanceof BotConfigError && /holds no registered bot/.test(e.message));
   });
 

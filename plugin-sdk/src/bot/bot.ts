@@ -27,7 +27,7 @@ export interface BotOptions {
   dir: string;
   /** The homeserver's URL. Needed to register or link; later runs use the stored one. */
   server?: string;
-  /** The bot's username, to register with (checked against `bot.json` on later runs). */
+  /** The bot's username, to register with (later runs use the registered one, from `bot.json`). */
   username?: string;
   /** An invite token, when the homeserver registers by invite. Used once, never logged. */
   inviteToken?: string;
@@ -271,7 +271,8 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     const existing = readMarker(this.dir);
     if (existing) {
       if (this.options.username !== undefined && this.options.username !== existing.username) {
-        throw new BotConfigError(`${this.dir} holds the bot "${existing.username}", not "${this.options.username}": use another directory for another bot`);
+        // Not an error: a default username (as the examples set) only matters for registering.
+        this.logger.warn(`${this.dir} holds the bot @${existing.username}: starting it (the username ${this.options.username} is only used to register a new bot).`);
       }
       const store = openRegisteredStore(this.dir, existing);
       return { store, client: new ZimClient({ store, ...clientOptions }), marker: existing };
