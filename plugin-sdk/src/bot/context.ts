@@ -1,4 +1,5 @@
 import type { AttachmentInput, AttachmentPointer, DecryptionFailureReason, GroupUpdatedEvent, SafetyNumber, UploadOptions, ZimClient } from "@zimchat/client";
+import { missingCase } from "@zimchat/protocol";
 import type { Bot } from "./bot.js";
 
 /** A decrypted message the bot received, from a user or in a group. */
@@ -109,6 +110,8 @@ export function matchesFilter(update: BotUpdate, filter: UpdateFilter): boolean 
     case "identity_changed":
     case "decryption_failed":
       return update.type === filter;
+    default:
+      return missingCase(filter);
   }
 }
 
@@ -171,6 +174,8 @@ export class Context {
         return u.identityChange.uuid;
       case "decryption_failed":
         return u.failure.from;
+      default:
+        return missingCase(u);
     }
   }
 

@@ -98,13 +98,13 @@ export class TestUser {
   }
 
   /**
-   * Resolves if no new message arrives within `ms`.
-   * @throws Error naming the message that did arrive
+   * Waits `ms`, then resolves if no message is waiting unread (none arrived
+   * that {@link nextMessage} has not returned).
+   * @throws Error naming how many are waiting
    */
   async expectNoMessage(ms = 1_000): Promise<void> {
-    const before = this.messages.length;
     await new Promise((resolve) => setTimeout(resolve, ms));
-    if (this.messages.length > before) throw new Error(`${this.username} received a message it should not have, ${this.messages.length - before} in all`);
+    if (this.unread.length) throw new Error(`${this.username} received ${this.unread.length} message(s) it should not have`);
   }
 
   /** Resolves with the next emission of a client event, or rejects after `timeoutMs`. */
