@@ -136,10 +136,13 @@ describe("the bot's protocol store", () => {
     await bot.stop();
     const logger = new MemoryLogger();
     const same = new Bot({ dir: bot.dir, username: "someoneelse", logger });
-    await same.start();
-    assert.equal(same.username, "ownerbot");
-    assert.match(logger.text(), /holds the bot @ownerbot: starting it \(the username someoneelse is only used to register a new bot\)/);
-    await same.stop();
+    try {
+      await same.start();
+      assert.equal(same.username, "ownerbot");
+      assert.match(logger.text(), /holds the bot @ownerbot: starting it \(the username someoneelse is only used to register a new bot\)/);
+    } finally {
+      await same.stop();
+    }
     await assert.rejects(new Bot({ dir: hs.tempDir("empty"), logger: false }).start(), (e: unknown) => e instanceof BotConfigError && /holds no registered bot/.test(e.message));
   });
 
