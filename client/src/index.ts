@@ -20,6 +20,13 @@ export { HttpApi, type DeviceCredentials } from "./http-api.js";
 // Trust and safety numbers
 export { trustOnFirstUse, type TrustPolicy } from "./trust.js";
 export { matchesSafetyNumber, safetyNumber, type SafetyNumber } from "./safety-number.js";
+export {
+  KeyTransparencyChecker,
+  keyTransparencyPath,
+  type KeyTransparencyFailure,
+  type KeyTransparencyFailureReason,
+  type KeyTransparencyOptions,
+} from "./key-transparency.js";
 
 // Storage
 export type { DeviceStore, KnownIdentity, LocalDevice, PreKeyKind, StoredMessage, StoredPreKey } from "./store/device-store.js";

@@ -47,6 +47,7 @@ import { decodeContent, encodeContent, type Content, type GroupState } from "./c
 import { ApiError, DecryptionFailureReason, GroupError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
 import { applyGroupUpdate, groupConversation, groupIdBytes, GroupStore } from "./groups.js";
 import { HttpApi } from "./http-api.js";
+import { KeyTransparencyChecker, type KeyTransparencyFailure, type KeyTransparencyOptions } from "./key-transparency.js";
 import { defaultKeyPolicy, newKyberPreKey, newOneTimeKeys, newSignedPreKey, pruneReplacedKeys, type KeyPolicy } from "./keys.js";
 import { linkUri, openProvisioning, parseLinkUri, sealProvisioning } from "./linking.js";
 import { matchesSafetyNumber, safetyNumber, type SafetyNumber } from "./safety-number.js";
@@ -117,6 +118,18 @@ export interface ZimClientEvents {
   decryptionFailed: [{ envelopeId: string; from?: string; reason: DecryptionFailureReason; error: unknown }];
   groupUpdated: [GroupUpdatedEvent];
   deviceListChanged: [DeviceListChangedEvent];
+  /**
+   * An identity key the server handed out could not be checked against the
+   * server's key-transparency log: it is not in the log (`not_included`),
+   * the log's history was rewritten (`inconsistent`), a tree head is not
+   * signed by the pinned log key (`bad_signature`), the log key changed
+   * (`log_key_changed`), or a log this device has seen stopped answering
+   * (`unavailable`). The server may be handing out a key that is not the
+   * contact's. Messages are still sent (the key is treated like an
+   * unverified key change); show a warning and ask the user to compare
+   * safety numbers with `accountId` before trusting the conversation.
+   */
+  keyTransparencyFailure: [KeyTransparencyFailure];
   /** The stored queue has been delivered after connecting. */
   queueEmpty: [];
   /**
@@ -143,6 +156,15 @@ export interface ZimClientOptions {
   receiptDelayMs?: number;
   /** Send sealed (the server does not learn the sender) whenever the recipient's access key is known. @default true */
   sealedSender?: boolean;
+  /**
+   * Check every identity key the server hands out against the server's
+   * key-transparency log, and every log head against the last one seen
+   * (`keyTransparencyFailure` reports problems). `{}` (the default) uses the
+   * log when the server offers it and pins its key on first use; give
+   * `publicKey` to require a log signed by that key; `false` turns the
+   * checks off. @default {}
+   */
+  keyTransparency?: KeyTransparencyOptions | false;
 }
 
 /** Options for {@link ZimClient.register}. */
@@ -188,6 +210,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   private readonly sendReceipts: boolean;
   private readonly receiptDelayMs: number;
   private readonly sealedSenderEnabled: boolean;
+  /** Null when key transparency is off. */
+  private readonly keyLog: KeyTransparencyChecker | null;
   /**
    * Store work runs one task at a time (libsignal's stores are async; SQLite
    * transactions must not interleave), group-committed.
@@ -216,6 +240,9 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     this.signal = signalStores(this.store, options.trustPolicy ?? trustOnFirstUse, (uuid, blocked) => this.emit("identityChanged", { uuid, blocked }));
     this.sealed = new SealedSenderState(this.store, this.api);
     this.groups = new GroupStore(this.store);
+    // Its state is written through the task queue, never inside a running task (it may be called from one).
+    const save = (key: string, value: string): void => this.inBackground(this.tasks.run(async () => this.store.setValue(key, value)));
+    this.keyLog = options.keyTransparency === false ? null : new KeyTransparencyChecker(local.serverUrl, this.store, save, options.keyTransparency ?? {});
   }
 
   /**
@@ -576,6 +603,33 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   }
 
   /**
+   * Checks a user's identity key (as this device knows it, fetched on first
+   * contact) against the server's key-transparency log now, unless that key
+   * was verified before. A failure is also emitted as `keyTransparencyFailure`.
+   * @returns null when the key is in the log (or the server offers no log), else the failure
+   */
+  async checkKeyTransparency(user: string): Promise<KeyTransparencyFailure | null> {
+    const uuid = await this.resolve(user);
+    let known = this.store.getIdentity(uuid);
+    // First contact: starting the sessions checks the key (and emits a failure); the answer below repeats that check quietly.
+    const fetched = !known;
+    if (fetched) {
+      await this.tasks.run(() => this.startSessions(uuid, "*"));
+      known = this.store.getIdentity(uuid);
+    }
+    if (!known) throw new Error(`no identity key known for ${user}`);
+    return this.checkKeyLog(uuid, known.publicKey, !fetched);
+  }
+
+  /** Checks one key against the log, emitting `keyTransparencyFailure` on failure (unless `emit` is false). Never throws. */
+  private async checkKeyLog(uuid: string, identityKey: Uint8Array, emit = true): Promise<KeyTransparencyFailure | null> {
+    if (!this.keyLog) return null;
+    const failure = await this.keyLog.check(uuid, identityKey);
+    if (failure && emit) this.emit("keyTransparencyFailure", failure);
+    return failure;
+  }
+
+  /**
    * Keeps pre-keys healthy: refills one-time keys when the server holds
    * fewer than `refillBelow`, rotates the signed and last-resort keys when
    * due, and drops replaced ones after the grace period.
@@ -927,6 +981,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       throw error;
     }
     const identityKey = PublicKey.deserialize(bytes(bundle.identityKey));
+    if (uuid !== this.local.uuid) await this.checkKeyLog(uuid, identityKey.serialize());
     const me = ProtocolAddress.new(this.local.uuid, this.local.deviceId);
     for (const d of bundle.devices) {
       if (uuid === this.local.uuid && d.deviceId === this.local.deviceId) continue;
@@ -1024,6 +1079,12 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       }
     }
     await this.acknowledge(batch.map((e) => e.id));
+    // Keys of new contacts (PreKey messages, sealed-sender certificates) are checked after the fact, off the receive path.
+    const senders = new Set(results.flatMap((r) => (r.kind === "message" ? [r.message.from] : r.kind === "receipt" ? [r.receipt.from] : r.kind === "group" ? [r.update.by] : [])));
+    for (const uuid of senders) {
+      const known = uuid === this.local.uuid ? null : this.store.getIdentity(uuid);
+      if (known && this.keyLog && !this.keyLog.isChecked(uuid, known.publicKey)) this.inBackground(this.checkKeyLog(uuid, known.publicKey));
+    }
     if (this.receiptDelayMs <= 0) this.flushReceipts();
     else this.receiptTimer ??= setTimeout(() => this.flushReceipts(), this.receiptDelayMs);
   }
