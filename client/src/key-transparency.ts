@@ -24,6 +24,7 @@ import {
   type SignedTreeHead,
 } from "@zimchat/protocol";
 import type { z } from "zod";
+import type { DeviceCredentials } from "./http-api.js";
 import type { DeviceStore } from "./store/device-store.js";
 
 /** Where the homeserver mounts the log's routes. */
@@ -106,8 +107,13 @@ export class KeyTransparencyChecker {
   private absentUntil = 0;
   private tail: Promise<unknown> = Promise.resolve();
 
+  /**
+   * @param credentials this device's credentials (the log's routes take them, like key bundles)
+   * @param save writes a device-store setting (the caller queues it in its own transaction)
+   */
   constructor(
     private readonly serverUrl: string,
+    private readonly credentials: () => DeviceCredentials,
     private readonly store: DeviceStore,
     private readonly save: (key: string, value: string) => void,
     private readonly options: KeyTransparencyOptions = {},
@@ -252,7 +258,12 @@ export class KeyTransparencyChecker {
   private async get<S extends z.ZodType>(path: string, schema: S): Promise<z.output<S> | "not_found"> {
     let response: Response;
     try {
-      response = await fetch(new URL(`${keyTransparencyPath}${path}`, this.serverUrl), { headers: { accept: "application/json" }, signal: AbortSignal.timeout(requestTimeoutMs) });
+      const { uuid, deviceId, password } = this.credentials();
+      const authorization = `Basic ${Buffer.from(`${uuid}.${deviceId}:${password}`).toString("base64")}`;
+      response = await fetch(new URL(`${keyTransparencyPath}${path}`, this.serverUrl), {
+        headers: { accept: "application/json", authorization },
+        signal: AbortSignal.timeout(requestTimeoutMs),
+      });
     } catch (error) {
       throw new Failure("unavailable", `the log did not answer: ${(error as Error)?.message ?? String(error)}`);
     }

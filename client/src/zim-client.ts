@@ -242,7 +242,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     this.groups = new GroupStore(this.store);
     // Its state is written through the task queue, never inside a running task (it may be called from one).
     const save = (key: string, value: string): void => this.inBackground(this.tasks.run(async () => this.store.setValue(key, value)));
-    this.keyLog = options.keyTransparency === false ? null : new KeyTransparencyChecker(local.serverUrl, this.store, save, options.keyTransparency ?? {});
+    this.keyLog = options.keyTransparency === false ? null : new KeyTransparencyChecker(local.serverUrl, () => this.credentials, this.store, save, options.keyTransparency ?? {});
   }
 
   /**

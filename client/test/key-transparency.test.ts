@@ -58,6 +58,12 @@ async function writeServerDb(server: Homeserver, sql: string, params: unknown[] 
   }
 }
 
+/** GETs a route of the log with a device's credentials (the routes are for members). */
+async function logGet(client: ZimClient, path: string): Promise<Response> {
+  const { uuid, deviceId, password, serverUrl } = client.local;
+  return fetch(new URL(`/plugins/key-transparency${path}`, serverUrl), { headers: { authorization: `Basic ${Buffer.from(`${uuid}.${deviceId}:${password}`).toString("base64")}` } });
+}
+
 function failures(client: ZimClient): KeyTransparencyFailure[] {
   const list: KeyTransparencyFailure[] = [];
   client.on("keyTransparencyFailure", (f) => list.push(f));
@@ -90,7 +96,8 @@ describe("key transparency (plugin + client)", () => {
     for (let i = 0; i < 5; i++) await alice.sendText(bob.local.username, `message ${i}`);
     await until(toBob, 6);
 
-    const head = keyLogHeadResponseSchema.parse(await (await fetch(`${server.url}/plugins/key-transparency/v1/head`)).json());
+    assert.equal((await fetch(`${server.url}/plugins/key-transparency/v1/head`)).status, 401, "members only");
+    const head = keyLogHeadResponseSchema.parse(await (await logGet(alice, "/v1/head")).json());
     assert.ok(head.head.treeSize >= 2);
     assert.equal(alice.store.getValue("keyTransparency:logKey"), head.publicKey, "the log key is pinned on first use");
     assert.equal(alice.store.getValue(`keyTransparency:checked:${bob.local.uuid}`), identityKeyOf(bob), "bob's key was checked when the session started");
@@ -100,9 +107,10 @@ describe("key transparency (plugin + client)", () => {
     assert.equal(bob.store.getValue(`keyTransparency:checked:${alice.local.uuid}`), identityKeyOf(alice));
     assert.equal(await alice.checkKeyTransparency(bob.local.username), null);
     const inclusion = keyLogInclusionResponseSchema.parse(
-      await (await fetch(`${server.url}/plugins/key-transparency/v1/inclusion?accountId=${bob.local.uuid}&identityKey=${encodeURIComponent(identityKeyOf(bob))}`)).json(),
+      await (await logGet(alice, `/v1/inclusion?accountId=${bob.local.uuid}&identityKey=${encodeURIComponent(identityKeyOf(bob))}`)).json(),
     );
     assert.equal(inclusion.leaf.accountId, bob.local.uuid);
+    assert.equal(inclusion.leaf.time % 86_400_000, 0, "logged to the day");
     // Cached: the log is asked once per key, not per message.
     const settle = (): Promise<unknown> => new Promise((r) => setTimeout(r, 300)); // the server logs a request when it has answered
     await settle();
@@ -114,7 +122,7 @@ describe("key transparency (plugin + client)", () => {
     assert.deepEqual(aliceFailures, []);
     assert.deepEqual(bobFailures, []);
     // Bad queries are refused with a code.
-    const bad = await fetch(`${server.url}/plugins/key-transparency/v1/inclusion?accountId=nope`);
+    const bad = await logGet(alice, "/v1/inclusion?accountId=nope");
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as { code: string }).code, "invalid_request");
     await alice.close();
@@ -155,18 +163,18 @@ describe("key transparency (plugin + client)", () => {
     const seen = failures(alice);
     await alice.sendText(bob.local.username, "before");
     const oldKey = identityKeyOf(bob);
-    const before = keyLogHeadResponseSchema.parse(await (await fetch(`${server.url}/plugins/key-transparency/v1/head`)).json()).head.treeSize;
+    const before = keyLogHeadResponseSchema.parse(await (await logGet(alice, "/v1/head")).json()).head.treeSize;
     await bob.resetIdentity();
     const newKey = identityKeyOf(bob);
     assert.notEqual(newKey, oldKey);
-    const afterReset = keyLogHeadResponseSchema.parse(await (await fetch(`${server.url}/plugins/key-transparency/v1/head`)).json()).head.treeSize;
+    const afterReset = keyLogHeadResponseSchema.parse(await (await logGet(alice, "/v1/head")).json()).head.treeSize;
     assert.equal(afterReset, before + 1, "one new entry");
     await alice.sendText(bob.local.username, "after");
     assert.equal(alice.store.getValue(`keyTransparency:checked:${bob.local.uuid}`), newKey);
     assert.equal(await alice.checkKeyTransparency(bob.local.username), null);
     // Both keys stay in the append-only log.
     for (const key of [oldKey, newKey]) {
-      const res = await fetch(`${server.url}/plugins/key-transparency/v1/inclusion?accountId=${bob.local.uuid}&identityKey=${encodeURIComponent(key)}`);
+      const res = await logGet(alice, `/v1/inclusion?accountId=${bob.local.uuid}&identityKey=${encodeURIComponent(key)}`);
       assert.equal(res.status, 200);
     }
     assert.deepEqual(seen, []);

@@ -161,17 +161,24 @@ describe("key-transparency plugin", () => {
     assert.equal(head.treeSize, 0);
     const logKey = PublicKey.deserialize(unb64(publicKey) as Uint8Array<ArrayBuffer>);
 
+    assert.deepEqual(plugin.routes.map((r) => [r.method, r.path, r.auth]), [
+      ["GET", "/v1/head", "device"],
+      ["GET", "/v1/inclusion", "device"],
+      ["GET", "/v1/consistency", "device"],
+    ], "members only: the log lists every account");
+    const day = 86_400_000;
     const leaves: KeyLogLeaf[] = [];
     for (let i = 0; i < 12; i++) {
-      const leaf = newLeaf(1_700_000_000_000 + i);
-      leaves.push(leaf);
+      const leaf = newLeaf((19_000 + i) * day + 12_345_678);
+      // Logged to the day.
+      leaves.push({ ...leaf, time: (19_000 + i) * day });
       await plugin.hooks.accountRegistered!({ accountId: leaf.accountId, username: `user${i}`, identityKey: leaf.identityKey, time: leaf.time });
       // Durable before the hook resolves.
       assert.ok(plugin.storage.entries.has(leafKey(i)));
     }
-    const reset = newLeaf();
+    const reset = newLeaf(20_000 * day);
     reset.accountId = leaves[3]!.accountId;
-    await plugin.hooks.identityKeyChanged!({ accountId: reset.accountId, identityKey: reset.identityKey, previousIdentityKey: leaves[3]!.identityKey, time: reset.time });
+    await plugin.hooks.identityKeyChanged!({ accountId: reset.accountId, identityKey: reset.identityKey, previousIdentityKey: leaves[3]!.identityKey, time: reset.time + 1 });
     leaves.push(reset);
 
     const latest = keyLogHeadResponseSchema.parse((await plugin.call("GET", "/v1/head")).body).head;

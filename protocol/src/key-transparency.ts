@@ -44,7 +44,7 @@ export const keyLogLeafSchema = z
   .strictObject({
     accountId: uuidSchema,
     identityKey: ecPublicKeySchema.describe("Serialized libsignal PublicKey (base64)"),
-    time: timeSchema,
+    time: timeSchema.describe("When the key was published: ms since the epoch, the start of its day (UTC) as the plugin logs it"),
   })
   .meta({ id: "KeyLogLeaf" });
 export type KeyLogLeaf = z.infer<typeof keyLogLeafSchema>;

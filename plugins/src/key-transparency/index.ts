@@ -14,6 +14,11 @@
  *   its inclusion proof against the current head, and that head;
  * - `GET /v1/consistency?from=&to=`: a consistency proof between two sizes.
  *
+ * The routes take device credentials (`auth: "device"`), like the key
+ * bundles: the log lists every account id and identity key, which only
+ * members of the server need to see. Leaf times are kept to the day (UTC),
+ * like the server's other account times; a leaf's index orders it.
+ *
  * `@zimchat/client` checks every identity key it receives against the log
  * and every new head against the last one it saw. The tree is rebuilt in
  * memory at start from the stored leaves (about 64 bytes of hashes per
@@ -59,6 +64,9 @@ export const keyTransparencyConfigSchema = z
 export type KeyTransparencyConfig = z.output<typeof keyTransparencyConfigSchema>;
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
+const dayMs = 86_400_000;
+/** Leaf times are the start of the day (UTC): the log is read by every member, exact times are more than it needs. */
+const toDay = (ms: number): number => Math.floor(ms / dayMs) * dayMs;
 
 /** A 4xx answer with a machine-readable code (the protocol's error body), changing nothing. */
 function refuse(status: 400 | 404 | 503, code: "invalid_request" | "not_found" | "unavailable", message: string, issues?: z.core.$ZodIssue[]): PluginResponse {
@@ -96,6 +104,7 @@ export const keyTransparencyPlugin = definePlugin({
     ctx.route({
       method: "GET",
       path: "/v1/head",
+      auth: "device",
       handler: () => {
         if (!key) return refuse(503, "unavailable", "the log is starting");
         const body: KeyLogHeadResponse = { head: currentHead(), publicKey };
@@ -106,6 +115,7 @@ export const keyTransparencyPlugin = definePlugin({
     ctx.route({
       method: "GET",
       path: "/v1/inclusion",
+      auth: "device",
       handler: ({ query }) => {
         if (!key) return refuse(503, "unavailable", "the log is starting");
         const parsed = keyLogInclusionQuerySchema.safeParse(queryOf(query));
@@ -126,6 +136,7 @@ export const keyTransparencyPlugin = definePlugin({
     ctx.route({
       method: "GET",
       path: "/v1/consistency",
+      auth: "device",
       handler: ({ query }) => {
         if (!key) return refuse(503, "unavailable", "the log is starting");
         const parsed = keyLogConsistencyQuerySchema.safeParse(queryOf(query));
@@ -147,10 +158,10 @@ export const keyTransparencyPlugin = definePlugin({
         ctx.logger.info({ leaves: log.size, created: loaded.created, fingerprint: logKeyFingerprint(serialized) }, "key-transparency log loaded");
       },
       async accountRegistered(event) {
-        await log.append({ accountId: event.accountId, identityKey: event.identityKey, time: event.time });
+        await log.append({ accountId: event.accountId, identityKey: event.identityKey, time: toDay(event.time) });
       },
       async identityKeyChanged(event) {
-        await log.append({ accountId: event.accountId, identityKey: event.identityKey, time: event.time });
+        await log.append({ accountId: event.accountId, identityKey: event.identityKey, time: toDay(event.time) });
       },
     };
   },

@@ -42,6 +42,8 @@ export class MemoryPluginStorage implements PluginStorage {
 /** A plugin set up and started on given storage and data directory, its routes callable by method and path. */
 export interface StartedPlugin {
   hooks: ServerHooks;
+  /** The routes it added, as declared. */
+  routes: PluginRoute[];
   storage: MemoryPluginStorage;
   dataDir: string;
   call(method: PluginRoute["method"], path: string, query?: Record<string, string>): Promise<PluginResponse>;
@@ -69,6 +71,7 @@ export async function startPlugin<C>(
   await hooks.start?.();
   return {
     hooks,
+    routes,
     storage,
     dataDir,
     async call(method, path, query = {}) {
