@@ -144,4 +144,31 @@ export {
 } from "./sealed.js";
 
 // Key transparency (the key-transparency plugin's wire format and Merkle math)
-export * from "./key-transparency.js";
+export {
+  consistencyProofSchema,
+  emptyRoot,
+  inclusionProofSchema,
+  keyLogConsistencyQuerySchema,
+  keyLogConsistencyResponseSchema,
+  keyLogHeadResponseSchema,
+  keyLogInclusionQuerySchema,
+  keyLogInclusionResponseSchema,
+  keyLogLeafSchema,
+  keyTransparencyLimits,
+  leafBytes,
+  leafHash,
+  merkleRoot,
+  nodeHash,
+  proofHashesSchema,
+  signedTreeHeadSchema,
+  treeHeadPayload,
+  verifyConsistency,
+  verifyInclusion,
+  type ConsistencyProof,
+  type InclusionProof,
+  type KeyLogConsistencyResponse,
+  type KeyLogHeadResponse,
+  type KeyLogInclusionResponse,
+  type KeyLogLeaf,
+  type SignedTreeHead,
+} from "./key-transparency.js";
