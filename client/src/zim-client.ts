@@ -1080,10 +1080,13 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     }
     await this.acknowledge(batch.map((e) => e.id));
     // Keys of new contacts (PreKey messages, sealed-sender certificates) are checked after the fact, off the receive path.
-    const senders = new Set(results.flatMap((r) => (r.kind === "message" ? [r.message.from] : r.kind === "receipt" ? [r.receipt.from] : r.kind === "group" ? [r.update.by] : [])));
-    for (const uuid of senders) {
-      const known = uuid === this.local.uuid ? null : this.store.getIdentity(uuid);
-      if (known && this.keyLog && !this.keyLog.isChecked(uuid, known.publicKey)) this.inBackground(this.checkKeyLog(uuid, known.publicKey));
+    if (this.keyLog) {
+      const senders = new Set(results.flatMap((r) => (r.kind === "message" ? [r.message.from] : r.kind === "receipt" ? [r.receipt.from] : r.kind === "group" ? [r.update.by] : [])));
+      senders.delete(this.local.uuid);
+      for (const uuid of senders) {
+        const known = this.store.getIdentity(uuid);
+        if (known && !this.keyLog.isChecked(uuid, known.publicKey)) this.inBackground(this.checkKeyLog(uuid, known.publicKey));
+      }
     }
     if (this.receiptDelayMs <= 0) this.flushReceipts();
     else this.receiptTimer ??= setTimeout(() => this.flushReceipts(), this.receiptDelayMs);

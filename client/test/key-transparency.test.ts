@@ -220,3 +220,32 @@ describe("key transparency (plugin + client)", () => {
     await carol.close();
   });
 });
+
+describe("key transparency on a server without the log", () => {
+  let server: Homeserver;
+  before(async () => {
+    server = await startHomeserver();
+  });
+  after(async () => server.stop());
+
+  it("nothing is checked by default, and a client that was given a log key reports the missing log as unavailable", async () => {
+    const alice = await registerDevice(server.url);
+    const bob = await registerDevice(server.url);
+    const quiet = failures(alice);
+    await alice.sendText(bob.local.username, "no log here");
+    assert.equal(await alice.checkKeyTransparency(bob.local.username), null);
+    assert.deepEqual(quiet, []);
+    assert.equal(alice.store.getValue("keyTransparency:logKey"), null, "nothing pinned");
+
+    const expecting = await registerDevice(server.url, undefined, { keyTransparency: { publicKey: b64(PrivateKey.generate().getPublicKey().serialize()) } });
+    const seen = failures(expecting);
+    await expecting.sendText(bob.local.username, "where is the log?");
+    assert.deepEqual(seen.map((f) => [f.reason, f.accountId]), [["unavailable", bob.local.uuid]]);
+    const off = await registerDevice(server.url, undefined, { keyTransparency: false });
+    assert.equal(await off.checkKeyTransparency(bob.local.username), null);
+    await alice.close();
+    await bob.close();
+    await expecting.close();
+    await off.close();
+  });
+});
