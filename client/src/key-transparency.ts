@@ -70,6 +70,8 @@ const maxResponseBytes = 64 * 1024;
 const requestTimeoutMs = 10_000;
 /** After the server said it has no log, ask again after this long. */
 const absentRecheckMs = 5 * 60_000;
+/** A key that failed is checked again in the background (on its next message) only after this long. */
+const failureRecheckMs = 10 * 60_000;
 
 /** The device-store settings this module keeps. */
 const settings = {
@@ -104,6 +106,10 @@ export class KeyTransparencyChecker {
   private pinned: string | null;
   private head: SignedTreeHead | null;
   private readonly checked = new Map<string, string>();
+  /** `accountId key` -> when its last check failed. */
+  private readonly failedAt = new Map<string, number>();
+  /** `accountId key` pairs being checked now. */
+  private readonly inFlight = new Set<string>();
   private absentUntil = 0;
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -136,6 +142,17 @@ export class KeyTransparencyChecker {
   }
 
   /**
+   * Whether a background check of this pair is due: not verified yet, and
+   * not failed within the last ten minutes (so a contact whose key fails is
+   * not re-checked, and reported, on every message).
+   */
+  isDue(accountId: string, identityKey: Uint8Array): boolean {
+    if (this.isChecked(accountId, identityKey) || this.inFlight.has(`${accountId} ${b64(identityKey)}`)) return false;
+    const failed = this.failedAt.get(`${accountId} ${b64(identityKey)}`);
+    return failed === undefined || Date.now() - failed >= failureRecheckMs;
+  }
+
+  /**
    * Checks that `identityKey` is in the log for `accountId`, under a head
    * signed by the log key and consistent with the last head this device
    * stored. Skipped (null) when the pair was verified before, or when the
@@ -144,7 +161,16 @@ export class KeyTransparencyChecker {
    */
   check(accountId: string, identityKey: Uint8Array): Promise<KeyTransparencyFailure | null> {
     if (this.isChecked(accountId, identityKey)) return Promise.resolve(null);
-    const run = this.tail.then(() => this.checkNow(accountId, b64(identityKey)));
+    const key = b64(identityKey);
+    const pair = `${accountId} ${key}`;
+    this.inFlight.add(pair);
+    const run = this.tail.then(async () => {
+      const failure = await this.checkNow(accountId, key);
+      if (failure) this.failedAt.set(pair, Date.now());
+      else this.failedAt.delete(pair);
+      return failure;
+    });
+    void run.finally(() => this.inFlight.delete(pair)).catch(() => undefined);
     this.tail = run.catch(() => undefined);
     return run;
   }

@@ -1085,7 +1085,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       senders.delete(this.local.uuid);
       for (const uuid of senders) {
         const known = this.store.getIdentity(uuid);
-        if (known && !this.keyLog.isChecked(uuid, known.publicKey)) this.inBackground(this.checkKeyLog(uuid, known.publicKey));
+        if (known && this.keyLog.isDue(uuid, known.publicKey)) this.inBackground(this.checkKeyLog(uuid, known.publicKey));
       }
     }
     if (this.receiptDelayMs <= 0) this.flushReceipts();
