@@ -293,7 +293,7 @@ describe("zimchat-chat", () => {
     const text = withoutReceiptText(exit.stdout).split("\n");
     assert.match(text[0] ?? "", /^\[\d\d:\d\d\] alice: Welcome back$/, "the stored history: the last message");
     assert.match(text[1] ?? "", /^\[\d\d:\d\d\] alice: Are you coming to the braai\?$/, "then what waited on the server");
-    assert.equal(text[2], "Chatting with alice. Type a message and press Enter; /file <path> sends a file, /safety shows the safety number, /quit leaves.");
+    assert.equal(text[2], "Chatting with alice. Type a message and press Enter; /file <path> sends a file, /safety shows the safety number, /quit leaves, //text sends /text (a bot command).");
     assert.equal(text[3], `[${clock(at)}] alice: Bring the boerewors`);
     assert.match(text[4] ?? "", /^\[\d\d:\d\d\] you → alice: See you at six$/, "the end of input still sends what was typed");
     assert.deepEqual(text.slice(5), [""]);
@@ -317,6 +317,31 @@ describe("zimchat-chat", () => {
       [
         ["queueEmpty", undefined, undefined],
         ["message", "alice", "Are you still there?"],
+      ],
+    );
+  });
+
+  it("chat: an unknown /command is refused locally, //command is sent as /command (for bots)", async () => {
+    const chat = start(as("alice", "chat", "bob", "--json", "--history", "1"));
+    await chat.seen('"type":"chatReady"');
+    chat.child.stdin.write("/remind 10m tea\n//remind 10m tea\n/quit\n");
+    const exit = await chat.exited;
+    chat.child.stdin.destroy();
+    assert.equal(exit.code, 0, exit.stderr);
+    const out = withoutReceipts(lines(exit)).filter((l) => l.type !== "chatReady" && l.type !== "history");
+    assert.deepEqual(
+      out.map((l) => [l.type, l.text]),
+      [
+        ["warning", undefined],
+        ["sent", "/remind 10m tea"],
+      ],
+    );
+    assert.match(String(out[0]?.message), /^unknown command \/remind 10m tea: .*\/\/text sends \/text/);
+    assert.deepEqual(
+      withoutReceipts(ok(await cli(as("bob", "receive", "--json")))).map((l) => [l.type, l.text]),
+      [
+        ["message", "/remind 10m tea"],
+        ["queueEmpty", undefined],
       ],
     );
   });

@@ -10,7 +10,7 @@ export function clockTime(timestamp: number): string {
 }
 
 /** The commands `chat` understands besides text. */
-export const chatHelp = "/file <path> sends a file, /safety shows the safety number, /quit leaves";
+export const chatHelp = "/file <path> sends a file, /safety shows the safety number, /quit leaves, //text sends /text (a bot command)";
 
 /** A byte count as people read it: `512 B`, `1.5 KiB`, `20.0 MiB`. */
 export function byteSize(bytes: number): string {

@@ -102,10 +102,12 @@ async function chatWith(session: Session, to: string, history: number): Promise<
         const current = target.kind === "group" ? { kind: "group" as const, group: client.group(target.group.id) ?? target.group } : target;
         return await sendFileTo(session, current, path, "");
       }
-      if (command.startsWith("/")) return output.emit({ type: "warning", message: `unknown command ${command}: ${chatHelp}` });
-      if (target.kind === "group") return await sendToGroup(session, target.group.id, line);
-      const sent = await client.sendText(target.uuid, line);
-      return output.emit({ type: "sent", to: target.name, toUuid: target.uuid, text: line, timestamp: sent.timestamp, devices: sent.envelopes.length });
+      if (command.startsWith("/") && !command.startsWith("//")) return output.emit({ type: "warning", message: `unknown command ${command}: ${chatHelp}` });
+      // "//remind 10m tea" sends "/remind 10m tea": commands for bots, without a typo of ours ever reaching a friend.
+      const text = command.startsWith("//") ? line.trimStart().slice(1) : line;
+      if (target.kind === "group") return await sendToGroup(session, target.group.id, text);
+      const sent = await client.sendText(target.uuid, text);
+      return output.emit({ type: "sent", to: target.name, toUuid: target.uuid, text, timestamp: sent.timestamp, devices: sent.envelopes.length });
     } catch (error) {
       // A refused message does not end the chat: say why and read on.
       const failure = toCliError(error, context);
