@@ -14,9 +14,11 @@
  *   its inclusion proof against the current head, and that head;
  * - `GET /v1/consistency?from=&to=`: a consistency proof between two sizes.
  *
- * The routes take device credentials (`auth: "device"`), like the key
- * bundles: the log lists every account id and identity key, which only
- * members of the server need to see. Leaf times are kept to the day (UTC),
+ * Inclusion takes device credentials (`auth: "device"`), like the key
+ * bundles: leaves name account ids and identity keys, which only members of
+ * the server need to see. Heads and consistency proofs are hashes and sizes
+ * only, public so that anyone (a witness, a gossiping client) can follow the
+ * log without an account. Leaf times are kept to the day (UTC),
  * like the server's other account times; a leaf's index orders it.
  *
  * `@zimchat/client` checks every identity key it receives against the log
@@ -104,7 +106,6 @@ export const keyTransparencyPlugin = definePlugin({
     ctx.route({
       method: "GET",
       path: "/v1/head",
-      auth: "device",
       handler: () => {
         if (!key) return refuse(503, "unavailable", "the log is starting");
         const body: KeyLogHeadResponse = { head: currentHead(), publicKey };
@@ -136,7 +137,6 @@ export const keyTransparencyPlugin = definePlugin({
     ctx.route({
       method: "GET",
       path: "/v1/consistency",
-      auth: "device",
       handler: ({ query }) => {
         if (!key) return refuse(503, "unavailable", "the log is starting");
         const parsed = keyLogConsistencyQuerySchema.safeParse(queryOf(query));
