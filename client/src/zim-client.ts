@@ -444,6 +444,11 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     // Before any send: sent transcripts go to the devices this lists.
     await this.refreshDevices();
     this.inBackground(this.maintainKeys());
+    // This account's own key must be in the log too (contacts will check it); this also pins the log key early.
+    if (this.keyLog) {
+      const ownKey = PrivateKey.deserialize(this.local.identityPrivateKey).getPublicKey().serialize();
+      if (this.keyLog.isDue(this.local.uuid, ownKey)) this.inBackground(this.checkKeyLog(this.local.uuid, ownKey));
+    }
   }
 
   private inBackground(work: Promise<unknown>): void {

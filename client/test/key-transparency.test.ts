@@ -101,6 +101,7 @@ describe("key transparency (plugin + client)", () => {
     assert.ok(head.head.treeSize >= 2);
     assert.equal(alice.store.getValue("keyTransparency:logKey"), head.publicKey, "the log key is pinned on first use");
     assert.equal(alice.store.getValue(`keyTransparency:checked:${bob.local.uuid}`), identityKeyOf(bob), "bob's key was checked when the session started");
+    assert.equal(alice.store.getValue(`keyTransparency:checked:${alice.local.uuid}`), identityKeyOf(alice), "alice checked her own key when she connected");
     // Bob checked alice's key after her first (PreKey) message, in the background.
     const deadline = Date.now() + 10_000;
     while (bob.store.getValue(`keyTransparency:checked:${alice.local.uuid}`) !== identityKeyOf(alice) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
