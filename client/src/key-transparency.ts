@@ -114,7 +114,7 @@ export class KeyTransparencyChecker {
   private tail: Promise<unknown> = Promise.resolve();
 
   /**
-   * @param credentials this device's credentials (the log's routes take them, like key bundles)
+   * @param credentials this device's credentials (inclusion proofs take them, like key bundles)
    * @param save writes a device-store setting (the caller queues it in its own transaction)
    */
   constructor(
@@ -147,6 +147,8 @@ export class KeyTransparencyChecker {
    * not re-checked, and reported, on every message).
    */
   isDue(accountId: string, identityKey: Uint8Array): boolean {
+    // The server has no log (and none is expected): nothing to do until it is asked again.
+    if (!this.pinned && Date.now() < this.absentUntil) return false;
     if (this.isChecked(accountId, identityKey) || this.inFlight.has(`${accountId} ${b64(identityKey)}`)) return false;
     const failed = this.failedAt.get(`${accountId} ${b64(identityKey)}`);
     return failed === undefined || Date.now() - failed >= failureRecheckMs;
