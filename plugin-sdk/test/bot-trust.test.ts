@@ -2,7 +2,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { PrivateKey, SignalMessage } from "@signalapp/libsignal-client";
-import { DecryptionFailureReason } from "@zimchat/client";
+import { DecryptionFailureReason, MemoryDeviceStore, ZimClient, type DeviceListChangedEvent } from "@zimchat/client";
 import { Bot, MemoryLogger, type BotOptions, type DecryptionFailure, type IdentityChange } from "../src/bot/index.js";
 import { testHomeserver, type TestHomeserver, type TestUser } from "../src/testing/index.js";
 
@@ -139,5 +139,33 @@ describe("bot trust: allowlist, verification, identity changes, decryption failu
     assert.equal(failures[0]!.reason, DecryptionFailureReason.InvalidMessage);
     await alice.send("fragile", "still friends?");
     assert.equal((await alice.nextMessage()).text, "echo: still friends?", "the session survived the bad envelope");
+  });
+
+  it("device_list_changed: a device linked to the bot's account reaches the author and is logged as a warning", async () => {
+    const logger = new MemoryLogger();
+    const changes: DeviceListChangedEvent[] = [];
+    const bot = await hs.bot(
+      (options) => {
+        const b = echo(options);
+        b.on("device_list_changed", (ctx) => void changes.push(ctx.devices));
+        return b;
+      },
+      { username: "watchful", logger },
+    );
+    await bot.idle();
+    assert.equal(changes.length, 0, "the bot's own first device is not news");
+    let uri = "";
+    const linking = ZimClient.link({ serverUrl: hs.url, store: new MemoryDeviceStore(), onLinkCode: (link) => void (uri = link.uri) });
+    while (!uri) await new Promise((r) => setTimeout(r, 20));
+    await bot.client.approveLink(uri);
+    const second = await linking;
+    try {
+      await second.connect();
+      await logger.waitFor(/Device\(s\) 2 were linked to the bot's account/);
+      await bot.idle();
+      assert.deepEqual(changes.map((c) => c.added), [[2]]);
+    } finally {
+      await second.close();
+    }
   });
 });

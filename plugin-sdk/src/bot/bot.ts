@@ -9,6 +9,7 @@ import {
   type GroupUpdatedEvent,
   type MessageEvent,
   type UploadOptions,
+  type ZimClientOptions,
 } from "@zimchat/client";
 import { Composer, parseCommand, type MiddlewareFn } from "./composer.js";
 import { Context, type BotUpdate } from "./context.js";
@@ -49,6 +50,12 @@ export interface BotOptions {
   logger?: BotLogger | false;
   /** Send encrypted delivery receipts for messages the bot decrypted. @default true */
   sendReceipts?: boolean;
+  /**
+   * Check users' identity keys against the homeserver's key-transparency log
+   * (see `ZimClientOptions.keyTransparency`); failures reach
+   * `bot.on("key_transparency_failure")`. @default {} (when the server offers the log)
+   */
+  keyTransparency?: ZimClientOptions["keyTransparency"];
 }
 
 /** The error boundary's handler: gets every error a handler threw, with its context. */
@@ -267,7 +274,10 @@ export class Bot<C extends Context = Context> extends Composer<C> {
   // ------------------------------------------------------------ internals
 
   private async openDevice(): Promise<{ store: BotDeviceStore; client: ZimClient; marker: BotRegistration }> {
-    const clientOptions = { sendReceipts: this.options.sendReceipts ?? true };
+    const clientOptions = {
+      sendReceipts: this.options.sendReceipts ?? true,
+      ...(this.options.keyTransparency !== undefined ? { keyTransparency: this.options.keyTransparency } : {}),
+    };
     const existing = readMarker(this.dir);
     if (existing) {
       if (this.options.username !== undefined && this.options.username !== existing.username) {
@@ -351,6 +361,17 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       this.logger.warn(`Could not decrypt an envelope from ${from ?? "an unknown sender"}: ${reason}.`);
       const update: BotUpdate = { type: "decryption_failed", failure: { envelopeId, ...(from ? { from } : {}), reason, error } };
       this.enqueue(from ?? "", () => (from ? this.dispatchIfAllowed(from, update, true) : this.run(new Context(update, this.asBot(), false) as C)));
+    });
+    client.on("keyTransparencyFailure", (failure) => {
+      this.logger.warn(`The key-transparency check of ${failure.accountId} failed (${failure.reason}): compare safety numbers with them before trusting the conversation.`);
+      this.enqueue(failure.accountId, () => this.dispatchIfAllowed(failure.accountId, { type: "key_transparency_failure", keyTransparency: failure }, true));
+    });
+    client.on("deviceListChanged", (devices) => {
+      // The first connection reports the bot's own device as added: only other devices are news.
+      const others = [...devices.added, ...devices.removed].filter((d) => d !== client.local.deviceId);
+      if (!others.length) return;
+      if (devices.added.length) this.logger.warn(`Device(s) ${devices.added.join(", ")} were linked to the bot's account: if you did not link them, someone else holds its account key.`);
+      this.enqueue("", () => this.run(new Context({ type: "device_list_changed", devices }, this.asBot(), false) as C));
     });
     client.on("warning", (error) => this.logger.warn(`Background work failed: ${describeError(error)}`));
   }

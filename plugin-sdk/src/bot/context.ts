@@ -1,4 +1,14 @@
-import type { AttachmentInput, AttachmentPointer, DecryptionFailureReason, GroupUpdatedEvent, SafetyNumber, UploadOptions, ZimClient } from "@zimchat/client";
+import type {
+  AttachmentInput,
+  AttachmentPointer,
+  DecryptionFailureReason,
+  DeviceListChangedEvent,
+  GroupUpdatedEvent,
+  KeyTransparencyFailure,
+  SafetyNumber,
+  UploadOptions,
+  ZimClient,
+} from "@zimchat/client";
 import { missingCase } from "@zimchat/protocol";
 import type { Bot } from "./bot.js";
 
@@ -53,7 +63,9 @@ export type BotUpdate =
   | { type: "message"; message: IncomingMessage }
   | { type: "group_update"; groupUpdate: GroupUpdatedEvent }
   | { type: "identity_changed"; identityChange: IdentityChange }
-  | { type: "decryption_failed"; failure: DecryptionFailure };
+  | { type: "decryption_failed"; failure: DecryptionFailure }
+  | { type: "device_list_changed"; devices: DeviceListChangedEvent }
+  | { type: "key_transparency_failure"; keyTransparency: KeyTransparencyFailure };
 
 /**
  * Which updates a handler of `bot.on(...)` sees:
@@ -63,8 +75,21 @@ export type BotUpdate =
  * - `group_update`: a group the bot is in was created or changed
  * - `identity_changed`: a user's safety number changed
  * - `decryption_failed`: an envelope could not be decrypted (with the reason)
+ * - `device_list_changed`: a device was linked to or removed from the bot's own account
+ * - `key_transparency_failure`: an identity key the server handed out is not in its
+ *   key-transparency log, or the log was rewritten (compare safety numbers with that user)
  */
-export type UpdateFilter = "message" | "direct_message" | "group_message" | "text" | "attachment" | "group_update" | "identity_changed" | "decryption_failed";
+export type UpdateFilter =
+  | "message"
+  | "direct_message"
+  | "group_message"
+  | "text"
+  | "attachment"
+  | "group_update"
+  | "identity_changed"
+  | "decryption_failed"
+  | "device_list_changed"
+  | "key_transparency_failure";
 
 interface MessageFields {
   message: IncomingMessage;
@@ -82,7 +107,11 @@ type FilterFields<F extends UpdateFilter> = F extends "attachment"
         ? { identityChange: IdentityChange; chat: Chat; from: string }
         : F extends "decryption_failed"
           ? { failure: DecryptionFailure }
-          : never;
+          : F extends "device_list_changed"
+            ? { devices: DeviceListChangedEvent }
+            : F extends "key_transparency_failure"
+              ? { keyTransparency: KeyTransparencyFailure }
+              : never;
 
 /** The context type a handler for filter `F` receives: the fields that filter guarantees are present. */
 export type Filtered<C extends Context, F extends UpdateFilter> = C & FilterFields<F>;
@@ -109,6 +138,8 @@ export function matchesFilter(update: BotUpdate, filter: UpdateFilter): boolean 
     case "group_update":
     case "identity_changed":
     case "decryption_failed":
+    case "device_list_changed":
+    case "key_transparency_failure":
       return update.type === filter;
     default:
       return missingCase(filter);
@@ -162,6 +193,16 @@ export class Context {
     return this.update.type === "decryption_failed" ? this.update.failure : undefined;
   }
 
+  /** The bot account's devices, for `device_list_changed`. */
+  get devices(): DeviceListChangedEvent | undefined {
+    return this.update.type === "device_list_changed" ? this.update.devices : undefined;
+  }
+
+  /** The failed check, for `key_transparency_failure`. */
+  get keyTransparency(): KeyTransparencyFailure | undefined {
+    return this.update.type === "key_transparency_failure" ? this.update.keyTransparency : undefined;
+  }
+
   /** The account id of whoever caused the update (author, group admin, user whose key changed), when known. */
   get from(): string | undefined {
     const u = this.update;
@@ -174,6 +215,10 @@ export class Context {
         return u.identityChange.uuid;
       case "decryption_failed":
         return u.failure.from;
+      case "device_list_changed":
+        return undefined;
+      case "key_transparency_failure":
+        return u.keyTransparency.accountId;
       default:
         return missingCase(u);
     }
