@@ -12,13 +12,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PrivateKey } from "@signalapp/libsignal-client";
-import BetterSqlite3 from "better-sqlite3";
-import pg from "pg";
 import { keyLogHeadResponseSchema, keyLogInclusionResponseSchema } from "@zimchat/protocol";
 import { SqliteDeviceStore, ZimClient, type KeyTransparencyFailure } from "../src/index.js";
 import { deviceDir, inbox, registerDevice, until } from "./support/devices.js";
 import { startHomeserver, type Homeserver } from "./support/homeserver.js";
-import { queryServerDb } from "./support/server-db.js";
+import { queryServerDb, writeServerDb } from "./support/server-db.js";
 
 const pluginPath = fileURLToPath(new URL("../../../plugins/dist/src/key-transparency/index.js", import.meta.url));
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -31,31 +29,6 @@ async function freePort(): Promise<number> {
   const { port } = probe.address() as { port: number };
   await new Promise((resolve) => probe.close(resolve));
   return port;
-}
-
-/** Runs one writing statement on the server's database (`$1`.. parameters, in order), as an attacker with the disk would. */
-async function writeServerDb(server: Homeserver, sql: string, params: unknown[] = []): Promise<void> {
-  if (server.databaseUrl.startsWith("file:")) {
-    const db = new BetterSqlite3(server.databaseUrl.slice("file:".length), { fileMustExist: true });
-    try {
-      db.pragma("busy_timeout = 5000");
-      db.prepare(sql.replace(/\$\d+/g, "?")).run(...params);
-    } finally {
-      db.close();
-    }
-    return;
-  }
-  const url = new URL(server.databaseUrl);
-  const schema = url.searchParams.get("schema")!;
-  url.searchParams.delete("schema");
-  const client = new pg.Client({ connectionString: url.toString() });
-  await client.connect();
-  try {
-    await client.query(`SET search_path TO "${schema}"`);
-    await client.query(sql, params);
-  } finally {
-    await client.end();
-  }
 }
 
 /** GETs a route of the log with a device's credentials (the routes are for members). */

@@ -1,6 +1,7 @@
 /**
- * Reads a test homeserver's database directly, as someone holding its disk
- * would: SQLite through better-sqlite3 (read-only), PostgreSQL through pg.
+ * Reads (and, for tampering tests, writes) a test homeserver's database
+ * directly, as someone holding its disk would: SQLite through
+ * better-sqlite3, PostgreSQL through pg.
  */
 import BetterSqlite3 from "better-sqlite3";
 import pg from "pg";
@@ -17,6 +18,28 @@ export async function queryServerDb<T>(server: Homeserver, sql: string, params: 
       db.close();
     }
   }
+  return (await postgres(server, sql, params)) as T[];
+}
+
+/**
+ * Runs one statement that changes the database, as an attacker holding the
+ * disk (or running the server) could: for tests of what clients detect.
+ */
+export async function writeServerDb(server: Homeserver, sql: string, params: unknown[] = []): Promise<void> {
+  if (server.databaseUrl.startsWith("file:")) {
+    const db = new BetterSqlite3(server.databaseUrl.slice("file:".length), { fileMustExist: true });
+    try {
+      db.pragma("busy_timeout = 5000");
+      db.prepare(sql.replace(/\$\d+/g, "?")).run(...params);
+    } finally {
+      db.close();
+    }
+    return;
+  }
+  await postgres(server, sql, params);
+}
+
+async function postgres(server: Homeserver, sql: string, params: unknown[]): Promise<unknown[]> {
   const url = new URL(server.databaseUrl);
   const schema = url.searchParams.get("schema")!;
   url.searchParams.delete("schema");
@@ -24,7 +47,7 @@ export async function queryServerDb<T>(server: Homeserver, sql: string, params: 
   await client.connect();
   try {
     await client.query(`SET search_path TO "${schema}"`);
-    return (await client.query(sql, params)).rows as T[];
+    return (await client.query(sql, params)).rows;
   } finally {
     await client.end();
   }
