@@ -1,19 +1,19 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { PrivateKey, SenderCertificate } from "@signalapp/libsignal-client";
+import { PrivateKey } from "@signalapp/libsignal-client";
 import { definePlugin, storageLimits, type HookName, type PluginContext, type Refusal, type ServerHooks } from "@zimchat/plugin-sdk/server";
-import { accessKeyHeader, limits, type MultiRecipientRequest, type SealedClientToServerEvents } from "@zimchat/protocol";
-import { io as connectClient, type Socket } from "socket.io-client";
+import { accessKeyHeader, limits, type MultiRecipientRequest } from "@zimchat/protocol";
 import { z } from "zod";
 import { ConfigError, defaultRateLimits, openHomeserver, PluginError, PluginStorageError, resolveConfig, type PluginSpec, type RateLimits } from "../../src/index.js";
 import type { SeizureReport } from "../../src/seizure/report.js";
 import { encryptFor, freshDatabase, linkDevice, signedEc, signedKyber, startServer, startSession, type TestServer } from "../support/harness.js";
+import { certificateFor, sealedSocket, setAccess } from "../support/sealed.js";
 import { SignalDevice } from "../support/signal-device.js";
 
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
@@ -105,32 +105,6 @@ async function eventually(check: () => boolean, timeoutMs = 3000): Promise<void>
     if (Date.now() > end) throw new Error("condition not met in time");
     await sleep(10);
   }
-}
-
-async function setAccess(server: TestServer, device: SignalDevice): Promise<Buffer> {
-  const accessKey = randomBytes(16);
-  const res = await server.http().put("/v1/accounts/attributes").set("Authorization", device.authHeader).send({ accessKey: b64(accessKey), unrestrictedAccess: false });
-  assert.equal(res.status, 204, JSON.stringify(res.body));
-  return accessKey;
-}
-
-async function certificateFor(server: TestServer, device: SignalDevice): Promise<SenderCertificate> {
-  const res = await server.http().get("/v1/certificate/delivery").set("Authorization", device.authHeader);
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return SenderCertificate.deserialize(fromB64(res.body.certificate));
-}
-
-async function sealedSocket(server: TestServer): Promise<Socket<Record<string, never>, SealedClientToServerEvents>> {
-  const socket: Socket<Record<string, never>, SealedClientToServerEvents> = connectClient(`${server.url}/sealed`, {
-    transports: ["websocket"],
-    reconnection: false,
-    forceNew: true,
-  });
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", () => resolve());
-    socket.once("connect_error", reject);
-  });
-  return socket;
 }
 
 /** The exact field names of a payload, sorted. */

@@ -6,11 +6,11 @@ import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } fr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PrivateKey, ProtocolAddress, PublicKey, SenderCertificate } from "@signalapp/libsignal-client";
-import { io as connectClient, type Socket } from "socket.io-client";
-import type { Envelope, MultiRecipientRequest, SealedClientToServerEvents } from "@zimchat/protocol";
+import type { Envelope, MultiRecipientRequest } from "@zimchat/protocol";
 import { ConfigError, defaultRateLimits, openHomeserver, resolveConfig, type RateLimits } from "../../src/index.js";
 import { keyFileNames, KeyFileError, loadOrCreateKeys } from "../../src/services/key-files.js";
 import { freshDatabase, linkDevice, startServer, startSession, type TestServer } from "../support/harness.js";
+import { certificateFor, sealedSocket, setAccess } from "../support/sealed.js";
 import { SignalDevice } from "../support/signal-device.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -23,20 +23,6 @@ const roomyLimits: RateLimits = {
   register: { points: 10_000, durationSeconds: 3600 },
   linkCode: { points: 10_000, durationSeconds: 3600 },
 };
-
-/** Sets the account's access key (and unrestricted flag) through the API; returns the key. */
-async function setAccess(server: TestServer, device: SignalDevice, unrestrictedAccess = false): Promise<Buffer> {
-  const accessKey = randomBytes(16);
-  const res = await server.http().put("/v1/accounts/attributes").set("Authorization", device.authHeader).send({ accessKey: b64(accessKey), unrestrictedAccess });
-  assert.equal(res.status, 204, JSON.stringify(res.body));
-  return accessKey;
-}
-
-async function certificateFor(server: TestServer, device: SignalDevice): Promise<SenderCertificate> {
-  const res = await server.http().get("/v1/certificate/delivery").set("Authorization", device.authHeader);
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return SenderCertificate.deserialize(fromB64(res.body.certificate));
-}
 
 async function trustRootOf(server: TestServer): Promise<PublicKey> {
   const res = await server.http().get("/v1/certificate/trust-root");
@@ -53,20 +39,6 @@ async function queued(server: TestServer, device: SignalDevice): Promise<Envelop
   const res = await server.http().get("/v1/messages").set("Authorization", device.authHeader);
   assert.equal(res.status, 200);
   return res.body.envelopes;
-}
-
-/** A socket on the `/sealed` namespace, with no credentials at all. */
-async function sealedSocket(server: TestServer): Promise<Socket<Record<string, never>, SealedClientToServerEvents>> {
-  const socket: Socket<Record<string, never>, SealedClientToServerEvents> = connectClient(`${server.url}/sealed`, {
-    transports: ["websocket"],
-    reconnection: false,
-    forceNew: true,
-  });
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", () => resolve());
-    socket.once("connect_error", reject);
-  });
-  return socket;
 }
 
 describe("sealed sender: certificates", () => {
