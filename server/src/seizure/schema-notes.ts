@@ -25,6 +25,7 @@ export const tableNotes: Record<string, TableNote> = {
       createdAt: "account creation day (kept at midnight UTC since day truncation; older rows may have the exact time)",
       accessKeyHash: "SHA-256 hash of the unidentified-access key (lets the server check sealed senders; the key itself is not stored)",
       unrestrictedAccess: "whether the account accepts sealed-sender messages from anyone",
+      disabledAt: "the day an admin disabled the account (null when it is enabled); a disabled account cannot authenticate",
     },
   },
   Device: {
