@@ -97,8 +97,33 @@ export type {
 export { missingCase } from "./missing-case.js";
 
 // REST routes and the OpenAPI document
-export { routes, streamRoutes, type RouteAuth, type RouteName, type RouteSpec, type StreamRouteName, type StreamRouteSpec } from "./routes.js";
+export { adminRoutes, routes, streamRoutes, type AdminRouteName, type RouteAuth, type RouteName, type RouteSpec, type StreamRouteName, type StreamRouteSpec } from "./routes.js";
 export { buildOpenApiDocument } from "./openapi.js";
+
+// The admin API
+export {
+  accountDeviceParamsSchema,
+  accountListQuerySchema,
+  accountListResponseSchema,
+  accountParamsSchema,
+  accountRefSchema,
+  adminAccountSchema,
+  createInviteRequestSchema,
+  createInviteResponseSchema,
+  inviteIdSchema,
+  inviteInfoSchema,
+  inviteListResponseSchema,
+  maxAdminPageSize,
+  rotateCertificateResponseSchema,
+  serverStatsSchema,
+  type AccountListResponse,
+  type AdminAccount,
+  type CreateInviteRequest,
+  type CreateInviteResponse,
+  type InviteInfo,
+  type RotateCertificateResponse,
+  type ServerStats,
+} from "./admin.js";
 
 // Devices (linking)
 export {

@@ -1,10 +1,15 @@
 import { z } from "zod";
+import { missingCase } from "./missing-case.js";
 import { errorBodySchema, errorStatus, type ErrorCode } from "./errors.js";
-import { routes, streamRoutes, type RouteSpec, type StreamRouteSpec } from "./routes.js";
+import { adminRoutes, routes, streamRoutes, type RouteSpec, type StreamRouteSpec } from "./routes.js";
 
 /** Error codes any route can answer with. */
 const commonErrors: ErrorCode[] = ["malformed_json", "invalid_request", "body_too_large", "rate_limited", "internal"];
 const authErrors: ErrorCode[] = ["unauthorized"];
+/** A device of a disabled account authenticates with the right password, and is refused. */
+const disabledErrors: ErrorCode[] = ["account_disabled"];
+/** Every admin route answers 404 when the server has no admin token. */
+const adminErrors: ErrorCode[] = ["not_found"];
 
 type JsonSchema = Record<string, unknown>;
 
@@ -24,6 +29,21 @@ function openApiPath(path: string): string {
   return path.replace(/:([A-Za-z]+)/g, "{$1}");
 }
 
+function securityOf(auth: RouteSpec["auth"]): Record<string, string[]>[] {
+  switch (auth) {
+    case "none":
+      return [];
+    case "device":
+      return [{ deviceBasic: [] }];
+    case "device-or-access-key":
+      return [{ deviceBasic: [] }, { unidentifiedAccessKey: [] }];
+    case "admin":
+      return [{ adminBearer: [] }];
+    default:
+      return missingCase(auth);
+  }
+}
+
 /**
  * The OpenAPI 3.1 document for every route in {@link routes}, built from the
  * same zod schemas the server validates with.
@@ -33,17 +53,30 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
   const paths: Record<string, Record<string, unknown>> = {};
   const errorRef = toSchema(errorBodySchema, refs);
 
-  const all = [...Object.entries(routes), ...Object.entries(streamRoutes)] as [string, RouteSpec | StreamRouteSpec][];
+  const all = [...Object.entries(routes), ...Object.entries(adminRoutes), ...Object.entries(streamRoutes)] as [string, RouteSpec | StreamRouteSpec][];
   for (const [name, route] of all) {
-    const parameters = route.params
-      ? Object.entries(route.params.shape).map(([param, schema]) => ({
-          name: param,
-          in: "path",
-          required: true,
-          schema: toSchema(schema as z.ZodType, refs),
-        }))
-      : [];
-    const codes = [...commonErrors, ...(route.auth === "none" ? [] : authErrors), ...route.errors];
+    const parameters = [
+      ...Object.entries(route.params?.shape ?? {}).map(([param, schema]) => ({
+        name: param,
+        in: "path",
+        required: true,
+        schema: toSchema(schema as z.ZodType, refs),
+      })),
+      ...Object.entries(route.query?.shape ?? {}).map(([param, schema]) => ({
+        name: param,
+        in: "query",
+        required: !(schema as z.ZodType).safeParse(undefined).success,
+        schema: toSchema(schema as z.ZodType, refs),
+      })),
+    ];
+    // A Set: an admin route's own `not_found` is also the one it answers when the admin API is off.
+    const codes = new Set([
+      ...commonErrors,
+      ...(route.auth === "none" ? [] : authErrors),
+      ...(route.auth === "device" || route.auth === "device-or-access-key" ? disabledErrors : []),
+      ...(route.auth === "admin" ? adminErrors : []),
+      ...route.errors,
+    ]);
     const byStatus = new Map<number, ErrorCode[]>();
     for (const code of codes) byStatus.set(errorStatus[code], [...(byStatus.get(errorStatus[code]) ?? []), code]);
 
@@ -68,12 +101,7 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
       summary: route.summary,
       parameters,
       responses,
-      security:
-        route.auth === "device"
-          ? [{ deviceBasic: [] }]
-          : route.auth === "device-or-access-key"
-            ? [{ deviceBasic: [] }, { unidentifiedAccessKey: [] }]
-            : [],
+      security: securityOf(route.auth),
     };
     if ("body" in route && route.body) {
       operation.requestBody = { required: true, content: { "application/json": { schema: toSchema(route.body, refs) } } };
@@ -101,6 +129,11 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
       schemas: Object.fromEntries([...refs].sort(([a], [b]) => a.localeCompare(b))),
       securitySchemes: {
         deviceBasic: { type: "http", scheme: "basic", description: "`uuid.deviceId` as user name, the device password" },
+        adminBearer: {
+          type: "http",
+          scheme: "bearer",
+          description: "The server's admin token (`--admin-token`, `ZIMCHAT_ADMIN_TOKEN`); without one the admin routes answer 404",
+        },
         unidentifiedAccessKey: {
           type: "apiKey",
           in: "header",

@@ -1,4 +1,16 @@
 import { z } from "zod";
+import {
+  accountDeviceParamsSchema,
+  accountListQuerySchema,
+  accountListResponseSchema,
+  accountParamsSchema,
+  createInviteRequestSchema,
+  createInviteResponseSchema,
+  inviteIdSchema,
+  inviteListResponseSchema,
+  rotateCertificateResponseSchema,
+  serverStatsSchema,
+} from "./admin.js";
 import { attachmentIdSchema, uploadAttachmentResponseSchema } from "./attachments.js";
 import {
   resetIdentityRequestSchema,
@@ -39,9 +51,11 @@ import {
  * How a route authenticates its caller: not at all, as a device (HTTP
  * Basic), or either as a device or with the recipient's unidentified access
  * key (the `Unidentified-Access-Key` header, sealed sender; a wrong key or an
- * unknown recipient is the same 401).
+ * unknown recipient is the same 401), or as the server's admin
+ * (`Authorization: Bearer <admin token>`; the admin routes answer 404 when
+ * the server has no admin token).
  */
-export type RouteAuth = "none" | "device" | "device-or-access-key";
+export type RouteAuth = "none" | "device" | "device-or-access-key" | "admin";
 
 /** One REST route: the server mounts it, the OpenAPI document describes it. */
 export interface RouteSpec {
@@ -51,6 +65,8 @@ export interface RouteSpec {
   summary: string;
   auth: RouteAuth;
   params?: z.ZodObject;
+  /** The query string's parameters (each a string, or absent). */
+  query?: z.ZodObject;
   body?: z.ZodType;
   /** Status and schema of the success answer (no schema: empty body). */
   success: { status: number; schema?: z.ZodType };
@@ -266,6 +282,107 @@ export const routes = {
   },
 } as const satisfies Record<string, RouteSpec>;
 
+/**
+ * The admin API, under `/admin/v1`: served only when the server has an admin
+ * token (404 `not_found` otherwise, as if absent), for `Authorization: Bearer <token>`.
+ */
+export const adminRoutes = {
+  adminCreateInvite: {
+    method: "post",
+    path: "/admin/v1/invites",
+    summary: "Create a registration invite; its token is in this answer only",
+    auth: "admin",
+    body: createInviteRequestSchema,
+    success: { status: 201, schema: createInviteResponseSchema },
+    errors: [],
+  },
+  adminListInvites: {
+    method: "get",
+    path: "/admin/v1/invites",
+    summary: "Every invite, without tokens",
+    auth: "admin",
+    success: { status: 200, schema: inviteListResponseSchema },
+    errors: [],
+  },
+  adminRevokeInvite: {
+    method: "delete",
+    path: "/admin/v1/invites/:id",
+    summary: "Revoke an invite (404 when there is no unrevoked invite with that id)",
+    auth: "admin",
+    params: z.strictObject({ id: inviteIdSchema }),
+    success: { status: 204 },
+    errors: ["not_found"],
+  },
+  adminListAccounts: {
+    method: "get",
+    path: "/admin/v1/accounts",
+    summary: "Accounts ordered by id, one page at a time (metadata only: no keys, no contacts)",
+    auth: "admin",
+    query: accountListQuerySchema,
+    success: { status: 200, schema: accountListResponseSchema },
+    errors: [],
+  },
+  adminDisableAccount: {
+    method: "put",
+    path: "/admin/v1/accounts/:account/disabled",
+    summary:
+      "Disable an account (by id or username): its devices can no longer authenticate (403 `account_disabled`) and " +
+      "their connections are closed (`closing`: `disabled`); messages sent to it are still queued until they expire",
+    auth: "admin",
+    params: accountParamsSchema,
+    success: { status: 204 },
+    errors: ["not_found"],
+  },
+  adminEnableAccount: {
+    method: "delete",
+    path: "/admin/v1/accounts/:account/disabled",
+    summary: "Enable a disabled account again",
+    auth: "admin",
+    params: accountParamsSchema,
+    success: { status: 204 },
+    errors: ["not_found"],
+  },
+  adminDeleteAccount: {
+    method: "delete",
+    path: "/admin/v1/accounts/:account",
+    summary: "Delete an account: its devices, keys, queued envelopes and attachments (rows and blobs); frees the username and closes its connections",
+    auth: "admin",
+    params: accountParamsSchema,
+    success: { status: 204 },
+    errors: ["not_found"],
+  },
+  adminRemoveDevice: {
+    method: "delete",
+    path: "/admin/v1/accounts/:account/devices/:deviceId",
+    summary: "Remove a linked device (not the primary: delete the account instead), with its keys and queue; closes its connection",
+    auth: "admin",
+    params: accountDeviceParamsSchema,
+    success: { status: 204 },
+    errors: ["forbidden", "not_found"],
+  },
+  adminStats: {
+    method: "get",
+    path: "/admin/v1/stats",
+    summary: "Accounts, devices, queued envelopes and connected devices (across every node)",
+    auth: "admin",
+    success: { status: 200, schema: serverStatsSchema },
+    errors: [],
+  },
+  adminRotateCertificate: {
+    method: "post",
+    path: "/admin/v1/certificate/rotate",
+    summary:
+      "Replace the server key and certificate (next key id, signed by the unchanged trust root); new sender certificates use it, " +
+      "earlier ones stay valid until they expire. Needs the trust root's private key in the data directory (409 `trust_root_offline`)",
+    auth: "admin",
+    success: { status: 200, schema: rotateCertificateResponseSchema },
+    errors: ["trust_root_offline"],
+  },
+} as const satisfies Record<string, RouteSpec>;
+
+/** The name of a route in {@link adminRoutes}. */
+export type AdminRouteName = keyof typeof adminRoutes;
+
 /** The name of a route in {@link routes}. */
 export type RouteName = keyof typeof routes;
 
@@ -302,6 +419,17 @@ export const streamRoutes = {
     params: z.strictObject({ id: attachmentIdSchema }),
     success: { status: 200 },
     errors: ["not_found", "range_not_satisfiable"],
+  },
+  adminBackup: {
+    method: "post",
+    path: "/admin/v1/backup",
+    summary:
+      "An online backup of the SQLite database (SQLite's backup API; consistent while the server keeps serving), streamed as a " +
+      "SQLite file; restore it offline with `zimchat admin restore`. On PostgreSQL: 409 `backup_unsupported` (use pg_dump)",
+    auth: "admin",
+    stream: "response",
+    success: { status: 200 },
+    errors: ["backup_unsupported"],
   },
 } as const satisfies Record<string, StreamRouteSpec>;
 

@@ -25,10 +25,10 @@ export interface ClientToServerEvents {
 
 /**
  * Why the server closed a device's connection: a newer connection of the
- * same device, server shutdown, or the device was unlinked (its credentials
- * no longer work).
+ * same device, server shutdown, the device was unlinked (its credentials
+ * no longer work), or an admin disabled or deleted the account.
  */
-export type DisconnectReason = "displaced" | "shutdown" | "removed";
+export type DisconnectReason = "displaced" | "shutdown" | "removed" | "disabled" | "deleted";
 
 /** Events the server emits. */
 export interface ServerToClientEvents {

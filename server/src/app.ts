@@ -5,6 +5,7 @@ import { ConfigError, type ServerConfig } from "./config.js";
 import { openDatabase, type Database } from "./db/database.js";
 import { HttpError } from "./errors.js";
 import { createGateway, type Gateway } from "./gateway/gateway.js";
+import { createAdminRouter } from "./http/admin-router.js";
 import { createAttachmentRouter } from "./http/attachments.js";
 import { createHandlers } from "./http/handlers.js";
 import { createRouter, errorMiddleware } from "./http/router.js";
@@ -62,16 +63,17 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
+  // The gateway first: the admin routes count its connections.
+  const httpServer = createServer(app);
+  const io = createGateway(httpServer, services, logger);
   // Raw-body routes (attachments) first: the JSON parser below would read their bodies.
   app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
   app.use(express.json({ limit: limits.maxBodyBytes, strict: true, type: () => true }));
   app.use(createRouter(createHandlers(config, database, services), services.accounts, logger));
+  app.use(createAdminRouter(config, database, services, io, logger));
   if (plugins.routes.length) app.use(createPluginRouter(plugins, services.accounts, logger));
   app.use((_req, _res, next) => next(new HttpError("not_found", "No such route")));
   app.use(errorMiddleware(logger));
-
-  const httpServer = createServer(app);
-  const io = createGateway(httpServer, services, logger);
 
   const sweep = setInterval(() => {
     services.mailbox.sweepExpired().then(

@@ -101,6 +101,12 @@ export interface ServerConfig {
   pluginHookTimeoutMs: number;
   /** Time budget of one plugin's `setup`, `start` and `stop`. @default 30 s */
   pluginStartTimeoutMs: number;
+  /**
+   * Bearer token of the admin HTTP API under `/admin/v1` (at least 16
+   * characters). Unset: the admin API is off and its routes answer 404.
+   * @default undefined
+   */
+  adminToken?: string;
 }
 
 /** The default rate limits. */
@@ -146,6 +152,7 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     plugins: checkPluginSpecs(partial.plugins ?? []),
     pluginHookTimeoutMs: partial.pluginHookTimeoutMs ?? 1000,
     pluginStartTimeoutMs: partial.pluginStartTimeoutMs ?? 30_000,
+    ...(partial.adminToken !== undefined && { adminToken: partial.adminToken }),
   };
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?$/.test(config.serverName)) {
     throw new ConfigError(`serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`);
@@ -175,6 +182,10 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
   }
   for (const option of ["pluginHookTimeoutMs", "pluginStartTimeoutMs"] as const) {
     if (!Number.isSafeInteger(config[option]) || config[option] < 1) throw new ConfigError(`${option} ${config[option]} must be a positive integer (milliseconds)`);
+  }
+  if (config.adminToken !== undefined && (typeof config.adminToken !== "string" || config.adminToken.length < 16 || config.adminToken.length > 512 || /\s/.test(config.adminToken))) {
+    // The token itself is never echoed.
+    throw new ConfigError("adminToken must be 16..512 characters without spaces, e.g. `openssl rand -base64 32` (set ZIMCHAT_ADMIN_TOKEN / --admin-token)");
   }
   if (!(config.envelopeTtlMs > 0)) throw new ConfigError("envelopeTtlMs must be positive (set ZIMCHAT_ENVELOPE_TTL_DAYS)");
   if (!/^(file:|postgres(ql)?:\/\/)/.test(config.databaseUrl)) {

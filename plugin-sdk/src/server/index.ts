@@ -57,9 +57,12 @@ export interface DeviceLinkedEvent extends DeviceRef {
   time: number;
 }
 
-/** `deviceRemoved`: a device was unlinked, or removed by an identity reset. */
+/**
+ * `deviceRemoved`: a device was unlinked, removed by an identity reset or
+ * by an admin, or its account was deleted by an admin (one event per device).
+ */
 export interface DeviceRemovedEvent extends DeviceRef {
-  reason: "unlinked" | "identity_reset";
+  reason: "unlinked" | "identity_reset" | "removed_by_admin" | "account_deleted";
   time: number;
 }
 

@@ -82,6 +82,7 @@ function configFrom(options: StorageOptions & Record<string, unknown>): ServerCo
   if (options.attachmentQuotaMib !== undefined) partial.attachmentQuotaBytes = (options.attachmentQuotaMib as number) * 1024 * 1024;
   if (options.attachmentTtlDays !== undefined) partial.attachmentTtlMs = (options.attachmentTtlDays as number) * 86_400_000;
   if (options.maxDevices !== undefined) partial.maxDevicesPerAccount = options.maxDevices as number;
+  if (options.adminToken) partial.adminToken = options.adminToken as string;
   return resolveConfig(partial);
 }
 
@@ -106,6 +107,7 @@ withStorageOptions(program.command("serve").description("run the homeserver (app
   .addOption(new Option("--attachment-ttl-days <days>", "delete attachments this long after upload").env("ZIMCHAT_ATTACHMENT_TTL_DAYS").default(30).argParser(int))
   .addOption(new Option("--rate-limits <onoff>", "turn rate limits off (benchmarks only)").choices(["on", "off"]).env("ZIMCHAT_RATE_LIMITS").default("on"))
   .addOption(new Option("--max-devices <n>", "devices per account, the primary included (1..127)").env("ZIMCHAT_MAX_DEVICES").default(6).argParser(int))
+  .addOption(new Option("--admin-token <token>", "bearer token of the admin API under /admin/v1 (unset: admin API off)").env("ZIMCHAT_ADMIN_TOKEN"))
   .action(async (options: StorageOptions & Record<string, unknown>) => {
     const config = configFrom(options);
     const { createLogger } = await import("../logger.js");

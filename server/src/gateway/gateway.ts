@@ -102,6 +102,12 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     }
     io.to(accountRoom(accountId)).emit("devices-changed");
   });
+  services.admin.onAccountClosed((accountId, reason) => {
+    // Every connection of the account, on every node.
+    const room = accountRoom(accountId);
+    io.in(room).emit("closing", reason);
+    io.in(room).disconnectSockets(true);
+  });
   return io;
 }
 

@@ -8,7 +8,7 @@ import { parseBasicAuth } from "./basic-auth.js";
 import type { RouteHandlers } from "./context.js";
 
 /** A zod failure as the `invalid_request` error body. */
-export function invalidRequest(error: ZodError, where: "body" | "params"): HttpError {
+export function invalidRequest(error: ZodError, where: "body" | "params" | "query"): HttpError {
   return new HttpError("invalid_request", `The request ${where} is invalid`, {
     issues: error.issues.slice(0, 20).map((i) => ({ path: [where, ...i.path.map((p) => (typeof p === "symbol" ? String(p) : p))], message: i.message })),
   });

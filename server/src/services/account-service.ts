@@ -85,8 +85,9 @@ export class AccountService {
 
   /**
    * Checks `uuid.deviceId` and password. Every failure is the same 401, and an
-   * unknown device costs the same hash as a wrong password.
-   * @throws HttpError `unauthorized` or `rate_limited`
+   * unknown device costs the same hash as a wrong password; the right
+   * password of a disabled account is a 403.
+   * @throws HttpError `unauthorized`, `account_disabled` or `rate_limited`
    */
   async authenticate(username: string, password: string): Promise<DevicePrincipal> {
     const dot = username.lastIndexOf(".");
@@ -97,6 +98,8 @@ export class AccountService {
     // No lock-out after failures: passwords carry >= 128 random bits, and a
     // lock-out would let anyone deny service to a device by guessing wrong.
     if (!verifyPassword(password, credentials.passwordSalt, credentials.passwordHash)) throw unauthorized();
+    // Said only to a caller who knows the password: the device is right, the account is off.
+    if (credentials.disabled) throw new HttpError("account_disabled", "An admin disabled this account");
     await this.accounts.markSeen(uuid.data, deviceId.data);
     return { accountId: uuid.data, deviceId: deviceId.data };
   }

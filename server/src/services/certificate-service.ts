@@ -2,7 +2,10 @@ import { PublicKey, SenderCertificate } from "@signalapp/libsignal-client";
 import type { SenderCertificateResponse, TrustRootResponse } from "@zimchat/protocol";
 import type { AccountStore } from "../stores/account-store.js";
 import { unauthorized, type DevicePrincipal } from "./account-service.js";
-import { fingerprint, loadOrCreateKeys, type ServerKeys } from "./key-files.js";
+import { fingerprint, loadOrCreateKeys, readServerKeys, rotateServerKey, serverKeyStamp, type ServerKeys } from "./key-files.js";
+
+/** How often the key files are checked for a rotation done by another node sharing the data directory. @default 5 s */
+export const keyReloadIntervalMs = 5000;
 
 /**
  * Sealed-sender certificates: the trust root clients pin, and short-lived
@@ -12,11 +15,14 @@ import { fingerprint, loadOrCreateKeys, type ServerKeys } from "./key-files.js";
  */
 export class CertificateService {
   private keys: ServerKeys | null = null;
+  private stamp = "";
+  private checkedAt = 0;
 
   constructor(
     private readonly dataDir: string,
     private readonly accounts: AccountStore,
     private readonly ttlMs: number,
+    private readonly reloadIntervalMs = keyReloadIntervalMs,
   ) {}
 
   /**
@@ -26,7 +32,36 @@ export class CertificateService {
    * @throws KeyFileError (a ConfigError) for a key file readable by others
    */
   open(): ServerKeys {
-    return (this.keys ??= loadOrCreateKeys(this.dataDir).keys);
+    if (!this.keys) {
+      this.keys = loadOrCreateKeys(this.dataDir).keys;
+      this.stamp = serverKeyStamp(this.dataDir);
+      this.checkedAt = Date.now();
+    } else if (Date.now() - this.checkedAt >= this.reloadIntervalMs) this.reloadIfRotated();
+    return this.keys;
+  }
+
+  /**
+   * Replaces the server key and certificate (see {@link rotateServerKey});
+   * other nodes sharing the data directory pick them up within the reload interval.
+   * @throws TrustRootOfflineError when the trust root's private key is not in the data directory
+   */
+  rotate(): { keyId: number; previousKeyId: number; trustRootFingerprint: string } {
+    this.open();
+    const { keys, previousKeyId } = rotateServerKey(this.dataDir);
+    this.keys = keys;
+    this.stamp = serverKeyStamp(this.dataDir);
+    return { keyId: keys.serverCertificate.keyId(), previousKeyId, trustRootFingerprint: fingerprint(keys.trustRoot) };
+  }
+
+  /** Re-reads the key files when another process replaced them; a half-written rotation is read on the next check. */
+  private reloadIfRotated(): void {
+    this.checkedAt = Date.now();
+    const stamp = serverKeyStamp(this.dataDir);
+    if (stamp === this.stamp) return;
+    const keys = readServerKeys(this.dataDir);
+    if (!keys) return;
+    this.keys = keys;
+    this.stamp = stamp;
   }
 
   /** The trust root public key and its fingerprint. */

@@ -161,9 +161,32 @@ export class DeviceService {
     if (principal.deviceId !== 1 && principal.deviceId !== deviceId) {
       throw new HttpError("forbidden", "Only the primary device can remove other devices");
     }
-    if (!(await this.devices.remove(principal.accountId, deviceId))) throw new HttpError("not_found", "No such device");
-    this.notify({ accountId: principal.accountId, removedDeviceIds: [deviceId] });
-    await this.plugins.emit("deviceRemoved", { accountId: principal.accountId, deviceId, reason: "unlinked", time: Date.now() });
+    await this.unlink(principal.accountId, deviceId, "unlinked");
+  }
+
+  /**
+   * An admin removes a linked device (not the primary: deleting the account
+   * is the way to remove that one). @throws HttpError `forbidden`, `not_found`
+   */
+  async removeByAdmin(accountId: string, deviceId: number): Promise<void> {
+    if (deviceId === 1) throw new HttpError("forbidden", "The primary device cannot be removed; delete the account instead");
+    await this.unlink(accountId, deviceId, "removed_by_admin");
+  }
+
+  /**
+   * Tells the gateway and the plugins that an account's devices are gone
+   * (the account was deleted with them).
+   */
+  async accountDeleted(accountId: string, deviceIds: number[]): Promise<void> {
+    if (deviceIds.length) this.notify({ accountId, removedDeviceIds: deviceIds });
+    const time = Date.now();
+    await Promise.all(deviceIds.map((deviceId) => this.plugins.emit("deviceRemoved", { accountId, deviceId, reason: "account_deleted", time })));
+  }
+
+  private async unlink(accountId: string, deviceId: number, reason: "unlinked" | "removed_by_admin"): Promise<void> {
+    if (!(await this.devices.remove(accountId, deviceId))) throw new HttpError("not_found", "No such device");
+    this.notify({ accountId, removedDeviceIds: [deviceId] });
+    await this.plugins.emit("deviceRemoved", { accountId, deviceId, reason, time: Date.now() });
   }
 
   /**

@@ -8,7 +8,9 @@ import { DeviceStore } from "../stores/device-store.js";
 import { EnvelopeStore } from "../stores/envelope-store.js";
 import { InviteStore } from "../stores/invite-store.js";
 import { KeyStore } from "../stores/key-store.js";
+import { AdminStore } from "../stores/admin-store.js";
 import { AccountService } from "./account-service.js";
+import { AdminService } from "./admin-service.js";
 import { AttachmentService } from "./attachment-service.js";
 import { CertificateService } from "./certificate-service.js";
 import { DeviceService } from "./device-service.js";
@@ -29,6 +31,8 @@ export interface Services {
   certificates: CertificateService;
   sealed: SealedSenderService;
   devices: DeviceService;
+  /** The admin API's operations (served only with an admin token). */
+  admin: AdminService;
 }
 
 /** Builds the services over an open database, calling the plugins' hooks (none by default). */
@@ -38,19 +42,24 @@ export function createServices(config: ServerConfig, database: Database, plugins
   const inviteStore = new InviteStore(prisma);
   const limiter = new RateLimiter(config.rateLimits);
   const mailbox = new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs, plugins);
+  const invites = new InviteService(inviteStore);
+  const attachments = new AttachmentService(new AttachmentStore(prisma, database.provider), {
+    dir: join(config.dataDir, "attachments"),
+    maxBytes: config.attachmentMaxBytes,
+    quotaBytes: config.attachmentQuotaBytes,
+    ttlMs: config.attachmentTtlMs,
+  });
+  const certificates = new CertificateService(config.dataDir, accountStore, config.senderCertificateTtlMs);
+  const devices = new DeviceService(new DeviceStore(prisma, database.provider), limiter, config, plugins);
   return {
     accounts: new AccountService(accountStore, inviteStore, limiter, config.registration, plugins),
     keys: new KeyService(new KeyStore(prisma, database.provider), accountStore, limiter, plugins),
     mailbox,
-    invites: new InviteService(inviteStore),
-    attachments: new AttachmentService(new AttachmentStore(prisma, database.provider), {
-      dir: join(config.dataDir, "attachments"),
-      maxBytes: config.attachmentMaxBytes,
-      quotaBytes: config.attachmentQuotaBytes,
-      ttlMs: config.attachmentTtlMs,
-    }),
-    certificates: new CertificateService(config.dataDir, accountStore, config.senderCertificateTtlMs),
+    invites,
+    attachments,
+    certificates,
     sealed: new SealedSenderService(accountStore, mailbox, limiter),
-    devices: new DeviceService(new DeviceStore(prisma, database.provider), limiter, config, plugins),
+    devices,
+    admin: new AdminService(new AdminStore(prisma), invites, devices, attachments, certificates),
   };
 }

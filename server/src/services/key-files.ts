@@ -91,6 +91,59 @@ export function loadOrCreateKeys(dataDir: string): { keys: ServerKeys; created: 
   return { keys: { trustRoot, serverCertificate, serverKey }, created: true };
 }
 
+/** Thrown when a rotation needs the trust root's private key and it is not in the data directory (kept offline). */
+export class TrustRootOfflineError extends KeyFileError {
+  override name = "TrustRootOfflineError";
+}
+
+/**
+ * The keys as they are on disk, without creating anything (other nodes
+ * sharing the data directory re-read them after a rotation).
+ * @returns null when a file is missing or the server key and certificate do not fit together (a rotation half-written)
+ * @throws KeyFileError for a private key file readable by others or a file that is not a key
+ */
+export function readServerKeys(dataDir: string): ServerKeys | null {
+  const dir = keyDirectory(dataDir);
+  const trustRoot = readTrustRoot(dataDir);
+  const server = trustRoot && readServerKey(dir, trustRoot);
+  return server ? { trustRoot, ...server } : null;
+}
+
+/**
+ * Replaces the server key and certificate: a new key pair, a certificate
+ * with the next key id signed by the (unchanged) trust root, both written
+ * atomically with mode 0600. Sender certificates issued with the previous
+ * server key keep verifying, since they chain to the same trust root.
+ * @throws TrustRootOfflineError without `trust-root.key` in the data directory
+ */
+export function rotateServerKey(dataDir: string): { keys: ServerKeys; previousKeyId: number } {
+  const dir = keyDirectory(dataDir);
+  const trustRootKey = readPrivateKey(join(dir, keyFileNames.trustRootKey));
+  if (!trustRootKey) {
+    throw new TrustRootOfflineError(`${join(dir, keyFileNames.trustRootKey)} is not there (kept offline?): put it back to rotate the server certificate`);
+  }
+  const previousKeyId = readCertificate(join(dir, keyFileNames.serverCertificate))?.keyId() ?? 0;
+  const serverKey = PrivateKey.generate();
+  const serverCertificate = ServerCertificate.new(previousKeyId + 1, serverKey.getPublicKey(), trustRootKey);
+  writeKeyFile(join(dir, keyFileNames.serverKey), serverKey.serialize());
+  writeKeyFile(join(dir, keyFileNames.serverCertificate), serverCertificate.serialize());
+  return { keys: { trustRoot: trustRootKey.getPublicKey(), serverCertificate, serverKey }, previousKeyId };
+}
+
+/**
+ * What identifies the current server key files (inode, size and mtime of
+ * both): it changes when a rotation, here or on another node, replaced them.
+ */
+export function serverKeyStamp(dataDir: string): string {
+  const dir = keyDirectory(dataDir);
+  return [keyFileNames.serverKey, keyFileNames.serverCertificate]
+    .map((name) => {
+      const info = statSync(join(dir, name), { throwIfNoEntry: false });
+      return info ? `${info.ino}:${info.size}:${info.mtimeMs}` : "-";
+    })
+    .join("/");
+}
+
 /**
  * The trust root's public key, without creating anything.
  * @returns null when there is none yet

@@ -6,6 +6,8 @@ import { dayNumber, SeenToday, startOfDay } from "../util/day.js";
 export interface DeviceCredentials {
   passwordSalt: Bytes;
   passwordHash: Bytes;
+  /** Whether an admin disabled the device's account. */
+  disabled: boolean;
 }
 
 /** A device's id and registration id. */
@@ -111,10 +113,11 @@ export class AccountStore {
 
   /** The credentials of one device, or null when there is no such device. */
   async credentials(accountId: string, deviceId: number): Promise<DeviceCredentials | null> {
-    return this.db.device.findUnique({
+    const row = await this.db.device.findUnique({
       where: { accountId_id: { accountId, id: deviceId } },
-      select: { passwordSalt: true, passwordHash: true },
+      select: { passwordSalt: true, passwordHash: true, account: { select: { disabledAt: true } } },
     });
+    return row && { passwordSalt: row.passwordSalt, passwordHash: row.passwordHash, disabled: row.account.disabledAt !== null };
   }
 
   /**

@@ -21,4 +21,4 @@ export function verifyPassword(password: string, salt: Uint8Array<ArrayBuffer>, 
 }
 
 /** A salt and hash that match no password, to spend the same time on unknown accounts. */
-export const dummyCredentials = { passwordSalt: randomBytes(16), passwordHash: randomBytes(32) };
+export const dummyCredentials = { passwordSalt: randomBytes(16), passwordHash: randomBytes(32), disabled: false };
