@@ -5,23 +5,14 @@ import { resolveConfig, ConfigError, isPath, type PluginSpec, type ServerConfig 
 import { parseDatabaseUrl } from "../db/database-url.js";
 import type { Services } from "../services/index.js";
 import { serverVersion } from "../version.js";
+import { registerAdminCommands } from "./admin.js";
+import { duration, int } from "./arguments.js";
 
 // The server, Prisma and libsignal load only in the commands that use them,
 // so `--help` and argument errors answer at once.
 
 // The only module that reads the environment (through commander's .env()):
 // everything below it is handed a ServerConfig.
-
-function int(value: string): number {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError("must be a whole number");
-  return Number(value);
-}
-
-function duration(value: string): number {
-  const match = /^(\d+)(m|h|d)$/.exec(value);
-  if (!match) throw new InvalidArgumentError("must look like 30m, 12h or 7d");
-  return Number(match[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as "m" | "h" | "d"];
-}
 
 type StorageOptions = {
   dataDir: string;
@@ -238,6 +229,8 @@ withStorageOptions(keys.command("show").description("print the trust root's publ
     }
     printTrustRoot(trustRoot.serialize(), fingerprint(trustRoot), options.json);
   });
+
+registerAdminCommands(program, { withStorageOptions, configFrom });
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   // Configuration and plugin start-up failures say what to change; no stack trace.
