@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import BetterSqlite3 from "better-sqlite3";
 import { freshDatabase, testProvider } from "../support/harness.js";
-import { startChildServer, type ChildServer } from "../support/child-server.js";
+import { callJson, startChildServer, type ChildServer } from "../support/child-server.js";
 import { SignalDevice } from "../support/signal-device.js";
 
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
@@ -25,15 +25,7 @@ async function zimchat(args: string[], env: Record<string, string> = {}): Promis
   }
 }
 
-async function call(url: string, method: string, path: string, body?: unknown, auth?: string): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) },
-    body: body === undefined ? null : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const call = callJson;
 
 async function register(url: string, username: string, inviteToken?: string): Promise<SignalDevice> {
   const device = new SignalDevice();

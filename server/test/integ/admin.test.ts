@@ -6,23 +6,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PublicKey } from "@signalapp/libsignal-client";
 import { adminRoutes, type Envelope } from "@zimchat/protocol";
-import { ConfigError, defaultRateLimits, resolveConfig, type RateLimits } from "../../src/index.js";
+import { ConfigError, resolveConfig } from "../../src/index.js";
 import { CertificateService } from "../../src/services/certificate-service.js";
 import { keyFileNames } from "../../src/services/key-files.js";
 import type { AccountStore } from "../../src/stores/account-store.js";
-import { linkDevice, startServer, startSession, testProvider, type TestServer } from "../support/harness.js";
+import { linkDevice, roomyRateLimits, startServer, startSession, testProvider, type TestServer } from "../support/harness.js";
 import { certificateFor } from "../support/sealed.js";
 import type { SignalDevice } from "../support/signal-device.js";
 
 const adminToken = `admin-${randomBytes(18).toString("base64url")}`;
 const bearer = `Bearer ${adminToken}`;
-
-/** Default limits, but enough registrations and linking codes for this file from one address. */
-const roomyLimits: RateLimits = {
-  ...defaultRateLimits,
-  register: { points: 10_000, durationSeconds: 3600 },
-  linkCode: { points: 10_000, durationSeconds: 3600 },
-};
 
 async function trustRootOf(server: TestServer): Promise<PublicKey> {
   const res = await server.http().get("/v1/certificate/trust-root");
@@ -68,7 +61,7 @@ describe("admin API", () => {
   let server: TestServer;
   const logs: string[] = [];
   before(async () => {
-    server = await startServer({ adminToken, logLevel: "info", rateLimits: roomyLimits }, logs);
+    server = await startServer({ adminToken, logLevel: "info", rateLimits: roomyRateLimits }, logs);
   });
   after(async () => server.stop());
 

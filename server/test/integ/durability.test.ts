@@ -4,18 +4,10 @@ import { io as connectClient } from "socket.io-client";
 import type { Envelope, ServerToClientEvents, ClientToServerEvents } from "@zimchat/protocol";
 import type { Socket } from "socket.io-client";
 import { freshDatabase } from "../support/harness.js";
-import { startChildServer, type ChildServer } from "../support/child-server.js";
+import { callJson, startChildServer, type ChildServer } from "../support/child-server.js";
 import { SignalDevice } from "../support/signal-device.js";
 
-async function call(url: string, method: string, path: string, body?: unknown, auth?: string): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) },
-    body: body === undefined ? null : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const call = callJson;
 
 /** Connects as `device`, collects the drained queue until `queue-empty`. */
 async function drain(url: string, device: SignalDevice): Promise<{ socket: Socket<ServerToClientEvents, ClientToServerEvents>; envelopes: Envelope[] }> {

@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PrivateKey, ProtocolAddress, PublicKey, SenderCertificate } from "@signalapp/libsignal-client";
 import type { Envelope, MultiRecipientRequest } from "@zimchat/protocol";
-import { ConfigError, defaultRateLimits, openHomeserver, resolveConfig, type RateLimits } from "../../src/index.js";
+import { ConfigError, openHomeserver, resolveConfig } from "../../src/index.js";
 import { keyFileNames, KeyFileError, loadOrCreateKeys } from "../../src/services/key-files.js";
-import { freshDatabase, linkDevice, startServer, startSession, type TestServer } from "../support/harness.js";
+import { freshDatabase, linkDevice, roomyRateLimits, startServer, startSession, type TestServer } from "../support/harness.js";
 import { certificateFor, sealedSocket, setAccess } from "../support/sealed.js";
 import { SignalDevice } from "../support/signal-device.js";
 
@@ -17,12 +17,6 @@ const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64")
 const fromB64 = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64"));
 const accessKeyHeader = "Unidentified-Access-Key";
 
-/** Default limits, but enough registrations for one test file from one address. */
-const roomyLimits: RateLimits = {
-  ...defaultRateLimits,
-  register: { points: 10_000, durationSeconds: 3600 },
-  linkCode: { points: 10_000, durationSeconds: 3600 },
-};
 
 async function trustRootOf(server: TestServer): Promise<PublicKey> {
   const res = await server.http().get("/v1/certificate/trust-root");
@@ -44,7 +38,7 @@ async function queued(server: TestServer, device: SignalDevice): Promise<Envelop
 describe("sealed sender: certificates", () => {
   let server: TestServer;
   before(async () => {
-    server = await startServer({ rateLimits: roomyLimits, senderCertificateTtlMs: 3_600_000 });
+    server = await startServer({ rateLimits: roomyRateLimits, senderCertificateTtlMs: 3_600_000 });
   });
   after(async () => server.stop());
 
@@ -140,7 +134,7 @@ describe("sealed sender: 1:1 sends without credentials", () => {
   let server: TestServer;
   const logs: string[] = [];
   before(async () => {
-    server = await startServer({ rateLimits: roomyLimits, logLevel: "trace" }, logs);
+    server = await startServer({ rateLimits: roomyRateLimits, logLevel: "trace" }, logs);
   });
   after(async () => server.stop());
 
@@ -324,7 +318,7 @@ describe("sealed sender: 1:1 sends without credentials", () => {
 describe("sealed sender: rate limits per recipient", () => {
   let server: TestServer;
   before(async () => {
-    server = await startServer({ rateLimits: { ...roomyLimits, sealedSend: { points: 2, durationSeconds: 60 } } });
+    server = await startServer({ rateLimits: { ...roomyRateLimits, sealedSend: { points: 2, durationSeconds: 60 } } });
   });
   after(async () => server.stop());
 
@@ -357,7 +351,7 @@ describe("sealed sender: multi-recipient fan-out", () => {
   let server: TestServer;
   let trustRoot: PublicKey;
   before(async () => {
-    server = await startServer({ rateLimits: roomyLimits });
+    server = await startServer({ rateLimits: roomyRateLimits });
     trustRoot = await trustRootOf(server);
   });
   after(async () => server.stop());

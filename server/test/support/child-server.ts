@@ -42,3 +42,14 @@ export async function startChildServer(args: string[], env: Record<string, strin
   });
   return { child, url: `http://127.0.0.1:${port}`, logs, exited };
 }
+
+/** One JSON request to a child server: the status and the parsed body (undefined when empty). */
+export async function callJson(url: string, method: string, path: string, body?: unknown, auth?: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) },
+    body: body === undefined ? null : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}

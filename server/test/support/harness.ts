@@ -12,7 +12,7 @@ import pg from "pg";
 import request from "supertest";
 import { io as connectClient, type Socket } from "socket.io-client";
 import type { ClientToServerEvents, Envelope, OutgoingMessage, ServerToClientEvents } from "@zimchat/protocol";
-import { createLogger, openHomeserver, resolveConfig, type Homeserver, type ServerConfig } from "../../src/index.js";
+import { createLogger, defaultRateLimits, openHomeserver, resolveConfig, type Homeserver, type RateLimits, type ServerConfig } from "../../src/index.js";
 import { KEMKeyPair, PrivateKey } from "@signalapp/libsignal-client";
 import { SignalDevice } from "./signal-device.js";
 
@@ -67,6 +67,13 @@ export interface TestSocket {
   waitFor(count: number, timeoutMs?: number): Promise<Envelope[]>;
   close(): void;
 }
+
+/** Default limits, but enough registrations and linking codes for one test file from one address. */
+export const roomyRateLimits: RateLimits = {
+  ...defaultRateLimits,
+  register: { points: 10_000, durationSeconds: 3600 },
+  linkCode: { points: 10_000, durationSeconds: 3600 },
+};
 
 let usernameCounter = 0;
 
