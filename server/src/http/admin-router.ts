@@ -1,8 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdtemp, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Router, type Request, type RequestHandler, type Response } from "express";
 import { adminRoutes, streamRoutes, type AdminRouteName, type RouteSpec } from "@zimchat/protocol";
@@ -110,14 +109,15 @@ async function handle(route: RouteSpec, handler: (ctx: unknown) => Promise<unkno
   else res.status(route.success.status).end();
 }
 
-/** Backs the SQLite database up into a private temp directory, streams the file, removes it. */
+/** Backs the SQLite database up into a private temp directory beside it, streams the file, removes it. */
 async function sendBackup(config: ServerConfig, database: Database, res: Response): Promise<void> {
   const target = parseDatabaseUrl(config.databaseUrl);
   if (target.provider !== "sqlite" || database.provider !== "sqlite") {
     throw new HttpError("backup_unsupported", "Online backup covers SQLite only: back PostgreSQL up with pg_dump");
   }
-  // mkdtemp makes the directory 0700: the copy holds everything the database holds.
-  const dir = await mkdtemp(join(tmpdir(), "zimchat-backup-"));
+  // Beside the database (room for a copy of it, unlike a small /tmp); mkdtemp
+  // makes the directory 0700: the copy holds everything the database holds.
+  const dir = await mkdtemp(join(dirname(target.path), ".backup-"));
   try {
     const file = join(dir, "zimchat.db");
     await backupSqlite(target.path, file);

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PublicKey } from "@signalapp/libsignal-client";
@@ -351,6 +351,7 @@ describe("admin: SQLite file header", () => {
       assert.equal(res.status, 200);
       const body = res.body as Buffer;
       assert.equal(body.subarray(0, 16).toString("latin1"), "SQLite format 3\0");
+      assert.deepEqual(readdirSync(server.dataDir).filter((name) => name.startsWith(".backup-")), [], "the temporary copy is removed");
       const dir = mkdtempSync(join(tmpdir(), "zimchat-admin-"));
       writeFileSync(join(dir, "b.db"), body);
       assert.ok(statSync(join(dir, "b.db")).size > 0);
