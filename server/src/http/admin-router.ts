@@ -1,6 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, open, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Router, type Request, type RequestHandler, type Response } from "express";
@@ -118,18 +117,25 @@ async function sendBackup(config: ServerConfig, database: Database, res: Respons
   // Beside the database (room for a copy of it, unlike a small /tmp); mkdtemp
   // makes the directory 0700: the copy holds everything the database holds.
   const dir = await mkdtemp(join(dirname(target.path), ".backup-"));
+  let file;
   try {
-    const file = join(dir, "zimchat.db");
-    await backupSqlite(target.path, file);
-    const { size } = await stat(file);
+    const path = join(dir, "zimchat.db");
+    await backupSqlite(target.path, path);
+    file = await open(path, "r");
+  } finally {
+    // Removed before a byte is sent: the open handle keeps the copy readable until the stream ends.
+    await rm(dir, { recursive: true, force: true });
+  }
+  try {
+    const { size } = await file.stat();
     const stamp = new Date().toISOString().replace(/[:.]/g, "-");
     res.status(200).set({
       "Content-Type": "application/vnd.sqlite3",
       "Content-Length": String(size),
       "Content-Disposition": `attachment; filename="zimchat-${stamp}.db"`,
     });
-    await pipeline(createReadStream(file), res);
+    await pipeline(file.createReadStream({ autoClose: false }), res);
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await file.close();
   }
 }
