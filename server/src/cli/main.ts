@@ -82,6 +82,9 @@ function configFrom(options: StorageOptions & Record<string, unknown>): ServerCo
   if (options.attachmentQuotaMib !== undefined) partial.attachmentQuotaBytes = (options.attachmentQuotaMib as number) * 1024 * 1024;
   if (options.attachmentTtlDays !== undefined) partial.attachmentTtlMs = (options.attachmentTtlDays as number) * 86_400_000;
   if (options.maxDevices !== undefined) partial.maxDevicesPerAccount = options.maxDevices as number;
+  if (options.redisUrl) partial.redisUrl = options.redisUrl as string;
+  if (options.redisPrefix) partial.redisPrefix = options.redisPrefix as string;
+  if (options.attachmentsDir) partial.attachmentsDir = options.attachmentsDir as string;
   return resolveConfig(partial);
 }
 
@@ -106,6 +109,9 @@ withStorageOptions(program.command("serve").description("run the homeserver (app
   .addOption(new Option("--attachment-ttl-days <days>", "delete attachments this long after upload").env("ZIMCHAT_ATTACHMENT_TTL_DAYS").default(30).argParser(int))
   .addOption(new Option("--rate-limits <onoff>", "turn rate limits off (benchmarks only)").choices(["on", "off"]).env("ZIMCHAT_RATE_LIMITS").default("on"))
   .addOption(new Option("--max-devices <n>", "devices per account, the primary included (1..127)").env("ZIMCHAT_MAX_DEVICES").default(6).argParser(int))
+  .addOption(new Option("--redis-url <url>", "Redis shared by several nodes (needs PostgreSQL); unset: a single node, all in memory").env("REDIS_URL"))
+  .addOption(new Option("--redis-prefix <prefix>", "prefix of every Redis key and channel").env("ZIMCHAT_REDIS_PREFIX").default("zimchat"))
+  .addOption(new Option("--attachments-dir <dir>", "encrypted attachment blobs (several nodes share one directory)").env("ZIMCHAT_ATTACHMENTS_DIR").default(undefined, "<data-dir>/attachments"))
   .action(async (options: StorageOptions & Record<string, unknown>) => {
     const config = configFrom(options);
     const { createLogger } = await import("../logger.js");
