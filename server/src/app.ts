@@ -1,6 +1,7 @@
 import { createServer, type Server as HttpServer } from "node:http";
 import express, { type Express } from "express";
 import { limits } from "@zimchat/protocol";
+import { connectRedis, JobLocks, type ClusterRedis } from "./cluster/redis.js";
 import { ConfigError, type ServerConfig } from "./config.js";
 import { openDatabase, type Database } from "./db/database.js";
 import { HttpError } from "./errors.js";
@@ -27,6 +28,12 @@ export interface AppDeps {
    * Absent: no plugins (and `config.plugins` must be empty).
    */
   plugins?: PluginHost;
+  /**
+   * The cluster's Redis (see {@link connectRedis}), required when
+   * `config.redisUrl` is set: Socket.IO adapter, rate limits, job locks.
+   * The homeserver closes it on `close()`.
+   */
+  redis?: ClusterRedis;
 }
 
 /** A homeserver, built but not listening. */
@@ -56,8 +63,12 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   if (config.plugins.length && !deps.plugins) {
     throw new ConfigError("config.plugins lists plugins, but createApp was not given them: load them with setUpPlugins (or use openHomeserver)");
   }
+  if (config.redisUrl && !deps.redis) {
+    throw new ConfigError("config.redisUrl is set, but createApp was not given a Redis connection: connect with connectRedis (or use openHomeserver)");
+  }
+  const { redis } = deps;
   const plugins = deps.plugins ?? PluginHost.empty();
-  const services = createServices(config, database, plugins);
+  const services = createServices(config, database, plugins, redis && { redis: redis.client, prefix: redis.prefix });
   // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.
   services.certificates.open();
   const app = express();
@@ -65,7 +76,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   app.set("etag", false);
   // The gateway first: the admin routes count its connections.
   const httpServer = createServer(app);
-  const io = createGateway(httpServer, services, logger);
+  const io = createGateway(httpServer, services, logger, redis ? { redis } : {});
   // Raw-body routes (attachments) first: the JSON parser below would read their bodies.
   app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
   app.use(express.json({ limit: limits.maxBodyBytes, strict: true, type: () => true }));
@@ -75,19 +86,30 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   app.use((_req, _res, next) => next(new HttpError("not_found", "No such route")));
   app.use(errorMiddleware(logger));
 
+  // Background sweeps; with several nodes, one node per period runs each (a Redis lock).
+  const locks = redis && new JobLocks(redis.client, redis.prefix);
+  const jobs: [name: string, run: () => Promise<void>][] = [
+    ["sweep:envelopes", async () => {
+      const count = await services.mailbox.sweepExpired();
+      if (count) logger.info({ count }, "expired envelopes deleted");
+    }],
+    ["sweep:attachments", async () => {
+      const { expired, orphans } = await services.attachments.sweep();
+      if (expired || orphans) logger.info({ expired, orphans }, "expired attachments deleted");
+    }],
+    ["sweep:link-codes", async () => {
+      const count = await services.devices.sweepExpiredLinks();
+      if (count) logger.debug({ count }, "expired linking codes deleted");
+    }],
+  ];
   const sweep = setInterval(() => {
-    services.mailbox.sweepExpired().then(
-      (count) => count && logger.info({ count }, "expired envelopes deleted"),
-      (error: unknown) => logger.error({ err: error }, "expiry sweep failed"),
-    );
-    services.attachments.sweep().then(
-      ({ expired, orphans }) => (expired || orphans) && logger.info({ expired, orphans }, "expired attachments deleted"),
-      (error: unknown) => logger.error({ err: error }, "attachment sweep failed"),
-    );
-    services.devices.sweepExpiredLinks().then(
-      (count) => count && logger.debug({ count }, "expired linking codes deleted"),
-      (error: unknown) => logger.error({ err: error }, "linking code sweep failed"),
-    );
+    for (const [name, run] of jobs) {
+      const ran = locks ? locks.runOncePerPeriod(name, config.expirySweepMs, run) : run().then(() => true);
+      ran.then(
+        (done) => done && logger.debug({ job: name }, "background job ran"),
+        (error: unknown) => logger.error({ err: error, job: name }, "background job failed"),
+      );
+    }
   }, config.expirySweepMs);
   sweep.unref();
 
@@ -106,6 +128,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
       await stopped;
       await plugins.stop();
       await database.close();
+      await redis?.close();
     })());
 
   return { app, httpServer, io, services, database, logger, plugins, close };
@@ -145,16 +168,22 @@ export async function setUpPlugins(
 export async function openHomeserver(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<Homeserver> {
   // Modules and configs first: a bad plugin config stops start-up before the database is touched.
   const loaded = config.plugins.length ? await loadPlugins(config.plugins) : [];
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, sqliteSynchronous: config.sqliteSynchronous });
+  // Redis next: an unreachable Redis stops start-up with a ConfigError naming REDIS_URL.
+  const redis = config.redisUrl ? await connectRedis(config.redisUrl, config.redisPrefix) : undefined;
+  let database: Database | undefined;
   let home: Homeserver | null = null;
   try {
+    database = await openDatabase({ databaseUrl: config.databaseUrl, sqliteSynchronous: config.sqliteSynchronous });
     const plugins = await setUpPlugins(config, database, logger, loaded);
-    home = createApp(config, { database, logger, plugins });
+    home = createApp(config, { database, logger, plugins, ...(redis && { redis }) });
     await plugins.start();
     return home;
   } catch (error) {
     if (home) await home.close();
-    else await database.close();
+    else {
+      await database?.close();
+      await redis?.close();
+    }
     throw error;
   }
 }

@@ -107,6 +107,17 @@ export interface ServerConfig {
    * @default undefined
    */
   adminToken?: string;
+  /**
+   * `redis://...` or `rediss://...`: run as one node of several sharing one
+   * PostgreSQL database and this Redis (Socket.IO Redis adapter, rate limits
+   * in Redis, background sweeps once per cluster). Unset: a single node,
+   * everything in memory. @default undefined
+   */
+  redisUrl?: string;
+  /** Prefix of every Redis key and channel, so several homeservers can share one Redis. @default "zimchat" */
+  redisPrefix: string;
+  /** Where encrypted attachment blobs live; several nodes share one directory. @default `<dataDir>/attachments` */
+  attachmentsDir: string;
 }
 
 /** The default rate limits. */
@@ -153,7 +164,10 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     pluginHookTimeoutMs: partial.pluginHookTimeoutMs ?? 1000,
     pluginStartTimeoutMs: partial.pluginStartTimeoutMs ?? 30_000,
     ...(partial.adminToken !== undefined && { adminToken: partial.adminToken }),
+    redisPrefix: partial.redisPrefix ?? "zimchat",
+    attachmentsDir: resolve(partial.attachmentsDir ?? resolve(dataDir, "attachments")),
   };
+  if (partial.redisUrl !== undefined && partial.redisUrl !== "") config.redisUrl = partial.redisUrl;
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?$/.test(config.serverName)) {
     throw new ConfigError(`serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`);
   }
@@ -190,6 +204,15 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
   if (!(config.envelopeTtlMs > 0)) throw new ConfigError("envelopeTtlMs must be positive (set ZIMCHAT_ENVELOPE_TTL_DAYS)");
   if (!/^(file:|postgres(ql)?:\/\/)/.test(config.databaseUrl)) {
     throw new ConfigError(`DATABASE_URL must start with file: (SQLite) or postgresql:// (PostgreSQL)`);
+  }
+  if (config.redisUrl !== undefined) {
+    if (!/^rediss?:\/\/[^\s]+$/.test(config.redisUrl)) throw new ConfigError("REDIS_URL must start with redis:// or rediss:// (set REDIS_URL / --redis-url)");
+    if (config.databaseUrl.startsWith("file:")) {
+      throw new ConfigError("REDIS_URL is set but DATABASE_URL is SQLite: several nodes cannot share a SQLite file; use PostgreSQL (set DATABASE_URL=postgresql://...) or unset REDIS_URL for a single node");
+    }
+  }
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(config.redisPrefix)) {
+    throw new ConfigError(`redisPrefix "${config.redisPrefix}" must be 1..64 letters, digits, _ . : - (set ZIMCHAT_REDIS_PREFIX / --redis-prefix)`);
   }
   return config;
 }

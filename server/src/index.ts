@@ -18,6 +18,9 @@ export {
 } from "./config.js";
 export { createLogger, type Logger } from "./logger.js";
 
+// Several nodes
+export { connectRedis, JobLocks, type ClusterRedis } from "./cluster/redis.js";
+
 // Storage
 export { openDatabase, type Database, type OpenDatabaseOptions } from "./db/database.js";
 export { migrate, MigrationError } from "./db/migrate.js";

@@ -74,6 +74,9 @@ function configFrom(options: StorageOptions & Record<string, unknown>): ServerCo
   if (options.attachmentTtlDays !== undefined) partial.attachmentTtlMs = (options.attachmentTtlDays as number) * 86_400_000;
   if (options.maxDevices !== undefined) partial.maxDevicesPerAccount = options.maxDevices as number;
   if (options.adminToken) partial.adminToken = options.adminToken as string;
+  if (options.redisUrl) partial.redisUrl = options.redisUrl as string;
+  if (options.redisPrefix) partial.redisPrefix = options.redisPrefix as string;
+  if (options.attachmentsDir) partial.attachmentsDir = options.attachmentsDir as string;
   return resolveConfig(partial);
 }
 
@@ -99,6 +102,9 @@ withStorageOptions(program.command("serve").description("run the homeserver (app
   .addOption(new Option("--rate-limits <onoff>", "turn rate limits off (benchmarks only)").choices(["on", "off"]).env("ZIMCHAT_RATE_LIMITS").default("on"))
   .addOption(new Option("--max-devices <n>", "devices per account, the primary included (1..127)").env("ZIMCHAT_MAX_DEVICES").default(6).argParser(int))
   .addOption(new Option("--admin-token <token>", "bearer token of the admin API under /admin/v1 (unset: admin API off)").env("ZIMCHAT_ADMIN_TOKEN"))
+  .addOption(new Option("--redis-url <url>", "Redis shared by several nodes (needs PostgreSQL); unset: a single node, all in memory").env("REDIS_URL"))
+  .addOption(new Option("--redis-prefix <prefix>", "prefix of every Redis key and channel").env("ZIMCHAT_REDIS_PREFIX").default("zimchat"))
+  .addOption(new Option("--attachments-dir <dir>", "encrypted attachment blobs (several nodes share one directory)").env("ZIMCHAT_ATTACHMENTS_DIR").default(undefined, "<data-dir>/attachments"))
   .action(async (options: StorageOptions & Record<string, unknown>) => {
     const config = configFrom(options);
     const { createLogger } = await import("../logger.js");

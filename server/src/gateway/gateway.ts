@@ -1,4 +1,5 @@
 import type { Server as HttpServer } from "node:http";
+import { createAdapter } from "@socket.io/redis-adapter";
 import { Server, type Namespace, type Socket } from "socket.io";
 import {
   ackRequestSchema,
@@ -12,6 +13,7 @@ import {
   type SocketResult,
 } from "@zimchat/protocol";
 import type { z } from "zod";
+import type { ClusterRedis } from "../cluster/redis.js";
 import { HttpError } from "../errors.js";
 import { invalidRequest, toHttpError } from "../http/router.js";
 import type { Logger } from "../logger.js";
@@ -45,6 +47,12 @@ export function liveRoom(accountId: string, deviceId: number): string {
 export interface GatewayOptions {
   /** How long a client may take to confirm a drained batch. @default 30 s */
   drainAckTimeoutMs?: number;
+  /**
+   * The cluster's Redis: emits to rooms and `disconnectSockets` reach the
+   * node that holds the socket (Socket.IO Redis adapter, channels under
+   * `<prefix>:socket.io`). Absent: one node, the in-memory adapter.
+   */
+  redis?: ClusterRedis;
 }
 
 /**
@@ -57,7 +65,11 @@ export interface GatewayOptions {
  */
 export function createGateway(httpServer: HttpServer, services: Services, logger: Logger, options: GatewayOptions = {}): Gateway {
   const drainAckTimeoutMs = options.drainAckTimeoutMs ?? 30_000;
-  const io: Gateway = new Server(httpServer, { maxHttpBufferSize: limits.maxBodyBytes, serveClient: false });
+  const io: Gateway = new Server(httpServer, {
+    maxHttpBufferSize: limits.maxBodyBytes,
+    serveClient: false,
+    ...(options.redis && { adapter: createAdapter(options.redis.client, options.redis.subscriber, { key: `${options.redis.prefix}:socket.io` }) }),
+  });
 
   io.use((socket, next) => {
     const auth = socket.handshake.auth as { username?: unknown; password?: unknown };
@@ -77,7 +89,10 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
   io.on("connection", (socket) => {
     const { accountId, deviceId } = socket.data;
     const room = deviceRoom(accountId, deviceId);
-    // One connection per device: the newest wins, on every node (adapters relay this).
+    // One connection per device: the newest wins, on every node (the Redis
+    // adapter relays both). They run before this socket joins the room, so
+    // locally they cannot reach it, and the relayed copies only reach sockets
+    // on the other nodes.
     io.in(room).emit("closing", "displaced");
     io.in(room).disconnectSockets(true);
     void socket.join([room, accountRoom(accountId)]);

@@ -1,4 +1,3 @@
-import { join } from "node:path";
 import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { AccountStore } from "../stores/account-store.js";
@@ -17,7 +16,7 @@ import { DeviceService } from "./device-service.js";
 import { InviteService } from "./invite-service.js";
 import { KeyService } from "./key-service.js";
 import { MailboxService } from "./mailbox-service.js";
-import { RateLimiter } from "./rate-limiter.js";
+import { RateLimiter, type RateLimitStore } from "./rate-limiter.js";
 import { SealedSenderService } from "./sealed-sender-service.js";
 
 /** Every service of the homeserver, wired to its stores. */
@@ -35,16 +34,19 @@ export interface Services {
   admin: AdminService;
 }
 
-/** Builds the services over an open database, calling the plugins' hooks (none by default). */
-export function createServices(config: ServerConfig, database: Database, plugins: PluginHost = PluginHost.empty()): Services {
+/**
+ * Builds the services over an open database, calling the plugins' hooks
+ * (none by default); rate limits live in `rateLimitStore` (Redis) when given.
+ */
+export function createServices(config: ServerConfig, database: Database, plugins: PluginHost = PluginHost.empty(), rateLimitStore?: RateLimitStore): Services {
   const { prisma } = database;
   const accountStore = new AccountStore(prisma);
   const inviteStore = new InviteStore(prisma);
-  const limiter = new RateLimiter(config.rateLimits);
+  const limiter = new RateLimiter(config.rateLimits, rateLimitStore);
   const mailbox = new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs, plugins);
   const invites = new InviteService(inviteStore);
   const attachments = new AttachmentService(new AttachmentStore(prisma, database.provider), {
-    dir: join(config.dataDir, "attachments"),
+    dir: config.attachmentsDir,
     maxBytes: config.attachmentMaxBytes,
     quotaBytes: config.attachmentQuotaBytes,
     ttlMs: config.attachmentTtlMs,

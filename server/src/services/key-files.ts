@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PrivateKey, PublicKey, ServerCertificate } from "@signalapp/libsignal-client";
 import { ConfigError } from "../config.js";
@@ -67,14 +67,18 @@ export function loadOrCreateKeys(dataDir: string): { keys: ServerKeys; created: 
     if (existsSync(join(dir, keyFileNames.serverKey)) || existsSync(join(dir, keyFileNames.serverCertificate))) {
       throw new KeyFileError(`${dir} has a server key but no trust root: restore ${keyFileNames.trustRootKey}, or move the keys directory away to start over (clients will have to pin a new trust root)`);
     }
-    trustRootKey = PrivateKey.generate();
+    // Several nodes may start at once on one shared data directory: the first write wins, the others read the winner's key.
+    if (writeKeyFile(join(dir, keyFileNames.trustRootKey), PrivateKey.generate().serialize())) created = true;
+    trustRootKey = readPrivateKey(join(dir, keyFileNames.trustRootKey))!;
     trustRoot = trustRootKey.getPublicKey();
-    writeKeyFile(join(dir, keyFileNames.trustRootKey), trustRootKey.serialize());
-    created = true;
   }
   const published = readPublicKey(join(dir, keyFileNames.trustRootPublic));
-  if (!published) writeKeyFile(join(dir, keyFileNames.trustRootPublic), trustRoot.serialize());
-  else if (!published.equals(trustRoot)) {
+  if (!published) {
+    writeKeyFile(join(dir, keyFileNames.trustRootPublic), trustRoot.serialize());
+    if (!readPublicKey(join(dir, keyFileNames.trustRootPublic))!.equals(trustRoot)) {
+      throw new KeyFileError(`${keyFileNames.trustRootPublic} and ${keyFileNames.trustRootKey} in ${dir} are not one key pair: restore the pair clients pinned`);
+    }
+  } else if (!published.equals(trustRoot)) {
     throw new KeyFileError(`${keyFileNames.trustRootPublic} and ${keyFileNames.trustRootKey} in ${dir} are not one key pair: restore the pair clients pinned`);
   }
 
@@ -83,12 +87,40 @@ export function loadOrCreateKeys(dataDir: string): { keys: ServerKeys; created: 
   if (!trustRootKey) {
     throw new KeyFileError(`${dir} has no valid server certificate and no ${keyFileNames.trustRootKey} to issue one: put the trust root's private key back (mode 0600), then start again`);
   }
-  const serverKey = PrivateKey.generate();
-  const previousId = readCertificate(join(dir, keyFileNames.serverCertificate))?.keyId() ?? 0;
-  const serverCertificate = ServerCertificate.new(previousId + 1, serverKey.getPublicKey(), trustRootKey);
-  writeKeyFile(join(dir, keyFileNames.serverKey), serverKey.serialize());
-  writeKeyFile(join(dir, keyFileNames.serverCertificate), serverCertificate.serialize());
-  return { keys: { trustRoot, serverCertificate, serverKey }, created: true };
+  return { keys: { trustRoot, ...issueServerKey(dir, trustRoot, trustRootKey) }, created: true };
+}
+
+/**
+ * Creates a server key and its certificate. Nodes starting at once on one
+ * shared data directory race here: both files are published under a lock
+ * file created exclusively, and a node that finds the lock taken waits for
+ * the winner's pair and uses it.
+ */
+function issueServerKey(dir: string, trustRoot: PublicKey, trustRootKey: PrivateKey): { serverCertificate: ServerCertificate; serverKey: PrivateKey } {
+  const lock = join(dir, "issue.lock");
+  const deadline = Date.now() + 10_000;
+  while (!writeKeyFile(lock, randomBytes(8))) {
+    const winner = readServerKey(dir, trustRoot);
+    if (winner) return winner;
+    // A lock left by a node that died while issuing: after the deadline it is taken over.
+    if (Date.now() > deadline) {
+      unlinkSync(lock);
+      continue;
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
+  try {
+    const existing = readServerKey(dir, trustRoot);
+    if (existing) return existing;
+    const serverKey = PrivateKey.generate();
+    const previousId = readCertificate(join(dir, keyFileNames.serverCertificate))?.keyId() ?? 0;
+    const serverCertificate = ServerCertificate.new(previousId + 1, serverKey.getPublicKey(), trustRootKey);
+    writeKeyFile(join(dir, keyFileNames.serverKey), serverKey.serialize(), true);
+    writeKeyFile(join(dir, keyFileNames.serverCertificate), serverCertificate.serialize(), true);
+    return { serverCertificate, serverKey };
+  } finally {
+    unlinkSync(lock);
+  }
 }
 
 /** Thrown when a rotation needs the trust root's private key and it is not in the data directory (kept offline). */
@@ -214,10 +246,24 @@ export function checkMode(path: string): void {
   }
 }
 
-/** Writes base64 to a new file with mode 0600, atomically (a temp file renamed over the target). */
-function writeKeyFile(path: string, bytes: Uint8Array): void {
+/**
+ * Writes base64 to a file with mode 0600, complete or not at all (a temp
+ * file, then linked in place). Without `replace` an existing file is kept
+ * (the link fails), so of several nodes writing at once exactly one wins.
+ * @returns whether this call's bytes are now in the file
+ */
+function writeKeyFile(path: string, bytes: Uint8Array, replace = false): boolean {
   const temp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
   writeFileSync(temp, `${Buffer.from(bytes).toString("base64")}\n`, { mode: 0o600, flag: "wx" });
   chmodSync(temp, 0o600);
-  renameSync(temp, path);
+  try {
+    if (replace) renameSync(temp, path);
+    else linkSync(temp, path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw error;
+  } finally {
+    if (!replace) unlinkSync(temp);
+  }
 }

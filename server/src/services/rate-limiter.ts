@@ -1,22 +1,32 @@
-import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import type { Redis } from "ioredis";
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 import type { RateLimits } from "../config.js";
 import { rateLimited } from "../errors.js";
 
+/** Where the buckets live when several nodes share them. */
+export interface RateLimitStore {
+  redis: Redis;
+  /** Key prefix (the configured `redisPrefix`). */
+  prefix: string;
+}
+
 /**
- * The homeserver's rate limits, in memory on one node (rate-limiter-flexible;
- * the Redis store comes with several nodes). Keys are account ids or, for
- * registration, the client address: kept in memory for the window, never
- * logged or stored.
+ * The homeserver's rate limits (rate-limiter-flexible): in memory on one
+ * node, in Redis (`<prefix>:rl:<name>:<key>`) when several nodes share the
+ * buckets. Keys are account ids or, for registration, the client address:
+ * kept for the window only, never logged.
  */
 export class RateLimiter {
-  private readonly limiters: Map<keyof RateLimits, RateLimiterMemory>;
+  private readonly limiters: Map<keyof RateLimits, RateLimiterAbstract>;
 
-  constructor(limits: RateLimits | false) {
+  constructor(limits: RateLimits | false, store?: RateLimitStore) {
     this.limiters = new Map(
       limits
         ? (Object.entries(limits) as [keyof RateLimits, RateLimits[keyof RateLimits]][]).map(([name, limit]) => [
             name,
-            new RateLimiterMemory({ keyPrefix: name, points: limit.points, duration: limit.durationSeconds }),
+            store
+              ? new RateLimiterRedis({ storeClient: store.redis, keyPrefix: `${store.prefix}:rl:${name}`, points: limit.points, duration: limit.durationSeconds })
+              : new RateLimiterMemory({ keyPrefix: name, points: limit.points, duration: limit.durationSeconds }),
           ])
         : [],
     );

@@ -109,47 +109,11 @@ export async function startServer(overrides: Partial<ServerConfig> = {}, logs?: 
     databaseUrl: db.url,
     dataDir: db.dataDir,
     http: () => request(home.httpServer),
-    async register(username) {
-      const device = new SignalDevice();
-      const name = username ?? `user_${process.pid}_${++usernameCounter}`;
-      const res = await request(home.httpServer).post("/v1/accounts").send(device.registration(name));
-      if (res.status !== 201) throw new Error(`registration failed: ${res.status} ${JSON.stringify(res.body)}`);
-      device.uuid = (res.body as { uuid: string }).uuid;
-      return device;
-    },
+    register: (username) => registerDevice(home.httpServer, username),
     async connect(device) {
-      const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(url, {
-        auth: device.socketAuth,
-        transports: ["websocket"],
-        reconnection: false,
-        forceNew: true,
-      });
-      sockets.add(socket);
-      const received: Envelope[] = [];
-      const waiters: { count: number; resolve: () => void }[] = [];
-      socket.on("envelopes", (batch, confirm) => {
-        received.push(...batch);
-        confirm?.();
-        for (const w of waiters.filter((w) => received.length >= w.count)) w.resolve();
-      });
-      const queueEmpty = new Promise<void>((resolve) => socket.once("queue-empty", resolve));
-      await new Promise<void>((resolve, reject) => {
-        socket.once("connect", () => resolve());
-        socket.once("connect_error", reject);
-      });
-      return {
-        socket,
-        received,
-        queueEmpty,
-        waitFor(count, timeoutMs = 5000) {
-          if (received.length >= count) return Promise.resolve(received);
-          return new Promise((resolve, reject) => {
-            const timer = setTimeout(() => reject(new Error(`received ${received.length} of ${count} envelopes`)), timeoutMs);
-            waiters.push({ count, resolve: () => (clearTimeout(timer), resolve(received)) });
-          });
-        },
-        close: () => socket.close(),
-      };
+      const connected = await connectDevice(url, device);
+      sockets.add(connected.socket);
+      return connected;
     },
     async stop() {
       for (const s of sockets) s.close();
@@ -158,6 +122,51 @@ export async function startServer(overrides: Partial<ServerConfig> = {}, logs?: 
     },
   };
   return server;
+}
+
+/** Registers a new device-1 account with real libsignal keys on a server (a URL or an HTTP server). */
+export async function registerDevice(target: Parameters<typeof request>[0], username?: string): Promise<SignalDevice> {
+  const device = new SignalDevice();
+  const name = username ?? `user_${process.pid}_${++usernameCounter}`;
+  const res = await request(target).post("/v1/accounts").send(device.registration(name));
+  if (res.status !== 201) throw new Error(`registration failed: ${res.status} ${JSON.stringify(res.body)}`);
+  device.uuid = (res.body as { uuid: string }).uuid;
+  return device;
+}
+
+/** Connects a socket.io-client (websocket only, no reconnection) as the device and waits until connected. */
+export async function connectDevice(url: string, device: SignalDevice): Promise<TestSocket> {
+  const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(url, {
+    auth: device.socketAuth,
+    transports: ["websocket"],
+    reconnection: false,
+    forceNew: true,
+  });
+  const received: Envelope[] = [];
+  const waiters: { count: number; resolve: () => void }[] = [];
+  socket.on("envelopes", (batch, confirm) => {
+    received.push(...batch);
+    confirm?.();
+    for (const w of waiters.filter((w) => received.length >= w.count)) w.resolve();
+  });
+  const queueEmpty = new Promise<void>((resolve) => socket.once("queue-empty", resolve));
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", () => resolve());
+    socket.once("connect_error", (error) => (socket.close(), reject(error)));
+  });
+  return {
+    socket,
+    received,
+    queueEmpty,
+    waitFor(count, timeoutMs = 5000) {
+      if (received.length >= count) return Promise.resolve(received);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`received ${received.length} of ${count} envelopes`)), timeoutMs);
+        waiters.push({ count, resolve: () => (clearTimeout(timer), resolve(received)) });
+      });
+    },
+    close: () => socket.close(),
+  };
 }
 
 /** Fetches a peer's bundle through the server and starts sessions with every device. */
