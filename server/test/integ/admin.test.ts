@@ -84,6 +84,7 @@ describe("admin API", () => {
     const created = await server.http().post("/admin/v1/invites").set("Authorization", bearer).send({ maxUses: 1 });
     assert.equal(created.status, 201);
     assert.ok(logs.some((l) => l.includes("admin request")), "admin requests are logged");
+    assert.ok(logs.some((l) => l.includes("admin token refused")), "refusals are logged");
     assert.ok(!logs.some((l) => l.includes(adminToken) || l.includes(created.body.token)), "neither the admin token nor an invite token reaches the logs");
   });
 
