@@ -216,7 +216,7 @@ export function registerAdminCommands(program: Command, helpers: AdminCliHelpers
         await rm(temp, { force: true });
         throw error;
       }
-      console.log(`backup written to ${outFile}`);
+      console.log(`backup written to ${outFile}\n(the database only: copy <data-dir>/keys and the attachments directory as files too)`);
     }));
 
   helpers

@@ -36,13 +36,14 @@ const sha256 = (text: string): Buffer => createHash("sha256").update(text, "utf8
  * Checks `Authorization: Bearer <token>` in constant time: both sides are
  * hashed first, so neither the length nor a prefix of the token leaks.
  */
-function bearerAuth(token: string): RequestHandler {
+function bearerAuth(token: string, logger: Logger): RequestHandler {
   const expected = sha256(token);
   return (req, _res, next) => {
     const match = /^Bearer (\S{1,1024})$/i.exec(req.headers.authorization?.trim() ?? "");
     const given = sha256(match?.[1] ?? "");
-    // The token never reaches a log: a refusal logs nothing, and its message does not echo it.
+    // Neither the given token nor the peer's address reaches the log or the answer.
     if (!match || !timingSafeEqual(given, expected)) {
+      logger.warn({ route: `${req.method} /admin` }, "admin token refused");
       next(new HttpError("unauthorized", "A valid admin token is required", {}, { "WWW-Authenticate": 'Bearer realm="zimchat-admin"' }));
       return;
     }
@@ -58,7 +59,7 @@ function bearerAuth(token: string): RequestHandler {
 export function createAdminRouter(config: ServerConfig, database: Database, services: Services, io: Gateway, logger: Logger): Router {
   const router = Router();
   if (config.adminToken === undefined) return router;
-  router.use("/admin", bearerAuth(config.adminToken));
+  router.use("/admin", bearerAuth(config.adminToken, logger));
   const { admin } = services;
   const handlers: AdminHandlers = {
     adminCreateInvite: async ({ body }) => admin.createInvite(body),

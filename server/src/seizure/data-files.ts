@@ -78,6 +78,14 @@ function classify(rel: string, absolute: string, bytes: number, sqlitePath: stri
   const name = basename(rel);
   const suffix = sqlitePath && absolute.startsWith(resolve(sqlitePath)) ? absolute.slice(resolve(sqlitePath).length) : null;
   if (suffix !== null && suffix in databaseFileNotes) return { path: rel, kind: "database", bytes, reveals: databaseFileNotes[suffix]! };
+  if (suffix?.startsWith(".before-restore-")) {
+    return {
+      path: rel,
+      kind: "database",
+      bytes,
+      reveals: "the database as it was before `zimchat admin restore` replaced it (the same tables, older rows included); delete it once the restore is confirmed",
+    };
+  }
   // Key files are written through a temporary `<name>.<hex>.tmp` first.
   const keyName = name.replace(/\.[0-9a-f]+\.tmp$/, "");
   if (keyName.endsWith(".key")) {

@@ -143,6 +143,10 @@ describe("zimchat admin (the real CLI against a real server)", () => {
     const restored = await cli(["restore", backupFile, "--data-dir", db.dataDir, "--database-url", db.url]);
     assert.equal(restored.code, 0, restored.stderr);
     assert.ok(readdirSync(db.dataDir).some((name) => name.startsWith("zimchat.db.before-restore-")), "the replaced database is kept");
+    // The seizure report knows the kept database for what it is (not an attachment blob that fails its ciphertext check).
+    const report = await zimchat(["seizure-report", "--json", "--data-dir", db.dataDir, "--database-url", db.url]);
+    const files = (JSON.parse(report.stdout) as { files: { path: string; kind: string }[] }).files;
+    assert.equal(files.find((f) => f.path.startsWith("zimchat.db.before-restore-"))?.kind, "database");
 
     server = await startChildServer(args);
     assert.equal((await call(server.url, "GET", "/v1/accounts/whoami", undefined, bob.authHeader)).status, 200);

@@ -5,7 +5,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PublicKey } from "@signalapp/libsignal-client";
+import { definePlugin, type DeviceRemovedEvent } from "@zimchat/plugin-sdk/server";
 import { adminRoutes, type Envelope } from "@zimchat/protocol";
+import { z } from "zod";
 import { ConfigError, resolveConfig } from "../../src/index.js";
 import { CertificateService } from "../../src/services/certificate-service.js";
 import { keyFileNames } from "../../src/services/key-files.js";
@@ -60,8 +62,14 @@ describe("admin API: off without a token", () => {
 describe("admin API", () => {
   let server: TestServer;
   const logs: string[] = [];
+  const removed: DeviceRemovedEvent[] = [];
+  const observer = definePlugin({
+    name: "removal-observer",
+    configSchema: z.object({}).strict(),
+    setup: () => ({ deviceRemoved: (event) => void removed.push({ ...event }) }),
+  });
   before(async () => {
-    server = await startServer({ adminToken, logLevel: "info", rateLimits: roomyRateLimits }, logs);
+    server = await startServer({ adminToken, logLevel: "info", rateLimits: roomyRateLimits, plugins: [{ use: observer }] }, logs);
   });
   after(async () => server.stop());
 
@@ -76,6 +84,7 @@ describe("admin API", () => {
     const created = await server.http().post("/admin/v1/invites").set("Authorization", bearer).send({ maxUses: 1 });
     assert.equal(created.status, 201);
     assert.ok(logs.some((l) => l.includes("admin request")), "admin requests are logged");
+    assert.ok(logs.some((l) => l.includes("admin token refused")), "refusals are logged");
     assert.ok(!logs.some((l) => l.includes(adminToken) || l.includes(created.body.token)), "neither the admin token nor an invite token reaches the logs");
   });
 
@@ -228,6 +237,8 @@ describe("admin API", () => {
       assert.equal((await server.http().get("/v1/accounts/whoami").set("Authorization", device.authHeader)).status, 401);
     }
     await assert.rejects(server.connect(alice));
+    const told = removed.filter((e) => e.accountId === alice.uuid).map((e) => `${e.deviceId}:${e.reason}`).sort();
+    assert.deepEqual(told, [`1:account_deleted`, `${laptop.deviceId}:account_deleted`], "plugins hear deviceRemoved for each device");
     const again = await server.register("to_be_deleted");
     assert.notEqual(again.uuid, alice.uuid);
     assert.equal((await server.http().delete(`/admin/v1/accounts/${alice.uuid}`).set("Authorization", bearer)).status, 404);
@@ -244,6 +255,7 @@ describe("admin API", () => {
     const res = await server.http().delete(`/admin/v1/accounts/${alice.uuid}/devices/${laptop.deviceId}`).set("Authorization", bearer);
     assert.equal(res.status, 204, JSON.stringify(res.body));
     assert.equal(await closing, "removed");
+    assert.deepEqual(removed.filter((e) => e.accountId === alice.uuid).map((e) => `${e.deviceId}:${e.reason}`), [`${laptop.deviceId}:removed_by_admin`]);
     assert.equal((await server.http().get("/v1/accounts/whoami").set("Authorization", laptop.authHeader)).status, 401);
     assert.equal((await server.http().get("/v1/accounts/whoami").set("Authorization", alice.authHeader)).status, 200);
     const missing = await server.http().delete(`/admin/v1/accounts/${alice.uuid}/devices/${laptop.deviceId}`).set("Authorization", bearer);
