@@ -11,7 +11,7 @@
 //     itself (`dataFiles`) become SEA assets, named by their repository path;
 //  3. `node --experimental-sea-config` makes the blob, postject injects it
 //     into a copy of this node executable.
-// Usage: node scripts/build-binary.mjs [--out <file>]
+// Usage: node scripts/build-binary.mjs [--out <file>]   (default dist/zimchat-linux-x64)
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -24,7 +24,8 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 const require = createRequire(import.meta.url);
 const outIndex = process.argv.indexOf("--out");
 const output = resolve(outIndex > 0 ? process.argv[outIndex + 1] : join(root, "dist", "zimchat-linux-x64"));
-const work = join(root, "dist", "binary-build");
+// The intermediate files (bundle, SEA config, blob) go beside the output, so builds to different outputs do not collide.
+const work = `${output}.build`;
 const entry = join(root, "server", "dist", "src", "cli", "main.js");
 const runtime = join(root, "scripts", "binary", "runtime.mjs");
 
