@@ -55,6 +55,7 @@ function packageDir(file) {
   throw new Error(`no package.json above ${file}`);
 }
 
+const manifestPlaceholder = "zimchat-binary-manifest-placeholder";
 const runtimeImport = (names) => `import { ${names} } from ${JSON.stringify(runtime)};\n`;
 // The loader packages are CommonJS (`module.exports = fn`), and so are their stand-ins.
 const runtimeRequire = (names) => `const { ${names} } = require(${JSON.stringify(runtime)});\n`;
@@ -79,8 +80,8 @@ const binaryRuntime = {
     });
     b.onResolve({ filter: /^zimchat:binary-manifest$/ }, () => ({ path: "manifest", namespace: "zimchat-manifest" }));
     b.onLoad({ filter: /.*/, namespace: "zimchat-manifest" }, () => ({
-      // The asset list and hash are filled in after the bundle is built (they depend on what it loaded).
-      contents: `export const manifest = globalThis.__zimchatBinaryManifest;\nexport const bundledModules = {\n${bundledModuleNames.map((n) => `  ${JSON.stringify(n)}: () => import(${JSON.stringify(n)}),`).join("\n")}\n};\n`,
+      // The asset list and hash are known once the bundle is built (they depend on what it loaded): a placeholder until then.
+      contents: `export const manifest = JSON.parse(${JSON.stringify(manifestPlaceholder)});\nexport const bundledModules = {\n${bundledModuleNames.map((n) => `  ${JSON.stringify(n)}: () => import(${JSON.stringify(n)}),`).join("\n")}\n};\n`,
       resolveDir: root,
     }));
     b.onLoad({ filter: /\.m?js$/ }, (args) => {
@@ -126,7 +127,9 @@ const sorted = [...assets.keys()].sort();
 for (const name of sorted) hash.update(`${name}\0`).update(readFileSync(assets.get(name)));
 const digest = hash.digest("hex").slice(0, 16);
 const manifest = { hash: digest, assets: sorted, repoRoot: root };
-writeFileSync(bundle, `globalThis.__zimchatBinaryManifest = ${JSON.stringify(manifest)};\n${readFileSync(bundle, "utf8")}`);
+const bundled = readFileSync(bundle, "utf8");
+if (bundled.split(manifestPlaceholder).length !== 2) throw new Error("the bundle must hold the manifest placeholder exactly once");
+writeFileSync(bundle, bundled.replace(JSON.stringify(manifestPlaceholder), () => JSON.stringify(JSON.stringify(manifest))));
 
 const blob = join(work, "sea-prep.blob");
 const seaConfig = join(work, "sea-config.json");

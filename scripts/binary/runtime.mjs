@@ -90,9 +90,24 @@ let diskImport;
 export function dynamicImport(specifier) {
   const bundled = bundledModules[specifier];
   if (bundled) return bundled();
-  diskImport ??= new vm.Script("(specifier) => import(specifier)", {
-    filename: join(process.cwd(), "zimchat-binary-import.js"),
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  }).runInThisContext();
-  return diskImport(specifier);
+  diskImport ??= withoutLoaderWarning(() =>
+    new vm.Script("(specifier) => import(specifier)", {
+      filename: join(process.cwd(), "zimchat-binary-import.js"),
+      importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+    }).runInThisContext(),
+  );
+  return withoutLoaderWarning(() => diskImport(specifier));
+}
+
+/** Runs `make` without Node's "USE_MAIN_CONTEXT_DEFAULT_LOADER is experimental" warning: the binary is built for one Node version. */
+function withoutLoaderWarning(make) {
+  const emitWarning = process.emitWarning;
+  process.emitWarning = (warning, ...rest) => {
+    if (!String(warning?.message ?? warning).includes("USE_MAIN_CONTEXT_DEFAULT_LOADER")) emitWarning.call(process, warning, ...rest);
+  };
+  try {
+    return make();
+  } finally {
+    process.emitWarning = emitWarning;
+  }
 }

@@ -7,7 +7,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -34,9 +34,9 @@ interface Served {
 }
 
 /** Starts `./zimchat serve` in `dir` and waits for the "listening" and trust-root log lines. */
-async function serve(dir: string, home: string): Promise<Served> {
+async function serve(dir: string, home: string, args: string[] = []): Promise<Served> {
   const started = performance.now();
-  const child = spawn("./zimchat", ["serve", "--port", "0", "--host", "127.0.0.1", "--registration", "open", "--rate-limits", "off"], {
+  const child = spawn("./zimchat", ["serve", "--port", "0", "--host", "127.0.0.1", "--registration", "open", "--rate-limits", "off", ...args], {
     cwd: dir,
     env: binaryEnv(home),
     stdio: ["ignore", "pipe", "pipe"],
@@ -127,11 +127,35 @@ describe("the single-file binary", { skip: postgresRun && "the binary embeds SQL
     assert.deepEqual(await stop(server), { code: 0, signal: null });
   });
 
-  it("starts again on the same data and cache, and `keys show` reads the same trust root", async () => {
-    server = await serve(dir, home);
+  it("starts again on the same data with the bundled moderation plugin and a third-party plugin from disk; `keys show` reads the same trust root", async () => {
+    const first = server!.fingerprint;
+    const plugins = join(home, "plugins");
+    mkdirSync(plugins);
+    // A plugin module on disk with no dependencies: the binary imports it through Node's own loader.
+    writeFileSync(
+      join(plugins, "greeter.mjs"),
+      `export default {
+  name: "greeter",
+  configSchema: { safeParseAsync: async (value) => ({ success: true, data: value }) },
+  setup(ctx, config) { return { start() { ctx.logger.info({ greeting: config.greeting }, "greeter started"); } }; },
+};
+`,
+    );
+    writeFileSync(
+      join(plugins, "config.json"),
+      JSON.stringify({ plugins: [{ use: "@zimchat/plugins/moderation", config: { reservedUsernames: ["mallory"] } }, { use: "./greeter.mjs", config: { greeting: "hello" } }] }),
+    );
+    server = await serve(dir, home, ["--config", join(plugins, "config.json")]);
     console.log(`# serve again: ${server.startupMs.toFixed(0)} ms to "listening"`);
-    const first = server.fingerprint;
+    assert.equal(server.fingerprint, first);
+    assert.ok(server.logs.some((l) => l.includes('"greeting":"hello"') && l.includes("greeter started")), server.logs.join("\n"));
+    assert.ok(!server.logs.some((l) => /Warning/.test(l)), server.logs.join("\n"));
+    // The moderation plugin, carried inside the binary, refuses its reserved name and admits others.
+    await assert.rejects(ZimClient.register({ serverUrl: server.url, username: "mallory", store: new MemoryDeviceStore() }), (error: Error) => error.name === "ApiError");
+    const carol = await ZimClient.register({ serverUrl: server.url, username: "carol", store: new MemoryDeviceStore() });
+    await carol.close();
     assert.deepEqual(await stop(server), { code: 0, signal: null });
+
     const { stdout } = await run("./zimchat", ["keys", "show", "--json"], { cwd: dir, env: binaryEnv(home) });
     assert.equal((JSON.parse(stdout) as { fingerprint: string }).fingerprint, first);
   });
