@@ -98,6 +98,16 @@ const binaryRuntime = {
   },
 };
 
+/** Runs a build step, showing its output only when it fails (postject warns about ELF note sections it leaves alone). */
+function quietly(command, args) {
+  try {
+    execFileSync(command, args, { cwd: work, stdio: "pipe" });
+  } catch (error) {
+    process.stderr.write(`${error.stdout ?? ""}${error.stderr ?? ""}`);
+    throw error;
+  }
+}
+
 const started = Date.now();
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
@@ -134,13 +144,13 @@ writeFileSync(bundle, bundled.replace(JSON.stringify(manifestPlaceholder), () =>
 const blob = join(work, "sea-prep.blob");
 const seaConfig = join(work, "sea-config.json");
 writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, assets: Object.fromEntries(sorted.map((n) => [n, assets.get(n)])) }, null, 2));
-execFileSync(process.execPath, ["--experimental-sea-config", seaConfig], { stdio: "inherit", cwd: work });
+quietly(process.execPath, ["--experimental-sea-config", seaConfig]);
 
 mkdirSync(dirname(output), { recursive: true });
 rmSync(output, { force: true });
 copyFileSync(process.execPath, output);
 chmodSync(output, 0o755);
-execFileSync(process.execPath, [require.resolve("postject/dist/cli.js"), output, "NODE_SEA_BLOB", blob, "--sentinel-fuse", "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2"], { stdio: "inherit" });
+quietly(process.execPath, [require.resolve("postject/dist/cli.js"), output, "NODE_SEA_BLOB", blob, "--sentinel-fuse", "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2"]);
 
 const mib = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 console.log(`${relative(process.cwd(), output) || output}: ${mib(statSync(output).size)} (bundle ${mib(statSync(bundle).size)}, ${sorted.length} assets ${mib(sorted.reduce((n, a) => n + statSync(assets.get(a)).size, 0))}), built in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -19,9 +19,12 @@ const root = fileURLToPath(new URL("../../../../", import.meta.url));
 const postgresRun = Boolean(process.env.ZIMCHAT_TEST_DATABASE_URL);
 const run = promisify(execFile);
 
-/** The binary's own environment: nothing of this process's (no NODE_PATH, NODE_OPTIONS, DATABASE_URL). */
+/**
+ * The binary's own environment: nothing of this process's (no NODE_PATH,
+ * NODE_OPTIONS, DATABASE_URL), and a PATH with no node on it.
+ */
 function binaryEnv(home: string): Record<string, string> {
-  return { PATH: "/usr/bin:/bin", HOME: home, XDG_CACHE_HOME: join(home, "cache") };
+  return { PATH: join(home, "empty-path"), HOME: home, XDG_CACHE_HOME: join(home, "cache") };
 }
 
 interface Served {
