@@ -40,7 +40,13 @@ function assetRoot() {
   if (!isSea()) return (root = manifest.repoRoot);
   const cache = process.env.XDG_CACHE_HOME || join(homedir(), ".cache");
   const dir = join(cache, "zimchat", manifest.hash);
-  if (!existsSync(join(dir, ".complete"))) extract(dir);
+  if (!existsSync(join(dir, ".complete"))) {
+    try {
+      extract(dir);
+    } catch (error) {
+      throw new Error(`cannot write the binary's native libraries and migrations to ${dir} (${error.code ?? error.message}): set XDG_CACHE_HOME to a writable directory`, { cause: error });
+    }
+  }
   return (root = dir);
 }
 
