@@ -125,6 +125,8 @@ await build({
   // The SEA main script has no loader for import(): every import() left in the bundle becomes require().
   supported: { "dynamic-import": false },
   logLevel: "warning",
+  // An `import.meta` form the rewrite above does not know would be empty in the bundle: fail the build instead.
+  logOverride: { "empty-import-meta": "error" },
   legalComments: "eof",
   // The SEA main script's own require() loads built-in modules only (and warns for others): optional
   // dependencies probed with require() (ws's bufferutil) must fail quietly, as they do from node_modules.
