@@ -87,21 +87,27 @@ export function loadOrCreateKeys(dataDir: string): { keys: ServerKeys; created: 
   if (!trustRootKey) {
     throw new KeyFileError(`${dir} has no valid server certificate and no ${keyFileNames.trustRootKey} to issue one: put the trust root's private key back (mode 0600), then start again`);
   }
-  return { keys: { trustRoot, ...issueServerKey(dir, trustRoot, trustRootKey) }, created: true };
+  const { serverCertificate, serverKey } = issueServerKey(dir, trustRoot, trustRootKey);
+  return { keys: { trustRoot, serverCertificate, serverKey }, created: true };
 }
 
 /**
- * Creates a server key and its certificate. Nodes starting at once on one
- * shared data directory race here: both files are published under a lock
- * file created exclusively, and a node that finds the lock taken waits for
- * the winner's pair and uses it.
+ * Creates a server key and its certificate with the next key id, signed by
+ * the trust root. Nodes sharing one data directory serialize this under a
+ * lock file created exclusively. Without `rotate`, a node that finds a valid
+ * pair (another node's, just issued) uses it instead of issuing its own.
  */
-function issueServerKey(dir: string, trustRoot: PublicKey, trustRootKey: PrivateKey): { serverCertificate: ServerCertificate; serverKey: PrivateKey } {
+function issueServerKey(
+  dir: string,
+  trustRoot: PublicKey,
+  trustRootKey: PrivateKey,
+  rotate = false,
+): { serverCertificate: ServerCertificate; serverKey: PrivateKey; previousKeyId: number } {
   const lock = join(dir, "issue.lock");
   const deadline = Date.now() + 10_000;
   while (!writeKeyFile(lock, randomBytes(8))) {
-    const winner = readServerKey(dir, trustRoot);
-    if (winner) return winner;
+    const winner = rotate ? null : readServerKey(dir, trustRoot);
+    if (winner) return { ...winner, previousKeyId: winner.serverCertificate.keyId() };
     // A lock left by a node that died while issuing: after the deadline it is taken over.
     if (Date.now() > deadline) {
       unlinkSync(lock);
@@ -110,14 +116,14 @@ function issueServerKey(dir: string, trustRoot: PublicKey, trustRootKey: Private
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
   }
   try {
-    const existing = readServerKey(dir, trustRoot);
-    if (existing) return existing;
+    const existing = rotate ? null : readServerKey(dir, trustRoot);
+    if (existing) return { ...existing, previousKeyId: existing.serverCertificate.keyId() };
     const serverKey = PrivateKey.generate();
-    const previousId = readCertificate(join(dir, keyFileNames.serverCertificate))?.keyId() ?? 0;
-    const serverCertificate = ServerCertificate.new(previousId + 1, serverKey.getPublicKey(), trustRootKey);
+    const previousKeyId = readCertificate(join(dir, keyFileNames.serverCertificate))?.keyId() ?? 0;
+    const serverCertificate = ServerCertificate.new(previousKeyId + 1, serverKey.getPublicKey(), trustRootKey);
     writeKeyFile(join(dir, keyFileNames.serverKey), serverKey.serialize(), true);
     writeKeyFile(join(dir, keyFileNames.serverCertificate), serverCertificate.serialize(), true);
-    return { serverCertificate, serverKey };
+    return { serverCertificate, serverKey, previousKeyId };
   } finally {
     unlinkSync(lock);
   }
@@ -154,12 +160,9 @@ export function rotateServerKey(dataDir: string): { keys: ServerKeys; previousKe
   if (!trustRootKey) {
     throw new TrustRootOfflineError(`${join(dir, keyFileNames.trustRootKey)} is not there (kept offline?): put it back to rotate the server certificate`);
   }
-  const previousKeyId = readCertificate(join(dir, keyFileNames.serverCertificate))?.keyId() ?? 0;
-  const serverKey = PrivateKey.generate();
-  const serverCertificate = ServerCertificate.new(previousKeyId + 1, serverKey.getPublicKey(), trustRootKey);
-  writeKeyFile(join(dir, keyFileNames.serverKey), serverKey.serialize());
-  writeKeyFile(join(dir, keyFileNames.serverCertificate), serverCertificate.serialize());
-  return { keys: { trustRoot: trustRootKey.getPublicKey(), serverCertificate, serverKey }, previousKeyId };
+  const trustRoot = trustRootKey.getPublicKey();
+  const { serverCertificate, serverKey, previousKeyId } = issueServerKey(dir, trustRoot, trustRootKey, true);
+  return { keys: { trustRoot, serverCertificate, serverKey }, previousKeyId };
 }
 
 /**
