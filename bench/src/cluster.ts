@@ -108,6 +108,8 @@ export async function runClusterBench(options: ClusterBenchOptions, log: (line: 
       setup.pool = await connectHomeserverPool({ url: nodes[0]!.url, spreadUrls: nodes.map((n) => n.url), count: options.devices }, accounts, whisper.ciphertext);
       log(`cluster: ${name} ready (${options.devices} devices)`);
     }
+    // One unrecorded pass each, so the first recorded round is not the one that warms the JIT and the pools.
+    for (const { nodes, pool } of setups) await measureThroughput(pool, allNodes(nodes), { window: options.window, warmupMs: 0, durationMs: options.warmupMs * 2 });
     for (let round = 1; round <= options.rounds; round++) {
       for (const { result, nodes, pool } of setups) {
         const r = await measureThroughput(pool, allNodes(nodes), { window: options.window, warmupMs: options.warmupMs, durationMs: options.durationMs });
