@@ -104,7 +104,8 @@ export async function runClusterBench(options: ClusterBenchOptions, log: (line: 
       nodes.push(...(await Promise.all(Array.from({ length: nodeCount - 1 }, () => startServer({ name, script: homeserverScript, args, cwd: repoRoot })))));
       const setup: Setup = { result: { name, nodes: nodeCount, redis, deliveredPerS: [], serverCpuUsPerMsg: [], errors: 0 }, nodes, pool: undefined as unknown as DevicePool };
       setups.push(setup);
-      const accounts = await registerAccounts({ baseUrl: nodes[0]!.url, count: options.devices, keys });
+      // Few registrations at once: PostgreSQL pools are small, and a busy shared machine makes transactions wait.
+      const accounts = await registerAccounts({ baseUrl: nodes[0]!.url, count: options.devices, keys, concurrency: 4 });
       setup.pool = await connectHomeserverPool({ url: nodes[0]!.url, spreadUrls: nodes.map((n) => n.url), count: options.devices }, accounts, whisper.ciphertext);
       log(`cluster: ${name} ready (${options.devices} devices)`);
     }
