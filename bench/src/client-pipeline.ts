@@ -65,14 +65,15 @@ async function sdkRound(options: ClientPipelineOptions, round: number): Promise<
   try {
     await alice.connect();
     await bob.connect();
-    await alice.sendText(bob.local.username, "warm-up: starts the session");
     let received = 0;
     let done: () => void = () => {};
     const all = new Promise<void>((resolve) => (done = resolve));
+    // Listening before the warm-up: when it arrived before the listener, the count stopped one short and the round never ended.
     bob.on("message", () => {
       received += 1;
       if (received === options.messages + 1) done();
     });
+    await alice.sendText(bob.local.username, "warm-up: starts the session");
     const started = performance.now();
     let next = 0;
     const worker = async (): Promise<void> => {

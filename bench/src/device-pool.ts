@@ -34,6 +34,8 @@ export interface DevicePool {
 /** Options shared by both kinds of pool. */
 export interface ConnectOptions {
   url: string;
+  /** Several nodes of one cluster: device i connects to `spreadUrls[i % length]` instead of `url`. */
+  spreadUrls?: readonly string[];
   count: number;
   /** Handshakes in flight at once. @default 100 */
   concurrency?: number;
@@ -86,7 +88,8 @@ export async function connectHomeserverPool(
   let listener: PoolListener | undefined;
   const sockets = await connectAll(options, (index) => {
     const account = accounts[index]!;
-    const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(options.url, {
+    const url = options.spreadUrls?.length ? options.spreadUrls[index % options.spreadUrls.length]! : options.url;
+    const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(url, {
       ...clientOptions(options),
       auth: { username: `${account.uuid}.1`, password: account.password },
     });

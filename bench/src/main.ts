@@ -6,7 +6,9 @@
 import { parseBenchOptions } from "./options.js";
 import { formatReport, summarize } from "./report.js";
 import { log, runBench } from "./run.js";
+import { median } from "./stats.js";
 import { formatClientPipeline, runClientPipeline } from "./client-pipeline.js";
+import { clusterBenchOptions, formatClusterBench, runClusterBench, type ClusterBenchResult } from "./cluster.js";
 
 async function main(): Promise<void> {
   const options = parseBenchOptions(process.argv.slice(2));
@@ -15,11 +17,29 @@ async function main(): Promise<void> {
   process.stdout.write(`${formatReport(summary)}\n`);
   const client = options.relayOnly ? undefined : await runClientPipeline(options.quick, log);
   if (client) process.stdout.write(`\n${formatClientPipeline(client)}\n`);
+  let cluster: ClusterBenchResult | undefined;
+  if (!options.relayOnly) {
+    try {
+      cluster = await runClusterBench(clusterBenchOptions(options.quick), log);
+      process.stdout.write(`\n${formatClusterBench(cluster)}\n`);
+    } catch (error) {
+      // No PostgreSQL or Redis here: the other rows stand; say why this one is missing.
+      process.stdout.write(`\nCluster: skipped (${error instanceof Error ? error.message.split("\n")[0] : String(error)}; set ZIMCHAT_BENCH_DATABASE_URL and ZIMCHAT_BENCH_REDIS_URL)\n`);
+    }
+  }
   if (options.json) {
     const clientFigures = client
       ? { sdk_msgs_per_s: client.sdkMsgsPerSecond, raw_libsignal_msgs_per_s: client.rawMsgsPerSecond, client_pipeline_ratio: client.ratio }
       : { sdk_msgs_per_s: null, raw_libsignal_msgs_per_s: null, client_pipeline_ratio: null };
-    process.stdout.write(`${JSON.stringify({ ...summary, ...clientFigures })}\n`);
+    const clusterFigures = {
+      cluster_1node_msgs_per_s: cluster ? median(cluster.single.deliveredPerS) : null,
+      cluster_1node_redis_msgs_per_s: cluster ? median(cluster.singleRedis.deliveredPerS) : null,
+      cluster_3node_msgs_per_s: cluster ? median(cluster.three.deliveredPerS) : null,
+      cluster_3node_ratio: cluster?.threeNodeRatio ?? null,
+      cluster_redis_ratio: cluster?.redisRatio ?? null,
+      cluster_redis_cpu_us_per_msg: cluster?.redisCpuUsPerMsg ?? null,
+    };
+    process.stdout.write(`${JSON.stringify({ ...summary, ...clientFigures, ...clusterFigures })}\n`);
   }
 }
 

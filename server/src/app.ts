@@ -67,6 +67,10 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
     throw new ConfigError("config.redisUrl is set, but createApp was not given a Redis connection: connect with connectRedis (or use openHomeserver)");
   }
   const { redis } = deps;
+  for (const connection of redis ? [redis.client, redis.subscriber] : []) {
+    // Only the error code: ioredis messages carry the Redis address.
+    connection.on("error", (error: NodeJS.ErrnoException) => logger.warn({ code: error.code ?? error.name }, "Redis connection error (reconnecting)"));
+  }
   const plugins = deps.plugins ?? PluginHost.empty();
   const services = createServices(config, database, plugins, redis && { redis: redis.client, prefix: redis.prefix });
   // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.

@@ -89,12 +89,13 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
   io.on("connection", (socket) => {
     const { accountId, deviceId } = socket.data;
     const room = deviceRoom(accountId, deviceId);
-    // One connection per device: the newest wins, on every node (the Redis
-    // adapter relays both). They run before this socket joins the room, so
-    // locally they cannot reach it, and the relayed copies only reach sockets
-    // on the other nodes.
-    io.in(room).emit("closing", "displaced");
-    io.in(room).disconnectSockets(true);
+    // One connection per device: the newest wins, on every node. The Redis
+    // adapter carries the request through Redis and also runs it on this
+    // node when it comes back, after this socket joined the room: `except`
+    // keeps this socket out of it.
+    const older = io.in(room).except(socket.id);
+    older.emit("closing", "displaced");
+    older.disconnectSockets(true);
     void socket.join([room, accountRoom(accountId)]);
 
     socket.on("send", handler(logger, socketSendRequestSchema, (request) =>

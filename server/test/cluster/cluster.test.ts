@@ -127,6 +127,7 @@ describe("a node killed with SIGKILL while clients send", { skip: clusterSkip },
   it("its clients reconnect to another node and no acknowledged envelope is lost", async () => {
     const proxy = await startProxy(cluster.nodes.map((n) => n.url));
     const sockets: Socket<ServerToClientEvents, ClientToServerEvents>[] = [];
+    let reconnects = 0;
     const connect = (device: SignalDevice): Socket<ServerToClientEvents, ClientToServerEvents> => {
       const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(proxy.url, {
         auth: device.socketAuth,
@@ -135,6 +136,7 @@ describe("a node killed with SIGKILL while clients send", { skip: clusterSkip },
         reconnectionDelay: 50,
         reconnectionDelayMax: 200,
       });
+      socket.io.on("reconnect", () => reconnects++);
       sockets.push(socket);
       return socket;
     };
@@ -188,6 +190,7 @@ describe("a node killed with SIGKILL while clients send", { skip: clusterSkip },
       }
       await Promise.all(loops);
       assert.equal(refused, 0);
+      assert.ok(reconnects > 0, "no client was on the killed node");
       assert.ok(sockets.every((s) => s.connected), "every client reconnected");
 
       // Everything the server acknowledged reaches Bob (live, or drained on a fresh connection).
