@@ -3,7 +3,10 @@
 #
 # Build stage: install from the lockfile (better-sqlite3 compiles its addon
 # here, hence the full bookworm image with python3/make/g++), generate the
-# Prisma clients, compile, then drop the dev dependencies.
+# Prisma clients, compile, then drop the dev dependencies. --omit=optional
+# too: prisma and typescript are optional peers of @prisma/client that prune
+# would otherwise keep (the generated client is compiled and needs neither);
+# the only other optional package, pg-cloudflare, is for Cloudflare Workers.
 FROM docker.io/library/node:20-bookworm AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json tsconfig.base.json ./
@@ -16,7 +19,7 @@ COPY examples/package.json examples/
 RUN npm ci --no-audit --no-fund
 COPY . .
 RUN npm run build \
- && npm prune --omit=dev --no-audit --no-fund \
+ && npm prune --omit=dev --omit=optional --no-audit --no-fund \
  && rm -rf */dist/test */dist/*.tsbuildinfo
 
 # Runtime stage: the compiled workspaces, production node_modules and the

@@ -45,7 +45,14 @@ fi
 ctr="$(buildah from scratch)"
 trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' EXIT
 buildah add --quiet "$ctr" "$tarball" / >/dev/null
-buildah config \
+# This machine's CA bundle, which may hold a TLS-intercepting proxy's CA for the npm registry.
+host_ca=/etc/ssl/certs/ca-certificates.crt
+ca_env=()
+if [ -s "$host_ca" ]; then
+  buildah copy --quiet "$ctr" "$host_ca" /etc/ssl/certs/ca-certificates.crt >/dev/null
+  ca_env=(--env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt)
+fi
+buildah config "${ca_env[@]}" \
   --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   --env NODE_VERSION="${node_version#v}" \
   --env npm_config_nodedir=/usr/local \

@@ -12,7 +12,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -105,6 +105,18 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** Every process below `pid`, from /proc. */
+function descendants(pid: number): number[] {
+  const children = readdirSync(`/proc/${pid}/task`).flatMap((task) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").split(" ").filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  });
+  return children.flatMap((child) => [child, ...descendants(child)]);
 }
 
 interface ImageConfig {
@@ -208,10 +220,15 @@ describe("Docker image built from the Dockerfile", { skip: skipReason() }, () =>
     assert.ok(data.includes("zimchat.db"), data.join(", "));
   });
 
-  it("stops cleanly on SIGTERM", async () => {
+  it("shuts down gracefully when its process gets SIGTERM", async () => {
+    // A container engine signals the entrypoint's process; with chroot isolation it is node itself,
+    // a descendant of `buildah run` (which does not forward signals).
+    const node = descendants(server!.pid!).find((pid) => readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "node");
+    assert.ok(node, "node runs as the entrypoint process");
     const exited = new Promise<number | null>((resolve) => server!.once("exit", resolve));
-    server!.kill("SIGTERM");
+    process.kill(node, "SIGTERM");
     const code = await Promise.race([exited, new Promise<"timeout">((resolve) => setTimeout(resolve, 30_000, "timeout"))]);
     assert.equal(code, 0, logs.slice(-20).join("\n"));
+    assert.ok(logs.some((l) => l.includes('"msg":"shutting down"')));
   });
 });
