@@ -57,6 +57,9 @@ buildah config "${ca_env[@]}" \
   --env NODE_VERSION="${node_version#v}" \
   --env npm_config_nodedir=/usr/local \
   --cmd node "$ctr"
+previous="$(buildah images --quiet --no-trunc docker.io/library/node:20-bookworm 2>/dev/null || true)"
 buildah commit --quiet "$ctr" docker.io/library/node:20-bookworm >/dev/null
 buildah tag docker.io/library/node:20-bookworm docker.io/library/node:20-bookworm-slim
+# The stand-in made by the previous run, now untagged.
+if [ -n "$previous" ]; then buildah rmi "$previous" >/dev/null 2>&1 || true; fi
 echo "stand-in base images: docker.io/library/node:20-bookworm, docker.io/library/node:20-bookworm-slim (from $tarball)"

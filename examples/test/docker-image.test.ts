@@ -218,6 +218,9 @@ describe("Docker image built from the Dockerfile", { skip: skipReason() }, () =>
     // The SQLite database is in /data (ZIMCHAT_DATA_DIR), where the volume goes.
     const data = JSON.parse(run("buildah", ["run", "--isolation", "chroot", container!, "--", "node", "-p", "JSON.stringify(require('fs').readdirSync('/data'))"], minutes)) as string[];
     assert.ok(data.includes("zimchat.db"), data.join(", "));
+    // The admin CLI is on PATH and finds the same data dir (`docker exec <container> zimchat ...`).
+    const invite = JSON.parse(run("buildah", ["run", "--isolation", "chroot", container!, "--", "zimchat", "invite", "create", "--json"], minutes).split("\n").at(-1)!) as { token?: string };
+    assert.ok(invite.token, "an invite token");
   });
 
   it("shuts down gracefully when its process gets SIGTERM", async () => {
