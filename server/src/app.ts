@@ -9,6 +9,7 @@ import { createAttachmentRouter } from "./http/attachments.js";
 import { createHandlers } from "./http/handlers.js";
 import { createRouter, errorMiddleware } from "./http/router.js";
 import { createLogger, type Logger } from "./logger.js";
+import { Metrics } from "./metrics/metrics.js";
 import { loadPlugins, type LoadedPlugin } from "./plugins/load-plugins.js";
 import { PluginHost } from "./plugins/plugin-host.js";
 import { createPluginRouter } from "./plugins/plugin-routes.js";
@@ -34,6 +35,8 @@ export interface Homeserver {
   httpServer: HttpServer;
   io: Gateway;
   services: Services;
+  /** The Prometheus metrics (served at `/metrics` unless `config.metrics` is false). */
+  metrics: Metrics;
   database: Database;
   logger: Logger;
   /** The server plugins (an empty host when there are none). */
@@ -56,12 +59,16 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
     throw new ConfigError("config.plugins lists plugins, but createApp was not given them: load them with setUpPlugins (or use openHomeserver)");
   }
   const plugins = deps.plugins ?? PluginHost.empty();
-  const services = createServices(config, database, plugins);
+  // The queue depth is read on scrape only, through the mailbox built just below.
+  const metrics: Metrics = new Metrics(() => services.mailbox.queueDepth());
+  const services = createServices(config, database, plugins, metrics);
   // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.
   services.certificates.open();
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
+  app.use(metrics.httpTimer());
+  if (config.metrics) app.get("/metrics", metrics.handler(config.metricsToken));
   // Raw-body routes (attachments) first: the JSON parser below would read their bodies.
   app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
   app.use(express.json({ limit: limits.maxBodyBytes, strict: true, type: () => true }));
@@ -72,6 +79,10 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
 
   const httpServer = createServer(app);
   const io = createGateway(httpServer, services, logger);
+  io.on("connection", (socket) => {
+    metrics.connectedDevices.inc();
+    socket.once("disconnect", () => metrics.connectedDevices.dec());
+  });
 
   const sweep = setInterval(() => {
     services.mailbox.sweepExpired().then(
@@ -106,7 +117,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
       await database.close();
     })());
 
-  return { app, httpServer, io, services, database, logger, plugins, close };
+  return { app, httpServer, io, services, metrics, database, logger, plugins, close };
 }
 
 /**

@@ -101,6 +101,21 @@ export interface ServerConfig {
   pluginHookTimeoutMs: number;
   /** Time budget of one plugin's `setup`, `start` and `stop`. @default 30 s */
   pluginStartTimeoutMs: number;
+  /**
+   * Redis (`redis://` or `rediss://`). Set: Socket.IO Redis adapter, rate
+   * limits in Redis, cluster-wide job locks. Unset: one node, all in memory. @default undefined
+   */
+  redisUrl?: string | undefined;
+  /** Prefix of every Redis key and channel, so several homeservers can share one Redis. @default "zimchat" */
+  redisPrefix: string;
+  /** Where encrypted attachment blobs live (a shared directory for several nodes). @default `<dataDir>/attachments` */
+  attachmentsDir: string;
+  /** Bearer token of the admin HTTP API; unset turns the admin API off. @default undefined */
+  adminToken?: string | undefined;
+  /** Serve Prometheus metrics at `GET /metrics`. @default true */
+  metrics: boolean;
+  /** When set, `GET /metrics` needs `Authorization: Bearer <token>`. @default undefined */
+  metricsToken?: string | undefined;
 }
 
 /** The default rate limits. */
@@ -146,7 +161,24 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     plugins: checkPluginSpecs(partial.plugins ?? []),
     pluginHookTimeoutMs: partial.pluginHookTimeoutMs ?? 1000,
     pluginStartTimeoutMs: partial.pluginStartTimeoutMs ?? 30_000,
+    redisUrl: partial.redisUrl,
+    redisPrefix: partial.redisPrefix ?? "zimchat",
+    attachmentsDir: resolve(partial.attachmentsDir ?? resolve(dataDir, "attachments")),
+    adminToken: partial.adminToken,
+    metrics: partial.metrics ?? true,
+    metricsToken: partial.metricsToken,
   };
+  if (config.redisUrl !== undefined && !/^rediss?:\/\//.test(config.redisUrl)) {
+    throw new ConfigError("redisUrl must start with redis:// or rediss:// (set REDIS_URL / --redis-url)");
+  }
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(config.redisPrefix)) {
+    throw new ConfigError(`redisPrefix "${config.redisPrefix}" must be 1..64 letters, digits, _ . : - (set ZIMCHAT_REDIS_PREFIX / --redis-prefix)`);
+  }
+  for (const option of ["adminToken", "metricsToken"] as const) {
+    const token = config[option];
+    // The token itself is never echoed: it is a secret.
+    if (token !== undefined && (token.length < 16 || /\s/.test(token))) throw new ConfigError(`${option} must be at least 16 characters without spaces`);
+  }
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?$/.test(config.serverName)) {
     throw new ConfigError(`serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`);
   }

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { AccountStore } from "../stores/account-store.js";
+import type { Metrics } from "../metrics/metrics.js";
 import { PluginHost } from "../plugins/plugin-host.js";
 import { AttachmentStore } from "../stores/attachment-store.js";
 import { DeviceStore } from "../stores/device-store.js";
@@ -31,13 +32,13 @@ export interface Services {
   devices: DeviceService;
 }
 
-/** Builds the services over an open database, calling the plugins' hooks (none by default). */
-export function createServices(config: ServerConfig, database: Database, plugins: PluginHost = PluginHost.empty()): Services {
+/** Builds the services over an open database, calling the plugins' hooks (none by default) and counting into `metrics` (if given). */
+export function createServices(config: ServerConfig, database: Database, plugins: PluginHost = PluginHost.empty(), metrics?: Metrics): Services {
   const { prisma } = database;
   const accountStore = new AccountStore(prisma);
   const inviteStore = new InviteStore(prisma);
-  const limiter = new RateLimiter(config.rateLimits);
-  const mailbox = new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs, plugins);
+  const limiter = new RateLimiter(config.rateLimits, metrics && ((name) => metrics.rateLimitRefusals.inc({ limit: name })));
+  const mailbox = new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs, plugins, metrics);
   return {
     accounts: new AccountService(accountStore, inviteStore, limiter, config.registration, plugins),
     keys: new KeyService(new KeyStore(prisma, database.provider), accountStore, limiter, plugins),

@@ -11,7 +11,11 @@ import { rateLimited } from "../errors.js";
 export class RateLimiter {
   private readonly limiters: Map<keyof RateLimits, RateLimiterMemory>;
 
-  constructor(limits: RateLimits | false) {
+  /** @param onRefused told the limit's name on every refusal (metrics; never the key) */
+  constructor(
+    limits: RateLimits | false,
+    private readonly onRefused: (name: keyof RateLimits) => void = () => {},
+  ) {
     this.limiters = new Map(
       limits
         ? (Object.entries(limits) as [keyof RateLimits, RateLimits[keyof RateLimits]][]).map(([name, limit]) => [
@@ -32,8 +36,9 @@ export class RateLimiter {
     try {
       await limiter.consume(key);
     } catch (error) {
-      if (error instanceof RateLimiterRes) throw rateLimited(error.msBeforeNext);
-      throw error;
+      if (!(error instanceof RateLimiterRes)) throw error;
+      this.onRefused(name);
+      throw rateLimited(error.msBeforeNext);
     }
   }
 }
