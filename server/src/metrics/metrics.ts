@@ -3,15 +3,12 @@ import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { HttpError } from "../errors.js";
 
-/** How long a scraped queue depth is reused before the database is counted again. */
-const queueDepthCacheMs = 5_000;
-
 /**
  * The homeserver's Prometheus metrics, in a registry of its own (several
  * apps may live in one process). Labels are route templates, methods,
  * status classes, event and limit names: never an account, a username, a
  * device or an address. The hot path only increments counters; the queue
- * depth is counted from the database when scraped (cached a few seconds).
+ * depth is counted from the database when scraped (one COUNT).
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -44,14 +41,15 @@ export class Metrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     });
-    let cached: { at: number; value: number } | null = null;
+    // Scrapes that overlap share one COUNT query.
+    let counting: Promise<number> | null = null;
     new Gauge({
       name: "zimchat_queue_depth",
-      help: "Envelopes waiting in every mailbox (counted from the database, cached for a few seconds)",
+      help: "Envelopes waiting in every mailbox (one COUNT query per scrape)",
       registers,
       async collect() {
-        if (!cached || Date.now() - cached.at > queueDepthCacheMs) cached = { at: Date.now(), value: await queueDepth() };
-        this.set(cached.value);
+        counting ??= queueDepth().finally(() => (counting = null));
+        this.set(await counting);
       },
     });
   }
