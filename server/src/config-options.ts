@@ -126,7 +126,8 @@ export function loadConfig({ flags, env, file }: OptionInputs): LoadedConfig {
 
 function pick(spec: OptionSpec, flags: Record<string, unknown>, env: Record<string, string | undefined>, fileValues: Record<string, unknown>, file: string | undefined): { raw: unknown; source: OptionSource } | null {
   if (spec.flag && flags[spec.key] !== undefined) return { raw: flags[spec.key], source: `flag ${spec.flag.split(" ")[0]!}` };
-  if (spec.env && env[spec.env] !== undefined) return { raw: env[spec.env], source: `env ${spec.env}` };
+  // An empty variable counts as unset (as `VAR= zimchat serve` means).
+  if (spec.env && env[spec.env] !== undefined && env[spec.env] !== "") return { raw: env[spec.env], source: `env ${spec.env}` };
   if (fileValues[spec.key] !== undefined) return { raw: fileValues[spec.key], source: `file ${file!}` };
   return null;
 }
