@@ -79,7 +79,9 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
 
   const httpServer = createServer(app);
   const io = createGateway(httpServer, services, logger);
+  const timeSocketEvent = metrics.socketTimer(["send", "ack"]);
   io.on("connection", (socket) => {
+    socket.use(timeSocketEvent);
     metrics.connectedDevices.inc();
     socket.once("disconnect", () => metrics.connectedDevices.dec());
   });

@@ -126,6 +126,15 @@ export function loadConfig({ flags, env, file }: OptionInputs): LoadedConfig {
 
 function pick(spec: OptionSpec, flags: Record<string, unknown>, env: Record<string, string | undefined>, fileValues: Record<string, unknown>, file: string | undefined): { raw: unknown; source: OptionSource } | null {
   if (spec.flag && flags[spec.key] !== undefined) return { raw: flags[spec.key], source: `flag ${spec.flag.split(" ")[0]!}` };
+  // A secret may come from a file (`ZIMCHAT_ADMIN_TOKEN_FILE=/run/secrets/admin`), as container secrets are mounted.
+  const secretFile = spec.secret && spec.env ? env[`${spec.env}_FILE`] : undefined;
+  if (secretFile) {
+    try {
+      return { raw: readFileSync(secretFile, "utf8").trim(), source: `env ${spec.env!}_FILE` };
+    } catch (error) {
+      throw invalid(spec.key, `env ${spec.env!}_FILE`, `cannot read ${secretFile}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+    }
+  }
   // An empty variable counts as unset (as `VAR= zimchat serve` means).
   if (spec.env && env[spec.env] !== undefined && env[spec.env] !== "") return { raw: env[spec.env], source: `env ${spec.env}` };
   if (fileValues[spec.key] !== undefined) return { raw: fileValues[spec.key], source: `file ${file!}` };
@@ -203,6 +212,6 @@ export function configReference(): string {
     "|---|---|---|---|---|",
     ...rows,
     "",
-    `The config file (\`${configFileOption.flag.split(" ")[0]}\` or \`${configFileOption.env}\`) is one JSON object whose keys are the file keys above, in the same units as the flags (days, MiB, \`24h\`, \`on\`/\`off\`); numbers may be JSON numbers. Relative paths in it (\`dataDir\`, \`attachmentsDir\`, plugin paths) are relative to the file. Precedence: flag > environment > file > default. An unknown key or a bad value stops start-up with a message naming the option and where it came from.`,
+    `The config file (\`${configFileOption.flag.split(" ")[0]}\` or \`${configFileOption.env}\`) is one JSON object whose keys are the file keys above, in the same units as the flags (days, MiB, \`24h\`, \`on\`/\`off\`); numbers may be JSON numbers. Secrets (\`databaseUrl\`, \`redisUrl\`, \`adminToken\`, \`metricsToken\`) may also be read from a file named by the variable with \`_FILE\` appended (\`ZIMCHAT_ADMIN_TOKEN_FILE=/run/secrets/admin\`), which wins over the variable itself. Relative paths in the config file (\`dataDir\`, \`attachmentsDir\`, plugin paths) are relative to the file. Precedence: flag > environment > file > default. An unknown key or a bad value stops start-up with a message naming the option and where it came from.`,
   ].join("\n");
 }

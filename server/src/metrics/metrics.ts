@@ -1,5 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
+import type { Event as SocketPacket } from "socket.io";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { HttpError } from "../errors.js";
 
@@ -25,6 +26,9 @@ export class Metrics {
   /** HTTP request latency by route template, method and status class. */
   readonly httpDuration: Histogram<"route" | "method" | "status">;
 
+  /** Socket.IO event latency (request to acknowledgement) by event name. */
+  readonly socketDuration: Histogram<"event">;
+
   /** @param queueDepth counts the envelopes waiting in every mailbox (one COUNT query) */
   constructor(queueDepth: () => Promise<number>) {
     collectDefaultMetrics({ register: this.registry, prefix: "zimchat_" });
@@ -38,6 +42,13 @@ export class Metrics {
       name: "zimchat_http_request_duration_seconds",
       help: "HTTP request latency by route template, method and status class",
       labelNames: ["route", "method", "status"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.socketDuration = new Histogram({
+      name: "zimchat_socket_event_duration_seconds",
+      help: "Socket.IO event latency, from the event to its acknowledgement, by event name",
+      labelNames: ["event"],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     });
@@ -66,6 +77,26 @@ export class Metrics {
         const route: unknown = (req as { route?: { path?: unknown } }).route?.path;
         end({ route: typeof route === "string" ? route : "unmatched", method: req.method, status: `${Math.floor(res.statusCode / 100)}xx` });
       });
+      next();
+    };
+  }
+
+  /**
+   * Socket.IO middleware (`socket.use`) timing each acknowledged event until
+   * its acknowledgement. Event names come from the client: only `known`
+   * ones become labels, anything else is `other`.
+   */
+  socketTimer(known: readonly string[]): (packet: SocketPacket, next: (error?: Error) => void) => void {
+    return (packet, next) => {
+      const ack: unknown = packet[packet.length - 1];
+      if (typeof ack === "function") {
+        const event = typeof packet[0] === "string" && known.includes(packet[0]) ? packet[0] : "other";
+        const end = this.socketDuration.startTimer({ event });
+        packet[packet.length - 1] = (...args: unknown[]): void => {
+          end();
+          (ack as (...args: unknown[]) => void)(...args);
+        };
+      }
       next();
     };
   }

@@ -1,4 +1,3 @@
-import { join } from "node:path";
 import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { AccountStore } from "../stores/account-store.js";
@@ -45,7 +44,7 @@ export function createServices(config: ServerConfig, database: Database, plugins
     mailbox,
     invites: new InviteService(inviteStore),
     attachments: new AttachmentService(new AttachmentStore(prisma, database.provider), {
-      dir: join(config.dataDir, "attachments"),
+      dir: config.attachmentsDir,
       maxBytes: config.attachmentMaxBytes,
       quotaBytes: config.attachmentQuotaBytes,
       ttlMs: config.attachmentTtlMs,

@@ -80,12 +80,15 @@ describe("configuration through the real CLI", () => {
     const file = join(dir, "secrets.json");
     const token = "metrics-secret-token-0123456789";
     writeFileSync(file, JSON.stringify({ metricsToken: token, redisUrl: "redis://:redis-password-xyz@127.0.0.1:6379", attachmentMaxMib: 7 }));
+    const adminFile = join(dir, "admin-token");
+    writeFileSync(adminFile, "admin-secret-token-0123456789\n");
     const result = await run(["config", "check", "--config", file, "--data-dir", join(dir, "data-check")], {
-      ZIMCHAT_ADMIN_TOKEN: "admin-secret-token-0123456789",
+      ZIMCHAT_ADMIN_TOKEN: "admin-token-from-the-variable",
+      ZIMCHAT_ADMIN_TOKEN_FILE: adminFile,
       ZIMCHAT_METRICS: "off",
     });
     assert.equal(result.code, 0, result.stderr);
-    for (const secret of [token, "redis-password-xyz", "admin-secret-token-0123456789"]) assert.ok(!result.stdout.includes(secret), `printed ${secret}`);
+    for (const secret of [token, "redis-password-xyz", "admin-secret-token-0123456789", "admin-token-from-the-variable"]) assert.ok(!result.stdout.includes(secret), `printed ${secret}`);
     const { config, sources } = JSON.parse(result.stdout) as { config: Record<string, unknown>; sources: Record<string, string> };
     assert.equal(config.metricsToken, "<redacted>");
     assert.equal(config.adminToken, "<redacted>");
@@ -96,6 +99,11 @@ describe("configuration through the real CLI", () => {
     assert.equal(sources.metrics, "env ZIMCHAT_METRICS");
     assert.equal(sources.dataDir, "flag --data-dir");
     assert.equal(sources.redisPrefix, "default");
+    assert.equal(sources.adminToken, "env ZIMCHAT_ADMIN_TOKEN_FILE", "the _FILE variable wins over the variable");
+
+    const missing = await run(["config", "check", "--data-dir", join(dir, "data-check")], { ZIMCHAT_METRICS_TOKEN_FILE: join(dir, "no-such-file") });
+    assert.notEqual(missing.code, 0);
+    assert.equal(missing.stderr.trim(), `zimchat: invalid configuration: metricsToken (env ZIMCHAT_METRICS_TOKEN_FILE): cannot read ${join(dir, "no-such-file")}: ENOENT`);
   });
 
   it("the README's configuration table is the generated reference, and `zimchat config reference` prints it", async () => {

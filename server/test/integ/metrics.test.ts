@@ -53,6 +53,7 @@ describe("GET /metrics", () => {
     await socket.socket.emitWithAck("ack", { ids: [socket.received[0]!.id] });
     const delivered = await scrape(server);
     assert.equal(sample(delivered, "zimchat_envelopes_delivered_total"), 1);
+    assert.equal(sample(delivered, 'zimchat_socket_event_duration_seconds_count{event="ack"}'), 2);
     assert.equal(sample(delivered, "zimchat_envelopes_expired_total"), 0);
 
     // Two lookups against a limit of one: one refusal, labelled by the limit's name only.
