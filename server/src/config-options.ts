@@ -179,18 +179,12 @@ function filePlugins(plugins: unknown, file: string): PluginSpec[] {
 export function redactedConfig(config: ServerConfig): Record<string, unknown> {
   const out: Record<string, unknown> = { ...config, plugins: config.plugins.map((p) => ({ use: typeof p.use === "string" ? p.use : p.use.name, config: p.config })) };
   for (const spec of optionSpecs) {
-    const field = fieldOf(spec);
-    const value = out[field];
+    // Every secret option's file key is also its ServerConfig field.
+    const value = out[spec.key];
     if (!spec.secret || typeof value !== "string") continue;
-    out[field] = spec.secret === "token" ? "<redacted>" : redactUrl(value);
+    out[spec.key] = spec.secret === "token" ? "<redacted>" : redactUrl(value);
   }
   return out;
-}
-
-function fieldOf(spec: OptionSpec): string {
-  const probe: Partial<ServerConfig> = {};
-  spec.apply(probe, "x" as never);
-  return Object.keys(probe)[0] ?? spec.key;
 }
 
 function redactUrl(url: string): string {
