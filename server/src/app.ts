@@ -11,6 +11,7 @@ import { createAttachmentRouter } from "./http/attachments.js";
 import { createHandlers } from "./http/handlers.js";
 import { createRouter, errorMiddleware } from "./http/router.js";
 import { createLogger, type Logger } from "./logger.js";
+import { Metrics } from "./metrics/metrics.js";
 import { loadPlugins, type LoadedPlugin } from "./plugins/load-plugins.js";
 import { PluginHost } from "./plugins/plugin-host.js";
 import { createPluginRouter } from "./plugins/plugin-routes.js";
@@ -42,6 +43,8 @@ export interface Homeserver {
   httpServer: HttpServer;
   io: Gateway;
   services: Services;
+  /** The Prometheus metrics (served at `/metrics` unless `config.metrics` is false). */
+  metrics: Metrics;
   database: Database;
   logger: Logger;
   /** The server plugins (an empty host when there are none). */
@@ -72,7 +75,9 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
     connection.on("error", (error: NodeJS.ErrnoException) => logger.warn({ code: error.code ?? error.name }, "Redis connection error (reconnecting)"));
   }
   const plugins = deps.plugins ?? PluginHost.empty();
-  const services = createServices(config, database, plugins, redis && { redis: redis.client, prefix: redis.prefix });
+  // The queue depth is read on scrape only, through the mailbox built just below.
+  const metrics: Metrics = new Metrics(() => services.mailbox.queueDepth());
+  const services = createServices(config, database, { plugins, metrics, ...(redis && { rateLimitStore: { redis: redis.client, prefix: redis.prefix } }) });
   // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.
   services.certificates.open();
   const app = express();
@@ -81,6 +86,14 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   // The gateway first: the admin routes count its connections.
   const httpServer = createServer(app);
   const io = createGateway(httpServer, services, logger, redis ? { redis } : {});
+  const timeSocketEvent = metrics.socketTimer(["send", "ack"]);
+  io.on("connection", (socket) => {
+    socket.use(timeSocketEvent);
+    metrics.connectedDevices.inc();
+    socket.once("disconnect", () => metrics.connectedDevices.dec());
+  });
+  app.use(metrics.httpTimer());
+  if (config.metrics) app.get("/metrics", metrics.handler(config.metricsToken));
   // Raw-body routes (attachments) first: the JSON parser below would read their bodies.
   app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
   app.use(express.json({ limit: limits.maxBodyBytes, strict: true, type: () => true }));
@@ -135,7 +148,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
       await redis?.close();
     })());
 
-  return { app, httpServer, io, services, database, logger, plugins, close };
+  return { app, httpServer, io, services, metrics, database, logger, plugins, close };
 }
 
 /**

@@ -102,22 +102,20 @@ export interface ServerConfig {
   /** Time budget of one plugin's `setup`, `start` and `stop`. @default 30 s */
   pluginStartTimeoutMs: number;
   /**
-   * Bearer token of the admin HTTP API under `/admin/v1` (at least 16
-   * characters). Unset: the admin API is off and its routes answer 404.
-   * @default undefined
+   * Redis (`redis://` or `rediss://`). Set: Socket.IO Redis adapter, rate
+   * limits in Redis, cluster-wide job locks. Unset: one node, all in memory. @default undefined
    */
-  adminToken?: string;
-  /**
-   * `redis://...` or `rediss://...`: run as one node of several sharing one
-   * PostgreSQL database and this Redis (Socket.IO Redis adapter, rate limits
-   * in Redis, background sweeps once per cluster). Unset: a single node,
-   * everything in memory. @default undefined
-   */
-  redisUrl?: string;
+  redisUrl?: string | undefined;
   /** Prefix of every Redis key and channel, so several homeservers can share one Redis. @default "zimchat" */
   redisPrefix: string;
-  /** Where encrypted attachment blobs live; several nodes share one directory. @default `<dataDir>/attachments` */
+  /** Where encrypted attachment blobs live (a shared directory for several nodes). @default `<dataDir>/attachments` */
   attachmentsDir: string;
+  /** Bearer token of the admin HTTP API; unset turns the admin API off. @default undefined */
+  adminToken?: string | undefined;
+  /** Serve Prometheus metrics at `GET /metrics`. @default true */
+  metrics: boolean;
+  /** When set, `GET /metrics` needs `Authorization: Bearer <token>`. @default undefined */
+  metricsToken?: string | undefined;
 }
 
 /** The default rate limits. */
@@ -163,11 +161,13 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     plugins: checkPluginSpecs(partial.plugins ?? []),
     pluginHookTimeoutMs: partial.pluginHookTimeoutMs ?? 1000,
     pluginStartTimeoutMs: partial.pluginStartTimeoutMs ?? 30_000,
-    ...(partial.adminToken !== undefined && { adminToken: partial.adminToken }),
+    redisUrl: partial.redisUrl || undefined,
     redisPrefix: partial.redisPrefix ?? "zimchat",
     attachmentsDir: resolve(partial.attachmentsDir ?? resolve(dataDir, "attachments")),
+    adminToken: partial.adminToken,
+    metrics: partial.metrics ?? true,
+    metricsToken: partial.metricsToken,
   };
-  if (partial.redisUrl !== undefined && partial.redisUrl !== "") config.redisUrl = partial.redisUrl;
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?$/.test(config.serverName)) {
     throw new ConfigError(`serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`);
   }
@@ -197,9 +197,12 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
   for (const option of ["pluginHookTimeoutMs", "pluginStartTimeoutMs"] as const) {
     if (!Number.isSafeInteger(config[option]) || config[option] < 1) throw new ConfigError(`${option} ${config[option]} must be a positive integer (milliseconds)`);
   }
-  if (config.adminToken !== undefined && (typeof config.adminToken !== "string" || config.adminToken.length < 16 || config.adminToken.length > 512 || /\s/.test(config.adminToken))) {
-    // The token itself is never echoed.
-    throw new ConfigError("adminToken must be 16..512 characters without spaces, e.g. `openssl rand -base64 32` (set ZIMCHAT_ADMIN_TOKEN / --admin-token)");
+  for (const [option, env] of [["adminToken", "ZIMCHAT_ADMIN_TOKEN"], ["metricsToken", "ZIMCHAT_METRICS_TOKEN"]] as const) {
+    const token = config[option];
+    if (token !== undefined && (typeof token !== "string" || token.length < 16 || token.length > 512 || /\s/.test(token))) {
+      // The token itself is never echoed: it is a secret.
+      throw new ConfigError(`${option} must be 16..512 characters without spaces, e.g. \`openssl rand -base64 32\` (set ${env})`);
+    }
   }
   if (!(config.envelopeTtlMs > 0)) throw new ConfigError("envelopeTtlMs must be positive (set ZIMCHAT_ENVELOPE_TTL_DAYS)");
   if (!/^(file:|postgres(ql)?:\/\/)/.test(config.databaseUrl)) {

@@ -1,7 +1,6 @@
-import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { resolveConfig, ConfigError, isPath, type PluginSpec, type ServerConfig } from "../config.js";
+import { configFileOption, configReference, loadConfig, optionSpecs, redactedConfig, type LoadedConfig, type OptionSpec } from "../config-options.js";
+import { ConfigError, type ServerConfig } from "../config.js";
 import { parseDatabaseUrl } from "../db/database-url.js";
 import type { Services } from "../services/index.js";
 import { serverVersion } from "../version.js";
@@ -14,70 +13,27 @@ import { duration, int } from "./arguments.js";
 // The only module that reads the environment (through commander's .env()):
 // everything below it is handed a ServerConfig.
 
-type StorageOptions = {
-  dataDir: string;
-  databaseUrl?: string;
-};
+type StorageOptions = Record<string, unknown> & { config?: string };
 
+/** One table option as a commander flag: no commander default (it would mask env and file); help shows the default and the variable. */
+function flagOf(spec: OptionSpec): Option {
+  return new Option(spec.flag!, `${spec.meaning.replace(/`/g, "")} (default: ${spec.defaultText}${spec.env ? `; env ${spec.env}` : ""})`);
+}
+
+/** Adds `--config` and the table's storage options (data dir, database URL): every command that opens the database has them. */
 function withStorageOptions(command: Command): Command {
-  return command
-    .addOption(new Option("--data-dir <dir>", "where the SQLite database, keys and files live").env("ZIMCHAT_DATA_DIR").default("./data"))
-    .addOption(new Option("--database-url <url>", "file:/path.db (SQLite) or postgresql://... (default: SQLite in the data dir)").env("DATABASE_URL"));
+  command.addOption(new Option(configFileOption.flag, `JSON config file: every option below by its file key (env ${configFileOption.env}; see \`zimchat config reference\`)`));
+  for (const spec of optionSpecs) if (spec.storage && spec.flag) command.addOption(flagOf(spec));
+  return command;
 }
 
-/** What a config file (`--config`, `ZIMCHAT_CONFIG`) may set. */
-const configFileKeys = ["plugins", "pluginHookTimeoutMs", "pluginStartTimeoutMs"] as const;
-
-/**
- * Reads a JSON config file: `{ "plugins": [{ "use": ..., "config": ... }], "pluginHookTimeoutMs": 1000 }`.
- * Plugin paths (`./x.js`) resolve against the file's directory.
- * @throws ConfigError naming the file and what is wrong
- */
-function readConfigFile(file: string): Partial<ServerConfig> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(file, "utf8"));
-  } catch (error) {
-    throw new ConfigError(`config file ${file}: ${(error as Error).message}`);
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new ConfigError(`config file ${file}: must hold a JSON object`);
-  const unknown = Object.keys(parsed).filter((k) => !(configFileKeys as readonly string[]).includes(k));
-  if (unknown.length) throw new ConfigError(`config file ${file}: unknown key ${unknown.map((k) => JSON.stringify(k)).join(", ")} (known: ${configFileKeys.join(", ")})`);
-  const { plugins, ...rest } = parsed as Partial<Record<(typeof configFileKeys)[number], unknown>>;
-  const partial = rest as Partial<ServerConfig>;
-  if (plugins !== undefined) {
-    if (!Array.isArray(plugins)) throw new ConfigError(`config file ${file}: "plugins" must be an array of { "use": ..., "config": ... }`);
-    const base = dirname(resolve(file));
-    partial.plugins = plugins.map((spec: unknown, i) => {
-      const use = (spec as { use?: unknown } | null)?.use;
-      if (typeof use !== "string") throw new ConfigError(`config file ${file}: plugins[${i}].use must be an npm package name or a path to an ES module`);
-      return { ...(spec as PluginSpec), use: isPath(use) ? resolve(base, use) : use };
-    });
-  }
-  return partial;
+/** Flag > env > file > default, through the one option table. */
+function loadFrom(options: StorageOptions): LoadedConfig {
+  return loadConfig({ flags: options, env: process.env, file: options.config ?? process.env[configFileOption.env] });
 }
 
-function configFrom(options: StorageOptions & Record<string, unknown>): ServerConfig {
-  const partial: Partial<ServerConfig> = { ...(typeof options.config === "string" ? readConfigFile(options.config) : {}), dataDir: options.dataDir };
-  if (options.databaseUrl) partial.databaseUrl = options.databaseUrl;
-  if (options.port !== undefined) partial.port = options.port as number;
-  if (options.host) partial.host = options.host as string;
-  if (options.serverName) partial.serverName = options.serverName as string;
-  if (options.registration) partial.registration = options.registration as ServerConfig["registration"];
-  if (options.logLevel) partial.logLevel = options.logLevel as ServerConfig["logLevel"];
-  if (options.sqliteSynchronous) partial.sqliteSynchronous = options.sqliteSynchronous as ServerConfig["sqliteSynchronous"];
-  if (options.envelopeTtlDays !== undefined) partial.envelopeTtlMs = (options.envelopeTtlDays as number) * 86_400_000;
-  if (options.senderCertificateTtl !== undefined) partial.senderCertificateTtlMs = options.senderCertificateTtl as number;
-  if (options.rateLimits === "off") partial.rateLimits = false;
-  if (options.attachmentMaxMib !== undefined) partial.attachmentMaxBytes = (options.attachmentMaxMib as number) * 1024 * 1024;
-  if (options.attachmentQuotaMib !== undefined) partial.attachmentQuotaBytes = (options.attachmentQuotaMib as number) * 1024 * 1024;
-  if (options.attachmentTtlDays !== undefined) partial.attachmentTtlMs = (options.attachmentTtlDays as number) * 86_400_000;
-  if (options.maxDevices !== undefined) partial.maxDevicesPerAccount = options.maxDevices as number;
-  if (options.adminToken) partial.adminToken = options.adminToken as string;
-  if (options.redisUrl) partial.redisUrl = options.redisUrl as string;
-  if (options.redisPrefix) partial.redisPrefix = options.redisPrefix as string;
-  if (options.attachmentsDir) partial.attachmentsDir = options.attachmentsDir as string;
-  return resolveConfig(partial);
+function configFrom(options: StorageOptions): ServerConfig {
+  return loadFrom(options).config;
 }
 
 const program = new Command()
@@ -86,26 +42,10 @@ const program = new Command()
   .version(serverVersion)
   .showHelpAfterError();
 
-withStorageOptions(program.command("serve").description("run the homeserver (applies pending migrations first)"))
-  .addOption(new Option("--config <file>", "JSON config file with server plugins: { \"plugins\": [{ \"use\": \"<package or ./path.js>\", \"config\": {...} }] }").env("ZIMCHAT_CONFIG"))
-  .addOption(new Option("--port <port>", "HTTP and Socket.IO port (0: any free port)").env("PORT").default(8080).argParser(int))
-  .addOption(new Option("--host <host>", "address to listen on").env("HOST").default("0.0.0.0"))
-  .addOption(new Option("--server-name <name>", "this server's DNS name, as in @user:name").env("ZIMCHAT_SERVER_NAME").default("localhost"))
-  .addOption(new Option("--registration <mode>", "who may register").choices(["open", "invite", "closed"]).env("ZIMCHAT_REGISTRATION").default("invite"))
-  .addOption(new Option("--log-level <level>", "pino log level").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).env("ZIMCHAT_LOG_LEVEL").default("info"))
-  .addOption(new Option("--sqlite-synchronous <level>", "SQLite synchronous level").choices(["FULL", "NORMAL"]).env("ZIMCHAT_SQLITE_SYNCHRONOUS").default("FULL"))
-  .addOption(new Option("--envelope-ttl-days <days>", "delete queued envelopes older than this").env("ZIMCHAT_ENVELOPE_TTL_DAYS").default(30).argParser(int))
-  .addOption(new Option("--sender-certificate-ttl <duration>", "lifetime of sealed-sender certificates, e.g. 12h, 1d").env("ZIMCHAT_SENDER_CERTIFICATE_TTL").default(86_400_000, "24h").argParser(duration))
-  .addOption(new Option("--attachment-max-mib <mib>", "largest encrypted attachment upload, in MiB").env("ZIMCHAT_ATTACHMENT_MAX_MIB").default(100).argParser(int))
-  .addOption(new Option("--attachment-quota-mib <mib>", "attachment storage per account, in MiB").env("ZIMCHAT_ATTACHMENT_QUOTA_MIB").default(1024).argParser(int))
-  .addOption(new Option("--attachment-ttl-days <days>", "delete attachments this long after upload").env("ZIMCHAT_ATTACHMENT_TTL_DAYS").default(30).argParser(int))
-  .addOption(new Option("--rate-limits <onoff>", "turn rate limits off (benchmarks only)").choices(["on", "off"]).env("ZIMCHAT_RATE_LIMITS").default("on"))
-  .addOption(new Option("--max-devices <n>", "devices per account, the primary included (1..127)").env("ZIMCHAT_MAX_DEVICES").default(6).argParser(int))
-  .addOption(new Option("--admin-token <token>", "bearer token of the admin API under /admin/v1 (unset: admin API off)").env("ZIMCHAT_ADMIN_TOKEN"))
-  .addOption(new Option("--redis-url <url>", "Redis shared by several nodes (needs PostgreSQL); unset: a single node, all in memory").env("REDIS_URL"))
-  .addOption(new Option("--redis-prefix <prefix>", "prefix of every Redis key and channel").env("ZIMCHAT_REDIS_PREFIX").default("zimchat"))
-  .addOption(new Option("--attachments-dir <dir>", "encrypted attachment blobs (several nodes share one directory)").env("ZIMCHAT_ATTACHMENTS_DIR").default(undefined, "<data-dir>/attachments"))
-  .action(async (options: StorageOptions & Record<string, unknown>) => {
+const serve = withStorageOptions(program.command("serve").description("run the homeserver (applies pending migrations first)"));
+for (const spec of optionSpecs) if (!spec.storage && spec.flag) serve.addOption(flagOf(spec));
+serve
+  .action(async (options: StorageOptions) => {
     const config = configFrom(options);
     const { createLogger } = await import("../logger.js");
     const { openHomeserver } = await import("../app.js");
@@ -237,6 +177,20 @@ withStorageOptions(keys.command("show").description("print the trust root's publ
   });
 
 registerAdminCommands(program, { withStorageOptions, configFrom });
+
+const configCommand = program.command("config").description("the configuration: its reference, and a check of the effective one");
+
+configCommand
+  .command("reference")
+  .description("print every option (file key, flag, environment variable, default, meaning) as a Markdown table")
+  .action(() => console.log(configReference()));
+
+const check = withStorageOptions(configCommand.command("check").description("validate the configuration (flags, environment, file) and print the effective one, secrets redacted"));
+for (const spec of optionSpecs) if (!spec.storage && spec.flag) check.addOption(flagOf(spec));
+check.action((options: StorageOptions) => {
+  const { config, sources } = loadFrom(options);
+  console.log(JSON.stringify({ config: redactedConfig(config), sources }, null, 2));
+});
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   // Configuration and plugin start-up failures say what to change; no stack trace.

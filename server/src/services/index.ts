@@ -1,6 +1,7 @@
 import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { AccountStore } from "../stores/account-store.js";
+import type { Metrics } from "../metrics/metrics.js";
 import { PluginHost } from "../plugins/plugin-host.js";
 import { AttachmentStore } from "../stores/attachment-store.js";
 import { DeviceStore } from "../stores/device-store.js";
@@ -34,16 +35,27 @@ export interface Services {
   admin: AdminService;
 }
 
-/**
- * Builds the services over an open database, calling the plugins' hooks
- * (none by default); rate limits live in `rateLimitStore` (Redis) when given.
- */
-export function createServices(config: ServerConfig, database: Database, plugins: PluginHost = PluginHost.empty(), rateLimitStore?: RateLimitStore): Services {
+/** What the services use besides the config and the database. */
+export interface ServiceDeps {
+  /** Their hooks are called (none by default). */
+  plugins?: PluginHost;
+  /** Rate limits live here (Redis) when several nodes share them; in memory otherwise. */
+  rateLimitStore?: RateLimitStore;
+  /** Counters for `/metrics`. */
+  metrics?: Metrics;
+}
+
+/** Builds the services over an open database. */
+export function createServices(config: ServerConfig, database: Database, deps: ServiceDeps = {}): Services {
+  const { plugins = PluginHost.empty(), rateLimitStore, metrics } = deps;
   const { prisma } = database;
   const accountStore = new AccountStore(prisma);
   const inviteStore = new InviteStore(prisma);
-  const limiter = new RateLimiter(config.rateLimits, rateLimitStore);
-  const mailbox = new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs, plugins);
+  const limiter = new RateLimiter(config.rateLimits, {
+    store: rateLimitStore,
+    onRefused: metrics && ((name) => metrics.rateLimitRefusals.inc({ limit: name })),
+  });
+  const mailbox = new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs, plugins, metrics);
   const invites = new InviteService(inviteStore);
   const attachments = new AttachmentService(new AttachmentStore(prisma, database.provider), {
     dir: config.attachmentsDir,

@@ -11,6 +11,7 @@ import {
 } from "@zimchat/protocol";
 import type { Bytes } from "../db/database.js";
 import { HttpError } from "../errors.js";
+import type { Metrics } from "../metrics/metrics.js";
 import type { PluginHost } from "../plugins/plugin-host.js";
 import type { AccountStore, DeviceRef } from "../stores/account-store.js";
 import type { EnvelopeStore, NewEnvelope, StoredEnvelope } from "../stores/envelope-store.js";
@@ -92,6 +93,7 @@ export class MailboxService {
     private readonly limiter: RateLimiter,
     private readonly ttlMs: number,
     private readonly plugins: PluginHost,
+    private readonly metrics?: Metrics,
   ) {
     this.sends = new Batcher((items) => this.commitSends(items));
     this.acks = new Batcher((items) => this.commitAcks(items));
@@ -219,7 +221,14 @@ export class MailboxService {
 
   /** Deletes expired envelopes. */
   async sweepExpired(): Promise<number> {
-    return this.envelopes.deleteExpired(Date.now());
+    const count = await this.envelopes.deleteExpired(Date.now());
+    this.metrics?.envelopesExpired.inc(count);
+    return count;
+  }
+
+  /** How many envelopes wait in every mailbox (for the queue-depth metric). */
+  async queueDepth(): Promise<number> {
+    return this.envelopes.count();
   }
 
   /** Resolves when every accepted send and ack has committed. */
@@ -264,6 +273,7 @@ export class MailboxService {
       return { value: response };
     });
     await this.envelopes.insertMany(committed.map((c) => c.envelope));
+    this.metrics?.envelopesAccepted.inc(committed.length);
     if (committed.length) {
       const deliveries = committed.map(({ envelope, content }) => ({
         accountId: envelope.accountId,
@@ -291,7 +301,8 @@ export class MailboxService {
       deletable.push(...found.map((o) => o.id));
       return { value: found.length };
     });
-    await this.envelopes.deleteIds([...new Set(deletable)]);
+    const deleted = await this.envelopes.deleteIds([...new Set(deletable)]);
+    this.metrics?.envelopesDelivered.inc(deleted);
     return results;
   }
 }

@@ -19,7 +19,15 @@ export interface RateLimitStore {
 export class RateLimiter {
   private readonly limiters: Map<keyof RateLimits, RateLimiterAbstract>;
 
-  constructor(limits: RateLimits | false, store?: RateLimitStore) {
+  private readonly onRefused: (name: keyof RateLimits) => void;
+
+  /**
+   * @param options.store where the buckets live when several nodes share them (in memory otherwise)
+   * @param options.onRefused told the limit's name on every refusal (metrics; never the key)
+   */
+  constructor(limits: RateLimits | false, options: { store?: RateLimitStore | undefined; onRefused?: ((name: keyof RateLimits) => void) | undefined } = {}) {
+    const { store } = options;
+    this.onRefused = options.onRefused ?? (() => {});
     this.limiters = new Map(
       limits
         ? (Object.entries(limits) as [keyof RateLimits, RateLimits[keyof RateLimits]][]).map(([name, limit]) => [
@@ -42,8 +50,9 @@ export class RateLimiter {
     try {
       await limiter.consume(key);
     } catch (error) {
-      if (error instanceof RateLimiterRes) throw rateLimited(error.msBeforeNext);
-      throw error;
+      if (!(error instanceof RateLimiterRes)) throw error;
+      this.onRefused(name);
+      throw rateLimited(error.msBeforeNext);
     }
   }
 }

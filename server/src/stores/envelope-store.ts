@@ -82,6 +82,11 @@ export class EnvelopeStore {
     return deleted;
   }
 
+  /** How many envelopes are stored, in one COUNT. */
+  async count(): Promise<number> {
+    return this.db.envelope.count();
+  }
+
   /** Deletes every envelope that expired before `now`. */
   async deleteExpired(now: number): Promise<number> {
     const { count } = await this.db.envelope.deleteMany({ where: { expiresAt: { lte: BigInt(now) } } });

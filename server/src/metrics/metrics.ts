@@ -1,0 +1,123 @@
+import { timingSafeEqual } from "node:crypto";
+import type { NextFunction, Request, RequestHandler, Response } from "express";
+import type { Event as SocketPacket } from "socket.io";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { HttpError } from "../errors.js";
+
+/**
+ * The homeserver's Prometheus metrics, in a registry of its own (several
+ * apps may live in one process). Labels are route templates, methods,
+ * status classes, event and limit names: never an account, a username, a
+ * device or an address. The hot path only increments counters; the queue
+ * depth is counted from the database when scraped (one COUNT).
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  /** Devices with an open Socket.IO connection to this node. */
+  readonly connectedDevices: Gauge;
+  /** Envelopes committed to a mailbox. */
+  readonly envelopesAccepted: Counter;
+  /** Envelopes deleted after their device acknowledged them. */
+  readonly envelopesDelivered: Counter;
+  /** Envelopes deleted unread by the expiry sweep. */
+  readonly envelopesExpired: Counter;
+  /** Requests refused by a rate limit, by limit name. */
+  readonly rateLimitRefusals: Counter<"limit">;
+  /** HTTP request latency by route template, method and status class. */
+  readonly httpDuration: Histogram<"route" | "method" | "status">;
+
+  /** Socket.IO event latency (request to acknowledgement) by event name. */
+  readonly socketDuration: Histogram<"event">;
+
+  /** @param queueDepth counts the envelopes waiting in every mailbox (one COUNT query) */
+  constructor(queueDepth: () => Promise<number>) {
+    collectDefaultMetrics({ register: this.registry, prefix: "zimchat_" });
+    const registers = [this.registry];
+    this.connectedDevices = new Gauge({ name: "zimchat_connected_devices", help: "Devices connected to this node over Socket.IO", registers });
+    this.envelopesAccepted = new Counter({ name: "zimchat_envelopes_accepted_total", help: "Envelopes committed to a mailbox", registers });
+    this.envelopesDelivered = new Counter({ name: "zimchat_envelopes_delivered_total", help: "Envelopes acknowledged by their device and deleted", registers });
+    this.envelopesExpired = new Counter({ name: "zimchat_envelopes_expired_total", help: "Envelopes deleted unread when their time to live ran out", registers });
+    this.rateLimitRefusals = new Counter({ name: "zimchat_rate_limit_refusals_total", help: "Requests refused by a rate limit", labelNames: ["limit"], registers });
+    this.httpDuration = new Histogram({
+      name: "zimchat_http_request_duration_seconds",
+      help: "HTTP request latency by route template, method and status class",
+      labelNames: ["route", "method", "status"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.socketDuration = new Histogram({
+      name: "zimchat_socket_event_duration_seconds",
+      help: "Socket.IO event latency, from the event to its acknowledgement, by event name",
+      labelNames: ["event"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    // Scrapes that overlap share one COUNT query.
+    let counting: Promise<number> | null = null;
+    new Gauge({
+      name: "zimchat_queue_depth",
+      help: "Envelopes waiting in every mailbox (one COUNT query per scrape)",
+      registers,
+      async collect() {
+        counting ??= queueDepth().finally(() => (counting = null));
+        this.set(await counting);
+      },
+    });
+  }
+
+  /**
+   * Express middleware timing every request. The label is the matched
+   * route's template (`/v1/messages/:destination`), never the raw path;
+   * requests that match no route are labelled `unmatched`.
+   */
+  httpTimer(): RequestHandler {
+    return (req: Request, res: Response, next: NextFunction) => {
+      const end = this.httpDuration.startTimer();
+      res.on("finish", () => {
+        const route: unknown = (req as { route?: { path?: unknown } }).route?.path;
+        end({ route: typeof route === "string" ? route : "unmatched", method: req.method, status: `${Math.floor(res.statusCode / 100)}xx` });
+      });
+      next();
+    };
+  }
+
+  /**
+   * Socket.IO middleware (`socket.use`) timing each acknowledged event until
+   * its acknowledgement. Event names come from the client: only `known`
+   * ones become labels, anything else is `other`.
+   */
+  socketTimer(known: readonly string[]): (packet: SocketPacket, next: (error?: Error) => void) => void {
+    return (packet, next) => {
+      const ack: unknown = packet[packet.length - 1];
+      if (typeof ack === "function") {
+        const event = typeof packet[0] === "string" && known.includes(packet[0]) ? packet[0] : "other";
+        const end = this.socketDuration.startTimer({ event });
+        packet[packet.length - 1] = (...args: unknown[]): void => {
+          end();
+          (ack as (...args: unknown[]) => void)(...args);
+        };
+      }
+      next();
+    };
+  }
+
+  /**
+   * `GET /metrics` in the Prometheus text format. With a token, the request
+   * needs `Authorization: Bearer <token>` (401 `unauthorized` otherwise).
+   */
+  handler(token: string | undefined): RequestHandler {
+    const expected = token === undefined ? null : Buffer.from(`Bearer ${token}`);
+    return (req: Request, res: Response, next: NextFunction) => {
+      if (expected) {
+        const given = Buffer.from(req.headers.authorization ?? "");
+        if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+          next(new HttpError("unauthorized", "Missing or wrong metrics token", undefined, { "WWW-Authenticate": "Bearer" }));
+          return;
+        }
+      }
+      this.registry.metrics().then((text) => {
+        res.set("Content-Type", this.registry.contentType).send(text);
+      }, next);
+    };
+  }
+}
