@@ -67,6 +67,7 @@ describe("examples/docker-compose.yml", () => {
       assert.match(env.REDIS_URL ?? "", /^redis:\/\/redis:6379/, `${name} REDIS_URL`);
       assert.ok(env.ZIMCHAT_REDIS_PREFIX, `${name} ZIMCHAT_REDIS_PREFIX`);
       assert.match(env.ZIMCHAT_ATTACHMENTS_DIR ?? "", /^\/data\//, `${name} attachments on the shared volume`);
+      assert.equal(env.ZIMCHAT_TRUST_PROXY, "1", `${name} trusts the one proxy in front of it`);
       assert.ok(env.ZIMCHAT_ADMIN_TOKEN, `${name} ZIMCHAT_ADMIN_TOKEN`);
       assert.deepEqual(Object.keys(node.depends_on ?? {}).filter((d) => d === "postgres" || d === "redis").sort(), ["postgres", "redis"]);
       assert.equal(node.ports, undefined, `${name} is reached through the proxy only`);

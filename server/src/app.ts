@@ -83,6 +83,8 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
+  // Which proxies' X-Forwarded-For sets req.ip (the key of per-address rate limits).
+  app.set("trust proxy", config.trustProxy);
   // The gateway first: the admin routes count its connections.
   const httpServer = createServer(app);
   const io = createGateway(httpServer, services, logger, redis ? { redis } : {});

@@ -42,6 +42,10 @@ const duration = z
   .string()
   .regex(/^\d+(m|h|d)$/, "expected a duration like 30m, 12h or 7d")
   .transform((v) => Number(v.slice(0, -1)) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[v.slice(-1) as "m" | "h" | "d"]);
+const trustProxy = z
+  .string()
+  .regex(/^(off|\d+|[0-9A-Za-z.:/,]+)$/, "expected off, a number of hops, or comma-separated addresses/subnets (loopback, 10.0.0.0/8, …)")
+  .transform((v): false | number | string[] => (v === "off" ? false : /^\d+$/.test(v) ? Number(v) : v.split(",").filter(Boolean)));
 const mib = 1024 * 1024;
 const day = 86_400_000;
 
@@ -70,6 +74,7 @@ export const optionSpecs: readonly OptionSpec[] = [
   option({ key: "redisUrl", flag: "--redis-url <url>", env: "REDIS_URL", defaultText: "(unset)", meaning: "`redis://…`: several nodes share Socket.IO rooms, rate limits and job locks through Redis; unset: one node, all in memory", schema: text, apply: (c, v) => (c.redisUrl = v), secret: "url" }),
   option({ key: "redisPrefix", flag: "--redis-prefix <prefix>", env: "ZIMCHAT_REDIS_PREFIX", defaultText: "zimchat", meaning: "prefix of every Redis key and channel, so several homeservers can share one Redis", schema: text, apply: (c, v) => (c.redisPrefix = v) }),
   option({ key: "adminToken", flag: "--admin-token <token>", env: "ZIMCHAT_ADMIN_TOKEN", defaultText: "(unset)", meaning: "bearer token of the admin HTTP API (at least 16 characters); unset: admin API off", schema: text, apply: (c, v) => (c.adminToken = v), secret: "token" }),
+  option({ key: "trustProxy", flag: "--trust-proxy <proxies>", env: "ZIMCHAT_TRUST_PROXY", defaultText: "off", meaning: "reverse proxies whose `X-Forwarded-For` names the client (for per-address rate limits): `off`, a number of hops, or addresses/subnets such as `loopback,10.0.0.0/8`", schema: trustProxy, apply: (c, v) => (c.trustProxy = v) }),
   option({ key: "metrics", flag: "--metrics <onoff>", env: "ZIMCHAT_METRICS", defaultText: "on", meaning: "serve Prometheus metrics at `GET /metrics`", schema: onOff, apply: (c, v) => (c.metrics = v) }),
   option({ key: "metricsToken", flag: "--metrics-token <token>", env: "ZIMCHAT_METRICS_TOKEN", defaultText: "(unset)", meaning: "when set, `/metrics` needs `Authorization: Bearer <token>` (at least 16 characters)", schema: text, apply: (c, v) => (c.metricsToken = v), secret: "token" }),
   option({ key: "pluginHookTimeoutMs", flag: "--plugin-hook-timeout-ms <ms>", env: "ZIMCHAT_PLUGIN_HOOK_TIMEOUT_MS", defaultText: "1000", meaning: "budget of one plugin for one hook call (all recipients of a send together) or route request", schema: positive, apply: (c, v) => (c.pluginHookTimeoutMs = v) }),

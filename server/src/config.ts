@@ -112,6 +112,14 @@ export interface ServerConfig {
   attachmentsDir: string;
   /** Bearer token of the admin HTTP API; unset turns the admin API off. @default undefined */
   adminToken?: string | undefined;
+  /**
+   * Which reverse proxies to believe about the client's address (Express's
+   * `trust proxy`): `false` uses the TCP peer; a number of hops, or a list of
+   * addresses/subnets (`loopback`, `10.0.0.0/8`, …) whose `X-Forwarded-For`
+   * is taken. The address only keys the per-address rate limits
+   * (registration, linking codes); it is never logged or stored. @default false
+   */
+  trustProxy: false | number | string[];
   /** Serve Prometheus metrics at `GET /metrics`. @default true */
   metrics: boolean;
   /** When set, `GET /metrics` needs `Authorization: Bearer <token>`. @default undefined */
@@ -165,6 +173,7 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     redisPrefix: partial.redisPrefix ?? "zimchat",
     attachmentsDir: resolve(partial.attachmentsDir ?? resolve(dataDir, "attachments")),
     adminToken: partial.adminToken,
+    trustProxy: partial.trustProxy ?? false,
     metrics: partial.metrics ?? true,
     metricsToken: partial.metricsToken,
   };

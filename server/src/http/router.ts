@@ -70,7 +70,7 @@ async function handle(
     if (!parsed.success) throw invalidRequest(parsed.error, "body");
     body = parsed.data;
   }
-  const result = await handler({ principal, accessKey, params, body, clientAddress: req.socket.remoteAddress ?? "" });
+  const result = await handler({ principal, accessKey, params, body, clientAddress: req.ip ?? req.socket.remoteAddress ?? "" });
   if (route.success.schema) res.status(route.success.status).json(result);
   else res.status(route.success.status).end();
 }

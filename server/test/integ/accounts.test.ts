@@ -76,6 +76,26 @@ describe("registration modes and invites", () => {
     }
   });
 
+  it("keys the registration limit by the address a trusted proxy forwards, and ignores X-Forwarded-For otherwise", async () => {
+    const rateLimits = { ...defaultRateLimits, register: { points: 1, durationSeconds: 60 } };
+    const direct = await startServer({ rateLimits });
+    const proxied = await startServer({ rateLimits, trustProxy: ["loopback"] });
+    try {
+      const register = (server: typeof direct, name: string, forwardedFor: string) =>
+        server.http().post("/v1/accounts").set("X-Forwarded-For", forwardedFor).send(new SignalDevice().registration(name)).then((r) => r.status);
+      // Untrusted: a client cannot dodge the limit by making up addresses.
+      assert.deepEqual([await register(direct, "direct_a", "192.0.2.1"), await register(direct, "direct_b", "192.0.2.2")], [201, 429]);
+      // Behind a trusted proxy, two clients get a bucket each; the same client again is refused.
+      assert.deepEqual(
+        [await register(proxied, "proxied_a", "192.0.2.1"), await register(proxied, "proxied_b", "192.0.2.2"), await register(proxied, "proxied_c", "192.0.2.1")],
+        [201, 201, 429],
+      );
+    } finally {
+      await direct.stop();
+      await proxied.stop();
+    }
+  });
+
   it("prints help for every command", () => {
     for (const command of [[], ["serve"], ["migrate"], ["invite"], ["invite", "create"], ["invite", "list"], ["invite", "revoke"]]) {
       const out = execFileSync(process.execPath, [bin, ...command, "--help"], { encoding: "utf8" });

@@ -79,7 +79,7 @@ describe("configuration through the real CLI", () => {
   it("config check prints the effective config with sources, secrets redacted", async () => {
     const file = join(dir, "secrets.json");
     const token = "metrics-secret-token-0123456789";
-    writeFileSync(file, JSON.stringify({ metricsToken: token, redisUrl: "redis://:redis-password-xyz@127.0.0.1:6379", attachmentMaxMib: 7 }));
+    writeFileSync(file, JSON.stringify({ metricsToken: token, redisUrl: "redis://:redis-password-xyz@127.0.0.1:6379", databaseUrl: "postgresql://zimchat:pg-password-xyz@127.0.0.1:5432/zimchat", attachmentMaxMib: 7 }));
     const adminFile = join(dir, "admin-token");
     writeFileSync(adminFile, "admin-secret-token-0123456789\n");
     const result = await run(["config", "check", "--config", file, "--data-dir", join(dir, "data-check")], {
@@ -88,11 +88,12 @@ describe("configuration through the real CLI", () => {
       ZIMCHAT_METRICS: "off",
     });
     assert.equal(result.code, 0, result.stderr);
-    for (const secret of [token, "redis-password-xyz", "admin-secret-token-0123456789", "admin-token-from-the-variable"]) assert.ok(!result.stdout.includes(secret), `printed ${secret}`);
+    for (const secret of [token, "redis-password-xyz", "pg-password-xyz", "admin-secret-token-0123456789", "admin-token-from-the-variable"]) assert.ok(!result.stdout.includes(secret), `printed ${secret}`);
     const { config, sources } = JSON.parse(result.stdout) as { config: Record<string, unknown>; sources: Record<string, string> };
     assert.equal(config.metricsToken, "<redacted>");
     assert.equal(config.adminToken, "<redacted>");
     assert.equal(config.redisUrl, "redis://:redacted@127.0.0.1:6379");
+    assert.equal(config.databaseUrl, "postgresql://zimchat:redacted@127.0.0.1:5432/zimchat");
     assert.equal(config.attachmentMaxBytes, 7 * 1024 * 1024);
     assert.equal(config.metrics, false);
     assert.equal(sources.attachmentMaxMib, `file ${file}`);
