@@ -8,6 +8,7 @@ import { HttpError } from "./errors.js";
 import { createGateway, type Gateway } from "./gateway/gateway.js";
 import { createAdminRouter } from "./http/admin-router.js";
 import { createAttachmentRouter } from "./http/attachments.js";
+import { bearerAuth } from "./http/bearer-auth.js";
 import { createHandlers } from "./http/handlers.js";
 import { createRouter, errorMiddleware } from "./http/router.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -95,7 +96,9 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
     socket.once("disconnect", () => metrics.connectedDevices.dec());
   });
   app.use(metrics.httpTimer());
-  if (config.metrics) app.get("/metrics", metrics.handler(config.metricsToken));
+  if (config.metrics) {
+    app.get("/metrics", ...(config.metricsToken ? [bearerAuth(config.metricsToken, "zimchat-metrics")] : []), metrics.handler());
+  }
   // Raw-body routes (attachments) first: the JSON parser below would read their bodies.
   app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
   app.use(express.json({ limit: limits.maxBodyBytes, strict: true, type: () => true }));

@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -13,6 +12,7 @@ import { HttpError } from "../errors.js";
 import type { Gateway } from "../gateway/gateway.js";
 import type { Logger } from "../logger.js";
 import type { Services } from "../services/index.js";
+import { bearerAuth } from "./bearer-auth.js";
 import { invalidRequest } from "./router.js";
 
 type Route<K extends AdminRouteName> = (typeof adminRoutes)[K];
@@ -30,27 +30,6 @@ type AdminResult<K extends AdminRouteName> = Route<K>["success"] extends { schem
 /** One handler per route of the protocol's admin table. */
 type AdminHandlers = { [K in AdminRouteName]: (ctx: AdminContext<K>) => Promise<AdminResult<K>> };
 
-const sha256 = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest();
-
-/**
- * Checks `Authorization: Bearer <token>` in constant time: both sides are
- * hashed first, so neither the length nor a prefix of the token leaks.
- */
-function bearerAuth(token: string, logger: Logger): RequestHandler {
-  const expected = sha256(token);
-  return (req, _res, next) => {
-    const match = /^Bearer (\S{1,1024})$/i.exec(req.headers.authorization?.trim() ?? "");
-    const given = sha256(match?.[1] ?? "");
-    // Neither the given token nor the peer's address reaches the log or the answer.
-    if (!match || !timingSafeEqual(given, expected)) {
-      logger.warn({ route: `${req.method} /admin` }, "admin token refused");
-      next(new HttpError("unauthorized", "A valid admin token is required", {}, { "WWW-Authenticate": 'Bearer realm="zimchat-admin"' }));
-      return;
-    }
-    next();
-  };
-}
-
 /**
  * The admin API (`/admin/v1`, the protocol's `adminRoutes` and the
  * `adminBackup` stream route), behind the admin token. Without a token in
@@ -59,7 +38,7 @@ function bearerAuth(token: string, logger: Logger): RequestHandler {
 export function createAdminRouter(config: ServerConfig, database: Database, services: Services, io: Gateway, logger: Logger): Router {
   const router = Router();
   if (config.adminToken === undefined) return router;
-  router.use("/admin", bearerAuth(config.adminToken, logger));
+  router.use("/admin", bearerAuth(config.adminToken, "zimchat-admin", (req) => logger.warn({ route: `${req.method} /admin` }, "admin token refused")));
   const { admin } = services;
   const handlers: AdminHandlers = {
     adminCreateInvite: async ({ body }) => admin.createInvite(body),

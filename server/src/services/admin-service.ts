@@ -6,6 +6,7 @@ import type { AttachmentService } from "./attachment-service.js";
 import type { CertificateService } from "./certificate-service.js";
 import type { DeviceService } from "./device-service.js";
 import type { InviteService } from "./invite-service.js";
+import type { MailboxService } from "./mailbox-service.js";
 import { TrustRootOfflineError } from "./key-files.js";
 
 /** Why an admin closed an account's connections. */
@@ -33,6 +34,7 @@ export class AdminService {
     private readonly devices: DeviceService,
     private readonly attachments: AttachmentService,
     private readonly certificates: CertificateService,
+    private readonly mailbox: MailboxService,
   ) {}
 
   /** Subscribes to accounts an admin disabled or deleted. */
@@ -109,8 +111,8 @@ export class AdminService {
 
   /** Row counts plus the connected devices the caller counted (across nodes). */
   async stats(connectedDevices: () => Promise<number>): Promise<ServerStats> {
-    const [counts, connected] = await Promise.all([this.store.counts(), connectedDevices()]);
-    return { ...counts, connectedDevices: connected };
+    const [counts, queuedEnvelopes, connected] = await Promise.all([this.store.counts(), this.mailbox.queueDepth(), connectedDevices()]);
+    return { ...counts, queuedEnvelopes, connectedDevices: connected };
   }
 
   rotateCertificate(): RotateCertificateResponse {

@@ -74,6 +74,6 @@ export function createServices(config: ServerConfig, database: Database, deps: S
     certificates,
     sealed: new SealedSenderService(accountStore, mailbox, limiter),
     devices,
-    admin: new AdminService(new AdminStore(prisma), invites, devices, attachments, certificates),
+    admin: new AdminService(new AdminStore(prisma), invites, devices, attachments, certificates, mailbox),
   };
 }

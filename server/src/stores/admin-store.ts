@@ -15,7 +15,6 @@ export interface StoredCounts {
   accounts: number;
   disabledAccounts: number;
   devices: number;
-  queuedEnvelopes: number;
 }
 
 /** The queries of the admin API that no other store needs. */
@@ -73,12 +72,11 @@ export class AdminStore {
   }
 
   async counts(): Promise<StoredCounts> {
-    const [accounts, disabledAccounts, devices, queuedEnvelopes] = await Promise.all([
+    const [accounts, disabledAccounts, devices] = await Promise.all([
       this.db.account.count(),
       this.db.account.count({ where: { disabledAt: { not: null } } }),
       this.db.device.count(),
-      this.db.envelope.count(),
     ]);
-    return { accounts, disabledAccounts, devices, queuedEnvelopes };
+    return { accounts, disabledAccounts, devices };
   }
 }
