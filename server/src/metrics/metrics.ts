@@ -21,6 +21,12 @@ export class Metrics {
   readonly envelopesExpired: Counter;
   /** Requests refused by a rate limit, by limit name. */
   readonly rateLimitRefusals: Counter<"limit">;
+  /**
+   * Requests, connections and uploads refused to keep a resource bounded, by
+   * reason (`body_too_large`, `mailbox_full`, `sealed_socket_cap`, …): never
+   * an account, a device or an address. Rate limits have their own counter.
+   */
+  readonly refusals: Counter<"reason">;
   /** HTTP request latency by route template, method and status class. */
   readonly httpDuration: Histogram<"route" | "method" | "status">;
 
@@ -36,6 +42,7 @@ export class Metrics {
     this.envelopesDelivered = new Counter({ name: "zimchat_envelopes_delivered_total", help: "Envelopes acknowledged by their device and deleted", registers });
     this.envelopesExpired = new Counter({ name: "zimchat_envelopes_expired_total", help: "Envelopes deleted unread when their time to live ran out", registers });
     this.rateLimitRefusals = new Counter({ name: "zimchat_rate_limit_refusals_total", help: "Requests refused by a rate limit", labelNames: ["limit"], registers });
+    this.refusals = new Counter({ name: "zimchat_refusals_total", help: "Requests, connections and uploads refused to keep a resource bounded, by reason", labelNames: ["reason"], registers });
     this.httpDuration = new Histogram({
       name: "zimchat_http_request_duration_seconds",
       help: "HTTP request latency by route template, method and status class",
@@ -97,6 +104,11 @@ export class Metrics {
       }
       next();
     };
+  }
+
+  /** Counts one refusal of `reason` (a fixed name from the code, never client input). */
+  refused(reason: string): void {
+    this.refusals.inc({ reason });
   }
 
   /** `GET /metrics` in the Prometheus text format (behind {@link bearerAuth} when a metrics token is set). */
