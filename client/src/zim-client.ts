@@ -805,12 +805,17 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const allKnown = accessKeys.every((k): k is { uuid: string; accessKey: string } => !!k.accessKey);
     if (allKnown && this.sealedSenderEnabled) {
       const request = { message, accessKeys };
-      if (this.socket?.connected) {
-        const result = (await this.sealedConnection().emitWithAck("send-multi", request)) as SocketResult<MultiRecipientResponse>;
-        if (result.ok) return result.value;
-        throw new ApiError(result.status, result.error);
+      try {
+        if (this.socket?.connected) {
+          const result = (await this.sealedConnection().emitWithAck("send-multi", request)) as SocketResult<MultiRecipientResponse>;
+          if (result.ok) return result.value;
+          throw new ApiError(result.status, result.error);
+        }
+        return await this.api.sendMultiRecipient(request, false);
+      } catch (error) {
+        // Sealed sends rate limited (429): the same message, authenticated, as below.
+        if (!(error instanceof ApiError && error.code === "rate_limited")) throw error;
       }
-      return this.api.sendMultiRecipient(request, false);
     }
     // Some access key is unknown: authenticated, still stored without a sender.
     return this.api.sendMultiRecipient({ message }, true);
@@ -873,8 +878,10 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const known = this.store.getIdentity(uuid);
     if (known?.blocked) throw new UntrustedIdentityError(uuid);
     const padded = encodeContent(content);
+    // Set when a sealed send was rate limited (429): this content goes authenticated, as on a 401.
+    let unsealed = false;
     for (let attempt = 0; ; attempt++) {
-      const seal = await this.sealingFor(uuid);
+      const seal = unsealed ? null : await this.sealingFor(uuid);
       const messages = await this.tasks.run(async () => {
         const encrypted = await this.encryptForAll(uuid, padded, seal?.certificate ?? null);
         if (attempt === 0) record?.();
@@ -889,6 +896,9 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
         if (error.code === "unauthorized" && seal) {
           // The access key no longer works (changed): send authenticated from now on.
           await this.tasks.run(async () => this.sealed.forgetAccessKey(uuid));
+        } else if (error.code === "rate_limited" && seal) {
+          // The sealed allowance is used up (the server limits sealed sends per recipient and address): send authenticated.
+          unsealed = true;
         } else if (error.code === "mismatched_devices" || error.code === "stale_devices") {
           await this.tasks.run(async () => this.fixDevices([{ uuid, ...error.body }]));
           // This account's device list changed under us: learn it (and tell the app) before retrying.

@@ -7,6 +7,7 @@ import { recipientMismatchSchema } from "./sealed.js";
  */
 export const errorStatus = {
   malformed_json: 400,
+  too_deeply_nested: 400,
   invalid_request: 400,
   invalid_key: 400,
   invalid_ciphertext: 400,
@@ -29,12 +30,15 @@ export const errorStatus = {
   trust_root_offline: 409,
   mismatched_devices: 409,
   stale_devices: 410,
+  upload_timeout: 408,
   body_too_large: 413,
   content_too_large: 413,
   quota_exceeded: 413,
   range_not_satisfiable: 416,
   invalid_signature: 422,
   rate_limited: 429,
+  too_many_uploads: 429,
+  too_many_attachments: 429,
   internal: 500,
   unavailable: 503,
 } as const;

@@ -97,7 +97,7 @@ export type {
 export { missingCase } from "./missing-case.js";
 
 // REST routes and the OpenAPI document
-export { adminRoutes, routes, streamRoutes, type AdminRouteName, type RouteAuth, type RouteName, type RouteSpec, type StreamRouteName, type StreamRouteSpec } from "./routes.js";
+export { adminRoutes, bodyLimitOf, routes, streamRoutes, type AdminRouteName, type RouteAuth, type RouteName, type RouteSpec, type StreamRouteName, type StreamRouteSpec } from "./routes.js";
 export { buildOpenApiDocument } from "./openapi.js";
 
 // The admin API

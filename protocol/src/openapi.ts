@@ -1,10 +1,11 @@
 import { z } from "zod";
 import { missingCase } from "./missing-case.js";
 import { errorBodySchema, errorStatus, type ErrorCode } from "./errors.js";
-import { adminRoutes, routes, streamRoutes, type RouteSpec, type StreamRouteSpec } from "./routes.js";
+import { limits } from "./limits.js";
+import { adminRoutes, bodyLimitOf, routes, streamRoutes, type RouteSpec, type StreamRouteSpec } from "./routes.js";
 
 /** Error codes any route can answer with. */
-const commonErrors: ErrorCode[] = ["malformed_json", "invalid_request", "body_too_large", "rate_limited", "internal"];
+const commonErrors: ErrorCode[] = ["malformed_json", "too_deeply_nested", "invalid_request", "body_too_large", "rate_limited", "internal"];
 const authErrors: ErrorCode[] = ["unauthorized"];
 /** A device of a disabled account authenticates with the right password, and is refused. */
 const disabledErrors: ErrorCode[] = ["account_disabled"];
@@ -104,7 +105,12 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
       security: securityOf(route.auth),
     };
     if ("body" in route && route.body) {
-      operation.requestBody = { required: true, content: { "application/json": { schema: toSchema(route.body, refs) } } };
+      operation.requestBody = {
+        required: true,
+        description: `JSON, at most ${bodyLimitOf(route)} bytes (413 \`body_too_large\` above) and ${limits.maxJsonDepth} levels deep (400 \`too_deeply_nested\`)`,
+        "x-max-body-bytes": bodyLimitOf(route),
+        content: { "application/json": { schema: toSchema(route.body, refs) } },
+      };
     } else if ("stream" in route && route.stream === "request") {
       operation.requestBody = { required: true, description: "Raw bytes, never parsed", content: { "application/octet-stream": {} } };
     }

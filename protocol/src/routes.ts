@@ -20,6 +20,8 @@ import {
   whoAmIResponseSchema,
 } from "./accounts.js";
 import type { ErrorCode } from "./errors.js";
+import { limits } from "./limits.js";
+import { base64Length } from "./primitives.js";
 import { healthResponseSchema, readyResponseSchema } from "./health.js";
 import { keyCountResponseSchema, preKeyBundleResponseSchema, uploadKeysRequestSchema } from "./keys.js";
 import {
@@ -68,10 +70,35 @@ export interface RouteSpec {
   /** The query string's parameters (each a string, or absent). */
   query?: z.ZodObject;
   body?: z.ZodType;
+  /**
+   * Bytes of the JSON body (413 `body_too_large` above), set from the largest
+   * legal body; absent: `limits.defaultMaxBodyBytes`. See {@link bodyLimitOf}.
+   */
+  maxBodyBytes?: number;
   /** Status and schema of the success answer (no schema: empty body). */
   success: { status: number; schema?: z.ZodType };
   /** The error codes this route can answer with, beyond the common ones. */
   errors: ErrorCode[];
+}
+
+/** Room for JSON punctuation, field names and numbers around a route's base64 payload. */
+const jsonSlack = 1024;
+/** One signed pre-key in JSON: key id, public key and signature, with names and punctuation. */
+const signedKeyJson = (keyBytes: number): number => base64Length(keyBytes) + base64Length(limits.signatureBytes) + 64;
+/** The largest legal key upload: 100 EC and 100 Kyber one-time keys, a signed pre-key and a last-resort Kyber key. */
+const uploadKeysBodyBytes =
+  limits.maxKeysPerUpload * (base64Length(limits.ecPublicKeyBytes) + 40) +
+  limits.maxKeysPerUpload * (signedKeyJson(limits.kyberPublicKeyBytes) + 8) +
+  signedKeyJson(limits.ecPublicKeyBytes) +
+  signedKeyJson(limits.kyberPublicKeyBytes) +
+  jsonSlack;
+/** The largest legal multi-recipient send: the message in base64 and one access key per recipient. */
+const multiRecipientBodyBytes =
+  base64Length(limits.maxMultiRecipientBytes) + limits.maxGroupRecipients * (36 + base64Length(limits.accessKeyBytes) + 32) + jsonSlack;
+
+/** A route's JSON body limit in bytes: its own `maxBodyBytes`, or the small default. */
+export function bodyLimitOf(route: Pick<RouteSpec, "maxBodyBytes">): number {
+  return route.maxBodyBytes ?? limits.defaultMaxBodyBytes;
 }
 
 const deviceSelectorSchema = z.union([z.literal("*"), deviceIdParamSchema]);
@@ -155,6 +182,7 @@ export const routes = {
     auth: "device",
     params: z.strictObject({ code: linkCodeSchema }),
     body: confirmLinkRequestSchema,
+    maxBodyBytes: base64Length(limits.maxProvisioningMessageBytes) + jsonSlack,
     success: { status: 204 },
     errors: ["forbidden", "link_not_found", "link_expired", "link_already_confirmed"],
   },
@@ -224,6 +252,7 @@ export const routes = {
     summary: "Replace the signed pre-key or Kyber last-resort key and add one-time pre-keys",
     auth: "device",
     body: uploadKeysRequestSchema,
+    maxBodyBytes: uploadKeysBodyBytes,
     success: { status: 204 },
     errors: ["invalid_key", "invalid_signature"],
   },
@@ -250,6 +279,7 @@ export const routes = {
     summary: "One sealed-sender multi-recipient message, fanned out to every device it names (groups)",
     auth: "device-or-access-key",
     body: multiRecipientRequestSchema,
+    maxBodyBytes: multiRecipientBodyBytes,
     success: { status: 200, schema: multiRecipientResponseSchema },
     errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin"],
   },
@@ -260,6 +290,7 @@ export const routes = {
     auth: "device-or-access-key",
     params: z.strictObject({ uuid: uuidSchema }),
     body: sendMessagesRequestSchema,
+    maxBodyBytes: limits.maxBodyBytes,
     success: { status: 200, schema: sendMessagesResponseSchema },
     errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin"],
   },
@@ -277,6 +308,7 @@ export const routes = {
     summary: "Delete delivered envelopes of the authenticated device",
     auth: "device",
     body: ackRequestSchema,
+    maxBodyBytes: limits.maxAckIds * 40 + jsonSlack,
     success: { status: 200, schema: ackResponseSchema },
     errors: ["envelope_not_owned"],
   },

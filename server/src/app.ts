@@ -1,15 +1,15 @@
 import { createServer, type Server as HttpServer } from "node:http";
 import express, { type Express } from "express";
-import { limits } from "@zimchat/protocol";
 import { connectRedis, JobLocks, type ClusterRedis } from "./cluster/redis.js";
 import { ConfigError, type ServerConfig } from "./config.js";
 import { openDatabase, type Database } from "./db/database.js";
 import { HttpError } from "./errors.js";
 import { createGateway, type Gateway } from "./gateway/gateway.js";
 import { createAdminRouter } from "./http/admin-router.js";
+import { addressResolver } from "./http/client-address.js";
 import { createAttachmentRouter } from "./http/attachments.js";
 import { bearerAuth } from "./http/bearer-auth.js";
-import { createHandlers } from "./http/handlers.js";
+import { createGuards, createHandlers } from "./http/handlers.js";
 import { createRouter, errorMiddleware } from "./http/router.js";
 import { createLogger, type Logger } from "./logger.js";
 import { Metrics } from "./metrics/metrics.js";
@@ -88,7 +88,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   app.set("trust proxy", config.trustProxy);
   // The gateway first: the admin routes count its connections.
   const httpServer = createServer(app);
-  const io = createGateway(httpServer, services, logger, redis ? { redis } : {});
+  const io = createGateway(httpServer, services, logger, { addressOf: addressResolver(app), ...(redis && { redis }) });
   const timeSocketEvent = metrics.socketTimer(["send", "ack"]);
   io.on("connection", (socket) => {
     socket.use(timeSocketEvent);
@@ -99,12 +99,12 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   if (config.metrics) {
     app.get("/metrics", ...(config.metricsToken ? [bearerAuth(config.metricsToken, "zimchat-metrics")] : []), metrics.handler());
   }
-  // Raw-body routes (attachments) first: the JSON parser below would read their bodies.
+  // Raw-body routes (attachments): their bodies stream to disk, never parsed.
   app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
-  app.use(express.json({ limit: limits.maxBodyBytes, strict: true, type: () => true }));
-  app.use(createRouter(createHandlers(config, database, services), services.accounts, logger));
-  app.use(createAdminRouter(config, database, services, io, logger));
-  if (plugins.routes.length) app.use(createPluginRouter(plugins, services.accounts, logger));
+  // No app-wide body parser: each route reads its own JSON body, after authentication, under its own limit.
+  app.use(createRouter(createHandlers(config, database, services), services.accounts, logger, { guards: createGuards(services), refusals: metrics }));
+  app.use(createAdminRouter(config, database, services, io, logger, metrics));
+  if (plugins.routes.length) app.use(createPluginRouter(plugins, services.accounts, logger, metrics));
   app.use((_req, _res, next) => next(new HttpError("not_found", "No such route")));
   app.use(errorMiddleware(logger));
 

@@ -1,4 +1,4 @@
-import type { Server as HttpServer } from "node:http";
+import type { IncomingMessage, Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server, type Namespace, type Socket } from "socket.io";
 import {
@@ -53,6 +53,8 @@ export interface GatewayOptions {
    * `<prefix>:socket.io`). Absent: one node, the in-memory adapter.
    */
   redis?: ClusterRedis;
+  /** A handshake's client address (Express's `req.ip` rule); absent: the socket's peer. Keys the sealed-send limit. */
+  addressOf?: (req: IncomingMessage) => string;
 }
 
 /**
@@ -107,7 +109,7 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     drain(socket, services, drainAckTimeoutMs).catch((error: unknown) => logger.error({ err: error }, "queue drain failed"));
   });
 
-  serveSealed(io, services, logger);
+  serveSealed(io, services, logger, options.addressOf);
   services.mailbox.onDelivery((deliveries) => pushDeliveries(io, deliveries));
   services.devices.onDevicesChanged(({ accountId, removedDeviceIds }) => {
     for (const id of removedDeviceIds) {
@@ -132,14 +134,16 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
  * authentication middleware above guards the main namespace only). Access
  * keys are checked per send, with the same rules as the REST routes.
  */
-function serveSealed(io: Gateway, services: Services, logger: Logger): void {
+function serveSealed(io: Gateway, services: Services, logger: Logger, addressOf?: (req: IncomingMessage) => string): void {
   // The namespace has its own event map; socket.io types `of()` with the main one's.
   const sealed = io.of("/sealed") as unknown as Namespace<SealedClientToServerEvents>;
   sealed.on("connection", (socket) => {
+    // The handshake's address keys the sealed-send limit (per recipient and source).
+    const source = addressOf?.(socket.request) ?? socket.handshake.address;
     socket.on("send", handler(logger, sealedSocketSendRequestSchema, ({ destination, messages, accessKey }) =>
-      services.sealed.send(destination, messages, accessKey),
+      services.sealed.send(destination, messages, accessKey, source),
     ));
-    socket.on("send-multi", handler(logger, multiRecipientRequestSchema, (request) => services.sealed.sendMultiRecipient(undefined, request)));
+    socket.on("send-multi", handler(logger, multiRecipientRequestSchema, (request) => services.sealed.sendMultiRecipient(undefined, request, source)));
   });
 }
 

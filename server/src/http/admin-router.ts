@@ -2,7 +2,7 @@ import { mkdtemp, open, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Router, type Request, type RequestHandler, type Response } from "express";
-import { adminRoutes, streamRoutes, type AdminRouteName, type RouteSpec } from "@zimchat/protocol";
+import { adminRoutes, bodyLimitOf, streamRoutes, type AdminRouteName, type RouteSpec } from "@zimchat/protocol";
 import type { z } from "zod";
 import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
@@ -13,6 +13,7 @@ import type { Gateway } from "../gateway/gateway.js";
 import type { Logger } from "../logger.js";
 import type { Services } from "../services/index.js";
 import { bearerAuth } from "./bearer-auth.js";
+import { jsonBodyReader, type RefusalCounter } from "./json-body.js";
 import { invalidRequest } from "./router.js";
 
 type Route<K extends AdminRouteName> = (typeof adminRoutes)[K];
@@ -35,7 +36,7 @@ type AdminHandlers = { [K in AdminRouteName]: (ctx: AdminContext<K>) => Promise<
  * `adminBackup` stream route), behind the admin token. Without a token in
  * the config the router is empty: the routes answer 404 like any unknown path.
  */
-export function createAdminRouter(config: ServerConfig, database: Database, services: Services, io: Gateway, logger: Logger): Router {
+export function createAdminRouter(config: ServerConfig, database: Database, services: Services, io: Gateway, logger: Logger, refusals?: RefusalCounter): Router {
   const router = Router();
   if (config.adminToken === undefined) return router;
   router.use("/admin", bearerAuth(config.adminToken, "zimchat-admin", (req) => logger.warn({ route: `${req.method} /admin` }, "admin token refused")));
@@ -59,7 +60,12 @@ export function createAdminRouter(config: ServerConfig, database: Database, serv
   };
   for (const [name, route] of Object.entries(adminRoutes) as [AdminRouteName, RouteSpec][]) {
     const handler = handlers[name] as (ctx: unknown) => Promise<unknown>;
-    router[route.method](route.path, logged(logger, route, (req, res) => handle(route, handler, req, res)));
+    // After the bearer check above: the body (small default limit) is read only for the admin.
+    const readBody = route.body ? jsonBodyReader(bodyLimitOf(route), refusals) : null;
+    router[route.method](route.path, logged(logger, route, async (req, res) => {
+      await readBody?.(req, res);
+      await handle(route, handler, req, res);
+    }));
   }
   const backup = streamRoutes.adminBackup;
   router[backup.method](backup.path, logged(logger, backup, (_req, res) => sendBackup(config, database, res)));

@@ -6,6 +6,7 @@ import { unauthorized, type AccountService, type DevicePrincipal } from "../serv
 import { UploadAbortedError, type AttachmentService } from "../services/attachment-service.js";
 import { parseBasicAuth } from "./basic-auth.js";
 import { invalidRequest } from "./router.js";
+import { discardRest } from "./unread-body.js";
 
 /**
  * The raw-body routes of the protocol's `streamRoutes` table: attachment
@@ -85,28 +86,6 @@ function mount(route: StreamRouteSpec, logger: Logger, handler: (req: Request, r
       next(error);
     });
   };
-}
-
-/** How long a refused upload's remaining body is read and discarded before the connection is closed. */
-const lingerMs = 10_000;
-
-/**
- * A refusal before the whole body was read (unauthenticated, over the cap or
- * quota). A client still sending would see a reset connection, not the
- * answer, if the server closed at once; so once the answer is out the rest of
- * the body is read and discarded (never stored or buffered), as a lingering
- * close does, for at most {@link lingerMs}, after which the connection is
- * closed.
- */
-function discardRest(req: Request, res: Response): void {
-  res.once("finish", () => {
-    if (req.complete) return;
-    const deadline = setTimeout(() => req.socket.destroy(), lingerMs);
-    deadline.unref();
-    const stop = (): void => clearTimeout(deadline);
-    req.once("end", stop).once("close", stop);
-    req.resume();
-  });
 }
 
 /** HTTP Basic device credentials, as on the JSON routes: every failure is the same 401. */

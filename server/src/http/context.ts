@@ -25,3 +25,11 @@ export type RouteResult<K extends RouteName> = Route<K>["success"] extends { sch
 
 /** One handler per route in the protocol's route table. */
 export type RouteHandlers = { [K in RouteName]: (ctx: RouteContext<K>) => Promise<RouteResult<K>> };
+
+/**
+ * Checks that run after authentication but before a route's body is read,
+ * so that a request refused anyway is refused before its body is buffered
+ * or parsed (e.g. a sealed send's access key, checked against the recipient
+ * named in the path).
+ */
+export type RouteGuards = { [K in RouteName]?: (ctx: Omit<RouteContext<K>, "body">) => Promise<void> };

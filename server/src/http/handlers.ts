@@ -3,7 +3,7 @@ import type { Database } from "../db/database.js";
 import { HttpError } from "../errors.js";
 import type { Services } from "../services/index.js";
 import { buildOpenApiDocument, limits } from "@zimchat/protocol";
-import type { RouteHandlers } from "./context.js";
+import type { RouteGuards, RouteHandlers } from "./context.js";
 import { serverVersion } from "../version.js";
 
 /**
@@ -28,8 +28,8 @@ export function createHandlers(config: ServerConfig, database: Database, service
     uploadKeys: async ({ principal, body }) => keys.upload(principal, body),
     keyCount: async ({ principal }) => keys.counts(principal),
     preKeyBundle: async ({ principal, params }) => keys.bundles(principal, params.uuid, params.deviceId),
-    sendMessages: async ({ principal, params, body, accessKey }) =>
-      principal ? mailbox.send(principal, params.uuid, body.messages) : services.sealed.send(params.uuid, body.messages, accessKey),
+    sendMessages: async ({ principal, params, body, accessKey, clientAddress }) =>
+      principal ? mailbox.send(principal, params.uuid, body.messages) : services.sealed.send(params.uuid, body.messages, accessKey, clientAddress),
     setAttributes: async ({ principal, body }) => services.sealed.setAttributes(principal, body),
     createLink: async ({ clientAddress }) => services.devices.createLink(clientAddress),
     confirmLink: async ({ principal, params, body }) => services.devices.confirmLink(principal, params.code, body),
@@ -39,12 +39,26 @@ export function createHandlers(config: ServerConfig, database: Database, service
     removeDevice: async ({ principal, params }) => services.devices.remove(principal, params.deviceId),
     trustRoot: async () => services.certificates.trustRoot(),
     senderCertificate: async ({ principal }) => services.certificates.senderCertificate(principal),
-    sendMultiRecipient: async ({ principal, body }) => services.sealed.sendMultiRecipient(principal, body),
+    sendMultiRecipient: async ({ principal, body, clientAddress }) => services.sealed.sendMultiRecipient(principal, body, clientAddress),
     fetchMessages: async ({ principal }) => {
       // One more than a page tells whether there is more.
       const page = await mailbox.fetch(principal, 0, limits.maxEnvelopesPerBatch + 1);
       return { envelopes: page.slice(0, limits.maxEnvelopesPerBatch).map((d) => d.envelope), more: page.length > limits.maxEnvelopesPerBatch };
     },
     ackMessages: async ({ principal, body }) => ({ deleted: await mailbox.ack(principal, body.ids) }),
+  };
+}
+
+/**
+ * The checks that run before a route's body is read (see {@link RouteGuards}):
+ * a sealed send (no credentials) must carry the recipient's access key, or
+ * the recipient must accept sealed messages from anyone. A multi-recipient
+ * send carries its access keys in its body, so it is checked after.
+ */
+export function createGuards(services: Services): RouteGuards {
+  return {
+    sendMessages: async ({ principal, params, accessKey }) => {
+      if (!principal) await services.sealed.authorize(params.uuid, accessKey);
+    },
   };
 }

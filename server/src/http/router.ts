@@ -1,11 +1,13 @@
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from "express";
-import { accessKeyHeader, routes, type RouteName, type RouteSpec } from "@zimchat/protocol";
+import { accessKeyHeader, bodyLimitOf, routes, type RouteName, type RouteSpec } from "@zimchat/protocol";
 import type { ZodError } from "zod";
 import { HttpError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { unauthorized, type AccountService } from "../services/account-service.js";
 import { parseBasicAuth } from "./basic-auth.js";
-import type { RouteHandlers } from "./context.js";
+import type { RouteGuards, RouteHandlers } from "./context.js";
+import { jsonBodyReader, tooDeeplyNested, tooDeepType, type JsonBodyReader, type RefusalCounter } from "./json-body.js";
+import { discardRest, hasUnreadBody } from "./unread-body.js";
 
 /** A zod failure as the `invalid_request` error body. */
 export function invalidRequest(error: ZodError, where: "body" | "params" | "query"): HttpError {
@@ -14,23 +16,34 @@ export function invalidRequest(error: ZodError, where: "body" | "params" | "quer
   });
 }
 
+/** What the router needs besides the handlers. */
+export interface RouterOptions {
+  /** Checks that run before a route's body is read (see {@link RouteGuards}). */
+  guards?: RouteGuards;
+  /** Counts body refusals (`body_too_large`, `too_deeply_nested`). */
+  refusals?: RefusalCounter;
+}
+
 /**
  * Mounts every route of the protocol's table: authenticate (if the route
- * needs it), validate params and body with the route's schemas, call the
- * handler, answer with the route's success status. Errors go to the error
- * middleware.
+ * needs it), validate params, run the route's guard, and only then read the
+ * JSON body (under the route's own limit, see {@link jsonBodyReader}) and
+ * validate it; call the handler, answer with the route's success status.
+ * Errors go to the error middleware.
  */
-export function createRouter(handlers: RouteHandlers, accounts: AccountService, logger: Logger): Router {
+export function createRouter(handlers: RouteHandlers, accounts: AccountService, logger: Logger, options: RouterOptions = {}): Router {
   const router = Router();
   for (const [name, route] of Object.entries(routes) as [RouteName, RouteSpec][]) {
     const handler = handlers[name] as (ctx: unknown) => Promise<unknown>;
+    const guard = options.guards?.[name] as ((ctx: unknown) => Promise<void>) | undefined;
+    const readBody = route.body ? jsonBodyReader(bodyLimitOf(route), options.refusals) : null;
     const mount: RequestHandler = (req, res, next) => {
       const started = performance.now();
       res.on("finish", () => {
         // Route pattern only: no ids from the path, no address, no headers.
         logger.debug({ route: `${route.method.toUpperCase()} ${route.path}`, status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
       });
-      handle(route, handler, accounts, req, res).catch(next);
+      handle(route, handler, guard, readBody, accounts, req, res).catch(next);
     };
     router[route.method](route.path, mount);
   }
@@ -40,6 +53,8 @@ export function createRouter(handlers: RouteHandlers, accounts: AccountService, 
 async function handle(
   route: RouteSpec,
   handler: (ctx: unknown) => Promise<unknown>,
+  guard: ((ctx: unknown) => Promise<void>) | undefined,
+  readBody: JsonBodyReader | null,
   accounts: AccountService,
   req: Request,
   res: Response,
@@ -64,20 +79,26 @@ async function handle(
     if (!parsed.success) throw invalidRequest(parsed.error, "params");
     params = parsed.data;
   }
+  const clientAddress = req.ip ?? req.socket.remoteAddress ?? "";
+  // Before the body is read: a caller refused here costs no buffering or parsing.
+  await guard?.({ principal, accessKey, params, clientAddress });
   let body: unknown;
-  if (route.body) {
+  if (route.body && readBody) {
+    await readBody(req, res);
     const parsed = route.body.safeParse(req.body);
     if (!parsed.success) throw invalidRequest(parsed.error, "body");
     body = parsed.data;
   }
-  const result = await handler({ principal, accessKey, params, body, clientAddress: req.ip ?? req.socket.remoteAddress ?? "" });
+  const result = await handler({ principal, accessKey, params, body, clientAddress });
   if (route.success.schema) res.status(route.success.status).json(result);
   else res.status(route.success.status).end();
 }
 
 /** Maps errors to the error body: known refusals as they are, anything else as a logged 500. */
 export function errorMiddleware(logger: Logger) {
-  return (error: unknown, _req: Request, res: Response, _next: NextFunction): void => {
+  return (error: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    // Refused before its body was read (unknown path, no credentials): drain it unparsed, then close.
+    if (hasUnreadBody(req)) discardRest(req, res);
     const known = toHttpError(error);
     if (!known) logger.error({ err: error }, "unhandled error");
     const answer = known ?? new HttpError("internal", "Internal error");
@@ -89,6 +110,7 @@ export function errorMiddleware(logger: Logger) {
 export function toHttpError(error: unknown): HttpError | null {
   if (error instanceof HttpError) return error;
   const type = (error as { type?: string } | null)?.type;
+  if (type === tooDeepType) return tooDeeplyNested();
   if (type === "entity.too.large") return new HttpError("body_too_large", "The request body is too large");
   if (type === "entity.parse.failed") return new HttpError("malformed_json", "The request body is not valid JSON");
   if (type === "encoding.unsupported" || type === "charset.unsupported") {

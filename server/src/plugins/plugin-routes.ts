@@ -4,11 +4,14 @@ import { HttpError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { unauthorized, type AccountService } from "../services/account-service.js";
 import { parseBasicAuth } from "../http/basic-auth.js";
+import { jsonBodyReader, type RefusalCounter } from "../http/json-body.js";
+import { limits } from "@zimchat/protocol";
 import { settle, type PluginHost } from "./plugin-host.js";
 
 /**
- * Mounts the plugins' routes under `/plugins/<name>/`. Bodies are JSON
- * (parsed by the app's JSON parser, with its size limit); `auth: "device"`
+ * Mounts the plugins' routes under `/plugins/<name>/`. Bodies are JSON, read
+ * after authentication with the default limit (`limits.defaultMaxBodyBytes`)
+ * and nesting bound, like the `/v1` routes; `auth: "device"`
  * checks HTTP Basic device credentials like the `/v1` routes. A handler
  * answers `{ status?, body? }`: 200 with the body as JSON, or 204 without
  * one; to refuse, it returns a 4xx status with an error body such as
@@ -16,8 +19,9 @@ import { settle, type PluginHost } from "./plugin-host.js";
  * budget) or answers something malformed is a plugin failure: the client
  * gets 500 `internal`, the log names the plugin and the route pattern.
  */
-export function createPluginRouter(host: PluginHost, accounts: AccountService, logger: Logger): Router {
+export function createPluginRouter(host: PluginHost, accounts: AccountService, logger: Logger, refusals?: RefusalCounter): Router {
   const router = Router();
+  const readBody = jsonBodyReader(limits.defaultMaxBodyBytes, refusals);
   for (const { plugin, route } of host.routes) {
     const pattern = `${route.method} /plugins/${plugin}${route.path}`;
     const method = route.method.toLowerCase() as "get" | "post" | "put" | "delete";
@@ -35,6 +39,7 @@ export function createPluginRouter(host: PluginHost, accounts: AccountService, l
           const principal = await accounts.authenticate(credentials.username, credentials.password);
           device = { accountId: principal.accountId, deviceId: principal.deviceId };
         }
+        await readBody(req, res);
         const request: PluginRequest = { params: { ...req.params } as Record<string, string>, query: flatQuery(req), body: req.body, device };
         const outcome = await settle(() => route.handler(request), host.hookTimeoutMs);
         const answer = outcome.ok ? checkResponse(outcome.value) : null;

@@ -53,13 +53,24 @@ export class SealedSenderService {
   }
 
   /**
+   * Whether a send without credentials to `destination` with this access key
+   * would be allowed: the same check as {@link send}, without sending, so a
+   * refused sender is refused before its body is read.
+   * @throws HttpError `unauthorized`
+   */
+  async authorize(destination: string, accessKey: string | undefined): Promise<void> {
+    await this.checkAccess([{ uuid: destination, accessKey }]);
+  }
+
+  /**
    * A send without credentials. The access key must match the recipient's
    * (unless it accepts sealed messages from anyone); a wrong or missing key
-   * and an unknown recipient are the same 401. Rate limited per recipient.
+   * and an unknown recipient are the same 401. Rate limited per recipient
+   * and source address (see {@link sealedSendKey}).
    */
-  async send(destination: string, messages: OutgoingMessage[], accessKey: string | undefined): Promise<SendMessagesResponse> {
+  async send(destination: string, messages: OutgoingMessage[], accessKey: string | undefined, source: string): Promise<SendMessagesResponse> {
     await this.checkAccess([{ uuid: destination, accessKey }]);
-    await this.limiter.consume("sealedSend", destination);
+    await this.limiter.consume("sealedSend", sealedSendKey(destination, source));
     return this.mailbox.sendSealed(destination, messages);
   }
 
@@ -70,7 +81,7 @@ export class SealedSenderService {
    * (unless unrestricted) and is rate limited like a single sealed send.
    * @throws HttpError `invalid_ciphertext` for bytes libsignal cannot parse
    */
-  async sendMultiRecipient(principal: DevicePrincipal | undefined, request: MultiRecipientRequest): Promise<MultiRecipientResponse> {
+  async sendMultiRecipient(principal: DevicePrincipal | undefined, request: MultiRecipientRequest, source = ""): Promise<MultiRecipientResponse> {
     const recipients = parseMultiRecipient(fromBase64(request.message));
     if (principal) {
       await this.limiter.consume("send", `${principal.accountId}.${principal.deviceId}`);
@@ -86,7 +97,7 @@ export class SealedSenderService {
       keys.set(uuid, accessKey);
     }
     await this.checkAccess(recipients.map((r) => ({ uuid: r.uuid, accessKey: keys.get(r.uuid) })));
-    for (const r of recipients) await this.limiter.consume("sealedSend", r.uuid);
+    for (const r of recipients) await this.limiter.consume("sealedSend", sealedSendKey(r.uuid, source));
     return this.mailbox.sendMultiRecipient(null, recipients);
   }
 
@@ -111,6 +122,18 @@ export class SealedSenderService {
     }
     if (!allowed) throw unauthorized();
   }
+}
+
+/**
+ * The key of the sealed-send rate limit: the recipient AND the sender's
+ * address (the REST peer, or the `/sealed` socket's handshake peer; the
+ * forwarded address behind a trusted proxy). With one bucket per recipient,
+ * one sender holding the access key could use it up and every other sealed
+ * sender to that recipient got 429; now each source address has its own
+ * allowance per recipient. The address is used as a key only, never logged.
+ */
+export function sealedSendKey(recipient: string, source: string): string {
+  return `${recipient}|${source}`;
 }
 
 /**
