@@ -81,6 +81,14 @@ export interface ServerConfig {
   attachmentQuotaBytes: number;
   /** Attachments are deleted this long after their upload. @default 30 days */
   attachmentTtlMs: number;
+  /** Uploads one account may have in flight at once, across nodes (429 `too_many_uploads` above). @default 4 */
+  attachmentMaxConcurrentUploads: number;
+  /** Unexpired attachments one account may hold, zero-byte ones included (429 `too_many_attachments` above). @default 5000 */
+  attachmentMaxCount: number;
+  /** An upload that sends no byte for this long is cut off (408 `upload_timeout`; its partial file and reservation go). @default 30 s */
+  attachmentUploadIdleMs: number;
+  /** After the first idle window, an upload must average at least this many bytes per second, or it is cut off like an idle one (0: no minimum). @default 2048 */
+  attachmentMinUploadBytesPerSecond: number;
   /** How long graceful shutdown waits for in-flight work. @default 10 s */
   shutdownGraceMs: number;
   /** Lifetime of a sealed-sender certificate from `GET /v1/certificate/delivery` (1 minute to 30 days). @default 24 h */
@@ -162,6 +170,10 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     attachmentMaxBytes: partial.attachmentMaxBytes ?? 100 * 1024 * 1024,
     attachmentQuotaBytes: partial.attachmentQuotaBytes ?? 1024 * 1024 * 1024,
     attachmentTtlMs: partial.attachmentTtlMs ?? 30 * 24 * 3600 * 1000,
+    attachmentMaxConcurrentUploads: partial.attachmentMaxConcurrentUploads ?? 4,
+    attachmentMaxCount: partial.attachmentMaxCount ?? 5000,
+    attachmentUploadIdleMs: partial.attachmentUploadIdleMs ?? 30_000,
+    attachmentMinUploadBytesPerSecond: partial.attachmentMinUploadBytesPerSecond ?? 2048,
     shutdownGraceMs: partial.shutdownGraceMs ?? 10_000,
     senderCertificateTtlMs: partial.senderCertificateTtlMs ?? 24 * 3600 * 1000,
     maxDevicesPerAccount: partial.maxDevicesPerAccount ?? 6,

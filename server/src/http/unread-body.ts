@@ -19,6 +19,10 @@ export function hasUnreadBody(req: Request): boolean {
  * connection is closed.
  */
 export function discardRest(req: Request, res: Response): void {
+  // Node closes a `Connection: close` request's socket as soon as the answer is out, which resets a
+  // client still sending before it reads the answer: keep it open while the rest is discarded.
+  // (An answer that sets its own Connection header afterwards, e.g. a stalled upload's close, wins.)
+  if (!res.headersSent) res.setHeader("Connection", "keep-alive");
   res.once("finish", () => {
     if (req.complete) return;
     const deadline = setTimeout(() => req.socket.destroy(), lingerMs);

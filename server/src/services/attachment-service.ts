@@ -5,7 +5,8 @@ import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { attachmentIdBytes, attachmentIdSchema, type UploadAttachmentResponse } from "@zimchat/protocol";
 import { HttpError } from "../errors.js";
-import type { AttachmentStore } from "../stores/attachment-store.js";
+import type { RefusalCounter } from "../http/json-body.js";
+import { pendingSuffix, type AttachmentStore } from "../stores/attachment-store.js";
 import type { DevicePrincipal } from "./account-service.js";
 
 /** What the attachment service needs from the server's config. */
@@ -18,6 +19,16 @@ export interface AttachmentOptions {
   quotaBytes: number;
   /** How long a blob is kept after its upload. */
   ttlMs: number;
+  /** Uploads one account may have in flight (across nodes). @default unlimited */
+  maxConcurrentUploads?: number;
+  /** Unexpired attachments one account may hold, zero-byte ones included. @default unlimited */
+  maxCount?: number;
+  /** An upload that sends nothing for this long is cut off. @default 30 s */
+  idleMs?: number;
+  /** Average bytes per second an upload must keep after its first idle window (0: none). @default 0 */
+  minBytesPerSecond?: number;
+  /** Counts refusals (`/metrics`). */
+  refusals?: RefusalCounter;
 }
 
 /** The upload's source ended before its last byte (the client went away): nothing was stored. */
@@ -61,74 +72,111 @@ export class AttachmentService {
   ) {}
 
   /**
-   * Refuses an upload from what its headers declare, before any byte is read.
-   * @returns the bytes the account already uses
-   * @throws HttpError `body_too_large` or `quota_exceeded`
-   */
-  async checkDeclared(principal: DevicePrincipal, declaredBytes: number | undefined, now = Date.now()): Promise<number> {
-    if (declaredBytes !== undefined && declaredBytes > this.options.maxBytes) throw this.tooLarge();
-    const used = await this.store.usage(principal.accountId, now);
-    if (used + (declaredBytes ?? 0) > this.options.quotaBytes || used >= this.options.quotaBytes) throw quotaExceeded();
-    return used;
-  }
-
-  /**
-   * Streams `source` to disk and records it. The source is read through an
+   * Streams `source` to disk and records it. Before a byte is read, the
+   * upload reserves its declared size (chunked: what the account has left,
+   * up to the per-file cap) against the quota, the count cap and the cap on
+   * uploads in flight, in the database (see {@link AttachmentStore.reserve}),
+   * so concurrent uploads cannot overshoot the quota. An upload that stalls
+   * (`idleMs` without a byte) or trickles (under `minBytesPerSecond` on
+   * average after the first idle window) is cut off. Any failure removes the
+   * partial file and releases the reservation. The source is read through an
    * iterator that does not destroy it on a refusal, so the caller can still
    * answer on its connection.
-   * @throws HttpError `body_too_large` or `quota_exceeded` (nothing stored)
+   * @throws HttpError `body_too_large`, `quota_exceeded`, `too_many_uploads`, `too_many_attachments` or `upload_timeout` (nothing stored)
    * @throws UploadAbortedError when the source ends early (nothing stored)
    */
   async upload(principal: DevicePrincipal, source: Readable, declaredBytes?: number): Promise<UploadAttachmentResponse> {
-    const started = Date.now();
-    const used = await this.checkDeclared(principal, declaredBytes, started);
-    await (this.ready ??= mkdir(this.options.dir, { recursive: true, mode: 0o700 }).catch((error: unknown) => {
-      this.ready = null; // try again on the next upload
-      throw error;
-    }));
-
-    const id = randomBytes(attachmentIdBytes).toString("base64url");
-    const partial = join(this.options.dir, `${id}.part`);
-    const final = join(this.options.dir, id);
     const { maxBytes, quotaBytes } = this.options;
+    const idleMs = this.options.idleMs ?? 30_000;
+    const minRate = this.options.minBytesPerSecond ?? 0;
+    if (declaredBytes !== undefined && declaredBytes > maxBytes) throw this.refuse(this.tooLarge());
+    const id = randomBytes(attachmentIdBytes).toString("base64url");
+    const pendingId = `${id}${pendingSuffix}`;
+    const started = Date.now();
+    const outcome = await this.store.reserve({
+      id: pendingId,
+      accountId: principal.accountId,
+      now: started,
+      declaredBytes,
+      maxBytes,
+      quotaBytes,
+      maxCount: this.options.maxCount ?? Number.MAX_SAFE_INTEGER,
+      maxConcurrent: this.options.maxConcurrentUploads ?? Number.MAX_SAFE_INTEGER,
+      // Long enough for an upload at the minimum rate; a reservation outliving it was left by a crashed node.
+      leaseMs: (bytes) => 2 * idleMs + (minRate > 0 ? Math.ceil((bytes / minRate) * 1000) : staleUploadMs),
+    });
+    if ("refused" in outcome) throw this.refuse(refusal(outcome.refused));
+    const reserved = outcome.reserved;
+
+    const partial = join(this.options.dir, pendingId);
+    const final = join(this.options.dir, id);
     let bytes = 0;
-    const tooLarge = this.tooLarge();
+    // Both restart when the first byte is awaited (after the reservation and the file are ready).
+    let lastByteAt = started;
+    let readingSince = started;
+    // Chunked: the reservation is the cap (the per-file cap, or what was left of the quota).
+    const overCap = reserved >= maxBytes ? this.tooLarge() : quotaExceeded();
     const counter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         bytes += chunk.length;
-        if (bytes > maxBytes) callback(tooLarge);
-        else if (used + bytes > quotaBytes) callback(quotaExceeded());
+        lastByteAt = Date.now();
+        if (bytes > reserved) callback(overCap);
         else callback(null, chunk);
       },
     });
-    // The file exists before the first byte, so a failure at any point removes it.
-    const handle = await open(partial, "wx", 0o600);
+    // Cuts off a stalled or trickling upload (the pipeline fails with upload_timeout).
+    let watchdog: NodeJS.Timeout | undefined;
+    const stopWatchdog = (): void => clearInterval(watchdog);
+    const watch = (): void => {
+      lastByteAt = readingSince = Date.now();
+      watchdog = setInterval(() => {
+        const now = Date.now();
+        const idle = now - lastByteAt > idleMs;
+        const slow = minRate > 0 && now - readingSince > idleMs && bytes < (minRate * (now - readingSince - idleMs)) / 1000;
+        if (!idle && !slow) return;
+        stopWatchdog();
+        counter.destroy(uploadTimeout(idleMs, minRate));
+      }, Math.max(50, Math.min(1000, idleMs / 4)));
+      watchdog.unref();
+    };
+    let handle;
     try {
+      await (this.ready ??= mkdir(this.options.dir, { recursive: true, mode: 0o700 }).catch((error: unknown) => {
+        this.ready = null; // try again on the next upload
+        throw error;
+      }));
+      // The file exists before the first byte, so a failure at any point removes it.
+      handle = await open(partial, "wx", 0o600);
+      watch();
       // flush: fsync before close, so a 201 means the bytes are on disk.
       await pipeline(source.iterator({ destroyOnReturn: false }), counter, handle.createWriteStream({ flush: true }));
     } catch (error) {
-      await handle.close().catch(() => undefined);
+      stopWatchdog();
+      await handle?.close().catch(() => undefined);
+      await this.store.release(pendingId).catch(() => undefined); // else its lease expires, and the sweep removes both
       await rm(partial, { force: true });
-      if (error instanceof HttpError) throw error;
+      if (error instanceof HttpError) throw this.refuse(error);
       if (source.readableAborted || (error as NodeJS.ErrnoException).code === "ECONNRESET") {
         throw new UploadAbortedError("the upload ended before its last byte", { cause: error });
       }
       // A disk error (logged as a 500): its code only, since its path names the id.
       throw new Error(`writing an attachment failed (${(error as NodeJS.ErrnoException).code ?? "unknown"})`);
+    } finally {
+      clearInterval(watchdog);
     }
     await rename(partial, final);
     await this.syncDir();
 
     const createdAt = Date.now();
     const row = { id, accountId: principal.accountId, size: bytes, createdAt, expiresAt: createdAt + this.options.ttlMs };
-    let inserted = false;
+    let stored = false;
     try {
-      inserted = await this.store.insertWithinQuota(row, quotaBytes);
+      // The reservation becomes the row; if its lease ran out meanwhile, the quota is checked afresh.
+      stored = (await this.store.commit(pendingId, row)) || (await this.store.insertWithinQuota(row, quotaBytes));
     } finally {
-      if (!inserted) await rm(final, { force: true });
+      if (!stored) await rm(final, { force: true });
     }
-    // A concurrent upload of the same account took the rest of the quota.
-    if (!inserted) throw quotaExceeded();
+    if (!stored) throw this.refuse(quotaExceeded());
     return { id, size: bytes, expiresAt: row.expiresAt };
   }
 
@@ -228,6 +276,12 @@ export class AttachmentService {
     }
   }
 
+  /** Counts a refusal in `/metrics` by its code, and returns it to be thrown. */
+  private refuse(error: HttpError): HttpError {
+    this.options.refusals?.refused(error.code);
+    return error;
+  }
+
   private tooLarge(): HttpError {
     return new HttpError("body_too_large", `An attachment is at most ${this.options.maxBytes} bytes`);
   }
@@ -235,6 +289,17 @@ export class AttachmentService {
 
 function quotaExceeded(): HttpError {
   return new HttpError("quota_exceeded", "This upload would exceed the account's attachment storage quota");
+}
+
+function refusal(code: "quota_exceeded" | "too_many_attachments" | "too_many_uploads"): HttpError {
+  if (code === "quota_exceeded") return quotaExceeded();
+  if (code === "too_many_uploads") return new HttpError("too_many_uploads", "This account has as many uploads in flight as it may: retry when one ends");
+  return new HttpError("too_many_attachments", "This account holds as many attachments as it may: retry when some expire");
+}
+
+function uploadTimeout(idleMs: number, minRate: number): HttpError {
+  // The client is stalled: close the connection after the answer rather than wait for the rest of the body.
+  return new HttpError("upload_timeout", `The upload stalled (no byte for ${idleMs} ms, or under ${minRate} bytes/s on average)`, {}, { Connection: "close" });
 }
 
 function notFound(): HttpError {

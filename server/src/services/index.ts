@@ -62,6 +62,11 @@ export function createServices(config: ServerConfig, database: Database, deps: S
     maxBytes: config.attachmentMaxBytes,
     quotaBytes: config.attachmentQuotaBytes,
     ttlMs: config.attachmentTtlMs,
+    maxConcurrentUploads: config.attachmentMaxConcurrentUploads,
+    maxCount: config.attachmentMaxCount,
+    idleMs: config.attachmentUploadIdleMs,
+    minBytesPerSecond: config.attachmentMinUploadBytesPerSecond,
+    ...(metrics && { refusals: metrics }),
   });
   const certificates = new CertificateService(config.dataDir, accountStore, config.senderCertificateTtlMs);
   const devices = new DeviceService(new DeviceStore(prisma, database.provider), limiter, config, plugins);

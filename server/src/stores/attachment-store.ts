@@ -14,8 +14,36 @@ export interface AttachmentRow {
   expiresAt: number;
 }
 
+/** The suffix of an upload in flight: its reservation row's id and its partial file's name are `<id>.part`. */
+export const pendingSuffix = ".part";
+
+/** What {@link AttachmentStore.reserve} needs: the caps and the upload. */
+export interface Reservation {
+  /** The reservation row's id: `<attachment id>.part` (also the partial file's name). */
+  id: string;
+  accountId: string;
+  /** ms since the epoch */
+  now: number;
+  /** Declared bytes; undefined (chunked): all the account has left, up to `maxBytes`. */
+  declaredBytes: number | undefined;
+  maxBytes: number;
+  quotaBytes: number;
+  /** Unexpired attachments of the account, reservations included. */
+  maxCount: number;
+  /** Reservations (uploads in flight) of the account. */
+  maxConcurrent: number;
+  /** How long a reservation of `bytes` may live (after that it is swept with its partial file: a node that crashed mid-upload). */
+  leaseMs: (bytes: number) => number;
+}
+
+/** The outcome of a reservation: the bytes reserved, or which cap refused it. */
+export type ReserveOutcome = { reserved: number } | { refused: "quota_exceeded" | "too_many_attachments" | "too_many_uploads" };
+
 /**
- * Attachment rows: who uploaded what size, until when. The quota check and
+ * Attachment rows: who uploaded what size, until when. An upload in flight
+ * is a reservation row (`<id>.part`, the bytes it may still write, a short
+ * lease as expiry) that counts against the quota and the caps from the
+ * moment the upload starts. The quota check and
  * the insert run in one transaction that holds the uploader's account row
  * (`FOR UPDATE` on PostgreSQL; SQLite has a single writer), so concurrent
  * uploads of one account cannot overspend its quota, on any number of nodes.
@@ -25,6 +53,50 @@ export class AttachmentStore {
     private readonly db: Db,
     private readonly provider: Provider,
   ) {}
+
+  /**
+   * Reserves quota for an upload about to start: in one transaction that
+   * holds the account row (as {@link insertWithinQuota}), checks the
+   * account's uploads in flight, its unexpired attachments (reservations
+   * included) and its bytes (reservations included), and inserts the
+   * reservation row. So concurrent uploads cannot overshoot the quota, on
+   * any number of nodes sharing the database.
+   */
+  async reserve(r: Reservation): Promise<ReserveOutcome> {
+    return this.db.$transaction(async (tx) => {
+      if (this.provider === "postgresql") await tx.$queryRaw`SELECT "id" FROM "Account" WHERE "id" = ${r.accountId} FOR UPDATE`;
+      const live = { accountId: r.accountId, expiresAt: { gt: BigInt(r.now) } };
+      const inFlight = await tx.attachment.count({ where: { ...live, id: { endsWith: pendingSuffix } } });
+      if (inFlight >= r.maxConcurrent) return { refused: "too_many_uploads" as const };
+      const used = await tx.attachment.aggregate({ where: live, _sum: { size: true }, _count: true });
+      if (used._count >= r.maxCount) return { refused: "too_many_attachments" as const };
+      const left = r.quotaBytes - Number(used._sum.size ?? 0n);
+      const reserved = r.declaredBytes ?? Math.min(r.maxBytes, left);
+      if (reserved > left || (r.declaredBytes === undefined && left <= 0)) return { refused: "quota_exceeded" as const };
+      await tx.attachment.create({
+        data: { id: r.id, accountId: r.accountId, size: BigInt(reserved), createdAt: BigInt(r.now), expiresAt: BigInt(r.now + r.leaseMs(reserved)) },
+      });
+      return { reserved };
+    });
+  }
+
+  /**
+   * Turns a reservation into the stored attachment's row (its final id,
+   * size and expiry), in place: the bytes were reserved, so the quota holds.
+   * @returns false if the reservation was gone (its lease expired and it was swept)
+   */
+  async commit(reservationId: string, row: AttachmentRow): Promise<boolean> {
+    const { count } = await this.db.attachment.updateMany({
+      where: { id: reservationId },
+      data: { id: row.id, size: BigInt(row.size), createdAt: BigInt(row.createdAt), expiresAt: BigInt(row.expiresAt) },
+    });
+    return count === 1;
+  }
+
+  /** Drops a reservation (the upload failed or was refused). */
+  async release(reservationId: string): Promise<void> {
+    await this.db.attachment.deleteMany({ where: { id: reservationId } });
+  }
 
   /**
    * Inserts the row if the account's unexpired attachments plus this one stay

@@ -11,7 +11,7 @@ import { request as httpRequest } from "node:http";
 import { gzipSync } from "node:zlib";
 import { PrivateKey } from "@signalapp/libsignal-client";
 import { io as connectClient, type Socket } from "socket.io-client";
-import { limits, routes, type Envelope, type RouteSpec } from "@zimchat/protocol";
+import { bodyLimitOf, limits, routes, type Envelope, type RouteSpec } from "@zimchat/protocol";
 import { defaultRateLimits, type RateLimits } from "../../src/index.js";
 import { linkDevice, encryptFor, startServer, startSession, type TestServer } from "../support/harness.js";
 import { SignalDevice } from "../support/signal-device.js";
@@ -241,13 +241,20 @@ describe("bad input", () => {
 
   describe("every route", () => {
     const concrete = (path: string): string =>
-      path.replace(":uuid", bob.uuid).replace(":deviceId", "1").replace(":username", bobName);
+      path.replace(":uuid", bob.uuid).replace(":deviceId", "1").replace(":username", bobName).replace(":code", "A".repeat(22));
     const all = Object.entries(routes) as [string, RouteSpec][];
 
-    it("answers malformed JSON with 400 malformed_json", async () => {
-      for (const [name, route] of all) {
+    // Only routes that take a body read one (issue 12): the others ignore it, unparsed.
+    const withBody = all.filter(([, route]) => route.body);
+
+    it("answers malformed JSON with 400 malformed_json on every route that takes a body; the others never parse one", async () => {
+      for (const [name, route] of withBody) {
         const res = await sendRaw(server, route.method, concrete(route.path), '{"messages": [', alice.authHeader);
         assertRefused(res, 400, "malformed_json", name);
+      }
+      for (const [name, route] of all.filter(([, r]) => !r.body)) {
+        const res = await sendRaw(server, route.method, concrete(route.path), '{"messages": [', alice.authHeader);
+        assert.notEqual(res.body?.code, "malformed_json", name);
       }
       for (const body of ['{"ids": ["a",]}', "{'ids': []}", '{"ids": NaN}', "42", '"ids"', "null", "true", '{"ids": [] } trailing', "\u0000"]) {
         const res = await sendRaw(server, "post", "/v1/messages/ack", body, alice.authHeader);
@@ -255,9 +262,9 @@ describe("bad input", () => {
       }
     });
 
-    it("answers a body over 2 MiB with 413 body_too_large", async () => {
-      const huge = JSON.stringify({ padding: "x".repeat(limits.maxBodyBytes) });
-      for (const [name, route] of all) {
+    it("answers a body over the route's limit (2 MiB and more) with 413 body_too_large", async () => {
+      const huge = JSON.stringify({ padding: "x".repeat(Math.max(...withBody.map(([, r]) => bodyLimitOf(r)))) });
+      for (const [name, route] of withBody) {
         const res = await sendRaw(server, route.method, concrete(route.path), huge, alice.authHeader);
         assertRefused(res, 413, "body_too_large", name);
       }
