@@ -114,6 +114,9 @@ export class AttachmentService {
     // Both restart when the first byte is awaited (after the reservation and the file are ready).
     let lastByteAt = started;
     let readingSince = started;
+    // Cuts off a stalled or trickling upload (the pipeline fails with upload_timeout).
+    let watchdog: NodeJS.Timeout | undefined;
+    const stopWatchdog = (): void => clearInterval(watchdog);
     // Chunked: the reservation is the cap (the per-file cap, or what was left of the quota).
     const overCap = reserved >= maxBytes ? this.tooLarge() : quotaExceeded();
     const counter = new Transform({
@@ -123,10 +126,12 @@ export class AttachmentService {
         if (bytes > reserved) callback(overCap);
         else callback(null, chunk);
       },
+      // Every byte is in: the final fsync is not the client's stall.
+      flush(callback) {
+        stopWatchdog();
+        callback();
+      },
     });
-    // Cuts off a stalled or trickling upload (the pipeline fails with upload_timeout).
-    let watchdog: NodeJS.Timeout | undefined;
-    const stopWatchdog = (): void => clearInterval(watchdog);
     const watch = (): void => {
       lastByteAt = readingSince = Date.now();
       watchdog = setInterval(() => {
@@ -162,7 +167,7 @@ export class AttachmentService {
       // A disk error (logged as a 500): its code only, since its path names the id.
       throw new Error(`writing an attachment failed (${(error as NodeJS.ErrnoException).code ?? "unknown"})`);
     } finally {
-      clearInterval(watchdog);
+      stopWatchdog();
     }
     await rename(partial, final);
     await this.syncDir();
