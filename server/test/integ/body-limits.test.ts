@@ -128,13 +128,26 @@ describe("request bodies: a hostile deep 2 MB body costs the server (a child pro
 });
 
 describe("request bodies: parsed only where a route takes one, after authentication, within its limit", () => {
+  const adminToken = "a".repeat(32);
   let server: TestServer;
   let honest: SignalDevice;
   before(async () => {
-    server = await startServer({ rateLimits: roomyRateLimits });
+    server = await startServer({ rateLimits: roomyRateLimits, adminToken });
     honest = await server.register();
   });
   after(async () => server.stop());
+
+  it("admin routes: the bearer token is checked before the body, which gets the small default limit", async () => {
+    const big = Buffer.from(JSON.stringify({ maxUses: 1, padding: "x".repeat(16 * 1024) }));
+    const stranger = await send(server.url, "POST", "/admin/v1/invites", deep);
+    assert.equal(stranger.status, 401, stranger.body);
+    const admin = { authorization: `Bearer ${adminToken}` };
+    const tooBig = await send(server.url, "POST", "/admin/v1/invites", big, admin);
+    assert.equal(tooBig.status, 413, tooBig.body);
+    assert.equal(JSON.parse(tooBig.body).code, "body_too_large");
+    const ok = await send(server.url, "POST", "/admin/v1/invites", Buffer.from(JSON.stringify({ maxUses: 2 })), admin);
+    assert.equal(ok.status, 201, ok.body);
+  });
 
   it("refuses deep nesting on a route that takes a body with too_deeply_nested, and an oversize body with body_too_large", async () => {
     const nested = Buffer.from(`{"ids":${"[".repeat(200)}${"]".repeat(200)}}`);
