@@ -86,8 +86,8 @@ describe("request bodies: a hostile deep 2 MB body costs the server (a child pro
       for (const a of answers) assert.equal(a.status, status, `${what}: ${a.body}`);
       const perRequest = ms / count;
       console.log(`${what}: ${perRequest.toFixed(1)} ms CPU per refused 2 MB request`);
-      // Parsing the body costs hundreds of ms; refusing it from the headers a few.
-      assert.ok(perRequest < 40, `${what}: ${perRequest.toFixed(1)} ms CPU per refused request`);
+      // Parsing the body cost ~400 ms; refusing it before reading costs 12-33 ms here (busy machine: generous bound).
+      assert.ok(perRequest < 80, `${what}: ${perRequest.toFixed(1)} ms CPU per refused request`);
     }
   });
 
