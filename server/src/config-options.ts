@@ -79,6 +79,7 @@ export const optionSpecs: readonly OptionSpec[] = [
   option({ key: "metricsToken", flag: "--metrics-token <token>", env: "ZIMCHAT_METRICS_TOKEN", defaultText: "(unset)", meaning: "when set, `/metrics` needs `Authorization: Bearer <token>` (at least 16 characters)", schema: text, apply: (c, v) => (c.metricsToken = v), secret: "token" }),
   option({ key: "pluginHookTimeoutMs", flag: "--plugin-hook-timeout-ms <ms>", env: "ZIMCHAT_PLUGIN_HOOK_TIMEOUT_MS", defaultText: "1000", meaning: "budget of one plugin for one hook call (all recipients of a send together) or route request", schema: positive, apply: (c, v) => (c.pluginHookTimeoutMs = v) }),
   option({ key: "pluginStartTimeoutMs", flag: "--plugin-start-timeout-ms <ms>", env: "ZIMCHAT_PLUGIN_START_TIMEOUT_MS", defaultText: "30000", meaning: "budget of one plugin's `setup`, `start` and `stop`", schema: positive, apply: (c, v) => (c.pluginStartTimeoutMs = v) }),
+  option({ key: "eventLoopStallMs", flag: "--event-loop-stall-ms <ms>", env: "ZIMCHAT_EVENT_LOOP_STALL_MS", defaultText: "1000", meaning: "an event-loop stall this long is logged with the plugin and hook that ran, and counted (`0`: off)", schema: wholeNumber, apply: (c, v) => (c.eventLoopStallMs = v) }),
   option({ key: "plugins", defaultText: "[]", meaning: "server plugins, file only: `[{ \"use\": \"<package or ./path.js>\", \"config\": {…} }]`", schema: z.unknown(), apply: (c, v) => (c.plugins = v as PluginSpec[]) }),
 ];
 
