@@ -121,13 +121,19 @@ async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: stri
     await opaqueBlobsCheck(reader, dataDir, files),
   ];
 
+  // Whether stored timestamps are coarsened to the minute (every one a multiple of 60 s) or kept to the millisecond.
+  const finer = await count(reader, `SELECT count(*) AS n FROM "Envelope" WHERE "serverTimestamp" % 60000 <> 0 OR "expiresAt" % 60000 <> 0`);
+  const granularity = envelopes.total && !finer ? "to the minute" : envelopes.total ? "to the millisecond" : "(none queued)";
   const freePages = reader.provider === "sqlite" ? await count(reader, `SELECT freelist_count AS n FROM pragma_freelist_count`) : 0;
   const privateKeys = files.filter((f) => f.kind === "private-key");
   const held = [
     `${rowsOf("Account")} accounts: UUID, username, identity PUBLIC key, creation day, hash of the unidentified-access key`,
     `${rowsOf("Device")} devices: account, device number, registration id, password hash, creation day, last connection day`,
     `${envelopes.total} queued envelopes: ${envelopes.notSealed} not sealed (sender and recipient visible: who writes to whom, while queued), ` +
-      `${envelopes.sealed} sealed (recipient only); server timestamps to the millisecond; ${envelopes.everQueued} envelopes queued over the server's life`,
+      `${envelopes.sealed} sealed (recipient only); server timestamps and expiry ${granularity}; ${envelopes.everQueued} envelopes queued over the server's life`,
+    `timing: the envelopes of one send (one multi-recipient upload, or one message to several devices) are committed together, so they have ` +
+      `consecutive queue numbers (seq) and the same server timestamp (${granularity}); while they are queued, that still shows which ` +
+      "recipients one upload reached, sealed or not (ordering comes from seq, not from the timestamp)",
     `${rowsOf("Attachment")} attachments: uploader account, padded size, upload time`,
     `${rowsOf("LinkCode")} pending device links, ${rowsOf("Invite")} invites (hashes of their secrets only)`,
     `${rowsOf("EcPreKey") + rowsOf("KyberPreKey")} unused one-time PUBLIC pre-keys`,
