@@ -213,7 +213,12 @@ export async function openHomeserver(config: ServerConfig, logger: Logger = crea
   let database: Database | undefined;
   let home: Homeserver | null = null;
   try {
-    database = await openDatabase({ databaseUrl: config.databaseUrl, sqliteSynchronous: config.sqliteSynchronous });
+    database = await openDatabase({
+      databaseUrl: config.databaseUrl,
+      sqliteSynchronous: config.sqliteSynchronous,
+      sqliteCheckpointMs: config.sqliteCheckpointMs,
+      onCheckpointError: (error) => logger.warn({ err: error }, "SQLite WAL checkpoint failed (retried at the next interval)"),
+    });
     const plugins = await setUpPlugins(config, database, logger, loaded);
     home = createApp(config, { database, logger, plugins, ...(redis && { redis }) });
     await plugins.start();

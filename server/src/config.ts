@@ -108,6 +108,12 @@ export interface ServerConfig {
    */
   eventLoopStallMs: number;
   /**
+   * SQLite: checkpoint and truncate the write-ahead log this often, so
+   * acknowledged (deleted) envelopes leave the WAL and the database file
+   * within seconds; 0 leaves it to SQLite's auto-checkpoint. @default 2000
+   */
+  sqliteCheckpointMs: number;
+  /**
    * Redis (`redis://` or `rediss://`). Set: Socket.IO Redis adapter, rate
    * limits in Redis, cluster-wide job locks. Unset: one node, all in memory. @default undefined
    */
@@ -176,6 +182,7 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     pluginHookTimeoutMs: partial.pluginHookTimeoutMs ?? 1000,
     pluginStartTimeoutMs: partial.pluginStartTimeoutMs ?? 30_000,
     eventLoopStallMs: partial.eventLoopStallMs ?? 1000,
+    sqliteCheckpointMs: partial.sqliteCheckpointMs ?? 2000,
     redisUrl: partial.redisUrl || undefined,
     redisPrefix: partial.redisPrefix ?? "zimchat",
     attachmentsDir: resolve(partial.attachmentsDir ?? resolve(dataDir, "attachments")),
@@ -213,8 +220,8 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
   for (const option of ["pluginHookTimeoutMs", "pluginStartTimeoutMs"] as const) {
     if (!Number.isSafeInteger(config[option]) || config[option] < 1) throw new ConfigError(`${option} ${config[option]} must be a positive integer (milliseconds)`);
   }
-  if (!Number.isSafeInteger(config.eventLoopStallMs) || config.eventLoopStallMs < 0) {
-    throw new ConfigError(`eventLoopStallMs ${config.eventLoopStallMs} must be a whole number of milliseconds (0: off)`);
+  for (const option of ["eventLoopStallMs", "sqliteCheckpointMs"] as const) {
+    if (!Number.isSafeInteger(config[option]) || config[option] < 0) throw new ConfigError(`${option} ${config[option]} must be a whole number of milliseconds (0: off)`);
   }
   for (const [option, env] of [["adminToken", "ZIMCHAT_ADMIN_TOKEN"], ["metricsToken", "ZIMCHAT_METRICS_TOKEN"]] as const) {
     const token = config[option];
