@@ -145,8 +145,10 @@ async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: stri
   ];
   if (reader.provider === "sqlite") {
     held.push(
-      `${freePages} free database pages and the write-ahead log may still hold recently deleted rows (acknowledged envelopes, with the sender of non-sealed ones) ` +
-        "until SQLite reuses the pages or checkpoints; the checks below read live rows only",
+      `${freePages} free database pages (zeroed when the server ran with secure_delete, as it does); the write-ahead log ` +
+        `(${files.find((f) => f.path.endsWith("-wal"))?.bytes ?? 0} bytes) holds the writes since the last checkpoint, including rows deleted since then as they were ` +
+        "inserted (acknowledged envelopes, with the sender of non-sealed ones); the server checkpoints and truncates it every --sqlite-checkpoint-ms (2 s by default); " +
+        "the checks below read live rows only",
     );
   } else {
     held.push("PostgreSQL keeps deleted rows (acknowledged envelopes, with the sender of non-sealed ones) as dead tuples until vacuumed, and in its WAL and any backups; the checks below read live rows only");
