@@ -104,7 +104,9 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   // Raw-body routes (attachments) first: the JSON parser below would read their bodies.
   app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
   app.use(express.json({ limit: limits.maxBodyBytes, strict: true, type: () => true }));
-  const storage = new StorageHealth(config.dataDir, database.provider === "sqlite");
+  const storage = new StorageHealth(config.dataDir, database.provider === "sqlite", () =>
+    logger.warn("storage is full: writes answer 507 storage_full and /readyz is not ready until space is freed"),
+  );
   app.use(createRouter(createHandlers(config, database, services, storage), services.accounts, logger));
   app.use(createAdminRouter(config, database, services, io, logger));
   if (plugins.routes.length) app.use(createPluginRouter(plugins, services.accounts, logger));

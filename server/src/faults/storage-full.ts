@@ -6,9 +6,10 @@ export const storageFullRetryAfterSeconds = 30;
 
 // What a full disk looks like from each layer: Node's fs (ENOSPC, EDQUOT),
 // SQLite (SQLITE_FULL, "database or disk is full"), PostgreSQL (SQLSTATE
-// 53100 disk_full, "No space left on device" in its own messages).
+// 53100 disk_full, "No space left on device" in its own messages); a code
+// named in a message counts too (the attachment service reports "(ENOSPC)").
 const fullCodes = new Set(["ENOSPC", "EDQUOT", "SQLITE_FULL", "53100"]);
-const fullMessage = /SQLITE_FULL|database or disk is full|No space left on device|disk quota exceeded|\bdisk_full\b/i;
+const fullMessage = /SQLITE_FULL|database or disk is full|No space left on device|disk quota exceeded|\bdisk_full\b|\bENOSPC\b|\bEDQUOT\b/i;
 
 /** Whether `error` (or an error in its `cause` chain, as Prisma wraps the driver's) says the storage is full. */
 export function isStorageFull(error: unknown): boolean {
@@ -71,10 +72,12 @@ export class StorageHealth {
   /**
    * @param dataDir the data directory (SQLite database, attachments)
    * @param databaseIsLocal whether the database lives in `dataDir` (SQLite)
+   * @param onFull called when the storage turns full (not for every refused write): the operator's log line
    */
   constructor(
     private readonly dataDir: string,
     private readonly databaseIsLocal: boolean,
+    private readonly onFull: () => void = () => {},
   ) {
     listeners.add(this.listener);
   }
@@ -84,8 +87,10 @@ export class StorageHealth {
     const free = freeBytes(this.dataDir);
     // Several apps may share a process (tests): a full disk elsewhere is not this one's, unless the database is remote.
     if (this.databaseIsLocal && free !== null && free >= plentyBytes) return;
-    this.freeAtFull = this.fullAt === null ? free : Math.min(free ?? Infinity, this.freeAtFull ?? Infinity);
+    const turning = this.fullAt === null;
+    this.freeAtFull = turning ? free : Math.min(free ?? Infinity, this.freeAtFull ?? Infinity);
     this.fullAt = Date.now();
+    if (turning) this.onFull();
   }
 
   /** Whether the storage still counts as full. */

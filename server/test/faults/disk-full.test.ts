@@ -139,16 +139,26 @@ describe("disk full, with the log on the full disk", () => {
       const res = await send();
       if (res.status !== 200) refused = res;
     }
+    // An attachment upload (its file is on the full disk on either database) is refused the same way.
+    const upload = await fetch(`${url}/v1/attachments`, {
+      method: "POST",
+      headers: { authorization: alice.authHeader, "content-type": "application/octet-stream" },
+      body: new Uint8Array(256 * 1024).fill(7),
+      signal: AbortSignal.timeout(5000),
+    });
+    assert.equal(upload.status, 507, `attachment upload on a full disk: ${upload.status} ${await upload.clone().text()}`);
+    assert.equal(((await upload.json()) as { code: string }).code, "storage_full");
+    assert.ok(Number(upload.headers.get("retry-after")) > 0, "Retry-After on the upload");
     const health = await call(url, "GET", "/healthz");
     assert.equal(health.status, 200, "/healthz must answer while the disk is full");
+    const ready = await call(url, "GET", "/readyz");
+    assert.equal(ready.status, 503, "/readyz must be not ready while the disk is full");
     if (testProvider === "sqlite") {
       assert.ok(refused, "a send must be refused once the disk is full");
       assert.equal(refused.status, 507);
       assert.equal(refused.body.code, "storage_full");
       assert.ok(Number(refused.headers.get("retry-after")) > 0, "Retry-After");
       assert.equal((await send()).status, 507, "still refused while full");
-      const ready = await call(url, "GET", "/readyz");
-      assert.equal(ready.status, 503, "/readyz must be not ready while the disk is full");
       // The same refusal over the socket.
       const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(url, { auth: alice.socketAuth, transports: ["websocket"], reconnection: false, forceNew: true });
       try {
@@ -175,8 +185,8 @@ describe("disk full, with the log on the full disk", () => {
     assert.equal((await call(url, "GET", "/readyz")).status, 200, "/readyz must be ready again");
     await sleep(1500); // the log destination retries once a second
     assert.equal(child!.exitCode, null, "the server must survive the log destination's recovery");
-    const metrics = await call(url, "GET", "/metrics").catch(() => null);
-    void metrics;
+    const metrics = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    assert.match(metrics, /^zimchat_log_lines_dropped_total \d+$/m, "dropped log lines are counted");
 
     // Every acknowledged envelope is delivered.
     const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(url, { auth: bob.socketAuth, transports: ["websocket"], reconnection: false, forceNew: true });
@@ -197,6 +207,8 @@ describe("disk full, with the log on the full disk", () => {
     // The log says the destination failed and came back (lines were buffered, none lost silently).
     const log = readFileSync(logFile, "utf8");
     if (testProvider === "sqlite") assert.match(log, /"failure":"ENOSPC"/);
+    // The warning logged while the disk was full was buffered, not lost.
+    assert.match(log, /"msg":"storage is full: writes answer 507/);
     console.log(`disk full: ${acknowledged.size} acknowledged sends delivered, filler ${Math.round(filled / 1024)} KiB`);
   });
 });
