@@ -1,7 +1,7 @@
 import { writeSync } from "node:fs";
 
-/** Errors after which writing again later may work (disk full, a pipe that is full or gone, an I/O error). */
-const retryAfterMs = 1000;
+/** When to try again after a failed write: soon for a full pipe (its reader drains it), later for a full disk or an I/O error. */
+const retryAfterMs = (code: string): number => (code === "EAGAIN" ? 20 : 1000);
 
 /**
  * A pino destination that never blocks the event loop on a failing log and
@@ -9,10 +9,12 @@ const retryAfterMs = 1000;
  * are written synchronously (as pino's default destination does) while the
  * file descriptor takes them; when a write fails (ENOSPC on a full disk,
  * EAGAIN on a full pipe, EPIPE, EIO), lines wait in a bounded buffer and
- * the write is retried a second later; lines that do not fit are dropped
+ * the write is retried (20 ms later for a full pipe, a second later
+ * otherwise); lines that do not fit are dropped
  * and counted ({@link SafeDestination.dropped}, `zimchat_log_lines_dropped_total`).
  * Once the destination takes lines again, the buffer is written and one
- * line says how many were dropped.
+ * line says what failed and how many lines were dropped (after a full pipe
+ * only if lines were dropped: the log reader cannot keep up).
  */
 export class SafeDestination {
   /** Lines dropped so far because the destination failed and the buffer was full. */
@@ -53,8 +55,10 @@ export class SafeDestination {
       try {
         written = writeSync(this.fd, head);
       } catch (error) {
-        this.failure = (error as NodeJS.ErrnoException).code ?? "error";
-        this.retry = setTimeout(() => this.flush(), retryAfterMs);
+        const code = (error as NodeJS.ErrnoException).code ?? "error";
+        // The notice names the worst failure of the episode (a full disk, not the full pipe after it).
+        if (this.failure === null || this.failure === "EAGAIN") this.failure = code;
+        this.retry = setTimeout(() => this.flush(), retryAfterMs(code));
         // A failing log must not keep a process alive that is otherwise done.
         this.retry.unref();
         return;
@@ -63,8 +67,12 @@ export class SafeDestination {
       if (written >= head.length) this.queue.shift();
       else this.queue[0] = head.subarray(written);
     }
+    // A full pipe that lost nothing is routine back-pressure: no notice for it.
+    if (this.failure === "EAGAIN" && !this.droppedSinceFailure) this.failure = null;
     if (this.failure) {
-      const notice = { level: 40, time: Date.now(), service: "zimchat", failure: this.failure, dropped: this.droppedSinceFailure, msg: "the log destination failed; lines were buffered and some dropped" };
+      const dropped = this.droppedSinceFailure;
+      const msg = `the log destination failed (${this.failure}); ${dropped} lines were dropped, the others were kept and written now`;
+      const notice = { level: 40, time: Date.now(), service: "zimchat", failure: this.failure, dropped, msg };
       this.failure = null;
       this.droppedSinceFailure = 0;
       this.write(`${JSON.stringify(notice)}\n`);
