@@ -47,6 +47,14 @@ export class SafeDestination {
     if (!this.retry) this.flush();
   }
 
+  /** Stops retrying and forgets buffered lines (before the file descriptor is closed). */
+  end(): void {
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = null;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+  }
+
   private flush(): void {
     this.retry = null;
     while (this.queue.length) {
