@@ -24,7 +24,9 @@ export function startWalCheckpoints(prisma: Db, intervalMs: number, onError: (er
     // One at a time: a slow disk must not queue checkpoints up.
     if (running) return;
     running = true;
-    prisma.$queryRawUnsafe("PRAGMA wal_checkpoint(TRUNCATE)").then(
+    // Inside a (deferred, empty) transaction: the adapter's one connection then waits for any
+    // open write transaction to end first; a checkpoint in the middle of one fails with SQLITE_LOCKED.
+    prisma.$transaction((tx) => tx.$queryRawUnsafe("PRAGMA wal_checkpoint(TRUNCATE)")).then(
       () => (running = false),
       (error: unknown) => {
         running = false;
