@@ -143,7 +143,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   // A plugin (or anything) that blocks the loop cannot be interrupted: it is named afterwards.
   const stalls = config.eventLoopStallMs > 0
     ? watchEventLoop(config.eventLoopStallMs, (stallMs, since) => {
-        const { culprit, suspects } = plugins.activity.blame(since);
+        const { culprit, suspects } = plugins.activity.blame(since, stallMs);
         metrics.eventLoopStalls.inc({ plugin: culprit?.plugin ?? "none", hook: culprit?.hook ?? "none" });
         if (culprit) {
           logger.warn({ plugin: culprit.plugin, hook: culprit.hook, stallMs, exact: culprit.exact }, `event loop blocked for ${stallMs} ms by plugin "${culprit.plugin}" in ${culprit.hook}`);

@@ -24,6 +24,8 @@ const rememberFromMs = 20;
 export class PluginActivity {
   private lastLong: LongRun | null = null;
   private readonly pending = new Map<number, PluginCall>();
+  /** Calls that settled lately: a busy loop at the end of an async hook settles it before the stall is seen. */
+  private settled: { call: PluginCall; at: number }[] = [];
   private nextId = 0;
 
   /** Runs `fn` (the synchronous part of a plugin call) and times it; if it returns a promise, tracks it until it settles. */
@@ -43,21 +45,30 @@ export class PluginActivity {
     if (typeof (result as { then?: unknown } | null)?.then === "function") {
       const id = this.nextId++;
       this.pending.set(id, call);
-      const done = (): void => void this.pending.delete(id);
+      const done = (): void => {
+        this.pending.delete(id);
+        const at = performance.now();
+        // Kept for a few seconds, at most 100: enough for the next monitor tick.
+        this.settled = this.settled.filter((s) => at - s.at < 5000).slice(-99);
+        this.settled.push({ call, at });
+      };
       (result as PromiseLike<unknown>).then(done, done);
     }
     return result;
   }
 
   /**
-   * Who to blame for a stall of the loop that ended now and began after
+   * Who to blame for a stall of `stallMs` that ended now and began after
    * `since` (a `performance.now()` time): the synchronous run that ended in
-   * that window, else the one plugin with calls in flight, else null (the
-   * stall was the server's own, or several plugins were in flight: `suspects`).
+   * that window and took at least half the stall, else the one plugin call
+   * in flight during the window, else null (the stall was the server's own, or several
+   * plugins were in flight: `suspects`).
    */
-  blame(since: number): { culprit: (PluginCall & { exact: boolean }) | null; suspects: PluginCall[] } {
-    const suspects = [...new Map([...this.pending.values()].map((c) => [`${c.plugin}\0${c.hook}`, c])).values()];
-    if (this.lastLong && this.lastLong.endedAt >= since) {
+  blame(since: number, stallMs: number): { culprit: (PluginCall & { exact: boolean }) | null; suspects: PluginCall[] } {
+    // In flight during the stall: still pending, or settled since it began.
+    const inFlight = [...this.pending.values(), ...this.settled.filter((s) => s.at >= since).map((s) => s.call)];
+    const suspects = [...new Map(inFlight.map((c) => [`${c.plugin}\0${c.hook}`, c])).values()];
+    if (this.lastLong && this.lastLong.endedAt >= since && this.lastLong.ms >= stallMs / 2) {
       const { plugin, hook } = this.lastLong;
       return { culprit: { plugin, hook, exact: true }, suspects };
     }
