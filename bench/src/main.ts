@@ -9,6 +9,7 @@ import { log, runBench } from "./run.js";
 import { median } from "./stats.js";
 import { formatClientPipeline, runClientPipeline } from "./client-pipeline.js";
 import { clusterBenchOptions, formatClusterBench, runClusterBench, type ClusterBenchResult } from "./cluster.js";
+import { formatWalCheckpointBench, runWalCheckpointBench } from "./wal-checkpoints.js";
 
 async function main(): Promise<void> {
   const options = parseBenchOptions(process.argv.slice(2));
@@ -17,6 +18,8 @@ async function main(): Promise<void> {
   process.stdout.write(`${formatReport(summary)}\n`);
   const client = options.relayOnly ? undefined : await runClientPipeline(options.quick, log);
   if (client) process.stdout.write(`\n${formatClientPipeline(client)}\n`);
+  const checkpoints = options.relayOnly ? undefined : await runWalCheckpointBench(options.quick, log);
+  if (checkpoints) process.stdout.write(`\n${formatWalCheckpointBench(checkpoints)}\n`);
   let cluster: ClusterBenchResult | undefined;
   if (!options.relayOnly) {
     try {
@@ -39,7 +42,8 @@ async function main(): Promise<void> {
       cluster_redis_ratio: cluster?.redisRatio ?? null,
       cluster_redis_cpu_us_per_msg: cluster?.redisCpuUsPerMsg ?? null,
     };
-    process.stdout.write(`${JSON.stringify({ ...summary, ...clientFigures, ...clusterFigures })}\n`);
+    const checkpointFigures = { wal_checkpoint_ratio: checkpoints?.ratio ?? null, wal_checkpoint_cpu_us_per_msg: checkpoints?.cpuUsPerMsg ?? null };
+    process.stdout.write(`${JSON.stringify({ ...summary, ...clientFigures, ...clusterFigures, ...checkpointFigures })}\n`);
   }
 }
 

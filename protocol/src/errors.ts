@@ -41,6 +41,7 @@ export const errorStatus = {
   too_many_attachments: 429,
   internal: 500,
   unavailable: 503,
+  storage_full: 507,
 } as const;
 
 /** A machine-readable error code. */
@@ -58,7 +59,7 @@ export const issueSchema = z.object({
 /**
  * The body of every error answer. Some codes carry extra fields:
  * `mismatched_devices` has `missingDevices` and `extraDevices`,
- * `stale_devices` has `staleDevices`, `rate_limited` has `retryAfterSeconds`,
+ * `stale_devices` has `staleDevices`, `rate_limited` and `storage_full` have `retryAfterSeconds`,
  * `invalid_request` has `issues`, `refused_by_plugin` has `plugin` and
  * `pluginCode` (and `retryAfterSeconds` for a quota).
  */

@@ -11,7 +11,9 @@ import { createAttachmentRouter } from "./http/attachments.js";
 import { bearerAuth } from "./http/bearer-auth.js";
 import { createGuards, createHandlers } from "./http/handlers.js";
 import { createRouter, errorMiddleware } from "./http/router.js";
-import { createLogger, type Logger } from "./logger.js";
+import { watchEventLoop } from "./faults/event-loop-stalls.js";
+import { StorageHealth } from "./faults/storage-full.js";
+import { createLogger, droppedLogLines, type Logger } from "./logger.js";
 import { Metrics } from "./metrics/metrics.js";
 import { loadPlugins, type LoadedPlugin } from "./plugins/load-plugins.js";
 import { PluginHost } from "./plugins/plugin-host.js";
@@ -77,7 +79,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   }
   const plugins = deps.plugins ?? PluginHost.empty();
   // The queue depth is read on scrape only, through the mailbox built just below.
-  const metrics: Metrics = new Metrics(() => services.mailbox.queueDepth());
+  const metrics: Metrics = new Metrics(() => services.mailbox.queueDepth(), () => droppedLogLines(logger));
   const services = createServices(config, database, { plugins, metrics, ...(redis && { rateLimitStore: { redis: redis.client, prefix: redis.prefix } }) });
   // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.
   services.certificates.open();
@@ -101,8 +103,11 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   }
   // Raw-body routes (attachments): their bodies stream to disk, never parsed.
   app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
+  const storage = new StorageHealth(config.dataDir, database.provider === "sqlite", () =>
+    logger.warn("storage is full: writes answer 507 storage_full and /readyz is not ready until space is freed"),
+  );
   // No app-wide body parser: each route reads its own JSON body, after authentication, under its own limit.
-  app.use(createRouter(createHandlers(config, database, services), services.accounts, logger, { guards: createGuards(services), refusals: metrics }));
+  app.use(createRouter(createHandlers(config, database, services, storage), services.accounts, logger, { guards: createGuards(services), refusals: metrics }));
   app.use(createAdminRouter(config, database, services, io, logger, metrics));
   if (plugins.routes.length) app.use(createPluginRouter(plugins, services.accounts, logger, metrics));
   app.use((_req, _res, next) => next(new HttpError("not_found", "No such route")));
@@ -135,10 +140,25 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   }, config.expirySweepMs);
   sweep.unref();
 
+  // A plugin (or anything) that blocks the loop cannot be interrupted: it is named afterwards.
+  const stalls = config.eventLoopStallMs > 0
+    ? watchEventLoop(config.eventLoopStallMs, (stallMs, since) => {
+        const { culprit, suspects } = plugins.activity.blame(since, stallMs);
+        metrics.eventLoopStalls.inc({ plugin: culprit?.plugin ?? "none", hook: culprit?.hook ?? "none" });
+        if (culprit) {
+          logger.warn({ plugin: culprit.plugin, hook: culprit.hook, stallMs, exact: culprit.exact }, `event loop blocked for ${stallMs} ms by plugin "${culprit.plugin}" in ${culprit.hook}`);
+        } else {
+          logger.warn({ stallMs, pluginsInFlight: suspects }, `event loop blocked for ${stallMs} ms`);
+        }
+      })
+    : null;
+
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       clearInterval(sweep);
+      stalls?.stop();
+      storage.close();
       const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       httpServer.closeIdleConnections();
       const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdownGraceMs).unref());
@@ -195,7 +215,12 @@ export async function openHomeserver(config: ServerConfig, logger: Logger = crea
   let database: Database | undefined;
   let home: Homeserver | null = null;
   try {
-    database = await openDatabase({ databaseUrl: config.databaseUrl, sqliteSynchronous: config.sqliteSynchronous });
+    database = await openDatabase({
+      databaseUrl: config.databaseUrl,
+      sqliteSynchronous: config.sqliteSynchronous,
+      sqliteCheckpointMs: config.sqliteCheckpointMs,
+      onCheckpointError: (error) => logger.warn({ err: error }, "SQLite WAL checkpoint failed (retried at the next interval)"),
+    });
     const plugins = await setUpPlugins(config, database, logger, loaded);
     home = createApp(config, { database, logger, plugins, ...(redis && { redis }) });
     await plugins.start();

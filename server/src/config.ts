@@ -110,6 +110,18 @@ export interface ServerConfig {
   /** Time budget of one plugin's `setup`, `start` and `stop`. @default 30 s */
   pluginStartTimeoutMs: number;
   /**
+   * An event-loop stall at least this long is logged (with the plugin and
+   * hook that ran, if any) and counted in `zimchat_event_loop_stalls_total`;
+   * 0 turns the monitor off. @default 1000
+   */
+  eventLoopStallMs: number;
+  /**
+   * SQLite: checkpoint and truncate the write-ahead log this often, so
+   * acknowledged (deleted) envelopes leave the WAL and the database file
+   * within seconds; 0 leaves it to SQLite's auto-checkpoint. @default 2000
+   */
+  sqliteCheckpointMs: number;
+  /**
    * Redis (`redis://` or `rediss://`). Set: Socket.IO Redis adapter, rate
    * limits in Redis, cluster-wide job locks. Unset: one node, all in memory. @default undefined
    */
@@ -181,6 +193,8 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     plugins: checkPluginSpecs(partial.plugins ?? []),
     pluginHookTimeoutMs: partial.pluginHookTimeoutMs ?? 1000,
     pluginStartTimeoutMs: partial.pluginStartTimeoutMs ?? 30_000,
+    eventLoopStallMs: partial.eventLoopStallMs ?? 1000,
+    sqliteCheckpointMs: partial.sqliteCheckpointMs ?? 2000,
     redisUrl: partial.redisUrl || undefined,
     redisPrefix: partial.redisPrefix ?? "zimchat",
     attachmentsDir: resolve(partial.attachmentsDir ?? resolve(dataDir, "attachments")),
@@ -217,6 +231,9 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
   }
   for (const option of ["pluginHookTimeoutMs", "pluginStartTimeoutMs"] as const) {
     if (!Number.isSafeInteger(config[option]) || config[option] < 1) throw new ConfigError(`${option} ${config[option]} must be a positive integer (milliseconds)`);
+  }
+  for (const option of ["eventLoopStallMs", "sqliteCheckpointMs"] as const) {
+    if (!Number.isSafeInteger(config[option]) || config[option] < 0) throw new ConfigError(`${option} ${config[option]} must be a whole number of milliseconds (0: off)`);
   }
   for (const [option, env] of [["adminToken", "ZIMCHAT_ADMIN_TOKEN"], ["metricsToken", "ZIMCHAT_METRICS_TOKEN"]] as const) {
     const token = config[option];

@@ -5,6 +5,7 @@ import { PrismaClient as PostgresClient } from "../generated/prisma-postgresql/c
 import type { SqliteSynchronous } from "../config.js";
 import { parseDatabaseUrl, type DatabaseTarget } from "./database-url.js";
 import { migrate, readMigrations } from "./migrate.js";
+import { startWalCheckpoints, type WalCheckpoints } from "./wal-checkpoints.js";
 
 /**
  * The Prisma client the stores use. Both providers are generated from the one
@@ -32,6 +33,14 @@ export interface OpenDatabaseOptions {
   sqliteSynchronous?: SqliteSynchronous;
   /** Apply pending migrations first. @default true */
   migrate?: boolean;
+  /**
+   * SQLite: checkpoint and truncate the WAL this often, so deleted rows leave
+   * the WAL and the main file within seconds (0: SQLite's own auto-checkpoint
+   * only). @default 2000
+   */
+  sqliteCheckpointMs?: number;
+  /** Where a failed periodic checkpoint is reported. */
+  onCheckpointError?: (error: unknown) => void;
 }
 
 /**
@@ -44,6 +53,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   const expected = readMigrations(target.provider).map((m) => m.name);
 
   let prisma: Db;
+  let checkpoints: WalCheckpoints | null = null;
   if (target.provider === "sqlite") {
     prisma = new SqliteClient({ adapter: new PrismaBetterSqlite3({ url: target.path, timeout: 5000 }) });
     // The adapter holds one connection; these pragmas apply to it.
@@ -52,6 +62,9 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     await prisma.$executeRawUnsafe("PRAGMA foreign_keys = ON");
     // Deleted rows (acknowledged envelopes, with the sender of non-sealed ones) are overwritten, not left in free pages.
     await prisma.$queryRawUnsafe("PRAGMA secure_delete = ON");
+    // …and leave the WAL too: its older frames hold rows as inserted until it is truncated.
+    const checkpointMs = options.sqliteCheckpointMs ?? 2000;
+    if (checkpointMs > 0) checkpoints = startWalCheckpoints(prisma, checkpointMs, options.onCheckpointError ?? (() => {}));
   } else {
     // search_path makes raw SQL (atomic key claims, health checks) see the same schema.
     const adapter = new PrismaPg(
@@ -76,6 +89,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       }
     },
     async close() {
+      checkpoints?.stop();
       await prisma.$disconnect();
     },
   };

@@ -2,6 +2,7 @@ import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { HttpError } from "../errors.js";
 import type { Services } from "../services/index.js";
+import type { StorageHealth } from "../faults/storage-full.js";
 import { buildOpenApiDocument, limits } from "@zimchat/protocol";
 import type { RouteGuards, RouteHandlers } from "./context.js";
 import { serverVersion } from "../version.js";
@@ -10,7 +11,7 @@ import { serverVersion } from "../version.js";
  * The REST handlers: each maps a validated request to one service call.
  * Validation, authentication and error mapping happen in the router.
  */
-export function createHandlers(config: ServerConfig, database: Database, services: Services): RouteHandlers {
+export function createHandlers(config: ServerConfig, database: Database, services: Services, storage?: StorageHealth): RouteHandlers {
   const openapi = buildOpenApiDocument({ version: serverVersion, serverName: config.serverName });
   const { accounts, keys, mailbox } = services;
   return {
@@ -18,6 +19,8 @@ export function createHandlers(config: ServerConfig, database: Database, service
     ready: async () => {
       const check = await database.check();
       if (!check.database || !check.migrations) throw new HttpError("unavailable", "The database is not ready");
+      // Not ready while a full disk refuses writes: a load balancer sends users elsewhere until space is freed.
+      if (storage?.full()) throw new HttpError("unavailable", "The server's storage is full");
       return { status: "ready", ...check };
     },
     openapi: async () => openapi as { openapi: string },

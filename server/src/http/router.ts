@@ -2,6 +2,7 @@ import { Router, type NextFunction, type Request, type RequestHandler, type Resp
 import { accessKeyHeader, bodyLimitOf, routes, type RouteName, type RouteSpec } from "@zimchat/protocol";
 import type { ZodError } from "zod";
 import { HttpError } from "../errors.js";
+import { storageFullError } from "../faults/storage-full.js";
 import type { Logger } from "../logger.js";
 import { unauthorized, type AccountService } from "../services/account-service.js";
 import { parseBasicAuth } from "./basic-auth.js";
@@ -106,9 +107,12 @@ export function errorMiddleware(logger: Logger) {
   };
 }
 
-/** Express body-parser failures and our own refusals as an HttpError; null for anything unexpected. */
+/** Express body-parser failures, a full disk and our own refusals as an HttpError; null for anything unexpected. */
 export function toHttpError(error: unknown): HttpError | null {
   if (error instanceof HttpError) return error;
+  // A full disk (SQLite, PostgreSQL, attachment files): 507 storage_full with Retry-After, nothing stored.
+  const full = storageFullError(error);
+  if (full) return full;
   const type = (error as { type?: string } | null)?.type;
   if (type === tooDeepType) return tooDeeplyNested();
   if (type === "entity.too.large") return new HttpError("body_too_large", "The request body is too large");

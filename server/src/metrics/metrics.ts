@@ -27,14 +27,24 @@ export class Metrics {
    * an account, a device or an address. Rate limits have their own counter.
    */
   readonly refusals: Counter<"reason">;
+  /**
+   * Event-loop stalls over the threshold, by the plugin and hook that ran
+   * (`none` when no plugin code was to blame: a stall of the server's own).
+   */
+  readonly eventLoopStalls: Counter<"plugin" | "hook">;
+  /** Log lines the log destination could not take (disk full, closed pipe) and that were dropped. */
+  readonly logLinesDropped: Counter;
   /** HTTP request latency by route template, method and status class. */
   readonly httpDuration: Histogram<"route" | "method" | "status">;
 
   /** Socket.IO event latency (request to acknowledgement) by event name. */
   readonly socketDuration: Histogram<"event">;
 
-  /** @param queueDepth counts the envelopes waiting in every mailbox (one COUNT query) */
-  constructor(queueDepth: () => Promise<number>) {
+  /**
+   * @param queueDepth counts the envelopes waiting in every mailbox (one COUNT query)
+   * @param droppedLogLines the log destination's count of dropped lines so far (it exists before the metrics)
+   */
+  constructor(queueDepth: () => Promise<number>, droppedLogLines: () => number = () => 0) {
     collectDefaultMetrics({ register: this.registry, prefix: "zimchat_" });
     const registers = [this.registry];
     this.connectedDevices = new Gauge({ name: "zimchat_connected_devices", help: "Devices connected to this node over Socket.IO", registers });
@@ -43,6 +53,18 @@ export class Metrics {
     this.envelopesExpired = new Counter({ name: "zimchat_envelopes_expired_total", help: "Envelopes deleted unread when their time to live ran out", registers });
     this.rateLimitRefusals = new Counter({ name: "zimchat_rate_limit_refusals_total", help: "Requests refused by a rate limit", labelNames: ["limit"], registers });
     this.refusals = new Counter({ name: "zimchat_refusals_total", help: "Requests, connections and uploads refused to keep a resource bounded, by reason", labelNames: ["reason"], registers });
+    this.eventLoopStalls = new Counter({ name: "zimchat_event_loop_stalls_total", help: "Event-loop stalls over the threshold, by the plugin and hook that ran (none: not a plugin)", labelNames: ["plugin", "hook"], registers });
+    let droppedSeen = 0;
+    this.logLinesDropped = new Counter({
+      name: "zimchat_log_lines_dropped_total",
+      help: "Log lines dropped because the log destination failed (disk full, closed pipe)",
+      registers,
+      collect() {
+        const dropped = droppedLogLines();
+        if (dropped > droppedSeen) this.inc(dropped - droppedSeen);
+        droppedSeen = dropped;
+      },
+    });
     this.httpDuration = new Histogram({
       name: "zimchat_http_request_duration_seconds",
       help: "HTTP request latency by route template, method and status class",

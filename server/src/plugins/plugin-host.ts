@@ -23,6 +23,7 @@ import type { Logger } from "../logger.js";
 import type { PluginStore } from "../stores/plugin-store.js";
 import type { LoadedPlugin } from "./load-plugins.js";
 import { PluginError, PluginTimeoutError, type PluginFailurePoint } from "./plugin-error.js";
+import { PluginActivity } from "./plugin-activity.js";
 
 /** Veto hooks and what they are asked about. */
 export interface VetoHookPayloads {
@@ -115,6 +116,8 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 export class PluginHost {
   private readonly byHook = new Map<HookName, Entry[]>();
   private started: Entry[] = [];
+  /** Which plugin code runs or is pending, for the event-loop stall monitor. */
+  readonly activity = new PluginActivity();
 
   private constructor(
     private readonly entries: Entry[],
@@ -194,7 +197,7 @@ export class PluginHost {
   async start(): Promise<void> {
     for (const entry of this.entries) {
       if (entry.hooks.start) {
-        const outcome = await settle(() => entry.hooks.start!(), this.startTimeoutMs);
+        const outcome = await settle(() => this.activity.run({ plugin: entry.name, hook: "start" }, () => entry.hooks.start!()), this.startTimeoutMs);
         if (!outcome.ok) {
           await this.stop();
           throw new PluginError(entry.name, "start", describe(outcome.error), { cause: outcome.error });
@@ -210,7 +213,7 @@ export class PluginHost {
     this.started = [];
     for (const entry of started) {
       if (!entry.hooks.stop) continue;
-      const outcome = await settle(() => entry.hooks.stop!(), this.startTimeoutMs);
+      const outcome = await settle(() => this.activity.run({ plugin: entry.name, hook: "stop" }, () => entry.hooks.stop!()), this.startTimeoutMs);
       if (!outcome.ok) this.logFailure(entry.name, "stop", outcome.error);
     }
   }
@@ -229,7 +232,10 @@ export class PluginHost {
       const deadline = performance.now() + this.hookTimeoutMs;
       for (const candidate of candidates) {
         const fn = entry.hooks[hook] as (c: VetoHookPayloads[H]) => Refusal | void | Promise<Refusal | void>;
-        const outcome = await settle(() => fn.call(entry.hooks, frozenCopy(candidate)), Math.max(0, deadline - performance.now()));
+        const outcome = await settle(
+          () => this.activity.run({ plugin: entry.name, hook }, () => fn.call(entry.hooks, frozenCopy(candidate))),
+          Math.max(0, deadline - performance.now()),
+        );
         let refusal: Refusal | null = null;
         let failure: unknown = outcome.ok ? null : outcome.error;
         if (outcome.ok) {
@@ -262,7 +268,7 @@ export class PluginHost {
     return Promise.all(
       entries.map(async (entry) => {
         const fn = entry.hooks[hook] as (e: ObserverHookPayloads[H]) => unknown;
-        const outcome = await settle(() => fn.call(entry.hooks, frozen), this.hookTimeoutMs);
+        const outcome = await settle(() => this.activity.run({ plugin: entry.name, hook }, () => fn.call(entry.hooks, frozen)), this.hookTimeoutMs);
         if (!outcome.ok) this.logFailure(entry.name, hook, outcome.error);
       }),
     ).then(() => undefined);

@@ -41,7 +41,7 @@ export function createPluginRouter(host: PluginHost, accounts: AccountService, l
         }
         await readBody(req, res);
         const request: PluginRequest = { params: { ...req.params } as Record<string, string>, query: flatQuery(req), body: req.body, device };
-        const outcome = await settle(() => route.handler(request), host.hookTimeoutMs);
+        const outcome = await settle(() => host.activity.run({ plugin, hook: "route" }, () => route.handler(request)), host.hookTimeoutMs);
         const answer = outcome.ok ? checkResponse(outcome.value) : null;
         if (!outcome.ok || !answer) {
           host.logFailure(plugin, "route", outcome.ok ? new Error(`route ${pattern} answered something other than { status?, body? }`) : outcome.error);

@@ -1,4 +1,6 @@
-import { existsSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import pg from "pg";
 import type { DatabaseTarget } from "../db/database-url.js";
@@ -12,7 +14,7 @@ export interface TableShape {
 /**
  * Read-only access to a ZimChat database with the bare driver, the way
  * someone who seized it would look at it: no migrations, no Prisma, no
- * writes (SQLite is opened read-only, PostgreSQL sessions are read-only).
+ * writes (SQLite is read from a private copy, PostgreSQL sessions are read-only).
  * SQL is written with `?` placeholders and `"quoted"` identifiers, which both
  * dialects accept; {@link DatabaseReader.dialect} covers the rest.
  */
@@ -40,9 +42,29 @@ export async function openReader(target: DatabaseTarget): Promise<DatabaseReader
   return target.provider === "sqlite" ? openSqlite(target.path) : openPostgres(target.connectionString, target.schema);
 }
 
+/**
+ * Opens a SQLite database without writing next to it. Even a read-only
+ * connection to a WAL database creates `-shm` (and `-wal`) files beside it,
+ * and this build of SQLite takes no `immutable=1` URI; so the database and
+ * its WAL are copied byte for byte into a private temporary directory
+ * (mode 0700) and the copy is opened: the WAL's rows are seen, the
+ * inspected directory is never written. The copy is removed on close.
+ */
 function openSqlite(path: string): DatabaseReader {
   if (!existsSync(path)) throw new DatabaseReadError(`no SQLite database at ${path} (pass --data-dir or --database-url)`);
-  const db = new BetterSqlite3(path, { readonly: true, fileMustExist: true });
+  const scratch = mkdtempSync(join(tmpdir(), "zimchat-seizure-"));
+  let db: BetterSqlite3.Database;
+  try {
+    const copy = join(scratch, "copy.db");
+    copyFileSync(path, copy);
+    if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${copy}-wal`);
+    db = new BetterSqlite3(copy, { fileMustExist: true });
+    // Reads only; the WAL is replayed into the private copy, never into the original.
+    db.pragma("query_only = ON");
+  } catch (error) {
+    rmSync(scratch, { recursive: true, force: true });
+    throw new DatabaseReadError(`cannot read the SQLite database at ${path}: ${(error as Error).message}`, { cause: error });
+  }
   const all = async <T>(sql: string, params: unknown[] = []): Promise<T[]> => db.prepare(sql).all(...params) as T[];
   return {
     provider: "sqlite",
@@ -66,6 +88,7 @@ function openSqlite(path: string): DatabaseReader {
     dialect: { firstByteHex: (column) => `hex(substr(${column}, 1, 1))` },
     async close() {
       db.close();
+      rmSync(scratch, { recursive: true, force: true });
     },
   };
 }

@@ -121,13 +121,19 @@ async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: stri
     await opaqueBlobsCheck(reader, dataDir, files),
   ];
 
+  // Whether stored timestamps are coarsened to the minute (every one a multiple of 60 s) or kept to the millisecond.
+  const finer = await count(reader, `SELECT count(*) AS n FROM "Envelope" WHERE "serverTimestamp" % 60000 <> 0 OR "expiresAt" % 60000 <> 0`);
+  const granularity = envelopes.total && !finer ? "to the minute" : envelopes.total ? "to the millisecond" : "(none queued)";
   const freePages = reader.provider === "sqlite" ? await count(reader, `SELECT freelist_count AS n FROM pragma_freelist_count`) : 0;
   const privateKeys = files.filter((f) => f.kind === "private-key");
   const held = [
     `${rowsOf("Account")} accounts: UUID, username, identity PUBLIC key, creation day, hash of the unidentified-access key`,
     `${rowsOf("Device")} devices: account, device number, registration id, password hash, creation day, last connection day`,
     `${envelopes.total} queued envelopes: ${envelopes.notSealed} not sealed (sender and recipient visible: who writes to whom, while queued), ` +
-      `${envelopes.sealed} sealed (recipient only); server timestamps to the millisecond; ${envelopes.everQueued} envelopes queued over the server's life`,
+      `${envelopes.sealed} sealed (recipient only); server timestamps and expiry ${granularity}; ${envelopes.everQueued} envelopes queued over the server's life`,
+    `timing: the envelopes of one send (one multi-recipient upload, or one message to several devices) are committed together, so they have ` +
+      `consecutive queue numbers (seq) and the same server timestamp (${granularity}); while they are queued, that still shows which ` +
+      "recipients one upload reached, sealed or not (ordering comes from seq, not from the timestamp)",
     `${rowsOf("Attachment")} attachments: uploader account, padded size, upload time`,
     `${rowsOf("LinkCode")} pending device links, ${rowsOf("Invite")} invites (hashes of their secrets only)`,
     `${rowsOf("EcPreKey") + rowsOf("KyberPreKey")} unused one-time PUBLIC pre-keys`,
@@ -139,8 +145,10 @@ async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: stri
   ];
   if (reader.provider === "sqlite") {
     held.push(
-      `${freePages} free database pages and the write-ahead log may still hold recently deleted rows (acknowledged envelopes, with the sender of non-sealed ones) ` +
-        "until SQLite reuses the pages or checkpoints; the checks below read live rows only",
+      `${freePages} free database pages (zeroed when the server ran with secure_delete, as it does); the write-ahead log ` +
+        `(${files.find((f) => f.path.endsWith("-wal"))?.bytes ?? 0} bytes) holds the writes since the last checkpoint, including rows deleted since then as they were ` +
+        "inserted (acknowledged envelopes, with the sender of non-sealed ones); the server checkpoints and truncates it every --sqlite-checkpoint-ms (2 s by default); " +
+        "the checks below read live rows only",
     );
   } else {
     held.push("PostgreSQL keeps deleted rows (acknowledged envelopes, with the sender of non-sealed ones) as dead tuples until vacuumed, and in its WAL and any backups; the checks below read live rows only");
