@@ -33,6 +33,7 @@ export const errorStatus = {
   content_too_large: 413,
   quota_exceeded: 413,
   range_not_satisfiable: 416,
+  mailbox_full: 507,
   invalid_signature: 422,
   rate_limited: 429,
   internal: 500,

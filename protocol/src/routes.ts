@@ -251,7 +251,7 @@ export const routes = {
     auth: "device-or-access-key",
     body: multiRecipientRequestSchema,
     success: { status: 200, schema: multiRecipientResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin"],
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full"],
   },
   sendMessages: {
     method: "put",
@@ -261,7 +261,7 @@ export const routes = {
     params: z.strictObject({ uuid: uuidSchema }),
     body: sendMessagesRequestSchema,
     success: { status: 200, schema: sendMessagesResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin"],
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full"],
   },
   fetchMessages: {
     method: "get",
@@ -278,7 +278,7 @@ export const routes = {
     auth: "device",
     body: ackRequestSchema,
     success: { status: 200, schema: ackResponseSchema },
-    errors: ["envelope_not_owned"],
+    errors: [],
   },
 } as const satisfies Record<string, RouteSpec>;
 
