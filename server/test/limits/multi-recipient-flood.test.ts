@@ -130,7 +130,9 @@ describe("multi-recipient sends without credentials are refused before per-recip
     // Generous bounds for a busy 2-core machine; today's code spends seconds and ~1 GB per request.
     assert.ok(figures.cpuPerRequestMs < 150, `server CPU per refused request ${figures.cpuPerRequestMs} ms`);
     assert.ok(figures.rssGrowth < 150 * 1024 * 1024, `server RSS grew ${Math.round(figures.rssGrowth / 1048576)} MiB`);
-    assert.ok(figures.honestMs < Math.max(10 * figures.baselineMs, 100), `honest latency ${figures.honestMs} ms (baseline ${figures.baselineMs} ms)`);
+    // Two attackers back to back saturate one event loop; the honest request waits behind at most a few
+    // ~40 ms refusals (before the fix: seconds).
+    assert.ok(figures.honestMs < Math.max(10 * figures.baselineMs, 250), `honest latency ${figures.honestMs} ms (baseline ${figures.baselineMs} ms)`);
     return figures;
   }
 
