@@ -132,7 +132,7 @@ describe("multi-recipient sends without credentials are refused before per-recip
     assert.ok(figures.rssGrowth < 150 * 1024 * 1024, `server RSS grew ${Math.round(figures.rssGrowth / 1048576)} MiB`);
     // Two attackers back to back saturate one event loop; the honest request waits behind at most a few
     // ~40 ms refusals (before the fix: seconds).
-    assert.ok(figures.honestMs < Math.max(10 * figures.baselineMs, 250), `honest latency ${figures.honestMs} ms (baseline ${figures.baselineMs} ms)`);
+    assert.ok(figures.honestMs < Math.max(10 * figures.baselineMs, 400), `honest latency ${figures.honestMs} ms (baseline ${figures.baselineMs} ms)`);
     return figures;
   }
 
