@@ -252,7 +252,8 @@ export class MailboxService {
    * fails, the batcher re-runs each send alone, which re-reads the devices).
    */
   private async commitSends(items: SendItem[]): Promise<Outcome<MultiRecipientResponse>[]> {
-    const now = coarseTimestamp(Date.now());
+    const acceptedAt = Date.now();
+    const now = coarseTimestamp(acceptedAt);
     const committed: { envelope: NewEnvelope; content: string }[] = [];
     const shared = new Map<string, NewSharedPayload>();
     const devices = await this.accounts.devicesOf([...new Set(items.flatMap((i) => i.destinations.map((d) => d.uuid)))]);
@@ -282,7 +283,8 @@ export class MailboxService {
             sharedPayloadId: m.shared?.id ?? null,
             size: sizeOf(m),
             serverTimestamp: now,
-            expiresAt: coarseTimestamp(now + this.ttlMs),
+            // Coarse like the timestamp (a TTL under the granularity, in tests only, is kept exact).
+            expiresAt: this.ttlMs >= limits.serverTimestampGranularityMs ? coarseTimestamp(acceptedAt + this.ttlMs) : acceptedAt + this.ttlMs,
           };
           if (m.shared) shared.set(m.shared.id, { id: m.shared.id, content: m.shared.bytes });
           committed.push({ envelope, content: m.content });

@@ -516,7 +516,7 @@ describe("bad input", () => {
       // Unknown ids are ignored (acks are idempotent); own ids still work.
       const unknown = await server.http().post("/v1/messages/ack").set("Authorization", carol.authHeader).send({ ids: [randomUUID()] });
       assert.deepEqual([unknown.status, unknown.body], [200, { deleted: 0 }]);
-      for (const [device, ids] of [[bob, bobs], [carol, carols], [alice2, alice2s]] as const) {
+      for (const [device, ids] of [[bob, bobs], [alice2, alice2s]] as const) {
         const res = await server.http().post("/v1/messages/ack").set("Authorization", device.authHeader).send({ ids: [...ids] });
         assert.deepEqual([res.status, res.body], [200, { deleted: 1 }]);
         assert.deepEqual(await queue(server, device), []);
