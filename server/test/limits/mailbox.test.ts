@@ -5,7 +5,9 @@
  * timestamps (seized queues). Real app, real database, real libsignal.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import SealedSenderMultiRecipientMessage from "@signalapp/libsignal-client/dist/SealedSenderMultiRecipientMessage.js";
 import { limits, type Envelope } from "@zimchat/protocol";
@@ -14,6 +16,22 @@ import { certificateFor } from "../support/sealed.js";
 import type { SignalDevice } from "../support/signal-device.js";
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString("base64");
+const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
+
+/** The real `zimchat seizure-report --json`: each check's id and status. */
+function seizureChecks(server: TestServer): Promise<Map<string, string>> {
+  const args = [bin, "seizure-report", "--data-dir", server.dataDir, "--database-url", server.databaseUrl, "--json"];
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, args, { env: { ...process.env, DATABASE_URL: "", ZIMCHAT_DATA_DIR: "" }, maxBuffer: 16 << 20 }, (_error, stdout, stderr) => {
+      try {
+        const report = JSON.parse(stdout) as { checks: { id: string; status: string; detail: string }[] };
+        resolve(new Map(report.checks.map((c) => [c.id, `${c.status}: ${c.detail}`])));
+      } catch {
+        reject(new Error(`no JSON report: ${stderr}`));
+      }
+    });
+  });
+}
 
 async function queue(server: TestServer, device: SignalDevice): Promise<Envelope[]> {
   const res = await server.http().get("/v1/messages").set("Authorization", device.authHeader);
@@ -120,6 +138,8 @@ describe("multi-recipient messages: the shared part stored once", () => {
       assert.equal(envelope.serverTimestamp % limits.serverTimestampGranularityMs, 0, "the envelope's timestamp is coarse");
       assert.deepEqual(Buffer.from(envelope.content, "base64"), Buffer.from(parsed.messageForRecipient(byUuid[m.uuid]!)), "identical to libsignal's messageForRecipient");
     }
+    const checks = await seizureChecks(server);
+    assert.match(checks.get("envelope-ciphertext") ?? "absent", /^pass/, "the seizure report reads multi-recipient envelopes whole");
     for (const [i, m] of members.entries()) {
       const ids = (await queue(server, m)).map((e) => e.id);
       await server.http().post("/v1/messages/ack").set("Authorization", m.authHeader).send({ ids });
