@@ -14,7 +14,7 @@ import { HttpError } from "../errors.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { PluginHost } from "../plugins/plugin-host.js";
 import type { AccountStore, DeviceRef } from "../stores/account-store.js";
-import { deviceKey, type EnvelopeStore, type NewEnvelope, type NewSharedPayload, type StoredEnvelope } from "../stores/envelope-store.js";
+import type { EnvelopeStore, NewEnvelope, NewSharedPayload, StoredEnvelope } from "../stores/envelope-store.js";
 import { Batcher, type Outcome } from "../util/batcher.js";
 import { unauthorized, type DevicePrincipal } from "./account-service.js";
 import { MailboxBudget, mailboxFull, type MailboxCaps } from "./mailbox-caps.js";
@@ -247,9 +247,12 @@ export class MailboxService {
   }
 
   /**
-   * One batch of sends: one query for every destination's devices, one
-   * multi-row INSERT for every accepted envelope (atomic by itself; if it
-   * fails, the batcher re-runs each send alone, which re-reads the devices).
+   * One batch of sends: one query for every destination's devices, one for
+   * their mailbox usage (a send over a cap is refused, 507 `mailbox_full`),
+   * then one transaction with every accepted envelope, the shared payloads
+   * of multi-recipient sends and the usage increments (if it fails, the
+   * batcher re-runs each send alone, which re-reads devices and usage).
+   * Timestamps are coarse (see {@link coarseTimestamp}).
    */
   private async commitSends(items: SendItem[]): Promise<Outcome<MultiRecipientResponse>[]> {
     const acceptedAt = Date.now();
@@ -312,13 +315,8 @@ export class MailboxService {
 
   /** The stored usage of every device a batch sends to, read once, as a running budget. */
   private async budgetFor(items: SendItem[]): Promise<MailboxBudget> {
-    const keys = new Map<string, { accountId: string; deviceId: number }>();
-    for (const item of items) {
-      for (const d of item.destinations) {
-        for (const m of d.messages) keys.set(deviceKey(d.uuid, m.destinationDeviceId), { accountId: d.uuid, deviceId: m.destinationDeviceId });
-      }
-    }
-    return new MailboxBudget(this.caps, await this.envelopes.usage([...keys.values()]));
+    const accounts = new Set(items.flatMap((i) => i.destinations.map((d) => d.uuid)));
+    return new MailboxBudget(this.caps, await this.envelopes.usage([...accounts]));
   }
 
   /**

@@ -94,12 +94,16 @@ export class EnvelopeStore {
     await this.db.$transaction(statements);
   }
 
-  /** The mailbox usage of these devices (absent: empty), in one query per 500 devices. */
-  async usage(devices: { accountId: string; deviceId: number }[]): Promise<Map<string, MailboxUsage>> {
+  /**
+   * The mailbox usage of every device of these accounts (a device without a
+   * row is empty): one primary-key range query per 1000 accounts.
+   */
+  async usage(accountIds: string[]): Promise<Map<string, MailboxUsage>> {
     const out = new Map<string, MailboxUsage>();
-    for (const chunk of chunks(devices, 500)) {
-      const rows = await this.db.mailboxUsage.findMany({ where: { OR: chunk.map((d) => ({ accountId: d.accountId, deviceId: d.deviceId })) } });
-      for (const r of rows) out.set(deviceKey(r.accountId, r.deviceId), { envelopes: r.envelopes, bytes: Number(r.bytes) });
+    for (const chunk of chunks(accountIds, 1000)) {
+      const rows = await this.db.$queryRaw<{ accountId: string; deviceId: number; envelopes: number; bytes: number | bigint }[]>`
+        SELECT "accountId", "deviceId", "envelopes", "bytes" FROM "MailboxUsage" WHERE "accountId" IN (${Prisma.join(chunk)})`;
+      for (const r of rows) out.set(deviceKey(r.accountId, Number(r.deviceId)), { envelopes: Number(r.envelopes), bytes: Number(r.bytes) });
     }
     return out;
   }
