@@ -28,6 +28,27 @@ export class ApiError extends Error {
 }
 
 /**
+ * A send refused because a recipient's mailbox on the server is full
+ * (507 `mailbox_full`): the recipient has not fetched its queued messages
+ * for a long time, or someone filled it. Nothing was stored; the app can say
+ * "X's inbox is full, try again later" and retry after {@link retryAfterMs}.
+ * For a group send, `recipients` names the full mailboxes.
+ */
+export class MailboxFullError extends ApiError {
+  override name = "MailboxFullError";
+
+  /** The recipient accounts whose mailbox is full (a 1:1 send: empty, it is the one recipient). */
+  get recipients(): string[] {
+    return (this.body.recipients ?? []).map((r) => r.uuid);
+  }
+}
+
+/** The typed error for a homeserver refusal: {@link MailboxFullError} for `mailbox_full`, else {@link ApiError}. */
+export function apiError(status: number, body: ErrorBody, retryAfterSeconds?: number): ApiError {
+  return body.code === "mailbox_full" ? new MailboxFullError(status, body, retryAfterSeconds) : new ApiError(status, body, retryAfterSeconds);
+}
+
+/**
  * Sending to a contact whose identity key changed after it was verified:
  * refused until the user verifies the new safety number or accepts the change.
  */

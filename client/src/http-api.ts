@@ -25,7 +25,7 @@ import type {
   TrustRootResponse,
 } from "@zimchat/protocol";
 import { accessKeyHeader } from "@zimchat/protocol";
-import { ApiError } from "./errors.js";
+import { apiError } from "./errors.js";
 
 /** Credentials of one device. */
 export interface DeviceCredentials {
@@ -130,7 +130,7 @@ export class HttpApi {
         error = { code: "internal", message: `HTTP ${res.status}` };
       }
       const retryAfter = res.headers.get("retry-after");
-      throw new ApiError(res.status, error, retryAfter ? Number(retryAfter) : undefined);
+      throw apiError(res.status, error, retryAfter ? Number(retryAfter) : undefined);
     }
     return (text ? JSON.parse(text) : undefined) as T;
   }

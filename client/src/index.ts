@@ -14,7 +14,7 @@ export {
   type ZimClientEvents,
   type ZimClientOptions,
 } from "./zim-client.js";
-export { ApiError, DecryptionFailureReason, GroupError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
+export { ApiError, apiError, DecryptionFailureReason, MailboxFullError, GroupError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
 export { HttpApi, type DeviceCredentials } from "./http-api.js";
 
 // Trust and safety numbers

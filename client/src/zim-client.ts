@@ -44,7 +44,7 @@ import type {
 import { missingCase } from "@zimchat/protocol";
 import { downloadAttachment, uploadAttachment, type AttachmentInput, type AttachmentPointer, type UploadOptions } from "./attachments.js";
 import { decodeContent, encodeContent, type Content, type GroupState } from "./content.js";
-import { ApiError, DecryptionFailureReason, GroupError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
+import { ApiError, apiError, DecryptionFailureReason, GroupError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
 import { applyGroupUpdate, groupConversation, groupIdBytes, GroupStore } from "./groups.js";
 import { HttpApi } from "./http-api.js";
 import { KeyTransparencyChecker, type KeyTransparencyFailure, type KeyTransparencyOptions } from "./key-transparency.js";
@@ -809,7 +809,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
         if (this.socket?.connected) {
           const result = (await this.sealedConnection().emitWithAck("send-multi", request)) as SocketResult<MultiRecipientResponse>;
           if (result.ok) return result.value;
-          throw new ApiError(result.status, result.error);
+          throw apiError(result.status, result.error);
         }
         return await this.api.sendMultiRecipient(request, false);
       } catch (error) {
@@ -1032,14 +1032,14 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       if (this.socket?.connected) {
         const result = (await this.sealedConnection().emitWithAck("send", { destination: uuid, messages, accessKey })) as SocketResult<SendMessagesResponse>;
         if (result.ok) return result.value;
-        throw new ApiError(result.status, result.error);
+        throw apiError(result.status, result.error);
       }
       return this.api.sendSealed(uuid, { messages }, accessKey);
     }
     if (this.socket?.connected) {
       const result = (await this.socket.emitWithAck("send", { destination: uuid, messages })) as SocketResult<SendMessagesResponse>;
       if (result.ok) return result.value;
-      throw new ApiError(result.status, result.error);
+      throw apiError(result.status, result.error);
     }
     return this.api.sendMessages(uuid, { messages });
   }
@@ -1128,7 +1128,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     if (!ids.length) return;
     if (this.socket?.connected) {
       const result = (await this.socket.emitWithAck("ack", { ids })) as SocketResult<unknown>;
-      if (!result.ok) throw new ApiError(result.status, result.error);
+      if (!result.ok) throw apiError(result.status, result.error);
       return;
     }
     await this.api.ack(ids);

@@ -35,6 +35,7 @@ export const errorStatus = {
   content_too_large: 413,
   quota_exceeded: 413,
   range_not_satisfiable: 416,
+  mailbox_full: 507,
   invalid_signature: 422,
   rate_limited: 429,
   too_many_uploads: 429,

@@ -43,6 +43,12 @@ export const limits = {
   maxMultiRecipientBytes: 1536 * 1024,
   /** Recipient accounts of one multi-recipient send. */
   maxGroupRecipients: 1000,
+  /**
+   * Server timestamps (`serverTimestamp` of envelopes and send answers) are
+   * rounded down to this many ms, so envelopes of one upload do not share a
+   * telling millisecond; order envelopes by queue position, not by this.
+   */
+  serverTimestampGranularityMs: 60_000,
 } as const;
 
 /** Usernames: lowercase letters, digits, `_` and `.`, 3 to 32 characters. */

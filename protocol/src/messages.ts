@@ -79,8 +79,9 @@ export type FetchMessagesResponse = z.infer<typeof fetchMessagesResponseSchema>;
 
 /**
  * `POST /v1/messages/ack` and the socket's `ack` event: delete delivered
- * envelopes. Ids already deleted are ignored (acks are idempotent); an id
- * queued for another device refuses the whole acknowledgement (403).
+ * envelopes. Ids already deleted are ignored (acks are idempotent), and so
+ * are ids queued for another device: answered exactly as deleted ones, so an
+ * ack reveals nothing about another device's queue.
  */
 export const ackRequestSchema = z
   .strictObject({ ids: z.array(uuidSchema).min(1).max(limits.maxAckIds) })
@@ -88,5 +89,5 @@ export const ackRequestSchema = z
 export type AckRequest = z.infer<typeof ackRequestSchema>;
 
 /** The answer to an acknowledgement. */
-export const ackResponseSchema = z.object({ deleted: z.number().int() }).meta({ id: "AckResponse" });
+export const ackResponseSchema = z.object({ deleted: z.number().int().describe("How many of the caller's own envelopes were deleted") }).meta({ id: "AckResponse" });
 export type AckResponse = z.infer<typeof ackResponseSchema>;

@@ -281,7 +281,7 @@ export const routes = {
     body: multiRecipientRequestSchema,
     maxBodyBytes: multiRecipientBodyBytes,
     success: { status: 200, schema: multiRecipientResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin"],
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full"],
   },
   sendMessages: {
     method: "put",
@@ -292,7 +292,7 @@ export const routes = {
     body: sendMessagesRequestSchema,
     maxBodyBytes: limits.maxBodyBytes,
     success: { status: 200, schema: sendMessagesResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin"],
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full"],
   },
   fetchMessages: {
     method: "get",
@@ -310,7 +310,7 @@ export const routes = {
     body: ackRequestSchema,
     maxBodyBytes: limits.maxAckIds * 40 + jsonSlack,
     success: { status: 200, schema: ackResponseSchema },
-    errors: ["envelope_not_owned"],
+    errors: [],
   },
 } as const satisfies Record<string, RouteSpec>;
 

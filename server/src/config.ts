@@ -67,6 +67,13 @@ export interface ServerConfig {
   registration: RegistrationMode;
   /** Queued envelopes older than this are deleted unread. @default 30 days */
   envelopeTtlMs: number;
+  /**
+   * Envelopes queued for one recipient device; a send that would exceed it
+   * is refused with 507 `mailbox_full`. @default 50,000
+   */
+  mailboxMaxEnvelopes: number;
+  /** Bytes queued for one recipient device (as delivered), refused like {@link mailboxMaxEnvelopes}. @default 256 MiB */
+  mailboxMaxBytes: number;
   /** How often expired envelopes are swept. @default 60 s */
   expirySweepMs: number;
   /** @default "FULL" */
@@ -175,6 +182,8 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     databaseUrl: partial.databaseUrl ?? `file:${resolve(dataDir, "zimchat.db")}`,
     registration: partial.registration ?? "invite",
     envelopeTtlMs: partial.envelopeTtlMs ?? 30 * 24 * 3600 * 1000,
+    mailboxMaxEnvelopes: partial.mailboxMaxEnvelopes ?? 50_000,
+    mailboxMaxBytes: partial.mailboxMaxBytes ?? 256 * 1024 * 1024,
     expirySweepMs: partial.expirySweepMs ?? 60_000,
     sqliteSynchronous: partial.sqliteSynchronous ?? "FULL",
     rateLimits: partial.rateLimits === undefined ? defaultRateLimits : partial.rateLimits,

@@ -197,14 +197,16 @@ async function envelopeCiphertextCheck(reader: DatabaseReader): Promise<Check> {
   const bad: string[] = [];
   let total = 0;
   for (let after = -1; ; ) {
-    const rows = await reader.all<{ seq: number; type: number; content: Uint8Array }>(
-      `SELECT "seq", "type", "content" FROM "Envelope" WHERE "seq" > ? ORDER BY "seq" LIMIT ${pageSize}`,
+    // A multi-recipient envelope holds its recipient's header; the message is that header followed by the shared part.
+    const rows = await reader.all<{ seq: number; type: number; content: Uint8Array; shared: Uint8Array | null }>(
+      `SELECT e."seq", e."type", e."content", p."content" AS "shared" FROM "Envelope" e
+       LEFT JOIN "SharedPayload" p ON p."id" = e."sharedPayloadId" WHERE e."seq" > ? ORDER BY e."seq" LIMIT ${pageSize}`,
       [after],
     );
     for (const row of rows) {
       total++;
       const type = envelopeTypeName(Number(row.type));
-      const content = new Uint8Array(row.content) as Bytes;
+      const content = new Uint8Array(row.shared ? Buffer.concat([row.content, row.shared]) : row.content) as Bytes;
       byType.set(type ?? `unknown type ${row.type}`, (byType.get(type ?? `unknown type ${row.type}`) ?? 0) + 1);
       let problem: string | null = null;
       if (!type) problem = `unknown type ${row.type}`;

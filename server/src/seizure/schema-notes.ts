@@ -89,9 +89,27 @@ export const tableNotes: Record<string, TableNote> = {
       type: "message kind: 2 whisper, 3 prekey (a new session), 6 sealed sender",
       sourceAccountId: "sender of non-sealed envelopes (null when sealed): who writes to whom, while queued",
       sourceDeviceId: "sender device of non-sealed envelopes (null when sealed)",
-      content: "ciphertext only (and its length, padded by clients)",
-      serverTimestamp: "time the server accepted the envelope (ms), while queued",
-      expiresAt: "time the envelope is deleted unread (ms)",
+      content: "ciphertext only (and its length, padded by clients); for a multi-recipient message only the recipient's sealed-sender header",
+      sharedPayloadId: "multi-recipient messages: the shared ciphertext row (envelopes naming one row were one group send, while queued)",
+      size: "bytes delivered (content plus any shared part), for the mailbox caps",
+      serverTimestamp: "time the server accepted the envelope, rounded down to the minute, while queued",
+      expiresAt: "time the envelope is deleted unread, rounded down to the minute",
+    },
+  },
+  SharedPayload: {
+    row: "one per queued multi-recipient message, stored once for all its recipients; deleted with its last envelope",
+    columns: {
+      id: "random UUID",
+      content: "the shared ciphertext of a sealed-sender multi-recipient message",
+    },
+  },
+  MailboxUsage: {
+    row: "one per device that has had envelopes queued: counts kept for the mailbox caps",
+    columns: {
+      accountId: "account of the device",
+      deviceId: "device number",
+      envelopes: "envelopes queued now",
+      bytes: "bytes queued now",
     },
   },
   Invite: {

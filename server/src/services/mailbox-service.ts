@@ -14,9 +14,11 @@ import { HttpError } from "../errors.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { PluginHost } from "../plugins/plugin-host.js";
 import type { AccountStore, DeviceRef } from "../stores/account-store.js";
-import type { EnvelopeStore, NewEnvelope, StoredEnvelope } from "../stores/envelope-store.js";
+import type { EnvelopeStore, NewEnvelope, NewSharedPayload, StoredEnvelope } from "../stores/envelope-store.js";
 import { Batcher, type Outcome } from "../util/batcher.js";
 import { unauthorized, type DevicePrincipal } from "./account-service.js";
+import { MailboxBudget, mailboxFull, type MailboxCaps } from "./mailbox-caps.js";
+import { assembleForRecipient, SharedPayloadRef, type ParsedMultiRecipient } from "./multi-recipient-message.js";
 import type { RateLimiter } from "./rate-limiter.js";
 import { checkCiphertext, fromBase64 } from "./signal-keys.js";
 
@@ -31,7 +33,11 @@ export interface Delivery {
 /** Called after a batch commits, with every envelope it stored. */
 export type DeliveryListener = (deliveries: Delivery[]) => void;
 
-type DecodedMessage = OutgoingMessage & { bytes: Bytes };
+/**
+ * A message with its decoded bytes. A multi-recipient one holds only the
+ * recipient's header in `bytes` and refers to the shared part, stored once.
+ */
+type DecodedMessage = OutgoingMessage & { bytes: Bytes; shared?: SharedPayloadRef };
 
 /** One send: envelopes for one or (multi-recipient) several destination accounts, committed together or not at all. */
 interface SendItem {
@@ -46,17 +52,14 @@ interface SendItem {
   shape: "single" | "multi";
 }
 
-/** One recipient of a multi-recipient send: the devices it names and the one payload they all get. */
-export interface MultiRecipientDestination {
-  uuid: string;
-  devices: { deviceId: number; registrationId: number }[];
-  /** A sealed-sender message (libsignal `messageForRecipient`). */
-  content: Bytes;
-}
-
 interface AckItem {
   device: DevicePrincipal;
   ids: string[];
+}
+
+/** Server timestamps are stored and served rounded down to the protocol's granularity (one upload's envelopes share no telling millisecond). */
+export function coarseTimestamp(ms: number): number {
+  return ms - (ms % limits.serverTimestampGranularityMs);
 }
 
 /** The wire form of a stored envelope. */
@@ -94,6 +97,7 @@ export class MailboxService {
     private readonly ttlMs: number,
     private readonly plugins: PluginHost,
     private readonly metrics?: Metrics,
+    private readonly caps: MailboxCaps = { maxEnvelopes: 50_000, maxBytes: 256 * 1024 * 1024 },
   ) {
     this.sends = new Batcher((items) => this.commitSends(items));
     this.acks = new Batcher((items) => this.commitAcks(items));
@@ -141,19 +145,24 @@ export class MailboxService {
    * `not_found` (listed in `recipients`) for an authenticated sender, 401 without one.
    * The caller checks access keys and rate limits.
    */
-  async sendMultiRecipient(sender: DevicePrincipal | null, recipients: MultiRecipientDestination[]): Promise<MultiRecipientResponse> {
+  async sendMultiRecipient(sender: DevicePrincipal | null, message: ParsedMultiRecipient): Promise<MultiRecipientResponse> {
+    const { recipients, shared } = message;
+    // Sizes are computed, never built: each recipient's message is its header followed by the shared part.
+    if (recipients.some((r) => r.header.length + shared.length > limits.maxContentBytes)) {
+      throw new HttpError("content_too_large", `Content is limited to ${limits.maxContentBytes} bytes per device`);
+    }
+    // Every recipient's message has the same frame: one is checked, assembled once.
+    checkCiphertext("sealed", assembleForRecipient(recipients[0]!.header, shared));
+    const payload = new SharedPayloadRef(randomUUID(), shared);
     const destinations = recipients.map((r) => {
-      if (r.content.length > limits.maxContentBytes) {
-        throw new HttpError("content_too_large", `Content is limited to ${limits.maxContentBytes} bytes per device`);
-      }
-      checkCiphertext("sealed", r.content);
-      const content = Buffer.from(r.content).toString("base64");
+      const content = payload.wireContent(r.header);
       const messages = r.devices.map((d): DecodedMessage => ({
         type: "sealed",
         destinationDeviceId: d.deviceId,
         destinationRegistrationId: d.registrationId,
         content,
-        bytes: r.content,
+        bytes: r.header,
+        shared: payload,
       }));
       return { uuid: r.uuid, messages };
     });
@@ -191,7 +200,7 @@ export class MailboxService {
         sender,
         recipientAccountId: d.uuid,
         deviceCount: d.messages.length,
-        bytes: d.messages.reduce((sum, m) => sum + m.bytes.length, 0),
+        bytes: d.messages.reduce((sum, m) => sum + sizeOf(m), 0),
         sealed: d.messages.every((m) => m.type === "sealed"),
         kind,
       })),
@@ -206,9 +215,10 @@ export class MailboxService {
 
   /**
    * Deletes acknowledged envelopes. Unknown ids are ignored (already
-   * deleted: acks are idempotent); an id queued for another device refuses
-   * the whole acknowledgement with 403 `envelope_not_owned` and deletes nothing.
-   * @returns how many envelopes were deleted
+   * deleted: acks are idempotent), and so are ids queued for another device:
+   * they are answered exactly like deleted ones and left alone, so an ack
+   * tells nobody whether another device's envelope is still queued.
+   * @returns how many of the caller's envelopes were deleted
    */
   async ack(device: DevicePrincipal, ids: string[]): Promise<number> {
     const deleted = await this.acks.submit({ device, ids: [...new Set(ids)] });
@@ -237,17 +247,28 @@ export class MailboxService {
   }
 
   /**
-   * One batch of sends: one query for every destination's devices, one
-   * multi-row INSERT for every accepted envelope (atomic by itself; if it
-   * fails, the batcher re-runs each send alone, which re-reads the devices).
+   * One batch of sends: one query for every destination's devices, one for
+   * their mailbox usage (a send over a cap is refused, 507 `mailbox_full`),
+   * then one transaction with every accepted envelope, the shared payloads
+   * of multi-recipient sends and the usage increments (if it fails, the
+   * batcher re-runs each send alone, which re-reads devices and usage).
+   * Timestamps are coarse (see {@link coarseTimestamp}).
    */
   private async commitSends(items: SendItem[]): Promise<Outcome<MultiRecipientResponse>[]> {
-    const now = Date.now();
+    const acceptedAt = Date.now();
+    const now = coarseTimestamp(acceptedAt);
     const committed: { envelope: NewEnvelope; content: string }[] = [];
+    const shared = new Map<string, NewSharedPayload>();
     const devices = await this.accounts.devicesOf([...new Set(items.flatMap((i) => i.destinations.map((d) => d.uuid)))]);
+    const budget = await this.budgetFor(items);
     const outcomes = items.map((item): Outcome<MultiRecipientResponse> => {
       const refusal = refuseSend(item, devices);
       if (refusal) return { error: refusal };
+      const full = budget.take(item.destinations.flatMap((d) => d.messages.map((m) => ({ accountId: d.uuid, deviceId: m.destinationDeviceId, size: sizeOf(m) }))));
+      if (full.length) {
+        this.metrics?.refused("mailbox_full");
+        return { error: mailboxFull(full, item.shape) };
+      }
       const response: MultiRecipientResponse = { serverTimestamp: now, recipients: [] };
       for (const destination of item.destinations) {
         const envelopes: { deviceId: number; id: string }[] = [];
@@ -262,9 +283,13 @@ export class MailboxService {
             sourceAccountId: source?.accountId ?? null,
             sourceDeviceId: source?.deviceId ?? null,
             content: m.bytes,
+            sharedPayloadId: m.shared?.id ?? null,
+            size: sizeOf(m),
             serverTimestamp: now,
-            expiresAt: now + this.ttlMs,
+            // Coarse like the timestamp (a TTL under the granularity, in tests only, is kept exact).
+            expiresAt: this.ttlMs >= limits.serverTimestampGranularityMs ? coarseTimestamp(acceptedAt + this.ttlMs) : acceptedAt + this.ttlMs,
           };
+          if (m.shared) shared.set(m.shared.id, { id: m.shared.id, content: m.shared.bytes });
           committed.push({ envelope, content: m.content });
           envelopes.push({ deviceId: m.destinationDeviceId, id: envelope.id });
         }
@@ -272,7 +297,10 @@ export class MailboxService {
       }
       return { value: response };
     });
-    await this.envelopes.insertMany(committed.map((c) => c.envelope));
+    await this.envelopes.insertMany(
+      committed.map((c) => c.envelope),
+      [...shared.values()],
+    );
     this.metrics?.envelopesAccepted.inc(committed.length);
     if (committed.length) {
       const deliveries = committed.map(({ envelope, content }) => ({
@@ -285,19 +313,23 @@ export class MailboxService {
     return outcomes;
   }
 
+  /** The stored usage of every device a batch sends to, read once, as a running budget. */
+  private async budgetFor(items: SendItem[]): Promise<MailboxBudget> {
+    const accounts = new Set(items.flatMap((i) => i.destinations.map((d) => d.uuid)));
+    return new MailboxBudget(this.caps, await this.envelopes.usage([...accounts]));
+  }
+
   /**
    * One batch of acknowledgements: one query for the owners of every id, one
-   * DELETE for the ids their devices own. Envelopes never change owner, so
-   * the two need no transaction around them.
+   * DELETE for the ids the acknowledging device owns (others' ids are
+   * skipped, as if already deleted). Envelopes never change owner, so the
+   * two need no transaction around them.
    */
   private async commitAcks(items: AckItem[]): Promise<Outcome<number>[]> {
     const owners = new Map((await this.envelopes.owners([...new Set(items.flatMap((i) => i.ids))])).map((o) => [o.id, o]));
     const deletable: string[] = [];
     const results = items.map((item): Outcome<number> => {
-      const found = item.ids.flatMap((id) => owners.get(id) ?? []);
-      if (found.some((o) => o.accountId !== item.device.accountId || o.deviceId !== item.device.deviceId)) {
-        return { error: new HttpError("envelope_not_owned", "An acknowledged envelope is not queued for this device") };
-      }
+      const found = item.ids.flatMap((id) => owners.get(id) ?? []).filter((o) => o.accountId === item.device.accountId && o.deviceId === item.device.deviceId);
       deletable.push(...found.map((o) => o.id));
       return { value: found.length };
     });
@@ -305,6 +337,11 @@ export class MailboxService {
     this.metrics?.envelopesDelivered.inc(deleted);
     return results;
   }
+}
+
+/** Bytes a message takes in its recipient's mailbox, as delivered (a multi-recipient header plus the shared part). */
+function sizeOf(m: DecodedMessage): number {
+  return m.bytes.length + (m.shared?.bytes.length ?? 0);
 }
 
 /**

@@ -1,6 +1,4 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-// The server-side parser is not re-exported from the package index.
-import SealedSenderMultiRecipientMessage from "@signalapp/libsignal-client/dist/SealedSenderMultiRecipientMessage.js";
 import {
   accessKeySchema,
   limits,
@@ -15,7 +13,8 @@ import type { Bytes } from "../db/database.js";
 import { HttpError } from "../errors.js";
 import type { AccountStore } from "../stores/account-store.js";
 import { unauthorized, type DevicePrincipal } from "./account-service.js";
-import type { MailboxService, MultiRecipientDestination } from "./mailbox-service.js";
+import type { MailboxService } from "./mailbox-service.js";
+import { parseMultiRecipient } from "./multi-recipient-message.js";
 import type { RateLimiter } from "./rate-limiter.js";
 import { fromBase64 } from "./signal-keys.js";
 
@@ -79,13 +78,17 @@ export class SealedSenderService {
    * one sealed envelope per device it names, all in one commit. Without
    * credentials, every recipient needs its access key in `accessKeys`
    * (unless unrestricted) and is rate limited like a single sealed send.
+   * Access keys and the recipient count are decided from libsignal's parse
+   * of the recipient list alone: nothing is built per recipient before they
+   * pass, and the shared part is never copied per recipient.
    * @throws HttpError `invalid_ciphertext` for bytes libsignal cannot parse
    */
   async sendMultiRecipient(principal: DevicePrincipal | undefined, request: MultiRecipientRequest, source = ""): Promise<MultiRecipientResponse> {
-    const recipients = parseMultiRecipient(fromBase64(request.message));
+    const message = parseMultiRecipient(fromBase64(request.message));
+    const { recipients } = message;
     if (principal) {
       await this.limiter.consume("send", `${principal.accountId}.${principal.deviceId}`);
-      return this.mailbox.sendMultiRecipient(principal, recipients);
+      return this.mailbox.sendMultiRecipient(principal, message);
     }
     const keys = new Map<string, string>();
     for (const [i, { uuid, accessKey }] of (request.accessKeys ?? []).entries()) {
@@ -98,7 +101,7 @@ export class SealedSenderService {
     }
     await this.checkAccess(recipients.map((r) => ({ uuid: r.uuid, accessKey: keys.get(r.uuid) })));
     for (const r of recipients) await this.limiter.consume("sealedSend", sealedSendKey(r.uuid, source));
-    return this.mailbox.sendMultiRecipient(null, recipients);
+    return this.mailbox.sendMultiRecipient(null, message);
   }
 
   /**
@@ -134,31 +137,4 @@ export class SealedSenderService {
  */
 export function sealedSendKey(recipient: string, source: string): string {
   return `${recipient}|${source}`;
-}
-
-/**
- * Parses a multi-recipient message with libsignal and returns each
- * recipient's devices and payload. Recipients whose service id is not an
- * account uuid (e.g. a PNI) stay in the list, so they are refused as unknown.
- * @throws HttpError `invalid_ciphertext` or `invalid_request`
- */
-function parseMultiRecipient(bytes: Bytes): MultiRecipientDestination[] {
-  let parsed: SealedSenderMultiRecipientMessage;
-  try {
-    parsed = new SealedSenderMultiRecipientMessage(bytes);
-  } catch (error) {
-    throw new HttpError("invalid_ciphertext", "message is not a libsignal sealed-sender multi-recipient message", {}, {}, { cause: error });
-  }
-  const entries = Object.entries(parsed.recipientsByServiceIdString());
-  if (!entries.length) throw new HttpError("invalid_request", "The message names no recipients");
-  if (entries.length > limits.maxGroupRecipients) {
-    throw new HttpError("invalid_request", `A multi-recipient message may name at most ${limits.maxGroupRecipients} recipients`);
-  }
-  return entries.map(([uuid, recipient]) => {
-    const devices = recipient.deviceIds.map((deviceId, i) => ({ deviceId, registrationId: recipient.registrationIds[i] ?? 0 }));
-    if (new Set(recipient.deviceIds).size !== devices.length) {
-      throw new HttpError("invalid_ciphertext", "The message names a recipient's device twice");
-    }
-    return { uuid, devices, content: parsed.messageForRecipient(recipient) as Bytes };
-  });
 }

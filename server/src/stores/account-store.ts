@@ -107,6 +107,7 @@ export class AccountStore {
       this.db.ecPreKey.deleteMany({ where: device }),
       this.db.kyberPreKey.deleteMany({ where: device }),
       this.db.envelope.deleteMany({ where: device }),
+      this.db.mailboxUsage.deleteMany({ where: device }),
     ]);
     return previous.identityKey;
   }

@@ -1,5 +1,6 @@
 import type { Bytes, Db } from "../db/database.js";
 import { Prisma } from "../generated/prisma-sqlite/client.js";
+import { assembleForRecipient } from "../services/multi-recipient-message.js";
 
 /** An envelope row as stored. */
 export interface StoredEnvelope {
@@ -14,8 +15,35 @@ export interface StoredEnvelope {
   serverTimestamp: number;
 }
 
-/** An envelope to insert (the database assigns `seq`). */
-export type NewEnvelope = Omit<StoredEnvelope, "seq"> & { expiresAt: number };
+/**
+ * An envelope to insert (the database assigns `seq`). For a multi-recipient
+ * message, `content` is only the recipient's header and `sharedPayloadId`
+ * names the shared part (inserted in the same transaction).
+ */
+export type NewEnvelope = Omit<StoredEnvelope, "seq"> & { expiresAt: number; sharedPayloadId: string | null; size: number };
+
+/** The shared part of a multi-recipient message, stored once. */
+export interface NewSharedPayload {
+  id: string;
+  content: Bytes;
+}
+
+/** How much one device's mailbox holds. */
+export interface MailboxUsage {
+  envelopes: number;
+  bytes: number;
+}
+
+/** The key of a device in usage maps. */
+export const deviceKey = (accountId: string, deviceId: number): string => `${accountId}.${deviceId}`;
+
+/** What a deleted envelope freed. */
+interface DeletedRow {
+  accountId: string;
+  deviceId: number;
+  size: number;
+  sharedPayloadId: string | null;
+}
 
 const envelopeSelect = {
   seq: true,
@@ -26,6 +54,7 @@ const envelopeSelect = {
   sourceAccountId: true,
   sourceDeviceId: true,
   content: true,
+  sharedPayloadId: true,
   serverTimestamp: true,
 } as const;
 
@@ -38,19 +67,45 @@ const envelopeSelect = {
 export class EnvelopeStore {
   constructor(private readonly db: Db) {}
 
-  /** Inserts envelopes: one statement per 500 rows, all in one transaction (all or none). */
-  async insertMany(envelopes: NewEnvelope[]): Promise<void> {
-    const statements = chunks(envelopes, 500).map((chunk) => {
-      const rows = chunk.map(
-        (e) =>
-          Prisma.sql`(${e.id}, ${e.accountId}, ${e.deviceId}, ${e.type}, ${e.sourceAccountId}, ${e.sourceDeviceId}, ${e.content}, ${e.serverTimestamp}, ${e.expiresAt})`,
-      );
-      return this.db.$executeRaw`INSERT INTO "Envelope"
-        ("id", "accountId", "deviceId", "type", "sourceAccountId", "sourceDeviceId", "content", "serverTimestamp", "expiresAt")
-        VALUES ${Prisma.join(rows)}`;
-    });
-    if (statements.length === 1) await statements[0];
-    else if (statements.length > 1) await this.db.$transaction(statements);
+  /**
+   * Inserts envelopes and the shared payloads they refer to, and adds them to
+   * their devices' mailbox usage: one statement per 500 rows, all in one
+   * transaction (all or none), so the usage counts never drift.
+   */
+  async insertMany(envelopes: NewEnvelope[], shared: NewSharedPayload[] = []): Promise<void> {
+    if (!envelopes.length) return;
+    const statements = [
+      ...chunks(shared, 100).map((chunk) => this.db.$executeRaw`INSERT INTO "SharedPayload" ("id", "content")
+        VALUES ${Prisma.join(chunk.map((p) => Prisma.sql`(${p.id}, ${p.content})`))}`),
+      ...chunks(envelopes, 500).map((chunk) => {
+        const rows = chunk.map(
+          (e) =>
+            Prisma.sql`(${e.id}, ${e.accountId}, ${e.deviceId}, ${e.type}, ${e.sourceAccountId}, ${e.sourceDeviceId}, ${e.content}, ${e.sharedPayloadId}, ${e.size}, ${e.serverTimestamp}, ${e.expiresAt})`,
+        );
+        return this.db.$executeRaw`INSERT INTO "Envelope"
+          ("id", "accountId", "deviceId", "type", "sourceAccountId", "sourceDeviceId", "content", "sharedPayloadId", "size", "serverTimestamp", "expiresAt")
+          VALUES ${Prisma.join(rows)}`;
+      }),
+      ...chunks(usageDeltas(envelopes, 1), 500).map((chunk) => this.db.$executeRaw`INSERT INTO "MailboxUsage" ("accountId", "deviceId", "envelopes", "bytes")
+        VALUES ${Prisma.join(chunk.map((u) => Prisma.sql`(${u.accountId}, ${u.deviceId}, ${u.envelopes}, ${u.bytes})`))}
+        ON CONFLICT ("accountId", "deviceId") DO UPDATE SET
+          "envelopes" = "MailboxUsage"."envelopes" + excluded."envelopes", "bytes" = "MailboxUsage"."bytes" + excluded."bytes"`),
+    ];
+    await this.db.$transaction(statements);
+  }
+
+  /**
+   * The mailbox usage of every device of these accounts (a device without a
+   * row is empty): one primary-key range query per 1000 accounts.
+   */
+  async usage(accountIds: string[]): Promise<Map<string, MailboxUsage>> {
+    const out = new Map<string, MailboxUsage>();
+    for (const chunk of chunks(accountIds, 1000)) {
+      const rows = await this.db.$queryRaw<{ accountId: string; deviceId: number; envelopes: number; bytes: number | bigint }[]>`
+        SELECT "accountId", "deviceId", "envelopes", "bytes" FROM "MailboxUsage" WHERE "accountId" IN (${Prisma.join(chunk)})`;
+      for (const r of rows) out.set(deviceKey(r.accountId, Number(r.deviceId)), { envelopes: Number(r.envelopes), bytes: Number(r.bytes) });
+    }
+    return out;
   }
 
   /** The device's unexpired envelopes after `afterSeq`, oldest first. */
@@ -61,7 +116,16 @@ export class EnvelopeStore {
       orderBy: { seq: "asc" },
       take: limit,
     });
-    return rows.map((r) => ({ ...r, serverTimestamp: Number(r.serverTimestamp) }));
+    const ids = [...new Set(rows.flatMap((r) => r.sharedPayloadId ?? []))];
+    const shared = new Map(
+      ids.length ? (await this.db.sharedPayload.findMany({ where: { id: { in: ids } } })).map((p) => [p.id, p.content as Bytes]) : [],
+    );
+    return rows.map(({ sharedPayloadId, ...r }) => {
+      const tail = sharedPayloadId === null ? undefined : shared.get(sharedPayloadId);
+      // A multi-recipient envelope is its header followed by the shared part, exactly as libsignal's messageForRecipient builds it.
+      const content = tail ? assembleForRecipient(r.content, tail) : r.content;
+      return { ...r, content, serverTimestamp: Number(r.serverTimestamp) };
+    });
   }
 
   /** Which device each of these envelope ids is queued for (unknown ids are absent). */
@@ -75,11 +139,22 @@ export class EnvelopeStore {
     return rows.flat().map((r) => ({ ...r, deviceId: Number(r.deviceId) }));
   }
 
-  /** Deletes envelopes by id, in one statement. */
+  /**
+   * Deletes envelopes by id, takes what they held off their devices' usage
+   * and deletes the shared payloads no envelope refers to any more, in one
+   * transaction.
+   */
   async deleteIds(ids: string[]): Promise<number> {
-    let deleted = 0;
-    for (const chunk of chunks(ids, 1000)) deleted += await this.db.$executeRaw`DELETE FROM "Envelope" WHERE "id" IN (${Prisma.join(chunk)})`;
-    return deleted;
+    if (!ids.length) return 0;
+    return this.db.$transaction(async (tx) => {
+      const deleted: DeletedRow[] = [];
+      for (const chunk of chunks(ids, 1000)) {
+        deleted.push(...(await tx.$queryRaw<DeletedRow[]>`DELETE FROM "Envelope" WHERE "id" IN (${Prisma.join(chunk)})
+          RETURNING "accountId", "deviceId", "size", "sharedPayloadId"`));
+      }
+      await release(tx, deleted);
+      return deleted.length;
+    });
   }
 
   /** How many envelopes are stored, in one COUNT. */
@@ -89,9 +164,48 @@ export class EnvelopeStore {
 
   /** Deletes every envelope that expired before `now`. */
   async deleteExpired(now: number): Promise<number> {
-    const { count } = await this.db.envelope.deleteMany({ where: { expiresAt: { lte: BigInt(now) } } });
+    const count = await this.db.$transaction(async (tx) => {
+      const deleted = await tx.$queryRaw<DeletedRow[]>`DELETE FROM "Envelope" WHERE "expiresAt" <= ${now}
+        RETURNING "accountId", "deviceId", "size", "sharedPayloadId"`;
+      await release(tx, deleted);
+      return deleted.length;
+    });
+    // Shared payloads left behind: when concurrent acks on PostgreSQL each saw the other's envelope
+    // still there, or when a device's queue went with the device (cascade).
+    await this.db.$executeRaw`DELETE FROM "SharedPayload" WHERE NOT EXISTS
+      (SELECT 1 FROM "Envelope" WHERE "Envelope"."sharedPayloadId" = "SharedPayload"."id")`;
     return count;
   }
+}
+
+type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
+
+/** Takes deleted envelopes off their devices' usage and deletes the shared payloads they were the last to use. */
+async function release(tx: Tx, deleted: DeletedRow[]): Promise<void> {
+  const rows = deleted.map((d) => ({ ...d, deviceId: Number(d.deviceId), size: Number(d.size) }));
+  // Devices in one order in every transaction, so two transactions never wait on each other's rows.
+  for (const u of usageDeltas(rows, -1)) {
+    await tx.$executeRaw`UPDATE "MailboxUsage" SET "envelopes" = "envelopes" + ${u.envelopes}, "bytes" = "bytes" + ${u.bytes}
+      WHERE "accountId" = ${u.accountId} AND "deviceId" = ${u.deviceId}`;
+  }
+  const shared = [...new Set(rows.flatMap((r) => r.sharedPayloadId ?? []))];
+  for (const chunk of chunks(shared, 1000)) {
+    await tx.$executeRaw`DELETE FROM "SharedPayload" WHERE "id" IN (${Prisma.join(chunk)}) AND NOT EXISTS
+      (SELECT 1 FROM "Envelope" WHERE "Envelope"."sharedPayloadId" = "SharedPayload"."id")`;
+  }
+}
+
+/** Envelope count and bytes per device (times `sign`), sorted by device. */
+function usageDeltas(rows: { accountId: string; deviceId: number; size: number }[], sign: 1 | -1): { accountId: string; deviceId: number; envelopes: number; bytes: number }[] {
+  const byDevice = new Map<string, { accountId: string; deviceId: number; envelopes: number; bytes: number }>();
+  for (const r of rows) {
+    const key = deviceKey(r.accountId, r.deviceId);
+    const u = byDevice.get(key) ?? { accountId: r.accountId, deviceId: r.deviceId, envelopes: 0, bytes: 0 };
+    u.envelopes += sign;
+    u.bytes += sign * r.size;
+    byDevice.set(key, u);
+  }
+  return [...byDevice.values()].sort((a, b) => (a.accountId < b.accountId ? -1 : a.accountId > b.accountId ? 1 : a.deviceId - b.deviceId));
 }
 
 function chunks<T>(items: T[], size: number): T[][] {
