@@ -34,6 +34,7 @@ export const errorStatus = {
   quota_exceeded: 413,
   range_not_satisfiable: 416,
   invalid_signature: 422,
+  idempotency_conflict: 422,
   rate_limited: 429,
   internal: 500,
   unavailable: 503,

@@ -39,6 +39,9 @@ export const limits = {
   maxMultiRecipientBytes: 1536 * 1024,
   /** Recipient accounts of one multi-recipient send. */
   maxGroupRecipients: 1000,
+  /** Characters of a send's idempotency key (base64url; 16 random bytes are 22). */
+  minIdempotencyKeyChars: 16,
+  maxIdempotencyKeyChars: 64,
 } as const;
 
 /** Usernames: lowercase letters, digits, `_` and `.`, 3 to 32 characters. */

@@ -251,7 +251,7 @@ export const routes = {
     auth: "device-or-access-key",
     body: multiRecipientRequestSchema,
     success: { status: 200, schema: multiRecipientResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin"],
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "idempotency_conflict"],
   },
   sendMessages: {
     method: "put",
@@ -261,7 +261,7 @@ export const routes = {
     params: z.strictObject({ uuid: uuidSchema }),
     body: sendMessagesRequestSchema,
     success: { status: 200, schema: sendMessagesResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin"],
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "idempotency_conflict"],
   },
   fetchMessages: {
     method: "get",
