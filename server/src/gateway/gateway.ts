@@ -99,7 +99,7 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     void socket.join([room, accountRoom(accountId)]);
 
     socket.on("send", handler(logger, socketSendRequestSchema, (request) =>
-      services.mailbox.send(socket.data, request.destination, request.messages),
+      services.mailbox.send(socket.data, request.destination, request.messages, request.idempotencyKey),
     ));
     socket.on("ack", handler(logger, ackRequestSchema, async (request) => ({
       deleted: await services.mailbox.ack(socket.data, request.ids),
@@ -136,8 +136,8 @@ function serveSealed(io: Gateway, services: Services, logger: Logger): void {
   // The namespace has its own event map; socket.io types `of()` with the main one's.
   const sealed = io.of("/sealed") as unknown as Namespace<SealedClientToServerEvents>;
   sealed.on("connection", (socket) => {
-    socket.on("send", handler(logger, sealedSocketSendRequestSchema, ({ destination, messages, accessKey }) =>
-      services.sealed.send(destination, messages, accessKey),
+    socket.on("send", handler(logger, sealedSocketSendRequestSchema, ({ destination, messages, accessKey, idempotencyKey }) =>
+      services.sealed.send(destination, messages, accessKey, idempotencyKey),
     ));
     socket.on("send-multi", handler(logger, multiRecipientRequestSchema, (request) => services.sealed.sendMultiRecipient(undefined, request)));
   });

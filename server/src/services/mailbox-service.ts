@@ -15,9 +15,11 @@ import type { Metrics } from "../metrics/metrics.js";
 import type { PluginHost } from "../plugins/plugin-host.js";
 import type { AccountStore, DeviceRef } from "../stores/account-store.js";
 import type { EnvelopeStore, NewEnvelope, StoredEnvelope } from "../stores/envelope-store.js";
+import type { IdempotencyStore, PendingStatement } from "../stores/idempotency-store.js";
 import { Batcher, type Outcome } from "../util/batcher.js";
 import { unauthorized, type DevicePrincipal } from "./account-service.js";
 import type { RateLimiter } from "./rate-limiter.js";
+import { SendIdempotency } from "./send-idempotency.js";
 import { checkCiphertext, fromBase64 } from "./signal-keys.js";
 
 /** An envelope committed for a device, in wire form, with its queue position. */
@@ -44,6 +46,8 @@ interface SendItem {
   destinations: { uuid: string; messages: DecodedMessage[] }[];
   /** How refusals are reported: in the error's top-level fields, or per recipient in `recipients`. */
   shape: "single" | "multi";
+  /** The client's idempotency key: a retry with it gets the first answer (see send-idempotency.ts). */
+  idempotencyKey?: string | undefined;
 }
 
 /** One recipient of a multi-recipient send: the devices it names and the one payload they all get. */
@@ -86,6 +90,7 @@ export class MailboxService {
   private readonly listeners = new Set<DeliveryListener>();
   private readonly sends: Batcher<SendItem, MultiRecipientResponse>;
   private readonly acks: Batcher<AckItem, number>;
+  private readonly idempotency: SendIdempotency | undefined;
 
   constructor(
     private readonly envelopes: EnvelopeStore,
@@ -94,8 +99,12 @@ export class MailboxService {
     private readonly ttlMs: number,
     private readonly plugins: PluginHost,
     private readonly metrics?: Metrics,
+    idempotencyStore?: IdempotencyStore,
   ) {
-    this.sends = new Batcher((items) => this.commitSends(items));
+    this.idempotency = idempotencyStore && new SendIdempotency(idempotencyStore, ttlMs, metrics);
+    this.sends = new Batcher((items) =>
+      this.idempotency ? this.idempotency.run(items, (fresh, recordsFor) => this.commitSends(fresh, recordsFor)) : this.commitSends(items),
+    );
     this.acks = new Batcher((items) => this.commitAcks(items));
   }
 
@@ -111,9 +120,9 @@ export class MailboxService {
    * oneself): 409 `mismatched_devices` otherwise, 410 `stale_devices` for a
    * wrong registration id (410 wins when both apply).
    */
-  async send(sender: DevicePrincipal, destination: string, messages: OutgoingMessage[]): Promise<SendMessagesResponse> {
+  async send(sender: DevicePrincipal, destination: string, messages: OutgoingMessage[], idempotencyKey?: string): Promise<SendMessagesResponse> {
     await this.limiter.consume("send", `${sender.accountId}.${sender.deviceId}`);
-    return this.submitSingle(sender, destination, decodeMessages(messages));
+    return this.submitSingle(sender, destination, decodeMessages(messages), idempotencyKey);
   }
 
   /**
@@ -122,14 +131,14 @@ export class MailboxService {
    * stored with no source. An unknown destination is 401, like a wrong
    * access key. The caller checks the access key and the rate limit.
    */
-  async sendSealed(destination: string, messages: OutgoingMessage[]): Promise<SendMessagesResponse> {
+  async sendSealed(destination: string, messages: OutgoingMessage[], idempotencyKey?: string): Promise<SendMessagesResponse> {
     const notSealed = messages.findIndex((m) => m.type !== "sealed");
     if (notSealed >= 0) {
       throw new HttpError("invalid_request", "Without credentials, every message must be sealed", {
         issues: [{ path: ["messages", notSealed, "type"], message: "must be sealed on a send without credentials" }],
       });
     }
-    return this.submitSingle(null, destination, decodeMessages(messages));
+    return this.submitSingle(null, destination, decodeMessages(messages), idempotencyKey);
   }
 
   /**
@@ -141,7 +150,7 @@ export class MailboxService {
    * `not_found` (listed in `recipients`) for an authenticated sender, 401 without one.
    * The caller checks access keys and rate limits.
    */
-  async sendMultiRecipient(sender: DevicePrincipal | null, recipients: MultiRecipientDestination[]): Promise<MultiRecipientResponse> {
+  async sendMultiRecipient(sender: DevicePrincipal | null, recipients: MultiRecipientDestination[], idempotencyKey?: string): Promise<MultiRecipientResponse> {
     const destinations = recipients.map((r) => {
       if (r.content.length > limits.maxContentBytes) {
         throw new HttpError("content_too_large", `Content is limited to ${limits.maxContentBytes} bytes per device`);
@@ -157,13 +166,13 @@ export class MailboxService {
       }));
       return { uuid: r.uuid, messages };
     });
-    const item: SendItem = { sender, destinations, shape: "multi" };
+    const item: SendItem = { sender, destinations, shape: "multi", idempotencyKey };
     await this.screen(item);
     return this.sends.submit(item);
   }
 
-  private async submitSingle(sender: DevicePrincipal | null, destination: string, messages: DecodedMessage[]): Promise<SendMessagesResponse> {
-    const item: SendItem = { sender, destinations: [{ uuid: destination, messages }], shape: "single" };
+  private async submitSingle(sender: DevicePrincipal | null, destination: string, messages: DecodedMessage[], idempotencyKey?: string): Promise<SendMessagesResponse> {
+    const item: SendItem = { sender, destinations: [{ uuid: destination, messages }], shape: "single", idempotencyKey };
     await this.screen(item);
     const result = await this.sends.submit(item);
     return { serverTimestamp: result.serverTimestamp, envelopes: result.recipients[0]?.envelopes ?? [] };
@@ -223,6 +232,7 @@ export class MailboxService {
   async sweepExpired(): Promise<number> {
     const count = await this.envelopes.deleteExpired(Date.now());
     this.metrics?.envelopesExpired.inc(count);
+    await this.idempotency?.sweepExpired();
     return count;
   }
 
@@ -241,7 +251,10 @@ export class MailboxService {
    * multi-row INSERT for every accepted envelope (atomic by itself; if it
    * fails, the batcher re-runs each send alone, which re-reads the devices).
    */
-  private async commitSends(items: SendItem[]): Promise<Outcome<MultiRecipientResponse>[]> {
+  private async commitSends(
+    items: SendItem[],
+    recordsFor?: (items: SendItem[], outcomes: Outcome<MultiRecipientResponse>[]) => PendingStatement[],
+  ): Promise<Outcome<MultiRecipientResponse>[]> {
     const now = Date.now();
     const committed: { envelope: NewEnvelope; content: string }[] = [];
     const devices = await this.accounts.devicesOf([...new Set(items.flatMap((i) => i.destinations.map((d) => d.uuid)))]);
@@ -272,7 +285,8 @@ export class MailboxService {
       }
       return { value: response };
     });
-    await this.envelopes.insertMany(committed.map((c) => c.envelope));
+    // The idempotency records of the accepted sends commit in the envelopes' transaction.
+    await this.envelopes.insertMany(committed.map((c) => c.envelope), recordsFor?.(items, outcomes));
     this.metrics?.envelopesAccepted.inc(committed.length);
     if (committed.length) {
       const deliveries = committed.map(({ envelope, content }) => ({

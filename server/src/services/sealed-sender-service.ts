@@ -57,10 +57,10 @@ export class SealedSenderService {
    * (unless it accepts sealed messages from anyone); a wrong or missing key
    * and an unknown recipient are the same 401. Rate limited per recipient.
    */
-  async send(destination: string, messages: OutgoingMessage[], accessKey: string | undefined): Promise<SendMessagesResponse> {
+  async send(destination: string, messages: OutgoingMessage[], accessKey: string | undefined, idempotencyKey?: string): Promise<SendMessagesResponse> {
     await this.checkAccess([{ uuid: destination, accessKey }]);
     await this.limiter.consume("sealedSend", destination);
-    return this.mailbox.sendSealed(destination, messages);
+    return this.mailbox.sendSealed(destination, messages, idempotencyKey);
   }
 
   /**
@@ -74,7 +74,7 @@ export class SealedSenderService {
     const recipients = parseMultiRecipient(fromBase64(request.message));
     if (principal) {
       await this.limiter.consume("send", `${principal.accountId}.${principal.deviceId}`);
-      return this.mailbox.sendMultiRecipient(principal, recipients);
+      return this.mailbox.sendMultiRecipient(principal, recipients, request.idempotencyKey);
     }
     const keys = new Map<string, string>();
     for (const [i, { uuid, accessKey }] of (request.accessKeys ?? []).entries()) {
@@ -87,7 +87,7 @@ export class SealedSenderService {
     }
     await this.checkAccess(recipients.map((r) => ({ uuid: r.uuid, accessKey: keys.get(r.uuid) })));
     for (const r of recipients) await this.limiter.consume("sealedSend", r.uuid);
-    return this.mailbox.sendMultiRecipient(null, recipients);
+    return this.mailbox.sendMultiRecipient(null, recipients, request.idempotencyKey);
   }
 
   /**

@@ -38,9 +38,13 @@ const envelopeSelect = {
 export class EnvelopeStore {
   constructor(private readonly db: Db) {}
 
-  /** Inserts envelopes: one statement per 500 rows, all in one transaction (all or none). */
-  async insertMany(envelopes: NewEnvelope[]): Promise<void> {
-    const statements = chunks(envelopes, 500).map((chunk) => {
+  /**
+   * Inserts envelopes: one statement per 500 rows, all in one transaction
+   * (all or none), together with `alongside` (e.g. the sends' idempotency
+   * records), so a crash never keeps one without the other.
+   */
+  async insertMany(envelopes: NewEnvelope[], alongside: Prisma.PrismaPromise<unknown>[] = []): Promise<void> {
+    const statements: Prisma.PrismaPromise<unknown>[] = chunks(envelopes, 500).map((chunk) => {
       const rows = chunk.map(
         (e) =>
           Prisma.sql`(${e.id}, ${e.accountId}, ${e.deviceId}, ${e.type}, ${e.sourceAccountId}, ${e.sourceDeviceId}, ${e.content}, ${e.serverTimestamp}, ${e.expiresAt})`,
@@ -49,6 +53,7 @@ export class EnvelopeStore {
         ("id", "accountId", "deviceId", "type", "sourceAccountId", "sourceDeviceId", "content", "serverTimestamp", "expiresAt")
         VALUES ${Prisma.join(rows)}`;
     });
+    statements.push(...alongside);
     if (statements.length === 1) await statements[0];
     else if (statements.length > 1) await this.db.$transaction(statements);
   }
