@@ -2,9 +2,11 @@
  * Issue 12, "Retried sends duplicate": the real `zimchat serve` is killed
  * with SIGKILL several times while real SDK clients send (1:1 sealed, 1:1
  * authenticated, and group multi-recipient), and is restarted on the same
- * port and database. Senders behave like an app: a send that throws is sent
- * again. Every message must be shown exactly once at the recipient, and
- * none may be lost.
+ * port and database. The clients reach it through a proxy that passes the
+ * server's answers on 100 ms late and loses them when the server dies (an
+ * answer lost in flight after the commit: the case that duplicates). Senders
+ * behave like an app: a send that throws is sent again. Every message must
+ * be shown exactly once at the recipient, and none may be lost.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -12,6 +14,7 @@ import { createServer } from "node:net";
 import type { ZimClient } from "../src/index.js";
 import { inbox, registerDevice, until } from "./support/devices.js";
 import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { startLossyProxy, type LossyProxy } from "./support/lossy-proxy.js";
 
 /** A port that was free a moment ago (the restarted server must come back on the same one). */
 async function freePort(): Promise<number> {
@@ -26,17 +29,24 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 describe("sends across server crashes", () => {
   let server: Homeserver;
+  let proxy: LossyProxy;
   before(async () => {
-    server = await startHomeserver(["--port", String(await freePort()), "--log-level", "warn"]);
+    const port = await freePort();
+    server = await startHomeserver(["--port", String(port), "--log-level", "warn"]);
+    // Answers reach the clients 100 ms late; at each crash the connections are cut and the held answers lost.
+    proxy = await startLossyProxy(port, 100);
   });
-  after(async () => server.stop());
+  after(async () => {
+    await proxy.close();
+    await server.stop();
+  });
 
   it("SIGKILL x3 under load with retrying senders: every message is shown exactly once, none lost", { timeout: 90_000 }, async () => {
     const options = { sendReceipts: false };
-    const bob = await registerDevice(server.url, undefined, options);
-    const alice = await registerDevice(server.url, undefined, options);
-    const carol = await registerDevice(server.url, undefined, options);
-    const dave = await registerDevice(server.url, undefined, options);
+    const bob = await registerDevice(proxy.url, undefined, options);
+    const alice = await registerDevice(proxy.url, undefined, options);
+    const carol = await registerDevice(proxy.url, undefined, options);
+    const dave = await registerDevice(proxy.url, undefined, options);
     const clients: ZimClient[] = [bob, alice, carol, dave];
     const shown = inbox(bob);
     for (const c of clients) await c.connect();
@@ -87,6 +97,7 @@ describe("sends across server crashes", () => {
         const target = sent + 12;
         while (sent < target && sent < 3 * perSender - 10) await sleep(5);
         if (sent >= 3 * perSender - 10) break;
+        proxy.cut();
         await server.restart();
         kills++;
       }
