@@ -19,8 +19,8 @@ export interface SendRetryPolicy {
   attemptTimeoutMs: number;
 }
 
-/** The defaults: retry for a minute, 250 ms to 5 s apart; give one attempt 30 s. */
-export const defaultSendRetryPolicy: SendRetryPolicy = { maxMs: 60_000, initialDelayMs: 250, maxDelayMs: 5_000, attemptTimeoutMs: 30_000 };
+/** The defaults: retry for a minute, 250 ms to 2 s apart; give one attempt 30 s. */
+export const defaultSendRetryPolicy: SendRetryPolicy = { maxMs: 60_000, initialDelayMs: 250, maxDelayMs: 2_000, attemptTimeoutMs: 30_000 };
 
 /** A fresh idempotency key: 16 random bytes, base64url (22 characters). */
 export function newIdempotencyKey(): string {

@@ -42,7 +42,8 @@ describe("sends across server crashes", () => {
   });
 
   it("SIGKILL x3 under load with retrying senders: every message is shown exactly once, none lost", { timeout: 90_000 }, async () => {
-    const options = { sendReceipts: false };
+    // Retries 250 ms to 1 s apart (the default waits up to 2 s): the server is back within seconds here.
+    const options = { sendReceipts: false, sendRetry: { maxDelayMs: 1000 } };
     const bob = await registerDevice(proxy.url, undefined, options);
     const alice = await registerDevice(proxy.url, undefined, options);
     const carol = await registerDevice(proxy.url, undefined, options);
@@ -56,7 +57,7 @@ describe("sends across server crashes", () => {
     await until(aliceInbox, 1);
     const group = await dave.createGroup("crash test", [bob.local.username]);
 
-    const perSender = 40;
+    const perSender = 30;
     const inFlight = 4;
     let sent = 0;
     let appRetries = 0;
@@ -69,7 +70,10 @@ describe("sends across server crashes", () => {
           const text = texts[next++]!;
           for (let attempt = 0; ; attempt++) {
             try {
-              await send(text);
+              // An app gives up on a send that hangs (longer than the SDK's own retries take here) and sends again.
+              let timer: NodeJS.Timeout | undefined;
+              const timedOut = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("send timed out")), 25_000)));
+              await Promise.race([send(text), timedOut]).finally(() => clearTimeout(timer));
               sent++;
               break;
             } catch (error) {
