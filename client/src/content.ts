@@ -24,6 +24,12 @@ export type GroupState = z.infer<typeof groupStateSchema>;
 /** Content version 1. */
 export const contentSchema = z.object({
   v: z.literal(1),
+  /**
+   * The message's id, chosen by the sender (a random UUID): a receiver shows
+   * a message once per sender and id, whatever envelopes carry it. Absent
+   * from older senders (then sender device and timestamp identify it).
+   */
+  id: uuid.optional(),
   /** A text message (or an attachment's caption). */
   text: z.string().max(64 * 1024).optional(),
   /** The sender's clock, ms since the epoch. */

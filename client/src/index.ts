@@ -61,3 +61,4 @@ export { groupConversation } from "./groups.js";
 // Content and keys
 export { contentSchema, decodeContent, encodeContent, groupStateSchema, type Content, type GroupState } from "./content.js";
 export { defaultKeyPolicy, type KeyPolicy } from "./keys.js";
+export { defaultSendRetryPolicy, type SendRetryPolicy } from "./send-retry.js";

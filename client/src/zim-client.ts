@@ -50,8 +50,10 @@ import { HttpApi } from "./http-api.js";
 import { KeyTransparencyChecker, type KeyTransparencyFailure, type KeyTransparencyOptions } from "./key-transparency.js";
 import { defaultKeyPolicy, newKyberPreKey, newOneTimeKeys, newSignedPreKey, pruneReplacedKeys, type KeyPolicy } from "./keys.js";
 import { linkUri, openProvisioning, parseLinkUri, sealProvisioning } from "./linking.js";
+import { MessageDedup } from "./message-dedup.js";
 import { matchesSafetyNumber, safetyNumber, type SafetyNumber } from "./safety-number.js";
 import { SealedSenderState } from "./sealed.js";
+import { defaultSendRetryPolicy, newIdempotencyKey, withSendRetry, type SendRetryPolicy } from "./send-retry.js";
 import type { DeviceStore, LocalDevice, StoredMessage } from "./store/device-store.js";
 import { signalStores, type SignalStores } from "./store/signal-stores.js";
 import { trustOnFirstUse, type TrustPolicy } from "./trust.js";
@@ -157,6 +159,12 @@ export interface ZimClientOptions {
   /** Send sealed (the server does not learn the sender) whenever the recipient's access key is known. @default true */
   sealedSender?: boolean;
   /**
+   * Retrying a send that got no answer (connection lost, server restarted,
+   * 5xx), always with the send's idempotency key, so the server stores it
+   * once. @default {@link defaultSendRetryPolicy} (one minute); `{ maxMs: 0 }` turns retries off
+   */
+  sendRetry?: Partial<SendRetryPolicy>;
+  /**
    * Check every identity key the server hands out against the server's
    * key-transparency log, and every log head against the last one seen
    * (`keyTransparencyFailure` reports problems). `{}` (the default) uses the
@@ -210,6 +218,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   private readonly sendReceipts: boolean;
   private readonly receiptDelayMs: number;
   private readonly sealedSenderEnabled: boolean;
+  private readonly sendRetry: SendRetryPolicy;
+  private readonly dedup: MessageDedup;
   /** Null when key transparency is off. */
   private readonly keyLog: KeyTransparencyChecker | null;
   /**
@@ -237,6 +247,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     this.sendReceipts = options.sendReceipts ?? true;
     this.receiptDelayMs = options.receiptDelayMs ?? 0;
     this.sealedSenderEnabled = options.sealedSender ?? true;
+    this.sendRetry = { ...defaultSendRetryPolicy, ...options.sendRetry };
+    this.dedup = new MessageDedup(options.store);
     this.signal = signalStores(this.store, options.trustPolicy ?? trustOnFirstUse, (uuid, blocked) => this.emit("identityChanged", { uuid, blocked }));
     this.sealed = new SealedSenderState(this.store, this.api);
     this.groups = new GroupStore(this.store);
@@ -538,7 +550,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   private async sendDirect(to: string, body: Pick<Content, "text" | "attachment">): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
     const uuid = await this.resolve(to);
     const timestamp = Date.now();
-    const content: Content = { v: 1, timestamp, ...body, accessKey: this.local.accessKey };
+    const content: Content = { v: 1, id: randomUUID(), timestamp, ...body, accessKey: this.local.accessKey };
     const record = (): void =>
       this.store.addMessage(this.outgoingRecord(randomUUID(), uuid, content));
     const result = await this.sendContent(uuid, content, record);
@@ -753,9 +765,11 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const certificate = await this.sealed.certificate();
     if (!certificate) throw new GroupError("the homeserver issued no sender certificate; group messages need sealed sender");
     const recipients = group.members.filter((m) => m !== me);
-    const content: Content = { v: 1, timestamp: Date.now(), ...body, group: { id: groupId } };
+    const content: Content = { v: 1, id: randomUUID(), timestamp: Date.now(), ...body, group: { id: groupId } };
     const padded = encodeContent(content);
     let response: MultiRecipientResponse = { serverTimestamp: Date.now(), recipients: [] };
+    // One key for the whole send: nothing is stored on a 409/410, so a corrected retry may reuse it.
+    const idempotencyKey = newIdempotencyKey();
     if (recipients.length) {
       for (let attempt = 0; ; attempt++) {
         const addresses = await this.tasks.run(async () => {
@@ -770,7 +784,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
           return sealedSenderMultiRecipientEncrypt({ content: usmc, recipients: addresses, identityStore: this.signal.identities, sessionStore: this.signal.sessions });
         });
         try {
-          response = await this.deliverMulti(recipients, b64(message));
+          response = await this.deliverMulti(recipients, b64(message), idempotencyKey);
           break;
         } catch (error) {
           if (!(error instanceof ApiError) || attempt >= 3 || !error.body.recipients) throw error;
@@ -800,25 +814,27 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     }
   }
 
-  private async deliverMulti(recipients: string[], message: string): Promise<MultiRecipientResponse> {
+  private async deliverMulti(recipients: string[], message: string, idempotencyKey: string): Promise<MultiRecipientResponse> {
     const accessKeys = recipients.map((uuid) => ({ uuid, accessKey: this.sealed.accessKeyOf(uuid) }));
     const allKnown = accessKeys.every((k): k is { uuid: string; accessKey: string } => !!k.accessKey);
     if (allKnown && this.sealedSenderEnabled) {
-      const request = { message, accessKeys };
+      const request = { message, accessKeys, idempotencyKey };
       try {
-        if (this.socket?.connected) {
-          const result = (await this.sealedConnection().emitWithAck("send-multi", request)) as SocketResult<MultiRecipientResponse>;
-          if (result.ok) return result.value;
-          throw apiError(result.status, result.error);
-        }
-        return await this.api.sendMultiRecipient(request, false);
+        return await withSendRetry(async () => {
+          if (this.socket?.connected) {
+            const result = (await this.sealedConnection().timeout(this.sendRetry.attemptTimeoutMs).emitWithAck("send-multi", request)) as SocketResult<MultiRecipientResponse>;
+            if (result.ok) return result.value;
+            throw apiError(result.status, result.error);
+          }
+          return this.api.sendMultiRecipient(request, false);
+        }, this.sendRetry);
       } catch (error) {
         // Sealed sends rate limited (429): the same message, authenticated, as below.
         if (!(error instanceof ApiError && error.code === "rate_limited")) throw error;
       }
     }
     // Some access key is unknown: authenticated, still stored without a sender.
-    return this.api.sendMultiRecipient({ message }, true);
+    return withSendRetry(() => this.api.sendMultiRecipient({ message, idempotencyKey }, true), this.sendRetry);
   }
 
   /** Brings sessions in line with the server's per-recipient device lists (after a 409 or 410). */
@@ -880,6 +896,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const padded = encodeContent(content);
     // Set when a sealed send was rate limited (429): this content goes authenticated, as on a 401.
     let unsealed = false;
+    // One key for the whole send: nothing is stored on a 401/409/410, so a corrected retry may reuse it.
+    const idempotencyKey = newIdempotencyKey();
     for (let attempt = 0; ; attempt++) {
       const seal = unsealed ? null : await this.sealingFor(uuid);
       const messages = await this.tasks.run(async () => {
@@ -890,7 +908,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       try {
         // Sealed only if every message was sealed (a stale certificate is not used: see encryptForAll).
         const accessKey = seal && messages.every((m) => m.type === "sealed") ? seal.accessKey : null;
-        return await this.deliver(uuid, messages, accessKey);
+        return await this.deliver(uuid, messages, accessKey, idempotencyKey);
       } catch (error) {
         if (!(error instanceof ApiError) || attempt >= 3) throw error;
         if (error.code === "unauthorized" && seal) {
@@ -1026,22 +1044,27 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     return this.sealedSocket;
   }
 
-  private async deliver(uuid: string, messages: OutgoingMessage[], accessKey: string | null): Promise<SendMessagesResponse> {
+  /** Sends the same ciphertexts with the same key until answered (see send-retry.ts), over the socket when connected. */
+  private async deliver(uuid: string, messages: OutgoingMessage[], accessKey: string | null, idempotencyKey: string): Promise<SendMessagesResponse> {
     if (!messages.length) throw new ApiError(409, { code: "mismatched_devices", message: "no devices", missingDevices: [], extraDevices: [] });
-    if (accessKey !== null) {
+    const timeoutMs = this.sendRetry.attemptTimeoutMs;
+    return withSendRetry(async () => {
+      if (accessKey !== null) {
+        if (this.socket?.connected) {
+          const request = { destination: uuid, messages, accessKey, idempotencyKey };
+          const result = (await this.sealedConnection().timeout(timeoutMs).emitWithAck("send", request)) as SocketResult<SendMessagesResponse>;
+          if (result.ok) return result.value;
+          throw apiError(result.status, result.error);
+        }
+        return this.api.sendSealed(uuid, { messages, idempotencyKey }, accessKey);
+      }
       if (this.socket?.connected) {
-        const result = (await this.sealedConnection().emitWithAck("send", { destination: uuid, messages, accessKey })) as SocketResult<SendMessagesResponse>;
+        const result = (await this.socket.timeout(timeoutMs).emitWithAck("send", { destination: uuid, messages, idempotencyKey })) as SocketResult<SendMessagesResponse>;
         if (result.ok) return result.value;
         throw apiError(result.status, result.error);
       }
-      return this.api.sendSealed(uuid, { messages }, accessKey);
-    }
-    if (this.socket?.connected) {
-      const result = (await this.socket.emitWithAck("send", { destination: uuid, messages })) as SocketResult<SendMessagesResponse>;
-      if (result.ok) return result.value;
-      throw apiError(result.status, result.error);
-    }
-    return this.api.sendMessages(uuid, { messages });
+      return this.api.sendMessages(uuid, { messages, idempotencyKey });
+    }, this.sendRetry);
   }
 
   // ----------------------------------------------------------- receiving
@@ -1254,6 +1277,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     if (own && !outgoing) return { kind: "skipped" };
     const conversation = groupId ? groupConversation(groupId) : outgoing ? content.sync?.destination : from;
     if (!conversation) return { kind: "skipped" };
+    // The same message in a second envelope (a sender's retry that was stored twice): shown once.
+    if (!this.dedup.firstSight(from, fromDevice, content)) return { kind: "skipped" };
     const text = content.text ?? "";
     this.store.addMessage({
       id: envelope.id,

@@ -37,6 +37,7 @@ export const errorStatus = {
   range_not_satisfiable: 416,
   mailbox_full: 507,
   invalid_signature: 422,
+  idempotency_conflict: 422,
   rate_limited: 429,
   too_many_uploads: 429,
   too_many_attachments: 429,

@@ -49,6 +49,9 @@ export const limits = {
    * telling millisecond; order envelopes by queue position, not by this.
    */
   serverTimestampGranularityMs: 60_000,
+  /** Characters of a send's idempotency key (base64url; 16 random bytes are 22). */
+  minIdempotencyKeyChars: 16,
+  maxIdempotencyKeyChars: 64,
 } as const;
 
 /** Usernames: lowercase letters, digits, `_` and `.`, 3 to 32 characters. */

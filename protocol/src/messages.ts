@@ -34,12 +34,26 @@ export const outgoingMessageSchema = z
 export type OutgoingMessage = z.infer<typeof outgoingMessageSchema>;
 
 /**
+ * A client-chosen key that makes a send safe to retry (like Matrix's
+ * `txnId`, Stripe's `Idempotency-Key`): 16 to 64 base64url characters, in
+ * practice 16 random bytes (22 characters). The server remembers each key
+ * for the envelope lifetime with its first answer; a retry with the same key
+ * gets that answer again and stores nothing new. Keys are scoped: per sending
+ * device, or (sealed, no credentials) per destination, so one client's keys
+ * never meet another's. Optional: a send without a key is never de-duplicated.
+ */
+export const idempotencyKeySchema = z
+  .string()
+  .regex(new RegExp(`^[A-Za-z0-9_-]{${limits.minIdempotencyKeyChars},${limits.maxIdempotencyKeyChars}}$`), "16 to 64 base64url characters")
+  .describe("Retry a send with the same key to get its first answer instead of a second copy");
+
+/**
  * `PUT /v1/messages/{uuid}` and the socket's `send` event: one envelope per
  * current device of the recipient (for a send to oneself: every device but
  * the sender's), all committed before the answer.
  */
 export const sendMessagesRequestSchema = z
-  .strictObject({ messages: z.array(outgoingMessageSchema).min(1).max(limits.maxDeviceId) })
+  .strictObject({ messages: z.array(outgoingMessageSchema).min(1).max(limits.maxDeviceId), idempotencyKey: idempotencyKeySchema.optional() })
   .meta({ id: "SendMessagesRequest" });
 export type SendMessagesRequest = z.infer<typeof sendMessagesRequestSchema>;
 

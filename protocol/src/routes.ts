@@ -281,7 +281,7 @@ export const routes = {
     body: multiRecipientRequestSchema,
     maxBodyBytes: multiRecipientBodyBytes,
     success: { status: 200, schema: multiRecipientResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full"],
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full", "idempotency_conflict"],
   },
   sendMessages: {
     method: "put",
@@ -292,7 +292,7 @@ export const routes = {
     body: sendMessagesRequestSchema,
     maxBodyBytes: limits.maxBodyBytes,
     success: { status: 200, schema: sendMessagesResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full"],
+    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full", "idempotency_conflict"],
   },
   fetchMessages: {
     method: "get",

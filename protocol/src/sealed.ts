@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { limits } from "./limits.js";
-import { socketSendRequestSchema } from "./messages.js";
+import { idempotencyKeySchema, socketSendRequestSchema } from "./messages.js";
 import { base64Bytes, deviceIdSchema, uuidSchema } from "./primitives.js";
 
 /** A 16-byte unidentified access key, base64. */
@@ -49,6 +49,7 @@ export const multiRecipientRequestSchema = z
   .strictObject({
     message: base64Bytes(1, limits.maxMultiRecipientBytes),
     accessKeys: z.array(recipientAccessKeySchema).max(limits.maxGroupRecipients).optional(),
+    idempotencyKey: idempotencyKeySchema.optional(),
   })
   .meta({ id: "MultiRecipientRequest" });
 export type MultiRecipientRequest = z.infer<typeof multiRecipientRequestSchema>;

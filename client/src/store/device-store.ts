@@ -104,6 +104,12 @@ export interface DeviceStore {
 
   hasProcessed(envelopeId: string): boolean;
   markProcessed(envelopeId: string, at: number): void;
+  /**
+   * Forgets processed ids marked before `before`, and all but the newest
+   * `keep`: a server redelivers an envelope only within its lifetime, so
+   * older ids are never needed again. @returns how many were forgotten
+   */
+  pruneProcessed(before: number, keep: number): number;
 
   addMessage(message: StoredMessage): void;
   /** The conversation with `peer`, oldest first. */

@@ -70,6 +70,12 @@ export class MemoryDeviceStore implements DeviceStore {
   markProcessed(envelopeId: string, at: number): void {
     this.state.processed.set(envelopeId, at);
   }
+  pruneProcessed(before: number, keep: number): number {
+    const newest = [...this.state.processed].filter(([, at]) => at >= before).sort((a, b) => b[1] - a[1]).slice(0, keep);
+    const forgotten = this.state.processed.size - newest.length;
+    this.state.processed = new Map(newest);
+    return forgotten;
+  }
   addMessage(message: StoredMessage): void {
     this.state.messages.push(message);
   }

@@ -11,6 +11,7 @@ CREATE TABLE IF NOT EXISTS identities (uuid TEXT PRIMARY KEY, public_key BLOB NO
 CREATE TABLE IF NOT EXISTS pre_keys (kind TEXT NOT NULL, id INTEGER NOT NULL, record BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (kind, id));
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS processed (envelope_id TEXT PRIMARY KEY, at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS processed_at ON processed (at);
 CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, peer TEXT NOT NULL, direction TEXT NOT NULL,
   sender_device INTEGER NOT NULL, text TEXT NOT NULL, timestamp INTEGER NOT NULL, stored_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_peer ON messages (peer, seq);
@@ -69,6 +70,7 @@ export class SqliteDeviceStore implements DeviceStore {
       setValue: p("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
       hasProcessed: p("SELECT 1 FROM processed WHERE envelope_id = ?"),
       markProcessed: p("INSERT OR IGNORE INTO processed (envelope_id, at) VALUES (?, ?)"),
+      pruneProcessed: p("DELETE FROM processed WHERE at < ? OR envelope_id IN (SELECT envelope_id FROM processed ORDER BY at DESC LIMIT -1 OFFSET ?)"),
       addMessage: p("INSERT OR IGNORE INTO messages (id, peer, direction, sender_device, text, timestamp, stored_at, author, attachment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
       messages: p("SELECT * FROM (SELECT * FROM messages WHERE peer = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq"),
     };
@@ -134,6 +136,9 @@ export class SqliteDeviceStore implements DeviceStore {
   }
   markProcessed(envelopeId: string, at: number): void {
     this.stmt.markProcessed!.run(envelopeId, at);
+  }
+  pruneProcessed(before: number, keep: number): number {
+    return this.stmt.pruneProcessed!.run(before, keep).changes;
   }
   addMessage(m: StoredMessage): void {
     this.stmt.addMessage!.run(m.id, m.peer, m.direction, m.senderDeviceId, m.text, m.timestamp, m.storedAt, m.author ?? null, m.attachment ? JSON.stringify(m.attachment) : null);

@@ -101,7 +101,7 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     void socket.join([room, accountRoom(accountId)]);
 
     socket.on("send", handler(logger, socketSendRequestSchema, (request) =>
-      services.mailbox.send(socket.data, request.destination, request.messages),
+      services.mailbox.send(socket.data, request.destination, request.messages, request.idempotencyKey),
     ));
     socket.on("ack", handler(logger, ackRequestSchema, async (request) => ({
       deleted: await services.mailbox.ack(socket.data, request.ids),
@@ -140,8 +140,8 @@ function serveSealed(io: Gateway, services: Services, logger: Logger, addressOf?
   sealed.on("connection", (socket) => {
     // The handshake's address keys the sealed-send limit (per recipient and source).
     const source = addressOf?.(socket.request) ?? socket.handshake.address;
-    socket.on("send", handler(logger, sealedSocketSendRequestSchema, ({ destination, messages, accessKey }) =>
-      services.sealed.send(destination, messages, accessKey, source),
+    socket.on("send", handler(logger, sealedSocketSendRequestSchema, ({ destination, messages, accessKey, idempotencyKey }) =>
+      services.sealed.send(destination, messages, accessKey, source, idempotencyKey),
     ));
     socket.on("send-multi", handler(logger, multiRecipientRequestSchema, (request) => services.sealed.sendMultiRecipient(undefined, request, source)));
   });

@@ -32,7 +32,9 @@ export function createHandlers(config: ServerConfig, database: Database, service
     keyCount: async ({ principal }) => keys.counts(principal),
     preKeyBundle: async ({ principal, params }) => keys.bundles(principal, params.uuid, params.deviceId),
     sendMessages: async ({ principal, params, body, accessKey, clientAddress }) =>
-      principal ? mailbox.send(principal, params.uuid, body.messages) : services.sealed.send(params.uuid, body.messages, accessKey, clientAddress),
+      principal
+        ? mailbox.send(principal, params.uuid, body.messages, body.idempotencyKey)
+        : services.sealed.send(params.uuid, body.messages, accessKey, clientAddress, body.idempotencyKey),
     setAttributes: async ({ principal, body }) => services.sealed.setAttributes(principal, body),
     createLink: async ({ clientAddress }) => services.devices.createLink(clientAddress),
     confirmLink: async ({ principal, params, body }) => services.devices.confirmLink(principal, params.code, body),

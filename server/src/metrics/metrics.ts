@@ -19,6 +19,8 @@ export class Metrics {
   readonly envelopesDelivered: Counter;
   /** Envelopes deleted unread by the expiry sweep. */
   readonly envelopesExpired: Counter;
+  /** Sends answered from their idempotency record (a client's retry): nothing new stored. */
+  readonly sendsReplayed: Counter;
   /** Requests refused by a rate limit, by limit name. */
   readonly rateLimitRefusals: Counter<"limit">;
   /**
@@ -51,6 +53,7 @@ export class Metrics {
     this.envelopesAccepted = new Counter({ name: "zimchat_envelopes_accepted_total", help: "Envelopes committed to a mailbox", registers });
     this.envelopesDelivered = new Counter({ name: "zimchat_envelopes_delivered_total", help: "Envelopes acknowledged by their device and deleted", registers });
     this.envelopesExpired = new Counter({ name: "zimchat_envelopes_expired_total", help: "Envelopes deleted unread when their time to live ran out", registers });
+    this.sendsReplayed = new Counter({ name: "zimchat_send_replays_total", help: "Retried sends answered with their first answer (same idempotency key), storing nothing", registers });
     this.rateLimitRefusals = new Counter({ name: "zimchat_rate_limit_refusals_total", help: "Requests refused by a rate limit", labelNames: ["limit"], registers });
     this.refusals = new Counter({ name: "zimchat_refusals_total", help: "Requests, connections and uploads refused to keep a resource bounded, by reason", labelNames: ["reason"], registers });
     this.eventLoopStalls = new Counter({ name: "zimchat_event_loop_stalls_total", help: "Event-loop stalls over the threshold, by the plugin and hook that ran (none: not a plugin)", labelNames: ["plugin", "hook"], registers });

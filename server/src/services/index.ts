@@ -6,6 +6,7 @@ import { PluginHost } from "../plugins/plugin-host.js";
 import { AttachmentStore } from "../stores/attachment-store.js";
 import { DeviceStore } from "../stores/device-store.js";
 import { EnvelopeStore } from "../stores/envelope-store.js";
+import { IdempotencyStore } from "../stores/idempotency-store.js";
 import { InviteStore } from "../stores/invite-store.js";
 import { KeyStore } from "../stores/key-store.js";
 import { AdminStore } from "../stores/admin-store.js";
@@ -58,7 +59,7 @@ export function createServices(config: ServerConfig, database: Database, deps: S
   const mailbox = new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs, plugins, metrics, {
     maxEnvelopes: config.mailboxMaxEnvelopes,
     maxBytes: config.mailboxMaxBytes,
-  });
+  }, new IdempotencyStore(prisma));
   const invites = new InviteService(inviteStore);
   const attachments = new AttachmentService(new AttachmentStore(prisma, database.provider), {
     dir: config.attachmentsDir,

@@ -15,11 +15,13 @@ import type { Metrics } from "../metrics/metrics.js";
 import type { PluginHost } from "../plugins/plugin-host.js";
 import type { AccountStore, DeviceRef } from "../stores/account-store.js";
 import type { EnvelopeStore, NewEnvelope, NewSharedPayload, StoredEnvelope } from "../stores/envelope-store.js";
+import type { IdempotencyStore, PendingStatement } from "../stores/idempotency-store.js";
 import { Batcher, type Outcome } from "../util/batcher.js";
 import { unauthorized, type DevicePrincipal } from "./account-service.js";
 import { MailboxBudget, mailboxFull, type MailboxCaps } from "./mailbox-caps.js";
 import { assembleForRecipient, SharedPayloadRef, type ParsedMultiRecipient } from "./multi-recipient-message.js";
 import type { RateLimiter } from "./rate-limiter.js";
+import { SendIdempotency } from "./send-idempotency.js";
 import { checkCiphertext, fromBase64 } from "./signal-keys.js";
 
 /** An envelope committed for a device, in wire form, with its queue position. */
@@ -50,6 +52,8 @@ interface SendItem {
   destinations: { uuid: string; messages: DecodedMessage[] }[];
   /** How refusals are reported: in the error's top-level fields, or per recipient in `recipients`. */
   shape: "single" | "multi";
+  /** The client's idempotency key: a retry with it gets the first answer (see send-idempotency.ts). */
+  idempotencyKey?: string | undefined;
 }
 
 interface AckItem {
@@ -89,6 +93,7 @@ export class MailboxService {
   private readonly listeners = new Set<DeliveryListener>();
   private readonly sends: Batcher<SendItem, MultiRecipientResponse>;
   private readonly acks: Batcher<AckItem, number>;
+  private readonly idempotency: SendIdempotency | undefined;
 
   constructor(
     private readonly envelopes: EnvelopeStore,
@@ -98,8 +103,12 @@ export class MailboxService {
     private readonly plugins: PluginHost,
     private readonly metrics?: Metrics,
     private readonly caps: MailboxCaps = { maxEnvelopes: 50_000, maxBytes: 256 * 1024 * 1024 },
+    idempotencyStore?: IdempotencyStore,
   ) {
-    this.sends = new Batcher((items) => this.commitSends(items));
+    this.idempotency = idempotencyStore && new SendIdempotency(idempotencyStore, ttlMs, metrics);
+    this.sends = new Batcher((items) =>
+      this.idempotency ? this.idempotency.run(items, (fresh, recordsFor) => this.commitSends(fresh, recordsFor)) : this.commitSends(items),
+    );
     this.acks = new Batcher((items) => this.commitAcks(items));
   }
 
@@ -115,9 +124,9 @@ export class MailboxService {
    * oneself): 409 `mismatched_devices` otherwise, 410 `stale_devices` for a
    * wrong registration id (410 wins when both apply).
    */
-  async send(sender: DevicePrincipal, destination: string, messages: OutgoingMessage[]): Promise<SendMessagesResponse> {
+  async send(sender: DevicePrincipal, destination: string, messages: OutgoingMessage[], idempotencyKey?: string): Promise<SendMessagesResponse> {
     await this.limiter.consume("send", `${sender.accountId}.${sender.deviceId}`);
-    return this.submitSingle(sender, destination, decodeMessages(messages));
+    return this.submitSingle(sender, destination, decodeMessages(messages), idempotencyKey);
   }
 
   /**
@@ -126,14 +135,14 @@ export class MailboxService {
    * stored with no source. An unknown destination is 401, like a wrong
    * access key. The caller checks the access key and the rate limit.
    */
-  async sendSealed(destination: string, messages: OutgoingMessage[]): Promise<SendMessagesResponse> {
+  async sendSealed(destination: string, messages: OutgoingMessage[], idempotencyKey?: string): Promise<SendMessagesResponse> {
     const notSealed = messages.findIndex((m) => m.type !== "sealed");
     if (notSealed >= 0) {
       throw new HttpError("invalid_request", "Without credentials, every message must be sealed", {
         issues: [{ path: ["messages", notSealed, "type"], message: "must be sealed on a send without credentials" }],
       });
     }
-    return this.submitSingle(null, destination, decodeMessages(messages));
+    return this.submitSingle(null, destination, decodeMessages(messages), idempotencyKey);
   }
 
   /**
@@ -145,7 +154,7 @@ export class MailboxService {
    * `not_found` (listed in `recipients`) for an authenticated sender, 401 without one.
    * The caller checks access keys and rate limits.
    */
-  async sendMultiRecipient(sender: DevicePrincipal | null, message: ParsedMultiRecipient): Promise<MultiRecipientResponse> {
+  async sendMultiRecipient(sender: DevicePrincipal | null, message: ParsedMultiRecipient, idempotencyKey?: string): Promise<MultiRecipientResponse> {
     const { recipients, shared } = message;
     // Sizes are computed, never built: each recipient's message is its header followed by the shared part.
     if (recipients.some((r) => r.header.length + shared.length > limits.maxContentBytes)) {
@@ -166,13 +175,13 @@ export class MailboxService {
       }));
       return { uuid: r.uuid, messages };
     });
-    const item: SendItem = { sender, destinations, shape: "multi" };
+    const item: SendItem = { sender, destinations, shape: "multi", idempotencyKey };
     await this.screen(item);
     return this.sends.submit(item);
   }
 
-  private async submitSingle(sender: DevicePrincipal | null, destination: string, messages: DecodedMessage[]): Promise<SendMessagesResponse> {
-    const item: SendItem = { sender, destinations: [{ uuid: destination, messages }], shape: "single" };
+  private async submitSingle(sender: DevicePrincipal | null, destination: string, messages: DecodedMessage[], idempotencyKey?: string): Promise<SendMessagesResponse> {
+    const item: SendItem = { sender, destinations: [{ uuid: destination, messages }], shape: "single", idempotencyKey };
     await this.screen(item);
     const result = await this.sends.submit(item);
     return { serverTimestamp: result.serverTimestamp, envelopes: result.recipients[0]?.envelopes ?? [] };
@@ -233,6 +242,7 @@ export class MailboxService {
   async sweepExpired(): Promise<number> {
     const count = await this.envelopes.deleteExpired(Date.now());
     this.metrics?.envelopesExpired.inc(count);
+    await this.idempotency?.sweepExpired();
     return count;
   }
 
@@ -254,7 +264,10 @@ export class MailboxService {
    * batcher re-runs each send alone, which re-reads devices and usage).
    * Timestamps are coarse (see {@link coarseTimestamp}).
    */
-  private async commitSends(items: SendItem[]): Promise<Outcome<MultiRecipientResponse>[]> {
+  private async commitSends(
+    items: SendItem[],
+    recordsFor?: (items: SendItem[], outcomes: Outcome<MultiRecipientResponse>[]) => PendingStatement[],
+  ): Promise<Outcome<MultiRecipientResponse>[]> {
     const acceptedAt = Date.now();
     const now = coarseTimestamp(acceptedAt);
     const committed: { envelope: NewEnvelope; content: string }[] = [];
@@ -297,9 +310,11 @@ export class MailboxService {
       }
       return { value: response };
     });
+    // The idempotency records of the accepted sends commit in the envelopes' transaction.
     await this.envelopes.insertMany(
       committed.map((c) => c.envelope),
       [...shared.values()],
+      recordsFor?.(items, outcomes),
     );
     this.metrics?.envelopesAccepted.inc(committed.length);
     if (committed.length) {

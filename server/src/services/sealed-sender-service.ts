@@ -67,10 +67,10 @@ export class SealedSenderService {
    * and an unknown recipient are the same 401. Rate limited per recipient
    * and source address (see {@link sealedSendKey}).
    */
-  async send(destination: string, messages: OutgoingMessage[], accessKey: string | undefined, source: string): Promise<SendMessagesResponse> {
+  async send(destination: string, messages: OutgoingMessage[], accessKey: string | undefined, source: string, idempotencyKey?: string): Promise<SendMessagesResponse> {
     await this.checkAccess([{ uuid: destination, accessKey }]);
     await this.limiter.consume("sealedSend", sealedSendKey(destination, source));
-    return this.mailbox.sendSealed(destination, messages);
+    return this.mailbox.sendSealed(destination, messages, idempotencyKey);
   }
 
   /**
@@ -88,7 +88,7 @@ export class SealedSenderService {
     const { recipients } = message;
     if (principal) {
       await this.limiter.consume("send", `${principal.accountId}.${principal.deviceId}`);
-      return this.mailbox.sendMultiRecipient(principal, message);
+      return this.mailbox.sendMultiRecipient(principal, message, request.idempotencyKey);
     }
     const keys = new Map<string, string>();
     for (const [i, { uuid, accessKey }] of (request.accessKeys ?? []).entries()) {
@@ -101,7 +101,7 @@ export class SealedSenderService {
     }
     await this.checkAccess(recipients.map((r) => ({ uuid: r.uuid, accessKey: keys.get(r.uuid) })));
     for (const r of recipients) await this.limiter.consume("sealedSend", sealedSendKey(r.uuid, source));
-    return this.mailbox.sendMultiRecipient(null, message);
+    return this.mailbox.sendMultiRecipient(null, message, request.idempotencyKey);
   }
 
   /**

@@ -70,11 +70,13 @@ export class EnvelopeStore {
   /**
    * Inserts envelopes and the shared payloads they refer to, and adds them to
    * their devices' mailbox usage: one statement per 500 rows, all in one
-   * transaction (all or none), so the usage counts never drift.
+   * transaction (all or none), so the usage counts never drift; with
+   * `alongside` (the sends' idempotency records) in the same transaction, so
+   * a crash never keeps one without the other.
    */
-  async insertMany(envelopes: NewEnvelope[], shared: NewSharedPayload[] = []): Promise<void> {
-    if (!envelopes.length) return;
-    const statements = [
+  async insertMany(envelopes: NewEnvelope[], shared: NewSharedPayload[] = [], alongside: Prisma.PrismaPromise<unknown>[] = []): Promise<void> {
+    if (!envelopes.length && !alongside.length) return;
+    const statements: Prisma.PrismaPromise<unknown>[] = [
       ...chunks(shared, 100).map((chunk) => this.db.$executeRaw`INSERT INTO "SharedPayload" ("id", "content")
         VALUES ${Prisma.join(chunk.map((p) => Prisma.sql`(${p.id}, ${p.content})`))}`),
       ...chunks(envelopes, 500).map((chunk) => {
@@ -90,6 +92,7 @@ export class EnvelopeStore {
         VALUES ${Prisma.join(chunk.map((u) => Prisma.sql`(${u.accountId}, ${u.deviceId}, ${u.envelopes}, ${u.bytes})`))}
         ON CONFLICT ("accountId", "deviceId") DO UPDATE SET
           "envelopes" = "MailboxUsage"."envelopes" + excluded."envelopes", "bytes" = "MailboxUsage"."bytes" + excluded."bytes"`),
+      ...alongside,
     ];
     await this.db.$transaction(statements);
   }

@@ -1,0 +1,56 @@
+import type { Db } from "../db/database.js";
+import { Prisma } from "../generated/prisma-sqlite/client.js";
+
+/** A remembered send: the hashes that identify it and its first answer (see `SendIdempotency` in prisma/models.prisma). */
+export interface IdempotencyRecord {
+  keyHash: string;
+  fingerprint: string;
+  answer: string;
+  expiresAt: number;
+}
+
+/** A statement that has not run yet: Prisma runs it when awaited or inside `$transaction`. */
+export type PendingStatement = Prisma.PrismaPromise<unknown>;
+
+/**
+ * Idempotency keys of sends. The records are written by statements the
+ * envelope insert runs in its own transaction, so a record exists exactly
+ * when its envelopes were committed.
+ */
+export class IdempotencyStore {
+  constructor(private readonly db: Db) {}
+
+  /** The unexpired records among these key hashes. */
+  async find(keyHashes: string[], now: number): Promise<IdempotencyRecord[]> {
+    if (!keyHashes.length) return [];
+    const rows = await this.db.sendIdempotency.findMany({ where: { keyHash: { in: keyHashes }, expiresAt: { gt: BigInt(now) } } });
+    return rows.map((r) => ({ ...r, expiresAt: Number(r.expiresAt) }));
+  }
+
+  /**
+   * Statements that write these records: expired records under the same
+   * hashes (not swept yet) are deleted first; an unexpired one makes the
+   * INSERT fail, and with it the whole transaction (another node committed
+   * the same key first: the batch is re-run and finds it).
+   */
+  insertStatements(records: IdempotencyRecord[], now: number): PendingStatement[] {
+    if (!records.length) return [];
+    const hashes = Prisma.join(records.map((r) => r.keyHash));
+    const rows = records.map((r) => Prisma.sql`(${r.keyHash}, ${r.fingerprint}, ${r.answer}, ${r.expiresAt})`);
+    return [
+      this.db.$executeRaw`DELETE FROM "SendIdempotency" WHERE "keyHash" IN (${hashes}) AND "expiresAt" <= ${now}`,
+      this.db.$executeRaw`INSERT INTO "SendIdempotency" ("keyHash", "fingerprint", "answer", "expiresAt") VALUES ${Prisma.join(rows)}`,
+    ];
+  }
+
+  /** Deletes every record that expired before `now`. */
+  async deleteExpired(now: number): Promise<number> {
+    const { count } = await this.db.sendIdempotency.deleteMany({ where: { expiresAt: { lte: BigInt(now) } } });
+    return count;
+  }
+
+  /** How many records are stored. */
+  async count(): Promise<number> {
+    return this.db.sendIdempotency.count();
+  }
+}
