@@ -112,6 +112,15 @@ export const tableNotes: Record<string, TableNote> = {
       bytes: "bytes queued now",
     },
   },
+  SendIdempotency: {
+    row: "one per send that carried an idempotency key, kept for the envelope TTL so a retried send gets its first answer",
+    columns: {
+      keyHash: "SHA-256 of the key's scope (sending device, or the sealed destinations) and the client's random key: names no account",
+      fingerprint: "keyed hash of the destination accounts the first send named (a different set is a conflict); unreadable without the client's key",
+      answer: "the first answer without account ids: the coarse server timestamp and, per recipient, device numbers and envelope ids",
+      expiresAt: "expiry time, rounded like server timestamps (tells roughly when the send was made)",
+    },
+  },
   Invite: {
     row: "one per registration invite the admin created, kept after use",
     columns: {

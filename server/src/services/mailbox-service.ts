@@ -17,6 +17,7 @@ import type { AccountStore, DeviceRef } from "../stores/account-store.js";
 import type { EnvelopeStore, NewEnvelope, NewSharedPayload, StoredEnvelope } from "../stores/envelope-store.js";
 import type { IdempotencyStore, PendingStatement } from "../stores/idempotency-store.js";
 import { Batcher, type Outcome } from "../util/batcher.js";
+import { coarseExpiry, coarseTimestamp } from "../util/day.js";
 import { unauthorized, type DevicePrincipal } from "./account-service.js";
 import { MailboxBudget, mailboxFull, type MailboxCaps } from "./mailbox-caps.js";
 import { assembleForRecipient, SharedPayloadRef, type ParsedMultiRecipient } from "./multi-recipient-message.js";
@@ -59,11 +60,6 @@ interface SendItem {
 interface AckItem {
   device: DevicePrincipal;
   ids: string[];
-}
-
-/** Server timestamps are stored and served rounded down to the protocol's granularity (one upload's envelopes share no telling millisecond). */
-export function coarseTimestamp(ms: number): number {
-  return ms - (ms % limits.serverTimestampGranularityMs);
 }
 
 /** The wire form of a stored envelope. */
@@ -300,7 +296,7 @@ export class MailboxService {
             size: sizeOf(m),
             serverTimestamp: now,
             // Coarse like the timestamp (a TTL under the granularity, in tests only, is kept exact).
-            expiresAt: this.ttlMs >= limits.serverTimestampGranularityMs ? coarseTimestamp(acceptedAt + this.ttlMs) : acceptedAt + this.ttlMs,
+            expiresAt: coarseExpiry(acceptedAt, this.ttlMs),
           };
           if (m.shared) shared.set(m.shared.id, { id: m.shared.id, content: m.shared.bytes });
           committed.push({ envelope, content: m.content });

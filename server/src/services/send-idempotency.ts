@@ -4,6 +4,7 @@ import { HttpError } from "../errors.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { IdempotencyRecord, IdempotencyStore, PendingStatement } from "../stores/idempotency-store.js";
 import type { Outcome } from "../util/batcher.js";
+import { coarseExpiry } from "../util/day.js";
 
 /** What idempotency needs to know of a send (the mailbox's batch item). */
 export interface IdempotentSend {
@@ -74,7 +75,7 @@ export class SendIdempotency {
         const id = identify(item);
         const result = results[j];
         if (!id || !result || !("value" in result)) return [];
-        return [{ keyHash: id.keyHash, fingerprint: id.fingerprint, answer: JSON.stringify(toStored(result.value)), expiresAt: now + this.ttlMs }];
+        return [{ keyHash: id.keyHash, fingerprint: id.fingerprint, answer: JSON.stringify(toStored(result.value)), expiresAt: coarseExpiry(now, this.ttlMs) }];
       });
       return this.store.insertStatements(records, now);
     };

@@ -1,9 +1,25 @@
+import { limits } from "@zimchat/protocol";
+
 /** Milliseconds in a day. */
 export const dayMs = 86_400_000;
 
 /** Days since the Unix epoch (UTC) of a time: the granularity ZimChat keeps "last seen" at. */
 export function dayNumber(ms: number = Date.now()): number {
   return Math.floor(ms / dayMs);
+}
+
+/** Server timestamps are stored and served rounded down to the protocol's granularity (one upload's envelopes share no telling millisecond). */
+export function coarseTimestamp(ms: number): number {
+  return ms - (ms % limits.serverTimestampGranularityMs);
+}
+
+/**
+ * When something accepted at `acceptedAt` expires after `ttlMs`, as stored:
+ * coarse like server timestamps, unless the TTL is shorter than the
+ * granularity (tests), where rounding down could expire it at once.
+ */
+export function coarseExpiry(acceptedAt: number, ttlMs: number): number {
+  return ttlMs >= limits.serverTimestampGranularityMs ? coarseTimestamp(acceptedAt + ttlMs) : acceptedAt + ttlMs;
 }
 
 /** Midnight UTC of the day a time falls on: the granularity account and device creation times are kept at. */
