@@ -35,6 +35,8 @@ export const errorStatus = {
   range_not_satisfiable: 416,
   invalid_signature: 422,
   rate_limited: 429,
+  too_many_connections: 429,
+  too_many_failed_logins: 429,
   internal: 500,
   unavailable: 503,
 } as const;

@@ -9,6 +9,7 @@ import { createGateway, type Gateway } from "./gateway/gateway.js";
 import { createAdminRouter } from "./http/admin-router.js";
 import { createAttachmentRouter } from "./http/attachments.js";
 import { bearerAuth } from "./http/bearer-auth.js";
+import { clientAddressOf } from "./http/client-address.js";
 import { createHandlers } from "./http/handlers.js";
 import { createRouter, errorMiddleware } from "./http/router.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -88,7 +89,12 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   app.set("trust proxy", config.trustProxy);
   // The gateway first: the admin routes count its connections.
   const httpServer = createServer(app);
-  const io = createGateway(httpServer, services, logger, redis ? { redis } : {});
+  const io = createGateway(httpServer, services, logger, {
+    ...(redis && { redis }),
+    connectionLimits: config.connectionLimits,
+    clientAddress: clientAddressOf(app),
+    refused: (reason) => metrics.refused(reason),
+  });
   const timeSocketEvent = metrics.socketTimer(["send", "ack"]);
   io.on("connection", (socket) => {
     socket.use(timeSocketEvent);

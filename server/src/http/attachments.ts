@@ -113,5 +113,5 @@ function discardRest(req: Request, res: Response): void {
 async function authenticate(accounts: AccountService, req: Request): Promise<DevicePrincipal> {
   const credentials = parseBasicAuth(req.headers.authorization);
   if (!credentials) throw unauthorized();
-  return accounts.authenticate(credentials.username, credentials.password);
+  return accounts.authenticate(credentials.username, credentials.password, req.ip ?? req.socket.remoteAddress ?? "");
 }
