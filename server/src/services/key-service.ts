@@ -90,7 +90,8 @@ export class KeyService {
       this.keys.counts(principal.accountId, principal.deviceId),
       this.limiter.exhausted("preKeyClaimsPerTarget", deviceKey(principal.accountId, principal.deviceId)),
     ]);
-    return { ...counts, draining };
+    // Only said when true: the field is new, and older clients compare the counts alone.
+    return draining ? { ...counts, draining } : counts;
   }
 
   /**

@@ -536,7 +536,7 @@ describe("bad input", () => {
           `username ${JSON.stringify(u)}`, 400, "invalid_request", (b) => void (b.username = u),
         ]),
         ["username a number", 400, "invalid_request", (b) => void (b.username = 12345)],
-        ["password of 21 characters", 400, "invalid_request", (b) => void (b.password = "A".repeat(limits.minPasswordLength - 1))],
+        [`password of ${limits.minPasswordLength - 1} characters`, 400, "invalid_request", (b) => void (b.password = "A".repeat(limits.minPasswordLength - 1))],
         ["password of 129 characters", 400, "invalid_request", (b) => void (b.password = "A".repeat(limits.maxPasswordLength + 1))],
         ["password with a colon", 400, "invalid_request", (b) => void (b.password = `${"A".repeat(24)}:x`)],
         ["password missing", 400, "invalid_request", (b) => void delete b.password],
