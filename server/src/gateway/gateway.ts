@@ -163,8 +163,8 @@ function serveSealed(io: Gateway, services: Services, logger: Logger, guard: Con
       return;
     }
     next(connectError(new HttpError("too_many_connections", "Too many connections without credentials from this address; try again later")));
-    // The refusal is written first; then the connection (and its descriptor) goes.
-    socket.conn.close();
+    // Socket.IO writes the refusal on the next tick; then the connection (and its descriptor) goes.
+    setImmediate(() => socket.conn.close());
   });
   sealed.on("connection", (socket) => {
     // Idle: no event for sealedIdleMs. Closed by the server, so the client does not reconnect by itself.

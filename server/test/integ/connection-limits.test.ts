@@ -77,7 +77,7 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
     return performance.now() - started;
   }
 
-  it("refuses /sealed sockets beyond the per-address cap, keeps descriptors bounded and honest sends fast, and closes idle ones", async () => {
+  it("refuses /sealed sockets beyond the per-address cap, keeps descriptors bounded and honest sends fast, and closes idle ones", async (t) => {
     const pid = server.child.pid!;
     const baseline: number[] = [];
     for (let i = 0; i < 15; i++) baseline.push(await honestSend(i));
@@ -87,20 +87,34 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
     let connected = 0;
     let refused = 0;
     let idleClosed = 0;
+    let openNow = 0;
+    let peakOpen = 0;
     const open = (): Promise<void> =>
       new Promise((resolve) => {
         const socket = connectClient(`${server.url}/sealed`, { transports: ["websocket"], reconnection: false, forceNew: true, timeout: 10_000 });
         sockets.push(socket);
-        socket.once("connect", () => {
-          connected++;
-          socket.once("disconnect", (reason) => reason === "io server disconnect" && idleClosed++);
-          resolve();
-        });
-        socket.once("connect_error", () => {
+        let settled = false;
+        const refuse = (): void => {
+          if (settled) return;
+          settled = true;
           refused++;
           socket.close();
           resolve();
+        };
+        socket.once("connect", () => {
+          settled = true;
+          connected++;
+          peakOpen = Math.max(peakOpen, ++openNow);
+          socket.once("disconnect", (reason) => {
+            openNow--;
+            if (reason === "io server disconnect") idleClosed++;
+          });
+          resolve();
         });
+        socket.once("connect_error", refuse);
+        // A refused connection may also just be closed before it ever connected.
+        socket.io.once("close", refuse);
+        setTimeout(refuse, 15_000).unref();
       });
 
     // The attack: bounded in count (2,000 sockets, 200 at a time) and time (20 s); honest sends go on meanwhile.
@@ -119,14 +133,16 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
     attacking = false;
     await honest;
 
-    const open_ = sockets.filter((s) => s.connected).length;
     assert.ok(connected + refused >= attackers * 0.95, `attempts answered: ${connected} connected, ${refused} refused`);
-    assert.ok(open_ <= sealedPerAddress, `${open_} /sealed sockets from one address stay open (cap ${sealedPerAddress})`);
-    assert.ok(refused >= attackers - sealedPerAddress - 50, `${refused} refused`);
+    // Idle ones are closed after 3 s, freeing their places: never more than the cap open at once
+    // (plus a few the server has closed whose disconnect this client has not read yet).
+    assert.ok(peakOpen <= sealedPerAddress + 10, `${peakOpen} /sealed sockets from one address open at once (cap ${sealedPerAddress})`);
+    assert.ok(refused >= attackers / 2, `${refused} refused`);
     // Descriptors: the honest sockets, the database, and at most the caps' worth of attack sockets (plus slack for closing ones).
     assert.ok(peakFds - fdBefore <= sealedPerAddress + handshakesPerAddress + 200, `server descriptors grew from ${fdBefore} to ${peakFds}`);
     const normal = median(baseline);
     const attacked = median(during);
+    t.diagnostic(`attempts ${connected + refused}: ${connected} admitted (peak ${peakOpen} open), ${refused} refused; server fds ${fdBefore} -> peak ${peakFds}; honest send median ${normal.toFixed(1)} ms before, ${attacked.toFixed(1)} ms during (${during.length} sends)`);
     assert.ok(during.length >= 5, `honest sends during the attack: ${during.length}`);
     assert.ok(attacked <= Math.max(10 * normal, normal + 100), `honest send median ${attacked.toFixed(1)} ms during the attack vs ${normal.toFixed(1)} ms before`);
 
