@@ -26,7 +26,7 @@ describe("one-time pre-key drain", () => {
 
   const api = (c: ZimClient): HttpApi => new HttpApi(server.url, { uuid: c.local.uuid, deviceId: 1, password: c.local.password });
 
-  it("keeps a floor of one-time keys under several drainers; sessions still start; the owner is told and refills", async () => {
+  it("keeps a floor of one-time keys under several drainers; sessions still start; the owner is told and refills", async (t) => {
     const victim = await registerDevice(server.url, undefined, { sendReceipts: false });
     clients.push(victim);
     const drainSignals: { ecCount: number; pqCount: number }[] = [];
@@ -65,6 +65,7 @@ describe("one-time pre-key drain", () => {
     const final = await api(victim).keyCount();
     lowestEc = Math.min(lowestEc, final.ecCount);
     lowestPq = Math.min(lowestPq, final.pqCount);
+    t.diagnostic(`${fetched} bundles fetched by 3 accounts, ${withoutOneTime} without a one-time key; lowest one-time counts EC ${lowestEc}, Kyber ${lowestPq} (of ${initial.ecCount})`);
     assert.ok(fetched >= 150, `bundles fetched: ${fetched}`);
     assert.ok(lowestEc >= 40, `one-time EC keys fell to ${lowestEc} of ${initial.ecCount}`);
     assert.ok(lowestPq >= 40, `one-time Kyber keys fell to ${lowestPq} of ${initial.pqCount}`);
