@@ -57,12 +57,12 @@ describe("defaults: passwords and failed authentication", () => {
   after(async () => server.stop());
 
   it("refuses a 22-character password at registration (the SDK sends 32)", async () => {
-    assert.ok(limits.minPasswordLength >= 32);
     const device = new SignalDevice();
     const body = { ...device.registration(`short_${process.pid}`), password: randomBytes(16).toString("base64url").slice(0, 22) };
     const res = await server.http().post("/v1/accounts").send(body);
     assert.equal(res.status, 400);
     assert.equal(res.body.code, "invalid_request");
+    assert.ok(limits.minPasswordLength >= 32);
   });
 
   it("limits failed logins per address and device (REST and socket), never refusing the owner from another address", async () => {
