@@ -24,6 +24,9 @@ const roomyLimits: RateLimits = {
   ...defaultRateLimits,
   register: { points: 10_000, durationSeconds: 3600 },
   usernameLookup: { points: 10_000, durationSeconds: 60 },
+  // This file sends wrong credentials on purpose, many times, from one address.
+  failedAuthPerAddress: { points: 10_000, durationSeconds: 60 },
+  failedAuthPerAddressAndDevice: { points: 10_000, durationSeconds: 60 },
 };
 
 type Json = Record<string, any>;
