@@ -13,12 +13,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import request from "supertest";
-import { io as connectClient, type Socket } from "socket.io-client";
+import { io as connectClient, Manager, type Socket } from "socket.io-client";
 import { connectDevice, encryptFor, freshDatabase, registerDevice, type TestSocket } from "../support/harness.js";
 import { startChildServer, type ChildServer } from "../support/child-server.js";
 import type { SignalDevice } from "../support/signal-device.js";
 
-const attackers = 2000;
+const attackers = 1500;
 const sealedPerAddress = 40;
 const handshakesPerAddress = 20;
 const idleSeconds = 3;
@@ -117,7 +117,7 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
         setTimeout(refuse, 15_000).unref();
       });
 
-    // The attack: bounded in count (2,000 sockets, 200 at a time) and time (20 s); honest sends go on meanwhile.
+    // The attack: bounded in count (1,500 sockets, 200 at a time) and time (20 s); honest sends go on meanwhile.
     const during: number[] = [];
     let attacking = true;
     const honest = (async () => {
@@ -168,5 +168,35 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
       fresh.once("connect_error", reject);
     });
     fresh.close();
+  });
+
+  it("caps handshakes in progress per address (refused before the WebSocket) and closes them after the handshake timeout", async () => {
+    // Engine.IO connections that never join a namespace: a Manager without a socket.
+    const managers: Manager[] = [];
+    let opened = 0;
+    let refused = 0;
+    await Promise.all(
+      Array.from({ length: 60 }, () =>
+        new Promise<void>((resolve) => {
+          const manager = new Manager(server.url, { transports: ["websocket"], reconnection: false, autoConnect: false, timeout: 10_000 });
+          managers.push(manager);
+          manager.open((error) => {
+            if (error) refused++;
+            else opened++;
+            resolve();
+          });
+        }),
+      ),
+    );
+    assert.ok(opened <= handshakesPerAddress, `${opened} handshakes admitted (cap ${handshakesPerAddress})`);
+    assert.ok(refused >= 60 - handshakesPerAddress, `${refused} refused`);
+    const metrics = await request(server.url).get("/metrics");
+    assert.match(metrics.text, /zimchat_refusals_total\{reason="handshake_cap"\} [1-9]/);
+    // Past the (3 s) handshake timeout the server has closed them; the slots are free again.
+    const closed = managers.map((m) => new Promise<void>((resolve) => ((m as unknown as { engine?: { readyState: string } }).engine?.readyState === "closed" ? resolve() : m.once("close", () => resolve()))));
+    await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 8000))]);
+    const stillOpen = managers.filter((m) => (m as unknown as { engine?: { readyState: string } }).engine?.readyState === "open").length;
+    for (const m of managers) (m as unknown as { engine?: { close(): void } }).engine?.close();
+    assert.equal(stillOpen, 0, "handshakes that joined no namespace are closed");
   });
 });
