@@ -91,7 +91,8 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   const httpServer = createServer(app);
   const io = createGateway(httpServer, services, logger, {
     ...(redis && { redis }),
-    connectionLimits: config.connectionLimits,
+    // `--rate-limits off` (benchmarks: thousands of devices from one address) lifts the per-address caps too.
+    connectionLimits: config.rateLimits ? config.connectionLimits : { ...config.connectionLimits, handshakesPerAddress: Infinity, sealedPerAddress: Infinity },
     clientAddress: clientAddressOf(app),
     refused: (reason) => metrics.refused(reason),
   });
