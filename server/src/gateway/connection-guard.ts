@@ -88,11 +88,6 @@ export class ConnectionGuard {
     return true;
   }
 
-  /** Open unauthenticated connections on this node (for tests and the admin view). */
-  counts(): { handshakes: number; sealed: number; addresses: number } {
-    return { handshakes: this.totals.handshake, sealed: this.totals.sealed, addresses: this.perAddress.size };
-  }
-
   private add(address: string, state: "handshake" | "sealed", delta: number): void {
     this.totals[state] += delta;
     const counts = this.perAddress.get(address) ?? { handshake: 0, sealed: 0 };
