@@ -49,8 +49,10 @@ COPY --from=build /src/server/package.json ./server/
 COPY --from=build /src/server/bin ./server/bin
 COPY --from=build /src/server/dist ./server/dist
 # The node image's unprivileged user (uid 1000); /data holds the SQLite
-# database, server keys and attachments.
-RUN mkdir -p /data && chown node:node /data \
+# database, server keys and attachments (0700: the server creates its files
+# 0600). An image cannot set its descriptor limit: run it with
+# `--ulimit nofile=65536:65536` (examples/docker-compose.yml sets `ulimits`).
+RUN mkdir -p /data && chown node:node /data && chmod 700 /data \
  && ln -s /app/server/bin/zimchat.js /usr/local/bin/zimchat
 USER node
 VOLUME /data

@@ -44,7 +44,7 @@ export async function registerAccounts(options: RegisterOptions): Promise<BenchA
 }
 
 async function registerOne(options: RegisterOptions, index: number): Promise<BenchAccount> {
-  const password = randomBytes(18).toString("base64");
+  const password = randomBytes(24).toString("base64url");
   const registrationId = randomInt(limits.minRegistrationId, limits.maxRegistrationId + 1);
   const body: RegisterRequest = {
     username: `bench${String(index).padStart(5, "0")}`,

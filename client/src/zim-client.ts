@@ -132,6 +132,12 @@ export interface ZimClientEvents {
    * safety numbers with `accountId` before trusting the conversation.
    */
   keyTransparencyFailure: [KeyTransparencyFailure];
+  /**
+   * The server says this device's one-time pre-keys are being claimed faster
+   * than its per-device budget allows (someone may be draining them): the
+   * client refills them at once. Informational; apps may log or show it.
+   */
+  preKeysDraining: [{ ecCount: number; pqCount: number }];
   /** The stored queue has been delivered after connecting. */
   queueEmpty: [];
   /**
@@ -442,6 +448,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     });
     socket.on("queue-empty", () => this.emit("queueEmpty"));
     socket.on("devices-changed", () => this.inBackground(this.refreshDevices()));
+    socket.on("keys-draining", () => this.inBackground(this.maintainKeys()));
     const drained = new Promise<void>((resolve, reject) => {
       socket.once("queue-empty", () => resolve());
       socket.once("connect_error", (error) => reject(error));
@@ -648,14 +655,17 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
 
   /**
    * Keeps pre-keys healthy: refills one-time keys when the server holds
-   * fewer than `refillBelow`, rotates the signed and last-resort keys when
-   * due, and drops replaced ones after the grace period.
+   * fewer than `refillBelow` (or, while the server says they are being
+   * drained, fewer than a full batch: `preKeysDraining`), rotates the signed
+   * and last-resort keys when due, and drops replaced ones after the grace period.
    */
   async maintainKeys(now = Date.now()): Promise<void> {
     const counts = await this.api.keyCount();
+    if (counts.draining) this.emit("preKeysDraining", { ecCount: counts.ecCount, pqCount: counts.pqCount });
     await this.tasks.run(async () => {
       const identity = PrivateKey.deserialize(this.local.identityPrivateKey);
-      const { batchSize, refillBelow, rotateEveryMs, graceMs } = this.keyPolicy;
+      const { batchSize, rotateEveryMs, graceMs } = this.keyPolicy;
+      const refillBelow = counts.draining ? batchSize : this.keyPolicy.refillBelow;
       const upload = newOneTimeKeys(this.store, identity, counts.ecCount < refillBelow ? batchSize : 0, counts.pqCount < refillBelow ? batchSize : 0);
       const rotatedAt = Number(this.store.getValue("signedPreKeyRotatedAt") ?? 0);
       const body = { ...(upload.preKeys?.length ? { preKeys: upload.preKeys } : {}), ...(upload.pqPreKeys?.length ? { pqPreKeys: upload.pqPreKeys } : {}) };
@@ -1040,7 +1050,16 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   }
 
   private sealedConnection(): Socket<Record<string, never>, SealedClientToServerEvents> {
-    this.sealedSocket ??= io(new URL("/sealed", this.local.serverUrl).toString(), { forceNew: true, transports: ["websocket"] });
+    if (!this.sealedSocket) {
+      const socket = io(new URL("/sealed", this.local.serverUrl).toString(), { forceNew: true, transports: ["websocket"] });
+      // The server closes idle or refused /sealed sockets and they do not reconnect: the next send opens a new one.
+      socket.on("disconnect", (reason) => {
+        if (reason !== "io server disconnect") return;
+        socket.close();
+        if (this.sealedSocket === socket) this.sealedSocket = null;
+      });
+      this.sealedSocket = socket;
+    }
     return this.sealedSocket;
   }
 

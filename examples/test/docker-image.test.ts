@@ -32,6 +32,7 @@ interface ComposeService {
   volumes?: string[];
   ports?: string[];
   depends_on?: Record<string, unknown>;
+  ulimits?: { nofile?: { soft?: number; hard?: number } | number };
 }
 
 describe("examples/docker-compose.yml", () => {
@@ -51,6 +52,14 @@ describe("examples/docker-compose.yml", () => {
     assert.equal(node.environment?.DATABASE_URL, undefined, "SQLite in the data dir");
     const volume = node.volumes?.find((v) => v.endsWith(":/data"))?.split(":")[0];
     assert.ok(volume && volume in compose.volumes, "named volume on /data");
+  });
+
+  it("every homeserver gets a descriptor limit of at least 65536 (ulimits: the image cannot set it)", () => {
+    for (const [name, node] of [...homeservers("single"), ...homeservers("cluster")]) {
+      const nofile = node.ulimits?.nofile;
+      const soft = typeof nofile === "number" ? nofile : nofile?.soft;
+      assert.ok((soft ?? 0) >= 65536, `${name} ulimits.nofile`);
+    }
   });
 
   it("profile cluster: PostgreSQL, Redis, two or more nodes sharing /data, a WebSocket-capable proxy", () => {

@@ -41,6 +41,8 @@ export const errorStatus = {
   rate_limited: 429,
   too_many_uploads: 429,
   too_many_attachments: 429,
+  too_many_connections: 429,
+  too_many_failed_logins: 429,
   internal: 500,
   unavailable: 503,
   storage_full: 507,

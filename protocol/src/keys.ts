@@ -42,7 +42,14 @@ export type UploadKeysRequest = z.infer<typeof uploadKeysRequestSchema>;
 
 /** `GET /v1/keys/count`: the device's remaining one-time keys. */
 export const keyCountResponseSchema = z
-  .object({ ecCount: z.number().int(), pqCount: z.number().int() })
+  .object({
+    ecCount: z.number().int(),
+    pqCount: z.number().int(),
+    draining: z
+      .boolean()
+      .optional()
+      .describe("True while this device's one-time keys are claimed faster than the server's per-device budget allows: bundles go out without them; refill now"),
+  })
   .meta({ id: "KeyCountResponse" });
 export type KeyCountResponse = z.infer<typeof keyCountResponseSchema>;
 

@@ -24,8 +24,8 @@ export const limits = {
   maxEnvelopesPerBatch: 100,
   /** Envelope ids in one acknowledgement. */
   maxAckIds: 1000,
-  /** Device password length in characters (base64 or base64url of >= 16 random bytes). */
-  minPasswordLength: 22,
+  /** Device password length in characters: the SDK sends base64url of 24 random bytes (32 characters, 192 bits). */
+  minPasswordLength: 32,
   maxPasswordLength: 128,
   /** Serialized libsignal EC public key (0x05 type byte + 32 bytes). */
   ecPublicKeyBytes: 33,

@@ -73,7 +73,7 @@ export const kyberPublicKeySchema = base64Bytes(limits.kyberPublicKeyBytes);
 /** An XEdDSA signature by the account's identity key. */
 export const signatureSchema = base64Bytes(limits.signatureBytes);
 
-/** A device password: base64 or base64url text of at least 16 random bytes. */
+/** A device password: base64 or base64url text of at least 24 random bytes (32 characters, as the SDK makes). */
 export const passwordSchema = z
   .string()
   .min(limits.minPasswordLength)

@@ -43,6 +43,12 @@ export interface ServerToClientEvents {
   "devices-changed": () => void;
   /** Sent just before the server closes the connection. */
   closing: (reason: DisconnectReason) => void;
+  /**
+   * This device's one-time pre-keys are being claimed faster than the
+   * server's per-device budget allows (bundles now go out without them):
+   * check `GET /v1/keys/count` and refill. At most once a minute.
+   */
+  "keys-draining": () => void;
 }
 
 /**

@@ -6,9 +6,9 @@ import { openDatabase, type Database } from "./db/database.js";
 import { HttpError } from "./errors.js";
 import { createGateway, type Gateway } from "./gateway/gateway.js";
 import { createAdminRouter } from "./http/admin-router.js";
-import { addressResolver } from "./http/client-address.js";
 import { createAttachmentRouter } from "./http/attachments.js";
 import { bearerAuth } from "./http/bearer-auth.js";
+import { clientAddressOf } from "./http/client-address.js";
 import { createGuards, createHandlers } from "./http/handlers.js";
 import { createRouter, errorMiddleware } from "./http/router.js";
 import { watchEventLoop } from "./faults/event-loop-stalls.js";
@@ -90,7 +90,13 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   app.set("trust proxy", config.trustProxy);
   // The gateway first: the admin routes count its connections.
   const httpServer = createServer(app);
-  const io = createGateway(httpServer, services, logger, { addressOf: addressResolver(app), ...(redis && { redis }) });
+  const io = createGateway(httpServer, services, logger, {
+    ...(redis && { redis }),
+    // `--rate-limits off` (benchmarks: thousands of devices from one address) lifts the per-address caps too.
+    connectionLimits: config.rateLimits ? config.connectionLimits : { ...config.connectionLimits, handshakesPerAddress: Infinity, sealedPerAddress: Infinity },
+    clientAddress: clientAddressOf(app),
+    refused: (reason) => metrics.refused(reason),
+  });
   const timeSocketEvent = metrics.socketTimer(["send", "ack"]);
   io.on("connection", (socket) => {
     socket.use(timeSocketEvent);

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError, isPath, resolveConfig, type PluginSpec, type ServerConfig } from "./config.js";
+import { defaultConnectionLimits, type ConnectionLimits } from "./gateway/connection-limits.js";
 
 /** Where an option's value came from, for error messages and `config check`. */
 export type OptionSource = `flag ${string}` | `env ${string}` | `file ${string}` | "default";
@@ -47,6 +48,10 @@ const trustProxy = z
   .regex(/^(off|\d+|[0-9A-Za-z.:/,]+)$/, "expected off, a number of hops, or comma-separated addresses/subnets (loopback, 10.0.0.0/8, …)")
   .transform((v): false | number | string[] => (v === "off" ? false : /^\d+$/.test(v) ? Number(v) : v.split(",").filter(Boolean)));
 const mib = 1024 * 1024;
+/** Sets one connection limit, keeping the others. */
+const connectionLimit = (key: keyof ConnectionLimits, scale = 1) => (c: Partial<ServerConfig>, v: number): void => {
+  c.connectionLimits = { ...defaultConnectionLimits, ...c.connectionLimits, [key]: v * scale };
+};
 const day = 86_400_000;
 
 function option<S extends z.ZodType>(spec: Omit<OptionSpec, "schema" | "apply"> & { schema: S; apply: (config: Partial<ServerConfig>, value: z.output<S>) => void }): OptionSpec {
@@ -87,6 +92,12 @@ export const optionSpecs: readonly OptionSpec[] = [
   option({ key: "pluginHookTimeoutMs", flag: "--plugin-hook-timeout-ms <ms>", env: "ZIMCHAT_PLUGIN_HOOK_TIMEOUT_MS", defaultText: "1000", meaning: "budget of one plugin for one hook call (all recipients of a send together) or route request", schema: positive, apply: (c, v) => (c.pluginHookTimeoutMs = v) }),
   option({ key: "pluginStartTimeoutMs", flag: "--plugin-start-timeout-ms <ms>", env: "ZIMCHAT_PLUGIN_START_TIMEOUT_MS", defaultText: "30000", meaning: "budget of one plugin's `setup`, `start` and `stop`", schema: positive, apply: (c, v) => (c.pluginStartTimeoutMs = v) }),
   option({ key: "eventLoopStallMs", flag: "--event-loop-stall-ms <ms>", env: "ZIMCHAT_EVENT_LOOP_STALL_MS", defaultText: "1000", meaning: "an event-loop stall this long is logged with the plugin and hook that ran, and counted (`0`: off)", schema: wholeNumber, apply: (c, v) => (c.eventLoopStallMs = v) }),
+  option({ key: "handshakesPerAddress", flag: "--handshakes-per-address <n>", env: "ZIMCHAT_HANDSHAKES_PER_ADDRESS", defaultText: String(defaultConnectionLimits.handshakesPerAddress), meaning: "Socket.IO connections from one address not yet authenticated nor on `/sealed` (more are refused with HTTP 403)", schema: positive, apply: connectionLimit("handshakesPerAddress") }),
+  option({ key: "handshakesTotal", flag: "--handshakes-total <n>", env: "ZIMCHAT_HANDSHAKES_TOTAL", defaultText: String(defaultConnectionLimits.handshakesTotal), meaning: "such connections on this node, all addresses together", schema: positive, apply: connectionLimit("handshakesTotal") }),
+  option({ key: "handshakeTimeoutSeconds", flag: "--handshake-timeout-seconds <s>", env: "ZIMCHAT_HANDSHAKE_TIMEOUT_SECONDS", defaultText: String(defaultConnectionLimits.handshakeTimeoutMs / 1000), meaning: "a connection that joins no namespace in this time is closed", schema: positive, apply: connectionLimit("handshakeTimeoutMs", 1000) }),
+  option({ key: "sealedSocketsPerAddress", flag: "--sealed-sockets-per-address <n>", env: "ZIMCHAT_SEALED_SOCKETS_PER_ADDRESS", defaultText: String(defaultConnectionLimits.sealedPerAddress), meaning: "credential-free `/sealed` sockets from one address (more are refused, `too_many_connections`)", schema: positive, apply: connectionLimit("sealedPerAddress") }),
+  option({ key: "sealedSocketsTotal", flag: "--sealed-sockets-total <n>", env: "ZIMCHAT_SEALED_SOCKETS_TOTAL", defaultText: String(defaultConnectionLimits.sealedTotal), meaning: "credential-free `/sealed` sockets on this node, all addresses together", schema: positive, apply: connectionLimit("sealedTotal") }),
+  option({ key: "sealedIdleSeconds", flag: "--sealed-idle-seconds <s>", env: "ZIMCHAT_SEALED_IDLE_SECONDS", defaultText: String(defaultConnectionLimits.sealedIdleMs / 1000), meaning: "a `/sealed` socket that sends no event for this long is closed", schema: positive, apply: connectionLimit("sealedIdleMs", 1000) }),
   option({ key: "plugins", defaultText: "[]", meaning: "server plugins, file only: `[{ \"use\": \"<package or ./path.js>\", \"config\": {…} }]`", schema: z.unknown(), apply: (c, v) => (c.plugins = v as PluginSpec[]) }),
 ];
 

@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { limits } from "@zimchat/protocol";
 import type { ServerPlugin } from "@zimchat/plugin-sdk/server";
+import { defaultConnectionLimits, type ConnectionLimits } from "./gateway/connection-limits.js";
 
 /** Who may create an account. */
 export type RegistrationMode = "open" | "invite" | "closed";
@@ -28,6 +29,17 @@ export interface RateLimits {
   sealedSend: RateLimit;
   /** Linking codes created per client address (kept in memory only, never logged). */
   linkCode: RateLimit;
+  /**
+   * One-time pre-keys handed out per target device, whoever asks. Beyond it,
+   * bundles carry no one-time EC key and the last-resort Kyber key (never a 429).
+   */
+  preKeyClaimsPerTarget: RateLimit;
+  /** One-time pre-keys one requesting account may claim, all targets together (same degradation). */
+  preKeyClaimsPerRequester: RateLimit;
+  /** Failed authentications per client address (only failures count). */
+  failedAuthPerAddress: RateLimit;
+  /** Failed authentications per client address and device username (only failures count). */
+  failedAuthPerAddressAndDevice: RateLimit;
 }
 
 /**
@@ -151,6 +163,8 @@ export interface ServerConfig {
   metrics: boolean;
   /** When set, `GET /metrics` needs `Authorization: Bearer <token>`. @default undefined */
   metricsToken?: string | undefined;
+  /** Caps on handshakes in progress and credential-free `/sealed` sockets, and their timeouts. @default {@link defaultConnectionLimits} */
+  connectionLimits: ConnectionLimits;
 }
 
 /** The default rate limits. */
@@ -161,6 +175,10 @@ export const defaultRateLimits: RateLimits = {
   send: { points: 200, durationSeconds: 1 },
   sealedSend: { points: 600, durationSeconds: 60 },
   linkCode: { points: 10, durationSeconds: 600 },
+  preKeyClaimsPerTarget: { points: 50, durationSeconds: 3600 },
+  preKeyClaimsPerRequester: { points: 300, durationSeconds: 3600 },
+  failedAuthPerAddress: { points: 100, durationSeconds: 600 },
+  failedAuthPerAddressAndDevice: { points: 10, durationSeconds: 600 },
 };
 
 /** Thrown at start-up for a configuration that cannot work; the message says what to change. */
@@ -211,6 +229,7 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     trustProxy: partial.trustProxy ?? false,
     metrics: partial.metrics ?? true,
     metricsToken: partial.metricsToken,
+    connectionLimits: { ...defaultConnectionLimits, ...partial.connectionLimits },
   };
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?$/.test(config.serverName)) {
     throw new ConfigError(`serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`);
@@ -250,6 +269,9 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
       // The token itself is never echoed: it is a secret.
       throw new ConfigError(`${option} must be 16..512 characters without spaces, e.g. \`openssl rand -base64 32\` (set ${env})`);
     }
+  }
+  for (const [option, value] of Object.entries(config.connectionLimits)) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(`connectionLimits.${option} ${value} must be a positive integer (see \`zimchat config reference\`)`);
   }
   if (!(config.envelopeTtlMs > 0)) throw new ConfigError("envelopeTtlMs must be positive (set ZIMCHAT_ENVELOPE_TTL_DAYS)");
   if (!/^(file:|postgres(ql)?:\/\/)/.test(config.databaseUrl)) {

@@ -6,7 +6,7 @@ import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { AccountListResponse, CreateInviteResponse, ErrorBody, InviteInfo, RotateCertificateResponse, ServerStats } from "@zimchat/protocol";
 import type { ServerConfig } from "../config.js";
-import { duration, int } from "./arguments.js";
+import { duration, int, positiveInt } from "./arguments.js";
 
 /** What `zimchat admin` borrows from the main CLI module (restore works on the data directory, offline). */
 export interface AdminCliHelpers {
@@ -96,7 +96,7 @@ export function registerAdminCommands(program: Command, helpers: AdminCliHelpers
   invite
     .command("create")
     .description("create an invite and print its token (shown once)")
-    .option("--uses <n>", "how many registrations it allows", int, 1)
+    .option("--uses <n>", "how many registrations it allows (at least 1)", positiveInt, 1)
     .option("--expires <duration>", "lifetime, e.g. 30m, 12h, 7d", duration, 7 * 86_400_000)
     .option("--json", "print JSON")
     .action(action(async (options: { uses: number; expires: number; json?: boolean }, command: Command) => {

@@ -5,7 +5,12 @@ import { parseDatabaseUrl } from "../db/database-url.js";
 import type { Services } from "../services/index.js";
 import { serverVersion } from "../version.js";
 import { registerAdminCommands } from "./admin.js";
-import { duration, int } from "./arguments.js";
+import { duration, positiveInt } from "./arguments.js";
+import { errorLine } from "./error-line.js";
+
+// Files the server creates (database, WAL, keys, attachments) are private to
+// its user: 0600 files, 0700 directories, before anything is opened.
+process.umask(0o077);
 
 // The server, Prisma and libsignal load only in the commands that use them,
 // so `--help` and argument errors answer at once.
@@ -40,7 +45,8 @@ const program = new Command()
   .name("zimchat")
   .description("ZimChat homeserver: end-to-end encrypted messaging your community runs itself")
   .version(serverVersion)
-  .showHelpAfterError();
+  // A mistake is one line on stderr (commander's own errors too), with where to look.
+  .configureOutput({ outputError: (text, write) => write(`zimchat: ${text.replace(/^error: /, "").replace(/\s+/g, " ").trim()} (see --help)\n`) });
 
 const serve = withStorageOptions(program.command("serve").description("run the homeserver (applies pending migrations first)"));
 for (const spec of optionSpecs) if (!spec.storage && spec.flag) serve.addOption(flagOf(spec));
@@ -51,6 +57,12 @@ serve
     const { openHomeserver } = await import("../app.js");
     const logger = createLogger(config.logLevel);
     const server = await openHomeserver(config, logger);
+    // A port in use (or not ours to take) is a one-line answer, after the database is closed again.
+    server.httpServer.once("error", (error: NodeJS.ErrnoException) => {
+      if (server.httpServer.listening) return;
+      console.error(`zimchat: ${errorLine(error)}`);
+      server.close().finally(() => process.exit(1));
+    });
     server.httpServer.listen(config.port, config.host, () => {
       const address = server.httpServer.address();
       const port = typeof address === "object" && address ? address.port : config.port;
@@ -102,11 +114,10 @@ async function withServices<T>(options: StorageOptions, work: (services: Service
 }
 
 withStorageOptions(invite.command("create").description("create an invite and print its token (shown once)"))
-  .option("--uses <n>", "how many registrations it allows", int, 1)
+  .option("--uses <n>", "how many registrations it allows (at least 1)", positiveInt, 1)
   .option("--expires <duration>", "lifetime, e.g. 30m, 12h, 7d", duration, 7 * 86_400_000)
   .option("--json", "print JSON")
   .action(async (options: StorageOptions & { uses: number; expires: number; json?: boolean }) => {
-    if (options.uses < 1) throw new InvalidArgumentError("--uses must be at least 1");
     const created = await withServices(options, (s) => s.invites.create({ maxUses: options.uses, expiresInMs: options.expires }));
     if (options.json) console.log(JSON.stringify({ ...created, expiresAt: created.expiresAt.toISOString() }));
     else console.log(`${created.token}\n(id ${created.id}, ${created.maxUses} use(s), expires ${created.expiresAt.toISOString()})`);
@@ -193,8 +204,9 @@ check.action((options: StorageOptions) => {
 });
 
 program.parseAsync(process.argv).catch((error: unknown) => {
-  // Configuration and plugin start-up failures say what to change; no stack trace.
-  if (error instanceof ConfigError || (error as Error | null)?.name === "PluginError") console.error(`zimchat: ${(error as Error).message}`);
-  else console.error(error);
+  // One line that says what to change; no stack trace (ZIMCHAT_DEBUG=1 adds it for unexpected errors).
+  const expected = error instanceof ConfigError || error instanceof InvalidArgumentError || (error as Error | null)?.name === "PluginError";
+  console.error(`zimchat: ${expected ? (error as Error).message.replace(/\s+/g, " ") : errorLine(error)}`);
+  if (!expected && process.env.ZIMCHAT_DEBUG) console.error(error);
   process.exit(1);
 });

@@ -4,6 +4,7 @@ import { PrismaClient as SqliteClient } from "../generated/prisma-sqlite/client.
 import { PrismaClient as PostgresClient } from "../generated/prisma-postgresql/client.js";
 import type { SqliteSynchronous } from "../config.js";
 import { parseDatabaseUrl, type DatabaseTarget } from "./database-url.js";
+import { makeSqliteFilesPrivate } from "./file-modes.js";
 import { migrate, readMigrations } from "./migrate.js";
 import { startWalCheckpoints, type WalCheckpoints } from "./wal-checkpoints.js";
 
@@ -49,6 +50,8 @@ export interface OpenDatabaseOptions {
  */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   const target = parseDatabaseUrl(options.databaseUrl);
+  // Before the first open: the database, its WAL and shared memory are 0600 (SQLite copies the file's mode).
+  if (target.provider === "sqlite" && target.path !== ":memory:") makeSqliteFilesPrivate(target.path);
   if (options.migrate !== false) await migrate(target);
   const expected = readMigrations(target.provider).map((m) => m.name);
 

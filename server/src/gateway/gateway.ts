@@ -19,6 +19,8 @@ import { invalidRequest, toHttpError } from "../http/router.js";
 import type { Logger } from "../logger.js";
 import { unauthorized, type DevicePrincipal } from "../services/account-service.js";
 import type { Delivery } from "../services/mailbox-service.js";
+import { ConnectionGuard } from "./connection-guard.js";
+import { defaultConnectionLimits, type ConnectionLimits } from "./connection-limits.js";
 import type { Services } from "../services/index.js";
 
 /** What the gateway keeps on each authenticated socket. */
@@ -53,8 +55,12 @@ export interface GatewayOptions {
    * `<prefix>:socket.io`). Absent: one node, the in-memory adapter.
    */
   redis?: ClusterRedis;
-  /** A handshake's client address (Express's `req.ip` rule); absent: the socket's peer. Keys the sealed-send limit. */
-  addressOf?: (req: IncomingMessage) => string;
+  /** Caps on handshakes in progress and credential-free `/sealed` connections. @default {@link defaultConnectionLimits} */
+  connectionLimits?: ConnectionLimits;
+  /** The client's address of a request (keys the per-address caps). @default the TCP peer */
+  clientAddress?: (request: IncomingMessage) => string;
+  /** Told the reason of every refused or idle-closed connection (metrics). */
+  refused?: (reason: string) => void;
 }
 
 /**
@@ -67,8 +73,18 @@ export interface GatewayOptions {
  */
 export function createGateway(httpServer: HttpServer, services: Services, logger: Logger, options: GatewayOptions = {}): Gateway {
   const drainAckTimeoutMs = options.drainAckTimeoutMs ?? 30_000;
+  const clientAddress = options.clientAddress ?? ((request: IncomingMessage) => request.socket.remoteAddress ?? "");
+  const refused = options.refused ?? (() => {});
+  const guard = new ConnectionGuard(options.connectionLimits ?? defaultConnectionLimits, clientAddress, refused);
   const io: Gateway = new Server(httpServer, {
+    // Sends need the full body size on both namespaces (a multi-recipient
+    // send on /sealed is up to 1.5 MiB before base64); the caps below bound
+    // how many unauthenticated connections can hold such a buffer.
     maxHttpBufferSize: limits.maxBodyBytes,
+    // Refused before the WebSocket exists, from in-memory counters only.
+    allowRequest: guard.allowRequest,
+    // A connection that joins no namespace in time is closed (and uncounted).
+    connectTimeout: guard.limits.handshakeTimeoutMs,
     serveClient: false,
     ...(options.redis && { adapter: createAdapter(options.redis.client, options.redis.subscriber, { key: `${options.redis.prefix}:socket.io` }) }),
   });
@@ -79,7 +95,7 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
       next(connectError(unauthorized()));
       return;
     }
-    services.accounts.authenticate(auth.username, auth.password).then(
+    services.accounts.authenticate(auth.username, auth.password, clientAddress(socket.request)).then(
       (principal) => {
         socket.data = principal;
         next();
@@ -88,7 +104,9 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     );
   });
 
+  io.engine.on("connection", (connection: Parameters<ConnectionGuard["opened"]>[0]) => guard.opened(connection));
   io.on("connection", (socket) => {
+    guard.authenticated(socket.conn);
     const { accountId, deviceId } = socket.data;
     const room = deviceRoom(accountId, deviceId);
     // One connection per device: the newest wins, on every node. The Redis
@@ -109,7 +127,7 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     drain(socket, services, drainAckTimeoutMs).catch((error: unknown) => logger.error({ err: error }, "queue drain failed"));
   });
 
-  serveSealed(io, services, logger, options.addressOf);
+  serveSealed(io, services, logger, guard, refused, clientAddress);
   services.mailbox.onDelivery((deliveries) => pushDeliveries(io, deliveries));
   services.devices.onDevicesChanged(({ accountId, removedDeviceIds }) => {
     for (const id of removedDeviceIds) {
@@ -120,6 +138,8 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     }
     io.to(accountRoom(accountId)).emit("devices-changed");
   });
+  // The device whose one-time keys are being drained refills (its room is on whichever node holds it).
+  services.keys.onDrain(({ accountId, deviceId }) => io.to(deviceRoom(accountId, deviceId)).emit("keys-draining"));
   services.admin.onAccountClosed((accountId, reason) => {
     // Every connection of the account, on every node.
     const room = accountRoom(accountId);
@@ -134,12 +154,31 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
  * authentication middleware above guards the main namespace only). Access
  * keys are checked per send, with the same rules as the REST routes.
  */
-function serveSealed(io: Gateway, services: Services, logger: Logger, addressOf?: (req: IncomingMessage) => string): void {
+function serveSealed(io: Gateway, services: Services, logger: Logger, guard: ConnectionGuard, refused: (reason: string) => void, clientAddress: (request: IncomingMessage) => string): void {
   // The namespace has its own event map; socket.io types `of()` with the main one's.
   const sealed = io.of("/sealed") as unknown as Namespace<SealedClientToServerEvents>;
+  sealed.use((socket, next) => {
+    if (guard.admitSealed(socket.conn)) {
+      next();
+      return;
+    }
+    next(connectError(new HttpError("too_many_connections", "Too many connections without credentials from this address; try again later")));
+    // Socket.IO writes the refusal on the next tick; then the connection (and its descriptor) goes.
+    setImmediate(() => socket.conn.close());
+  });
   sealed.on("connection", (socket) => {
+    // Idle: no event for sealedIdleMs. Closed by the server, so the client does not reconnect by itself.
+    const idle = setTimeout(() => {
+      refused("sealed_socket_idle");
+      socket.disconnect(true);
+    }, guard.limits.sealedIdleMs);
+    socket.use((_packet, next) => {
+      idle.refresh();
+      next();
+    });
+    socket.once("disconnect", () => clearTimeout(idle));
     // The handshake's address keys the sealed-send limit (per recipient and source).
-    const source = addressOf?.(socket.request) ?? socket.handshake.address;
+    const source = clientAddress(socket.request);
     socket.on("send", handler(logger, sealedSocketSendRequestSchema, ({ destination, messages, accessKey, idempotencyKey }) =>
       services.sealed.send(destination, messages, accessKey, source, idempotencyKey),
     ));

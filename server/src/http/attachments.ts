@@ -92,5 +92,5 @@ function mount(route: StreamRouteSpec, logger: Logger, handler: (req: Request, r
 async function authenticate(accounts: AccountService, req: Request): Promise<DevicePrincipal> {
   const credentials = parseBasicAuth(req.headers.authorization);
   if (!credentials) throw unauthorized();
-  return accounts.authenticate(credentials.username, credentials.password);
+  return accounts.authenticate(credentials.username, credentials.password, req.ip ?? req.socket.remoteAddress ?? "");
 }

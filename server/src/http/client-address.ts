@@ -1,21 +1,20 @@
 import type { IncomingMessage } from "node:http";
 import type { Express } from "express";
 
-/** The client's address of a raw HTTP request (e.g. a Socket.IO handshake). */
-export type AddressOf = (req: IncomingMessage) => string;
-
 /**
- * The client address of a request that did not go through Express (a
- * Socket.IO handshake), computed exactly as Express's `req.ip` is: the peer,
- * or the `X-Forwarded-For` entry the app's `trust proxy` setting selects.
- * One rule for REST and sockets, so per-address limits key alike on both.
+ * The client's address for any request on the app's HTTP server, by the
+ * same rule as Express's `req.ip` (the app's `trust proxy` setting), so
+ * Socket.IO connections and HTTP requests are keyed alike behind a reverse
+ * proxy. Used only as a key of per-address limits: never logged or stored.
  */
-export function addressResolver(app: Express): AddressOf {
-  const ip = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(app.request) as object, "ip")?.get;
-  return (req) => {
-    // Express's getter reads only these fields of the request (and the app's trust setting).
-    const view = { app, headers: req.headers, socket: req.socket, connection: req.socket };
-    const address = ip?.call(view) as string | undefined;
-    return address ?? req.socket.remoteAddress ?? "";
+export function clientAddressOf(app: Express): (request: IncomingMessage) => string {
+  return (request) => {
+    // Express's own `ip` getter, on a view of this request with the app attached.
+    const view = Object.create(app.request, {
+      headers: { value: request.headers },
+      socket: { value: request.socket },
+      connection: { value: request.socket },
+    }) as { ip?: string };
+    return view.ip ?? request.socket.remoteAddress ?? "";
   };
 }

@@ -72,7 +72,7 @@ async function handle(
     const credentials = parseBasicAuth(req.headers.authorization);
     // The same answer as for wrong credentials: no hint of what was wrong.
     if (!credentials) throw unauthorized();
-    principal = await accounts.authenticate(credentials.username, credentials.password);
+    principal = await accounts.authenticate(credentials.username, credentials.password, req.ip ?? req.socket.remoteAddress ?? "");
   }
   let params: unknown = {};
   if (route.params) {

@@ -36,7 +36,7 @@ export function createPluginRouter(host: PluginHost, accounts: AccountService, l
         if (route.auth === "device") {
           const credentials = parseBasicAuth(req.headers.authorization);
           if (!credentials) throw unauthorized();
-          const principal = await accounts.authenticate(credentials.username, credentials.password);
+          const principal = await accounts.authenticate(credentials.username, credentials.password, req.ip ?? req.socket.remoteAddress ?? "");
           device = { accountId: principal.accountId, deviceId: principal.deviceId };
         }
         await readBody(req, res);

@@ -87,17 +87,32 @@ export class AccountService {
    * Checks `uuid.deviceId` and password. Every failure is the same 401, and an
    * unknown device costs the same hash as a wrong password; the right
    * password of a disabled account is a 403.
-   * @throws HttpError `unauthorized`, `account_disabled` or `rate_limited`
+   *
+   * With `clientAddress`, failures are limited per address and per address
+   * and device (`failedAuthPerAddress`, `failedAuthPerAddressAndDevice`):
+   * only failures count, and only the address they came from is refused
+   * (429 `too_many_failed_logins`, before any lookup), so nobody can lock
+   * the owner out from another address (as Synapse's `rc_login`).
+   * @throws HttpError `unauthorized`, `account_disabled` or `too_many_failed_logins`
    */
-  async authenticate(username: string, password: string): Promise<DevicePrincipal> {
+  async authenticate(username: string, password: string, clientAddress?: string): Promise<DevicePrincipal> {
+    const keys = clientAddress === undefined ? null : { address: clientAddress, device: `${clientAddress} ${username.slice(0, 200)}` };
+    if (keys) {
+      await this.limiter.check("failedAuthPerAddress", keys.address, "too_many_failed_logins");
+      await this.limiter.check("failedAuthPerAddressAndDevice", keys.device, "too_many_failed_logins");
+    }
+    const failed = async (): Promise<never> => {
+      if (keys) await Promise.all([this.limiter.penalize("failedAuthPerAddress", keys.address), this.limiter.penalize("failedAuthPerAddressAndDevice", keys.device)]);
+      throw unauthorized();
+    };
     const dot = username.lastIndexOf(".");
     const uuid = uuidSchema.safeParse(username.slice(0, dot));
     const deviceId = deviceIdParamSchema.safeParse(username.slice(dot + 1));
-    if (dot < 0 || !uuid.success || !deviceId.success) throw unauthorized();
+    if (dot < 0 || !uuid.success || !deviceId.success) return failed();
     const credentials = (await this.accounts.credentials(uuid.data, deviceId.data)) ?? dummyCredentials;
-    // No lock-out after failures: passwords carry >= 128 random bits, and a
+    // No lock-out of the device itself: passwords carry >= 128 random bits, and a
     // lock-out would let anyone deny service to a device by guessing wrong.
-    if (!verifyPassword(password, credentials.passwordSalt, credentials.passwordHash)) throw unauthorized();
+    if (!verifyPassword(password, credentials.passwordSalt, credentials.passwordHash)) return failed();
     // Said only to a caller who knows the password: the device is right, the account is off.
     if (credentials.disabled) throw new HttpError("account_disabled", "An admin disabled this account");
     await this.accounts.markSeen(uuid.data, deviceId.data);

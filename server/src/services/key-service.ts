@@ -9,14 +9,27 @@ import { checkKyberKey, checkSignature, fromBase64, parseEcKey } from "./signal-
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 
+/** Told which device's one-time keys are being claimed faster than its budget allows. */
+export type DrainListener = (device: DevicePrincipal) => void;
+
 /** Key upload, counts and pre-key bundles (the semantics of Signal's key directory). */
 export class KeyService {
+  private readonly drainListeners: DrainListener[] = [];
+  /** When each draining device was last announced (at most once per budget window; entries expire). */
+  private readonly announced = new Map<string, number>();
+
   constructor(
     private readonly keys: KeyStore,
     private readonly accounts: AccountStore,
     private readonly limiter: RateLimiter,
     private readonly plugins: PluginHost,
+    private readonly drainNoticeEveryMs = 60_000,
   ) {}
+
+  /** Calls `listener` when a device's per-target claim budget is spent (the gateway tells the device). */
+  onDrain(listener: DrainListener): void {
+    this.drainListeners.push(listener);
+  }
 
   /**
    * Checks every key and every signature against the account's stored
@@ -71,20 +84,36 @@ export class KeyService {
     });
   }
 
+  /** The device's remaining one-time keys, and whether they are being drained (its claim budget is spent now). */
   async counts(principal: DevicePrincipal): Promise<KeyCountResponse> {
-    return this.keys.counts(principal.accountId, principal.deviceId);
+    const [counts, draining] = await Promise.all([
+      this.keys.counts(principal.accountId, principal.deviceId),
+      this.limiter.exhausted("preKeyClaimsPerTarget", deviceKey(principal.accountId, principal.deviceId)),
+    ]);
+    // Only said when true: the field is new, and older clients compare the counts alone.
+    return draining ? { ...counts, draining } : counts;
   }
 
   /**
    * Bundles for one device or all devices of `target`, each with one claimed
    * one-time EC key (or none) and one claimed one-time Kyber key (or the
-   * last-resort key). Rate limited per requester and target.
+   * last-resort key). Rate limited per requester and target (429). One-time
+   * keys are also budgeted per target device across all requesters and per
+   * requester across all targets ("Prekey Pogo"): past either budget the
+   * bundle carries no one-time EC key and the last-resort Kyber key, which
+   * still makes a working PQXDH session, and the drained device is told.
    */
   async bundles(principal: DevicePrincipal, target: string, deviceId: number | "*"): Promise<PreKeyBundleResponse> {
     await this.limiter.consume("preKeyBundle", `${principal.accountId}:${target}`);
     const account = await this.accounts.find(target);
     if (!account) throw new HttpError("not_found", "No such account");
-    const devices = await this.keys.claimBundles(target, deviceId === "*" ? undefined : deviceId);
+    const mayClaim = async (id: number): Promise<boolean> => {
+      if (!(await this.limiter.tryConsume("preKeyClaimsPerRequester", principal.accountId))) return false;
+      if (await this.limiter.tryConsume("preKeyClaimsPerTarget", deviceKey(target, id))) return true;
+      this.announceDrain({ accountId: target, deviceId: id });
+      return false;
+    };
+    const devices = await this.keys.claimBundles(target, deviceId === "*" ? undefined : deviceId, mayClaim);
     if (!devices.length) throw new HttpError("not_found", "No such device");
     const signed = (k: SignedStoredKey): { keyId: number; publicKey: string; signature: string } => ({
       keyId: k.keyId,
@@ -102,4 +131,19 @@ export class KeyService {
       })),
     };
   }
+
+  private announceDrain(device: DevicePrincipal): void {
+    const key = deviceKey(device.accountId, device.deviceId);
+    const now = Date.now();
+    if (now - (this.announced.get(key) ?? -Infinity) < this.drainNoticeEveryMs) return;
+    if (this.announced.size > 10_000) {
+      for (const [k, at] of this.announced) if (now - at >= this.drainNoticeEveryMs) this.announced.delete(k);
+    }
+    this.announced.set(key, now);
+    for (const listener of this.drainListeners) listener(device);
+  }
+}
+
+function deviceKey(accountId: string, deviceId: number): string {
+  return `${accountId}.${deviceId}`;
 }

@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 import type { RateLimits } from "../config.js";
-import { rateLimited } from "../errors.js";
+import { HttpError, rateLimited } from "../errors.js";
 
 /** Where the buckets live when several nodes share them. */
 export interface RateLimitStore {
@@ -54,5 +54,51 @@ export class RateLimiter {
       this.onRefused(name);
       throw rateLimited(error.msBeforeNext);
     }
+  }
+
+  /**
+   * Takes `points` from `name`'s bucket for `key` when it holds that many.
+   * For budgets that degrade an answer instead of refusing it.
+   * @returns false (counted as a refusal) when the bucket is empty
+   */
+  async tryConsume(name: keyof RateLimits, key: string, points = 1): Promise<boolean> {
+    const limiter = this.limiters.get(name);
+    if (!limiter) return true;
+    try {
+      await limiter.consume(key, points);
+      return true;
+    } catch (error) {
+      if (!(error instanceof RateLimiterRes)) throw error;
+      this.onRefused(name);
+      return false;
+    }
+  }
+
+  /**
+   * Whether `name`'s bucket for `key` is empty, without taking from it: for
+   * limits that count only failures ({@link penalize}) but refuse up front.
+   * @throws HttpError `code` (429, Retry-After) when it is empty
+   */
+  async check(name: keyof RateLimits, key: string, code: "rate_limited" | "too_many_failed_logins" = "rate_limited"): Promise<void> {
+    const limiter = this.limiters.get(name);
+    if (!limiter) return;
+    const state = await limiter.get(key);
+    if (!state || state.consumedPoints < limiter.points) return;
+    this.onRefused(name);
+    const refusal = rateLimited(state.msBeforeNext);
+    throw code === "rate_limited" ? refusal : new HttpError(code, "Too many failed attempts from this address; try again later", refusal.details, refusal.headers);
+  }
+
+  /** Takes one point from `name`'s bucket for `key` without ever refusing (a failure to count). */
+  async penalize(name: keyof RateLimits, key: string): Promise<void> {
+    await this.limiters.get(name)?.penalty(key, 1);
+  }
+
+  /** Whether `name`'s bucket for `key` is empty now (read only). */
+  async exhausted(name: keyof RateLimits, key: string): Promise<boolean> {
+    const limiter = this.limiters.get(name);
+    if (!limiter) return false;
+    const state = await limiter.get(key);
+    return !!state && state.consumedPoints >= limiter.points;
   }
 }

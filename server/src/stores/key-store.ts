@@ -80,9 +80,11 @@ export class KeyStore {
 
   /**
    * Bundle material for the given devices (all devices when `deviceId` is
-   * undefined), claiming one one-time EC and one one-time Kyber key each.
+   * undefined), claiming one one-time EC and one one-time Kyber key each,
+   * unless `mayClaim` says no for the device: then no one-time EC key and
+   * the last-resort Kyber key.
    */
-  async claimBundles(accountId: string, deviceId: number | undefined): Promise<DeviceKeys[]> {
+  async claimBundles(accountId: string, deviceId: number | undefined, mayClaim: (deviceId: number) => Promise<boolean> = async () => true): Promise<DeviceKeys[]> {
     const devices = await this.db.device.findMany({
       where: deviceId === undefined ? { accountId } : { accountId, id: deviceId },
       select: { id: true, registrationId: true, signedPreKey: true, kyberLastResort: true },
@@ -92,7 +94,7 @@ export class KeyStore {
     for (const device of devices) {
       // A device registers with both signed keys; one without them is mid-removal.
       if (!device.signedPreKey || !device.kyberLastResort) continue;
-      const [ecPreKey, kyberPreKey] = await Promise.all([this.claimEc(accountId, device.id), this.claimKyber(accountId, device.id)]);
+      const [ecPreKey, kyberPreKey] = (await mayClaim(device.id)) ? await Promise.all([this.claimEc(accountId, device.id), this.claimKyber(accountId, device.id)]) : [null, null];
       result.push({
         deviceId: device.id,
         registrationId: device.registrationId,

@@ -24,6 +24,9 @@ const roomyLimits: RateLimits = {
   ...defaultRateLimits,
   register: { points: 10_000, durationSeconds: 3600 },
   usernameLookup: { points: 10_000, durationSeconds: 60 },
+  // This file sends wrong credentials on purpose, many times, from one address.
+  failedAuthPerAddress: { points: 10_000, durationSeconds: 60 },
+  failedAuthPerAddressAndDevice: { points: 10_000, durationSeconds: 60 },
 };
 
 type Json = Record<string, any>;
@@ -549,7 +552,7 @@ describe("bad input", () => {
           `username ${JSON.stringify(u)}`, 400, "invalid_request", (b) => void (b.username = u),
         ]),
         ["username a number", 400, "invalid_request", (b) => void (b.username = 12345)],
-        ["password of 21 characters", 400, "invalid_request", (b) => void (b.password = "A".repeat(limits.minPasswordLength - 1))],
+        [`password of ${limits.minPasswordLength - 1} characters`, 400, "invalid_request", (b) => void (b.password = "A".repeat(limits.minPasswordLength - 1))],
         ["password of 129 characters", 400, "invalid_request", (b) => void (b.password = "A".repeat(limits.maxPasswordLength + 1))],
         ["password with a colon", 400, "invalid_request", (b) => void (b.password = `${"A".repeat(24)}:x`)],
         ["password missing", 400, "invalid_request", (b) => void delete b.password],

@@ -158,7 +158,7 @@ export class SignalDevice {
   readonly senderKeys = new MemorySenderKeys();
   readonly identity: PrivateKey;
   readonly registrationId = randomInt(1, 16381);
-  readonly password = randomBytes(18).toString("base64");
+  readonly password = randomBytes(24).toString("base64url");
   readonly sessions = new MemorySessions();
   readonly identities: MemoryIdentities;
   readonly preKeys = new MemoryPreKeys();
