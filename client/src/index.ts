@@ -14,7 +14,17 @@ export {
   type ZimClientEvents,
   type ZimClientOptions,
 } from "./zim-client.js";
-export { ApiError, DecryptionFailureReason, GroupError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
+export {
+  ApiError,
+  BadDeviceKeysError,
+  DecryptionFailureReason,
+  GroupError,
+  SealedSendingPausedError,
+  TrustRootMismatchError,
+  UntrustedIdentityError,
+} from "./errors.js";
+export { checkServerUrl, InsecureServerUrlError, isLoopbackHost } from "./server-url.js";
+export type { IdentityChangedEvent } from "./identity-changes.js";
 export { HttpApi, type DeviceCredentials } from "./http-api.js";
 
 // Trust and safety numbers
