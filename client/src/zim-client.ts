@@ -1234,6 +1234,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     } catch (error) {
       // The failed envelope's changes are rolled back; remember its id so a redelivery is not retried.
       this.store.markProcessed(envelope.id, Date.now());
+      // A refused sealed message names its claimed sender (the certificate's, which the refusal is about).
+      from ??= (error as { from?: string } | null)?.from;
       return { kind: "failed", failure: { envelopeId: envelope.id, ...(from ? { from } : {}), reason: reasonFor(error), error } };
     }
   }
@@ -1282,7 +1284,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     // for a sender never seen, the key their first message carries, as for an unsealed first message.
     const certificateKey = Buffer.from(certificate.key().serialize());
     if (knownBefore && !certificateKey.equals(Buffer.from(knownBefore.publicKey))) {
-      throw failure(DecryptionFailureReason.CertificateKeyMismatch, "the certificate names another key than the one known for its sender");
+      throw Object.assign(failure(DecryptionFailureReason.CertificateKeyMismatch, "the certificate names another key than the one known for its sender"), { from });
     }
     const known = this.store.getIdentity(from);
     if (!known || !certificateKey.equals(Buffer.from(known.publicKey))) {
