@@ -188,7 +188,9 @@ export interface ZimClientOptions {
   /**
    * Allow a plain `http://` server URL to a host that is not loopback
    * (127.0.0.0/8, ::1, localhost are always allowed). Only for a network you
-   * trust end to end: passwords and metadata travel in clear. @default false
+   * trust end to end: passwords and metadata travel in clear. Given to
+   * `register` or `link`, the choice is kept in the store for later
+   * constructions. @default false
    */
   allowInsecureHttp?: boolean;
 }
@@ -261,7 +263,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     this.tasks = new StoreQueue(this.store);
     const local = this.store.getLocal();
     if (!local) throw new Error("the store holds no registered device: use ZimClient.register or ZimClient.link");
-    checkServerUrl(local.serverUrl, options);
+    // The choice made when this device was registered or linked is kept with it.
+    checkServerUrl(local.serverUrl, { allowInsecureHttp: options.allowInsecureHttp ?? this.store.getValue("allowInsecureHttp") === "1" });
     this.api = new HttpApi(local.serverUrl, { uuid: local.uuid, deviceId: local.deviceId, password: local.password });
     this.keyPolicy = { ...defaultKeyPolicy, ...options.keyPolicy };
     this.sendReceipts = options.sendReceipts ?? true;
@@ -301,6 +304,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     // One transaction: a refused registration leaves the store as it was.
     await store.transaction(async () => {
       store.setLocal(pending);
+      if (options.allowInsecureHttp) store.setValue("allowInsecureHttp", "1");
       const api = new HttpApi(options.serverUrl);
       await new SealedSenderState(store, api).pinTrustRoot(options.trustRootFingerprint);
       const registered = await api.register({
@@ -359,6 +363,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     };
     await store.transaction(async () => {
       store.setLocal(pending);
+      if (options.allowInsecureHttp) store.setValue("allowInsecureHttp", "1");
       const sealed = new SealedSenderState(store, api);
       if (provisioning.trustRoot) sealed.adoptTrustRoot(provisioning.trustRoot);
       await sealed.pinTrustRoot();
