@@ -42,18 +42,23 @@ export class IdentityChangeNotifier {
     this.scheduled = true;
     // A task queued now runs in a later batch: the change is committed or rolled back by then, and its result is
     // emitted only after that task's own commit.
-    this.tasks
-      .run(() => {
-        this.scheduled = false;
-        const events: IdentityChangedEvent[] = [];
-        for (const [changed, key] of this.before) {
-          const now = this.store.getIdentity(changed);
-          if (now && !Buffer.from(now.publicKey).equals(Buffer.from(key))) events.push({ uuid: changed, blocked: now.blocked });
-        }
-        this.before.clear();
-        return events;
-      })
-      .then((events) => events.forEach((e) => this.emit(e)), this.onError);
+    this.tasks.run(() => this.take()).then((events) => events.forEach((e) => this.emit(e)), this.onError);
+  }
+
+  /**
+   * The changes noticed so far, as they stand in the store now (call inside a
+   * task, after the work whose changes they are; emit after its commit).
+   * Taken changes are not reported again.
+   */
+  take(): IdentityChangedEvent[] {
+    this.scheduled = false;
+    const events: IdentityChangedEvent[] = [];
+    for (const [changed, key] of this.before) {
+      const now = this.store.getIdentity(changed);
+      if (now && !Buffer.from(now.publicKey).equals(Buffer.from(key))) events.push({ uuid: changed, blocked: now.blocked });
+    }
+    this.before.clear();
+    return events;
   }
 }
 

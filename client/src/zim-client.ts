@@ -1147,11 +1147,13 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    */
   async processEnvelopes(batch: Envelope[]): Promise<void> {
     // Committed with whatever else is queued (one fsync); a savepoint per envelope.
-    const results = await this.tasks.run(async () => {
+    const { results, identityChanges } = await this.tasks.run(async () => {
       const out: ReceiveResult[] = [];
       for (const envelope of batch) out.push(await this.receiveOne(envelope));
-      return out;
+      // Key changes these envelopes made are told before their messages.
+      return { results: out, identityChanges: this.identityChanges.take() };
     });
+    for (const change of identityChanges) this.emit("identityChanged", change);
     for (const result of results) {
       switch (result.kind) {
         case "message":
