@@ -38,7 +38,7 @@ import {
 } from "../../src/index.js";
 import { signalStores } from "../../src/store/signal-stores.js";
 import { trustOnFirstUse } from "../../src/trust.js";
-import { inbox, registerDevice, until } from "./devices.js";
+import { inbox, registerDevice as register, until } from "./devices.js";
 import { startHomeserver, type Homeserver } from "./homeserver.js";
 import { linkDevice } from "./linking.js";
 import { queryServerDb, writeServerDb } from "./server-db.js";
@@ -139,6 +139,13 @@ export async function mintSealedPreKeyMessage(server: Homeserver, victim: ZimCli
 
 /** The lying-server cases on one homeserver, with or without the key-transparency plugin. */
 export function lyingServerCases(keyTransparency: boolean): void {
+  /** Every device made here: disconnected at the end, so that a failed case cannot keep the test process alive. */
+  const devices: ZimClient[] = [];
+  const registerDevice = async (url: string): Promise<ZimClient> => {
+    const client = await register(url);
+    devices.push(client);
+    return client;
+  };
   describe(`a lying server, key-transparency plugin ${keyTransparency ? "on" : "off"}`, () => {
     let server: Homeserver;
     let configDir: string;
@@ -150,6 +157,7 @@ export function lyingServerCases(keyTransparency: boolean): void {
       server = await startHomeserver(["--config", config, "--port", String(await freePort()), "--sender-certificate-ttl", "1m"]);
     });
     after(async () => {
+      for (const client of devices) client.disconnect();
       await server.stop();
       rmSync(configDir, { recursive: true, force: true });
     });
@@ -283,6 +291,7 @@ export function lyingServerCases(keyTransparency: boolean): void {
       const bob = await registerDevice(server.url);
       // Bob stays offline: no receipts from his devices' sessions while alice sends.
       const bob2 = await linkDevice(server.url, bob);
+      devices.push(bob2);
       await alice.connect();
       await alice.sendText(bob.local.username, "to both devices");
       const changed = events(alice, "identityChanged");
