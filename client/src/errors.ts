@@ -82,6 +82,13 @@ export enum DecryptionFailureReason {
   NotAGroupMember = "not_a_group_member",
   /** A group message whose sender key this device never received. */
   NoSenderKey = "no_sender_key",
+  /**
+   * A sealed message whose sender certificate names a key that is not the
+   * identity key this device knew for that sender before the message: a
+   * certificate the server could have minted. Refused; the sender's key is
+   * left as it was.
+   */
+  CertificateKeyMismatch = "certificate_key_mismatch",
 }
 
 /** The homeserver presented a different trust root than the one this device pinned. */
@@ -94,6 +101,35 @@ export class TrustRootMismatchError extends Error {
   ) {
     super(`the server's trust root changed (pinned ${pinned}, presented ${presented}): sealed sender is off until this is resolved`);
   }
+}
+
+/**
+ * A contact's device offered keys its account identity key did not sign (a
+ * signed pre-key or Kyber pre-key whose signature does not verify): the
+ * server, or whoever holds its disk, may be tampering with that device's
+ * keys. Nothing is sent to the contact while the device lists such keys;
+ * the `badDeviceKeys` event says the same.
+ */
+export class BadDeviceKeysError extends Error {
+  override name = "BadDeviceKeysError";
+
+  constructor(
+    readonly uuid: string,
+    readonly deviceId: number,
+    readonly key: "signed_pre_key" | "kyber_pre_key",
+  ) {
+    super(`device ${deviceId} of ${uuid} offered a ${key === "signed_pre_key" ? "signed pre-key" : "Kyber pre-key"} that its identity key did not sign`);
+  }
+}
+
+/**
+ * A sealed send was held because the server's trust root is no longer the
+ * one this device pinned (`trustRootChanged`): sending it authenticated
+ * would tell the server who sends. Call `acceptTrustRoot` (after checking
+ * the new fingerprint with the server's admin) or `allowUnsealedSending`.
+ */
+export class SealedSendingPausedError extends TrustRootMismatchError {
+  override name = "SealedSendingPausedError";
 }
 
 /** A group operation that this device may not do (not a member, not an admin, unknown group). */

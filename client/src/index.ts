@@ -14,7 +14,19 @@ export {
   type ZimClientEvents,
   type ZimClientOptions,
 } from "./zim-client.js";
-export { ApiError, apiError, DecryptionFailureReason, MailboxFullError, GroupError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
+export {
+  ApiError,
+  apiError,
+  BadDeviceKeysError,
+  DecryptionFailureReason,
+  GroupError,
+  MailboxFullError,
+  SealedSendingPausedError,
+  TrustRootMismatchError,
+  UntrustedIdentityError,
+} from "./errors.js";
+export { checkServerUrl, InsecureServerUrlError, isLoopbackHost } from "./server-url.js";
+export type { IdentityChangedEvent } from "./identity-changes.js";
 export { HttpApi, type DeviceCredentials } from "./http-api.js";
 
 // Trust and safety numbers

@@ -70,9 +70,39 @@ export class SealedSenderState {
     const root = this.trustRoot();
     if (!root) return null;
     const fresh = SenderCertificate.deserialize(bytes((await this.api.senderCertificate()).certificate));
-    if (!fresh.validate(root, now)) throw new TrustRootMismatchError(trustRootFingerprint(root.serialize()), "a certificate it does not sign");
+    if (!fresh.validate(root, now)) {
+      const presented = trustRootFingerprint(bytes((await this.api.trustRoot()).publicKey));
+      throw new TrustRootMismatchError(trustRootFingerprint(root.serialize()), presented);
+    }
     this.store.setValue("senderCertificate", Buffer.from(fresh.serialize()).toString("base64"));
     return fresh;
+  }
+
+  /**
+   * Pins the trust root the server presents now in place of the pinned one
+   * (after the user checked its fingerprint), drops the cached certificate
+   * and any permission to send unsealed.
+   * @throws TrustRootMismatchError when `expectedFingerprint` is given and differs
+   * @returns the fingerprint now pinned
+   */
+  async acceptTrustRoot(expectedFingerprint?: string): Promise<string> {
+    const { publicKey } = await this.api.trustRoot();
+    const presented = trustRootFingerprint(bytes(publicKey));
+    if (expectedFingerprint && normalize(expectedFingerprint) !== normalize(presented)) throw new TrustRootMismatchError(expectedFingerprint, presented);
+    this.store.setValue("trustRoot", publicKey);
+    this.store.setValue("senderCertificate", "");
+    this.store.setValue("unsealedWhileTrustRootChanged", "");
+    return presented;
+  }
+
+  /** While the trust root differs from the pinned one, send authenticated rather than hold sealed sends. */
+  allowUnsealed(): void {
+    this.store.setValue("unsealedWhileTrustRootChanged", "1");
+  }
+
+  /** Whether the app allowed authenticated sending while the trust root differs. */
+  unsealedAllowed(): boolean {
+    return this.store.getValue("unsealedWhileTrustRootChanged") === "1";
   }
 
   /** A contact's access key, as learned from their messages. */

@@ -1,5 +1,19 @@
 import type { DeviceStore } from "./store/device-store.js";
 
+/**
+ * The key of a store write that a failing task still makes: an error
+ * carrying it (`{ [recordAfterRollback]: () => void }`) has its task's own
+ * changes rolled back, then this runs and commits with the batch. A refused
+ * send uses it to keep what it learned (a contact's new identity key,
+ * pending) while everything else it did is undone.
+ */
+export const recordAfterRollback: unique symbol = Symbol("recordAfterRollback");
+
+/** Attaches store work that must survive the failure of the task that throws `error`. */
+export function withRecord<E extends Error>(error: E, record: () => void): E {
+  return Object.assign(error, { [recordAfterRollback]: record });
+}
+
 interface Pending {
   task: () => Promise<unknown>;
   resolve: (value: unknown) => void;
@@ -45,7 +59,13 @@ export class StoreQueue {
             try {
               outcomes.push({ value: await this.store.transaction(item.task) });
             } catch (error) {
-              outcomes.push({ error });
+              const record = (error as { [recordAfterRollback]?: () => void } | null)?.[recordAfterRollback];
+              try {
+                record?.();
+                outcomes.push({ error });
+              } catch (recordError) {
+                outcomes.push({ error: recordError });
+              }
             }
           }
         });

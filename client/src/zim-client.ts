@@ -44,9 +44,10 @@ import type {
 import { missingCase } from "@zimchat/protocol";
 import { downloadAttachment, uploadAttachment, type AttachmentInput, type AttachmentPointer, type UploadOptions } from "./attachments.js";
 import { decodeContent, encodeContent, type Content, type GroupState } from "./content.js";
-import { ApiError, apiError, DecryptionFailureReason, GroupError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
+import { ApiError, apiError, BadDeviceKeysError, DecryptionFailureReason, GroupError, SealedSendingPausedError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
 import { applyGroupUpdate, groupConversation, groupIdBytes, GroupStore } from "./groups.js";
 import { HttpApi } from "./http-api.js";
+import { IdentityChangeNotifier, refusedIdentityChange } from "./identity-changes.js";
 import { KeyTransparencyChecker, type KeyTransparencyFailure, type KeyTransparencyOptions } from "./key-transparency.js";
 import { defaultKeyPolicy, newKyberPreKey, newOneTimeKeys, newSignedPreKey, pruneReplacedKeys, type KeyPolicy } from "./keys.js";
 import { linkUri, openProvisioning, parseLinkUri, sealProvisioning } from "./linking.js";
@@ -58,6 +59,7 @@ import type { DeviceStore, LocalDevice, StoredMessage } from "./store/device-sto
 import { signalStores, type SignalStores } from "./store/signal-stores.js";
 import { trustOnFirstUse, type TrustPolicy } from "./trust.js";
 import { StoreQueue } from "./task-queue.js";
+import { checkServerUrl } from "./server-url.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
@@ -112,8 +114,26 @@ type ReceiveResult =
 /** The events a {@link ZimClient} emits. */
 export interface ZimClientEvents {
   message: [MessageEvent];
-  /** A peer's identity key changed; `blocked` when sending to them now needs re-verification. */
+  /**
+   * A peer's identity key changed (once per change, however many of their
+   * devices showed it); `blocked` when sending to them now needs
+   * re-verification: the new key is recorded, `safetyNumber` shows the new
+   * number, and `verify` with it lifts the block.
+   */
   identityChanged: [{ uuid: string; blocked: boolean }];
+  /**
+   * A contact's device offered a signed pre-key or Kyber pre-key that the
+   * account's identity key did not sign (the server may be tampering with
+   * it). Sends to that contact fail with `BadDeviceKeysError` meanwhile.
+   */
+  badDeviceKeys: [{ uuid: string; deviceId: number; key: "signed_pre_key" | "kyber_pre_key" }];
+  /**
+   * The server's sealed-sender trust root is no longer the pinned one
+   * (fingerprints as admins publish them). Sealed sends are held
+   * (`SealedSendingPausedError`) until the app calls `acceptTrustRoot` or
+   * `allowUnsealedSending`; `unsealedAllowed` says which policy is in force.
+   */
+  trustRootChanged: [{ pinned: string; presented: string; unsealedAllowed: boolean }];
   /** The peer's device decrypted the messages with these timestamps. */
   deliveryReceipt: [{ from: string; fromDevice: number; timestamps: number[] }];
   /** An envelope could not be decrypted (or was refused); it is acknowledged and dropped. */
@@ -179,6 +199,14 @@ export interface ZimClientOptions {
    * checks off. @default {}
    */
   keyTransparency?: KeyTransparencyOptions | false;
+  /**
+   * Allow a plain `http://` server URL to a host that is not loopback
+   * (127.0.0.0/8, ::1, localhost are always allowed). Only for a network you
+   * trust end to end: passwords and metadata travel in clear. Given to
+   * `register` or `link`, the choice is kept in the store for later
+   * constructions. @default false
+   */
+  allowInsecureHttp?: boolean;
 }
 
 /** Options for {@link ZimClient.register}. */
@@ -241,6 +269,9 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   private readonly background = new Set<Promise<unknown>>();
   private readonly pendingReceipts = new Map<string, number[]>();
   private receiptTimer: NodeJS.Timeout | null = null;
+  private readonly identityChanges: IdentityChangeNotifier;
+  /** Trust-root changes already reported (by presented fingerprint), so `trustRootChanged` fires once per change. */
+  private readonly reportedTrustRoots = new Set<string>();
 
   constructor(options: ZimClientOptions) {
     super();
@@ -248,6 +279,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     this.tasks = new StoreQueue(this.store);
     const local = this.store.getLocal();
     if (!local) throw new Error("the store holds no registered device: use ZimClient.register or ZimClient.link");
+    // The choice made when this device was registered or linked is kept with it.
+    checkServerUrl(local.serverUrl, { allowInsecureHttp: options.allowInsecureHttp ?? this.store.getValue("allowInsecureHttp") === "1" });
     this.api = new HttpApi(local.serverUrl, { uuid: local.uuid, deviceId: local.deviceId, password: local.password });
     this.keyPolicy = { ...defaultKeyPolicy, ...options.keyPolicy };
     this.sendReceipts = options.sendReceipts ?? true;
@@ -255,7 +288,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     this.sealedSenderEnabled = options.sealedSender ?? true;
     this.sendRetry = { ...defaultSendRetryPolicy, ...options.sendRetry };
     this.dedup = new MessageDedup(options.store);
-    this.signal = signalStores(this.store, options.trustPolicy ?? trustOnFirstUse, (uuid, blocked) => this.emit("identityChanged", { uuid, blocked }));
+    this.identityChanges = new IdentityChangeNotifier(this.store, this.tasks, (e) => this.emit("identityChanged", e), (error) => this.emit("warning", error));
+    this.signal = signalStores(this.store, options.trustPolicy ?? trustOnFirstUse, (uuid, _blocked, previous) => this.identityChanges.noticed(uuid, previous));
     this.sealed = new SealedSenderState(this.store, this.api);
     this.groups = new GroupStore(this.store);
     // Its state is written through the task queue, never inside a running task (it may be called from one).
@@ -272,6 +306,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   static async register(options: RegisterOptions): Promise<ZimClient> {
     const { store } = options;
     if (store.getLocal()?.uuid) throw new Error("this store already holds a registered device");
+    checkServerUrl(options.serverUrl, options);
     const identity = PrivateKey.generate();
     const pending: LocalDevice = {
       serverUrl: options.serverUrl,
@@ -287,6 +322,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     // One transaction: a refused registration leaves the store as it was.
     await store.transaction(async () => {
       store.setLocal(pending);
+      if (options.allowInsecureHttp) store.setValue("allowInsecureHttp", "1");
       const api = new HttpApi(options.serverUrl);
       await new SealedSenderState(store, api).pinTrustRoot(options.trustRootFingerprint);
       const registered = await api.register({
@@ -318,6 +354,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   static async link(options: LinkOptions): Promise<ZimClient> {
     const { store } = options;
     if (store.getLocal()?.uuid) throw new Error("this store already holds a registered device");
+    checkServerUrl(options.serverUrl, options);
     const api = new HttpApi(options.serverUrl);
     const ephemeral = PrivateKey.generate();
     const { code, expiresAt } = await api.createLink();
@@ -344,6 +381,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     };
     await store.transaction(async () => {
       store.setLocal(pending);
+      if (options.allowInsecureHttp) store.setValue("allowInsecureHttp", "1");
       const sealed = new SealedSenderState(store, api);
       if (provisioning.trustRoot) sealed.adoptTrustRoot(provisioning.trustRoot);
       await sealed.pinTrustRoot();
@@ -416,6 +454,9 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       this.store.setLocal({ ...this.local, identityPrivateKey: identity.serialize(), registrationId });
       this.store.clearSessions();
       this.registrationIds.clear();
+      // Contacts know the old key and refuse a sealed message whose certificate names another (a server could mint
+      // one): the first message to each goes authenticated, and their reply carries their access key again.
+      for (const [key] of this.store.valuesWithPrefix("accessKey:")) this.store.setValue(key, "");
       await this.api.resetIdentity({
         registrationId,
         identityKey: b64(identity.getPublicKey().serialize()),
@@ -620,6 +661,29 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     });
   }
 
+  /**
+   * Pins the trust root the server presents now, after a `trustRootChanged`
+   * (check `expectedFingerprint` with the server's admin, out of band: a
+   * server that swaps its trust root can mint certificates for anyone).
+   * Sealed sending resumes.
+   * @throws TrustRootMismatchError when `expectedFingerprint` is given and differs
+   * @returns the fingerprint now pinned
+   */
+  async acceptTrustRoot(expectedFingerprint?: string): Promise<string> {
+    const fingerprint = await this.tasks.run(() => this.sealed.acceptTrustRoot(expectedFingerprint));
+    this.reportedTrustRoots.clear();
+    return fingerprint;
+  }
+
+  /**
+   * While the server's trust root differs from the pinned one, send
+   * authenticated (the server learns the sender of each message) instead
+   * of holding sealed sends. Kept until `acceptTrustRoot`.
+   */
+  async allowUnsealedSending(): Promise<void> {
+    await this.tasks.run(async () => this.sealed.allowUnsealed());
+  }
+
   /** Whether a user is verified, and whether sending to them is blocked. */
   async trustState(user: string): Promise<{ verified: boolean; blocked: boolean } | null> {
     const known = this.store.getIdentity(await this.resolve(user));
@@ -772,7 +836,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const me = this.local.uuid;
     const group = this.groups.get(groupId);
     if (!group || !group.members.includes(me)) throw new GroupError(`not a member of group ${groupId}`);
-    const certificate = await this.sealed.certificate();
+    const certificate = await this.senderCertificate();
     if (!certificate) throw new GroupError("the homeserver issued no sender certificate; group messages need sealed sender");
     const recipients = group.members.filter((m) => m !== me);
     const content: Content = { v: 1, id: randomUUID(), timestamp: Date.now(), ...body, group: { id: groupId } };
@@ -944,14 +1008,29 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const accessKey = this.sealed.accessKeyOf(uuid);
     if (!accessKey) return null;
     try {
-      const certificate = await this.sealed.certificate();
+      const certificate = await this.senderCertificate();
       return certificate ? { certificate, accessKey } : null;
     } catch (error) {
-      if (error instanceof TrustRootMismatchError) {
-        this.emit("warning", error);
-        return null;
-      }
+      // Sending authenticated instead tells the server who sends: only when the app chose that.
+      if (error instanceof SealedSendingPausedError && this.sealed.unsealedAllowed()) return null;
       throw error;
+    }
+  }
+
+  /**
+   * This device's sender certificate; a trust-root change is reported once
+   * (`trustRootChanged`) and refused with {@link SealedSendingPausedError}.
+   */
+  private async senderCertificate(): Promise<SenderCertificate | null> {
+    try {
+      return await this.sealed.certificate();
+    } catch (error) {
+      if (!(error instanceof TrustRootMismatchError)) throw error;
+      if (!this.reportedTrustRoots.has(error.presented)) {
+        this.reportedTrustRoots.add(error.presented);
+        this.emit("trustRootChanged", { pinned: error.pinned, presented: error.presented, unsealedAllowed: this.sealed.unsealedAllowed() });
+      }
+      throw new SealedSendingPausedError(error.pinned, error.presented);
     }
   }
 
@@ -978,8 +1057,12 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       try {
         message = await signalEncrypt(padded, address, me, this.signal.sessions, this.signal.identities);
       } catch (error) {
-        if (error instanceof LibSignalErrorBase && error.code === ErrorCode.UntrustedIdentity) throw new UntrustedIdentityError(uuid);
-        throw error;
+        if (!(error instanceof LibSignalErrorBase) || error.code !== ErrorCode.UntrustedIdentity) throw error;
+        if (this.store.getIdentity(uuid)?.blocked) throw new UntrustedIdentityError(uuid);
+        // The session was built on a key the user has since replaced (verified or accepted a new one): start over.
+        this.forgetSession(addressKey(uuid, deviceId));
+        await this.startSessions(uuid, deviceId);
+        message = await signalEncrypt(padded, address, me, this.signal.sessions, this.signal.identities);
       }
       const registrationId = await this.remoteRegistrationId(address);
       if (certificate) {
@@ -1028,6 +1111,12 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const me = ProtocolAddress.new(this.local.uuid, this.local.deviceId);
     for (const d of bundle.devices) {
       if (uuid === this.local.uuid && d.deviceId === this.local.deviceId) continue;
+      const badKey = unsignedDeviceKey(identityKey, d);
+      if (badKey) {
+        // Keys the account did not sign: the server (or its disk) changed them. Named, not a raw libsignal error.
+        this.emit("badDeviceKeys", { uuid, deviceId: d.deviceId, key: badKey });
+        throw new BadDeviceKeysError(uuid, d.deviceId, badKey);
+      }
       const pre = PreKeyBundle.new(
         d.registrationId,
         d.deviceId,
@@ -1043,7 +1132,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       );
       // Record the key (and any change) before libsignal checks trust.
       await this.signal.identities.saveIdentity(ProtocolAddress.new(uuid, d.deviceId), identityKey);
-      if (this.store.getIdentity(uuid)?.blocked) throw new UntrustedIdentityError(uuid);
+      // Refused, but the new key stays recorded (pending, blocked) for safetyNumber and verify.
+      if (this.store.getIdentity(uuid)?.blocked) throw refusedIdentityChange(this.store, uuid);
       await processPreKeyBundle(pre, ProtocolAddress.new(uuid, d.deviceId), me, this.signal.sessions, this.signal.identities);
       this.registrationIds.set(addressKey(uuid, d.deviceId), d.registrationId);
     }
@@ -1109,11 +1199,13 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    */
   async processEnvelopes(batch: Envelope[]): Promise<void> {
     // Committed with whatever else is queued (one fsync); a savepoint per envelope.
-    const results = await this.tasks.run(async () => {
+    const { results, identityChanges } = await this.tasks.run(async () => {
       const out: ReceiveResult[] = [];
       for (const envelope of batch) out.push(await this.receiveOne(envelope));
-      return out;
+      // Key changes these envelopes made are told before their messages.
+      return { results: out, identityChanges: this.identityChanges.take() };
     });
+    for (const change of identityChanges) this.emit("identityChanged", change);
     for (const result of results) {
       switch (result.kind) {
         case "message":
@@ -1201,6 +1293,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     } catch (error) {
       // The failed envelope's changes are rolled back; remember its id so a redelivery is not retried.
       this.store.markProcessed(envelope.id, Date.now());
+      // A refused sealed message names its claimed sender (the certificate's, which the refusal is about).
+      from ??= (error as { from?: string } | null)?.from;
       return { kind: "failed", failure: { envelopeId: envelope.id, ...(from ? { from } : {}), reason: reasonFor(error), error } };
     }
   }
@@ -1227,6 +1321,9 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const from = certificate.senderUuid();
     const fromDevice = certificate.senderDeviceId();
     const address = ProtocolAddress.new(from, fromDevice);
+    // Read before decrypting: a PreKey message saves the key it carries, which is the certificate's when the server
+    // minted both.
+    const knownBefore = this.store.getIdentity(from);
     let plaintext: Uint8Array;
     const type = usmc.msgType();
     switch (type) {
@@ -1242,9 +1339,14 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       default:
         throw failure(DecryptionFailureReason.InvalidMessage, `unexpected sealed message type ${type}`);
     }
-    // The certificate must name the key this device knows for the sender (a server could mint one for another key).
+    // The certificate must name the key this device knew for the sender (a server could mint one for another key);
+    // for a sender never seen, the key their first message carries, as for an unsealed first message.
+    const certificateKey = Buffer.from(certificate.key().serialize());
+    if (knownBefore && !certificateKey.equals(Buffer.from(knownBefore.publicKey))) {
+      throw Object.assign(failure(DecryptionFailureReason.CertificateKeyMismatch, "the certificate names another key than the one known for its sender"), { from });
+    }
     const known = this.store.getIdentity(from);
-    if (!known || !Buffer.from(known.publicKey).equals(Buffer.from(certificate.key().serialize()))) {
+    if (!known || !certificateKey.equals(Buffer.from(known.publicKey))) {
       throw failure(DecryptionFailureReason.InvalidCertificate, "the certificate's key is not the sender's identity key");
     }
     return { from, fromDevice, plaintext, sealed: true, senderKey: type === CiphertextMessageType.SenderKey };
@@ -1326,6 +1428,13 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       },
     };
   }
+}
+
+/** Which of a bundle device's signed keys the account identity key did not sign, if any (libsignal's signature check). */
+function unsignedDeviceKey(identityKey: PublicKey, d: PreKeyBundleResponse["devices"][number]): "signed_pre_key" | "kyber_pre_key" | null {
+  if (!identityKey.verify(bytes(d.signedPreKey.publicKey), bytes(d.signedPreKey.signature))) return "signed_pre_key";
+  if (!identityKey.verify(bytes(d.pqPreKey.publicKey), bytes(d.pqPreKey.signature))) return "kyber_pre_key";
+  return null;
 }
 
 function failure(reason: DecryptionFailureReason, message: string, cause?: unknown): Error {

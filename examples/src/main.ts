@@ -26,6 +26,7 @@ interface CliOptions {
   username?: string;
   invite?: string;
   link?: boolean;
+  allowInsecureHttp?: boolean;
 }
 
 async function run(bot: Runnable): Promise<void> {
@@ -59,6 +60,7 @@ for (const [name, description, create] of bots) {
     .option("--username <name>", "the bot's username (first run; default: the bot's name without the dash)")
     .addOption(new Option("--invite <token>", "an invite token (first run, if the homeserver registers by invite)").env("ZIMCHAT_INVITE"))
     .option("--link", "link as a new device of an existing account instead of registering (approve it on that account's primary device)")
+    .option("--allow-insecure-http", "allow a plain http:// homeserver that is not on this machine (first run)")
     .action(async (options: CliOptions) => {
       await run(
         create({
@@ -67,6 +69,7 @@ for (const [name, description, create] of bots) {
           ...(options.username ? { username: options.username } : {}),
           ...(options.invite ? { inviteToken: options.invite } : {}),
           ...(options.link ? { link: true } : {}),
+          ...(options.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
         }),
       );
     });

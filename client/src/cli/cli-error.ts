@@ -3,6 +3,7 @@ import { ApiError, GroupError, InvalidLinkUriError, UntrustedIdentityError } fro
 /** Why a command failed, as scripts see it in `{"type":"error","code":...}`. */
 export type CliErrorCode =
   | "invalid_argument"
+  | "insecure_http"
   | "not_registered"
   | "already_registered"
   | "unknown_user"

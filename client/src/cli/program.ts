@@ -27,6 +27,7 @@ export function chatProgram(version: string): Command {
     .addOption(new Option("--server <url>", "the homeserver, like http://127.0.0.1:8080").env("ZIMCHAT_SERVER").makeOptionMandatory())
     .addOption(new Option("--username <name>", "your username: 3 to 32 of a-z, 0-9, _ and .").makeOptionMandatory())
     .addOption(new Option("--invite <token>", "an invite token, when the homeserver requires one").env("ZIMCHAT_INVITE"))
+    .addOption(new Option("--allow-insecure-http", "allow a plain http:// homeserver that is not on this machine (passwords and metadata cross the network unencrypted)").default(false))
     .action(async (options: RegisterOptions) => (await import("./commands/register.js")).register(options));
 
   command("send", "send an end-to-end encrypted message (messages waiting for you are shown too)")
@@ -93,6 +94,7 @@ export function chatProgram(version: string): Command {
 
   command("link", "make this new profile another device of your account: shows a link code (text and QR) to approve on your primary device, then waits")
     .addOption(new Option("--server <url>", "your account's homeserver, like http://127.0.0.1:8080").env("ZIMCHAT_SERVER").makeOptionMandatory())
+    .addOption(new Option("--allow-insecure-http", "allow a plain http:// homeserver that is not on this machine (passwords and metadata cross the network unencrypted)").default(false))
     .addHelpText("after", "\nOn the primary device (device 1), run: zimchat-chat approve-link '<the zimchat-link:?… URI>'")
     .action(async (options: LinkOptions) => (await import("./commands/link.js")).link(options));
 

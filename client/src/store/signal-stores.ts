@@ -20,8 +20,8 @@ import type { TrustPolicy } from "../trust.js";
 import type { DeviceStore } from "./device-store.js";
 import { lastResortKyberIds } from "../keys.js";
 
-/** Called when a peer's stored identity key is replaced by a different one. */
-export type IdentityChangeListener = (uuid: string, blocked: boolean) => void;
+/** Called when a peer's stored identity key is replaced by a different one (`previous` is the key it replaced). */
+export type IdentityChangeListener = (uuid: string, blocked: boolean, previous: Uint8Array) => void;
 
 /** libsignal's protocol stores, backed by a {@link DeviceStore}. */
 export interface SignalStores {
@@ -78,10 +78,11 @@ export function signalStores(store: DeviceStore, policy: TrustPolicy, onIdentity
         return IdentityChange.NewOrUnchanged;
       }
       if (Buffer.from(known.publicKey).equals(Buffer.from(serialized))) return IdentityChange.NewOrUnchanged;
-      // A changed key: a verified contact becomes blocked for sending until re-verified or accepted.
-      const blocked = known.verified;
+      // A changed key: a verified contact becomes blocked for sending until re-verified or accepted (and stays blocked
+      // if the key changes again before that).
+      const blocked = known.verified || known.blocked;
       store.saveIdentity({ uuid, publicKey: serialized, verified: false, blocked, firstSeen: Date.now() });
-      onIdentityChange(uuid, blocked);
+      onIdentityChange(uuid, blocked, known.publicKey);
       return IdentityChange.ReplacedExisting;
     }
     async isTrustedIdentity(address: ProtocolAddress, publicKey: PublicKey, direction: Direction): Promise<boolean> {

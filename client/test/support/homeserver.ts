@@ -22,8 +22,11 @@ export interface Homeserver {
   child: ChildProcess;
   /** Every line it logged. */
   logs: string[];
-  /** Kills it (SIGKILL) and starts it again on the same database. */
-  restart(): Promise<void>;
+  /**
+   * Kills it (SIGKILL) and starts it again on the same database; `whileStopped`
+   * runs in between (tests that play a malicious operator edit its files there).
+   */
+  restart(whileStopped?: () => void | Promise<void>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -69,10 +72,11 @@ export async function startHomeserver(args: string[] = []): Promise<Homeserver> 
       return child;
     },
     logs,
-    async restart() {
+    async restart(whileStopped) {
       const exited = new Promise((resolve) => child.once("exit", resolve));
       child.kill("SIGKILL");
       await exited;
+      await whileStopped?.();
       ({ child, url } = await spawnServer(fullArgs, logs));
     },
     async stop() {

@@ -3,6 +3,7 @@ import { join, resolve as resolvePath } from "node:path";
 import { PrivateKey } from "@signalapp/libsignal-client";
 import {
   ZimClient,
+  checkServerUrl,
   safetyNumber,
   type AttachmentInput,
   type AttachmentPointer,
@@ -56,6 +57,11 @@ export interface BotOptions {
    * `bot.on("key_transparency_failure")`. @default {} (when the server offers the log)
    */
   keyTransparency?: ZimClientOptions["keyTransparency"];
+  /**
+   * Allow a plain `http://` server that is not on this machine (loopback is
+   * always allowed); see `ZimClientOptions.allowInsecureHttp`. @default false
+   */
+  allowInsecureHttp?: boolean;
 }
 
 /** The error boundary's handler: gets every error a handler threw, with its context. */
@@ -277,6 +283,7 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     const clientOptions = {
       sendReceipts: this.options.sendReceipts ?? true,
       ...(this.options.keyTransparency !== undefined ? { keyTransparency: this.options.keyTransparency } : {}),
+      allowInsecureHttp: this.options.allowInsecureHttp ?? false,
     };
     const existing = readMarker(this.dir);
     if (existing) {
@@ -298,6 +305,11 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     const { server, username, inviteToken, link, trustRootFingerprint } = this.options;
     if (!server) throw new BotConfigError(`${this.dir} holds no registered bot: pass server (and username and inviteToken to register, or link: true) to create one`);
     if (!link && !username) throw new BotConfigError(`${this.dir} holds no registered bot: pass a username (and an inviteToken if the homeserver registers by invite)`);
+    try {
+      checkServerUrl(server, clientOptions);
+    } catch (error) {
+      throw new BotConfigError(error instanceof Error ? error.message : String(error), { cause: error });
+    }
     const store = new BotDeviceStore(join(this.dir, storeFileName));
     let client: ZimClient;
     try {

@@ -10,6 +10,8 @@ import { serverUrl } from "./register.js";
 /** `zimchat-chat link` options. */
 export interface LinkOptions extends CommonOptions {
   server: string;
+  /** Allow plain http:// to a host that is not this machine. @default false */
+  allowInsecureHttp?: boolean;
 }
 
 /**
@@ -19,7 +21,7 @@ export interface LinkOptions extends CommonOptions {
  */
 export async function link(options: LinkOptions): Promise<void> {
   await runCommand(options, async (output) => {
-    const server = serverUrl(options.server);
+    const server = serverUrl(options.server, options.allowInsecureHttp);
     const profile = new Profile(options.profile);
     const store = profile.openNewStore();
     const cancel = new AbortController();
@@ -32,6 +34,7 @@ export async function link(options: LinkOptions): Promise<void> {
       client = await ZimClient.link({
         serverUrl: server,
         store,
+        allowInsecureHttp: options.allowInsecureHttp ?? false,
         signal: cancel.signal,
         onLinkCode: ({ uri, expiresAt }) => {
           // The QR code is drawn asynchronously; the wait for approval starts meanwhile.

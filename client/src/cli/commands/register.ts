@@ -1,5 +1,5 @@
 import { usernamePattern } from "@zimchat/protocol";
-import { ZimClient } from "../../index.js";
+import { InsecureServerUrlError, ZimClient, checkServerUrl } from "../../index.js";
 import { CliError, toCliError } from "../cli-error.js";
 import type { CommonOptions } from "../options.js";
 import { Profile } from "../profile.js";
@@ -10,10 +10,12 @@ export interface RegisterOptions extends CommonOptions {
   server: string;
   username: string;
   invite?: string;
+  /** Allow plain http:// to a host that is not this machine. @default false */
+  allowInsecureHttp?: boolean;
 }
 
-/** The homeserver origin from --server, or a clear refusal. */
-export function serverUrl(value: string): string {
+/** The homeserver origin from --server, or a clear refusal (plain http:// only to this machine, unless allowed). */
+export function serverUrl(value: string, allowInsecureHttp = false): string {
   let url: URL;
   try {
     url = new URL(value);
@@ -21,13 +23,19 @@ export function serverUrl(value: string): string {
     throw new CliError("invalid_argument", `--server "${value}" is not a URL (like http://127.0.0.1:8080)`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new CliError("invalid_argument", `--server must be an http:// or https:// URL, not ${url.protocol}`);
+  try {
+    checkServerUrl(url.origin, { allowInsecureHttp });
+  } catch (error) {
+    if (error instanceof InsecureServerUrlError) throw new CliError("insecure_http", error.message.replace("allowInsecureHttp: true, ", ""));
+    throw error;
+  }
   return url.origin;
 }
 
 /** `zimchat-chat register`: creates the account and this device in the profile. */
 export async function register(options: RegisterOptions): Promise<void> {
   await runCommand(options, async (output) => {
-    const server = serverUrl(options.server);
+    const server = serverUrl(options.server, options.allowInsecureHttp);
     if (!usernamePattern.test(options.username)) {
       throw new CliError("invalid_argument", `--username "${options.username}" is not a username (3 to 32 of a-z, 0-9, _ and .)`);
     }
@@ -35,7 +43,13 @@ export async function register(options: RegisterOptions): Promise<void> {
     const store = profile.openNewStore();
     let client: ZimClient | null = null;
     try {
-      client = await ZimClient.register({ serverUrl: server, username: options.username, store, ...(options.invite ? { inviteToken: options.invite } : {}) });
+      client = await ZimClient.register({
+        serverUrl: server,
+        username: options.username,
+        store,
+        allowInsecureHttp: options.allowInsecureHttp ?? false,
+        ...(options.invite ? { inviteToken: options.invite } : {}),
+      });
     } catch (error) {
       // The SDK stores the device before the server accepts it: a refused
       // registration must not leave a half-made profile behind. Once the
