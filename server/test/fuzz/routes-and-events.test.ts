@@ -107,7 +107,11 @@ interface World {
   /** Whole-body examples by route name (real registration bodies, real key uploads). */
   examples: Record<string, fc.Arbitrary<unknown>>;
   alice: SignalDevice;
-  carol: SignalDevice;
+  /**
+   * The device whose real credentials the handshake fuzz uses: no generated request names it, so its queue
+   * stays empty (a queued batch the closing client never confirms would keep a 30 s ack timer in the server).
+   */
+  dave: SignalDevice;
   aliceSocket: TestSocket;
 }
 
@@ -120,6 +124,7 @@ async function buildWorld(name: string, rateLimits: RateLimits): Promise<World> 
   const alice = await server.register();
   const bob = await server.register();
   const carol = await server.register();
+  const dave = await server.register();
   const victims = [await server.register(), await server.register()];
   const { device: alice2 } = await linkDevice(server, alice);
   const bobKey = await setAccess(server, bob, false);
@@ -179,7 +184,7 @@ async function buildWorld(name: string, rateLimits: RateLimits): Promise<World> 
     sendMultiRecipient: fc.constant({ message: multi, accessKeys: [{ uuid: bob.uuid, accessKey: b64(bobKey) }, { uuid: carol.uuid, accessKey: b64(carolKey) }] }),
   };
   const wrongPasswords = devices.map((d) => `Basic ${Buffer.from(`${d.uuid}.${d.deviceId}:${randomBytes(18).toString("base64")}`).toString("base64")}`);
-  return { name, server, port, logs, authHeaders: devices.map((d) => d.authHeader), wrongPasswords, hints, examples, alice, carol, aliceSocket };
+  return { name, server, port, logs, authHeaders: devices.map((d) => d.authHeader), wrongPasswords, hints, examples, alice, dave, aliceSocket };
 }
 
 // ------------------------------------------------------------ HTTP requests
@@ -437,12 +442,14 @@ describe("fuzz: every route and socket event from the protocol's schemas", { tim
   let sent = 0;
 
   before(async () => {
+    if (process.env.FUZZ_DEBUG) console.error("before", Math.round(performance.now()));
     process.on("unhandledRejection", onRejection);
     process.on("uncaughtException", onException);
     roomyWorld = await buildWorld("roomy", roomy);
     defaultWorld = await buildWorld("default", defaultRateLimits);
     collectGarbage();
     rssBefore = process.memoryUsage().rss;
+    if (process.env.FUZZ_DEBUG) console.error("built", Math.round(performance.now()));
   });
 
   after(async () => {
@@ -451,6 +458,7 @@ describe("fuzz: every route and socket event from the protocol's schemas", { tim
     agent.destroy();
     await roomyWorld?.server.stop();
     await defaultWorld?.server.stop();
+    if (process.env.FUZZ_DEBUG) console.error("stopped", Math.round(performance.now()));
   });
 
   const httpProperty = (name: string, index: number, share: number, world: () => World) =>
@@ -519,10 +527,10 @@ describe("fuzz: every route and socket event from the protocol's schemas", { tim
     t.diagnostic(reportSeed("handshakes", 4));
     const w = roomyWorld;
     const auth = fc.oneof(
-      fc.constant(w.carol.socketAuth),
-      fc.constant({ username: `${w.carol.uuid}.1`, password: randomBytes(18).toString("base64") }),
+      fc.constant(w.dave.socketAuth),
+      fc.constant({ username: `${w.dave.uuid}.1`, password: randomBytes(18).toString("base64") }),
       fc.record({ username: fc.oneof(fc.string({ maxLength: 50 }), garbageValue), password: fc.oneof(fc.string({ maxLength: 50 }), garbageValue) }),
-      fc.tuple(fc.constant(w.carol.socketAuth), fc.array(mutation, { minLength: 1, maxLength: 2 })).map(([a, m]) => mutate(a, m)),
+      fc.tuple(fc.constant(w.dave.socketAuth), fc.array(mutation, { minLength: 1, maxLength: 2 })).map(([a, m]) => mutate(a, m)),
     );
     await check(
       "handshakes",
