@@ -113,6 +113,8 @@ interface World {
    */
   dave: SignalDevice;
   aliceSocket: TestSocket;
+  /** Why alice's socket was told to close or was disconnected, if it was. */
+  aliceClosed: string[];
 }
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -159,6 +161,9 @@ async function buildWorld(name: string, rateLimits: RateLimits): Promise<World> 
   const devices = [alice, alice2, bob, carol];
   const uuids = [...devices.map((d) => d.uuid), ...victims.map((v) => v.uuid), randomUUID()];
   const aliceSocket = await server.connect(alice);
+  const aliceClosed: string[] = [];
+  aliceSocket.socket.on("closing", (reason) => void aliceClosed.push(`closing: ${reason}`));
+  aliceSocket.socket.on("disconnect", (reason) => void aliceClosed.push(`disconnect: ${reason}`));
   const hints: Hints = {
     uuid: fc.constantFrom(...uuids),
     destination: fc.constantFrom(...uuids),
@@ -184,7 +189,7 @@ async function buildWorld(name: string, rateLimits: RateLimits): Promise<World> 
     sendMultiRecipient: fc.constant({ message: multi, accessKeys: [{ uuid: bob.uuid, accessKey: b64(bobKey) }, { uuid: carol.uuid, accessKey: b64(carolKey) }] }),
   };
   const wrongPasswords = devices.map((d) => `Basic ${Buffer.from(`${d.uuid}.${d.deviceId}:${randomBytes(18).toString("base64")}`).toString("base64")}`);
-  return { name, server, port, logs, authHeaders: devices.map((d) => d.authHeader), wrongPasswords, hints, examples, alice, dave, aliceSocket };
+  return { name, server, port, logs, authHeaders: devices.map((d) => d.authHeader), wrongPasswords, hints, examples, alice, dave, aliceSocket, aliceClosed };
 }
 
 // ------------------------------------------------------------ HTTP requests
@@ -397,9 +402,10 @@ function checkSocketResult(result: unknown, what: string): void {
   checkErrorBody(r.status as number, r.error, what);
 }
 
-async function emitAndCheck(socket: Emitter, e: SocketEmit, probe: { event: string; payload: unknown }): Promise<void> {
+async function emitAndCheck(socket: Emitter, e: SocketEmit, probe: { event: string; payload: unknown }, closed: string[] = []): Promise<void> {
   if (reservedEvents.has(e.event)) return;
-  const what = `socket ${JSON.stringify(e.event)} (${e.shape})`;
+  const what = `socket ${JSON.stringify(e.event)} (${e.shape})${closed.length ? `, the socket was closed before: ${closed.join(", ")}` : ""}`;
+  if (process.env.FUZZ_DEBUG) console.log("emit", what, shortJson(e.payload, 300));
   const withAck = socket.timeout(10_000);
   if (e.shape === "payload+callback") checkSocketResult(await withAck.emitWithAck(e.event, e.payload), what);
   else if (e.shape === "two-payloads+callback") checkSocketResult(await withAck.emitWithAck(e.event, e.payload, e.payload), what);
@@ -413,15 +419,15 @@ async function emitAndCheck(socket: Emitter, e: SocketEmit, probe: { event: stri
 // ------------------------------------------------------------ the properties
 
 function parameters(index: number, numRuns: number): fc.Parameters<unknown> {
-  // Shrinking is bounded in time: a failure is reported (seed, path, smallest input so far) within a minute.
-  return { seed: seed + index, numRuns, interruptAfterTimeLimit: 180_000, skipAllAfterTimeLimit: 60_000, markInterruptAsFailure: false, ...(replayPath && { path: replayPath }) };
+  // No time limits: fast-check's would silently skip runs on a slow machine, and every run must be made.
+  return { seed: seed + index, numRuns, ...(replayPath && { path: replayPath }) };
 }
 
 const isBufferJson = (v: unknown): v is { data: number[] } => (v as { type?: unknown } | null)?.type === "Buffer" && Array.isArray((v as { data?: unknown }).data);
 
 /** Long strings (deep nesting, 70 kB values) cut short, so a failure report stays readable. */
 function shortJson(value: unknown, max = 3_000): string {
-  const text = JSON.stringify(value, (_k, v: unknown) => (typeof v === "string" && v.length > 200 ? `${v.slice(0, 200)}...(${v.length} chars)` : isBufferJson(v) ? `<${v.data.length} bytes>` : v));
+  const text = JSON.stringify(value ?? null, (_k, v: unknown) => (typeof v === "string" && v.length > 200 ? `${v.slice(0, 200)}...(${v.length} chars)` : isBufferJson(v) ? `<${v.data.length} bytes>` : v));
   return text.length > max ? `${text.slice(0, max)}...` : text;
 }
 
@@ -446,6 +452,7 @@ describe("fuzz: every route and socket event from the protocol's schemas", { tim
   let roomyWorld: World;
   let defaultWorld: World;
   let rssBefore = 0;
+  let memoryBefore: NodeJS.MemoryUsage;
   let sent = 0;
 
   before(async () => {
@@ -455,7 +462,8 @@ describe("fuzz: every route and socket event from the protocol's schemas", { tim
     roomyWorld = await buildWorld("roomy", roomy);
     defaultWorld = await buildWorld("default", defaultRateLimits);
     collectGarbage();
-    rssBefore = process.memoryUsage().rss;
+    memoryBefore = process.memoryUsage();
+    rssBefore = memoryBefore.rss;
     if (process.env.FUZZ_DEBUG) console.error("built", Math.round(performance.now()));
   });
 
@@ -475,6 +483,7 @@ describe("fuzz: every route and socket event from the protocol's schemas", { tim
       const timing = new Map<string, number>();
       const runs = Math.ceil((totalRuns * share) / batch);
       const started = performance.now();
+      const sentBefore = sent;
       const cpu = process.cpuUsage();
       await check(
         name,
@@ -494,6 +503,7 @@ describe("fuzz: every route and socket event from the protocol's schemas", { tim
         runs,
       );
       const used = process.cpuUsage(cpu);
+      assert.ok(sent - sentBefore >= runs * batch, `only ${sent - sentBefore} of ${runs * batch} requests were made`);
       t.diagnostic(`${runs * batch} requests in ${Math.round(performance.now() - started)} ms, ${((used.user + used.system) / 1000 / (runs * batch)).toFixed(2)} ms CPU each (client, generator and server)`);
       const slowest = [...timing].sort((a, b) => b[1] - a[1]).slice(0, 5);
       t.diagnostic(`most time (ms, summed over requests): ${slowest.map(([route, ms]) => `${route} ${Math.round(ms)}`).join(", ")}`);
@@ -506,8 +516,9 @@ describe("fuzz: every route and socket event from the protocol's schemas", { tim
     t.diagnostic(reportSeed("main namespace", 2));
     const w = roomyWorld;
     const socket = w.aliceSocket.socket as unknown as Emitter;
+    assert.ok(w.aliceSocket.socket.connected, `alice's socket closed during the HTTP fuzz: ${w.aliceClosed.join(", ")}`);
     const probe = { event: "ack", payload: { ids: [randomUUID()] } };
-    await check("main namespace", 2, fc.asyncProperty(socketEmit({ send: socketSendRequestSchema, ack: ackRequestSchema }, w.hints), (e) => emitAndCheck(socket, e, probe)), Math.ceil(totalRuns * 0.1));
+    await check("main namespace", 2, fc.asyncProperty(socketEmit({ send: socketSendRequestSchema, ack: ackRequestSchema }, w.hints), (e) => emitAndCheck(socket, e, probe, w.aliceClosed)), Math.ceil(totalRuns * 0.1));
   });
 
   it("socket events on /sealed (send and send-multi without credentials)", { skip: only !== undefined && !"socket events on /sealed".includes(only) }, async (t) => {
@@ -568,8 +579,10 @@ describe("fuzz: every route and socket event from the protocol's schemas", { tim
     // Let the last answers' work (plugin hooks, pushes) settle before measuring.
     await new Promise((resolve) => setTimeout(resolve, 200));
     collectGarbage();
-    const growth = process.memoryUsage().rss - rssBefore;
-    t.diagnostic(`${sent} HTTP requests; RSS growth ${Math.round(growth / 1024 / 1024)} MB after GC`);
+    const memory = process.memoryUsage();
+    const growth = memory.rss - rssBefore;
+    const mb = (n: number): number => Math.round(n / 1024 / 1024);
+    t.diagnostic(`${sent} HTTP requests; RSS growth ${mb(growth)} MB after GC (heap ${mb(memory.heapUsed - memoryBefore.heapUsed)} MB, external ${mb(memory.external - memoryBefore.external)} MB)`);
     assert.deepEqual(processFaults, []);
     for (const w of [roomyWorld, defaultWorld]) assert.deepEqual(w.logs, [], `${w.name} server logged errors`);
     assert.ok(growth < rssBoundBytes, `RSS grew by ${Math.round(growth / 1024 / 1024)} MB (bound ${rssBoundBytes / 1024 / 1024} MB)`);
