@@ -59,10 +59,32 @@ function nodes(value: unknown, path: Path = [], out: Path[] = []): Path[] {
   return out;
 }
 
-/** Applies mutations to a deep copy of a JSON value. */
+/** Largest mutated value, as JSON: grown arrays share their elements, so growth could compound to gigabytes. */
+const maxMutatedBytes = 3 * 1024 * 1024;
+
+/** Applies mutations to a deep copy of a JSON value; one that would make it larger than 3 MiB as JSON is skipped. */
 export function mutate(value: unknown, mutations: readonly Mutation[]): unknown {
   let root: unknown = value === undefined ? undefined : structuredClone(value);
   for (const m of mutations) {
+    const before = root === undefined ? undefined : structuredClone(root);
+    root = mutateOnce(root, m);
+    if (!(jsonLength(root) <= maxMutatedBytes)) root = before;
+  }
+  return root;
+}
+
+/** Characters of a value as JSON; Infinity when it is too large to serialise at all. */
+function jsonLength(value: unknown): number {
+  try {
+    return JSON.stringify(value ?? null).length;
+  } catch {
+    return Infinity;
+  }
+}
+
+function mutateOnce(value: unknown, m: Mutation): unknown {
+  let root = value;
+  {
     const all = nodes(root);
     const path = all[m.at % all.length] ?? [];
     const parent = path.slice(0, -1).reduce<any>((node, k) => node?.[k], root);
