@@ -103,7 +103,8 @@ export function errorMiddleware(logger: Logger) {
     const known = toHttpError(error);
     if (!known) logger.error({ err: error }, "unhandled error");
     const answer = known ?? new HttpError("internal", "Internal error");
-    res.status(answer.status).set(answer.headers).json(answer.toBody());
+    // `type` overrides a Content-Type the handler set before failing (an attachment download's octet-stream).
+    res.status(answer.status).set(answer.headers).type("application/json").json(answer.toBody());
   };
 }
 
