@@ -78,6 +78,10 @@ const roomy: RateLimits = {
   send: { points: 100_000, durationSeconds: 1 },
   sealedSend: { points: 100_000, durationSeconds: 60 },
   linkCode: { points: 100_000, durationSeconds: 600 },
+  preKeyClaimsPerTarget: { points: 100_000, durationSeconds: 3600 },
+  preKeyClaimsPerRequester: { points: 100_000, durationSeconds: 3600 },
+  failedAuthPerAddress: { points: 100_000, durationSeconds: 600 },
+  failedAuthPerAddressAndDevice: { points: 100_000, durationSeconds: 600 },
 };
 
 // ------------------------------------------------------------ process-level watch
