@@ -10,9 +10,10 @@ import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { PrivateKey, ProtocolAddress, SenderCertificate, ServerCertificate } from "@signalapp/libsignal-client";
 import type { PreKeyBundleResponse, SealedClientToServerEvents } from "@zimchat/protocol";
-import { io as connectClient, type Socket } from "socket.io-client";
+import type { Socket } from "socket.io-client";
 import { callJson, startChildServer, type ChildServer } from "../support/child-server.js";
 import { freshDatabase } from "../support/harness.js";
+import { sealedSocket } from "../support/sealed.js";
 import { SignalDevice } from "../support/signal-device.js";
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString("base64");
@@ -141,15 +142,7 @@ describe("multi-recipient sends without credentials are refused before per-recip
   });
 
   it("send-multi on /sealed to 1,000 made-up recipients: unauthorized, cheap, honest users unaffected", async () => {
-    const socket: Socket<Record<string, never>, SealedClientToServerEvents> = connectClient(`${server.url}/sealed`, {
-      transports: ["websocket"],
-      reconnection: false,
-      forceNew: true,
-    });
-    await new Promise<void>((resolve, reject) => {
-      socket.once("connect", () => resolve());
-      socket.once("connect_error", reject);
-    });
+    const socket = await sealedSocket(server);
     try {
       await measure(10, () => socketAttack(socket));
     } finally {
