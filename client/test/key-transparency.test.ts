@@ -7,7 +7,6 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,21 +14,13 @@ import { PrivateKey } from "@signalapp/libsignal-client";
 import { keyLogHeadResponseSchema, keyLogInclusionResponseSchema } from "@zimchat/protocol";
 import { SqliteDeviceStore, ZimClient, type KeyTransparencyFailure } from "../src/index.js";
 import { deviceDir, inbox, registerDevice, until } from "./support/devices.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { freePort, startHomeserver, type Homeserver } from "./support/homeserver.js";
 import { queryServerDb, writeServerDb } from "./support/server-db.js";
 
 const pluginPath = fileURLToPath(new URL("../../../plugins/dist/src/key-transparency/index.js", import.meta.url));
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const identityKeyOf = (client: ZimClient): string => b64(PrivateKey.deserialize(client.local.identityPrivateKey).getPublicKey().serialize());
 
-/** A port free right now, so a restarted server comes back on the same URL. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 /** GETs a route of the log with a device's credentials (the routes are for members). */
 async function logGet(client: ZimClient, path: string): Promise<Response> {

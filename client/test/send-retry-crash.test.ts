@@ -10,20 +10,11 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import type { ZimClient } from "../src/index.js";
 import { inbox, registerDevice, until } from "./support/devices.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { freePort, startHomeserver, type Homeserver } from "./support/homeserver.js";
 import { startLossyProxy, type LossyProxy } from "./support/lossy-proxy.js";
 
-/** A port that was free a moment ago (the restarted server must come back on the same one). */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -13,6 +14,15 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 
 const bin = fileURLToPath(new URL("../../../../server/bin/zimchat.js", import.meta.url));
+
+/** A port free right now, so a restarted homeserver can come back on the same URL. */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
 
 /** A running homeserver child process. */
 export interface Homeserver {

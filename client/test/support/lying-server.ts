@@ -7,7 +7,6 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -39,7 +38,7 @@ import {
 import { signalStores } from "../../src/store/signal-stores.js";
 import { trustOnFirstUse } from "../../src/trust.js";
 import { inbox, registerDevice as register, until } from "./devices.js";
-import { startHomeserver, type Homeserver } from "./homeserver.js";
+import { freePort, startHomeserver, type Homeserver } from "./homeserver.js";
 import { linkDevice } from "./linking.js";
 import { queryServerDb, writeServerDb } from "./server-db.js";
 
@@ -48,14 +47,6 @@ export const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buff
 export const publicKeyOf = (client: ZimClient): PublicKey => PrivateKey.deserialize(client.local.identityPrivateKey).getPublicKey();
 export const settle = (ms = 400): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A port free right now, so a restarted server comes back on the same URL. */
-export async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 /** Collects one event's payloads. */
 export function events<K extends keyof ZimClientEvents>(client: ZimClient, name: K): ZimClientEvents[K][0][] {
