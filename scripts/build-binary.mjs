@@ -24,7 +24,8 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 const require = createRequire(import.meta.url);
 const outIndex = process.argv.indexOf("--out");
 const output = resolve(outIndex > 0 ? process.argv[outIndex + 1] : join(root, "dist", "zimchat-linux-x64"));
-// The intermediate files (bundle, SEA config, blob) go beside the output, so builds to different outputs do not collide.
+// The intermediate files (bundle, SEA config, blob) go beside the output, so builds to different outputs do not
+// collide.
 const work = `${output}.build`;
 const entry = join(root, "server", "dist", "src", "cli", "main.js");
 const runtime = join(root, "scripts", "binary", "runtime.mjs");
@@ -64,7 +65,8 @@ const runtimeRequire = (names) => `const { ${names} } = require(${JSON.stringify
 const binaryRuntime = {
   name: "zimchat-binary-runtime",
   setup(b) {
-    // bindings('x.node') finds the addon from the caller's stack trace, which points into the binary: load the package's build/Release addon directly.
+    // bindings('x.node') finds the addon from the caller's stack trace, which points into the binary: load the
+    // package's build/Release addon directly.
     b.onResolve({ filter: /^bindings$/ }, (args) => ({ path: packageDir(args.importer), namespace: "bindings" }));
     b.onLoad({ filter: /.*/, namespace: "bindings" }, (args) => {
       const release = join(args.path, "build", "Release");
@@ -80,7 +82,8 @@ const binaryRuntime = {
     });
     b.onResolve({ filter: /^zimchat:binary-manifest$/ }, () => ({ path: "manifest", namespace: "zimchat-manifest" }));
     b.onLoad({ filter: /.*/, namespace: "zimchat-manifest" }, () => ({
-      // The asset list and hash are known once the bundle is built (they depend on what it loaded): a placeholder until then.
+      // The asset list and hash are known once the bundle is built (they depend on what it loaded): a placeholder until
+      // then.
       contents: `export const manifest = JSON.parse(${JSON.stringify(manifestPlaceholder)});\nexport const bundledModules = {\n${bundledModuleNames.map((n) => `  ${JSON.stringify(n)}: () => import(${JSON.stringify(n)}),`).join("\n")}\n};\n`,
       resolveDir: root,
     }));
@@ -98,7 +101,9 @@ const binaryRuntime = {
   },
 };
 
-/** Runs a build step, showing its output only when it fails (postject warns about ELF note sections it leaves alone). */
+/**
+ * Runs a build step, showing its output only when it fails (postject warns about ELF note sections it leaves alone).
+ */
 function quietly(command, args) {
   try {
     execFileSync(command, args, { cwd: work, stdio: "pipe" });

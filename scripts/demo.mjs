@@ -56,7 +56,10 @@ function startServer() {
 // Each person's profile is passed explicitly; the CLI's variables of whoever runs the demo stay out.
 const { ZIMCHAT_PROFILE, ZIMCHAT_SERVER, ZIMCHAT_INVITE, ...childEnv } = process.env;
 
-/** Runs `zimchat-chat` as `who` (their own profile), prints the command and what it printed, and fails on a non-zero exit. */
+/**
+ * Runs `zimchat-chat` as `who` (their own profile), prints the command and what it printed, and fails on a non-zero
+ * exit.
+ */
 function chat(who, args, { show = true } = {}) {
   const argv = [...args, "--profile", join(work, who)];
   if (show) console.log(`   ${color(36, `${who}$`)} zimchat-chat ${args.map(quote).join(" ")}`);

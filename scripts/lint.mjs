@@ -3,9 +3,9 @@
 // typescript-eslint recommended rules, the line-length limit), then
 // `prettier --check`. `npm test` runs it before the build and the tests, so a
 // violation fails CI before the 25-minute suite starts.
-// `npm run format` (`--fix`): `eslint --fix`, then `prettier --write`, in that
-// order so the result is always Prettier's output and a second run changes
-// nothing.
+// `npm run format` (`--fix`): `eslint --fix` (quietly), then `prettier --write`,
+// in that order so the result is always Prettier's output and a second run
+// changes nothing; then ESLint once more to list what has no automatic fix.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -30,9 +30,9 @@ const eslintCache = [
 ];
 const prettierCache = ["--cache", "--cache-location", "node_modules/.cache/prettier/.prettier-cache"];
 
-function run(name, args) {
+function run(name, args, { quiet = false } = {}) {
   const started = performance.now();
-  const result = spawnSync(bin(name), args, { cwd: root, stdio: "inherit" });
+  const result = spawnSync(bin(name), args, { cwd: root, stdio: quiet ? ["ignore", "ignore", "inherit"] : "inherit" });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   if (result.error) {
     console.error(`${name} could not start (${result.error.message}): run \`npm ci\` first.`);
@@ -42,9 +42,13 @@ function run(name, args) {
 }
 
 if (fix) {
-  const eslint = run("eslint", [...eslintCache, "--fix", "."]);
+  // The problems this first pass reports are those before Prettier wrapped the code: the last pass lists the real ones.
+  const fixed = run("eslint", [...eslintCache, "--fix", "."], { quiet: true });
   const prettier = run("prettier", [...prettierCache, "--write", "--log-level", "warn", "."]);
-  console.log(`format: eslint --fix ${eslint.seconds} s, prettier --write ${prettier.seconds} s`);
+  const eslint = run("eslint", [...eslintCache, "--max-warnings", "0", "."]);
+  console.log(
+    `format: eslint --fix ${fixed.seconds} s, prettier --write ${prettier.seconds} s, eslint ${eslint.seconds} s`,
+  );
   if (!eslint.ok) console.error("format: the ESLint problems above have no automatic fix; fix them by hand.");
   process.exit(eslint.ok && prettier.ok ? 0 : 1);
 }

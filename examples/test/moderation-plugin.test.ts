@@ -30,7 +30,10 @@ function databaseUrl(): string {
   return url.toString();
 }
 
-/** Runs `zimchat serve` with a config file; resolves with its URL once listening, or rejects with its output when it exits. */
+/**
+ * Runs `zimchat serve` with a config file; resolves with its URL once listening, or rejects with its output when it
+ * exits.
+ */
 function serve(config: string, logs: string[]): { child: ChildProcess; listening: Promise<string> } {
   const child = spawn(
     process.execPath,

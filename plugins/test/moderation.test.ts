@@ -138,7 +138,8 @@ describe("moderation plugin", () => {
 
 describe("moderation plugin: allowlist and suspension", () => {
   test("only allowlisted usernames register; a suspended account cannot send but can still receive", async () => {
-    // Suspension names account ids, so the account must exist before the rule: run the homeserver twice, same port and database.
+    // Suspension names account ids, so the account must exist before the rule: run the homeserver twice, same port and
+    // database.
     const database = await sharedDatabase();
     const ivyStore = new MemoryDeviceStore();
     const nurseStore = new MemoryDeviceStore();

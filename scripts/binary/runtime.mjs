@@ -105,7 +105,10 @@ export function dynamicImport(specifier) {
   return withoutLoaderWarning(() => diskImport(specifier));
 }
 
-/** Runs `make` without Node's "USE_MAIN_CONTEXT_DEFAULT_LOADER is experimental" warning: the binary is built for one Node version. */
+/**
+ * Runs `make` without Node's "USE_MAIN_CONTEXT_DEFAULT_LOADER is experimental" warning: the binary is built for one
+ * Node version.
+ */
 function withoutLoaderWarning(make) {
   const emitWarning = process.emitWarning;
   process.emitWarning = (warning, ...rest) => {

@@ -84,7 +84,10 @@ export interface ServerConfig {
    * is refused with 507 `mailbox_full`. @default 50,000
    */
   mailboxMaxEnvelopes: number;
-  /** Bytes queued for one recipient device (as delivered), refused like {@link mailboxMaxEnvelopes}. @default 256 MiB */
+  /**
+   * Bytes queued for one recipient device (as delivered), refused like {@link mailboxMaxEnvelopes}.
+   * @default 256 MiB
+   */
   mailboxMaxBytes: number;
   /** How often expired envelopes are swept. @default 60 s */
   expirySweepMs: number;
@@ -102,15 +105,28 @@ export interface ServerConfig {
   attachmentTtlMs: number;
   /** Uploads one account may have in flight at once, across nodes (429 `too_many_uploads` above). @default 4 */
   attachmentMaxConcurrentUploads: number;
-  /** Unexpired attachments one account may hold, zero-byte ones included (429 `too_many_attachments` above). @default 5000 */
+  /**
+   * Unexpired attachments one account may hold, zero-byte ones included (429 `too_many_attachments` above).
+   * @default 5000
+   */
   attachmentMaxCount: number;
-  /** An upload that sends no byte for this long is cut off (408 `upload_timeout`; its partial file and reservation go). @default 30 s */
+  /**
+   * An upload that sends no byte for this long is cut off (408 `upload_timeout`; its partial file and reservation go).
+   * @default 30 s
+   */
   attachmentUploadIdleMs: number;
-  /** After the first idle window, an upload must average at least this many bytes per second, or it is cut off like an idle one (0: no minimum). @default 2048 */
+  /**
+   * After the first idle window, an upload must average at least this many bytes per second, or it is cut off like an
+   * idle one (0: no minimum).
+   * @default 2048
+   */
   attachmentMinUploadBytesPerSecond: number;
   /** How long graceful shutdown waits for in-flight work. @default 10 s */
   shutdownGraceMs: number;
-  /** Lifetime of a sealed-sender certificate from `GET /v1/certificate/delivery` (1 minute to 30 days). @default 24 h */
+  /**
+   * Lifetime of a sealed-sender certificate from `GET /v1/certificate/delivery` (1 minute to 30 days).
+   * @default 24 h
+   */
   senderCertificateTtlMs: number;
   /** Devices one account may have, the primary included (1..127). @default 6 */
   maxDevicesPerAccount: number;
@@ -163,7 +179,10 @@ export interface ServerConfig {
   metrics: boolean;
   /** When set, `GET /metrics` needs `Authorization: Bearer <token>`. @default undefined */
   metricsToken?: string | undefined;
-  /** Caps on handshakes in progress and credential-free `/sealed` sockets, and their timeouts. @default {@link defaultConnectionLimits} */
+  /**
+   * Caps on handshakes in progress and credential-free `/sealed` sockets, and their timeouts.
+   * @default {@link defaultConnectionLimits}
+   */
   connectionLimits: ConnectionLimits;
 }
 

@@ -93,7 +93,9 @@ export const keyTransparencyPlugin = definePlugin({
     let publicKey = "";
     let head: SignedTreeHead | null = null;
 
-    /** The head of the current tree, signed again when the tree grew or the last one got older than the configured age. */
+    /**
+     * The head of the current tree, signed again when the tree grew or the last one got older than the configured age.
+     */
     function currentHead(): SignedTreeHead {
       if (!key) throw new Error("the key-transparency plugin has not started");
       const now = Date.now();

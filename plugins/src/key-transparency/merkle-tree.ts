@@ -60,7 +60,10 @@ export class MerkleTree {
     if (!Number.isSafeInteger(size) || size < 0 || size > this.size) throw new RangeError(`tree size ${size} is not between 0 and ${this.size}`);
   }
 
-  /** MTH(D[start .. start + n]) for a range the RFC's recursion produces (its left parts are aligned, complete subtrees). */
+  /**
+   * MTH(D[start .. start + n]) for a range the RFC's recursion produces (its left parts are aligned, complete
+   * subtrees).
+   */
   private subtree(start: number, n: number): Uint8Array {
     let height = 0;
     while (2 ** height < n) height++;

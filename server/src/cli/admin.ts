@@ -32,7 +32,8 @@ function connection(command: Command): Connection {
 
 /**
  * Calls the running server's admin API.
- * @throws AdminCliError for an unreachable server, a refused token, the admin API being off, or a refusal (with its code)
+ * @throws AdminCliError for an unreachable server, a refused token, the admin API being off, or a refusal
+ *   (with its code)
  */
 async function call(conn: Connection, method: string, path: string, body?: unknown): Promise<Response> {
   if (!conn.token) throw new AdminCliError("no admin token: pass --token or set ZIMCHAT_ADMIN_TOKEN (the server's --admin-token)");

@@ -20,12 +20,18 @@ process.umask(0o077);
 
 type StorageOptions = Record<string, unknown> & { config?: string };
 
-/** One table option as a commander flag: no commander default (it would mask env and file); help shows the default and the variable. */
+/**
+ * One table option as a commander flag: no commander default (it would mask env and file); help shows the default and
+ * the variable.
+ */
 function flagOf(spec: OptionSpec): Option {
   return new Option(spec.flag!, `${spec.meaning.replace(/`/g, "")} (default: ${spec.defaultText}${spec.env ? `; env ${spec.env}` : ""})`);
 }
 
-/** Adds `--config` and the table's storage options (data dir, database URL): every command that opens the database has them. */
+/**
+ * Adds `--config` and the table's storage options (data dir, database URL): every command that opens the database has
+ * them.
+ */
 function withStorageOptions(command: Command): Command {
   command.addOption(new Option(configFileOption.flag, `JSON config file: every option below by its file key (env ${configFileOption.env}; see \`zimchat config reference\`)`));
   for (const spec of optionSpecs) if (spec.storage && spec.flag) command.addOption(flagOf(spec));

@@ -63,7 +63,8 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     await prisma.$queryRawUnsafe("PRAGMA journal_mode = WAL");
     await prisma.$executeRawUnsafe(`PRAGMA synchronous = ${options.sqliteSynchronous ?? "FULL"}`);
     await prisma.$executeRawUnsafe("PRAGMA foreign_keys = ON");
-    // Deleted rows (acknowledged envelopes, with the sender of non-sealed ones) are overwritten, not left in free pages.
+    // Deleted rows (acknowledged envelopes, with the sender of non-sealed ones) are overwritten, not left in free
+    // pages.
     await prisma.$queryRawUnsafe("PRAGMA secure_delete = ON");
     // …and leave the WAL too: its older frames hold rows as inserted until it is truncated.
     const checkpointMs = options.sqliteCheckpointMs ?? 2000;

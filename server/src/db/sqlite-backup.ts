@@ -95,7 +95,8 @@ export function restoreSqlite(backupFile: string, databasePath: string, options:
   let previous: string | null = null;
   if (existsSync(databasePath)) {
     previous = `${databasePath}.before-restore-${(options.now ?? new Date()).toISOString().replace(/[:.]/g, "-")}`;
-    // A hard link keeps the current file under its new name without a second copy; the rename below swaps the name atomically.
+    // A hard link keeps the current file under its new name without a second copy; the rename below swaps the name
+    // atomically.
     try {
       linkSync(databasePath, previous);
     } catch {

@@ -1,6 +1,9 @@
 import { writeSync } from "node:fs";
 
-/** When to try again after a failed write: soon for a full pipe (its reader drains it), later for a full disk or an I/O error. */
+/**
+ * When to try again after a failed write: soon for a full pipe (its reader drains it), later for a full disk or an I/O
+ * error.
+ */
 const retryAfterMs = (code: string): number => (code === "EAGAIN" ? 20 : 1000);
 
 /**

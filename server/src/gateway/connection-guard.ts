@@ -47,7 +47,10 @@ export class ConnectionGuard {
     callback(null, true);
   };
 
-  /** A new Engine.IO connection: counted as a handshake until it authenticates or joins `/sealed`, uncounted when it closes. */
+  /**
+   * A new Engine.IO connection: counted as a handshake until it authenticates or joins `/sealed`, uncounted when it
+   * closes.
+   */
   opened(connection: GuardedConnection): void {
     const address = this.clientAddress(connection.request);
     this.states.set(connection, { address, state: "handshake" });

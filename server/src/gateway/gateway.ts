@@ -55,7 +55,10 @@ export interface GatewayOptions {
    * `<prefix>:socket.io`). Absent: one node, the in-memory adapter.
    */
   redis?: ClusterRedis;
-  /** Caps on handshakes in progress and credential-free `/sealed` connections. @default {@link defaultConnectionLimits} */
+  /**
+   * Caps on handshakes in progress and credential-free `/sealed` connections.
+   * @default {@link defaultConnectionLimits}
+   */
   connectionLimits?: ConnectionLimits;
   /** The client's address of a request (keys the per-address caps). @default the TCP peer */
   clientAddress?: (request: IncomingMessage) => string;

@@ -28,7 +28,10 @@ export class PluginActivity {
   private settled: { call: PluginCall; at: number }[] = [];
   private nextId = 0;
 
-  /** Runs `fn` (the synchronous part of a plugin call) and times it; if it returns a promise, tracks it until it settles. */
+  /**
+   * Runs `fn` (the synchronous part of a plugin call) and times it; if it returns a promise, tracks it until it
+   * settles.
+   */
   run<T>(call: PluginCall, fn: () => T): T {
     const started = performance.now();
     let result: T;

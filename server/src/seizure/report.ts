@@ -235,7 +235,10 @@ async function envelopeCiphertextCheck(reader: DatabaseReader): Promise<Check> {
   };
 }
 
-/** Every key column holds serialized public keys, signatures are signatures, hashes are hashes; no column is named for a secret. */
+/**
+ * Every key column holds serialized public keys, signatures are signatures, hashes are hashes; no column is named for a
+ * secret.
+ */
 async function publicKeysCheck(reader: DatabaseReader, shapes: TableShape[]): Promise<Check> {
   const problems: string[] = [];
   let checked = 0;
@@ -287,7 +290,9 @@ async function sealedWithoutSenderCheck(reader: DatabaseReader, envelopes: Seizu
 
 const ipColumnWords = new Set(["ip", "ipv4", "ipv6", "addr", "address", "remote", "host", "peer", "inet"]);
 
-/** No column is made to hold an address, no text value looks like one, and no log file in the data directory holds one. */
+/**
+ * No column is made to hold an address, no text value looks like one, and no log file in the data directory holds one.
+ */
 async function noIpAddressCheck(reader: DatabaseReader, shapes: TableShape[], dataDir: string, files: DataFile[]): Promise<Check> {
   const problems: string[] = [];
   let scanned = 0;
@@ -342,7 +347,10 @@ async function lastSeenDayCheck(reader: DatabaseReader, shapes: TableShape[]): P
   };
 }
 
-/** Account and device creation times are kept at midnight UTC (a warning, not a failure: rows from before day truncation keep their time). */
+/**
+ * Account and device creation times are kept at midnight UTC (a warning, not a failure: rows from before day truncation
+ * keep their time).
+ */
 async function creationDayCheck(reader: DatabaseReader): Promise<Check> {
   const exact: string[] = [];
   let total = 0;
@@ -379,7 +387,9 @@ function timeOfDayMs(value: unknown): number {
   return Number.isNaN(ms) ? -1 : ((ms % 86_400_000) + 86_400_000) % 86_400_000;
 }
 
-/** Attachment blobs and any other opaque file in the data directory, and provisioning messages, look like ciphertext. */
+/**
+ * Attachment blobs and any other opaque file in the data directory, and provisioning messages, look like ciphertext.
+ */
 async function opaqueBlobsCheck(reader: DatabaseReader, dataDir: string, files: DataFile[]): Promise<Check> {
   const problems: string[] = [];
   const blobs = files.filter((f) => f.kind === "blob");

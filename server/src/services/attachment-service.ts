@@ -82,7 +82,8 @@ export class AttachmentService {
    * partial file and releases the reservation. The source is read through an
    * iterator that does not destroy it on a refusal, so the caller can still
    * answer on its connection.
-   * @throws HttpError `body_too_large`, `quota_exceeded`, `too_many_uploads`, `too_many_attachments` or `upload_timeout` (nothing stored)
+   * @throws HttpError `body_too_large`, `quota_exceeded`, `too_many_uploads`, `too_many_attachments` or
+   *   `upload_timeout` (nothing stored)
    * @throws UploadAbortedError when the source ends early (nothing stored)
    */
   async upload(principal: DevicePrincipal, source: Readable, declaredBytes?: number): Promise<UploadAttachmentResponse> {
@@ -165,6 +166,7 @@ export class AttachmentService {
         throw new UploadAbortedError("the upload ended before its last byte", { cause: error });
       }
       // A disk error (logged as a 500): its code only, since its path names the id.
+      // eslint-disable-next-line preserve-caught-error -- the cause's message holds that path
       throw new Error(`writing an attachment failed (${(error as NodeJS.ErrnoException).code ?? "unknown"})`);
     } finally {
       stopWatchdog();

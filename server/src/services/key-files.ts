@@ -65,14 +65,16 @@ export function loadOrCreateKeys(dataDir: string): { keys: ServerKeys; created: 
   let trustRoot = trustRootKey?.getPublicKey() ?? readPublicKey(join(dir, keyFileNames.trustRootPublic));
   if (!trustRoot) {
     if (existsSync(join(dir, keyFileNames.serverKey)) || existsSync(join(dir, keyFileNames.serverCertificate))) {
-      // A node starting at the same moment on this shared directory may have written its trust root, then its server key, since the read above.
+      // A node starting at the same moment on this shared directory may have written its trust root, then its server
+      // key, since the read above.
       trustRootKey = readPrivateKey(join(dir, keyFileNames.trustRootKey));
       trustRoot = trustRootKey?.getPublicKey() ?? null;
       if (!trustRoot) {
         throw new KeyFileError(`${dir} has a server key but no trust root: restore ${keyFileNames.trustRootKey}, or move the keys directory away to start over (clients will have to pin a new trust root)`);
       }
     } else {
-      // Several nodes may start at once on one shared data directory: the first write wins, the others read the winner's key.
+      // Several nodes may start at once on one shared data directory: the first write wins, the others read the
+      // winner's key.
       if (writeKeyFile(join(dir, keyFileNames.trustRootKey), PrivateKey.generate().serialize())) created = true;
       trustRootKey = readPrivateKey(join(dir, keyFileNames.trustRootKey))!;
       trustRoot = trustRootKey.getPublicKey();

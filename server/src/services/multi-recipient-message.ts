@@ -19,7 +19,10 @@ export interface MultiRecipientEntry {
   header: Bytes;
 }
 
-/** A multi-recipient message parsed down to what access checks and storage need, with no per-recipient copy of the shared part. */
+/**
+ * A multi-recipient message parsed down to what access checks and storage need, with no per-recipient copy of the
+ * shared part.
+ */
 export interface ParsedMultiRecipient {
   recipients: MultiRecipientEntry[];
   /** The part every recipient's message ends with (a view into the request body, never copied per recipient). */
@@ -77,7 +80,10 @@ export function parseMultiRecipient(bytes: Bytes): ParsedMultiRecipient {
   return { recipients, shared };
 }
 
-/** One recipient's sealed message: its header followed by the shared part (what libsignal's `messageForRecipient` returns). */
+/**
+ * One recipient's sealed message: its header followed by the shared part (what libsignal's `messageForRecipient`
+ * returns).
+ */
 export function assembleForRecipient(header: Uint8Array, shared: Uint8Array): Bytes {
   const out = new Uint8Array(header.length + shared.length) as Bytes;
   out.set(header, 0);

@@ -32,7 +32,10 @@ export interface Reservation {
   maxCount: number;
   /** Reservations (uploads in flight) of the account. */
   maxConcurrent: number;
-  /** How long a reservation of `bytes` may live (after that it is swept with its partial file: a node that crashed mid-upload). */
+  /**
+   * How long a reservation of `bytes` may live (after that it is swept with its partial file: a node that crashed
+   * mid-upload).
+   */
   leaseMs: (bytes: number) => number;
 }
 

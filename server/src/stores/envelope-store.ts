@@ -125,7 +125,8 @@ export class EnvelopeStore {
     );
     return rows.map(({ sharedPayloadId, ...r }) => {
       const tail = sharedPayloadId === null ? undefined : shared.get(sharedPayloadId);
-      // A multi-recipient envelope is its header followed by the shared part, exactly as libsignal's messageForRecipient builds it.
+      // A multi-recipient envelope is its header followed by the shared part, exactly as libsignal's
+      // messageForRecipient builds it.
       const content = tail ? assembleForRecipient(r.content, tail) : r.content;
       return { ...r, content, serverTimestamp: Number(r.serverTimestamp) };
     });

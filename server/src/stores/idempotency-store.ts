@@ -1,7 +1,9 @@
 import type { Db } from "../db/database.js";
 import { Prisma } from "../generated/prisma-sqlite/client.js";
 
-/** A remembered send: the hashes that identify it and its first answer (see `SendIdempotency` in prisma/models.prisma). */
+/**
+ * A remembered send: the hashes that identify it and its first answer (see `SendIdempotency` in prisma/models.prisma).
+ */
 export interface IdempotencyRecord {
   keyHash: string;
   fingerprint: string;

@@ -72,7 +72,8 @@ export class PluginStore {
   /** Entries of `plugin` whose key starts with `prefix`, after `after`, in code-point order. */
   private async list(plugin: string, prefix: string, after: string | undefined, limit: number): Promise<{ key: string; value: string }[]> {
     const key = Prisma.raw(this.provider === "postgresql" ? `"key" COLLATE "C"` : `"key"`);
-    // The prefix test compares the key's first characters (SQL counts code points): no LIKE, so `%` and `_` are plain characters.
+    // The prefix test compares the key's first characters (SQL counts code points): no LIKE, so `%` and `_` are plain
+    // characters.
     const length = [...prefix].length;
     const head = Prisma.raw(this.provider === "postgresql" ? `left("key", ${length})` : `substr("key", 1, ${length})`);
     const startsWith = Prisma.sql`${head} = ${prefix}`;

@@ -8,7 +8,10 @@ export function dayNumber(ms: number = Date.now()): number {
   return Math.floor(ms / dayMs);
 }
 
-/** Server timestamps are stored and served rounded down to the protocol's granularity (one upload's envelopes share no telling millisecond). */
+/**
+ * Server timestamps are stored and served rounded down to the protocol's granularity (one upload's envelopes share no
+ * telling millisecond).
+ */
 export function coarseTimestamp(ms: number): number {
   return ms - (ms % limits.serverTimestampGranularityMs);
 }
