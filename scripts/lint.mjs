@@ -41,10 +41,36 @@ function run(name, args, { quiet = false } = {}) {
   return { ok: result.status === 0, seconds };
 }
 
+/**
+ * `prettier --write` until nothing changes. Prettier's output is not always stable in one pass (a long member chain can
+ * be laid out differently the second time), and `npm run format` must leave nothing for a second run or for
+ * `prettier --check`, so the files a pass changed go through again. No cache here: a write marks its own output as
+ * formatted, which would hide exactly that second change.
+ */
+function prettierWrite() {
+  const started = performance.now();
+  let targets = ["."];
+  for (let pass = 1; pass <= 4 && targets.length > 0; pass++) {
+    const result = spawnSync(bin("prettier"), ["--write", "--list-different", ...targets], {
+      cwd: root,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    if (result.error || result.status === 2) {
+      console.error(`prettier failed${result.error ? ` (${result.error.message}): run \`npm ci\` first` : ""}.`);
+      return { ok: false, seconds: ((performance.now() - started) / 1000).toFixed(1) };
+    }
+    targets = result.stdout.split("\n").filter(Boolean);
+    if (pass === 1) console.log(`prettier: ${targets.length} files reformatted`);
+  }
+  if (targets.length > 0) console.error(`prettier: these files still change on every pass: ${targets.join(", ")}`);
+  return { ok: targets.length === 0, seconds: ((performance.now() - started) / 1000).toFixed(1) };
+}
+
 if (fix) {
   // The problems this first pass reports are those before Prettier wrapped the code: the last pass lists the real ones.
   const fixed = run("eslint", [...eslintCache, "--fix", "."], { quiet: true });
-  const prettier = run("prettier", [...prettierCache, "--write", "--log-level", "warn", "."]);
+  const prettier = prettierWrite();
   const eslint = run("eslint", [...eslintCache, "--max-warnings", "0", "."]);
   console.log(
     `format: eslint --fix ${fixed.seconds} s, prettier --write ${prettier.seconds} s, eslint ${eslint.seconds} s`,
