@@ -1,7 +1,7 @@
 // ESLint for the whole repository: typescript-eslint's recommended rules, a
-// line-length limit Prettier cannot keep by itself, and the dependency
-// direction of ARCHITECTURE.md as import rules. `npm run lint` runs it (and
-// `npm test` runs that first); docs in the lint notes say what each rule means.
+// line-length limit Prettier cannot keep by itself, and the packages'
+// dependency direction (see the architecture docs) as import rules.
+// `npm run lint` runs it with `prettier --check`, and `npm test` runs that first.
 import js from "@eslint/js";
 import stylistic from "@stylistic/eslint-plugin";
 import prettier from "eslint-config-prettier/flat";
