@@ -65,7 +65,7 @@ const optionsSchema = {
 export const restrictImports = {
   meta: {
     type: "problem",
-    docs: { description: "Forbid imports that break the package layering of ARCHITECTURE.md" },
+    docs: { description: "Forbid imports that break the dependency direction of the packages" },
     schema: [optionsSchema],
     messages: { forbidden: "'{{specifier}}' {{what}}: {{message}}" },
   },
