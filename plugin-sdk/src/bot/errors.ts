@@ -28,7 +28,7 @@ const problems: Record<BotStoreProblem, string> = {
  * start: without its store it cannot decrypt anything sent to it, and
  * registering again silently would change its identity under its users.
  *
- * The message (documented in the README's Bots section) reads:
+ * The message (documented in docs/bot-guide.md) reads:
  *
  * `Bot "<username>" (account <uuid>, device <n> on <server>) is registered
  * in <dir>, but its protocol store <dir>/device.db <problem>, so it cannot

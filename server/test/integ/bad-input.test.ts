@@ -247,7 +247,7 @@ describe("bad input", () => {
       path.replace(":uuid", bob.uuid).replace(":deviceId", "1").replace(":username", bobName).replace(":code", "A".repeat(22));
     const all = Object.entries(routes) as [string, RouteSpec][];
 
-    // Only routes that take a body read one (issue 12): the others ignore it, unparsed.
+    // Only routes that take a body read one: the others ignore it, unparsed.
     const withBody = all.filter(([, route]) => route.body);
 
     it("answers malformed JSON with 400 malformed_json on every route that takes a body; the others never parse one", async () => {
