@@ -25,19 +25,47 @@ export function base64Length(bytes: number): number {
 }
 
 /**
+ * A regular expression for canonical padded base64 of exactly `bytes` bytes:
+ * the length, the alphabet, the padding and (for a partial last group) a
+ * last character whose unused bits are zero. Every string it matches is
+ * accepted by {@link base64Bytes}.
+ */
+export function exactBase64Pattern(bytes: number): string {
+  const full = Math.floor(bytes / 3);
+  const tail = ["", "[A-Za-z0-9+/][AQgw]==", "[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]="][bytes % 3];
+  return `^(?:[A-Za-z0-9+/]{4}){${full}}${tail}$`;
+}
+
+/** The length statement every base64 field's description carries (see {@link base64Bytes}). */
+export function base64LengthText(min: number, max: number = min): string {
+  const size = min === max ? `exactly ${min} bytes` : `${min} to ${max} bytes`;
+  return `base64 (standard alphabet, padded with =) of ${size}`;
+}
+
+/**
  * Standard padded base64 that decodes to `min`..`max` bytes. The string
  * length is checked before the pattern, so oversize input is refused cheaply.
+ * The JSON Schema says so for generators and client authors:
+ * `contentEncoding: base64`, `minLength`/`maxLength` of the text, a
+ * `pattern` (exact for a fixed size), `x-decoded-bytes: {min, max}` and a
+ * description that states the decoded length, followed by `what`.
  */
-export function base64Bytes(min: number, max: number = min): z.ZodString {
+export function base64Bytes(min: number, max: number = min, what?: string): z.ZodString {
   return z
     .string()
     .max(base64Length(max))
+    .min(base64Length(min))
     .refine(isCanonicalBase64, "must be standard padded base64")
     .refine((s) => {
       const n = base64DecodedLength(s);
       return n >= min && n <= max;
     }, min === max ? `must decode to ${min} bytes` : `must decode to ${min}..${max} bytes`)
-    .meta({ contentEncoding: "base64", pattern: base64Pattern.source });
+    .meta({
+      contentEncoding: "base64",
+      pattern: min === max ? exactBase64Pattern(min) : base64Pattern.source,
+      "x-decoded-bytes": { min, max },
+      description: what ? `${base64LengthText(min, max)} (${what})` : base64LengthText(min, max),
+    });
 }
 
 /** An account id: a lowercase RFC 4122 UUID (the libsignal address name). */
@@ -65,13 +93,13 @@ export const keyIdSchema = z.number().int().min(0).max(limits.maxKeyId);
 export const usernameSchema = z.string().regex(usernamePattern, "must match [a-z0-9_.]{3,32}");
 
 /** A serialized libsignal EC public key. */
-export const ecPublicKeySchema = base64Bytes(limits.ecPublicKeyBytes);
+export const ecPublicKeySchema = base64Bytes(limits.ecPublicKeyBytes, limits.ecPublicKeyBytes, "a serialized libsignal Curve25519 public key: the 0x05 type byte and 32 bytes");
 
 /** A serialized libsignal Kyber-1024 public key. */
-export const kyberPublicKeySchema = base64Bytes(limits.kyberPublicKeyBytes);
+export const kyberPublicKeySchema = base64Bytes(limits.kyberPublicKeyBytes, limits.kyberPublicKeyBytes, "a serialized libsignal Kyber-1024 public key: the 0x08 type byte and 1568 bytes");
 
 /** An XEdDSA signature by the account's identity key. */
-export const signatureSchema = base64Bytes(limits.signatureBytes);
+export const signatureSchema = base64Bytes(limits.signatureBytes, limits.signatureBytes, "an XEdDSA signature");
 
 /** A device password: base64 or base64url text of at least 24 random bytes (32 characters, as the SDK makes). */
 export const passwordSchema = z

@@ -4,7 +4,7 @@ import { idempotencyKeySchema, socketSendRequestSchema } from "./messages.js";
 import { base64Bytes, deviceIdSchema, uuidSchema } from "./primitives.js";
 
 /** A 16-byte unidentified access key, base64. */
-export const accessKeySchema = base64Bytes(limits.accessKeyBytes);
+export const accessKeySchema = base64Bytes(limits.accessKeyBytes, limits.accessKeyBytes, "an unidentified access key");
 
 /**
  * The header that carries an unidentified access key on an unauthenticated
@@ -47,7 +47,7 @@ export const recipientAccessKeySchema = z.strictObject({ uuid: uuidSchema, acces
  */
 export const multiRecipientRequestSchema = z
   .strictObject({
-    message: base64Bytes(1, limits.maxMultiRecipientBytes),
+    message: base64Bytes(1, limits.maxMultiRecipientBytes, "a libsignal SealedSenderMultiRecipientMessage"),
     accessKeys: z.array(recipientAccessKeySchema).max(limits.maxGroupRecipients).optional(),
     idempotencyKey: idempotencyKeySchema.optional(),
   })
