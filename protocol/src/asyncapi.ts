@@ -12,9 +12,10 @@ export interface AsyncApiInfo {
   rateLimits?: RateLimitSettings;
   /**
    * The server's caps on connections without credentials (handshakes in
-   * progress, `/sealed` connections) and their timeouts, as configured.
+   * progress, `/sealed` connections) and their timeouts, as configured
+   * (null: unlimited).
    */
-  connectionLimits?: Record<string, number>;
+  connectionLimits?: Record<string, number | null>;
 }
 
 /** A channel id for a namespace: `default` for `/`, the name otherwise. */

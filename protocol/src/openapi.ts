@@ -3,6 +3,7 @@ import { missingCase } from "./missing-case.js";
 import { errorBodySchema, errorStatus, type ErrorCode } from "./errors.js";
 import { toComponentSchema, type JsonSchema } from "./json-schema.js";
 import { limits } from "./limits.js";
+import { base64Length, base64LengthText } from "./primitives.js";
 import { authRateLimits, rateLimitEntries, type RateLimitSettings } from "./rate-limits.js";
 import { adminRoutes, bodyLimitOf, routes, streamRoutes, type RouteSpec, type StreamRouteSpec } from "./routes.js";
 
@@ -162,7 +163,7 @@ export function buildOpenApiDocument(info: OpenApiInfo): Record<string, unknown>
           in: "header",
           name: "Unidentified-Access-Key",
           description:
-            "Sealed sender: the recipient's 16-byte access key, base64, instead of credentials. Not needed for a recipient " +
+            `Sealed sender: the recipient's access key, ${base64LengthText(limits.accessKeyBytes)} (${base64Length(limits.accessKeyBytes)} characters), instead of credentials. Not needed for a recipient ` +
             "with unrestricted access; a multi-recipient send without credentials carries one key per recipient in its body (`accessKeys`)",
         },
       },

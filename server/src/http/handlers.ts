@@ -15,7 +15,9 @@ export function createHandlers(config: ServerConfig, database: Database, service
   // Both documents state this server's own limits: the settings the rate limiter and the gateway use.
   const documented = { version: serverVersion, serverName: config.serverName, rateLimits: config.rateLimits };
   const openapi = buildOpenApiDocument(documented);
-  const asyncapi = buildAsyncApiDocument({ ...documented, connectionLimits: { ...config.connectionLimits } });
+  // `--rate-limits off` lifts the per-address connection caps too (see createApp): null, unlimited.
+  const connectionLimits = config.rateLimits ? { ...config.connectionLimits } : { ...config.connectionLimits, handshakesPerAddress: null, sealedPerAddress: null };
+  const asyncapi = buildAsyncApiDocument({ ...documented, connectionLimits });
   const { accounts, keys, mailbox } = services;
   return {
     health: async () => ({ status: "ok" }),
