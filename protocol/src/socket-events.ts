@@ -90,8 +90,8 @@ const mainClientEvents = {
 
 const mainServerEvents = {
   envelopes: {
-    summary: `Envelopes for this device, oldest first, at most ${limits.maxEnvelopesPerBatch} per event`,
-    payload: z.array(envelopeSchema).max(limits.maxEnvelopesPerBatch),
+    summary: `Envelopes for this device, oldest first (a drain batch holds at most ${limits.maxEnvelopesPerBatch}); de-duplicate by id`,
+    payload: z.array(envelopeSchema),
     ack:
       "During the drain of the stored queue after connecting, the server waits for the callback before the next batch " +
       "(30 s, then it stops and redelivers on the next connection); live pushes after `queue-empty` take no callback. " +
