@@ -6,7 +6,9 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { definePlugin } from "@zimchat/plugin-sdk/server";
 import { errorBodySchema } from "@zimchat/protocol";
+import { z } from "zod";
 import type { Response } from "supertest";
 import { startServer, type TestServer } from "../support/harness.js";
 
@@ -107,6 +109,28 @@ describe("unserved methods on known paths", () => {
       }
     } finally {
       await plain.stop();
+    }
+  });
+
+  it("covers plugin routes: 405 with the plugin route's methods, 404 for a path no plugin serves", async () => {
+    const plugin = definePlugin({
+      name: "methods",
+      configSchema: z.object({}),
+      setup(ctx) {
+        ctx.route({ method: "GET", path: "/v1/things/:id", handler: ({ params }) => ({ body: { id: params.id } }) });
+        ctx.route({ method: "POST", path: "/v1/things/:id", handler: () => ({ status: 201, body: {} }) });
+        return {};
+      },
+    });
+    const withPlugin = await startServer({ plugins: [{ use: plugin }] });
+    try {
+      assert.equal((await withPlugin.http().get("/plugins/methods/v1/things/7")).status, 200);
+      assertNotAllowed(await withPlugin.http().delete("/plugins/methods/v1/things/7"), "GET, HEAD, POST", "DELETE on a plugin route");
+      const unknown = await withPlugin.http().delete("/plugins/methods/v1/other");
+      assert.equal(unknown.status, 404);
+      assert.equal(unknown.body.code, "not_found");
+    } finally {
+      await withPlugin.stop();
     }
   });
 });
