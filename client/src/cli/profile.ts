@@ -1,10 +1,7 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { SqliteDeviceStore } from "../store/sqlite-store.js";
 import { CliError } from "./cli-error.js";
-
-/** The profile directory used when neither --profile nor ZIMCHAT_PROFILE names one. */
-export const defaultProfileDir = "./.zimchat-chat";
 
 /**
  * One device's directory: the SDK's SQLite store `device.db` (owner-only),
@@ -18,6 +15,8 @@ export class Profile {
   readonly storePath: string;
   readonly contacts: Contacts;
   readonly attachments: AttachmentIndex;
+  /** Whether {@link openNewStore} made the directory (so a failed attempt removes it again). */
+  private createdDir = false;
 
   constructor(dir: string) {
     this.dir = resolve(dir);
@@ -36,6 +35,12 @@ export class Profile {
    * @throws CliError `already_registered`
    */
   openNewStore(): SqliteDeviceStore {
+    if (!existsSync(this.dir)) {
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      this.createdDir = true;
+      // Keys and contacts: never committed by accident when the profile is inside a git work tree (as a venv does).
+      writeFileSync(join(this.dir, ".gitignore"), "# zimchat-chat profile: private keys and contacts\n*\n", { mode: 0o600 });
+    }
     if (this.hasStore()) {
       const existing = new SqliteDeviceStore(this.storePath);
       const local = existing.getLocal();
@@ -49,6 +54,19 @@ export class Profile {
   /** Deletes the store (after a registration or link that did not finish). */
   removeStore(): void {
     for (const suffix of ["", "-wal", "-shm"]) rmSync(this.storePath + suffix, { force: true });
+  }
+
+  /**
+   * Undoes a registration or link that did not finish: deletes the store,
+   * and the profile directory too when {@link openNewStore} created it (a
+   * directory that existed before is left, with whatever else it holds).
+   */
+  discardNewStore(): void {
+    this.removeStore();
+    if (!this.createdDir) return;
+    this.createdDir = false;
+    const left = readdirSync(this.dir).filter((name) => name !== ".gitignore");
+    if (!left.length) rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
