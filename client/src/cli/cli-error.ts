@@ -73,7 +73,9 @@ function describeUnreachable(cause: { code?: string; message: string }, server: 
     }
   }
   const reach = `cannot reach ${server ?? "the homeserver"}`;
-  const { code, message } = cause;
+  const code = cause.code;
+  // OpenSSL's messages end in a newline and a source location.
+  const message = cause.message.split("\n")[0]!.trim();
   switch (code) {
     case "ECONNREFUSED":
       return `${reach}: connection refused by ${where} (nothing listens there). Is the homeserver running, and are the host and port right?`;
@@ -98,7 +100,7 @@ function describeUnreachable(cause: { code?: string; message: string }, server: 
   }
   if (code && tlsCode.test(code)) {
     if (/wrong version number|packet length too long|http request/i.test(message)) {
-      return `${reach}: the TLS handshake failed (${message}): ${where} does not seem to speak https. Try http://, or the port where the homeserver (or its proxy) serves TLS.`;
+      return `${reach}: the TLS handshake failed: ${where} does not seem to speak https (it answered in plain text). Try http://, or the port where the homeserver (or its proxy) serves TLS.`;
     }
     return (
       `${reach}: the TLS handshake with ${where} failed (${code}: ${message}). Check that the homeserver's certificate is valid for ${host} and not expired; ` +

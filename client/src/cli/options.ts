@@ -14,7 +14,7 @@ export function withCommonOptions(command: Command, env: { XDG_DATA_HOME?: strin
   const home = profilesHome(env);
   return command
     .addOption(
-      new Option("--profile <name-or-dir>", `this device's profile (device.db, contacts): a name, kept in ${home}/<name>, or a directory path (any value with a /, like ./alice)`)
+      new Option("--profile <dir>", `the profile directory holding this device (device.db): a path (any value with a /, like ./alice), or a profile name, kept in ${home}/<name>`)
         .env("ZIMCHAT_PROFILE")
         .argParser((value: string) => profileDir(value, env))
         .default(profileDir(defaultProfileName, env), defaultProfileName),

@@ -8,13 +8,15 @@ import { CliError } from "./cli-error.js";
  * `contacts.json`, the usernames this device has looked up by account id
  * (envelopes name senders only by account id), and `attachments.json`,
  * which conversation holds each message with an attachment this device has
- * shown (so `download <id>` finds it; the attachment's key stays in the store).
+ * shown (so `download <id>` finds it; the attachment's key stays in the store),
+ * and `outbox.json`, lines typed in `chat` that are not sent yet.
  */
 export class Profile {
   readonly dir: string;
   readonly storePath: string;
   readonly contacts: Contacts;
   readonly attachments: AttachmentIndex;
+  readonly outbox: Outbox;
   /** Whether {@link openNewStore} made the directory (so a failed attempt removes it again). */
   private createdDir = false;
 
@@ -23,6 +25,7 @@ export class Profile {
     this.storePath = join(this.dir, "device.db");
     this.contacts = new Contacts(join(this.dir, "contacts.json"));
     this.attachments = new AttachmentIndex(join(this.dir, "attachments.json"));
+    this.outbox = new Outbox(join(this.dir, "outbox.json"));
   }
 
   hasStore(): boolean {
@@ -138,5 +141,35 @@ export class AttachmentIndex {
 
   remember(messageId: string, conversation: string): void {
     this.conversations.set(messageId, conversation);
+  }
+}
+
+/**
+ * Lines typed in `chat` while the homeserver was unreachable, by
+ * conversation (an account id or `group:<id>`), oldest first: plaintext
+ * the user wrote, owner-only like the rest of the profile, deleted once sent.
+ */
+export class Outbox {
+  private entries: Record<string, string[]> | null = null;
+
+  constructor(private readonly path: string) {}
+
+  pending(conversation: string): string[] {
+    return [...(this.load()[conversation] ?? [])];
+  }
+
+  set(conversation: string, lines: string[]): void {
+    const entries = this.load();
+    if (lines.length) entries[conversation] = [...lines];
+    else if (conversation in entries) delete entries[conversation];
+    else return;
+    const temporary = `${this.path}.${process.pid}.tmp`;
+    writeFileSync(temporary, `${JSON.stringify(entries, null, 2)}\n`, { mode: 0o600 });
+    renameSync(temporary, this.path);
+  }
+
+  private load(): Record<string, string[]> {
+    if (!this.entries) this.entries = existsSync(this.path) ? (JSON.parse(readFileSync(this.path, "utf8")) as Record<string, string[]>) : {};
+    return this.entries;
   }
 }

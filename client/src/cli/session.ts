@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { usernamePattern } from "@zimchat/protocol";
-import { ApiError, SqliteDeviceStore, ZimClient, type AttachmentPointer, type GroupState } from "../index.js";
+import { ApiError, SqliteDeviceStore, ZimClient, type AttachmentPointer, type GroupState, type ZimClientOptions } from "../index.js";
 import type { AttachmentSummary, GroupRef } from "./cli-events.js";
 import { CliError, toCliError } from "./cli-error.js";
 import type { Output } from "./output.js";
@@ -58,7 +58,12 @@ function errorMessage(error: unknown): string {
  * whatever happens. Errors come out as {@link CliError}s that name people by
  * username.
  */
-export async function withSession<T>(profileDir: string, output: Output, work: (session: Session) => Promise<T>): Promise<T> {
+export async function withSession<T>(
+  profileDir: string,
+  output: Output,
+  work: (session: Session) => Promise<T>,
+  clientOptions: Pick<ZimClientOptions, "sendRetry"> = {},
+): Promise<T> {
   const profile = new Profile(profileDir);
   if (!profile.hasStore()) {
     // zimchat-chat used to keep the default profile in ./.zimchat-chat: point there rather than look unregistered.
@@ -71,7 +76,7 @@ export async function withSession<T>(profileDir: string, output: Output, work: (
     store.close();
     throw new CliError("not_registered", `the device in ${profile.dir} never finished registering: delete that directory and register again`);
   }
-  const client = new ZimClient({ store });
+  const client = new ZimClient({ store, ...clientOptions });
   const { contacts } = profile;
   const self = client.local;
   // Group member lists name this account too.
