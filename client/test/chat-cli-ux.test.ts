@@ -73,7 +73,7 @@ describe("zimchat-chat for a newcomer", () => {
     const flat = help.stdout.replace(/\s+/g, " ");
     assert.ok(
       flat.includes(
-        `--profile <dir> the profile directory holding this device (device.db): a path (any value with a /, like ./alice), or a profile name, kept in ${dataHome}/zimchat/profiles/<name> (default: default, env: ZIMCHAT_PROFILE)`,
+        `--profile <dir> the profile directory holding this device (device.db) as a path (any value with a /, like ./alice), or a profile name, kept in ${dataHome}/zimchat/profiles/<name> (default: default, env: ZIMCHAT_PROFILE)`,
       ),
       flat,
     );

@@ -59,7 +59,7 @@ describe("zimchat-chat", () => {
       // commander wraps help at the terminal width: compare with whitespace collapsed.
       const flat = help.stdout.replace(/\s+/g, " ");
       assert.ok(flat.includes(" --json print one JSON object per line, for scripts "), flat);
-      assert.ok(flat.includes(" --profile <dir> the profile directory holding this device (device.db): a path (any value with a /, like ./alice), or a profile name, kept in "), flat);
+      assert.ok(flat.includes(" --profile <dir> the profile directory holding this device (device.db) as a path (any value with a /, like ./alice), or a profile name, kept in "), flat);
       assert.ok(flat.includes("/zimchat/profiles/<name> (default: default, env: ZIMCHAT_PROFILE) "), flat);
     }
   });

@@ -14,7 +14,7 @@ export function withCommonOptions(command: Command, env: { XDG_DATA_HOME?: strin
   const home = profilesHome(env);
   return command
     .addOption(
-      new Option("--profile <dir>", `the profile directory holding this device (device.db): a path (any value with a /, like ./alice), or a profile name, kept in ${home}/<name>`)
+      new Option("--profile <dir>", `the profile directory holding this device (device.db) as a path (any value with a /, like ./alice), or a profile name, kept in ${home}/<name>`)
         .env("ZIMCHAT_PROFILE")
         .argParser((value: string) => profileDir(value, env))
         .default(profileDir(defaultProfileName, env), defaultProfileName),
