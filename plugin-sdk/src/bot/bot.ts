@@ -16,7 +16,7 @@ import {
 import type { DisconnectReason } from "@zimchat/protocol";
 import { Composer, parseCommand, type MiddlewareFn } from "./composer.js";
 import { Context, type BotUpdate } from "./context.js";
-import { BotConfigError, BotError, type BotRegistration } from "./errors.js";
+import { BotConfigError, BotError, closedConnectionReason, usernameTakenError, type BotRegistration } from "./errors.js";
 import { consoleLogger, silentLogger, type BotLogger } from "./logger.js";
 import { BotDeviceStore, openRegisteredStore, readMarker, storeFileName, unmarkedRegistration, writeMarker } from "./registration.js";
 import { releaseSignals, stopOnSignals } from "./signals.js";
@@ -372,13 +372,7 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       // The store is left empty by a refused registration: the next start tries again from scratch.
       unmarkedRegistration(this.dir);
       if (!link && error instanceof ApiError && error.code === "username_taken") {
-        throw new BotConfigError(
-          `The username ${username} is already registered on ${server}, and ${this.dir} holds no bot. ` +
-            `If this was the bot's directory (deleted, emptied or replaced), its keys went with it: that account cannot be used from here again, ` +
-            `and nothing sent to it can be decrypted. To recover: restore the directory from a backup; or register under another username (the username option); ` +
-            `or ask the homeserver's operator to delete the old account, which frees the username: zimchat admin account delete ${username}.`,
-          { cause: error },
-        );
+        throw usernameTakenError(username!, server, this.dir, error);
       }
       throw error;
     }
@@ -409,15 +403,7 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       this.logger.warn("The homeserver is shutting down and closed the bot's connection (the client does not reconnect by itself): restart the bot once the homeserver is back.");
       return;
     }
-    const why: Record<Exclude<DisconnectReason, "shutdown">, string> = {
-      displaced:
-        `another connection of this device took over: this bot's directory (${this.dir}), or a copy of it, runs in another process. ` +
-        "This one stops; run each bot directory in one process only (a copy's sessions and keys drift apart from the original's).",
-      removed: "this device was unlinked from the bot's account. The bot stops; link or register it again to bring it back.",
-      disabled: "the homeserver's operator disabled the bot's account. The bot stops.",
-      deleted: "the homeserver's operator deleted the bot's account. The bot stops; its directory can no longer be used.",
-    };
-    this.logger.error(`The homeserver closed the connection of @${this.username}: ${why[reason]}`);
+    this.logger.error(`The homeserver closed the connection of @${this.username}: ${closedConnectionReason(reason, this.dir)}`);
     await this.stop();
     if (reason !== "displaced") return;
     for (const hook of this.displacedHooks) {
@@ -459,7 +445,9 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       this.enqueue("", () => this.run(new Context({ type: "device_list_changed", devices }, this.asBot(), false) as C));
     });
     client.on("warning", (error) => this.logger.warn(`Background work failed: ${describeError(error)}`));
-    client.on("closedByServer", ({ reason }) => void this.closedByServer(reason));
+    client.on("closedByServer", ({ reason }) => {
+      this.closedByServer(reason).catch((error: unknown) => this.logger.error(`Stopping after the homeserver closed the connection failed: ${describeError(error)}`, error));
+    });
   }
 
   private asBot(): Bot<Context> {
