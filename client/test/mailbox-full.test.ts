@@ -4,7 +4,7 @@ import { ApiError, MailboxFullError } from "../src/index.js";
 import { registerDevice } from "./support/devices.js";
 import { startHomeserver, type Homeserver } from "./support/homeserver.js";
 
-describe("a full recipient mailbox (issue 12)", () => {
+describe("a full recipient mailbox", () => {
   let server: Homeserver;
   before(async () => {
     server = await startHomeserver(["--mailbox-max-envelopes", "3"]);
