@@ -4,7 +4,7 @@
  */
 import { randomBytes, randomInt } from "node:crypto";
 import { limits, registerResponseSchema, routes, type RegisterRequest } from "@zimchat/protocol";
-import type { AccountKeys } from "./signal-fixture.js";
+import type { AccountKeys } from "@zimchat/testing/signal";
 
 /** What the harness needs to connect as, and send to, one account's device 1. */
 export interface BenchAccount {

@@ -1,7 +1,9 @@
 /**
- * A real homeserver for client tests: `zimchat serve` as a child process
- * (the client never imports the server) on a fresh SQLite file or a fresh
- * schema of the PostgreSQL named by ZIMCHAT_TEST_DATABASE_URL.
+ * A real homeserver as a child process: `zimchat serve` on a fresh SQLite
+ * file or a fresh schema of the PostgreSQL named by ZIMCHAT_TEST_DATABASE_URL.
+ * For tests that must not load the server into their own process (client
+ * tests: the client never imports the server), that kill and restart it, or
+ * that drive it from another project.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -13,7 +15,8 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 
-const bin = fileURLToPath(new URL("../../../../server/bin/zimchat.js", import.meta.url));
+/** The `zimchat` command of the installed @zimchat/server (its entry is dist/src/index.js). */
+export const zimchatBin = fileURLToPath(new URL("../../bin/zimchat.js", import.meta.resolve("@zimchat/server")));
 
 /** A port free right now, so a restarted homeserver can come back on the same URL. */
 export async function freePort(): Promise<number> {
@@ -41,7 +44,7 @@ export interface Homeserver {
 }
 
 async function spawnServer(args: string[], logs: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [bin, "serve", "--port", "0", "--host", "127.0.0.1", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [zimchatBin, "serve", "--port", "0", "--host", "127.0.0.1", ...args], { stdio: ["ignore", "pipe", "pipe"] });
   createInterface({ input: child.stderr! }).on("line", (l) => logs.push(l));
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`homeserver did not start:\n${logs.join("\n")}`)), 30_000);

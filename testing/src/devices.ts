@@ -1,7 +1,8 @@
+/** Client devices on SQLite stores in a temporary directory, and small waits for what they receive. */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SqliteDeviceStore, ZimClient, type MessageEvent, type ZimClientOptions } from "../../src/index.js";
+import { SqliteDeviceStore, ZimClient, type MessageEvent, type ZimClientOptions } from "@zimchat/client";
 
 let counter = 0;
 
