@@ -58,13 +58,14 @@ async function typescript() {
   const tsc = require.resolve("typescript/bin/tsc");
   let chatter = false;
   await run([tsc, "-b", "--verbose", ...(process.stdout.isTTY ? ["--pretty"] : [])], (line) => {
-    const info = /^(?:\x1b\[[\d;]*m)?\[[^\]]*\d\d[^\]]*\](?:\x1b\[[\d;]*m)? (.*)$/.exec(line);
+    // "[7:54:08 AM] …" (pretty, coloured) or "7:54:08 AM - …" (plain); the clock's format follows the locale.
+    const info = /^(?:\x1b\[[\d;]*m)?\[?\d{1,2}[:.]\d\d[:.]\d\d(?:\s?[AP]M)?\]?(?:\x1b\[[\d;]*m)?(?: -)? (.*)$/.exec(line);
     if (info) {
       chatter = true;
       const building = /^Building project '(.*)'\.\.\.$/.exec(info[1]);
       if (building) {
         built += 1;
-        say(`compiling ${relative(root, building[1])}`);
+        say(`compiling ${relative(root, building[1]).replace(/\/tsconfig\.json$/, "")}`);
       }
       return;
     }
