@@ -43,8 +43,28 @@ export interface Homeserver {
   stop(): Promise<void>;
 }
 
-async function spawnServer(args: string[], logs: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [zimchatBin, "serve", "--port", "0", "--host", "127.0.0.1", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+/** A `zimchat serve` child process that printed its `listening` line. */
+export interface ServeProcess {
+  child: ChildProcess;
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** Every line it wrote to stdout and stderr (the array given, if one was). */
+  logs: string[];
+  /** Resolves with the exit code or signal. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * Starts `zimchat serve --port 0 --host 127.0.0.1 ...args` and resolves once
+ * it listens; rejects with its output if it exits first or takes over 30 s.
+ */
+export async function spawnZimchatServe(args: string[], options: { env?: Record<string, string>; logs?: string[] } = {}): Promise<ServeProcess> {
+  const logs = options.logs ?? [];
+  const child = spawn(process.execPath, [zimchatBin, "serve", "--port", "0", "--host", "127.0.0.1", ...args], {
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   createInterface({ input: child.stderr! }).on("line", (l) => logs.push(l));
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`homeserver did not start:\n${logs.join("\n")}`)), 30_000);
@@ -56,9 +76,17 @@ async function spawnServer(args: string[], logs: string[]): Promise<{ child: Chi
         resolve(Number(match[1]));
       }
     });
-    child.once("exit", (code) => reject(new Error(`homeserver exited with ${code}:\n${logs.join("\n")}`)));
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`homeserver exited with ${code ?? signal}:\n${logs.join("\n")}`));
+    });
   });
-  return { child, url: `http://127.0.0.1:${port}` };
+  return { child, url: `http://127.0.0.1:${port}`, logs, exited };
+}
+
+async function spawnServer(args: string[], logs: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const { child, url } = await spawnZimchatServe(args, { logs });
+  return { child, url };
 }
 
 /** Starts a homeserver with open registration (extra `zimchat serve` flags in `args`). */

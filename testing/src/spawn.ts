@@ -4,5 +4,5 @@
  * stores. Loads no server code into the test process.
  * @packageDocumentation
  */
-export { freePort, next, startHomeserver, zimchatBin, type Homeserver } from "./child-homeserver.js";
+export { freePort, next, spawnZimchatServe, startHomeserver, zimchatBin, type Homeserver, type ServeProcess } from "./child-homeserver.js";
 export { deviceDir, inbox, registerDevice, until } from "./devices.js";
