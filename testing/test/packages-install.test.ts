@@ -3,19 +3,23 @@
  * @zimchat/protocol, @zimchat/client and @zimchat/plugin-sdk, then
  * `npm ci --offline` of those tarballs into an empty project in a temporary
  * directory (their dependencies come from the npm cache this repository's
- * `npm ci` filled, at the versions its lockfile pins; better-sqlite3 builds
- * its addon there), then a bot and a client written as a developer would,
+ * `npm ci` filled, at the versions its lockfile pins), then a bot and a
+ * client written as a developer would,
  * importing only the installed packages, exchange real end-to-end encrypted
  * messages through a homeserver started from this repository. The project's
  * TypeScript view of the packages (their `exports` types) is compiled too.
  *
- * It runs in the SQLite pass of the suite only (the install takes minutes).
+ * better-sqlite3's install takes its native addon from a local prebuild made
+ * of this repository's own build (prebuild-install's local mirror, as an
+ * offline organisation would provide), so the test does not spend minutes
+ * compiling SQLite; without one it compiles it, as it would for a user.
+ * It runs in the SQLite pass of the suite only.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -33,8 +37,8 @@ function cleanEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith("npm_") || keep.has(k.toLowerCase())));
 }
 
-function run(command: string, args: string[], cwd: string, timeoutMs: number): string {
-  const result = spawnSync(command, args, { cwd, env: cleanEnv(), encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+function run(command: string, args: string[], cwd: string, timeoutMs: number, env: Record<string, string> = {}): string {
+  const result = spawnSync(command, args, { cwd, env: { ...cleanEnv(), ...env }, encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
   if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (${result.error?.message ?? `exit ${result.status}`}):\n${result.stdout}\n${result.stderr}`);
   return result.stdout;
 }
@@ -58,6 +62,22 @@ function startScript(cwd: string, script: string, env: Record<string, string>, l
   });
   first.catch(() => {});
   return { child, first };
+}
+
+/**
+ * The environment that points better-sqlite3's prebuild-install at a prebuild
+ * of this repository's compiled addon (same version, same Node ABI), or
+ * nothing when there is none (it then compiles from source).
+ */
+function localBetterSqlitePrebuild(dir: string): Record<string, string> {
+  const pkg = join(root, "node_modules/better-sqlite3");
+  const addon = "build/Release/better_sqlite3.node";
+  if (!existsSync(join(pkg, addon)) || process.platform !== "linux") return {};
+  const { version } = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")) as { version: string };
+  mkdirSync(dir, { recursive: true });
+  // prebuild-install's file name: {name}-v{version}-{runtime}-v{abi}-{platform}{libc}-{arch}.tar.gz (glibc: no libc part).
+  run("tar", ["-czf", join(dir, `better-sqlite3-v${version}-node-v${process.versions.modules}-linux-${process.arch}.tar.gz`), "-C", pkg, addon], pkg, minutes);
+  return { npm_config_better_sqlite3_local_prebuilds: dir };
 }
 
 // What a bot author writes: an ESM script that imports the installed SDK only.
@@ -130,8 +150,7 @@ describe("the packed packages, installed outside the repository", { skip: postgr
       const lock = offlineLockfile("zimchat-outside", repoLock, packed);
       writeFileSync(join(app, "package.json"), JSON.stringify({ name: "zimchat-outside", private: true, type: "module", dependencies: lock.packages[""]!.dependencies }, null, 2));
       writeFileSync(join(app, "package-lock.json"), JSON.stringify(lock, null, 2));
-      // better-sqlite3 compiles its addon here (no prebuilt binary can be fetched): minutes on a small machine.
-      run("npm", ["ci", "--offline", "--no-audit", "--no-fund"], app, 20 * minutes);
+      run("npm", ["ci", "--offline", "--no-audit", "--no-fund"], app, 20 * minutes, localBetterSqlitePrebuild(join(work, "prebuilds")));
       writeFileSync(join(app, "bot.mjs"), botScript);
       writeFileSync(join(app, "client.mjs"), clientScript);
       server = await startHomeserver();
