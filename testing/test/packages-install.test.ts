@@ -208,6 +208,11 @@ describe("the packed packages, installed outside the repository", { skip: postgr
     assert.ok(!server!.logs.some((line) => line.includes(text)));
   });
 
+  it("the installed zimchat-chat command runs", () => {
+    const help = run(join(app, "node_modules/.bin/zimchat-chat"), ["--help"], app, minutes);
+    assert.match(help, /Usage: zimchat-chat/);
+  });
+
   it("a TypeScript project compiles against the installed packages' declarations", () => {
     writeFileSync(join(app, "consumer.ts"), typedConsumer);
     writeFileSync(
