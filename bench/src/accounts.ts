@@ -1,6 +1,6 @@
 /**
  * Bench accounts on the homeserver, registered over REST like a real client
- * (`POST /v1/accounts`), all with the same keys (see signal-fixture.ts).
+ * (`POST /v1/accounts`), all with the same keys (createAccountKeys in @zimchat/testing/signal).
  */
 import { randomBytes, randomInt } from "node:crypto";
 import { limits, registerResponseSchema, routes, type RegisterRequest } from "@zimchat/protocol";
