@@ -1,13 +1,13 @@
 /**
  * The figures of a run: a human table, and one JSON object whose headline
- * keys are those the issue asks for.
+ * keys are the performance targets below.
  */
 import { cpus } from "node:os";
 import type { IdleMemoryResult } from "./idle-memory.js";
 import type { BenchResult, ServerRounds } from "./run.js";
 import { median } from "./stats.js";
 
-/** Targets of the issue. */
+/** The performance targets. */
 export const targets = {
   /** homeserver msgs/s / relay msgs/s, at least. */
   deliveryRatio: 0.5,

@@ -31,6 +31,7 @@ import { io, type Socket } from "socket.io-client";
 import type {
   ClientToServerEvents,
   DeviceInfo,
+  DisconnectReason,
   Envelope,
   MultiRecipientResponse,
   OutgoingMessage,
@@ -160,6 +161,13 @@ export interface ZimClientEvents {
   preKeysDraining: [{ ecCount: number; pqCount: number }];
   /** The stored queue has been delivered after connecting. */
   queueEmpty: [];
+  /**
+   * The server is closing this device's connection, and it does not come
+   * back by itself: `displaced` (another connection of the same device, the
+   * same store run twice, took over), `removed` (the device was unlinked),
+   * `disabled` or `deleted` (the account), or `shutdown`.
+   */
+  closedByServer: [{ reason: DisconnectReason }];
   /**
    * Something failed in the background (key maintenance, a receipt, an ack
    * after the connection closed). Not Node's "error" event: nothing throws
@@ -488,6 +496,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
       this.inBackground(this.processEnvelopes(batch).then(() => received?.()));
     });
     socket.on("queue-empty", () => this.emit("queueEmpty"));
+    socket.on("closing", (reason) => this.emit("closedByServer", { reason }));
     socket.on("devices-changed", () => this.inBackground(this.refreshDevices()));
     socket.on("keys-draining", () => this.inBackground(this.maintainKeys()));
     const drained = new Promise<void>((resolve, reject) => {

@@ -59,7 +59,8 @@ describe("zimchat-chat", () => {
       // commander wraps help at the terminal width: compare with whitespace collapsed.
       const flat = help.stdout.replace(/\s+/g, " ");
       assert.ok(flat.includes(" --json print one JSON object per line, for scripts "), flat);
-      assert.ok(flat.includes(' --profile <dir> the profile directory holding this device (device.db) (default: "./.zimchat-chat", env: ZIMCHAT_PROFILE) '), flat);
+      assert.ok(flat.includes(" --profile <dir> the profile directory holding this device (device.db) as a path (any value with a /, like ./alice), or a profile name, kept in "), flat);
+      assert.ok(flat.includes("/zimchat/profiles/<name> (default: default, env: ZIMCHAT_PROFILE) "), flat);
     }
   });
 
@@ -99,7 +100,13 @@ describe("zimchat-chat", () => {
     const closed = `http://127.0.0.1:${await closedPort()}`;
     const unreachable = await cli(as("unreachable", "register", "--server", closed, "--username", "carol", "--json"));
     assert.equal(unreachable.code, 1);
-    assert.deepEqual(lines(unreachable), [{ type: "error", code: "unreachable", message: `cannot reach ${closed}` }]);
+    assert.deepEqual(lines(unreachable), [
+      {
+        type: "error",
+        code: "unreachable",
+        message: `cannot reach ${closed}: connection refused by ${closed.slice("http://".length)} (nothing listens there). Is the homeserver running, and are the host and port right?`,
+      },
+    ]);
     assert.equal(existsSync(join(profile("unreachable"), "device.db")), false);
 
     const self = await cli(as("alice", "send", "alice", "Note to self"));

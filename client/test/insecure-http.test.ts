@@ -1,5 +1,5 @@
 /**
- * TLS expectations (issue 12): the SDK and the terminal client refuse plain
+ * TLS expectations: the SDK and the terminal client refuse plain
  * http:// to a host that is not this machine, before any request, unless the
  * app allows it. 192.0.2.1 (TEST-NET-1) is never contacted: a refusal that
  * came after a connection attempt would hang, not fail fast.

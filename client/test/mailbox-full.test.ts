@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { ApiError, MailboxFullError } from "../src/index.js";
 import { type Homeserver, registerDevice, startHomeserver } from "@zimchat/testing/spawn";
 
-describe("a full recipient mailbox (issue 12)", () => {
+describe("a full recipient mailbox", () => {
   let server: Homeserver;
   before(async () => {
     server = await startHomeserver(["--mailbox-max-envelopes", "3"]);

@@ -1,5 +1,5 @@
 /**
- * Issue 12, observation 6 ("Prekey Pogo", arXiv 2504.07323): several
+ * One-time pre-key draining ("Prekey Pogo", arXiv 2504.07323): several
  * accounts fetching one victim's bundles as fast as the per-pair limit
  * allows used to empty its one-time keys. With the per-target budget the
  * victim keeps a floor of one-time keys, bundles past the budget carry no

@@ -1,5 +1,5 @@
 /**
- * Issue 12, "Retried sends duplicate": the real `zimchat serve` is killed
+ * Retried sends must not duplicate: the real `zimchat serve` is killed
  * with SIGKILL several times while real SDK clients send (1:1 sealed, 1:1
  * authenticated, and group multi-recipient), and is restarted on the same
  * port and database. The clients reach it through a proxy that passes the

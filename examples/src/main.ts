@@ -3,7 +3,7 @@
  * The first run registers the bot; later runs need only `--dir`.
  */
 import { Command, Option } from "commander";
-import { BotConfigError, BotStoreError, type BotOptions } from "@zimchat/plugin-sdk/bot";
+import { BotConfigError, BotLockedError, BotStoreError, type BotOptions } from "@zimchat/plugin-sdk/bot";
 import { createEchoBot } from "./echo-bot.js";
 import { createReminderBot } from "./reminder-bot.js";
 import { createVerifyBot } from "./verify-bot.js";
@@ -12,6 +12,7 @@ import { createVerifyBot } from "./verify-bot.js";
 interface Runnable {
   start(): Promise<void>;
   stop(): Promise<void>;
+  onDisplaced(hook: () => unknown): unknown;
 }
 
 const bots: [name: string, description: string, create: (options: BotOptions) => Runnable][] = [
@@ -29,25 +30,23 @@ interface CliOptions {
   allowInsecureHttp?: boolean;
 }
 
+/**
+ * Starts the bot. SIGINT and SIGTERM stop it cleanly and exit 0 (the bot
+ * handles them); a refused start, or being displaced by another process
+ * running the same bot directory, exits 1 with the reason on stderr.
+ */
 async function run(bot: Runnable): Promise<void> {
+  bot.onDisplaced(() => {
+    console.error("Stopped: another process connected as this bot's device (the same --dir, or a copy of it, runs elsewhere). Run each bot directory in one process only.");
+    process.exit(1);
+  });
   try {
     await bot.start();
   } catch (error) {
-    if (!(error instanceof BotStoreError || error instanceof BotConfigError)) throw error;
+    if (!(error instanceof BotStoreError || error instanceof BotConfigError || error instanceof BotLockedError)) throw error;
     console.error(error.message);
     process.exit(1);
   }
-  const stop = (): void => {
-    bot.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        console.error(error);
-        process.exit(1);
-      },
-    );
-  };
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
 }
 
 const program = new Command("example").description("Run a ZimChat example bot (Ctrl-C stops it)");

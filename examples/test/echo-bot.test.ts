@@ -29,6 +29,6 @@ describe("echo-bot", () => {
     assert.equal((await alice.client.downloadAttachment(file.attachment!)).toString(), "braai at six");
 
     await alice.send("echobot", "/help");
-    assert.equal((await alice.nextMessage()).text, "I send back whatever you send me.\n\nThis bot has no commands.\n/help - this list");
+    assert.equal((await alice.nextMessage()).text, "I send back whatever you send me.\n\nCommands:\n/help - this list");
   });
 });

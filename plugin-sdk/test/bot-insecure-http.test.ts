@@ -1,4 +1,4 @@
-/** The bot framework refuses a plain-http homeserver that is not on this machine, before any request (issue 12, TLS). */
+/** The bot framework refuses a plain-http homeserver that is not on this machine, before any request (TLS). */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync } from "node:fs";

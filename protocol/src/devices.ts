@@ -23,7 +23,7 @@ export type CreateLinkResponse = z.infer<typeof createLinkResponseSchema>;
  * device's ephemeral key. The server cannot read it.
  */
 export const confirmLinkRequestSchema = z
-  .strictObject({ provisioningMessage: base64Bytes(1, limits.maxProvisioningMessageBytes) })
+  .strictObject({ provisioningMessage: base64Bytes(1, limits.maxProvisioningMessageBytes, "the sealed provisioning message") })
   .meta({ id: "ConfirmLinkRequest" });
 export type ConfirmLinkRequest = z.infer<typeof confirmLinkRequestSchema>;
 

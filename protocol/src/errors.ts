@@ -20,6 +20,7 @@ export const errorStatus = {
   refused_by_plugin: 403,
   account_disabled: 403,
   not_found: 404,
+  method_not_allowed: 405,
   link_not_found: 404,
   link_not_confirmed: 409,
   link_already_confirmed: 409,

@@ -9,9 +9,11 @@ export {
   base64Bytes,
   base64DecodedLength,
   base64Length,
+  base64LengthText,
   deviceIdParamSchema,
   deviceIdSchema,
   ecPublicKeySchema,
+  exactBase64Pattern,
   keyIdSchema,
   kyberPublicKeySchema,
   passwordSchema,
@@ -98,7 +100,20 @@ export { missingCase } from "./missing-case.js";
 
 // REST routes and the OpenAPI document
 export { adminRoutes, bodyLimitOf, routes, streamRoutes, type AdminRouteName, type RouteAuth, type RouteName, type RouteSpec, type StreamRouteName, type StreamRouteSpec } from "./routes.js";
-export { buildOpenApiDocument } from "./openapi.js";
+export { buildOpenApiDocument, retryAfterHeader, type OpenApiInfo } from "./openapi.js";
+export { buildAsyncApiDocument, type AsyncApiInfo } from "./asyncapi.js";
+export { toComponentSchema, type JsonSchema } from "./json-schema.js";
+export { authRateLimits, rateLimitEntries, rateLimitInfo, type RateLimitName, type RateLimitSetting, type RateLimitSettings } from "./rate-limits.js";
+export {
+  disconnectReasonSchema,
+  socketAuthSchema,
+  socketNamespaces,
+  socketResultSchema,
+  type ClientEventSpec,
+  type NamespaceSpec,
+  type ServerEventSpec,
+  type SocketNamespace,
+} from "./socket-events.js";
 
 // The admin API
 export {

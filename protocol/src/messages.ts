@@ -28,7 +28,7 @@ export const outgoingMessageSchema = z
     type: envelopeTypeSchema,
     destinationDeviceId: deviceIdSchema,
     destinationRegistrationId: registrationIdSchema,
-    content: base64Bytes(1, limits.maxBodyBytes),
+    content: base64Bytes(1, limits.maxBodyBytes, `the libsignal message of the stated type; over ${limits.maxContentBytes} bytes is refused with 413 content_too_large`),
   })
   .meta({ id: "OutgoingMessage" });
 export type OutgoingMessage = z.infer<typeof outgoingMessageSchema>;

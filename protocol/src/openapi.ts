@@ -1,7 +1,10 @@
 import { z } from "zod";
 import { missingCase } from "./missing-case.js";
 import { errorBodySchema, errorStatus, type ErrorCode } from "./errors.js";
+import { toComponentSchema, type JsonSchema } from "./json-schema.js";
 import { limits } from "./limits.js";
+import { base64Length, base64LengthText } from "./primitives.js";
+import { authRateLimits, rateLimitEntries, type RateLimitSettings } from "./rate-limits.js";
 import { adminRoutes, bodyLimitOf, routes, streamRoutes, type RouteSpec, type StreamRouteSpec } from "./routes.js";
 
 /** Error codes any route can answer with. */
@@ -12,18 +15,8 @@ const disabledErrors: ErrorCode[] = ["account_disabled"];
 /** Every admin route answers 404 when the server has no admin token. */
 const adminErrors: ErrorCode[] = ["not_found"];
 
-type JsonSchema = Record<string, unknown>;
-
 function toSchema(schema: z.ZodType, refs: Map<string, JsonSchema>): JsonSchema {
-  const generated = z.toJSONSchema(schema, { target: "draft-2020-12", io: "input", unrepresentable: "any" });
-  // Shared schemas (those with a registry id) become components.
-  const json = JSON.parse(JSON.stringify(generated).replaceAll('"#/$defs/', '"#/components/schemas/')) as JsonSchema & {
-    $defs?: Record<string, JsonSchema>;
-    $schema?: string;
-  };
-  const { $defs, $schema: _ignored, ...rest } = json;
-  for (const [id, def] of Object.entries($defs ?? {})) refs.set(id, def);
-  return rest;
+  return toComponentSchema(schema, refs);
 }
 
 function openApiPath(path: string): string {
@@ -45,11 +38,28 @@ function securityOf(auth: RouteSpec["auth"]): Record<string, string[]>[] {
   }
 }
 
+/** What the OpenAPI document says about the server that serves it. */
+export interface OpenApiInfo {
+  version: string;
+  serverName: string;
+  /**
+   * The server's rate limits as configured (`false`: none); each operation
+   * states those that apply to it as `x-rate-limit`. Absent: not stated.
+   */
+  rateLimits?: RateLimitSettings;
+}
+
+/** The `Retry-After` header of a 429 answer. */
+export const retryAfterHeader = {
+  description: "Seconds until the limit lets this caller through again (also `retryAfterSeconds` in the body)",
+  schema: { type: "integer", minimum: 0 },
+} as const;
+
 /**
  * The OpenAPI 3.1 document for every route in {@link routes}, built from the
  * same zod schemas the server validates with.
  */
-export function buildOpenApiDocument(info: { version: string; serverName: string }): Record<string, unknown> {
+export function buildOpenApiDocument(info: OpenApiInfo): Record<string, unknown> {
   const refs = new Map<string, JsonSchema>();
   const paths: Record<string, Record<string, unknown>> = {};
   const errorRef = toSchema(errorBodySchema, refs);
@@ -74,7 +84,7 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
     const codes = new Set([
       ...commonErrors,
       ...(route.auth === "none" ? [] : authErrors),
-      ...(route.auth === "device" || route.auth === "device-or-access-key" ? disabledErrors : []),
+      ...(route.auth === "device" || route.auth === "device-or-access-key" ? [...disabledErrors, "too_many_failed_logins" as const] : []),
       ...(route.auth === "admin" ? adminErrors : []),
       ...route.errors,
     ]);
@@ -94,9 +104,11 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
     for (const [status, statusCodes] of [...byStatus].sort((a, b) => a[0] - b[0])) {
       responses[status] = {
         description: `Error: ${statusCodes.join(", ")}`,
+        ...(status === 429 && { headers: { "Retry-After": retryAfterHeader } }),
         content: { "application/json": { schema: errorRef } },
       };
     }
+    const limitNames = [...(route.auth === "device" || route.auth === "device-or-access-key" ? authRateLimits : []), ...(route.rateLimits ?? [])];
     const operation: Record<string, unknown> = {
       operationId: name,
       summary: route.summary,
@@ -104,6 +116,7 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
       responses,
       security: securityOf(route.auth),
     };
+    if (info.rateLimits !== undefined) operation["x-rate-limit"] = rateLimitEntries(limitNames, info.rateLimits);
     if ("body" in route && route.body) {
       operation.requestBody = {
         required: true,
@@ -128,7 +141,12 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
         "The REST API of a ZimChat homeserver. Real-time delivery uses Socket.IO on the same port " +
         "(events: see @zimchat/protocol `ClientToServerEvents`, `ServerToClientEvents`; sealed sends on " +
         "the `/sealed` namespace: `SealedClientToServerEvents`). Server plugins add their own routes under " +
-        "`/plugins/<name>/`, documented by each plugin; a plugin's refusal is answered as 403 `refused_by_plugin`.",
+        "`/plugins/<name>/`, documented by each plugin; a plugin's refusal is answered as 403 `refused_by_plugin`. " +
+        "The Socket.IO events, their payloads and acknowledgements are described by the AsyncAPI 3.0 document at `/asyncapi.json`. " +
+        "Each operation's `x-rate-limit` lists the rate limits it takes from, with this server's settings: `count` requests per " +
+        "`windowSeconds` per `key`; `exceeded: refused` answers 429 with `Retry-After`, `exceeded: degraded` answers without " +
+        "one-time keys instead. A method a path does not serve answers 405 `method_not_allowed` with `Allow`; an unknown path answers 404 `not_found`. " +
+        "Base64 fields are standard padded base64; each states its decoded length (`x-decoded-bytes`, `minLength`/`maxLength`, `pattern`).",
     },
     paths,
     components: {
@@ -145,7 +163,7 @@ export function buildOpenApiDocument(info: { version: string; serverName: string
           in: "header",
           name: "Unidentified-Access-Key",
           description:
-            "Sealed sender: the recipient's 16-byte access key, base64, instead of credentials. Not needed for a recipient " +
+            `Sealed sender: the recipient's access key, ${base64LengthText(limits.accessKeyBytes)} (${base64Length(limits.accessKeyBytes)} characters), instead of credentials. Not needed for a recipient ` +
             "with unrestricted access; a multi-recipient send without credentials carries one key per recipient in its body (`accessKeys`)",
         },
       },

@@ -22,6 +22,7 @@ import {
 import type { ErrorCode } from "./errors.js";
 import { limits } from "./limits.js";
 import { base64Length } from "./primitives.js";
+import type { RateLimitName } from "./rate-limits.js";
 import { healthResponseSchema, readyResponseSchema } from "./health.js";
 import { keyCountResponseSchema, preKeyBundleResponseSchema, uploadKeysRequestSchema } from "./keys.js";
 import {
@@ -79,6 +80,11 @@ export interface RouteSpec {
   success: { status: number; schema?: z.ZodType };
   /** The error codes this route can answer with, beyond the common ones. */
   errors: ErrorCode[];
+  /**
+   * The server's rate limits this route takes from (see `rateLimitInfo`),
+   * beyond the failed-authentication limits every authenticated route has.
+   */
+  rateLimits?: readonly RateLimitName[];
 }
 
 /** Room for JSON punctuation, field names and numbers around a route's base64 payload. */
@@ -132,6 +138,14 @@ export const routes = {
     success: { status: 200, schema: z.looseObject({ openapi: z.string() }) },
     errors: [],
   },
+  asyncapi: {
+    method: "get",
+    path: "/asyncapi.json",
+    summary: "The AsyncAPI 3.0 document of the Socket.IO events (namespaces, payloads, acknowledgements, limits)",
+    auth: "none",
+    success: { status: 200, schema: z.looseObject({ asyncapi: z.string() }) },
+    errors: [],
+  },
   register: {
     method: "post",
     path: "/v1/accounts",
@@ -140,6 +154,7 @@ export const routes = {
     body: registerRequestSchema,
     success: { status: 201, schema: registerResponseSchema },
     errors: ["registration_closed", "invite_required", "invalid_invite", "username_taken", "invalid_key", "invalid_signature", "refused_by_plugin", "unavailable"],
+    rateLimits: ["register"],
   },
   whoAmI: {
     method: "get",
@@ -174,6 +189,7 @@ export const routes = {
     auth: "none",
     success: { status: 201, schema: createLinkResponseSchema },
     errors: [],
+    rateLimits: ["linkCode"],
   },
   confirmLink: {
     method: "put",
@@ -245,6 +261,7 @@ export const routes = {
     params: z.strictObject({ username: usernameSchema }),
     success: { status: 200, schema: usernameLookupResponseSchema },
     errors: ["not_found"],
+    rateLimits: ["usernameLookup"],
   },
   uploadKeys: {
     method: "put",
@@ -272,6 +289,7 @@ export const routes = {
     params: z.strictObject({ uuid: uuidSchema, deviceId: deviceSelectorSchema }),
     success: { status: 200, schema: preKeyBundleResponseSchema },
     errors: ["not_found"],
+    rateLimits: ["preKeyBundle", "preKeyClaimsPerRequester", "preKeyClaimsPerTarget"],
   },
   sendMultiRecipient: {
     method: "put",
@@ -282,6 +300,7 @@ export const routes = {
     maxBodyBytes: multiRecipientBodyBytes,
     success: { status: 200, schema: multiRecipientResponseSchema },
     errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full", "idempotency_conflict"],
+    rateLimits: ["send", "sealedSend"],
   },
   sendMessages: {
     method: "put",
@@ -293,6 +312,7 @@ export const routes = {
     maxBodyBytes: limits.maxBodyBytes,
     success: { status: 200, schema: sendMessagesResponseSchema },
     errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full", "idempotency_conflict"],
+    rateLimits: ["send", "sealedSend"],
   },
   fetchMessages: {
     method: "get",

@@ -1,10 +1,10 @@
 import { z } from "zod";
 import { limits } from "./limits.js";
 import { idempotencyKeySchema, socketSendRequestSchema } from "./messages.js";
-import { base64Bytes, deviceIdSchema, uuidSchema } from "./primitives.js";
+import { base64Bytes, base64LengthText, deviceIdSchema, uuidSchema } from "./primitives.js";
 
 /** A 16-byte unidentified access key, base64. */
-export const accessKeySchema = base64Bytes(limits.accessKeyBytes);
+export const accessKeySchema = base64Bytes(limits.accessKeyBytes, limits.accessKeyBytes, "an unidentified access key");
 
 /**
  * The header that carries an unidentified access key on an unauthenticated
@@ -15,7 +15,7 @@ export const accessKeyHeader = "unidentified-access-key";
 /** `GET /v1/certificate/trust-root`: the key clients pin to check sender certificates. */
 export const trustRootResponseSchema = z
   .object({
-    publicKey: z.string().meta({ contentEncoding: "base64" }).describe("Serialized libsignal PublicKey"),
+    publicKey: z.string().meta({ contentEncoding: "base64" }).describe(`Serialized libsignal PublicKey: ${base64LengthText(limits.ecPublicKeyBytes)}`),
     fingerprint: z.string().describe("SHA-256 of the serialized key, hex in groups of four: publish it out of band"),
   })
   .meta({ id: "TrustRootResponse" });
@@ -47,7 +47,7 @@ export const recipientAccessKeySchema = z.strictObject({ uuid: uuidSchema, acces
  */
 export const multiRecipientRequestSchema = z
   .strictObject({
-    message: base64Bytes(1, limits.maxMultiRecipientBytes),
+    message: base64Bytes(1, limits.maxMultiRecipientBytes, "a libsignal SealedSenderMultiRecipientMessage"),
     accessKeys: z.array(recipientAccessKeySchema).max(limits.maxGroupRecipients).optional(),
     idempotencyKey: idempotencyKeySchema.optional(),
   })

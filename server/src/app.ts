@@ -10,6 +10,7 @@ import { createAttachmentRouter } from "./http/attachments.js";
 import { bearerAuth } from "./http/bearer-auth.js";
 import { clientAddressOf } from "./http/client-address.js";
 import { createGuards, createHandlers } from "./http/handlers.js";
+import { methodNotAllowed, servedRoutes } from "./http/method-not-allowed.js";
 import { createRouter, errorMiddleware } from "./http/router.js";
 import { watchEventLoop } from "./faults/event-loop-stalls.js";
 import { StorageHealth } from "./faults/storage-full.js";
@@ -116,6 +117,8 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   app.use(createRouter(createHandlers(config, database, services, storage), services.accounts, logger, { guards: createGuards(services), refusals: metrics }));
   app.use(createAdminRouter(config, database, services, io, logger, metrics));
   if (plugins.routes.length) app.use(createPluginRouter(plugins, services.accounts, logger, metrics));
+  // A known path with a method it does not serve: 405 with Allow; an unknown path: 404.
+  app.use(methodNotAllowed(servedRoutes(config, plugins)));
   app.use((_req, _res, next) => next(new HttpError("not_found", "No such route")));
   app.use(errorMiddleware(logger));
 

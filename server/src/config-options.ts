@@ -221,7 +221,7 @@ function redactUrl(url: string): string {
   }
 }
 
-/** The Markdown reference of every option (the README's configuration table is this, verbatim). */
+/** The Markdown reference of every option (the table in docs/configuration.md is this, verbatim). */
 export function configReference(): string {
   const cell = (s: string | undefined): string => (s ? `\`${s}\`` : "");
   const rows = optionSpecs.map((s) => `| ${cell(s.key)} | ${cell(s.flag?.split(" ")[0])} | ${cell(s.env)} | ${cell(s.defaultText)} | ${s.meaning} |`);

@@ -6,7 +6,7 @@ import { defaultConnectionLimits, type ConnectionLimits } from "./gateway/connec
 /** Who may create an account. */
 export type RegistrationMode = "open" | "invite" | "closed";
 
-/** How hard SQLite syncs a commit to disk (see the README for the choice). */
+/** How hard SQLite syncs a commit to disk (see docs/configuration.md for the choice). */
 export type SqliteSynchronous = "FULL" | "NORMAL";
 
 /** Token-bucket rate limits: `points` per `durationSeconds`. */

@@ -39,11 +39,78 @@ export interface ErrorContext {
   nameOf?: (uuid: string) => string;
 }
 
-function isUnreachable(error: unknown): boolean {
-  // fetch() fails with a TypeError whose cause is the socket error; socket.io reports a TransportError.
-  const cause = (error as { cause?: { code?: unknown } }).cause;
-  if (error instanceof TypeError && cause && typeof cause.code === "string") return true;
-  return (error as { type?: unknown }).type === "TransportError";
+/** The socket-level failure under a failed fetch() or Socket.IO connection: its code (ECONNREFUSED, ENOTFOUND, a TLS code) and message. */
+function networkCause(error: unknown): { code?: string; message: string } | null {
+  // fetch() fails with a TypeError whose cause is the socket error; socket.io reports a TransportError whose description is the WebSocket's ErrorEvent.
+  const e = error as { cause?: unknown; type?: unknown; description?: { error?: unknown; message?: unknown } };
+  let cause: unknown;
+  if (error instanceof TypeError && error.message === "fetch failed" && e.cause instanceof Error) cause = e.cause;
+  else if (e.type === "TransportError") cause = e.description?.error ?? e.description ?? {};
+  else return null;
+  // undici wraps some failures once more (a connect timeout); a refused dual-stack connect is an AggregateError with the code.
+  for (let depth = 0; depth < 3 && cause; depth++) {
+    const c = cause as { code?: unknown; message?: unknown; cause?: unknown };
+    if (typeof c.code === "string") return { code: c.code, message: typeof c.message === "string" ? c.message : c.code };
+    if (!c.cause) return { message: typeof c.message === "string" ? c.message : String(cause) };
+    cause = c.cause;
+  }
+  return { message: "unknown network error" };
+}
+
+const tlsCode = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|EPROTO$)/;
+
+/** Why `server` could not be reached, in words, with what to try. */
+function describeUnreachable(cause: { code?: string; message: string }, server: string | undefined): string {
+  let host = "the homeserver";
+  let where = "the homeserver's address";
+  if (server) {
+    try {
+      const url = new URL(server);
+      host = url.hostname;
+      where = `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
+    } catch {
+      // Not a URL: name it as given.
+    }
+  }
+  const reach = `cannot reach ${server ?? "the homeserver"}`;
+  const code = cause.code;
+  // OpenSSL's messages end in a newline and a source location.
+  const message = cause.message.split("\n")[0]!.trim();
+  switch (code) {
+    case "ECONNREFUSED":
+      return `${reach}: connection refused by ${where} (nothing listens there). Is the homeserver running, and are the host and port right?`;
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+    case "EAI_NONAME":
+      return `${reach}: the DNS lookup of ${host} failed (${code}). Check the host name in --server, and this machine's network and DNS.`;
+    case "ETIMEDOUT":
+    case "UND_ERR_CONNECT_TIMEOUT":
+      return `${reach}: connecting to ${where} timed out. Is the host up, and does a firewall let that port through?`;
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+    case "EHOSTDOWN":
+    case "ENETDOWN":
+      return `${reach}: no route to ${where} (${code}). Check this machine's network connection.`;
+    case "ECONNRESET":
+    case "UND_ERR_SOCKET":
+    case "EPIPE":
+      return `${reach}: ${where} closed the connection (${code}). Is that a ZimChat homeserver, and is http:// or https:// right for it?`;
+    default:
+      break;
+  }
+  if (code && tlsCode.test(code)) {
+    if (/wrong version number|packet length too long|http request/i.test(message)) {
+      return `${reach}: the TLS handshake failed: ${where} does not seem to speak https (it answered in plain text). Try http://, or the port where the homeserver (or its proxy) serves TLS.`;
+    }
+    return (
+      `${reach}: the TLS handshake with ${where} failed (${code}: ${message}). Check that the homeserver's certificate is valid for ${host} and not expired; ` +
+      `a certificate from a private CA is trusted with NODE_EXTRA_CA_CERTS=<ca.pem>.`
+    );
+  }
+  if (message === "bad port") {
+    return `${reach}: Node's fetch refuses to connect to port ${where.split(":").pop()} (a port reserved for another protocol, blocked as browsers block it). Run the homeserver on another port, like 8080.`;
+  }
+  return `${reach}: ${code ? `${code}: ` : ""}${message}`;
 }
 
 /** The homeserver's refusals, in words. */
@@ -102,6 +169,7 @@ export function toCliError(error: unknown, context: ErrorContext = {}): CliError
   if ((error as { data?: { code?: unknown } }).data?.code === "unauthorized") {
     return new CliError("server_error", `${server} does not recognise this device (was it unlinked, or the account removed?)`, { cause: error });
   }
-  if (isUnreachable(error)) return new CliError("unreachable", `cannot reach ${server}`, { cause: error });
+  const network = networkCause(error);
+  if (network) return new CliError("unreachable", describeUnreachable(network, context.server), { cause: error });
   return new CliError("internal", error instanceof Error ? error.message : String(error), { cause: error });
 }

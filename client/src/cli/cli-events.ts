@@ -39,9 +39,18 @@ export type CliEvent =
   | { type: "outgoing"; to: string; toUuid?: string; group?: GroupRef; fromDevice: number; text: string; timestamp: number; envelopeId: string; attachment?: AttachmentSummary }
   /** A message from the stored conversation (`chat` shows the history first). `user` is the other person, or in a group the author. */
   | { type: "history"; direction: "in" | "out"; user: string; text: string; timestamp: number; group?: GroupRef; id?: string; attachment?: AttachmentSummary }
-  | { type: "sent"; to: string; toUuid: string; text: string; timestamp: number; devices: number }
+  /** A message sent to a user; `queued` when `chat` had queued it while the homeserver was unreachable. */
+  | { type: "sent"; to: string; toUuid: string; text: string; timestamp: number; devices: number; queued?: true }
   /** A message sent to a group: one upload the server fans out to `devices` member devices. */
-  | { type: "groupSent"; group: GroupRef; text: string; timestamp: number; devices: number }
+  | { type: "groupSent"; group: GroupRef; text: string; timestamp: number; devices: number; queued?: true }
+  /**
+   * `chat`: a typed line that could not be sent (the homeserver is unreachable): it is kept, in memory and in
+   * the profile's outbox.json, and sent when the homeserver answers again (or by the next `chat` with the same
+   * user or group). `pending` counts the lines waiting; `reason` says why.
+   */
+  | { type: "queued"; to: string; group?: GroupRef; text: string; pending: number; reason: string }
+  /** `chat` ends with lines still queued: they stay in the profile's outbox.json for the next `chat` with `to`. */
+  | { type: "unsent"; to: string; group?: GroupRef; count: number; profile: string }
   | { type: "fileSent"; to: string; toUuid?: string; group?: GroupRef; fileName: string; size: number; caption: string; timestamp: number }
   | { type: "downloaded"; messageId: string; path: string; size: number; fileName?: string }
   | { type: "receipt"; from: string; fromUuid: string; timestamps: number[] }

@@ -7,4 +7,4 @@ import { chatProgram } from "./program.js";
 
 const { version } = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
-await chatProgram(version).parseAsync(process.argv);
+await chatProgram(version, process.env).parseAsync(process.argv);

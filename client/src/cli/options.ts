@@ -1,18 +1,24 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
-import { defaultProfileDir } from "./profile.js";
+import { defaultProfileName, profileDir, profilesHome } from "./profile-path.js";
 
 /** The options every subcommand takes. */
 export interface CommonOptions {
-  /** The profile directory. @default "./.zimchat-chat" (or ZIMCHAT_PROFILE) */
+  /** The profile directory (resolved from a name or path). @default `$XDG_DATA_HOME/zimchat/profiles/default` (or ZIMCHAT_PROFILE) */
   profile: string;
   /** One JSON object per line instead of text. @default false */
   json: boolean;
 }
 
-/** Adds --profile and --json to a subcommand. */
-export function withCommonOptions(command: Command): Command {
+/** Adds --profile and --json to a subcommand; `env` gives XDG_DATA_HOME (where named profiles live). */
+export function withCommonOptions(command: Command, env: { XDG_DATA_HOME?: string | undefined } = {}): Command {
+  const home = profilesHome(env);
   return command
-    .addOption(new Option("--profile <dir>", "the profile directory holding this device (device.db)").env("ZIMCHAT_PROFILE").default(defaultProfileDir))
+    .addOption(
+      new Option("--profile <dir>", `the profile directory holding this device (device.db) as a path (any value with a /, like ./alice), or a profile name, kept in ${home}/<name>`)
+        .env("ZIMCHAT_PROFILE")
+        .argParser((value: string) => profileDir(value, env))
+        .default(profileDir(defaultProfileName, env), defaultProfileName),
+    )
     .addOption(new Option("--json", "print one JSON object per line, for scripts").default(false));
 }
 

@@ -6,21 +6,25 @@ import type { ReceiveOptions } from "./commands/receive.js";
 import type { RegisterOptions } from "./commands/register.js";
 import type { SendFileOptions } from "./commands/send-file.js";
 import { count, deviceId, seconds, withCommonOptions, type CommonOptions } from "./options.js";
+import { profilesHome } from "./profile-path.js";
 import { chatHelp } from "./render.js";
 
 // Each command's module (and with it libsignal, SQLite and Socket.IO) loads
 // only when that command runs, so --help and usage errors answer at once.
 
 /** The `zimchat-chat` command line. */
-export function chatProgram(version: string): Command {
+export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | undefined } = {}): Command {
   const program = new Command()
     .name("zimchat-chat")
-    .description("End-to-end encrypted ZimChat in your terminal. Each device lives in a profile directory (--profile, ZIMCHAT_PROFILE; default ./.zimchat-chat).")
+    .description(
+      `End-to-end encrypted ZimChat in your terminal. Each device lives in a profile (--profile, ZIMCHAT_PROFILE): a name, kept in ${profilesHome(env)}/<name> ` +
+        `($XDG_DATA_HOME/zimchat/profiles; "default" unless named), or a directory path (any value with a /). Set NO_COLOR for output without colours.`,
+    )
     .version(version)
     .showHelpAfterError();
 
   // program.command() (not addCommand) so that subcommands inherit showHelpAfterError.
-  const command = (name: string, description: string, parent: Command = program): Command => withCommonOptions(parent.command(name).description(description));
+  const command = (name: string, description: string, parent: Command = program): Command => withCommonOptions(parent.command(name).description(description), env);
   const target = "a username, or a group: group:<id-or-title> (a group id, or a title that is not a username, also works without group:)";
 
   command("register", "create an account and this device on a homeserver (keys are generated here and never leave the profile)")

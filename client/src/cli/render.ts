@@ -55,7 +55,7 @@ const messages = (n: number): string => (n === 1 ? "1 message" : `${n} messages`
 
 /** Which stream an event goes to in human mode. */
 export function isDiagnostic(event: CliEvent): boolean {
-  return event.type === "error" || event.type === "warning" || event.type === "decryptionFailed";
+  return event.type === "error" || event.type === "warning" || event.type === "decryptionFailed" || event.type === "queued" || event.type === "unsent";
 }
 
 /**
@@ -73,11 +73,24 @@ export function renderEvent(event: CliEvent): string | null {
     case "outgoing":
       return `[${clockTime(event.timestamp)}] you → ${event.group ? `(${printable(event.group.title)})` : event.to} (from your device ${event.fromDevice}): ${body(event.text, event.attachment, event.envelopeId)}`;
     case "history":
-      return `[${clockTime(event.timestamp)}] ${inGroup(event.group)}${event.direction === "out" ? "you" : event.user}: ${body(event.text, event.attachment, event.direction === "in" ? event.id : undefined)}`;
+      // The same shapes as live lines: "you → bob: …" or "you → (Group): …" for what this account sent, "bob: …" or "(Group) bob: …" for the rest.
+      return event.direction === "out"
+        ? `[${clockTime(event.timestamp)}] you → ${event.group ? `(${printable(event.group.title)})` : event.user}: ${body(event.text, event.attachment, undefined)}`
+        : `[${clockTime(event.timestamp)}] ${inGroup(event.group)}${event.user}: ${body(event.text, event.attachment, event.id)}`;
     case "sent":
-      return `[${clockTime(event.timestamp)}] you → ${event.to}: ${event.text}`;
+      return `[${clockTime(event.timestamp)}] you → ${event.to}: ${event.text}${event.queued ? " (sent now: it was queued)" : ""}`;
     case "groupSent":
-      return `[${clockTime(event.timestamp)}] you → (${printable(event.group.title)}): ${event.text}`;
+      return `[${clockTime(event.timestamp)}] you → (${printable(event.group.title)}): ${event.text}${event.queued ? " (sent now: it was queued)" : ""}`;
+    case "queued":
+      return (
+        `Not sent yet: ${event.reason}\n` +
+        `  queued, will send when the server is reachable (${messages(event.pending)} waiting for ${event.group ? `(${printable(event.group.title)})` : event.to}): ${printable(event.text)}`
+      );
+    case "unsent":
+      return (
+        `${messages(event.count)} to ${event.group ? `(${printable(event.group.title)})` : event.to} not sent: the homeserver was unreachable. ` +
+        `They are kept in ${event.profile} and sent the next time you run zimchat-chat chat ${event.group ? `"group:${event.group.id}"` : event.to}.`
+      );
     case "fileSent":
       return `[${clockTime(event.timestamp)}] you → ${event.group ? `(${printable(event.group.title)})` : event.to}: ${body(event.caption, { fileName: event.fileName, size: event.size }, undefined)}`;
     case "downloaded":

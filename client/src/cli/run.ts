@@ -1,5 +1,6 @@
 import { toCliError } from "./cli-error.js";
 import { Output } from "./output.js";
+import { useColour } from "./terminal.js";
 
 /**
  * Runs one command's work with its output, and turns a failure into an
@@ -7,7 +8,7 @@ import { Output } from "./output.js";
  * itself, once the last network write (a delivery receipt) is done.
  */
 export async function runCommand(options: { json: boolean }, work: (output: Output) => Promise<void>): Promise<void> {
-  const output = new Output(options.json);
+  const output = new Output(options.json, useColour(process.stdout, process.env));
   try {
     await work(output);
   } catch (error) {

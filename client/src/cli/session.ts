@@ -1,9 +1,12 @@
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { usernamePattern } from "@zimchat/protocol";
-import { ApiError, SqliteDeviceStore, ZimClient, type AttachmentPointer, type GroupState } from "../index.js";
+import { ApiError, SqliteDeviceStore, ZimClient, type AttachmentPointer, type GroupState, type ZimClientOptions } from "../index.js";
 import type { AttachmentSummary, GroupRef } from "./cli-events.js";
 import { CliError, toCliError } from "./cli-error.js";
 import type { Output } from "./output.js";
 import { Profile } from "./profile.js";
+import { legacyProfileDir } from "./profile-path.js";
 
 /** A registered device opened from its profile, with the SDK's events wired to the output. */
 export interface Session {
@@ -55,17 +58,25 @@ function errorMessage(error: unknown): string {
  * whatever happens. Errors come out as {@link CliError}s that name people by
  * username.
  */
-export async function withSession<T>(profileDir: string, output: Output, work: (session: Session) => Promise<T>): Promise<T> {
+export async function withSession<T>(
+  profileDir: string,
+  output: Output,
+  work: (session: Session) => Promise<T>,
+  clientOptions: Pick<ZimClientOptions, "sendRetry"> = {},
+): Promise<T> {
   const profile = new Profile(profileDir);
   if (!profile.hasStore()) {
-    throw new CliError("not_registered", `no device in ${profile.dir}: run zimchat-chat register --server <url> --username <name> first, or pass --profile <dir>`);
+    // zimchat-chat used to keep the default profile in ./.zimchat-chat: point there rather than look unregistered.
+    const legacy = resolve(legacyProfileDir);
+    const hint = legacy !== profile.dir && existsSync(join(legacy, "device.db")) ? ` (an older zimchat-chat left a profile in ${legacy}: pass --profile ./${legacyProfileDir}, or move it to ${profile.dir})` : "";
+    throw new CliError("not_registered", `no device in ${profile.dir}${hint}: run zimchat-chat register --server <url> --username <name> first, or pass --profile <dir>`);
   }
   const store = new SqliteDeviceStore(profile.storePath);
   if (!store.getLocal()?.uuid) {
     store.close();
     throw new CliError("not_registered", `the device in ${profile.dir} never finished registering: delete that directory and register again`);
   }
-  const client = new ZimClient({ store });
+  const client = new ZimClient({ store, ...clientOptions });
   const { contacts } = profile;
   const self = client.local;
   // Group member lists name this account too.

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
 import { PrivateKey } from "@signalapp/libsignal-client";
 import {
+  ApiError,
   ZimClient,
   checkServerUrl,
   safetyNumber,
@@ -12,11 +13,14 @@ import {
   type UploadOptions,
   type ZimClientOptions,
 } from "@zimchat/client";
+import type { DisconnectReason } from "@zimchat/protocol";
 import { Composer, parseCommand, type MiddlewareFn } from "./composer.js";
 import { Context, type BotUpdate } from "./context.js";
-import { BotConfigError, BotError, type BotRegistration } from "./errors.js";
+import { BotConfigError, BotError, closedConnectionReason, usernameTakenError, type BotRegistration } from "./errors.js";
 import { consoleLogger, silentLogger, type BotLogger } from "./logger.js";
 import { BotDeviceStore, openRegisteredStore, readMarker, storeFileName, unmarkedRegistration, writeMarker } from "./registration.js";
+import { releaseSignals, stopOnSignals } from "./signals.js";
+import { lockStore } from "./store-lock.js";
 import { Allowlist, type BotTrust, type IdentityChangePolicy } from "./trust.js";
 
 /** Options for {@link Bot}. */
@@ -62,6 +66,14 @@ export interface BotOptions {
    * always allowed); see `ZimClientOptions.allowInsecureHttp`. @default false
    */
   allowInsecureHttp?: boolean;
+  /**
+   * While the bot runs, SIGINT (Ctrl-C) and SIGTERM stop it cleanly (the
+   * updates in hand finish, the connection and the store close) and then end
+   * the process (exit code 0, or 1 if stopping failed); a second signal ends
+   * it at once. `false` leaves signals to the application, which then calls
+   * `stop()` itself. @default true
+   */
+  handleSignals?: boolean;
 }
 
 /** The error boundary's handler: gets every error a handler threw, with its context. */
@@ -105,6 +117,9 @@ export class Bot<C extends Context = Context> extends Composer<C> {
   private readonly queues = new Map<string, Promise<void>>();
   private readonly startHooks: ((bot: this) => unknown)[] = [];
   private readonly stopHooks: ((bot: this) => unknown)[] = [];
+  private readonly displacedHooks: ((bot: this) => unknown)[] = [];
+  /** Releases the directory's lock (`bot.lock`) while the bot runs. */
+  private unlock: (() => void) | null = null;
 
   constructor(options: BotOptions) {
     super();
@@ -178,15 +193,24 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     return this;
   }
 
-  /** The generated `/help` text: the description, then each command with its description. */
+  /**
+   * Runs `hook` when the homeserver closed the bot's connection because
+   * another connection of the same device took over (the bot's directory, or
+   * a copy of it, runs in another process): the bot has stopped by then
+   * (`stop()` ran). Runners exit non-zero here (a supervisor restarting the
+   * bot would only displace the other copy in turn).
+   */
+  onDisplaced(hook: (bot: this) => unknown): this {
+    this.displacedHooks.push(hook);
+    return this;
+  }
+
+  /** The generated `/help` text: the description, then each command with its description (always at least `/help` itself). */
   helpText(): string {
     const lines = this.options.description ? [this.options.description, ""] : [];
     const commands = this.commands;
-    if (!commands.length) lines.push("This bot has no commands.");
-    else {
-      lines.push("Commands:");
-      for (const c of commands) lines.push(c.description ? `/${c.name} - ${c.description}` : `/${c.name}`);
-    }
+    lines.push("Commands:");
+    for (const c of commands) lines.push(c.description ? `/${c.name} - ${c.description}` : `/${c.name}`);
     if (!commands.some((c) => c.name === "help")) lines.push("/help - this list");
     return lines.join("\n");
   }
@@ -201,7 +225,17 @@ export class Bot<C extends Context = Context> extends Composer<C> {
   async start(): Promise<void> {
     if (this.zim) throw new Error("the bot is already running");
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const { store, client, marker } = await this.openDevice();
+    // One process per bot directory: a second one would displace this one's connection.
+    const unlock = lockStore(this.dir);
+    let device;
+    try {
+      device = await this.openDevice();
+    } catch (error) {
+      unlock();
+      throw error;
+    }
+    const { store, client, marker } = device;
+    this.unlock = unlock;
     this.store = store;
     this.zim = client;
     this.marker = marker;
@@ -213,6 +247,7 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       await this.closeDevice();
       throw error;
     }
+    if (this.options.handleSignals ?? true) stopOnSignals(this);
     this.announce();
     for (const hook of this.startHooks) await hook(this);
   }
@@ -223,6 +258,7 @@ export class Bot<C extends Context = Context> extends Composer<C> {
    */
   async stop(): Promise<void> {
     if (!this.zim) return;
+    releaseSignals(this);
     await this.closeDevice();
     for (const hook of this.stopHooks) {
       try {
@@ -335,6 +371,9 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       store.release();
       // The store is left empty by a refused registration: the next start tries again from scratch.
       unmarkedRegistration(this.dir);
+      if (!link && error instanceof ApiError && error.code === "username_taken") {
+        throw usernameTakenError(username!, server, this.dir, error);
+      }
       throw error;
     }
     const local = client.local;
@@ -352,8 +391,28 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     await this.idle();
     client.removeAllListeners();
     this.store?.release();
+    this.unlock?.();
+    this.unlock = null;
     this.zim = null;
     this.store = null;
+  }
+
+  /** The homeserver closed the bot's connection for good: say why, stop, and tell `onDisplaced` hooks when another connection took over. */
+  private async closedByServer(reason: DisconnectReason): Promise<void> {
+    if (reason === "shutdown") {
+      this.logger.warn("The homeserver is shutting down and closed the bot's connection (the client does not reconnect by itself): restart the bot once the homeserver is back.");
+      return;
+    }
+    this.logger.error(`The homeserver closed the connection of @${this.username}: ${closedConnectionReason(reason, this.dir)}`);
+    await this.stop();
+    if (reason !== "displaced") return;
+    for (const hook of this.displacedHooks) {
+      try {
+        await hook(this);
+      } catch (error) {
+        this.logger.error(`A displaced hook failed: ${describeError(error)}`, error);
+      }
+    }
   }
 
   private wire(client: ZimClient): void {
@@ -386,6 +445,9 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       this.enqueue("", () => this.run(new Context({ type: "device_list_changed", devices }, this.asBot(), false) as C));
     });
     client.on("warning", (error) => this.logger.warn(`Background work failed: ${describeError(error)}`));
+    client.on("closedByServer", ({ reason }) => {
+      this.closedByServer(reason).catch((error: unknown) => this.logger.error(`Stopping after the homeserver closed the connection failed: ${describeError(error)}`, error));
+    });
   }
 
   private asBot(): Bot<Context> {

@@ -1,3 +1,4 @@
+import { missingCase, type DisconnectReason } from "@zimchat/protocol";
 import type { Context } from "./context.js";
 
 /** Why a registered bot's protocol store cannot be used. */
@@ -28,7 +29,7 @@ const problems: Record<BotStoreProblem, string> = {
  * start: without its store it cannot decrypt anything sent to it, and
  * registering again silently would change its identity under its users.
  *
- * The message (documented in the README's Bots section) reads:
+ * The message (documented in docs/bot-guide.md) reads:
  *
  * `Bot "<username>" (account <uuid>, device <n> on <server>) is registered
  * in <dir>, but its protocol store <dir>/device.db <problem>, so it cannot
@@ -74,5 +75,38 @@ export class BotError<C extends Context = Context> extends Error {
     readonly ctx: C,
   ) {
     super(`a handler failed on a ${ctx.update.type} update: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}
+
+/**
+ * Registering `username` was refused because it is taken, and `dir` holds
+ * no bot: what that means (a lost directory takes its keys with it) and how to recover.
+ */
+export function usernameTakenError(username: string, server: string, dir: string, cause: unknown): BotConfigError {
+  return new BotConfigError(
+    `The username ${username} is already registered on ${server}, and ${dir} holds no bot. ` +
+      `If this was the bot's directory (deleted, emptied or replaced), its keys went with it: that account cannot be used from here again, ` +
+      `and nothing sent to it can be decrypted. To recover: restore the directory from a backup; or register under another username (the username option); ` +
+      `or ask the homeserver's operator to delete the old account, which frees the username: zimchat admin account delete ${username}.`,
+    { cause },
+  );
+}
+
+/** Why the homeserver closed a bot's connection for good, and what the bot does about it (it stops). */
+export function closedConnectionReason(reason: Exclude<DisconnectReason, "shutdown">, dir: string): string {
+  switch (reason) {
+    case "displaced":
+      return (
+        `another connection of this device took over: this bot's directory (${dir}), or a copy of it, runs in another process. ` +
+        "This one stops; run each bot directory in one process only (a copy's sessions and keys drift apart from the original's)."
+      );
+    case "removed":
+      return "this device was unlinked from the bot's account. The bot stops; link or register it again to bring it back.";
+    case "disabled":
+      return "the homeserver's operator disabled the bot's account. The bot stops.";
+    case "deleted":
+      return "the homeserver's operator deleted the bot's account. The bot stops; its directory can no longer be used.";
+    default:
+      return missingCase(reason);
   }
 }

@@ -9,6 +9,7 @@
 export { Bot, type BotOptions, type ErrorHandler } from "./bot.js";
 export { BotConfigError, BotError, BotStoreError, type BotRegistration, type BotStoreProblem } from "./errors.js";
 export { markerFileName, storeFileName } from "./registration.js";
+export { BotLockedError, lockFileName, type StoreLockHolder } from "./store-lock.js";
 
 // Routing
 export { Composer, compose, parseCommand, type CommandInfo, type Middleware, type MiddlewareFn, type MiddlewareObj, type NextFunction } from "./composer.js";

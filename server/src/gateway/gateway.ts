@@ -2,11 +2,8 @@ import type { IncomingMessage, Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server, type Namespace, type Socket } from "socket.io";
 import {
-  ackRequestSchema,
   limits,
-  multiRecipientRequestSchema,
-  sealedSocketSendRequestSchema,
-  socketSendRequestSchema,
+  socketNamespaces,
   type ClientToServerEvents,
   type SealedClientToServerEvents,
   type ServerToClientEvents,
@@ -118,10 +115,10 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     older.disconnectSockets(true);
     void socket.join([room, accountRoom(accountId)]);
 
-    socket.on("send", handler(logger, socketSendRequestSchema, (request) =>
+    socket.on("send", handler(logger, socketNamespaces["/"].clientToServer.send.payload, (request) =>
       services.mailbox.send(socket.data, request.destination, request.messages, request.idempotencyKey),
     ));
-    socket.on("ack", handler(logger, ackRequestSchema, async (request) => ({
+    socket.on("ack", handler(logger, socketNamespaces["/"].clientToServer.ack.payload, async (request) => ({
       deleted: await services.mailbox.ack(socket.data, request.ids),
     })));
     drain(socket, services, drainAckTimeoutMs).catch((error: unknown) => logger.error({ err: error }, "queue drain failed"));
@@ -179,10 +176,10 @@ function serveSealed(io: Gateway, services: Services, logger: Logger, guard: Con
     socket.once("disconnect", () => clearTimeout(idle));
     // The handshake's address keys the sealed-send limit (per recipient and source).
     const source = clientAddress(socket.request);
-    socket.on("send", handler(logger, sealedSocketSendRequestSchema, ({ destination, messages, accessKey, idempotencyKey }) =>
+    socket.on("send", handler(logger, socketNamespaces["/sealed"].clientToServer.send.payload, ({ destination, messages, accessKey, idempotencyKey }) =>
       services.sealed.send(destination, messages, accessKey, source, idempotencyKey),
     ));
-    socket.on("send-multi", handler(logger, multiRecipientRequestSchema, (request) => services.sealed.sendMultiRecipient(undefined, request, source)));
+    socket.on("send-multi", handler(logger, socketNamespaces["/sealed"].clientToServer["send-multi"].payload, (request) => services.sealed.sendMultiRecipient(undefined, request, source)));
   });
 }
 

@@ -3,7 +3,7 @@ import type { Database } from "../db/database.js";
 import { HttpError } from "../errors.js";
 import type { Services } from "../services/index.js";
 import type { StorageHealth } from "../faults/storage-full.js";
-import { buildOpenApiDocument, limits } from "@zimchat/protocol";
+import { buildAsyncApiDocument, buildOpenApiDocument, limits, type RateLimitName } from "@zimchat/protocol";
 import type { RouteGuards, RouteHandlers } from "./context.js";
 import { serverVersion } from "../version.js";
 
@@ -12,7 +12,12 @@ import { serverVersion } from "../version.js";
  * Validation, authentication and error mapping happen in the router.
  */
 export function createHandlers(config: ServerConfig, database: Database, services: Services, storage?: StorageHealth): RouteHandlers {
-  const openapi = buildOpenApiDocument({ version: serverVersion, serverName: config.serverName });
+  // Both documents state this server's own limits: the settings the rate limiter and the gateway use.
+  const documented = { version: serverVersion, serverName: config.serverName, rateLimits: config.rateLimits };
+  const openapi = buildOpenApiDocument(documented);
+  // `--rate-limits off` lifts the per-address connection caps too (see createApp): null, unlimited.
+  const connectionLimits = config.rateLimits ? { ...config.connectionLimits } : { ...config.connectionLimits, handshakesPerAddress: null, sealedPerAddress: null };
+  const asyncapi = buildAsyncApiDocument({ ...documented, connectionLimits });
   const { accounts, keys, mailbox } = services;
   return {
     health: async () => ({ status: "ok" }),
@@ -24,6 +29,7 @@ export function createHandlers(config: ServerConfig, database: Database, service
       return { status: "ready", ...check };
     },
     openapi: async () => openapi as { openapi: string },
+    asyncapi: async () => asyncapi as { asyncapi: string },
     register: async ({ body, clientAddress }) => accounts.register(body, clientAddress),
     whoAmI: async ({ principal }) => accounts.whoAmI(principal),
     resetIdentity: async ({ principal, body }) => services.devices.resetIdentity(principal, () => accounts.resetIdentity(principal, body)),
@@ -67,3 +73,8 @@ export function createGuards(services: Services): RouteGuards {
     },
   };
 }
+
+/** The server's rate limits and the protocol's documented ones are the same names (a compile error otherwise). */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const rateLimitNamesMatch: Same<keyof Exclude<ServerConfig["rateLimits"], false>, RateLimitName> = true;
+void rateLimitNamesMatch;

@@ -4,9 +4,9 @@ import { definePlugin } from "@zimchat/plugin-sdk/server";
 import { z } from "zod";
 import { roomyRateLimits, startServer, type TestServer } from "../support/harness.js";
 
-// Observation 9: a plugin whose hook blocks the event loop (a synchronous
-// busy loop cannot be timed out) used to freeze the server silently. Now the
-// stall is logged afterwards with the plugin and hook, and counted.
+// A plugin whose hook blocks the event loop (a synchronous busy loop cannot
+// be timed out) must not freeze the server silently: the stall is logged
+// afterwards with the plugin and hook, and counted.
 
 const busy = definePlugin({
   name: "busy-loop",

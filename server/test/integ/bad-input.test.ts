@@ -247,7 +247,7 @@ describe("bad input", () => {
       path.replace(":uuid", bob.uuid).replace(":deviceId", "1").replace(":username", bobName).replace(":code", "A".repeat(22));
     const all = Object.entries(routes) as [string, RouteSpec][];
 
-    // Only routes that take a body read one (issue 12): the others ignore it, unparsed.
+    // Only routes that take a body read one: the others ignore it, unparsed.
     const withBody = all.filter(([, route]) => route.body);
 
     it("answers malformed JSON with 400 malformed_json on every route that takes a body; the others never parse one", async () => {
@@ -318,19 +318,26 @@ describe("bad input", () => {
       assertRefused(charset, 400, "invalid_request", "charset");
     });
 
-    it("answers unknown routes and methods with 404 not_found JSON", async () => {
+    it("answers unknown routes with 404 not_found JSON, and unserved methods on known paths with 405 and Allow", async () => {
+      const unserved: [RouteSpec["method"] | "patch", string, string][] = [
+        ["get", "/v1/accounts", "POST"],
+        ["delete", "/v1/keys", "PUT"],
+        ["post", "/v1/keys/count", "GET, HEAD"],
+        ["patch", "/v1/messages/ack", "POST, PUT"],
+        ["get", "/v1/messages/ack", "POST, PUT"],
+        ["put", "/v1/messages", "GET, HEAD"],
+      ];
+      for (const [method, path, allow] of unserved) {
+        const res = await server.http()[method](path).set("Authorization", alice.authHeader);
+        assertRefused(res, 405, "method_not_allowed", `${method.toUpperCase()} ${path}`);
+        assert.equal(res.headers.allow, allow, `${method.toUpperCase()} ${path}: Allow`);
+      }
       const unknown: [RouteSpec["method"] | "patch", string][] = [
         ["get", "/"],
         ["get", "/nope"],
         ["get", "/v2/keys/count"],
-        ["get", "/v1/accounts"],
-        ["delete", "/v1/keys"],
-        ["post", "/v1/keys/count"],
-        ["patch", "/v1/messages/ack"],
-        ["get", "/v1/messages/ack"],
         ["get", `/v1/keys/${bob.uuid}`],
         ["get", `/v1/keys/${bob.uuid}/1/extra`],
-        ["put", "/v1/messages"],
         ["get", "/openapi.yaml"],
         ["get", "/.env"],
         ["get", "/socket.io.js"],

@@ -9,7 +9,7 @@ import { configReference } from "../../src/config-options.js";
 import { startChildServer } from "../support/child-server.js";
 
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
-const readme = fileURLToPath(new URL("../../../../README.md", import.meta.url));
+const configurationDoc = fileURLToPath(new URL("../../../../docs/configuration.md", import.meta.url));
 
 /** Runs `zimchat <args>` to its end. */
 function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -107,11 +107,11 @@ describe("configuration through the real CLI", () => {
     assert.equal(missing.stderr.trim(), `zimchat: invalid configuration: metricsToken (env ZIMCHAT_METRICS_TOKEN_FILE): cannot read ${join(dir, "no-such-file")}: ENOENT`);
   });
 
-  it("the README's configuration table is the generated reference, and `zimchat config reference` prints it", async () => {
-    const text = readFileSync(readme, "utf8");
+  it("the configuration table in docs/configuration.md is the generated reference, and `zimchat config reference` prints it", async () => {
+    const text = readFileSync(configurationDoc, "utf8");
     const match = /<!-- config-reference:start -->\n([\s\S]*?)<!-- config-reference:end -->/.exec(text);
-    assert.ok(match, "README.md has the config-reference markers");
-    assert.equal(match[1]!.trim(), configReference(), "README is stale: paste the output of `zimchat config reference` between the markers");
+    assert.ok(match, "docs/configuration.md has the config-reference markers");
+    assert.equal(match[1]!.trim(), configReference(), "docs/configuration.md is stale: paste the output of `zimchat config reference` between the markers");
     const printed = await run(["config", "reference"]);
     assert.equal(printed.stdout.trim(), configReference());
   });

@@ -1,7 +1,7 @@
 /**
- * Issue 12, observation 10: weak defaults. A 22-character password was
- * accepted, failed logins were not limited, data files were created 0644,
- * and CLI mistakes ended in stack traces.
+ * Hardened defaults: a 22-character password is refused, failed logins are
+ * limited, data files are created owner-only, and CLI mistakes end in a
+ * message, not a stack trace.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";

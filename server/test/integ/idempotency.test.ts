@@ -1,5 +1,5 @@
 /**
- * Idempotency keys on sends (issue 12, "Retried sends duplicate"): a retry
+ * Idempotency keys on sends (retried sends must not duplicate): a retry
  * with the same key gets the first answer and stores nothing new, on every
  * send path (REST, socket, sealed, multi-recipient); keys are scoped so one
  * client's key never meets another's.

@@ -2,8 +2,7 @@
  * Attachment uploads cannot overshoot the account's quota even when they run
  * concurrently (the quota is reserved when an upload starts), a stalled
  * upload is cut off and leaves no `.part` file, and an account's concurrent
- * uploads and stored attachments (zero-byte ones included) are capped
- * (issue 12, observation 5).
+ * uploads and stored attachments (zero-byte ones included) are capped.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";

@@ -4,7 +4,7 @@
  * a hostile 2 MB deeply nested body costs the server almost nothing on a
  * 404, on an unauthenticated route, or from a stranger on an authenticated
  * route, and honest users keep their latency while several such senders
- * run in parallel (issue 12, observation 3).
+ * run in parallel.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";

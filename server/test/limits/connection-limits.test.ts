@@ -1,5 +1,5 @@
 /**
- * Issue 12, observation 2: credential-free `/sealed` sockets were unlimited.
+ * Credential-free `/sealed` sockets are limited.
  * A real `zimchat serve` child (so its descriptors can be counted in
  * /proc/<pid>/fd) takes thousands of `/sealed` connections from one address:
  * beyond the per-address cap they are refused, the server's descriptor count

@@ -1,7 +1,7 @@
 /**
- * Issue 12, mailbox path: per-recipient-device caps (observation 4), the
+ * The mailbox path: per-recipient-device caps, the
  * shared part of a multi-recipient message stored once and assembled
- * byte-identically at delivery (observation 1), and coarse server
+ * byte-identically at delivery, and coarse server
  * timestamps (seized queues). Real app, real database, real libsignal.
  */
 import assert from "node:assert/strict";

@@ -1,5 +1,5 @@
 /**
- * Observation 1 of issue 12: a credential-free multi-recipient send naming
+ * A credential-free multi-recipient send naming
  * ~1,000 made-up recipients must be refused (401) before any per-recipient
  * work, on REST and on the `/sealed` socket. Drives a real `zimchat serve`
  * child process and reads its CPU time and RSS from /proc.

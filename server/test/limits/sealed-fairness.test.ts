@@ -2,7 +2,7 @@
  * The sealed-send limit is kept per recipient AND per source address, so one
  * sender holding a recipient's access key cannot use up every other sealed
  * sender's allowance; and the client SDK falls back to an authenticated
- * send when a sealed send is rate limited (issue 12, observation 7).
+ * send when a sealed send is rate limited.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";

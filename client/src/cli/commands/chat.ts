@@ -1,4 +1,5 @@
 import { clearLine, createInterface, cursorTo, moveCursor } from "node:readline";
+import { LineOutbox } from "../chat-outbox.js";
 import { toCliError } from "../cli-error.js";
 import type { CommonOptions } from "../options.js";
 import type { Output } from "../output.js";
@@ -86,6 +87,24 @@ async function chatWith(session: Session, to: string, history: number): Promise<
   await session.connectToSend();
   output.emit({ type: "chatReady", user: name, ...(group ? { group } : {}) });
   const context = { server: client.local.serverUrl, nameOf: (uuid: string) => profile.contacts.nameOf(uuid) };
+  const refused = (error: unknown): void => {
+    const failure = toCliError(error, context);
+    output.emit({ type: "error", code: failure.code, message: failure.message });
+  };
+  // Lines typed while the homeserver is unreachable wait here (and in the profile) until it answers again.
+  const outbox = new LineOutbox({
+    pending: profile.outbox.pending(conversation),
+    persist: (lines) => profile.outbox.set(conversation, lines),
+    send: async (text, queued) => {
+      if (target.kind === "group") return sendToGroup(session, target.group.id, text, queued);
+      const sent = await client.sendText(target.uuid, text);
+      output.emit({ type: "sent", to: target.name, toUuid: target.uuid, text, timestamp: sent.timestamp, devices: sent.envelopes.length, ...(queued ? { queued: true as const } : {}) });
+    },
+    queued: (text, pending, error) => output.emit({ type: "queued", to: name, ...(group ? { group } : {}), text, pending, reason: toCliError(error, context).message }),
+    failed: (_text, error) => refused(error),
+  });
+  if (outbox.size) output.emit({ type: "warning", message: `sending ${outbox.size} line(s) to ${name} queued by an earlier chat while the homeserver was unreachable` });
+  await outbox.resume();
   await readLines(output, async (line): Promise<"quit" | void> => {
     const command = line.trim();
     if (command === "/quit") return "quit";
@@ -105,18 +124,19 @@ async function chatWith(session: Session, to: string, history: number): Promise<
       if (command.startsWith("/") && !command.startsWith("//")) return output.emit({ type: "warning", message: `unknown command ${command}: ${chatHelp}` });
       // "//remind 10m tea" sends "/remind 10m tea": commands for bots, without a typo of ours ever reaching a friend.
       const text = command.startsWith("//") ? line.trimStart().slice(1) : line;
-      if (target.kind === "group") return await sendToGroup(session, target.group.id, text);
-      const sent = await client.sendText(target.uuid, text);
-      return output.emit({ type: "sent", to: target.name, toUuid: target.uuid, text, timestamp: sent.timestamp, devices: sent.envelopes.length });
+      return await outbox.submit(text);
     } catch (error) {
       // A refused message does not end the chat: say why and read on.
-      const failure = toCliError(error, context);
-      return output.emit({ type: "error", code: failure.code, message: failure.message });
+      return refused(error);
     }
   });
+  const unsent = await outbox.close();
+  if (unsent) output.emit({ type: "unsent", to: name, ...(group ? { group } : {}), count: unsent, profile: profile.dir });
 }
 
 /** `zimchat-chat chat <user-or-group>`: the conversation, live messages, and typed lines sent as you press Enter. */
 export async function chat(user: string, options: ChatOptions): Promise<void> {
-  await runCommand(options, (output) => withSession(options.profile, output, (session) => chatWith(session, user, options.history)));
+  // A line gives up on an unreachable homeserver after a few seconds (then it is queued and retried), not the SDK's minute.
+  const sendRetry = { maxMs: 4000, attemptTimeoutMs: 10_000 };
+  await runCommand(options, (output) => withSession(options.profile, output, (session) => chatWith(session, user, options.history), { sendRetry }));
 }

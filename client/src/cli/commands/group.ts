@@ -67,13 +67,13 @@ export async function listGroups(options: CommonOptions): Promise<void> {
 }
 
 /** Sends a text to a group and reports it. */
-export async function sendToGroup(session: Session, groupName: string, text: string): Promise<void> {
+export async function sendToGroup(session: Session, groupName: string, text: string, queued = false): Promise<void> {
   const { client, output } = session;
   const group = session.resolveGroup(groupName);
   if (!group.members.includes(client.local.uuid)) throw new CliError("group_refused", `you are no longer a member of ${group.title}`);
   const sent = await client.sendGroupText(group.id, text);
   const devices = sent.response.recipients.reduce((n, r) => n + r.envelopes.length, 0);
-  output.emit({ type: "groupSent", group: groupRef(group), text, timestamp: sent.timestamp, devices });
+  output.emit({ type: "groupSent", group: groupRef(group), text, timestamp: sent.timestamp, devices, ...(queued ? { queued: true as const } : {}) });
 }
 
 /** `zimchat-chat group send <group> <text...>`: one encrypted message to every member's devices. */

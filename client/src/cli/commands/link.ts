@@ -40,7 +40,7 @@ export async function link(options: LinkOptions): Promise<void> {
           // The QR code is drawn asynchronously; the wait for approval starts meanwhile.
           shown = output.json
             ? Promise.resolve(output.emit({ type: "linkCode", uri, expiresAt }))
-            : terminalQr(uri).then((qr) => output.emit({ type: "linkCode", uri, expiresAt, qr }));
+            : terminalQr(uri, output.colour).then((qr) => output.emit({ type: "linkCode", uri, expiresAt, qr }));
         },
       });
     } catch (error) {
@@ -49,7 +49,7 @@ export async function link(options: LinkOptions): Promise<void> {
       // server has the device (only the first key upload failed), it is kept, as register does.
       if (!store.getLocal()?.deviceId) {
         store.close();
-        profile.removeStore();
+        profile.discardNewStore();
         if (cancel.signal.aborted) throw new CliError("cancelled", "linking cancelled: this device was not linked", { cause: error });
         throw toCliError(error, { server });
       }

@@ -23,6 +23,16 @@ export function serverUrl(value: string, allowInsecureHttp = false): string {
     throw new CliError("invalid_argument", `--server "${value}" is not a URL (like http://127.0.0.1:8080)`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new CliError("invalid_argument", `--server must be an http:// or https:// URL, not ${url.protocol}`);
+  // A homeserver answers at the root of its origin (REST routes and Socket.IO's /socket.io/ alike; it has no
+  // base-path setting), so a path could only be dropped or misused: refuse it rather than talk to another URL.
+  if (url.pathname !== "/" || url.search || url.hash) {
+    throw new CliError(
+      "invalid_argument",
+      `--server "${value}" has a path (${url.pathname}${url.search}${url.hash}): a ZimChat homeserver is served at the root of its host, ` +
+        `so give only the scheme, host and port, like ${url.origin}. (Behind a reverse proxy, give the homeserver its own host name or port rather than a path.)`,
+    );
+  }
+  if (url.username || url.password) throw new CliError("invalid_argument", `--server must not carry a user name or password: give only the scheme, host and port, like ${url.origin}`);
   try {
     checkServerUrl(url.origin, { allowInsecureHttp });
   } catch (error) {
@@ -57,7 +67,7 @@ export async function register(options: RegisterOptions): Promise<void> {
       // is kept: the keys go up on its next connection.
       if (!store.getLocal()?.uuid) {
         store.close();
-        profile.removeStore();
+        profile.discardNewStore();
         throw toCliError(error, { server });
       }
       output.emit({ type: "warning", message: `registered, but the first pre-key upload failed (${toCliError(error, { server }).message}); it is retried on the next connection` });

@@ -9,7 +9,7 @@ export async function safetyNumberEvent(session: Session, user: string): Promise
   const peer = await session.resolveUser(user);
   const number = await session.client.safetyNumber(peer.uuid);
   const trust = await session.client.trustState(peer.uuid);
-  const qr = session.output.json ? {} : { qr: await terminalQr(number.scannable) };
+  const qr = session.output.json ? {} : { qr: await terminalQr(number.scannable, session.output.colour) };
   return { type: "safetyNumber", user: peer.name, ...number, verified: trust?.verified ?? false, ...qr };
 }
 

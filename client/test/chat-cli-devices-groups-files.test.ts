@@ -1,5 +1,5 @@
 /**
- * The terminal chat's multi-device, group and attachment commands (issue 4),
+ * The terminal chat's multi-device, group and attachment commands,
  * driven as people and scripts drive them: the real `zimchat-chat` binary
  * as child processes, one profile directory per device, against a real
  * homeserver child process. The tests run in order and tell one story.
@@ -19,7 +19,7 @@ const today = (): string => new Date().toISOString().slice(0, 10);
 
 describe("zimchat-chat: linked devices, groups, files", () => {
   let server: Homeserver;
-  const dir = mkdtempSync(join(tmpdir(), "zimchat-chat-issue4-"));
+  const dir = mkdtempSync(join(tmpdir(), "zimchat-chat-devices-"));
   const profile = (name: string): string => join(dir, name);
   const as = (name: string, ...args: string[]): string[] => [...args, "--profile", profile(name)];
   const uuids: Record<string, string> = {};
