@@ -7,7 +7,12 @@
 # too: prisma and typescript are optional peers of @prisma/client that prune
 # would otherwise keep (the generated client is compiled and needs neither);
 # the only other optional package, pg-cloudflare, is for Cloudflare Workers.
-FROM docker.io/library/node:20-bookworm AS build
+#
+# NODE_VERSION is the Node major line of both stages: the current LTS by
+# default, another with `--build-arg NODE_VERSION=26`. The code itself runs
+# on Node 20.19 and later.
+ARG NODE_VERSION=24
+FROM docker.io/library/node:${NODE_VERSION}-bookworm AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json tsconfig.base.json ./
 COPY protocol/package.json protocol/
@@ -15,7 +20,9 @@ COPY client/package.json client/
 COPY plugin-sdk/package.json plugin-sdk/
 COPY server/package.json server/
 COPY plugins/package.json plugins/
+COPY testing/package.json testing/
 COPY examples/package.json examples/
+COPY bench/package.json bench/
 RUN npm ci --no-audit --no-fund
 COPY . .
 RUN npm run build \
@@ -24,7 +31,7 @@ RUN npm run build \
 
 # Runtime stage: the compiled workspaces, production node_modules and the
 # committed migrations (`zimchat serve` applies pending ones at start-up).
-FROM docker.io/library/node:20-bookworm-slim
+FROM docker.io/library/node:${NODE_VERSION}-bookworm-slim
 LABEL org.opencontainers.image.title="ZimChat homeserver" \
       org.opencontainers.image.description="Self-hosted, end-to-end encrypted messaging homeserver" \
       org.opencontainers.image.licenses="AGPL-3.0-only" \

@@ -108,19 +108,13 @@ const layering = [
     files: ["plugin-sdk/src/bot/**"],
     packages: ["@zimchat/*"],
     allowPackages: ["@zimchat/protocol", "@zimchat/client"],
-    paths: ["plugin-sdk/src/server", "plugin-sdk/src/testing"],
+    paths: ["plugin-sdk/src/server"],
     message:
       "the bot framework builds on @zimchat/client and @zimchat/protocol only (it is published and installs without the server)",
   },
   {
     rule: "published-packages-never-import-the-server",
     files: ["plugin-sdk/src/**"],
-    ignores: [
-      // TEMPORARY: the test helpers start an in-process homeserver; they are
-      // moving to their own workspace (@zimchat/testing). Delete this entry
-      // once plugin-sdk/src/testing is gone or no longer imports the server.
-      "plugin-sdk/src/testing/**",
-    ],
     packages: ["@zimchat/server", "@zimchat/testing"],
     message:
       "@zimchat/plugin-sdk is published and installs outside this repository, so it never depends on the server or on the test helpers",

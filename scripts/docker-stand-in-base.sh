@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Builds local stand-ins for the base images the Dockerfile names
-# (docker.io/library/node:20-bookworm and node:20-bookworm-slim), for machines
-# that can reach Debian's mirror and the npm registry but no image registry.
+# Builds local stand-ins for the base images the Dockerfile names (read from
+# its FROM lines with its ARG NODE_VERSION default, or
+# $ZIMCHAT_IMAGE_NODE_VERSION to match a `--build-arg NODE_VERSION=...` build:
+# docker.io/library/node:24-bookworm and node:24-bookworm-slim by default),
+# for machines that can reach Debian's mirror and the npm registry but no
+# image registry.
 #
 # One rootfs stands in for both tags: Debian bookworm (debootstrap, minbase)
 # with python3/make/g++ for the build stage, plus this machine's Node and npm
 # and the `node` user (uid 1000) the official images have. The slim stand-in
-# is therefore bigger than the real slim image; the Dockerfile does not notice.
+# is therefore bigger than the real slim image, and its Node is this machine's
+# whatever line the tag names; the Dockerfile does not notice.
 #
 # The rootfs tarball is cached in $ZIMCHAT_DOCKER_CACHE (default .cache/docker
 # in the repository, git-ignored): a second run only re-imports it.
@@ -20,6 +24,16 @@ node_prefix="$(dirname "$(dirname "$(readlink -f "$node_bin")")")"
 node_version="$("$node_bin" --version)"
 tarball="$cache/bookworm-node-${node_version}.tar"
 mkdir -p "$cache"
+
+# The base image names, as the Dockerfile spells them after ARG substitution.
+dockerfile_node="$(sed -n 's/^ARG NODE_VERSION=\([^[:space:]]*\).*/\1/p' Dockerfile | head -n 1)"
+image_node="${ZIMCHAT_IMAGE_NODE_VERSION:-$dockerfile_node}"
+mapfile -t bases < <(sed -n 's/^FROM[[:space:]]\{1,\}\(--[^[:space:]]*[[:space:]]\{1,\}\)*\([^[:space:]]*\).*/\2/p' Dockerfile \
+  | sed -e "s/\${NODE_VERSION}/$image_node/g" -e "s/\$NODE_VERSION/$image_node/g" | awk '!seen[$0]++')
+if [ "${#bases[@]}" -eq 0 ]; then echo "no FROM line in the Dockerfile" >&2; exit 1; fi
+for base in "${bases[@]}"; do
+  case "$base" in *'$'*) echo "cannot resolve the base image name $base" >&2; exit 1 ;; esac
+done
 
 if [ ! -s "$tarball" ]; then
   rootfs="$cache/rootfs.tmp"
@@ -57,9 +71,9 @@ buildah config "${ca_env[@]}" \
   --env NODE_VERSION="${node_version#v}" \
   --env npm_config_nodedir=/usr/local \
   --cmd node "$ctr"
-previous="$(buildah images --quiet --no-trunc docker.io/library/node:20-bookworm 2>/dev/null || true)"
-buildah commit --quiet "$ctr" docker.io/library/node:20-bookworm >/dev/null
-buildah tag docker.io/library/node:20-bookworm docker.io/library/node:20-bookworm-slim
+previous="$(buildah images --quiet --no-trunc "${bases[0]}" 2>/dev/null || true)"
+buildah commit --quiet "$ctr" "${bases[0]}" >/dev/null
+for base in "${bases[@]:1}"; do buildah tag "${bases[0]}" "$base"; done
 # The stand-in made by the previous run, now untagged.
 if [ -n "$previous" ]; then buildah rmi "$previous" >/dev/null 2>&1 || true; fi
-echo "stand-in base images: docker.io/library/node:20-bookworm, docker.io/library/node:20-bookworm-slim (from $tarball)"
+echo "stand-in base images: ${bases[*]} (from $tarball)"

@@ -18,7 +18,7 @@ function testFiles(dir) {
   return out.sort();
 }
 const only = process.argv.slice(2);
-const files = ["protocol/dist/test", "client/dist/test", "server/dist/test", "plugin-sdk/dist/test", "plugins/dist/test", "examples/dist/test"].filter((d) => existsSync(join(root, d))).flatMap((d) => testFiles(join(root, d))).filter((f) => !only.length || only.some((o) => f.includes(o)));
+const files = ["protocol/dist/test", "client/dist/test", "server/dist/test", "plugin-sdk/dist/test", "plugins/dist/test", "testing/dist/test", "examples/dist/test"].filter((d) => existsSync(join(root, d))).flatMap((d) => testFiles(join(root, d))).filter((f) => !only.length || only.some((o) => f.includes(o)));
 // The lint rules' own tests (scripts/lint/*.test.js) are plain ESM and run from source.
 files.push(...testFiles(join(root, "scripts/lint")).filter((f) => !only.length || only.some((o) => f.includes(o))));
 

@@ -1,10 +1,10 @@
 /**
  * Bench accounts on the homeserver, registered over REST like a real client
- * (`POST /v1/accounts`), all with the same keys (see signal-fixture.ts).
+ * (`POST /v1/accounts`), all with the same keys (createAccountKeys in @zimchat/testing/signal).
  */
 import { randomBytes, randomInt } from "node:crypto";
 import { limits, registerResponseSchema, routes, type RegisterRequest } from "@zimchat/protocol";
-import type { AccountKeys } from "./signal-fixture.js";
+import type { AccountKeys } from "@zimchat/testing/signal";
 
 /** What the harness needs to connect as, and send to, one account's device 1. */
 export interface BenchAccount {

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SignalMessage, processPreKeyBundle, signalDecrypt, signalDecryptPreKey, signalEncrypt, PreKeySignalMessage, CiphertextMessageType } from "@signalapp/libsignal-client";
 import { SqliteDeviceStore, ZimClient } from "@zimchat/client";
-import { MemoryParty } from "./signal-fixture.js";
+import { MemoryParty } from "@zimchat/testing/signal";
 import { startServer } from "./server-process.js";
 import { median } from "./stats.js";
 
@@ -107,7 +107,7 @@ export async function measureClientPipeline(options: ClientPipelineOptions, log:
 }
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
-const homeserverScript = fileURLToPath(new URL("../../../server/dist/src/cli/main.js", import.meta.url));
+const homeserverScript = fileURLToPath(new URL("./cli/main.js", import.meta.resolve("@zimchat/server")));
 
 /** Starts its own homeserver child (default SQLite, synchronous=FULL) and measures the client pipeline against it. */
 export async function runClientPipeline(quick: boolean, log: (line: string) => void): Promise<ClientPipelineResult> {

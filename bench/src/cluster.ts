@@ -12,7 +12,7 @@ import pg from "pg";
 import { registerAccounts } from "./accounts.js";
 import { connectHomeserverPool, type DevicePool } from "./device-pool.js";
 import { startServer, type ServerProcess } from "./server-process.js";
-import { createAccountKeys, createWhisperFixture } from "./signal-fixture.js";
+import { createAccountKeys, createWhisperFixture } from "@zimchat/testing/signal";
 import { median } from "./stats.js";
 import { measureThroughput } from "./throughput.js";
 
@@ -54,7 +54,7 @@ export interface ClusterBenchResult {
 }
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
-const homeserverScript = fileURLToPath(new URL("../../../server/dist/src/cli/main.js", import.meta.url));
+const homeserverScript = fileURLToPath(new URL("./cli/main.js", import.meta.resolve("@zimchat/server")));
 
 /**
  * The PostgreSQL and Redis of the cluster row: `ZIMCHAT_BENCH_DATABASE_URL`

@@ -12,7 +12,7 @@ import { measureIdleMemory, type IdleMemoryResult } from "./idle-memory.js";
 import { measureLatency, type LatencyRound } from "./latency.js";
 import { windowFor, type BenchOptions } from "./options.js";
 import { benchModulePath, startServer, type ServerProcess } from "./server-process.js";
-import { createAccountKeys, createWhisperFixture } from "./signal-fixture.js";
+import { createAccountKeys, createWhisperFixture } from "@zimchat/testing/signal";
 import { waitUntil } from "./stats.js";
 import { measureThroughput, type ThroughputRound } from "./throughput.js";
 
@@ -65,7 +65,7 @@ const quietThresholdPercent = 25;
  */
 const homeserverLogLevel = "info";
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
-const homeserverScript = fileURLToPath(new URL("../../../server/dist/src/cli/main.js", import.meta.url));
+const homeserverScript = fileURLToPath(new URL("./cli/main.js", import.meta.resolve("@zimchat/server")));
 
 /** Progress goes to stderr so stdout holds only the report. */
 export function log(message: string): void {

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { registerAccounts } from "./accounts.js";
 import { connectHomeserverPool, type DevicePool } from "./device-pool.js";
 import { startServer, type ServerProcess } from "./server-process.js";
-import { createAccountKeys, createWhisperFixture } from "./signal-fixture.js";
+import { createAccountKeys, createWhisperFixture } from "@zimchat/testing/signal";
 import { median } from "./stats.js";
 import { measureThroughput } from "./throughput.js";
 
@@ -36,7 +36,7 @@ export interface WalCheckpointBenchResult {
 }
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
-const homeserverScript = fileURLToPath(new URL("../../../server/dist/src/cli/main.js", import.meta.url));
+const homeserverScript = fileURLToPath(new URL("./cli/main.js", import.meta.resolve("@zimchat/server")));
 
 /** Runs both setups with interleaved rounds; servers and data directories are removed whatever happens. */
 export async function runWalCheckpointBench(quick: boolean, log: (line: string) => void): Promise<WalCheckpointBenchResult> {

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { safeFileName } from "../src/cli/commands/download.js";
 import { cli, failed, lines, ok, only, start, type Line } from "./support/chat-cli.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { startHomeserver, type Homeserver } from "@zimchat/testing/spawn";
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const today = (): string => new Date().toISOString().slice(0, 10);

@@ -13,7 +13,7 @@ import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort, startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { freePort, startHomeserver, type Homeserver } from "@zimchat/testing/spawn";
 import { childEnv, cli, failed, lines, ok, start, type Exit, type Line } from "./support/chat-cli.js";
 
 const bin = fileURLToPath(new URL("../../bin/zimchat-chat.js", import.meta.url));

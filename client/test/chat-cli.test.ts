@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SqliteDeviceStore, ZimClient } from "../src/index.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { startHomeserver, type Homeserver } from "@zimchat/testing/spawn";
 import { childEnv, cli, lines, ok, start, type Exit, type Line } from "./support/chat-cli.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));

@@ -4,8 +4,7 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HttpApi, SqliteDeviceStore, ZimClient } from "../src/index.js";
-import { deviceDir, inbox, registerDevice } from "./support/devices.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { deviceDir, type Homeserver, inbox, registerDevice, startHomeserver } from "@zimchat/testing/spawn";
 
 const fixture = fileURLToPath(new URL("./fixtures/receive-and-die.js", import.meta.url));
 

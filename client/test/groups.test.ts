@@ -10,9 +10,8 @@ import type { Envelope } from "@zimchat/protocol";
 import { DecryptionFailureReason, type GroupUpdatedEvent, type MessageEvent, type ZimClient, type ZimClientEvents } from "../src/index.js";
 import { signalStores } from "../src/store/signal-stores.js";
 import { trustOnFirstUse } from "../src/trust.js";
-import { registerDevice, until } from "./support/devices.js";
+import { type Homeserver, registerDevice, startHomeserver, until } from "@zimchat/testing/spawn";
 import { linkDevice } from "./support/linking.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
 import { queryServerDb } from "./support/server-db.js";
 
 /** Every `message` and `groupUpdated` event of a device. */

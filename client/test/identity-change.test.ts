@@ -1,8 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { UntrustedIdentityError } from "../src/index.js";
-import { inbox, registerDevice, until } from "./support/devices.js";
-import { next, startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { type Homeserver, inbox, next, registerDevice, startHomeserver, until } from "@zimchat/testing/spawn";
 
 describe("identity changes", () => {
   let server: Homeserver;

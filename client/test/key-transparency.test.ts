@@ -13,8 +13,7 @@ import { fileURLToPath } from "node:url";
 import { PrivateKey } from "@signalapp/libsignal-client";
 import { keyLogHeadResponseSchema, keyLogInclusionResponseSchema } from "@zimchat/protocol";
 import { SqliteDeviceStore, ZimClient, type KeyTransparencyFailure } from "../src/index.js";
-import { deviceDir, inbox, registerDevice, until } from "./support/devices.js";
-import { freePort, startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { deviceDir, freePort, type Homeserver, inbox, registerDevice, startHomeserver, until } from "@zimchat/testing/spawn";
 import { queryServerDb, writeServerDb } from "./support/server-db.js";
 
 const pluginPath = fileURLToPath(new URL("../../../plugins/dist/src/key-transparency/index.js", import.meta.url));

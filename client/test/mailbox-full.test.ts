@@ -1,8 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ApiError, MailboxFullError } from "../src/index.js";
-import { registerDevice } from "./support/devices.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { type Homeserver, registerDevice, startHomeserver } from "@zimchat/testing/spawn";
 
 describe("a full recipient mailbox", () => {
   let server: Homeserver;

@@ -2,8 +2,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
 import { HttpApi, type ZimClient } from "../src/index.js";
-import { inbox, registerDevice, until } from "./support/devices.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { type Homeserver, inbox, registerDevice, startHomeserver, until } from "@zimchat/testing/spawn";
 
 describe("many messages both ways", () => {
   let server: Homeserver;

@@ -1,9 +1,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { DeviceListChangedEvent } from "../src/index.js";
-import { inbox, registerDevice, until } from "./support/devices.js";
+import { type Homeserver, inbox, registerDevice, startHomeserver, until } from "@zimchat/testing/spawn";
 import { linkDevice } from "./support/linking.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
 
 describe("multi-device", () => {
   let server: Homeserver;

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiError, SqliteDeviceStore, ZimClient, type MessageEvent } from "../src/index.js";
-import { next, startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { next, startHomeserver, type Homeserver } from "@zimchat/testing/spawn";
 
 describe("the offline-Bob story", () => {
   let server: Homeserver;

@@ -1,8 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { MessageEvent } from "../src/index.js";
-import { inbox, registerDevice, until } from "./support/devices.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { type Homeserver, inbox, registerDevice, startHomeserver, until } from "@zimchat/testing/spawn";
 import { queryServerDb } from "./support/server-db.js";
 
 interface EnvelopeRow {

@@ -3,8 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { HttpApi, SqliteDeviceStore, type ZimClient } from "../src/index.js";
 import { attackerDecrypt } from "./support/attacker.js";
-import { deviceDir, inbox, registerDevice, until } from "./support/devices.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { deviceDir, type Homeserver, inbox, registerDevice, startHomeserver, until } from "@zimchat/testing/spawn";
 
 /** Bob's queued envelopes as the wire carries them (a passive observer's capture). */
 async function capture(server: Homeserver, bob: ZimClient) {

@@ -6,8 +6,7 @@ import { join } from "node:path";
 import { KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord } from "@signalapp/libsignal-client";
 import pg from "pg";
 import type { ZimClient } from "../src/index.js";
-import { inbox, registerDevice, until } from "./support/devices.js";
-import { startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { type Homeserver, inbox, registerDevice, startHomeserver, until } from "@zimchat/testing/spawn";
 import { linkDevice } from "./support/linking.js";
 import { queryServerDb } from "./support/server-db.js";
 

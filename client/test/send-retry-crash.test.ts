@@ -11,8 +11,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { ZimClient } from "../src/index.js";
-import { inbox, registerDevice, until } from "./support/devices.js";
-import { freePort, startHomeserver, type Homeserver } from "./support/homeserver.js";
+import { freePort, type Homeserver, inbox, registerDevice, startHomeserver, until } from "@zimchat/testing/spawn";
 import { startLossyProxy, type LossyProxy } from "./support/lossy-proxy.js";
 
 

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SqliteDeviceStore, ZimClient } from "@zimchat/client";
 import { lockFileName, storeFileName } from "@zimchat/plugin-sdk/bot";
-import { testHomeserver, type TestHomeserver } from "@zimchat/plugin-sdk/testing";
+import { testHomeserver, type TestHomeserver } from "@zimchat/testing";
 
 const main = fileURLToPath(new URL("../src/main.js", import.meta.url));
 

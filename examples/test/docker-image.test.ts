@@ -13,13 +13,13 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { SqliteDeviceStore, ZimClient, type MessageEvent } from "@zimchat/client";
+import { freePort } from "@zimchat/testing/spawn";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const minutes = 60_000;
@@ -93,6 +93,37 @@ describe("examples/docker-compose.yml", () => {
   });
 });
 
+describe("Dockerfile", () => {
+  const dockerfile = readFileSync(join(root, "Dockerfile"), "utf8");
+  const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]!);
+
+  it("both stages run on one Node line, the current LTS unless --build-arg NODE_VERSION says otherwise", () => {
+    assert.equal(/^ARG NODE_VERSION=(\S+)$/m.exec(dockerfile)?.[1], "24");
+    assert.ok(dockerfile.indexOf("ARG NODE_VERSION=") < dockerfile.indexOf("FROM "), "declared before the first FROM, so FROM lines can use it");
+    assert.deepEqual(froms, ["docker.io/library/node:${NODE_VERSION}-bookworm", "docker.io/library/node:${NODE_VERSION}-bookworm-slim"]);
+  });
+
+  it("copies every workspace's package.json before npm ci", () => {
+    const workspaces = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { workspaces: string[] }).workspaces;
+    const beforeInstall = dockerfile.slice(0, dockerfile.indexOf("RUN npm ci"));
+    for (const w of workspaces) assert.match(beforeInstall, new RegExp(`^COPY ${w}/package\\.json ${w}/$`, "m"), w);
+  });
+
+  it("the stand-in base image script tags the names the FROM lines resolve to", () => {
+    const script = readFileSync(join(root, "scripts/docker-stand-in-base.sh"), "utf8");
+    const code = script.split("\n").filter((line) => !line.trimStart().startsWith("#"));
+    assert.ok(!code.some((line) => /node:\d+-bookworm/.test(line)), "no hard-coded base image name");
+    const resolve = (version: string): string[] => {
+      const parse = script.slice(script.indexOf("# The base image names"), script.indexOf("\ndone\n", script.indexOf("# The base image names")) + 6);
+      const out = spawnSync("bash", ["-c", `set -euo pipefail\n${parse}\nprintf '%s\\n' "\${bases[@]}"`], { cwd: root, encoding: "utf8", env: { ...process.env, ZIMCHAT_IMAGE_NODE_VERSION: version } });
+      assert.equal(out.status, 0, out.stderr);
+      return out.stdout.trim().split("\n");
+    };
+    assert.deepEqual(resolve(""), ["docker.io/library/node:24-bookworm", "docker.io/library/node:24-bookworm-slim"]);
+    assert.deepEqual(resolve("26"), ["docker.io/library/node:26-bookworm", "docker.io/library/node:26-bookworm-slim"]);
+  });
+});
+
 /** The reason the image test cannot run here, or undefined. */
 function skipReason(): string | undefined {
   if (process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres")) return "the image test runs once, in the SQLite pass of the suite";
@@ -107,14 +138,6 @@ function run(command: string, args: string[], timeoutMs: number): string {
   const result = spawnSync(command, args, { cwd: root, encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
   if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (${result.error?.message ?? result.status}):\n${(result.stdout + result.stderr).slice(-4000)}`);
   return result.stdout.trim();
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Every process below `pid`, from /proc. */

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/plugin-sdk/testing";
+import { testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/testing";
 import { createEchoBot } from "../src/echo-bot.js";
 
 describe("echo-bot", () => {

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { MemoryLogger, testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/plugin-sdk/testing";
+import { MemoryLogger, testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/testing";
 import { createVerifyBot } from "../src/verify-bot.js";
 
 describe("verify-bot", () => {

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SqliteDeviceStore, ZimClient } from "@zimchat/client";
 import { Bot, BotConfigError, BotLockedError, MemoryLogger, lockFileName, storeFileName, type BotOptions } from "../src/bot/index.js";
-import { testHomeserver, type TestHomeserver } from "../src/testing/index.js";
+import { testHomeserver, type TestHomeserver } from "@zimchat/testing";
 
 const plain = (options: BotOptions): Bot => new Bot({ description: "A bot with no commands of its own.", ...options });
 

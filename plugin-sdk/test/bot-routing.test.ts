@@ -1,7 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Bot, Composer, MemorySessionStorage, SqliteSessionStorage, session, type Context, type SessionFlavor } from "../src/bot/index.js";
-import { MemoryLogger, testHomeserver, type TestHomeserver, type TestUser } from "../src/testing/index.js";
+import { MemoryLogger, testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/testing";
 
 type CounterContext = Context & SessionFlavor<{ count: number }>;
 

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Bot, BotConfigError, BotStoreError, MemoryLogger, markerFileName, storeFileName, type BotOptions } from "../src/bot/index.js";
-import { testHomeserver, type TestBotOptions, type TestHomeserver, type TestUser } from "../src/testing/index.js";
+import { testHomeserver, type TestBotOptions, type TestHomeserver, type TestUser } from "@zimchat/testing";
 
 /** An echo bot that counts what it handled. */
 function echo(options: BotOptions): Bot {

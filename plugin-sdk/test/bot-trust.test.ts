@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { PrivateKey, SignalMessage } from "@signalapp/libsignal-client";
 import { DecryptionFailureReason, MemoryDeviceStore, ZimClient, type DeviceListChangedEvent } from "@zimchat/client";
 import { Bot, MemoryLogger, type BotOptions, type DecryptionFailure, type IdentityChange } from "../src/bot/index.js";
-import { testHomeserver, type TestHomeserver, type TestUser } from "../src/testing/index.js";
+import { testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/testing";
 
 function echo(options: BotOptions): Bot {
   const bot = new Bot(options);

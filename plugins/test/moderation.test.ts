@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ApiError, MemoryDeviceStore, ZimClient } from "@zimchat/client";
-import { testHomeserver, type TestHomeserver } from "@zimchat/plugin-sdk/testing";
+import { testHomeserver, type TestHomeserver } from "@zimchat/testing";
 import { ConfigError } from "@zimchat/server";
 import pg from "pg";
 import { moderationPlugin } from "../src/moderation/index.js";

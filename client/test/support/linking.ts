@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { SqliteDeviceStore, ZimClient } from "../../src/index.js";
-import { deviceDir } from "./devices.js";
+import { deviceDir } from "@zimchat/testing/spawn";
 
 /** Links a new device to `primary`'s account through the real flow (the URI handed over in-process, as a QR scan would). */
 export async function linkDevice(serverUrl: string, primary: ZimClient, name = `${primary.local.username}-${Date.now()}`): Promise<ZimClient> {

@@ -37,8 +37,7 @@ import {
 } from "../../src/index.js";
 import { signalStores } from "../../src/store/signal-stores.js";
 import { trustOnFirstUse } from "../../src/trust.js";
-import { inbox, registerDevice as register, until } from "./devices.js";
-import { freePort, startHomeserver, type Homeserver } from "./homeserver.js";
+import { freePort, type Homeserver, inbox, registerDevice as register, startHomeserver, until } from "@zimchat/testing/spawn";
 import { linkDevice } from "./linking.js";
 import { queryServerDb, writeServerDb } from "./server-db.js";
 

@@ -5,7 +5,7 @@
  */
 import BetterSqlite3 from "better-sqlite3";
 import pg from "pg";
-import type { Homeserver } from "./homeserver.js";
+import type { Homeserver } from "@zimchat/testing/spawn";
 
 /** Runs one read-only query (`"Table"` quoting works on both) and returns its rows. */
 export async function queryServerDb<T>(server: Homeserver, sql: string, params: unknown[] = []): Promise<T[]> {

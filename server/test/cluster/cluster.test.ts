@@ -5,7 +5,7 @@ import { io as connectClient, type Socket } from "socket.io-client";
 import type { ClientToServerEvents, Envelope, PreKeyBundleResponse, SendMessagesResponse, ServerToClientEvents, SocketResult } from "@zimchat/protocol";
 import { clusterSkip, startCluster, startProxy, type TestCluster } from "../support/cluster.js";
 import { connectDevice, encryptFor, registerDevice } from "../support/harness.js";
-import type { SignalDevice } from "../support/signal-device.js";
+import type { SignalDevice } from "@zimchat/testing/signal";
 
 async function fetchBundle(url: string, from: SignalDevice, to: SignalDevice): Promise<{ status: number; body: PreKeyBundleResponse }> {
   const res = await request(url).get(`/v1/keys/${to.uuid}/1`).set("Authorization", from.authHeader);

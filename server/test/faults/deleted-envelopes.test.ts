@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { encryptFor, roomyRateLimits, startServer, startSession, testProvider, type TestServer, type TestSocket } from "../support/harness.js";
-import type { SignalDevice } from "../support/signal-device.js";
+import type { SignalDevice } from "@zimchat/testing/signal";
 
 // Acknowledged envelopes must leave the disk within seconds, under load.
 // Before: a byte copy of a running server's zimchat.db + zimchat.db-wal held

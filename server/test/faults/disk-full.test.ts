@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { io as connectClient, type Socket } from "socket.io-client";
 import type { ClientToServerEvents, Envelope, ServerToClientEvents } from "@zimchat/protocol";
 import { freshDatabase, testProvider } from "../support/harness.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 // Disk full, with the server's stdout on the same full filesystem as its data
 // (a small tmpfs). Before: the first SQLITE_FULL error's log write failed with

@@ -58,7 +58,7 @@ import type { z } from "zod";
 import { defaultRateLimits, type RateLimits } from "../../src/index.js";
 import { linkDevice, startServer, startSession, type TestServer, type TestSocket } from "../support/harness.js";
 import { certificateFor, sealedSocket, setAccess } from "../support/sealed.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 import { badAuthorization, badSegment, contentEncoding, contentType, garbageValue, headerText, mutate, mutation, rawBody } from "./garbage.js";
 import { arbitraryFor, type Hints } from "./zod-arbitrary.js";
 

@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { defaultRateLimits } from "../../src/index.js";
 import { startServer, type TestServer } from "../support/harness.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
 

@@ -9,7 +9,7 @@ import { promisify } from "node:util";
 import BetterSqlite3 from "better-sqlite3";
 import { freshDatabase, testProvider } from "../support/harness.js";
 import { callJson, startChildServer, type ChildServer } from "../support/child-server.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
 const adminToken = `cli-${randomBytes(18).toString("base64url")}`;

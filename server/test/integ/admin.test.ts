@@ -14,7 +14,7 @@ import { keyFileNames } from "../../src/services/key-files.js";
 import type { AccountStore } from "../../src/stores/account-store.js";
 import { linkDevice, roomyRateLimits, startServer, startSession, testProvider, type TestServer } from "../support/harness.js";
 import { certificateFor } from "../support/sealed.js";
-import type { SignalDevice } from "../support/signal-device.js";
+import type { SignalDevice } from "@zimchat/testing/signal";
 
 const adminToken = `admin-${randomBytes(18).toString("base64url")}`;
 const bearer = `Bearer ${adminToken}`;

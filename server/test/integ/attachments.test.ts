@@ -26,7 +26,7 @@ import {
   type DeviceCredentials,
 } from "@zimchat/client";
 import { startServer, type TestServer } from "../support/harness.js";
-import type { SignalDevice } from "../support/signal-device.js";
+import type { SignalDevice } from "@zimchat/testing/signal";
 
 const MiB = 1024 * 1024;
 const marker = Buffer.from("ZIMCHAT-ATTACHMENT-MARKER-Bond-notes-in-Harare");

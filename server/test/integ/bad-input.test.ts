@@ -14,7 +14,7 @@ import { io as connectClient, type Socket } from "socket.io-client";
 import { bodyLimitOf, limits, routes, type Envelope, type RouteSpec } from "@zimchat/protocol";
 import { defaultRateLimits, type RateLimits } from "../../src/index.js";
 import { linkDevice, encryptFor, startServer, startSession, type TestServer } from "../support/harness.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;

@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { roomyRateLimits, startServer, type TestServer } from "../support/harness.js";
 import { setAccess } from "../support/sealed.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 type Json = Record<string, any>;
 /** A field's place in a body: property names, and `0` for "the first item". */

@@ -18,7 +18,7 @@ import { io as connectClient } from "socket.io-client";
 import { limits } from "@zimchat/protocol";
 import { registerDevice, startServer, type TestServer } from "../support/harness.js";
 import { startChildServer } from "../support/child-server.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
 const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;

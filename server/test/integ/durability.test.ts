@@ -5,7 +5,7 @@ import type { Envelope, ServerToClientEvents, ClientToServerEvents } from "@zimc
 import type { Socket } from "socket.io-client";
 import { freshDatabase } from "../support/harness.js";
 import { callJson, startChildServer, type ChildServer } from "../support/child-server.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 const call = callJson;
 

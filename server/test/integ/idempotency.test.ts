@@ -11,7 +11,7 @@ import type { SenderCertificate } from "@signalapp/libsignal-client";
 import type { MultiRecipientResponse, OutgoingMessage, SendMessagesResponse, SocketResult } from "@zimchat/protocol";
 import { encryptFor, roomyRateLimits, startServer, startSession, type TestServer } from "../support/harness.js";
 import { certificateFor, sealedSocket, setAccess } from "../support/sealed.js";
-import type { SignalDevice } from "../support/signal-device.js";
+import type { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const newKey = (): string => randomBytes(16).toString("base64url");

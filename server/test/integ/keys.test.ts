@@ -12,7 +12,7 @@ import { KEMKeyPair, PrivateKey } from "@signalapp/libsignal-client";
 import type { DeviceBundle, PreKeyBundleResponse, SignedKyberPreKey, UploadKeysRequest } from "@zimchat/protocol";
 import { defaultRateLimits, type RateLimits } from "../../src/index.js";
 import { linkDevice, encryptFor, signedEc, signedKyber, startServer, type SignedKey, type TestServer } from "../support/harness.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 
@@ -312,7 +312,7 @@ describe("pre-key bundles", () => {
       assert.equal(d.registrationId, bob.registrationId);
       assert.deepEqual(d.signedPreKey, registered.signedPreKey);
       // The signed pre-key is the one bob holds the private key for.
-      assert.ok(bob.signedPreKeys.map.has(d.signedPreKey.keyId));
+      assert.ok(bob.signedPreKeys.records.has(d.signedPreKey.keyId));
     }
     const devices = bundles.map(only);
     assert.deepEqual(
@@ -417,10 +417,10 @@ describe("pre-key bundles", () => {
     assert.equal(fetched.status, 200);
     const envelopes = fetched.body.envelopes as { sourceUuid: string; sourceDeviceId: number; type: "prekey" | "whisper"; content: string }[];
     assert.equal(envelopes.length, 2);
-    assert.ok(bob.preKeys.map.has(used.preKey.keyId));
+    assert.ok(bob.preKeys.records.has(used.preKey.keyId));
     assert.equal(await bob.decrypt(alice.uuid, 1, envelopes[0]!.type, envelopes[0]!.content), "Mhoro Bob, from Alice");
     // libsignal consumed the one-time key the server handed to Alice.
-    assert.ok(!bob.preKeys.map.has(used.preKey.keyId));
+    assert.ok(!bob.preKeys.records.has(used.preKey.keyId));
     assert.equal(await bob.decrypt(carol.uuid, 1, envelopes[1]!.type, envelopes[1]!.content), "Carol, with the last-resort key");
   });
 });

@@ -15,7 +15,7 @@ import { PrivateKey } from "@signalapp/libsignal-client";
 import { limits, type Envelope, type LinkDeviceRequest } from "@zimchat/protocol";
 import { ConfigError, defaultRateLimits, resolveConfig, type RateLimits } from "../../src/index.js";
 import { encryptFor, linkDevice, signedEc, signedKyber, startServer, startSession, type TestServer } from "../support/harness.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64"));

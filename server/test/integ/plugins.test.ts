@@ -14,7 +14,7 @@ import { ConfigError, defaultRateLimits, openHomeserver, PluginError, PluginStor
 import type { SeizureReport } from "../../src/seizure/report.js";
 import { encryptFor, freshDatabase, linkDevice, signedEc, signedKyber, startServer, startSession, type TestServer } from "../support/harness.js";
 import { certificateFor, sealedSocket, setAccess } from "../support/sealed.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");

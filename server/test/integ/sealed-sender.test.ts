@@ -11,7 +11,7 @@ import { ConfigError, openHomeserver, resolveConfig } from "../../src/index.js";
 import { keyFileNames, KeyFileError, loadOrCreateKeys } from "../../src/services/key-files.js";
 import { freshDatabase, linkDevice, roomyRateLimits, startServer, startSession, type TestServer } from "../support/harness.js";
 import { certificateFor, sealedSocket, setAccess } from "../support/sealed.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const fromB64 = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64"));

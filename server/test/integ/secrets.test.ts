@@ -20,7 +20,7 @@ describe("what a seized server holds: no plaintext, no secrets in logs", () => {
     const invite = JSON.parse(
       execFileSync(process.execPath, [bin, "invite", "create", "--uses", "5", "--json", "--data-dir", server.dataDir, "--database-url", server.databaseUrl], { encoding: "utf8" }),
     ) as { token: string };
-    const { SignalDevice } = await import("../support/signal-device.js");
+    const { SignalDevice } = await import("@zimchat/testing/signal");
     const register = async (name: string) => {
       const device = new SignalDevice();
       const res = await server.http().post("/v1/accounts").send(device.registration(name, invite.token));

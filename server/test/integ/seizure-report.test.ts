@@ -12,7 +12,7 @@ import type { SeizureReport } from "../../src/seizure/report.js";
 import { AccountStore } from "../../src/stores/account-store.js";
 import { dayNumber } from "../../src/util/day.js";
 import { encryptFor, startServer, startSession, testProvider, type TestServer } from "../support/harness.js";
-import type { SignalDevice } from "../support/signal-device.js";
+import type { SignalDevice } from "@zimchat/testing/signal";
 
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
 const modelsFile = fileURLToPath(new URL("../../../../prisma/models.prisma", import.meta.url));

@@ -14,7 +14,7 @@ import { base64Length, limits, routes, uploadKeysRequestSchema, multiRecipientRe
 import { readFileSync } from "node:fs";
 import { startChildServer, type ChildServer } from "../support/child-server.js";
 import { freshDatabase, registerDevice, startServer, roomyRateLimits, type TestServer } from "../support/harness.js";
-import type { SignalDevice } from "../support/signal-device.js";
+import type { SignalDevice } from "@zimchat/testing/signal";
 
 const MiB = 1024 * 1024;
 /** A route's body limit from the protocol's table (0 when it states none). */

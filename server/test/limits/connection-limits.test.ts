@@ -16,7 +16,7 @@ import request from "supertest";
 import { io as connectClient, Manager, type Socket } from "socket.io-client";
 import { connectDevice, encryptFor, freshDatabase, registerDevice, type TestSocket } from "../support/harness.js";
 import { startChildServer, type ChildServer } from "../support/child-server.js";
-import type { SignalDevice } from "../support/signal-device.js";
+import type { SignalDevice } from "@zimchat/testing/signal";
 
 const attackers = 1500;
 const sealedPerAddress = 40;

@@ -13,7 +13,7 @@ import SealedSenderMultiRecipientMessage from "@signalapp/libsignal-client/dist/
 import { limits, type Envelope } from "@zimchat/protocol";
 import { encryptFor, roomyRateLimits, startServer, startSession, type TestServer } from "../support/harness.js";
 import { certificateFor } from "../support/sealed.js";
-import type { SignalDevice } from "../support/signal-device.js";
+import type { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString("base64");
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));

@@ -14,7 +14,7 @@ import type { Socket } from "socket.io-client";
 import { callJson, startChildServer, type ChildServer } from "../support/child-server.js";
 import { freshDatabase } from "../support/harness.js";
 import { sealedSocket } from "../support/sealed.js";
-import { SignalDevice } from "../support/signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString("base64");
 const clockTicks = 100; // USER_HZ on Linux

@@ -14,7 +14,7 @@ import type { SealedClientToServerEvents } from "@zimchat/protocol";
 import { io as connectClient, type Socket } from "socket.io-client";
 import { roomyRateLimits, startServer, startSession, type TestServer } from "../support/harness.js";
 import { certificateFor, setAccess } from "../support/sealed.js";
-import type { SignalDevice } from "../support/signal-device.js";
+import type { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const points = 3;

@@ -14,7 +14,7 @@ import { io as connectClient, type Socket } from "socket.io-client";
 import type { ClientToServerEvents, Envelope, OutgoingMessage, ServerToClientEvents } from "@zimchat/protocol";
 import { createLogger, defaultRateLimits, openHomeserver, resolveConfig, type Homeserver, type RateLimits, type ServerConfig } from "../../src/index.js";
 import { KEMKeyPair, PrivateKey } from "@signalapp/libsignal-client";
-import { SignalDevice } from "./signal-device.js";
+import { SignalDevice } from "@zimchat/testing/signal";
 
 /** Which database the suite runs on: "sqlite" unless ZIMCHAT_TEST_DATABASE_URL names PostgreSQL. */
 export const testProvider: "sqlite" | "postgresql" = process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres") ? "postgresql" : "sqlite";

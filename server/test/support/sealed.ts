@@ -8,7 +8,7 @@ import { SenderCertificate } from "@signalapp/libsignal-client";
 import type { SealedClientToServerEvents } from "@zimchat/protocol";
 import { io as connectClient, type Socket } from "socket.io-client";
 import type { TestServer } from "./harness.js";
-import type { SignalDevice } from "./signal-device.js";
+import type { SignalDevice } from "@zimchat/testing/signal";
 
 /** Sets the account's access key (and unrestricted flag) through the API; returns the key. */
 export async function setAccess(server: TestServer, device: SignalDevice, unrestrictedAccess = false): Promise<Buffer> {

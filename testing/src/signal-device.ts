@@ -1,29 +1,22 @@
 /**
- * A real libsignal device for tests: in-memory protocol stores, key
- * generation, and encrypt/decrypt through libsignal. The tests use it to
- * make genuine registration bodies, key uploads and ciphertexts, so the
- * server is exercised with what real clients send.
+ * A real libsignal device for tests that speak the wire protocol themselves
+ * (no client SDK): in-memory protocol stores, key generation, and
+ * encrypt/decrypt through libsignal. It makes genuine registration bodies,
+ * key uploads and ciphertexts, so a server is exercised with what real
+ * clients send.
  */
 import {
-  Direction,
-  IdentityChange,
-  IdentityKeyStore,
   KEMKeyPair,
   KyberPreKeyRecord,
-  KyberPreKeyStore,
   PreKeyBundle,
   PreKeyRecord,
   PreKeySignalMessage,
-  PreKeyStore,
   PrivateKey,
   ProtocolAddress,
   PublicKey,
   KEMPublicKey,
-  SessionRecord,
-  SessionStore,
   SignalMessage,
   SignedPreKeyRecord,
-  SignedPreKeyStore,
   CiphertextMessageType,
   processPreKeyBundle,
   signalDecrypt,
@@ -35,8 +28,6 @@ import {
   ContentHint,
   SenderCertificate,
   SenderKeyDistributionMessage,
-  SenderKeyRecord,
-  SenderKeyStore,
   UnidentifiedSenderMessageContent,
   groupDecrypt,
   groupEncrypt,
@@ -45,105 +36,12 @@ import {
   sealedSenderDecryptToUsmc,
   sealedSenderEncryptMessage,
   sealedSenderMultiRecipientEncrypt,
-  type Uuid,
 } from "@signalapp/libsignal-client";
 import type { PreKeyBundleResponse, RegisterRequest, UploadKeysRequest, EnvelopeType } from "@zimchat/protocol";
+import { MemoryIdentityStore, MemoryKyberPreKeyStore, MemoryPreKeyStore, MemorySenderKeyStore, MemorySessionStore, MemorySignedPreKeyStore } from "./signal-stores.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
-
-class MemorySessions extends SessionStore {
-  readonly map = new Map<string, Uint8Array<ArrayBuffer>>();
-  async saveSession(name: ProtocolAddress, record: SessionRecord): Promise<void> {
-    this.map.set(name.toString(), record.serialize());
-  }
-  async getSession(name: ProtocolAddress): Promise<SessionRecord | null> {
-    const s = this.map.get(name.toString());
-    return s ? SessionRecord.deserialize(s) : null;
-  }
-  async getExistingSessions(addresses: ProtocolAddress[]): Promise<SessionRecord[]> {
-    return Promise.all(addresses.map(async (a) => (await this.getSession(a))!));
-  }
-}
-
-class MemoryIdentities extends IdentityKeyStore {
-  readonly known = new Map<string, PublicKey>();
-  constructor(
-    private readonly key: PrivateKey,
-    private readonly registrationId: number,
-  ) {
-    super();
-  }
-  async getIdentityKey(): Promise<PrivateKey> {
-    return this.key;
-  }
-  async getLocalRegistrationId(): Promise<number> {
-    return this.registrationId;
-  }
-  async saveIdentity(name: ProtocolAddress, key: PublicKey): Promise<IdentityChange> {
-    const old = this.known.get(name.name());
-    this.known.set(name.name(), key);
-    return old && !old.equals(key) ? IdentityChange.ReplacedExisting : IdentityChange.NewOrUnchanged;
-  }
-  async isTrustedIdentity(name: ProtocolAddress, key: PublicKey, _direction: Direction): Promise<boolean> {
-    const old = this.known.get(name.name());
-    return !old || old.equals(key);
-  }
-  async getIdentity(name: ProtocolAddress): Promise<PublicKey | null> {
-    return this.known.get(name.name()) ?? null;
-  }
-}
-
-class MemoryPreKeys extends PreKeyStore {
-  readonly map = new Map<number, PreKeyRecord>();
-  async savePreKey(id: number, record: PreKeyRecord): Promise<void> {
-    this.map.set(id, record);
-  }
-  async getPreKey(id: number): Promise<PreKeyRecord> {
-    const r = this.map.get(id);
-    if (!r) throw new Error(`no pre-key ${id}`);
-    return r;
-  }
-  async removePreKey(id: number): Promise<void> {
-    this.map.delete(id);
-  }
-}
-
-class MemorySignedPreKeys extends SignedPreKeyStore {
-  readonly map = new Map<number, SignedPreKeyRecord>();
-  async saveSignedPreKey(id: number, record: SignedPreKeyRecord): Promise<void> {
-    this.map.set(id, record);
-  }
-  async getSignedPreKey(id: number): Promise<SignedPreKeyRecord> {
-    const r = this.map.get(id);
-    if (!r) throw new Error(`no signed pre-key ${id}`);
-    return r;
-  }
-}
-
-class MemoryKyberPreKeys extends KyberPreKeyStore {
-  readonly map = new Map<number, KyberPreKeyRecord>();
-  async saveKyberPreKey(id: number, record: KyberPreKeyRecord): Promise<void> {
-    this.map.set(id, record);
-  }
-  async getKyberPreKey(id: number): Promise<KyberPreKeyRecord> {
-    const r = this.map.get(id);
-    if (!r) throw new Error(`no kyber pre-key ${id}`);
-    return r;
-  }
-  async markKyberPreKeyUsed(): Promise<void> {}
-}
-
-class MemorySenderKeys extends SenderKeyStore {
-  readonly map = new Map<string, Uint8Array<ArrayBuffer>>();
-  async saveSenderKey(sender: ProtocolAddress, distributionId: Uuid, record: SenderKeyRecord): Promise<void> {
-    this.map.set(`${sender.toString()}/${distributionId}`, record.serialize());
-  }
-  async getSenderKey(sender: ProtocolAddress, distributionId: Uuid): Promise<SenderKeyRecord | null> {
-    const r = this.map.get(`${sender.toString()}/${distributionId}`);
-    return r ? SenderKeyRecord.deserialize(r) : null;
-  }
-}
 
 /** What a sealed-sender decryption reveals to the recipient. */
 export interface SealedOpened {
@@ -155,15 +53,15 @@ export interface SealedOpened {
 /** A test device with real libsignal keys and stores. */
 export class SignalDevice {
   /** Sender keys (groups), by sender address and distribution id. */
-  readonly senderKeys = new MemorySenderKeys();
+  readonly senderKeys = new MemorySenderKeyStore();
   readonly identity: PrivateKey;
   readonly registrationId = randomInt(1, 16381);
   readonly password = randomBytes(24).toString("base64url");
-  readonly sessions = new MemorySessions();
-  readonly identities: MemoryIdentities;
-  readonly preKeys = new MemoryPreKeys();
-  readonly signedPreKeys = new MemorySignedPreKeys();
-  readonly kyberPreKeys = new MemoryKyberPreKeys();
+  readonly sessions = new MemorySessionStore();
+  readonly identities: MemoryIdentityStore;
+  readonly preKeys = new MemoryPreKeyStore();
+  readonly signedPreKeys = new MemorySignedPreKeyStore();
+  readonly kyberPreKeys = new MemoryKyberPreKeyStore();
   /** Set after registration. */
   uuid = "";
   deviceId = 1;
@@ -172,7 +70,7 @@ export class SignalDevice {
   /** @param identity the account's identity key, for a linked device (a new one otherwise) */
   constructor(identity: PrivateKey = PrivateKey.generate()) {
     this.identity = identity;
-    this.identities = new MemoryIdentities(this.identity, this.registrationId);
+    this.identities = new MemoryIdentityStore(this.identity, this.registrationId);
   }
 
   get address(): ProtocolAddress {
@@ -195,7 +93,7 @@ export class SignalDevice {
     const priv = PrivateKey.generate();
     const pub = priv.getPublicKey();
     const signature = this.identity.sign(pub.serialize());
-    this.signedPreKeys.map.set(keyId, SignedPreKeyRecord.new(keyId, Date.now(), pub, priv, signature));
+    this.signedPreKeys.records.set(keyId, SignedPreKeyRecord.new(keyId, Date.now(), pub, priv, signature));
     return { keyId, publicKey: b64(pub.serialize()), signature: b64(signature) };
   }
 
@@ -204,7 +102,7 @@ export class SignalDevice {
     const keyId = this.nextKeyId++;
     const pair = KEMKeyPair.generate();
     const signature = this.identity.sign(pair.getPublicKey().serialize());
-    this.kyberPreKeys.map.set(keyId, KyberPreKeyRecord.new(keyId, Date.now(), pair, signature));
+    this.kyberPreKeys.records.set(keyId, KyberPreKeyRecord.new(keyId, Date.now(), pair, signature));
     return { keyId, publicKey: b64(pair.getPublicKey().serialize()), signature: b64(signature) };
   }
 
@@ -212,7 +110,7 @@ export class SignalDevice {
   ecPreKey(): { keyId: number; publicKey: string } {
     const keyId = this.nextKeyId++;
     const priv = PrivateKey.generate();
-    this.preKeys.map.set(keyId, PreKeyRecord.new(keyId, priv.getPublicKey(), priv));
+    this.preKeys.records.set(keyId, PreKeyRecord.new(keyId, priv.getPublicKey(), priv));
     return { keyId, publicKey: b64(priv.getPublicKey().serialize()) };
   }
 
@@ -285,7 +183,7 @@ export class SignalDevice {
     return Buffer.from(plaintext).toString("utf8");
   }
 
-  // Sealed sender (added for the sealed-sender tests).
+  // Sealed sender.
 
   /** Seals a message for one device of a peer (an established session) under a sender certificate. */
   async sealedEncrypt(uuid: string, deviceId: number, plaintext: string, certificate: SenderCertificate): Promise<{ type: EnvelopeType; content: string }> {

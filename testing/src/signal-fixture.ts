@@ -1,36 +1,28 @@
 /**
- * Real libsignal material for the bench: one set of account keys reused by
- * every bench account, and one genuine Whisper (SignalMessage) ciphertext
- * reused for every send, so the client harness spends no time on crypto.
+ * Real libsignal material made once and reused (the bench uses it so its
+ * client harness spends no time on crypto): one set of account keys that
+ * every account can register with, one genuine Whisper (SignalMessage)
+ * ciphertext, and in-memory parties with a session between them.
  */
 import {
   CiphertextMessageType,
-  Direction,
-  IdentityChange,
-  IdentityKeyStore,
   KEMKeyPair,
   KyberPreKeyRecord,
-  KyberPreKeyStore,
   PreKeyBundle,
-  PreKeyRecord,
   PreKeySignalMessage,
-  PreKeyStore,
   PrivateKey,
   ProtocolAddress,
-  PublicKey,
-  SessionRecord,
-  SessionStore,
   SignalMessage,
   SignedPreKeyRecord,
-  SignedPreKeyStore,
   processPreKeyBundle,
   signalDecrypt,
   signalDecryptPreKey,
   signalEncrypt,
 } from "@signalapp/libsignal-client";
 import type { RegisterRequest } from "@zimchat/protocol";
+import { MemoryIdentityStore, MemoryKyberPreKeyStore, MemoryPreKeyStore, MemorySessionStore, MemorySignedPreKeyStore } from "./signal-stores.js";
 
-/** The key fields of a registration, shared by every bench account. */
+/** The key fields of a registration, which any number of accounts may share. */
 export type AccountKeys = Pick<RegisterRequest, "identityKey" | "signedPreKey" | "pqLastResortPreKey">;
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -38,7 +30,7 @@ const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64")
 /**
  * One identity key, one signed pre-key and one Kyber last-resort key. The
  * server checks each signature against the account's own identity key, so one
- * set serves every bench account.
+ * set serves any number of accounts.
  */
 export function createAccountKeys(): AccountKeys {
   const identity = PrivateKey.generate();
@@ -143,90 +135,4 @@ export class MemoryParty {
       this.kyberPreKey.signature(),
     );
   }
-}
-
-class MemorySessionStore extends SessionStore {
-  private readonly records = new Map<string, Uint8Array<ArrayBuffer>>();
-  async saveSession(name: ProtocolAddress, record: SessionRecord): Promise<void> {
-    this.records.set(name.toString(), record.serialize());
-  }
-  async getSession(name: ProtocolAddress): Promise<SessionRecord | null> {
-    const bytes = this.records.get(name.toString());
-    return bytes === undefined ? null : SessionRecord.deserialize(bytes);
-  }
-  async getExistingSessions(addresses: ProtocolAddress[]): Promise<SessionRecord[]> {
-    return addresses.map((address) => {
-      const bytes = this.records.get(address.toString());
-      if (bytes === undefined) throw new Error(`no session for ${address.toString()}`);
-      return SessionRecord.deserialize(bytes);
-    });
-  }
-}
-
-class MemoryIdentityStore extends IdentityKeyStore {
-  private readonly known = new Map<string, PublicKey>();
-  constructor(
-    private readonly key: PrivateKey,
-    private readonly registrationId: number,
-  ) {
-    super();
-  }
-  async getIdentityKey(): Promise<PrivateKey> {
-    return this.key;
-  }
-  async getLocalRegistrationId(): Promise<number> {
-    return this.registrationId;
-  }
-  async saveIdentity(name: ProtocolAddress, key: PublicKey): Promise<IdentityChange> {
-    const previous = this.known.get(name.name());
-    this.known.set(name.name(), key);
-    return previous !== undefined && !previous.equals(key) ? IdentityChange.ReplacedExisting : IdentityChange.NewOrUnchanged;
-  }
-  async isTrustedIdentity(name: ProtocolAddress, key: PublicKey, _direction: Direction): Promise<boolean> {
-    const known = this.known.get(name.name());
-    return known === undefined || known.equals(key);
-  }
-  async getIdentity(name: ProtocolAddress): Promise<PublicKey | null> {
-    return this.known.get(name.name()) ?? null;
-  }
-}
-
-class MemoryPreKeyStore extends PreKeyStore {
-  readonly records = new Map<number, PreKeyRecord>();
-  async savePreKey(id: number, record: PreKeyRecord): Promise<void> {
-    this.records.set(id, record);
-  }
-  async getPreKey(id: number): Promise<PreKeyRecord> {
-    const record = this.records.get(id);
-    if (record === undefined) throw new Error(`no pre-key ${id}`);
-    return record;
-  }
-  async removePreKey(id: number): Promise<void> {
-    this.records.delete(id);
-  }
-}
-
-class MemorySignedPreKeyStore extends SignedPreKeyStore {
-  readonly records = new Map<number, SignedPreKeyRecord>();
-  async saveSignedPreKey(id: number, record: SignedPreKeyRecord): Promise<void> {
-    this.records.set(id, record);
-  }
-  async getSignedPreKey(id: number): Promise<SignedPreKeyRecord> {
-    const record = this.records.get(id);
-    if (record === undefined) throw new Error(`no signed pre-key ${id}`);
-    return record;
-  }
-}
-
-class MemoryKyberPreKeyStore extends KyberPreKeyStore {
-  readonly records = new Map<number, KyberPreKeyRecord>();
-  async saveKyberPreKey(id: number, record: KyberPreKeyRecord): Promise<void> {
-    this.records.set(id, record);
-  }
-  async getKyberPreKey(id: number): Promise<KyberPreKeyRecord> {
-    const record = this.records.get(id);
-    if (record === undefined) throw new Error(`no Kyber pre-key ${id}`);
-    return record;
-  }
-  async markKyberPreKeyUsed(): Promise<void> {}
 }

@@ -1,11 +1,11 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { z } from "zod";
-import { definePlugin } from "../src/server/index.js";
-import { Bot } from "../src/bot/index.js";
-import { testHomeserver, type TestHomeserver } from "../src/testing/index.js";
+import { definePlugin } from "@zimchat/plugin-sdk/server";
+import { Bot } from "@zimchat/plugin-sdk/bot";
+import { testHomeserver, type TestHomeserver } from "../src/index.js";
 
-describe("@zimchat/plugin-sdk/testing", () => {
+describe("@zimchat/testing", () => {
   const registered: string[] = [];
   const audit = definePlugin({
     name: "bot-audit",

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { createLogger, openHomeserver, resolveConfig, type Homeserver, type ServerConfig } from "@zimchat/server";
-import { MemoryLogger } from "../bot/index.js";
+import { MemoryLogger } from "@zimchat/plugin-sdk/bot";
 import { TestUser } from "./test-user.js";
 
 /** The server plugins option, as the homeserver's config types it. */

@@ -1,12 +1,14 @@
-import { mkdtempSync } from "node:fs";
+/** Client devices on SQLite stores in a temporary directory, and small waits for what they receive. */
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SqliteDeviceStore, ZimClient, type MessageEvent, type ZimClientOptions } from "../../src/index.js";
+import { SqliteDeviceStore, ZimClient, type MessageEvent, type ZimClientOptions } from "@zimchat/client";
 
 let counter = 0;
 
-/** A directory for device stores. */
+/** A directory for device stores (one per process, deleted when it exits). */
 export const deviceDir = mkdtempSync(join(tmpdir(), "zimchat-devices-"));
+process.once("exit", () => rmSync(deviceDir, { recursive: true, force: true }));
 
 /** Registers a device with a SQLite store in {@link deviceDir}. */
 export async function registerDevice(serverUrl: string, name?: string, options: Partial<ZimClientOptions> = {}): Promise<ZimClient> {

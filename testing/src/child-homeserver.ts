@@ -1,7 +1,9 @@
 /**
- * A real homeserver for client tests: `zimchat serve` as a child process
- * (the client never imports the server) on a fresh SQLite file or a fresh
- * schema of the PostgreSQL named by ZIMCHAT_TEST_DATABASE_URL.
+ * A real homeserver as a child process: `zimchat serve` on a fresh SQLite
+ * file or a fresh schema of the PostgreSQL named by ZIMCHAT_TEST_DATABASE_URL.
+ * For tests that must not load the server into their own process (client
+ * tests: the client never imports the server), that kill and restart it, or
+ * that drive it from another project.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -13,7 +15,8 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 
-const bin = fileURLToPath(new URL("../../../../server/bin/zimchat.js", import.meta.url));
+/** The `zimchat` command of the installed @zimchat/server (its entry is dist/src/index.js). */
+export const zimchatBin = fileURLToPath(new URL("../../bin/zimchat.js", import.meta.resolve("@zimchat/server")));
 
 /** A port free right now, so a restarted homeserver can come back on the same URL. */
 export async function freePort(): Promise<number> {
@@ -40,8 +43,28 @@ export interface Homeserver {
   stop(): Promise<void>;
 }
 
-async function spawnServer(args: string[], logs: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [bin, "serve", "--port", "0", "--host", "127.0.0.1", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+/** A `zimchat serve` child process that printed its `listening` line. */
+export interface ServeProcess {
+  child: ChildProcess;
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** Every line it wrote to stdout and stderr (the array given, if one was). */
+  logs: string[];
+  /** Resolves with the exit code or signal. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * Starts `zimchat serve --port 0 --host 127.0.0.1 ...args` and resolves once
+ * it listens; rejects with its output if it exits first or takes over 30 s.
+ */
+export async function spawnZimchatServe(args: string[], options: { env?: Record<string, string>; logs?: string[] } = {}): Promise<ServeProcess> {
+  const logs = options.logs ?? [];
+  const child = spawn(process.execPath, [zimchatBin, "serve", "--port", "0", "--host", "127.0.0.1", ...args], {
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   createInterface({ input: child.stderr! }).on("line", (l) => logs.push(l));
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`homeserver did not start:\n${logs.join("\n")}`)), 30_000);
@@ -53,9 +76,17 @@ async function spawnServer(args: string[], logs: string[]): Promise<{ child: Chi
         resolve(Number(match[1]));
       }
     });
-    child.once("exit", (code) => reject(new Error(`homeserver exited with ${code}:\n${logs.join("\n")}`)));
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`homeserver exited with ${code ?? signal}:\n${logs.join("\n")}`));
+    });
   });
-  return { child, url: `http://127.0.0.1:${port}` };
+  return { child, url: `http://127.0.0.1:${port}`, logs, exited };
+}
+
+async function spawnServer(args: string[], logs: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const { child, url } = await spawnZimchatServe(args, { logs });
+  return { child, url };
 }
 
 /** Starts a homeserver with open registration (extra `zimchat serve` flags in `args`). */
