@@ -76,7 +76,7 @@ const layering = [
   {
     rule: "server-never-imports-client-bot-or-testing",
     files: ["server/src/**"],
-    packages: ["@zimchat/client", "@zimchat/plugin-sdk/bot", "@zimchat/plugin-sdk/testing", "@zimchat/testing"],
+    packages: ["@zimchat/client", "@zimchat/plugin-sdk/bot", "@zimchat/testing"],
     message:
       "the server depends on @zimchat/protocol and @zimchat/plugin-sdk/server only: it never imports the client SDK, the bot framework or the test helpers",
   },
