@@ -121,6 +121,12 @@ export function otherOwnDevices(ctx: Pick<ClientContext, "store">): number[] {
   return own.filter((d) => d !== localDevice(ctx).deviceId);
 }
 
+/** The name this device's messages claim: the account's username and the display name set on this device, if any. */
+export function ownProfile(ctx: Pick<ClientContext, "store">): { username: string; displayName?: string } {
+  const displayName = ctx.store.getValue("displayName");
+  return { username: localDevice(ctx).username, ...(displayName ? { displayName } : {}) };
+}
+
 /** Work running in the background (receipts, key upkeep, checks): a failure is a `warning`; `settle` waits for all of it. */
 export class BackgroundWork {
   private readonly running = new Set<Promise<unknown>>();

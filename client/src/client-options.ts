@@ -44,6 +44,13 @@ export interface ZimClientOptions {
    * constructions. @default false
    */
   allowInsecureHttp?: boolean;
+  /**
+   * A display name (1 to 64 characters) this device's messages carry,
+   * encrypted, beside the account's username; kept in the store (see
+   * `setDisplayName`). Receivers never verify it: they show it beside the
+   * verified username. @default none
+   */
+  displayName?: string;
 }
 
 /** Options for {@link ZimClient.register}. */

@@ -4,6 +4,7 @@ import type { AttachmentPointer } from "./attachments.js";
 import type { GroupState } from "./content.js";
 import type { DecryptionFailureReason } from "./errors.js";
 import type { KeyTransparencyFailure } from "./key-transparency.js";
+import type { SenderName } from "./names.js";
 
 /** A decrypted message (text, attachment, or both), received or sent by this account's other device. */
 export interface MessageEvent {
@@ -23,6 +24,14 @@ export interface MessageEvent {
   sealed: boolean;
   /** Sent by this account's other device (a sync transcript), not received. */
   outgoing: boolean;
+  /**
+   * The name the sender claimed inside the encrypted message, checked by
+   * this device: `verified` when the server's directory maps `username` to
+   * `from` (looked up once, then cached). Show `username` instead of `from`
+   * only when verified; an unverified claim may be someone pretending. Absent
+   * when the sender sent no name (older clients).
+   */
+  senderName?: SenderName;
 }
 
 /** A group was created, changed, or this account was removed from it. */
@@ -34,6 +43,12 @@ export interface GroupUpdatedEvent {
   removed: string[];
   /** This account is no longer a member. */
   left: boolean;
+  /**
+   * Names by account id, for the members (and removed members) whose
+   * username this device has verified, and for `by` (verified or not: check
+   * `verified`). Members without an entry are known by account id only.
+   */
+  names?: Record<string, SenderName>;
 }
 
 /** This account's device list changed ("a new device was linked to your account"). */

@@ -7,14 +7,18 @@
  */
 import { randomUUID } from "node:crypto";
 import type { MultiRecipientResponse } from "@zimchat/protocol";
-import { localDevice, type ClientContext } from "./client-context.js";
+import { localDevice, ownProfile, type ClientContext } from "./client-context.js";
 import { encodeContent, type Content, type GroupState } from "./content.js";
 import { ApiError, GroupError } from "./errors.js";
 import { groupConversation, groupIdBytes } from "./groups.js";
+import type { Names } from "./names.js";
 import type { MessageBody, Outbox } from "./outbox.js";
 import { newIdempotencyKey } from "./send-retry.js";
 import type { Sessions } from "./sessions.js";
 import type { DeviceAddress } from "./signal/index.js";
+
+/** Member names a group change carries, at most (the content stays well under the server's size limit). */
+const maxMemberNames = 200;
 
 const addressKey = (a: DeviceAddress): string => `${a.uuid}.${a.deviceId}`;
 
@@ -23,6 +27,7 @@ export class GroupMessaging {
     private readonly ctx: ClientContext,
     private readonly sessions: Sessions,
     private readonly outbox: Outbox,
+    private readonly names: Names,
   ) {}
 
   /** Creates a group (members are account ids) with this account as its admin and announces it. */
@@ -72,7 +77,19 @@ export class GroupMessaging {
   /** Sends a group's state to its members, to `alsoTell` (removed members) and to this account's other devices. */
   private async announce(group: GroupState, alsoTell: string[]): Promise<void> {
     const local = localDevice(this.ctx);
-    const content: Content = { v: 1, timestamp: Date.now(), groupUpdate: group, accessKey: local.accessKey };
+    // The usernames this device has verified (or looked up) for members, so members who never wrote to each other see names.
+    const memberNames = group.members.flatMap((uuid) => {
+      const name = uuid === local.uuid ? null : this.names.nameOf(uuid);
+      return name ? [{ uuid, username: name.username }] : [];
+    });
+    const content: Content = {
+      v: 1,
+      timestamp: Date.now(),
+      groupUpdate: group,
+      accessKey: local.accessKey,
+      profile: ownProfile(this.ctx),
+      ...(memberNames.length ? { memberNames: memberNames.slice(0, maxMemberNames) } : {}),
+    };
     for (const uuid of [...group.members.filter((m) => m !== local.uuid), ...alsoTell]) await this.outbox.sendContent(uuid, content);
     await this.outbox.syncToOwnDevices({ ...content, sync: {} });
   }
@@ -86,7 +103,7 @@ export class GroupMessaging {
     const certificate = await this.outbox.senderCertificate();
     if (!certificate) throw new GroupError("the homeserver issued no sender certificate; group messages need sealed sender");
     const recipients = group.members.filter((m) => m !== me);
-    const content: Content = { v: 1, id: randomUUID(), timestamp: Date.now(), ...body, group: { id: groupId } };
+    const content: Content = { v: 1, id: randomUUID(), timestamp: Date.now(), ...body, group: { id: groupId }, profile: ownProfile(this.ctx) };
     const padded = encodeContent(content);
     let response: MultiRecipientResponse = { serverTimestamp: Date.now(), recipients: [] };
     // One key for the whole send: nothing is stored on a 409/410, so a corrected retry may reuse it.

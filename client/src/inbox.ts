@@ -14,14 +14,18 @@ import type { GroupUpdatedEvent, MessageEvent, ZimClientEvents } from "./events.
 import { applyGroupUpdate, groupConversation } from "./groups.js";
 import type { IdentityChangeNotifier } from "./identity-changes.js";
 import { MessageDedup } from "./message-dedup.js";
+import type { NameClaim, Names } from "./names.js";
 import type { Outbox } from "./outbox.js";
 import { decryptionFailureReason, type OpenedEnvelope } from "./signal/index.js";
 
+/** Member names an admin's group change may ask this device to check (look-ups), at most. */
+const maxNameChecks = 50;
+
 /** What processing one envelope produced. */
 type ReceiveResult =
-  | { kind: "message"; message: MessageEvent }
+  | { kind: "message"; message: MessageEvent; claim?: NameClaim }
   | { kind: "receipt"; receipt: ZimClientEvents["deliveryReceipt"][0] }
-  | { kind: "group"; update: GroupUpdatedEvent }
+  | { kind: "group"; update: GroupUpdatedEvent; claim?: NameClaim; memberNames?: Content["memberNames"] }
   | { kind: "failed"; failure: ZimClientEvents["decryptionFailed"][0] }
   | { kind: "skipped" };
 
@@ -34,6 +38,7 @@ export class Inbox {
     private readonly ctx: ClientContext,
     private readonly outbox: Outbox,
     private readonly identityChanges: IdentityChangeNotifier,
+    private readonly names: Names,
   ) {
     this.dedup = new MessageDedup(ctx.store);
   }
@@ -60,6 +65,8 @@ export class Inbox {
       return { results: out, identityChanges: this.identityChanges.take() };
     });
     for (const change of identityChanges) events.emit("identityChanged", change);
+    // Names claimed inside the content are checked (a look-up for an account not seen before) before they are shown.
+    for (const result of results) await this.attachNames(result);
     for (const result of results) {
       switch (result.kind) {
         case "message":
@@ -93,6 +100,22 @@ export class Inbox {
     }
     if (settings.receiptDelayMs <= 0) this.flushReceipts();
     else this.receiptTimer ??= setTimeout(() => this.flushReceipts(), settings.receiptDelayMs);
+  }
+
+  /** Adds the verified (or marked unverified) names the content claimed to its event. */
+  private async attachNames(result: ReceiveResult): Promise<void> {
+    if (result.kind === "message" && result.claim) {
+      result.message.senderName = await this.names.verify(result.message.from, result.claim);
+    } else if (result.kind === "group") {
+      const { update } = result;
+      const byName = result.claim ? await this.names.verify(update.by, result.claim) : null;
+      const members = new Set([...update.group.members, ...update.removed]);
+      // An admin's word on other members' usernames is a claim too: each is looked up (a bounded number per change).
+      for (const { uuid, username } of (result.memberNames ?? []).slice(0, maxNameChecks)) {
+        if (members.has(uuid) && uuid !== update.by && !this.names.nameOf(uuid)) await this.names.verify(uuid, { username });
+      }
+      update.names = { ...this.names.known(members), ...(byName ? { [update.by]: byName } : {}) };
+    }
   }
 
   private queueReceipt(from: string, timestamp: number): void {
@@ -171,7 +194,12 @@ export class Inbox {
       // Someone left: this device's sender key for the group is replaced before its next message.
       if (change.removed.length) groups.rotate(change.group.id);
       const left = !change.group.members.includes(me);
-      return { kind: "group", update: { group: change.group, by: from, added: change.added, removed: change.removed, left } };
+      return {
+        kind: "group",
+        update: { group: change.group, by: from, added: change.added, removed: change.removed, left },
+        ...(content.profile ? { claim: content.profile } : {}),
+        ...(content.memberNames ? { memberNames: content.memberNames } : {}),
+      };
     }
     // A group message must come from a current member, through the group's sender key or a sync from this account.
     const groupId = content.group?.id;
@@ -216,6 +244,7 @@ export class Inbox {
         sealed,
         outgoing,
       },
+      ...(content.profile ? { claim: content.profile } : {}),
     };
   }
 }

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { MultiRecipientResponse, OutgoingMessage, SendMessagesResponse, SocketResult } from "@zimchat/protocol";
-import { localDevice, otherOwnDevices, type ClientContext } from "./client-context.js";
+import { localDevice, otherOwnDevices, ownProfile, type ClientContext } from "./client-context.js";
 import { encodeContent, type Content } from "./content.js";
 import { ApiError, apiError, SealedSendingPausedError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
 import { newIdempotencyKey, withSendRetry } from "./send-retry.js";
@@ -34,7 +34,7 @@ export class Outbox {
   /** Sends a text or attachment to a user (their account id), records it, and sends the transcript to this account's other devices. */
   async sendDirect(uuid: string, body: MessageBody): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
     const timestamp = Date.now();
-    const content: Content = { v: 1, id: randomUUID(), timestamp, ...body, accessKey: localDevice(this.ctx).accessKey };
+    const content: Content = { v: 1, id: randomUUID(), timestamp, ...body, accessKey: localDevice(this.ctx).accessKey, profile: ownProfile(this.ctx) };
     const record = (): void => this.ctx.store.addMessage(this.outgoingRecord(randomUUID(), uuid, content));
     const result = await this.sendContent(uuid, content, record);
     await this.syncToOwnDevices({ ...content, sync: { destination: uuid } });

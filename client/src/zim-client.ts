@@ -12,7 +12,7 @@ import { Inbox } from "./inbox.js";
 import type { KeyTransparencyFailure } from "./key-transparency.js";
 import { KeyUpkeep } from "./key-upkeep.js";
 import { defaultKeyPolicy } from "./keys.js";
-import { Names } from "./names.js";
+import { Names, type SenderName } from "./names.js";
 import { Outbox, type MessageBody } from "./outbox.js";
 import type { SafetyNumber } from "./safety-number.js";
 import { Sessions } from "./sessions.js";
@@ -60,8 +60,9 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const sessions = new Sessions(this.ctx);
     this.outbox = new Outbox(this.ctx, sessions, () => this.deviceList.refresh());
     this.deviceList = new Devices(this.ctx, this.outbox);
-    this.inbox = new Inbox(this.ctx, this.outbox, identityChanges);
-    this.groupMessaging = new GroupMessaging(this.ctx, sessions, this.outbox);
+    this.inbox = new Inbox(this.ctx, this.outbox, identityChanges, this.names);
+    this.groupMessaging = new GroupMessaging(this.ctx, sessions, this.outbox, this.names);
+    if (options.displayName !== undefined) this.setDisplayName(options.displayName);
     this.keyUpkeep = new KeyUpkeep(this.ctx, { ...defaultKeyPolicy, ...options.keyPolicy });
     this.trust = new TrustChecks(this.ctx, sessions, this.outbox);
   }
@@ -181,6 +182,17 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   /** The account id for a username (cached), or the argument if it is already a UUID. */
   async resolve(user: string): Promise<string> {
     return this.names.resolve(user);
+  }
+
+  /** The verified username (and claimed display name) of an account, if this device has verified it; else null. */
+  nameOf(uuid: string): SenderName | null {
+    return this.names.nameOf(uuid);
+  }
+
+  /** Sets (or with null, clears) the display name this device's messages carry, encrypted, beside the username. */
+  setDisplayName(displayName: string | null): void {
+    if (displayName !== null && (displayName.length < 1 || displayName.length > 64)) throw new RangeError("a display name has 1 to 64 characters");
+    this.store.setValue("displayName", displayName ?? "");
   }
 
   /**
@@ -331,6 +343,12 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   /** A group's state, or null. */
   group(groupId: string): GroupState | null {
     return this.ctx.groups.get(groupId);
+  }
+
+  /** A group's members with their verified names where this device knows them (else by account id only), or null. */
+  groupMembers(groupId: string): { uuid: string; name: SenderName | null; admin: boolean }[] | null {
+    const group = this.ctx.groups.get(groupId);
+    return group && group.members.map((uuid) => ({ uuid, name: this.names.nameOf(uuid), admin: group.admins.includes(uuid) }));
   }
 
   /**
