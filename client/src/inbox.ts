@@ -12,7 +12,7 @@ import { decodeContent, type Content } from "./content.js";
 import { apiError, DecryptionFailureReason, decryptionFailure } from "./errors.js";
 import type { GroupUpdatedEvent, MessageEvent, ZimClientEvents } from "./events.js";
 import { applyGroupUpdate, groupConversation } from "./groups.js";
-import type { IdentityChangeNotifier } from "./identity-changes.js";
+import type { IdentityChangedEvent, IdentityChangeNotifier } from "./identity-changes.js";
 import { MessageDedup } from "./message-dedup.js";
 import type { NameClaim, Names } from "./names.js";
 import type { Outbox } from "./outbox.js";
@@ -33,6 +33,8 @@ export class Inbox {
   private readonly dedup: MessageDedup;
   private readonly pendingReceipts = new Map<string, number[]>();
   private receiptTimer: NodeJS.Timeout | null = null;
+  /** The last batch's events being emitted. */
+  private emitting: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly ctx: ClientContext,
@@ -56,7 +58,7 @@ export class Inbox {
 
   /** Decrypts envelopes in the order given, each in its own savepoint, emits their events, then acknowledges them. */
   async processEnvelopes(batch: Envelope[]): Promise<void> {
-    const { events, keyLog, store, settings } = this.ctx;
+    const { keyLog, store, settings } = this.ctx;
     // Committed with whatever else is queued (one fsync); a savepoint per envelope.
     const { results, identityChanges } = await this.ctx.tasks.run(async () => {
       const out: ReceiveResult[] = [];
@@ -64,6 +66,27 @@ export class Inbox {
       // Key changes these envelopes made are told before their messages.
       return { results: out, identityChanges: this.identityChanges.take() };
     });
+    // Batches are told in the order they were committed, whatever name look-ups they wait for.
+    const turn = this.emitting.then(() => this.emitResults(identityChanges, results));
+    this.emitting = turn.catch(() => undefined);
+    await turn;
+    await this.acknowledge(batch.map((e) => e.id));
+    // Keys of new contacts (PreKey messages, sealed-sender certificates) are checked after the fact, off the receive path.
+    if (keyLog) {
+      const senders = new Set(results.flatMap((r) => (r.kind === "message" ? [r.message.from] : r.kind === "receipt" ? [r.receipt.from] : r.kind === "group" ? [r.update.by] : [])));
+      senders.delete(localDevice(this.ctx).uuid);
+      for (const uuid of senders) {
+        const known = store.getIdentity(uuid);
+        if (known && keyLog.isDue(uuid, known.publicKey)) this.ctx.inBackground(checkKeyLog(this.ctx, uuid, known.publicKey));
+      }
+    }
+    if (settings.receiptDelayMs <= 0) this.flushReceipts();
+    else this.receiptTimer ??= setTimeout(() => this.flushReceipts(), settings.receiptDelayMs);
+  }
+
+  /** Emits a committed batch's events: key changes first, then each result, with the names it claimed checked. */
+  private async emitResults(identityChanges: IdentityChangedEvent[], results: ReceiveResult[]): Promise<void> {
+    const { events, settings } = this.ctx;
     for (const change of identityChanges) events.emit("identityChanged", change);
     // Names claimed inside the content are checked (a look-up for an account not seen before) before they are shown.
     for (const result of results) await this.attachNames(result);
@@ -88,18 +111,6 @@ export class Inbox {
           missingCase(result);
       }
     }
-    await this.acknowledge(batch.map((e) => e.id));
-    // Keys of new contacts (PreKey messages, sealed-sender certificates) are checked after the fact, off the receive path.
-    if (keyLog) {
-      const senders = new Set(results.flatMap((r) => (r.kind === "message" ? [r.message.from] : r.kind === "receipt" ? [r.receipt.from] : r.kind === "group" ? [r.update.by] : [])));
-      senders.delete(localDevice(this.ctx).uuid);
-      for (const uuid of senders) {
-        const known = store.getIdentity(uuid);
-        if (known && keyLog.isDue(uuid, known.publicKey)) this.ctx.inBackground(checkKeyLog(this.ctx, uuid, known.publicKey));
-      }
-    }
-    if (settings.receiptDelayMs <= 0) this.flushReceipts();
-    else this.receiptTimer ??= setTimeout(() => this.flushReceipts(), settings.receiptDelayMs);
   }
 
   /** Adds the verified (or marked unverified) names the content claimed to its event. */

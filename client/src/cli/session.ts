@@ -1,5 +1,5 @@
 import { usernamePattern } from "@zimchat/protocol";
-import { ApiError, SqliteDeviceStore, ZimClient, type AttachmentPointer, type GroupState, type MessageEvent } from "../index.js";
+import { ApiError, SqliteDeviceStore, ZimClient, type AttachmentPointer, type GroupState } from "../index.js";
 import type { AttachmentSummary, GroupRef } from "./cli-events.js";
 import { CliError, toCliError } from "./cli-error.js";
 import type { Output } from "./output.js";
@@ -97,7 +97,7 @@ export async function withSession<T>(profileDir: string, output: Output, work: (
       });
       return;
     }
-    output.emit({ type: "message", from: senderLabel(m, contacts.nameOf(m.from)), fromUuid: m.from, fromDevice: m.fromDevice, text: m.text, timestamp: m.timestamp, envelopeId: m.envelopeId, ...extra });
+    output.emit({ type: "message", from: contacts.nameOf(m.from), fromUuid: m.from, fromDevice: m.fromDevice, text: m.text, timestamp: m.timestamp, envelopeId: m.envelopeId, ...extra });
   });
   client.on("groupUpdated", (u) => {
     received++;
@@ -189,16 +189,4 @@ export async function withSession<T>(profileDir: string, output: Output, work: (
     closing = true;
     await client.close();
   }
-}
-
-/**
- * How the sender of a direct message is named: the username this profile
- * knows, else the one the sender claimed once the SDK verified it, else the
- * account id, marked with an unverified claim (`d2716171… (claims "bob", unverified)`).
- */
-function senderLabel(m: MessageEvent, known: string): string {
-  const claim = m.senderName;
-  if (known !== m.from || !claim || m.group !== undefined) return known;
-  if (claim.verified) return claim.username;
-  return `${m.from.slice(0, 8)}… (claims ${JSON.stringify(claim.username)}, unverified)`;
 }
