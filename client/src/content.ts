@@ -4,7 +4,7 @@
  * so ciphertext lengths leak only a coarse size class.
  */
 import { z } from "zod";
-import { limits } from "@zimchat/protocol";
+import { limits, usernameSchema } from "@zimchat/protocol";
 import { attachmentPointerSchema } from "./attachments.js";
 
 const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
@@ -51,6 +51,18 @@ export const contentSchema = z.object({
    * `destination` (or to the group in `group`); shown as an outgoing message.
    */
   sync: z.object({ destination: uuid.optional() }).optional(),
+  /**
+   * The sender's name as they claim it: their username (the receiver checks
+   * that it belongs to the sender's account before showing it) and an
+   * optional display name (never verified). Only ever inside ciphertext.
+   */
+  profile: z.object({ username: usernameSchema, displayName: z.string().min(1).max(64).optional() }).optional(),
+  /**
+   * With a group change: the usernames of members as the admin knows them,
+   * so members who never wrote to each other see names. Claims like
+   * `profile`: each is checked by the receiver before it is shown.
+   */
+  memberNames: z.array(z.object({ uuid, username: usernameSchema })).max(limits.maxGroupRecipients).optional(),
 });
 export type Content = z.infer<typeof contentSchema>;
 

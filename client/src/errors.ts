@@ -136,3 +136,8 @@ export class SealedSendingPausedError extends TrustRootMismatchError {
 export class GroupError extends Error {
   override name = "GroupError";
 }
+
+/** A decryption failure with its reason (the inbox reports it as `decryptionFailed`). */
+export function decryptionFailure(reason: DecryptionFailureReason, message: string, cause?: unknown): Error {
+  return Object.assign(new Error(message, cause === undefined ? {} : { cause }), { reason });
+}

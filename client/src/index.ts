@@ -27,6 +27,7 @@ export {
 } from "./errors.js";
 export { checkServerUrl, InsecureServerUrlError, isLoopbackHost } from "./server-url.js";
 export type { IdentityChangedEvent } from "./identity-changes.js";
+export type { SenderName } from "./names.js";
 export { HttpApi, type DeviceCredentials } from "./http-api.js";
 
 // Trust and safety numbers

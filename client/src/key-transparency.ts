@@ -10,7 +10,7 @@
  * A failure is reported, never thrown: the caller decides what to do
  * (ZimClient emits `keyTransparencyFailure` and goes on, see there).
  */
-import { PublicKey } from "@signalapp/libsignal-client";
+import { publicKeyFromBytes, verifySignature, type PublicKey } from "./signal/keys.js";
 import {
   keyLogConsistencyResponseSchema,
   keyLogHeadResponseSchema,
@@ -222,7 +222,7 @@ export class KeyTransparencyChecker {
     }
     let key: PublicKey;
     try {
-      key = PublicKey.deserialize(unb64(answer.publicKey));
+      key = publicKeyFromBytes(unb64(answer.publicKey));
     } catch {
       throw new Failure("unavailable", "the log's public key is not a libsignal public key");
     }
@@ -248,7 +248,7 @@ export class KeyTransparencyChecker {
    * @throws Failure bad_signature, log_key_changed, inconsistent or unavailable
    */
   private async acceptHead(head: SignedTreeHead, key: PublicKey): Promise<void> {
-    if (!key.verify(treeHeadPayload(head), unb64(head.signature))) {
+    if (!verifySignature(key, treeHeadPayload(head), unb64(head.signature))) {
       // Tell a replaced log key from a forged head.
       const current = await this.get("/v1/head", keyLogHeadResponseSchema).catch(() => null);
       if (current && current !== "not_found" && current.publicKey !== this.pinned) throw new Failure("log_key_changed", "the log's heads are signed by a key this device did not pin");

@@ -6,7 +6,7 @@
  * `PublicKey.seal`, HPKE) and attaches it to the code on the server, which
  * relays ciphertext it cannot read.
  */
-import { PrivateKey, PublicKey } from "@signalapp/libsignal-client";
+import { openSealed, publicKeyBytes, publicKeyFromBytes, sealTo, type PrivateKey, type PublicKey } from "./signal/keys.js";
 import { limits, linkCodeSchema } from "@zimchat/protocol";
 import { z } from "zod";
 
@@ -39,7 +39,7 @@ export function linkUri(request: LinkRequest): string {
   const params = new URLSearchParams({
     server: request.serverUrl,
     code: request.code,
-    key: Buffer.from(request.publicKey.serialize()).toString("base64url"),
+    key: Buffer.from(publicKeyBytes(request.publicKey)).toString("base64url"),
   });
   return `zimchat-link:?${params.toString()}`;
 }
@@ -60,7 +60,7 @@ export function parseLinkUri(uri: string): LinkRequest {
   if (!serverUrl || !/^https?:\/\//.test(serverUrl) || !code.success || !key) throw new InvalidLinkUriError("the link URI lacks its server, code or key");
   let publicKey: PublicKey;
   try {
-    publicKey = PublicKey.deserialize(new Uint8Array(Buffer.from(key, "base64url")) as Uint8Array<ArrayBuffer>);
+    publicKey = publicKeyFromBytes(new Uint8Array(Buffer.from(key, "base64url")) as Uint8Array<ArrayBuffer>);
   } catch (error) {
     throw new InvalidLinkUriError("the link URI's key is not a public key", { cause: error });
   }
@@ -70,13 +70,13 @@ export function parseLinkUri(uri: string): LinkRequest {
 /** Seals a provisioning message to the new device's ephemeral key. */
 export function sealProvisioning(to: PublicKey, message: ProvisioningMessage, code: string): Uint8Array<ArrayBuffer> {
   // The code as associated data binds the ciphertext to this link.
-  return to.seal(new Uint8Array(Buffer.from(JSON.stringify(message))) as Uint8Array<ArrayBuffer>, provisioningInfo, aad(code));
+  return sealTo(to, new Uint8Array(Buffer.from(JSON.stringify(message))) as Uint8Array<ArrayBuffer>, provisioningInfo, aad(code));
 }
 
 /** Opens a provisioning message with the ephemeral private key. @throws when it does not open or parse */
 export function openProvisioning(key: PrivateKey, sealed: Uint8Array<ArrayBuffer>, code: string): ProvisioningMessage {
   if (sealed.length > limits.maxProvisioningMessageBytes) throw new Error("provisioning message too large");
-  const plaintext = key.open(sealed, provisioningInfo, aad(code));
+  const plaintext = openSealed(key, sealed, provisioningInfo, aad(code));
   return provisioningMessageSchema.parse(JSON.parse(Buffer.from(plaintext).toString("utf8")));
 }
 

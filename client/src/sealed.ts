@@ -4,7 +4,7 @@
  * The seal and unseal operations themselves are libsignal's.
  */
 import { createHash } from "node:crypto";
-import { PublicKey, SenderCertificate } from "@signalapp/libsignal-client";
+import { parseSenderCertificate, senderCertificateBytes, senderCertificateExpiration, senderCertificateValid, type SenderCertificate } from "./signal/certificates.js";
 import type { DeviceStore } from "./store/device-store.js";
 import type { HttpApi } from "./http-api.js";
 import { TrustRootMismatchError } from "./errors.js";
@@ -32,7 +32,7 @@ export class SealedSenderState {
    * band) is checked when given.
    * @throws TrustRootMismatchError when it differs from the pinned or expected one
    */
-  async pinTrustRoot(expectedFingerprint?: string): Promise<PublicKey> {
+  async pinTrustRoot(expectedFingerprint?: string): Promise<Uint8Array<ArrayBuffer>> {
     const { publicKey } = await this.api.trustRoot();
     const presented = trustRootFingerprint(bytes(publicKey));
     const pinned = this.store.getValue("trustRoot");
@@ -41,13 +41,13 @@ export class SealedSenderState {
       throw new TrustRootMismatchError(expectedFingerprint, presented);
     }
     if (!pinned) this.store.setValue("trustRoot", publicKey);
-    return PublicKey.deserialize(bytes(publicKey));
+    return bytes(publicKey);
   }
 
-  /** The pinned trust root, or null before first contact. */
-  trustRoot(): PublicKey | null {
+  /** The pinned trust root (serialized public key), or null before first contact. */
+  trustRoot(): Uint8Array<ArrayBuffer> | null {
     const pinned = this.store.getValue("trustRoot");
-    return pinned ? PublicKey.deserialize(bytes(pinned)) : null;
+    return pinned ? bytes(pinned) : null;
   }
 
   /** Pins a trust root handed over by this account's primary device (linking). */
@@ -64,17 +64,17 @@ export class SealedSenderState {
   async certificate(now = Date.now()): Promise<SenderCertificate | null> {
     const cached = this.store.getValue("senderCertificate");
     if (cached) {
-      const certificate = SenderCertificate.deserialize(bytes(cached));
-      if (certificate.expiration() - renewBeforeMs > now) return certificate;
+      const certificate = parseSenderCertificate(bytes(cached));
+      if (senderCertificateExpiration(certificate) - renewBeforeMs > now) return certificate;
     }
     const root = this.trustRoot();
     if (!root) return null;
-    const fresh = SenderCertificate.deserialize(bytes((await this.api.senderCertificate()).certificate));
-    if (!fresh.validate(root, now)) {
+    const fresh = parseSenderCertificate(bytes((await this.api.senderCertificate()).certificate));
+    if (!senderCertificateValid(fresh, root, now)) {
       const presented = trustRootFingerprint(bytes((await this.api.trustRoot()).publicKey));
-      throw new TrustRootMismatchError(trustRootFingerprint(root.serialize()), presented);
+      throw new TrustRootMismatchError(trustRootFingerprint(root), presented);
     }
-    this.store.setValue("senderCertificate", Buffer.from(fresh.serialize()).toString("base64"));
+    this.store.setValue("senderCertificate", Buffer.from(senderCertificateBytes(fresh)).toString("base64"));
     return fresh;
   }
 

@@ -474,6 +474,7 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       ...(m.attachment ? { attachment: m.attachment } : {}),
       timestamp: m.timestamp,
       sealed: m.sealed,
+      ...(m.senderName ? { senderName: m.senderName } : {}),
     };
     await this.dispatchIfAllowed(m.from, { type: "message", message }, false);
   }

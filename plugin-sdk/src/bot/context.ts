@@ -6,6 +6,7 @@ import type {
   GroupUpdatedEvent,
   KeyTransparencyFailure,
   SafetyNumber,
+  SenderName,
   UploadOptions,
   ZimClient,
 } from "@zimchat/client";
@@ -30,6 +31,8 @@ export interface IncomingMessage {
   timestamp: number;
   /** The server did not know who sent it (sealed sender). */
   sealed: boolean;
+  /** The name the author claimed in the message, and whether the client verified it (see `Context.fromUsername`). */
+  senderName?: SenderName;
 }
 
 /** Where a reply goes: the author (a direct chat) or the group. */
@@ -222,6 +225,17 @@ export class Context {
       default:
         return missingCase(u);
     }
+  }
+
+  /**
+   * The verified username of whoever caused a message or group update
+   * (their claim, checked against the server's directory), when known;
+   * undefined for an unverified claim, so it is safe to show or match on.
+   */
+  get fromUsername(): string | undefined {
+    const u = this.update;
+    const name = u.type === "message" ? u.message.senderName : u.type === "group_update" ? u.groupUpdate.names?.[u.groupUpdate.by] : undefined;
+    return name?.verified ? name.username : undefined;
   }
 
   /** Where replies go; undefined when there is nobody to reply to. */

@@ -1,0 +1,261 @@
+/**
+ * Receiving: envelopes are decrypted in order, each in a savepoint of the
+ * batch transaction that also records its id, so a crash before the ack
+ * means a redelivery that is recognised and not shown twice. Events are
+ * emitted after the commit, then the batch is acknowledged; delivery
+ * receipts and key-transparency checks of new senders follow, off the
+ * receive path.
+ */
+import { missingCase, type Envelope, type SocketResult } from "@zimchat/protocol";
+import { localDevice, checkKeyLog, type ClientContext } from "./client-context.js";
+import { decodeContent, type Content } from "./content.js";
+import { apiError, DecryptionFailureReason, decryptionFailure } from "./errors.js";
+import type { GroupUpdatedEvent, MessageEvent, ZimClientEvents } from "./events.js";
+import { applyGroupUpdate, groupConversation } from "./groups.js";
+import type { IdentityChangedEvent, IdentityChangeNotifier } from "./identity-changes.js";
+import { MessageDedup } from "./message-dedup.js";
+import type { NameClaim, Names } from "./names.js";
+import type { Outbox } from "./outbox.js";
+import { decryptionFailureReason, type OpenedEnvelope } from "./signal/index.js";
+
+/** Member names an admin's group change may ask this device to check (look-ups), at most. */
+const maxNameChecks = 50;
+
+/** What processing one envelope produced. */
+type ReceiveResult =
+  | { kind: "message"; message: MessageEvent; claim?: NameClaim }
+  | { kind: "receipt"; receipt: ZimClientEvents["deliveryReceipt"][0] }
+  | { kind: "group"; update: GroupUpdatedEvent; claim?: NameClaim; memberNames?: Content["memberNames"] }
+  | { kind: "failed"; failure: ZimClientEvents["decryptionFailed"][0] }
+  | { kind: "skipped" };
+
+export class Inbox {
+  private readonly dedup: MessageDedup;
+  private readonly pendingReceipts = new Map<string, number[]>();
+  private receiptTimer: NodeJS.Timeout | null = null;
+  /** The last batch's events being emitted. */
+  private emitting: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly ctx: ClientContext,
+    private readonly outbox: Outbox,
+    private readonly identityChanges: IdentityChangeNotifier,
+    private readonly names: Names,
+  ) {
+    this.dedup = new MessageDedup(ctx.store);
+  }
+
+  /** Fetches the stored queue over REST and processes it. @returns how many envelopes were processed */
+  async poll(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const page = await this.ctx.api.fetchMessages();
+      await this.processEnvelopes(page.envelopes);
+      total += page.envelopes.length;
+      if (!page.more) return total;
+    }
+  }
+
+  /** Decrypts envelopes in the order given, each in its own savepoint, emits their events, then acknowledges them. */
+  async processEnvelopes(batch: Envelope[]): Promise<void> {
+    const { keyLog, store, settings } = this.ctx;
+    // Committed with whatever else is queued (one fsync); a savepoint per envelope.
+    const { results, identityChanges } = await this.ctx.tasks.run(async () => {
+      const out: ReceiveResult[] = [];
+      for (const envelope of batch) out.push(await this.receiveOne(envelope));
+      // Key changes these envelopes made are told before their messages.
+      return { results: out, identityChanges: this.identityChanges.take() };
+    });
+    // Batches are told in the order they were committed, whatever name look-ups they wait for.
+    const turn = this.emitting.then(() => this.emitResults(identityChanges, results));
+    this.emitting = turn.catch(() => undefined);
+    await turn;
+    await this.acknowledge(batch.map((e) => e.id));
+    // Keys of new contacts (PreKey messages, sealed-sender certificates) are checked after the fact, off the receive path.
+    if (keyLog) {
+      const senders = new Set(results.flatMap((r) => (r.kind === "message" ? [r.message.from] : r.kind === "receipt" ? [r.receipt.from] : r.kind === "group" ? [r.update.by] : [])));
+      senders.delete(localDevice(this.ctx).uuid);
+      for (const uuid of senders) {
+        const known = store.getIdentity(uuid);
+        if (known && keyLog.isDue(uuid, known.publicKey)) this.ctx.inBackground(checkKeyLog(this.ctx, uuid, known.publicKey));
+      }
+    }
+    if (settings.receiptDelayMs <= 0) this.flushReceipts();
+    else this.receiptTimer ??= setTimeout(() => this.flushReceipts(), settings.receiptDelayMs);
+  }
+
+  /** Emits a committed batch's events: key changes first, then each result, with the names it claimed checked. */
+  private async emitResults(identityChanges: IdentityChangedEvent[], results: ReceiveResult[]): Promise<void> {
+    const { events, settings } = this.ctx;
+    for (const change of identityChanges) events.emit("identityChanged", change);
+    // Names claimed inside the content are checked (a look-up for an account not seen before) before they are shown.
+    for (const result of results) await this.attachNames(result);
+    for (const result of results) {
+      switch (result.kind) {
+        case "message":
+          events.emit("message", result.message);
+          if (settings.sendReceipts && !result.message.outgoing) this.queueReceipt(result.message.from, result.message.timestamp);
+          break;
+        case "receipt":
+          events.emit("deliveryReceipt", result.receipt);
+          break;
+        case "group":
+          events.emit("groupUpdated", result.update);
+          break;
+        case "failed":
+          events.emit("decryptionFailed", result.failure);
+          break;
+        case "skipped":
+          break;
+        default:
+          missingCase(result);
+      }
+    }
+  }
+
+  /** Adds the verified (or marked unverified) names the content claimed to its event. */
+  private async attachNames(result: ReceiveResult): Promise<void> {
+    if (result.kind === "message" && result.claim) {
+      result.message.senderName = await this.names.verify(result.message.from, result.claim);
+    } else if (result.kind === "group") {
+      const { update } = result;
+      const byName = result.claim ? await this.names.verify(update.by, result.claim) : null;
+      const members = new Set([...update.group.members, ...update.removed]);
+      // An admin's word on other members' usernames is a claim too: each is looked up (a bounded number per change).
+      for (const { uuid, username } of (result.memberNames ?? []).slice(0, maxNameChecks)) {
+        if (members.has(uuid) && uuid !== update.by && !this.names.nameOf(uuid)) await this.names.verify(uuid, { username });
+      }
+      update.names = { ...this.names.known(members), ...(byName ? { [update.by]: byName } : {}) };
+    }
+  }
+
+  private queueReceipt(from: string, timestamp: number): void {
+    this.pendingReceipts.set(from, [...(this.pendingReceipts.get(from) ?? []), timestamp]);
+  }
+
+  /** Sends every held receipt now, one message per sender (100 timestamps each at most). */
+  flushReceipts(): void {
+    if (this.receiptTimer) clearTimeout(this.receiptTimer);
+    this.receiptTimer = null;
+    for (const [uuid, timestamps] of this.pendingReceipts) {
+      for (let i = 0; i < timestamps.length; i += 100) {
+        const receipt = { timestamps: timestamps.slice(i, i + 100) };
+        this.ctx.inBackground(this.outbox.sendContent(uuid, { v: 1, timestamp: Date.now(), receipt, accessKey: localDevice(this.ctx).accessKey }));
+      }
+    }
+    this.pendingReceipts.clear();
+  }
+
+  private async acknowledge(ids: string[]): Promise<void> {
+    if (!ids.length) return;
+    const socket = this.ctx.connections.authenticated;
+    if (socket?.connected) {
+      const result = (await socket.emitWithAck("ack", { ids })) as SocketResult<unknown>;
+      if (!result.ok) throw apiError(result.status, result.error);
+      return;
+    }
+    await this.ctx.api.ack(ids);
+  }
+
+  /**
+   * Decrypts one envelope and stores its result, the advanced session and
+   * its id (inside the batch transaction, in a savepoint of its own): a crash
+   * before the ack means a redelivery, recognised by id and not shown twice.
+   * Events are emitted by the caller, after the commit.
+   */
+  private async receiveOne(envelope: Envelope): Promise<ReceiveResult> {
+    const { store, signal, sealed } = this.ctx;
+    if (store.hasProcessed(envelope.id)) return { kind: "skipped" };
+    let from = envelope.sourceUuid;
+    try {
+      return await store.transaction(async (): Promise<ReceiveResult> => {
+        const opened = await signal.open(envelope, sealed.trustRoot());
+        from = opened.from;
+        let content: Content;
+        try {
+          content = decodeContent(opened.plaintext);
+        } catch (error) {
+          throw decryptionFailure(DecryptionFailureReason.InvalidContent, "invalid content", error);
+        }
+        store.markProcessed(envelope.id, Date.now());
+        return this.handleContent(envelope, opened, content);
+      });
+    } catch (error) {
+      // The failed envelope's changes are rolled back; remember its id so a redelivery is not retried.
+      store.markProcessed(envelope.id, Date.now());
+      // A refused sealed message names its claimed sender (the certificate's, which the refusal is about).
+      from ??= (error as { from?: string } | null)?.from;
+      return { kind: "failed", failure: { envelopeId: envelope.id, ...(from ? { from } : {}), reason: decryptionFailureReason(error), error } };
+    }
+  }
+
+  /** Applies decrypted content: access keys, sender keys, group changes, sent transcripts, receipts, messages. */
+  private async handleContent(envelope: Envelope, opened: Omit<OpenedEnvelope, "plaintext">, content: Content): Promise<ReceiveResult> {
+    const { store, groups } = this.ctx;
+    const { from, fromDevice, sealed } = opened;
+    const me = localDevice(this.ctx).uuid;
+    const own = from === me;
+    if (content.accessKey && !own) this.ctx.sealed.rememberAccessKey(from, content.accessKey);
+    if (content.senderKey) await this.ctx.signal.processSenderKeyDistribution({ uuid: from, deviceId: fromDevice }, content.senderKey.message);
+    if (content.groupUpdate) {
+      const current = groups.get(content.groupUpdate.id);
+      const change = applyGroupUpdate(current, content.groupUpdate, from, me);
+      if (!change) throw decryptionFailure(DecryptionFailureReason.NotAGroupMember, "group change refused: not from an admin, or stale");
+      groups.save(change.group);
+      // Someone left: this device's sender key for the group is replaced before its next message.
+      if (change.removed.length) groups.rotate(change.group.id);
+      const left = !change.group.members.includes(me);
+      return {
+        kind: "group",
+        update: { group: change.group, by: from, added: change.added, removed: change.removed, left },
+        ...(content.profile ? { claim: content.profile } : {}),
+        ...(content.memberNames ? { memberNames: content.memberNames } : {}),
+      };
+    }
+    // A group message must come from a current member, through the group's sender key or a sync from this account.
+    const groupId = content.group?.id;
+    if (opened.senderKey && !groupId) throw decryptionFailure(DecryptionFailureReason.NotAGroupMember, "a sender-key message without a group");
+    if (groupId) {
+      const group = groups.get(groupId);
+      if (!group || !group.members.includes(from) || (!opened.senderKey && !(own && content.sync))) {
+        throw decryptionFailure(DecryptionFailureReason.NotAGroupMember, "group message from a non-member");
+      }
+    }
+    if (content.receipt) return { kind: "receipt", receipt: { from, fromDevice, timestamps: content.receipt.timestamps } };
+    if (content.text === undefined && !content.attachment) return { kind: "skipped" };
+    const outgoing = own && content.sync !== undefined;
+    if (own && !outgoing) return { kind: "skipped" };
+    const conversation = groupId ? groupConversation(groupId) : outgoing ? content.sync?.destination : from;
+    if (!conversation) return { kind: "skipped" };
+    // The same message in a second envelope (a sender's retry that was stored twice): shown once.
+    if (!this.dedup.firstSight(from, fromDevice, content)) return { kind: "skipped" };
+    const text = content.text ?? "";
+    store.addMessage({
+      id: envelope.id,
+      peer: conversation,
+      direction: outgoing ? "out" : "in",
+      author: from,
+      senderDeviceId: fromDevice,
+      text,
+      timestamp: content.timestamp,
+      storedAt: Date.now(),
+      ...(content.attachment ? { attachment: content.attachment } : {}),
+    });
+    return {
+      kind: "message",
+      message: {
+        envelopeId: envelope.id,
+        from,
+        fromDevice,
+        conversation,
+        ...(groupId ? { group: groupId } : {}),
+        text,
+        ...(content.attachment ? { attachment: content.attachment } : {}),
+        timestamp: content.timestamp,
+        sealed,
+        outgoing,
+      },
+      ...(content.profile ? { claim: content.profile } : {}),
+    };
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * Sending: content is padded and encrypted for every device of the
+ * recipient (sealed when their access key is known), delivered over the
+ * socket or REST with one idempotency key per send (retried until
+ * answered), and re-encrypted after the server's 401/409/410/429 answers.
+ * Sent transcripts go to this account's other devices.
+ */
+import { randomUUID } from "node:crypto";
+import type { MultiRecipientResponse, OutgoingMessage, SendMessagesResponse, SocketResult } from "@zimchat/protocol";
+import { localDevice, otherOwnDevices, ownProfile, type ClientContext } from "./client-context.js";
+import { encodeContent, type Content } from "./content.js";
+import { ApiError, apiError, SealedSendingPausedError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
+import { newIdempotencyKey, withSendRetry } from "./send-retry.js";
+import type { Sessions } from "./sessions.js";
+import type { SenderCertificate } from "./signal/index.js";
+import type { StoredMessage } from "./store/device-store.js";
+
+/** What a direct send carries besides its envelope fields. */
+export type MessageBody = Pick<Content, "text" | "attachment">;
+
+export class Outbox {
+  /** Trust-root changes already reported (by presented fingerprint), so `trustRootChanged` fires once per change. */
+  private readonly reportedTrustRoots = new Set<string>();
+
+  /**
+   * @param ownDevicesChanged called when the server says this account's device list is not what this device thought
+   */
+  constructor(
+    private readonly ctx: ClientContext,
+    private readonly sessions: Sessions,
+    private readonly ownDevicesChanged: () => Promise<unknown>,
+  ) {}
+
+  /** Sends a text or attachment to a user (their account id), records it, and sends the transcript to this account's other devices. */
+  async sendDirect(uuid: string, body: MessageBody): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
+    const timestamp = Date.now();
+    const content: Content = { v: 1, id: randomUUID(), timestamp, ...body, accessKey: localDevice(this.ctx).accessKey, profile: ownProfile(this.ctx) };
+    const record = (): void => this.ctx.store.addMessage(this.outgoingRecord(randomUUID(), uuid, content));
+    const result = await this.sendContent(uuid, content, record);
+    await this.syncToOwnDevices({ ...content, sync: { destination: uuid } });
+    return { timestamp, envelopes: result.envelopes };
+  }
+
+  /** The history record of a message this device sent. */
+  outgoingRecord(id: string, peer: string, content: Content): StoredMessage {
+    const local = localDevice(this.ctx);
+    return {
+      id,
+      peer,
+      direction: "out",
+      author: local.uuid,
+      senderDeviceId: local.deviceId,
+      text: content.text ?? "",
+      timestamp: content.timestamp,
+      storedAt: Date.now(),
+      ...(content.attachment ? { attachment: content.attachment } : {}),
+    };
+  }
+
+  /** Sends a sent transcript (or other sync content) to this account's other devices, if any. */
+  async syncToOwnDevices(content: Content): Promise<void> {
+    if (!otherOwnDevices(this.ctx).length) return;
+    await this.sendContent(localDevice(this.ctx).uuid, content);
+  }
+
+  /**
+   * Encrypts and sends content to every device of `uuid` (for this account:
+   * its other devices), sealed when the recipient's access key is known,
+   * retrying after 409/410. `record` runs in the same store transaction as
+   * the first encryption.
+   */
+  async sendContent(uuid: string, content: Content, record?: () => void): Promise<SendMessagesResponse> {
+    const { store, tasks, sealed } = this.ctx;
+    const known = store.getIdentity(uuid);
+    if (known?.blocked) throw new UntrustedIdentityError(uuid);
+    const padded = encodeContent(content);
+    // Set when a sealed send was rate limited (429): this content goes authenticated, as on a 401.
+    let unsealed = false;
+    // One key for the whole send: nothing is stored on a 401/409/410, so a corrected retry may reuse it.
+    const idempotencyKey = newIdempotencyKey();
+    for (let attempt = 0; ; attempt++) {
+      const seal = unsealed ? null : await this.sealingFor(uuid);
+      const messages = await tasks.run(async () => {
+        const encrypted = await this.sessions.encryptForAll(uuid, padded, seal?.certificate ?? null);
+        if (attempt === 0) record?.();
+        return encrypted;
+      });
+      try {
+        // Sealed only if every message was sealed (a stale certificate is not used: see encryptForAll).
+        const accessKey = seal && messages.every((m) => m.type === "sealed") ? seal.accessKey : null;
+        return await this.deliver(uuid, messages, accessKey, idempotencyKey);
+      } catch (error) {
+        if (!(error instanceof ApiError) || attempt >= 3) throw error;
+        if (error.code === "unauthorized" && seal) {
+          // The access key no longer works (changed): send authenticated from now on.
+          await tasks.run(async () => sealed.forgetAccessKey(uuid));
+        } else if (error.code === "rate_limited" && seal) {
+          // The sealed allowance is used up (the server limits sealed sends per recipient and address): send authenticated.
+          unsealed = true;
+        } else if (error.code === "mismatched_devices" || error.code === "stale_devices") {
+          await tasks.run(async () => this.sessions.fixDevices([{ uuid, ...error.body }]));
+          // This account's device list changed under us: learn it (and tell the app) before retrying.
+          if (uuid === localDevice(this.ctx).uuid) await this.ownDevicesChanged();
+        } else {
+          throw error;
+        }
+      }
+    }
+  }
+
+  /** The certificate and access key to seal with, or null to send authenticated (own devices, unknown key, no certificate). */
+  private async sealingFor(uuid: string): Promise<{ certificate: SenderCertificate; accessKey: string } | null> {
+    if (!this.ctx.settings.sealedSender || uuid === localDevice(this.ctx).uuid) return null;
+    const accessKey = this.ctx.sealed.accessKeyOf(uuid);
+    if (!accessKey) return null;
+    try {
+      const certificate = await this.senderCertificate();
+      return certificate ? { certificate, accessKey } : null;
+    } catch (error) {
+      // Sending authenticated instead tells the server who sends: only when the app chose that.
+      if (error instanceof SealedSendingPausedError && this.ctx.sealed.unsealedAllowed()) return null;
+      throw error;
+    }
+  }
+
+  /**
+   * This device's sender certificate; a trust-root change is reported once
+   * (`trustRootChanged`) and refused with {@link SealedSendingPausedError}.
+   */
+  async senderCertificate(): Promise<SenderCertificate | null> {
+    try {
+      return await this.ctx.sealed.certificate();
+    } catch (error) {
+      if (!(error instanceof TrustRootMismatchError)) throw error;
+      if (!this.reportedTrustRoots.has(error.presented)) {
+        this.reportedTrustRoots.add(error.presented);
+        this.ctx.events.emit("trustRootChanged", { pinned: error.pinned, presented: error.presented, unsealedAllowed: this.ctx.sealed.unsealedAllowed() });
+      }
+      throw new SealedSendingPausedError(error.pinned, error.presented);
+    }
+  }
+
+  /** A new trust root was pinned: a later change is reported again. */
+  trustRootAccepted(): void {
+    this.reportedTrustRoots.clear();
+  }
+
+  /** Sends the same ciphertexts with the same key until answered (see send-retry.ts), over the socket when connected. */
+  private async deliver(uuid: string, messages: OutgoingMessage[], accessKey: string | null, idempotencyKey: string): Promise<SendMessagesResponse> {
+    const { api, connections, settings } = this.ctx;
+    if (!messages.length) throw new ApiError(409, { code: "mismatched_devices", message: "no devices", missingDevices: [], extraDevices: [] });
+    const timeoutMs = settings.sendRetry.attemptTimeoutMs;
+    return withSendRetry(async () => {
+      if (accessKey !== null) {
+        if (connections.connected) {
+          const request = { destination: uuid, messages, accessKey, idempotencyKey };
+          const result = (await connections.sealed().timeout(timeoutMs).emitWithAck("send", request)) as SocketResult<SendMessagesResponse>;
+          if (result.ok) return result.value;
+          throw apiError(result.status, result.error);
+        }
+        return api.sendSealed(uuid, { messages, idempotencyKey }, accessKey);
+      }
+      const socket = connections.authenticated;
+      if (socket?.connected) {
+        const result = (await socket.timeout(timeoutMs).emitWithAck("send", { destination: uuid, messages, idempotencyKey })) as SocketResult<SendMessagesResponse>;
+        if (result.ok) return result.value;
+        throw apiError(result.status, result.error);
+      }
+      return api.sendMessages(uuid, { messages, idempotencyKey });
+    }, settings.sendRetry);
+  }
+
+  /** Delivers one multi-recipient sealed message: sealed when every access key is known, else authenticated (still stored without a sender). */
+  async deliverMulti(recipients: string[], message: string, idempotencyKey: string): Promise<MultiRecipientResponse> {
+    const { api, connections, settings, sealed } = this.ctx;
+    const accessKeys = recipients.map((uuid) => ({ uuid, accessKey: sealed.accessKeyOf(uuid) }));
+    const allKnown = accessKeys.every((k): k is { uuid: string; accessKey: string } => !!k.accessKey);
+    if (allKnown && settings.sealedSender) {
+      const request = { message, accessKeys, idempotencyKey };
+      try {
+        return await withSendRetry(async () => {
+          if (connections.connected) {
+            const result = (await connections.sealed().timeout(settings.sendRetry.attemptTimeoutMs).emitWithAck("send-multi", request)) as SocketResult<MultiRecipientResponse>;
+            if (result.ok) return result.value;
+            throw apiError(result.status, result.error);
+          }
+          return api.sendMultiRecipient(request, false);
+        }, settings.sendRetry);
+      } catch (error) {
+        // Sealed sends rate limited (429): the same message, authenticated, as below.
+        if (!(error instanceof ApiError && error.code === "rate_limited")) throw error;
+      }
+    }
+    // Some access key is unknown: authenticated, still stored without a sender.
+    return withSendRetry(() => api.sendMultiRecipient({ message, idempotencyKey }, true), settings.sendRetry);
+  }
+}

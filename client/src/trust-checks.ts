@@ -1,0 +1,82 @@
+/**
+ * Trust in contacts and in the server: safety numbers and verification,
+ * accepting a changed identity key, key-transparency checks on demand, and
+ * the sealed-sender trust root.
+ */
+import { checkKeyLog, localDevice, type ClientContext } from "./client-context.js";
+import type { KeyTransparencyFailure } from "./key-transparency.js";
+import type { Outbox } from "./outbox.js";
+import type { Sessions } from "./sessions.js";
+import { matchesSafetyNumber, publicKeyBytesOf, publicKeyFromBytes, privateKeyFromBytes, publicKeyOf, safetyNumber, type SafetyNumber } from "./signal/index.js";
+
+export class TrustChecks {
+  constructor(
+    private readonly ctx: ClientContext,
+    private readonly sessions: Sessions,
+    private readonly outbox: Outbox,
+  ) {}
+
+  /** The identity key known for a contact (account id), fetching it (starting sessions) on first contact. */
+  private async knownKey(uuid: string, user: string): Promise<{ key: Uint8Array<ArrayBuffer>; fetched: boolean }> {
+    let known = this.ctx.store.getIdentity(uuid);
+    const fetched = !known;
+    if (fetched) {
+      await this.ctx.tasks.run(() => this.sessions.start(uuid, "*"));
+      known = this.ctx.store.getIdentity(uuid);
+    }
+    if (!known) throw new Error(`no identity key known for ${user}`);
+    return { key: known.publicKey, fetched };
+  }
+
+  async safetyNumber(uuid: string, user: string): Promise<SafetyNumber> {
+    const { key } = await this.knownKey(uuid, user);
+    const local = localDevice(this.ctx);
+    return safetyNumber(local.uuid, publicKeyOf(privateKeyFromBytes(local.identityPrivateKey)), uuid, publicKeyFromBytes(key));
+  }
+
+  async verify(uuid: string, entered: string): Promise<boolean> {
+    const expected = await this.safetyNumber(uuid, uuid);
+    if (!matchesSafetyNumber(expected, entered)) return false;
+    const { store } = this.ctx;
+    await this.ctx.tasks.run(async () => store.saveIdentity({ ...store.getIdentity(uuid)!, verified: true, blocked: false }));
+    return true;
+  }
+
+  async acceptIdentityChange(uuid: string): Promise<void> {
+    const { store } = this.ctx;
+    await this.ctx.tasks.run(async () => {
+      const known = store.getIdentity(uuid);
+      if (known) store.saveIdentity({ ...known, verified: false, blocked: false });
+    });
+  }
+
+  trustState(uuid: string): { verified: boolean; blocked: boolean } | null {
+    const known = this.ctx.store.getIdentity(uuid);
+    return known ? { verified: known.verified, blocked: known.blocked } : null;
+  }
+
+  async checkKeyTransparency(uuid: string, user: string): Promise<KeyTransparencyFailure | null> {
+    // First contact: starting the sessions checks the key (and emits a failure); the answer below repeats that check quietly.
+    const { key, fetched } = await this.knownKey(uuid, user);
+    return checkKeyLog(this.ctx, uuid, key, !fetched);
+  }
+
+  /** Checks this account's own key against the log, when due (contacts will check it; this also pins the log key early). */
+  checkOwnKey(): void {
+    const { keyLog } = this.ctx;
+    if (!keyLog) return;
+    const local = localDevice(this.ctx);
+    const ownKey = publicKeyBytesOf(local.identityPrivateKey);
+    if (keyLog.isDue(local.uuid, ownKey)) this.ctx.inBackground(checkKeyLog(this.ctx, local.uuid, ownKey));
+  }
+
+  async acceptTrustRoot(expectedFingerprint?: string): Promise<string> {
+    const fingerprint = await this.ctx.tasks.run(() => this.ctx.sealed.acceptTrustRoot(expectedFingerprint));
+    this.outbox.trustRootAccepted();
+    return fingerprint;
+  }
+
+  async allowUnsealedSending(): Promise<void> {
+    await this.ctx.tasks.run(async () => this.ctx.sealed.allowUnsealed());
+  }
+}
