@@ -58,16 +58,6 @@ const layering = [
     files: ["client/src/**"],
     ignores: [
       "client/src/signal/**",
-      // TEMPORARY: these still call libsignal directly while the client is
-      // split behind its Signal backend (client/src/signal/). Delete this
-      // list once they have moved; the rule then holds for all of client/src.
-      "client/src/linking.ts",
-      "client/src/sealed.ts",
-      "client/src/key-transparency.ts",
-      "client/src/zim-client.ts",
-      "client/src/keys.ts",
-      "client/src/safety-number.ts",
-      "client/src/store/signal-stores.ts",
     ],
     packages: ["@signalapp/libsignal-client"],
     message:
@@ -111,6 +101,13 @@ const layering = [
     paths: ["plugin-sdk/src/server"],
     message:
       "the bot framework builds on @zimchat/client and @zimchat/protocol only (it is published and installs without the server)",
+  },
+  {
+    rule: "bots-reach-libsignal-through-the-client",
+    files: ["plugin-sdk/src/**"],
+    packages: ["@signalapp/libsignal-client"],
+    message:
+      "the bot framework uses the client's API (safety numbers, fingerprints, verification); only the client's Signal backend (client/src/signal/) calls libsignal",
   },
   {
     rule: "published-packages-never-import-the-server",

@@ -258,6 +258,15 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   }
 
   /**
+   * This account's half of every safety number with it: 30 digits (six groups
+   * of five) that libsignal derives from the account id and identity key
+   * alone. A safety number that does not contain them is not with this account.
+   */
+  identityFingerprint(): string {
+    return this.trust.identityFingerprint();
+  }
+
+  /**
    * Marks a user verified when `entered` (60 digits or a scanned payload)
    * matches the safety number; this also lifts a block after a key change.
    * @returns whether it matched

@@ -132,6 +132,11 @@ const cases = [
     ["bot-framework-builds-on-the-client", "published-packages-never-import-the-server"],
   ],
   ["plugin-sdk/src/bot/bot.ts", `import { ZimClient } from "@zimchat/client";`, []],
+  [
+    "plugin-sdk/src/bot/bot.ts",
+    `import { PrivateKey } from "@signalapp/libsignal-client";`,
+    ["bots-reach-libsignal-through-the-client"],
+  ],
 
   // plugins see the server only through the plugin API
   [

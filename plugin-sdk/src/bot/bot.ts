@@ -1,11 +1,9 @@
 import { mkdirSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
-import { PrivateKey } from "@signalapp/libsignal-client";
 import {
   ApiError,
   ZimClient,
   checkServerUrl,
-  safetyNumber,
   type AttachmentInput,
   type AttachmentPointer,
   type GroupUpdatedEvent,
@@ -307,10 +305,7 @@ export class Bot<C extends Context = Context> extends Composer<C> {
    * contain them is not talking to this bot.
    */
   identityFingerprint(): string {
-    const local = this.client.local;
-    const key = PrivateKey.deserialize(local.identityPrivateKey).getPublicKey();
-    // With itself as the other party, both halves of the number are the bot's.
-    return safetyNumber(local.uuid, key, local.uuid, key).grouped.split(" ").slice(0, 6).join(" ");
+    return this.client.identityFingerprint();
   }
 
   // ------------------------------------------------------------ internals
