@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { usernamePattern } from "@zimchat/protocol";
-import { ApiError, SqliteDeviceStore, ZimClient, type AttachmentPointer, type GroupState, type ZimClientOptions } from "../index.js";
+import { ApiError, SqliteDeviceStore, ZimClient, type AttachmentPointer, type GroupState, type MessageEvent, type ZimClientOptions } from "../index.js";
 import type { AttachmentSummary, GroupRef } from "./cli-events.js";
 import { CliError, toCliError } from "./cli-error.js";
 import type { Output } from "./output.js";
@@ -81,8 +81,17 @@ export async function withSession<T>(
   const self = client.local;
   // Group member lists name this account too.
   contacts.remember(self.uuid, self.username);
-  const context = { server: self.serverUrl, nameOf: (uuid: string) => contacts.nameOf(uuid) };
-  const names = (uuids: string[]): string[] => uuids.map((u) => contacts.nameOf(u));
+  // A username the SDK verified (claimed inside a message, then looked up) names someone this profile never looked up.
+  const nameOf = (uuid: string): string => {
+    const known = contacts.nameOf(uuid);
+    if (known !== uuid) return known;
+    const verified = client.nameOf(uuid);
+    if (!verified?.verified) return uuid;
+    contacts.remember(uuid, verified.username);
+    return verified.username;
+  };
+  const context = { server: self.serverUrl, nameOf };
+  const names = (uuids: string[]): string[] => uuids.map((u) => nameOf(u));
   let received = 0;
   let closing = false;
 
@@ -95,7 +104,7 @@ export async function withSession<T>(
     };
     if (m.attachment) profile.attachments.remember(m.envelopeId, m.conversation);
     if (m.outgoing) {
-      const to = m.group ? (group?.title ?? m.group) : contacts.nameOf(m.conversation);
+      const to = m.group ? (group?.title ?? m.group) : nameOf(m.conversation);
       output.emit({
         type: "outgoing",
         to,
@@ -108,14 +117,14 @@ export async function withSession<T>(
       });
       return;
     }
-    output.emit({ type: "message", from: contacts.nameOf(m.from), fromUuid: m.from, fromDevice: m.fromDevice, text: m.text, timestamp: m.timestamp, envelopeId: m.envelopeId, ...extra });
+    output.emit({ type: "message", from: senderLabel(m, nameOf(m.from)), fromUuid: m.from, fromDevice: m.fromDevice, text: m.text, timestamp: m.timestamp, envelopeId: m.envelopeId, ...extra });
   });
   client.on("groupUpdated", (u) => {
     received++;
     output.emit({
       type: "groupUpdated",
       group: groupRef(u.group),
-      by: contacts.nameOf(u.by),
+      by: nameOf(u.by),
       byUuid: u.by,
       byThisAccount: u.by === self.uuid,
       added: names(u.added),
@@ -130,10 +139,10 @@ export async function withSession<T>(
     const others = added.filter((id) => id !== self.deviceId);
     if (others.length || removed.length) output.emit({ type: "devicesChanged", added: others, removed });
   });
-  client.on("identityChanged", ({ uuid, blocked }) => output.emit({ type: "identityChanged", user: contacts.nameOf(uuid), uuid, blocked }));
-  client.on("deliveryReceipt", ({ from, timestamps }) => output.emit({ type: "receipt", from: contacts.nameOf(from), fromUuid: from, timestamps }));
+  client.on("identityChanged", ({ uuid, blocked }) => output.emit({ type: "identityChanged", user: nameOf(uuid), uuid, blocked }));
+  client.on("deliveryReceipt", ({ from, timestamps }) => output.emit({ type: "receipt", from: nameOf(from), fromUuid: from, timestamps }));
   client.on("decryptionFailed", ({ from, reason }) =>
-    output.emit({ type: "decryptionFailed", from: from ? contacts.nameOf(from) : null, fromUuid: from ?? null, reason }),
+    output.emit({ type: "decryptionFailed", from: from ? nameOf(from) : null, fromUuid: from ?? null, reason }),
   );
   // Background work still finishing after close (key upkeep, a receipt) fails against the closed store; that is expected.
   client.on("warning", (error) => {
@@ -158,7 +167,7 @@ export async function withSession<T>(
       }
       if (uuid === client.local.uuid) throw new CliError("invalid_argument", `${name} is this device's own account: name someone else`);
       if (uuid !== name) contacts.remember(uuid, name);
-      return { uuid, name: contacts.nameOf(uuid) };
+      return { uuid, name: nameOf(uuid) };
     },
     resolveGroup(name) {
       const wanted = name.startsWith("group:") ? name.slice("group:".length) : name;
@@ -200,4 +209,16 @@ export async function withSession<T>(
     closing = true;
     await client.close();
   }
+}
+
+/**
+ * How the sender of a direct message is named: the username this profile
+ * knows, else the one the sender claimed once the SDK verified it, else the
+ * account id, marked with an unverified claim (`d2716171… (claims "bob", unverified)`).
+ */
+function senderLabel(m: MessageEvent, known: string): string {
+  const claim = m.senderName;
+  if (known !== m.from || !claim) return known;
+  if (claim.verified) return claim.username;
+  return `${m.from.slice(0, 8)}… (claims ${JSON.stringify(claim.username)}, unverified)`;
 }
