@@ -56,9 +56,7 @@ const layering = [
   {
     rule: "only-the-signal-backend-imports-libsignal",
     files: ["client/src/**"],
-    ignores: [
-      "client/src/signal/**",
-    ],
+    ignores: ["client/src/signal/**"],
     packages: ["@signalapp/libsignal-client"],
     message:
       "in the client only the Signal backend (client/src/signal/) calls libsignal; go through its interface instead",

@@ -14,7 +14,17 @@
 // Usage: node scripts/build-binary.mjs [--out <file>]   (default dist/zimchat-linux-x64)
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,7 +40,8 @@ const work = `${output}.build`;
 const entry = join(root, "server", "dist", "src", "cli", "main.js");
 const runtime = join(root, "scripts", "binary", "runtime.mjs");
 
-if (process.platform !== "linux" || process.arch !== "x64") throw new Error(`the binary is built for linux-x64, on linux-x64 (this is ${process.platform}-${process.arch})`);
+if (process.platform !== "linux" || process.arch !== "x64")
+  throw new Error(`the binary is built for linux-x64, on linux-x64 (this is ${process.platform}-${process.arch})`);
 if (!existsSync(entry)) throw new Error(`${relative(root, entry)} is missing: run \`npm run build\` first`);
 
 /** Files the code reads relative to its own `import.meta.url`, carried as they lie in the repository. */
@@ -38,7 +49,9 @@ const dataFiles = ["prisma/migrations", "server/package.json"];
 
 /** Modules that `loadPlugins` may `import()` by name and that the binary carries inside: the first-party plugins. */
 const pluginsPackage = JSON.parse(readFileSync(join(root, "plugins", "package.json"), "utf8"));
-const bundledModuleNames = Object.keys(pluginsPackage.exports).map((sub) => `${pluginsPackage.name}/${sub.replace(/^\.\//, "")}`);
+const bundledModuleNames = Object.keys(pluginsPackage.exports).map(
+  (sub) => `${pluginsPackage.name}/${sub.replace(/^\.\//, "")}`,
+);
 
 const repoPath = (file) => relative(root, file).split(sep).join("/");
 const assets = new Map(); // repository path -> absolute path
@@ -52,7 +65,8 @@ for (const path of dataFiles) addFiles(path);
 
 /** The package directory (holding package.json) of a file inside node_modules. */
 function packageDir(file) {
-  for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) if (existsSync(join(dir, "package.json"))) return dir;
+  for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir))
+    if (existsSync(join(dir, "package.json"))) return dir;
   throw new Error(`no package.json above ${file}`);
 }
 
@@ -70,15 +84,25 @@ const binaryRuntime = {
     b.onResolve({ filter: /^bindings$/ }, (args) => ({ path: packageDir(args.importer), namespace: "bindings" }));
     b.onLoad({ filter: /.*/, namespace: "bindings" }, (args) => {
       const release = join(args.path, "build", "Release");
-      for (const name of readdirSync(release).filter((n) => n.endsWith(".node"))) assets.set(repoPath(join(release, name)), join(release, name));
-      return { contents: `${runtimeRequire("requireAddon")}module.exports = (name) => requireAddon(${JSON.stringify(repoPath(release) + "/")} + (name.endsWith(".node") ? name : name + ".node"));`, resolveDir: root };
+      for (const name of readdirSync(release).filter((n) => n.endsWith(".node")))
+        assets.set(repoPath(join(release, name)), join(release, name));
+      return {
+        contents: `${runtimeRequire("requireAddon")}module.exports = (name) => requireAddon(${JSON.stringify(repoPath(release) + "/")} + (name.endsWith(".node") ? name : name + ".node"));`,
+        resolveDir: root,
+      };
     });
     // node-gyp-build(dir) picks the prebuild for this platform: pick it now, carry it, load it from the cache.
-    b.onResolve({ filter: /^node-gyp-build$/ }, (args) => ({ path: packageDir(args.importer), namespace: "node-gyp-build" }));
+    b.onResolve({ filter: /^node-gyp-build$/ }, (args) => ({
+      path: packageDir(args.importer),
+      namespace: "node-gyp-build",
+    }));
     b.onLoad({ filter: /.*/, namespace: "node-gyp-build" }, (args) => {
       const addon = createRequire(join(args.path, "package.json"))("node-gyp-build").resolve(args.path);
       assets.set(repoPath(addon), addon);
-      return { contents: `${runtimeRequire("requireAddon")}module.exports = () => requireAddon(${JSON.stringify(repoPath(addon))});`, resolveDir: root };
+      return {
+        contents: `${runtimeRequire("requireAddon")}module.exports = () => requireAddon(${JSON.stringify(repoPath(addon))});`,
+        resolveDir: root,
+      };
     });
     b.onResolve({ filter: /^zimchat:binary-manifest$/ }, () => ({ path: "manifest", namespace: "zimchat-manifest" }));
     b.onLoad({ filter: /.*/, namespace: "zimchat-manifest" }, () => ({
@@ -94,9 +118,15 @@ const binaryRuntime = {
       const dynamicImport = ownCode && /\bimport\((?!\s*["'`])/.test(source);
       if (!source.includes("import.meta") && !dynamicImport) return undefined;
       const path = JSON.stringify(repoPath(args.path));
-      let contents = source.replaceAll("import.meta.url", `moduleUrl(${path})`).replaceAll("import.meta.dirname", `moduleDirname(${path})`);
+      let contents = source
+        .replaceAll("import.meta.url", `moduleUrl(${path})`)
+        .replaceAll("import.meta.dirname", `moduleDirname(${path})`);
       if (dynamicImport) contents = contents.replace(/\bimport\((?!\s*["'`])/g, "dynamicImport(");
-      return { contents: runtimeImport("moduleUrl, moduleDirname, dynamicImport") + contents, loader: "js", resolveDir: dirname(args.path) };
+      return {
+        contents: runtimeImport("moduleUrl, moduleDirname, dynamicImport") + contents,
+        loader: "js",
+        resolveDir: dirname(args.path),
+      };
     });
   },
 };
@@ -145,19 +175,45 @@ for (const name of sorted) hash.update(`${name}\0`).update(readFileSync(assets.g
 const digest = hash.digest("hex").slice(0, 16);
 const manifest = { hash: digest, assets: sorted, repoRoot: root };
 const bundled = readFileSync(bundle, "utf8");
-if (bundled.split(manifestPlaceholder).length !== 2) throw new Error("the bundle must hold the manifest placeholder exactly once");
-writeFileSync(bundle, bundled.replace(JSON.stringify(manifestPlaceholder), () => JSON.stringify(JSON.stringify(manifest))));
+if (bundled.split(manifestPlaceholder).length !== 2)
+  throw new Error("the bundle must hold the manifest placeholder exactly once");
+writeFileSync(
+  bundle,
+  bundled.replace(JSON.stringify(manifestPlaceholder), () => JSON.stringify(JSON.stringify(manifest))),
+);
 
 const blob = join(work, "sea-prep.blob");
 const seaConfig = join(work, "sea-config.json");
-writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, assets: Object.fromEntries(sorted.map((n) => [n, assets.get(n)])) }, null, 2));
+writeFileSync(
+  seaConfig,
+  JSON.stringify(
+    {
+      main: bundle,
+      output: blob,
+      disableExperimentalSEAWarning: true,
+      useCodeCache: true,
+      assets: Object.fromEntries(sorted.map((n) => [n, assets.get(n)])),
+    },
+    null,
+    2,
+  ),
+);
 quietly(process.execPath, ["--experimental-sea-config", seaConfig]);
 
 mkdirSync(dirname(output), { recursive: true });
 rmSync(output, { force: true });
 copyFileSync(process.execPath, output);
 chmodSync(output, 0o755);
-quietly(process.execPath, [require.resolve("postject/dist/cli.js"), output, "NODE_SEA_BLOB", blob, "--sentinel-fuse", "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2"]);
+quietly(process.execPath, [
+  require.resolve("postject/dist/cli.js"),
+  output,
+  "NODE_SEA_BLOB",
+  blob,
+  "--sentinel-fuse",
+  "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2",
+]);
 
 const mib = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-console.log(`${relative(process.cwd(), output) || output}: ${mib(statSync(output).size)} (bundle ${mib(statSync(bundle).size)}, ${sorted.length} assets ${mib(sorted.reduce((n, a) => n + statSync(assets.get(a)).size, 0))}), built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+console.log(
+  `${relative(process.cwd(), output) || output}: ${mib(statSync(output).size)} (bundle ${mib(statSync(bundle).size)}, ${sorted.length} assets ${mib(sorted.reduce((n, a) => n + statSync(assets.get(a)).size, 0))}), built in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+);

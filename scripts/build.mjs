@@ -28,22 +28,32 @@ function run(args, onLine) {
     const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
     createInterface({ input: child.stdout }).on("line", onLine);
     child.once("error", reject);
-    child.once("exit", (code, signal) => (code === 0 ? resolve() : reject(new Error(`${args.map((a) => relative(root, a) || a).join(" ")} failed (${code ?? signal})`))));
+    child.once("exit", (code, signal) =>
+      code === 0
+        ? resolve()
+        : reject(new Error(`${args.map((a) => relative(root, a) || a).join(" ")} failed (${code ?? signal})`)),
+    );
   });
 }
 
 /** What the generated Prisma clients depend on. */
 function prismaInputs() {
   const hash = createHash("sha256");
-  for (const file of ["prisma/models.prisma", "server/scripts/prisma-generate.mjs"]) hash.update(file).update(readFileSync(join(root, file)));
-  for (const pkg of ["prisma/package.json", "@prisma/client/package.json"]) hash.update(pkg).update(JSON.parse(readFileSync(require.resolve(pkg), "utf8")).version);
+  for (const file of ["prisma/models.prisma", "server/scripts/prisma-generate.mjs"])
+    hash.update(file).update(readFileSync(join(root, file)));
+  for (const pkg of ["prisma/package.json", "@prisma/client/package.json"])
+    hash.update(pkg).update(JSON.parse(readFileSync(require.resolve(pkg), "utf8")).version);
   return hash.digest("hex");
 }
 
 async function prisma() {
   const t = Date.now();
   const inputs = prismaInputs();
-  const fresh = process.env.ZIMCHAT_BUILD_FORCE !== "1" && existsSync(stampFile) && readFileSync(stampFile, "utf8").trim() === inputs && ["prisma-sqlite", "prisma-postgresql"].every((d) => existsSync(join(generated, d)));
+  const fresh =
+    process.env.ZIMCHAT_BUILD_FORCE !== "1" &&
+    existsSync(stampFile) &&
+    readFileSync(stampFile, "utf8").trim() === inputs &&
+    ["prisma-sqlite", "prisma-postgresql"].every((d) => existsSync(join(generated, d)));
   if (fresh) return say("Prisma clients up to date");
   say("generating the Prisma clients (sqlite, postgresql)...");
   await run([join(root, "server/scripts/prisma-generate.mjs")], (line) => console.log(line));
@@ -59,7 +69,9 @@ async function typescript() {
   let chatter = false;
   await run([tsc, "-b", "--verbose", ...(process.stdout.isTTY ? ["--pretty"] : [])], (line) => {
     // "[7:54:08 AM] …" (pretty, coloured) or "7:54:08 AM - …" (plain); the clock's format follows the locale.
-    const info = /^(?:\x1b\[[\d;]*m)?\[?\d{1,2}[:.]\d\d[:.]\d\d(?:\s?[AP]M)?\]?(?:\x1b\[[\d;]*m)?(?: -)? (.*)$/.exec(line);
+    const info = /^(?:\x1b\[[\d;]*m)?\[?\d{1,2}[:.]\d\d[:.]\d\d(?:\s?[AP]M)?\]?(?:\x1b\[[\d;]*m)?(?: -)? (.*)$/.exec(
+      line,
+    );
     if (info) {
       chatter = true;
       const building = /^Building project '(.*)'\.\.\.$/.exec(info[1]);

@@ -31,12 +31,29 @@ const quote = (arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `"${arg.replace(/([
 /** Starts `zimchat serve` and resolves with its URL once it logs "listening". */
 function startServer() {
   const dataDir = join(work, "homeserver");
-  const args = ["serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, "--database-url", `file:${join(dataDir, "zimchat.db")}`, "--registration", "open", "--log-level", "warn"];
+  const args = [
+    "serve",
+    "--port",
+    "0",
+    "--host",
+    "127.0.0.1",
+    "--data-dir",
+    dataDir,
+    "--database-url",
+    `file:${join(dataDir, "zimchat.db")}`,
+    "--registration",
+    "open",
+    "--log-level",
+    "warn",
+  ];
   const child = spawn(process.execPath, [serverBin, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   const logs = [];
   createInterface({ input: child.stderr }).on("line", (line) => logs.push(line));
   const url = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the homeserver did not start within 30 s:\n${logs.join("\n")}`)), 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`the homeserver did not start within 30 s:\n${logs.join("\n")}`)),
+      30_000,
+    );
     createInterface({ input: child.stdout }).on("line", (line) => {
       logs.push(line);
       const match = /"port":(\d+).*"msg":"listening"/.exec(line);
@@ -74,7 +91,8 @@ function chat(who, args, { show = true } = {}) {
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
       if (show) for (const line of stdout.trimEnd().split("\n")) if (line) console.log(`     ${line}`);
-      if (code !== 0) reject(new Error(`${who}'s zimchat-chat ${args[0]} exited with ${code ?? signal}:\n${stderr}${stdout}`));
+      if (code !== 0)
+        reject(new Error(`${who}'s zimchat-chat ${args[0]} exited with ${code ?? signal}:\n${stderr}${stdout}`));
       else resolve(stdout);
     });
   });
@@ -90,8 +108,12 @@ try {
   note(`listening on ${url}`);
 
   step(2, "Alice and Bob each register a device; keys are made on the device and stay in its profile");
-  const aliceUuid = /account ([0-9a-f-]{36})/.exec(await chat("alice", ["register", "--server", url, "--username", "alice"]))?.[1];
-  const bobUuid = /account ([0-9a-f-]{36})/.exec(await chat("bob", ["register", "--server", url, "--username", "bob"]))?.[1];
+  const aliceUuid = /account ([0-9a-f-]{36})/.exec(
+    await chat("alice", ["register", "--server", url, "--username", "alice"]),
+  )?.[1];
+  const bobUuid = /account ([0-9a-f-]{36})/.exec(
+    await chat("bob", ["register", "--server", url, "--username", "bob"]),
+  )?.[1];
   check(Boolean(aliceUuid && bobUuid), "both accounts exist");
 
   step(3, "Alice writes to Bob, who has never connected (his pre-keys on the server let her start a session)");
@@ -100,7 +122,10 @@ try {
 
   step(4, "Bob comes online: the homeserver hands him what waited, and only his device can decrypt it");
   const bobInbox = await chat("bob", ["receive"]);
-  check(new RegExp(`^\\[\\d\\d:\\d\\d\\] ${aliceUuid}: ${escape(hello)}$`, "m").test(bobInbox), "Bob decrypted Alice's message");
+  check(
+    new RegExp(`^\\[\\d\\d:\\d\\d\\] ${aliceUuid}: ${escape(hello)}$`, "m").test(bobInbox),
+    "Bob decrypted Alice's message",
+  );
   note(`(the server names a sender only by account id; ${aliceUuid} is Alice's)`);
 
   step(5, "Bob replies");

@@ -18,11 +18,24 @@ function testFiles(dir) {
   return out.sort();
 }
 const only = process.argv.slice(2);
-const files = ["protocol/dist/test", "client/dist/test", "server/dist/test", "plugin-sdk/dist/test", "plugins/dist/test", "testing/dist/test", "examples/dist/test"].filter((d) => existsSync(join(root, d))).flatMap((d) => testFiles(join(root, d))).filter((f) => !only.length || only.some((o) => f.includes(o)));
+const files = [
+  "protocol/dist/test",
+  "client/dist/test",
+  "server/dist/test",
+  "plugin-sdk/dist/test",
+  "plugins/dist/test",
+  "testing/dist/test",
+  "examples/dist/test",
+]
+  .filter((d) => existsSync(join(root, d)))
+  .flatMap((d) => testFiles(join(root, d)))
+  .filter((f) => !only.length || only.some((o) => f.includes(o)));
 // The lint rules' own tests (scripts/lint/*.test.js) are plain ESM and run from source.
 files.push(...testFiles(join(root, "scripts/lint")).filter((f) => !only.length || only.some((o) => f.includes(o))));
 
-const postgres = [process.env.ZIMCHAT_TEST_DATABASE_URL, process.env.DATABASE_URL].find((u) => u?.startsWith("postgres"));
+const postgres = [process.env.ZIMCHAT_TEST_DATABASE_URL, process.env.DATABASE_URL].find((u) =>
+  u?.startsWith("postgres"),
+);
 const runs = [{ name: "sqlite", env: { ZIMCHAT_TEST_DATABASE_URL: "" } }];
 if (postgres) runs.push({ name: "postgresql", env: { ZIMCHAT_TEST_DATABASE_URL: postgres } });
 
@@ -35,16 +48,34 @@ for (const run of runs) {
   const tapFile = join(root, `.test-results-${run.name}-${process.pid}.tap`);
   const result = spawnSync(
     process.execPath,
-    ["--enable-source-maps", "--test", "--test-concurrency=2", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", `--test-reporter-destination=${tapFile}`, ...files],
+    [
+      "--enable-source-maps",
+      "--test",
+      "--test-concurrency=2",
+      "--test-reporter=spec",
+      "--test-reporter-destination=stdout",
+      "--test-reporter=tap",
+      `--test-reporter-destination=${tapFile}`,
+      ...files,
+    ],
     // A failed test can leave a client connected and its file's process alive: stop the run rather than hang.
-    { stdio: "inherit", env: { ...process.env, ...run.env, DATABASE_URL: "" }, cwd: root, timeout: runTimeoutMs, killSignal: "SIGTERM" },
+    {
+      stdio: "inherit",
+      env: { ...process.env, ...run.env, DATABASE_URL: "" },
+      cwd: root,
+      timeout: runTimeoutMs,
+      killSignal: "SIGTERM",
+    },
   );
-  if (result.error) console.log(`${run.name}: stopped after ${runTimeoutMs / 60_000} minutes (${result.error.message})`);
+  if (result.error)
+    console.log(`${run.name}: stopped after ${runTimeoutMs / 60_000} minutes (${result.error.message})`);
   const tap = existsSync(tapFile) ? readFileSync(tapFile, "utf8") : "";
   if (existsSync(tapFile)) renameSync(tapFile, join(root, `.test-results-${run.name}.tap`));
   const pass = Number(/^# pass (\d+)/m.exec(tap)?.[1] ?? 0);
   // A run that ended badly without reporting a failure, or reported nothing at all, counts as one failure.
-  const fail = Number(/^# fail (\d+)/m.exec(tap)?.[1] ?? 0) + (((result.status !== 0 || result.error) && !/^# fail [1-9]/m.test(tap)) || !pass ? 1 : 0);
+  const fail =
+    Number(/^# fail (\d+)/m.exec(tap)?.[1] ?? 0) +
+    (((result.status !== 0 || result.error) && !/^# fail [1-9]/m.test(tap)) || !pass ? 1 : 0);
   console.log(`${run.name}: ${pass} passed, ${fail} failed`);
   passed += pass;
   failed += fail;

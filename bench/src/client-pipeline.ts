@@ -6,7 +6,15 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SignalMessage, processPreKeyBundle, signalDecrypt, signalDecryptPreKey, signalEncrypt, PreKeySignalMessage, CiphertextMessageType } from "@signalapp/libsignal-client";
+import {
+  SignalMessage,
+  processPreKeyBundle,
+  signalDecrypt,
+  signalDecryptPreKey,
+  signalEncrypt,
+  PreKeySignalMessage,
+  CiphertextMessageType,
+} from "@signalapp/libsignal-client";
 import { SqliteDeviceStore, ZimClient } from "@zimchat/client";
 import { MemoryParty } from "@zimchat/testing/signal";
 import { startServer } from "./server-process.js";
@@ -42,14 +50,31 @@ async function rawRound(count: number): Promise<number> {
   const alice = new MemoryParty("a11ce000-0000-4000-8000-00000000000a", 1001);
   const bob = new MemoryParty("b0b00000-0000-4000-8000-00000000000b", 1002);
   await processPreKeyBundle(bob.bundle(), bob.address, alice.address, alice.sessions, alice.identity);
-  const plaintext = new Uint8Array(Buffer.from(JSON.stringify({ v: 1, text, timestamp: Date.now() }))) as Uint8Array<ArrayBuffer>;
+  const plaintext = new Uint8Array(
+    Buffer.from(JSON.stringify({ v: 1, text, timestamp: Date.now() })),
+  ) as Uint8Array<ArrayBuffer>;
   const started = performance.now();
   for (let i = 0; i < count; i++) {
     const message = await signalEncrypt(plaintext, bob.address, alice.address, alice.sessions, alice.identity);
     if (message.type() === CiphertextMessageType.PreKey) {
-      await signalDecryptPreKey(PreKeySignalMessage.deserialize(message.serialize()), alice.address, bob.address, bob.sessions, bob.identity, bob.preKeys, bob.signedPreKeys, bob.kyberPreKeys);
+      await signalDecryptPreKey(
+        PreKeySignalMessage.deserialize(message.serialize()),
+        alice.address,
+        bob.address,
+        bob.sessions,
+        bob.identity,
+        bob.preKeys,
+        bob.signedPreKeys,
+        bob.kyberPreKeys,
+      );
     } else {
-      await signalDecrypt(SignalMessage.deserialize(message.serialize()), alice.address, bob.address, bob.sessions, bob.identity);
+      await signalDecrypt(
+        SignalMessage.deserialize(message.serialize()),
+        alice.address,
+        bob.address,
+        bob.sessions,
+        bob.identity,
+      );
     }
   }
   return count / ((performance.now() - started) / 1000);
@@ -59,7 +84,12 @@ async function rawRound(count: number): Promise<number> {
 async function sdkRound(options: ClientPipelineOptions, round: number): Promise<number> {
   const dir = mkdtempSync(join(options.tmpDir, "client-pipeline-"));
   const register = (name: string): Promise<ZimClient> =>
-    ZimClient.register({ serverUrl: options.serverUrl, username: `${name}_${process.pid}_${round}`, store: new SqliteDeviceStore(join(dir, `${name}.db`)), sendReceipts: false });
+    ZimClient.register({
+      serverUrl: options.serverUrl,
+      username: `${name}_${process.pid}_${round}`,
+      store: new SqliteDeviceStore(join(dir, `${name}.db`)),
+      sendReceipts: false,
+    });
   const alice = await register("alice");
   const bob = await register("bob");
   try {
@@ -93,17 +123,29 @@ async function sdkRound(options: ClientPipelineOptions, round: number): Promise<
 }
 
 /** Interleaved rounds of raw libsignal and the SDK pipeline; medians and their ratio. */
-export async function measureClientPipeline(options: ClientPipelineOptions, log: (line: string) => void): Promise<ClientPipelineResult> {
+export async function measureClientPipeline(
+  options: ClientPipelineOptions,
+  log: (line: string) => void,
+): Promise<ClientPipelineResult> {
   const rawRounds: number[] = [];
   const sdkRounds: number[] = [];
   for (let round = 0; round < options.rounds; round++) {
     rawRounds.push(await rawRound(options.messages));
     sdkRounds.push(await sdkRound(options, round));
-    log(`client pipeline round ${round + 1}: raw libsignal ${rawRounds.at(-1)!.toFixed(0)} msgs/s, SDK ${sdkRounds.at(-1)!.toFixed(0)} msgs/s`);
+    log(
+      `client pipeline round ${round + 1}: raw libsignal ${rawRounds.at(-1)!.toFixed(0)} msgs/s, SDK ${sdkRounds.at(-1)!.toFixed(0)} msgs/s`,
+    );
   }
   const rawMsgsPerSecond = median(rawRounds);
   const sdkMsgsPerSecond = median(sdkRounds);
-  return { rawRounds, sdkRounds, rawMsgsPerSecond, sdkMsgsPerSecond, ratio: sdkMsgsPerSecond / rawMsgsPerSecond, plaintextBytes: 320 };
+  return {
+    rawRounds,
+    sdkRounds,
+    rawMsgsPerSecond,
+    sdkMsgsPerSecond,
+    ratio: sdkMsgsPerSecond / rawMsgsPerSecond,
+    plaintextBytes: 320,
+  };
 }
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
@@ -116,11 +158,28 @@ export async function runClientPipeline(quick: boolean, log: (line: string) => v
   const server = await startServer({
     name: "homeserver (client pipeline)",
     script: homeserverScript,
-    args: ["serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", `${tmpDir}/homeserver-data`, "--registration", "open", "--rate-limits", "off", "--log-level", "warn"],
+    args: [
+      "serve",
+      "--port",
+      "0",
+      "--host",
+      "127.0.0.1",
+      "--data-dir",
+      `${tmpDir}/homeserver-data`,
+      "--registration",
+      "open",
+      "--rate-limits",
+      "off",
+      "--log-level",
+      "warn",
+    ],
     cwd: repoRoot,
   });
   try {
-    return await measureClientPipeline({ serverUrl: server.url, tmpDir, messages: quick ? 500 : 2000, rounds: quick ? 2 : 3, window: 128 }, log);
+    return await measureClientPipeline(
+      { serverUrl: server.url, tmpDir, messages: quick ? 500 : 2000, rounds: quick ? 2 : 3, window: 128 },
+      log,
+    );
   } finally {
     await server.stop();
     rmSync(tmpDir, { recursive: true, force: true });

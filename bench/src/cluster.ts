@@ -82,7 +82,10 @@ interface Setup {
 }
 
 /** Runs the three setups with interleaved rounds; servers, schemas and Redis keys are removed whatever happens. */
-export async function runClusterBench(options: ClusterBenchOptions, log: (line: string) => void): Promise<ClusterBenchResult> {
+export async function runClusterBench(
+  options: ClusterBenchOptions,
+  log: (line: string) => void,
+): Promise<ClusterBenchResult> {
   const runId = `bench_${process.pid}_${randomBytes(3).toString("hex")}`;
   const tmpDir = `${repoRoot}.bench-tmp/cluster-${runId}`;
   const schemas: string[] = [];
@@ -90,34 +93,79 @@ export async function runClusterBench(options: ClusterBenchOptions, log: (line: 
   const whisper = await createWhisperFixture(256);
   const keys = createAccountKeys();
   try {
-    for (const [name, nodeCount, redis] of [["1 node", 1, false], ["1 node + Redis", 1, true], ["3 nodes + Redis", 3, true]] as const) {
+    for (const [name, nodeCount, redis] of [
+      ["1 node", 1, false],
+      ["1 node + Redis", 1, true],
+      ["3 nodes + Redis", 3, true],
+    ] as const) {
       const schema = `${runId}_${setups.length}`;
       schemas.push(schema);
       const url = new URL(options.databaseUrl);
       url.searchParams.set("schema", schema);
       const dataDir = `${tmpDir}/${setups.length}`;
       mkdirSync(dataDir, { recursive: true });
-      const args = ["serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, "--database-url", url.toString(), "--registration", "open", "--rate-limits", "off", "--log-level", "info"];
+      const args = [
+        "serve",
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--data-dir",
+        dataDir,
+        "--database-url",
+        url.toString(),
+        "--registration",
+        "open",
+        "--rate-limits",
+        "off",
+        "--log-level",
+        "info",
+      ];
       if (redis) args.push("--redis-url", options.redisUrl, "--redis-prefix", schema);
       // The first node applies the migrations; the others start on the migrated schema.
       const nodes = [await startServer({ name, script: homeserverScript, args, cwd: repoRoot })];
-      nodes.push(...(await Promise.all(Array.from({ length: nodeCount - 1 }, () => startServer({ name, script: homeserverScript, args, cwd: repoRoot })))));
-      const setup: Setup = { result: { name, nodes: nodeCount, redis, deliveredPerS: [], serverCpuUsPerMsg: [], errors: 0 }, nodes, pool: undefined as unknown as DevicePool };
+      nodes.push(
+        ...(await Promise.all(
+          Array.from({ length: nodeCount - 1 }, () =>
+            startServer({ name, script: homeserverScript, args, cwd: repoRoot }),
+          ),
+        )),
+      );
+      const setup: Setup = {
+        result: { name, nodes: nodeCount, redis, deliveredPerS: [], serverCpuUsPerMsg: [], errors: 0 },
+        nodes,
+        pool: undefined as unknown as DevicePool,
+      };
       setups.push(setup);
       // Few registrations at once: PostgreSQL pools are small, and a busy shared machine makes transactions wait.
       const accounts = await registerAccounts({ baseUrl: nodes[0]!.url, count: options.devices, keys, concurrency: 4 });
-      setup.pool = await connectHomeserverPool({ url: nodes[0]!.url, spreadUrls: nodes.map((n) => n.url), count: options.devices }, accounts, whisper.ciphertext);
+      setup.pool = await connectHomeserverPool(
+        { url: nodes[0]!.url, spreadUrls: nodes.map((n) => n.url), count: options.devices },
+        accounts,
+        whisper.ciphertext,
+      );
       log(`cluster: ${name} ready (${options.devices} devices)`);
     }
     // One unrecorded pass each, so the first recorded round is not the one that warms the JIT and the pools.
-    for (const { nodes, pool } of setups) await measureThroughput(pool, allNodes(nodes), { window: options.window, warmupMs: 0, durationMs: options.warmupMs * 2 });
+    for (const { nodes, pool } of setups)
+      await measureThroughput(pool, allNodes(nodes), {
+        window: options.window,
+        warmupMs: 0,
+        durationMs: options.warmupMs * 2,
+      });
     for (let round = 1; round <= options.rounds; round++) {
       for (const { result, nodes, pool } of setups) {
-        const r = await measureThroughput(pool, allNodes(nodes), { window: options.window, warmupMs: options.warmupMs, durationMs: options.durationMs });
+        const r = await measureThroughput(pool, allNodes(nodes), {
+          window: options.window,
+          warmupMs: options.warmupMs,
+          durationMs: options.durationMs,
+        });
         result.deliveredPerS.push(r.deliveredPerS);
         result.serverCpuUsPerMsg.push(r.serverCpuUsPerMsg);
         result.errors += r.errors + r.undrained;
-        log(`cluster round ${round}: ${result.name} ${r.deliveredPerS.toFixed(0)} msgs/s, ${r.serverCpuUsPerMsg.toFixed(0)} us server CPU/msg${r.errors ? `, ${r.errors} errors, first: ${r.firstError}` : ""}`);
+        log(
+          `cluster round ${round}: ${result.name} ${r.deliveredPerS.toFixed(0)} msgs/s, ${r.serverCpuUsPerMsg.toFixed(0)} us server CPU/msg${r.errors ? `, ${r.errors} errors, first: ${r.firstError}` : ""}`,
+        );
       }
     }
   } finally {
@@ -128,7 +176,11 @@ export async function runClusterBench(options: ClusterBenchOptions, log: (line: 
     await dropSchemas(options.databaseUrl, schemas);
     rmSync(tmpDir, { recursive: true, force: true });
   }
-  const [single, singleRedis, three] = setups.map((s) => s.result) as [ClusterSetupResult, ClusterSetupResult, ClusterSetupResult];
+  const [single, singleRedis, three] = setups.map((s) => s.result) as [
+    ClusterSetupResult,
+    ClusterSetupResult,
+    ClusterSetupResult,
+  ];
   return {
     devices: options.devices,
     single,

@@ -44,7 +44,11 @@ export interface QuietWait {
  * servers are idle between rounds, so their CPU and this process's are
  * subtracted and what remains is someone else's.
  */
-export async function waitForQuiet(servers: readonly ServerProcess[], thresholdPercent: number, maxWaitMs: number): Promise<QuietWait> {
+export async function waitForQuiet(
+  servers: readonly ServerProcess[],
+  thresholdPercent: number,
+  maxWaitMs: number,
+): Promise<QuietWait> {
   const ourMs = async (): Promise<number> => {
     const children = await Promise.all(servers.map((s) => s.cpuMs()));
     const harness = process.cpuUsage();
@@ -57,7 +61,10 @@ export async function waitForQuiet(servers: readonly ServerProcess[], thresholdP
     await new Promise((resolve) => setTimeout(resolve, 500));
     const [machineAfter, oursAfter] = await Promise.all([readMachine(), ourMs()]);
     const foreignMs =
-      machineAfter.busyMs - machineBefore.busyMs - (oursAfter - oursBefore) + (machineAfter.stealMs - machineBefore.stealMs);
+      machineAfter.busyMs -
+      machineBefore.busyMs -
+      (oursAfter - oursBefore) +
+      (machineAfter.stealMs - machineBefore.stealMs);
     const foreignPercent = Math.max(0, (foreignMs / (performance.now() - at)) * 100);
     const waitedMs = performance.now() - started;
     if (foreignPercent < thresholdPercent || waitedMs >= maxWaitMs) return { waitedMs, foreignPercent };
@@ -74,7 +81,13 @@ async function readMachine(): Promise<{ busyMs: number; stealMs: number }> {
 /** Reads the server's, this process's and the machine's CPU counters. */
 export async function sampleCpu(server: ServerProcess): Promise<CpuSample> {
   const [serverMs, machine] = await Promise.all([server.cpuMs(), readMachine()]);
-  return { at: performance.now(), serverMs, harness: process.cpuUsage(), machineBusyMs: machine.busyMs, machineStealMs: machine.stealMs };
+  return {
+    at: performance.now(),
+    serverMs,
+    harness: process.cpuUsage(),
+    machineBusyMs: machine.busyMs,
+    machineStealMs: machine.stealMs,
+  };
 }
 
 /** What was used between two samples. */

@@ -44,7 +44,8 @@ export interface ConnectOptions {
   onProgress?: (connected: number) => void;
 }
 
-type AnySocket = Socket<RelayServerToClientEvents, RelayClientToServerEvents> | Socket<ServerToClientEvents, ClientToServerEvents>;
+type AnySocket =
+  Socket<RelayServerToClientEvents, RelayClientToServerEvents> | Socket<ServerToClientEvents, ClientToServerEvents>;
 
 /** Connects `count` bare relay clients; client i receives in room `String(i)`. */
 export async function connectRelayPool(options: ConnectOptions, payload: Uint8Array): Promise<DevicePool> {
@@ -98,7 +99,9 @@ export async function connectHomeserverPool(
       // A drain batch waits for this before the next one; live pushes have no callback.
       if (typeof received === "function") received();
       listener?.delivered(index, ids, performance.now());
-      socket.emit("ack", { ids }, (result) => listener?.acked(index, ids.length, result.ok ? undefined : describeError(result)));
+      socket.emit("ack", { ids }, (result) =>
+        listener?.acked(index, ids.length, result.ok ? undefined : describeError(result)),
+      );
     });
     return socket;
   });
@@ -111,7 +114,12 @@ export async function connectHomeserverPool(
       const request = {
         destination: recipient.uuid,
         messages: [
-          { type: "whisper" as const, destinationDeviceId: 1, destinationRegistrationId: recipient.registrationId, content: contentBase64 },
+          {
+            type: "whisper" as const,
+            destinationDeviceId: 1,
+            destinationRegistrationId: recipient.registrationId,
+            content: contentBase64,
+          },
         ],
       };
       sockets[from]!.emit("send", request, (result) => {
@@ -120,7 +128,11 @@ export async function connectHomeserverPool(
           return;
         }
         const id = result.value.envelopes[0]?.id;
-        done(id === undefined ? { ok: false, error: `no envelope id in ${JSON.stringify(result.value)}` } : { ok: true, id });
+        done(
+          id === undefined
+            ? { ok: false, error: `no envelope id in ${JSON.stringify(result.value)}` }
+            : { ok: true, id },
+        );
       });
     },
     listen(next) {
@@ -134,7 +146,12 @@ function describeError(result: SocketResult<unknown>): string {
   return result.ok ? "ok" : `${result.status} ${result.error.code}: ${result.error.message}`;
 }
 
-function clientOptions(options: ConnectOptions): { transports: ["websocket"]; forceNew: true; reconnection: false; timeout: number } {
+function clientOptions(options: ConnectOptions): {
+  transports: ["websocket"];
+  forceNew: true;
+  reconnection: false;
+  timeout: number;
+} {
   return { transports: ["websocket"], forceNew: true, reconnection: false, timeout: options.timeoutMs ?? 60_000 };
 }
 
@@ -153,7 +170,10 @@ async function connectAll<S extends AnySocket>(options: ConnectOptions, create: 
       const socket = create(index);
       sockets[index] = socket;
       await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`device ${index}: no queue-empty within ${options.timeoutMs ?? 60_000} ms`)), options.timeoutMs ?? 60_000);
+        const timer = setTimeout(
+          () => reject(new Error(`device ${index}: no queue-empty within ${options.timeoutMs ?? 60_000} ms`)),
+          options.timeoutMs ?? 60_000,
+        );
         (socket as Socket).once("queue-empty", () => {
           clearTimeout(timer);
           resolve();

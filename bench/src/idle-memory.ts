@@ -55,7 +55,9 @@ export async function measureIdleMemory(
   const rssBytes = await server.rssBytes();
   pool.close();
   const perConnection = (field: "heapUsed" | "external"): number =>
-    before.memory === undefined || after.memory === undefined ? Number.NaN : (after.memory[field] - before.memory[field]) / 1024 / options.count;
+    before.memory === undefined || after.memory === undefined
+      ? Number.NaN
+      : (after.memory[field] - before.memory[field]) / 1024 / options.count;
 
   return {
     connections: options.count,

@@ -44,7 +44,11 @@ export interface LatencyRound {
 }
 
 /** Runs one open-loop round over all devices of `pool`. */
-export async function measureLatency(pool: DevicePool, server: ServerProcess, options: LatencyOptions): Promise<LatencyRound> {
+export async function measureLatency(
+  pool: DevicePool,
+  server: ServerProcess,
+  options: LatencyOptions,
+): Promise<LatencyRound> {
   const n = pool.size;
   const total = Math.round((options.rate * options.durationMs) / 1000);
   const interval = 1000 / options.rate;

@@ -27,12 +27,18 @@ async function main(): Promise<void> {
       process.stdout.write(`\n${formatClusterBench(cluster)}\n`);
     } catch (error) {
       // No PostgreSQL or Redis here: the other rows stand; say why this one is missing.
-      process.stdout.write(`\nCluster: skipped (${error instanceof Error ? error.message.split("\n")[0] : String(error)}; set ZIMCHAT_BENCH_DATABASE_URL and ZIMCHAT_BENCH_REDIS_URL)\n`);
+      process.stdout.write(
+        `\nCluster: skipped (${error instanceof Error ? error.message.split("\n")[0] : String(error)}; set ZIMCHAT_BENCH_DATABASE_URL and ZIMCHAT_BENCH_REDIS_URL)\n`,
+      );
     }
   }
   if (options.json) {
     const clientFigures = client
-      ? { sdk_msgs_per_s: client.sdkMsgsPerSecond, raw_libsignal_msgs_per_s: client.rawMsgsPerSecond, client_pipeline_ratio: client.ratio }
+      ? {
+          sdk_msgs_per_s: client.sdkMsgsPerSecond,
+          raw_libsignal_msgs_per_s: client.rawMsgsPerSecond,
+          client_pipeline_ratio: client.ratio,
+        }
       : { sdk_msgs_per_s: null, raw_libsignal_msgs_per_s: null, client_pipeline_ratio: null };
     const clusterFigures = {
       cluster_1node_msgs_per_s: cluster ? median(cluster.single.deliveredPerS) : null,
@@ -42,8 +48,13 @@ async function main(): Promise<void> {
       cluster_redis_ratio: cluster?.redisRatio ?? null,
       cluster_redis_cpu_us_per_msg: cluster?.redisCpuUsPerMsg ?? null,
     };
-    const checkpointFigures = { wal_checkpoint_ratio: checkpoints?.ratio ?? null, wal_checkpoint_cpu_us_per_msg: checkpoints?.cpuUsPerMsg ?? null };
-    process.stdout.write(`${JSON.stringify({ ...summary, ...clientFigures, ...clusterFigures, ...checkpointFigures })}\n`);
+    const checkpointFigures = {
+      wal_checkpoint_ratio: checkpoints?.ratio ?? null,
+      wal_checkpoint_cpu_us_per_msg: checkpoints?.cpuUsPerMsg ?? null,
+    };
+    process.stdout.write(
+      `${JSON.stringify({ ...summary, ...clientFigures, ...clusterFigures, ...checkpointFigures })}\n`,
+    );
   }
 }
 

@@ -79,12 +79,15 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
   const number = (name: string, raw: string | undefined, fallback: number): number => {
     if (raw === undefined) return fallback;
     const value = Number(raw);
-    if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number, got "${raw}"\n${usage}`);
+    if (!Number.isFinite(value) || value <= 0)
+      throw new Error(`--${name} must be a positive number, got "${raw}"\n${usage}`);
     return value;
   };
-  const ns = values.ns === undefined ? (quick ? [20, 100] : [100, 1000]) : values.ns.split(",").map((v) => number("ns", v, 0));
+  const ns =
+    values.ns === undefined ? (quick ? [20, 100] : [100, 1000]) : values.ns.split(",").map((v) => number("ns", v, 0));
   const idleConnections = Math.round(number("idle", values.idle, quick ? 500 : 5000));
-  if (Math.max(...ns) > idleConnections) throw new Error(`--idle (${idleConnections}) must be at least the largest --ns`);
+  if (Math.max(...ns) > idleConnections)
+    throw new Error(`--idle (${idleConnections}) must be at least the largest --ns`);
   return {
     json: values.json,
     quick,

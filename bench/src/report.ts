@@ -58,14 +58,32 @@ export interface BenchSummary {
   headline_n: number;
   latency_rate_msgs_per_s: number;
   idle_connections: number;
-  targets: Record<"delivery_ratio" | "p99_ratio" | "idle_ratio", { value: number | null; target: string; pass: boolean | null }>;
-  by_n: { n: number; window: number; relay: ServerFigures; homeserver: ServerFigures | null; delivery_ratio: number | null; p99_ratio: number | null }[];
+  targets: Record<
+    "delivery_ratio" | "p99_ratio" | "idle_ratio",
+    { value: number | null; target: string; pass: boolean | null }
+  >;
+  by_n: {
+    n: number;
+    window: number;
+    relay: ServerFigures;
+    homeserver: ServerFigures | null;
+    delivery_ratio: number | null;
+    p99_ratio: number | null;
+  }[];
   idle: { relay: IdleMemoryResult; homeserver: IdleMemoryResult | null; method: string };
   payload: BenchResult["payload"];
   registration: { accounts: number; per_s: number } | null;
   quiet_waits: BenchResult["quietWaits"];
   server_problems: BenchResult["serverProblems"];
-  config: { rounds: number; duration_s: number; latency_duration_s: number; node: string; cpus: number; started_at: string; elapsed_s: number };
+  config: {
+    rounds: number;
+    duration_s: number;
+    latency_duration_s: number;
+    node: string;
+    cpus: number;
+    started_at: string;
+    elapsed_s: number;
+  };
 }
 
 /** Foreign CPU or steal (percent of a core) above which a round is called noisy. */
@@ -107,14 +125,28 @@ export function summarize(result: BenchResult): BenchSummary {
     homeserver_idle_kb_per_device: idleHome === undefined ? null : round(idleHome.kbPerConnection, 1),
     idle_ratio: nullableRound(idleRatio, 2),
     idle_heap_ratio:
-      idleHome === undefined ? null : round(idleHome.heapUsedKbPerConnection / result.idle.relay.heapUsedKbPerConnection, 2),
+      idleHome === undefined
+        ? null
+        : round(idleHome.heapUsedKbPerConnection / result.idle.relay.heapUsedKbPerConnection, 2),
     headline_n: headline.n,
     latency_rate_msgs_per_s: result.options.rate,
     idle_connections: result.options.idleConnections,
     targets: {
-      delivery_ratio: { value: nullableRound(headline.delivery_ratio, 3), target: `>= ${targets.deliveryRatio}`, pass: verdict(headline.delivery_ratio, (v) => v >= targets.deliveryRatio) },
-      p99_ratio: { value: nullableRound(headline.p99_ratio, 2), target: `<= ${targets.p99Ratio}`, pass: verdict(headline.p99_ratio, (v) => v <= targets.p99Ratio) },
-      idle_ratio: { value: nullableRound(idleRatio, 2), target: `<= ${targets.idleRatio}`, pass: verdict(idleRatio, (v) => v <= targets.idleRatio) },
+      delivery_ratio: {
+        value: nullableRound(headline.delivery_ratio, 3),
+        target: `>= ${targets.deliveryRatio}`,
+        pass: verdict(headline.delivery_ratio, (v) => v >= targets.deliveryRatio),
+      },
+      p99_ratio: {
+        value: nullableRound(headline.p99_ratio, 2),
+        target: `<= ${targets.p99Ratio}`,
+        pass: verdict(headline.p99_ratio, (v) => v <= targets.p99Ratio),
+      },
+      idle_ratio: {
+        value: nullableRound(idleRatio, 2),
+        target: `<= ${targets.idleRatio}`,
+        pass: verdict(idleRatio, (v) => v <= targets.idleRatio),
+      },
     },
     by_n: byN,
     idle: { relay: result.idle.relay, homeserver: idleHome ?? null, method: idleMethod },
@@ -122,7 +154,10 @@ export function summarize(result: BenchResult): BenchSummary {
     registration:
       result.registration === undefined
         ? null
-        : { accounts: result.registration.accounts, per_s: round(result.registration.accounts / (result.registration.ms / 1000), 0) },
+        : {
+            accounts: result.registration.accounts,
+            per_s: round(result.registration.accounts / (result.registration.ms / 1000), 0),
+          },
     quiet_waits: result.quietWaits,
     server_problems: result.serverProblems,
     config: {
@@ -168,10 +203,15 @@ export function formatReport(summary: BenchSummary): string {
   const lines: string[] = [];
   const table = (rows: string[][]): void => {
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    for (const row of rows) lines.push(`  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("   ")}`);
+    for (const row of rows)
+      lines.push(
+        `  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("   ")}`,
+      );
   };
   const num = (v: number | null | undefined, digits = 0): string =>
-    v === null || v === undefined || Number.isNaN(v) ? "-" : v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    v === null || v === undefined || Number.isNaN(v)
+      ? "-"
+      : v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
   lines.push(`ZimChat bench: ${c.started_at}, node ${c.node}, ${c.cpus} CPUs, ${c.elapsed_s} s`);
   lines.push(
@@ -180,8 +220,21 @@ export function formatReport(summary: BenchSummary): string {
   );
   lines.push(`${c.rounds} rounds per server, interleaved relay/homeserver; figures are medians over rounds.`);
   lines.push("");
-  lines.push(`Throughput, closed loop (device i -> i+1, window per device, ${c.duration_s} s per round; a message = sent, pushed, acked)`);
-  const tRows = [["N", "window", "relay msgs/s", "homeserver msgs/s", "ratio", "relay CPU/msg", "homeserver CPU/msg", "harness CPU (r/h)"]];
+  lines.push(
+    `Throughput, closed loop (device i -> i+1, window per device, ${c.duration_s} s per round; a message = sent, pushed, acked)`,
+  );
+  const tRows = [
+    [
+      "N",
+      "window",
+      "relay msgs/s",
+      "homeserver msgs/s",
+      "ratio",
+      "relay CPU/msg",
+      "homeserver CPU/msg",
+      "harness CPU (r/h)",
+    ],
+  ];
   for (const row of summary.by_n) {
     tRows.push([
       num(row.n),
@@ -196,7 +249,9 @@ export function formatReport(summary: BenchSummary): string {
   }
   table(tRows);
   lines.push("");
-  lines.push(`Latency, open loop at ${num(summary.latency_rate_msgs_per_s)} msgs/s (due time -> receipt, ${c.latency_duration_s} s per round)`);
+  lines.push(
+    `Latency, open loop at ${num(summary.latency_rate_msgs_per_s)} msgs/s (due time -> receipt, ${c.latency_duration_s} s per round)`,
+  );
   const lRows = [["N", "relay p50", "relay p99", "homeserver p50", "homeserver p99", "p99 ratio", "server CPU (r/h)"]];
   for (const row of summary.by_n) {
     lRows.push([
@@ -213,7 +268,9 @@ export function formatReport(summary: BenchSummary): string {
   lines.push("");
   const ir = summary.idle.relay;
   const ih = summary.idle.homeserver;
-  lines.push(`Idle memory at ${num(summary.idle_connections)} connections (RSS above baseline, after GC${ir.gcRan && (ih?.gcRan ?? true) ? "" : " - GC NOT confirmed"})`);
+  lines.push(
+    `Idle memory at ${num(summary.idle_connections)} connections (RSS above baseline, after GC${ir.gcRan && (ih?.gcRan ?? true) ? "" : " - GC NOT confirmed"})`,
+  );
   table([
     ["", "KB per connection", "baseline RSS", "RSS connected", "heap used KB/conn", "external KB/conn", "connect time"],
     idleRow("relay (bare)", ir),
@@ -221,46 +278,77 @@ export function formatReport(summary: BenchSummary): string {
   ]);
   lines.push(`  method: ${summary.idle.method}`);
   if (summary.idle_heap_ratio !== null) {
-    lines.push(`  cross-check: V8 heap in use per connection, homeserver/relay = ${num(summary.idle_heap_ratio, 2)} (RSS ratio ${num(summary.idle_ratio, 2)})`);
+    lines.push(
+      `  cross-check: V8 heap in use per connection, homeserver/relay = ${num(summary.idle_heap_ratio, 2)} (RSS ratio ${num(summary.idle_ratio, 2)})`,
+    );
   }
   lines.push("");
   lines.push(`Targets (headline N = ${num(summary.headline_n)})`);
   const verdict = (pass: boolean | null): string => (pass === null ? "n/a" : pass ? "PASS" : "MISS");
   const t = summary.targets;
   table([
-    ["delivery ratio (homeserver/relay msgs/s)", num(t.delivery_ratio.value, 2), t.delivery_ratio.target, verdict(t.delivery_ratio.pass)],
-    [`p99 ratio at ${num(summary.latency_rate_msgs_per_s)} msgs/s`, num(t.p99_ratio.value, 2), t.p99_ratio.target, verdict(t.p99_ratio.pass)],
-    ["idle memory ratio (per device / per connection)", num(t.idle_ratio.value, 2), t.idle_ratio.target, verdict(t.idle_ratio.pass)],
+    [
+      "delivery ratio (homeserver/relay msgs/s)",
+      num(t.delivery_ratio.value, 2),
+      t.delivery_ratio.target,
+      verdict(t.delivery_ratio.pass),
+    ],
+    [
+      `p99 ratio at ${num(summary.latency_rate_msgs_per_s)} msgs/s`,
+      num(t.p99_ratio.value, 2),
+      t.p99_ratio.target,
+      verdict(t.p99_ratio.pass),
+    ],
+    [
+      "idle memory ratio (per device / per connection)",
+      num(t.idle_ratio.value, 2),
+      t.idle_ratio.target,
+      verdict(t.idle_ratio.pass),
+    ],
   ]);
   const notes: string[] = [];
   for (const row of summary.by_n) {
-    for (const [name, f] of [["relay", row.relay], ["homeserver", row.homeserver]] as const) {
+    for (const [name, f] of [
+      ["relay", row.relay],
+      ["homeserver", row.homeserver],
+    ] as const) {
       if (f === null) continue;
       if (f.errors > 0) notes.push(`N = ${row.n} ${name}: ${f.errors} errors, first: ${f.first_error}`);
-      if (f.lost > 0) notes.push(`N = ${row.n} ${name}: ${f.lost} messages not received within 30 s of the end of a latency round (left out of the percentiles)`);
+      if (f.lost > 0)
+        notes.push(
+          `N = ${row.n} ${name}: ${f.lost} messages not received within 30 s of the end of a latency round (left out of the percentiles)`,
+        );
       if (f.msgs_per_s < summary.latency_rate_msgs_per_s) {
         notes.push(
           `N = ${row.n} ${name}: its throughput (${num(f.msgs_per_s)} msgs/s) is below the offered ${num(summary.latency_rate_msgs_per_s)} msgs/s, ` +
             "so it is overloaded in the latency rounds and its latency grows with the round length",
         );
       }
-      if (f.undrained > 0) notes.push(`N = ${row.n} ${name}: ${f.undrained} messages still in flight after a throughput round`);
+      if (f.undrained > 0)
+        notes.push(`N = ${row.n} ${name}: ${f.undrained} messages still in flight after a throughput round`);
     }
   }
   const noisy = summary.by_n.flatMap((row) =>
-    [row.relay, row.homeserver].flatMap((f) => (f === null ? [] : [Math.max(f.foreign_cpu_percent_max, f.steal_percent_max)])),
+    [row.relay, row.homeserver].flatMap((f) =>
+      f === null ? [] : [Math.max(f.foreign_cpu_percent_max, f.steal_percent_max)],
+    ),
   );
   if (Math.max(...noisy) >= noiseWarnPercent) {
-    notes.push(`noise: other processes or hypervisor steal took up to ${num(Math.max(...noisy))}% of a core during some rounds; compare with care`);
+    notes.push(
+      `noise: other processes or hypervisor steal took up to ${num(Math.max(...noisy))}% of a core during some rounds; compare with care`,
+    );
   }
   const q = summary.quiet_waits;
   if (q.count > 0) {
-    notes.push(`waited ${num(q.totalMs / 1000, 1)} s in all, before ${q.count} rounds, for other processes to go quiet${q.stillNoisy > 0 ? ` (${q.stillNoisy} still noisy)` : ""}`);
+    notes.push(
+      `waited ${num(q.totalMs / 1000, 1)} s in all, before ${q.count} rounds, for other processes to go quiet${q.stillNoisy > 0 ? ` (${q.stillNoisy} still noisy)` : ""}`,
+    );
   }
   for (const s of summary.server_problems) {
     if (s.count > 0) notes.push(`${s.name} logged ${s.count} warn/error lines; first: ${s.first[0]}`);
   }
-  if (summary.registration !== null) notes.push(`registration: ${num(summary.registration.accounts)} accounts at ${num(summary.registration.per_s)}/s`);
+  if (summary.registration !== null)
+    notes.push(`registration: ${num(summary.registration.accounts)} accounts at ${num(summary.registration.per_s)}/s`);
   if (notes.length > 0) {
     lines.push("");
     lines.push("Notes");
@@ -271,7 +359,15 @@ export function formatReport(summary: BenchSummary): string {
 
 function idleRow(name: string, r: IdleMemoryResult): string[] {
   const kb = (v: number): string => (Number.isNaN(v) ? "-" : v.toFixed(1));
-  return [name, kb(r.kbPerConnection), mb(r.baselineRssBytes), mb(r.rssBytes), kb(r.heapUsedKbPerConnection), kb(r.externalKbPerConnection), `${(r.connectMs / 1000).toFixed(1)} s`];
+  return [
+    name,
+    kb(r.kbPerConnection),
+    mb(r.baselineRssBytes),
+    mb(r.rssBytes),
+    kb(r.heapUsedKbPerConnection),
+    kb(r.externalKbPerConnection),
+    `${(r.connectMs / 1000).toFixed(1)} s`,
+  ];
 }
 
 function mb(bytes: number): string {

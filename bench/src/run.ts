@@ -84,7 +84,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   try {
     const whisper = await createWhisperFixture(options.payloadBytes);
     const relayPayload = new Uint8Array(options.payloadBytes).fill(0xa5);
-    log(`payloads: relay ${relayPayload.length} B binary; homeserver Whisper ${whisper.ciphertext.length} B (${whisper.plaintextBytes} B plaintext)`);
+    log(
+      `payloads: relay ${relayPayload.length} B binary; homeserver Whisper ${whisper.ciphertext.length} B (${whisper.plaintextBytes} B plaintext)`,
+    );
 
     const relay = await fleet.start("relay");
     const homeserver = options.relayOnly ? undefined : await fleet.start("homeserver");
@@ -104,7 +106,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const connect = (kind: ServerKind, server: ServerProcess, count: number): Promise<DevicePool> =>
       kind === "relay"
         ? connectRelayPool({ url: server.url, count }, relayPayload)
-        : connectHomeserverPool({ url: server.url, count, onProgress: (done) => log(`connected ${done}/${count} devices`) }, accounts, whisper.ciphertext);
+        : connectHomeserverPool(
+            { url: server.url, count, onProgress: (done) => log(`connected ${done}/${count} devices`) },
+            accounts,
+            whisper.ciphertext,
+          );
 
     const quiet = new QuietKeeper(options, fleet);
     const phases: PhaseResult[] = [];
@@ -115,7 +121,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       try {
         for (const server of homeserver === undefined ? [relay] : [relay, homeserver]) {
           const kind = server === relay ? "relay" : "homeserver";
-          contenders.push({ kind, server, pool: await connect(kind, server, n), rounds: { throughput: [], latency: [] } });
+          contenders.push({
+            kind,
+            server,
+            pool: await connect(kind, server, n),
+            rounds: { throughput: [], latency: [] },
+          });
         }
         for (const c of contenders) await probe(c.pool);
         await runPhase(n, window, contenders, options, quiet);
@@ -135,7 +146,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const idle = async (kind: ServerKind): Promise<IdleMemoryResult> => {
       log(`idle memory: ${options.idleConnections} ${kind} connections`);
       const server = await fleet.start(kind);
-      const result = await measureIdleMemory(server, (count) => connect(kind, server, count), { count: options.idleConnections });
+      const result = await measureIdleMemory(server, (count) => connect(kind, server, count), {
+        count: options.idleConnections,
+      });
       await fleet.stop(server);
       return result;
     };
@@ -165,11 +178,21 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 }
 
 /** Throughput rounds, then latency rounds, each alternating relay and homeserver (A B A B). */
-async function runPhase(n: number, window: number, contenders: Contender[], options: BenchOptions, quiet: QuietKeeper): Promise<void> {
+async function runPhase(
+  n: number,
+  window: number,
+  contenders: Contender[],
+  options: BenchOptions,
+  quiet: QuietKeeper,
+): Promise<void> {
   for (let round = 1; round <= options.rounds; round++) {
     for (const c of contenders) {
       await quiet.settle();
-      const r = await measureThroughput(c.pool, c.server, { window, warmupMs: options.warmupMs, durationMs: options.durationMs });
+      const r = await measureThroughput(c.pool, c.server, {
+        window,
+        warmupMs: options.warmupMs,
+        durationMs: options.durationMs,
+      });
       c.rounds.throughput.push(r);
       log(`N = ${n} throughput round ${round}: ${c.kind} ${r.deliveredPerS.toFixed(0)} msgs/s${describeRound(r)}`);
     }
@@ -177,9 +200,15 @@ async function runPhase(n: number, window: number, contenders: Contender[], opti
   for (let round = 1; round <= options.rounds; round++) {
     for (const c of contenders) {
       await quiet.settle();
-      const r = await measureLatency(c.pool, c.server, { rate: options.rate, durationMs: options.latencyDurationMs, warmupMs: options.warmupMs / 2 });
+      const r = await measureLatency(c.pool, c.server, {
+        rate: options.rate,
+        durationMs: options.latencyDurationMs,
+        warmupMs: options.warmupMs / 2,
+      });
       c.rounds.latency.push(r);
-      log(`N = ${n} latency round ${round}: ${c.kind} p50 ${r.p50Ms.toFixed(2)} p99 ${r.p99Ms.toFixed(2)} ms${describeRound(r)}`);
+      log(
+        `N = ${n} latency round ${round}: ${c.kind} p50 ${r.p50Ms.toFixed(2)} p99 ${r.p99Ms.toFixed(2)} ms${describeRound(r)}`,
+      );
     }
   }
 }
@@ -194,11 +223,30 @@ class Fleet {
   async start(kind: ServerKind): Promise<ServerProcess> {
     const server = await startServer(
       kind === "relay"
-        ? { name: kind, script: benchModulePath("relay-server.js"), args: ["--port", "0", "--host", "127.0.0.1"], cwd: repoRoot }
+        ? {
+            name: kind,
+            script: benchModulePath("relay-server.js"),
+            args: ["--port", "0", "--host", "127.0.0.1"],
+            cwd: repoRoot,
+          }
         : {
             name: kind,
             script: homeserverScript,
-            args: ["serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", this.dataDir, "--registration", "open", "--rate-limits", "off", "--log-level", homeserverLogLevel],
+            args: [
+              "serve",
+              "--port",
+              "0",
+              "--host",
+              "127.0.0.1",
+              "--data-dir",
+              this.dataDir,
+              "--registration",
+              "open",
+              "--rate-limits",
+              "off",
+              "--log-level",
+              homeserverLogLevel,
+            ],
             cwd: repoRoot,
           },
     );
@@ -238,7 +286,9 @@ class QuietKeeper {
     this.waits.count += 1;
     this.waits.totalMs += wait.waitedMs;
     if (wait.foreignPercent >= quietThresholdPercent) this.waits.stillNoisy += 1;
-    log(`waited ${(wait.waitedMs / 1000).toFixed(1)} s for other processes to go quiet (now ${wait.foreignPercent.toFixed(0)}% of a core)`);
+    log(
+      `waited ${(wait.waitedMs / 1000).toFixed(1)} s for other processes to go quiet (now ${wait.foreignPercent.toFixed(0)}% of a core)`,
+    );
   }
 }
 
@@ -271,7 +321,13 @@ async function probe(pool: DevicePool): Promise<void> {
   if (ackError !== undefined) throw new Error(`${pool.kind}: ack refused: ${ackError}`);
 }
 
-function describeRound(round: { errors: number; firstError?: string; undrained?: number; lost?: number; cpu: CpuShare }): string {
+function describeRound(round: {
+  errors: number;
+  firstError?: string;
+  undrained?: number;
+  lost?: number;
+  cpu: CpuShare;
+}): string {
   const parts = [`server CPU ${round.cpu.serverPercent.toFixed(0)}%, other ${round.cpu.foreignPercent.toFixed(0)}%`];
   if (round.errors > 0) parts.push(`${round.errors} errors, first: ${round.firstError}`);
   if ((round.undrained ?? 0) > 0) parts.push(`${round.undrained} undrained`);

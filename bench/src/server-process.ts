@@ -59,10 +59,14 @@ const keptProblems = 20;
 
 /** Starts a server child and resolves once it printed its `listening` line. */
 export async function startServer(command: ServerCommand): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ["--expose-gc", "--import", gcHookUrl, ...(command.nodeArgs ?? []), command.script, ...command.args], {
-    stdio: ["ignore", "pipe", "pipe", "ipc"],
-    ...(command.cwd === undefined ? {} : { cwd: command.cwd }),
-  });
+  const child = spawn(
+    process.execPath,
+    ["--expose-gc", "--import", gcHookUrl, ...(command.nodeArgs ?? []), command.script, ...command.args],
+    {
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      ...(command.cwd === undefined ? {} : { cwd: command.cwd }),
+    },
+  );
   const problems: string[] = [];
   let problemCount = 0;
   const tail: string[] = [];
@@ -80,7 +84,11 @@ export async function startServer(command: ServerCommand): Promise<ServerProcess
 
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => {
-      reject(new Error(`${command.name} did not print "listening" within ${command.readyTimeoutMs ?? 60_000} ms:\n${tail.join("\n")}`));
+      reject(
+        new Error(
+          `${command.name} did not print "listening" within ${command.readyTimeoutMs ?? 60_000} ms:\n${tail.join("\n")}`,
+        ),
+      );
     }, command.readyTimeoutMs ?? 60_000);
     let ready = false;
     createInterface({ input: child.stdout! }).on("line", (line) => {

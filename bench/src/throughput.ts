@@ -39,7 +39,11 @@ export interface ThroughputRound {
 }
 
 /** Runs one throughput round over all devices of `pool`. */
-export async function measureThroughput(pool: DevicePool, server: ServerProcess, options: ThroughputOptions): Promise<ThroughputRound> {
+export async function measureThroughput(
+  pool: DevicePool,
+  server: ServerProcess,
+  options: ThroughputOptions,
+): Promise<ThroughputRound> {
   const n = pool.size;
   const inFlight = new Int32Array(n);
   let running = true;

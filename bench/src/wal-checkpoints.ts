@@ -39,32 +39,71 @@ const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const homeserverScript = fileURLToPath(new URL("./cli/main.js", import.meta.resolve("@zimchat/server")));
 
 /** Runs both setups with interleaved rounds; servers and data directories are removed whatever happens. */
-export async function runWalCheckpointBench(quick: boolean, log: (line: string) => void): Promise<WalCheckpointBenchResult> {
-  const options = { devices: quick ? 30 : 90, window: quick ? 8 : 16, rounds: quick ? 2 : 3, warmupMs: quick ? 500 : 1000, durationMs: quick ? 1500 : 4000 };
+export async function runWalCheckpointBench(
+  quick: boolean,
+  log: (line: string) => void,
+): Promise<WalCheckpointBenchResult> {
+  const options = {
+    devices: quick ? 30 : 90,
+    window: quick ? 8 : 16,
+    rounds: quick ? 2 : 3,
+    warmupMs: quick ? 500 : 1000,
+    durationMs: quick ? 1500 : 4000,
+  };
   const tmpDir = `${repoRoot}.bench-tmp/checkpoints-${process.pid}-${randomBytes(3).toString("hex")}`;
   const whisper = await createWhisperFixture(256);
   const keys = createAccountKeys();
   const running: { result: CheckpointSetup; server: ServerProcess; pool: DevicePool }[] = [];
   try {
-    for (const [name, checkpointMs] of [["checkpoint every 2 s", "2000"], ["auto-checkpoint only", "0"]] as const) {
+    for (const [name, checkpointMs] of [
+      ["checkpoint every 2 s", "2000"],
+      ["auto-checkpoint only", "0"],
+    ] as const) {
       const dataDir = `${tmpDir}/${running.length}`;
       mkdirSync(dataDir, { recursive: true });
-      const args = ["serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, "--registration", "open", "--rate-limits", "off", "--log-level", "info", "--sqlite-checkpoint-ms", checkpointMs];
+      const args = [
+        "serve",
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--data-dir",
+        dataDir,
+        "--registration",
+        "open",
+        "--rate-limits",
+        "off",
+        "--log-level",
+        "info",
+        "--sqlite-checkpoint-ms",
+        checkpointMs,
+      ];
       const server = await startServer({ name, script: homeserverScript, args, cwd: repoRoot });
       const result: CheckpointSetup = { name, deliveredPerS: [], serverCpuUsPerMsg: [], errors: 0 };
       running.push({ result, server, pool: undefined as unknown as DevicePool });
       const accounts = await registerAccounts({ baseUrl: server.url, count: options.devices, keys, concurrency: 4 });
-      running.at(-1)!.pool = await connectHomeserverPool({ url: server.url, count: options.devices }, accounts, whisper.ciphertext);
+      running.at(-1)!.pool = await connectHomeserverPool(
+        { url: server.url, count: options.devices },
+        accounts,
+        whisper.ciphertext,
+      );
       log(`checkpoints: ${name} ready (${options.devices} devices)`);
     }
-    for (const { server, pool } of running) await measureThroughput(pool, server, { window: options.window, warmupMs: 0, durationMs: options.warmupMs * 2 });
+    for (const { server, pool } of running)
+      await measureThroughput(pool, server, { window: options.window, warmupMs: 0, durationMs: options.warmupMs * 2 });
     for (let round = 1; round <= options.rounds; round++) {
       for (const { result, server, pool } of running) {
-        const r = await measureThroughput(pool, server, { window: options.window, warmupMs: options.warmupMs, durationMs: options.durationMs });
+        const r = await measureThroughput(pool, server, {
+          window: options.window,
+          warmupMs: options.warmupMs,
+          durationMs: options.durationMs,
+        });
         result.deliveredPerS.push(r.deliveredPerS);
         result.serverCpuUsPerMsg.push(r.serverCpuUsPerMsg);
         result.errors += r.errors + r.undrained;
-        log(`checkpoints round ${round}: ${result.name} ${r.deliveredPerS.toFixed(0)} msgs/s, ${r.serverCpuUsPerMsg.toFixed(0)} us server CPU/msg`);
+        log(
+          `checkpoints round ${round}: ${result.name} ${r.deliveredPerS.toFixed(0)} msgs/s, ${r.serverCpuUsPerMsg.toFixed(0)} us server CPU/msg`,
+        );
       }
     }
   } finally {

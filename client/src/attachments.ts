@@ -41,7 +41,11 @@ export const attachmentPointerSchema = z.object({
   /** SHA-256 of the uploaded blob, base64; checked before decrypting. */
   digest: base64Bytes(digestBytes),
   /** The true plaintext size in bytes (the blob is padded to a size bucket). */
-  size: z.number().int().min(0).max(2 ** 40),
+  size: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 40),
   contentType: z.string().max(128).optional(),
   fileName: z.string().max(255).optional(),
 });
@@ -177,11 +181,18 @@ export async function encryptAttachment(input: AttachmentInput): Promise<Attachm
       throw error;
     }
   }
-  return { ciphertext: Readable.from(blob(), { objectMode: false }), key, uploadSize: expectedSize === undefined ? undefined : blobSize(expectedSize), done };
+  return {
+    ciphertext: Readable.from(blob(), { objectMode: false }),
+    key,
+    uploadSize: expectedSize === undefined ? undefined : blobSize(expectedSize),
+    done,
+  };
 }
 
 /** Encrypts bytes in memory (small attachments, tests): the blob and what its pointer needs. */
-export async function encryptAttachmentBytes(plaintext: Uint8Array): Promise<{ blob: Buffer; key: Buffer; digest: Buffer; size: number }> {
+export async function encryptAttachmentBytes(
+  plaintext: Uint8Array,
+): Promise<{ blob: Buffer; key: Buffer; digest: Buffer; size: number }> {
   const encryption = await encryptAttachment(plaintext);
   const chunks: Buffer[] = [];
   for await (const chunk of encryption.ciphertext) chunks.push(chunk as Buffer);
@@ -205,7 +216,9 @@ export function decryptAttachmentBytes(blob: Uint8Array, pointer: AttachmentPoin
   try {
     decipher.final();
   } catch (error) {
-    throw new AttachmentError(AttachmentFailureReason.DecryptionFailed, "the attachment failed authentication", { cause: error });
+    throw new AttachmentError(AttachmentFailureReason.DecryptionFailed, "the attachment failed authentication", {
+      cause: error,
+    });
   }
   return padded.subarray(0, p.size);
 }
@@ -231,7 +244,11 @@ export async function uploadAttachment(
   options: UploadOptions = {},
 ): Promise<AttachmentPointer> {
   const encryption = await encryptAttachment(input);
-  const headers: OutgoingHttpHeaders = { authorization: basicAuth(credentials), "content-type": "application/octet-stream", accept: "application/json" };
+  const headers: OutgoingHttpHeaders = {
+    authorization: basicAuth(credentials),
+    "content-type": "application/octet-stream",
+    accept: "application/json",
+  };
   if (encryption.uploadSize !== undefined) headers["content-length"] = encryption.uploadSize;
   const res = await send("POST", new URL("/v1/attachments", serverUrl), headers, encryption.ciphertext);
   const text = (await readAll(res, 64 * 1024)).toString("utf8");
@@ -257,8 +274,17 @@ export async function uploadAttachment(
  * @throws AttachmentError (`digest_mismatch`, `decryption_failed`, `size_mismatch`, `invalid_pointer`)
  * @throws ApiError when the server refuses (`not_found` once the attachment expired)
  */
-export async function downloadAttachment(serverUrl: string, credentials: DeviceCredentials, pointer: AttachmentPointer): Promise<Buffer>;
-export async function downloadAttachment(serverUrl: string, credentials: DeviceCredentials, pointer: AttachmentPointer, destination: string): Promise<void>;
+export async function downloadAttachment(
+  serverUrl: string,
+  credentials: DeviceCredentials,
+  pointer: AttachmentPointer,
+): Promise<Buffer>;
+export async function downloadAttachment(
+  serverUrl: string,
+  credentials: DeviceCredentials,
+  pointer: AttachmentPointer,
+  destination: string,
+): Promise<void>;
 export async function downloadAttachment(
   serverUrl: string,
   credentials: DeviceCredentials,
@@ -267,7 +293,10 @@ export async function downloadAttachment(
 ): Promise<Buffer | void> {
   const p = parsePointer(pointer);
   const expected = blobSize(p.size);
-  const res = await send("GET", new URL(`/v1/attachments/${p.id}`, serverUrl), { authorization: basicAuth(credentials), accept: "application/octet-stream" });
+  const res = await send("GET", new URL(`/v1/attachments/${p.id}`, serverUrl), {
+    authorization: basicAuth(credentials),
+    accept: "application/octet-stream",
+  });
   if (res.statusCode !== 200) throw apiError(res, (await readAll(res, 64 * 1024)).toString("utf8"));
   if (destination === undefined) {
     const blob = await readAll(res, expected, () => sizeMismatch(expected + 1, p.size));
@@ -314,10 +343,20 @@ export async function downloadAttachment(
       },
     });
     try {
-      await pipeline(createReadStream(blobPath, { start: ivBytes, end: expected - tagBytes - 1 }), decipher, unpad, createWriteStream(plainPath, { flags: "wx", mode: 0o600 }));
+      await pipeline(
+        createReadStream(blobPath, { start: ivBytes, end: expected - tagBytes - 1 }),
+        decipher,
+        unpad,
+        createWriteStream(plainPath, { flags: "wx", mode: 0o600 }),
+      );
     } catch (error) {
-      if ((error as { code?: string }).code === "ERR_CRYPTO_INVALID_STATE" || /authenticate/i.test(String((error as Error).message))) {
-        throw new AttachmentError(AttachmentFailureReason.DecryptionFailed, "the attachment failed authentication", { cause: error });
+      if (
+        (error as { code?: string }).code === "ERR_CRYPTO_INVALID_STATE" ||
+        /authenticate/i.test(String((error as Error).message))
+      ) {
+        throw new AttachmentError(AttachmentFailureReason.DecryptionFailed, "the attachment failed authentication", {
+          cause: error,
+        });
       }
       throw error;
     }
@@ -330,22 +369,34 @@ export async function downloadAttachment(
 
 function parsePointer(pointer: AttachmentPointer): AttachmentPointer {
   const parsed = attachmentPointerSchema.safeParse(pointer);
-  if (!parsed.success) throw new AttachmentError(AttachmentFailureReason.InvalidPointer, "the attachment pointer is invalid", { cause: parsed.error });
+  if (!parsed.success)
+    throw new AttachmentError(AttachmentFailureReason.InvalidPointer, "the attachment pointer is invalid", {
+      cause: parsed.error,
+    });
   return parsed.data;
 }
 
 function checkDigest(actual: Buffer, expected: string): void {
   if (!timingSafeEqual(actual, Buffer.from(expected, "base64"))) {
-    throw new AttachmentError(AttachmentFailureReason.DigestMismatch, "the attachment's digest does not match its pointer");
+    throw new AttachmentError(
+      AttachmentFailureReason.DigestMismatch,
+      "the attachment's digest does not match its pointer",
+    );
   }
 }
 
 function sizeMismatch(received: number, size: number): AttachmentError {
-  return new AttachmentError(AttachmentFailureReason.SizeMismatch, `the attachment is ${received} bytes, not the ${blobSize(size)} its pointer implies`);
+  return new AttachmentError(
+    AttachmentFailureReason.SizeMismatch,
+    `the attachment is ${received} bytes, not the ${blobSize(size)} its pointer implies`,
+  );
 }
 
 function inputChanged(): AttachmentError {
-  return new AttachmentError(AttachmentFailureReason.InputChanged, "the attachment's file changed size while it was encrypted");
+  return new AttachmentError(
+    AttachmentFailureReason.InputChanged,
+    "the attachment's file changed size while it was encrypted",
+  );
 }
 
 function basicAuth({ uuid, deviceId, password }: DeviceCredentials): string {

@@ -50,7 +50,10 @@ export class Connections {
   /** The `/sealed` socket, opened on first use. */
   sealed(): SealedSocket {
     if (!this.sealedSocket) {
-      const socket: SealedSocket = io(new URL("/sealed", this.serverUrl()).toString(), { forceNew: true, transports: ["websocket"] });
+      const socket: SealedSocket = io(new URL("/sealed", this.serverUrl()).toString(), {
+        forceNew: true,
+        transports: ["websocket"],
+      });
       // The server closes idle or refused /sealed sockets and they do not reconnect: the next send opens a new one.
       socket.on("disconnect", (reason) => {
         if (reason !== "io server disconnect") return;
@@ -108,7 +111,12 @@ export function credentials(ctx: Pick<ClientContext, "store">): { uuid: string; 
 }
 
 /** Checks one key against the log, emitting `keyTransparencyFailure` on failure (unless `emit` is false). Never throws. */
-export async function checkKeyLog(ctx: ClientContext, uuid: string, identityKey: Uint8Array, emit = true): Promise<KeyTransparencyFailure | null> {
+export async function checkKeyLog(
+  ctx: ClientContext,
+  uuid: string,
+  identityKey: Uint8Array,
+  emit = true,
+): Promise<KeyTransparencyFailure | null> {
   if (!ctx.keyLog) return null;
   const failure = await ctx.keyLog.check(uuid, identityKey);
   if (failure && emit) ctx.events.emit("keyTransparencyFailure", failure);
@@ -134,7 +142,9 @@ export class BackgroundWork {
   constructor(private readonly events: ClientEvents) {}
 
   run(work: Promise<unknown>): void {
-    const tracked = work.catch((error: unknown) => this.events.emit("warning", error)).finally(() => this.running.delete(tracked));
+    const tracked = work
+      .catch((error: unknown) => this.events.emit("warning", error))
+      .finally(() => this.running.delete(tracked));
     this.running.add(tracked);
   }
 
@@ -153,20 +163,38 @@ export function createClientContext(
   const local = store.getLocal();
   if (!local) throw new Error("the store holds no registered device: use ZimClient.register or ZimClient.link");
   // The choice made when this device was registered or linked is kept with it.
-  checkServerUrl(local.serverUrl, { allowInsecureHttp: options.allowInsecureHttp ?? store.getValue("allowInsecureHttp") === "1" });
+  checkServerUrl(local.serverUrl, {
+    allowInsecureHttp: options.allowInsecureHttp ?? store.getValue("allowInsecureHttp") === "1",
+  });
   const api = new HttpApi(local.serverUrl, { uuid: local.uuid, deviceId: local.deviceId, password: local.password });
   const background = new BackgroundWork(events);
-  const identityChanges = new IdentityChangeNotifier(store, tasks, (e) => events.emit("identityChanged", e), (error) => events.emit("warning", error));
+  const identityChanges = new IdentityChangeNotifier(
+    store,
+    tasks,
+    (e) => events.emit("identityChanged", e),
+    (error) => events.emit("warning", error),
+  );
   // Its state is written through the task queue, never inside a running task (it may be called from one).
   const save = (key: string, value: string): void => background.run(tasks.run(async () => store.setValue(key, value)));
   const ctx: ClientContext = {
     store,
     api,
     tasks,
-    signal: new SignalBackend(store, options.trustPolicy ?? trustOnFirstUse, (uuid, _blocked, previous) => identityChanges.noticed(uuid, previous)),
+    signal: new SignalBackend(store, options.trustPolicy ?? trustOnFirstUse, (uuid, _blocked, previous) =>
+      identityChanges.noticed(uuid, previous),
+    ),
     sealed: new SealedSenderState(store, api),
     groups: new GroupStore(store),
-    keyLog: options.keyTransparency === false ? null : new KeyTransparencyChecker(local.serverUrl, () => credentials(ctx), store, save, options.keyTransparency ?? {}),
+    keyLog:
+      options.keyTransparency === false
+        ? null
+        : new KeyTransparencyChecker(
+            local.serverUrl,
+            () => credentials(ctx),
+            store,
+            save,
+            options.keyTransparency ?? {},
+          ),
     connections: new Connections(() => localDevice(ctx).serverUrl),
     settings: {
       sendReceipts: options.sendReceipts ?? true,

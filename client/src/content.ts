@@ -8,7 +8,11 @@ import { limits, usernameSchema } from "@zimchat/protocol";
 import { attachmentPointerSchema } from "./attachments.js";
 
 const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-const base64 = (maxBytes: number) => z.string().max(Math.ceil(maxBytes / 3) * 4).regex(/^[A-Za-z0-9+/]*={0,2}$/);
+const base64 = (maxBytes: number) =>
+  z
+    .string()
+    .max(Math.ceil(maxBytes / 3) * 4)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/);
 
 /** A group's state as its admins last set it (groups live on the clients only). */
 export const groupStateSchema = z.object({
@@ -31,7 +35,10 @@ export const contentSchema = z.object({
    */
   id: uuid.optional(),
   /** A text message (or an attachment's caption). */
-  text: z.string().max(64 * 1024).optional(),
+  text: z
+    .string()
+    .max(64 * 1024)
+    .optional(),
   /** The sender's clock, ms since the epoch. */
   timestamp: z.number().int(),
   /** A delivery receipt for these message timestamps. */
@@ -62,7 +69,10 @@ export const contentSchema = z.object({
    * so members who never wrote to each other see names. Claims like
    * `profile`: each is checked by the receiver before it is shown.
    */
-  memberNames: z.array(z.object({ uuid, username: usernameSchema })).max(limits.maxGroupRecipients).optional(),
+  memberNames: z
+    .array(z.object({ uuid, username: usernameSchema }))
+    .max(limits.maxGroupRecipients)
+    .optional(),
 });
 export type Content = z.infer<typeof contentSchema>;
 

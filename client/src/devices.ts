@@ -12,11 +12,20 @@ import { linkUri, openProvisioning, parseLinkUri, sealProvisioning } from "./lin
 import type { Outbox } from "./outbox.js";
 import { SealedSenderState } from "./sealed.js";
 import { checkServerUrl } from "./server-url.js";
-import { newEphemeralKey, newKyberPreKey, newPrivateKey, newSignedPreKey, privateKeyFromBytes, publicKeyBytesOf, publicKeyOf } from "./signal/index.js";
+import {
+  newEphemeralKey,
+  newKyberPreKey,
+  newPrivateKey,
+  newSignedPreKey,
+  privateKeyFromBytes,
+  publicKeyBytesOf,
+  publicKeyOf,
+} from "./signal/index.js";
 import type { LocalDevice } from "./store/device-store.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
-const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
+const bytes = (s: string): Uint8Array<ArrayBuffer> =>
+  new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
 
 /**
  * Creates an account in `options.store`: a new identity key pair,
@@ -72,7 +81,10 @@ export async function linkNewDevice(options: LinkOptions): Promise<void> {
   const api = new HttpApi(options.serverUrl);
   const ephemeral = newEphemeralKey();
   const { code, expiresAt } = await api.createLink();
-  options.onLinkCode({ uri: linkUri({ serverUrl: options.serverUrl, code, publicKey: publicKeyOf(ephemeral) }), expiresAt });
+  options.onLinkCode({
+    uri: linkUri({ serverUrl: options.serverUrl, code, publicKey: publicKeyOf(ephemeral) }),
+    expiresAt,
+  });
   let sealedMessage: string | undefined;
   while (!sealedMessage) {
     options.signal?.throwIfAborted();
@@ -178,7 +190,8 @@ export class Devices {
       const local = localDevice(this.ctx);
       const identity = newPrivateKey();
       const registrationId = randomInt(1, 16381);
-      for (const kind of ["ec", "signed", "kyber"] as const) for (const k of store.listPreKeys(kind)) store.removePreKey(kind, k.id);
+      for (const kind of ["ec", "signed", "kyber"] as const)
+        for (const k of store.listPreKeys(kind)) store.removePreKey(kind, k.id);
       store.setValue("kyberLastResortIds", "[]");
       store.setValue("senderCertificate", "");
       store.setValue("ownDevices", JSON.stringify([local.deviceId]));

@@ -45,7 +45,9 @@ export class MailboxFullError extends ApiError {
 
 /** The typed error for a homeserver refusal: {@link MailboxFullError} for `mailbox_full`, else {@link ApiError}. */
 export function apiError(status: number, body: ErrorBody, retryAfterSeconds?: number): ApiError {
-  return body.code === "mailbox_full" ? new MailboxFullError(status, body, retryAfterSeconds) : new ApiError(status, body, retryAfterSeconds);
+  return body.code === "mailbox_full"
+    ? new MailboxFullError(status, body, retryAfterSeconds)
+    : new ApiError(status, body, retryAfterSeconds);
 }
 
 /**
@@ -99,7 +101,9 @@ export class TrustRootMismatchError extends Error {
     readonly pinned: string,
     readonly presented: string,
   ) {
-    super(`the server's trust root changed (pinned ${pinned}, presented ${presented}): sealed sender is off until this is resolved`);
+    super(
+      `the server's trust root changed (pinned ${pinned}, presented ${presented}): sealed sender is off until this is resolved`,
+    );
   }
 }
 
@@ -118,7 +122,9 @@ export class BadDeviceKeysError extends Error {
     readonly deviceId: number,
     readonly key: "signed_pre_key" | "kyber_pre_key",
   ) {
-    super(`device ${deviceId} of ${uuid} offered a ${key === "signed_pre_key" ? "signed pre-key" : "Kyber pre-key"} that its identity key did not sign`);
+    super(
+      `device ${deviceId} of ${uuid} offered a ${key === "signed_pre_key" ? "signed pre-key" : "Kyber pre-key"} that its identity key did not sign`,
+    );
   }
 }
 

@@ -33,7 +33,13 @@ export class GroupMessaging {
   /** Creates a group (members are account ids) with this account as its admin and announces it. */
   async create(title: string, members: string[]): Promise<GroupState> {
     const me = localDevice(this.ctx).uuid;
-    const group: GroupState = { id: randomUUID(), title, members: [...new Set([me, ...members])], admins: [me], revision: 0 };
+    const group: GroupState = {
+      id: randomUUID(),
+      title,
+      members: [...new Set([me, ...members])],
+      admins: [me],
+      revision: 0,
+    };
     await this.ctx.tasks.run(async () => this.ctx.groups.save(group));
     await this.announce(group, []);
     return group;
@@ -42,7 +48,11 @@ export class GroupMessaging {
   /** Adds members (account ids; admins only). */
   async addMembers(groupId: string, uuids: string[]): Promise<GroupState> {
     const current = this.adminGroup(groupId);
-    const next: GroupState = { ...current, members: [...new Set([...current.members, ...uuids])], revision: current.revision + 1 };
+    const next: GroupState = {
+      ...current,
+      members: [...new Set([...current.members, ...uuids])],
+      revision: current.revision + 1,
+    };
     await this.ctx.tasks.run(async () => this.ctx.groups.save(next));
     await this.announce(next, []);
     return next;
@@ -62,7 +72,10 @@ export class GroupMessaging {
       this.ctx.groups.save(next);
       this.ctx.groups.rotate(groupId);
     });
-    await this.announce(next, [...removed].filter((u) => current.members.includes(u)));
+    await this.announce(
+      next,
+      [...removed].filter((u) => current.members.includes(u)),
+    );
     return next;
   }
 
@@ -90,7 +103,8 @@ export class GroupMessaging {
       profile: ownProfile(this.ctx),
       ...(memberNames.length ? { memberNames: memberNames.slice(0, maxMemberNames) } : {}),
     };
-    for (const uuid of [...group.members.filter((m) => m !== local.uuid), ...alsoTell]) await this.outbox.sendContent(uuid, content);
+    for (const uuid of [...group.members.filter((m) => m !== local.uuid), ...alsoTell])
+      await this.outbox.sendContent(uuid, content);
     await this.outbox.syncToOwnDevices({ ...content, sync: {} });
   }
 
@@ -101,9 +115,17 @@ export class GroupMessaging {
     const group = groups.get(groupId);
     if (!group || !group.members.includes(me)) throw new GroupError(`not a member of group ${groupId}`);
     const certificate = await this.outbox.senderCertificate();
-    if (!certificate) throw new GroupError("the homeserver issued no sender certificate; group messages need sealed sender");
+    if (!certificate)
+      throw new GroupError("the homeserver issued no sender certificate; group messages need sealed sender");
     const recipients = group.members.filter((m) => m !== me);
-    const content: Content = { v: 1, id: randomUUID(), timestamp: Date.now(), ...body, group: { id: groupId }, profile: ownProfile(this.ctx) };
+    const content: Content = {
+      v: 1,
+      id: randomUUID(),
+      timestamp: Date.now(),
+      ...body,
+      group: { id: groupId },
+      profile: ownProfile(this.ctx),
+    };
     const padded = encodeContent(content);
     let response: MultiRecipientResponse = { serverTimestamp: Date.now(), recipients: [] };
     // One key for the whole send: nothing is stored on a 409/410, so a corrected retry may reuse it.
@@ -115,9 +137,15 @@ export class GroupMessaging {
           return recipients.flatMap((uuid) => store.sessionDevices(uuid).map((deviceId) => ({ uuid, deviceId })));
         });
         await this.distributeSenderKey(groupId, addresses);
-        const message = await tasks.run(async () => signal.groupSeal(padded, groups.distributionId(groupId), groupIdBytes(groupId), certificate, addresses));
+        const message = await tasks.run(async () =>
+          signal.groupSeal(padded, groups.distributionId(groupId), groupIdBytes(groupId), certificate, addresses),
+        );
         try {
-          response = await this.outbox.deliverMulti(recipients, Buffer.from(message).toString("base64"), idempotencyKey);
+          response = await this.outbox.deliverMulti(
+            recipients,
+            Buffer.from(message).toString("base64"),
+            idempotencyKey,
+          );
           break;
         } catch (error) {
           if (!(error instanceof ApiError) || attempt >= 3 || !error.body.recipients) throw error;
@@ -125,7 +153,9 @@ export class GroupMessaging {
         }
       }
     }
-    await tasks.run(async () => store.addMessage(this.outbox.outgoingRecord(randomUUID(), groupConversation(groupId), content)));
+    await tasks.run(async () =>
+      store.addMessage(this.outbox.outgoingRecord(randomUUID(), groupConversation(groupId), content)),
+    );
     await this.outbox.syncToOwnDevices({ ...content, sync: {} });
     return { timestamp: content.timestamp, response };
   }
@@ -141,8 +171,18 @@ export class GroupMessaging {
     });
     if (!skdm) return;
     for (const uuid of needing) {
-      await this.outbox.sendContent(uuid, { v: 1, timestamp: Date.now(), senderKey: { groupId, message: skdm }, accessKey: localDevice(this.ctx).accessKey });
-      await tasks.run(async () => groups.addKeyHolders(groupId, store.sessionDevices(uuid).map((deviceId) => addressKey({ uuid, deviceId }))));
+      await this.outbox.sendContent(uuid, {
+        v: 1,
+        timestamp: Date.now(),
+        senderKey: { groupId, message: skdm },
+        accessKey: localDevice(this.ctx).accessKey,
+      });
+      await tasks.run(async () =>
+        groups.addKeyHolders(
+          groupId,
+          store.sessionDevices(uuid).map((deviceId) => addressKey({ uuid, deviceId })),
+        ),
+      );
     }
   }
 }

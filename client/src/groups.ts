@@ -77,7 +77,12 @@ export interface GroupChange {
  * own devices (`from === self`) are trusted: they share the identity.
  * @returns the change, or null when the update must be refused
  */
-export function applyGroupUpdate(current: GroupState | null, update: GroupState, from: string, self: string): GroupChange | null {
+export function applyGroupUpdate(
+  current: GroupState | null,
+  update: GroupState,
+  from: string,
+  self: string,
+): GroupChange | null {
   if (!update.admins.every((a) => update.members.includes(a))) return null;
   if (current) {
     if (update.revision <= current.revision) return null;

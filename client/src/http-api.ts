@@ -105,14 +105,26 @@ export class HttpApi {
   }
   /** A sealed-sender send: no credentials, the recipient's access key instead. */
   sendSealed(uuid: string, body: SendMessagesRequest, accessKey: string | null): Promise<SendMessagesResponse> {
-    return this.call("PUT", `/v1/messages/${uuid}`, body, false, accessKey === null ? {} : { [accessKeyHeader]: accessKey });
+    return this.call(
+      "PUT",
+      `/v1/messages/${uuid}`,
+      body,
+      false,
+      accessKey === null ? {} : { [accessKeyHeader]: accessKey },
+    );
   }
   /** A multi-recipient sealed send; authenticated unless every recipient's access key is given. */
   sendMultiRecipient(body: MultiRecipientRequest, authenticated: boolean): Promise<MultiRecipientResponse> {
     return this.call("PUT", "/v1/messages/multi-recipient", body, authenticated);
   }
 
-  private async call<T>(method: string, path: string, body?: unknown, authenticated = true, extraHeaders: Record<string, string> = {}): Promise<T> {
+  private async call<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    authenticated = true,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<T> {
     const headers: Record<string, string> = { accept: "application/json", ...extraHeaders };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (authenticated) {
@@ -120,7 +132,11 @@ export class HttpApi {
       const { uuid, deviceId, password } = this.credentials;
       headers.authorization = `Basic ${Buffer.from(`${uuid}.${deviceId}:${password}`).toString("base64")}`;
     }
-    const res = await fetch(new URL(path, this.serverUrl), { method, headers, body: body === undefined ? null : JSON.stringify(body) });
+    const res = await fetch(new URL(path, this.serverUrl), {
+      method,
+      headers,
+      body: body === undefined ? null : JSON.stringify(body),
+    });
     const text = await res.text();
     if (!res.ok) {
       let error: ErrorBody;

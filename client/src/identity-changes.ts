@@ -55,7 +55,8 @@ export class IdentityChangeNotifier {
     const events: IdentityChangedEvent[] = [];
     for (const [changed, key] of this.before) {
       const now = this.store.getIdentity(changed);
-      if (now && !Buffer.from(now.publicKey).equals(Buffer.from(key))) events.push({ uuid: changed, blocked: now.blocked });
+      if (now && !Buffer.from(now.publicKey).equals(Buffer.from(key)))
+        events.push({ uuid: changed, blocked: now.blocked });
     }
     this.before.clear();
     return events;

@@ -73,11 +73,22 @@ export class Inbox {
     await this.acknowledge(batch.map((e) => e.id));
     // Keys of new contacts (PreKey messages, sealed-sender certificates) are checked after the fact, off the receive path.
     if (keyLog) {
-      const senders = new Set(results.flatMap((r) => (r.kind === "message" ? [r.message.from] : r.kind === "receipt" ? [r.receipt.from] : r.kind === "group" ? [r.update.by] : [])));
+      const senders = new Set(
+        results.flatMap((r) =>
+          r.kind === "message"
+            ? [r.message.from]
+            : r.kind === "receipt"
+              ? [r.receipt.from]
+              : r.kind === "group"
+                ? [r.update.by]
+                : [],
+        ),
+      );
       senders.delete(localDevice(this.ctx).uuid);
       for (const uuid of senders) {
         const known = store.getIdentity(uuid);
-        if (known && keyLog.isDue(uuid, known.publicKey)) this.ctx.inBackground(checkKeyLog(this.ctx, uuid, known.publicKey));
+        if (known && keyLog.isDue(uuid, known.publicKey))
+          this.ctx.inBackground(checkKeyLog(this.ctx, uuid, known.publicKey));
       }
     }
     if (settings.receiptDelayMs <= 0) this.flushReceipts();
@@ -94,7 +105,8 @@ export class Inbox {
       switch (result.kind) {
         case "message":
           events.emit("message", result.message);
-          if (settings.sendReceipts && !result.message.outgoing) this.queueReceipt(result.message.from, result.message.timestamp);
+          if (settings.sendReceipts && !result.message.outgoing)
+            this.queueReceipt(result.message.from, result.message.timestamp);
           break;
         case "receipt":
           events.emit("deliveryReceipt", result.receipt);
@@ -123,7 +135,8 @@ export class Inbox {
       const members = new Set([...update.group.members, ...update.removed]);
       // An admin's word on other members' usernames is a claim too: each is looked up (a bounded number per change).
       for (const { uuid, username } of (result.memberNames ?? []).slice(0, maxNameChecks)) {
-        if (members.has(uuid) && uuid !== update.by && !this.names.nameOf(uuid)) await this.names.verify(uuid, { username });
+        if (members.has(uuid) && uuid !== update.by && !this.names.nameOf(uuid))
+          await this.names.verify(uuid, { username });
       }
       update.names = { ...this.names.known(members), ...(byName ? { [update.by]: byName } : {}) };
     }
@@ -140,7 +153,14 @@ export class Inbox {
     for (const [uuid, timestamps] of this.pendingReceipts) {
       for (let i = 0; i < timestamps.length; i += 100) {
         const receipt = { timestamps: timestamps.slice(i, i + 100) };
-        this.ctx.inBackground(this.outbox.sendContent(uuid, { v: 1, timestamp: Date.now(), receipt, accessKey: localDevice(this.ctx).accessKey }));
+        this.ctx.inBackground(
+          this.outbox.sendContent(uuid, {
+            v: 1,
+            timestamp: Date.now(),
+            receipt,
+            accessKey: localDevice(this.ctx).accessKey,
+          }),
+        );
       }
     }
     this.pendingReceipts.clear();
@@ -185,22 +205,37 @@ export class Inbox {
       store.markProcessed(envelope.id, Date.now());
       // A refused sealed message names its claimed sender (the certificate's, which the refusal is about).
       from ??= (error as { from?: string } | null)?.from;
-      return { kind: "failed", failure: { envelopeId: envelope.id, ...(from ? { from } : {}), reason: decryptionFailureReason(error), error } };
+      return {
+        kind: "failed",
+        failure: { envelopeId: envelope.id, ...(from ? { from } : {}), reason: decryptionFailureReason(error), error },
+      };
     }
   }
 
   /** Applies decrypted content: access keys, sender keys, group changes, sent transcripts, receipts, messages. */
-  private async handleContent(envelope: Envelope, opened: Omit<OpenedEnvelope, "plaintext">, content: Content): Promise<ReceiveResult> {
+  private async handleContent(
+    envelope: Envelope,
+    opened: Omit<OpenedEnvelope, "plaintext">,
+    content: Content,
+  ): Promise<ReceiveResult> {
     const { store, groups } = this.ctx;
     const { from, fromDevice, sealed } = opened;
     const me = localDevice(this.ctx).uuid;
     const own = from === me;
     if (content.accessKey && !own) this.ctx.sealed.rememberAccessKey(from, content.accessKey);
-    if (content.senderKey) await this.ctx.signal.processSenderKeyDistribution({ uuid: from, deviceId: fromDevice }, content.senderKey.message);
+    if (content.senderKey)
+      await this.ctx.signal.processSenderKeyDistribution(
+        { uuid: from, deviceId: fromDevice },
+        content.senderKey.message,
+      );
     if (content.groupUpdate) {
       const current = groups.get(content.groupUpdate.id);
       const change = applyGroupUpdate(current, content.groupUpdate, from, me);
-      if (!change) throw decryptionFailure(DecryptionFailureReason.NotAGroupMember, "group change refused: not from an admin, or stale");
+      if (!change)
+        throw decryptionFailure(
+          DecryptionFailureReason.NotAGroupMember,
+          "group change refused: not from an admin, or stale",
+        );
       groups.save(change.group);
       // Someone left: this device's sender key for the group is replaced before its next message.
       if (change.removed.length) groups.rotate(change.group.id);
@@ -214,14 +249,16 @@ export class Inbox {
     }
     // A group message must come from a current member, through the group's sender key or a sync from this account.
     const groupId = content.group?.id;
-    if (opened.senderKey && !groupId) throw decryptionFailure(DecryptionFailureReason.NotAGroupMember, "a sender-key message without a group");
+    if (opened.senderKey && !groupId)
+      throw decryptionFailure(DecryptionFailureReason.NotAGroupMember, "a sender-key message without a group");
     if (groupId) {
       const group = groups.get(groupId);
       if (!group || !group.members.includes(from) || (!opened.senderKey && !(own && content.sync))) {
         throw decryptionFailure(DecryptionFailureReason.NotAGroupMember, "group message from a non-member");
       }
     }
-    if (content.receipt) return { kind: "receipt", receipt: { from, fromDevice, timestamps: content.receipt.timestamps } };
+    if (content.receipt)
+      return { kind: "receipt", receipt: { from, fromDevice, timestamps: content.receipt.timestamps } };
     if (content.text === undefined && !content.attachment) return { kind: "skipped" };
     const outgoing = own && content.sync !== undefined;
     if (own && !outgoing) return { kind: "skipped" };

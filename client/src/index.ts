@@ -42,7 +42,14 @@ export {
 } from "./key-transparency.js";
 
 // Storage
-export type { DeviceStore, KnownIdentity, LocalDevice, PreKeyKind, StoredMessage, StoredPreKey } from "./store/device-store.js";
+export type {
+  DeviceStore,
+  KnownIdentity,
+  LocalDevice,
+  PreKeyKind,
+  StoredMessage,
+  StoredPreKey,
+} from "./store/device-store.js";
 export { MemoryDeviceStore } from "./store/memory-store.js";
 export { SqliteDeviceStore } from "./store/sqlite-store.js";
 
@@ -72,6 +79,13 @@ export { trustRootFingerprint } from "./sealed.js";
 export { groupConversation } from "./groups.js";
 
 // Content and keys
-export { contentSchema, decodeContent, encodeContent, groupStateSchema, type Content, type GroupState } from "./content.js";
+export {
+  contentSchema,
+  decodeContent,
+  encodeContent,
+  groupStateSchema,
+  type Content,
+  type GroupState,
+} from "./content.js";
 export { defaultKeyPolicy, type KeyPolicy } from "./keys.js";
 export { defaultSendRetryPolicy, type SendRetryPolicy } from "./send-retry.js";

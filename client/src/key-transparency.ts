@@ -81,7 +81,8 @@ const settings = {
 } as const;
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
-const unb64 = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
+const unb64 = (s: string): Uint8Array<ArrayBuffer> =>
+  new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
 
 class Failure extends Error {
   constructor(
@@ -182,18 +183,38 @@ export class KeyTransparencyChecker {
     try {
       const logKey = await this.logKey();
       if (!logKey) return null;
-      const found = await this.get(`/v1/inclusion?accountId=${encodeURIComponent(accountId)}&identityKey=${encodeURIComponent(identityKey)}`, keyLogInclusionResponseSchema);
-      if (found === "not_found") throw new Failure("not_included", "the log holds no entry for this account and identity key");
-      if (found.leaf.accountId !== accountId || found.leaf.identityKey !== identityKey) throw new Failure("not_included", "the log answered with another entry");
+      const found = await this.get(
+        `/v1/inclusion?accountId=${encodeURIComponent(accountId)}&identityKey=${encodeURIComponent(identityKey)}`,
+        keyLogInclusionResponseSchema,
+      );
+      if (found === "not_found")
+        throw new Failure("not_included", "the log holds no entry for this account and identity key");
+      if (found.leaf.accountId !== accountId || found.leaf.identityKey !== identityKey)
+        throw new Failure("not_included", "the log answered with another entry");
       await this.acceptHead(found.head, logKey);
-      const included = verifyInclusion(leafHash(leafBytes(found.leaf)), found.leafIndex, found.head.treeSize, found.proof.hashes.map(unb64), unb64(found.head.rootHash));
-      if (!included) throw new Failure("not_included", `the inclusion proof of entry ${found.leafIndex} does not verify against the signed head of size ${found.head.treeSize}`);
+      const included = verifyInclusion(
+        leafHash(leafBytes(found.leaf)),
+        found.leafIndex,
+        found.head.treeSize,
+        found.proof.hashes.map(unb64),
+        unb64(found.head.rootHash),
+      );
+      if (!included)
+        throw new Failure(
+          "not_included",
+          `the inclusion proof of entry ${found.leafIndex} does not verify against the signed head of size ${found.head.treeSize}`,
+        );
       this.checked.set(accountId, identityKey);
       this.save(settings.checked(accountId), identityKey);
       return null;
     } catch (error) {
       if (error instanceof Failure) return { accountId, identityKey, reason: error.reason, detail: error.detail };
-      return { accountId, identityKey, reason: "unavailable", detail: `key-transparency check failed: ${(error as Error)?.message ?? String(error)}` };
+      return {
+        accountId,
+        identityKey,
+        reason: "unavailable",
+        detail: `key-transparency check failed: ${(error as Error)?.message ?? String(error)}`,
+      };
     }
   }
 
@@ -218,7 +239,12 @@ export class KeyTransparencyChecker {
       throw new Failure("unavailable", "the server no longer offers its key-transparency log");
     }
     if (this.pinned && answer.publicKey !== this.pinned) {
-      throw new Failure("log_key_changed", this.options.publicKey ? "the log is signed by another key than the configured one" : "the log key changed since this device pinned it");
+      throw new Failure(
+        "log_key_changed",
+        this.options.publicKey
+          ? "the log is signed by another key than the configured one"
+          : "the log key changed since this device pinned it",
+      );
     }
     let key: PublicKey;
     try {
@@ -251,22 +277,38 @@ export class KeyTransparencyChecker {
     if (!verifySignature(key, treeHeadPayload(head), unb64(head.signature))) {
       // Tell a replaced log key from a forged head.
       const current = await this.get("/v1/head", keyLogHeadResponseSchema).catch(() => null);
-      if (current && current !== "not_found" && current.publicKey !== this.pinned) throw new Failure("log_key_changed", "the log's heads are signed by a key this device did not pin");
+      if (current && current !== "not_found" && current.publicKey !== this.pinned)
+        throw new Failure("log_key_changed", "the log's heads are signed by a key this device did not pin");
       throw new Failure("bad_signature", `the tree head of size ${head.treeSize} is not signed by the log key`);
     }
     const last = this.head;
     if (!last) return this.storeHead(head);
     if (head.treeSize === last.treeSize) {
-      if (head.rootHash !== last.rootHash) throw new Failure("inconsistent", `two signed heads of size ${head.treeSize} with different roots`);
+      if (head.rootHash !== last.rootHash)
+        throw new Failure("inconsistent", `two signed heads of size ${head.treeSize} with different roots`);
       return;
     }
     const [older, newer] = head.treeSize < last.treeSize ? [head, last] : [last, head];
-    const answer = await this.get(`/v1/consistency?from=${older.treeSize}&to=${newer.treeSize}`, keyLogConsistencyResponseSchema);
+    const answer = await this.get(
+      `/v1/consistency?from=${older.treeSize}&to=${newer.treeSize}`,
+      keyLogConsistencyResponseSchema,
+    );
     if (answer === "not_found" || answer.proof.fromSize !== older.treeSize || answer.proof.toSize !== newer.treeSize) {
       throw new Failure("unavailable", `no consistency proof from ${older.treeSize} to ${newer.treeSize}`);
     }
-    if (!verifyConsistency(older.treeSize, newer.treeSize, answer.proof.hashes.map(unb64), unb64(older.rootHash), unb64(newer.rootHash))) {
-      throw new Failure("inconsistent", `the log of size ${newer.treeSize} does not extend the one of size ${older.treeSize} this device saw: its history was rewritten`);
+    if (
+      !verifyConsistency(
+        older.treeSize,
+        newer.treeSize,
+        answer.proof.hashes.map(unb64),
+        unb64(older.rootHash),
+        unb64(newer.rootHash),
+      )
+    ) {
+      throw new Failure(
+        "inconsistent",
+        `the log of size ${newer.treeSize} does not extend the one of size ${older.treeSize} this device saw: its history was rewritten`,
+      );
     }
     // An older head that is a prefix of the stored one is fine (a lagging answer); the stored head stays.
     if (newer === head) this.storeHead(head);
@@ -304,7 +346,8 @@ export class KeyTransparencyChecker {
     if (response.status === 404) return "not_found";
     if (!response.ok) throw new Failure("unavailable", `the log answered HTTP ${response.status}`);
     const parsed = schema.safeParse(safeJson(text));
-    if (!parsed.success) throw new Failure("unavailable", `the log's answer to ${path.split("?")[0]} does not match the protocol`);
+    if (!parsed.success)
+      throw new Failure("unavailable", `the log's answer to ${path.split("?")[0]} does not match the protocol`);
     return parsed.data;
   }
 }

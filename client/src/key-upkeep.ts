@@ -22,10 +22,24 @@ export class KeyUpkeep {
       const identity = localDevice(this.ctx).identityPrivateKey;
       const { batchSize, rotateEveryMs, graceMs } = this.policy;
       const refillBelow = counts.draining ? batchSize : this.policy.refillBelow;
-      const upload = newOneTimeKeys(store, identity, counts.ecCount < refillBelow ? batchSize : 0, counts.pqCount < refillBelow ? batchSize : 0);
+      const upload = newOneTimeKeys(
+        store,
+        identity,
+        counts.ecCount < refillBelow ? batchSize : 0,
+        counts.pqCount < refillBelow ? batchSize : 0,
+      );
       const rotatedAt = Number(store.getValue("signedPreKeyRotatedAt") ?? 0);
-      const body = { ...(upload.preKeys?.length ? { preKeys: upload.preKeys } : {}), ...(upload.pqPreKeys?.length ? { pqPreKeys: upload.pqPreKeys } : {}) };
-      const rotation = now - rotatedAt >= rotateEveryMs ? { signedPreKey: newSignedPreKey(store, identity), pqLastResortPreKey: newKyberPreKey(store, identity, true) } : {};
+      const body = {
+        ...(upload.preKeys?.length ? { preKeys: upload.preKeys } : {}),
+        ...(upload.pqPreKeys?.length ? { pqPreKeys: upload.pqPreKeys } : {}),
+      };
+      const rotation =
+        now - rotatedAt >= rotateEveryMs
+          ? {
+              signedPreKey: newSignedPreKey(store, identity),
+              pqLastResortPreKey: newKyberPreKey(store, identity, true),
+            }
+          : {};
       if (Object.keys(body).length || Object.keys(rotation).length) await api.uploadKeys({ ...body, ...rotation });
       pruneReplacedKeys(store, graceMs, now);
     });

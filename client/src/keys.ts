@@ -19,4 +19,10 @@ export const defaultKeyPolicy: KeyPolicy = {
 };
 
 // Generated and stored by the Signal backend.
-export { lastResortKyberIds, newKyberPreKey, newOneTimeKeys, newSignedPreKey, pruneReplacedKeys } from "./signal/prekeys.js";
+export {
+  lastResortKyberIds,
+  newKyberPreKey,
+  newOneTimeKeys,
+  newSignedPreKey,
+  pruneReplacedKeys,
+} from "./signal/prekeys.js";

@@ -6,7 +6,14 @@
  * `PublicKey.seal`, HPKE) and attaches it to the code on the server, which
  * relays ciphertext it cannot read.
  */
-import { openSealed, publicKeyBytes, publicKeyFromBytes, sealTo, type PrivateKey, type PublicKey } from "./signal/keys.js";
+import {
+  openSealed,
+  publicKeyBytes,
+  publicKeyFromBytes,
+  sealTo,
+  type PrivateKey,
+  type PublicKey,
+} from "./signal/keys.js";
 import { limits, linkCodeSchema } from "@zimchat/protocol";
 import { z } from "zod";
 
@@ -52,12 +59,14 @@ export class InvalidLinkUriError extends Error {
 /** Parses a link URI (as typed or scanned). @throws InvalidLinkUriError */
 export function parseLinkUri(uri: string): LinkRequest {
   const trimmed = uri.trim();
-  if (trimmed.length > 512 || !trimmed.startsWith("zimchat-link:?")) throw new InvalidLinkUriError("not a zimchat-link: URI");
+  if (trimmed.length > 512 || !trimmed.startsWith("zimchat-link:?"))
+    throw new InvalidLinkUriError("not a zimchat-link: URI");
   const params = new URLSearchParams(trimmed.slice("zimchat-link:?".length));
   const serverUrl = params.get("server");
   const code = linkCodeSchema.safeParse(params.get("code"));
   const key = params.get("key");
-  if (!serverUrl || !/^https?:\/\//.test(serverUrl) || !code.success || !key) throw new InvalidLinkUriError("the link URI lacks its server, code or key");
+  if (!serverUrl || !/^https?:\/\//.test(serverUrl) || !code.success || !key)
+    throw new InvalidLinkUriError("the link URI lacks its server, code or key");
   let publicKey: PublicKey;
   try {
     publicKey = publicKeyFromBytes(new Uint8Array(Buffer.from(key, "base64url")) as Uint8Array<ArrayBuffer>);
@@ -70,7 +79,12 @@ export function parseLinkUri(uri: string): LinkRequest {
 /** Seals a provisioning message to the new device's ephemeral key. */
 export function sealProvisioning(to: PublicKey, message: ProvisioningMessage, code: string): Uint8Array<ArrayBuffer> {
   // The code as associated data binds the ciphertext to this link.
-  return sealTo(to, new Uint8Array(Buffer.from(JSON.stringify(message))) as Uint8Array<ArrayBuffer>, provisioningInfo, aad(code));
+  return sealTo(
+    to,
+    new Uint8Array(Buffer.from(JSON.stringify(message))) as Uint8Array<ArrayBuffer>,
+    provisioningInfo,
+    aad(code),
+  );
 }
 
 /** Opens a provisioning message with the ephemeral private key. @throws when it does not open or parse */

@@ -50,7 +50,8 @@ export class Names {
     const { uuid } = await this.ctx.api.lookupUsername(user);
     this.ctx.store.setValue(`username:${user}`, uuid);
     // A look-up is a verification: the account is known by this name from now on.
-    if (!this.ctx.store.getValue(`name:${uuid}`)) this.ctx.store.setValue(`name:${uuid}`, JSON.stringify({ username: user } satisfies CachedName));
+    if (!this.ctx.store.getValue(`name:${uuid}`))
+      this.ctx.store.setValue(`name:${uuid}`, JSON.stringify({ username: user } satisfies CachedName));
     return uuid;
   }
 

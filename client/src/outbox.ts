@@ -9,7 +9,13 @@ import { randomUUID } from "node:crypto";
 import type { MultiRecipientResponse, OutgoingMessage, SendMessagesResponse, SocketResult } from "@zimchat/protocol";
 import { localDevice, otherOwnDevices, ownProfile, type ClientContext } from "./client-context.js";
 import { encodeContent, type Content } from "./content.js";
-import { ApiError, apiError, SealedSendingPausedError, TrustRootMismatchError, UntrustedIdentityError } from "./errors.js";
+import {
+  ApiError,
+  apiError,
+  SealedSendingPausedError,
+  TrustRootMismatchError,
+  UntrustedIdentityError,
+} from "./errors.js";
 import { newIdempotencyKey, withSendRetry } from "./send-retry.js";
 import type { Sessions } from "./sessions.js";
 import type { SenderCertificate } from "./signal/index.js";
@@ -32,9 +38,19 @@ export class Outbox {
   ) {}
 
   /** Sends a text or attachment to a user (their account id), records it, and sends the transcript to this account's other devices. */
-  async sendDirect(uuid: string, body: MessageBody): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
+  async sendDirect(
+    uuid: string,
+    body: MessageBody,
+  ): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
     const timestamp = Date.now();
-    const content: Content = { v: 1, id: randomUUID(), timestamp, ...body, accessKey: localDevice(this.ctx).accessKey, profile: ownProfile(this.ctx) };
+    const content: Content = {
+      v: 1,
+      id: randomUUID(),
+      timestamp,
+      ...body,
+      accessKey: localDevice(this.ctx).accessKey,
+      profile: ownProfile(this.ctx),
+    };
     const record = (): void => this.ctx.store.addMessage(this.outgoingRecord(randomUUID(), uuid, content));
     const result = await this.sendContent(uuid, content, record);
     await this.syncToOwnDevices({ ...content, sync: { destination: uuid } });
@@ -134,7 +150,11 @@ export class Outbox {
       if (!(error instanceof TrustRootMismatchError)) throw error;
       if (!this.reportedTrustRoots.has(error.presented)) {
         this.reportedTrustRoots.add(error.presented);
-        this.ctx.events.emit("trustRootChanged", { pinned: error.pinned, presented: error.presented, unsealedAllowed: this.ctx.sealed.unsealedAllowed() });
+        this.ctx.events.emit("trustRootChanged", {
+          pinned: error.pinned,
+          presented: error.presented,
+          unsealedAllowed: this.ctx.sealed.unsealedAllowed(),
+        });
       }
       throw new SealedSendingPausedError(error.pinned, error.presented);
     }
@@ -146,15 +166,29 @@ export class Outbox {
   }
 
   /** Sends the same ciphertexts with the same key until answered (see send-retry.ts), over the socket when connected. */
-  private async deliver(uuid: string, messages: OutgoingMessage[], accessKey: string | null, idempotencyKey: string): Promise<SendMessagesResponse> {
+  private async deliver(
+    uuid: string,
+    messages: OutgoingMessage[],
+    accessKey: string | null,
+    idempotencyKey: string,
+  ): Promise<SendMessagesResponse> {
     const { api, connections, settings } = this.ctx;
-    if (!messages.length) throw new ApiError(409, { code: "mismatched_devices", message: "no devices", missingDevices: [], extraDevices: [] });
+    if (!messages.length)
+      throw new ApiError(409, {
+        code: "mismatched_devices",
+        message: "no devices",
+        missingDevices: [],
+        extraDevices: [],
+      });
     const timeoutMs = settings.sendRetry.attemptTimeoutMs;
     return withSendRetry(async () => {
       if (accessKey !== null) {
         if (connections.connected) {
           const request = { destination: uuid, messages, accessKey, idempotencyKey };
-          const result = (await connections.sealed().timeout(timeoutMs).emitWithAck("send", request)) as SocketResult<SendMessagesResponse>;
+          const result = (await connections
+            .sealed()
+            .timeout(timeoutMs)
+            .emitWithAck("send", request)) as SocketResult<SendMessagesResponse>;
           if (result.ok) return result.value;
           throw apiError(result.status, result.error);
         }
@@ -162,7 +196,9 @@ export class Outbox {
       }
       const socket = connections.authenticated;
       if (socket?.connected) {
-        const result = (await socket.timeout(timeoutMs).emitWithAck("send", { destination: uuid, messages, idempotencyKey })) as SocketResult<SendMessagesResponse>;
+        const result = (await socket
+          .timeout(timeoutMs)
+          .emitWithAck("send", { destination: uuid, messages, idempotencyKey })) as SocketResult<SendMessagesResponse>;
         if (result.ok) return result.value;
         throw apiError(result.status, result.error);
       }
@@ -180,7 +216,10 @@ export class Outbox {
       try {
         return await withSendRetry(async () => {
           if (connections.connected) {
-            const result = (await connections.sealed().timeout(settings.sendRetry.attemptTimeoutMs).emitWithAck("send-multi", request)) as SocketResult<MultiRecipientResponse>;
+            const result = (await connections
+              .sealed()
+              .timeout(settings.sendRetry.attemptTimeoutMs)
+              .emitWithAck("send-multi", request)) as SocketResult<MultiRecipientResponse>;
             if (result.ok) return result.value;
             throw apiError(result.status, result.error);
           }

@@ -4,12 +4,19 @@
  * The seal and unseal operations themselves are libsignal's.
  */
 import { createHash } from "node:crypto";
-import { parseSenderCertificate, senderCertificateBytes, senderCertificateExpiration, senderCertificateValid, type SenderCertificate } from "./signal/certificates.js";
+import {
+  parseSenderCertificate,
+  senderCertificateBytes,
+  senderCertificateExpiration,
+  senderCertificateValid,
+  type SenderCertificate,
+} from "./signal/certificates.js";
 import type { DeviceStore } from "./store/device-store.js";
 import type { HttpApi } from "./http-api.js";
 import { TrustRootMismatchError } from "./errors.js";
 
-const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
+const bytes = (s: string): Uint8Array<ArrayBuffer> =>
+  new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
 
 /** Renew a cached sender certificate this long before it expires. */
 const renewBeforeMs = 3_600_000;
@@ -36,7 +43,8 @@ export class SealedSenderState {
     const { publicKey } = await this.api.trustRoot();
     const presented = trustRootFingerprint(bytes(publicKey));
     const pinned = this.store.getValue("trustRoot");
-    if (pinned && pinned !== publicKey) throw new TrustRootMismatchError(trustRootFingerprint(bytes(pinned)), presented);
+    if (pinned && pinned !== publicKey)
+      throw new TrustRootMismatchError(trustRootFingerprint(bytes(pinned)), presented);
     if (expectedFingerprint && normalize(expectedFingerprint) !== normalize(presented)) {
       throw new TrustRootMismatchError(expectedFingerprint, presented);
     }
@@ -88,7 +96,8 @@ export class SealedSenderState {
   async acceptTrustRoot(expectedFingerprint?: string): Promise<string> {
     const { publicKey } = await this.api.trustRoot();
     const presented = trustRootFingerprint(bytes(publicKey));
-    if (expectedFingerprint && normalize(expectedFingerprint) !== normalize(presented)) throw new TrustRootMismatchError(expectedFingerprint, presented);
+    if (expectedFingerprint && normalize(expectedFingerprint) !== normalize(presented))
+      throw new TrustRootMismatchError(expectedFingerprint, presented);
     this.store.setValue("trustRoot", publicKey);
     this.store.setValue("senderCertificate", "");
     this.store.setValue("unsealedWhileTrustRootChanged", "");

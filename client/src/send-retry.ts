@@ -20,7 +20,12 @@ export interface SendRetryPolicy {
 }
 
 /** The defaults: retry for a minute, 250 ms to 2 s apart; give one attempt 30 s. */
-export const defaultSendRetryPolicy: SendRetryPolicy = { maxMs: 60_000, initialDelayMs: 250, maxDelayMs: 2_000, attemptTimeoutMs: 30_000 };
+export const defaultSendRetryPolicy: SendRetryPolicy = {
+  maxMs: 60_000,
+  initialDelayMs: 250,
+  maxDelayMs: 2_000,
+  attemptTimeoutMs: 30_000,
+};
 
 /** A fresh idempotency key: 16 random bytes, base64url (22 characters). */
 export function newIdempotencyKey(): string {
@@ -47,7 +52,10 @@ export function isRetryable(error: unknown): boolean {
  * retryable, or the policy's time is up. The caller's closure must reuse
  * one idempotency key for every attempt.
  */
-export async function withSendRetry<T>(attempt: () => Promise<T>, policy: SendRetryPolicy = defaultSendRetryPolicy): Promise<T> {
+export async function withSendRetry<T>(
+  attempt: () => Promise<T>,
+  policy: SendRetryPolicy = defaultSendRetryPolicy,
+): Promise<T> {
   const started = Date.now();
   for (let n = 0; ; n++) {
     try {

@@ -39,10 +39,19 @@ export function checkServerUrl(url: string, options: { allowInsecureHttp?: boole
   try {
     parsed = new URL(url);
   } catch {
-    throw new InsecureServerUrlError(url, "invalid_url", `${url} is not a URL: give the homeserver as https://host[:port]`);
+    throw new InsecureServerUrlError(
+      url,
+      "invalid_url",
+      `${url} is not a URL: give the homeserver as https://host[:port]`,
+    );
   }
   if (parsed.protocol === "https:") return;
-  if (parsed.protocol !== "http:") throw new InsecureServerUrlError(url, "unsupported_scheme", `the homeserver URL must start with https:// (not ${parsed.protocol}//)`);
+  if (parsed.protocol !== "http:")
+    throw new InsecureServerUrlError(
+      url,
+      "unsupported_scheme",
+      `the homeserver URL must start with https:// (not ${parsed.protocol}//)`,
+    );
   if (options.allowInsecureHttp || isLoopbackHost(parsed.hostname)) return;
   throw new InsecureServerUrlError(
     url,

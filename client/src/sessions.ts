@@ -53,7 +53,11 @@ export class Sessions {
   }
 
   /** One ciphertext per device of `uuid` this device has (or now starts) a session with; sealed when a certificate is given. */
-  async encryptForAll(uuid: string, padded: Uint8Array<ArrayBuffer>, certificate: SenderCertificate | null): Promise<OutgoingMessage[]> {
+  async encryptForAll(
+    uuid: string,
+    padded: Uint8Array<ArrayBuffer>,
+    certificate: SenderCertificate | null,
+  ): Promise<OutgoingMessage[]> {
     const { store, signal } = this.ctx;
     if (store.getIdentity(uuid)?.blocked) throw new UntrustedIdentityError(uuid);
     const local = localDevice(this.ctx);

@@ -7,7 +7,15 @@ import { checkKeyLog, localDevice, type ClientContext } from "./client-context.j
 import type { KeyTransparencyFailure } from "./key-transparency.js";
 import type { Outbox } from "./outbox.js";
 import type { Sessions } from "./sessions.js";
-import { matchesSafetyNumber, publicKeyBytesOf, publicKeyFromBytes, privateKeyFromBytes, publicKeyOf, safetyNumber, type SafetyNumber } from "./signal/index.js";
+import {
+  matchesSafetyNumber,
+  publicKeyBytesOf,
+  publicKeyFromBytes,
+  privateKeyFromBytes,
+  publicKeyOf,
+  safetyNumber,
+  type SafetyNumber,
+} from "./signal/index.js";
 
 export class TrustChecks {
   constructor(
@@ -31,7 +39,12 @@ export class TrustChecks {
   async safetyNumber(uuid: string, user: string): Promise<SafetyNumber> {
     const { key } = await this.knownKey(uuid, user);
     const local = localDevice(this.ctx);
-    return safetyNumber(local.uuid, publicKeyOf(privateKeyFromBytes(local.identityPrivateKey)), uuid, publicKeyFromBytes(key));
+    return safetyNumber(
+      local.uuid,
+      publicKeyOf(privateKeyFromBytes(local.identityPrivateKey)),
+      uuid,
+      publicKeyFromBytes(key),
+    );
   }
 
   /** This account's half of every safety number: the first 30 of the 60 digits when it talks to itself. */
@@ -45,7 +58,9 @@ export class TrustChecks {
     const expected = await this.safetyNumber(uuid, uuid);
     if (!matchesSafetyNumber(expected, entered)) return false;
     const { store } = this.ctx;
-    await this.ctx.tasks.run(async () => store.saveIdentity({ ...store.getIdentity(uuid)!, verified: true, blocked: false }));
+    await this.ctx.tasks.run(async () =>
+      store.saveIdentity({ ...store.getIdentity(uuid)!, verified: true, blocked: false }),
+    );
     return true;
   }
 

@@ -20,7 +20,8 @@ export interface TrustPolicy {
  */
 export const trustOnFirstUse: TrustPolicy = {
   isTrusted(known, key, direction) {
-    if (!known || Buffer.from(known.publicKey).equals(Buffer.from(key))) return !known?.blocked || direction === "receiving";
+    if (!known || Buffer.from(known.publicKey).equals(Buffer.from(key)))
+      return !known?.blocked || direction === "receiving";
     return direction === "receiving" || !known.verified;
   },
 };

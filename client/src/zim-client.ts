@@ -1,6 +1,12 @@
 import { EventEmitter } from "node:events";
 import type { DeviceInfo, Envelope, MultiRecipientResponse, SendMessagesResponse } from "@zimchat/protocol";
-import { downloadAttachment, uploadAttachment, type AttachmentInput, type AttachmentPointer, type UploadOptions } from "./attachments.js";
+import {
+  downloadAttachment,
+  uploadAttachment,
+  type AttachmentInput,
+  type AttachmentPointer,
+  type UploadOptions,
+} from "./attachments.js";
 import { BackgroundWork, createClientContext, credentials, localDevice, type ClientContext } from "./client-context.js";
 import type { LinkOptions, RegisterOptions, ZimClientOptions } from "./client-options.js";
 import type { Content, GroupState } from "./content.js";
@@ -76,7 +82,10 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   static async register(options: RegisterOptions): Promise<ZimClient> {
     await registerAccount(options);
     const client = new ZimClient(options);
-    await client.api.setAttributes({ accessKey: client.local.accessKey, unrestrictedAccess: options.unrestrictedAccess ?? false });
+    await client.api.setAttributes({
+      accessKey: client.local.accessKey,
+      unrestrictedAccess: options.unrestrictedAccess ?? false,
+    });
     await client.maintainKeys();
     return client;
   }
@@ -192,7 +201,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
 
   /** Sets (or with null, clears) the display name this device's messages carry, encrypted, beside the username. */
   setDisplayName(displayName: string | null): void {
-    if (displayName !== null && (displayName.length < 1 || displayName.length > 64)) throw new RangeError("a display name has 1 to 64 characters");
+    if (displayName !== null && (displayName.length < 1 || displayName.length > 64))
+      throw new RangeError("a display name has 1 to 64 characters");
     this.store.setValue("displayName", displayName ?? "");
   }
 
@@ -203,7 +213,10 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    * when the recipient's key changed after it was verified. Never sends
    * anything unencrypted.
    */
-  async sendText(to: string, text: string): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
+  async sendText(
+    to: string,
+    text: string,
+  ): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
     return this.outbox.sendDirect(await this.resolve(to), { text });
   }
 
@@ -213,9 +226,16 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    * end-to-end encrypted message to a user ({@link sendGroupAttachment} for
    * a group).
    */
-  async sendAttachment(to: string, source: AttachmentInput, options: UploadOptions & { caption?: string } = {}): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
+  async sendAttachment(
+    to: string,
+    source: AttachmentInput,
+    options: UploadOptions & { caption?: string } = {},
+  ): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
     const attachment = await this.uploadAttachment(source, options);
-    const { timestamp } = await this.outbox.sendDirect(await this.resolve(to), { text: options.caption ?? "", attachment });
+    const { timestamp } = await this.outbox.sendDirect(await this.resolve(to), {
+      text: options.caption ?? "",
+      attachment,
+    });
     return { timestamp, attachment };
   }
 
@@ -233,8 +253,14 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   }
 
   /** Encrypts (fresh key, padded to a size bucket) and uploads a file: a path, bytes or a stream. */
-  private async uploadAttachment(source: AttachmentInput, { contentType, fileName }: UploadOptions): Promise<AttachmentPointer> {
-    return uploadAttachment(this.local.serverUrl, credentials(this.ctx), source, { ...(contentType ? { contentType } : {}), ...(fileName ? { fileName } : {}) });
+  private async uploadAttachment(
+    source: AttachmentInput,
+    { contentType, fileName }: UploadOptions,
+  ): Promise<AttachmentPointer> {
+    return uploadAttachment(this.local.serverUrl, credentials(this.ctx), source, {
+      ...(contentType ? { contentType } : {}),
+      ...(fileName ? { fileName } : {}),
+    });
   }
 
   /**
@@ -358,7 +384,10 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   /** A group's members with their verified names where this device knows them (else by account id only), or null. */
   groupMembers(groupId: string): { uuid: string; name: SenderName | null; admin: boolean }[] | null {
     const group = this.ctx.groups.get(groupId);
-    return group && group.members.map((uuid) => ({ uuid, name: this.names.nameOf(uuid), admin: group.admins.includes(uuid) }));
+    return (
+      group &&
+      group.members.map((uuid) => ({ uuid, name: this.names.nameOf(uuid), admin: group.admins.includes(uuid) }))
+    );
   }
 
   /**
@@ -393,7 +422,11 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   }
 
   /** Sends an attachment to a group. */
-  async sendGroupAttachment(groupId: string, source: AttachmentInput, options: UploadOptions & { caption?: string } = {}): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
+  async sendGroupAttachment(
+    groupId: string,
+    source: AttachmentInput,
+    options: UploadOptions & { caption?: string } = {},
+  ): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
     const attachment = await this.uploadAttachment(source, options);
     const body: MessageBody = { text: options.caption ?? "", attachment };
     const { timestamp } = await this.groupMessaging.send(groupId, body);

@@ -7,7 +7,16 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { safeFileName } from "../src/cli/commands/download.js";
@@ -52,8 +61,21 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     }
     const group = await cli(["group", "--help"]);
     assert.equal(group.code, 0);
-    for (const sub of ["create", "add", "remove", "list", "send"]) assert.match(group.stdout, new RegExp(`^  ${sub} `, "m"), `group --help lists ${sub}`);
-    for (const command of [["link"], ["approve-link"], ["devices"], ["unlink"], ["send-file"], ["download"], ["group", "create"], ["group", "add"], ["group", "remove"], ["group", "list"], ["group", "send"]]) {
+    for (const sub of ["create", "add", "remove", "list", "send"])
+      assert.match(group.stdout, new RegExp(`^  ${sub} `, "m"), `group --help lists ${sub}`);
+    for (const command of [
+      ["link"],
+      ["approve-link"],
+      ["devices"],
+      ["unlink"],
+      ["send-file"],
+      ["download"],
+      ["group", "create"],
+      ["group", "add"],
+      ["group", "remove"],
+      ["group", "list"],
+      ["group", "send"],
+    ]) {
       const help = await cli([...command, "--help"]);
       assert.equal(help.code, 0, help.stderr);
       assert.match(help.stdout, new RegExp(`^Usage: zimchat-chat ${command.join(" ")} `));
@@ -74,16 +96,36 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     assert.deepEqual(code, { type: "linkCode", uri, expiresAt: code?.expiresAt });
     assert.ok(Number(code?.expiresAt) > Date.now(), "the code expires in the future");
 
-    assert.deepEqual(ok(await cli(as("alice", "approve-link", uri, "--json"))), [{ type: "linkApproved", username: "alice" }]);
+    assert.deepEqual(ok(await cli(as("alice", "approve-link", uri, "--json"))), [
+      { type: "linkApproved", username: "alice" },
+    ]);
     const exit = await linking.exited;
     assert.equal(exit.code, 0, exit.stderr);
     assert.deepEqual(lines(exit), [
       code,
-      { type: "linked", username: "alice", uuid: uuids.alice, deviceId: 2, server: server.url, profile: profile("alice2") },
+      {
+        type: "linked",
+        username: "alice",
+        uuid: uuids.alice,
+        deviceId: 2,
+        server: server.url,
+        profile: profile("alice2"),
+      },
     ]);
-    assert.equal(statSync(join(profile("alice2"), "device.db")).mode & 0o777, 0o600, "the new device's store is owner-only");
+    assert.equal(
+      statSync(join(profile("alice2"), "device.db")).mode & 0o777,
+      0o600,
+      "the new device's store is owner-only",
+    );
     assert.deepEqual(ok(await cli(as("alice2", "whoami", "--json"))), [
-      { type: "whoami", username: "alice", uuid: uuids.alice, deviceId: 2, server: server.url, profile: profile("alice2") },
+      {
+        type: "whoami",
+        username: "alice",
+        uuid: uuids.alice,
+        deviceId: 2,
+        server: server.url,
+        profile: profile("alice2"),
+      },
     ]);
     // The same code cannot be approved twice.
     assert.equal(failed(await cli(as("alice", "approve-link", uri, "--json"))).code, "server_error");
@@ -93,10 +135,16 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     const linking = start(as("alice-cancelled", "link", "--server", server.url));
     const shown = await linking.seen("Waiting for the approval");
     const text = shown.split("\n");
-    assert.equal(text[0], "To link this device, approve it on your primary device (device 1): scan this code, or run there");
+    assert.equal(
+      text[0],
+      "To link this device, approve it on your primary device (device 1): scan this code, or run there",
+    );
     assert.match(text[1] ?? "", /^ {2}zimchat-chat approve-link 'zimchat-link:\?server=[^']+'$/);
     const qr = text.slice(2, -2);
-    assert.ok(qr.length >= 10 && qr.every((l) => /[█▀▄]|\x1b\[/.test(l)), `a QR code drawn with block characters:\n${qr.join("\n")}`);
+    assert.ok(
+      qr.length >= 10 && qr.every((l) => /[█▀▄]|\x1b\[/.test(l)),
+      `a QR code drawn with block characters:\n${qr.join("\n")}`,
+    );
     assert.match(text.at(-2) ?? "", /^Waiting for the approval \(the code expires at \d\d:\d\d; Ctrl-C cancels\)…$/);
     linking.child.kill("SIGINT");
     const exit = await linking.exited;
@@ -122,7 +170,10 @@ describe("zimchat-chat: linked devices, groups, files", () => {
 
     const garbage = await cli(as("alice", "approve-link", "https://example.org/?code=x"));
     assert.equal(garbage.code, 1);
-    assert.match(garbage.stderr, /^zimchat-chat: not a zimchat-link: URI: pass the zimchat-link:\?… URI that zimchat-chat link shows on the new device, in quotes\n$/);
+    assert.match(
+      garbage.stderr,
+      /^zimchat-chat: not a zimchat-link: URI: pass the zimchat-link:\?… URI that zimchat-chat link shows on the new device, in quotes\n$/,
+    );
   });
 
   it("both of Alice's devices receive Bob's message; the primary tells her a device was linked", async () => {
@@ -156,7 +207,8 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     assert.equal(text.code, 0, text.stderr);
     assert.equal(
       text.stdout,
-      `device 1: created ${today()} (today), last seen ${today()} (today)\n` + `device 2 (this device): created ${today()} (today), last seen ${today()} (today)\n`,
+      `device 1: created ${today()} (today), last seen ${today()} (today)\n` +
+        `device 2 (this device): created ${today()} (today), last seen ${today()} (today)\n`,
     );
   });
 
@@ -196,7 +248,10 @@ describe("zimchat-chat: linked devices, groups, files", () => {
   });
 
   it("groups: created from the CLI, announced to every member and to Alice's other device", async () => {
-    const [created] = only(ok(await cli(as("alice", "group", "create", "Braai crew", "bob", "carol", "--json"))), "groupChanged");
+    const [created] = only(
+      ok(await cli(as("alice", "group", "create", "Braai crew", "bob", "carol", "--json"))),
+      "groupChanged",
+    );
     groupId = String((created?.group as { id?: string } | undefined)?.id);
     assert.match(groupId, uuidPattern);
     assert.deepEqual(created, {
@@ -222,25 +277,50 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     });
     const carols = await cli(as("carol", "receive"));
     assert.equal(carols.code, 0, carols.stderr);
-    assert.equal(carols.stdout, `${uuids.alice} added you to the group Braai crew (id ${groupId}). Members: ${uuids.alice}, ${uuids.bob}, carol.\n`);
+    assert.equal(
+      carols.stdout,
+      `${uuids.alice} added you to the group Braai crew (id ${groupId}). Members: ${uuids.alice}, ${uuids.bob}, carol.\n`,
+    );
     const [laptops] = only(await receive("alice2"), "groupUpdated");
     assert.equal(laptops?.byThisAccount, true);
     assert.equal(laptops?.joined, true);
 
     assert.deepEqual(ok(await cli(as("bob", "group", "list", "--json"))), [
-      { type: "group", id: groupId, title: "Braai crew", members: ["alice", "bob", uuids.carol], admins: ["alice"], member: true },
+      {
+        type: "group",
+        id: groupId,
+        title: "Braai crew",
+        members: ["alice", "bob", uuids.carol],
+        admins: ["alice"],
+        member: true,
+      },
       { type: "groupsListed", count: 1 },
     ]);
     const none = await cli(as("alice2", "group", "list"));
-    assert.deepEqual([none.code, none.stdout], [0, `Braai crew (group ${groupId}): alice (admin), bob, ${uuids.carol}\n`]);
+    assert.deepEqual(
+      [none.code, none.stdout],
+      [0, `Braai crew (group ${groupId}): alice (admin), bob, ${uuids.carol}\n`],
+    );
   });
 
   it("groups: a message sent with group send reaches the other members and Alice's laptop", async () => {
-    const [sent] = only(ok(await cli(as("alice", "group", "send", "Braai crew", "Saturday at six?", "--json"))), "groupSent");
-    assert.deepEqual(sent, { type: "groupSent", group: { id: groupId, title: "Braai crew" }, text: "Saturday at six?", timestamp: sent?.timestamp, devices: 2 });
+    const [sent] = only(
+      ok(await cli(as("alice", "group", "send", "Braai crew", "Saturday at six?", "--json"))),
+      "groupSent",
+    );
+    assert.deepEqual(sent, {
+      type: "groupSent",
+      group: { id: groupId, title: "Braai crew" },
+      text: "Saturday at six?",
+      timestamp: sent?.timestamp,
+      devices: 2,
+    });
     const group = { id: groupId, title: "Braai crew" };
 
-    for (const [name, from] of [["bob", "alice"], ["carol", uuids.alice]] as const) {
+    for (const [name, from] of [
+      ["bob", "alice"],
+      ["carol", uuids.alice],
+    ] as const) {
       const [message] = only(await receive(name), "message");
       assert.deepEqual(message, {
         type: "message",
@@ -254,7 +334,15 @@ describe("zimchat-chat: linked devices, groups, files", () => {
       });
     }
     const [outgoing] = only(await receive("alice2"), "outgoing");
-    assert.deepEqual(outgoing, { type: "outgoing", to: "Braai crew", group, fromDevice: 1, text: "Saturday at six?", timestamp: sent?.timestamp, envelopeId: outgoing?.envelopeId });
+    assert.deepEqual(outgoing, {
+      type: "outgoing",
+      to: "Braai crew",
+      group,
+      fromDevice: 1,
+      text: "Saturday at six?",
+      timestamp: sent?.timestamp,
+      envelopeId: outgoing?.envelopeId,
+    });
 
     // Bob answers by the group's id; Alice reads it on her primary as text.
     ok(await cli(as("bob", "group", "send", groupId, "I'll", "bring", "the", "meat", "--json")));
@@ -264,10 +352,14 @@ describe("zimchat-chat: linked devices, groups, files", () => {
   });
 
   it("groups: chat in a group shows its history and sends typed lines to the group", async () => {
-    const chatting = ok(await cli(as("bob", "chat", "group:Braai crew", "--json", "--history", "2"), "Carol, bring salads\n/quit\n"));
+    const chatting = ok(
+      await cli(as("bob", "chat", "group:Braai crew", "--json", "--history", "2"), "Carol, bring salads\n/quit\n"),
+    );
     const group = { id: groupId, title: "Braai crew" };
     assert.deepEqual(
-      chatting.filter((l) => l.type !== "receipt").map((l) => [l.type, l.direction, l.user, l.text, (l.group as { id?: string } | undefined)?.id]),
+      chatting
+        .filter((l) => l.type !== "receipt")
+        .map((l) => [l.type, l.direction, l.user, l.text, (l.group as { id?: string } | undefined)?.id]),
       [
         ["history", "in", "alice", "Saturday at six?", groupId],
         ["history", "out", "bob", "I'll bring the meat", groupId],
@@ -286,10 +378,22 @@ describe("zimchat-chat: linked devices, groups, files", () => {
       code: "group_refused",
       message: "only an admin of Braai crew can add or remove members (admins: alice)",
     });
-    assert.equal(failed(await cli(as("alice", "group", "send", "No such group", "hello", "--json"))).code, "unknown_group");
+    assert.equal(
+      failed(await cli(as("alice", "group", "send", "No such group", "hello", "--json"))).code,
+      "unknown_group",
+    );
 
-    const [removed] = only(ok(await cli(as("alice", "group", "remove", "Braai crew", "carol", "--json"))), "groupChanged");
-    assert.deepEqual(removed, { type: "groupChanged", group: { id: groupId, title: "Braai crew" }, action: "removed", users: ["carol"], members: ["alice", "bob"] });
+    const [removed] = only(
+      ok(await cli(as("alice", "group", "remove", "Braai crew", "carol", "--json"))),
+      "groupChanged",
+    );
+    assert.deepEqual(removed, {
+      type: "groupChanged",
+      group: { id: groupId, title: "Braai crew" },
+      action: "removed",
+      users: ["carol"],
+      members: ["alice", "bob"],
+    });
 
     const carols = await receive("carol");
     assert.deepEqual(
@@ -302,11 +406,18 @@ describe("zimchat-chat: linked devices, groups, files", () => {
       [["alice", [uuids.carol], false, ["alice", "bob"]]],
     );
 
-    const [after] = only(ok(await cli(as("alice", "group", "send", "Braai crew", "Change of plan: Sunday", "--json"))), "groupSent");
+    const [after] = only(
+      ok(await cli(as("alice", "group", "send", "Braai crew", "Change of plan: Sunday", "--json"))),
+      "groupSent",
+    );
     assert.equal(after?.devices, 1, "only Bob's device is a recipient now");
     assert.deepEqual(texts(await receive("bob")), ["Change of plan: Sunday"]);
     const carolAfter = await receive("carol");
-    assert.deepEqual(only(carolAfter, "message", "decryptionFailed"), [], "Carol receives nothing of what follows her removal");
+    assert.deepEqual(
+      only(carolAfter, "message", "decryptionFailed"),
+      [],
+      "Carol receives nothing of what follows her removal",
+    );
     assert.deepEqual(failed(await cli(as("carol", "group", "send", "Braai crew", "Wait for me", "--json"))), {
       type: "error",
       code: "group_refused",
@@ -323,8 +434,19 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     const path = join(files, "minutes.bin");
     writeFileSync(path, original);
 
-    const [sent] = only(ok(await cli(as("alice", "send-file", "bob", path, "--caption", "The minutes", "--json"))), "fileSent");
-    assert.deepEqual(sent, { type: "fileSent", to: "bob", toUuid: uuids.bob, fileName: "minutes.bin", size: original.length, caption: "The minutes", timestamp: sent?.timestamp });
+    const [sent] = only(
+      ok(await cli(as("alice", "send-file", "bob", path, "--caption", "The minutes", "--json"))),
+      "fileSent",
+    );
+    assert.deepEqual(sent, {
+      type: "fileSent",
+      to: "bob",
+      toUuid: uuids.bob,
+      fileName: "minutes.bin",
+      size: original.length,
+      caption: "The minutes",
+      timestamp: sent?.timestamp,
+    });
 
     const [message] = only(await receive("bob"), "message");
     const id = String(message?.envelopeId);
@@ -342,7 +464,13 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     const inbox = join(dir, "bob-inbox");
     mkdirSync(inbox);
     const [saved] = ok(await cli(as("bob", "download", id, "--out", inbox, "--json")));
-    assert.deepEqual(saved, { type: "downloaded", messageId: id, path: join(inbox, "minutes.bin"), size: original.length, fileName: "minutes.bin" });
+    assert.deepEqual(saved, {
+      type: "downloaded",
+      messageId: id,
+      path: join(inbox, "minutes.bin"),
+      size: original.length,
+      fileName: "minutes.bin",
+    });
     assert.ok(readFileSync(join(inbox, "minutes.bin")).equals(original), "the download is byte-identical");
     // Downloading again never replaces the first copy.
     const again = await cli(as("bob", "download", id, "--out", inbox));
@@ -362,7 +490,10 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     writeFileSync(photo, original.subarray(0, 1000));
     ok(await cli(as("bob", "send-file", "group:Braai crew", photo, "--json")));
     const shown = await cli(as("alice", "receive"));
-    const line = new RegExp(`^\\[\\d\\d:\\d\\d\\] \\(Braai crew\\) bob: \\[file: braai\\.jpg, 1000 B; zimchat-chat download (${uuidPattern.source.slice(1, -1)})\\]$`, "m");
+    const line = new RegExp(
+      `^\\[\\d\\d:\\d\\d\\] \\(Braai crew\\) bob: \\[file: braai\\.jpg, 1000 B; zimchat-chat download (${uuidPattern.source.slice(1, -1)})\\]$`,
+      "m",
+    );
     const groupFileId = line.exec(shown.stdout)?.[1];
     assert.ok(groupFileId, `the file's line names its message id:\n${shown.stdout}`);
     const cwd = join(dir, "alice-cwd");
@@ -375,9 +506,13 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     assert.deepEqual(failed(await cli(as("bob", "download", "00000000-0000-4000-8000-000000000000", "--json"))), {
       type: "error",
       code: "unknown_message",
-      message: "this device has no message 00000000-0000-4000-8000-000000000000 with a file (receive and chat show each file's message id)",
+      message:
+        "this device has no message 00000000-0000-4000-8000-000000000000 with a file (receive and chat show each file's message id)",
     });
-    assert.equal(failed(await cli(as("bob", "send-file", "alice", join(files, "missing.bin"), "--json"))).message, `cannot read ${join(files, "missing.bin")}: no such file`);
+    assert.equal(
+      failed(await cli(as("bob", "send-file", "alice", join(files, "missing.bin"), "--json"))).message,
+      `cannot read ${join(files, "missing.bin")}: no such file`,
+    );
   });
 
   it("download never takes a path from the sender's file name", () => {
@@ -405,7 +540,10 @@ describe("zimchat-chat: linked devices, groups, files", () => {
       { type: "device", id: 1, created: today(), lastSeen: today(), current: true },
     ]);
     const gone = await cli(as("alice2", "receive"));
-    assert.deepEqual([gone.code, gone.stderr], [1, `zimchat-chat: ${server.url} does not recognise this device (was it unlinked, or the account removed?)\n`]);
+    assert.deepEqual(
+      [gone.code, gone.stderr],
+      [1, `zimchat-chat: ${server.url} does not recognise this device (was it unlinked, or the account removed?)\n`],
+    );
     const [sent] = only(ok(await cli(as("bob", "send", "alice", "Just you now?", "--json"))), "sent");
     assert.equal(sent?.devices, 1);
 
@@ -421,7 +559,9 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     const notice = await cli(as("alice", "send", "bob", "Welcome, third device"));
     assert.equal(notice.code, 0, notice.stderr);
     assert.ok(
-      notice.stdout.includes(`A new device (id ${third}) was linked to your account. If that was not you, run zimchat-chat unlink ${third} on your primary device.\n`),
+      notice.stdout.includes(
+        `A new device (id ${third}) was linked to your account. If that was not you, run zimchat-chat unlink ${third} on your primary device.\n`,
+      ),
       notice.stdout,
     );
     assert.deepEqual(
@@ -432,7 +572,10 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     assert.deepEqual(only(removed, "unlinked"), [{ type: "unlinked", deviceId: third, current: false }]);
     assert.equal((await cli(as("alice3", "receive"))).code, 1);
 
-    assert.equal(failed(await cli(as("alice", "unlink", "9", "--json"))).message, "alice has no device 9 (zimchat-chat devices lists them)");
+    assert.equal(
+      failed(await cli(as("alice", "unlink", "9", "--json"))).message,
+      "alice has no device 9 (zimchat-chat devices lists them)",
+    );
     assert.deepEqual(failed(await cli(as("alice", "unlink", "1", "--json"))), {
       type: "error",
       code: "invalid_argument",

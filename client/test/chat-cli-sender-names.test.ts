@@ -23,8 +23,18 @@ describe("zimchat-chat names senders by their verified username", () => {
     const bob = (...args: string[]): string[] => [...args, "--profile", join(dir, "bob")];
     const [registered] = ok(await cli(bob("register", "--server", server.url, "--username", "bob", "--json")));
     const bobUuid = String(registered?.uuid);
-    const alice = await ZimClient.register({ serverUrl: server.url, username: "alice", store: new MemoryDeviceStore(), sendReceipts: false });
-    const mallory = await ZimClient.register({ serverUrl: server.url, username: "mallory", store: new MemoryDeviceStore(), sendReceipts: false });
+    const alice = await ZimClient.register({
+      serverUrl: server.url,
+      username: "alice",
+      store: new MemoryDeviceStore(),
+      sendReceipts: false,
+    });
+    const mallory = await ZimClient.register({
+      serverUrl: server.url,
+      username: "mallory",
+      store: new MemoryDeviceStore(),
+      sendReceipts: false,
+    });
 
     await alice.sendText(bobUuid, "Hi Bob, Alice here");
     const [message] = only(ok(await cli(bob("receive", "--json"))), "message");
@@ -33,10 +43,19 @@ describe("zimchat-chat names senders by their verified username", () => {
 
     // Mallory's client claims to be Alice, inside its encrypted content.
     const forged = { v: 1, timestamp: Date.now(), text: "It's Alice, new phone", profile: { username: "alice" } };
-    await (mallory as unknown as { sendContent(uuid: string, content: object): Promise<unknown> }).sendContent(bobUuid, forged);
+    await (mallory as unknown as { sendContent(uuid: string, content: object): Promise<unknown> }).sendContent(
+      bobUuid,
+      forged,
+    );
     const text = await cli(bob("receive"));
     assert.equal(text.code, 0, text.stderr);
-    assert.match(text.stdout, new RegExp(`^\\[\\d\\d:\\d\\d\\] ${mallory.local.uuid.slice(0, 8)}… \\(claims "alice", unverified\\): It's Alice, new phone$`, "m"));
+    assert.match(
+      text.stdout,
+      new RegExp(
+        `^\\[\\d\\d:\\d\\d\\] ${mallory.local.uuid.slice(0, 8)}… \\(claims "alice", unverified\\): It's Alice, new phone$`,
+        "m",
+      ),
+    );
     assert.doesNotMatch(text.stdout, /\] alice: It's Alice/);
     await alice.close();
     await mallory.close();

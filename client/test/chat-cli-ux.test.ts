@@ -83,19 +83,33 @@ describe("zimchat-chat for a newcomer", () => {
     const carolDir = join(dataHome, "zimchat", "profiles", "default");
     assert.equal(registered?.profile, carolDir);
     assert.ok(existsSync(join(carolDir, "device.db")));
-    assert.equal(readFileSync(join(carolDir, ".gitignore"), "utf8").split("\n").includes("*"), true, "git ignores the profile's keys and contacts");
+    assert.equal(
+      readFileSync(join(carolDir, ".gitignore"), "utf8").split("\n").includes("*"),
+      true,
+      "git ignores the profile's keys and contacts",
+    );
     assert.equal((ok(await cliWith(env, ["whoami", "--json"]))[0] as Line).username, "carol");
 
     // A name (as the option or ZIMCHAT_PROFILE) is a profile under the same directory.
     ok(await cliWith(env, ["register", "--server", server.url, "--username", "dave", "--profile", "dave", "--json"]));
-    assert.equal((ok(await cliWith({ ...env, ZIMCHAT_PROFILE: "dave" }, ["whoami", "--json"]))[0] as Line).profile, join(dataHome, "zimchat", "profiles", "dave"));
+    assert.equal(
+      (ok(await cliWith({ ...env, ZIMCHAT_PROFILE: "dave" }, ["whoami", "--json"]))[0] as Line).profile,
+      join(dataHome, "zimchat", "profiles", "dave"),
+    );
 
     // Without XDG_DATA_HOME: ~/.local/share.
     const home = join(dir, "home");
     mkdirSync(home);
-    const [other] = lines(await cliWith({ HOME: home }, ["whoami", "--profile", "erin", "--json"], undefined, ["XDG_DATA_HOME"]));
+    const [other] = lines(
+      await cliWith({ HOME: home }, ["whoami", "--profile", "erin", "--json"], undefined, ["XDG_DATA_HOME"]),
+    );
     assert.equal(other?.code, "not_registered");
-    assert.match(String(other?.message), new RegExp(`^no device in ${join(home, ".local", "share", "zimchat", "profiles", "erin").replace(/[.]/g, "\\.")}: `));
+    assert.match(
+      String(other?.message),
+      new RegExp(
+        `^no device in ${join(home, ".local", "share", "zimchat", "profiles", "erin").replace(/[.]/g, "\\.")}: `,
+      ),
+    );
 
     const bad = await cliWith(env, ["whoami", "--profile", "no good", "--json"]);
     assert.equal(bad.code, 1);
@@ -103,7 +117,9 @@ describe("zimchat-chat for a newcomer", () => {
   });
 
   it("refuses a --server with a path instead of silently dropping it", async () => {
-    const withPath = await cli(as("pathed", "register", "--server", `${server.url}/zimchat`, "--username", "frank", "--json"));
+    const withPath = await cli(
+      as("pathed", "register", "--server", `${server.url}/zimchat`, "--username", "frank", "--json"),
+    );
     const error = failed(withPath);
     assert.equal(error.code, "invalid_argument");
     assert.equal(
@@ -112,7 +128,10 @@ describe("zimchat-chat for a newcomer", () => {
         "(Behind a reverse proxy, give the homeserver its own host name or port rather than a path.)",
     );
     assert.equal(existsSync(profile("pathed")), false);
-    assert.equal(failed(await cli(as("linking", "link", "--server", `${server.url}/x?y=1`, "--json"))).code, "invalid_argument");
+    assert.equal(
+      failed(await cli(as("linking", "link", "--server", `${server.url}/x?y=1`, "--json"))).code,
+      "invalid_argument",
+    );
   });
 
   it("leaves no empty profile directory behind a failed registration, and keeps one that existed", async () => {
@@ -131,7 +150,9 @@ describe("zimchat-chat for a newcomer", () => {
 
   it("says why a homeserver cannot be reached, and what to try", async () => {
     const port = await closedPort();
-    const refused = failed(await cli(as("u1", "register", "--server", `http://127.0.0.1:${port}`, "--username", "gina", "--json")));
+    const refused = failed(
+      await cli(as("u1", "register", "--server", `http://127.0.0.1:${port}`, "--username", "gina", "--json")),
+    );
     assert.deepEqual(refused, {
       type: "error",
       code: "unreachable",
@@ -146,12 +167,21 @@ describe("zimchat-chat for a newcomer", () => {
       "zimchat-chat: cannot reach http://127.0.0.1:1: Node's fetch refuses to connect to port 1 (a port reserved for another protocol, blocked as browsers block it). Run the homeserver on another port, like 8080.\n",
     );
 
-    const dns = failed(await cli(as("u3", "register", "--server", "https://no-such-host.invalid", "--username", "gina", "--json")));
+    const dns = failed(
+      await cli(as("u3", "register", "--server", "https://no-such-host.invalid", "--username", "gina", "--json")),
+    );
     assert.equal(dns.code, "unreachable");
-    assert.match(String(dns.message), /^cannot reach https:\/\/no-such-host\.invalid: the DNS lookup of no-such-host\.invalid failed \((ENOTFOUND|EAI_AGAIN)\)\. Check the host name in --server/);
+    assert.match(
+      String(dns.message),
+      /^cannot reach https:\/\/no-such-host\.invalid: the DNS lookup of no-such-host\.invalid failed \((ENOTFOUND|EAI_AGAIN)\)\. Check the host name in --server/,
+    );
 
     // https:// to a plain-HTTP port: a TLS failure, explained.
-    const tls = failed(await cli(as("u4", "register", "--server", server.url.replace("http:", "https:"), "--username", "gina", "--json")));
+    const tls = failed(
+      await cli(
+        as("u4", "register", "--server", server.url.replace("http:", "https:"), "--username", "gina", "--json"),
+      ),
+    );
     assert.equal(tls.code, "unreachable");
     assert.equal(
       tls.message,
@@ -167,11 +197,15 @@ describe("zimchat-chat for a newcomer", () => {
     assert.deepEqual(error, {
       type: "error",
       code: "invalid_argument",
-      message: "expected 60 digits, got 59: a safety number is twelve groups of five digits (zimchat-chat safety-number bob shows yours)",
+      message:
+        "expected 60 digits, got 59: a safety number is twelve groups of five digits (zimchat-chat safety-number bob shows yours)",
     });
     // Twelve groups typed with one missing: the count says so.
     const grouped = String(number?.grouped).split(" ").slice(0, 11);
-    assert.match(failed(await cli(as("alice", "verify", "bob", ...grouped, "--json"))).message as string, /^expected 60 digits, got 55: /);
+    assert.match(
+      failed(await cli(as("alice", "verify", "bob", ...grouped, "--json"))).message as string,
+      /^expected 60 digits, got 55: /,
+    );
   });
 
   it("writes no ANSI escape codes to a pipe (QR codes are plain blocks), unless FORCE_COLOR asks; NO_COLOR wins over a terminal", async () => {
@@ -179,7 +213,10 @@ describe("zimchat-chat for a newcomer", () => {
     assert.equal(piped.code, 0, piped.stderr);
     assert.ok(!piped.stdout.includes("\x1b"), "no escape codes in a pipe");
     const qr = piped.stdout.split("\n").slice(2, -3);
-    assert.ok(qr.length >= 10 && qr.every((l) => /^[█▀▄ ]+$/.test(l)), `a QR code in plain block characters:\n${qr.join("\n")}`);
+    assert.ok(
+      qr.length >= 10 && qr.every((l) => /^[█▀▄ ]+$/.test(l)),
+      `a QR code in plain block characters:\n${qr.join("\n")}`,
+    );
 
     const forced = await cliWith({ FORCE_COLOR: "1" }, as("alice", "safety-number", "bob"));
     assert.ok(forced.stdout.includes("\x1b["), "FORCE_COLOR draws the coloured code");
@@ -222,13 +259,23 @@ describe("zimchat-chat for a newcomer", () => {
     assert.equal(queued?.pending, 1);
     assert.match(String(queued?.reason), new RegExp(`^cannot reach ${server.url}: connection refused`));
     const sent = out.filter((l) => l.type === "sent");
-    assert.deepEqual(sent.map((l) => [l.text, l.queued]), [["Are you there?", true]]);
-    assert.deepEqual(out.filter((l) => l.type === "error"), [], "no line was lost with an error");
+    assert.deepEqual(
+      sent.map((l) => [l.text, l.queued]),
+      [["Are you there?", true]],
+    );
+    assert.deepEqual(
+      out.filter((l) => l.type === "error"),
+      [],
+      "no line was lost with an error",
+    );
     const outbox = JSON.parse(readFileSync(join(profile("alice"), "outbox.json"), "utf8")) as Record<string, string[]>;
     assert.deepEqual(outbox, {}, "nothing is left queued once sent");
 
     const inbox = withoutReceipts(ok(await cli(as("bob", "receive", "--json"))));
-    assert.ok(inbox.some((l) => l.type === "message" && l.text === "Are you there?"), JSON.stringify(inbox));
+    assert.ok(
+      inbox.some((l) => l.type === "message" && l.text === "Are you there?"),
+      JSON.stringify(inbox),
+    );
   });
 
   it("chat: lines still queued when the chat ends stay in the profile and go out with the next chat", async () => {
@@ -241,9 +288,16 @@ describe("zimchat-chat for a newcomer", () => {
     });
     assert.equal(exit?.code, 0, exit?.stderr);
     assert.ok(exit?.stderr.includes("Not sent yet: cannot reach"), exit?.stderr);
-    assert.ok(exit?.stderr.includes("queued, will send when the server is reachable (2 messages waiting for bob): Second queued"), exit?.stderr);
     assert.ok(
-      exit?.stderr.includes(`2 messages to bob not sent: the homeserver was unreachable. They are kept in ${profile("alice")} and sent the next time you run zimchat-chat chat bob.`),
+      exit?.stderr.includes(
+        "queued, will send when the server is reachable (2 messages waiting for bob): Second queued",
+      ),
+      exit?.stderr,
+    );
+    assert.ok(
+      exit?.stderr.includes(
+        `2 messages to bob not sent: the homeserver was unreachable. They are kept in ${profile("alice")} and sent the next time you run zimchat-chat chat bob.`,
+      ),
       exit?.stderr,
     );
     const outbox = JSON.parse(readFileSync(join(profile("alice"), "outbox.json"), "utf8")) as Record<string, string[]>;
@@ -258,6 +312,9 @@ describe("zimchat-chat for a newcomer", () => {
       ],
     );
     const inbox = withoutReceipts(ok(await cli(as("bob", "receive", "--json"))));
-    assert.deepEqual(inbox.filter((l) => l.type === "message").map((l) => l.text), ["First queued", "Second queued"]);
+    assert.deepEqual(
+      inbox.filter((l) => l.type === "message").map((l) => l.text),
+      ["First queued", "Second queued"],
+    );
   });
 });

@@ -59,7 +59,12 @@ describe("zimchat-chat", () => {
       // commander wraps help at the terminal width: compare with whitespace collapsed.
       const flat = help.stdout.replace(/\s+/g, " ");
       assert.ok(flat.includes(" --json print one JSON object per line, for scripts "), flat);
-      assert.ok(flat.includes(" --profile <dir> the profile directory holding this device (device.db) as a path (any value with a /, like ./alice), or a profile name, kept in "), flat);
+      assert.ok(
+        flat.includes(
+          " --profile <dir> the profile directory holding this device (device.db) as a path (any value with a /, like ./alice), or a profile name, kept in ",
+        ),
+        flat,
+      );
       assert.ok(flat.includes("/zimchat/profiles/<name> (default: default, env: ZIMCHAT_PROFILE) "), flat);
     }
   });
@@ -68,14 +73,24 @@ describe("zimchat-chat", () => {
     const [alice] = ok(await cli(as("alice", "register", "--server", server.url, "--username", "alice", "--json")));
     aliceUuid = String(alice?.uuid);
     assert.match(aliceUuid, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-    assert.deepEqual(alice, { type: "registered", username: "alice", uuid: aliceUuid, deviceId: 1, server: server.url, profile: profile("alice") });
+    assert.deepEqual(alice, {
+      type: "registered",
+      username: "alice",
+      uuid: aliceUuid,
+      deviceId: 1,
+      server: server.url,
+      profile: profile("alice"),
+    });
     assert.equal(statSync(join(profile("alice"), "device.db")).mode & 0o777, 0o600, "the store is owner-only");
     assert.equal(statSync(profile("alice")).mode & 0o777, 0o700, "so is the profile directory");
 
     const bob = await cli(as("bob", "register", "--server", `${server.url}/`, "--username", "bob"));
     assert.equal(bob.code, 0, bob.stderr);
     bobUuid = /account ([0-9a-f-]{36})/.exec(bob.stdout)?.[1] ?? "";
-    assert.equal(bob.stdout, `Registered bob on ${server.url} (account ${bobUuid}, device 1).\nProfile: ${profile("bob")}\n`);
+    assert.equal(
+      bob.stdout,
+      `Registered bob on ${server.url} (account ${bobUuid}, device 1).\nProfile: ${profile("bob")}\n`,
+    );
     assert.equal(bob.stderr, "");
 
     assert.deepEqual(ok(await cli(as("bob", "whoami", "--json"))), [
@@ -87,15 +102,29 @@ describe("zimchat-chat", () => {
     const again = await cli(as("alice", "register", "--server", server.url, "--username", "alice2", "--json"));
     assert.equal(again.code, 1);
     assert.deepEqual(lines(again), [
-      { type: "error", code: "already_registered", message: `${profile("alice")} already holds alice's device on ${server.url}: pass another --profile` },
+      {
+        type: "error",
+        code: "already_registered",
+        message: `${profile("alice")} already holds alice's device on ${server.url}: pass another --profile`,
+      },
     ]);
 
     const taken = await cli(as("taken", "register", "--server", server.url, "--username", "alice"));
-    assert.deepEqual([taken.code, taken.stdout, taken.stderr], [1, "", `zimchat-chat: that username is taken on ${server.url}\n`]);
-    assert.equal(existsSync(join(profile("taken"), "device.db")), false, "a refused registration leaves no device behind");
+    assert.deepEqual(
+      [taken.code, taken.stdout, taken.stderr],
+      [1, "", `zimchat-chat: that username is taken on ${server.url}\n`],
+    );
+    assert.equal(
+      existsSync(join(profile("taken"), "device.db")),
+      false,
+      "a refused registration leaves no device behind",
+    );
 
     const malformed = await cli(as("malformed", "register", "--server", server.url, "--username", "Bob!"));
-    assert.deepEqual([malformed.code, malformed.stderr], [1, `zimchat-chat: --username "Bob!" is not a username (3 to 32 of a-z, 0-9, _ and .)\n`]);
+    assert.deepEqual(
+      [malformed.code, malformed.stderr],
+      [1, `zimchat-chat: --username "Bob!" is not a username (3 to 32 of a-z, 0-9, _ and .)\n`],
+    );
 
     const closed = `http://127.0.0.1:${await closedPort()}`;
     const unreachable = await cli(as("unreachable", "register", "--server", closed, "--username", "carol", "--json"));
@@ -110,13 +139,19 @@ describe("zimchat-chat", () => {
     assert.equal(existsSync(join(profile("unreachable"), "device.db")), false);
 
     const self = await cli(as("alice", "send", "alice", "Note to self"));
-    assert.deepEqual([self.code, self.stdout, self.stderr], [1, "", "zimchat-chat: alice is this device's own account: name someone else\n"]);
+    assert.deepEqual(
+      [self.code, self.stdout, self.stderr],
+      [1, "", "zimchat-chat: alice is this device's own account: name someone else\n"],
+    );
 
     const nobody = await cli(as("nobody", "receive"));
-    assert.deepEqual([nobody.code, nobody.stderr], [
-      1,
-      `zimchat-chat: no device in ${profile("nobody")}: run zimchat-chat register --server <url> --username <name> first, or pass --profile <dir>\n`,
-    ]);
+    assert.deepEqual(
+      [nobody.code, nobody.stderr],
+      [
+        1,
+        `zimchat-chat: no device in ${profile("nobody")}: run zimchat-chat register --server <url> --username <name> first, or pass --profile <dir>\n`,
+      ],
+    );
   });
 
   it("Alice writes while Bob has never connected; Bob receives, decrypts and replies", async () => {
@@ -135,20 +170,39 @@ describe("zimchat-chat", () => {
     const reply = "Yes! Prices went up again.";
     const replied = await cli(as("bob", "send", "alice", ...reply.split(" ")));
     assert.equal(replied.code, 0, replied.stderr);
-    assert.match(replied.stdout, new RegExp(`^\\[\\d\\d:\\d\\d\\] you → alice: ${reply.replace(/[.!]/g, "\\$&")}\\n$`), "words are joined into one message");
+    assert.match(
+      replied.stdout,
+      new RegExp(`^\\[\\d\\d:\\d\\d\\] you → alice: ${reply.replace(/[.!]/g, "\\$&")}\\n$`),
+      "words are joined into one message",
+    );
 
     const received = ok(await cli(as("alice", "receive", "--json")));
     const message = received.find((l) => l.type === "message");
     assert.deepEqual(withoutReceipts(received), [
-      { type: "message", from: "bob", fromUuid: bobUuid, fromDevice: 1, text: reply, timestamp: message?.timestamp, envelopeId: message?.envelopeId },
+      {
+        type: "message",
+        from: "bob",
+        fromUuid: bobUuid,
+        fromDevice: 1,
+        text: reply,
+        timestamp: message?.timestamp,
+        envelopeId: message?.envelopeId,
+      },
       { type: "queueEmpty", received: 1 },
     ]);
     // Bob's delivery receipt is sent in the background as his receive ends; when it made it, it names Alice's message.
-    for (const receipt of received.filter((l) => l.type === "receipt")) assert.deepEqual(receipt, { type: "receipt", from: "bob", fromUuid: bobUuid, timestamps: [at] });
+    for (const receipt of received.filter((l) => l.type === "receipt"))
+      assert.deepEqual(receipt, { type: "receipt", from: "bob", fromUuid: bobUuid, timestamps: [at] });
 
     // Now that Bob has written to alice by name, he sees her name.
     const [history] = ok(await cli(as("bob", "chat", "alice", "--json", "--history", "1"), "/quit\n"));
-    assert.deepEqual(history, { type: "history", direction: "out", user: "alice", text: reply, timestamp: history?.timestamp });
+    assert.deepEqual(history, {
+      type: "history",
+      direction: "out",
+      user: "alice",
+      text: reply,
+      timestamp: history?.timestamp,
+    });
   });
 
   it("shows the same safety number on both sides, as digits and a QR code", async () => {
@@ -157,8 +211,22 @@ describe("zimchat-chat", () => {
     const digits = String(alices?.digits);
     assert.match(digits, /^\d{60}$/);
     const grouped = digits.match(/.{5}/g)!.join(" ");
-    assert.deepEqual(alices, { type: "safetyNumber", user: "bob", digits, grouped, scannable: alices?.scannable, verified: false });
-    assert.deepEqual(bobs, { type: "safetyNumber", user: "alice", digits, grouped, scannable: bobs?.scannable, verified: false });
+    assert.deepEqual(alices, {
+      type: "safetyNumber",
+      user: "bob",
+      digits,
+      grouped,
+      scannable: alices?.scannable,
+      verified: false,
+    });
+    assert.deepEqual(bobs, {
+      type: "safetyNumber",
+      user: "alice",
+      digits,
+      grouped,
+      scannable: bobs?.scannable,
+      verified: false,
+    });
     assert.notEqual(alices?.scannable, bobs?.scannable, "each side's code says who shows it");
 
     const shown = await cli(as("alice", "safety-number", "bob"));
@@ -167,7 +235,10 @@ describe("zimchat-chat", () => {
     assert.equal(text[0], "Safety number with bob (not verified):");
     assert.equal(text[1], `  ${grouped}`);
     const qr = text.slice(2, -3);
-    assert.ok(qr.length >= 10 && qr.every((l) => /[█▀▄]|\x1b\[/.test(l)), `a QR code drawn with block characters:\n${qr.join("\n")}`);
+    assert.ok(
+      qr.length >= 10 && qr.every((l) => /[█▀▄]|\x1b\[/.test(l)),
+      `a QR code drawn with block characters:\n${qr.join("\n")}`,
+    );
     assert.deepEqual(text.slice(-3), [
       "Compare the digits with bob's screen, or let bob scan the code; then run zimchat-chat verify bob <their number or payload>.",
       `Payload for bob to scan: ${String(alices?.scannable)}`,
@@ -178,7 +249,11 @@ describe("zimchat-chat", () => {
   it("verifies by the number or a scanned payload, and refuses what does not match", async () => {
     const [alices] = ok(await cli(as("alice", "safety-number", "bob", "--json")));
     const [bobs] = ok(await cli(as("bob", "safety-number", "alice", "--json")));
-    const mismatch = { type: "error", code: "safety_number_mismatch", message: "that does not match your safety number with bob: bob is not verified" };
+    const mismatch = {
+      type: "error",
+      code: "safety_number_mismatch",
+      message: "that does not match your safety number with bob: bob is not verified",
+    };
 
     const wrong = await cli(as("alice", "verify", "bob", "0".repeat(60), "--json"));
     assert.equal(wrong.code, 1);
@@ -189,12 +264,17 @@ describe("zimchat-chat", () => {
     assert.deepEqual(lines(own), [mismatch]);
     assert.equal((ok(await cli(as("alice", "safety-number", "bob", "--json")))[0] as Line).verified, false);
 
-    assert.deepEqual(ok(await cli(as("alice", "verify", "bob", String(bobs?.scannable), "--json"))), [{ type: "verified", user: "bob" }]);
+    assert.deepEqual(ok(await cli(as("alice", "verify", "bob", String(bobs?.scannable), "--json"))), [
+      { type: "verified", user: "bob" },
+    ]);
     assert.equal((ok(await cli(as("alice", "safety-number", "bob", "--json")))[0] as Line).verified, true);
 
     // Read aloud: twelve groups of five, typed as separate words.
     const spoken = await cli(as("bob", "verify", "alice", ...String(alices?.grouped).split(" ")));
-    assert.deepEqual([spoken.code, spoken.stdout, spoken.stderr], [0, "alice is verified: the safety numbers match.\n", ""]);
+    assert.deepEqual(
+      [spoken.code, spoken.stdout, spoken.stderr],
+      [0, "alice is verified: the safety numbers match.\n", ""],
+    );
   });
 
   it("tells Alice when Bob's safety number changes, and blocks sending until she accepts", async () => {
@@ -233,16 +313,23 @@ describe("zimchat-chat", () => {
     assert.equal(lines(blockedJson)[0]?.code, "untrusted_identity");
 
     // In a chat, a refused line is explained and the chat goes on.
-    const chatting = ok(await cli(as("alice", "chat", "bob", "--json", "--history", "1"), "Is that really you?\n/quit\n"));
+    const chatting = ok(
+      await cli(as("alice", "chat", "bob", "--json", "--history", "1"), "Is that really you?\n/quit\n"),
+    );
     assert.deepEqual(withoutReceipts(chatting).slice(1), [
       { type: "chatReady", user: "bob" },
       { type: "error", code: "untrusted_identity", message: lines(blockedJson)[0]?.message },
     ]);
 
-    assert.deepEqual(ok(await cli(as("alice", "accept", "bob", "--json"))), [{ type: "accepted", user: "bob", wasBlocked: true }]);
+    assert.deepEqual(ok(await cli(as("alice", "accept", "bob", "--json"))), [
+      { type: "accepted", user: "bob", wasBlocked: true },
+    ]);
     const [number] = ok(await cli(as("alice", "safety-number", "bob", "--json")));
     assert.equal(number?.verified, false, "accepting is not verifying");
-    assert.deepEqual(withoutReceipts(ok(await cli(as("alice", "send", "bob", "Welcome back", "--json")))).map((l) => l.type), ["sent"]);
+    assert.deepEqual(
+      withoutReceipts(ok(await cli(as("alice", "send", "bob", "Welcome back", "--json")))).map((l) => l.type),
+      ["sent"],
+    );
     const inbox = withoutReceipts(ok(await cli(as("bob", "receive", "--json"))));
     assert.deepEqual(
       inbox.map((l) => [l.type, l.from, l.text]),
@@ -254,7 +341,9 @@ describe("zimchat-chat", () => {
 
     const stranger = await cli(as("alice", "accept", "nobody_here", "--json"));
     assert.equal(stranger.code, 1);
-    assert.deepEqual(lines(stranger), [{ type: "error", code: "unknown_user", message: `there is no user nobody_here on ${server.url}` }]);
+    assert.deepEqual(lines(stranger), [
+      { type: "error", code: "unknown_user", message: `there is no user nobody_here on ${server.url}` },
+    ]);
   });
 
   it("chat: shows the conversation, sends typed lines, answers /safety, leaves on /quit", async () => {
@@ -279,7 +368,14 @@ describe("zimchat-chat", () => {
       ],
     );
     const [, , , , sent, number] = out;
-    assert.deepEqual(sent, { type: "sent", to: "bob", toUuid: bobUuid, text: "Are you coming to the braai?", timestamp: sent?.timestamp, devices: 1 });
+    assert.deepEqual(sent, {
+      type: "sent",
+      to: "bob",
+      toUuid: bobUuid,
+      text: "Are you coming to the braai?",
+      timestamp: sent?.timestamp,
+      devices: 1,
+    });
     assert.match(String(number?.grouped), /^(\d{5} ){11}\d{5}$/);
     assert.equal(number?.qr, undefined, "no QR code in JSON");
   });
@@ -299,10 +395,21 @@ describe("zimchat-chat", () => {
     const at = Number(sentLine?.timestamp);
     const text = withoutReceiptText(exit.stdout).split("\n");
     assert.match(text[0] ?? "", /^\[\d\d:\d\d\] alice: Welcome back$/, "the stored history: the last message");
-    assert.match(text[1] ?? "", /^\[\d\d:\d\d\] alice: Are you coming to the braai\?$/, "then what waited on the server");
-    assert.equal(text[2], "Chatting with alice. Type a message and press Enter; /file <path> sends a file, /safety shows the safety number, /quit leaves, //text sends /text (a bot command).");
+    assert.match(
+      text[1] ?? "",
+      /^\[\d\d:\d\d\] alice: Are you coming to the braai\?$/,
+      "then what waited on the server",
+    );
+    assert.equal(
+      text[2],
+      "Chatting with alice. Type a message and press Enter; /file <path> sends a file, /safety shows the safety number, /quit leaves, //text sends /text (a bot command).",
+    );
     assert.equal(text[3], `[${clock(at)}] alice: Bring the boerewors`);
-    assert.match(text[4] ?? "", /^\[\d\d:\d\d\] you → alice: See you at six$/, "the end of input still sends what was typed");
+    assert.match(
+      text[4] ?? "",
+      /^\[\d\d:\d\d\] you → alice: See you at six$/,
+      "the end of input still sends what was typed",
+    );
     assert.deepEqual(text.slice(5), [""]);
     assert.deepEqual(
       withoutReceipts(ok(await cli(as("alice", "receive", "--json")))).map((l) => l.text),
@@ -355,7 +462,10 @@ describe("zimchat-chat", () => {
 
   it("npm run demo: the whole story against its own homeserver, exit 0", async () => {
     const demo = await new Promise<Exit>((resolve, reject) => {
-      const child = spawn(process.execPath, [join(root, "scripts/demo.mjs")], { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(process.execPath, [join(root, "scripts/demo.mjs")], {
+        env: childEnv,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       let stdout = "";
       let stderr = "";
       child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -369,7 +479,12 @@ describe("zimchat-chat", () => {
     });
     assert.equal(demo.code, 0, `${demo.stderr}\n${demo.stdout}`);
     assert.equal(demo.stderr, "");
-    for (const check of ["✔ Bob decrypted Alice's message", "✔ Alice decrypted Bob's reply", "✔ Alice and Bob see the same safety number", "bob is verified: the safety numbers match."]) {
+    for (const check of [
+      "✔ Bob decrypted Alice's message",
+      "✔ Alice decrypted Bob's reply",
+      "✔ Alice and Bob see the same safety number",
+      "bob is verified: the safety numbers match.",
+    ]) {
       assert.ok(demo.stdout.includes(check), `the demo says "${check}"`);
     }
     assert.match(demo.stdout, /The demo passed in \d+\.\d s\.\n$/);
@@ -389,7 +504,16 @@ describe("zimchat-chat register on an invite-only homeserver", () => {
 
   it("asks for an invite, refuses a wrong one, registers with a good one", async () => {
     const created = await new Promise<Exit>((resolve, reject) => {
-      const args = [join(root, "server/bin/zimchat.js"), "invite", "create", "--data-dir", server.dataDir, "--database-url", server.databaseUrl, "--json"];
+      const args = [
+        join(root, "server/bin/zimchat.js"),
+        "invite",
+        "create",
+        "--data-dir",
+        server.dataDir,
+        "--database-url",
+        server.databaseUrl,
+        "--json",
+      ];
       const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
       let stdout = "";
       let stderr = "";
@@ -400,12 +524,19 @@ describe("zimchat-chat register on an invite-only homeserver", () => {
     });
     assert.equal(created.code, 0, created.stderr);
     const { token } = JSON.parse(created.stdout) as { token: string };
-    const register = (...extra: string[]): Promise<Exit> => cli(["register", "--server", server.url, "--username", "dudu", "--profile", join(dir, "dudu"), ...extra]);
+    const register = (...extra: string[]): Promise<Exit> =>
+      cli(["register", "--server", server.url, "--username", "dudu", "--profile", join(dir, "dudu"), ...extra]);
 
     const without = await register();
-    assert.deepEqual([without.code, without.stderr], [1, `zimchat-chat: ${server.url} only registers people with an invite: pass --invite <token>\n`]);
+    assert.deepEqual(
+      [without.code, without.stderr],
+      [1, `zimchat-chat: ${server.url} only registers people with an invite: pass --invite <token>\n`],
+    );
     const wrong = await register("--invite", "not-a-real-token");
-    assert.deepEqual([wrong.code, wrong.stderr], [1, `zimchat-chat: ${server.url} refused the invite token (wrong, used up or expired)\n`]);
+    assert.deepEqual(
+      [wrong.code, wrong.stderr],
+      [1, `zimchat-chat: ${server.url} refused the invite token (wrong, used up or expired)\n`],
+    );
     assert.equal(existsSync(join(dir, "dudu", "device.db")), false);
 
     const [registered] = ok(await register("--invite", token, "--json"));

@@ -23,7 +23,9 @@ describe("client crash safety", () => {
     await bob.close();
     await alice.sendText(bobName, "exactly once");
 
-    const child = spawn(process.execPath, [fixture, join(deviceDir, `${bobName}.db`)], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, [fixture, join(deviceDir, `${bobName}.db`)], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     const signal = await new Promise((resolve) => child.once("exit", (_code, sig) => resolve(sig)));
@@ -32,13 +34,23 @@ describe("client crash safety", () => {
     const queued = await new HttpApi(server.url, credentials).fetchMessages();
     assert.equal(queued.envelopes.length, 1, "not acknowledged, so still queued");
 
-    const restarted = new ZimClient({ store: new SqliteDeviceStore(join(deviceDir, `${bobName}.db`)), sendReceipts: false });
+    const restarted = new ZimClient({
+      store: new SqliteDeviceStore(join(deviceDir, `${bobName}.db`)),
+      sendReceipts: false,
+    });
     const shown = inbox(restarted);
     await restarted.connect();
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(shown.length, 0, "the redelivered envelope is recognised and not shown again");
-    assert.deepEqual((await restarted.conversation(alice.local.username)).map((m) => m.text), ["exactly once"]);
-    assert.equal((await new HttpApi(server.url, credentials).fetchMessages()).envelopes.length, 0, "acknowledged after the restart");
+    assert.deepEqual(
+      (await restarted.conversation(alice.local.username)).map((m) => m.text),
+      ["exactly once"],
+    );
+    assert.equal(
+      (await new HttpApi(server.url, credentials).fetchMessages()).envelopes.length,
+      0,
+      "acknowledged after the restart",
+    );
     await restarted.close();
     await alice.close();
   });

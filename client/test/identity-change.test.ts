@@ -31,7 +31,11 @@ describe("identity changes", () => {
     assert.equal(toAlice[0]!.text, "I reinstalled", "receiving from the new key still works");
 
     await assert.rejects(alice.sendText(bob.local.username, "are you really Bob?"), UntrustedIdentityError);
-    assert.equal((await alice.safetyNumber(bob.local.username)).digits === bobNumber.digits, false, "the safety number changed");
+    assert.equal(
+      (await alice.safetyNumber(bob.local.username)).digits === bobNumber.digits,
+      false,
+      "the safety number changed",
+    );
     // Re-verify with the new number, scanned this time.
     const scanned = (await bob.safetyNumber(alice.local.username)).scannable;
     assert.equal(await alice.verify(bob.local.username, scanned), true);

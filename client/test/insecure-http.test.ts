@@ -33,28 +33,62 @@ function storeFor(serverUrl: string): MemoryDeviceStore {
 
 describe("plain http only to this machine", () => {
   it("loopback and https pass; any other plain http is refused with a clear error unless allowed", () => {
-    for (const url of ["http://127.0.0.1:8080", "http://127.9.8.7", "http://[::1]:3000", "http://localhost:8080", "http://LOCALHOST", "https://chat.example.org", "https://10.0.0.5:8443"]) {
+    for (const url of [
+      "http://127.0.0.1:8080",
+      "http://127.9.8.7",
+      "http://[::1]:3000",
+      "http://localhost:8080",
+      "http://LOCALHOST",
+      "https://chat.example.org",
+      "https://10.0.0.5:8443",
+    ]) {
       assert.doesNotThrow(() => checkServerUrl(url), url);
     }
-    for (const url of [remote, "http://chat.example.org", "http://10.0.0.5", "http://[fe80::1]", "http://127.example.org", "http://0.0.0.0:8080"]) {
-      assert.throws(() => checkServerUrl(url), (error: unknown) => error instanceof InsecureServerUrlError && error.code === "insecure_http" && /https:\/\//.test(error.message), url);
+    for (const url of [
+      remote,
+      "http://chat.example.org",
+      "http://10.0.0.5",
+      "http://[fe80::1]",
+      "http://127.example.org",
+      "http://0.0.0.0:8080",
+    ]) {
+      assert.throws(
+        () => checkServerUrl(url),
+        (error: unknown) =>
+          error instanceof InsecureServerUrlError && error.code === "insecure_http" && /https:\/\//.test(error.message),
+        url,
+      );
       assert.doesNotThrow(() => checkServerUrl(url, { allowInsecureHttp: true }), url);
     }
-    assert.throws(() => checkServerUrl("ftp://chat.example.org"), (e: unknown) => e instanceof InsecureServerUrlError && e.code === "unsupported_scheme");
-    assert.throws(() => checkServerUrl("chat.example.org"), (e: unknown) => e instanceof InsecureServerUrlError && e.code === "invalid_url");
+    assert.throws(
+      () => checkServerUrl("ftp://chat.example.org"),
+      (e: unknown) => e instanceof InsecureServerUrlError && e.code === "unsupported_scheme",
+    );
+    assert.throws(
+      () => checkServerUrl("chat.example.org"),
+      (e: unknown) => e instanceof InsecureServerUrlError && e.code === "invalid_url",
+    );
     assert.equal(isLoopbackHost("[::ffff:127.0.0.1]"), true);
   });
 
   it("ZimClient.register and link refuse before any request and leave the store empty", async () => {
     const store = new MemoryDeviceStore();
     await assert.rejects(ZimClient.register({ serverUrl: remote, username: "alice", store }), InsecureServerUrlError);
-    await assert.rejects(ZimClient.link({ serverUrl: "http://chat.example.org", store, onLinkCode: () => assert.fail("no link code") }), InsecureServerUrlError);
+    await assert.rejects(
+      ZimClient.link({ serverUrl: "http://chat.example.org", store, onLinkCode: () => assert.fail("no link code") }),
+      InsecureServerUrlError,
+    );
     assert.equal(store.getLocal(), null);
   });
 
   it("a stored device on a plain-http remote server is refused unless allowed (the choice made at registration is kept)", () => {
-    assert.throws(() => new ZimClient({ store: storeFor("http://chat.example.org"), keyTransparency: false }), InsecureServerUrlError);
-    assert.ok(new ZimClient({ store: storeFor("http://chat.example.org"), keyTransparency: false, allowInsecureHttp: true }));
+    assert.throws(
+      () => new ZimClient({ store: storeFor("http://chat.example.org"), keyTransparency: false }),
+      InsecureServerUrlError,
+    );
+    assert.ok(
+      new ZimClient({ store: storeFor("http://chat.example.org"), keyTransparency: false, allowInsecureHttp: true }),
+    );
     const allowed = storeFor("http://chat.example.org");
     allowed.setValue("allowInsecureHttp", "1");
     assert.ok(new ZimClient({ store: allowed, keyTransparency: false }));
@@ -63,7 +97,9 @@ describe("plain http only to this machine", () => {
 
   it("zimchat-chat register refuses with one line (code insecure_http) and creates no profile", async () => {
     const profile = join(mkdtempSync(join(tmpdir(), "zimchat-insecure-")), "profile");
-    const line = failed(await cli(["register", "--server", remote, "--username", "alice", "--profile", profile, "--json"]));
+    const line = failed(
+      await cli(["register", "--server", remote, "--username", "alice", "--profile", profile, "--json"]),
+    );
     assert.equal(line.code, "insecure_http");
     assert.match(String(line.message), /--allow-insecure-http/);
     assert.equal(existsSync(join(profile, "device.db")), false);

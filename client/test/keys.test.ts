@@ -12,7 +12,8 @@ describe("pre-key maintenance", () => {
   });
   after(async () => server.stop());
 
-  const api = (c: ZimClient): HttpApi => new HttpApi(server.url, { uuid: c.local.uuid, deviceId: 1, password: c.local.password });
+  const api = (c: ZimClient): HttpApi =>
+    new HttpApi(server.url, { uuid: c.local.uuid, deviceId: 1, password: c.local.password });
 
   it("registers with 100 one-time keys of each kind and refills below the threshold", async () => {
     const bob = await registerDevice(server.url);
@@ -21,7 +22,11 @@ describe("pre-key maintenance", () => {
     for (let i = 0; i < 85; i++) await api(fetcher).preKeyBundle(bob.local.uuid, 1);
     assert.deepEqual(await api(bob).keyCount(), { ecCount: 15, pqCount: 15 });
     await bob.maintainKeys();
-    assert.deepEqual(await api(bob).keyCount(), { ecCount: 100, pqCount: 100 }, "a refill replaces the stored one-time keys with a fresh batch");
+    assert.deepEqual(
+      await api(bob).keyCount(),
+      { ecCount: 100, pqCount: 100 },
+      "a refill replaces the stored one-time keys with a fresh batch",
+    );
     await bob.maintainKeys();
     assert.deepEqual(await api(bob).keyCount(), { ecCount: 100, pqCount: 100 }, "no refill above the threshold");
     await bob.close();
@@ -39,7 +44,11 @@ describe("pre-key maintenance", () => {
     // ...and Bob rotates (8 days later) before reading it.
     await bob.maintainKeys(Date.now() + 8 * day);
     const after = await api(alice).preKeyBundle(bob.local.uuid, 1);
-    assert.notEqual(after.devices[0]!.signedPreKey.keyId, before.devices[0]!.signedPreKey.keyId, "the signed pre-key rotated");
+    assert.notEqual(
+      after.devices[0]!.signedPreKey.keyId,
+      before.devices[0]!.signedPreKey.keyId,
+      "the signed pre-key rotated",
+    );
     await bob.poll();
     await until(toBob, 1);
     assert.equal(toBob[0]!.text, "built on the old signed pre-key");

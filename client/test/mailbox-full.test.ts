@@ -14,7 +14,10 @@ describe("a full recipient mailbox", () => {
     const alice = await registerDevice(server.url);
     const bob = await registerDevice(server.url);
     for (let i = 0; i < 3; i++) await alice.sendText(bob.local.username, `m${i}`);
-    const overRest = await alice.sendText(bob.local.username, "one too many").then(() => null, (e: unknown) => e);
+    const overRest = await alice.sendText(bob.local.username, "one too many").then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(overRest instanceof MailboxFullError, `got ${String(overRest)}`);
     assert.ok(overRest instanceof ApiError);
     assert.equal(overRest.code, "mailbox_full");
@@ -22,7 +25,10 @@ describe("a full recipient mailbox", () => {
     assert.ok((overRest.retryAfterMs() ?? 0) > 0);
 
     await alice.connect();
-    const overSocket = await alice.sendText(bob.local.username, "still too many").then(() => null, (e: unknown) => e);
+    const overSocket = await alice.sendText(bob.local.username, "still too many").then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(overSocket instanceof MailboxFullError, `got ${String(overSocket)}`);
     alice.disconnect();
   });

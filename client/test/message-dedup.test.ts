@@ -16,8 +16,16 @@ describe("message de-duplication", () => {
     const content = { v: 1 as const, id: randomUUID(), timestamp: 1_700_000_000_000, text: "once" };
     let store = new SqliteDeviceStore(path);
     assert.equal(new MessageDedup(store).firstSight(sender, 1, content), true);
-    assert.equal(new MessageDedup(store).firstSight(sender, 2, { ...content, timestamp: 1 }), false, "same id, re-encrypted or from a retry");
-    assert.equal(new MessageDedup(store).firstSight(randomUUID(), 1, content), true, "another sender's id is another message");
+    assert.equal(
+      new MessageDedup(store).firstSight(sender, 2, { ...content, timestamp: 1 }),
+      false,
+      "same id, re-encrypted or from a retry",
+    );
+    assert.equal(
+      new MessageDedup(store).firstSight(randomUUID(), 1, content),
+      true,
+      "another sender's id is another message",
+    );
     store.close();
     store = new SqliteDeviceStore(path);
     assert.equal(new MessageDedup(store).firstSight(sender, 1, content), false, "remembered after a restart");
@@ -29,7 +37,10 @@ describe("message de-duplication", () => {
   });
 
   it("keeps the processed ids bounded by age and count", () => {
-    for (const store of [new SqliteDeviceStore(join(mkdtempSync(join(tmpdir(), "zimchat-dedup-")), "device.db")), new MemoryDeviceStore()]) {
+    for (const store of [
+      new SqliteDeviceStore(join(mkdtempSync(join(tmpdir(), "zimchat-dedup-")), "device.db")),
+      new MemoryDeviceStore(),
+    ]) {
       const now = Date.now();
       store.markProcessed("ancient", now - processedRetentionMs - 1);
       for (let i = 0; i < 20; i++) store.markProcessed(`id-${i}`, now - 20 + i);

@@ -24,7 +24,10 @@ describe("many messages both ways", () => {
     const bobApi = new HttpApi(server.url, { uuid: bob.local.uuid, deviceId: 1, password: bob.local.password });
     const queued = (await bobApi.fetchMessages()).envelopes;
     assert.equal(queued.length, 30);
-    const shuffled = queued.map((e) => ({ e, k: randomInt(1_000_000) })).sort((x, y) => x.k - y.k).map((x) => x.e);
+    const shuffled = queued
+      .map((e) => ({ e, k: randomInt(1_000_000) }))
+      .sort((x, y) => x.k - y.k)
+      .map((x) => x.e);
     const heldBack = shuffled.splice(0, 10);
     await bob.processEnvelopes(shuffled);
     await bob.connect();

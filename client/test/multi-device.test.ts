@@ -46,20 +46,39 @@ describe("multi-device", () => {
     assert.equal(transcript.outgoing, true, "a sent transcript, shown as outgoing");
     assert.equal(transcript.text, "sent from device 1");
     assert.equal(transcript.conversation, bob.local.uuid);
-    assert.deepEqual((await alice2.conversation(bob.local.uuid)).map((m) => [m.direction, m.text]), [["in", "to both of you"], ["out", "sent from device 1"]]);
+    assert.deepEqual(
+      (await alice2.conversation(bob.local.uuid)).map((m) => [m.direction, m.text]),
+      [
+        ["in", "to both of you"],
+        ["out", "sent from device 1"],
+      ],
+    );
 
     // And the other way: device 2 writes, device 1 sees the transcript.
     await alice2.sendText(bob.local.username, "sent from device 2");
     await until(onBob, 2);
     await until(onAlice1, 2);
-    assert.deepEqual([onAlice1[1]!.outgoing, onAlice1[1]!.text, onAlice1[1]!.fromDevice], [true, "sent from device 2", 2]);
+    assert.deepEqual(
+      [onAlice1[1]!.outgoing, onAlice1[1]!.text, onAlice1[1]!.fromDevice],
+      [true, "sent from device 2", 2],
+    );
 
-    assert.equal((await bob.safetyNumber(alice.local.username)).digits, safetyBefore, "linking does not change the safety number");
-    assert.equal((await alice2.safetyNumber(bob.local.username)).digits, (await alice.safetyNumber(bob.local.username)).digits);
+    assert.equal(
+      (await bob.safetyNumber(alice.local.username)).digits,
+      safetyBefore,
+      "linking does not change the safety number",
+    );
+    assert.equal(
+      (await alice2.safetyNumber(bob.local.username)).digits,
+      (await alice.safetyNumber(bob.local.username)).digits,
+    );
 
     // Unlinking: device 2 disappears from the list and from what Bob encrypts to.
     await alice.unlinkDevice(2);
-    assert.deepEqual((await alice.devices()).map((d) => d.id), [1]);
+    assert.deepEqual(
+      (await alice.devices()).map((d) => d.id),
+      [1],
+    );
     await bob.sendText(alice.local.username, "only device 1 now");
     await until(onAlice1, 3);
     assert.equal(onAlice1[2]!.text, "only device 1 now");

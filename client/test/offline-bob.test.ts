@@ -18,8 +18,16 @@ describe("the offline-Bob story", () => {
   });
 
   it("Alice writes while Bob is offline; Bob connects, decrypts, replies; both see the same safety number", async () => {
-    const alice = await ZimClient.register({ serverUrl: server.url, username: "alice", store: new SqliteDeviceStore(join(dir, "alice.db")) });
-    const bob = await ZimClient.register({ serverUrl: server.url, username: "bob", store: new SqliteDeviceStore(join(dir, "bob.db")) });
+    const alice = await ZimClient.register({
+      serverUrl: server.url,
+      username: "alice",
+      store: new SqliteDeviceStore(join(dir, "alice.db")),
+    });
+    const bob = await ZimClient.register({
+      serverUrl: server.url,
+      username: "bob",
+      store: new SqliteDeviceStore(join(dir, "bob.db")),
+    });
     assert.equal(statSync(join(dir, "alice.db")).mode & 0o777, 0o600, "the store file is owner-only");
     bob.disconnect();
     await alice.connect();
@@ -48,7 +56,13 @@ describe("the offline-Bob story", () => {
     const b = await bobAgain.safetyNumber("alice");
     assert.equal(a.digits, b.digits);
     assert.match(a.grouped, /^(\d{5} ){11}\d{5}$/);
-    assert.deepEqual((await bobAgain.conversation("alice")).map((m) => [m.direction, m.text]), [["in", text], ["out", "Yes! Prices went up again."]]);
+    assert.deepEqual(
+      (await bobAgain.conversation("alice")).map((m) => [m.direction, m.text]),
+      [
+        ["in", text],
+        ["out", "Yes! Prices went up again."],
+      ],
+    );
     await alice.close();
     await bobAgain.close();
   });

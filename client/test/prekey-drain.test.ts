@@ -23,7 +23,8 @@ describe("one-time pre-key drain", () => {
     await server.stop();
   });
 
-  const api = (c: ZimClient): HttpApi => new HttpApi(server.url, { uuid: c.local.uuid, deviceId: 1, password: c.local.password });
+  const api = (c: ZimClient): HttpApi =>
+    new HttpApi(server.url, { uuid: c.local.uuid, deviceId: 1, password: c.local.password });
 
   it("keeps a floor of one-time keys under several drainers; sessions still start; the owner is told and refills", async (t) => {
     const victim = await registerDevice(server.url, undefined, { sendReceipts: false });
@@ -64,7 +65,9 @@ describe("one-time pre-key drain", () => {
     const final = await api(victim).keyCount();
     lowestEc = Math.min(lowestEc, final.ecCount);
     lowestPq = Math.min(lowestPq, final.pqCount);
-    t.diagnostic(`${fetched} bundles fetched by 3 accounts, ${withoutOneTime} without a one-time key; lowest one-time counts EC ${lowestEc}, Kyber ${lowestPq} (of ${initial.ecCount})`);
+    t.diagnostic(
+      `${fetched} bundles fetched by 3 accounts, ${withoutOneTime} without a one-time key; lowest one-time counts EC ${lowestEc}, Kyber ${lowestPq} (of ${initial.ecCount})`,
+    );
     assert.ok(fetched >= 150, `bundles fetched: ${fetched}`);
     assert.ok(lowestEc >= 40, `one-time EC keys fell to ${lowestEc} of ${initial.ecCount}`);
     assert.ok(lowestPq >= 40, `one-time Kyber keys fell to ${lowestPq} of ${initial.pqCount}`);
@@ -73,11 +76,14 @@ describe("one-time pre-key drain", () => {
     // The owner's client heard of it (socket event, then the key count's `draining`) and refilled.
     await until(drainSignals, 1);
     const refilled = Date.now() + 10_000;
-    while ((await api(victim).keyCount()).ecCount < 100 && Date.now() < refilled) await new Promise((r) => setTimeout(r, 100));
+    while ((await api(victim).keyCount()).ecCount < 100 && Date.now() < refilled)
+      await new Promise((r) => setTimeout(r, 100));
     assert.equal((await api(victim).keyCount()).ecCount, 100, "refilled to a full batch");
 
     // Past the budget a bundle has no one-time EC key and the last-resort Kyber key, and a session still starts on it.
-    const late = await api(drainers[0]!).preKeyBundle(victim.local.uuid, 1).catch(() => null);
+    const late = await api(drainers[0]!)
+      .preKeyBundle(victim.local.uuid, 1)
+      .catch(() => null);
     if (late) assert.equal(late.devices[0]!.preKey, null);
     const sender = await registerDevice(server.url, undefined, { sendReceipts: false });
     clients.push(sender);

@@ -42,7 +42,11 @@ describe("sealed sender", () => {
       if (i === 250) await alice.connect();
       await alice.sendText(bob.local.username, `a${i}`);
     }
-    const queuedForBob = await queryServerDb<EnvelopeRow>(server, `SELECT "type", "sourceAccountId", "sourceDeviceId", "accountId" FROM "Envelope" WHERE "accountId" = $1`, [bob.local.uuid]);
+    const queuedForBob = await queryServerDb<EnvelopeRow>(
+      server,
+      `SELECT "type", "sourceAccountId", "sourceDeviceId", "accountId" FROM "Envelope" WHERE "accountId" = $1`,
+      [bob.local.uuid],
+    );
     assert.ok(queuedForBob.length >= 500, "Alice's 500 (and her receipt for Bob's reply) are queued");
     await bob.connect();
     await until(toBob, 501);
@@ -53,7 +57,11 @@ describe("sealed sender", () => {
       if (i === 250) await bob.connect();
       await bob.sendText(alice.local.username, `b${i}`);
     }
-    const queuedForAlice = await queryServerDb<EnvelopeRow>(server, `SELECT "type", "sourceAccountId", "sourceDeviceId", "accountId" FROM "Envelope" WHERE "accountId" = $1`, [alice.local.uuid]);
+    const queuedForAlice = await queryServerDb<EnvelopeRow>(
+      server,
+      `SELECT "type", "sourceAccountId", "sourceDeviceId", "accountId" FROM "Envelope" WHERE "accountId" = $1`,
+      [alice.local.uuid],
+    );
     assert.ok(queuedForAlice.length >= 500, "Bob's 500 (and any receipts) are queued");
     await alice.connect();
     await until(toAlice, 501);
@@ -69,11 +77,23 @@ describe("sealed sender", () => {
     };
     toBob.slice(1).forEach((m) => check(m, alice.local.uuid));
     toAlice.slice(1).forEach((m) => check(m, bob.local.uuid));
-    assert.deepEqual(toBob.slice(1).map((m) => m.text), Array.from({ length: 500 }, (_, i) => `a${i}`));
+    assert.deepEqual(
+      toBob.slice(1).map((m) => m.text),
+      Array.from({ length: 500 }, (_, i) => `a${i}`),
+    );
 
     const lines = server.logs.slice(logStart);
-    assert.ok(lines.filter((l) => l.includes("PUT /v1/messages/:uuid")).length >= 500, "the server logged each REST send at debug level");
-    const pairing = lines.filter((l) => l.includes(alice.local.uuid) || l.includes(bob.local.uuid) || l.includes(alice.local.username) || l.includes(bob.local.username));
+    assert.ok(
+      lines.filter((l) => l.includes("PUT /v1/messages/:uuid")).length >= 500,
+      "the server logged each REST send at debug level",
+    );
+    const pairing = lines.filter(
+      (l) =>
+        l.includes(alice.local.uuid) ||
+        l.includes(bob.local.uuid) ||
+        l.includes(alice.local.username) ||
+        l.includes(bob.local.username),
+    );
     assert.deepEqual(pairing, [], "no log line names either party");
     await alice.close();
     await bob.close();

@@ -36,7 +36,8 @@ describe("forward secrecy and post-compromise security", () => {
     assert.equal((await capture(server, bob)).length, 0, "deleted from the server after the ack");
 
     const stolen = await steal(bob, "bob-stolen-fs");
-    for (const envelope of captured) assert.equal(await attackerDecrypt(stolen, envelope), null, "a past message decrypted with the stolen store");
+    for (const envelope of captured)
+      assert.equal(await attackerDecrypt(stolen, envelope), null, "a past message decrypted with the stolen store");
     stolen.close();
     await alice.close();
     await bob.close();
@@ -64,10 +65,18 @@ describe("forward secrecy and post-compromise security", () => {
     await alice.sendText(bob.local.username, "a2");
     const [a2] = await capture(server, bob);
     assert.notEqual(a2!.type, "prekey", "an ongoing session, not a new one");
-    assert.equal(await attackerDecrypt(stolen, a2!), null, "the stolen store decrypted a message after the ratchet step");
+    assert.equal(
+      await attackerDecrypt(stolen, a2!),
+      null,
+      "the stolen store decrypted a message after the ratchet step",
+    );
     const toBob = inbox(bob);
     await bob.poll();
-    assert.deepEqual(toBob.map((m) => m.text), ["a2"], "Bob himself still reads it");
+    assert.deepEqual(
+      toBob.map((m) => m.text),
+      ["a2"],
+      "Bob himself still reads it",
+    );
     stolen.close();
     await alice.close();
     await bob.close();

@@ -16,7 +16,9 @@ function privateKeys(client: ZimClient): Buffer[] {
   return [
     Buffer.from(s.getLocal()!.identityPrivateKey),
     ...s.listPreKeys("ec").map((k) => Buffer.from(PreKeyRecord.deserialize(k.record).privateKey().serialize())),
-    ...s.listPreKeys("signed").map((k) => Buffer.from(SignedPreKeyRecord.deserialize(k.record).privateKey().serialize())),
+    ...s
+      .listPreKeys("signed")
+      .map((k) => Buffer.from(SignedPreKeyRecord.deserialize(k.record).privateKey().serialize())),
     ...s.listPreKeys("kyber").map((k) => Buffer.from(KyberPreKeyRecord.deserialize(k.record).secretKey().serialize())),
   ];
 }
@@ -30,7 +32,12 @@ function filesUnder(dir: string): string[] {
 
 /** How many of `secrets` (in raw, hex, base64 and base64url form) appear in the server's logs, data directory (database, WAL, attachments, keys) or PostgreSQL tables. */
 async function secretsFound(server: Homeserver, secrets: Buffer[]): Promise<number> {
-  const forms = secrets.flatMap((s) => [s, Buffer.from(s.toString("hex")), Buffer.from(s.toString("base64")), Buffer.from(s.toString("base64url"))]);
+  const forms = secrets.flatMap((s) => [
+    s,
+    Buffer.from(s.toString("hex")),
+    Buffer.from(s.toString("base64")),
+    Buffer.from(s.toString("base64url")),
+  ]);
   const haystacks: { name: string; data: Buffer }[] = [
     { name: "logs", data: Buffer.from(server.logs.join("\n")) },
     ...filesUnder(server.dataDir).map((f) => ({ name: f, data: readFileSync(f) })),
@@ -41,10 +48,19 @@ async function secretsFound(server: Homeserver, secrets: Buffer[]): Promise<numb
     url.searchParams.delete("schema");
     const client = new pg.Client({ connectionString: url.toString() });
     await client.connect();
-    const tables = await client.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1`, [schema]);
+    const tables = await client.query<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = $1`,
+      [schema],
+    );
     for (const { table_name } of tables.rows) {
       const rows = await client.query(`SELECT * FROM "${schema}"."${table_name}"`);
-      haystacks.push({ name: table_name, data: Buffer.from(JSON.stringify(rows.rows, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString("latin1") : v)), "latin1") });
+      haystacks.push({
+        name: table_name,
+        data: Buffer.from(
+          JSON.stringify(rows.rows, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString("latin1") : v)),
+          "latin1",
+        ),
+      });
     }
     await client.end();
   }
@@ -85,7 +101,9 @@ describe("a seized server", () => {
     }
     await until(toBob, 500);
     await until(toAlice, 500);
-    assert.ok(toBob.every((m) => m.text.includes(markers[Number(m.text.slice(1, m.text.indexOf(" ")))]!.toString("base64url"))));
+    assert.ok(
+      toBob.every((m) => m.text.includes(markers[Number(m.text.slice(1, m.text.indexOf(" ")))]!.toString("base64url"))),
+    );
 
     assert.equal(await secretsFound(server, [...markers, ...privateKeys(alice), ...privateKeys(bob)]), 0);
     await alice.close();
@@ -93,7 +111,11 @@ describe("a seized server", () => {
   });
 
   it("holds none of the markers of group messages, attachments and sealed messages, nor any client private key", async () => {
-    const [alice, bob, carol] = [await registerDevice(server.url), await registerDevice(server.url), await registerDevice(server.url)];
+    const [alice, bob, carol] = [
+      await registerDevice(server.url),
+      await registerDevice(server.url),
+      await registerDevice(server.url),
+    ];
     const bob2 = await linkDevice(server.url, bob);
     const clients = [alice, bob, carol, bob2];
     const received = new Map(clients.map((c) => [c, inbox(c)]));
@@ -103,7 +125,8 @@ describe("a seized server", () => {
     const text = (i: number): string => `g${i} ${markers[i]!.toString("base64url")}`;
     for (let i = 0; i < 200; i++) await [alice, bob, carol][i % 3]!.sendGroupText(group.id, text(i));
     // Pairwise (sealed after the first exchange) and from a linked device.
-    for (let i = 200; i < 280; i++) await [alice, bob2][i % 2]!.sendText(i % 2 ? alice.local.username : bob.local.username, text(i));
+    for (let i = 200; i < 280; i++)
+      await [alice, bob2][i % 2]!.sendText(i % 2 ? alice.local.username : bob.local.username, text(i));
     // Attachments whose plaintext is made of markers.
     const file = Buffer.concat(markers.slice(280).map((m) => Buffer.concat([m, Buffer.from(m.toString("base64url"))])));
     await alice.sendAttachment(bob.local.username, file, { fileName: "leak.bin" });

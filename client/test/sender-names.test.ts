@@ -1,8 +1,22 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { MemoryDeviceStore, SqliteDeviceStore, ZimClient, type GroupUpdatedEvent, type MessageEvent } from "../src/index.js";
-import { deviceDir, inbox, next, registerDevice, startHomeserver, until, type Homeserver } from "@zimchat/testing/spawn";
+import {
+  MemoryDeviceStore,
+  SqliteDeviceStore,
+  ZimClient,
+  type GroupUpdatedEvent,
+  type MessageEvent,
+} from "../src/index.js";
+import {
+  deviceDir,
+  inbox,
+  next,
+  registerDevice,
+  startHomeserver,
+  until,
+  type Homeserver,
+} from "@zimchat/testing/spawn";
 
 /** Counts the client's username look-ups (each one is a request to the server's directory). */
 function countLookups(client: ZimClient): { count: number } {
@@ -40,7 +54,11 @@ describe("sender names: usernames carried inside encrypted content, verified by 
     assert.equal(first?.from, alice.local.uuid);
     assert.deepEqual(first?.senderName, { username: alice.local.username, displayName: "Alice Moyo", verified: true });
     assert.equal(lookups.count, 1, "the claim was checked with one look-up");
-    assert.deepEqual(bob.nameOf(alice.local.uuid), { username: alice.local.username, displayName: "Alice Moyo", verified: true });
+    assert.deepEqual(bob.nameOf(alice.local.uuid), {
+      username: alice.local.username,
+      displayName: "Alice Moyo",
+      verified: true,
+    });
 
     await alice.sendText(bob.local.uuid, "Are you coming on Saturday?");
     const [, second] = await until(toBob, 2);
@@ -51,14 +69,23 @@ describe("sender names: usernames carried inside encrypted content, verified by 
     const bobFile = join(deviceDir, `${bob.local.username}.db`);
     await bob.close();
     const reopened = new ZimClient({ store: new SqliteDeviceStore(bobFile), sendReceipts: false });
-    assert.deepEqual(reopened.nameOf(alice.local.uuid), { username: alice.local.username, displayName: "Alice Moyo", verified: true });
+    assert.deepEqual(reopened.nameOf(alice.local.uuid), {
+      username: alice.local.username,
+      displayName: "Alice Moyo",
+      verified: true,
+    });
     await reopened.close();
     await alice.close();
   });
 
   it("verifies with an in-memory store too, and a display name can be changed or cleared", async () => {
     const alice = await registerDevice(server.url, undefined, { sendReceipts: false });
-    const bob = await ZimClient.register({ serverUrl: server.url, username: `m${process.pid}_bob`, store: new MemoryDeviceStore(), sendReceipts: false });
+    const bob = await ZimClient.register({
+      serverUrl: server.url,
+      username: `m${process.pid}_bob`,
+      store: new MemoryDeviceStore(),
+      sendReceipts: false,
+    });
     const toBob = inbox(bob);
     await bob.connect();
     await alice.sendText(bob.local.uuid, "no display name yet");
@@ -68,7 +95,11 @@ describe("sender names: usernames carried inside encrypted content, verified by 
     await alice.sendText(bob.local.uuid, "now with one");
     await until(toBob, 2);
     assert.deepEqual(toBob[1]?.senderName, { username: alice.local.username, displayName: "Alice", verified: true });
-    assert.deepEqual(bob.nameOf(alice.local.uuid), { username: alice.local.username, displayName: "Alice", verified: true });
+    assert.deepEqual(bob.nameOf(alice.local.uuid), {
+      username: alice.local.username,
+      displayName: "Alice",
+      verified: true,
+    });
     alice.setDisplayName(null);
     await alice.sendText(bob.local.uuid, "and without");
     await until(toBob, 3);
@@ -87,7 +118,13 @@ describe("sender names: usernames carried inside encrypted content, verified by 
     await bob.connect();
 
     // Mallory's client puts Alice's username into its (encrypted) content.
-    const forged = { v: 1, id: "9b2f4c1e-6a7d-4e3b-9c8f-1d2e3f4a5b6c", timestamp: Date.now(), text: "Hi, Alice here: new number", profile: { username: alice.local.username, displayName: "Alice" } };
+    const forged = {
+      v: 1,
+      id: "9b2f4c1e-6a7d-4e3b-9c8f-1d2e3f4a5b6c",
+      timestamp: Date.now(),
+      text: "Hi, Alice here: new number",
+      profile: { username: alice.local.username, displayName: "Alice" },
+    };
     await sendContent(mallory, bob.local.uuid, forged);
     const [message] = await until(toBob, 1);
     assert.equal(message?.from, mallory.local.uuid);
@@ -96,11 +133,20 @@ describe("sender names: usernames carried inside encrypted content, verified by 
     assert.equal(bob.nameOf(alice.local.uuid)?.username, alice.local.username, "the look-up showed whose name it is");
 
     // The same false claim again is not looked up again; a claim of a name nobody has is unverified too.
-    await sendContent(mallory, bob.local.uuid, { ...forged, id: "0c3e5d2f-7b8e-4f4c-8d9a-2e3f4a5b6c7d", timestamp: Date.now() });
+    await sendContent(mallory, bob.local.uuid, {
+      ...forged,
+      id: "0c3e5d2f-7b8e-4f4c-8d9a-2e3f4a5b6c7d",
+      timestamp: Date.now(),
+    });
     await until(toBob, 2);
     assert.equal(toBob[1]?.senderName?.verified, false);
     const looked = lookups.count;
-    await sendContent(mallory, bob.local.uuid, { v: 1, timestamp: Date.now(), text: "or am I", profile: { username: "nobody_has_this" } });
+    await sendContent(mallory, bob.local.uuid, {
+      v: 1,
+      timestamp: Date.now(),
+      text: "or am I",
+      profile: { username: "nobody_has_this" },
+    });
     await until(toBob, 3);
     assert.deepEqual(toBob[2]?.senderName, { username: "nobody_has_this", verified: false });
     assert.equal(lookups.count, looked + 1);
@@ -135,7 +181,11 @@ describe("sender names: usernames carried inside encrypted content, verified by 
     assert.deepEqual((await bobsUpdate).names, expected);
     assert.deepEqual(
       carol.groupMembers(group.id),
-      [alice, bob, carol].map((c) => ({ uuid: c.local.uuid, name: { username: c.local.username, verified: true }, admin: c === alice })),
+      [alice, bob, carol].map((c) => ({
+        uuid: c.local.uuid,
+        name: { username: c.local.username, verified: true },
+        admin: c === alice,
+      })),
     );
 
     // Bob's group message shows his name at Carol's, from the cache.
@@ -154,9 +204,21 @@ describe("sender names: usernames carried inside encrypted content, verified by 
     const carol = await registerDevice(server.url, undefined, { sendReceipts: false });
     await carol.connect();
     const updated = next<GroupUpdatedEvent>(carol, "groupUpdated");
-    const group = { id: "5a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", title: "Lies", members: [alice.local.uuid, bob.local.uuid, carol.local.uuid], admins: [alice.local.uuid], revision: 0 };
+    const group = {
+      id: "5a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+      title: "Lies",
+      members: [alice.local.uuid, bob.local.uuid, carol.local.uuid],
+      admins: [alice.local.uuid],
+      revision: 0,
+    };
     // Alice's client claims Bob is "carol's username" (which belongs to Carol).
-    await sendContent(alice, carol.local.uuid, { v: 1, timestamp: Date.now(), groupUpdate: group, profile: { username: alice.local.username }, memberNames: [{ uuid: bob.local.uuid, username: carol.local.username }] });
+    await sendContent(alice, carol.local.uuid, {
+      v: 1,
+      timestamp: Date.now(),
+      groupUpdate: group,
+      profile: { username: alice.local.username },
+      memberNames: [{ uuid: bob.local.uuid, username: carol.local.username }],
+    });
     const update = await updated;
     assert.equal(update.names?.[bob.local.uuid], undefined, "Bob is not named by the false claim");
     assert.equal(carol.nameOf(bob.local.uuid), null);

@@ -3,5 +3,11 @@
  * @packageDocumentation
  */
 export { createEchoBot } from "./echo-bot.js";
-export { createReminderBot, parseDuration, type Reminder, type ReminderContext, type ReminderSession } from "./reminder-bot.js";
+export {
+  createReminderBot,
+  parseDuration,
+  type Reminder,
+  type ReminderContext,
+  type ReminderSession,
+} from "./reminder-bot.js";
 export { createVerifyBot } from "./verify-bot.js";

@@ -37,13 +37,16 @@ interface CliOptions {
  */
 async function run(bot: Runnable): Promise<void> {
   bot.onDisplaced(() => {
-    console.error("Stopped: another process connected as this bot's device (the same --dir, or a copy of it, runs elsewhere). Run each bot directory in one process only.");
+    console.error(
+      "Stopped: another process connected as this bot's device (the same --dir, or a copy of it, runs elsewhere). Run each bot directory in one process only.",
+    );
     process.exit(1);
   });
   try {
     await bot.start();
   } catch (error) {
-    if (!(error instanceof BotStoreError || error instanceof BotConfigError || error instanceof BotLockedError)) throw error;
+    if (!(error instanceof BotStoreError || error instanceof BotConfigError || error instanceof BotLockedError))
+      throw error;
     console.error(error.message);
     process.exit(1);
   }
@@ -57,8 +60,15 @@ for (const [name, description, create] of bots) {
     .option("--dir <dir>", "the bot's directory: its keys (device.db), bot.json, sessions", `./${name}-data`)
     .option("--server <url>", "the homeserver's URL (first run)")
     .option("--username <name>", "the bot's username (first run; default: the bot's name without the dash)")
-    .addOption(new Option("--invite <token>", "an invite token (first run, if the homeserver registers by invite)").env("ZIMCHAT_INVITE"))
-    .option("--link", "link as a new device of an existing account instead of registering (approve it on that account's primary device)")
+    .addOption(
+      new Option("--invite <token>", "an invite token (first run, if the homeserver registers by invite)").env(
+        "ZIMCHAT_INVITE",
+      ),
+    )
+    .option(
+      "--link",
+      "link as a new device of an existing account instead of registering (approve it on that account's primary device)",
+    )
     .option("--allow-insecure-http", "allow a plain http:// homeserver that is not on this machine (first run)")
     .action(async (options: CliOptions) => {
       await run(

@@ -5,7 +5,14 @@
  */
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
-import { Bot, SqliteSessionStorage, session, type BotOptions, type Context, type SessionFlavor } from "@zimchat/plugin-sdk/bot";
+import {
+  Bot,
+  SqliteSessionStorage,
+  session,
+  type BotOptions,
+  type Context,
+  type SessionFlavor,
+} from "@zimchat/plugin-sdk/bot";
 
 /** One pending reminder. */
 export interface Reminder {
@@ -34,7 +41,11 @@ export function parseDuration(text: string): number | null {
 
 /** Builds the reminder bot (username "reminderbot" unless given); `start()` it. */
 export function createReminderBot(options: BotOptions): Bot<ReminderContext> {
-  const bot = new Bot<ReminderContext>({ username: "reminderbot", description: "I remind you of things, at the time you say.", ...options });
+  const bot = new Bot<ReminderContext>({
+    username: "reminderbot",
+    description: "I remind you of things, at the time you say.",
+    ...options,
+  });
   const storage = new SqliteSessionStorage<ReminderSession>(join(bot.dir, "sessions.db"));
   const sessions = session<ReminderSession, ReminderContext>({ initial: () => ({ reminders: [] }), storage });
   const timers = new Map<string, NodeJS.Timeout>();
@@ -53,7 +64,10 @@ export function createReminderBot(options: BotOptions): Bot<ReminderContext> {
   const arm = (chat: string, reminder: Reminder): void => {
     if (timers.has(reminder.id)) return;
     const delay = Math.min(Math.max(0, reminder.due - Date.now()), 2 ** 31 - 1);
-    timers.set(reminder.id, setTimeout(() => void fire(chat, reminder), delay));
+    timers.set(
+      reminder.id,
+      setTimeout(() => void fire(chat, reminder), delay),
+    );
   };
 
   bot.use(sessions);
@@ -74,7 +88,8 @@ export function createReminderBot(options: BotOptions): Bot<ReminderContext> {
 
   // After a restart: arm every stored reminder (overdue ones fire now).
   bot.onStart(async () => {
-    for (const chat of await sessions.keys()) for (const r of (await sessions.read(chat))?.reminders ?? []) arm(chat, r);
+    for (const chat of await sessions.keys())
+      for (const r of (await sessions.read(chat))?.reminders ?? []) arm(chat, r);
   });
   bot.onStop(() => {
     for (const timer of timers.values()) clearTimeout(timer);

@@ -28,15 +28,26 @@ export function createVerifyBot(options: BotOptions): Bot {
   bot.command("verify", "/verify <60 digits>: check the number your app shows", async (ctx) => {
     if (!ctx.match) return ctx.reply("Send /verify followed by the 60 digits your app shows.");
     if (!(await ctx.verify(ctx.match))) {
-      return ctx.reply("That is not our safety number. Check that you copied it from our conversation; if it really differs, someone may be in between: do not trust this chat.");
+      return ctx.reply(
+        "That is not our safety number. Check that you copied it from our conversation; if it really differs, someone may be in between: do not trust this chat.",
+      );
     }
-    return ctx.reply(`Verified: the numbers match. Mark me verified on your side too: zimchat-chat verify ${bot.username} <the same digits>`);
+    return ctx.reply(
+      `Verified: the numbers match. Mark me verified on your side too: zimchat-chat verify ${bot.username} <the same digits>`,
+    );
   });
   bot.command("verified", "are you verified?", async (ctx) =>
-    ctx.reply((await ctx.isVerified()) ? "You are verified: I have checked our safety number with you." : "You are not verified yet: send /safety to start."),
+    ctx.reply(
+      (await ctx.isVerified())
+        ? "You are verified: I have checked our safety number with you."
+        : "You are not verified yet: send /safety to start.",
+    ),
   );
   bot.on("identity_changed", async (ctx) => {
-    if (ctx.chat) await ctx.reply("Your safety number with me has changed (a new device or a reinstall?). Send /safety to verify it again.");
+    if (ctx.chat)
+      await ctx.reply(
+        "Your safety number with me has changed (a new device or a reinstall?). Send /safety to verify it again.",
+      );
   });
   bot.on("message", (ctx) => ctx.reply("Send /safety to start verifying, or /help."));
   return bot;

@@ -38,11 +38,13 @@ function runner(args: string[]): Runner {
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }>((resolve) =>
     child.once("close", (code, signal) => {
       clearTimeout(timer);
-      for (const w of waiters) w.reject(new Error(`exited (${code ?? signal}) before printing ${JSON.stringify(w.text)}:\n${out}`));
+      for (const w of waiters)
+        w.reject(new Error(`exited (${code ?? signal}) before printing ${JSON.stringify(w.text)}:\n${out}`));
       resolve({ code, signal, out });
     }),
   );
-  const seen = (text: string): Promise<void> => (out.includes(text) ? Promise.resolve() : new Promise((resolve, reject) => waiters.push({ text, resolve, reject })));
+  const seen = (text: string): Promise<void> =>
+    out.includes(text) ? Promise.resolve() : new Promise((resolve, reject) => waiters.push({ text, resolve, reject }));
   return { child, seen, exited };
 }
 
@@ -60,7 +62,10 @@ describe("the example bot runner", () => {
     await first.seen("is running on");
     const second = await runner(["echo-bot", "--dir", dir]).exited;
     assert.equal(second.code, 1, second.out);
-    assert.ok(second.out.includes(`${dir} is in use by another running bot (process ${first.child.pid}, since `), second.out);
+    assert.ok(
+      second.out.includes(`${dir} is in use by another running bot (process ${first.child.pid}, since `),
+      second.out,
+    );
     assert.ok(second.out.includes(`if it is not running any more, delete ${join(dir, lockFileName)}.`), second.out);
 
     // Still running, and stopped cleanly by SIGTERM.
@@ -81,8 +86,14 @@ describe("the example bot runner", () => {
     const exit = await bot.exited;
     await copy.close();
     assert.equal(exit.code, 1, exit.out);
-    assert.match(exit.out, /The homeserver closed the connection of @echobot: another connection of this device took over/);
-    assert.match(exit.out, /Stopped: another process connected as this bot's device \(the same --dir, or a copy of it, runs elsewhere\)\. Run each bot directory in one process only\./);
+    assert.match(
+      exit.out,
+      /The homeserver closed the connection of @echobot: another connection of this device took over/,
+    );
+    assert.match(
+      exit.out,
+      /Stopped: another process connected as this bot's device \(the same --dir, or a copy of it, runs elsewhere\)\. Run each bot directory in one process only\./,
+    );
   });
 
   it("Ctrl-C (SIGINT) stops it cleanly with exit code 0", async () => {

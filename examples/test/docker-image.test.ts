@@ -40,8 +40,10 @@ describe("examples/docker-compose.yml", () => {
     services: Record<string, ComposeService>;
     volumes: Record<string, unknown>;
   };
-  const inProfile = (profile: string): [string, ComposeService][] => Object.entries(compose.services).filter(([, s]) => s.profiles?.includes(profile));
-  const homeservers = (profile: string): [string, ComposeService][] => inProfile(profile).filter(([, s]) => s.image === "zimchat:latest");
+  const inProfile = (profile: string): [string, ComposeService][] =>
+    Object.entries(compose.services).filter(([, s]) => s.profiles?.includes(profile));
+  const homeservers = (profile: string): [string, ComposeService][] =>
+    inProfile(profile).filter(([, s]) => s.image === "zimchat:latest");
 
   it("profile single: one homeserver on SQLite with /data in a named volume", () => {
     const nodes = homeservers("single");
@@ -78,7 +80,12 @@ describe("examples/docker-compose.yml", () => {
       assert.match(env.ZIMCHAT_ATTACHMENTS_DIR ?? "", /^\/data\//, `${name} attachments on the shared volume`);
       assert.equal(env.ZIMCHAT_TRUST_PROXY, "1", `${name} trusts the one proxy in front of it`);
       assert.ok(env.ZIMCHAT_ADMIN_TOKEN, `${name} ZIMCHAT_ADMIN_TOKEN`);
-      assert.deepEqual(Object.keys(node.depends_on ?? {}).filter((d) => d === "postgres" || d === "redis").sort(), ["postgres", "redis"]);
+      assert.deepEqual(
+        Object.keys(node.depends_on ?? {})
+          .filter((d) => d === "postgres" || d === "redis")
+          .sort(),
+        ["postgres", "redis"],
+      );
       assert.equal(node.ports, undefined, `${name} is reached through the proxy only`);
     }
     const proxy = services.proxy;
@@ -99,12 +106,19 @@ describe("Dockerfile", () => {
 
   it("both stages run on one Node line, the current LTS unless --build-arg NODE_VERSION says otherwise", () => {
     assert.equal(/^ARG NODE_VERSION=(\S+)$/m.exec(dockerfile)?.[1], "24");
-    assert.ok(dockerfile.indexOf("ARG NODE_VERSION=") < dockerfile.indexOf("FROM "), "declared before the first FROM, so FROM lines can use it");
-    assert.deepEqual(froms, ["docker.io/library/node:${NODE_VERSION}-bookworm", "docker.io/library/node:${NODE_VERSION}-bookworm-slim"]);
+    assert.ok(
+      dockerfile.indexOf("ARG NODE_VERSION=") < dockerfile.indexOf("FROM "),
+      "declared before the first FROM, so FROM lines can use it",
+    );
+    assert.deepEqual(froms, [
+      "docker.io/library/node:${NODE_VERSION}-bookworm",
+      "docker.io/library/node:${NODE_VERSION}-bookworm-slim",
+    ]);
   });
 
   it("copies every workspace's package.json before npm ci", () => {
-    const workspaces = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { workspaces: string[] }).workspaces;
+    const workspaces = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { workspaces: string[] })
+      .workspaces;
     const beforeInstall = dockerfile.slice(0, dockerfile.indexOf("RUN npm ci"));
     for (const w of workspaces) assert.match(beforeInstall, new RegExp(`^COPY ${w}/package\\.json ${w}/$`, "m"), w);
   });
@@ -114,8 +128,15 @@ describe("Dockerfile", () => {
     const code = script.split("\n").filter((line) => !line.trimStart().startsWith("#"));
     assert.ok(!code.some((line) => /node:\d+-bookworm/.test(line)), "no hard-coded base image name");
     const resolve = (version: string): string[] => {
-      const parse = script.slice(script.indexOf("# The base image names"), script.indexOf("\ndone\n", script.indexOf("# The base image names")) + 6);
-      const out = spawnSync("bash", ["-c", `set -euo pipefail\n${parse}\nprintf '%s\\n' "\${bases[@]}"`], { cwd: root, encoding: "utf8", env: { ...process.env, ZIMCHAT_IMAGE_NODE_VERSION: version } });
+      const parse = script.slice(
+        script.indexOf("# The base image names"),
+        script.indexOf("\ndone\n", script.indexOf("# The base image names")) + 6,
+      );
+      const out = spawnSync("bash", ["-c", `set -euo pipefail\n${parse}\nprintf '%s\\n' "\${bases[@]}"`], {
+        cwd: root,
+        encoding: "utf8",
+        env: { ...process.env, ZIMCHAT_IMAGE_NODE_VERSION: version },
+      });
       assert.equal(out.status, 0, out.stderr);
       return out.stdout.trim().split("\n");
     };
@@ -126,17 +147,27 @@ describe("Dockerfile", () => {
 
 /** The reason the image test cannot run here, or undefined. */
 function skipReason(): string | undefined {
-  if (process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres")) return "the image test runs once, in the SQLite pass of the suite";
+  if (process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres"))
+    return "the image test runs once, in the SQLite pass of the suite";
   if (process.getuid?.() !== 0) return "building base images with debootstrap needs root";
   for (const tool of ["buildah", "debootstrap"]) {
-    if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) return `${tool} is not installed (apt-get install ${tool})`;
+    if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0)
+      return `${tool} is not installed (apt-get install ${tool})`;
   }
   return undefined;
 }
 
 function run(command: string, args: string[], timeoutMs: number): string {
-  const result = spawnSync(command, args, { cwd: root, encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
-  if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (${result.error?.message ?? result.status}):\n${(result.stdout + result.stderr).slice(-4000)}`);
+  const result = spawnSync(command, args, {
+    cwd: root,
+    encoding: "utf8",
+    timeout: timeoutMs,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (result.status !== 0)
+    throw new Error(
+      `${command} ${args.join(" ")} failed (${result.error?.message ?? result.status}):\n${(result.stdout + result.stderr).slice(-4000)}`,
+    );
   return result.stdout.trim();
 }
 
@@ -176,20 +207,54 @@ describe("Docker image built from the Dockerfile", { skip: skipReason() }, () =>
   before(async () => {
     run("scripts/docker-stand-in-base.sh", [], 30 * minutes);
     // Docker format: OCI image configs have no HEALTHCHECK.
-    run("buildah", ["bud", "--isolation", "chroot", "--format", "docker", "--layers=false", "-f", "Dockerfile", "-t", tag, "."], 40 * minutes);
-    config = (JSON.parse(run("buildah", ["inspect", "--type", "image", tag], minutes)) as { Docker: { config: ImageConfig } }).Docker.config;
+    run(
+      "buildah",
+      ["bud", "--isolation", "chroot", "--format", "docker", "--layers=false", "-f", "Dockerfile", "-t", tag, "."],
+      40 * minutes,
+    );
+    config = (
+      JSON.parse(run("buildah", ["inspect", "--type", "image", tag], minutes)) as { Docker: { config: ImageConfig } }
+    ).Docker.config;
     container = run("buildah", ["from", "--name", containerName, tag], minutes);
     port = await freePort();
     url = `http://127.0.0.1:${port}`;
     // The image's own ENTRYPOINT (buildah run does not apply it) on the host network, as chroot isolation gives.
-    server = spawn("buildah", ["run", "--isolation", "chroot", "--env", `PORT=${port}`, "--env", "HOST=127.0.0.1", "--env", "ZIMCHAT_REGISTRATION=open", "--env", "ZIMCHAT_RATE_LIMITS=off", container, "--", ...(config.Entrypoint ?? [])], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    for (const stream of [server.stdout!, server.stderr!]) createInterface({ input: stream }).on("line", (line) => logs.push(line));
-    const exited = new Promise<never>((_, reject) => server!.once("exit", (code) => reject(new Error(`container exited with ${code}:\n${logs.join("\n")}`))));
+    server = spawn(
+      "buildah",
+      [
+        "run",
+        "--isolation",
+        "chroot",
+        "--env",
+        `PORT=${port}`,
+        "--env",
+        "HOST=127.0.0.1",
+        "--env",
+        "ZIMCHAT_REGISTRATION=open",
+        "--env",
+        "ZIMCHAT_RATE_LIMITS=off",
+        container,
+        "--",
+        ...(config.Entrypoint ?? []),
+      ],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    for (const stream of [server.stdout!, server.stderr!])
+      createInterface({ input: stream }).on("line", (line) => logs.push(line));
+    const exited = new Promise<never>((_, reject) =>
+      server!.once("exit", (code) => reject(new Error(`container exited with ${code}:\n${logs.join("\n")}`))),
+    );
     const deadline = Date.now() + 2 * minutes;
     for (;;) {
-      const ok = await Promise.race([fetch(`${url}/healthz`).then((r) => r.ok, () => false), exited]);
+      const ok = await Promise.race([
+        fetch(`${url}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        ),
+        exited,
+      ]);
       if (ok) break;
       if (Date.now() > deadline) throw new Error(`no /healthz after 2 minutes:\n${logs.join("\n")}`);
       await new Promise((resolve) => setTimeout(resolve, 250));
@@ -206,7 +271,11 @@ describe("Docker image built from the Dockerfile", { skip: skipReason() }, () =>
     assert.deepEqual(config.Entrypoint?.slice(-2), ["/app/server/bin/zimchat.js", "serve"]);
     assert.equal(config.Entrypoint?.[0], "node", "exec form: SIGTERM reaches node");
     assert.ok(config.User && config.User !== "root" && config.User !== "0", `user ${config.User}`);
-    const uid = run("buildah", ["run", "--isolation", "chroot", container!, "--", "node", "-p", "process.getuid()"], minutes);
+    const uid = run(
+      "buildah",
+      ["run", "--isolation", "chroot", container!, "--", "node", "-p", "process.getuid()"],
+      minutes,
+    );
     assert.notEqual(uid, "0");
     assert.ok(config.Volumes && "/data" in config.Volumes);
     assert.ok(config.Env?.includes("ZIMCHAT_DATA_DIR=/data"));
@@ -215,15 +284,21 @@ describe("Docker image built from the Dockerfile", { skip: skipReason() }, () =>
   });
 
   it("keeps dev dependencies and tests out of the runtime image", () => {
-    const probe = "const fs=require('fs');console.log(JSON.stringify(['/app/node_modules/typescript','/app/node_modules/prisma','/app/node_modules/supertest','/app/server/dist/test','/app/server/src'].filter(p=>fs.existsSync(p))))";
-    assert.deepEqual(JSON.parse(run("buildah", ["run", "--isolation", "chroot", container!, "--", "node", "-e", probe], minutes)), []);
+    const probe =
+      "const fs=require('fs');console.log(JSON.stringify(['/app/node_modules/typescript','/app/node_modules/prisma','/app/node_modules/supertest','/app/server/dist/test','/app/server/src'].filter(p=>fs.existsSync(p))))";
+    assert.deepEqual(
+      JSON.parse(run("buildah", ["run", "--isolation", "chroot", container!, "--", "node", "-e", probe], minutes)),
+      [],
+    );
   });
 
   it("reports healthy through its HEALTHCHECK, and not when nothing listens", () => {
     const test = config.Healthcheck?.Test ?? [];
     assert.equal(test[0], "CMD", "exec form");
     const check = (p: number): number | null =>
-      spawnSync("buildah", ["run", "--isolation", "chroot", "--env", `PORT=${p}`, container!, "--", ...test.slice(1)], { timeout: minutes }).status;
+      spawnSync("buildah", ["run", "--isolation", "chroot", "--env", `PORT=${p}`, container!, "--", ...test.slice(1)], {
+        timeout: minutes,
+      }).status;
     assert.equal(check(port), 0);
     assert.notEqual(check(port === 65535 ? 65534 : port + 1), 0);
   });
@@ -232,7 +307,8 @@ describe("Docker image built from the Dockerfile", { skip: skipReason() }, () =>
     const health = await fetch(`${url}/healthz`);
     assert.equal(health.status, 200);
     const stores = mkdtempSync(join(tmpdir(), "zimchat-image-devices-"));
-    const register = (username: string): Promise<ZimClient> => ZimClient.register({ serverUrl: url, username, store: new SqliteDeviceStore(join(stores, `${username}.db`)) });
+    const register = (username: string): Promise<ZimClient> =>
+      ZimClient.register({ serverUrl: url, username, store: new SqliteDeviceStore(join(stores, `${username}.db`)) });
     const alice = await register(`alice${process.pid}`);
     const bob = await register(`bob${process.pid}`);
     const received: MessageEvent[] = [];
@@ -249,10 +325,33 @@ describe("Docker image built from the Dockerfile", { skip: skipReason() }, () =>
     await alice.close();
     await bob.close();
     // The SQLite database is in /data (ZIMCHAT_DATA_DIR), where the volume goes.
-    const data = JSON.parse(run("buildah", ["run", "--isolation", "chroot", container!, "--", "node", "-p", "JSON.stringify(require('fs').readdirSync('/data'))"], minutes)) as string[];
+    const data = JSON.parse(
+      run(
+        "buildah",
+        [
+          "run",
+          "--isolation",
+          "chroot",
+          container!,
+          "--",
+          "node",
+          "-p",
+          "JSON.stringify(require('fs').readdirSync('/data'))",
+        ],
+        minutes,
+      ),
+    ) as string[];
     assert.ok(data.includes("zimchat.db"), data.join(", "));
     // The admin CLI is on PATH and finds the same data dir (`docker exec <container> zimchat ...`).
-    const invite = JSON.parse(run("buildah", ["run", "--isolation", "chroot", container!, "--", "zimchat", "invite", "create", "--json"], minutes).split("\n").at(-1)!) as { token?: string };
+    const invite = JSON.parse(
+      run(
+        "buildah",
+        ["run", "--isolation", "chroot", container!, "--", "zimchat", "invite", "create", "--json"],
+        minutes,
+      )
+        .split("\n")
+        .at(-1)!,
+    ) as { token?: string };
     assert.ok(invite.token, "an invite token");
   });
 
@@ -263,7 +362,10 @@ describe("Docker image built from the Dockerfile", { skip: skipReason() }, () =>
     assert.ok(node, "node runs as the entrypoint process");
     const exited = new Promise<number | null>((resolve) => server!.once("exit", resolve));
     process.kill(node, "SIGTERM");
-    const code = await Promise.race([exited, new Promise<"timeout">((resolve) => setTimeout(resolve, 30_000, "timeout"))]);
+    const code = await Promise.race([
+      exited,
+      new Promise<"timeout">((resolve) => setTimeout(resolve, 30_000, "timeout")),
+    ]);
     assert.equal(code, 0, logs.slice(-20).join("\n"));
     assert.ok(logs.some((l) => l.includes('"msg":"shutting down"')));
   });

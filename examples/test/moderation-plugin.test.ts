@@ -37,7 +37,24 @@ function databaseUrl(): string {
 function serve(config: string, logs: string[]): { child: ChildProcess; listening: Promise<string> } {
   const child = spawn(
     process.execPath,
-    [bin, "serve", "--config", config, "--data-dir", join(dir, "data"), "--database-url", databaseUrl(), "--port", "0", "--host", "127.0.0.1", "--registration", "open", "--rate-limits", "off"],
+    [
+      bin,
+      "serve",
+      "--config",
+      config,
+      "--data-dir",
+      join(dir, "data"),
+      "--database-url",
+      databaseUrl(),
+      "--port",
+      "0",
+      "--host",
+      "127.0.0.1",
+      "--registration",
+      "open",
+      "--rate-limits",
+      "off",
+    ],
     { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
   );
   createInterface({ input: child.stderr! }).on("line", (l) => logs.push(l));
@@ -73,7 +90,10 @@ after(async () => {
 
 test("the example config enables moderation and key transparency on the real server", async () => {
   const url = await server.listening;
-  assert.ok(logs.some((l) => l.includes("moderation rules loaded")), "the moderation plugin started");
+  assert.ok(
+    logs.some((l) => l.includes("moderation rules loaded")),
+    "the moderation plugin started",
+  );
 
   const refused = await ZimClient.register({ serverUrl: url, username: "admin", store: new MemoryDeviceStore() }).then(
     () => assert.fail("a reserved name registered"),

@@ -43,6 +43,10 @@ describe("reminder-bot", () => {
     await hs.bot(createReminderBot, { dir: first.dir });
     assert.equal((await alice.nextMessage({ timeoutMs: 8_000 })).text, "⏰ Reminder: take the bread out");
     await alice.send("reminderbot2", "/reminders");
-    assert.match((await alice.nextMessage()).text, /^\d{4}-\d\d-\d\dT[\d:.]+Z: call Gogo$/, "the other one is still pending");
+    assert.match(
+      (await alice.nextMessage()).text,
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z: call Gogo$/,
+      "the other one is still pending",
+    );
   });
 });

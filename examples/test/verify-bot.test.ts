@@ -22,7 +22,10 @@ describe("verify-bot", () => {
     await alice.send("verifybot", "/safety");
     const shown = (await alice.nextMessage()).text;
     assert.ok(shown.includes(mine.grouped), "the bot shows the number alice's app shows");
-    assert.ok(logger.text().includes(`Safety number with ${alice.uuid}: ${mine.grouped}`), "and logs it for comparing out of band");
+    assert.ok(
+      logger.text().includes(`Safety number with ${alice.uuid}: ${mine.grouped}`),
+      "and logs it for comparing out of band",
+    );
     assert.ok(mine.digits.includes(bot.identityFingerprint().replace(/ /g, "")));
 
     await alice.send("verifybot", "/verified");

@@ -10,7 +10,15 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SqliteDeviceStore, ZimClient } from "@zimchat/client";
-import { Bot, BotConfigError, BotLockedError, MemoryLogger, lockFileName, storeFileName, type BotOptions } from "../src/bot/index.js";
+import {
+  Bot,
+  BotConfigError,
+  BotLockedError,
+  MemoryLogger,
+  lockFileName,
+  storeFileName,
+  type BotOptions,
+} from "../src/bot/index.js";
 import { testHomeserver, type TestHomeserver } from "@zimchat/testing";
 
 const plain = (options: BotOptions): Bot => new Bot({ description: "A bot with no commands of its own.", ...options });
@@ -41,7 +49,12 @@ describe("a bot's lifecycle", () => {
     );
     assert.ok(error instanceof BotLockedError, String(error));
     assert.equal(error.holder.pid, process.pid);
-    assert.match(error.message, new RegExp(`^${bot.dir.replace(/[.]/g, "\\.")} is in use by another running bot \\(process ${process.pid}, since .*\\): `));
+    assert.match(
+      error.message,
+      new RegExp(
+        `^${bot.dir.replace(/[.]/g, "\\.")} is in use by another running bot \\(process ${process.pid}, since .*\\): `,
+      ),
+    );
     assert.match(error.message, new RegExp(`if it is not running any more, delete ${lock.replace(/[.]/g, "\\.")}\\.$`));
     assert.equal(bot.running, true, "the first bot is undisturbed");
 
@@ -69,7 +82,9 @@ describe("a bot's lifecycle", () => {
     // The same device, from the same store, in another client (as a copied directory would run).
     const copy = new ZimClient({ store: new SqliteDeviceStore(join(bot.dir, storeFileName)) });
     await copy.connect();
-    await logger.waitFor(/The homeserver closed the connection of @displacedbot: another connection of this device took over/);
+    await logger.waitFor(
+      /The homeserver closed the connection of @displacedbot: another connection of this device took over/,
+    );
     await logger.waitFor(/Bot @displacedbot stopped\./);
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual([displaced, stoppedFirst], [1, [true]]);
@@ -80,9 +95,15 @@ describe("a bot's lifecycle", () => {
   it("installs SIGINT and SIGTERM handlers while it runs (one set for all bots), and removes them on stop; handleSignals: false opts out", async () => {
     const before = [process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")];
     const one = await hs.bot(plain, { username: "signalbot1" });
-    assert.deepEqual([process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")], [before[0]! + 1, before[1]! + 1]);
+    assert.deepEqual(
+      [process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")],
+      [before[0]! + 1, before[1]! + 1],
+    );
     const two = await hs.bot(plain, { username: "signalbot2" });
-    assert.deepEqual([process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")], [before[0]! + 1, before[1]! + 1]);
+    assert.deepEqual(
+      [process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")],
+      [before[0]! + 1, before[1]! + 1],
+    );
     await one.stop();
     assert.equal(process.listenerCount("SIGTERM"), before[1]! + 1, "still one bot running");
     await two.stop();
@@ -97,7 +118,13 @@ describe("a bot's lifecycle", () => {
     const bot = await hs.bot(plain, { username: "lostdirbot" });
     await bot.stop();
     rmSync(bot.dir, { recursive: true, force: true });
-    const again = new Bot({ dir: bot.dir, server: hs.url, username: "lostdirbot", inviteToken: await hs.invite(), logger: false });
+    const again = new Bot({
+      dir: bot.dir,
+      server: hs.url,
+      username: "lostdirbot",
+      inviteToken: await hs.invite(),
+      logger: false,
+    });
     const error = await again.start().then(
       () => assert.fail("registered twice"),
       (e: unknown) => e,

@@ -1,6 +1,14 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Bot, Composer, MemorySessionStorage, SqliteSessionStorage, session, type Context, type SessionFlavor } from "../src/bot/index.js";
+import {
+  Bot,
+  Composer,
+  MemorySessionStorage,
+  SqliteSessionStorage,
+  session,
+  type Context,
+  type SessionFlavor,
+} from "../src/bot/index.js";
 import { MemoryLogger, testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/testing";
 
 type CounterContext = Context & SessionFlavor<{ count: number }>;
@@ -31,7 +39,9 @@ describe("bot routing through real messages", () => {
           seen.push("second");
           await next();
         });
-        b.command("add", "adds numbers: /add 1 2 3", (ctx) => ctx.reply(`${ctx.args.map(Number).reduce((a, n) => a + n, 0)} (${ctx.match})`));
+        b.command("add", "adds numbers: /add 1 2 3", (ctx) =>
+          ctx.reply(`${ctx.args.map(Number).reduce((a, n) => a + n, 0)} (${ctx.match})`),
+        );
         b.command(["shout", "yell"], (ctx) => ctx.reply(ctx.match.toUpperCase()));
         b.hears(/^good (morning|night)\b/i, (ctx) => ctx.reply(`and a good ${ctx.match[1]} to you`));
         b.hears("ping", (ctx) => ctx.reply("pong"));
@@ -46,7 +56,11 @@ describe("bot routing through real messages", () => {
     await alice.send("routebot", "/yell@routebot quiet please");
     assert.equal((await alice.nextMessage()).text, "QUIET PLEASE");
     await alice.send("routebot", "/add@otherbot 1 2");
-    assert.equal((await alice.nextMessage()).text, "text: /add@otherbot 1 2", "a command for another bot is plain text");
+    assert.equal(
+      (await alice.nextMessage()).text,
+      "text: /add@otherbot 1 2",
+      "a command for another bot is plain text",
+    );
     await alice.send("routebot", "Good Morning, bot");
     assert.equal((await alice.nextMessage()).text, "and a good Morning to you");
     await alice.send("routebot", "ping");
@@ -56,7 +70,8 @@ describe("bot routing through real messages", () => {
     assert.equal(help, "A test bot.\n\nCommands:\n/add - adds numbers: /add 1 2 3\n/shout\n/yell\n/help - this list");
     assert.equal(bot.helpText(), help);
     const logged = logger.text();
-    for (const secret of ["1 2 39", "quiet", "Good Morning"]) assert.equal(logged.includes(secret), false, `the log never carries message text (${secret})`);
+    for (const secret of ["1 2 39", "quiet", "Good Morning"])
+      assert.equal(logged.includes(secret), false, `the log never carries message text (${secret})`);
   });
 
   it("a throwing handler reaches bot.catch with its context, and the bot keeps answering", async () => {
@@ -72,7 +87,14 @@ describe("bot routing through real messages", () => {
           await next();
         });
         b.on("message", (ctx) => ctx.reply("still here"));
-        b.catch((error) => void caught.push({ message: (error.error as Error).message, type: error.ctx.update.type, from: error.ctx.from }));
+        b.catch(
+          (error) =>
+            void caught.push({
+              message: (error.error as Error).message,
+              type: error.ctx.update.type,
+              from: error.ctx.from,
+            }),
+        );
         return b;
       },
       { username: "fragilebot" },
@@ -141,7 +163,11 @@ describe("bot routing through real messages", () => {
     assert.equal((await alice.nextMessage()).text, "forgotten");
     assert.equal(storage.read(alice.uuid), undefined, "setting the session to null deleted it");
     await alice.send("counterbot", "/help");
-    assert.match((await alice.nextMessage()).text, /\/count - counts your messages/, "commands of a used composer are in /help");
+    assert.match(
+      (await alice.nextMessage()).text,
+      /\/count - counts your messages/,
+      "commands of a used composer are in /help",
+    );
   });
 
   it("SQLite sessions survive a restart of the bot; updates outside handlers take turns with them", async () => {
@@ -178,7 +204,10 @@ describe("bot routing through real messages", () => {
         b.on("group_update", (ctx) => ctx.reply(`hello ${ctx.groupUpdate.group.title}`));
         b.on("attachment", async (ctx) => {
           const bytes = await ctx.downloadAttachment();
-          return ctx.replyWithFile(Buffer.from(bytes.toString("utf8").toUpperCase()), { fileName: `upper-${ctx.message.attachment.fileName}`, caption: `${bytes.length} bytes` });
+          return ctx.replyWithFile(Buffer.from(bytes.toString("utf8").toUpperCase()), {
+            fileName: `upper-${ctx.message.attachment.fileName}`,
+            caption: `${bytes.length} bytes`,
+          });
         });
         b.on("group_message", (ctx) => ctx.reply(`group heard: ${ctx.message.text}`));
         b.on("direct_message", (ctx) => ctx.reply(`direct: ${ctx.message.text}`));
@@ -199,11 +228,14 @@ describe("bot routing through real messages", () => {
     assert.equal((await bob.nextMessage({ conversation })).text, "group heard: Saturday at six?");
 
     await alice.sendFile("groupbot", Buffer.from("the minutes"), { fileName: "minutes.txt" });
-    const file = await alice.nextMessage({ conversation: (await alice.client.resolve("groupbot")) });
+    const file = await alice.nextMessage({ conversation: await alice.client.resolve("groupbot") });
     assert.equal(file.text, "11 bytes");
     assert.equal(file.attachment?.fileName, "upper-minutes.txt");
     assert.equal((await alice.client.downloadAttachment(file.attachment!)).toString("utf8"), "THE MINUTES");
     await alice.send("groupbot", "just text");
-    assert.equal((await alice.nextMessage({ conversation: await alice.client.resolve("groupbot") })).text, "direct: just text");
+    assert.equal(
+      (await alice.nextMessage({ conversation: await alice.client.resolve("groupbot") })).text,
+      "direct: just text",
+    );
   });
 });

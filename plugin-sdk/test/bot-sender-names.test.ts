@@ -16,7 +16,11 @@ describe("bots see who wrote by verified username", () => {
     await hs.bot(
       (options) => {
         const b = new Bot(options);
-        b.on("text", (ctx) => ctx.reply(`hello ${ctx.fromUsername ?? "stranger"} (${ctx.message.senderName?.verified ? "verified" : "unverified"})`));
+        b.on("text", (ctx) =>
+          ctx.reply(
+            `hello ${ctx.fromUsername ?? "stranger"} (${ctx.message.senderName?.verified ? "verified" : "unverified"})`,
+          ),
+        );
         return b;
       },
       { username: "namebot" },

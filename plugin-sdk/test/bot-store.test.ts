@@ -2,7 +2,15 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Bot, BotConfigError, BotStoreError, MemoryLogger, markerFileName, storeFileName, type BotOptions } from "../src/bot/index.js";
+import {
+  Bot,
+  BotConfigError,
+  BotStoreError,
+  MemoryLogger,
+  markerFileName,
+  storeFileName,
+  type BotOptions,
+} from "../src/bot/index.js";
 import { testHomeserver, type TestBotOptions, type TestHomeserver, type TestUser } from "@zimchat/testing";
 
 /** An echo bot that counts what it handled. */
@@ -44,11 +52,20 @@ describe("the bot's protocol store", () => {
     assert.match(logger.text(), /Bot @storebot \(account [0-9a-f-]{36}, device 1\) is running/);
     const fingerprint = bot.identityFingerprint();
     assert.match(fingerprint, /^\d{5}( \d{5}){5}$/);
-    assert.ok(logger.text().includes(`Identity fingerprint (the bot's half of every safety number with it): ${fingerprint}`));
+    assert.ok(
+      logger.text().includes(`Identity fingerprint (the bot's half of every safety number with it): ${fingerprint}`),
+    );
     const number = (await alice.client.safetyNumber("storebot")).digits;
     const half = fingerprint.replace(/ /g, "");
-    assert.ok(number.startsWith(half) || number.endsWith(half), "alice's safety number with the bot contains the fingerprint");
-    assert.equal((await bot.client.safetyNumber("alice")).digits, number, "ctx.safetyNumber() gives the same number on the bot's side");
+    assert.ok(
+      number.startsWith(half) || number.endsWith(half),
+      "alice's safety number with the bot contains the fingerprint",
+    );
+    assert.equal(
+      (await bot.client.safetyNumber("alice")).digits,
+      number,
+      "ctx.safetyNumber() gives the same number on the bot's side",
+    );
     assert.equal(logger.text().includes(token), false, "the invite token is never logged");
   });
 
@@ -98,7 +115,11 @@ describe("the bot's protocol store", () => {
         "or re-register it under a new username in a new directory (its users will see a new safety number).",
     );
     assert.equal(existsSync(join(dir, storeFileName)), false, "no new store was created");
-    assert.equal(await alice.client.api.lookupUsername("lostbot").then((r) => r.uuid), uuid, "the username still names the old account");
+    assert.equal(
+      await alice.client.api.lookupUsername("lostbot").then((r) => r.uuid),
+      uuid,
+      "the username still names the old account",
+    );
     assert.equal(again.running, false);
   });
 
@@ -108,10 +129,17 @@ describe("the bot's protocol store", () => {
     const { dir } = bot;
     await bot.stop();
     await other.stop();
-    const start = (): Promise<unknown> => new Bot({ dir, logger: false }).start().then(() => assert.fail("started"), (e: unknown) => e);
+    const start = (): Promise<unknown> =>
+      new Bot({ dir, logger: false }).start().then(
+        () => assert.fail("started"),
+        (e: unknown) => e,
+      );
 
     removeStore(dir);
-    writeFileSync(join(dir, storeFileName), "this is not a SQLite database, just some text that is long enough to be read as a header".repeat(20));
+    writeFileSync(
+      join(dir, storeFileName),
+      "this is not a SQLite database, just some text that is long enough to be read as a header".repeat(20),
+    );
     const unreadable = await start();
     assert.ok(unreadable instanceof BotStoreError);
     assert.equal(unreadable.problem, "unreadable");
@@ -139,11 +167,17 @@ describe("the bot's protocol store", () => {
     try {
       await same.start();
       assert.equal(same.username, "ownerbot");
-      assert.match(logger.text(), /holds the bot @ownerbot: starting it \(the username someoneelse is only used to register a new bot\)/);
+      assert.match(
+        logger.text(),
+        /holds the bot @ownerbot: starting it \(the username someoneelse is only used to register a new bot\)/,
+      );
     } finally {
       await same.stop();
     }
-    await assert.rejects(new Bot({ dir: hs.tempDir("empty"), logger: false }).start(), (e: unknown) => e instanceof BotConfigError && /holds no registered bot/.test(e.message));
+    await assert.rejects(
+      new Bot({ dir: hs.tempDir("empty"), logger: false }).start(),
+      (e: unknown) => e instanceof BotConfigError && /holds no registered bot/.test(e.message),
+    );
   });
 
   it("re-linking: a bot linked as a new device of an account whose primary approves it", async () => {

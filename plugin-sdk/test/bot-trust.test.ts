@@ -49,7 +49,10 @@ describe("bot trust: allowlist, verification, identity changes, decryption failu
 
   it("verifiedOnly: an allowlisted user is answered once the bot has verified their safety number", async () => {
     const logger = new MemoryLogger();
-    const bot = await hs.bot((options) => echo({ ...options, trust: { allow: [alice.uuid], verifiedOnly: true } }), { username: "strictbot", logger });
+    const bot = await hs.bot((options) => echo({ ...options, trust: { allow: [alice.uuid], verifiedOnly: true } }), {
+      username: "strictbot",
+      logger,
+    });
     await alice.send("strictbot", "before verifying");
     await logger.waitFor(/Ignored a message update from .*: not verified/);
     assert.equal(await bot.verify("alice", "0".repeat(60)), false);
@@ -92,7 +95,10 @@ describe("bot trust: allowlist, verification, identity changes, decryption failu
     const bot = await hs.bot(
       (options) => {
         const b = echo({ ...options, onIdentityChange: "block" });
-        b.on("identity_changed", (ctx) => void changes.push({ change: ctx.identityChange, canReply: ctx.chat !== undefined }));
+        b.on(
+          "identity_changed",
+          (ctx) => void changes.push({ change: ctx.identityChange, canReply: ctx.chat !== undefined }),
+        );
         return b;
       },
       { username: "blockbot", logger },
@@ -105,7 +111,11 @@ describe("bot trust: allowlist, verification, identity changes, decryption failu
     await bot.idle();
     assert.deepEqual(changes, [{ change: { uuid: dave.uuid, action: "blocked" }, canReply: false }]);
     await dave.expectNoMessage(300);
-    assert.equal(await bot.verify("dave", (await dave.client.safetyNumber("blockbot")).digits), true, "verified again, out of band");
+    assert.equal(
+      await bot.verify("dave", (await dave.client.safetyNumber("blockbot")).digits),
+      true,
+      "verified again, out of band",
+    );
     await dave.send("blockbot", "verified now");
     assert.equal((await dave.nextMessage()).text, "echo: verified now");
   });
@@ -131,7 +141,14 @@ describe("bot trust: allowlist, verification, identity changes, decryption failu
     const forged = SignalMessage._new(4, bytes(32), key(), 0, 0, bytes(48), key(), key(), new Uint8Array(0));
     const { devices } = await alice.client.api.preKeyBundle(bot.uuid, 1);
     await alice.client.api.sendMessages(bot.uuid, {
-      messages: [{ type: "whisper", destinationDeviceId: 1, destinationRegistrationId: devices[0]!.registrationId, content: Buffer.from(forged.serialize()).toString("base64") }],
+      messages: [
+        {
+          type: "whisper",
+          destinationDeviceId: 1,
+          destinationRegistrationId: devices[0]!.registrationId,
+          content: Buffer.from(forged.serialize()).toString("base64"),
+        },
+      ],
     });
     assert.equal((await alice.nextMessage()).text, "I could not read your last message; please send it again");
     assert.equal(failures.length, 1);
@@ -155,7 +172,11 @@ describe("bot trust: allowlist, verification, identity changes, decryption failu
     await bot.idle();
     assert.equal(changes.length, 0, "the bot's own first device is not news");
     let uri = "";
-    const linking = ZimClient.link({ serverUrl: hs.url, store: new MemoryDeviceStore(), onLinkCode: (link) => void (uri = link.uri) });
+    const linking = ZimClient.link({
+      serverUrl: hs.url,
+      store: new MemoryDeviceStore(),
+      onLinkCode: (link) => void (uri = link.uri),
+    });
     while (!uri) await new Promise((r) => setTimeout(r, 20));
     await bot.client.approveLink(uri);
     const second = await linking;
@@ -163,7 +184,10 @@ describe("bot trust: allowlist, verification, identity changes, decryption failu
       await second.connect();
       await logger.waitFor(/Device\(s\) 2 were linked to the bot's account/);
       await bot.idle();
-      assert.deepEqual(changes.map((c) => c.added), [[2]]);
+      assert.deepEqual(
+        changes.map((c) => c.added),
+        [[2]],
+      );
     } finally {
       await second.close();
     }

@@ -17,7 +17,10 @@ import pg from "pg";
 import { moderationPlugin } from "../src/moderation/index.js";
 
 /** A database and port that outlive one test homeserver, so a test can restart it with other plugin config. */
-async function sharedDatabase(): Promise<{ config: { dataDir: string; databaseUrl: string; port: number }; drop(): Promise<void> }> {
+async function sharedDatabase(): Promise<{
+  config: { dataDir: string; databaseUrl: string; port: number };
+  drop(): Promise<void>;
+}> {
   const dir = mkdtempSync(join(tmpdir(), "zimchat-moderation-"));
   const port = await new Promise<number>((resolve) => {
     const probe = createServer().listen(0, "127.0.0.1", () => {
@@ -65,7 +68,13 @@ async function refusal(work: Promise<unknown>): Promise<ApiError> {
 
 /** A registered, connected device that sends authenticated only (so every send counts against its quota). */
 async function authenticatedClient(hs: TestHomeserver, username: string): Promise<ZimClient> {
-  const client = await ZimClient.register({ serverUrl: hs.url, username, store: new MemoryDeviceStore(), sealedSender: false, sendReceipts: false });
+  const client = await ZimClient.register({
+    serverUrl: hs.url,
+    username,
+    store: new MemoryDeviceStore(),
+    sealedSender: false,
+    sendReceipts: false,
+  });
   await client.connect();
   return client;
 }
@@ -91,7 +100,10 @@ describe("moderation plugin", () => {
       assert.equal(error.body.plugin, "moderation");
       assert.equal(error.body.pluginCode, "username_reserved");
     }
-    assert.equal(await hs.server.database.prisma.account.count({ where: { username: { in: ["admin", "staff_alice"] } } }), 0);
+    assert.equal(
+      await hs.server.database.prisma.account.count({ where: { username: { in: ["admin", "staff_alice"] } } }),
+      0,
+    );
     // Not reserved: "staff" itself and names that merely contain the word.
     clients.push(await authenticatedClient(hs, "staff"), await authenticatedClient(hs, "adminton"));
   });
@@ -107,21 +119,37 @@ describe("moderation plugin", () => {
     const error = await refusal(dave.sendText("erin", "message 4"));
     assert.equal(error.status, 403);
     assert.equal(error.body.pluginCode, "send_quota_exceeded");
-    assert.ok(error.retryAfterMs()! > 0 && error.retryAfterMs()! <= 3_600_000, `retry after ${error.retryAfterMs()} ms`);
+    assert.ok(
+      error.retryAfterMs()! > 0 && error.retryAfterMs()! <= 3_600_000,
+      `retry after ${error.retryAfterMs()} ms`,
+    );
     await frank.sendText("erin", "frank has his own quota");
 
-    const limits = await fetch(`${hs.url}/plugins/moderation/v1/limits`, { headers: { authorization: basicAuth(dave) } });
+    const limits = await fetch(`${hs.url}/plugins/moderation/v1/limits`, {
+      headers: { authorization: basicAuth(dave) },
+    });
     assert.equal(limits.status, 200);
     assert.deepEqual(await limits.json(), { sendsPerHour: 3, sentThisHour: 3, suspended: false });
     assert.equal((await fetch(`${hs.url}/plugins/moderation/v1/limits`)).status, 401);
 
-    for (let waited = 0; received.length < 4 && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+    for (let waited = 0; received.length < 4 && waited < 10_000; waited += 50)
+      await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(received.sort(), ["frank has his own quota", "message 1", "message 2", "message 3"]);
   });
 
   test("sealed sends carry no sender, so they are not counted", async () => {
-    const gina = await ZimClient.register({ serverUrl: hs.url, username: "gina", store: new MemoryDeviceStore(), sendReceipts: false });
-    const hank = await ZimClient.register({ serverUrl: hs.url, username: "hank", store: new MemoryDeviceStore(), sendReceipts: false });
+    const gina = await ZimClient.register({
+      serverUrl: hs.url,
+      username: "gina",
+      store: new MemoryDeviceStore(),
+      sendReceipts: false,
+    });
+    const hank = await ZimClient.register({
+      serverUrl: hs.url,
+      username: "hank",
+      store: new MemoryDeviceStore(),
+      sendReceipts: false,
+    });
     clients.push(gina, hank);
     await gina.connect();
     await hank.connect();
@@ -131,7 +159,8 @@ describe("moderation plugin", () => {
     const received: boolean[] = [];
     hank.on("message", (m) => received.push(m.sealed));
     for (let i = 0; i < 5; i++) await gina.sendText("hank", `sealed ${i}`);
-    for (let waited = 0; received.length < 5 && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+    for (let waited = 0; received.length < 5 && waited < 10_000; waited += 50)
+      await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(received, [true, true, true, true, true]);
   });
 });
@@ -145,9 +174,14 @@ describe("moderation plugin: allowlist and suspension", () => {
     const nurseStore = new MemoryDeviceStore();
     let ivyId: string;
     try {
-      const first = await testHomeserver({ config: database.config, plugins: [{ use: moderationPlugin, config: { allowUsernames: ["clinic_*", "ivy"] } }] });
+      const first = await testHomeserver({
+        config: database.config,
+        plugins: [{ use: moderationPlugin, config: { allowUsernames: ["clinic_*", "ivy"] } }],
+      });
       try {
-        const error = await refusal(ZimClient.register({ serverUrl: first.url, username: "mallory", store: new MemoryDeviceStore() }));
+        const error = await refusal(
+          ZimClient.register({ serverUrl: first.url, username: "mallory", store: new MemoryDeviceStore() }),
+        );
         assert.equal(error.body.pluginCode, "username_not_allowed");
         assert.equal(await first.server.database.prisma.account.count(), 0);
         const ivy = await ZimClient.register({ serverUrl: first.url, username: "ivy", store: ivyStore });
@@ -158,7 +192,10 @@ describe("moderation plugin: allowlist and suspension", () => {
         await first.close();
       }
 
-      const second = await testHomeserver({ config: database.config, plugins: [{ use: moderationPlugin, config: { suspendedAccounts: [ivyId] } }] });
+      const second = await testHomeserver({
+        config: database.config,
+        plugins: [{ use: moderationPlugin, config: { suspendedAccounts: [ivyId] } }],
+      });
       const ivy = new ZimClient({ store: ivyStore, sealedSender: false, sendReceipts: false });
       const nurse = new ZimClient({ store: nurseStore, sealedSender: false, sendReceipts: false });
       try {
@@ -185,7 +222,8 @@ describe("moderation plugin config", () => {
   test("a config the plugin's schema refuses stops start-up, naming the plugin and the field", async () => {
     await assert.rejects(
       testHomeserver({ plugins: [{ use: moderationPlugin, config: { sendsPerHour: "lots" } }] }),
-      (error: unknown) => error instanceof ConfigError && /moderation/.test(error.message) && /sendsPerHour/.test(error.message),
+      (error: unknown) =>
+        error instanceof ConfigError && /moderation/.test(error.message) && /sendsPerHour/.test(error.message),
     );
     await assert.rejects(
       testHomeserver({ plugins: [{ use: moderationPlugin, config: { reservedUsernames: ["Not A Name"] } }] }),

@@ -18,7 +18,12 @@ export const registerRequestSchema = z
     identityKey: ecPublicKeySchema.describe("The account's libsignal identity public key"),
     signedPreKey: signedEcPreKeySchema,
     pqLastResortPreKey: signedKyberPreKeySchema,
-    inviteToken: z.string().min(1).max(128).optional().describe("Required when the server's registration mode is `invite`"),
+    inviteToken: z
+      .string()
+      .min(1)
+      .max(128)
+      .optional()
+      .describe("Required when the server's registration mode is `invite`"),
   })
   .meta({ id: "RegisterRequest" });
 export type RegisterRequest = z.infer<typeof registerRequestSchema>;

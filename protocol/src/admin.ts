@@ -11,7 +11,12 @@ export const inviteIdSchema = z.string().regex(/^[0-9a-f]{8}$/, "must be an invi
 export const createInviteRequestSchema = z
   .strictObject({
     maxUses: z.number().int().min(1).max(10_000).default(1),
-    expiresInSeconds: z.number().int().min(60).max(365 * 86_400).default(7 * 86_400),
+    expiresInSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(365 * 86_400)
+      .default(7 * 86_400),
   })
   .meta({ id: "CreateInviteRequest" });
 
@@ -33,7 +38,9 @@ export const inviteInfoSchema = z
   .meta({ id: "InviteInfo" });
 
 /** `GET /admin/v1/invites`. */
-export const inviteListResponseSchema = z.object({ invites: z.array(inviteInfoSchema) }).meta({ id: "InviteListResponse" });
+export const inviteListResponseSchema = z
+  .object({ invites: z.array(inviteInfoSchema) })
+  .meta({ id: "InviteListResponse" });
 
 /** `GET /admin/v1/accounts?cursor=&limit=`: accounts ordered by id, after `cursor`. */
 export const accountListQuerySchema = z.strictObject({

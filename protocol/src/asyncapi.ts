@@ -66,7 +66,8 @@ export function buildAsyncApiDocument(info: AsyncApiInfo): Record<string, unknow
       const answer = add(messageId(channel, event, "Ack"), {
         name: `${event} callback`,
         title: `${event} acknowledgement`,
-        summary: "The one argument of the event's callback: `{ ok: true, value }`, or `{ ok: false, status, error }` with the REST route's status and error body",
+        summary:
+          "The one argument of the event's callback: `{ ok: true, value }`, or `{ ok: false, status, error }` with the REST route's status and error body",
         contentType: "application/json",
         payload: toComponentSchema(e.ack, refs, "draft-7"),
         "x-socketio": { ackOf: event },
@@ -91,7 +92,13 @@ export function buildAsyncApiDocument(info: AsyncApiInfo): Record<string, unknow
         ...(e.payload && { payload: toComponentSchema(e.payload, refs, "draft-7") }),
         "x-socketio": { event, direction: "server-to-client", callback: e.ack !== undefined },
       });
-      const operation: Record<string, unknown> = { action: "send", channel: channelRef, title: `${event} on ${namespace}`, summary: e.summary, messages: [pushed] };
+      const operation: Record<string, unknown> = {
+        action: "send",
+        channel: channelRef,
+        title: `${event} on ${namespace}`,
+        summary: e.summary,
+        messages: [pushed],
+      };
       if (e.ack) {
         const confirm = add(messageId(channel, event, "Ack"), {
           name: `${event} callback`,
@@ -112,8 +119,13 @@ export function buildAsyncApiDocument(info: AsyncApiInfo): Record<string, unknow
       "x-socketio": {
         namespace,
         handshakeAuth: spec.auth ? toComponentSchema(spec.auth, refs, "draft-7") : null,
-        connectError: { description: "A refused handshake: `connect_error` with `data` set to the error body", schema: errorRef },
-        ...(info.rateLimits !== undefined && { handshakeRateLimits: rateLimitEntries(spec.handshakeRateLimits, info.rateLimits) }),
+        connectError: {
+          description: "A refused handshake: `connect_error` with `data` set to the error body",
+          schema: errorRef,
+        },
+        ...(info.rateLimits !== undefined && {
+          handshakeRateLimits: rateLimitEntries(spec.handshakeRateLimits, info.rateLimits),
+        }),
       },
     };
   }
@@ -131,7 +143,7 @@ export function buildAsyncApiDocument(info: AsyncApiInfo): Record<string, unknow
         "and one with more than one payload argument is answered with 400 `invalid_request`. " +
         `One Socket.IO packet carries at most ${limits.maxBodyBytes} bytes (\`x-max-payload-bytes\`; the connection is closed above it). ` +
         "Each operation's `x-rate-limit` lists the server's rate limits it takes from (`count` per `windowSeconds` per `key`; " +
-        "a refusal is the callback `{ ok: false, status: 429, error: { code: \"rate_limited\", retryAfterSeconds } }`). " +
+        'a refusal is the callback `{ ok: false, status: 429, error: { code: "rate_limited", retryAfterSeconds } }`). ' +
         "The REST API is described at `/openapi.json`.",
     },
     defaultContentType: "application/json",
@@ -141,7 +153,8 @@ export function buildAsyncApiDocument(info: AsyncApiInfo): Record<string, unknow
         protocol: "ws",
         pathname: "/socket.io/",
         title: "This homeserver",
-        description: "Socket.IO on the homeserver's own HTTP(S) port (HTTP long-polling upgraded to WebSocket, or WebSocket directly)",
+        description:
+          "Socket.IO on the homeserver's own HTTP(S) port (HTTP long-polling upgraded to WebSocket, or WebSocket directly)",
       },
     },
     channels,
@@ -152,7 +165,8 @@ export function buildAsyncApiDocument(info: AsyncApiInfo): Record<string, unknow
       securitySchemes: {
         handshakeAuth: {
           type: "userPassword",
-          description: "Default namespace only: the Socket.IO handshake `auth` object `{ username: \"uuid.deviceId\", password }` (see `x-socketio.handshakeAuth`)",
+          description:
+            'Default namespace only: the Socket.IO handshake `auth` object `{ username: "uuid.deviceId", password }` (see `x-socketio.handshakeAuth`)',
         },
       },
     },

@@ -7,7 +7,10 @@ export const attachmentIdBytes = 16;
 export const attachmentIdSchema = z
   .string()
   .regex(/^[A-Za-z0-9_-]{22}$/, "must be 22 base64url characters")
-  .meta({ id: "AttachmentId", description: "16 random bytes, unpadded base64url; a capability for the encrypted blob" });
+  .meta({
+    id: "AttachmentId",
+    description: "16 random bytes, unpadded base64url; a capability for the encrypted blob",
+  });
 
 /** The answer to an attachment upload. */
 export const uploadAttachmentResponseSchema = z

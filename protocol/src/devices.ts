@@ -1,6 +1,13 @@
 import { z } from "zod";
 import { limits } from "./limits.js";
-import { base64Bytes, deviceIdSchema, passwordSchema, registrationIdSchema, usernameSchema, uuidSchema } from "./primitives.js";
+import {
+  base64Bytes,
+  deviceIdSchema,
+  passwordSchema,
+  registrationIdSchema,
+  usernameSchema,
+  uuidSchema,
+} from "./primitives.js";
 import { signedEcPreKeySchema, signedKyberPreKeySchema } from "./keys.js";
 
 /**
@@ -23,7 +30,9 @@ export type CreateLinkResponse = z.infer<typeof createLinkResponseSchema>;
  * device's ephemeral key. The server cannot read it.
  */
 export const confirmLinkRequestSchema = z
-  .strictObject({ provisioningMessage: base64Bytes(1, limits.maxProvisioningMessageBytes, "the sealed provisioning message") })
+  .strictObject({
+    provisioningMessage: base64Bytes(1, limits.maxProvisioningMessageBytes, "the sealed provisioning message"),
+  })
   .meta({ id: "ConfirmLinkRequest" });
 export type ConfirmLinkRequest = z.infer<typeof confirmLinkRequestSchema>;
 
@@ -71,5 +80,7 @@ export const deviceInfoSchema = z
 export type DeviceInfo = z.infer<typeof deviceInfoSchema>;
 
 /** `GET /v1/devices`: the account's devices. */
-export const deviceListResponseSchema = z.object({ devices: z.array(deviceInfoSchema) }).meta({ id: "DeviceListResponse" });
+export const deviceListResponseSchema = z
+  .object({ devices: z.array(deviceInfoSchema) })
+  .meta({ id: "DeviceListResponse" });
 export type DeviceListResponse = z.infer<typeof deviceListResponseSchema>;

@@ -85,7 +85,10 @@ export const errorBodySchema = z
       ),
     retryAfterSeconds: z.number().int().optional(),
     plugin: z.string().optional().describe("`refused_by_plugin`: the name of the server plugin that refused"),
-    pluginCode: z.string().optional().describe("`refused_by_plugin`: the plugin's own machine-readable reason (e.g. `send_quota_exceeded`)"),
+    pluginCode: z
+      .string()
+      .optional()
+      .describe("`refused_by_plugin`: the plugin's own machine-readable reason (e.g. `send_quota_exceeded`)"),
   })
   .meta({ id: "Error" });
 

@@ -99,11 +99,29 @@ export type {
 export { missingCase } from "./missing-case.js";
 
 // REST routes and the OpenAPI document
-export { adminRoutes, bodyLimitOf, routes, streamRoutes, type AdminRouteName, type RouteAuth, type RouteName, type RouteSpec, type StreamRouteName, type StreamRouteSpec } from "./routes.js";
+export {
+  adminRoutes,
+  bodyLimitOf,
+  routes,
+  streamRoutes,
+  type AdminRouteName,
+  type RouteAuth,
+  type RouteName,
+  type RouteSpec,
+  type StreamRouteName,
+  type StreamRouteSpec,
+} from "./routes.js";
 export { buildOpenApiDocument, retryAfterHeader, type OpenApiInfo } from "./openapi.js";
 export { buildAsyncApiDocument, type AsyncApiInfo } from "./asyncapi.js";
 export { toComponentSchema, type JsonSchema } from "./json-schema.js";
-export { authRateLimits, rateLimitEntries, rateLimitInfo, type RateLimitName, type RateLimitSetting, type RateLimitSettings } from "./rate-limits.js";
+export {
+  authRateLimits,
+  rateLimitEntries,
+  rateLimitInfo,
+  type RateLimitName,
+  type RateLimitSetting,
+  type RateLimitSettings,
+} from "./rate-limits.js";
 export {
   disconnectReasonSchema,
   socketAuthSchema,
@@ -160,7 +178,12 @@ export {
 } from "./devices.js";
 
 // Attachments
-export { attachmentIdBytes, attachmentIdSchema, uploadAttachmentResponseSchema, type UploadAttachmentResponse } from "./attachments.js";
+export {
+  attachmentIdBytes,
+  attachmentIdSchema,
+  uploadAttachmentResponseSchema,
+  type UploadAttachmentResponse,
+} from "./attachments.js";
 
 // Sealed sender
 export {

@@ -31,9 +31,15 @@ function stateDecodedLengths(node: unknown): void {
  * `#/components/schemas/<id>`: the layout of OpenAPI 3.1 (draft 2020-12) and
  * AsyncAPI 3.0 (whose default schema format is a superset of draft-07).
  */
-export function toComponentSchema(schema: z.ZodType, refs: Map<string, JsonSchema>, target: "draft-2020-12" | "draft-7" = "draft-2020-12"): JsonSchema {
+export function toComponentSchema(
+  schema: z.ZodType,
+  refs: Map<string, JsonSchema>,
+  target: "draft-2020-12" | "draft-7" = "draft-2020-12",
+): JsonSchema {
   const generated = z.toJSONSchema(schema, { target, io: "input", unrepresentable: "any" });
-  const text = JSON.stringify(generated).replaceAll('"#/$defs/', '"#/components/schemas/').replaceAll('"#/definitions/', '"#/components/schemas/');
+  const text = JSON.stringify(generated)
+    .replaceAll('"#/$defs/', '"#/components/schemas/')
+    .replaceAll('"#/definitions/', '"#/components/schemas/');
   const json = JSON.parse(text) as JsonSchema & {
     $defs?: Record<string, JsonSchema>;
     definitions?: Record<string, JsonSchema>;

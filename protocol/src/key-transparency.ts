@@ -44,7 +44,9 @@ export const keyLogLeafSchema = z
   .strictObject({
     accountId: uuidSchema,
     identityKey: ecPublicKeySchema.describe("Serialized libsignal PublicKey (base64)"),
-    time: timeSchema.describe("When the key was published: ms since the epoch, the start of its day (UTC) as the plugin logs it"),
+    time: timeSchema.describe(
+      "When the key was published: ms since the epoch, the start of its day (UTC) as the plugin logs it",
+    ),
   })
   .meta({ id: "KeyLogLeaf" });
 export type KeyLogLeaf = z.infer<typeof keyLogLeafSchema>;
@@ -102,21 +104,36 @@ export const keyLogInclusionResponseSchema = z
     proof: inclusionProofSchema,
     head: signedTreeHeadSchema,
   })
-  .refine((r) => r.proof.leafIndex === r.leafIndex && r.proof.treeSize === r.head.treeSize, "the proof must be for leafIndex against head")
+  .refine(
+    (r) => r.proof.leafIndex === r.leafIndex && r.proof.treeSize === r.head.treeSize,
+    "the proof must be for leafIndex against head",
+  )
   .meta({ id: "KeyLogInclusionResponse" });
 export type KeyLogInclusionResponse = z.infer<typeof keyLogInclusionResponseSchema>;
 
 /** `GET /plugins/key-transparency/v1/consistency`: a consistency proof between two tree sizes. */
-export const keyLogConsistencyResponseSchema = z.strictObject({ proof: consistencyProofSchema }).meta({ id: "KeyLogConsistencyResponse" });
+export const keyLogConsistencyResponseSchema = z
+  .strictObject({ proof: consistencyProofSchema })
+  .meta({ id: "KeyLogConsistencyResponse" });
 export type KeyLogConsistencyResponse = z.infer<typeof keyLogConsistencyResponseSchema>;
 
 /** Query of `GET /v1/inclusion`: by account and key, or by leaf index. Values are URL-encoded (base64 `+` as `%2B`). */
 export const keyLogInclusionQuerySchema = z.union([
   z.strictObject({ accountId: uuidSchema, identityKey: ecPublicKeySchema }),
-  z.strictObject({ index: z.string().regex(/^(0|[1-9][0-9]{0,15})$/, "must be a decimal leaf index").transform(Number).pipe(treeSizeSchema) }),
+  z.strictObject({
+    index: z
+      .string()
+      .regex(/^(0|[1-9][0-9]{0,15})$/, "must be a decimal leaf index")
+      .transform(Number)
+      .pipe(treeSizeSchema),
+  }),
 ]);
 
-const sizeParam = z.string().regex(/^(0|[1-9][0-9]{0,15})$/, "must be a decimal tree size").transform(Number).pipe(treeSizeSchema);
+const sizeParam = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,15})$/, "must be a decimal tree size")
+  .transform(Number)
+  .pipe(treeSizeSchema);
 
 /** Query of `GET /v1/consistency`: `from` and `to` tree sizes, `from <= to`. */
 export const keyLogConsistencyQuerySchema = z
@@ -142,7 +159,8 @@ export function leafBytes(leaf: KeyLogLeaf): Uint8Array<ArrayBuffer> {
   const parsed = keyLogLeafSchema.parse(leaf);
   const uuid = Buffer.from(parsed.accountId.replaceAll("-", ""), "hex");
   const key = Buffer.from(parsed.identityKey, "base64");
-  if (uuid.length !== 16 || key.length !== limits.ecPublicKeyBytes) throw new Error("leaf fields have the wrong length");
+  if (uuid.length !== 16 || key.length !== limits.ecPublicKeyBytes)
+    throw new Error("leaf fields have the wrong length");
   return new Uint8Array(Buffer.concat([leafPrefix, uuid, key, u64(parsed.time)]));
 }
 
@@ -151,7 +169,9 @@ export function leafBytes(leaf: KeyLogLeaf): Uint8Array<ArrayBuffer> {
  * tree size (uint64 BE), the 32-byte root hash and the timestamp (uint64 BE
  * ms).
  */
-export function treeHeadPayload(head: Pick<SignedTreeHead, "treeSize" | "rootHash" | "timestamp">): Uint8Array<ArrayBuffer> {
+export function treeHeadPayload(
+  head: Pick<SignedTreeHead, "treeSize" | "rootHash" | "timestamp">,
+): Uint8Array<ArrayBuffer> {
   const root = Buffer.from(head.rootHash, "base64");
   if (root.length !== keyTransparencyLimits.hashBytes) throw new Error("rootHash must be 32 bytes");
   treeSizeSchema.parse(head.treeSize);
@@ -213,7 +233,13 @@ const equal = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length &
  * @param leafHashValue the leaf's hash ({@link leafHash} of its bytes)
  * @returns whether `proof` shows the leaf at `leafIndex` in the tree of `treeSize` leaves with root `rootHash`
  */
-export function verifyInclusion(leafHashValue: Uint8Array, leafIndex: number, treeSize: number, proof: readonly Uint8Array[], rootHash: Uint8Array): boolean {
+export function verifyInclusion(
+  leafHashValue: Uint8Array,
+  leafIndex: number,
+  treeSize: number,
+  proof: readonly Uint8Array[],
+  rootHash: Uint8Array,
+): boolean {
   if (!Number.isSafeInteger(leafIndex) || !Number.isSafeInteger(treeSize) || leafIndex < 0) return false;
   if (proof.length > keyTransparencyLimits.maxProofHashes) return false;
   // 1. leaf_index must be below tree_size.
@@ -251,7 +277,13 @@ export function verifyInclusion(leafHashValue: Uint8Array, leafIndex: number, tr
  * never verifies.
  * @returns whether the tree of `first` leaves with root `firstHash` is a prefix of the tree of `second` leaves with root `secondHash`
  */
-export function verifyConsistency(first: number, second: number, proof: readonly Uint8Array[], firstHash: Uint8Array, secondHash: Uint8Array): boolean {
+export function verifyConsistency(
+  first: number,
+  second: number,
+  proof: readonly Uint8Array[],
+  firstHash: Uint8Array,
+  secondHash: Uint8Array,
+): boolean {
   if (!Number.isSafeInteger(first) || !Number.isSafeInteger(second) || first < 0 || first > second) return false;
   if (proof.length > keyTransparencyLimits.maxProofHashes) return false;
   if (first === second) return proof.length === 0 && equal(firstHash, secondHash);

@@ -10,7 +10,9 @@ import {
 } from "./primitives.js";
 
 /** A one-time EC pre-key (unsigned). */
-export const ecPreKeySchema = z.strictObject({ keyId: keyIdSchema, publicKey: ecPublicKeySchema }).meta({ id: "EcPreKey" });
+export const ecPreKeySchema = z
+  .strictObject({ keyId: keyIdSchema, publicKey: ecPublicKeySchema })
+  .meta({ id: "EcPreKey" });
 export type EcPreKey = z.infer<typeof ecPreKeySchema>;
 
 /** A signed EC pre-key: the signature is the identity key's over the serialized public key. */
@@ -48,7 +50,9 @@ export const keyCountResponseSchema = z
     draining: z
       .boolean()
       .optional()
-      .describe("True while this device's one-time keys are claimed faster than the server's per-device budget allows: bundles go out without them; refill now"),
+      .describe(
+        "True while this device's one-time keys are claimed faster than the server's per-device budget allows: bundles go out without them; refill now",
+      ),
   })
   .meta({ id: "KeyCountResponse" });
 export type KeyCountResponse = z.infer<typeof keyCountResponseSchema>;
@@ -60,7 +64,9 @@ export const deviceBundleSchema = z
     registrationId: registrationIdSchema,
     signedPreKey: signedEcPreKeySchema,
     preKey: ecPreKeySchema.nullable().describe("A one-time EC pre-key, or null when they have run out"),
-    pqPreKey: signedKyberPreKeySchema.describe("A one-time Kyber pre-key, or the last-resort key when they have run out"),
+    pqPreKey: signedKyberPreKeySchema.describe(
+      "A one-time Kyber pre-key, or the last-resort key when they have run out",
+    ),
   })
   .meta({ id: "DeviceBundle" });
 export type DeviceBundle = z.infer<typeof deviceBundleSchema>;

@@ -28,7 +28,11 @@ export const outgoingMessageSchema = z
     type: envelopeTypeSchema,
     destinationDeviceId: deviceIdSchema,
     destinationRegistrationId: registrationIdSchema,
-    content: base64Bytes(1, limits.maxBodyBytes, `the libsignal message of the stated type; over ${limits.maxContentBytes} bytes is refused with 413 content_too_large`),
+    content: base64Bytes(
+      1,
+      limits.maxBodyBytes,
+      `the libsignal message of the stated type; over ${limits.maxContentBytes} bytes is refused with 413 content_too_large`,
+    ),
   })
   .meta({ id: "OutgoingMessage" });
 export type OutgoingMessage = z.infer<typeof outgoingMessageSchema>;
@@ -44,7 +48,10 @@ export type OutgoingMessage = z.infer<typeof outgoingMessageSchema>;
  */
 export const idempotencyKeySchema = z
   .string()
-  .regex(new RegExp(`^[A-Za-z0-9_-]{${limits.minIdempotencyKeyChars},${limits.maxIdempotencyKeyChars}}$`), "16 to 64 base64url characters")
+  .regex(
+    new RegExp(`^[A-Za-z0-9_-]{${limits.minIdempotencyKeyChars},${limits.maxIdempotencyKeyChars}}$`),
+    "16 to 64 base64url characters",
+  )
   .describe("Retry a send with the same key to get its first answer instead of a second copy");
 
 /**
@@ -53,7 +60,10 @@ export const idempotencyKeySchema = z
  * the sender's), all committed before the answer.
  */
 export const sendMessagesRequestSchema = z
-  .strictObject({ messages: z.array(outgoingMessageSchema).min(1).max(limits.maxDeviceId), idempotencyKey: idempotencyKeySchema.optional() })
+  .strictObject({
+    messages: z.array(outgoingMessageSchema).min(1).max(limits.maxDeviceId),
+    idempotencyKey: idempotencyKeySchema.optional(),
+  })
   .meta({ id: "SendMessagesRequest" });
 export type SendMessagesRequest = z.infer<typeof sendMessagesRequestSchema>;
 
@@ -103,5 +113,7 @@ export const ackRequestSchema = z
 export type AckRequest = z.infer<typeof ackRequestSchema>;
 
 /** The answer to an acknowledgement. */
-export const ackResponseSchema = z.object({ deleted: z.number().int().describe("How many of the caller's own envelopes were deleted") }).meta({ id: "AckResponse" });
+export const ackResponseSchema = z
+  .object({ deleted: z.number().int().describe("How many of the caller's own envelopes were deleted") })
+  .meta({ id: "AckResponse" });
 export type AckResponse = z.infer<typeof ackResponseSchema>;

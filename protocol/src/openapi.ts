@@ -8,7 +8,14 @@ import { authRateLimits, rateLimitEntries, type RateLimitSettings } from "./rate
 import { adminRoutes, bodyLimitOf, routes, streamRoutes, type RouteSpec, type StreamRouteSpec } from "./routes.js";
 
 /** Error codes any route can answer with. */
-const commonErrors: ErrorCode[] = ["malformed_json", "too_deeply_nested", "invalid_request", "body_too_large", "rate_limited", "internal"];
+const commonErrors: ErrorCode[] = [
+  "malformed_json",
+  "too_deeply_nested",
+  "invalid_request",
+  "body_too_large",
+  "rate_limited",
+  "internal",
+];
 const authErrors: ErrorCode[] = ["unauthorized"];
 /** A device of a disabled account authenticates with the right password, and is refused. */
 const disabledErrors: ErrorCode[] = ["account_disabled"];
@@ -64,7 +71,10 @@ export function buildOpenApiDocument(info: OpenApiInfo): Record<string, unknown>
   const paths: Record<string, Record<string, unknown>> = {};
   const errorRef = toSchema(errorBodySchema, refs);
 
-  const all = [...Object.entries(routes), ...Object.entries(adminRoutes), ...Object.entries(streamRoutes)] as [string, RouteSpec | StreamRouteSpec][];
+  const all = [...Object.entries(routes), ...Object.entries(adminRoutes), ...Object.entries(streamRoutes)] as [
+    string,
+    RouteSpec | StreamRouteSpec,
+  ][];
   for (const [name, route] of all) {
     const parameters = [
       ...Object.entries(route.params?.shape ?? {}).map(([param, schema]) => ({
@@ -84,7 +94,9 @@ export function buildOpenApiDocument(info: OpenApiInfo): Record<string, unknown>
     const codes = new Set([
       ...commonErrors,
       ...(route.auth === "none" ? [] : authErrors),
-      ...(route.auth === "device" || route.auth === "device-or-access-key" ? [...disabledErrors, "too_many_failed_logins" as const] : []),
+      ...(route.auth === "device" || route.auth === "device-or-access-key"
+        ? [...disabledErrors, "too_many_failed_logins" as const]
+        : []),
       ...(route.auth === "admin" ? adminErrors : []),
       ...route.errors,
     ]);
@@ -99,7 +111,10 @@ export function buildOpenApiDocument(info: OpenApiInfo): Record<string, unknown>
     if ("stream" in route && route.stream === "response") {
       const bytes = { "application/octet-stream": {} };
       responses[route.success.status] = { description: "The whole blob", content: bytes };
-      responses[206] = { description: "The requested byte range (`Range: bytes=first-last`, one range)", content: bytes };
+      responses[206] = {
+        description: "The requested byte range (`Range: bytes=first-last`, one range)",
+        content: bytes,
+      };
     }
     for (const [status, statusCodes] of [...byStatus].sort((a, b) => a[0] - b[0])) {
       responses[status] = {
@@ -108,7 +123,10 @@ export function buildOpenApiDocument(info: OpenApiInfo): Record<string, unknown>
         content: { "application/json": { schema: errorRef } },
       };
     }
-    const limitNames = [...(route.auth === "device" || route.auth === "device-or-access-key" ? authRateLimits : []), ...(route.rateLimits ?? [])];
+    const limitNames = [
+      ...(route.auth === "device" || route.auth === "device-or-access-key" ? authRateLimits : []),
+      ...(route.rateLimits ?? []),
+    ];
     const operation: Record<string, unknown> = {
       operationId: name,
       summary: route.summary,
@@ -125,7 +143,11 @@ export function buildOpenApiDocument(info: OpenApiInfo): Record<string, unknown>
         content: { "application/json": { schema: toSchema(route.body, refs) } },
       };
     } else if ("stream" in route && route.stream === "request") {
-      operation.requestBody = { required: true, description: "Raw bytes, never parsed", content: { "application/octet-stream": {} } };
+      operation.requestBody = {
+        required: true,
+        description: "Raw bytes, never parsed",
+        content: { "application/octet-stream": {} },
+      };
     }
     const path = openApiPath(route.path);
     paths[path] = { ...paths[path], [route.method]: operation };
@@ -152,11 +174,16 @@ export function buildOpenApiDocument(info: OpenApiInfo): Record<string, unknown>
     components: {
       schemas: Object.fromEntries([...refs].sort(([a], [b]) => a.localeCompare(b))),
       securitySchemes: {
-        deviceBasic: { type: "http", scheme: "basic", description: "`uuid.deviceId` as user name, the device password" },
+        deviceBasic: {
+          type: "http",
+          scheme: "basic",
+          description: "`uuid.deviceId` as user name, the device password",
+        },
         adminBearer: {
           type: "http",
           scheme: "bearer",
-          description: "The server's admin token (`--admin-token`, `ZIMCHAT_ADMIN_TOKEN`); without one the admin routes answer 404",
+          description:
+            "The server's admin token (`--admin-token`, `ZIMCHAT_ADMIN_TOKEN`); without one the admin routes answer 404",
         },
         unidentifiedAccessKey: {
           type: "apiKey",

@@ -66,10 +66,13 @@ export function base64Bytes(min: number, max: number = min, what?: string, first
     .max(base64Length(max))
     .min(base64Length(min))
     .refine(isCanonicalBase64, "must be standard padded base64")
-    .refine((s) => {
-      const n = base64DecodedLength(s);
-      return n >= min && n <= max;
-    }, min === max ? `must decode to ${min} bytes` : `must decode to ${min}..${max} bytes`)
+    .refine(
+      (s) => {
+        const n = base64DecodedLength(s);
+        return n >= min && n <= max;
+      },
+      min === max ? `must decode to ${min} bytes` : `must decode to ${min}..${max} bytes`,
+    )
     .meta({
       contentEncoding: "base64",
       pattern: min === max ? exactBase64Pattern(min, firstByte) : base64Pattern.source,

@@ -7,32 +7,45 @@
 export const rateLimitInfo = {
   register: { key: "client address", description: "Registrations per client address", exceeded: "refused" },
   usernameLookup: { key: "account", description: "Username lookups per requesting account", exceeded: "refused" },
-  preKeyBundle: { key: "account and target account", description: "Pre-key bundle fetches per requesting account and target account", exceeded: "refused" },
-  send: { key: "device", description: "Sends per sending device (single and multi-recipient, REST and socket)", exceeded: "refused" },
+  preKeyBundle: {
+    key: "account and target account",
+    description: "Pre-key bundle fetches per requesting account and target account",
+    exceeded: "refused",
+  },
+  send: {
+    key: "device",
+    description: "Sends per sending device (single and multi-recipient, REST and socket)",
+    exceeded: "refused",
+  },
   sealedSend: {
     key: "recipient account and client address",
-    description: "Sends without credentials (sealed sender) per recipient account and client address; a multi-recipient send takes one point per recipient",
+    description:
+      "Sends without credentials (sealed sender) per recipient account and client address; a multi-recipient send takes one point per recipient",
     exceeded: "refused",
   },
   linkCode: { key: "client address", description: "Linking codes created per client address", exceeded: "refused" },
   preKeyClaimsPerTarget: {
     key: "target device",
-    description: "One-time pre-keys handed out per target device, whoever asks; beyond it bundles carry no one-time EC key and the last-resort Kyber key",
+    description:
+      "One-time pre-keys handed out per target device, whoever asks; beyond it bundles carry no one-time EC key and the last-resort Kyber key",
     exceeded: "degraded",
   },
   preKeyClaimsPerRequester: {
     key: "account",
-    description: "One-time pre-keys one requesting account may claim, all targets together; beyond it bundles carry no one-time keys",
+    description:
+      "One-time pre-keys one requesting account may claim, all targets together; beyond it bundles carry no one-time keys",
     exceeded: "degraded",
   },
   failedAuthPerAddress: {
     key: "client address",
-    description: "Failed authentications per client address (only failures count); then 429 `too_many_failed_logins` for that address",
+    description:
+      "Failed authentications per client address (only failures count); then 429 `too_many_failed_logins` for that address",
     exceeded: "refused",
   },
   failedAuthPerAddressAndDevice: {
     key: "client address and device user name",
-    description: "Failed authentications per client address and device user name (only failures count); then 429 `too_many_failed_logins`",
+    description:
+      "Failed authentications per client address and device user name (only failures count); then 429 `too_many_failed_logins`",
     exceeded: "refused",
   },
 } as const satisfies Record<string, { key: string; description: string; exceeded: "refused" | "degraded" }>;
@@ -57,7 +70,10 @@ export const authRateLimits: readonly RateLimitName[] = ["failedAuthPerAddress",
  * count, window and key, from the server's settings. Empty when the server
  * runs without rate limits.
  */
-export function rateLimitEntries(names: readonly RateLimitName[], settings: RateLimitSettings): Record<string, unknown>[] {
+export function rateLimitEntries(
+  names: readonly RateLimitName[],
+  settings: RateLimitSettings,
+): Record<string, unknown>[] {
   if (!settings) return [];
   return names.map((name) => ({
     name,

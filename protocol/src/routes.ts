@@ -100,7 +100,9 @@ const uploadKeysBodyBytes =
   jsonSlack;
 /** The largest legal multi-recipient send: the message in base64 and one access key per recipient. */
 const multiRecipientBodyBytes =
-  base64Length(limits.maxMultiRecipientBytes) + limits.maxGroupRecipients * (36 + base64Length(limits.accessKeyBytes) + 32) + jsonSlack;
+  base64Length(limits.maxMultiRecipientBytes) +
+  limits.maxGroupRecipients * (36 + base64Length(limits.accessKeyBytes) + 32) +
+  jsonSlack;
 
 /** A route's JSON body limit in bytes: its own `maxBodyBytes`, or the small default. */
 export function bodyLimitOf(route: Pick<RouteSpec, "maxBodyBytes">): number {
@@ -153,7 +155,16 @@ export const routes = {
     auth: "none",
     body: registerRequestSchema,
     success: { status: 201, schema: registerResponseSchema },
-    errors: ["registration_closed", "invite_required", "invalid_invite", "username_taken", "invalid_key", "invalid_signature", "refused_by_plugin", "unavailable"],
+    errors: [
+      "registration_closed",
+      "invite_required",
+      "invalid_invite",
+      "username_taken",
+      "invalid_key",
+      "invalid_signature",
+      "refused_by_plugin",
+      "unavailable",
+    ],
     rateLimits: ["register"],
   },
   whoAmI: {
@@ -167,7 +178,8 @@ export const routes = {
   resetIdentity: {
     method: "put",
     path: "/v1/accounts/identity",
-    summary: "Replace the account's identity key from its primary device (a reinstall); removes other devices, keys and queues",
+    summary:
+      "Replace the account's identity key from its primary device (a reinstall); removes other devices, keys and queues",
     auth: "device",
     body: resetIdentityRequestSchema,
     success: { status: 204 },
@@ -214,11 +226,19 @@ export const routes = {
   linkDevice: {
     method: "post",
     path: "/v1/devices",
-    summary: "Register a linked device with a confirmed linking code; keys must be signed by the account's identity key",
+    summary:
+      "Register a linked device with a confirmed linking code; keys must be signed by the account's identity key",
     auth: "none",
     body: linkDeviceRequestSchema,
     success: { status: 201, schema: linkDeviceResponseSchema },
-    errors: ["link_not_found", "link_expired", "link_not_confirmed", "too_many_devices", "invalid_key", "invalid_signature"],
+    errors: [
+      "link_not_found",
+      "link_expired",
+      "link_not_confirmed",
+      "too_many_devices",
+      "invalid_key",
+      "invalid_signature",
+    ],
   },
   listDevices: {
     method: "get",
@@ -231,7 +251,8 @@ export const routes = {
   removeDevice: {
     method: "delete",
     path: "/v1/devices/:deviceId",
-    summary: "Unlink a device (the primary may remove any other; a device may remove itself); deletes its keys and queue",
+    summary:
+      "Unlink a device (the primary may remove any other; a device may remove itself); deletes its keys and queue",
     auth: "device",
     params: z.strictObject({ deviceId: deviceIdParamSchema }),
     success: { status: 204 },
@@ -240,7 +261,8 @@ export const routes = {
   trustRoot: {
     method: "get",
     path: "/v1/certificate/trust-root",
-    summary: "The server's trust root public key, which signs its sender certificates (pin it; compare its fingerprint out of band)",
+    summary:
+      "The server's trust root public key, which signs its sender certificates (pin it; compare its fingerprint out of band)",
     auth: "none",
     success: { status: 200, schema: trustRootResponseSchema },
     errors: [],
@@ -299,19 +321,38 @@ export const routes = {
     body: multiRecipientRequestSchema,
     maxBodyBytes: multiRecipientBodyBytes,
     success: { status: 200, schema: multiRecipientResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full", "idempotency_conflict"],
+    errors: [
+      "not_found",
+      "mismatched_devices",
+      "stale_devices",
+      "content_too_large",
+      "invalid_ciphertext",
+      "refused_by_plugin",
+      "mailbox_full",
+      "idempotency_conflict",
+    ],
     rateLimits: ["send", "sealedSend"],
   },
   sendMessages: {
     method: "put",
     path: "/v1/messages/:uuid",
-    summary: "Send one envelope per current device of the recipient (sealed: with the recipient's access key instead of credentials)",
+    summary:
+      "Send one envelope per current device of the recipient (sealed: with the recipient's access key instead of credentials)",
     auth: "device-or-access-key",
     params: z.strictObject({ uuid: uuidSchema }),
     body: sendMessagesRequestSchema,
     maxBodyBytes: limits.maxBodyBytes,
     success: { status: 200, schema: sendMessagesResponseSchema },
-    errors: ["not_found", "mismatched_devices", "stale_devices", "content_too_large", "invalid_ciphertext", "refused_by_plugin", "mailbox_full", "idempotency_conflict"],
+    errors: [
+      "not_found",
+      "mismatched_devices",
+      "stale_devices",
+      "content_too_large",
+      "invalid_ciphertext",
+      "refused_by_plugin",
+      "mailbox_full",
+      "idempotency_conflict",
+    ],
     rateLimits: ["send", "sealedSend"],
   },
   fetchMessages: {
@@ -397,7 +438,8 @@ export const adminRoutes = {
   adminDeleteAccount: {
     method: "delete",
     path: "/admin/v1/accounts/:account",
-    summary: "Delete an account: its devices, keys, queued envelopes and attachments (rows and blobs); frees the username and closes its connections",
+    summary:
+      "Delete an account: its devices, keys, queued envelopes and attachments (rows and blobs); frees the username and closes its connections",
     auth: "admin",
     params: accountParamsSchema,
     success: { status: 204 },
@@ -406,7 +448,8 @@ export const adminRoutes = {
   adminRemoveDevice: {
     method: "delete",
     path: "/admin/v1/accounts/:account/devices/:deviceId",
-    summary: "Remove a linked device (not the primary: delete the account instead), with its keys and queue; closes its connection",
+    summary:
+      "Remove a linked device (not the primary: delete the account instead), with its keys and queue; closes its connection",
     auth: "admin",
     params: accountDeviceParamsSchema,
     success: { status: 204 },
@@ -465,7 +508,8 @@ export const streamRoutes = {
   downloadAttachment: {
     method: "get",
     path: "/v1/attachments/:id",
-    summary: "Download an encrypted attachment (any authenticated device: the id is the capability); one HTTP Range per request",
+    summary:
+      "Download an encrypted attachment (any authenticated device: the id is the capability); one HTTP Range per request",
     auth: "device",
     stream: "response",
     params: z.strictObject({ id: attachmentIdSchema }),

@@ -15,7 +15,10 @@ export const accessKeyHeader = "unidentified-access-key";
 /** `GET /v1/certificate/trust-root`: the key clients pin to check sender certificates. */
 export const trustRootResponseSchema = z
   .object({
-    publicKey: z.string().meta({ contentEncoding: "base64" }).describe(`Serialized libsignal PublicKey: ${base64LengthText(limits.ecPublicKeyBytes)}`),
+    publicKey: z
+      .string()
+      .meta({ contentEncoding: "base64" })
+      .describe(`Serialized libsignal PublicKey: ${base64LengthText(limits.ecPublicKeyBytes)}`),
     fingerprint: z.string().describe("SHA-256 of the serialized key, hex in groups of four: publish it out of band"),
   })
   .meta({ id: "TrustRootResponse" });
@@ -58,7 +61,9 @@ export type MultiRecipientRequest = z.infer<typeof multiRecipientRequestSchema>;
 export const multiRecipientResponseSchema = z
   .object({
     serverTimestamp: z.number().int(),
-    recipients: z.array(z.object({ uuid: uuidSchema, envelopes: z.array(z.object({ deviceId: deviceIdSchema, id: uuidSchema })) })),
+    recipients: z.array(
+      z.object({ uuid: uuidSchema, envelopes: z.array(z.object({ deviceId: deviceIdSchema, id: uuidSchema })) }),
+    ),
   })
   .meta({ id: "MultiRecipientResponse" });
 export type MultiRecipientResponse = z.infer<typeof multiRecipientResponseSchema>;

@@ -1,10 +1,21 @@
 import { z } from "zod";
 import { errorBodySchema } from "./errors.js";
 import { limits } from "./limits.js";
-import { ackRequestSchema, ackResponseSchema, envelopeSchema, sendMessagesResponseSchema, socketSendRequestSchema } from "./messages.js";
+import {
+  ackRequestSchema,
+  ackResponseSchema,
+  envelopeSchema,
+  sendMessagesResponseSchema,
+  socketSendRequestSchema,
+} from "./messages.js";
 import type { RateLimitName } from "./rate-limits.js";
 import { multiRecipientRequestSchema, multiRecipientResponseSchema, sealedSocketSendRequestSchema } from "./sealed.js";
-import type { ClientToServerEvents, DisconnectReason, SealedClientToServerEvents, ServerToClientEvents } from "./socket.js";
+import type {
+  ClientToServerEvents,
+  DisconnectReason,
+  SealedClientToServerEvents,
+  ServerToClientEvents,
+} from "./socket.js";
 
 /** The answer a client event's callback receives (`SocketResult<T>`), for the value schema `value`. */
 export function socketResultSchema<T extends z.ZodType>(value: T, id: string): z.ZodType {
@@ -28,9 +39,16 @@ export const socketAuthSchema = z
   })
   .meta({ id: "SocketAuth" });
 
-const disconnectReasons = ["displaced", "shutdown", "removed", "disabled", "deleted"] as const satisfies readonly DisconnectReason[];
+const disconnectReasons = [
+  "displaced",
+  "shutdown",
+  "removed",
+  "disabled",
+  "deleted",
+] as const satisfies readonly DisconnectReason[];
 /** Fails to compile when `DisconnectReason` gains a reason the list above lacks. */
-const everyReasonListed: Exclude<DisconnectReason, (typeof disconnectReasons)[number]> extends never ? true : never = true;
+const everyReasonListed: Exclude<DisconnectReason, (typeof disconnectReasons)[number]> extends never ? true : never =
+  true;
 void everyReasonListed;
 
 /** Why the server closes a connection (the `closing` event). */
@@ -98,8 +116,13 @@ const mainServerEvents = {
       "The callback does not delete anything: acknowledge with `ack` once the envelopes are stored",
   },
   "queue-empty": { summary: "The stored queue has been delivered; later envelopes arrive as they are sent" },
-  "devices-changed": { summary: "The account's device list changed (a device was linked or removed): fetch `GET /v1/devices`" },
-  closing: { summary: "Sent just before the server closes the connection, with the reason", payload: disconnectReasonSchema },
+  "devices-changed": {
+    summary: "The account's device list changed (a device was linked or removed): fetch `GET /v1/devices`",
+  },
+  closing: {
+    summary: "Sent just before the server closes the connection, with the reason",
+    payload: disconnectReasonSchema,
+  },
   "keys-draining": {
     summary:
       "This device's one-time pre-keys are being claimed faster than the server's per-device budget allows: check " +
@@ -109,13 +132,15 @@ const mainServerEvents = {
 
 const sealedClientEvents = {
   send: {
-    summary: "A sealed-sender send without credentials; same rules as `PUT /v1/messages/{uuid}` with `Unidentified-Access-Key`; every message must be `sealed`",
+    summary:
+      "A sealed-sender send without credentials; same rules as `PUT /v1/messages/{uuid}` with `Unidentified-Access-Key`; every message must be `sealed`",
     payload: sealedSocketSendRequestSchema,
     ack: sendResultSchema,
     rateLimits: ["sealedSend"],
   },
   "send-multi": {
-    summary: "A multi-recipient sealed-sender send; same rules as `PUT /v1/messages/multi-recipient` without credentials",
+    summary:
+      "A multi-recipient sealed-sender send; same rules as `PUT /v1/messages/multi-recipient` without credentials",
     payload: multiRecipientRequestSchema,
     ack: socketResultSchema(multiRecipientResponseSchema, "MultiRecipientResult"),
     rateLimits: ["sealedSend"],

@@ -61,5 +61,8 @@ export interface SealedClientToServerEvents {
   /** Same rules as `PUT /v1/messages/{uuid}` with `Unidentified-Access-Key`; every message must be `sealed`. */
   send: (request: SealedSocketSendRequest, callback: (result: SocketResult<SendMessagesResponse>) => void) => void;
   /** Same rules as `PUT /v1/messages/multi-recipient` without credentials. */
-  "send-multi": (request: MultiRecipientRequest, callback: (result: SocketResult<MultiRecipientResponse>) => void) => void;
+  "send-multi": (
+    request: MultiRecipientRequest,
+    callback: (result: SocketResult<MultiRecipientResponse>) => void,
+  ) => void;
 }

@@ -44,7 +44,10 @@ function assetRoot() {
     try {
       extract(dir);
     } catch (error) {
-      throw new Error(`cannot write the binary's native libraries and migrations to ${dir} (${error.code ?? error.message}): set XDG_CACHE_HOME to a writable directory`, { cause: error });
+      throw new Error(
+        `cannot write the binary's native libraries and migrations to ${dir} (${error.code ?? error.message}): set XDG_CACHE_HOME to a writable directory`,
+        { cause: error },
+      );
     }
   }
   return (root = dir);
@@ -112,7 +115,8 @@ export function dynamicImport(specifier) {
 function withoutLoaderWarning(make) {
   const emitWarning = process.emitWarning;
   process.emitWarning = (warning, ...rest) => {
-    if (!String(warning?.message ?? warning).includes("USE_MAIN_CONTEXT_DEFAULT_LOADER")) emitWarning.call(process, warning, ...rest);
+    if (!String(warning?.message ?? warning).includes("USE_MAIN_CONTEXT_DEFAULT_LOADER"))
+      emitWarning.call(process, warning, ...rest);
   };
   try {
     return make();

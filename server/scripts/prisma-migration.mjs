@@ -39,7 +39,11 @@ let dirty = false;
 const stamp = new Date().toISOString().replace(/\D/g, "").slice(0, 14);
 for (const provider of providers) {
   const adapter = new PrismaBetterSqlite3({ url: ":memory:" }); // unused by a datamodel diff, but required
-  const engine = await SchemaEngine.new({ datamodels: undefined }, () => {}, bindMigrationAwareSqlAdapterFactory(adapter));
+  const engine = await SchemaEngine.new(
+    { datamodels: undefined },
+    () => {},
+    bindMigrationAwareSqlAdapterFactory(adapter),
+  );
   const result = await engine.diff({
     from: previous === null ? { tag: "empty" } : target(provider, previous),
     to: target(provider, current),

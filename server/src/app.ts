@@ -68,20 +68,33 @@ export interface Homeserver {
 export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   const { database, logger } = deps;
   if (config.plugins.length && !deps.plugins) {
-    throw new ConfigError("config.plugins lists plugins, but createApp was not given them: load them with setUpPlugins (or use openHomeserver)");
+    throw new ConfigError(
+      "config.plugins lists plugins, but createApp was not given them: load them with setUpPlugins (or use openHomeserver)",
+    );
   }
   if (config.redisUrl && !deps.redis) {
-    throw new ConfigError("config.redisUrl is set, but createApp was not given a Redis connection: connect with connectRedis (or use openHomeserver)");
+    throw new ConfigError(
+      "config.redisUrl is set, but createApp was not given a Redis connection: connect with connectRedis (or use openHomeserver)",
+    );
   }
   const { redis } = deps;
   for (const connection of redis ? [redis.client, redis.subscriber] : []) {
     // Only the error code: ioredis messages carry the Redis address.
-    connection.on("error", (error: NodeJS.ErrnoException) => logger.warn({ code: error.code ?? error.name }, "Redis connection error (reconnecting)"));
+    connection.on("error", (error: NodeJS.ErrnoException) =>
+      logger.warn({ code: error.code ?? error.name }, "Redis connection error (reconnecting)"),
+    );
   }
   const plugins = deps.plugins ?? PluginHost.empty();
   // The queue depth is read on scrape only, through the mailbox built just below.
-  const metrics: Metrics = new Metrics(() => services.mailbox.queueDepth(), () => droppedLogLines(logger));
-  const services = createServices(config, database, { plugins, metrics, ...(redis && { rateLimitStore: { redis: redis.client, prefix: redis.prefix } }) });
+  const metrics: Metrics = new Metrics(
+    () => services.mailbox.queueDepth(),
+    () => droppedLogLines(logger),
+  );
+  const services = createServices(config, database, {
+    plugins,
+    metrics,
+    ...(redis && { rateLimitStore: { redis: redis.client, prefix: redis.prefix } }),
+  });
   // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.
   services.certificates.open();
   const app = express();
@@ -94,7 +107,9 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   const io = createGateway(httpServer, services, logger, {
     ...(redis && { redis }),
     // `--rate-limits off` (benchmarks: thousands of devices from one address) lifts the per-address caps too.
-    connectionLimits: config.rateLimits ? config.connectionLimits : { ...config.connectionLimits, handshakesPerAddress: Infinity, sealedPerAddress: Infinity },
+    connectionLimits: config.rateLimits
+      ? config.connectionLimits
+      : { ...config.connectionLimits, handshakesPerAddress: Infinity, sealedPerAddress: Infinity },
     clientAddress: clientAddressOf(app),
     refused: (reason) => metrics.refused(reason),
   });
@@ -106,7 +121,11 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   });
   app.use(metrics.httpTimer());
   if (config.metrics) {
-    app.get("/metrics", ...(config.metricsToken ? [bearerAuth(config.metricsToken, "zimchat-metrics")] : []), metrics.handler());
+    app.get(
+      "/metrics",
+      ...(config.metricsToken ? [bearerAuth(config.metricsToken, "zimchat-metrics")] : []),
+      metrics.handler(),
+    );
   }
   // Raw-body routes (attachments): their bodies stream to disk, never parsed.
   app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
@@ -114,7 +133,12 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
     logger.warn("storage is full: writes answer 507 storage_full and /readyz is not ready until space is freed"),
   );
   // No app-wide body parser: each route reads its own JSON body, after authentication, under its own limit.
-  app.use(createRouter(createHandlers(config, database, services, storage), services.accounts, logger, { guards: createGuards(services), refusals: metrics }));
+  app.use(
+    createRouter(createHandlers(config, database, services, storage), services.accounts, logger, {
+      guards: createGuards(services),
+      refusals: metrics,
+    }),
+  );
   app.use(createAdminRouter(config, database, services, io, logger, metrics));
   if (plugins.routes.length) app.use(createPluginRouter(plugins, services.accounts, logger, metrics));
   // A known path with a method it does not serve: 405 with Allow; an unknown path: 404.
@@ -125,18 +149,27 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   // Background sweeps; with several nodes, one node per period runs each (a Redis lock).
   const locks = redis && new JobLocks(redis.client, redis.prefix);
   const jobs: [name: string, run: () => Promise<void>][] = [
-    ["sweep:envelopes", async () => {
-      const count = await services.mailbox.sweepExpired();
-      if (count) logger.info({ count }, "expired envelopes deleted");
-    }],
-    ["sweep:attachments", async () => {
-      const { expired, orphans } = await services.attachments.sweep();
-      if (expired || orphans) logger.info({ expired, orphans }, "expired attachments deleted");
-    }],
-    ["sweep:link-codes", async () => {
-      const count = await services.devices.sweepExpiredLinks();
-      if (count) logger.debug({ count }, "expired linking codes deleted");
-    }],
+    [
+      "sweep:envelopes",
+      async () => {
+        const count = await services.mailbox.sweepExpired();
+        if (count) logger.info({ count }, "expired envelopes deleted");
+      },
+    ],
+    [
+      "sweep:attachments",
+      async () => {
+        const { expired, orphans } = await services.attachments.sweep();
+        if (expired || orphans) logger.info({ expired, orphans }, "expired attachments deleted");
+      },
+    ],
+    [
+      "sweep:link-codes",
+      async () => {
+        const count = await services.devices.sweepExpiredLinks();
+        if (count) logger.debug({ count }, "expired linking codes deleted");
+      },
+    ],
   ];
   const sweep = setInterval(() => {
     for (const [name, run] of jobs) {
@@ -150,17 +183,21 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   sweep.unref();
 
   // A plugin (or anything) that blocks the loop cannot be interrupted: it is named afterwards.
-  const stalls = config.eventLoopStallMs > 0
-    ? watchEventLoop(config.eventLoopStallMs, (stallMs, since) => {
-        const { culprit, suspects } = plugins.activity.blame(since, stallMs);
-        metrics.eventLoopStalls.inc({ plugin: culprit?.plugin ?? "none", hook: culprit?.hook ?? "none" });
-        if (culprit) {
-          logger.warn({ plugin: culprit.plugin, hook: culprit.hook, stallMs, exact: culprit.exact }, `event loop blocked for ${stallMs} ms by plugin "${culprit.plugin}" in ${culprit.hook}`);
-        } else {
-          logger.warn({ stallMs, pluginsInFlight: suspects }, `event loop blocked for ${stallMs} ms`);
-        }
-      })
-    : null;
+  const stalls =
+    config.eventLoopStallMs > 0
+      ? watchEventLoop(config.eventLoopStallMs, (stallMs, since) => {
+          const { culprit, suspects } = plugins.activity.blame(since, stallMs);
+          metrics.eventLoopStalls.inc({ plugin: culprit?.plugin ?? "none", hook: culprit?.hook ?? "none" });
+          if (culprit) {
+            logger.warn(
+              { plugin: culprit.plugin, hook: culprit.hook, stallMs, exact: culprit.exact },
+              `event loop blocked for ${stallMs} ms by plugin "${culprit.plugin}" in ${culprit.hook}`,
+            );
+          } else {
+            logger.warn({ stallMs, pluginsInFlight: suspects }, `event loop blocked for ${stallMs} ms`);
+          }
+        })
+      : null;
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
@@ -216,7 +253,10 @@ export async function setUpPlugins(
  * hooks. Any failure closes what was opened and rejects: a bad plugin
  * config is a ConfigError, a failing setup or start a PluginError.
  */
-export async function openHomeserver(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<Homeserver> {
+export async function openHomeserver(
+  config: ServerConfig,
+  logger: Logger = createLogger(config.logLevel),
+): Promise<Homeserver> {
   // Modules and configs first: a bad plugin config stops start-up before the database is touched.
   const loaded = config.plugins.length ? await loadPlugins(config.plugins) : [];
   // Redis next: an unreachable Redis stops start-up with a ConfigError naming REDIS_URL.
@@ -228,7 +268,8 @@ export async function openHomeserver(config: ServerConfig, logger: Logger = crea
       databaseUrl: config.databaseUrl,
       sqliteSynchronous: config.sqliteSynchronous,
       sqliteCheckpointMs: config.sqliteCheckpointMs,
-      onCheckpointError: (error) => logger.warn({ err: error }, "SQLite WAL checkpoint failed (retried at the next interval)"),
+      onCheckpointError: (error) =>
+        logger.warn({ err: error }, "SQLite WAL checkpoint failed (retried at the next interval)"),
     });
     const plugins = await setUpPlugins(config, database, logger, loaded);
     home = createApp(config, { database, logger, plugins, ...(redis && { redis }) });

@@ -251,59 +251,102 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     connectionLimits: { ...defaultConnectionLimits, ...partial.connectionLimits },
   };
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?$/.test(config.serverName)) {
-    throw new ConfigError(`serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`);
+    throw new ConfigError(
+      `serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`,
+    );
   }
   if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) {
     throw new ConfigError(`port ${config.port} is not 0..65535 (set PORT / --port)`);
   }
   if (!["open", "invite", "closed"].includes(config.registration)) {
-    throw new ConfigError(`registration mode "${config.registration}" is not open, invite or closed (set ZIMCHAT_REGISTRATION / --registration)`);
+    throw new ConfigError(
+      `registration mode "${config.registration}" is not open, invite or closed (set ZIMCHAT_REGISTRATION / --registration)`,
+    );
   }
   if (!["FULL", "NORMAL"].includes(config.sqliteSynchronous)) {
-    throw new ConfigError(`sqliteSynchronous "${config.sqliteSynchronous}" is not FULL or NORMAL (set ZIMCHAT_SQLITE_SYNCHRONOUS)`);
+    throw new ConfigError(
+      `sqliteSynchronous "${config.sqliteSynchronous}" is not FULL or NORMAL (set ZIMCHAT_SQLITE_SYNCHRONOUS)`,
+    );
   }
-  if (!Number.isInteger(config.maxDevicesPerAccount) || config.maxDevicesPerAccount < 1 || config.maxDevicesPerAccount > limits.maxDeviceId) {
-    throw new ConfigError(`maxDevicesPerAccount ${config.maxDevicesPerAccount} is not 1..${limits.maxDeviceId} (set ZIMCHAT_MAX_DEVICES / --max-devices)`);
+  if (
+    !Number.isInteger(config.maxDevicesPerAccount) ||
+    config.maxDevicesPerAccount < 1 ||
+    config.maxDevicesPerAccount > limits.maxDeviceId
+  ) {
+    throw new ConfigError(
+      `maxDevicesPerAccount ${config.maxDevicesPerAccount} is not 1..${limits.maxDeviceId} (set ZIMCHAT_MAX_DEVICES / --max-devices)`,
+    );
   }
-  if (!Number.isInteger(config.linkCodeTtlMs) || config.linkCodeTtlMs < 1 || config.linkCodeTtlMs > limits.linkCodeTtlSeconds * 1000) {
+  if (
+    !Number.isInteger(config.linkCodeTtlMs) ||
+    config.linkCodeTtlMs < 1 ||
+    config.linkCodeTtlMs > limits.linkCodeTtlSeconds * 1000
+  ) {
     throw new ConfigError(`linkCodeTtlMs ${config.linkCodeTtlMs} is not 1..${limits.linkCodeTtlSeconds * 1000}`);
   }
-  if (!Number.isInteger(config.senderCertificateTtlMs) || config.senderCertificateTtlMs < 60_000 || config.senderCertificateTtlMs > 30 * 86_400_000) {
-    throw new ConfigError(`senderCertificateTtlMs ${config.senderCertificateTtlMs} is not 1 minute..30 days in ms (set ZIMCHAT_SENDER_CERTIFICATE_TTL / --sender-certificate-ttl)`);
+  if (
+    !Number.isInteger(config.senderCertificateTtlMs) ||
+    config.senderCertificateTtlMs < 60_000 ||
+    config.senderCertificateTtlMs > 30 * 86_400_000
+  ) {
+    throw new ConfigError(
+      `senderCertificateTtlMs ${config.senderCertificateTtlMs} is not 1 minute..30 days in ms (set ZIMCHAT_SENDER_CERTIFICATE_TTL / --sender-certificate-ttl)`,
+    );
   }
   for (const option of ["attachmentMaxBytes", "attachmentQuotaBytes", "attachmentTtlMs"] as const) {
     if (!Number.isSafeInteger(config[option]) || config[option] < 1) {
-      throw new ConfigError(`${option} ${config[option]} must be a positive integer (set --attachment-max-mib, --attachment-quota-mib, --attachment-ttl-days)`);
+      throw new ConfigError(
+        `${option} ${config[option]} must be a positive integer (set --attachment-max-mib, --attachment-quota-mib, --attachment-ttl-days)`,
+      );
     }
   }
   for (const option of ["pluginHookTimeoutMs", "pluginStartTimeoutMs"] as const) {
-    if (!Number.isSafeInteger(config[option]) || config[option] < 1) throw new ConfigError(`${option} ${config[option]} must be a positive integer (milliseconds)`);
+    if (!Number.isSafeInteger(config[option]) || config[option] < 1)
+      throw new ConfigError(`${option} ${config[option]} must be a positive integer (milliseconds)`);
   }
   for (const option of ["eventLoopStallMs", "sqliteCheckpointMs"] as const) {
-    if (!Number.isSafeInteger(config[option]) || config[option] < 0) throw new ConfigError(`${option} ${config[option]} must be a whole number of milliseconds (0: off)`);
+    if (!Number.isSafeInteger(config[option]) || config[option] < 0)
+      throw new ConfigError(`${option} ${config[option]} must be a whole number of milliseconds (0: off)`);
   }
-  for (const [option, env] of [["adminToken", "ZIMCHAT_ADMIN_TOKEN"], ["metricsToken", "ZIMCHAT_METRICS_TOKEN"]] as const) {
+  for (const [option, env] of [
+    ["adminToken", "ZIMCHAT_ADMIN_TOKEN"],
+    ["metricsToken", "ZIMCHAT_METRICS_TOKEN"],
+  ] as const) {
     const token = config[option];
-    if (token !== undefined && (typeof token !== "string" || token.length < 16 || token.length > 512 || /\s/.test(token))) {
+    if (
+      token !== undefined &&
+      (typeof token !== "string" || token.length < 16 || token.length > 512 || /\s/.test(token))
+    ) {
       // The token itself is never echoed: it is a secret.
-      throw new ConfigError(`${option} must be 16..512 characters without spaces, e.g. \`openssl rand -base64 32\` (set ${env})`);
+      throw new ConfigError(
+        `${option} must be 16..512 characters without spaces, e.g. \`openssl rand -base64 32\` (set ${env})`,
+      );
     }
   }
   for (const [option, value] of Object.entries(config.connectionLimits)) {
-    if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(`connectionLimits.${option} ${value} must be a positive integer (see \`zimchat config reference\`)`);
+    if (!Number.isSafeInteger(value) || value < 1)
+      throw new ConfigError(
+        `connectionLimits.${option} ${value} must be a positive integer (see \`zimchat config reference\`)`,
+      );
   }
-  if (!(config.envelopeTtlMs > 0)) throw new ConfigError("envelopeTtlMs must be positive (set ZIMCHAT_ENVELOPE_TTL_DAYS)");
+  if (!(config.envelopeTtlMs > 0))
+    throw new ConfigError("envelopeTtlMs must be positive (set ZIMCHAT_ENVELOPE_TTL_DAYS)");
   if (!/^(file:|postgres(ql)?:\/\/)/.test(config.databaseUrl)) {
     throw new ConfigError(`DATABASE_URL must start with file: (SQLite) or postgresql:// (PostgreSQL)`);
   }
   if (config.redisUrl !== undefined) {
-    if (!/^rediss?:\/\/[^\s]+$/.test(config.redisUrl)) throw new ConfigError("REDIS_URL must start with redis:// or rediss:// (set REDIS_URL / --redis-url)");
+    if (!/^rediss?:\/\/[^\s]+$/.test(config.redisUrl))
+      throw new ConfigError("REDIS_URL must start with redis:// or rediss:// (set REDIS_URL / --redis-url)");
     if (config.databaseUrl.startsWith("file:")) {
-      throw new ConfigError("REDIS_URL is set but DATABASE_URL is SQLite: several nodes cannot share a SQLite file; use PostgreSQL (set DATABASE_URL=postgresql://...) or unset REDIS_URL for a single node");
+      throw new ConfigError(
+        "REDIS_URL is set but DATABASE_URL is SQLite: several nodes cannot share a SQLite file; use PostgreSQL (set DATABASE_URL=postgresql://...) or unset REDIS_URL for a single node",
+      );
     }
   }
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(config.redisPrefix)) {
-    throw new ConfigError(`redisPrefix "${config.redisPrefix}" must be 1..64 letters, digits, _ . : - (set ZIMCHAT_REDIS_PREFIX / --redis-prefix)`);
+    throw new ConfigError(
+      `redisPrefix "${config.redisPrefix}" must be 1..64 letters, digits, _ . : - (set ZIMCHAT_REDIS_PREFIX / --redis-prefix)`,
+    );
   }
   return config;
 }
@@ -318,11 +361,20 @@ function checkPluginSpecs(plugins: unknown): PluginSpec[] {
   if (!Array.isArray(plugins)) throw new ConfigError("plugins must be an array of { use, config }");
   return plugins.map((spec: unknown, i): PluginSpec => {
     const use = (spec as { use?: unknown } | null)?.use;
-    if (typeof spec !== "object" || spec === null || !((typeof use === "string" && use.length > 0) || (typeof use === "object" && use !== null))) {
-      throw new ConfigError(`plugins[${i}].use must be an npm package name, a path to an ES module, or a plugin object`);
+    if (
+      typeof spec !== "object" ||
+      spec === null ||
+      !((typeof use === "string" && use.length > 0) || (typeof use === "object" && use !== null))
+    ) {
+      throw new ConfigError(
+        `plugins[${i}].use must be an npm package name, a path to an ES module, or a plugin object`,
+      );
     }
     const unknown = Object.keys(spec).filter((key) => key !== "use" && key !== "config");
-    if (unknown.length) throw new ConfigError(`plugins[${i}] has unknown key ${unknown.map((k) => JSON.stringify(k)).join(", ")} (a plugin entry is { use, config })`);
+    if (unknown.length)
+      throw new ConfigError(
+        `plugins[${i}] has unknown key ${unknown.map((k) => JSON.stringify(k)).join(", ")} (a plugin entry is { use, config })`,
+      );
     const { config } = spec as { config?: unknown };
     return { use: typeof use === "string" && isPath(use) ? resolve(use) : (use as PluginSpec["use"]), config };
   });

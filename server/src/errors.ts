@@ -32,5 +32,10 @@ export class HttpError extends Error {
 /** The answer when a rate limit refuses a request. */
 export function rateLimited(retryAfterMs: number): HttpError {
   const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
-  return new HttpError("rate_limited", "Too many requests", { retryAfterSeconds: seconds }, { "Retry-After": String(seconds) });
+  return new HttpError(
+    "rate_limited",
+    "Too many requests",
+    { retryAfterSeconds: seconds },
+    { "Retry-After": String(seconds) },
+  );
 }

@@ -28,7 +28,16 @@ export { parseDatabaseUrl, type DatabaseTarget } from "./db/database-url.js";
 
 // Server plugins
 export { loadPlugins, type LoadedPlugin } from "./plugins/load-plugins.js";
-export { PluginHost, vetoFailure, type MountedRoute, type ObserverHook, type ObserverHookPayloads, type PluginHostOptions, type VetoHook, type VetoHookPayloads } from "./plugins/plugin-host.js";
+export {
+  PluginHost,
+  vetoFailure,
+  type MountedRoute,
+  type ObserverHook,
+  type ObserverHookPayloads,
+  type PluginHostOptions,
+  type VetoHook,
+  type VetoHookPayloads,
+} from "./plugins/plugin-host.js";
 export { PluginError, PluginTimeoutError, type PluginFailurePoint } from "./plugins/plugin-error.js";
 export { PluginStorageError, PluginStore } from "./stores/plugin-store.js";
 

@@ -58,13 +58,18 @@ export interface ServeProcess {
  * Starts `zimchat serve --port 0 --host 127.0.0.1 ...args` and resolves once
  * it listens; rejects with its output if it exits first or takes over 30 s.
  */
-export async function spawnZimchatServe(args: string[], options: { env?: Record<string, string>; logs?: string[] } = {}): Promise<ServeProcess> {
+export async function spawnZimchatServe(
+  args: string[],
+  options: { env?: Record<string, string>; logs?: string[] } = {},
+): Promise<ServeProcess> {
   const logs = options.logs ?? [];
   const child = spawn(process.execPath, [zimchatBin, "serve", "--port", "0", "--host", "127.0.0.1", ...args], {
     env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
   createInterface({ input: child.stderr! }).on("line", (l) => logs.push(l));
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`homeserver did not start:\n${logs.join("\n")}`)), 30_000);
@@ -101,7 +106,19 @@ export async function startHomeserver(args: string[] = []): Promise<Homeserver> 
     databaseUrl = url.toString();
   }
   const logs: string[] = [];
-  const fullArgs = ["--data-dir", dataDir, "--database-url", databaseUrl, "--registration", "open", "--rate-limits", "off", "--log-level", "debug", ...args];
+  const fullArgs = [
+    "--data-dir",
+    dataDir,
+    "--database-url",
+    databaseUrl,
+    "--registration",
+    "open",
+    "--rate-limits",
+    "off",
+    "--log-level",
+    "debug",
+    ...args,
+  ];
   let { child, url } = await spawnServer(fullArgs, logs);
   const server: Homeserver = {
     get url() {
@@ -137,7 +154,11 @@ export async function startHomeserver(args: string[] = []): Promise<Homeserver> 
 }
 
 /** Resolves on the next emission of `event`, or rejects after `timeoutMs`. */
-export function next<T>(emitter: { once(event: string, listener: (value: T) => void): unknown }, event: string, timeoutMs = 10_000): Promise<T> {
+export function next<T>(
+  emitter: { once(event: string, listener: (value: T) => void): unknown },
+  event: string,
+  timeoutMs = 10_000,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ${event} within ${timeoutMs} ms`)), timeoutMs);
     emitter.once(event, (value: T) => {

@@ -11,9 +11,18 @@ export const deviceDir = mkdtempSync(join(tmpdir(), "zimchat-devices-"));
 process.once("exit", () => rmSync(deviceDir, { recursive: true, force: true }));
 
 /** Registers a device with a SQLite store in {@link deviceDir}. */
-export async function registerDevice(serverUrl: string, name?: string, options: Partial<ZimClientOptions> = {}): Promise<ZimClient> {
+export async function registerDevice(
+  serverUrl: string,
+  name?: string,
+  options: Partial<ZimClientOptions> = {},
+): Promise<ZimClient> {
   const username = name ?? `u${process.pid}_${++counter}`;
-  return ZimClient.register({ serverUrl, username, store: new SqliteDeviceStore(join(deviceDir, `${username}.db`)), ...options });
+  return ZimClient.register({
+    serverUrl,
+    username,
+    store: new SqliteDeviceStore(join(deviceDir, `${username}.db`)),
+    ...options,
+  });
 }
 
 /** Collects `message` events. */

@@ -69,7 +69,10 @@ export interface TestHomeserver {
    * `options.dir`, an invite when needed, and a {@link MemoryLogger}),
    * starts it, and stops it at `close()`.
    */
-  bot<B extends StartableBot>(factory: BotFactory<B>, options?: { username?: string; dir?: string; logger?: MemoryLogger }): Promise<B>;
+  bot<B extends StartableBot>(
+    factory: BotFactory<B>,
+    options?: { username?: string; dir?: string; logger?: MemoryLogger },
+  ): Promise<B>;
   /** An invite token (for `registration: "invite"`). */
   invite(uses?: number): Promise<string>;
   /** A new empty directory inside the homeserver's temporary directory. */
@@ -157,7 +160,11 @@ export async function testHomeserver(options: TestHomeserverOptions = {}): Promi
       return dir;
     },
     async user(username) {
-      const user = await TestUser.register(url, username, config.registration === "invite" ? await hs.invite() : undefined);
+      const user = await TestUser.register(
+        url,
+        username,
+        config.registration === "invite" ? await hs.invite() : undefined,
+      );
       users.push(user);
       return user;
     },

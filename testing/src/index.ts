@@ -19,7 +19,15 @@
  * await hs.close();
  * @packageDocumentation
  */
-export { testHomeserver, type BotFactory, type StartableBot, type TestBotOptions, type TestHomeserver, type TestHomeserverOptions, type TestPlugins } from "./homeserver.js";
+export {
+  testHomeserver,
+  type BotFactory,
+  type StartableBot,
+  type TestBotOptions,
+  type TestHomeserver,
+  type TestHomeserverOptions,
+  type TestPlugins,
+} from "./homeserver.js";
 export { TestUser, type NextMessageOptions } from "./test-user.js";
 export { MemoryLogger } from "@zimchat/plugin-sdk/bot";
 export * from "./signal.js";

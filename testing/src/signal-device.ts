@@ -38,10 +38,18 @@ import {
   sealedSenderMultiRecipientEncrypt,
 } from "@signalapp/libsignal-client";
 import type { PreKeyBundleResponse, RegisterRequest, UploadKeysRequest, EnvelopeType } from "@zimchat/protocol";
-import { MemoryIdentityStore, MemoryKyberPreKeyStore, MemoryPreKeyStore, MemorySenderKeyStore, MemorySessionStore, MemorySignedPreKeyStore } from "./signal-stores.js";
+import {
+  MemoryIdentityStore,
+  MemoryKyberPreKeyStore,
+  MemoryPreKeyStore,
+  MemorySenderKeyStore,
+  MemorySessionStore,
+  MemorySignedPreKeyStore,
+} from "./signal-stores.js";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
-const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
+const bytes = (s: string): Uint8Array<ArrayBuffer> =>
+  new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
 
 /** What a sealed-sender decryption reveals to the recipient. */
 export interface SealedOpened {
@@ -153,13 +161,25 @@ export class SignalDevice {
         KEMPublicKey.deserialize(bytes(d.pqPreKey.publicKey)),
         bytes(d.pqPreKey.signature),
       );
-      await processPreKeyBundle(pre, ProtocolAddress.new(uuid, d.deviceId), this.address, this.sessions, this.identities);
+      await processPreKeyBundle(
+        pre,
+        ProtocolAddress.new(uuid, d.deviceId),
+        this.address,
+        this.sessions,
+        this.identities,
+      );
     }
   }
 
   /** Encrypts for one device of a peer with an established session. */
   async encrypt(uuid: string, deviceId: number, plaintext: string): Promise<{ type: EnvelopeType; content: string }> {
-    const message = await signalEncrypt(Buffer.from(plaintext), ProtocolAddress.new(uuid, deviceId), this.address, this.sessions, this.identities);
+    const message = await signalEncrypt(
+      Buffer.from(plaintext),
+      ProtocolAddress.new(uuid, deviceId),
+      this.address,
+      this.sessions,
+      this.identities,
+    );
     const type: EnvelopeType = message.type() === CiphertextMessageType.PreKey ? "prekey" : "whisper";
     return { type, content: b64(message.serialize()) };
   }
@@ -179,15 +199,32 @@ export class SignalDevice {
             this.signedPreKeys,
             this.kyberPreKeys,
           )
-        : await signalDecrypt(SignalMessage.deserialize(bytes(content)), from, this.address, this.sessions, this.identities);
+        : await signalDecrypt(
+            SignalMessage.deserialize(bytes(content)),
+            from,
+            this.address,
+            this.sessions,
+            this.identities,
+          );
     return Buffer.from(plaintext).toString("utf8");
   }
 
   // Sealed sender.
 
   /** Seals a message for one device of a peer (an established session) under a sender certificate. */
-  async sealedEncrypt(uuid: string, deviceId: number, plaintext: string, certificate: SenderCertificate): Promise<{ type: EnvelopeType; content: string }> {
-    const sealed = await sealedSenderEncryptMessage(Buffer.from(plaintext), ProtocolAddress.new(uuid, deviceId), certificate, this.sessions, this.identities);
+  async sealedEncrypt(
+    uuid: string,
+    deviceId: number,
+    plaintext: string,
+    certificate: SenderCertificate,
+  ): Promise<{ type: EnvelopeType; content: string }> {
+    const sealed = await sealedSenderEncryptMessage(
+      Buffer.from(plaintext),
+      ProtocolAddress.new(uuid, deviceId),
+      certificate,
+      this.sessions,
+      this.identities,
+    );
     return { type: "sealed", content: b64(sealed) };
   }
 
@@ -206,7 +243,11 @@ export class SignalDevice {
       this.signedPreKeys,
       this.kyberPreKeys,
     );
-    return { senderUuid: result.senderUuid(), senderDeviceId: result.deviceId(), plaintext: Buffer.from(result.message()).toString("utf8") };
+    return {
+      senderUuid: result.senderUuid(),
+      senderDeviceId: result.deviceId(),
+      plaintext: Buffer.from(result.message()).toString("utf8"),
+    };
   }
 
   /** A serialized sender-key distribution message for this device's sender key in a group. */
@@ -215,8 +256,16 @@ export class SignalDevice {
   }
 
   /** Stores a group member's sender key from its distribution message. */
-  async processSenderKeyDistribution(senderUuid: string, senderDeviceId: number, message: Uint8Array<ArrayBuffer>): Promise<void> {
-    await processSenderKeyDistributionMessage(ProtocolAddress.new(senderUuid, senderDeviceId), SenderKeyDistributionMessage.deserialize(message), this.senderKeys);
+  async processSenderKeyDistribution(
+    senderUuid: string,
+    senderDeviceId: number,
+    message: Uint8Array<ArrayBuffer>,
+  ): Promise<void> {
+    await processSenderKeyDistributionMessage(
+      ProtocolAddress.new(senderUuid, senderDeviceId),
+      SenderKeyDistributionMessage.deserialize(message),
+      this.senderKeys,
+    );
   }
 
   /**
@@ -224,7 +273,12 @@ export class SignalDevice {
    * with established sessions): the plaintext encrypted once with this
    * device's sender key, sealed under the certificate.
    */
-  async sealedMultiEncrypt(recipients: ProtocolAddress[], distributionId: string, plaintext: string, certificate: SenderCertificate): Promise<Uint8Array<ArrayBuffer>> {
+  async sealedMultiEncrypt(
+    recipients: ProtocolAddress[],
+    distributionId: string,
+    plaintext: string,
+    certificate: SenderCertificate,
+  ): Promise<Uint8Array<ArrayBuffer>> {
     // Creates the sender key on first use (a no-op when it exists).
     await SenderKeyDistributionMessage.create(this.address, distributionId, this.senderKeys);
     const ciphertext = await groupEncrypt(this.address, distributionId, this.senderKeys, Buffer.from(plaintext));
@@ -236,9 +290,14 @@ export class SignalDevice {
   async sealedGroupDecrypt(content: string, trustRoot: PublicKey): Promise<SealedOpened> {
     const usmc = await sealedSenderDecryptToUsmc(bytes(content), this.identities);
     const certificate = usmc.senderCertificate();
-    if (!certificate.validate(trustRoot, Date.now())) throw new Error("sender certificate does not validate against the trust root");
+    if (!certificate.validate(trustRoot, Date.now()))
+      throw new Error("sender certificate does not validate against the trust root");
     const sender = ProtocolAddress.new(certificate.senderUuid(), certificate.senderDeviceId());
     const plaintext = await groupDecrypt(sender, this.senderKeys, usmc.contents());
-    return { senderUuid: certificate.senderUuid(), senderDeviceId: certificate.senderDeviceId(), plaintext: Buffer.from(plaintext).toString("utf8") };
+    return {
+      senderUuid: certificate.senderUuid(),
+      senderDeviceId: certificate.senderDeviceId(),
+      plaintext: Buffer.from(plaintext).toString("utf8"),
+    };
   }
 }

@@ -20,7 +20,13 @@ import {
   signalEncrypt,
 } from "@signalapp/libsignal-client";
 import type { RegisterRequest } from "@zimchat/protocol";
-import { MemoryIdentityStore, MemoryKyberPreKeyStore, MemoryPreKeyStore, MemorySessionStore, MemorySignedPreKeyStore } from "./signal-stores.js";
+import {
+  MemoryIdentityStore,
+  MemoryKyberPreKeyStore,
+  MemoryPreKeyStore,
+  MemorySessionStore,
+  MemorySignedPreKeyStore,
+} from "./signal-stores.js";
 
 /** The key fields of a registration, which any number of accounts may share. */
 export type AccountKeys = Pick<RegisterRequest, "identityKey" | "signedPreKey" | "pqLastResortPreKey">;
@@ -62,7 +68,8 @@ export async function createWhisperFixture(targetBytes: number): Promise<Whisper
   const bob = new MemoryParty("b0b00000-0000-4000-8000-000000000002", 2222);
   await processPreKeyBundle(bob.bundle(), bob.address, alice.address, alice.sessions, alice.identity);
   const first = await signalEncrypt(new Uint8Array(32), bob.address, alice.address, alice.sessions, alice.identity);
-  if (first.type() !== CiphertextMessageType.PreKey) throw new Error(`expected a PreKey message, got type ${first.type()}`);
+  if (first.type() !== CiphertextMessageType.PreKey)
+    throw new Error(`expected a PreKey message, got type ${first.type()}`);
   await signalDecryptPreKey(
     PreKeySignalMessage.deserialize(first.serialize()),
     alice.address,
@@ -75,8 +82,15 @@ export async function createWhisperFixture(targetBytes: number): Promise<Whisper
   );
 
   const encrypt = async (size: number): Promise<Uint8Array> => {
-    const message = await signalEncrypt(new Uint8Array(size).fill(0x5a), alice.address, bob.address, bob.sessions, bob.identity);
-    if (message.type() !== CiphertextMessageType.Whisper) throw new Error(`expected a Whisper message, got type ${message.type()}`);
+    const message = await signalEncrypt(
+      new Uint8Array(size).fill(0x5a),
+      alice.address,
+      bob.address,
+      bob.sessions,
+      bob.identity,
+    );
+    if (message.type() !== CiphertextMessageType.Whisper)
+      throw new Error(`expected a Whisper message, got type ${message.type()}`);
     return message.serialize();
   };
   // Overhead is constant apart from block padding: measure it once, then size the plaintext.
@@ -113,7 +127,13 @@ export class MemoryParty {
     this.identity = new MemoryIdentityStore(this.identityKey, registrationId);
     const ec = PrivateKey.generate();
     const ecPublic = ec.getPublicKey();
-    this.signedPreKey = SignedPreKeyRecord.new(1, Date.now(), ecPublic, ec, this.identityKey.sign(ecPublic.serialize()));
+    this.signedPreKey = SignedPreKeyRecord.new(
+      1,
+      Date.now(),
+      ecPublic,
+      ec,
+      this.identityKey.sign(ecPublic.serialize()),
+    );
     this.signedPreKeys.records.set(1, this.signedPreKey);
     const kem = KEMKeyPair.generate();
     this.kyberPreKey = KyberPreKeyRecord.new(1, Date.now(), kem, this.identityKey.sign(kem.getPublicKey().serialize()));

@@ -62,7 +62,9 @@ export class MemoryIdentityStore extends IdentityKeyStore {
   async saveIdentity(name: ProtocolAddress, key: PublicKey): Promise<IdentityChange> {
     const previous = this.known.get(name.name());
     this.known.set(name.name(), key);
-    return previous !== undefined && !previous.equals(key) ? IdentityChange.ReplacedExisting : IdentityChange.NewOrUnchanged;
+    return previous !== undefined && !previous.equals(key)
+      ? IdentityChange.ReplacedExisting
+      : IdentityChange.NewOrUnchanged;
   }
   async isTrustedIdentity(name: ProtocolAddress, key: PublicKey, _direction: Direction): Promise<boolean> {
     const known = this.known.get(name.name());

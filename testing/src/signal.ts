@@ -5,6 +5,19 @@
  * and reused (account keys, a Whisper message, two parties with a session).
  * @packageDocumentation
  */
-export { MemoryIdentityStore, MemoryKyberPreKeyStore, MemoryPreKeyStore, MemorySenderKeyStore, MemorySessionStore, MemorySignedPreKeyStore } from "./signal-stores.js";
+export {
+  MemoryIdentityStore,
+  MemoryKyberPreKeyStore,
+  MemoryPreKeyStore,
+  MemorySenderKeyStore,
+  MemorySessionStore,
+  MemorySignedPreKeyStore,
+} from "./signal-stores.js";
 export { SignalDevice, type SealedOpened } from "./signal-device.js";
-export { MemoryParty, createAccountKeys, createWhisperFixture, type AccountKeys, type WhisperFixture } from "./signal-fixture.js";
+export {
+  MemoryParty,
+  createAccountKeys,
+  createWhisperFixture,
+  type AccountKeys,
+  type WhisperFixture,
+} from "./signal-fixture.js";

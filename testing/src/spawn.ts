@@ -4,5 +4,13 @@
  * stores. Loads no server code into the test process.
  * @packageDocumentation
  */
-export { freePort, next, spawnZimchatServe, startHomeserver, zimchatBin, type Homeserver, type ServeProcess } from "./child-homeserver.js";
+export {
+  freePort,
+  next,
+  spawnZimchatServe,
+  startHomeserver,
+  zimchatBin,
+  type Homeserver,
+  type ServeProcess,
+} from "./child-homeserver.js";
 export { deviceDir, inbox, registerDevice, until } from "./devices.js";

@@ -1,4 +1,13 @@
-import { MemoryDeviceStore, ZimClient, type AttachmentInput, type AttachmentPointer, type GroupState, type MessageEvent, type UploadOptions, type ZimClientEvents } from "@zimchat/client";
+import {
+  MemoryDeviceStore,
+  ZimClient,
+  type AttachmentInput,
+  type AttachmentPointer,
+  type GroupState,
+  type MessageEvent,
+  type UploadOptions,
+  type ZimClientEvents,
+} from "@zimchat/client";
 
 /** Options for {@link TestUser.nextMessage}. */
 export interface NextMessageOptions {
@@ -36,7 +45,12 @@ export class TestUser {
 
   /** Registers a user and connects it. */
   static async register(serverUrl: string, username: string, inviteToken?: string): Promise<TestUser> {
-    const client = await ZimClient.register({ serverUrl, username, store: new MemoryDeviceStore(), ...(inviteToken ? { inviteToken } : {}) });
+    const client = await ZimClient.register({
+      serverUrl,
+      username,
+      store: new MemoryDeviceStore(),
+      ...(inviteToken ? { inviteToken } : {}),
+    });
     const user = new TestUser(client);
     await client.connect();
     return user;
@@ -58,8 +72,14 @@ export class TestUser {
   }
 
   /** Sends a file (path, bytes or stream) to a user or a group (`group:<id>`). */
-  async sendFile(to: string, source: AttachmentInput, options: UploadOptions & { caption?: string } = {}): Promise<AttachmentPointer> {
-    const sent = to.startsWith("group:") ? await this.client.sendGroupAttachment(to.slice(6), source, options) : await this.client.sendAttachment(to, source, options);
+  async sendFile(
+    to: string,
+    source: AttachmentInput,
+    options: UploadOptions & { caption?: string } = {},
+  ): Promise<AttachmentPointer> {
+    const sent = to.startsWith("group:")
+      ? await this.client.sendGroupAttachment(to.slice(6), source, options)
+      : await this.client.sendAttachment(to, source, options);
     return sent.attachment;
   }
 
@@ -77,7 +97,9 @@ export class TestUser {
     const timeoutMs = options.timeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
       const take = (): boolean => {
-        const i = this.unread.findIndex((m) => options.conversation === undefined || m.conversation === options.conversation);
+        const i = this.unread.findIndex(
+          (m) => options.conversation === undefined || m.conversation === options.conversation,
+        );
         if (i >= 0) {
           // Messages of other conversations stay queued.
           const [m] = this.unread.splice(i, 1);
@@ -91,7 +113,11 @@ export class TestUser {
       const waiter = (): void => void take();
       const timer = setTimeout(() => {
         this.waiters.delete(waiter);
-        reject(new Error(`${this.username} received no message${options.conversation ? ` in ${options.conversation}` : ""} within ${timeoutMs} ms (${this.unread.length} other(s) queued)`));
+        reject(
+          new Error(
+            `${this.username} received no message${options.conversation ? ` in ${options.conversation}` : ""} within ${timeoutMs} ms (${this.unread.length} other(s) queued)`,
+          ),
+        );
       }, timeoutMs);
       if (!take()) this.waiters.add(waiter);
     });
@@ -104,7 +130,8 @@ export class TestUser {
    */
   async expectNoMessage(ms = 1_000): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, ms));
-    if (this.unread.length) throw new Error(`${this.username} received ${this.unread.length} message(s) it should not have`);
+    if (this.unread.length)
+      throw new Error(`${this.username} received ${this.unread.length} message(s) it should not have`);
   }
 
   /** Resolves with the next emission of a client event, or rejects after `timeoutMs`. */

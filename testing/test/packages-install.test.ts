@@ -33,22 +33,57 @@ const published = ["@zimchat/protocol", "@zimchat/client", "@zimchat/plugin-sdk"
 
 /** This process's environment without what an enclosing `npm run` set for this repository (its workspace, package, lifecycle). */
 function cleanEnv(): NodeJS.ProcessEnv {
-  const keep = new Set(["npm_config_cache", "npm_config_userconfig", "npm_config_nodedir", "npm_config_cafile", "npm_config_registry"]);
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith("npm_") || keep.has(k.toLowerCase())));
+  const keep = new Set([
+    "npm_config_cache",
+    "npm_config_userconfig",
+    "npm_config_nodedir",
+    "npm_config_cafile",
+    "npm_config_registry",
+  ]);
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith("npm_") || keep.has(k.toLowerCase())),
+  );
 }
 
-function run(command: string, args: string[], cwd: string, timeoutMs: number, env: Record<string, string> = {}): string {
-  const result = spawnSync(command, args, { cwd, env: { ...cleanEnv(), ...env }, encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
-  if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (${result.error?.message ?? `exit ${result.status}`}):\n${result.stdout}\n${result.stderr}`);
+function run(
+  command: string,
+  args: string[],
+  cwd: string,
+  timeoutMs: number,
+  env: Record<string, string> = {},
+): string {
+  const result = spawnSync(command, args, {
+    cwd,
+    env: { ...cleanEnv(), ...env },
+    encoding: "utf8",
+    timeout: timeoutMs,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (result.status !== 0)
+    throw new Error(
+      `${command} ${args.join(" ")} failed (${result.error?.message ?? `exit ${result.status}`}):\n${result.stdout}\n${result.stderr}`,
+    );
   return result.stdout;
 }
 
 /** Starts `node <script>` in the project and resolves with its first stdout line that parses as JSON. */
-function startScript(cwd: string, script: string, env: Record<string, string>, logs: string[]): { child: ChildProcess; first: Promise<Record<string, unknown>> } {
-  const child = spawn(process.execPath, [script], { cwd, env: { ...cleanEnv(), ...env }, stdio: ["ignore", "pipe", "pipe"] });
+function startScript(
+  cwd: string,
+  script: string,
+  env: Record<string, string>,
+  logs: string[],
+): { child: ChildProcess; first: Promise<Record<string, unknown>> } {
+  const child = spawn(process.execPath, [script], {
+    cwd,
+    env: { ...cleanEnv(), ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   createInterface({ input: child.stderr! }).on("line", (line) => logs.push(`${script} stderr: ${line}`));
   const first = new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${script} printed no result within 60 s:\n${logs.join("\n")}`)), 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`${script} printed no result within 60 s:\n${logs.join("\n")}`)),
+      60_000,
+    );
     createInterface({ input: child.stdout! }).on("line", (line) => {
       logs.push(`${script}: ${line}`);
       if (!line.startsWith("{")) return;
@@ -76,7 +111,18 @@ function localBetterSqlitePrebuild(dir: string): Record<string, string> {
   const { version } = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")) as { version: string };
   mkdirSync(dir, { recursive: true });
   // prebuild-install's file name: {name}-v{version}-{runtime}-v{abi}-{platform}{libc}-{arch}.tar.gz (glibc: no libc part).
-  run("tar", ["-czf", join(dir, `better-sqlite3-v${version}-node-v${process.versions.modules}-linux-${process.arch}.tar.gz`), "-C", pkg, addon], pkg, minutes);
+  run(
+    "tar",
+    [
+      "-czf",
+      join(dir, `better-sqlite3-v${version}-node-v${process.versions.modules}-linux-${process.arch}.tar.gz`),
+      "-C",
+      pkg,
+      addon,
+    ],
+    pkg,
+    minutes,
+  );
   return { npm_config_better_sqlite3_local_prebuilds: dir };
 }
 
@@ -126,102 +172,166 @@ export const valid = registerRequestSchema.safeParse({}).success;
 
 const postgresPass = process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres") === true;
 
-describe("the packed packages, installed outside the repository", { skip: postgresPass ? "runs in the SQLite pass" : false, timeout: 30 * minutes }, () => {
-  const work = mkdtempSync(join(tmpdir(), "zimchat-outside-"));
-  const app = join(work, "app");
-  const logs: string[] = [];
-  const children: ChildProcess[] = [];
-  let server: Homeserver | undefined;
-  let packs: { name: string; filename: string; files: { path: string }[] }[] = [];
+describe(
+  "the packed packages, installed outside the repository",
+  { skip: postgresPass ? "runs in the SQLite pass" : false, timeout: 30 * minutes },
+  () => {
+    const work = mkdtempSync(join(tmpdir(), "zimchat-outside-"));
+    const app = join(work, "app");
+    const logs: string[] = [];
+    const children: ChildProcess[] = [];
+    let server: Homeserver | undefined;
+    let packs: { name: string; filename: string; files: { path: string }[] }[] = [];
 
-  before(
-    async () => {
-      mkdirSync(join(app, "packs"), { recursive: true });
-      packs = JSON.parse(run("npm", ["pack", ...published.flatMap((p) => ["-w", p]), "--pack-destination", join(app, "packs"), "--json"], root, 5 * minutes)) as typeof packs;
-      const repoLock = JSON.parse(readFileSync(join(root, "package-lock.json"), "utf8")) as Lockfile;
-      const packed: PackedPackage[] = packs.map((p) => {
-        const tarball = join(app, "packs", p.filename);
-        return {
-          manifest: JSON.parse(run("tar", ["-xzOf", tarball, "package/package.json"], app, minutes)) as PackedPackage["manifest"],
-          resolved: `file:packs/${p.filename}`,
-          integrity: `sha512-${createHash("sha512").update(readFileSync(tarball)).digest("base64")}`,
-        };
-      });
-      const lock = offlineLockfile("zimchat-outside", repoLock, packed);
-      writeFileSync(join(app, "package.json"), JSON.stringify({ name: "zimchat-outside", private: true, type: "module", dependencies: lock.packages[""]!.dependencies }, null, 2));
-      writeFileSync(join(app, "package-lock.json"), JSON.stringify(lock, null, 2));
-      run("npm", ["ci", "--offline", "--no-audit", "--no-fund"], app, 20 * minutes, localBetterSqlitePrebuild(join(work, "prebuilds")));
-      writeFileSync(join(app, "bot.mjs"), botScript);
-      writeFileSync(join(app, "client.mjs"), clientScript);
-      server = await startHomeserver();
-    },
-    { timeout: 30 * minutes },
-  );
-
-  after(async () => {
-    for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
-    await server?.stop();
-    rmSync(work, { recursive: true, force: true });
-  });
-
-  it("packs only compiled code and declarations, with versioned dependencies on each other", () => {
-    assert.deepEqual(packs.map((p) => p.name).sort(), [...published].sort());
-    for (const p of packs) {
-      const paths = p.files.map((f) => f.path);
-      assert.ok(paths.includes("package.json"), p.name);
-      assert.ok(
-        paths.every((f) => f === "package.json" || f === "README.md" || f === "LICENSE" || f.startsWith("bin/") || /^dist\/src\/.*\.(js|d\.ts)$/.test(f)),
-        `${p.name} packs only dist/src (no sources, tests, maps or build info): ${paths.filter((f) => !f.startsWith("dist/src/")).join(", ")}`,
-      );
-      assert.ok(paths.some((f) => f.endsWith(".d.ts")), `${p.name} ships declarations`);
-      const manifest = JSON.parse(run("tar", ["-xzOf", join(app, "packs", p.filename), "package/package.json"], app, minutes)) as {
-        dependencies?: Record<string, string>;
-        engines?: { node?: string };
-        license?: string;
-      };
-      assert.equal(manifest.license, "AGPL-3.0-only");
-      assert.match(manifest.engines?.node ?? "", /20\.19/);
-      for (const [dep, range] of Object.entries(manifest.dependencies ?? {})) {
-        assert.ok(dep !== "@zimchat/server", `${p.name} does not depend on the server`);
-        if (dep.startsWith("@zimchat/")) assert.match(range, /^\^\d+\.\d+\.\d+$/, `${p.name} -> ${dep}`);
-      }
-    }
-  });
-
-  it("a bot and a client importing only the installed packages exchange an end-to-end encrypted message", async () => {
-    const bot = startScript(app, "bot.mjs", { SERVER: server!.url, BOT_DIR: join(work, "bot") }, logs);
-    children.push(bot.child);
-    const ready = await bot.first;
-    assert.equal(ready.username, "outsidebot");
-    assert.ok(realpathSync(fileURLToPath(String(ready.sdk))).startsWith(realpathSync(app)), `the bot's SDK is the installed one: ${String(ready.sdk)}`);
-
-    const text = `hello from outside ${process.pid}`;
-    const client = startScript(app, "client.mjs", { SERVER: server!.url, STORE: join(work, "outsider.db"), BOT: "outsidebot", TEXT: text }, logs);
-    children.push(client.child);
-    const result = await client.first;
-    assert.equal(result.text, `echo: ${text}`, "the installed bot decrypted the message and its encrypted answer came back");
-    assert.equal(result.limits, "object", "@zimchat/protocol imports");
-    assert.ok(realpathSync(fileURLToPath(String(result.sdk))).startsWith(realpathSync(app)), `the client SDK is the installed one: ${String(result.sdk)}`);
-    const exited = await new Promise<number | null>((resolve) => (client.child.exitCode !== null ? resolve(client.child.exitCode) : client.child.once("exit", resolve)));
-    assert.equal(exited, 0, logs.join("\n"));
-    // The homeserver relayed ciphertext only: the text is in none of its log lines.
-    assert.ok(!server!.logs.some((line) => line.includes(text)));
-  });
-
-  it("the installed zimchat-chat command runs", () => {
-    const help = run(join(app, "node_modules/.bin/zimchat-chat"), ["--help"], app, minutes);
-    assert.match(help, /Usage: zimchat-chat/);
-  });
-
-  it("a TypeScript project compiles against the installed packages' declarations", () => {
-    writeFileSync(join(app, "consumer.ts"), typedConsumer);
-    writeFileSync(
-      join(app, "tsconfig.json"),
-      JSON.stringify({
-        compilerOptions: { module: "NodeNext", moduleResolution: "NodeNext", target: "ES2022", strict: true, noEmit: true, skipLibCheck: true, types: ["node"], typeRoots: [join(root, "node_modules/@types")] },
-        files: ["consumer.ts"],
-      }),
+    before(
+      async () => {
+        mkdirSync(join(app, "packs"), { recursive: true });
+        packs = JSON.parse(
+          run(
+            "npm",
+            ["pack", ...published.flatMap((p) => ["-w", p]), "--pack-destination", join(app, "packs"), "--json"],
+            root,
+            5 * minutes,
+          ),
+        ) as typeof packs;
+        const repoLock = JSON.parse(readFileSync(join(root, "package-lock.json"), "utf8")) as Lockfile;
+        const packed: PackedPackage[] = packs.map((p) => {
+          const tarball = join(app, "packs", p.filename);
+          return {
+            manifest: JSON.parse(
+              run("tar", ["-xzOf", tarball, "package/package.json"], app, minutes),
+            ) as PackedPackage["manifest"],
+            resolved: `file:packs/${p.filename}`,
+            integrity: `sha512-${createHash("sha512").update(readFileSync(tarball)).digest("base64")}`,
+          };
+        });
+        const lock = offlineLockfile("zimchat-outside", repoLock, packed);
+        writeFileSync(
+          join(app, "package.json"),
+          JSON.stringify(
+            { name: "zimchat-outside", private: true, type: "module", dependencies: lock.packages[""]!.dependencies },
+            null,
+            2,
+          ),
+        );
+        writeFileSync(join(app, "package-lock.json"), JSON.stringify(lock, null, 2));
+        run(
+          "npm",
+          ["ci", "--offline", "--no-audit", "--no-fund"],
+          app,
+          20 * minutes,
+          localBetterSqlitePrebuild(join(work, "prebuilds")),
+        );
+        writeFileSync(join(app, "bot.mjs"), botScript);
+        writeFileSync(join(app, "client.mjs"), clientScript);
+        server = await startHomeserver();
+      },
+      { timeout: 30 * minutes },
     );
-    run(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"], app, 5 * minutes);
-  });
-});
+
+    after(async () => {
+      for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+      await server?.stop();
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    it("packs only compiled code and declarations, with versioned dependencies on each other", () => {
+      assert.deepEqual(packs.map((p) => p.name).sort(), [...published].sort());
+      for (const p of packs) {
+        const paths = p.files.map((f) => f.path);
+        assert.ok(paths.includes("package.json"), p.name);
+        assert.ok(
+          paths.every(
+            (f) =>
+              f === "package.json" ||
+              f === "README.md" ||
+              f === "LICENSE" ||
+              f.startsWith("bin/") ||
+              /^dist\/src\/.*\.(js|d\.ts)$/.test(f),
+          ),
+          `${p.name} packs only dist/src (no sources, tests, maps or build info): ${paths.filter((f) => !f.startsWith("dist/src/")).join(", ")}`,
+        );
+        assert.ok(
+          paths.some((f) => f.endsWith(".d.ts")),
+          `${p.name} ships declarations`,
+        );
+        const manifest = JSON.parse(
+          run("tar", ["-xzOf", join(app, "packs", p.filename), "package/package.json"], app, minutes),
+        ) as {
+          dependencies?: Record<string, string>;
+          engines?: { node?: string };
+          license?: string;
+        };
+        assert.equal(manifest.license, "AGPL-3.0-only");
+        assert.match(manifest.engines?.node ?? "", /20\.19/);
+        for (const [dep, range] of Object.entries(manifest.dependencies ?? {})) {
+          assert.ok(dep !== "@zimchat/server", `${p.name} does not depend on the server`);
+          if (dep.startsWith("@zimchat/")) assert.match(range, /^\^\d+\.\d+\.\d+$/, `${p.name} -> ${dep}`);
+        }
+      }
+    });
+
+    it("a bot and a client importing only the installed packages exchange an end-to-end encrypted message", async () => {
+      const bot = startScript(app, "bot.mjs", { SERVER: server!.url, BOT_DIR: join(work, "bot") }, logs);
+      children.push(bot.child);
+      const ready = await bot.first;
+      assert.equal(ready.username, "outsidebot");
+      assert.ok(
+        realpathSync(fileURLToPath(String(ready.sdk))).startsWith(realpathSync(app)),
+        `the bot's SDK is the installed one: ${String(ready.sdk)}`,
+      );
+
+      const text = `hello from outside ${process.pid}`;
+      const client = startScript(
+        app,
+        "client.mjs",
+        { SERVER: server!.url, STORE: join(work, "outsider.db"), BOT: "outsidebot", TEXT: text },
+        logs,
+      );
+      children.push(client.child);
+      const result = await client.first;
+      assert.equal(
+        result.text,
+        `echo: ${text}`,
+        "the installed bot decrypted the message and its encrypted answer came back",
+      );
+      assert.equal(result.limits, "object", "@zimchat/protocol imports");
+      assert.ok(
+        realpathSync(fileURLToPath(String(result.sdk))).startsWith(realpathSync(app)),
+        `the client SDK is the installed one: ${String(result.sdk)}`,
+      );
+      const exited = await new Promise<number | null>((resolve) =>
+        client.child.exitCode !== null ? resolve(client.child.exitCode) : client.child.once("exit", resolve),
+      );
+      assert.equal(exited, 0, logs.join("\n"));
+      // The homeserver relayed ciphertext only: the text is in none of its log lines.
+      assert.ok(!server!.logs.some((line) => line.includes(text)));
+    });
+
+    it("the installed zimchat-chat command runs", () => {
+      const help = run(join(app, "node_modules/.bin/zimchat-chat"), ["--help"], app, minutes);
+      assert.match(help, /Usage: zimchat-chat/);
+    });
+
+    it("a TypeScript project compiles against the installed packages' declarations", () => {
+      writeFileSync(join(app, "consumer.ts"), typedConsumer);
+      writeFileSync(
+        join(app, "tsconfig.json"),
+        JSON.stringify({
+          compilerOptions: {
+            module: "NodeNext",
+            moduleResolution: "NodeNext",
+            target: "ES2022",
+            strict: true,
+            noEmit: true,
+            skipLibCheck: true,
+            types: ["node"],
+            typeRoots: [join(root, "node_modules/@types")],
+          },
+          files: ["consumer.ts"],
+        }),
+      );
+      run(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"], app, 5 * minutes);
+    });
+  },
+);

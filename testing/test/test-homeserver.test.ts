@@ -27,7 +27,10 @@ describe("@zimchat/testing", () => {
   it("registers by invite, and nextMessage / expectNoMessage time out with clear messages", async () => {
     const bob = await hs.user("bob");
     const carol = await hs.user("carol");
-    await assert.rejects(bob.nextMessage({ timeoutMs: 200 }), /^Error: bob received no message within 200 ms \(0 other\(s\) queued\)$/);
+    await assert.rejects(
+      bob.nextMessage({ timeoutMs: 200 }),
+      /^Error: bob received no message within 200 ms \(0 other\(s\) queued\)$/,
+    );
     await carol.send("bob", "one");
     await carol.send("bob", "two");
     const first = await bob.nextMessage();

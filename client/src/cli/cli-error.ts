@@ -50,7 +50,8 @@ function networkCause(error: unknown): { code?: string; message: string } | null
   // undici wraps some failures once more (a connect timeout); a refused dual-stack connect is an AggregateError with the code.
   for (let depth = 0; depth < 3 && cause; depth++) {
     const c = cause as { code?: unknown; message?: unknown; cause?: unknown };
-    if (typeof c.code === "string") return { code: c.code, message: typeof c.message === "string" ? c.message : c.code };
+    if (typeof c.code === "string")
+      return { code: c.code, message: typeof c.message === "string" ? c.message : c.code };
     if (!c.cause) return { message: typeof c.message === "string" ? c.message : String(cause) };
     cause = c.cause;
   }
@@ -163,11 +164,19 @@ export function toCliError(error: unknown, context: ErrorContext = {}): CliError
   if (error instanceof ApiError) return new CliError("server_error", describeApiError(error, server), { cause: error });
   if (error instanceof GroupError) return new CliError("group_refused", error.message, { cause: error });
   if (error instanceof InvalidLinkUriError) {
-    return new CliError("invalid_argument", `${error.message}: pass the zimchat-link:?… URI that zimchat-chat link shows on the new device, in quotes`, { cause: error });
+    return new CliError(
+      "invalid_argument",
+      `${error.message}: pass the zimchat-link:?… URI that zimchat-chat link shows on the new device, in quotes`,
+      { cause: error },
+    );
   }
   // The socket's refusal of this device's credentials (an unlinked device, a removed account).
   if ((error as { data?: { code?: unknown } }).data?.code === "unauthorized") {
-    return new CliError("server_error", `${server} does not recognise this device (was it unlinked, or the account removed?)`, { cause: error });
+    return new CliError(
+      "server_error",
+      `${server} does not recognise this device (was it unlinked, or the account removed?)`,
+      { cause: error },
+    );
   }
   const network = networkCause(error);
   if (network) return new CliError("unreachable", describeUnreachable(network, context.server), { cause: error });

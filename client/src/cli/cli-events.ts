@@ -36,9 +36,28 @@ export type CliEvent =
       attachment?: AttachmentSummary;
     }
   /** A message this account sent from another of its devices (a sent transcript). `to` is a username or the group's title. */
-  | { type: "outgoing"; to: string; toUuid?: string; group?: GroupRef; fromDevice: number; text: string; timestamp: number; envelopeId: string; attachment?: AttachmentSummary }
+  | {
+      type: "outgoing";
+      to: string;
+      toUuid?: string;
+      group?: GroupRef;
+      fromDevice: number;
+      text: string;
+      timestamp: number;
+      envelopeId: string;
+      attachment?: AttachmentSummary;
+    }
   /** A message from the stored conversation (`chat` shows the history first). `user` is the other person, or in a group the author. */
-  | { type: "history"; direction: "in" | "out"; user: string; text: string; timestamp: number; group?: GroupRef; id?: string; attachment?: AttachmentSummary }
+  | {
+      type: "history";
+      direction: "in" | "out";
+      user: string;
+      text: string;
+      timestamp: number;
+      group?: GroupRef;
+      id?: string;
+      attachment?: AttachmentSummary;
+    }
   /** A message sent to a user; `queued` when `chat` had queued it while the homeserver was unreachable. */
   | { type: "sent"; to: string; toUuid: string; text: string; timestamp: number; devices: number; queued?: true }
   /** A message sent to a group: one upload the server fans out to `devices` member devices. */
@@ -51,14 +70,31 @@ export type CliEvent =
   | { type: "queued"; to: string; group?: GroupRef; text: string; pending: number; reason: string }
   /** `chat` ends with lines still queued: they stay in the profile's outbox.json for the next `chat` with `to`. */
   | { type: "unsent"; to: string; group?: GroupRef; count: number; profile: string }
-  | { type: "fileSent"; to: string; toUuid?: string; group?: GroupRef; fileName: string; size: number; caption: string; timestamp: number }
+  | {
+      type: "fileSent";
+      to: string;
+      toUuid?: string;
+      group?: GroupRef;
+      fileName: string;
+      size: number;
+      caption: string;
+      timestamp: number;
+    }
   | { type: "downloaded"; messageId: string; path: string; size: number; fileName?: string }
   | { type: "receipt"; from: string; fromUuid: string; timestamps: number[] }
   | { type: "identityChanged"; user: string; uuid: string; blocked: boolean }
   | { type: "decryptionFailed"; from: string | null; fromUuid: string | null; reason: string }
   /** The stored queue has been delivered; `received` counts the messages (sent, received, with files) and group changes in it. */
   | { type: "queueEmpty"; received: number }
-  | { type: "safetyNumber"; user: string; digits: string; grouped: string; scannable: string; verified: boolean; qr?: string }
+  | {
+      type: "safetyNumber";
+      user: string;
+      digits: string;
+      grouped: string;
+      scannable: string;
+      verified: boolean;
+      qr?: string;
+    }
   | { type: "verified"; user: string }
   | { type: "accepted"; user: string; wasBlocked: boolean }
   /** `chat` is connected and reads lines; `user` is the other person or the group's title. */
@@ -77,7 +113,13 @@ export type CliEvent =
   /** The end of `group list`. */
   | { type: "groupsListed"; count: number }
   /** This device created or changed a group. */
-  | { type: "groupChanged"; group: GroupRef; action: "created" | "added" | "removed"; users: string[]; members: string[] }
+  | {
+      type: "groupChanged";
+      group: GroupRef;
+      action: "created" | "added" | "removed";
+      users: string[];
+      members: string[];
+    }
   /**
    * A group this account is in was created or changed by `by` (`byThisAccount`:
    * on another of this account's devices); `joined` when this account was
@@ -97,4 +139,3 @@ export type CliEvent =
     }
   | { type: "warning"; message: string }
   | { type: "error"; code: string; message: string };
-

@@ -5,6 +5,8 @@
 import { readFileSync } from "node:fs";
 import { chatProgram } from "./program.js";
 
-const { version } = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+const { version } = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+  version: string;
+};
 
 await chatProgram(version, process.env).parseAsync(process.argv);

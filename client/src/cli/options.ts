@@ -14,7 +14,10 @@ export function withCommonOptions(command: Command, env: { XDG_DATA_HOME?: strin
   const home = profilesHome(env);
   return command
     .addOption(
-      new Option("--profile <dir>", `the profile directory holding this device (device.db) as a path (any value with a /, like ./alice), or a profile name, kept in ${home}/<name>`)
+      new Option(
+        "--profile <dir>",
+        `the profile directory holding this device (device.db) as a path (any value with a /, like ./alice), or a profile name, kept in ${home}/<name>`,
+      )
         .env("ZIMCHAT_PROFILE")
         .argParser((value: string) => profileDir(value, env))
         .default(profileDir(defaultProfileName, env), defaultProfileName),
@@ -25,7 +28,8 @@ export function withCommonOptions(command: Command, env: { XDG_DATA_HOME?: strin
 /** Parses a number of seconds (decimals allowed). */
 export function seconds(value: string): number {
   const n = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(n)) throw new InvalidArgumentError("must be a number of seconds");
+  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(n))
+    throw new InvalidArgumentError("must be a number of seconds");
   return n;
 }
 
@@ -37,6 +41,7 @@ export function count(value: string): number {
 
 /** Parses a device id (1 to 127). */
 export function deviceId(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 127) throw new InvalidArgumentError("must be a device id (1 to 127)");
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 127)
+    throw new InvalidArgumentError("must be a device id (1 to 127)");
   return Number(value);
 }

@@ -7,7 +7,8 @@ export const defaultProfileName = "default";
 
 /** Where profiles given by name live: `$XDG_DATA_HOME/zimchat/profiles` (`~/.local/share/zimchat/profiles` when XDG_DATA_HOME is unset or relative, as the XDG spec says). */
 export function profilesHome(env: { XDG_DATA_HOME?: string | undefined }, home = homedir()): string {
-  const dataHome = env.XDG_DATA_HOME && isAbsolute(env.XDG_DATA_HOME) ? env.XDG_DATA_HOME : join(home, ".local", "share");
+  const dataHome =
+    env.XDG_DATA_HOME && isAbsolute(env.XDG_DATA_HOME) ? env.XDG_DATA_HOME : join(home, ".local", "share");
   return join(dataHome, "zimchat", "profiles");
 }
 
@@ -21,7 +22,9 @@ export function profilesHome(env: { XDG_DATA_HOME?: string | undefined }, home =
 export function profileDir(value: string, env: { XDG_DATA_HOME?: string | undefined }): string {
   if (value.includes("/") || value.includes(sep) || value === "." || value === "..") return resolve(value);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) {
-    throw new InvalidArgumentError(`"${value}" is neither a profile name (letters, digits, . _ -, up to 64) nor a path (a path has a /, like ./${value})`);
+    throw new InvalidArgumentError(
+      `"${value}" is neither a profile name (letters, digits, . _ -, up to 64) nor a path (a path has a /, like ./${value})`,
+    );
   }
   return join(profilesHome(env), value);
 }

@@ -42,13 +42,19 @@ export class Profile {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       this.createdDir = true;
       // Keys and contacts: never committed by accident when the profile is inside a git work tree (as a venv does).
-      writeFileSync(join(this.dir, ".gitignore"), "# zimchat-chat profile: private keys and contacts\n*\n", { mode: 0o600 });
+      writeFileSync(join(this.dir, ".gitignore"), "# zimchat-chat profile: private keys and contacts\n*\n", {
+        mode: 0o600,
+      });
     }
     if (this.hasStore()) {
       const existing = new SqliteDeviceStore(this.storePath);
       const local = existing.getLocal();
       existing.close();
-      if (local?.uuid) throw new CliError("already_registered", `${this.dir} already holds ${local.username}'s device on ${local.serverUrl}: pass another --profile`);
+      if (local?.uuid)
+        throw new CliError(
+          "already_registered",
+          `${this.dir} already holds ${local.username}'s device on ${local.serverUrl}: pass another --profile`,
+        );
       this.removeStore();
     }
     return new SqliteDeviceStore(this.storePath);
@@ -99,7 +105,10 @@ class JsonMap {
   }
 
   private load(): Record<string, string> {
-    if (!this.entries) this.entries = existsSync(this.path) ? (JSON.parse(readFileSync(this.path, "utf8")) as Record<string, string>) : {};
+    if (!this.entries)
+      this.entries = existsSync(this.path)
+        ? (JSON.parse(readFileSync(this.path, "utf8")) as Record<string, string>)
+        : {};
     return this.entries;
   }
 }
@@ -169,7 +178,10 @@ export class Outbox {
   }
 
   private load(): Record<string, string[]> {
-    if (!this.entries) this.entries = existsSync(this.path) ? (JSON.parse(readFileSync(this.path, "utf8")) as Record<string, string[]>) : {};
+    if (!this.entries)
+      this.entries = existsSync(this.path)
+        ? (JSON.parse(readFileSync(this.path, "utf8")) as Record<string, string[]>)
+        : {};
     return this.entries;
   }
 }

@@ -24,97 +24,182 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
     .showHelpAfterError();
 
   // program.command() (not addCommand) so that subcommands inherit showHelpAfterError.
-  const command = (name: string, description: string, parent: Command = program): Command => withCommonOptions(parent.command(name).description(description), env);
-  const target = "a username, or a group: group:<id-or-title> (a group id, or a title that is not a username, also works without group:)";
+  const command = (name: string, description: string, parent: Command = program): Command =>
+    withCommonOptions(parent.command(name).description(description), env);
+  const target =
+    "a username, or a group: group:<id-or-title> (a group id, or a title that is not a username, also works without group:)";
 
-  command("register", "create an account and this device on a homeserver (keys are generated here and never leave the profile)")
-    .addOption(new Option("--server <url>", "the homeserver, like http://127.0.0.1:8080").env("ZIMCHAT_SERVER").makeOptionMandatory())
+  command(
+    "register",
+    "create an account and this device on a homeserver (keys are generated here and never leave the profile)",
+  )
+    .addOption(
+      new Option("--server <url>", "the homeserver, like http://127.0.0.1:8080")
+        .env("ZIMCHAT_SERVER")
+        .makeOptionMandatory(),
+    )
     .addOption(new Option("--username <name>", "your username: 3 to 32 of a-z, 0-9, _ and .").makeOptionMandatory())
-    .addOption(new Option("--invite <token>", "an invite token, when the homeserver requires one").env("ZIMCHAT_INVITE"))
-    .addOption(new Option("--allow-insecure-http", "allow a plain http:// homeserver that is not on this machine (passwords and metadata cross the network unencrypted)").default(false))
+    .addOption(
+      new Option("--invite <token>", "an invite token, when the homeserver requires one").env("ZIMCHAT_INVITE"),
+    )
+    .addOption(
+      new Option(
+        "--allow-insecure-http",
+        "allow a plain http:// homeserver that is not on this machine (passwords and metadata cross the network unencrypted)",
+      ).default(false),
+    )
     .action(async (options: RegisterOptions) => (await import("./commands/register.js")).register(options));
 
   command("send", "send an end-to-end encrypted message (messages waiting for you are shown too)")
     .argument("<user>", "who to send to")
     .argument("<text...>", "the message (words are joined with spaces)")
-    .action(async (user: string, words: string[], options: CommonOptions) => (await import("./commands/send.js")).send(user, words, options));
+    .action(async (user: string, words: string[], options: CommonOptions) =>
+      (await import("./commands/send.js")).send(user, words, options),
+    );
 
   command("receive", "connect, decrypt and show every message waiting for this device, then exit")
-    .addOption(new Option("--wait <seconds>", "then stay connected this long for live messages (Ctrl-C stops early)").argParser(seconds).default(0))
+    .addOption(
+      new Option("--wait <seconds>", "then stay connected this long for live messages (Ctrl-C stops early)")
+        .argParser(seconds)
+        .default(0),
+    )
     .action(async (options: ReceiveOptions) => (await import("./commands/receive.js")).receive(options));
 
-  command("chat", `chat with a user or in a group: shows the conversation and live messages, sends each line you type (${chatHelp})`)
+  command(
+    "chat",
+    `chat with a user or in a group: shows the conversation and live messages, sends each line you type (${chatHelp})`,
+  )
     .argument("<user-or-group>", target)
     .addOption(new Option("--history <count>", "how many earlier messages to show").argParser(count).default(20))
-    .addHelpText("after", "\nExamples:\n  zimchat-chat chat bob\n  zimchat-chat chat \"group:Braai crew\"")
+    .addHelpText("after", '\nExamples:\n  zimchat-chat chat bob\n  zimchat-chat chat "group:Braai crew"')
     .action(async (user: string, options: ChatOptions) => (await import("./commands/chat.js")).chat(user, options));
 
   command("send-file", "send a file, end-to-end encrypted (the homeserver stores only padded ciphertext)")
     .argument("<user-or-group>", target)
     .argument("<path>", "the file")
     .addOption(new Option("--caption <text>", "a message sent with the file"))
-    .action(async (to: string, path: string, options: SendFileOptions) => (await import("./commands/send-file.js")).sendFile(to, path, options));
+    .action(async (to: string, path: string, options: SendFileOptions) =>
+      (await import("./commands/send-file.js")).sendFile(to, path, options),
+    );
 
-  command("download", "save a file someone sent you (receive and chat show each file's message id); its digest is checked before it is decrypted")
+  command(
+    "download",
+    "save a file someone sent you (receive and chat show each file's message id); its digest is checked before it is decrypted",
+  )
     .argument("<messageId>", "the id of the message the file came with")
-    .addOption(new Option("--out <path>", "where to save it: a file, or a directory (default: the sender's file name in the current directory, never replacing a file)"))
-    .action(async (messageId: string, options: DownloadOptions) => (await import("./commands/download.js")).download(messageId, options));
+    .addOption(
+      new Option(
+        "--out <path>",
+        "where to save it: a file, or a directory (default: the sender's file name in the current directory, never replacing a file)",
+      ),
+    )
+    .action(async (messageId: string, options: DownloadOptions) =>
+      (await import("./commands/download.js")).download(messageId, options),
+    );
 
   const group = program
     .command("group")
-    .description("groups: create, add, remove, list, send (groups live on the members' devices; the homeserver knows nothing of them)")
-    .addHelpText("after", "\nA group is named by its id or by its title (quote titles with spaces); chat in one with zimchat-chat chat group:<id-or-title>.");
+    .description(
+      "groups: create, add, remove, list, send (groups live on the members' devices; the homeserver knows nothing of them)",
+    )
+    .addHelpText(
+      "after",
+      "\nA group is named by its id or by its title (quote titles with spaces); chat in one with zimchat-chat chat group:<id-or-title>.",
+    );
   command("create", "create a group with you as its admin", group)
     .argument("<title>", "the group's title")
     .argument("<members...>", "usernames of the other members")
-    .action(async (title: string, users: string[], options: CommonOptions) => (await import("./commands/group.js")).createGroup(title, users, options));
+    .action(async (title: string, users: string[], options: CommonOptions) =>
+      (await import("./commands/group.js")).createGroup(title, users, options),
+    );
   command("add", "add members to a group (admins only)", group)
     .argument("<group>", "the group's id or title")
     .argument("<users...>", "usernames to add")
-    .action(async (name: string, users: string[], options: CommonOptions) => (await import("./commands/group.js")).changeGroup("added", name, users, options));
+    .action(async (name: string, users: string[], options: CommonOptions) =>
+      (await import("./commands/group.js")).changeGroup("added", name, users, options),
+    );
   command("remove", "remove members from a group (admins only); they cannot read anything sent afterwards", group)
     .argument("<group>", "the group's id or title")
     .argument("<users...>", "usernames to remove")
-    .action(async (name: string, users: string[], options: CommonOptions) => (await import("./commands/group.js")).changeGroup("removed", name, users, options));
-  command("list", "list the groups this device knows, with their members", group)
-    .action(async (options: CommonOptions) => (await import("./commands/group.js")).listGroups(options));
+    .action(async (name: string, users: string[], options: CommonOptions) =>
+      (await import("./commands/group.js")).changeGroup("removed", name, users, options),
+    );
+  command("list", "list the groups this device knows, with their members", group).action(
+    async (options: CommonOptions) => (await import("./commands/group.js")).listGroups(options),
+  );
   command("send", "send a message to a group (one upload, fanned out by the homeserver to every member device)", group)
     .argument("<group>", "the group's id or title")
     .argument("<text...>", "the message (words are joined with spaces)")
-    .action(async (name: string, words: string[], options: CommonOptions) => (await import("./commands/group.js")).groupSend(name, words, options));
+    .action(async (name: string, words: string[], options: CommonOptions) =>
+      (await import("./commands/group.js")).groupSend(name, words, options),
+    );
 
   command("safety-number", "show the safety number with a user (60 digits and a QR code), to compare in person")
     .argument("<user>", "the other person")
-    .action(async (user: string, options: CommonOptions) => (await import("./commands/safety-number.js")).showSafetyNumber(user, options));
+    .action(async (user: string, options: CommonOptions) =>
+      (await import("./commands/safety-number.js")).showSafetyNumber(user, options),
+    );
 
-  command("verify", "mark a user verified: give the safety number their screen shows (60 digits, spaces allowed) or the payload their QR code carries")
+  command(
+    "verify",
+    "mark a user verified: give the safety number their screen shows (60 digits, spaces allowed) or the payload their QR code carries",
+  )
     .argument("<user>", "the other person")
     .argument("<number...>", "their safety number or scanned payload")
-    .action(async (user: string, parts: string[], options: CommonOptions) => (await import("./commands/verify.js")).verify(user, parts, options));
+    .action(async (user: string, parts: string[], options: CommonOptions) =>
+      (await import("./commands/verify.js")).verify(user, parts, options),
+    );
 
-  command("accept", "accept a user's changed safety number without comparing it: sending works again, the user is no longer verified")
+  command(
+    "accept",
+    "accept a user's changed safety number without comparing it: sending works again, the user is no longer verified",
+  )
     .argument("<user>", "the other person")
-    .action(async (user: string, options: CommonOptions) => (await import("./commands/accept.js")).accept(user, options));
+    .action(async (user: string, options: CommonOptions) =>
+      (await import("./commands/accept.js")).accept(user, options),
+    );
 
-  command("link", "make this new profile another device of your account: shows a link code (text and QR) to approve on your primary device, then waits")
-    .addOption(new Option("--server <url>", "your account's homeserver, like http://127.0.0.1:8080").env("ZIMCHAT_SERVER").makeOptionMandatory())
-    .addOption(new Option("--allow-insecure-http", "allow a plain http:// homeserver that is not on this machine (passwords and metadata cross the network unencrypted)").default(false))
-    .addHelpText("after", "\nOn the primary device (device 1), run: zimchat-chat approve-link '<the zimchat-link:?… URI>'")
+  command(
+    "link",
+    "make this new profile another device of your account: shows a link code (text and QR) to approve on your primary device, then waits",
+  )
+    .addOption(
+      new Option("--server <url>", "your account's homeserver, like http://127.0.0.1:8080")
+        .env("ZIMCHAT_SERVER")
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option(
+        "--allow-insecure-http",
+        "allow a plain http:// homeserver that is not on this machine (passwords and metadata cross the network unencrypted)",
+      ).default(false),
+    )
+    .addHelpText(
+      "after",
+      "\nOn the primary device (device 1), run: zimchat-chat approve-link '<the zimchat-link:?… URI>'",
+    )
     .action(async (options: LinkOptions) => (await import("./commands/link.js")).link(options));
 
-  command("approve-link", "on your primary device: approve a new device that zimchat-chat link shows (it receives your account's identity key, sealed to it)")
+  command(
+    "approve-link",
+    "on your primary device: approve a new device that zimchat-chat link shows (it receives your account's identity key, sealed to it)",
+  )
     .argument("<uri>", "the zimchat-link:?… URI the new device shows (in quotes)")
-    .action(async (uri: string, options: CommonOptions) => (await import("./commands/link.js")).approveLink(uri, options));
+    .action(async (uri: string, options: CommonOptions) =>
+      (await import("./commands/link.js")).approveLink(uri, options),
+    );
 
-  command("devices", "list your account's devices, with the day each was created and last seen")
-    .action(async (options: CommonOptions) => (await import("./commands/devices.js")).devices(options));
+  command("devices", "list your account's devices, with the day each was created and last seen").action(
+    async (options: CommonOptions) => (await import("./commands/devices.js")).devices(options),
+  );
 
   command("unlink", "remove a device from your account (from the primary device, or a device removing itself)")
     .argument("<deviceId>", "the device's id (zimchat-chat devices lists them)", deviceId)
     .action(async (id: number, options: CommonOptions) => (await import("./commands/devices.js")).unlink(id, options));
 
-  command("whoami", "show this device's username, account id and homeserver")
-    .action(async (options: CommonOptions) => (await import("./commands/whoami.js")).whoami(options));
+  command("whoami", "show this device's username, account id and homeserver").action(async (options: CommonOptions) =>
+    (await import("./commands/whoami.js")).whoami(options),
+  );
 
   return program;
 }

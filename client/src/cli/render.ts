@@ -10,7 +10,8 @@ export function clockTime(timestamp: number): string {
 }
 
 /** The commands `chat` understands besides text. */
-export const chatHelp = "/file <path> sends a file, /safety shows the safety number, /quit leaves, //text sends /text (a bot command)";
+export const chatHelp =
+  "/file <path> sends a file, /safety shows the safety number, /quit leaves, //text sends /text (a bot command)";
 
 /** A byte count as people read it: `512 B`, `1.5 KiB`, `20.0 MiB`. */
 export function byteSize(bytes: number): string {
@@ -55,7 +56,13 @@ const messages = (n: number): string => (n === 1 ? "1 message" : `${n} messages`
 
 /** Which stream an event goes to in human mode. */
 export function isDiagnostic(event: CliEvent): boolean {
-  return event.type === "error" || event.type === "warning" || event.type === "decryptionFailed" || event.type === "queued" || event.type === "unsent";
+  return (
+    event.type === "error" ||
+    event.type === "warning" ||
+    event.type === "decryptionFailed" ||
+    event.type === "queued" ||
+    event.type === "unsent"
+  );
 }
 
 /**
@@ -140,14 +147,21 @@ export function renderEvent(event: CliEvent): string | null {
         ? "This device is unlinked from the account: its profile can no longer send or receive, and can be deleted."
         : `Unlinked device ${event.deviceId}: it can no longer read or send this account's messages.`;
     case "devicesChanged":
-      return [
-        ...event.added.map((id) => `A new device (id ${id}) was linked to your account. If that was not you, run zimchat-chat unlink ${id} on your primary device.`),
-        ...event.removed.map((id) => `Device ${id} was unlinked from your account.`),
-      ].join("\n") || null;
+      return (
+        [
+          ...event.added.map(
+            (id) =>
+              `A new device (id ${id}) was linked to your account. If that was not you, run zimchat-chat unlink ${id} on your primary device.`,
+          ),
+          ...event.removed.map((id) => `Device ${id} was unlinked from your account.`),
+        ].join("\n") || null
+      );
     case "group":
       return `${printable(event.title)} (group ${event.id})${event.member ? "" : " [you were removed]"}: ${list(event.members.map((m) => (event.admins.includes(m) ? `${m} (admin)` : m)))}`;
     case "groupsListed":
-      return event.count ? null : "This device knows no groups yet: zimchat-chat group create <title> <members...> makes one.";
+      return event.count
+        ? null
+        : "This device knows no groups yet: zimchat-chat group create <title> <members...> makes one.";
     case "groupChanged":
       switch (event.action) {
         case "created":
@@ -163,11 +177,14 @@ export function renderEvent(event: CliEvent): string | null {
       const by = event.byThisAccount ? "You (on another device)" : event.by;
       const title = printable(event.group.title);
       if (event.left) return `${by} removed you from the group ${title}: you no longer receive its messages.`;
-      if (event.joined) return `${by} added you to the group ${title} (id ${event.group.id}). Members: ${list(event.members)}.`;
-      return [
-        ...(event.added.length ? [`${by} added ${list(event.added)} to ${title}.`] : []),
-        ...(event.removed.length ? [`${by} removed ${list(event.removed)} from ${title}.`] : []),
-      ].join("\n") || `${by} changed the group ${title}.`;
+      if (event.joined)
+        return `${by} added you to the group ${title} (id ${event.group.id}). Members: ${list(event.members)}.`;
+      return (
+        [
+          ...(event.added.length ? [`${by} added ${list(event.added)} to ${title}.`] : []),
+          ...(event.removed.length ? [`${by} removed ${list(event.removed)} from ${title}.`] : []),
+        ].join("\n") || `${by} changed the group ${title}.`
+      );
     }
     case "warning":
       return `warning: ${event.message}`;

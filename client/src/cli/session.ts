@@ -1,7 +1,15 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { usernamePattern } from "@zimchat/protocol";
-import { ApiError, SqliteDeviceStore, ZimClient, type AttachmentPointer, type GroupState, type MessageEvent, type ZimClientOptions } from "../index.js";
+import {
+  ApiError,
+  SqliteDeviceStore,
+  ZimClient,
+  type AttachmentPointer,
+  type GroupState,
+  type MessageEvent,
+  type ZimClientOptions,
+} from "../index.js";
 import type { AttachmentSummary, GroupRef } from "./cli-events.js";
 import { CliError, toCliError } from "./cli-error.js";
 import type { Output } from "./output.js";
@@ -68,13 +76,22 @@ export async function withSession<T>(
   if (!profile.hasStore()) {
     // zimchat-chat used to keep the default profile in ./.zimchat-chat: point there rather than look unregistered.
     const legacy = resolve(legacyProfileDir);
-    const hint = legacy !== profile.dir && existsSync(join(legacy, "device.db")) ? ` (an older zimchat-chat left a profile in ${legacy}: pass --profile ./${legacyProfileDir}, or move it to ${profile.dir})` : "";
-    throw new CliError("not_registered", `no device in ${profile.dir}${hint}: run zimchat-chat register --server <url> --username <name> first, or pass --profile <dir>`);
+    const hint =
+      legacy !== profile.dir && existsSync(join(legacy, "device.db"))
+        ? ` (an older zimchat-chat left a profile in ${legacy}: pass --profile ./${legacyProfileDir}, or move it to ${profile.dir})`
+        : "";
+    throw new CliError(
+      "not_registered",
+      `no device in ${profile.dir}${hint}: run zimchat-chat register --server <url> --username <name> first, or pass --profile <dir>`,
+    );
   }
   const store = new SqliteDeviceStore(profile.storePath);
   if (!store.getLocal()?.uuid) {
     store.close();
-    throw new CliError("not_registered", `the device in ${profile.dir} never finished registering: delete that directory and register again`);
+    throw new CliError(
+      "not_registered",
+      `the device in ${profile.dir} never finished registering: delete that directory and register again`,
+    );
   }
   const client = new ZimClient({ store, ...clientOptions });
   const { contacts } = profile;
@@ -117,7 +134,16 @@ export async function withSession<T>(
       });
       return;
     }
-    output.emit({ type: "message", from: senderLabel(m, nameOf(m.from)), fromUuid: m.from, fromDevice: m.fromDevice, text: m.text, timestamp: m.timestamp, envelopeId: m.envelopeId, ...extra });
+    output.emit({
+      type: "message",
+      from: senderLabel(m, nameOf(m.from)),
+      fromUuid: m.from,
+      fromDevice: m.fromDevice,
+      text: m.text,
+      timestamp: m.timestamp,
+      envelopeId: m.envelopeId,
+      ...extra,
+    });
   });
   client.on("groupUpdated", (u) => {
     received++;
@@ -139,8 +165,12 @@ export async function withSession<T>(
     const others = added.filter((id) => id !== self.deviceId);
     if (others.length || removed.length) output.emit({ type: "devicesChanged", added: others, removed });
   });
-  client.on("identityChanged", ({ uuid, blocked }) => output.emit({ type: "identityChanged", user: nameOf(uuid), uuid, blocked }));
-  client.on("deliveryReceipt", ({ from, timestamps }) => output.emit({ type: "receipt", from: nameOf(from), fromUuid: from, timestamps }));
+  client.on("identityChanged", ({ uuid, blocked }) =>
+    output.emit({ type: "identityChanged", user: nameOf(uuid), uuid, blocked }),
+  );
+  client.on("deliveryReceipt", ({ from, timestamps }) =>
+    output.emit({ type: "receipt", from: nameOf(from), fromUuid: from, timestamps }),
+  );
   client.on("decryptionFailed", ({ from, reason }) =>
     output.emit({ type: "decryptionFailed", from: from ? nameOf(from) : null, fromUuid: from ?? null, reason }),
   );
@@ -162,10 +192,12 @@ export async function withSession<T>(
       try {
         uuid = await client.resolve(name);
       } catch (error) {
-        if (error instanceof ApiError && error.code === "not_found") throw new CliError("unknown_user", `there is no user ${name} on ${client.local.serverUrl}`, { cause: error });
+        if (error instanceof ApiError && error.code === "not_found")
+          throw new CliError("unknown_user", `there is no user ${name} on ${client.local.serverUrl}`, { cause: error });
         throw error;
       }
-      if (uuid === client.local.uuid) throw new CliError("invalid_argument", `${name} is this device's own account: name someone else`);
+      if (uuid === client.local.uuid)
+        throw new CliError("invalid_argument", `${name} is this device's own account: name someone else`);
       if (uuid !== name) contacts.remember(uuid, name);
       return { uuid, name: nameOf(uuid) };
     },
@@ -181,18 +213,29 @@ export async function withSession<T>(
       const candidates = current.length ? current : titled;
       if (candidates.length === 1) return candidates[0]!;
       if (candidates.length > 1) {
-        throw new CliError("ambiguous_group", `${candidates.length} groups are called "${wanted}": name one by its id (${candidates.map((g) => g.id).join(", ")})`);
+        throw new CliError(
+          "ambiguous_group",
+          `${candidates.length} groups are called "${wanted}": name one by its id (${candidates.map((g) => g.id).join(", ")})`,
+        );
       }
-      throw new CliError("unknown_group", `this device knows no group "${wanted}" (zimchat-chat group list shows the groups it knows)`);
+      throw new CliError(
+        "unknown_group",
+        `this device knows no group "${wanted}" (zimchat-chat group list shows the groups it knows)`,
+      );
     },
     async resolveTarget(name) {
-      if (name.startsWith("group:") || client.listGroups().some((g) => g.id === name)) return { kind: "group", group: session.resolveGroup(name) };
-      if (usernamePattern.test(name) || uuidPattern.test(name)) return { kind: "user", ...(await session.resolveUser(name)) };
+      if (name.startsWith("group:") || client.listGroups().some((g) => g.id === name))
+        return { kind: "group", group: session.resolveGroup(name) };
+      if (usernamePattern.test(name) || uuidPattern.test(name))
+        return { kind: "user", ...(await session.resolveUser(name)) };
       try {
         return { kind: "group", group: session.resolveGroup(name) };
       } catch (error) {
         if (!(error instanceof CliError) || error.code !== "unknown_group") throw error;
-        throw new CliError("invalid_argument", `"${name}" is neither a username (3 to 32 of a-z, 0-9, _ and .) nor a group this device knows (zimchat-chat group list)`);
+        throw new CliError(
+          "invalid_argument",
+          `"${name}" is neither a username (3 to 32 of a-z, 0-9, _ and .) nor a group this device knows (zimchat-chat group list)`,
+        );
       }
     },
     names,

@@ -39,7 +39,8 @@ import { publicKeyBytesOf } from "./keys.js";
 import { signalStores, type IdentityChangeListener, type SignalStores } from "./stores.js";
 
 const b64 = (bytes: Uint8Array<ArrayBuffer>): string => Buffer.from(bytes).toString("base64");
-const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
+const bytes = (s: string): Uint8Array<ArrayBuffer> =>
+  new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
 const addressKey = (uuid: string, deviceId: number): string => `${uuid}.${deviceId}`;
 
 /** A session-encrypted message for one device, not yet sealed or serialized. */
@@ -146,7 +147,13 @@ export class SignalBackend {
 
   /** Encrypts padded content over the session with one device. @throws libsignal's errors ({@link isUntrustedIdentity}) */
   async encrypt(padded: Uint8Array<ArrayBuffer>, to: DeviceAddress): Promise<Ciphertext> {
-    return signalEncrypt(padded, ProtocolAddress.new(to.uuid, to.deviceId), this.me(), this.stores.sessions, this.stores.identities);
+    return signalEncrypt(
+      padded,
+      ProtocolAddress.new(to.uuid, to.deviceId),
+      this.me(),
+      this.stores.sessions,
+      this.stores.identities,
+    );
   }
 
   /** Whether a certificate names this device's current identity key (one fetched before `resetIdentity` does not). */
@@ -155,13 +162,22 @@ export class SignalBackend {
   }
 
   /** The wire message for one device: sealed with `certificate` when given, else the plain PreKey or Whisper message. */
-  async outgoing(message: Ciphertext, to: DeviceAddress, certificate: SenderCertificate | null): Promise<OutgoingMessage> {
+  async outgoing(
+    message: Ciphertext,
+    to: DeviceAddress,
+    certificate: SenderCertificate | null,
+  ): Promise<OutgoingMessage> {
     const address = ProtocolAddress.new(to.uuid, to.deviceId);
     const registrationId = await this.remoteRegistrationId(address);
     if (certificate) {
       const usmc = UnidentifiedSenderMessageContent.new(message, certificate, ContentHint.Default, null);
       const sealed = await sealedSenderEncrypt(usmc, address, this.stores.identities);
-      return { type: "sealed", destinationDeviceId: to.deviceId, destinationRegistrationId: registrationId, content: b64(sealed) };
+      return {
+        type: "sealed",
+        destinationDeviceId: to.deviceId,
+        destinationRegistrationId: registrationId,
+        content: b64(sealed),
+      };
     }
     return {
       type: message.type() === CiphertextMessageType.PreKey ? "prekey" : "whisper",
@@ -200,7 +216,13 @@ export class SignalBackend {
       const plaintext =
         envelope.type === "prekey"
           ? await this.decryptPreKey(PreKeySignalMessage.deserialize(bytes(envelope.content)), address, me)
-          : await signalDecrypt(SignalMessage.deserialize(bytes(envelope.content)), address, me, s.sessions, s.identities);
+          : await signalDecrypt(
+              SignalMessage.deserialize(bytes(envelope.content)),
+              address,
+              me,
+              s.sessions,
+              s.identities,
+            );
       return { from, fromDevice, plaintext, sealed: false, senderKey: false };
     }
     const usmc = await sealedSenderDecryptToUsmc(bytes(envelope.content), s.identities);
@@ -221,7 +243,13 @@ export class SignalBackend {
         plaintext = await this.decryptPreKey(PreKeySignalMessage.deserialize(usmc.contents()), address, me);
         break;
       case CiphertextMessageType.Whisper:
-        plaintext = await signalDecrypt(SignalMessage.deserialize(usmc.contents()), address, me, s.sessions, s.identities);
+        plaintext = await signalDecrypt(
+          SignalMessage.deserialize(usmc.contents()),
+          address,
+          me,
+          s.sessions,
+          s.identities,
+        );
         break;
       case CiphertextMessageType.SenderKey:
         plaintext = await groupDecrypt(address, s.senderKeys, usmc.contents());
@@ -233,20 +261,42 @@ export class SignalBackend {
     // for a sender never seen, the key their first message carries, as for an unsealed first message.
     const certificateKey = Buffer.from(certificate.key().serialize());
     if (knownBefore && !certificateKey.equals(Buffer.from(knownBefore.publicKey))) {
-      throw Object.assign(decryptionFailure(DecryptionFailureReason.CertificateKeyMismatch, "the certificate names another key than the one known for its sender"), { from });
+      throw Object.assign(
+        decryptionFailure(
+          DecryptionFailureReason.CertificateKeyMismatch,
+          "the certificate names another key than the one known for its sender",
+        ),
+        { from },
+      );
     }
     const known = this.store.getIdentity(from);
     if (!known || !certificateKey.equals(Buffer.from(known.publicKey))) {
-      throw decryptionFailure(DecryptionFailureReason.InvalidCertificate, "the certificate's key is not the sender's identity key");
+      throw decryptionFailure(
+        DecryptionFailureReason.InvalidCertificate,
+        "the certificate's key is not the sender's identity key",
+      );
     }
     return { from, fromDevice, plaintext, sealed: true, senderKey: type === CiphertextMessageType.SenderKey };
   }
 
-  private async decryptPreKey(message: PreKeySignalMessage, address: ProtocolAddress, me: ProtocolAddress): Promise<Uint8Array> {
+  private async decryptPreKey(
+    message: PreKeySignalMessage,
+    address: ProtocolAddress,
+    me: ProtocolAddress,
+  ): Promise<Uint8Array> {
     const s = this.stores;
     // A PreKey message may replace the session, and with it the peer's registration id.
     this.registrationIds.delete(addressKey(address.name(), address.deviceId()));
-    return signalDecryptPreKey(message, address, me, s.sessions, s.identities, s.preKeys, s.signedPreKeys, s.kyberPreKeys);
+    return signalDecryptPreKey(
+      message,
+      address,
+      me,
+      s.sessions,
+      s.identities,
+      s.preKeys,
+      s.signedPreKeys,
+      s.kyberPreKeys,
+    );
   }
 
   // --------------------------------------------------------- sender keys
@@ -260,7 +310,11 @@ export class SignalBackend {
   /** Stores a sender's sender key from their distribution message (base64). */
   async processSenderKeyDistribution(from: DeviceAddress, message: string): Promise<void> {
     const distribution = SenderKeyDistributionMessage.deserialize(bytes(message));
-    await processSenderKeyDistributionMessage(ProtocolAddress.new(from.uuid, from.deviceId), distribution, this.stores.senderKeys);
+    await processSenderKeyDistributionMessage(
+      ProtocolAddress.new(from.uuid, from.deviceId),
+      distribution,
+      this.stores.senderKeys,
+    );
   }
 
   /**
@@ -277,7 +331,12 @@ export class SignalBackend {
     const ciphertext = await groupEncrypt(this.me(), distributionId, this.stores.senderKeys, padded);
     const usmc = UnidentifiedSenderMessageContent.new(ciphertext, certificate, ContentHint.Default, groupId);
     const addresses = recipients.map((r) => ProtocolAddress.new(r.uuid, r.deviceId));
-    return sealedSenderMultiRecipientEncrypt({ content: usmc, recipients: addresses, identityStore: this.stores.identities, sessionStore: this.stores.sessions });
+    return sealedSenderMultiRecipientEncrypt({
+      content: usmc,
+      recipients: addresses,
+      identityStore: this.stores.identities,
+      sessionStore: this.stores.sessions,
+    });
   }
 }
 

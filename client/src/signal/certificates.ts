@@ -19,7 +19,11 @@ export function senderCertificateExpiration(certificate: SenderCertificate): num
 }
 
 /** Whether a certificate is signed (through its server certificate) by `trustRoot` (serialized) and not expired at `now`. */
-export function senderCertificateValid(certificate: SenderCertificate, trustRoot: Uint8Array<ArrayBuffer>, now: number): boolean {
+export function senderCertificateValid(
+  certificate: SenderCertificate,
+  trustRoot: Uint8Array<ArrayBuffer>,
+  now: number,
+): boolean {
   return certificate.validate(PublicKey.deserialize(trustRoot), now);
 }
 

@@ -2,8 +2,23 @@
  * The client's Signal backend: the one place that calls
  * `@signalapp/libsignal-client`. Everything else in the client imports from here.
  */
-export { SignalBackend, decryptionFailureReason, isUntrustedIdentity, type BundleDevice, type Ciphertext, type DeviceAddress, type OpenedEnvelope } from "./backend.js";
-export { parseSenderCertificate, senderCertificateBytes, senderCertificateExpiration, senderCertificateKey, senderCertificateValid, type SenderCertificate } from "./certificates.js";
+export {
+  SignalBackend,
+  decryptionFailureReason,
+  isUntrustedIdentity,
+  type BundleDevice,
+  type Ciphertext,
+  type DeviceAddress,
+  type OpenedEnvelope,
+} from "./backend.js";
+export {
+  parseSenderCertificate,
+  senderCertificateBytes,
+  senderCertificateExpiration,
+  senderCertificateKey,
+  senderCertificateValid,
+  type SenderCertificate,
+} from "./certificates.js";
 export {
   newEphemeralKey,
   newPrivateKey,

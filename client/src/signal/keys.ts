@@ -43,17 +43,31 @@ export function publicKeyBytes(key: PublicKey): Uint8Array<ArrayBuffer> {
 }
 
 /** Whether `signature` over `message` verifies with `key` (libsignal's XEdDSA check). */
-export function verifySignature(key: PublicKey | Uint8Array<ArrayBuffer>, message: Uint8Array<ArrayBuffer>, signature: Uint8Array<ArrayBuffer>): boolean {
+export function verifySignature(
+  key: PublicKey | Uint8Array<ArrayBuffer>,
+  message: Uint8Array<ArrayBuffer>,
+  signature: Uint8Array<ArrayBuffer>,
+): boolean {
   const publicKey = key instanceof Uint8Array ? PublicKey.deserialize(key) : key;
   return publicKey.verify(message, signature);
 }
 
 /** Seals `plaintext` to a public key (libsignal's `PublicKey.seal`, HPKE). */
-export function sealTo(to: PublicKey, plaintext: Uint8Array<ArrayBuffer>, info: string, associatedData: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+export function sealTo(
+  to: PublicKey,
+  plaintext: Uint8Array<ArrayBuffer>,
+  info: string,
+  associatedData: Uint8Array<ArrayBuffer>,
+): Uint8Array<ArrayBuffer> {
   return to.seal(plaintext, info, associatedData);
 }
 
 /** Opens what {@link sealTo} sealed. @throws when it does not open */
-export function openSealed(key: PrivateKey, sealed: Uint8Array<ArrayBuffer>, info: string, associatedData: Uint8Array<ArrayBuffer>): Uint8Array {
+export function openSealed(
+  key: PrivateKey,
+  sealed: Uint8Array<ArrayBuffer>,
+  info: string,
+  associatedData: Uint8Array<ArrayBuffer>,
+): Uint8Array {
   return key.open(sealed, info, associatedData);
 }

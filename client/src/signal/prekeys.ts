@@ -3,7 +3,13 @@
  * (one-time and last-resort), one-time EC pre-keys, all stored in the device
  * store and returned as the server wants them.
  */
-import { KEMKeyPair, KyberPreKeyRecord, PreKeyRecord, PrivateKey, SignedPreKeyRecord } from "@signalapp/libsignal-client";
+import {
+  KEMKeyPair,
+  KyberPreKeyRecord,
+  PreKeyRecord,
+  PrivateKey,
+  SignedPreKeyRecord,
+} from "@signalapp/libsignal-client";
 import type { SignedEcPreKey, SignedKyberPreKey, EcPreKey, UploadKeysRequest } from "@zimchat/protocol";
 import type { DeviceStore } from "../store/device-store.js";
 
@@ -28,30 +34,51 @@ export function newSignedPreKey(store: DeviceStore, identityKey: Uint8Array<Arra
   const id = nextId(store);
   const priv = PrivateKey.generate();
   const signature = identity.sign(priv.getPublicKey().serialize());
-  store.savePreKey("signed", { id, record: SignedPreKeyRecord.new(id, Date.now(), priv.getPublicKey(), priv, signature).serialize(), createdAt: Date.now() });
+  store.savePreKey("signed", {
+    id,
+    record: SignedPreKeyRecord.new(id, Date.now(), priv.getPublicKey(), priv, signature).serialize(),
+    createdAt: Date.now(),
+  });
   store.setValue("signedPreKeyId", String(id));
   store.setValue("signedPreKeyRotatedAt", String(Date.now()));
   return { keyId: id, publicKey: b64(priv.getPublicKey().serialize()), signature: b64(signature) };
 }
 
 /** A new signed Kyber pre-key, stored. `lastResort` marks it as the current last-resort key. */
-export function newKyberPreKey(store: DeviceStore, identityKey: Uint8Array<ArrayBuffer>, lastResort: boolean): SignedKyberPreKey {
+export function newKyberPreKey(
+  store: DeviceStore,
+  identityKey: Uint8Array<ArrayBuffer>,
+  lastResort: boolean,
+): SignedKyberPreKey {
   const identity = PrivateKey.deserialize(identityKey);
   const id = nextId(store);
   const pair = KEMKeyPair.generate();
   const signature = identity.sign(pair.getPublicKey().serialize());
-  store.savePreKey("kyber", { id, record: KyberPreKeyRecord.new(id, Date.now(), pair, signature).serialize(), createdAt: Date.now() });
+  store.savePreKey("kyber", {
+    id,
+    record: KyberPreKeyRecord.new(id, Date.now(), pair, signature).serialize(),
+    createdAt: Date.now(),
+  });
   if (lastResort) store.setValue("kyberLastResortIds", JSON.stringify([...lastResortKyberIds(store), id]));
   return { keyId: id, publicKey: b64(pair.getPublicKey().serialize()), signature: b64(signature) };
 }
 
 /** New one-time keys of both kinds, stored, as an upload body. */
-export function newOneTimeKeys(store: DeviceStore, identityKey: Uint8Array<ArrayBuffer>, ec: number, pq: number): UploadKeysRequest {
+export function newOneTimeKeys(
+  store: DeviceStore,
+  identityKey: Uint8Array<ArrayBuffer>,
+  ec: number,
+  pq: number,
+): UploadKeysRequest {
   const preKeys: EcPreKey[] = [];
   for (let i = 0; i < ec; i++) {
     const id = nextId(store);
     const priv = PrivateKey.generate();
-    store.savePreKey("ec", { id, record: PreKeyRecord.new(id, priv.getPublicKey(), priv).serialize(), createdAt: Date.now() });
+    store.savePreKey("ec", {
+      id,
+      record: PreKeyRecord.new(id, priv.getPublicKey(), priv).serialize(),
+      createdAt: Date.now(),
+    });
     preKeys.push({ keyId: id, publicKey: b64(priv.getPublicKey().serialize()) });
   }
   const pqPreKeys = Array.from({ length: pq }, () => newKyberPreKey(store, identityKey, false));
@@ -64,7 +91,8 @@ export function newOneTimeKeys(store: DeviceStore, identityKey: Uint8Array<Array
  */
 export function pruneReplacedKeys(store: DeviceStore, graceMs: number, now = Date.now()): void {
   const currentSigned = Number(store.getValue("signedPreKeyId"));
-  for (const k of store.listPreKeys("signed")) if (k.id !== currentSigned && now - k.createdAt > graceMs) store.removePreKey("signed", k.id);
+  for (const k of store.listPreKeys("signed"))
+    if (k.id !== currentSigned && now - k.createdAt > graceMs) store.removePreKey("signed", k.id);
   const lastResort = lastResortKyberIds(store);
   const current = lastResort.at(-1);
   const kept = lastResort.filter((id) => {

@@ -5,7 +5,8 @@ const iterations = 5200;
 /** Fingerprint version 2: identifiers are account UUIDs as 16 bytes. */
 const version = 2;
 
-const uuidBytes = (uuid: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(uuid.replace(/-/g, ""), "hex")) as Uint8Array<ArrayBuffer>;
+const uuidBytes = (uuid: string): Uint8Array<ArrayBuffer> =>
+  new Uint8Array(Buffer.from(uuid.replace(/-/g, ""), "hex")) as Uint8Array<ArrayBuffer>;
 
 /** A safety number between two accounts: the same on both sides. */
 export interface SafetyNumber {
@@ -18,7 +19,12 @@ export interface SafetyNumber {
 }
 
 /** Computes the safety number between `local` and `remote` with libsignal. */
-export function safetyNumber(localUuid: string, localKey: PublicKey, remoteUuid: string, remoteKey: PublicKey): SafetyNumber {
+export function safetyNumber(
+  localUuid: string,
+  localKey: PublicKey,
+  remoteUuid: string,
+  remoteKey: PublicKey,
+): SafetyNumber {
   const fp = Fingerprint.new(iterations, version, uuidBytes(localUuid), localKey, uuidBytes(remoteUuid), remoteKey);
   const digits = fp.displayableFingerprint().toString();
   return {
@@ -37,8 +43,12 @@ export function matchesSafetyNumber(expected: SafetyNumber, entered: string): bo
   const digits = entered.replace(/\s+/g, "");
   if (/^\d{60}$/.test(digits)) return digits === expected.digits;
   try {
-    const mine = ScannableFingerprint._fromBuffer(new Uint8Array(Buffer.from(expected.scannable, "base64")) as Uint8Array<ArrayBuffer>);
-    const theirs = ScannableFingerprint._fromBuffer(new Uint8Array(Buffer.from(entered.trim(), "base64")) as Uint8Array<ArrayBuffer>);
+    const mine = ScannableFingerprint._fromBuffer(
+      new Uint8Array(Buffer.from(expected.scannable, "base64")) as Uint8Array<ArrayBuffer>,
+    );
+    const theirs = ScannableFingerprint._fromBuffer(
+      new Uint8Array(Buffer.from(entered.trim(), "base64")) as Uint8Array<ArrayBuffer>,
+    );
     return mine.compare(theirs);
   } catch {
     return false;

@@ -36,7 +36,11 @@ export interface SignalStores {
 const key = (address: ProtocolAddress): string => `${address.name()}.${address.deviceId()}`;
 
 /** Builds libsignal's stores over a device store. */
-export function signalStores(store: DeviceStore, policy: TrustPolicy, onIdentityChange: IdentityChangeListener): SignalStores {
+export function signalStores(
+  store: DeviceStore,
+  policy: TrustPolicy,
+  onIdentityChange: IdentityChangeListener,
+): SignalStores {
   const local = (): NonNullable<ReturnType<DeviceStore["getLocal"]>> => {
     const l = store.getLocal();
     if (!l) throw new Error("this device is not registered");
@@ -86,7 +90,11 @@ export function signalStores(store: DeviceStore, policy: TrustPolicy, onIdentity
       return IdentityChange.ReplacedExisting;
     }
     async isTrustedIdentity(address: ProtocolAddress, publicKey: PublicKey, direction: Direction): Promise<boolean> {
-      return policy.isTrusted(store.getIdentity(address.name()), publicKey.serialize(), direction === Direction.Sending ? "sending" : "receiving");
+      return policy.isTrusted(
+        store.getIdentity(address.name()),
+        publicKey.serialize(),
+        direction === Direction.Sending ? "sending" : "receiving",
+      );
     }
     async getIdentity(address: ProtocolAddress): Promise<PublicKey | null> {
       const known = store.getIdentity(address.name());
@@ -94,7 +102,8 @@ export function signalStores(store: DeviceStore, policy: TrustPolicy, onIdentity
     }
   }
 
-  const missing = (kind: string, id: number): Error => Object.assign(new Error(`no ${kind} pre-key ${id}`), { code: "missing_pre_key" });
+  const missing = (kind: string, id: number): Error =>
+    Object.assign(new Error(`no ${kind} pre-key ${id}`), { code: "missing_pre_key" });
 
   class PreKeys extends PreKeyStore {
     async savePreKey(id: number, record: PreKeyRecord): Promise<void> {
@@ -143,7 +152,9 @@ export function signalStores(store: DeviceStore, policy: TrustPolicy, onIdentity
     }
     async getSenderKey(sender: ProtocolAddress, distributionId: string): Promise<SenderKeyRecord | null> {
       const value = store.getValue(`senderKey:${key(sender)}:${distributionId}`);
-      return value ? SenderKeyRecord.deserialize(new Uint8Array(Buffer.from(value, "base64")) as Uint8Array<ArrayBuffer>) : null;
+      return value
+        ? SenderKeyRecord.deserialize(new Uint8Array(Buffer.from(value, "base64")) as Uint8Array<ArrayBuffer>)
+        : null;
     }
   }
 

@@ -1,4 +1,11 @@
-import type { DeviceStore, KnownIdentity, LocalDevice, PreKeyKind, StoredMessage, StoredPreKey } from "./device-store.js";
+import type {
+  DeviceStore,
+  KnownIdentity,
+  LocalDevice,
+  PreKeyKind,
+  StoredMessage,
+  StoredPreKey,
+} from "./device-store.js";
 
 /** A device store in memory, for tests and throwaway devices. `transaction` rolls back on error. */
 export class MemoryDeviceStore implements DeviceStore {
@@ -9,7 +16,11 @@ export class MemoryDeviceStore implements DeviceStore {
       local: null as LocalDevice | null,
       sessions: new Map<string, Uint8Array<ArrayBuffer>>(),
       identities: new Map<string, KnownIdentity>(),
-      preKeys: { ec: new Map<number, StoredPreKey>(), signed: new Map<number, StoredPreKey>(), kyber: new Map<number, StoredPreKey>() },
+      preKeys: {
+        ec: new Map<number, StoredPreKey>(),
+        signed: new Map<number, StoredPreKey>(),
+        kyber: new Map<number, StoredPreKey>(),
+      },
       values: new Map<string, string>(),
       processed: new Map<string, number>(),
       messages: [] as StoredMessage[],
@@ -35,7 +46,10 @@ export class MemoryDeviceStore implements DeviceStore {
     this.state.sessions.clear();
   }
   sessionDevices(uuid: string): number[] {
-    return [...this.state.sessions.keys()].filter((a) => a.startsWith(`${uuid}.`)).map((a) => Number(a.slice(uuid.length + 1))).sort((a, b) => a - b);
+    return [...this.state.sessions.keys()]
+      .filter((a) => a.startsWith(`${uuid}.`))
+      .map((a) => Number(a.slice(uuid.length + 1)))
+      .sort((a, b) => a - b);
   }
   getIdentity(uuid: string): KnownIdentity | null {
     return this.state.identities.get(uuid) ?? null;
@@ -71,7 +85,10 @@ export class MemoryDeviceStore implements DeviceStore {
     this.state.processed.set(envelopeId, at);
   }
   pruneProcessed(before: number, keep: number): number {
-    const newest = [...this.state.processed].filter(([, at]) => at >= before).sort((a, b) => b[1] - a[1]).slice(0, keep);
+    const newest = [...this.state.processed]
+      .filter(([, at]) => at >= before)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, keep);
     const forgotten = this.state.processed.size - newest.length;
     this.state.processed = new Map(newest);
     return forgotten;

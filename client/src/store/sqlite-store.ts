@@ -1,7 +1,14 @@
 import { chmodSync, closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
-import type { DeviceStore, KnownIdentity, LocalDevice, PreKeyKind, StoredMessage, StoredPreKey } from "./device-store.js";
+import type {
+  DeviceStore,
+  KnownIdentity,
+  LocalDevice,
+  PreKeyKind,
+  StoredMessage,
+  StoredPreKey,
+} from "./device-store.js";
 
 const schema = `
 CREATE TABLE IF NOT EXISTS local (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL, identity BLOB NOT NULL);
@@ -53,9 +60,13 @@ export class SqliteDeviceStore implements DeviceStore {
     const p = (sql: string): BetterSqlite3.Statement => this.db.prepare(sql);
     this.stmt = {
       getLocal: p("SELECT data, identity FROM local WHERE id = 1"),
-      setLocal: p("INSERT INTO local (id, data, identity) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data, identity = excluded.identity"),
+      setLocal: p(
+        "INSERT INTO local (id, data, identity) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data, identity = excluded.identity",
+      ),
       getSession: p("SELECT record FROM sessions WHERE address = ?"),
-      saveSession: p("INSERT INTO sessions (address, uuid, device, record) VALUES (?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET record = excluded.record"),
+      saveSession: p(
+        "INSERT INTO sessions (address, uuid, device, record) VALUES (?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET record = excluded.record",
+      ),
       deleteSession: p("DELETE FROM sessions WHERE address = ?"),
       clearSessions: p("DELETE FROM sessions"),
       sessionDevices: p("SELECT device FROM sessions WHERE uuid = ? ORDER BY device"),
@@ -70,15 +81,24 @@ export class SqliteDeviceStore implements DeviceStore {
       setValue: p("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
       hasProcessed: p("SELECT 1 FROM processed WHERE envelope_id = ?"),
       markProcessed: p("INSERT OR IGNORE INTO processed (envelope_id, at) VALUES (?, ?)"),
-      pruneProcessed: p("DELETE FROM processed WHERE at < ? OR envelope_id IN (SELECT envelope_id FROM processed ORDER BY at DESC LIMIT -1 OFFSET ?)"),
-      addMessage: p("INSERT OR IGNORE INTO messages (id, peer, direction, sender_device, text, timestamp, stored_at, author, attachment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+      pruneProcessed: p(
+        "DELETE FROM processed WHERE at < ? OR envelope_id IN (SELECT envelope_id FROM processed ORDER BY at DESC LIMIT -1 OFFSET ?)",
+      ),
+      addMessage: p(
+        "INSERT OR IGNORE INTO messages (id, peer, direction, sender_device, text, timestamp, stored_at, author, attachment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
       messages: p("SELECT * FROM (SELECT * FROM messages WHERE peer = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq"),
     };
   }
 
   getLocal(): LocalDevice | null {
     const row = this.stmt.getLocal!.get() as { data: string; identity: Buffer } | undefined;
-    return row ? { ...(JSON.parse(row.data) as Omit<LocalDevice, "identityPrivateKey">), identityPrivateKey: bytes(row.identity) } : null;
+    return row
+      ? {
+          ...(JSON.parse(row.data) as Omit<LocalDevice, "identityPrivateKey">),
+          identityPrivateKey: bytes(row.identity),
+        }
+      : null;
   }
   setLocal(local: LocalDevice): void {
     const { identityPrivateKey, ...data } = local;
@@ -102,8 +122,17 @@ export class SqliteDeviceStore implements DeviceStore {
     return (this.stmt.sessionDevices!.all(uuid) as { device: number }[]).map((r) => r.device);
   }
   getIdentity(uuid: string): KnownIdentity | null {
-    const row = this.stmt.getIdentity!.get(uuid) as { uuid: string; public_key: Buffer; verified: number; blocked: number; first_seen: number } | undefined;
-    return row ? { uuid: row.uuid, publicKey: bytes(row.public_key), verified: row.verified === 1, blocked: row.blocked === 1, firstSeen: row.first_seen } : null;
+    const row = this.stmt.getIdentity!.get(uuid) as
+      { uuid: string; public_key: Buffer; verified: number; blocked: number; first_seen: number } | undefined;
+    return row
+      ? {
+          uuid: row.uuid,
+          publicKey: bytes(row.public_key),
+          verified: row.verified === 1,
+          blocked: row.blocked === 1,
+          firstSeen: row.first_seen,
+        }
+      : null;
   }
   saveIdentity(i: KnownIdentity): void {
     this.stmt.saveIdentity!.run(i.uuid, i.publicKey, i.verified ? 1 : 0, i.blocked ? 1 : 0, i.firstSeen);
@@ -141,10 +170,30 @@ export class SqliteDeviceStore implements DeviceStore {
     return this.stmt.pruneProcessed!.run(before, keep).changes;
   }
   addMessage(m: StoredMessage): void {
-    this.stmt.addMessage!.run(m.id, m.peer, m.direction, m.senderDeviceId, m.text, m.timestamp, m.storedAt, m.author ?? null, m.attachment ? JSON.stringify(m.attachment) : null);
+    this.stmt.addMessage!.run(
+      m.id,
+      m.peer,
+      m.direction,
+      m.senderDeviceId,
+      m.text,
+      m.timestamp,
+      m.storedAt,
+      m.author ?? null,
+      m.attachment ? JSON.stringify(m.attachment) : null,
+    );
   }
   messages(peer: string, limit = 1000): StoredMessage[] {
-    type Row = { id: string; peer: string; direction: "in" | "out"; sender_device: number; text: string; timestamp: number; stored_at: number; author: string | null; attachment: string | null };
+    type Row = {
+      id: string;
+      peer: string;
+      direction: "in" | "out";
+      sender_device: number;
+      text: string;
+      timestamp: number;
+      stored_at: number;
+      author: string | null;
+      attachment: string | null;
+    };
     return (this.stmt.messages!.all(peer, limit) as Row[]).map((r) => ({
       id: r.id,
       peer: r.peer,
@@ -160,7 +209,11 @@ export class SqliteDeviceStore implements DeviceStore {
 
   /** Every stored value whose key starts with `prefix`. */
   valuesWithPrefix(prefix: string): [string, string][] {
-    return (this.db.prepare("SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key").all(prefix, `${prefix}\uffff`) as { key: string; value: string }[]).map((r) => [r.key, r.value]);
+    return (
+      this.db
+        .prepare("SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key")
+        .all(prefix, `${prefix}\uffff`) as { key: string; value: string }[]
+    ).map((r) => [r.key, r.value]);
   }
 
   /**

@@ -37,7 +37,16 @@ export async function attackerDecrypt(stolen: DeviceStore, envelope: Envelope): 
     }
     const plaintext =
       type === CiphertextMessageType.PreKey
-        ? await signalDecryptPreKey(PreKeySignalMessage.deserialize(content), from, me, s.sessions, s.identities, s.preKeys, s.signedPreKeys, s.kyberPreKeys)
+        ? await signalDecryptPreKey(
+            PreKeySignalMessage.deserialize(content),
+            from,
+            me,
+            s.sessions,
+            s.identities,
+            s.preKeys,
+            s.signedPreKeys,
+            s.kyberPreKeys,
+          )
         : await signalDecrypt(SignalMessage.deserialize(content), from, me, s.sessions, s.identities);
     return decodeContent(plaintext).text ?? "";
   } catch {

@@ -24,7 +24,11 @@ export const childEnv = { ...inherited, TZ: "UTC" };
 /** Runs `zimchat-chat args` to the end (stdin closed, or fed `input`), in `cwd` when given. */
 export function cli(args: string[], input?: string, cwd?: string): Promise<Exit> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { env: childEnv, stdio: ["pipe", "pipe", "pipe"], ...(cwd ? { cwd } : {}) });
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: childEnv,
+      stdio: ["pipe", "pipe", "pipe"],
+      ...(cwd ? { cwd } : {}),
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -63,12 +67,15 @@ export function start(args: string[]): Running {
   const exited = new Promise<Exit>((resolve) =>
     child.once("close", (code) => {
       clearTimeout(timer);
-      for (const w of waiters) w.reject(new Error(`exited (${code}) before printing ${JSON.stringify(w.text)}:\n${stderr}${stdout}`));
+      for (const w of waiters)
+        w.reject(new Error(`exited (${code}) before printing ${JSON.stringify(w.text)}:\n${stderr}${stdout}`));
       resolve({ code, stdout, stderr });
     }),
   );
   const seen = (text: string): Promise<string> =>
-    stdout.includes(text) ? Promise.resolve(stdout) : new Promise((resolve, reject) => waiters.push({ text, resolve, reject }));
+    stdout.includes(text)
+      ? Promise.resolve(stdout)
+      : new Promise((resolve, reject) => waiters.push({ text, resolve, reject }));
   return { child, seen, exited };
 }
 

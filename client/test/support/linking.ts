@@ -3,7 +3,11 @@ import { SqliteDeviceStore, ZimClient } from "../../src/index.js";
 import { deviceDir } from "@zimchat/testing/spawn";
 
 /** Links a new device to `primary`'s account through the real flow (the URI handed over in-process, as a QR scan would). */
-export async function linkDevice(serverUrl: string, primary: ZimClient, name = `${primary.local.username}-${Date.now()}`): Promise<ZimClient> {
+export async function linkDevice(
+  serverUrl: string,
+  primary: ZimClient,
+  name = `${primary.local.username}-${Date.now()}`,
+): Promise<ZimClient> {
   let approval: Promise<void> | undefined;
   const linked = await ZimClient.link({
     serverUrl,

@@ -37,20 +37,32 @@ import {
 } from "../../src/index.js";
 import { signalStores } from "../../src/store/signal-stores.js";
 import { trustOnFirstUse } from "../../src/trust.js";
-import { freePort, type Homeserver, inbox, registerDevice as register, startHomeserver, until } from "@zimchat/testing/spawn";
+import {
+  freePort,
+  type Homeserver,
+  inbox,
+  registerDevice as register,
+  startHomeserver,
+  until,
+} from "@zimchat/testing/spawn";
 import { linkDevice } from "./linking.js";
 import { queryServerDb, writeServerDb } from "./server-db.js";
 
-export const pluginPath = fileURLToPath(new URL("../../../../plugins/dist/src/key-transparency/index.js", import.meta.url));
-export const bytes = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
-export const publicKeyOf = (client: ZimClient): PublicKey => PrivateKey.deserialize(client.local.identityPrivateKey).getPublicKey();
+export const pluginPath = fileURLToPath(
+  new URL("../../../../plugins/dist/src/key-transparency/index.js", import.meta.url),
+);
+export const bytes = (s: string): Uint8Array<ArrayBuffer> =>
+  new Uint8Array(Buffer.from(s, "base64")) as Uint8Array<ArrayBuffer>;
+export const publicKeyOf = (client: ZimClient): PublicKey =>
+  PrivateKey.deserialize(client.local.identityPrivateKey).getPublicKey();
 export const settle = (ms = 400): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 
 /** Collects one event's payloads. */
 export function events<K extends keyof ZimClientEvents>(client: ZimClient, name: K): ZimClientEvents[K][0][] {
   const list: ZimClientEvents[K][0][] = [];
-  (client.on as (event: K, listener: (value: ZimClientEvents[K][0]) => void) => void)(name, (value) => list.push(value));
+  (client.on as (event: K, listener: (value: ZimClientEvents[K][0]) => void) => void)(name, (value) =>
+    list.push(value),
+  );
   return list;
 }
 
@@ -62,25 +74,49 @@ export function events<K extends keyof ZimClientEvents>(client: ZimClient, name:
  */
 export async function forgeIdentity(server: Homeserver, uuid: string, staleDevices: number[]): Promise<PrivateKey> {
   const mallory = PrivateKey.generate();
-  await writeServerDb(server, `UPDATE "Account" SET "identityKey" = $1 WHERE "id" = $2`, [Buffer.from(mallory.getPublicKey().serialize()), uuid]);
+  await writeServerDb(server, `UPDATE "Account" SET "identityKey" = $1 WHERE "id" = $2`, [
+    Buffer.from(mallory.getPublicKey().serialize()),
+    uuid,
+  ]);
   for (const table of ["SignedPreKey", "KyberLastResortKey", "KyberPreKey"]) {
-    const rows = await queryServerDb<{ deviceId: number; keyId: number; publicKey: Uint8Array }>(server, `SELECT "deviceId", "keyId", "publicKey" FROM "${table}" WHERE "accountId" = $1`, [uuid]);
+    const rows = await queryServerDb<{ deviceId: number; keyId: number; publicKey: Uint8Array }>(
+      server,
+      `SELECT "deviceId", "keyId", "publicKey" FROM "${table}" WHERE "accountId" = $1`,
+      [uuid],
+    );
     for (const row of rows) {
       const signature = mallory.sign(new Uint8Array(row.publicKey) as Uint8Array<ArrayBuffer>);
-      await writeServerDb(server, `UPDATE "${table}" SET "signature" = $1 WHERE "accountId" = $2 AND "deviceId" = $3 AND "keyId" = $4`, [Buffer.from(signature), uuid, row.deviceId, row.keyId]);
+      await writeServerDb(
+        server,
+        `UPDATE "${table}" SET "signature" = $1 WHERE "accountId" = $2 AND "deviceId" = $3 AND "keyId" = $4`,
+        [Buffer.from(signature), uuid, row.deviceId, row.keyId],
+      );
     }
   }
-  for (const id of staleDevices) await writeServerDb(server, `UPDATE "Device" SET "registrationId" = "registrationId" % 16000 + 1 WHERE "accountId" = $1 AND "id" = $2`, [uuid, id]);
+  for (const id of staleDevices)
+    await writeServerDb(
+      server,
+      `UPDATE "Device" SET "registrationId" = "registrationId" % 16000 + 1 WHERE "accountId" = $1 AND "id" = $2`,
+      [uuid, id],
+    );
   return mallory;
 }
 
 /** Flips one byte of every stored signature of an account's keys in `table`. */
 export async function corruptSignatures(server: Homeserver, table: string, uuid: string): Promise<void> {
-  const rows = await queryServerDb<{ deviceId: number; keyId: number; signature: Uint8Array }>(server, `SELECT "deviceId", "keyId", "signature" FROM "${table}" WHERE "accountId" = $1`, [uuid]);
+  const rows = await queryServerDb<{ deviceId: number; keyId: number; signature: Uint8Array }>(
+    server,
+    `SELECT "deviceId", "keyId", "signature" FROM "${table}" WHERE "accountId" = $1`,
+    [uuid],
+  );
   for (const row of rows) {
     const bad = Buffer.from(row.signature);
     bad[10] = bad[10]! ^ 0xff;
-    await writeServerDb(server, `UPDATE "${table}" SET "signature" = $1 WHERE "accountId" = $2 AND "deviceId" = $3 AND "keyId" = $4`, [bad, uuid, row.deviceId, row.keyId]);
+    await writeServerDb(
+      server,
+      `UPDATE "${table}" SET "signature" = $1 WHERE "accountId" = $2 AND "deviceId" = $3 AND "keyId" = $4`,
+      [bad, uuid, row.deviceId, row.keyId],
+    );
   }
 }
 
@@ -90,7 +126,12 @@ export async function corruptSignatures(server: Homeserver, table: string, uuid:
  * around a new-session (PreKey) message from that key to `target`, sent as
  * a sealed envelope.
  */
-export async function mintSealedPreKeyMessage(server: Homeserver, victim: ZimClient, target: ZimClient, text: string): Promise<void> {
+export async function mintSealedPreKeyMessage(
+  server: Homeserver,
+  victim: ZimClient,
+  target: ZimClient,
+  text: string,
+): Promise<void> {
   const keys = join(server.dataDir, "keys");
   const serverKey = PrivateKey.deserialize(bytes(readFileSync(join(keys, "server.key"), "utf8").trim()));
   const serverCertificate = ServerCertificate.deserialize(bytes(readFileSync(join(keys, "server.crt"), "utf8").trim()));
@@ -116,13 +157,36 @@ export async function mintSealedPreKeyMessage(server: Homeserver, victim: ZimCli
     bytes(d.pqPreKey.signature),
   );
   await processPreKeyBundle(pre, to, me, s.sessions, s.identities);
-  const message = await signalEncrypt(encodeContent({ v: 1, timestamp: Date.now(), text }), to, me, s.sessions, s.identities);
-  const certificate = SenderCertificate.new(victim.local.uuid, null, 1, fake.getPublicKey(), Date.now() + 3_600_000, serverCertificate, serverKey);
+  const message = await signalEncrypt(
+    encodeContent({ v: 1, timestamp: Date.now(), text }),
+    to,
+    me,
+    s.sessions,
+    s.identities,
+  );
+  const certificate = SenderCertificate.new(
+    victim.local.uuid,
+    null,
+    1,
+    fake.getPublicKey(),
+    Date.now() + 3_600_000,
+    serverCertificate,
+    serverKey,
+  );
   const usmc = UnidentifiedSenderMessageContent.new(message, certificate, ContentHint.Default, null);
   const sealed = await sealedSenderEncrypt(usmc, to, s.identities);
   await victim.api.sendSealed(
     target.local.uuid,
-    { messages: [{ type: "sealed", destinationDeviceId: 1, destinationRegistrationId: d.registrationId, content: Buffer.from(sealed).toString("base64") }] },
+    {
+      messages: [
+        {
+          type: "sealed",
+          destinationDeviceId: 1,
+          destinationRegistrationId: d.registrationId,
+          content: Buffer.from(sealed).toString("base64"),
+        },
+      ],
+    },
     target.local.accessKey,
   );
 }
@@ -142,9 +206,21 @@ export function lyingServerCases(keyTransparency: boolean): void {
     before(async () => {
       configDir = mkdtempSync(join(tmpdir(), "zimchat-lying-config-"));
       const config = join(configDir, "zimchat.config.json");
-      writeFileSync(config, JSON.stringify({ plugins: keyTransparency ? [{ use: pluginPath, config: { treeHeadMaxAgeSeconds: 600 } }] : [] }));
+      writeFileSync(
+        config,
+        JSON.stringify({
+          plugins: keyTransparency ? [{ use: pluginPath, config: { treeHeadMaxAgeSeconds: 600 } }] : [],
+        }),
+      );
       // One-minute sender certificates: the SDK renews them before every sealed send (it renews an hour ahead).
-      server = await startHomeserver(["--config", config, "--port", String(await freePort()), "--sender-certificate-ttl", "1m"]);
+      server = await startHomeserver([
+        "--config",
+        config,
+        "--port",
+        String(await freePort()),
+        "--sender-certificate-ttl",
+        "1m",
+      ]);
     });
     after(async () => {
       for (const client of devices) client.disconnect();
@@ -164,8 +240,16 @@ export function lyingServerCases(keyTransparency: boolean): void {
 
       await assert.rejects(alice.sendText(bob.local.username, "are you still bob?"), UntrustedIdentityError);
       const newNumber = safetyNumber(alice.local.uuid, publicKeyOf(alice), bob.local.uuid, mallory.getPublicKey());
-      assert.equal((await alice.safetyNumber(bob.local.username)).digits, newNumber.digits, "the number shown is the new key's");
-      assert.deepEqual(await alice.trustState(bob.local.username), { verified: false, blocked: true }, "recorded as changed and blocked");
+      assert.equal(
+        (await alice.safetyNumber(bob.local.username)).digits,
+        newNumber.digits,
+        "the number shown is the new key's",
+      );
+      assert.deepEqual(
+        await alice.trustState(bob.local.username),
+        { verified: false, blocked: true },
+        "recorded as changed and blocked",
+      );
       await until(changed, 1);
       assert.deepEqual(changed, [{ uuid: bob.local.uuid, blocked: true }]);
       await assert.rejects(alice.sendText(bob.local.username, "again?"), UntrustedIdentityError, "still blocked");
@@ -199,7 +283,11 @@ export function lyingServerCases(keyTransparency: boolean): void {
       assert.equal(failed[0]!.reason, "certificate_key_mismatch");
       assert.equal(failed[0]!.from, bob.local.uuid);
       await settle();
-      assert.deepEqual(toAlice.map((m) => m.text), ["hi alice"], "the minted message is not shown");
+      assert.deepEqual(
+        toAlice.map((m) => m.text),
+        ["hi alice"],
+        "the minted message is not shown",
+      );
       assert.deepEqual(changed, [], "the made-up key is not recorded");
       assert.equal((await alice.safetyNumber(bob.local.username)).digits, before.digits);
       // The real bob still gets through, sealed.
@@ -249,14 +337,24 @@ export function lyingServerCases(keyTransparency: boolean): void {
 
       // The operator replaces the server's keys (a new trust root) and restarts it.
       await server.restart(() => rmSync(join(server.dataDir, "keys"), { recursive: true, force: true }));
-      const presented = trustRootFingerprint(bytes(readFileSync(join(server.dataDir, "keys", "trust-root.pub"), "utf8").trim()));
+      const presented = trustRootFingerprint(
+        bytes(readFileSync(join(server.dataDir, "keys", "trust-root.pub"), "utf8").trim()),
+      );
       assert.notEqual(presented, pinned);
       bob.disconnect();
-      const queuedBefore = await queryServerDb<{ n: number }>(server, `SELECT COUNT(*) AS "n" FROM "Envelope" WHERE "accountId" = $1`, [bob.local.uuid]);
+      const queuedBefore = await queryServerDb<{ n: number }>(
+        server,
+        `SELECT COUNT(*) AS "n" FROM "Envelope" WHERE "accountId" = $1`,
+        [bob.local.uuid],
+      );
       await assert.rejects(alice.sendText(bob.local.username, "paused"), SealedSendingPausedError);
       await assert.rejects(alice.sendText(bob.local.username, "paused again"), SealedSendingPausedError);
       assert.deepEqual(rootChanges, [{ pinned, presented, unsealedAllowed: false }], "reported once");
-      const queuedAfter = await queryServerDb<{ n: number }>(server, `SELECT COUNT(*) AS "n" FROM "Envelope" WHERE "accountId" = $1`, [bob.local.uuid]);
+      const queuedAfter = await queryServerDb<{ n: number }>(
+        server,
+        `SELECT COUNT(*) AS "n" FROM "Envelope" WHERE "accountId" = $1`,
+        [bob.local.uuid],
+      );
       assert.equal(Number(queuedAfter[0]!.n), Number(queuedBefore[0]!.n), "nothing was sent, sealed or not");
 
       // The app lets authenticated sends through...

@@ -14,9 +14,22 @@ import {
 import type { DisconnectReason } from "@zimchat/protocol";
 import { Composer, parseCommand, type MiddlewareFn } from "./composer.js";
 import { Context, type BotUpdate } from "./context.js";
-import { BotConfigError, BotError, closedConnectionReason, usernameTakenError, type BotRegistration } from "./errors.js";
+import {
+  BotConfigError,
+  BotError,
+  closedConnectionReason,
+  usernameTakenError,
+  type BotRegistration,
+} from "./errors.js";
 import { consoleLogger, silentLogger, type BotLogger } from "./logger.js";
-import { BotDeviceStore, openRegisteredStore, readMarker, storeFileName, unmarkedRegistration, writeMarker } from "./registration.js";
+import {
+  BotDeviceStore,
+  openRegisteredStore,
+  readMarker,
+  storeFileName,
+  unmarkedRegistration,
+  writeMarker,
+} from "./registration.js";
 import { releaseSignals, stopOnSignals } from "./signals.js";
 import { lockStore } from "./store-lock.js";
 import { Allowlist, type BotTrust, type IdentityChangePolicy } from "./trust.js";
@@ -77,7 +90,8 @@ export interface BotOptions {
 /** The error boundary's handler: gets every error a handler threw, with its context. */
 export type ErrorHandler<C extends Context> = (error: BotError<C>) => unknown;
 
-const describeError = (error: unknown): string => (error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+const describeError = (error: unknown): string =>
+  error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 
 /**
  * An end-to-end encrypted ZimChat bot: a device of its own account, with
@@ -129,16 +143,22 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     this.verifiedOnly = trust !== "tofu" && trust.verifiedOnly === true;
     this.identityPolicy = options.onIdentityChange ?? "accept";
     if (options.onIdentityChange !== undefined && !["accept", "block"].includes(options.onIdentityChange)) {
-      throw new BotConfigError(`onIdentityChange must be "accept" or "block", not "${String(options.onIdentityChange)}"`);
+      throw new BotConfigError(
+        `onIdentityChange must be "accept" or "block", not "${String(options.onIdentityChange)}"`,
+      );
     }
     this.errorHandler = (error) => {
       const from = error.ctx.from;
-      this.logger.error(`A handler failed on a ${error.ctx.update.type} update${from ? ` from ${from}` : ""}: ${describeError(error.error)}`, error.error);
+      this.logger.error(
+        `A handler failed on a ${error.ctx.update.type} update${from ? ` from ${from}` : ""}: ${describeError(error.error)}`,
+        error.error,
+      );
     };
     // The generated /help, unless the bot registers its own.
     this.use(async (ctx, next) => {
       const parsed = ctx.message ? parseCommand(ctx.message.text) : null;
-      const forUs = parsed && (parsed.target === undefined || parsed.target.toLowerCase() === this.username.toLowerCase());
+      const forUs =
+        parsed && (parsed.target === undefined || parsed.target.toLowerCase() === this.username.toLowerCase());
       if (forUs && parsed.name === "help" && !this.commands.some((c) => c.name === "help")) {
         await ctx.reply(this.helpText());
         return;
@@ -275,13 +295,21 @@ export class Bot<C extends Context = Context> extends Composer<C> {
 
   /** Sends a text to a user (username or account id) or a group (`group:<id>`), outside any handler. */
   async sendText(to: string, text: string): Promise<{ timestamp: number }> {
-    const { timestamp } = to.startsWith("group:") ? await this.client.sendGroupText(to.slice(6), text) : await this.client.sendText(to, text);
+    const { timestamp } = to.startsWith("group:")
+      ? await this.client.sendGroupText(to.slice(6), text)
+      : await this.client.sendText(to, text);
     return { timestamp };
   }
 
   /** Sends a file to a user or a group (`group:<id>`), outside any handler. */
-  async sendFile(to: string, source: AttachmentInput, options: UploadOptions & { caption?: string } = {}): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
-    return to.startsWith("group:") ? this.client.sendGroupAttachment(to.slice(6), source, options) : this.client.sendAttachment(to, source, options);
+  async sendFile(
+    to: string,
+    source: AttachmentInput,
+    options: UploadOptions & { caption?: string } = {},
+  ): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
+    return to.startsWith("group:")
+      ? this.client.sendGroupAttachment(to.slice(6), source, options)
+      : this.client.sendAttachment(to, source, options);
   }
 
   /**
@@ -320,7 +348,9 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     if (existing) {
       if (this.options.username !== undefined && this.options.username !== existing.username) {
         // Not an error: a default username (as the examples set) only matters for registering.
-        this.logger.warn(`${this.dir} holds the bot @${existing.username}: starting it (the username ${this.options.username} is only used to register a new bot).`);
+        this.logger.warn(
+          `${this.dir} holds the bot @${existing.username}: starting it (the username ${this.options.username} is only used to register a new bot).`,
+        );
       }
       const store = openRegisteredStore(this.dir, existing);
       return { store, client: new ZimClient({ store, ...clientOptions }), marker: existing };
@@ -328,14 +358,26 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     const unmarked = unmarkedRegistration(this.dir);
     if (unmarked) {
       // Registered, but stopped before bot.json was written: write it now.
-      const marker: BotRegistration = { uuid: unmarked.uuid, username: unmarked.username, deviceId: unmarked.deviceId, server: unmarked.serverUrl, registeredAt: Date.now() };
+      const marker: BotRegistration = {
+        uuid: unmarked.uuid,
+        username: unmarked.username,
+        deviceId: unmarked.deviceId,
+        server: unmarked.serverUrl,
+        registeredAt: Date.now(),
+      };
       writeMarker(this.dir, marker);
       const store = openRegisteredStore(this.dir, marker);
       return { store, client: new ZimClient({ store, ...clientOptions }), marker };
     }
     const { server, username, inviteToken, link, trustRootFingerprint } = this.options;
-    if (!server) throw new BotConfigError(`${this.dir} holds no registered bot: pass server (and username and inviteToken to register, or link: true) to create one`);
-    if (!link && !username) throw new BotConfigError(`${this.dir} holds no registered bot: pass a username (and an inviteToken if the homeserver registers by invite)`);
+    if (!server)
+      throw new BotConfigError(
+        `${this.dir} holds no registered bot: pass server (and username and inviteToken to register, or link: true) to create one`,
+      );
+    if (!link && !username)
+      throw new BotConfigError(
+        `${this.dir} holds no registered bot: pass a username (and an inviteToken if the homeserver registers by invite)`,
+      );
     try {
       checkServerUrl(server, clientOptions);
     } catch (error) {
@@ -372,9 +414,17 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       throw error;
     }
     const local = client.local;
-    const marker: BotRegistration = { uuid: local.uuid, username: local.username, deviceId: local.deviceId, server, registeredAt: Date.now() };
+    const marker: BotRegistration = {
+      uuid: local.uuid,
+      username: local.username,
+      deviceId: local.deviceId,
+      server,
+      registeredAt: Date.now(),
+    };
     writeMarker(this.dir, marker);
-    this.logger.info(`Registered @${local.username} (account ${local.uuid}, device ${local.deviceId}); its keys are in ${join(this.dir, storeFileName)}: back up ${this.dir}.`);
+    this.logger.info(
+      `Registered @${local.username} (account ${local.uuid}, device ${local.deviceId}); its keys are in ${join(this.dir, storeFileName)}: back up ${this.dir}.`,
+    );
     return { store, client, marker };
   }
 
@@ -395,10 +445,14 @@ export class Bot<C extends Context = Context> extends Composer<C> {
   /** The homeserver closed the bot's connection for good: say why, stop, and tell `onDisplaced` hooks when another connection took over. */
   private async closedByServer(reason: DisconnectReason): Promise<void> {
     if (reason === "shutdown") {
-      this.logger.warn("The homeserver is shutting down and closed the bot's connection (the client does not reconnect by itself): restart the bot once the homeserver is back.");
+      this.logger.warn(
+        "The homeserver is shutting down and closed the bot's connection (the client does not reconnect by itself): restart the bot once the homeserver is back.",
+      );
       return;
     }
-    this.logger.error(`The homeserver closed the connection of @${this.username}: ${closedConnectionReason(reason, this.dir)}`);
+    this.logger.error(
+      `The homeserver closed the connection of @${this.username}: ${closedConnectionReason(reason, this.dir)}`,
+    );
     await this.stop();
     if (reason !== "displaced") return;
     for (const hook of this.displacedHooks) {
@@ -420,28 +474,50 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       const known = client.store.getIdentity(uuid);
       const block = this.identityPolicy === "block";
       if (known) client.store.saveIdentity({ ...known, verified: false, blocked: block });
-      this.logger.warn(`The identity key of ${uuid} changed (their safety number with the bot changed): ${block ? "blocked until verified again" : "accepted, unverified"}.`);
-      this.enqueue(uuid, () => this.dispatchIfAllowed(uuid, { type: "identity_changed", identityChange: { uuid, action: block ? "blocked" : "accepted" } }, true));
+      this.logger.warn(
+        `The identity key of ${uuid} changed (their safety number with the bot changed): ${block ? "blocked until verified again" : "accepted, unverified"}.`,
+      );
+      this.enqueue(uuid, () =>
+        this.dispatchIfAllowed(
+          uuid,
+          { type: "identity_changed", identityChange: { uuid, action: block ? "blocked" : "accepted" } },
+          true,
+        ),
+      );
     });
     client.on("decryptionFailed", ({ envelopeId, from, reason, error }) => {
       this.logger.warn(`Could not decrypt an envelope from ${from ?? "an unknown sender"}: ${reason}.`);
-      const update: BotUpdate = { type: "decryption_failed", failure: { envelopeId, ...(from ? { from } : {}), reason, error } };
-      this.enqueue(from ?? "", () => (from ? this.dispatchIfAllowed(from, update, true) : this.run(new Context(update, this.asBot(), false) as C)));
+      const update: BotUpdate = {
+        type: "decryption_failed",
+        failure: { envelopeId, ...(from ? { from } : {}), reason, error },
+      };
+      this.enqueue(from ?? "", () =>
+        from ? this.dispatchIfAllowed(from, update, true) : this.run(new Context(update, this.asBot(), false) as C),
+      );
     });
     client.on("keyTransparencyFailure", (failure) => {
-      this.logger.warn(`The key-transparency check of ${failure.accountId} failed (${failure.reason}): compare safety numbers with them before trusting the conversation.`);
-      this.enqueue(failure.accountId, () => this.dispatchIfAllowed(failure.accountId, { type: "key_transparency_failure", keyTransparency: failure }, true));
+      this.logger.warn(
+        `The key-transparency check of ${failure.accountId} failed (${failure.reason}): compare safety numbers with them before trusting the conversation.`,
+      );
+      this.enqueue(failure.accountId, () =>
+        this.dispatchIfAllowed(failure.accountId, { type: "key_transparency_failure", keyTransparency: failure }, true),
+      );
     });
     client.on("deviceListChanged", (devices) => {
       // The first connection reports the bot's own device as added: only other devices are news.
       const others = [...devices.added, ...devices.removed].filter((d) => d !== client.local.deviceId);
       if (!others.length) return;
-      if (devices.added.length) this.logger.warn(`Device(s) ${devices.added.join(", ")} were linked to the bot's account: if you did not link them, someone else holds its account key.`);
+      if (devices.added.length)
+        this.logger.warn(
+          `Device(s) ${devices.added.join(", ")} were linked to the bot's account: if you did not link them, someone else holds its account key.`,
+        );
       this.enqueue("", () => this.run(new Context({ type: "device_list_changed", devices }, this.asBot(), false) as C));
     });
     client.on("warning", (error) => this.logger.warn(`Background work failed: ${describeError(error)}`));
     client.on("closedByServer", ({ reason }) => {
-      this.closedByServer(reason).catch((error: unknown) => this.logger.error(`Stopping after the homeserver closed the connection failed: ${describeError(error)}`, error));
+      this.closedByServer(reason).catch((error: unknown) =>
+        this.logger.error(`Stopping after the homeserver closed the connection failed: ${describeError(error)}`, error),
+      );
     });
   }
 
@@ -451,7 +527,9 @@ export class Bot<C extends Context = Context> extends Composer<C> {
 
   private enqueue(key: string, task: () => Promise<void>): void {
     const previous = this.queues.get(key) ?? Promise.resolve();
-    const current = previous.then(task).catch((error: unknown) => this.logger.error(`Dispatch failed: ${describeError(error)}`, error));
+    const current = previous
+      .then(task)
+      .catch((error: unknown) => this.logger.error(`Dispatch failed: ${describeError(error)}`, error));
     this.queues.set(key, current);
     void current.then(() => {
       if (this.queues.get(key) === current) this.queues.delete(key);
@@ -518,14 +596,20 @@ export class Bot<C extends Context = Context> extends Composer<C> {
   private announce(): void {
     const { uuid, deviceId, serverUrl, username } = this.client.local;
     const log = this.logger;
-    log.info(`Bot @${username} (account ${uuid}, device ${deviceId}) is running on ${serverUrl}; messages are end-to-end encrypted and decrypted only here.`);
+    log.info(
+      `Bot @${username} (account ${uuid}, device ${deviceId}) is running on ${serverUrl}; messages are end-to-end encrypted and decrypted only here.`,
+    );
     log.info(`Identity fingerprint (the bot's half of every safety number with it): ${this.identityFingerprint()}`);
     log.info(
       `Users verify the bot by comparing the safety number their app shows for ${username} (zimchat-chat safety-number ${username}) with the one the bot computes for them (ctx.safetyNumber()); it contains the digits above.`,
     );
     if (this.allowlist) {
-      log.info(`Trust: only the ${this.allowlist.size} allowlisted user(s)${this.verifiedOnly ? ", once verified," : ""} are answered; others get no reply.`);
+      log.info(
+        `Trust: only the ${this.allowlist.size} allowlisted user(s)${this.verifiedOnly ? ", once verified," : ""} are answered; others get no reply.`,
+      );
     }
-    log.info(`Identity changes of users: ${this.identityPolicy === "block" ? "blocked until verified again" : "accepted (unverified)"}.`);
+    log.info(
+      `Identity changes of users: ${this.identityPolicy === "block" ? "blocked until verified again" : "accepted (unverified)"}.`,
+    );
   }
 }

@@ -1,4 +1,11 @@
-import { matchesFilter, type CommandContext, type Context, type Filtered, type HearsContext, type UpdateFilter } from "./context.js";
+import {
+  matchesFilter,
+  type CommandContext,
+  type Context,
+  type Filtered,
+  type HearsContext,
+  type UpdateFilter,
+} from "./context.js";
 
 /** Calls the rest of the chain; resolves when it has finished. */
 export type NextFunction = () => Promise<void>;
@@ -20,7 +27,8 @@ export interface CommandInfo {
   description?: string;
 }
 
-const flatten = <C extends Context>(m: Middleware<C>): MiddlewareFn<C> => (typeof m === "function" ? m : m.middleware());
+const flatten = <C extends Context>(m: Middleware<C>): MiddlewareFn<C> =>
+  typeof m === "function" ? m : m.middleware();
 
 /**
  * Runs middleware in order; each calls `next` to run the rest (grammY's and
@@ -82,7 +90,10 @@ export class Composer<C extends Context> implements MiddlewareObj<C> {
    */
   on<F extends UpdateFilter>(filter: F | F[], ...middleware: Middleware<Filtered<C, F>>[]): this {
     const filters = Array.isArray(filter) ? filter : [filter];
-    return this.filter((ctx): ctx is Filtered<C, F> => filters.some((f) => matchesFilter(ctx.update, f)), ...middleware);
+    return this.filter(
+      (ctx): ctx is Filtered<C, F> => filters.some((f) => matchesFilter(ctx.update, f)),
+      ...middleware,
+    );
   }
 
   /**
@@ -93,7 +104,11 @@ export class Composer<C extends Context> implements MiddlewareObj<C> {
    */
   command(name: string | string[], description: string, ...middleware: Middleware<CommandContext<C>>[]): this;
   command(name: string | string[], ...middleware: Middleware<CommandContext<C>>[]): this;
-  command(name: string | string[], first: string | Middleware<CommandContext<C>>, ...rest: Middleware<CommandContext<C>>[]): this {
+  command(
+    name: string | string[],
+    first: string | Middleware<CommandContext<C>>,
+    ...rest: Middleware<CommandContext<C>>[]
+  ): this {
     const names = (Array.isArray(name) ? name : [name]).map((n) => n.replace(/^\//, "").toLowerCase());
     for (const n of names) {
       if (!/^[a-z0-9_]{1,64}$/.test(n)) throw new Error(`"${n}" is not a command name (letters, digits and _ only)`);
@@ -105,7 +120,8 @@ export class Composer<C extends Context> implements MiddlewareObj<C> {
     return this.use(async (ctx, next) => {
       const text = ctx.message?.text;
       const parsed = text === undefined ? null : parseCommand(text);
-      const forUs = parsed && (parsed.target === undefined || parsed.target.toLowerCase() === ctx.bot.username.toLowerCase());
+      const forUs =
+        parsed && (parsed.target === undefined || parsed.target.toLowerCase() === ctx.bot.username.toLowerCase());
       if (!parsed || !forUs || !names.includes(parsed.name)) return next();
       ctx.command = parsed.name;
       ctx.args = parsed.args;
@@ -124,7 +140,12 @@ export class Composer<C extends Context> implements MiddlewareObj<C> {
     return this.use(async (ctx, next) => {
       const text = ctx.message?.text;
       if (text === undefined) return next();
-      const match = typeof trigger === "string" ? (text.trim() === trigger ? ([text.trim()] as RegExpMatchArray) : null) : text.match(trigger);
+      const match =
+        typeof trigger === "string"
+          ? text.trim() === trigger
+            ? ([text.trim()] as RegExpMatchArray)
+            : null
+          : text.match(trigger);
       if (!match) return next();
       ctx.match = match;
       await handler(ctx as HearsContext<C>, next);

@@ -120,7 +120,11 @@ type FilterFields<F extends UpdateFilter> = F extends "attachment"
 export type Filtered<C extends Context, F extends UpdateFilter> = C & FilterFields<F>;
 
 /** The context of a command handler: the command's name, its arguments split on spaces, and the rest of the line. */
-export type CommandContext<C extends Context> = Filtered<C, "message"> & { command: string; args: string[]; match: string };
+export type CommandContext<C extends Context> = Filtered<C, "message"> & {
+  command: string;
+  args: string[];
+  match: string;
+};
 
 /** The context of a `hears` handler: the regular expression's match. */
 export type HearsContext<C extends Context> = Filtered<C, "message"> & { match: RegExpMatchArray };
@@ -234,15 +238,22 @@ export class Context {
    */
   get fromUsername(): string | undefined {
     const u = this.update;
-    const name = u.type === "message" ? u.message.senderName : u.type === "group_update" ? u.groupUpdate.names?.[u.groupUpdate.by] : undefined;
+    const name =
+      u.type === "message"
+        ? u.message.senderName
+        : u.type === "group_update"
+          ? u.groupUpdate.names?.[u.groupUpdate.by]
+          : undefined;
     return name?.verified ? name.username : undefined;
   }
 
   /** Where replies go; undefined when there is nobody to reply to. */
   get chat(): Chat | undefined {
     const u = this.update;
-    if (u.type === "message" && u.message.group !== undefined) return { id: u.message.conversation, type: "group", groupId: u.message.group };
-    if (u.type === "group_update" && !u.groupUpdate.left) return { id: `group:${u.groupUpdate.group.id}`, type: "group", groupId: u.groupUpdate.group.id };
+    if (u.type === "message" && u.message.group !== undefined)
+      return { id: u.message.conversation, type: "group", groupId: u.message.group };
+    if (u.type === "group_update" && !u.groupUpdate.left)
+      return { id: `group:${u.groupUpdate.group.id}`, type: "group", groupId: u.groupUpdate.group.id };
     const from = this.from;
     if (from === undefined || !this.replyable || u.type === "group_update") return undefined;
     return { id: from, type: "direct" };
@@ -251,14 +262,22 @@ export class Context {
   /** Sends a text to the chat (the author, or the group). */
   async reply(text: string): Promise<{ timestamp: number }> {
     const chat = this.requireChat();
-    const { timestamp } = chat.groupId !== undefined ? await this.client.sendGroupText(chat.groupId, text) : await this.client.sendText(chat.id, text);
+    const { timestamp } =
+      chat.groupId !== undefined
+        ? await this.client.sendGroupText(chat.groupId, text)
+        : await this.client.sendText(chat.id, text);
     return { timestamp };
   }
 
   /** Encrypts and uploads a file (a path, bytes or a stream), then sends it to the chat, with an optional caption. */
-  async replyWithFile(source: AttachmentInput, options: UploadOptions & { caption?: string } = {}): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
+  async replyWithFile(
+    source: AttachmentInput,
+    options: UploadOptions & { caption?: string } = {},
+  ): Promise<{ timestamp: number; attachment: AttachmentPointer }> {
     const chat = this.requireChat();
-    return chat.groupId !== undefined ? this.client.sendGroupAttachment(chat.groupId, source, options) : this.client.sendAttachment(chat.id, source, options);
+    return chat.groupId !== undefined
+      ? this.client.sendGroupAttachment(chat.groupId, source, options)
+      : this.client.sendAttachment(chat.id, source, options);
   }
 
   /**
@@ -270,7 +289,9 @@ export class Context {
   async downloadAttachment(destination?: string): Promise<Buffer | void> {
     const pointer = this.message?.attachment;
     if (!pointer) throw new Error(`this ${this.update.type} update has no attachment`);
-    return destination === undefined ? this.client.downloadAttachment(pointer) : this.client.downloadAttachment(pointer, destination);
+    return destination === undefined
+      ? this.client.downloadAttachment(pointer)
+      : this.client.downloadAttachment(pointer, destination);
   }
 
   /** The safety number between the bot and `user` (default: whoever caused the update), computed by libsignal. */

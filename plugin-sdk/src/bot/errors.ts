@@ -74,7 +74,10 @@ export class BotError<C extends Context = Context> extends Error {
     readonly error: unknown,
     readonly ctx: C,
   ) {
-    super(`a handler failed on a ${ctx.update.type} update: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    super(
+      `a handler failed on a ${ctx.update.type} update: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
   }
 }
 

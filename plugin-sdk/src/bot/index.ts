@@ -12,7 +12,16 @@ export { markerFileName, storeFileName } from "./registration.js";
 export { BotLockedError, lockFileName, type StoreLockHolder } from "./store-lock.js";
 
 // Routing
-export { Composer, compose, parseCommand, type CommandInfo, type Middleware, type MiddlewareFn, type MiddlewareObj, type NextFunction } from "./composer.js";
+export {
+  Composer,
+  compose,
+  parseCommand,
+  type CommandInfo,
+  type Middleware,
+  type MiddlewareFn,
+  type MiddlewareObj,
+  type NextFunction,
+} from "./composer.js";
 export {
   Context,
   matchesFilter,
@@ -28,7 +37,14 @@ export {
 } from "./context.js";
 
 // Sessions
-export { MemorySessionStorage, Sessions, session, type SessionFlavor, type SessionOptions, type StorageAdapter } from "./session.js";
+export {
+  MemorySessionStorage,
+  Sessions,
+  session,
+  type SessionFlavor,
+  type SessionOptions,
+  type StorageAdapter,
+} from "./session.js";
 export { SqliteSessionStorage } from "./sqlite-session-storage.js";
 
 // Trust and logging

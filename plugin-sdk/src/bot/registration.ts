@@ -36,12 +36,28 @@ export function readMarker(dir: string): BotRegistration | null {
   try {
     parsed = JSON.parse(readFileSync(path, "utf8")) as Partial<BotRegistration>;
   } catch (error) {
-    throw new BotConfigError(`${path} is not readable JSON: restore it (it records which account this bot is), or move the directory aside`, { cause: error });
+    throw new BotConfigError(
+      `${path} is not readable JSON: restore it (it records which account this bot is), or move the directory aside`,
+      { cause: error },
+    );
   }
-  if (typeof parsed.uuid !== "string" || typeof parsed.username !== "string" || typeof parsed.server !== "string" || typeof parsed.deviceId !== "number") {
-    throw new BotConfigError(`${path} lacks uuid, username, deviceId or server: restore it, or move the directory aside`);
+  if (
+    typeof parsed.uuid !== "string" ||
+    typeof parsed.username !== "string" ||
+    typeof parsed.server !== "string" ||
+    typeof parsed.deviceId !== "number"
+  ) {
+    throw new BotConfigError(
+      `${path} lacks uuid, username, deviceId or server: restore it, or move the directory aside`,
+    );
   }
-  return { uuid: parsed.uuid, username: parsed.username, deviceId: parsed.deviceId, server: parsed.server, registeredAt: parsed.registeredAt ?? 0 };
+  return {
+    uuid: parsed.uuid,
+    username: parsed.username,
+    deviceId: parsed.deviceId,
+    server: parsed.server,
+    registeredAt: parsed.registeredAt ?? 0,
+  };
 }
 
 /** Writes `bot.json` (write, then rename: never half a file). */
@@ -81,7 +97,9 @@ export function openRegisteredStore(dir: string, registration: BotRegistration):
  * registering and writing `bot.json`), or null. A store left empty by a
  * registration that did not finish is deleted.
  */
-export function unmarkedRegistration(dir: string): { uuid: string; username: string; deviceId: number; serverUrl: string } | null {
+export function unmarkedRegistration(
+  dir: string,
+): { uuid: string; username: string; deviceId: number; serverUrl: string } | null {
   const path = join(dir, storeFileName);
   if (!existsSync(path)) return null;
   let local;
@@ -90,7 +108,10 @@ export function unmarkedRegistration(dir: string): { uuid: string; username: str
     local = store.getLocal();
     store.release();
   } catch (error) {
-    throw new BotConfigError(`${path} cannot be opened, and no ${markerFileName} says whose device it is: move it aside`, { cause: error });
+    throw new BotConfigError(
+      `${path} cannot be opened, and no ${markerFileName} says whose device it is: move it aside`,
+      { cause: error },
+    );
   }
   if (local?.uuid) return local;
   for (const suffix of ["", "-wal", "-shm"]) rmSync(path + suffix, { force: true });

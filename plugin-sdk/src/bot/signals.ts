@@ -13,9 +13,14 @@ const running = new Set<StoppableBot>();
 
 function onSignal(signal: NodeJS.Signals): void {
   const bots = [...running];
-  for (const bot of bots) bot.logger.info(`${signal}: stopping @${bot.username} (finishing the updates in hand; ${signal} again ends the process at once).`);
+  for (const bot of bots)
+    bot.logger.info(
+      `${signal}: stopping @${bot.username} (finishing the updates in hand; ${signal} again ends the process at once).`,
+    );
   // Each stop() takes its bot out of `running`: with the last one the handlers go, so a second signal ends the process as Node does by default.
-  void Promise.allSettled(bots.map((bot) => bot.stop())).then((results) => process.exit(results.some((r) => r.status === "rejected") ? 1 : 0));
+  void Promise.allSettled(bots.map((bot) => bot.stop())).then((results) =>
+    process.exit(results.some((r) => r.status === "rejected") ? 1 : 0),
+  );
 }
 
 /** Stops `bot` (and every other bot so registered), then exits the process, on SIGINT or SIGTERM. */

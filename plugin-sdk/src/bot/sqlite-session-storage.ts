@@ -10,7 +10,12 @@ import type { StorageAdapter } from "./session.js";
  */
 export class SqliteSessionStorage<T> implements StorageAdapter<T> {
   private readonly db: BetterSqlite3.Database;
-  private readonly statements: { read: BetterSqlite3.Statement; write: BetterSqlite3.Statement; remove: BetterSqlite3.Statement; keys: BetterSqlite3.Statement };
+  private readonly statements: {
+    read: BetterSqlite3.Statement;
+    write: BetterSqlite3.Statement;
+    remove: BetterSqlite3.Statement;
+    keys: BetterSqlite3.Statement;
+  };
 
   /**
    * @param path the database file (created, mode 0600)
@@ -26,7 +31,9 @@ export class SqliteSessionStorage<T> implements StorageAdapter<T> {
     this.db.exec(`CREATE TABLE IF NOT EXISTS ${table} (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
     this.statements = {
       read: this.db.prepare(`SELECT value FROM ${table} WHERE key = ?`),
-      write: this.db.prepare(`INSERT INTO ${table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
+      write: this.db.prepare(
+        `INSERT INTO ${table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+      ),
       remove: this.db.prepare(`DELETE FROM ${table} WHERE key = ?`),
       keys: this.db.prepare(`SELECT key FROM ${table} ORDER BY key`),
     };

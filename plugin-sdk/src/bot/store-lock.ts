@@ -27,7 +27,8 @@ export class BotLockedError extends Error {
     readonly lockPath: string,
     readonly holder: StoreLockHolder,
   ) {
-    const where = holder.hostname === hostname() ? `process ${holder.pid}` : `process ${holder.pid} on ${holder.hostname}`;
+    const where =
+      holder.hostname === hostname() ? `process ${holder.pid}` : `process ${holder.pid} on ${holder.hostname}`;
     super(
       `${dir} is in use by another running bot (${where}, since ${new Date(holder.since).toISOString()}): ` +
         `one bot directory serves one process, or the two would displace each other's connection. ` +
@@ -79,7 +80,8 @@ export function lockStore(dir: string): () => void {
       typeof holder.pid !== "number" ||
       (holder.hostname === me.hostname && (holder.pid === process.pid ? !heldHere.has(dir) : !alive(holder.pid)));
     // A lock that appeared between removing a stale one and taking it belongs to a process that just started.
-    if (!stale || attempt > 0) throw new BotLockedError(dir, path, holder ?? { pid: 0, hostname: "an unknown host", since: Date.now() });
+    if (!stale || attempt > 0)
+      throw new BotLockedError(dir, path, holder ?? { pid: 0, hostname: "an unknown host", since: Date.now() });
     rmSync(path, { force: true });
   }
   heldHere.add(dir);

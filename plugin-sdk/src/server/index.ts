@@ -247,6 +247,7 @@ export function definePlugin<Schema extends z.ZodType>(plugin: {
   configSchema: Schema;
   setup(context: PluginContext, config: z.output<Schema>): MaybePromise<ServerHooks>;
 }): ServerPlugin<z.output<Schema>> {
-  if (!pluginNamePattern.test(plugin.name)) throw new Error(`plugin name "${plugin.name}" must match ${pluginNamePattern}`);
+  if (!pluginNamePattern.test(plugin.name))
+    throw new Error(`plugin name "${plugin.name}" must match ${pluginNamePattern}`);
   return plugin as ServerPlugin<z.output<Schema>>;
 }

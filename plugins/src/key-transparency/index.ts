@@ -58,7 +58,12 @@ export const keyTransparencyConfigSchema = z
      * older than this, even when no leaf was added, so clients can tell how
      * recent a head is. @default 3600
      */
-    treeHeadMaxAgeSeconds: z.number().int().min(1).max(30 * 86_400).default(3600),
+    treeHeadMaxAgeSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(30 * 86_400)
+      .default(3600),
   })
   .prefault({});
 
@@ -71,10 +76,21 @@ const dayMs = 86_400_000;
 const toDay = (ms: number): number => Math.floor(ms / dayMs) * dayMs;
 
 /** A 4xx answer with a machine-readable code (the protocol's error body), changing nothing. */
-function refuse(status: 400 | 404 | 503, code: "invalid_request" | "not_found" | "unavailable", message: string, issues?: z.core.$ZodIssue[]): PluginResponse {
+function refuse(
+  status: 400 | 404 | 503,
+  code: "invalid_request" | "not_found" | "unavailable",
+  message: string,
+  issues?: z.core.$ZodIssue[],
+): PluginResponse {
   return {
     status,
-    body: { code, message, ...(issues ? { issues: issues.map((i) => ({ path: i.path.filter((p) => typeof p !== "symbol"), message: i.message })) } : {}) },
+    body: {
+      code,
+      message,
+      ...(issues
+        ? { issues: issues.map((i) => ({ path: i.path.filter((p) => typeof p !== "symbol"), message: i.message })) }
+        : {}),
+    },
   };
 }
 
@@ -122,14 +138,26 @@ export const keyTransparencyPlugin = definePlugin({
       handler: ({ query }) => {
         if (!key) return refuse(503, "unavailable", "the log is starting");
         const parsed = keyLogInclusionQuerySchema.safeParse(queryOf(query));
-        if (!parsed.success) return refuse(400, "invalid_request", "give accountId and identityKey (URL-encoded base64), or index", parsed.error.issues);
+        if (!parsed.success)
+          return refuse(
+            400,
+            "invalid_request",
+            "give accountId and identityKey (URL-encoded base64), or index",
+            parsed.error.issues,
+          );
         const signed = currentHead();
-        const leafIndex = "index" in parsed.data ? parsed.data.index : log.find(parsed.data.accountId, parsed.data.identityKey);
-        if (leafIndex === undefined || leafIndex >= signed.treeSize) return refuse(404, "not_found", "the log holds no such leaf");
+        const leafIndex =
+          "index" in parsed.data ? parsed.data.index : log.find(parsed.data.accountId, parsed.data.identityKey);
+        if (leafIndex === undefined || leafIndex >= signed.treeSize)
+          return refuse(404, "not_found", "the log holds no such leaf");
         const body: KeyLogInclusionResponse = {
           leafIndex,
           leaf: log.leaf(leafIndex)!,
-          proof: { leafIndex, treeSize: signed.treeSize, hashes: log.inclusionProof(leafIndex, signed.treeSize).map(b64) },
+          proof: {
+            leafIndex,
+            treeSize: signed.treeSize,
+            hashes: log.inclusionProof(leafIndex, signed.treeSize).map(b64),
+          },
           head: signed,
         };
         return { body };
@@ -142,10 +170,18 @@ export const keyTransparencyPlugin = definePlugin({
       handler: ({ query }) => {
         if (!key) return refuse(503, "unavailable", "the log is starting");
         const parsed = keyLogConsistencyQuerySchema.safeParse(queryOf(query));
-        if (!parsed.success) return refuse(400, "invalid_request", "give from and to, two tree sizes with from <= to", parsed.error.issues);
+        if (!parsed.success)
+          return refuse(
+            400,
+            "invalid_request",
+            "give from and to, two tree sizes with from <= to",
+            parsed.error.issues,
+          );
         const { from, to } = parsed.data;
         if (to > log.size) return refuse(400, "invalid_request", `to is beyond the log's size (${log.size})`);
-        const body: KeyLogConsistencyResponse = { proof: { fromSize: from, toSize: to, hashes: log.consistencyProof(from, to).map(b64) } };
+        const body: KeyLogConsistencyResponse = {
+          proof: { fromSize: from, toSize: to, hashes: log.consistencyProof(from, to).map(b64) },
+        };
         return { body };
       },
     });
@@ -157,7 +193,10 @@ export const keyTransparencyPlugin = definePlugin({
         key = loaded.key;
         const serialized = key.getPublicKey().serialize();
         publicKey = b64(serialized);
-        ctx.logger.info({ leaves: log.size, created: loaded.created, fingerprint: logKeyFingerprint(serialized) }, "key-transparency log loaded");
+        ctx.logger.info(
+          { leaves: log.size, created: loaded.created, fingerprint: logKeyFingerprint(serialized) },
+          "key-transparency log loaded",
+        );
       },
       async accountRegistered(event) {
         await log.append({ accountId: event.accountId, identityKey: event.identityKey, time: toDay(event.time) });

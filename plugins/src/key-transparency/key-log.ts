@@ -44,7 +44,8 @@ export class KeyLog {
       const page = await this.storage.list(leafKeyPrefix, { ...(after === undefined ? {} : { after }), limit: 1000 });
       for (const entry of page) {
         const expected = leafKey(this.leaves.length);
-        if (entry.key !== expected) throw new KeyLogCorruptError(`key-transparency log: expected ${expected}, found ${entry.key}`);
+        if (entry.key !== expected)
+          throw new KeyLogCorruptError(`key-transparency log: expected ${expected}, found ${entry.key}`);
         let leaf: KeyLogLeaf;
         try {
           leaf = keyLogLeafSchema.parse(JSON.parse(entry.value));
@@ -64,7 +65,8 @@ export class KeyLog {
    */
   append(leaf: KeyLogLeaf): Promise<number> {
     const parsed = keyLogLeafSchema.safeParse(leaf);
-    if (!parsed.success) return Promise.reject(new TypeError(`not a key-log leaf: ${parsed.error.issues[0]?.message ?? "invalid"}`));
+    if (!parsed.success)
+      return Promise.reject(new TypeError(`not a key-log leaf: ${parsed.error.issues[0]?.message ?? "invalid"}`));
     const run = this.tail.then(async () => {
       const index = this.leaves.length;
       await this.storage.set(leafKey(index), JSON.stringify(parsed.data));

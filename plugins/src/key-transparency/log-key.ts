@@ -31,13 +31,21 @@ export function loadOrCreateLogKey(dataDir: string): { key: PrivateKey; created:
   if (process.platform !== "win32") {
     const mode = statSync(path).mode & 0o777;
     if (mode & 0o077) {
-      throw new LogKeyError(`${path} has mode ${mode.toString(8).padStart(4, "0")}: the key-transparency log key must be readable by its owner only (run: chmod 600 ${path})`);
+      throw new LogKeyError(
+        `${path} has mode ${mode.toString(8).padStart(4, "0")}: the key-transparency log key must be readable by its owner only (run: chmod 600 ${path})`,
+      );
     }
   }
   try {
-    return { key: PrivateKey.deserialize(new Uint8Array(Buffer.from(readFileSync(path, "utf8").trim(), "base64"))), created: false };
+    return {
+      key: PrivateKey.deserialize(new Uint8Array(Buffer.from(readFileSync(path, "utf8").trim(), "base64"))),
+      created: false,
+    };
   } catch (error) {
-    throw new LogKeyError(`${path} is not a libsignal private key: restore the log key clients pinned, or move the file away to start a new log (clients will report log_key_changed)`, { cause: error });
+    throw new LogKeyError(
+      `${path} is not a libsignal private key: restore the log key clients pinned, or move the file away to start a new log (clients will report log_key_changed)`,
+      { cause: error },
+    );
   }
 }
 

@@ -44,20 +44,23 @@ export class MerkleTree {
   /** RFC 9162 §2.1.3.1 `PATH(index, D[size])`: the inclusion proof of leaf `index` in the tree of `size` leaves. */
   inclusionProof(index: number, size = this.size): Uint8Array[] {
     this.checkSize(size);
-    if (!Number.isSafeInteger(index) || index < 0 || index >= size) throw new RangeError(`leaf ${index} is not in a tree of ${size}`);
+    if (!Number.isSafeInteger(index) || index < 0 || index >= size)
+      throw new RangeError(`leaf ${index} is not in a tree of ${size}`);
     return this.path(index, 0, size);
   }
 
   /** RFC 9162 §2.1.4.1 `PROOF(from, D[to])`: empty when `from` is 0 or equals `to`. */
   consistencyProof(from: number, to = this.size): Uint8Array[] {
     this.checkSize(to);
-    if (!Number.isSafeInteger(from) || from < 0 || from > to) throw new RangeError(`no consistency proof from ${from} to ${to}`);
+    if (!Number.isSafeInteger(from) || from < 0 || from > to)
+      throw new RangeError(`no consistency proof from ${from} to ${to}`);
     if (from === 0 || from === to) return [];
     return this.subproof(from, 0, to, true);
   }
 
   private checkSize(size: number): void {
-    if (!Number.isSafeInteger(size) || size < 0 || size > this.size) throw new RangeError(`tree size ${size} is not between 0 and ${this.size}`);
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.size)
+      throw new RangeError(`tree size ${size} is not between 0 and ${this.size}`);
   }
 
   /**
@@ -75,7 +78,9 @@ export class MerkleTree {
   private path(m: number, start: number, n: number): Uint8Array[] {
     if (n === 1) return [];
     const k = splitPoint(n);
-    return m < k ? [...this.path(m, start, k), this.subtree(start + k, n - k)] : [...this.path(m - k, start + k, n - k), this.subtree(start, k)];
+    return m < k
+      ? [...this.path(m, start, k), this.subtree(start + k, n - k)]
+      : [...this.path(m - k, start + k, n - k), this.subtree(start, k)];
   }
 
   private subproof(m: number, start: number, n: number, complete: boolean): Uint8Array[] {

@@ -69,18 +69,30 @@ export const moderationPlugin = definePlugin({
       handler: ({ device }) => {
         const window = device && windows.get(device.accountId);
         const used = window && Date.now() - window.start < hourMs ? window.count : 0;
-        return { body: { sendsPerHour: config.sendsPerHour ?? null, sentThisHour: used, suspended: !!device && suspended.has(device.accountId) } };
+        return {
+          body: {
+            sendsPerHour: config.sendsPerHour ?? null,
+            sentThisHour: used,
+            suspended: !!device && suspended.has(device.accountId),
+          },
+        };
       },
     });
 
     return {
       beforeAccountRegistered({ username }): Refusal | void {
-        if (reserved(username)) return { code: "username_reserved", reason: `The username "${username}" is reserved on this server.` };
-        if (!allowed(username)) return { code: "username_not_allowed", reason: `This server only admits listed usernames; ask an admin to add "${username}".` };
+        if (reserved(username))
+          return { code: "username_reserved", reason: `The username "${username}" is reserved on this server.` };
+        if (!allowed(username))
+          return {
+            code: "username_not_allowed",
+            reason: `This server only admits listed usernames; ask an admin to add "${username}".`,
+          };
       },
       beforeEnvelopeAccepted({ sender }): Refusal | void {
         if (!sender) return; // Sealed: no sender to count or suspend (the server rate-limits per recipient).
-        if (suspended.has(sender.accountId)) return { code: "account_suspended", reason: "This account is suspended from sending on this server." };
+        if (suspended.has(sender.accountId))
+          return { code: "account_suspended", reason: "This account is suspended from sending on this server." };
         if (config.sendsPerHour === undefined) return;
         const now = Date.now();
         let window = windows.get(sender.accountId);

@@ -6,7 +6,16 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { storageLimits, type PluginContext, type PluginRequest, type PluginResponse, type PluginRoute, type PluginStorage, type ServerHooks, type ServerPlugin } from "@zimchat/plugin-sdk/server";
+import {
+  storageLimits,
+  type PluginContext,
+  type PluginRequest,
+  type PluginResponse,
+  type PluginRoute,
+  type PluginStorage,
+  type ServerHooks,
+  type ServerPlugin,
+} from "@zimchat/plugin-sdk/server";
 
 /** A PluginStorage in a Map, with the host's limits. `entries` is exposed so a test can tamper with it. */
 export class MemoryPluginStorage implements PluginStorage {
@@ -28,7 +37,10 @@ export class MemoryPluginStorage implements PluginStorage {
     return this.entries.delete(key);
   }
 
-  async list(prefix: string, options: { after?: string; limit?: number } = {}): Promise<{ key: string; value: string }[]> {
+  async list(
+    prefix: string,
+    options: { after?: string; limit?: number } = {},
+  ): Promise<{ key: string; value: string }[]> {
     const limit = options.limit ?? storageLimits.maxListLimit;
     if (limit < 1 || limit > storageLimits.maxListLimit) throw new RangeError("bad limit");
     return [...this.entries.keys()]

@@ -1,5 +1,13 @@
 import { Command, InvalidArgumentError, Option } from "commander";
-import { configFileOption, configReference, loadConfig, optionSpecs, redactedConfig, type LoadedConfig, type OptionSpec } from "../config-options.js";
+import {
+  configFileOption,
+  configReference,
+  loadConfig,
+  optionSpecs,
+  redactedConfig,
+  type LoadedConfig,
+  type OptionSpec,
+} from "../config-options.js";
 import { ConfigError, type ServerConfig } from "../config.js";
 import { parseDatabaseUrl } from "../db/database-url.js";
 import type { Services } from "../services/index.js";
@@ -25,7 +33,10 @@ type StorageOptions = Record<string, unknown> & { config?: string };
  * the variable.
  */
 function flagOf(spec: OptionSpec): Option {
-  return new Option(spec.flag!, `${spec.meaning.replace(/`/g, "")} (default: ${spec.defaultText}${spec.env ? `; env ${spec.env}` : ""})`);
+  return new Option(
+    spec.flag!,
+    `${spec.meaning.replace(/`/g, "")} (default: ${spec.defaultText}${spec.env ? `; env ${spec.env}` : ""})`,
+  );
 }
 
 /**
@@ -33,7 +44,12 @@ function flagOf(spec: OptionSpec): Option {
  * them.
  */
 function withStorageOptions(command: Command): Command {
-  command.addOption(new Option(configFileOption.flag, `JSON config file: every option below by its file key (env ${configFileOption.env}; see \`zimchat config reference\`)`));
+  command.addOption(
+    new Option(
+      configFileOption.flag,
+      `JSON config file: every option below by its file key (env ${configFileOption.env}; see \`zimchat config reference\`)`,
+    ),
+  );
   for (const spec of optionSpecs) if (spec.storage && spec.flag) command.addOption(flagOf(spec));
   return command;
 }
@@ -52,53 +68,79 @@ const program = new Command()
   .description("ZimChat homeserver: end-to-end encrypted messaging your community runs itself")
   .version(serverVersion)
   // A mistake is one line on stderr (commander's own errors too), with where to look.
-  .configureOutput({ outputError: (text, write) => write(`zimchat: ${text.replace(/^error: /, "").replace(/\s+/g, " ").trim()} (see --help)\n`) });
-
-const serve = withStorageOptions(program.command("serve").description("run the homeserver (applies pending migrations first)"));
-for (const spec of optionSpecs) if (!spec.storage && spec.flag) serve.addOption(flagOf(spec));
-serve
-  .action(async (options: StorageOptions) => {
-    const config = configFrom(options);
-    const { createLogger } = await import("../logger.js");
-    const { openHomeserver } = await import("../app.js");
-    const logger = createLogger(config.logLevel);
-    const server = await openHomeserver(config, logger);
-    // A port in use (or not ours to take) is a one-line answer, after the database is closed again.
-    server.httpServer.once("error", (error: NodeJS.ErrnoException) => {
-      if (server.httpServer.listening) return;
-      console.error(`zimchat: ${errorLine(error)}`);
-      server.close().finally(() => process.exit(1));
-    });
-    server.httpServer.listen(config.port, config.host, () => {
-      const address = server.httpServer.address();
-      const port = typeof address === "object" && address ? address.port : config.port;
-      // Start-up is always announced (scripts wait for this line), whatever the level.
-      const announce = config.logLevel === "silent" ? logger : logger.child({}, { level: "info" });
-      announce.info({ port, serverName: config.serverName, registration: config.registration, database: parseDatabaseUrl(config.databaseUrl).provider }, "listening");
-      announce.info({ fingerprint: server.services.certificates.trustRoot().fingerprint }, "sealed-sender trust root (publish this fingerprint)");
-    });
-    const shutdown = (signal: string): void => {
-      logger.info({ signal }, "shutting down");
-      server.close().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          logger.error({ err: error }, "shutdown failed");
-          process.exit(1);
-        },
-      );
-    };
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
-    process.once("SIGINT", () => shutdown("SIGINT"));
+  .configureOutput({
+    outputError: (text, write) =>
+      write(
+        `zimchat: ${text
+          .replace(/^error: /, "")
+          .replace(/\s+/g, " ")
+          .trim()} (see --help)\n`,
+      ),
   });
 
-withStorageOptions(program.command("migrate").description("apply pending database migrations and exit")).action(async (options: StorageOptions) => {
+const serve = withStorageOptions(
+  program.command("serve").description("run the homeserver (applies pending migrations first)"),
+);
+for (const spec of optionSpecs) if (!spec.storage && spec.flag) serve.addOption(flagOf(spec));
+serve.action(async (options: StorageOptions) => {
   const config = configFrom(options);
-  const { migrate } = await import("../db/migrate.js");
-  const applied = await migrate(parseDatabaseUrl(config.databaseUrl));
-  console.log(applied.length ? `applied: ${applied.join(", ")}` : "the database is up to date");
+  const { createLogger } = await import("../logger.js");
+  const { openHomeserver } = await import("../app.js");
+  const logger = createLogger(config.logLevel);
+  const server = await openHomeserver(config, logger);
+  // A port in use (or not ours to take) is a one-line answer, after the database is closed again.
+  server.httpServer.once("error", (error: NodeJS.ErrnoException) => {
+    if (server.httpServer.listening) return;
+    console.error(`zimchat: ${errorLine(error)}`);
+    server.close().finally(() => process.exit(1));
+  });
+  server.httpServer.listen(config.port, config.host, () => {
+    const address = server.httpServer.address();
+    const port = typeof address === "object" && address ? address.port : config.port;
+    // Start-up is always announced (scripts wait for this line), whatever the level.
+    const announce = config.logLevel === "silent" ? logger : logger.child({}, { level: "info" });
+    announce.info(
+      {
+        port,
+        serverName: config.serverName,
+        registration: config.registration,
+        database: parseDatabaseUrl(config.databaseUrl).provider,
+      },
+      "listening",
+    );
+    announce.info(
+      { fingerprint: server.services.certificates.trustRoot().fingerprint },
+      "sealed-sender trust root (publish this fingerprint)",
+    );
+  });
+  const shutdown = (signal: string): void => {
+    logger.info({ signal }, "shutting down");
+    server.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.once("SIGINT", () => shutdown("SIGINT"));
 });
 
-withStorageOptions(program.command("seizure-report").description("print what someone holding this server's disk learns, and check what they do not (read-only)"))
+withStorageOptions(program.command("migrate").description("apply pending database migrations and exit")).action(
+  async (options: StorageOptions) => {
+    const config = configFrom(options);
+    const { migrate } = await import("../db/migrate.js");
+    const applied = await migrate(parseDatabaseUrl(config.databaseUrl));
+    console.log(applied.length ? `applied: ${applied.join(", ")}` : "the database is up to date");
+  },
+);
+
+withStorageOptions(
+  program
+    .command("seizure-report")
+    .description("print what someone holding this server's disk learns, and check what they do not (read-only)"),
+)
   .option("--json", "print JSON")
   .action(async (options: StorageOptions & { json?: boolean }) => {
     const { runSeizureReport } = await import("./seizure-report.js");
@@ -124,9 +166,14 @@ withStorageOptions(invite.command("create").description("create an invite and pr
   .option("--expires <duration>", "lifetime, e.g. 30m, 12h, 7d", duration, 7 * 86_400_000)
   .option("--json", "print JSON")
   .action(async (options: StorageOptions & { uses: number; expires: number; json?: boolean }) => {
-    const created = await withServices(options, (s) => s.invites.create({ maxUses: options.uses, expiresInMs: options.expires }));
+    const created = await withServices(options, (s) =>
+      s.invites.create({ maxUses: options.uses, expiresInMs: options.expires }),
+    );
     if (options.json) console.log(JSON.stringify({ ...created, expiresAt: created.expiresAt.toISOString() }));
-    else console.log(`${created.token}\n(id ${created.id}, ${created.maxUses} use(s), expires ${created.expiresAt.toISOString()})`);
+    else
+      console.log(
+        `${created.token}\n(id ${created.id}, ${created.maxUses} use(s), expires ${created.expiresAt.toISOString()})`,
+      );
   });
 
 withStorageOptions(invite.command("list").description("list invites (never their tokens)"))
@@ -139,7 +186,13 @@ withStorageOptions(invite.command("list").description("list invites (never their
     }
     if (!invites.length) console.log("no invites");
     for (const i of invites) {
-      const state = i.revokedAt ? "revoked" : i.expiresAt < new Date() ? "expired" : i.uses >= i.maxUses ? "used up" : "active";
+      const state = i.revokedAt
+        ? "revoked"
+        : i.expiresAt < new Date()
+          ? "expired"
+          : i.uses >= i.maxUses
+            ? "used up"
+            : "active";
       console.log(`${i.id}  ${i.uses}/${i.maxUses} used  expires ${i.expiresAt.toISOString()}  ${state}`);
     }
   });
@@ -166,10 +219,18 @@ function printTrustRoot(publicKey: Uint8Array, fingerprint: string, json: boolea
     return;
   }
   if (note) console.log(note);
-  console.log(`trust root fingerprint: ${fingerprint}\ntrust root public key:  ${base64}\npublish the fingerprint out of band (website, printed notice) so users can check it`);
+  console.log(
+    `trust root fingerprint: ${fingerprint}\ntrust root public key:  ${base64}\npublish the fingerprint out of band (website, printed notice) so users can check it`,
+  );
 }
 
-withStorageOptions(keys.command("init").description("create the trust root and server certificate in <data-dir>/keys if missing, and print the fingerprint"))
+withStorageOptions(
+  keys
+    .command("init")
+    .description(
+      "create the trust root and server certificate in <data-dir>/keys if missing, and print the fingerprint",
+    ),
+)
   .option("--json", "print JSON")
   .action(async (options: StorageOptions & { json?: boolean }) => {
     const { dataDir } = configFrom(options);
@@ -195,14 +256,20 @@ withStorageOptions(keys.command("show").description("print the trust root's publ
 
 registerAdminCommands(program, { withStorageOptions, configFrom });
 
-const configCommand = program.command("config").description("the configuration: its reference, and a check of the effective one");
+const configCommand = program
+  .command("config")
+  .description("the configuration: its reference, and a check of the effective one");
 
 configCommand
   .command("reference")
   .description("print every option (file key, flag, environment variable, default, meaning) as a Markdown table")
   .action(() => console.log(configReference()));
 
-const check = withStorageOptions(configCommand.command("check").description("validate the configuration (flags, environment, file) and print the effective one, secrets redacted"));
+const check = withStorageOptions(
+  configCommand
+    .command("check")
+    .description("validate the configuration (flags, environment, file) and print the effective one, secrets redacted"),
+);
 for (const spec of optionSpecs) if (!spec.storage && spec.flag) check.addOption(flagOf(spec));
 check.action((options: StorageOptions) => {
   const { config, sources } = loadFrom(options);
@@ -211,7 +278,10 @@ check.action((options: StorageOptions) => {
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   // One line that says what to change; no stack trace (ZIMCHAT_DEBUG=1 adds it for unexpected errors).
-  const expected = error instanceof ConfigError || error instanceof InvalidArgumentError || (error as Error | null)?.name === "PluginError";
+  const expected =
+    error instanceof ConfigError ||
+    error instanceof InvalidArgumentError ||
+    (error as Error | null)?.name === "PluginError";
   console.error(`zimchat: ${expected ? (error as Error).message.replace(/\s+/g, " ") : errorLine(error)}`);
   if (!expected && process.env.ZIMCHAT_DEBUG) console.error(error);
   process.exit(1);

@@ -17,13 +17,24 @@ export const seizureExitCodes = {
  * would learn, and the checks of what they would not. Reads only; never
  * migrates or writes. Sets `process.exitCode` (see {@link seizureExitCodes}).
  */
-export async function runSeizureReport(config: Pick<ServerConfig, "dataDir" | "databaseUrl">, json: boolean): Promise<void> {
+export async function runSeizureReport(
+  config: Pick<ServerConfig, "dataDir" | "databaseUrl">,
+  json: boolean,
+): Promise<void> {
   let report: SeizureReport;
   try {
     report = await buildSeizureReport({ dataDir: config.dataDir, target: parseDatabaseUrl(config.databaseUrl) });
   } catch (error) {
     if (!(error instanceof SchemaDriftError)) throw error;
-    if (json) console.log(JSON.stringify({ error: "schema_drift", message: error.message, undescribed: error.undescribed, missing: error.missing }));
+    if (json)
+      console.log(
+        JSON.stringify({
+          error: "schema_drift",
+          message: error.message,
+          undescribed: error.undescribed,
+          missing: error.missing,
+        }),
+      );
     console.error(`zimchat seizure-report: ${error.message}`);
     process.exitCode = seizureExitCodes.schemaDrift;
     return;
@@ -48,7 +59,8 @@ export function formatSeizureReport(report: SeizureReport): string {
     lines.push(`  ${table.name} (${table.rows} rows): ${table.row}`);
     for (const column of table.columns) lines.push(`    ${column.name.padEnd(width)}  ${column.reveals}`);
   }
-  for (const sequence of report.sequences) lines.push(`  sequence ${sequence.name} = ${sequence.value}: ${sequence.reveals}`);
+  for (const sequence of report.sequences)
+    lines.push(`  sequence ${sequence.name} = ${sequence.value}: ${sequence.reveals}`);
   lines.push("");
   lines.push("FILES in the data directory");
   if (!report.files.length) lines.push("  (none)");
@@ -58,6 +70,8 @@ export function formatSeizureReport(report: SeizureReport): string {
   for (const check of report.checks) lines.push(`  [${check.status.toUpperCase()}] ${check.title}: ${check.detail}`);
   lines.push("");
   const failed = report.checks.filter((c) => c.status === "fail").length;
-  lines.push(failed ? `${failed} check(s) FAILED: the data holds something the design says it must not` : "every check passed");
+  lines.push(
+    failed ? `${failed} check(s) FAILED: the data holds something the design says it must not` : "every check passed",
+  );
   return lines.join("\n");
 }

@@ -57,7 +57,10 @@ export async function connectRedis(url: string, prefix: string, connectTimeoutMs
   } catch (error) {
     client?.disconnect();
     const where = safeRedisLocation(url);
-    throw new ConfigError(`cannot reach Redis at ${where}: ${(error as Error).message} (check REDIS_URL / --redis-url, or unset it for a single node)`, { cause: error });
+    throw new ConfigError(
+      `cannot reach Redis at ${where}: ${(error as Error).message} (check REDIS_URL / --redis-url, or unset it for a single node)`,
+      { cause: error },
+    );
   }
 }
 
@@ -79,7 +82,10 @@ const releaseScript = `if redis.call("get", KEYS[1]) == ARGV[1] then return redi
  * of all the nodes that try a job in one period, one runs it.
  */
 export class JobLocks {
-  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {}
 
   /**
    * Runs `job` if no node ran `name` in the last `periodMs`. The lock is not

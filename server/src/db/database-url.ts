@@ -1,7 +1,6 @@
 /** Which database a URL names. */
 export type DatabaseTarget =
-  | { provider: "sqlite"; path: string }
-  | { provider: "postgresql"; connectionString: string; schema: string };
+  { provider: "sqlite"; path: string } | { provider: "postgresql"; connectionString: string; schema: string };
 
 /**
  * Parses `file:/path/to.db` or `postgresql://...[?schema=name]` (Prisma's

@@ -54,8 +54,12 @@ function plan(migrations: Migration[], applied: AppliedRow[]): Migration[] {
   const known = new Map(migrations.map((m) => [m.name, m]));
   for (const row of applied) {
     const m = known.get(row.migration_name);
-    if (!m) throw new MigrationError(`the database has migration ${row.migration_name}, which this version does not know: is it older than the database?`);
-    if (m.checksum !== row.checksum) throw new MigrationError(`migration ${m.name} was edited after it was applied (checksum differs)`);
+    if (!m)
+      throw new MigrationError(
+        `the database has migration ${row.migration_name}, which this version does not know: is it older than the database?`,
+      );
+    if (m.checksum !== row.checksum)
+      throw new MigrationError(`migration ${m.name} was edited after it was applied (checksum differs)`);
   }
   const done = new Set(applied.map((r) => r.migration_name));
   return migrations.filter((m) => !done.has(m.name));
@@ -77,7 +81,14 @@ export async function migrate(target: DatabaseTarget, migrationsDir = defaultMig
     try {
       db.pragma("journal_mode = WAL");
       db.exec(historyTable.sqlite);
-      const pending = plan(migrations, db.prepare(`SELECT migration_name, checksum FROM "_prisma_migrations" WHERE rolled_back_at IS NULL AND finished_at IS NOT NULL`).all() as AppliedRow[]);
+      const pending = plan(
+        migrations,
+        db
+          .prepare(
+            `SELECT migration_name, checksum FROM "_prisma_migrations" WHERE rolled_back_at IS NULL AND finished_at IS NOT NULL`,
+          )
+          .all() as AppliedRow[],
+      );
       for (const m of pending) {
         db.transaction(() => {
           db.exec(m.sql);
@@ -98,7 +109,9 @@ export async function migrate(target: DatabaseTarget, migrationsDir = defaultMig
     await client.query(`CREATE SCHEMA IF NOT EXISTS "${target.schema}"`);
     await client.query(`SET search_path TO "${target.schema}"`);
     await client.query(historyTable.postgresql);
-    const { rows } = await client.query<AppliedRow>(`SELECT migration_name, checksum FROM "_prisma_migrations" WHERE rolled_back_at IS NULL AND finished_at IS NOT NULL`);
+    const { rows } = await client.query<AppliedRow>(
+      `SELECT migration_name, checksum FROM "_prisma_migrations" WHERE rolled_back_at IS NULL AND finished_at IS NOT NULL`,
+    );
     const pending = plan(migrations, rows);
     for (const m of pending) {
       await client.query("BEGIN");

@@ -1,5 +1,15 @@
 import { randomBytes } from "node:crypto";
-import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, statSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { readMigrations } from "./migrate.js";
@@ -44,17 +54,28 @@ export function checkSqliteBackup(file: string): void {
     } catch (error) {
       throw new RestoreError(`${file} is not a SQLite database`, { cause: error });
     }
-    if (problems.length !== 1 || problems[0] !== "ok") throw new RestoreError(`${file} fails SQLite's integrity check: ${problems.slice(0, 3).join("; ")}`);
+    if (problems.length !== 1 || problems[0] !== "ok")
+      throw new RestoreError(`${file} fails SQLite's integrity check: ${problems.slice(0, 3).join("; ")}`);
     let applied: string[];
     try {
-      applied = (db.prepare(`SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL`).all() as { migration_name: string }[]).map((r) => r.migration_name);
+      applied = (
+        db.prepare(`SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL`).all() as {
+          migration_name: string;
+        }[]
+      ).map((r) => r.migration_name);
     } catch (error) {
-      throw new RestoreError(`${file} has no ZimChat migration history: it is not a ZimChat database`, { cause: error });
+      throw new RestoreError(`${file} has no ZimChat migration history: it is not a ZimChat database`, {
+        cause: error,
+      });
     }
     const known = readMigrations("sqlite").map((m) => m.name);
     const unknown = applied.filter((name) => !known.includes(name));
-    if (unknown.length) throw new RestoreError(`${file} has migration ${unknown[0]}, which this version does not know: restore it with the version that made it`);
-    if (!applied.includes(known[0]!)) throw new RestoreError(`${file} has no ZimChat migration history: it is not a ZimChat database`);
+    if (unknown.length)
+      throw new RestoreError(
+        `${file} has migration ${unknown[0]}, which this version does not know: restore it with the version that made it`,
+      );
+    if (!applied.includes(known[0]!))
+      throw new RestoreError(`${file} has no ZimChat migration history: it is not a ZimChat database`);
   } finally {
     db.close();
   }
@@ -76,7 +97,11 @@ export interface RestoreResult {
  * unless `force`.
  * @throws RestoreError for a bad backup or a database in use
  */
-export function restoreSqlite(backupFile: string, databasePath: string, options: { force?: boolean; now?: Date } = {}): RestoreResult {
+export function restoreSqlite(
+  backupFile: string,
+  databasePath: string,
+  options: { force?: boolean; now?: Date } = {},
+): RestoreResult {
   checkSqliteBackup(backupFile);
   const wal = `${databasePath}-wal`;
   if (!options.force && (statSync(wal, { throwIfNoEntry: false })?.size ?? 0) > 0) {

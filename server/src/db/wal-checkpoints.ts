@@ -26,13 +26,15 @@ export function startWalCheckpoints(prisma: Db, intervalMs: number, onError: (er
     running = true;
     // Inside a (deferred, empty) transaction: the adapter's one connection then waits for any
     // open write transaction to end first; a checkpoint in the middle of one fails with SQLITE_LOCKED.
-    prisma.$transaction((tx) => tx.$queryRawUnsafe("PRAGMA wal_checkpoint(TRUNCATE)")).then(
-      () => (running = false),
-      (error: unknown) => {
-        running = false;
-        onError(error);
-      },
-    );
+    prisma
+      .$transaction((tx) => tx.$queryRawUnsafe("PRAGMA wal_checkpoint(TRUNCATE)"))
+      .then(
+        () => (running = false),
+        (error: unknown) => {
+          running = false;
+          onError(error);
+        },
+      );
   }, intervalMs);
   timer.unref();
   return { stop: () => clearInterval(timer) };

@@ -9,11 +9,16 @@ export const storageFullRetryAfterSeconds = 30;
 // 53100 disk_full, "No space left on device" in its own messages); a code
 // named in a message counts too (the attachment service reports "(ENOSPC)").
 const fullCodes = new Set(["ENOSPC", "EDQUOT", "SQLITE_FULL", "53100"]);
-const fullMessage = /SQLITE_FULL|database or disk is full|No space left on device|disk quota exceeded|\bdisk_full\b|\bENOSPC\b|\bEDQUOT\b/i;
+const fullMessage =
+  /SQLITE_FULL|database or disk is full|No space left on device|disk quota exceeded|\bdisk_full\b|\bENOSPC\b|\bEDQUOT\b/i;
 
 /** Whether `error` (or an error in its `cause` chain, as Prisma wraps the driver's) says the storage is full. */
 export function isStorageFull(error: unknown): boolean {
-  for (let e = error, depth = 0; e && typeof e === "object" && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+  for (
+    let e = error, depth = 0;
+    e && typeof e === "object" && depth < 6;
+    e = (e as { cause?: unknown }).cause, depth++
+  ) {
     const { code, message, originalCode } = e as { code?: unknown; message?: unknown; originalCode?: unknown };
     if (typeof code === "string" && fullCodes.has(code)) return true;
     if (typeof originalCode === "string" && fullCodes.has(originalCode)) return true;

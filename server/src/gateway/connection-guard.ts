@@ -37,7 +37,10 @@ export class ConnectionGuard {
    * many handshakes in progress as allowed. Engine.IO asks only for new
    * connections (requests carrying a session id skip it).
    */
-  allowRequest = (request: IncomingMessage, callback: (error: string | null | undefined, success: boolean) => void): void => {
+  allowRequest = (
+    request: IncomingMessage,
+    callback: (error: string | null | undefined, success: boolean) => void,
+  ): void => {
     const count = this.perAddress.get(this.clientAddress(request))?.handshake ?? 0;
     if (count >= this.limits.handshakesPerAddress || this.totals.handshake >= this.limits.handshakesTotal) {
       this.refused("handshake_cap");

@@ -71,7 +71,12 @@ export interface GatewayOptions {
  * they are committed. It sends and acknowledges with the same schemas and
  * rules as the REST routes.
  */
-export function createGateway(httpServer: HttpServer, services: Services, logger: Logger, options: GatewayOptions = {}): Gateway {
+export function createGateway(
+  httpServer: HttpServer,
+  services: Services,
+  logger: Logger,
+  options: GatewayOptions = {},
+): Gateway {
   const drainAckTimeoutMs = options.drainAckTimeoutMs ?? 30_000;
   const clientAddress = options.clientAddress ?? ((request: IncomingMessage) => request.socket.remoteAddress ?? "");
   const refused = options.refused ?? (() => {});
@@ -86,12 +91,21 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     // A connection that joins no namespace in time is closed (and uncounted).
     connectTimeout: guard.limits.handshakeTimeoutMs,
     serveClient: false,
-    ...(options.redis && { adapter: createAdapter(options.redis.client, options.redis.subscriber, { key: `${options.redis.prefix}:socket.io` }) }),
+    ...(options.redis && {
+      adapter: createAdapter(options.redis.client, options.redis.subscriber, {
+        key: `${options.redis.prefix}:socket.io`,
+      }),
+    }),
   });
 
   io.use((socket, next) => {
     const auth = socket.handshake.auth as { username?: unknown; password?: unknown };
-    if (typeof auth.username !== "string" || typeof auth.password !== "string" || auth.username.length > 200 || auth.password.length > 200) {
+    if (
+      typeof auth.username !== "string" ||
+      typeof auth.password !== "string" ||
+      auth.username.length > 200 ||
+      auth.password.length > 200
+    ) {
       next(connectError(unauthorized()));
       return;
     }
@@ -118,13 +132,21 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
     older.disconnectSockets(true);
     void socket.join([room, accountRoom(accountId)]);
 
-    socket.on("send", handler(logger, socketNamespaces["/"].clientToServer.send.payload, (request) =>
-      services.mailbox.send(socket.data, request.destination, request.messages, request.idempotencyKey),
-    ));
-    socket.on("ack", handler(logger, socketNamespaces["/"].clientToServer.ack.payload, async (request) => ({
-      deleted: await services.mailbox.ack(socket.data, request.ids),
-    })));
-    drain(socket, services, drainAckTimeoutMs).catch((error: unknown) => logger.error({ err: error }, "queue drain failed"));
+    socket.on(
+      "send",
+      handler(logger, socketNamespaces["/"].clientToServer.send.payload, (request) =>
+        services.mailbox.send(socket.data, request.destination, request.messages, request.idempotencyKey),
+      ),
+    );
+    socket.on(
+      "ack",
+      handler(logger, socketNamespaces["/"].clientToServer.ack.payload, async (request) => ({
+        deleted: await services.mailbox.ack(socket.data, request.ids),
+      })),
+    );
+    drain(socket, services, drainAckTimeoutMs).catch((error: unknown) =>
+      logger.error({ err: error }, "queue drain failed"),
+    );
   });
 
   serveSealed(io, services, logger, guard, refused, clientAddress);
@@ -154,7 +176,14 @@ export function createGateway(httpServer: HttpServer, services: Services, logger
  * authentication middleware above guards the main namespace only). Access
  * keys are checked per send, with the same rules as the REST routes.
  */
-function serveSealed(io: Gateway, services: Services, logger: Logger, guard: ConnectionGuard, refused: (reason: string) => void, clientAddress: (request: IncomingMessage) => string): void {
+function serveSealed(
+  io: Gateway,
+  services: Services,
+  logger: Logger,
+  guard: ConnectionGuard,
+  refused: (reason: string) => void,
+  clientAddress: (request: IncomingMessage) => string,
+): void {
   // The namespace has its own event map; socket.io types `of()` with the main one's.
   const sealed = io.of("/sealed") as unknown as Namespace<SealedClientToServerEvents>;
   sealed.use((socket, next) => {
@@ -162,7 +191,14 @@ function serveSealed(io: Gateway, services: Services, logger: Logger, guard: Con
       next();
       return;
     }
-    next(connectError(new HttpError("too_many_connections", "Too many connections without credentials from this address; try again later")));
+    next(
+      connectError(
+        new HttpError(
+          "too_many_connections",
+          "Too many connections without credentials from this address; try again later",
+        ),
+      ),
+    );
     // Socket.IO writes the refusal on the next tick; then the connection (and its descriptor) goes.
     setImmediate(() => socket.conn.close());
   });
@@ -179,10 +215,21 @@ function serveSealed(io: Gateway, services: Services, logger: Logger, guard: Con
     socket.once("disconnect", () => clearTimeout(idle));
     // The handshake's address keys the sealed-send limit (per recipient and source).
     const source = clientAddress(socket.request);
-    socket.on("send", handler(logger, socketNamespaces["/sealed"].clientToServer.send.payload, ({ destination, messages, accessKey, idempotencyKey }) =>
-      services.sealed.send(destination, messages, accessKey, source, idempotencyKey),
-    ));
-    socket.on("send-multi", handler(logger, socketNamespaces["/sealed"].clientToServer["send-multi"].payload, (request) => services.sealed.sendMultiRecipient(undefined, request, source)));
+    socket.on(
+      "send",
+      handler(
+        logger,
+        socketNamespaces["/sealed"].clientToServer.send.payload,
+        ({ destination, messages, accessKey, idempotencyKey }) =>
+          services.sealed.send(destination, messages, accessKey, source, idempotencyKey),
+      ),
+    );
+    socket.on(
+      "send-multi",
+      handler(logger, socketNamespaces["/sealed"].clientToServer["send-multi"].payload, (request) =>
+        services.sealed.sendMultiRecipient(undefined, request, source),
+      ),
+    );
   });
 }
 
@@ -224,8 +271,13 @@ async function drain(socket: DeviceSocket, services: Services, ackTimeoutMs: num
     try {
       // socket.io's types want a required callback for emitWithAck; `envelopes`
       // has an optional one because live pushes are broadcasts without acks.
-      const withAck = socket.timeout(ackTimeoutMs) as unknown as { emitWithAck(event: "envelopes", batch: unknown): Promise<unknown> };
-      await withAck.emitWithAck("envelopes", batch.map((d) => d.envelope));
+      const withAck = socket.timeout(ackTimeoutMs) as unknown as {
+        emitWithAck(event: "envelopes", batch: unknown): Promise<unknown>;
+      };
+      await withAck.emitWithAck(
+        "envelopes",
+        batch.map((d) => d.envelope),
+      );
     } catch {
       // The client did not confirm in time: stop; the rest is redelivered on its next connection.
       return;

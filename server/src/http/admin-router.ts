@@ -26,7 +26,9 @@ interface AdminContext<K extends AdminRouteName> {
   body: Route<K> extends { body: infer B } ? Infer<B> : undefined;
 }
 
-type AdminResult<K extends AdminRouteName> = Route<K>["success"] extends { schema: infer S } ? z.input<S & z.ZodType> : void;
+type AdminResult<K extends AdminRouteName> = Route<K>["success"] extends { schema: infer S }
+  ? z.input<S & z.ZodType>
+  : void;
 
 /** One handler per route of the protocol's admin table. */
 type AdminHandlers = { [K in AdminRouteName]: (ctx: AdminContext<K>) => Promise<AdminResult<K>> };
@@ -36,10 +38,22 @@ type AdminHandlers = { [K in AdminRouteName]: (ctx: AdminContext<K>) => Promise<
  * `adminBackup` stream route), behind the admin token. Without a token in
  * the config the router is empty: the routes answer 404 like any unknown path.
  */
-export function createAdminRouter(config: ServerConfig, database: Database, services: Services, io: Gateway, logger: Logger, refusals?: RefusalCounter): Router {
+export function createAdminRouter(
+  config: ServerConfig,
+  database: Database,
+  services: Services,
+  io: Gateway,
+  logger: Logger,
+  refusals?: RefusalCounter,
+): Router {
   const router = Router();
   if (config.adminToken === undefined) return router;
-  router.use("/admin", bearerAuth(config.adminToken, "zimchat-admin", (req) => logger.warn({ route: `${req.method} /admin` }, "admin token refused")));
+  router.use(
+    "/admin",
+    bearerAuth(config.adminToken, "zimchat-admin", (req) =>
+      logger.warn({ route: `${req.method} /admin` }, "admin token refused"),
+    ),
+  );
   const { admin } = services;
   const handlers: AdminHandlers = {
     adminCreateInvite: async ({ body }) => admin.createInvite(body),
@@ -62,24 +76,41 @@ export function createAdminRouter(config: ServerConfig, database: Database, serv
     const handler = handlers[name] as (ctx: unknown) => Promise<unknown>;
     // After the bearer check above: the body (small default limit) is read only for the admin.
     const readBody = route.body ? jsonBodyReader(bodyLimitOf(route), refusals) : null;
-    router[route.method](route.path, logged(logger, route, async (req, res) => {
-      await readBody?.(req, res);
-      await handle(route, handler, req, res);
-    }));
+    router[route.method](
+      route.path,
+      logged(logger, route, async (req, res) => {
+        await readBody?.(req, res);
+        await handle(route, handler, req, res);
+      }),
+    );
   }
   const backup = streamRoutes.adminBackup;
-  router[backup.method](backup.path, logged(logger, backup, (_req, res) => sendBackup(config, database, res)));
+  router[backup.method](
+    backup.path,
+    logged(logger, backup, (_req, res) => sendBackup(config, database, res)),
+  );
   return router;
 }
 
-function logged(logger: Logger, route: Pick<RouteSpec, "method" | "path">, run: (req: Request, res: Response) => Promise<void>): RequestHandler {
+function logged(
+  logger: Logger,
+  route: Pick<RouteSpec, "method" | "path">,
+  run: (req: Request, res: Response) => Promise<void>,
+): RequestHandler {
   return (req, res, next) => {
-    res.on("finish", () => logger.info({ route: `${route.method.toUpperCase()} ${route.path}`, status: res.statusCode }, "admin request"));
+    res.on("finish", () =>
+      logger.info({ route: `${route.method.toUpperCase()} ${route.path}`, status: res.statusCode }, "admin request"),
+    );
     run(req, res).catch(next);
   };
 }
 
-async function handle(route: RouteSpec, handler: (ctx: unknown) => Promise<unknown>, req: Request, res: Response): Promise<void> {
+async function handle(
+  route: RouteSpec,
+  handler: (ctx: unknown) => Promise<unknown>,
+  req: Request,
+  res: Response,
+): Promise<void> {
   const parse = (schema: z.ZodType | undefined, value: unknown, where: "params" | "query" | "body"): unknown => {
     if (!schema) return where === "body" ? undefined : {};
     const parsed = schema.safeParse(value);

@@ -15,7 +15,11 @@ import { discardRest } from "./unread-body.js";
  * which would otherwise read these bodies. Errors go to the same error
  * middleware as the JSON routes.
  */
-export function createAttachmentRouter(attachments: AttachmentService, accounts: AccountService, logger: Logger): Router {
+export function createAttachmentRouter(
+  attachments: AttachmentService,
+  accounts: AccountService,
+  logger: Logger,
+): Router {
   const router = Router();
   const { uploadAttachment: upload, downloadAttachment: download } = streamRoutes;
 
@@ -35,7 +39,8 @@ export function createAttachmentRouter(attachments: AttachmentService, accounts:
         res.status(upload.success.status).json(stored);
       } catch (error) {
         // The client went away: there is no one to answer, and nothing was stored.
-        if (error instanceof UploadAbortedError) return void logger.debug({ route: routeName(upload) }, "upload aborted");
+        if (error instanceof UploadAbortedError)
+          return void logger.debug({ route: routeName(upload) }, "upload aborted");
         throw error;
       }
     }),
@@ -48,22 +53,38 @@ export function createAttachmentRouter(attachments: AttachmentService, accounts:
       const params = download.params.safeParse(req.params);
       if (!params.success) throw invalidRequest(params.error, "params");
       const blob = await attachments.open(params.data.id);
-      res.set({ "Content-Type": "application/octet-stream", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff" });
+      res.set({
+        "Content-Type": "application/octet-stream",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+      });
       await new Promise<void>((resolve, reject) => {
         // `send` answers Range requests (206, one range) and If-Range; the file name is the id, never a dotfile.
-        res.sendFile(blob.path, { acceptRanges: true, cacheControl: false, etag: false, lastModified: false, dotfiles: "allow" }, (error?: Error) => {
-          if (!error) return resolve();
-          const { status, code } = error as { status?: number; code?: string };
-          // The client went away mid-transfer: nothing to answer.
-          if (res.headersSent) return resolve();
-          if (status === 416) {
-            return reject(new HttpError("range_not_satisfiable", "The requested range is outside the attachment", {}, { "Content-Range": `bytes */${blob.size}` }));
-          }
-          // Swept between the lookup and the read.
-          if (status === 404 || code === "ENOENT") return reject(new HttpError("not_found", "No such attachment (unknown or expired)"));
-          // Logged as a 500: the code only, since the error's path names the id (a capability).
-          reject(new Error(`reading an attachment failed (${code ?? status ?? "unknown"})`));
-        });
+        res.sendFile(
+          blob.path,
+          { acceptRanges: true, cacheControl: false, etag: false, lastModified: false, dotfiles: "allow" },
+          (error?: Error) => {
+            if (!error) return resolve();
+            const { status, code } = error as { status?: number; code?: string };
+            // The client went away mid-transfer: nothing to answer.
+            if (res.headersSent) return resolve();
+            if (status === 416) {
+              return reject(
+                new HttpError(
+                  "range_not_satisfiable",
+                  "The requested range is outside the attachment",
+                  {},
+                  { "Content-Range": `bytes */${blob.size}` },
+                ),
+              );
+            }
+            // Swept between the lookup and the read.
+            if (status === 404 || code === "ENOENT")
+              return reject(new HttpError("not_found", "No such attachment (unknown or expired)"));
+            // Logged as a 500: the code only, since the error's path names the id (a capability).
+            reject(new Error(`reading an attachment failed (${code ?? status ?? "unknown"})`));
+          },
+        );
       });
     }),
   );
@@ -75,11 +96,18 @@ function routeName(route: StreamRouteSpec): string {
 }
 
 /** Request logging (route pattern, status, duration: never the id, which is a capability) and error forwarding. */
-function mount(route: StreamRouteSpec, logger: Logger, handler: (req: Request, res: Response) => Promise<void>): RequestHandler {
+function mount(
+  route: StreamRouteSpec,
+  logger: Logger,
+  handler: (req: Request, res: Response) => Promise<void>,
+): RequestHandler {
   return (req, res, next) => {
     const started = performance.now();
     res.on("finish", () => {
-      logger.debug({ route: routeName(route), status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
+      logger.debug(
+        { route: routeName(route), status: res.statusCode, ms: Math.round(performance.now() - started) },
+        "request",
+      );
     });
     handler(req, res).catch((error: unknown) => {
       if (!req.complete) discardRest(req, res);

@@ -18,7 +18,14 @@ export function bearerAuth(token: string, realm: string, onRefused: (req: Reques
     const match = /^Bearer (\S{1,1024})$/i.exec(req.headers.authorization?.trim() ?? "");
     if (!match || !timingSafeEqual(sha256(match[1]!), expected)) {
       onRefused(req);
-      next(new HttpError("unauthorized", `A valid ${realm} token is required`, {}, { "WWW-Authenticate": `Bearer realm="${realm}"` }));
+      next(
+        new HttpError(
+          "unauthorized",
+          `A valid ${realm} token is required`,
+          {},
+          { "WWW-Authenticate": `Bearer realm="${realm}"` },
+        ),
+      );
       return;
     }
     next();

@@ -13,7 +13,11 @@ export interface RouteContext<K extends RouteName> {
    * The authenticated device: always for `auth: "device"`; for
    * `"device-or-access-key"` only when credentials were given.
    */
-  principal: Route<K>["auth"] extends "device" ? DevicePrincipal : Route<K>["auth"] extends "device-or-access-key" ? DevicePrincipal | undefined : undefined;
+  principal: Route<K>["auth"] extends "device"
+    ? DevicePrincipal
+    : Route<K>["auth"] extends "device-or-access-key"
+      ? DevicePrincipal | undefined
+      : undefined;
   /** The `Unidentified-Access-Key` header (base64), on `"device-or-access-key"` routes called without credentials. */
   accessKey: string | undefined;
   /** The peer address, for rate limits only: never logged or stored. */
@@ -21,7 +25,9 @@ export interface RouteContext<K extends RouteName> {
 }
 
 /** What a route handler returns: its success body (undefined for 204). */
-export type RouteResult<K extends RouteName> = Route<K>["success"] extends { schema: infer S } ? z.input<S & z.ZodType> : void;
+export type RouteResult<K extends RouteName> = Route<K>["success"] extends { schema: infer S }
+  ? z.input<S & z.ZodType>
+  : void;
 
 /** One handler per route in the protocol's route table. */
 export type RouteHandlers = { [K in RouteName]: (ctx: RouteContext<K>) => Promise<RouteResult<K>> };

@@ -11,12 +11,19 @@ import { serverVersion } from "../version.js";
  * The REST handlers: each maps a validated request to one service call.
  * Validation, authentication and error mapping happen in the router.
  */
-export function createHandlers(config: ServerConfig, database: Database, services: Services, storage?: StorageHealth): RouteHandlers {
+export function createHandlers(
+  config: ServerConfig,
+  database: Database,
+  services: Services,
+  storage?: StorageHealth,
+): RouteHandlers {
   // Both documents state this server's own limits: the settings the rate limiter and the gateway use.
   const documented = { version: serverVersion, serverName: config.serverName, rateLimits: config.rateLimits };
   const openapi = buildOpenApiDocument(documented);
   // `--rate-limits off` lifts the per-address connection caps too (see createApp): null, unlimited.
-  const connectionLimits = config.rateLimits ? { ...config.connectionLimits } : { ...config.connectionLimits, handshakesPerAddress: null, sealedPerAddress: null };
+  const connectionLimits = config.rateLimits
+    ? { ...config.connectionLimits }
+    : { ...config.connectionLimits, handshakesPerAddress: null, sealedPerAddress: null };
   const asyncapi = buildAsyncApiDocument({ ...documented, connectionLimits });
   const { accounts, keys, mailbox } = services;
   return {
@@ -32,7 +39,8 @@ export function createHandlers(config: ServerConfig, database: Database, service
     asyncapi: async () => asyncapi as { asyncapi: string },
     register: async ({ body, clientAddress }) => accounts.register(body, clientAddress),
     whoAmI: async ({ principal }) => accounts.whoAmI(principal),
-    resetIdentity: async ({ principal, body }) => services.devices.resetIdentity(principal, () => accounts.resetIdentity(principal, body)),
+    resetIdentity: async ({ principal, body }) =>
+      services.devices.resetIdentity(principal, () => accounts.resetIdentity(principal, body)),
     lookupUsername: async ({ principal, params }) => accounts.lookupUsername(principal, params.username),
     uploadKeys: async ({ principal, body }) => keys.upload(principal, body),
     keyCount: async ({ principal }) => keys.counts(principal),
@@ -50,11 +58,15 @@ export function createHandlers(config: ServerConfig, database: Database, service
     removeDevice: async ({ principal, params }) => services.devices.remove(principal, params.deviceId),
     trustRoot: async () => services.certificates.trustRoot(),
     senderCertificate: async ({ principal }) => services.certificates.senderCertificate(principal),
-    sendMultiRecipient: async ({ principal, body, clientAddress }) => services.sealed.sendMultiRecipient(principal, body, clientAddress),
+    sendMultiRecipient: async ({ principal, body, clientAddress }) =>
+      services.sealed.sendMultiRecipient(principal, body, clientAddress),
     fetchMessages: async ({ principal }) => {
       // One more than a page tells whether there is more.
       const page = await mailbox.fetch(principal, 0, limits.maxEnvelopesPerBatch + 1);
-      return { envelopes: page.slice(0, limits.maxEnvelopesPerBatch).map((d) => d.envelope), more: page.length > limits.maxEnvelopesPerBatch };
+      return {
+        envelopes: page.slice(0, limits.maxEnvelopesPerBatch).map((d) => d.envelope),
+        more: page.length > limits.maxEnvelopesPerBatch,
+      };
     },
     ackMessages: async ({ principal, body }) => ({ deleted: await mailbox.ack(principal, body.ids) }),
   };

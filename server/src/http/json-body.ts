@@ -49,12 +49,14 @@ export function checkDepth(_req: unknown, _res: unknown, bytes: Buffer): void {
   for (let i = 0; i < bytes.length; i++) {
     const c = bytes[i];
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) {
       inString = true;
     } else if (c === 0x5b || c === 0x7b) {
-      if (++depth > max) throw Object.assign(new Error("too deeply nested"), { type: tooDeepType, status: 400, expose: true });
+      if (++depth > max)
+        throw Object.assign(new Error("too deeply nested"), { type: tooDeepType, status: 400, expose: true });
     } else if (c === 0x5d || c === 0x7d) {
       depth--;
     }
@@ -63,5 +65,8 @@ export function checkDepth(_req: unknown, _res: unknown, bytes: Buffer): void {
 
 /** The error answered for a {@link checkDepth} refusal. */
 export function tooDeeplyNested(): HttpError {
-  return new HttpError("too_deeply_nested", `The request body nests arrays and objects more than ${limits.maxJsonDepth} levels deep`);
+  return new HttpError(
+    "too_deeply_nested",
+    `The request body nests arrays and objects more than ${limits.maxJsonDepth} levels deep`,
+  );
 }

@@ -33,7 +33,10 @@ export function servedRoutes(config: Pick<ServerConfig, "adminToken" | "metrics"
  * Paths match as Express matches them: case-insensitive, optional trailing slash.
  */
 export function methodNotAllowed(served: readonly ServedRoute[]): RequestHandler {
-  const matchers = served.map((route) => ({ method: route.method.toUpperCase(), matches: match(route.path, { decode: false }) }));
+  const matchers = served.map((route) => ({
+    method: route.method.toUpperCase(),
+    matches: match(route.path, { decode: false }),
+  }));
   return (req, _res, next) => {
     const allowed = new Set(matchers.filter((m) => m.matches(req.path) !== false).map((m) => m.method));
     // Express answers HEAD with the GET route.
@@ -43,6 +46,8 @@ export function methodNotAllowed(served: readonly ServedRoute[]): RequestHandler
       return;
     }
     const allow = [...allowed].sort().join(", ");
-    next(new HttpError("method_not_allowed", `${req.method} is not allowed here; allowed: ${allow}`, {}, { Allow: allow }));
+    next(
+      new HttpError("method_not_allowed", `${req.method} is not allowed here; allowed: ${allow}`, {}, { Allow: allow }),
+    );
   };
 }

@@ -13,7 +13,10 @@ import { discardRest, hasUnreadBody } from "./unread-body.js";
 /** A zod failure as the `invalid_request` error body. */
 export function invalidRequest(error: ZodError, where: "body" | "params" | "query"): HttpError {
   return new HttpError("invalid_request", `The request ${where} is invalid`, {
-    issues: error.issues.slice(0, 20).map((i) => ({ path: [where, ...i.path.map((p) => (typeof p === "symbol" ? String(p) : p))], message: i.message })),
+    issues: error.issues.slice(0, 20).map((i) => ({
+      path: [where, ...i.path.map((p) => (typeof p === "symbol" ? String(p) : p))],
+      message: i.message,
+    })),
   });
 }
 
@@ -32,7 +35,12 @@ export interface RouterOptions {
  * validate it; call the handler, answer with the route's success status.
  * Errors go to the error middleware.
  */
-export function createRouter(handlers: RouteHandlers, accounts: AccountService, logger: Logger, options: RouterOptions = {}): Router {
+export function createRouter(
+  handlers: RouteHandlers,
+  accounts: AccountService,
+  logger: Logger,
+  options: RouterOptions = {},
+): Router {
   const router = Router();
   for (const [name, route] of Object.entries(routes) as [RouteName, RouteSpec][]) {
     const handler = handlers[name] as (ctx: unknown) => Promise<unknown>;
@@ -42,7 +50,14 @@ export function createRouter(handlers: RouteHandlers, accounts: AccountService, 
       const started = performance.now();
       res.on("finish", () => {
         // Route pattern only: no ids from the path, no address, no headers.
-        logger.debug({ route: `${route.method.toUpperCase()} ${route.path}`, status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
+        logger.debug(
+          {
+            route: `${route.method.toUpperCase()} ${route.path}`,
+            status: res.statusCode,
+            ms: Math.round(performance.now() - started),
+          },
+          "request",
+        );
       });
       handle(route, handler, guard, readBody, accounts, req, res).catch(next);
     };
@@ -72,7 +87,11 @@ async function handle(
     const credentials = parseBasicAuth(req.headers.authorization);
     // The same answer as for wrong credentials: no hint of what was wrong.
     if (!credentials) throw unauthorized();
-    principal = await accounts.authenticate(credentials.username, credentials.password, req.ip ?? req.socket.remoteAddress ?? "");
+    principal = await accounts.authenticate(
+      credentials.username,
+      credentials.password,
+      req.ip ?? req.socket.remoteAddress ?? "",
+    );
   }
   let params: unknown = {};
   if (route.params) {
@@ -122,9 +141,11 @@ export function toHttpError(error: unknown): HttpError | null {
     return new HttpError("invalid_request", "Unsupported body encoding");
   }
   // Express's router: a path with invalid percent-escapes.
-  if (error instanceof URIError) return new HttpError("invalid_request", "The request path is not valid percent-encoding");
+  if (error instanceof URIError)
+    return new HttpError("invalid_request", "The request path is not valid percent-encoding");
   // body-parser's other client errors (e.g. a corrupt gzip body) carry status 400 and expose.
   const { status, expose } = (error ?? {}) as { status?: unknown; expose?: unknown };
-  if (status === 400 && expose === true) return new HttpError("malformed_json", "The request body could not be decoded");
+  if (status === 400 && expose === true)
+    return new HttpError("malformed_json", "The request body could not be decoded");
   return null;
 }

@@ -49,14 +49,49 @@ export class Metrics {
   constructor(queueDepth: () => Promise<number>, droppedLogLines: () => number = () => 0) {
     collectDefaultMetrics({ register: this.registry, prefix: "zimchat_" });
     const registers = [this.registry];
-    this.connectedDevices = new Gauge({ name: "zimchat_connected_devices", help: "Devices connected to this node over Socket.IO", registers });
-    this.envelopesAccepted = new Counter({ name: "zimchat_envelopes_accepted_total", help: "Envelopes committed to a mailbox", registers });
-    this.envelopesDelivered = new Counter({ name: "zimchat_envelopes_delivered_total", help: "Envelopes acknowledged by their device and deleted", registers });
-    this.envelopesExpired = new Counter({ name: "zimchat_envelopes_expired_total", help: "Envelopes deleted unread when their time to live ran out", registers });
-    this.sendsReplayed = new Counter({ name: "zimchat_send_replays_total", help: "Retried sends answered with their first answer (same idempotency key), storing nothing", registers });
-    this.rateLimitRefusals = new Counter({ name: "zimchat_rate_limit_refusals_total", help: "Requests refused by a rate limit", labelNames: ["limit"], registers });
-    this.refusals = new Counter({ name: "zimchat_refusals_total", help: "Requests, connections and uploads refused to keep a resource bounded, by reason", labelNames: ["reason"], registers });
-    this.eventLoopStalls = new Counter({ name: "zimchat_event_loop_stalls_total", help: "Event-loop stalls over the threshold, by the plugin and hook that ran (none: not a plugin)", labelNames: ["plugin", "hook"], registers });
+    this.connectedDevices = new Gauge({
+      name: "zimchat_connected_devices",
+      help: "Devices connected to this node over Socket.IO",
+      registers,
+    });
+    this.envelopesAccepted = new Counter({
+      name: "zimchat_envelopes_accepted_total",
+      help: "Envelopes committed to a mailbox",
+      registers,
+    });
+    this.envelopesDelivered = new Counter({
+      name: "zimchat_envelopes_delivered_total",
+      help: "Envelopes acknowledged by their device and deleted",
+      registers,
+    });
+    this.envelopesExpired = new Counter({
+      name: "zimchat_envelopes_expired_total",
+      help: "Envelopes deleted unread when their time to live ran out",
+      registers,
+    });
+    this.sendsReplayed = new Counter({
+      name: "zimchat_send_replays_total",
+      help: "Retried sends answered with their first answer (same idempotency key), storing nothing",
+      registers,
+    });
+    this.rateLimitRefusals = new Counter({
+      name: "zimchat_rate_limit_refusals_total",
+      help: "Requests refused by a rate limit",
+      labelNames: ["limit"],
+      registers,
+    });
+    this.refusals = new Counter({
+      name: "zimchat_refusals_total",
+      help: "Requests, connections and uploads refused to keep a resource bounded, by reason",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.eventLoopStalls = new Counter({
+      name: "zimchat_event_loop_stalls_total",
+      help: "Event-loop stalls over the threshold, by the plugin and hook that ran (none: not a plugin)",
+      labelNames: ["plugin", "hook"],
+      registers,
+    });
     let droppedSeen = 0;
     this.logLinesDropped = new Counter({
       name: "zimchat_log_lines_dropped_total",
@@ -105,7 +140,11 @@ export class Metrics {
       const end = this.httpDuration.startTimer();
       res.on("finish", () => {
         const route: unknown = (req as { route?: { path?: unknown } }).route?.path;
-        end({ route: typeof route === "string" ? route : "unmatched", method: req.method, status: `${Math.floor(res.statusCode / 100)}xx` });
+        end({
+          route: typeof route === "string" ? route : "unmatched",
+          method: req.method,
+          status: `${Math.floor(res.statusCode / 100)}xx`,
+        });
       });
       next();
     };

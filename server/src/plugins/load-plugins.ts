@@ -28,7 +28,10 @@ export async function loadPlugins(specs: readonly PluginSpec[]): Promise<LoadedP
     const what = typeof spec.use === "string" ? `plugin module "${spec.use}"` : `plugins[${i}]`;
     checkPlugin(plugin, what);
     const first = seen.get(plugin.name);
-    if (first !== undefined) throw new ConfigError(`plugin "${plugin.name}" is listed twice (plugins[${first}] and plugins[${i}]); each plugin may run once`);
+    if (first !== undefined)
+      throw new ConfigError(
+        `plugin "${plugin.name}" is listed twice (plugins[${first}] and plugins[${i}]); each plugin may run once`,
+      );
     seen.set(plugin.name, i);
     loaded.push({ plugin, config: await validateConfig(plugin, spec.config) });
   }
@@ -41,7 +44,9 @@ async function importPlugin(use: string): Promise<ServerPlugin> {
   try {
     module = await importModule(use);
   } catch (error) {
-    throw new ConfigError(`plugin module "${use}" cannot be loaded: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    throw new ConfigError(`plugin module "${use}" cannot be loaded: ${(error as Error)?.message ?? String(error)}`, {
+      cause: error,
+    });
   }
   const plugin = module.default ?? module.plugin;
   checkPlugin(plugin, `plugin module "${use}"`, "its default export (or export named `plugin`)");
@@ -68,8 +73,15 @@ async function importModule(use: string): Promise<Record<string, unknown>> {
 /** Checks the shape of a plugin object. @throws ConfigError */
 function checkPlugin(value: unknown, what: string, part = "it"): asserts value is ServerPlugin {
   const plugin = value as Partial<ServerPlugin> | null | undefined;
-  if (typeof plugin !== "object" || plugin === null || typeof plugin.setup !== "function" || typeof plugin.configSchema?.safeParseAsync !== "function") {
-    throw new ConfigError(`${what}: ${part} is not a server plugin (an object with name, configSchema and setup, e.g. from definePlugin)`);
+  if (
+    typeof plugin !== "object" ||
+    plugin === null ||
+    typeof plugin.setup !== "function" ||
+    typeof plugin.configSchema?.safeParseAsync !== "function"
+  ) {
+    throw new ConfigError(
+      `${what}: ${part} is not a server plugin (an object with name, configSchema and setup, e.g. from definePlugin)`,
+    );
   }
   if (typeof plugin.name !== "string" || !pluginNamePattern.test(plugin.name)) {
     throw new ConfigError(`${what}: the plugin name ${JSON.stringify(plugin.name)} must match ${pluginNamePattern}`);
@@ -82,15 +94,23 @@ async function validateConfig(plugin: ServerPlugin, config: unknown): Promise<un
   try {
     result = await plugin.configSchema.safeParseAsync(config ?? {});
   } catch (error) {
-    throw new ConfigError(`plugin "${plugin.name}": its configSchema threw: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    throw new ConfigError(
+      `plugin "${plugin.name}": its configSchema threw: ${(error as Error)?.message ?? String(error)}`,
+      { cause: error },
+    );
   }
   if (result.success) return result.data;
-  const problems = result.error.issues.slice(0, 5).map((issue) => `${configPath(issue.path)}: ${issue.message.replace(/^Invalid input: /, "")}`);
+  const problems = result.error.issues
+    .slice(0, 5)
+    .map((issue) => `${configPath(issue.path)}: ${issue.message.replace(/^Invalid input: /, "")}`);
   const more = result.error.issues.length > 5 ? ` (and ${result.error.issues.length - 5} more)` : "";
   throw new ConfigError(`plugin "${plugin.name}": ${problems.join("; ")}${more}`);
 }
 
 /** `config.a.b[0]` for a zod issue path. */
 function configPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>((out, part) => (typeof part === "number" ? `${out}[${part}]` : `${out}.${String(part)}`), "config");
+  return path.reduce<string>(
+    (out, part) => (typeof part === "number" ? `${out}[${part}]` : `${out}.${String(part)}`),
+    "config",
+  );
 }

@@ -41,7 +41,10 @@ export class PluginActivity {
       const endedAt = performance.now();
       const ms = endedAt - started;
       // Keep the longest recent run; an old one gives way after a second.
-      if (ms >= rememberFromMs && (!this.lastLong || ms >= this.lastLong.ms || endedAt - this.lastLong.endedAt > 1000)) {
+      if (
+        ms >= rememberFromMs &&
+        (!this.lastLong || ms >= this.lastLong.ms || endedAt - this.lastLong.endedAt > 1000)
+      ) {
         this.lastLong = { ...call, ms, endedAt };
       }
     }

@@ -128,7 +128,11 @@ export class PluginHost {
     readonly hookTimeoutMs: number,
     private readonly startTimeoutMs: number,
   ) {
-    for (const hook of hookNames) this.byHook.set(hook, entries.filter((e) => typeof e.hooks[hook] === "function"));
+    for (const hook of hookNames)
+      this.byHook.set(
+        hook,
+        entries.filter((e) => typeof e.hooks[hook] === "function"),
+      );
   }
 
   /** A host without plugins: every hook is a no-op. */
@@ -197,7 +201,10 @@ export class PluginHost {
   async start(): Promise<void> {
     for (const entry of this.entries) {
       if (entry.hooks.start) {
-        const outcome = await settle(() => this.activity.run({ plugin: entry.name, hook: "start" }, () => entry.hooks.start!()), this.startTimeoutMs);
+        const outcome = await settle(
+          () => this.activity.run({ plugin: entry.name, hook: "start" }, () => entry.hooks.start!()),
+          this.startTimeoutMs,
+        );
         if (!outcome.ok) {
           await this.stop();
           throw new PluginError(entry.name, "start", describe(outcome.error), { cause: outcome.error });
@@ -213,7 +220,10 @@ export class PluginHost {
     this.started = [];
     for (const entry of started) {
       if (!entry.hooks.stop) continue;
-      const outcome = await settle(() => this.activity.run({ plugin: entry.name, hook: "stop" }, () => entry.hooks.stop!()), this.startTimeoutMs);
+      const outcome = await settle(
+        () => this.activity.run({ plugin: entry.name, hook: "stop" }, () => entry.hooks.stop!()),
+        this.startTimeoutMs,
+      );
       if (!outcome.ok) this.logFailure(entry.name, "stop", outcome.error);
     }
   }
@@ -247,7 +257,8 @@ export class PluginHost {
         }
         if (failure !== null) {
           this.logFailure(entry.name, hook, failure);
-          if (vetoFailure[hook] === "closed") throw new HttpError("unavailable", "A server plugin could not decide; try again later");
+          if (vetoFailure[hook] === "closed")
+            throw new HttpError("unavailable", "A server plugin could not decide; try again later");
           break; // Fails open: this plugin is skipped for the rest of the candidates.
         }
         if (refusal) throw refused(entry.name, refusal);
@@ -268,7 +279,10 @@ export class PluginHost {
     return Promise.all(
       entries.map(async (entry) => {
         const fn = entry.hooks[hook] as (e: ObserverHookPayloads[H]) => unknown;
-        const outcome = await settle(() => this.activity.run({ plugin: entry.name, hook }, () => fn.call(entry.hooks, frozen)), this.hookTimeoutMs);
+        const outcome = await settle(
+          () => this.activity.run({ plugin: entry.name, hook }, () => fn.call(entry.hooks, frozen)),
+          this.hookTimeoutMs,
+        );
         if (!outcome.ok) this.logFailure(entry.name, hook, outcome.error);
       }),
     ).then(() => undefined);
@@ -320,13 +334,20 @@ function checkRefusal(value: unknown): Refusal | null {
   const r = value as Partial<Refusal>;
   if (typeof value !== "object") throw new Error(`returned ${typeof value}, not a refusal or nothing`);
   if (typeof r.code !== "string" || !refusalCodePattern.test(r.code)) {
-    throw new Error(`returned a refusal whose code ${JSON.stringify(r.code)?.slice(0, 80)} does not match ${refusalCodePattern}`);
+    throw new Error(
+      `returned a refusal whose code ${JSON.stringify(r.code)?.slice(0, 80)} does not match ${refusalCodePattern}`,
+    );
   }
-  if (typeof r.reason !== "string" || r.reason.length === 0 || r.reason.length > 500) throw new Error("returned a refusal without a reason (1..500 characters)");
+  if (typeof r.reason !== "string" || r.reason.length === 0 || r.reason.length > 500)
+    throw new Error("returned a refusal without a reason (1..500 characters)");
   if (r.retryAfterSeconds !== undefined && (!Number.isSafeInteger(r.retryAfterSeconds) || r.retryAfterSeconds < 0)) {
     throw new Error("returned a refusal whose retryAfterSeconds is not a whole number of seconds");
   }
-  return { code: r.code, reason: r.reason, ...(r.retryAfterSeconds !== undefined ? { retryAfterSeconds: r.retryAfterSeconds } : {}) };
+  return {
+    code: r.code,
+    reason: r.reason,
+    ...(r.retryAfterSeconds !== undefined ? { retryAfterSeconds: r.retryAfterSeconds } : {}),
+  };
 }
 
 /** The answer to a plugin's refusal: 403 `refused_by_plugin` with the plugin's name and code. */
@@ -342,10 +363,17 @@ export function refused(plugin: string, refusal: Refusal): HttpError {
 
 function checkHooks(plugin: string, value: unknown): ServerHooks {
   if (value === undefined || value === null) return {};
-  if (typeof value !== "object") throw new PluginError(plugin, "setup", `setup returned ${typeof value}, not an object of hooks`);
+  if (typeof value !== "object")
+    throw new PluginError(plugin, "setup", `setup returned ${typeof value}, not an object of hooks`);
   for (const [key, fn] of Object.entries(value)) {
-    if (!hookNames.includes(key as HookName)) throw new PluginError(plugin, "setup", `setup returned an unknown hook "${key}" (hooks: ${hookNames.join(", ")})`);
-    if (fn !== undefined && typeof fn !== "function") throw new PluginError(plugin, "setup", `hook "${key}" is not a function`);
+    if (!hookNames.includes(key as HookName))
+      throw new PluginError(
+        plugin,
+        "setup",
+        `setup returned an unknown hook "${key}" (hooks: ${hookNames.join(", ")})`,
+      );
+    if (fn !== undefined && typeof fn !== "function")
+      throw new PluginError(plugin, "setup", `hook "${key}" is not a function`);
   }
   return value as ServerHooks;
 }
@@ -354,12 +382,15 @@ const routeMethods = new Set(["GET", "POST", "PUT", "DELETE"]);
 
 function checkRoute(plugin: string, route: PluginRoute): PluginRoute {
   const where = `route ${JSON.stringify(route?.method)} ${JSON.stringify(route?.path)}`;
-  if (!routeMethods.has(route?.method)) throw new PluginError(plugin, "setup", `${where}: method must be GET, POST, PUT or DELETE`);
+  if (!routeMethods.has(route?.method))
+    throw new PluginError(plugin, "setup", `${where}: method must be GET, POST, PUT or DELETE`);
   if (typeof route.path !== "string" || !route.path.startsWith("/") || route.path.length > 200) {
     throw new PluginError(plugin, "setup", `${where}: path must start with / (it is relative to /plugins/${plugin})`);
   }
-  if (route.auth !== undefined && route.auth !== "none" && route.auth !== "device") throw new PluginError(plugin, "setup", `${where}: auth must be "none" or "device"`);
-  if (typeof route.handler !== "function") throw new PluginError(plugin, "setup", `${where}: handler must be a function`);
+  if (route.auth !== undefined && route.auth !== "none" && route.auth !== "device")
+    throw new PluginError(plugin, "setup", `${where}: auth must be "none" or "device"`);
+  if (typeof route.handler !== "function")
+    throw new PluginError(plugin, "setup", `${where}: handler must be a function`);
   try {
     // Express's own parser decides what a path may hold; a bad one names the plugin here rather than failing later.
     Router()[route.method.toLowerCase() as "get"](route.path, () => {});

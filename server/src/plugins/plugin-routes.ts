@@ -19,7 +19,12 @@ import { settle, type PluginHost } from "./plugin-host.js";
  * budget) or answers something malformed is a plugin failure: the client
  * gets 500 `internal`, the log names the plugin and the route pattern.
  */
-export function createPluginRouter(host: PluginHost, accounts: AccountService, logger: Logger, refusals?: RefusalCounter): Router {
+export function createPluginRouter(
+  host: PluginHost,
+  accounts: AccountService,
+  logger: Logger,
+  refusals?: RefusalCounter,
+): Router {
   const router = Router();
   const readBody = jsonBodyReader(limits.defaultMaxBodyBytes, refusals);
   for (const { plugin, route } of host.routes) {
@@ -29,22 +34,41 @@ export function createPluginRouter(host: PluginHost, accounts: AccountService, l
       const started = performance.now();
       res.on("finish", () => {
         // Route pattern only: no ids from the path, no address, no headers.
-        logger.debug({ route: pattern, status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
+        logger.debug(
+          { route: pattern, status: res.statusCode, ms: Math.round(performance.now() - started) },
+          "request",
+        );
       });
       (async () => {
         let device: DeviceRef | null = null;
         if (route.auth === "device") {
           const credentials = parseBasicAuth(req.headers.authorization);
           if (!credentials) throw unauthorized();
-          const principal = await accounts.authenticate(credentials.username, credentials.password, req.ip ?? req.socket.remoteAddress ?? "");
+          const principal = await accounts.authenticate(
+            credentials.username,
+            credentials.password,
+            req.ip ?? req.socket.remoteAddress ?? "",
+          );
           device = { accountId: principal.accountId, deviceId: principal.deviceId };
         }
         await readBody(req, res);
-        const request: PluginRequest = { params: { ...req.params } as Record<string, string>, query: flatQuery(req), body: req.body, device };
-        const outcome = await settle(() => host.activity.run({ plugin, hook: "route" }, () => route.handler(request)), host.hookTimeoutMs);
+        const request: PluginRequest = {
+          params: { ...req.params } as Record<string, string>,
+          query: flatQuery(req),
+          body: req.body,
+          device,
+        };
+        const outcome = await settle(
+          () => host.activity.run({ plugin, hook: "route" }, () => route.handler(request)),
+          host.hookTimeoutMs,
+        );
         const answer = outcome.ok ? checkResponse(outcome.value) : null;
         if (!outcome.ok || !answer) {
-          host.logFailure(plugin, "route", outcome.ok ? new Error(`route ${pattern} answered something other than { status?, body? }`) : outcome.error);
+          host.logFailure(
+            plugin,
+            "route",
+            outcome.ok ? new Error(`route ${pattern} answered something other than { status?, body? }`) : outcome.error,
+          );
           throw new HttpError("internal", "Internal error");
         }
         try {
@@ -71,7 +95,7 @@ function flatQuery(req: Request): Record<string, string | undefined> {
 }
 
 /** A handler's answer, checked: a status in 200..599 (default 200, or 204 without a body). */
-function checkResponse(value: unknown): Required<Pick<PluginResponse, "status">> & PluginResponse | null {
+function checkResponse(value: unknown): (Required<Pick<PluginResponse, "status">> & PluginResponse) | null {
   if (typeof value !== "object" || value === null) return null;
   const { status, body } = value as PluginResponse;
   if (status !== undefined && (!Number.isInteger(status) || status < 200 || status > 599)) return null;

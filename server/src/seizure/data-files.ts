@@ -2,7 +2,8 @@ import { createReadStream, readdirSync, statSync } from "node:fs";
 import { basename, join, relative, resolve, sep } from "node:path";
 
 /** An IPv4 address (dotted quad, each part 0..255). */
-export const ipv4Pattern = /(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.])/;
+export const ipv4Pattern =
+  /(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.])/;
 /**
  * An IPv6 address: eight groups, or a `::` compressed form with at least one
  * group (so times like 12:34:56 and C++ `::` do not match).
@@ -29,7 +30,8 @@ export interface DataFile {
 
 const databaseFileNotes: Record<string, string> = {
   "": "the SQLite database described above",
-  "-wal": "the database's write-ahead log: recent writes not yet merged into it (rows of the same tables, including recently deleted ones until a checkpoint)",
+  "-wal":
+    "the database's write-ahead log: recent writes not yet merged into it (rows of the same tables, including recently deleted ones until a checkpoint)",
   "-shm": "the write-ahead log's index (no row data)",
   "-journal": "the database's rollback journal (pages of the same tables)",
 };
@@ -76,23 +78,36 @@ export function listDataFiles(dataDir: string, sqlitePath: string | null): DataF
 
 function classify(rel: string, absolute: string, bytes: number, sqlitePath: string | null): DataFile {
   const name = basename(rel);
-  const suffix = sqlitePath && absolute.startsWith(resolve(sqlitePath)) ? absolute.slice(resolve(sqlitePath).length) : null;
-  if (suffix !== null && suffix in databaseFileNotes) return { path: rel, kind: "database", bytes, reveals: databaseFileNotes[suffix]! };
+  const suffix =
+    sqlitePath && absolute.startsWith(resolve(sqlitePath)) ? absolute.slice(resolve(sqlitePath).length) : null;
+  if (suffix !== null && suffix in databaseFileNotes)
+    return { path: rel, kind: "database", bytes, reveals: databaseFileNotes[suffix]! };
   if (suffix?.startsWith(".before-restore-")) {
     return {
       path: rel,
       kind: "database",
       bytes,
-      reveals: "the database as it was before `zimchat admin restore` replaced it (the same tables, older rows included); delete it once the restore is confirmed",
+      reveals:
+        "the database as it was before `zimchat admin restore` replaced it (the same tables, older rows included); delete it once the restore is confirmed",
     };
   }
   // Key files are written through a temporary `<name>.<hex>.tmp` first.
   const keyName = name.replace(/\.[0-9a-f]+\.tmp$/, "");
   if (keyName.endsWith(".key")) {
-    return { path: rel, kind: "private-key", bytes, reveals: privateKeyNotes[keyName] ?? "a PRIVATE key file: whoever holds it can sign whatever this key signs" };
+    return {
+      path: rel,
+      kind: "private-key",
+      bytes,
+      reveals: privateKeyNotes[keyName] ?? "a PRIVATE key file: whoever holds it can sign whatever this key signs",
+    };
   }
   if (publicFileNotes[keyName] || /\.(pub|crt)$/.test(keyName)) {
-    return { path: rel, kind: "public-key", bytes, reveals: publicFileNotes[keyName] ?? "a public key or certificate (public by design)" };
+    return {
+      path: rel,
+      kind: "public-key",
+      bytes,
+      reveals: publicFileNotes[keyName] ?? "a public key or certificate (public by design)",
+    };
   }
   if (name.endsWith(".log") || rel.split(sep).includes("logs")) {
     return { path: rel, kind: "log", bytes, reveals: "a log file (checked below for IP addresses)" };
@@ -102,10 +117,16 @@ function classify(rel: string, absolute: string, bytes: number, sqlitePath: stri
       path: rel,
       kind: "plugin-file",
       bytes,
-      reveals: "a file a server plugin keeps in its own directory (plugins/<name>/): its content is up to the plugin, which sees metadata only (never plaintext, ciphertext, passwords or addresses)",
+      reveals:
+        "a file a server plugin keeps in its own directory (plugins/<name>/): its content is up to the plugin, which sees metadata only (never plaintext, ciphertext, passwords or addresses)",
     };
   }
-  return { path: rel, kind: "blob", bytes, reveals: "an opaque blob (attachments: padded ciphertext; checked below to look encrypted)" };
+  return {
+    path: rel,
+    kind: "blob",
+    bytes,
+    reveals: "an opaque blob (attachments: padded ciphertext; checked below to look encrypted)",
+  };
 }
 
 /**
@@ -170,15 +191,25 @@ export async function fileNotCiphertextReason(path: string): Promise<string | nu
   return stats.verdict();
 }
 
-const startsWith = (prefix: number[] | string, offset = 0) => (head: Buffer): boolean => {
-  const bytes = typeof prefix === "string" ? Buffer.from(prefix, "latin1") : Buffer.from(prefix);
-  return head.length >= offset + bytes.length && head.subarray(offset, offset + bytes.length).equals(bytes);
-};
+const startsWith =
+  (prefix: number[] | string, offset = 0) =>
+  (head: Buffer): boolean => {
+    const bytes = typeof prefix === "string" ? Buffer.from(prefix, "latin1") : Buffer.from(prefix);
+    return head.length >= offset + bytes.length && head.subarray(offset, offset + bytes.length).equals(bytes);
+  };
 
 // Four bytes or more each, so a random blob matches one by chance with odds below 1 in 10^8.
 const fileSignatures: [string, (head: Buffer) => boolean][] = [
   ["PNG", startsWith([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])],
-  ["JPEG", (h) => h.length >= 4 && h[0] === 0xff && h[1] === 0xd8 && h[2] === 0xff && (h[3] === 0xdb || (h[3]! >= 0xe0 && h[3]! <= 0xef))],
+  [
+    "JPEG",
+    (h) =>
+      h.length >= 4 &&
+      h[0] === 0xff &&
+      h[1] === 0xd8 &&
+      h[2] === 0xff &&
+      (h[3] === 0xdb || (h[3]! >= 0xe0 && h[3]! <= 0xef)),
+  ],
   ["GIF", (h) => startsWith("GIF87a")(h) || startsWith("GIF89a")(h)],
   ["PDF", startsWith("%PDF-")],
   ["ZIP", startsWith([0x50, 0x4b, 0x03, 0x04])],

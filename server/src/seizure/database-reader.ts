@@ -51,7 +51,8 @@ export async function openReader(target: DatabaseTarget): Promise<DatabaseReader
  * inspected directory is never written. The copy is removed on close.
  */
 function openSqlite(path: string): DatabaseReader {
-  if (!existsSync(path)) throw new DatabaseReadError(`no SQLite database at ${path} (pass --data-dir or --database-url)`);
+  if (!existsSync(path))
+    throw new DatabaseReadError(`no SQLite database at ${path} (pass --data-dir or --database-url)`);
   const scratch = mkdtempSync(join(tmpdir(), "zimchat-seizure-"));
   let db: BetterSqlite3.Database;
   try {
@@ -63,7 +64,9 @@ function openSqlite(path: string): DatabaseReader {
     db.pragma("query_only = ON");
   } catch (error) {
     rmSync(scratch, { recursive: true, force: true });
-    throw new DatabaseReadError(`cannot read the SQLite database at ${path}: ${(error as Error).message}`, { cause: error });
+    throw new DatabaseReadError(`cannot read the SQLite database at ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   const all = async <T>(sql: string, params: unknown[] = []): Promise<T[]> => db.prepare(sql).all(...params) as T[];
   return {
@@ -71,11 +74,18 @@ function openSqlite(path: string): DatabaseReader {
     location: path,
     all,
     async tables() {
-      const names = await all<{ name: string }>(`SELECT "name" FROM sqlite_master WHERE "type" = 'table' ORDER BY "name"`);
+      const names = await all<{ name: string }>(
+        `SELECT "name" FROM sqlite_master WHERE "type" = 'table' ORDER BY "name"`,
+      );
       return Promise.all(
         names.map(async ({ name }) => ({
           name,
-          columns: (await all<{ name: string; type: string }>(`SELECT "name", "type" FROM pragma_table_info(?) ORDER BY "cid"`, [name])).map((c) => ({
+          columns: (
+            await all<{ name: string; type: string }>(
+              `SELECT "name", "type" FROM pragma_table_info(?) ORDER BY "cid"`,
+              [name],
+            )
+          ).map((c) => ({
             name: c.name,
             type: c.type.toLowerCase(),
           })),
@@ -94,7 +104,10 @@ function openSqlite(path: string): DatabaseReader {
 }
 
 async function openPostgres(connectionString: string, schema: string): Promise<DatabaseReader> {
-  const client = new pg.Client({ connectionString, options: `-c search_path="${schema}" -c default_transaction_read_only=on` });
+  const client = new pg.Client({
+    connectionString,
+    options: `-c search_path="${schema}" -c default_transaction_read_only=on`,
+  });
   try {
     await client.connect();
   } catch (error) {
@@ -102,7 +115,12 @@ async function openPostgres(connectionString: string, schema: string): Promise<D
   }
   const all = async <T>(sql: string, params: unknown[] = []): Promise<T[]> => {
     let n = 0;
-    return (await client.query(sql.replace(/\?/g, () => `$${++n}`), params)).rows as T[];
+    return (
+      await client.query(
+        sql.replace(/\?/g, () => `$${++n}`),
+        params,
+      )
+    ).rows as T[];
   };
   return {
     provider: "postgresql",
@@ -124,10 +142,15 @@ async function openPostgres(connectionString: string, schema: string): Promise<D
       return [...tables.values()];
     },
     async sequences() {
-      const names = await all<{ sequence_name: string }>(`SELECT "sequence_name" FROM information_schema.sequences WHERE "sequence_schema" = ? ORDER BY 1`, [schema]);
+      const names = await all<{ sequence_name: string }>(
+        `SELECT "sequence_name" FROM information_schema.sequences WHERE "sequence_schema" = ? ORDER BY 1`,
+        [schema],
+      );
       return Promise.all(
         names.map(async ({ sequence_name: name }) => {
-          const [row] = await all<{ last_value: string; is_called: boolean }>(`SELECT "last_value", "is_called" FROM "${name.replace(/"/g, '""')}"`);
+          const [row] = await all<{ last_value: string; is_called: boolean }>(
+            `SELECT "last_value", "is_called" FROM "${name.replace(/"/g, '""')}"`,
+          );
           return { name, value: row?.is_called ? Number(row.last_value) : 0 };
         }),
       );

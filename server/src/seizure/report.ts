@@ -5,7 +5,13 @@ import type { DatabaseTarget } from "../db/database-url.js";
 import type { Bytes } from "../db/database.js";
 import { checkCiphertext } from "../services/signal-keys.js";
 import { dayNumber } from "../util/day.js";
-import { containsIpAddress, fileNotCiphertextReason, listDataFiles, notCiphertextReason, type DataFile } from "./data-files.js";
+import {
+  containsIpAddress,
+  fileNotCiphertextReason,
+  listDataFiles,
+  notCiphertextReason,
+  type DataFile,
+} from "./data-files.js";
 import { openReader, type DatabaseReader, type TableShape } from "./database-reader.js";
 import { hashColumns, publicKeyColumns, sequenceNotes, signatureColumns, tableNotes } from "./schema-notes.js";
 
@@ -54,8 +60,12 @@ export class SchemaDriftError extends Error {
   ) {
     super(
       [
-        undescribed.length ? `the database has ${undescribed.join(", ")}, which the seizure report does not describe` : "",
-        missing.length ? `the seizure report describes ${missing.join(", ")}, which the database lacks (is it migrated to this version?)` : "",
+        undescribed.length
+          ? `the database has ${undescribed.join(", ")}, which the seizure report does not describe`
+          : "",
+        missing.length
+          ? `the seizure report describes ${missing.join(", ")}, which the database lacks (is it migrated to this version?)`
+          : "",
       ]
         .filter(Boolean)
         .join("; ") + ". Describe every table and column in server/src/seizure/schema-notes.ts.",
@@ -87,7 +97,11 @@ async function count(reader: DatabaseReader, sql: string, params: unknown[] = []
 async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: string | null): Promise<SeizureReport> {
   const shapes = await reader.tables();
   const sequenceRows = await reader.sequences();
-  checkDescribed(reader.provider, shapes, sequenceRows.map((s) => s.name));
+  checkDescribed(
+    reader.provider,
+    shapes,
+    sequenceRows.map((s) => s.name),
+  );
 
   const tables: TableReport[] = [];
   const order = Object.keys(tableNotes);
@@ -122,9 +136,14 @@ async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: stri
   ];
 
   // Whether stored timestamps are coarsened to the minute (every one a multiple of 60 s) or kept to the millisecond.
-  const finer = await count(reader, `SELECT count(*) AS n FROM "Envelope" WHERE "serverTimestamp" % 60000 <> 0 OR "expiresAt" % 60000 <> 0`);
-  const granularity = envelopes.total && !finer ? "to the minute" : envelopes.total ? "to the millisecond" : "(none queued)";
-  const freePages = reader.provider === "sqlite" ? await count(reader, `SELECT freelist_count AS n FROM pragma_freelist_count`) : 0;
+  const finer = await count(
+    reader,
+    `SELECT count(*) AS n FROM "Envelope" WHERE "serverTimestamp" % 60000 <> 0 OR "expiresAt" % 60000 <> 0`,
+  );
+  const granularity =
+    envelopes.total && !finer ? "to the minute" : envelopes.total ? "to the millisecond" : "(none queued)";
+  const freePages =
+    reader.provider === "sqlite" ? await count(reader, `SELECT freelist_count AS n FROM pragma_freelist_count`) : 0;
   const privateKeys = files.filter((f) => f.kind === "private-key");
   const held = [
     `${rowsOf("Account")} accounts: UUID, username, identity PUBLIC key, creation day, hash of the unidentified-access key`,
@@ -151,7 +170,9 @@ async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: stri
         "the checks below read live rows only",
     );
   } else {
-    held.push("PostgreSQL keeps deleted rows (acknowledged envelopes, with the sender of non-sealed ones) as dead tuples until vacuumed, and in its WAL and any backups; the checks below read live rows only");
+    held.push(
+      "PostgreSQL keeps deleted rows (acknowledged envelopes, with the sender of non-sealed ones) as dead tuples until vacuumed, and in its WAL and any backups; the checks below read live rows only",
+    );
   }
   return {
     database: { provider: reader.provider, location: reader.location },
@@ -176,11 +197,14 @@ function checkDescribed(provider: DatabaseTarget["provider"], shapes: TableShape
       undescribed.push(`table ${shape.name}`);
       continue;
     }
-    for (const column of shape.columns) if (!note.columns[column.name]) undescribed.push(`column ${shape.name}.${column.name}`);
-    for (const column of Object.keys(note.columns)) if (!shape.columns.some((c) => c.name === column)) missing.push(`column ${shape.name}.${column}`);
+    for (const column of shape.columns)
+      if (!note.columns[column.name]) undescribed.push(`column ${shape.name}.${column.name}`);
+    for (const column of Object.keys(note.columns))
+      if (!shape.columns.some((c) => c.name === column)) missing.push(`column ${shape.name}.${column}`);
   }
   for (const [name, note] of Object.entries(tableNotes)) {
-    if ((!note.provider || note.provider === provider) && !shapes.some((s) => s.name === name)) missing.push(`table ${name}`);
+    if ((!note.provider || note.provider === provider) && !shapes.some((s) => s.name === name))
+      missing.push(`table ${name}`);
   }
   if (provider === "postgresql") {
     for (const name of sequenceNames) if (!sequenceNotes[name]) undescribed.push(`sequence ${name}`);
@@ -196,7 +220,7 @@ async function envelopeCiphertextCheck(reader: DatabaseReader): Promise<Check> {
   const byType = new Map<string, number>();
   const bad: string[] = [];
   let total = 0;
-  for (let after = -1; ; ) {
+  for (let after = -1; ;) {
     // A multi-recipient envelope holds its recipient's header; the message is that header followed by the shared part.
     const rows = await reader.all<{ seq: number; type: number; content: Uint8Array; shared: Uint8Array | null }>(
       `SELECT e."seq", e."type", e."content", p."content" AS "shared" FROM "Envelope" e
@@ -249,16 +273,20 @@ async function publicKeysCheck(reader: DatabaseReader, shapes: TableShape[]): Pr
     for (const row of rows) {
       const n = Number(row.n);
       checked += n;
-      if (Number(row.len) !== length) problems.push(`${table}.${column}: ${n} value(s) of ${row.len} bytes, not ${length}`);
-      else if (prefix && row.prefix?.toUpperCase() !== prefix) problems.push(`${table}.${column}: ${n} value(s) without the 0x${prefix} public-key type byte`);
+      if (Number(row.len) !== length)
+        problems.push(`${table}.${column}: ${n} value(s) of ${row.len} bytes, not ${length}`);
+      else if (prefix && row.prefix?.toUpperCase() !== prefix)
+        problems.push(`${table}.${column}: ${n} value(s) without the 0x${prefix} public-key type byte`);
     }
   };
-  for (const { table, column, kind } of publicKeyColumns) await (kind === "ec" ? expect(table, column, 33, "05") : expect(table, column, 1569, "08"));
+  for (const { table, column, kind } of publicKeyColumns)
+    await (kind === "ec" ? expect(table, column, 33, "05") : expect(table, column, 1569, "08"));
   for (const { table, column } of signatureColumns) await expect(table, column, 64, null);
   for (const { table, column } of hashColumns) await expect(table, column, 32, null);
   for (const shape of shapes) {
     for (const column of shape.columns) {
-      if (/private|secret|seed|plain/i.test(column.name)) problems.push(`column ${shape.name}.${column.name} is named for a secret`);
+      if (/private|secret|seed|plain/i.test(column.name))
+        problems.push(`column ${shape.name}.${column.name} is named for a secret`);
     }
   }
   return {
@@ -293,13 +321,19 @@ const ipColumnWords = new Set(["ip", "ipv4", "ipv6", "addr", "address", "remote"
 /**
  * No column is made to hold an address, no text value looks like one, and no log file in the data directory holds one.
  */
-async function noIpAddressCheck(reader: DatabaseReader, shapes: TableShape[], dataDir: string, files: DataFile[]): Promise<Check> {
+async function noIpAddressCheck(
+  reader: DatabaseReader,
+  shapes: TableShape[],
+  dataDir: string,
+  files: DataFile[],
+): Promise<Check> {
   const problems: string[] = [];
   let scanned = 0;
   for (const shape of shapes) {
     for (const column of shape.columns) {
       const words = column.name.split(/_|(?=[A-Z])/).map((w) => w.toLowerCase());
-      if (words.some((w) => ipColumnWords.has(w)) || /^(inet|cidr|macaddr)/.test(column.type)) problems.push(`column ${shape.name}.${column.name} looks made for addresses`);
+      if (words.some((w) => ipColumnWords.has(w)) || /^(inet|cidr|macaddr)/.test(column.type))
+        problems.push(`column ${shape.name}.${column.name} looks made for addresses`);
       if (!/text|char|clob/.test(column.type)) continue;
       scanned++;
       // Any IPv4 address has three dots and any IPv6 address two colons: the database narrows, the patterns decide.
@@ -331,7 +365,9 @@ async function lastSeenDayCheck(reader: DatabaseReader, shapes: TableShape[]): P
   const column = shapes.find((s) => s.name === "Device")?.columns.find((c) => c.name === "lastSeenDay");
   const today = dayNumber();
   const devices = await count(reader, `SELECT count(*) AS n FROM "Device"`);
-  const odd = await count(reader, `SELECT count(*) AS n FROM "Device" WHERE "lastSeenDay" < 0 OR "lastSeenDay" > ?`, [today + 1]);
+  const odd = await count(reader, `SELECT count(*) AS n FROM "Device" WHERE "lastSeenDay" < 0 OR "lastSeenDay" > ?`, [
+    today + 1,
+  ]);
   const never = await count(reader, `SELECT count(*) AS n FROM "Device" WHERE "lastSeenDay" = 0`);
   const recent = await count(reader, `SELECT count(*) AS n FROM "Device" WHERE "lastSeenDay" >= ?`, [today - 29]);
   const integer = !!column && /int/.test(column.type);
@@ -397,9 +433,12 @@ async function opaqueBlobsCheck(reader: DatabaseReader, dataDir: string, files: 
     const reason = await fileNotCiphertextReason(join(dataDir, blob.path));
     if (reason) problems.push(`${blob.path}: ${reason}`);
   }
-  const messages = await reader.all<{ m: Uint8Array }>(`SELECT "provisioningMessage" AS m FROM "LinkCode" WHERE "provisioningMessage" IS NOT NULL`);
+  const messages = await reader.all<{ m: Uint8Array }>(
+    `SELECT "provisioningMessage" AS m FROM "LinkCode" WHERE "provisioningMessage" IS NOT NULL`,
+  );
   const badMessages = messages.filter((r) => notCiphertextReason(r.m)).length;
-  if (badMessages) problems.push(`${badMessages} of ${messages.length} LinkCode provisioning messages do not look like ciphertext`);
+  if (badMessages)
+    problems.push(`${badMessages} of ${messages.length} LinkCode provisioning messages do not look like ciphertext`);
   const attachments = await count(reader, `SELECT count(*) AS n FROM "Attachment"`);
   return {
     id: "opaque-blobs",

@@ -23,9 +23,11 @@ export const tableNotes: Record<string, TableNote> = {
       username: "username (unique on this server; the public handle @username:server)",
       identityKey: "identity PUBLIC key (safety numbers can be computed from it; it decrypts nothing)",
       createdAt: "account creation day (kept at midnight UTC since day truncation; older rows may have the exact time)",
-      accessKeyHash: "SHA-256 hash of the unidentified-access key (lets the server check sealed senders; the key itself is not stored)",
+      accessKeyHash:
+        "SHA-256 hash of the unidentified-access key (lets the server check sealed senders; the key itself is not stored)",
       unrestrictedAccess: "whether the account accepts sealed-sender messages from anyone",
-      disabledAt: "the day an admin disabled the account (null when it is enabled); a disabled account cannot authenticate",
+      disabledAt:
+        "the day an admin disabled the account (null when it is enabled); a disabled account cannot authenticate",
     },
   },
   Device: {
@@ -89,8 +91,10 @@ export const tableNotes: Record<string, TableNote> = {
       type: "message kind: 2 whisper, 3 prekey (a new session), 6 sealed sender",
       sourceAccountId: "sender of non-sealed envelopes (null when sealed): who writes to whom, while queued",
       sourceDeviceId: "sender device of non-sealed envelopes (null when sealed)",
-      content: "ciphertext only (and its length, padded by clients); for a multi-recipient message only the recipient's sealed-sender header",
-      sharedPayloadId: "multi-recipient messages: the shared ciphertext row (envelopes naming one row were one group send, while queued)",
+      content:
+        "ciphertext only (and its length, padded by clients); for a multi-recipient message only the recipient's sealed-sender header",
+      sharedPayloadId:
+        "multi-recipient messages: the shared ciphertext row (envelopes naming one row were one group send, while queued)",
       size: "bytes delivered (content plus any shared part), for the mailbox caps",
       serverTimestamp: "time the server accepted the envelope, rounded down to the minute, while queued",
       expiresAt: "time the envelope is deleted unread, rounded down to the minute",
@@ -115,9 +119,12 @@ export const tableNotes: Record<string, TableNote> = {
   SendIdempotency: {
     row: "one per send that carried an idempotency key, kept for the envelope TTL so a retried send gets its first answer",
     columns: {
-      keyHash: "SHA-256 of the key's scope (sending device, or the sealed destinations) and the client's random key: names no account",
-      fingerprint: "keyed hash of the destination accounts the first send named (a different set is a conflict); unreadable without the client's key",
-      answer: "the first answer without account ids: the coarse server timestamp and, per recipient, device numbers and envelope ids",
+      keyHash:
+        "SHA-256 of the key's scope (sending device, or the sealed destinations) and the client's random key: names no account",
+      fingerprint:
+        "keyed hash of the destination accounts the first send named (a different set is a conflict); unreadable without the client's key",
+      answer:
+        "the first answer without account ids: the coarse server timestamp and, per recipient, device numbers and envelope ids",
       expiresAt: "expiry time, rounded like server timestamps (tells roughly when the send was made)",
     },
   },

@@ -35,14 +35,16 @@ export class AccountService {
    * account (`accountRegistered`) after the commit.
    */
   async register(request: RegisterRequest, clientAddress: string): Promise<RegisterResponse> {
-    if (this.registration === "closed") throw new HttpError("registration_closed", "This server does not accept new accounts");
+    if (this.registration === "closed")
+      throw new HttpError("registration_closed", "This server does not accept new accounts");
     if (this.registration === "invite" && !request.inviteToken) {
       throw new HttpError("invite_required", "This server needs an invite token to register");
     }
     await this.limiter.consume("register", clientAddress);
 
     const { identityKeyBytes, signed, kyber } = checkIdentity(request);
-    if (this.plugins.has("beforeAccountRegistered")) await this.plugins.ask("beforeAccountRegistered", [{ username: request.username }]);
+    if (this.plugins.has("beforeAccountRegistered"))
+      await this.plugins.ask("beforeAccountRegistered", [{ username: request.username }]);
 
     const id = randomUUID();
     const { salt, hash } = hashPassword(request.password);
@@ -96,13 +98,20 @@ export class AccountService {
    * @throws HttpError `unauthorized`, `account_disabled` or `too_many_failed_logins`
    */
   async authenticate(username: string, password: string, clientAddress?: string): Promise<DevicePrincipal> {
-    const keys = clientAddress === undefined ? null : { address: clientAddress, device: `${clientAddress} ${username.slice(0, 200)}` };
+    const keys =
+      clientAddress === undefined
+        ? null
+        : { address: clientAddress, device: `${clientAddress} ${username.slice(0, 200)}` };
     if (keys) {
       await this.limiter.check("failedAuthPerAddress", keys.address, "too_many_failed_logins");
       await this.limiter.check("failedAuthPerAddressAndDevice", keys.device, "too_many_failed_logins");
     }
     const failed = async (): Promise<never> => {
-      if (keys) await Promise.all([this.limiter.penalize("failedAuthPerAddress", keys.address), this.limiter.penalize("failedAuthPerAddressAndDevice", keys.device)]);
+      if (keys)
+        await Promise.all([
+          this.limiter.penalize("failedAuthPerAddress", keys.address),
+          this.limiter.penalize("failedAuthPerAddressAndDevice", keys.device),
+        ]);
       throw unauthorized();
     };
     const dot = username.lastIndexOf(".");
@@ -124,7 +133,8 @@ export class AccountService {
    * of the old one removed. Plugins hear of it (`identityKeyChanged`) after the commit.
    */
   async resetIdentity(principal: DevicePrincipal, request: ResetIdentityRequest): Promise<void> {
-    if (principal.deviceId !== 1) throw new HttpError("forbidden", "Only the primary device can replace the identity key");
+    if (principal.deviceId !== 1)
+      throw new HttpError("forbidden", "Only the primary device can replace the identity key");
     const { identityKeyBytes, signed, kyber } = checkIdentity(request);
     const previous = await this.accounts.resetIdentity(principal.accountId, {
       identityKey: identityKeyBytes,

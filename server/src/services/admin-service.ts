@@ -1,4 +1,11 @@
-import type { AccountListResponse, CreateInviteRequest, CreateInviteResponse, InviteInfo, RotateCertificateResponse, ServerStats } from "@zimchat/protocol";
+import type {
+  AccountListResponse,
+  CreateInviteRequest,
+  CreateInviteResponse,
+  InviteInfo,
+  RotateCertificateResponse,
+  ServerStats,
+} from "@zimchat/protocol";
 import { HttpError } from "../errors.js";
 import type { AdminStore } from "../stores/admin-store.js";
 import { startOfDay } from "../util/day.js";
@@ -44,14 +51,22 @@ export class AdminService {
   }
 
   async createInvite(request: Required<CreateInviteRequest>): Promise<CreateInviteResponse> {
-    const created = await this.invites.create({ maxUses: request.maxUses, expiresInMs: request.expiresInSeconds * 1000 });
+    const created = await this.invites.create({
+      maxUses: request.maxUses,
+      expiresInMs: request.expiresInSeconds * 1000,
+    });
     return { ...created, expiresAt: created.expiresAt.toISOString() };
   }
 
   async listInvites(): Promise<{ invites: InviteInfo[] }> {
     const invites = await this.invites.list();
     return {
-      invites: invites.map((i) => ({ ...i, expiresAt: i.expiresAt.toISOString(), createdAt: i.createdAt.toISOString(), revokedAt: i.revokedAt?.toISOString() ?? null })),
+      invites: invites.map((i) => ({
+        ...i,
+        expiresAt: i.expiresAt.toISOString(),
+        createdAt: i.createdAt.toISOString(),
+        revokedAt: i.revokedAt?.toISOString() ?? null,
+      })),
     };
   }
 
@@ -111,7 +126,11 @@ export class AdminService {
 
   /** Row counts plus the connected devices the caller counted (across nodes). */
   async stats(connectedDevices: () => Promise<number>): Promise<ServerStats> {
-    const [counts, queuedEnvelopes, connected] = await Promise.all([this.store.counts(), this.mailbox.queueDepth(), connectedDevices()]);
+    const [counts, queuedEnvelopes, connected] = await Promise.all([
+      this.store.counts(),
+      this.mailbox.queueDepth(),
+      connectedDevices(),
+    ]);
     return { ...counts, queuedEnvelopes, connectedDevices: connected };
   }
 
@@ -119,7 +138,14 @@ export class AdminService {
     try {
       return this.certificates.rotate();
     } catch (error) {
-      if (error instanceof TrustRootOfflineError) throw new HttpError("trust_root_offline", "The trust root's private key is not in the data directory", {}, {}, { cause: error });
+      if (error instanceof TrustRootOfflineError)
+        throw new HttpError(
+          "trust_root_offline",
+          "The trust root's private key is not in the data directory",
+          {},
+          {},
+          { cause: error },
+        );
       throw error;
     }
   }

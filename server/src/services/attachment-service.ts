@@ -86,7 +86,11 @@ export class AttachmentService {
    *   `upload_timeout` (nothing stored)
    * @throws UploadAbortedError when the source ends early (nothing stored)
    */
-  async upload(principal: DevicePrincipal, source: Readable, declaredBytes?: number): Promise<UploadAttachmentResponse> {
+  async upload(
+    principal: DevicePrincipal,
+    source: Readable,
+    declaredBytes?: number,
+  ): Promise<UploadAttachmentResponse> {
     const { maxBytes, quotaBytes } = this.options;
     const idleMs = this.options.idleMs ?? 30_000;
     const minRate = this.options.minBytesPerSecond ?? 0;
@@ -135,14 +139,18 @@ export class AttachmentService {
     });
     const watch = (): void => {
       lastByteAt = readingSince = Date.now();
-      watchdog = setInterval(() => {
-        const now = Date.now();
-        const idle = now - lastByteAt > idleMs;
-        const slow = minRate > 0 && now - readingSince > idleMs && bytes < (minRate * (now - readingSince - idleMs)) / 1000;
-        if (!idle && !slow) return;
-        stopWatchdog();
-        counter.destroy(uploadTimeout(idleMs, minRate));
-      }, Math.max(50, Math.min(1000, idleMs / 4)));
+      watchdog = setInterval(
+        () => {
+          const now = Date.now();
+          const idle = now - lastByteAt > idleMs;
+          const slow =
+            minRate > 0 && now - readingSince > idleMs && bytes < (minRate * (now - readingSince - idleMs)) / 1000;
+          if (!idle && !slow) return;
+          stopWatchdog();
+          counter.destroy(uploadTimeout(idleMs, minRate));
+        },
+        Math.max(50, Math.min(1000, idleMs / 4)),
+      );
       watchdog.unref();
     };
     let handle;
@@ -175,7 +183,13 @@ export class AttachmentService {
     await this.syncDir();
 
     const createdAt = Date.now();
-    const row = { id, accountId: principal.accountId, size: bytes, createdAt, expiresAt: createdAt + this.options.ttlMs };
+    const row = {
+      id,
+      accountId: principal.accountId,
+      size: bytes,
+      createdAt,
+      expiresAt: createdAt + this.options.ttlMs,
+    };
     let stored = false;
     try {
       // The reservation becomes the row; if its lease ran out meanwhile, the quota is checked afresh.
@@ -300,13 +314,25 @@ function quotaExceeded(): HttpError {
 
 function refusal(code: "quota_exceeded" | "too_many_attachments" | "too_many_uploads"): HttpError {
   if (code === "quota_exceeded") return quotaExceeded();
-  if (code === "too_many_uploads") return new HttpError("too_many_uploads", "This account has as many uploads in flight as it may: retry when one ends");
-  return new HttpError("too_many_attachments", "This account holds as many attachments as it may: retry when some expire");
+  if (code === "too_many_uploads")
+    return new HttpError(
+      "too_many_uploads",
+      "This account has as many uploads in flight as it may: retry when one ends",
+    );
+  return new HttpError(
+    "too_many_attachments",
+    "This account holds as many attachments as it may: retry when some expire",
+  );
 }
 
 function uploadTimeout(idleMs: number, minRate: number): HttpError {
   // The client is stalled: close the connection after the answer rather than wait for the rest of the body.
-  return new HttpError("upload_timeout", `The upload stalled (no byte for ${idleMs} ms, or under ${minRate} bytes/s on average)`, {}, { Connection: "close" });
+  return new HttpError(
+    "upload_timeout",
+    `The upload stalled (no byte for ${idleMs} ms, or under ${minRate} bytes/s on average)`,
+    {},
+    { Connection: "close" },
+  );
 }
 
 function notFound(): HttpError {

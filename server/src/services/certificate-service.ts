@@ -2,7 +2,14 @@ import { PublicKey, SenderCertificate } from "@signalapp/libsignal-client";
 import type { SenderCertificateResponse, TrustRootResponse } from "@zimchat/protocol";
 import type { AccountStore } from "../stores/account-store.js";
 import { unauthorized, type DevicePrincipal } from "./account-service.js";
-import { fingerprint, loadOrCreateKeys, readServerKeys, rotateServerKey, serverKeyStamp, type ServerKeys } from "./key-files.js";
+import {
+  fingerprint,
+  loadOrCreateKeys,
+  readServerKeys,
+  rotateServerKey,
+  serverKeyStamp,
+  type ServerKeys,
+} from "./key-files.js";
 
 /** How often the key files are checked for a rotation done by another node sharing the data directory. @default 5 s */
 export const keyReloadIntervalMs = 5000;

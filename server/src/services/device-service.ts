@@ -45,7 +45,8 @@ function hashCode(code: string): Bytes {
 const refusals: Record<LinkRefusal, () => HttpError> = {
   not_found: () => new HttpError("link_not_found", "The linking code is unknown or already used"),
   expired: () => new HttpError("link_expired", "The linking code has expired; start again on the new device"),
-  not_confirmed: () => new HttpError("link_not_confirmed", "The primary device has not confirmed this linking code yet"),
+  not_confirmed: () =>
+    new HttpError("link_not_confirmed", "The primary device has not confirmed this linking code yet"),
   too_many_devices: () => new HttpError("too_many_devices", "The account has as many devices as this server allows"),
 };
 
@@ -87,7 +88,12 @@ export class DeviceService {
    */
   async confirmLink(principal: DevicePrincipal, code: string, request: ConfirmLinkRequest): Promise<void> {
     if (principal.deviceId !== 1) throw new HttpError("forbidden", "Only the primary device can link devices");
-    const outcome = await this.devices.confirm(hashCode(code), principal.accountId, fromBase64(request.provisioningMessage), Date.now());
+    const outcome = await this.devices.confirm(
+      hashCode(code),
+      principal.accountId,
+      fromBase64(request.provisioningMessage),
+      Date.now(),
+    );
     switch (outcome) {
       case "confirmed":
         return;
@@ -125,7 +131,13 @@ export class DeviceService {
       const identityKey = parseEcKey(identityKeyBytes, "the stored identity key");
       checkSignature(identityKey, signedPreKey.publicKey, signedPreKey.signature, "signedPreKey");
       checkSignature(identityKey, kyberLastResort.publicKey, kyberLastResort.signature, "pqLastResortPreKey");
-      return { registrationId: request.registrationId, passwordSalt: salt, passwordHash: hash, signedPreKey, kyberLastResort };
+      return {
+        registrationId: request.registrationId,
+        passwordSalt: salt,
+        passwordHash: hash,
+        signedPreKey,
+        kyberLastResort,
+      };
     };
     let linked;
     try {
@@ -135,7 +147,11 @@ export class DeviceService {
       throw error;
     }
     this.notify({ accountId: linked.accountId, removedDeviceIds: [] });
-    await this.plugins.emit("deviceLinked", { accountId: linked.accountId, deviceId: linked.deviceId, time: Date.now() });
+    await this.plugins.emit("deviceLinked", {
+      accountId: linked.accountId,
+      deviceId: linked.deviceId,
+      time: Date.now(),
+    });
     return { uuid: linked.accountId, deviceId: linked.deviceId, username: linked.username };
   }
 
@@ -169,7 +185,8 @@ export class DeviceService {
    * is the way to remove that one). @throws HttpError `forbidden`, `not_found`
    */
   async removeByAdmin(accountId: string, deviceId: number): Promise<void> {
-    if (deviceId === 1) throw new HttpError("forbidden", "The primary device cannot be removed; delete the account instead");
+    if (deviceId === 1)
+      throw new HttpError("forbidden", "The primary device cannot be removed; delete the account instead");
     await this.unlink(accountId, deviceId, "removed_by_admin");
   }
 
@@ -180,7 +197,11 @@ export class DeviceService {
   async accountDeleted(accountId: string, deviceIds: number[]): Promise<void> {
     if (deviceIds.length) this.notify({ accountId, removedDeviceIds: deviceIds });
     const time = Date.now();
-    await Promise.all(deviceIds.map((deviceId) => this.plugins.emit("deviceRemoved", { accountId, deviceId, reason: "account_deleted", time })));
+    await Promise.all(
+      deviceIds.map((deviceId) =>
+        this.plugins.emit("deviceRemoved", { accountId, deviceId, reason: "account_deleted", time }),
+      ),
+    );
   }
 
   private async unlink(accountId: string, deviceId: number, reason: "unlinked" | "removed_by_admin"): Promise<void> {
@@ -200,7 +221,16 @@ export class DeviceService {
     const removed = before.map((d) => d.id).filter((id) => id !== 1);
     if (removed.length) this.notify({ accountId: principal.accountId, removedDeviceIds: removed });
     const time = Date.now();
-    await Promise.all(removed.map((deviceId) => this.plugins.emit("deviceRemoved", { accountId: principal.accountId, deviceId, reason: "identity_reset", time })));
+    await Promise.all(
+      removed.map((deviceId) =>
+        this.plugins.emit("deviceRemoved", {
+          accountId: principal.accountId,
+          deviceId,
+          reason: "identity_reset",
+          time,
+        }),
+      ),
+    );
   }
 
   /** Deletes expired linking codes. */

@@ -56,10 +56,19 @@ export function createServices(config: ServerConfig, database: Database, deps: S
     store: rateLimitStore,
     onRefused: metrics && ((name) => metrics.rateLimitRefusals.inc({ limit: name })),
   });
-  const mailbox = new MailboxService(new EnvelopeStore(prisma), accountStore, limiter, config.envelopeTtlMs, plugins, metrics, {
-    maxEnvelopes: config.mailboxMaxEnvelopes,
-    maxBytes: config.mailboxMaxBytes,
-  }, new IdempotencyStore(prisma));
+  const mailbox = new MailboxService(
+    new EnvelopeStore(prisma),
+    accountStore,
+    limiter,
+    config.envelopeTtlMs,
+    plugins,
+    metrics,
+    {
+      maxEnvelopes: config.mailboxMaxEnvelopes,
+      maxBytes: config.mailboxMaxBytes,
+    },
+    new IdempotencyStore(prisma),
+  );
   const invites = new InviteService(inviteStore);
   const attachments = new AttachmentService(new AttachmentStore(prisma, database.provider), {
     dir: config.attachmentsDir,

@@ -1,5 +1,15 @@
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { PrivateKey, PublicKey, ServerCertificate } from "@signalapp/libsignal-client";
 import { ConfigError } from "../config.js";
@@ -70,7 +80,9 @@ export function loadOrCreateKeys(dataDir: string): { keys: ServerKeys; created: 
       trustRootKey = readPrivateKey(join(dir, keyFileNames.trustRootKey));
       trustRoot = trustRootKey?.getPublicKey() ?? null;
       if (!trustRoot) {
-        throw new KeyFileError(`${dir} has a server key but no trust root: restore ${keyFileNames.trustRootKey}, or move the keys directory away to start over (clients will have to pin a new trust root)`);
+        throw new KeyFileError(
+          `${dir} has a server key but no trust root: restore ${keyFileNames.trustRootKey}, or move the keys directory away to start over (clients will have to pin a new trust root)`,
+        );
       }
     } else {
       // Several nodes may start at once on one shared data directory: the first write wins, the others read the
@@ -84,16 +96,22 @@ export function loadOrCreateKeys(dataDir: string): { keys: ServerKeys; created: 
   if (!published) {
     writeKeyFile(join(dir, keyFileNames.trustRootPublic), trustRoot.serialize());
     if (!readPublicKey(join(dir, keyFileNames.trustRootPublic))!.equals(trustRoot)) {
-      throw new KeyFileError(`${keyFileNames.trustRootPublic} and ${keyFileNames.trustRootKey} in ${dir} are not one key pair: restore the pair clients pinned`);
+      throw new KeyFileError(
+        `${keyFileNames.trustRootPublic} and ${keyFileNames.trustRootKey} in ${dir} are not one key pair: restore the pair clients pinned`,
+      );
     }
   } else if (!published.equals(trustRoot)) {
-    throw new KeyFileError(`${keyFileNames.trustRootPublic} and ${keyFileNames.trustRootKey} in ${dir} are not one key pair: restore the pair clients pinned`);
+    throw new KeyFileError(
+      `${keyFileNames.trustRootPublic} and ${keyFileNames.trustRootKey} in ${dir} are not one key pair: restore the pair clients pinned`,
+    );
   }
 
   const existing = readServerKey(dir, trustRoot);
   if (existing) return { keys: { trustRoot, ...existing }, created };
   if (!trustRootKey) {
-    throw new KeyFileError(`${dir} has no valid server certificate and no ${keyFileNames.trustRootKey} to issue one: put the trust root's private key back (mode 0600), then start again`);
+    throw new KeyFileError(
+      `${dir} has no valid server certificate and no ${keyFileNames.trustRootKey} to issue one: put the trust root's private key back (mode 0600), then start again`,
+    );
   }
   const { serverCertificate, serverKey } = issueServerKey(dir, trustRoot, trustRootKey);
   return { keys: { trustRoot, serverCertificate, serverKey }, created: true };
@@ -166,7 +184,9 @@ export function rotateServerKey(dataDir: string): { keys: ServerKeys; previousKe
   const dir = keyDirectory(dataDir);
   const trustRootKey = readPrivateKey(join(dir, keyFileNames.trustRootKey));
   if (!trustRootKey) {
-    throw new TrustRootOfflineError(`${join(dir, keyFileNames.trustRootKey)} is not there (kept offline?): put it back to rotate the server certificate`);
+    throw new TrustRootOfflineError(
+      `${join(dir, keyFileNames.trustRootKey)} is not there (kept offline?): put it back to rotate the server certificate`,
+    );
   }
   const trustRoot = trustRootKey.getPublicKey();
   const { serverCertificate, serverKey, previousKeyId } = issueServerKey(dir, trustRoot, trustRootKey, true);
@@ -194,11 +214,17 @@ export function serverKeyStamp(dataDir: string): string {
  */
 export function readTrustRoot(dataDir: string): PublicKey | null {
   const dir = keyDirectory(dataDir);
-  return readPrivateKey(join(dir, keyFileNames.trustRootKey))?.getPublicKey() ?? readPublicKey(join(dir, keyFileNames.trustRootPublic));
+  return (
+    readPrivateKey(join(dir, keyFileNames.trustRootKey))?.getPublicKey() ??
+    readPublicKey(join(dir, keyFileNames.trustRootPublic))
+  );
 }
 
 /** The server key and certificate, if both exist and the trust root signed the certificate (checked by libsignal). */
-function readServerKey(dir: string, trustRoot: PublicKey): { serverCertificate: ServerCertificate; serverKey: PrivateKey } | null {
+function readServerKey(
+  dir: string,
+  trustRoot: PublicKey,
+): { serverCertificate: ServerCertificate; serverKey: PrivateKey } | null {
   const serverKey = readPrivateKey(join(dir, keyFileNames.serverKey));
   const serverCertificate = readCertificate(join(dir, keyFileNames.serverCertificate));
   if (!serverKey || !serverCertificate) return null;
@@ -253,7 +279,9 @@ export function checkMode(path: string): void {
   if (process.platform === "win32") return;
   const mode = statSync(path).mode & 0o777;
   if (mode & 0o077) {
-    throw new KeyFileError(`${path} has mode ${mode.toString(8).padStart(4, "0")}: a private key must be readable by its owner only (run: chmod 600 ${path})`);
+    throw new KeyFileError(
+      `${path} has mode ${mode.toString(8).padStart(4, "0")}: a private key must be readable by its owner only (run: chmod 600 ${path})`,
+    );
   }
 }
 

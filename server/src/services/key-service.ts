@@ -42,7 +42,11 @@ export class KeyService {
     if (!account) throw unauthorized();
     const identityKey = parseEcKey(account.identityKey, "the stored identity key");
 
-    const signedKey = (key: { keyId: number; publicKey: string; signature: string }, what: string, kyber: boolean): SignedStoredKey => {
+    const signedKey = (
+      key: { keyId: number; publicKey: string; signature: string },
+      what: string,
+      kyber: boolean,
+    ): SignedStoredKey => {
       const publicKey = fromBase64(key.publicKey);
       const signature = fromBase64(key.signature);
       if (kyber) checkKyberKey(publicKey, what);
@@ -52,16 +56,22 @@ export class KeyService {
     };
     const distinct = (ids: number[], what: string): void => {
       if (new Set(ids).size !== ids.length) {
-        throw new HttpError("invalid_request", `${what} repeats a keyId`, { issues: [{ path: [what], message: "duplicate keyId" }] });
+        throw new HttpError("invalid_request", `${what} repeats a keyId`, {
+          issues: [{ path: [what], message: "duplicate keyId" }],
+        });
       }
     };
 
     const upload: KeyUpload = {};
     if (request.signedPreKey) upload.signedPreKey = signedKey(request.signedPreKey, "signedPreKey", false);
-    if (request.pqLastResortPreKey) upload.kyberLastResort = signedKey(request.pqLastResortPreKey, "pqLastResortPreKey", true);
+    if (request.pqLastResortPreKey)
+      upload.kyberLastResort = signedKey(request.pqLastResortPreKey, "pqLastResortPreKey", true);
     // As in Signal's key directory, an empty list leaves the stored keys alone.
     if (request.preKeys?.length) {
-      distinct(request.preKeys.map((k) => k.keyId), "preKeys");
+      distinct(
+        request.preKeys.map((k) => k.keyId),
+        "preKeys",
+      );
       upload.ecPreKeys = request.preKeys.map((k, i) => {
         const publicKey = fromBase64(k.publicKey);
         parseEcKey(publicKey, `preKeys[${i}]`);
@@ -69,7 +79,10 @@ export class KeyService {
       });
     }
     if (request.pqPreKeys?.length) {
-      distinct(request.pqPreKeys.map((k) => k.keyId), "pqPreKeys");
+      distinct(
+        request.pqPreKeys.map((k) => k.keyId),
+        "pqPreKeys",
+      );
       upload.kyberPreKeys = request.pqPreKeys.map((k, i) => signedKey(k, `pqPreKeys[${i}]`, true));
     }
     await this.keys.store(principal.accountId, principal.deviceId, upload);

@@ -37,7 +37,8 @@ export class MailboxBudget {
     const full = new Set<string>();
     for (const [key, a] of added) {
       const u = this.usage.get(key) ?? { envelopes: 0, bytes: 0 };
-      if (u.envelopes + a.envelopes > this.caps.maxEnvelopes || u.bytes + a.bytes > this.caps.maxBytes) full.add(a.accountId);
+      if (u.envelopes + a.envelopes > this.caps.maxEnvelopes || u.bytes + a.bytes > this.caps.maxBytes)
+        full.add(a.accountId);
     }
     if (full.size) return [...full];
     for (const [key, a] of added) {
@@ -58,6 +59,7 @@ export class MailboxBudget {
  */
 export function mailboxFull(recipients: string[], shape: "single" | "multi"): HttpError {
   const message = "The recipient's mailbox is full until it receives what is queued";
-  const details = shape === "multi" ? { recipients: recipients.map((uuid) => ({ uuid })), retryAfterSeconds } : { retryAfterSeconds };
+  const details =
+    shape === "multi" ? { recipients: recipients.map((uuid) => ({ uuid })), retryAfterSeconds } : { retryAfterSeconds };
   return new HttpError("mailbox_full", message, details, { "Retry-After": String(retryAfterSeconds) });
 }

@@ -103,7 +103,9 @@ export class MailboxService {
   ) {
     this.idempotency = idempotencyStore && new SendIdempotency(idempotencyStore, ttlMs, metrics);
     this.sends = new Batcher((items) =>
-      this.idempotency ? this.idempotency.run(items, (fresh, recordsFor) => this.commitSends(fresh, recordsFor)) : this.commitSends(items),
+      this.idempotency
+        ? this.idempotency.run(items, (fresh, recordsFor) => this.commitSends(fresh, recordsFor))
+        : this.commitSends(items),
     );
     this.acks = new Batcher((items) => this.commitAcks(items));
   }
@@ -120,7 +122,12 @@ export class MailboxService {
    * oneself): 409 `mismatched_devices` otherwise, 410 `stale_devices` for a
    * wrong registration id (410 wins when both apply).
    */
-  async send(sender: DevicePrincipal, destination: string, messages: OutgoingMessage[], idempotencyKey?: string): Promise<SendMessagesResponse> {
+  async send(
+    sender: DevicePrincipal,
+    destination: string,
+    messages: OutgoingMessage[],
+    idempotencyKey?: string,
+  ): Promise<SendMessagesResponse> {
     await this.limiter.consume("send", `${sender.accountId}.${sender.deviceId}`);
     return this.submitSingle(sender, destination, decodeMessages(messages), idempotencyKey);
   }
@@ -131,7 +138,11 @@ export class MailboxService {
    * stored with no source. An unknown destination is 401, like a wrong
    * access key. The caller checks the access key and the rate limit.
    */
-  async sendSealed(destination: string, messages: OutgoingMessage[], idempotencyKey?: string): Promise<SendMessagesResponse> {
+  async sendSealed(
+    destination: string,
+    messages: OutgoingMessage[],
+    idempotencyKey?: string,
+  ): Promise<SendMessagesResponse> {
     const notSealed = messages.findIndex((m) => m.type !== "sealed");
     if (notSealed >= 0) {
       throw new HttpError("invalid_request", "Without credentials, every message must be sealed", {
@@ -150,7 +161,11 @@ export class MailboxService {
    * `not_found` (listed in `recipients`) for an authenticated sender, 401 without one.
    * The caller checks access keys and rate limits.
    */
-  async sendMultiRecipient(sender: DevicePrincipal | null, message: ParsedMultiRecipient, idempotencyKey?: string): Promise<MultiRecipientResponse> {
+  async sendMultiRecipient(
+    sender: DevicePrincipal | null,
+    message: ParsedMultiRecipient,
+    idempotencyKey?: string,
+  ): Promise<MultiRecipientResponse> {
     const { recipients, shared } = message;
     // Sizes are computed, never built: each recipient's message is its header followed by the shared part.
     if (recipients.some((r) => r.header.length + shared.length > limits.maxContentBytes)) {
@@ -176,7 +191,12 @@ export class MailboxService {
     return this.sends.submit(item);
   }
 
-  private async submitSingle(sender: DevicePrincipal | null, destination: string, messages: DecodedMessage[], idempotencyKey?: string): Promise<SendMessagesResponse> {
+  private async submitSingle(
+    sender: DevicePrincipal | null,
+    destination: string,
+    messages: DecodedMessage[],
+    idempotencyKey?: string,
+  ): Promise<SendMessagesResponse> {
     const item: SendItem = { sender, destinations: [{ uuid: destination, messages }], shape: "single", idempotencyKey };
     await this.screen(item);
     const result = await this.sends.submit(item);
@@ -197,7 +217,9 @@ export class MailboxService {
     if (!this.plugins.has("beforeEnvelopeAccepted")) return;
     const refusal = refuseSend(item, await this.accounts.devicesOf([...new Set(item.destinations.map((d) => d.uuid))]));
     if (refusal) throw refusal;
-    const sender = item.sender ? Object.freeze({ accountId: item.sender.accountId, deviceId: item.sender.deviceId }) : null;
+    const sender = item.sender
+      ? Object.freeze({ accountId: item.sender.accountId, deviceId: item.sender.deviceId })
+      : null;
     const kind = item.shape === "multi" ? "multi_recipient" : "single";
     await this.plugins.ask(
       "beforeEnvelopeAccepted",
@@ -229,7 +251,12 @@ export class MailboxService {
     const deleted = await this.acks.submit({ device, ids: [...new Set(ids)] });
     if (deleted > 0 && this.plugins.has("envelopeDelivered")) {
       // Not awaited: an acknowledgement never waits on a plugin (the host logs failures).
-      void this.plugins.emit("envelopeDelivered", { accountId: device.accountId, deviceId: device.deviceId, count: deleted, time: Date.now() });
+      void this.plugins.emit("envelopeDelivered", {
+        accountId: device.accountId,
+        deviceId: device.deviceId,
+        count: deleted,
+        time: Date.now(),
+      });
     }
     return deleted;
   }
@@ -268,12 +295,18 @@ export class MailboxService {
     const now = coarseTimestamp(acceptedAt);
     const committed: { envelope: NewEnvelope; content: string }[] = [];
     const shared = new Map<string, NewSharedPayload>();
-    const devices = await this.accounts.devicesOf([...new Set(items.flatMap((i) => i.destinations.map((d) => d.uuid)))]);
+    const devices = await this.accounts.devicesOf([
+      ...new Set(items.flatMap((i) => i.destinations.map((d) => d.uuid))),
+    ]);
     const budget = await this.budgetFor(items);
     const outcomes = items.map((item): Outcome<MultiRecipientResponse> => {
       const refusal = refuseSend(item, devices);
       if (refusal) return { error: refusal };
-      const full = budget.take(item.destinations.flatMap((d) => d.messages.map((m) => ({ accountId: d.uuid, deviceId: m.destinationDeviceId, size: sizeOf(m) }))));
+      const full = budget.take(
+        item.destinations.flatMap((d) =>
+          d.messages.map((m) => ({ accountId: d.uuid, deviceId: m.destinationDeviceId, size: sizeOf(m) })),
+        ),
+      );
       if (full.length) {
         this.metrics?.refused("mailbox_full");
         return { error: mailboxFull(full, item.shape) };
@@ -337,10 +370,14 @@ export class MailboxService {
    * two need no transaction around them.
    */
   private async commitAcks(items: AckItem[]): Promise<Outcome<number>[]> {
-    const owners = new Map((await this.envelopes.owners([...new Set(items.flatMap((i) => i.ids))])).map((o) => [o.id, o]));
+    const owners = new Map(
+      (await this.envelopes.owners([...new Set(items.flatMap((i) => i.ids))])).map((o) => [o.id, o]),
+    );
     const deletable: string[] = [];
     const results = items.map((item): Outcome<number> => {
-      const found = item.ids.flatMap((id) => owners.get(id) ?? []).filter((o) => o.accountId === item.device.accountId && o.deviceId === item.device.deviceId);
+      const found = item.ids
+        .flatMap((id) => owners.get(id) ?? [])
+        .filter((o) => o.accountId === item.device.accountId && o.deviceId === item.device.deviceId);
       deletable.push(...found.map((o) => o.id));
       return { value: found.length };
     });
@@ -384,14 +421,21 @@ function refuseSend(item: SendItem, devices: Map<string, DeviceRef[]>): HttpErro
     // Without credentials, an unknown account must look like a wrong access key.
     if (!item.sender) return unauthorized();
     if (item.shape === "single") return new HttpError("not_found", "No such account");
-    return new HttpError("not_found", "Some recipients have no account here", { recipients: unknown.map((uuid) => ({ uuid })) });
+    return new HttpError("not_found", "Some recipients have no account here", {
+      recipients: unknown.map((uuid) => ({ uuid })),
+    });
   }
-  const mismatches = item.destinations.map((d) => compareDevices(item.sender, d.uuid, d.messages, devices.get(d.uuid) ?? []));
+  const mismatches = item.destinations.map((d) =>
+    compareDevices(item.sender, d.uuid, d.messages, devices.get(d.uuid) ?? []),
+  );
   const stale = mismatches.filter((m) => m.staleDevices.length);
   if (stale.length) {
     const message = "Some devices were re-registered";
-    if (item.shape === "single") return new HttpError("stale_devices", message, { staleDevices: stale[0]!.staleDevices });
-    return new HttpError("stale_devices", message, { recipients: stale.map(({ uuid, staleDevices }) => ({ uuid, staleDevices })) });
+    if (item.shape === "single")
+      return new HttpError("stale_devices", message, { staleDevices: stale[0]!.staleDevices });
+    return new HttpError("stale_devices", message, {
+      recipients: stale.map(({ uuid, staleDevices }) => ({ uuid, staleDevices })),
+    });
   }
   const mismatched = mismatches.filter((m) => m.missingDevices.length || m.extraDevices.length);
   if (mismatched.length) {
@@ -419,13 +463,18 @@ function compareDevices(
   current: DeviceRef[],
 ): Required<RecipientMismatch> {
   const isSelf = sender !== null && destination === sender.accountId;
-  const expected = new Map(current.filter((d) => !(isSelf && d.id === sender.deviceId)).map((d) => [d.id, d.registrationId]));
+  const expected = new Map(
+    current.filter((d) => !(isSelf && d.id === sender.deviceId)).map((d) => [d.id, d.registrationId]),
+  );
   const given = new Set(messages.map((m) => m.destinationDeviceId));
   const byNumber = (a: number, b: number): number => a - b;
   return {
     uuid: destination,
     staleDevices: messages
-      .filter((m) => expected.has(m.destinationDeviceId) && expected.get(m.destinationDeviceId) !== m.destinationRegistrationId)
+      .filter(
+        (m) =>
+          expected.has(m.destinationDeviceId) && expected.get(m.destinationDeviceId) !== m.destinationRegistrationId,
+      )
       .map((m) => m.destinationDeviceId)
       .sort(byNumber),
     missingDevices: [...expected.keys()].filter((id) => !given.has(id)).sort(byNumber),

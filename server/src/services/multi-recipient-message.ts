@@ -55,23 +55,37 @@ export function parseMultiRecipient(bytes: Bytes): ParsedMultiRecipient {
   try {
     parsed = new SealedSenderMultiRecipientMessage(bytes);
   } catch (error) {
-    throw new HttpError("invalid_ciphertext", "message is not a libsignal sealed-sender multi-recipient message", {}, {}, { cause: error });
+    throw new HttpError(
+      "invalid_ciphertext",
+      "message is not a libsignal sealed-sender multi-recipient message",
+      {},
+      {},
+      { cause: error },
+    );
   }
   const entries = Object.entries(parsed.recipientsByServiceIdString() as Record<string, NativeRecipient>);
   if (!entries.length) throw new HttpError("invalid_request", "The message names no recipients");
   if (entries.length > limits.maxGroupRecipients) {
-    throw new HttpError("invalid_request", `A multi-recipient message may name at most ${limits.maxGroupRecipients} recipients`);
+    throw new HttpError(
+      "invalid_request",
+      `A multi-recipient message may name at most ${limits.maxGroupRecipients} recipients`,
+    );
   }
   const sharedOffset = parsed._offsetOfSharedData;
-  if (!Number.isInteger(sharedOffset) || sharedOffset > bytes.length) throw new Error("libsignal's multi-recipient layout changed: no shared-data offset");
+  if (!Number.isInteger(sharedOffset) || sharedOffset > bytes.length)
+    throw new Error("libsignal's multi-recipient layout changed: no shared-data offset");
   const shared = bytes.subarray(sharedOffset) as Bytes;
   const recipients = entries.map(([uuid, recipient]): MultiRecipientEntry => {
-    const devices = recipient.deviceIds.map((deviceId, i) => ({ deviceId, registrationId: recipient.registrationIds[i] ?? 0 }));
+    const devices = recipient.deviceIds.map((deviceId, i) => ({
+      deviceId,
+      registrationId: recipient.registrationIds[i] ?? 0,
+    }));
     if (new Set(recipient.deviceIds).size !== devices.length) {
       throw new HttpError("invalid_ciphertext", "The message names a recipient's device twice");
     }
     const { rangeOffset, rangeLen } = recipient;
-    if (!Number.isInteger(rangeOffset) || !Number.isInteger(rangeLen)) throw new Error("libsignal's multi-recipient layout changed: no recipient range");
+    if (!Number.isInteger(rangeOffset) || !Number.isInteger(rangeLen))
+      throw new Error("libsignal's multi-recipient layout changed: no recipient range");
     const header = new Uint8Array(1 + rangeLen) as Bytes;
     header[0] = receivedMessageVersion;
     header.set(bytes.subarray(rangeOffset, rangeOffset + rangeLen), 1);
@@ -113,7 +127,9 @@ export class SharedPayloadRef {
     const split = Math.min(lead, this.bytes.length);
     let tail = this.tails.get(split);
     if (tail === undefined) {
-      tail = Buffer.from(this.bytes.buffer, this.bytes.byteOffset + split, this.bytes.length - split).toString("base64");
+      tail = Buffer.from(this.bytes.buffer, this.bytes.byteOffset + split, this.bytes.length - split).toString(
+        "base64",
+      );
       this.tails.set(split, tail);
     }
     const head = Buffer.concat([header, this.bytes.subarray(0, split)]).toString("base64");

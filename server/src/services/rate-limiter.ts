@@ -25,7 +25,10 @@ export class RateLimiter {
    * @param options.store where the buckets live when several nodes share them (in memory otherwise)
    * @param options.onRefused told the limit's name on every refusal (metrics; never the key)
    */
-  constructor(limits: RateLimits | false, options: { store?: RateLimitStore | undefined; onRefused?: ((name: keyof RateLimits) => void) | undefined } = {}) {
+  constructor(
+    limits: RateLimits | false,
+    options: { store?: RateLimitStore | undefined; onRefused?: ((name: keyof RateLimits) => void) | undefined } = {},
+  ) {
     const { store } = options;
     this.onRefused = options.onRefused ?? (() => {});
     this.limiters = new Map(
@@ -33,7 +36,12 @@ export class RateLimiter {
         ? (Object.entries(limits) as [keyof RateLimits, RateLimits[keyof RateLimits]][]).map(([name, limit]) => [
             name,
             store
-              ? new RateLimiterRedis({ storeClient: store.redis, keyPrefix: `${store.prefix}:rl:${name}`, points: limit.points, duration: limit.durationSeconds })
+              ? new RateLimiterRedis({
+                  storeClient: store.redis,
+                  keyPrefix: `${store.prefix}:rl:${name}`,
+                  points: limit.points,
+                  duration: limit.durationSeconds,
+                })
               : new RateLimiterMemory({ keyPrefix: name, points: limit.points, duration: limit.durationSeconds }),
           ])
         : [],
@@ -79,14 +87,25 @@ export class RateLimiter {
    * limits that count only failures ({@link penalize}) but refuse up front.
    * @throws HttpError `code` (429, Retry-After) when it is empty
    */
-  async check(name: keyof RateLimits, key: string, code: "rate_limited" | "too_many_failed_logins" = "rate_limited"): Promise<void> {
+  async check(
+    name: keyof RateLimits,
+    key: string,
+    code: "rate_limited" | "too_many_failed_logins" = "rate_limited",
+  ): Promise<void> {
     const limiter = this.limiters.get(name);
     if (!limiter) return;
     const state = await limiter.get(key);
     if (!state || state.consumedPoints < limiter.points) return;
     this.onRefused(name);
     const refusal = rateLimited(state.msBeforeNext);
-    throw code === "rate_limited" ? refusal : new HttpError(code, "Too many failed attempts from this address; try again later", refusal.details, refusal.headers);
+    throw code === "rate_limited"
+      ? refusal
+      : new HttpError(
+          code,
+          "Too many failed attempts from this address; try again later",
+          refusal.details,
+          refusal.headers,
+        );
   }
 
   /** Takes one point from `name`'s bucket for `key` without ever refusing (a failure to count). */

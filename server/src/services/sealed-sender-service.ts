@@ -48,7 +48,11 @@ export class SealedSenderService {
 
   /** Stores the hash of the account's access key and its unrestricted-access flag. */
   async setAttributes(principal: DevicePrincipal, request: AccountAttributesRequest): Promise<void> {
-    await this.accounts.setUnidentifiedAccess(principal.accountId, accessKeyHash(fromBase64(request.accessKey)), request.unrestrictedAccess);
+    await this.accounts.setUnidentifiedAccess(
+      principal.accountId,
+      accessKeyHash(fromBase64(request.accessKey)),
+      request.unrestrictedAccess,
+    );
   }
 
   /**
@@ -67,7 +71,13 @@ export class SealedSenderService {
    * and an unknown recipient are the same 401. Rate limited per recipient
    * and source address (see {@link sealedSendKey}).
    */
-  async send(destination: string, messages: OutgoingMessage[], accessKey: string | undefined, source: string, idempotencyKey?: string): Promise<SendMessagesResponse> {
+  async send(
+    destination: string,
+    messages: OutgoingMessage[],
+    accessKey: string | undefined,
+    source: string,
+    idempotencyKey?: string,
+  ): Promise<SendMessagesResponse> {
     await this.checkAccess([{ uuid: destination, accessKey }]);
     await this.limiter.consume("sealedSend", sealedSendKey(destination, source));
     return this.mailbox.sendSealed(destination, messages, idempotencyKey);
@@ -83,7 +93,11 @@ export class SealedSenderService {
    * pass, and the shared part is never copied per recipient.
    * @throws HttpError `invalid_ciphertext` for bytes libsignal cannot parse
    */
-  async sendMultiRecipient(principal: DevicePrincipal | undefined, request: MultiRecipientRequest, source = ""): Promise<MultiRecipientResponse> {
+  async sendMultiRecipient(
+    principal: DevicePrincipal | undefined,
+    request: MultiRecipientRequest,
+    source = "",
+  ): Promise<MultiRecipientResponse> {
     const message = parseMultiRecipient(fromBase64(request.message));
     const { recipients } = message;
     if (principal) {
@@ -112,7 +126,9 @@ export class SealedSenderService {
    * @throws HttpError `unauthorized`, the same for every failure
    */
   private async checkAccess(claims: AccessClaim[]): Promise<void> {
-    const access = await this.accounts.unidentifiedAccessOf([...new Set(claims.map((c) => c.uuid).filter((u) => uuidSchema.safeParse(u).success))]);
+    const access = await this.accounts.unidentifiedAccessOf([
+      ...new Set(claims.map((c) => c.uuid).filter((u) => uuidSchema.safeParse(u).success)),
+    ]);
     let allowed = true;
     for (const claim of claims) {
       const stored = access.get(claim.uuid);
@@ -120,7 +136,9 @@ export class SealedSenderService {
       const given = parsed?.success ? fromBase64(parsed.data) : null;
       const expected = stored?.accessKeyHash?.length === dummyHash.length ? stored.accessKeyHash : dummyHash;
       const matches = timingSafeEqual(accessKeyHash(given ?? noKey), expected);
-      const ok = stored !== undefined && (stored.unrestrictedAccess || (given !== null && stored.accessKeyHash !== null && matches));
+      const ok =
+        stored !== undefined &&
+        (stored.unrestrictedAccess || (given !== null && stored.accessKeyHash !== null && matches));
       allowed &&= ok;
     }
     if (!allowed) throw unauthorized();

@@ -54,7 +54,12 @@ export class SendIdempotency {
   async run<T extends IdempotentSend>(items: T[], commit: CommitSends<T>): Promise<Outcome<MultiRecipientResponse>[]> {
     const ids = items.map(identify);
     const now = Date.now();
-    const stored = new Map((await this.store.find([...new Set(ids.flatMap((id) => (id ? [id.keyHash] : [])))], now)).map((r) => [r.keyHash, r]));
+    const stored = new Map(
+      (await this.store.find([...new Set(ids.flatMap((id) => (id ? [id.keyHash] : [])))], now)).map((r) => [
+        r.keyHash,
+        r,
+      ]),
+    );
     const outcomes: (Outcome<MultiRecipientResponse> | undefined)[] = items.map((item, i) => {
       const id = ids[i];
       const record = id && stored.get(id.keyHash);
@@ -75,11 +80,23 @@ export class SendIdempotency {
         const id = identify(item);
         const result = results[j];
         if (!id || !result || !("value" in result)) return [];
-        return [{ keyHash: id.keyHash, fingerprint: id.fingerprint, answer: JSON.stringify(toStored(result.value)), expiresAt: coarseExpiry(now, this.ttlMs) }];
+        return [
+          {
+            keyHash: id.keyHash,
+            fingerprint: id.fingerprint,
+            answer: JSON.stringify(toStored(result.value)),
+            expiresAt: coarseExpiry(now, this.ttlMs),
+          },
+        ];
       });
       return this.store.insertStatements(records, now);
     };
-    const committed = fresh.length ? await commit(fresh.map((i) => items[i]!), recordsFor) : [];
+    const committed = fresh.length
+      ? await commit(
+          fresh.map((i) => items[i]!),
+          recordsFor,
+        )
+      : [];
     fresh.forEach((i, j) => (outcomes[i] = committed[j] ?? { error: new Error("batch returned no outcome") }));
     return items.map((item, i) => {
       const done = outcomes[i];
@@ -88,7 +105,12 @@ export class SendIdempotency {
       const id = ids[i]!;
       const first = outcomes[firstOf.get(id.keyHash)!]!;
       if (!("value" in first)) return first;
-      return this.replay(item, id, { keyHash: id.keyHash, fingerprint: ids[firstOf.get(id.keyHash)!]!.fingerprint, answer: JSON.stringify(toStored(first.value)), expiresAt: 0 });
+      return this.replay(item, id, {
+        keyHash: id.keyHash,
+        fingerprint: ids[firstOf.get(id.keyHash)!]!.fingerprint,
+        answer: JSON.stringify(toStored(first.value)),
+        expiresAt: 0,
+      });
     });
   }
 
@@ -100,7 +122,9 @@ export class SendIdempotency {
   private replay(item: IdempotentSend, id: SendIdentity, record: IdempotencyRecord): Outcome<MultiRecipientResponse> {
     if (record.fingerprint !== id.fingerprint) {
       this.metrics?.refused("idempotency_conflict");
-      return { error: new HttpError("idempotency_conflict", "This idempotency key was used for a send to other recipients") };
+      return {
+        error: new HttpError("idempotency_conflict", "This idempotency key was used for a send to other recipients"),
+      };
     }
     this.metrics?.sendsReplayed.inc();
     return { value: fromStored(JSON.parse(record.answer) as StoredAnswer, item) };
@@ -118,7 +142,9 @@ function identify(item: IdempotentSend): SendIdentity | null {
   if (key === undefined) return null;
   const uuids = sortedUuids(item);
   // Authenticated: the sending device. Sealed: the destinations (there is no sender to scope by).
-  const scope = item.sender ? `device\0${item.sender.accountId}.${item.sender.deviceId}` : `sealed\0${item.shape}\0${uuids.join(",")}`;
+  const scope = item.sender
+    ? `device\0${item.sender.accountId}.${item.sender.deviceId}`
+    : `sealed\0${item.shape}\0${uuids.join(",")}`;
   return {
     keyHash: hash(`zimchat-send-key-v1\0${scope}\0${key}`),
     fingerprint: hash(`zimchat-send-fingerprint-v1\0${key}\0${item.shape}\0${uuids.join(",")}`).slice(0, 22),
@@ -137,7 +163,9 @@ function toStored(response: MultiRecipientResponse): StoredAnswer {
   const byUuid = new Map(response.recipients.map((r) => [r.uuid, r.envelopes]));
   return {
     t: response.serverTimestamp,
-    d: [...byUuid.keys()].sort().map((uuid) => (byUuid.get(uuid) ?? []).map((e): [number, string] => [e.deviceId, e.id])),
+    d: [...byUuid.keys()]
+      .sort()
+      .map((uuid) => (byUuid.get(uuid) ?? []).map((e): [number, string] => [e.deviceId, e.id])),
   };
 }
 

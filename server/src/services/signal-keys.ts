@@ -72,5 +72,6 @@ const minSealedSenderBytes = 1 + 32 + 32 + 16;
  */
 function checkSealedSender(content: Bytes): void {
   const major = (content[0] ?? 0) >> 4;
-  if ((major !== 1 && major !== 2) || content.length < minSealedSenderBytes) throw new Error("not a sealed-sender message");
+  if ((major !== 1 && major !== 2) || content.length < minSealedSenderBytes)
+    throw new Error("not a sealed-sender message");
 }

@@ -80,7 +80,8 @@ export class AccountStore {
         });
       });
     } catch (error) {
-      if ((error as { code?: string }).code === "P2002") throw new UsernameTakenError(account.username, { cause: error });
+      if ((error as { code?: string }).code === "P2002")
+        throw new UsernameTakenError(account.username, { cause: error });
       throw error;
     }
   }
@@ -101,7 +102,10 @@ export class AccountStore {
       this.db.account.findUniqueOrThrow({ where: { id: accountId }, select: { identityKey: true } }),
       this.db.account.update({ where: { id: accountId }, data: { identityKey: identity.identityKey } }),
       this.db.device.deleteMany({ where: { accountId, id: { not: 1 } } }),
-      this.db.device.update({ where: { accountId_id: { accountId, id: 1 } }, data: { registrationId: identity.registrationId } }),
+      this.db.device.update({
+        where: { accountId_id: { accountId, id: 1 } },
+        data: { registrationId: identity.registrationId },
+      }),
       this.db.signedPreKey.update({ where: key, data: identity.signedPreKey }),
       this.db.kyberLastResortKey.update({ where: key, data: identity.kyberLastResort }),
       this.db.ecPreKey.deleteMany({ where: device }),
@@ -118,7 +122,13 @@ export class AccountStore {
       where: { accountId_id: { accountId, id: deviceId } },
       select: { passwordSalt: true, passwordHash: true, account: { select: { disabledAt: true } } },
     });
-    return row && { passwordSalt: row.passwordSalt, passwordHash: row.passwordHash, disabled: row.account.disabledAt !== null };
+    return (
+      row && {
+        passwordSalt: row.passwordSalt,
+        passwordHash: row.passwordHash,
+        disabled: row.account.disabledAt !== null,
+      }
+    );
   }
 
   /**
@@ -130,7 +140,10 @@ export class AccountStore {
     const key = `${accountId}.${deviceId}`;
     if (!this.seenToday.mark(key, day)) return;
     try {
-      await this.db.device.updateMany({ where: { accountId, id: deviceId, lastSeenDay: { lt: day } }, data: { lastSeenDay: day } });
+      await this.db.device.updateMany({
+        where: { accountId, id: deviceId, lastSeenDay: { lt: day } },
+        data: { lastSeenDay: day },
+      });
     } catch (error) {
       this.seenToday.forget(key);
       throw error;
@@ -178,7 +191,9 @@ export class AccountStore {
       where: { id: { in: accountIds } },
       select: { id: true, accessKeyHash: true, unrestrictedAccess: true },
     });
-    return new Map(rows.map((r) => [r.id, { accessKeyHash: r.accessKeyHash, unrestrictedAccess: r.unrestrictedAccess }]));
+    return new Map(
+      rows.map((r) => [r.id, { accessKeyHash: r.accessKeyHash, unrestrictedAccess: r.unrestrictedAccess }]),
+    );
   }
 }
 

@@ -23,7 +23,10 @@ export class AdminStore {
 
   /** The account id for an id or a username, or null. */
   async resolve(ref: string): Promise<string | null> {
-    const row = await this.db.account.findFirst({ where: { OR: [{ id: ref }, { username: ref }] }, select: { id: true } });
+    const row = await this.db.account.findFirst({
+      where: { OR: [{ id: ref }, { username: ref }] },
+      select: { id: true },
+    });
     return row?.id ?? null;
   }
 
@@ -36,7 +39,11 @@ export class AdminStore {
       select: { id: true, username: true, createdAt: true, disabledAt: true, _count: { select: { devices: true } } },
     });
     const sizes = rows.length
-      ? await this.db.attachment.groupBy({ by: ["accountId"], where: { accountId: { in: rows.map((r) => r.id) } }, _sum: { size: true } })
+      ? await this.db.attachment.groupBy({
+          by: ["accountId"],
+          where: { accountId: { in: rows.map((r) => r.id) } },
+          _sum: { size: true },
+        })
       : [];
     const bytes = new Map(sizes.map((s) => [s.accountId, Number(s._sum.size ?? 0n)]));
     return rows.map((r) => ({

@@ -40,7 +40,8 @@ export interface Reservation {
 }
 
 /** The outcome of a reservation: the bytes reserved, or which cap refused it. */
-export type ReserveOutcome = { reserved: number } | { refused: "quota_exceeded" | "too_many_attachments" | "too_many_uploads" };
+export type ReserveOutcome =
+  { reserved: number } | { refused: "quota_exceeded" | "too_many_attachments" | "too_many_uploads" };
 
 /**
  * Attachment rows: who uploaded what size, until when. An upload in flight
@@ -67,7 +68,8 @@ export class AttachmentStore {
    */
   async reserve(r: Reservation): Promise<ReserveOutcome> {
     return this.db.$transaction(async (tx) => {
-      if (this.provider === "postgresql") await tx.$queryRaw`SELECT "id" FROM "Account" WHERE "id" = ${r.accountId} FOR UPDATE`;
+      if (this.provider === "postgresql")
+        await tx.$queryRaw`SELECT "id" FROM "Account" WHERE "id" = ${r.accountId} FOR UPDATE`;
       const live = { accountId: r.accountId, expiresAt: { gt: BigInt(r.now) } };
       const inFlight = await tx.attachment.count({ where: { ...live, id: { endsWith: pendingSuffix } } });
       if (inFlight >= r.maxConcurrent) return { refused: "too_many_uploads" as const };
@@ -75,9 +77,16 @@ export class AttachmentStore {
       if (used._count >= r.maxCount) return { refused: "too_many_attachments" as const };
       const left = r.quotaBytes - Number(used._sum.size ?? 0n);
       const reserved = r.declaredBytes ?? Math.min(r.maxBytes, left);
-      if (reserved > left || (r.declaredBytes === undefined && left <= 0)) return { refused: "quota_exceeded" as const };
+      if (reserved > left || (r.declaredBytes === undefined && left <= 0))
+        return { refused: "quota_exceeded" as const };
       await tx.attachment.create({
-        data: { id: r.id, accountId: r.accountId, size: BigInt(reserved), createdAt: BigInt(r.now), expiresAt: BigInt(r.now + r.leaseMs(reserved)) },
+        data: {
+          id: r.id,
+          accountId: r.accountId,
+          size: BigInt(reserved),
+          createdAt: BigInt(r.now),
+          expiresAt: BigInt(r.now + r.leaseMs(reserved)),
+        },
       });
       return { reserved };
     });
@@ -108,14 +117,21 @@ export class AttachmentStore {
    */
   async insertWithinQuota(row: AttachmentRow, quotaBytes: number): Promise<boolean> {
     return this.db.$transaction(async (tx) => {
-      if (this.provider === "postgresql") await tx.$queryRaw`SELECT "id" FROM "Account" WHERE "id" = ${row.accountId} FOR UPDATE`;
+      if (this.provider === "postgresql")
+        await tx.$queryRaw`SELECT "id" FROM "Account" WHERE "id" = ${row.accountId} FOR UPDATE`;
       const used = await tx.attachment.aggregate({
         where: { accountId: row.accountId, expiresAt: { gt: BigInt(row.createdAt) } },
         _sum: { size: true },
       });
       if (Number(used._sum.size ?? 0n) + row.size > quotaBytes) return false;
       await tx.attachment.create({
-        data: { id: row.id, accountId: row.accountId, size: BigInt(row.size), createdAt: BigInt(row.createdAt), expiresAt: BigInt(row.expiresAt) },
+        data: {
+          id: row.id,
+          accountId: row.accountId,
+          size: BigInt(row.size),
+          createdAt: BigInt(row.createdAt),
+          expiresAt: BigInt(row.expiresAt),
+        },
       });
       return true;
     });
@@ -123,7 +139,10 @@ export class AttachmentStore {
 
   /** Bytes of the account's attachments that have not expired at `now`. */
   async usage(accountId: string, now: number): Promise<number> {
-    const used = await this.db.attachment.aggregate({ where: { accountId, expiresAt: { gt: BigInt(now) } }, _sum: { size: true } });
+    const used = await this.db.attachment.aggregate({
+      where: { accountId, expiresAt: { gt: BigInt(now) } },
+      _sum: { size: true },
+    });
     return Number(used._sum.size ?? 0n);
   }
 
@@ -145,7 +164,11 @@ export class AttachmentStore {
    * @returns the ids deleted (their files are the caller's to remove)
    */
   async deleteExpired(now: number, limit: number): Promise<string[]> {
-    const rows = await this.db.attachment.findMany({ where: { expiresAt: { lte: BigInt(now) } }, select: { id: true }, take: limit });
+    const rows = await this.db.attachment.findMany({
+      where: { expiresAt: { lte: BigInt(now) } },
+      select: { id: true },
+      take: limit,
+    });
     return this.deleteIds(rows.map((r) => r.id));
   }
 
@@ -164,6 +187,18 @@ export class AttachmentStore {
   }
 }
 
-function toRow(row: { id: string; accountId: string; size: bigint; createdAt: bigint; expiresAt: bigint }): AttachmentRow {
-  return { id: row.id, accountId: row.accountId, size: Number(row.size), createdAt: Number(row.createdAt), expiresAt: Number(row.expiresAt) };
+function toRow(row: {
+  id: string;
+  accountId: string;
+  size: bigint;
+  createdAt: bigint;
+  expiresAt: bigint;
+}): AttachmentRow {
+  return {
+    id: row.id,
+    accountId: row.accountId,
+    size: Number(row.size),
+    createdAt: Number(row.createdAt),
+    expiresAt: Number(row.expiresAt),
+  };
 }

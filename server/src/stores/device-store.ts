@@ -62,7 +62,13 @@ export class DeviceStore {
 
   async findLink(codeHash: Bytes): Promise<StoredLinkCode | null> {
     const row = await this.db.linkCode.findUnique({ where: { codeHash } });
-    return row && { accountId: row.accountId, provisioningMessage: row.provisioningMessage, expiresAt: Number(row.expiresAt) };
+    return (
+      row && {
+        accountId: row.accountId,
+        provisioningMessage: row.provisioningMessage,
+        expiresAt: Number(row.expiresAt),
+      }
+    );
   }
 
   /**
@@ -104,13 +110,19 @@ export class DeviceStore {
       const { count } = await tx.linkCode.deleteMany({ where: { codeHash, accountId } });
       if (count !== 1) throw new LinkRefusedError("not_found");
 
-      if (this.provider === "postgresql") await tx.$queryRaw`SELECT "id" FROM "Account" WHERE "id" = ${accountId} FOR UPDATE`;
-      const account = await tx.account.findUnique({ where: { id: accountId }, select: { username: true, identityKey: true } });
+      if (this.provider === "postgresql")
+        await tx.$queryRaw`SELECT "id" FROM "Account" WHERE "id" = ${accountId} FOR UPDATE`;
+      const account = await tx.account.findUnique({
+        where: { id: accountId },
+        select: { username: true, identityKey: true },
+      });
       // The account was deleted after confirming (its codes cascade, so this is a race only).
       if (!account) throw new LinkRefusedError("not_found");
       const device = prepare(account.identityKey);
 
-      const taken = new Set((await tx.device.findMany({ where: { accountId }, select: { id: true } })).map((d) => d.id));
+      const taken = new Set(
+        (await tx.device.findMany({ where: { accountId }, select: { id: true } })).map((d) => d.id),
+      );
       if (taken.size >= maxDevices) throw new LinkRefusedError("too_many_devices");
       // Lowest free id first; with fewer than `maxDevices` (<= 127) taken, it is at most 127.
       let deviceId = 1;

@@ -20,7 +20,11 @@ export interface StoredEnvelope {
  * message, `content` is only the recipient's header and `sharedPayloadId`
  * names the shared part (inserted in the same transaction).
  */
-export type NewEnvelope = Omit<StoredEnvelope, "seq"> & { expiresAt: number; sharedPayloadId: string | null; size: number };
+export type NewEnvelope = Omit<StoredEnvelope, "seq"> & {
+  expiresAt: number;
+  sharedPayloadId: string | null;
+  size: number;
+};
 
 /** The shared part of a multi-recipient message, stored once. */
 export interface NewSharedPayload {
@@ -74,11 +78,17 @@ export class EnvelopeStore {
    * `alongside` (the sends' idempotency records) in the same transaction, so
    * a crash never keeps one without the other.
    */
-  async insertMany(envelopes: NewEnvelope[], shared: NewSharedPayload[] = [], alongside: Prisma.PrismaPromise<unknown>[] = []): Promise<void> {
+  async insertMany(
+    envelopes: NewEnvelope[],
+    shared: NewSharedPayload[] = [],
+    alongside: Prisma.PrismaPromise<unknown>[] = [],
+  ): Promise<void> {
     if (!envelopes.length && !alongside.length) return;
     const statements: Prisma.PrismaPromise<unknown>[] = [
-      ...chunks(shared, 100).map((chunk) => this.db.$executeRaw`INSERT INTO "SharedPayload" ("id", "content")
-        VALUES ${Prisma.join(chunk.map((p) => Prisma.sql`(${p.id}, ${p.content})`))}`),
+      ...chunks(shared, 100).map(
+        (chunk) => this.db.$executeRaw`INSERT INTO "SharedPayload" ("id", "content")
+        VALUES ${Prisma.join(chunk.map((p) => Prisma.sql`(${p.id}, ${p.content})`))}`,
+      ),
       ...chunks(envelopes, 500).map((chunk) => {
         const rows = chunk.map(
           (e) =>
@@ -88,10 +98,12 @@ export class EnvelopeStore {
           ("id", "accountId", "deviceId", "type", "sourceAccountId", "sourceDeviceId", "content", "sharedPayloadId", "size", "serverTimestamp", "expiresAt")
           VALUES ${Prisma.join(rows)}`;
       }),
-      ...chunks(usageDeltas(envelopes, 1), 500).map((chunk) => this.db.$executeRaw`INSERT INTO "MailboxUsage" ("accountId", "deviceId", "envelopes", "bytes")
+      ...chunks(usageDeltas(envelopes, 1), 500).map(
+        (chunk) => this.db.$executeRaw`INSERT INTO "MailboxUsage" ("accountId", "deviceId", "envelopes", "bytes")
         VALUES ${Prisma.join(chunk.map((u) => Prisma.sql`(${u.accountId}, ${u.deviceId}, ${u.envelopes}, ${u.bytes})`))}
         ON CONFLICT ("accountId", "deviceId") DO UPDATE SET
-          "envelopes" = "MailboxUsage"."envelopes" + excluded."envelopes", "bytes" = "MailboxUsage"."bytes" + excluded."bytes"`),
+          "envelopes" = "MailboxUsage"."envelopes" + excluded."envelopes", "bytes" = "MailboxUsage"."bytes" + excluded."bytes"`,
+      ),
       ...alongside,
     ];
     await this.db.$transaction(statements);
@@ -104,15 +116,24 @@ export class EnvelopeStore {
   async usage(accountIds: string[]): Promise<Map<string, MailboxUsage>> {
     const out = new Map<string, MailboxUsage>();
     for (const chunk of chunks(accountIds, 1000)) {
-      const rows = await this.db.$queryRaw<{ accountId: string; deviceId: number; envelopes: number; bytes: number | bigint }[]>`
+      const rows = await this.db.$queryRaw<
+        { accountId: string; deviceId: number; envelopes: number; bytes: number | bigint }[]
+      >`
         SELECT "accountId", "deviceId", "envelopes", "bytes" FROM "MailboxUsage" WHERE "accountId" IN (${Prisma.join(chunk)})`;
-      for (const r of rows) out.set(deviceKey(r.accountId, Number(r.deviceId)), { envelopes: Number(r.envelopes), bytes: Number(r.bytes) });
+      for (const r of rows)
+        out.set(deviceKey(r.accountId, Number(r.deviceId)), { envelopes: Number(r.envelopes), bytes: Number(r.bytes) });
     }
     return out;
   }
 
   /** The device's unexpired envelopes after `afterSeq`, oldest first. */
-  async fetch(accountId: string, deviceId: number, afterSeq: number, limit: number, now: number): Promise<StoredEnvelope[]> {
+  async fetch(
+    accountId: string,
+    deviceId: number,
+    afterSeq: number,
+    limit: number,
+    now: number,
+  ): Promise<StoredEnvelope[]> {
     const rows = await this.db.envelope.findMany({
       where: { accountId, deviceId, seq: { gt: afterSeq }, expiresAt: { gt: BigInt(now) } },
       select: envelopeSelect,
@@ -121,7 +142,9 @@ export class EnvelopeStore {
     });
     const ids = [...new Set(rows.flatMap((r) => r.sharedPayloadId ?? []))];
     const shared = new Map(
-      ids.length ? (await this.db.sharedPayload.findMany({ where: { id: { in: ids } } })).map((p) => [p.id, p.content as Bytes]) : [],
+      ids.length
+        ? (await this.db.sharedPayload.findMany({ where: { id: { in: ids } } })).map((p) => [p.id, p.content as Bytes])
+        : [],
     );
     return rows.map(({ sharedPayloadId, ...r }) => {
       const tail = sharedPayloadId === null ? undefined : shared.get(sharedPayloadId);
@@ -135,8 +158,9 @@ export class EnvelopeStore {
   /** Which device each of these envelope ids is queued for (unknown ids are absent). */
   async owners(ids: string[]): Promise<{ id: string; accountId: string; deviceId: number }[]> {
     const rows = await Promise.all(
-      chunks(ids, 1000).map((chunk) =>
-        this.db.$queryRaw<{ id: string; accountId: string; deviceId: number }[]>`
+      chunks(ids, 1000).map(
+        (chunk) =>
+          this.db.$queryRaw<{ id: string; accountId: string; deviceId: number }[]>`
           SELECT "id", "accountId", "deviceId" FROM "Envelope" WHERE "id" IN (${Prisma.join(chunk)})`,
       ),
     );
@@ -153,8 +177,10 @@ export class EnvelopeStore {
     return this.db.$transaction(async (tx) => {
       const deleted: DeletedRow[] = [];
       for (const chunk of chunks(ids, 1000)) {
-        deleted.push(...(await tx.$queryRaw<DeletedRow[]>`DELETE FROM "Envelope" WHERE "id" IN (${Prisma.join(chunk)})
-          RETURNING "accountId", "deviceId", "size", "sharedPayloadId"`));
+        deleted.push(
+          ...(await tx.$queryRaw<DeletedRow[]>`DELETE FROM "Envelope" WHERE "id" IN (${Prisma.join(chunk)})
+          RETURNING "accountId", "deviceId", "size", "sharedPayloadId"`),
+        );
       }
       await release(tx, deleted);
       return deleted.length;
@@ -200,7 +226,10 @@ async function release(tx: Tx, deleted: DeletedRow[]): Promise<void> {
 }
 
 /** Envelope count and bytes per device (times `sign`), sorted by device. */
-function usageDeltas(rows: { accountId: string; deviceId: number; size: number }[], sign: 1 | -1): { accountId: string; deviceId: number; envelopes: number; bytes: number }[] {
+function usageDeltas(
+  rows: { accountId: string; deviceId: number; size: number }[],
+  sign: 1 | -1,
+): { accountId: string; deviceId: number; envelopes: number; bytes: number }[] {
   const byDevice = new Map<string, { accountId: string; deviceId: number; envelopes: number; bytes: number }>();
   for (const r of rows) {
     const key = deviceKey(r.accountId, r.deviceId);
@@ -209,7 +238,9 @@ function usageDeltas(rows: { accountId: string; deviceId: number; size: number }
     u.bytes += sign * r.size;
     byDevice.set(key, u);
   }
-  return [...byDevice.values()].sort((a, b) => (a.accountId < b.accountId ? -1 : a.accountId > b.accountId ? 1 : a.deviceId - b.deviceId));
+  return [...byDevice.values()].sort((a, b) =>
+    a.accountId < b.accountId ? -1 : a.accountId > b.accountId ? 1 : a.deviceId - b.deviceId,
+  );
 }
 
 function chunks<T>(items: T[], size: number): T[][] {

@@ -25,7 +25,9 @@ export class IdempotencyStore {
   /** The unexpired records among these key hashes. */
   async find(keyHashes: string[], now: number): Promise<IdempotencyRecord[]> {
     if (!keyHashes.length) return [];
-    const rows = await this.db.sendIdempotency.findMany({ where: { keyHash: { in: keyHashes }, expiresAt: { gt: BigInt(now) } } });
+    const rows = await this.db.sendIdempotency.findMany({
+      where: { keyHash: { in: keyHashes }, expiresAt: { gt: BigInt(now) } },
+    });
     return rows.map((r) => ({ ...r, expiresAt: Number(r.expiresAt) }));
   }
 
@@ -41,7 +43,8 @@ export class IdempotencyStore {
     const rows = records.map((r) => Prisma.sql`(${r.keyHash}, ${r.fingerprint}, ${r.answer}, ${r.expiresAt})`);
     return [
       this.db.$executeRaw`DELETE FROM "SendIdempotency" WHERE "keyHash" IN (${hashes}) AND "expiresAt" <= ${now}`,
-      this.db.$executeRaw`INSERT INTO "SendIdempotency" ("keyHash", "fingerprint", "answer", "expiresAt") VALUES ${Prisma.join(rows)}`,
+      this.db
+        .$executeRaw`INSERT INTO "SendIdempotency" ("keyHash", "fingerprint", "answer", "expiresAt") VALUES ${Prisma.join(rows)}`,
     ];
   }
 

@@ -27,7 +27,10 @@ export class InviteStore {
 
   /** @returns whether an unrevoked invite with that id existed */
   async revoke(id: string): Promise<boolean> {
-    const { count } = await this.db.invite.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: new Date() } });
+    const { count } = await this.db.invite.updateMany({
+      where: { id, revokedAt: null },
+      data: { revokedAt: new Date() },
+    });
     return count === 1;
   }
 
@@ -40,7 +43,10 @@ export class InviteStore {
   async consume(tx: Db, tokenHash: Bytes, now: Date): Promise<boolean> {
     const invite = await tx.invite.findUnique({ where: { tokenHash } });
     if (!invite || invite.revokedAt || invite.expiresAt <= now || invite.uses >= invite.maxUses) return false;
-    const { count } = await tx.invite.updateMany({ where: { id: invite.id, uses: invite.uses }, data: { uses: invite.uses + 1 } });
+    const { count } = await tx.invite.updateMany({
+      where: { id: invite.id, uses: invite.uses },
+      data: { uses: invite.uses + 1 },
+    });
     return count === 1;
   }
 }

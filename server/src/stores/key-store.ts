@@ -53,20 +53,31 @@ export class KeyStore {
     const key = { accountId_deviceId: where };
     await this.db.$transaction(async (tx) => {
       if (upload.signedPreKey) {
-        await tx.signedPreKey.upsert({ where: key, create: { ...where, ...upload.signedPreKey }, update: upload.signedPreKey });
+        await tx.signedPreKey.upsert({
+          where: key,
+          create: { ...where, ...upload.signedPreKey },
+          update: upload.signedPreKey,
+        });
       }
       if (upload.kyberLastResort) {
-        await tx.kyberLastResortKey.upsert({ where: key, create: { ...where, ...upload.kyberLastResort }, update: upload.kyberLastResort });
+        await tx.kyberLastResortKey.upsert({
+          where: key,
+          create: { ...where, ...upload.kyberLastResort },
+          update: upload.kyberLastResort,
+        });
       }
       if (upload.ecPreKeys) {
         await tx.ecPreKey.deleteMany({ where });
         if (upload.ecPreKeys.length) {
-          await tx.ecPreKey.createMany({ data: upload.ecPreKeys.map((k) => ({ ...where, keyId: k.keyId, publicKey: k.publicKey })) });
+          await tx.ecPreKey.createMany({
+            data: upload.ecPreKeys.map((k) => ({ ...where, keyId: k.keyId, publicKey: k.publicKey })),
+          });
         }
       }
       if (upload.kyberPreKeys) {
         await tx.kyberPreKey.deleteMany({ where });
-        if (upload.kyberPreKeys.length) await tx.kyberPreKey.createMany({ data: upload.kyberPreKeys.map((k) => ({ ...where, ...k })) });
+        if (upload.kyberPreKeys.length)
+          await tx.kyberPreKey.createMany({ data: upload.kyberPreKeys.map((k) => ({ ...where, ...k })) });
       }
     });
   }
@@ -74,7 +85,10 @@ export class KeyStore {
   /** The device's remaining one-time keys. */
   async counts(accountId: string, deviceId: number): Promise<{ ecCount: number; pqCount: number }> {
     const where = { accountId, deviceId };
-    const [ecCount, pqCount] = await Promise.all([this.db.ecPreKey.count({ where }), this.db.kyberPreKey.count({ where })]);
+    const [ecCount, pqCount] = await Promise.all([
+      this.db.ecPreKey.count({ where }),
+      this.db.kyberPreKey.count({ where }),
+    ]);
     return { ecCount, pqCount };
   }
 
@@ -84,7 +98,11 @@ export class KeyStore {
    * unless `mayClaim` says no for the device: then no one-time EC key and
    * the last-resort Kyber key.
    */
-  async claimBundles(accountId: string, deviceId: number | undefined, mayClaim: (deviceId: number) => Promise<boolean> = async () => true): Promise<DeviceKeys[]> {
+  async claimBundles(
+    accountId: string,
+    deviceId: number | undefined,
+    mayClaim: (deviceId: number) => Promise<boolean> = async () => true,
+  ): Promise<DeviceKeys[]> {
     const devices = await this.db.device.findMany({
       where: deviceId === undefined ? { accountId } : { accountId, id: deviceId },
       select: { id: true, registrationId: true, signedPreKey: true, kyberLastResort: true },
@@ -94,7 +112,9 @@ export class KeyStore {
     for (const device of devices) {
       // A device registers with both signed keys; one without them is mid-removal.
       if (!device.signedPreKey || !device.kyberLastResort) continue;
-      const [ecPreKey, kyberPreKey] = (await mayClaim(device.id)) ? await Promise.all([this.claimEc(accountId, device.id), this.claimKyber(accountId, device.id)]) : [null, null];
+      const [ecPreKey, kyberPreKey] = (await mayClaim(device.id))
+        ? await Promise.all([this.claimEc(accountId, device.id), this.claimKyber(accountId, device.id)])
+        : [null, null];
       result.push({
         deviceId: device.id,
         registrationId: device.registrationId,

@@ -12,7 +12,9 @@ export class PluginStorageError extends RangeError {
 function checkKey(key: unknown, what = "key"): string {
   if (typeof key !== "string") throw new PluginStorageError(`plugin storage: ${what} must be a string`);
   if (key.length > storageLimits.maxKeyLength) {
-    throw new PluginStorageError(`plugin storage: ${what} is ${key.length} characters, the limit is ${storageLimits.maxKeyLength}`);
+    throw new PluginStorageError(
+      `plugin storage: ${what} is ${key.length} characters, the limit is ${storageLimits.maxKeyLength}`,
+    );
   }
   // PostgreSQL text cannot hold NUL; refuse it on both providers alike.
   if (key.includes("\u0000")) throw new PluginStorageError(`plugin storage: ${what} contains a NUL character`);
@@ -39,19 +41,30 @@ export class PluginStore {
   storageFor(plugin: string): PluginStorage {
     return {
       get: async (key) => {
-        const row = await this.db.pluginEntry.findUnique({ where: { plugin_key: { plugin, key: checkKey(key) } }, select: { value: true } });
+        const row = await this.db.pluginEntry.findUnique({
+          where: { plugin_key: { plugin, key: checkKey(key) } },
+          select: { value: true },
+        });
         return row?.value ?? null;
       },
       set: async (key, value) => {
         checkKey(key);
         if (key.length === 0) throw new PluginStorageError("plugin storage: key must not be empty");
-        if (typeof value !== "string") throw new PluginStorageError("plugin storage: value must be a string (serialize it, e.g. JSON.stringify)");
+        if (typeof value !== "string")
+          throw new PluginStorageError("plugin storage: value must be a string (serialize it, e.g. JSON.stringify)");
         const bytes = Buffer.byteLength(value, "utf8");
         if (bytes > storageLimits.maxValueBytes) {
-          throw new PluginStorageError(`plugin storage: the value of "${key}" is ${bytes} bytes of UTF-8, the limit is ${storageLimits.maxValueBytes}`);
+          throw new PluginStorageError(
+            `plugin storage: the value of "${key}" is ${bytes} bytes of UTF-8, the limit is ${storageLimits.maxValueBytes}`,
+          );
         }
-        if (value.includes("\u0000")) throw new PluginStorageError(`plugin storage: the value of "${key}" contains a NUL character`);
-        await this.db.pluginEntry.upsert({ where: { plugin_key: { plugin, key } }, create: { plugin, key, value }, update: { value } });
+        if (value.includes("\u0000"))
+          throw new PluginStorageError(`plugin storage: the value of "${key}" contains a NUL character`);
+        await this.db.pluginEntry.upsert({
+          where: { plugin_key: { plugin, key } },
+          create: { plugin, key, value },
+          update: { value },
+        });
       },
       delete: async (key) => {
         const { count } = await this.db.pluginEntry.deleteMany({ where: { plugin, key: checkKey(key) } });
@@ -62,7 +75,9 @@ export class PluginStore {
         if (options.after !== undefined) checkKey(options.after, "after");
         const limit = options.limit ?? storageLimits.maxListLimit;
         if (!Number.isInteger(limit) || limit < 1 || limit > storageLimits.maxListLimit) {
-          throw new PluginStorageError(`plugin storage: list limit must be a whole number from 1 to ${storageLimits.maxListLimit}, not ${String(limit)}`);
+          throw new PluginStorageError(
+            `plugin storage: list limit must be a whole number from 1 to ${storageLimits.maxListLimit}, not ${String(limit)}`,
+          );
         }
         return this.list(plugin, prefix, options.after, limit);
       },
@@ -70,7 +85,12 @@ export class PluginStore {
   }
 
   /** Entries of `plugin` whose key starts with `prefix`, after `after`, in code-point order. */
-  private async list(plugin: string, prefix: string, after: string | undefined, limit: number): Promise<{ key: string; value: string }[]> {
+  private async list(
+    plugin: string,
+    prefix: string,
+    after: string | undefined,
+    limit: number,
+  ): Promise<{ key: string; value: string }[]> {
     const key = Prisma.raw(this.provider === "postgresql" ? `"key" COLLATE "C"` : `"key"`);
     // The prefix test compares the key's first characters (SQL counts code points): no LIKE, so `%` and `_` are plain
     // characters.

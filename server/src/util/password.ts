@@ -6,7 +6,10 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
  * slow password hash protects low-entropy secrets and would cost every
  * authenticated request milliseconds.
  */
-export function hashPassword(password: string, salt: Uint8Array<ArrayBuffer> = randomBytes(16)): {
+export function hashPassword(
+  password: string,
+  salt: Uint8Array<ArrayBuffer> = randomBytes(16),
+): {
   salt: Uint8Array<ArrayBuffer>;
   hash: Uint8Array<ArrayBuffer>;
 } {

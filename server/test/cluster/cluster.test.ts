@@ -2,12 +2,23 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import request from "supertest";
 import { io as connectClient, type Socket } from "socket.io-client";
-import type { ClientToServerEvents, Envelope, PreKeyBundleResponse, SendMessagesResponse, ServerToClientEvents, SocketResult } from "@zimchat/protocol";
+import type {
+  ClientToServerEvents,
+  Envelope,
+  PreKeyBundleResponse,
+  SendMessagesResponse,
+  ServerToClientEvents,
+  SocketResult,
+} from "@zimchat/protocol";
 import { clusterSkip, startCluster, startProxy, type TestCluster } from "../support/cluster.js";
 import { connectDevice, encryptFor, registerDevice } from "../support/harness.js";
 import type { SignalDevice } from "@zimchat/testing/signal";
 
-async function fetchBundle(url: string, from: SignalDevice, to: SignalDevice): Promise<{ status: number; body: PreKeyBundleResponse }> {
+async function fetchBundle(
+  url: string,
+  from: SignalDevice,
+  to: SignalDevice,
+): Promise<{ status: number; body: PreKeyBundleResponse }> {
   const res = await request(url).get(`/v1/keys/${to.uuid}/1`).set("Authorization", from.authHeader);
   return { status: res.status, body: res.body as PreKeyBundleResponse };
 }
@@ -39,7 +50,9 @@ describe("three homeserver nodes on one PostgreSQL and one Redis", { skip: clust
   after(async () => cluster?.stop());
 
   it("started on one shared data directory with one trust root", async () => {
-    const roots = await Promise.all(cluster.nodes.map(async (n) => (await request(n.url).get("/v1/certificate/trust-root")).body as unknown));
+    const roots = await Promise.all(
+      cluster.nodes.map(async (n) => (await request(n.url).get("/v1/certificate/trust-root")).body as unknown),
+    );
     assert.ok(roots[0], "trust root served");
     assert.deepEqual(roots[1], roots[0]);
     assert.deepEqual(roots[2], roots[0]);
@@ -53,8 +66,15 @@ describe("three homeserver nodes on one PostgreSQL and one Redis", { skip: clust
     try {
       await bobOnC.queueEmpty;
       const aliceOnA = await connectDevice(a, alice);
-      const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "across the cluster");
-      const sent = (await aliceOnA.socket.emitWithAck("send", { destination: bob.uuid, messages })) as SocketResult<SendMessagesResponse>;
+      const messages = await encryptFor(
+        alice,
+        { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+        "across the cluster",
+      );
+      const sent = (await aliceOnA.socket.emitWithAck("send", {
+        destination: bob.uuid,
+        messages,
+      })) as SocketResult<SendMessagesResponse>;
       aliceOnA.close();
       assert.ok(sent.ok, JSON.stringify(sent));
       const [envelope] = await bobOnC.waitFor(1);
@@ -72,8 +92,13 @@ describe("three homeserver nodes on one PostgreSQL and one Redis", { skip: clust
     const requesters = await Promise.all([registerDevice(a), registerDevice(b), registerDevice(c)]);
     const nodes = [a, b, c];
     // 60 fetches at once, 20 per node and 20 per requester (under the per-requester limit): 40 get a key, 20 none.
-    const fetches = await Promise.all(Array.from({ length: 60 }, (_, i) => fetchBundle(nodes[i % 3]!, requesters[Math.floor(i / 20)]!, bob)));
-    assert.deepEqual(fetches.map((f) => f.status), Array(60).fill(200));
+    const fetches = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => fetchBundle(nodes[i % 3]!, requesters[Math.floor(i / 20)]!, bob)),
+    );
+    assert.deepEqual(
+      fetches.map((f) => f.status),
+      Array(60).fill(200),
+    );
     const keyIds = fetches.flatMap((f) => (f.body.devices[0]!.preKey ? [f.body.devices[0]!.preKey.keyId] : []));
     assert.equal(keyIds.length, 40);
     assert.equal(new Set(keyIds).size, 40, "a one-time key was handed out twice");
@@ -83,7 +108,9 @@ describe("three homeserver nodes on one PostgreSQL and one Redis", { skip: clust
     const bob = await registerDevice(a);
     const eve = await registerDevice(a);
     // The bundle limit is 60 per minute per requester and target; 60 spread over three nodes use it up.
-    const statuses = await Promise.all(Array.from({ length: 61 }, (_, i) => fetchBundle([a, b, c][i % 3]!, eve, bob).then((f) => f.status)));
+    const statuses = await Promise.all(
+      Array.from({ length: 61 }, (_, i) => fetchBundle([a, b, c][i % 3]!, eve, bob).then((f) => f.status)),
+    );
     assert.equal(statuses.filter((s) => s === 200).length, 60);
     assert.equal(statuses.filter((s) => s === 429).length, 1);
   });
@@ -103,8 +130,15 @@ describe("three homeserver nodes on one PostgreSQL and one Redis", { skip: clust
       await second.queueEmpty;
       // The relayed disconnect did not reach the new connection: it is still there and still receives.
       assert.ok(second.socket.connected);
-      const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "still here");
-      const res = await request(c).put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+      const messages = await encryptFor(
+        alice,
+        { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+        "still here",
+      );
+      const res = await request(c)
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages });
       assert.equal(res.status, 200);
       const [envelope] = await second.waitFor(1);
       assert.equal(await bob.decrypt(alice.uuid, 1, envelope!.type, envelope!.content), "still here");
@@ -166,9 +200,15 @@ describe("a node killed with SIGKILL while clients send", { skip: clusterSkip },
             await new Promise((resolve) => setTimeout(resolve, 20));
             continue;
           }
-          const messages = await encryptFor(sender, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, `m${sent}`);
+          const messages = await encryptFor(
+            sender,
+            { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+            `m${sent}`,
+          );
           try {
-            const result = (await socket.timeout(3000).emitWithAck("send", { destination: bob.uuid, messages })) as SocketResult<SendMessagesResponse>;
+            const result = (await socket
+              .timeout(3000)
+              .emitWithAck("send", { destination: bob.uuid, messages })) as SocketResult<SendMessagesResponse>;
             if (result.ok) for (const e of result.value.envelopes) acknowledged.add(e.id);
             else refused++;
           } catch {
@@ -191,7 +231,10 @@ describe("a node killed with SIGKILL while clients send", { skip: clusterSkip },
       await Promise.all(loops);
       assert.equal(refused, 0);
       assert.ok(reconnects > 0, "no client was on the killed node");
-      assert.ok(sockets.every((s) => s.connected), "every client reconnected");
+      assert.ok(
+        sockets.every((s) => s.connected),
+        "every client reconnected",
+      );
 
       // Everything the server acknowledged reaches Bob (live, or drained on a fresh connection).
       bobSocket.close();

@@ -8,15 +8,21 @@ import { startChildServer } from "../support/child-server.js";
 
 describe("Redis configuration", () => {
   it("refuses REDIS_URL with a SQLite database", () => {
-    assert.throws(() => resolveConfig({ dataDir: "/tmp/x", redisUrl: "redis://127.0.0.1:6379" }), (error: unknown) => {
-      assert.ok(error instanceof ConfigError);
-      assert.match(error.message, /REDIS_URL.*SQLite/);
-      return true;
-    });
+    assert.throws(
+      () => resolveConfig({ dataDir: "/tmp/x", redisUrl: "redis://127.0.0.1:6379" }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, /REDIS_URL.*SQLite/);
+        return true;
+      },
+    );
   });
 
   it("refuses a Redis URL that is not redis:// and a bad prefix", () => {
-    assert.throws(() => resolveConfig({ databaseUrl: "postgresql://x/y", redisUrl: "http://127.0.0.1" }), /REDIS_URL must start with redis:\/\//);
+    assert.throws(
+      () => resolveConfig({ databaseUrl: "postgresql://x/y", redisUrl: "http://127.0.0.1" }),
+      /REDIS_URL must start with redis:\/\//,
+    );
     assert.throws(() => resolveConfig({ redisPrefix: "bad prefix" }), /ZIMCHAT_REDIS_PREFIX/);
   });
 
@@ -35,7 +41,12 @@ describe("Redis configuration", () => {
       assert.doesNotMatch(error.message, /hunter2secret/);
       return true;
     });
-    const config = resolveConfig({ dataDir: "/tmp/unused", databaseUrl: "postgresql://127.0.0.1:1/none", redisUrl: "redis://127.0.0.1:1", logLevel: "silent" });
+    const config = resolveConfig({
+      dataDir: "/tmp/unused",
+      databaseUrl: "postgresql://127.0.0.1:1/none",
+      redisUrl: "redis://127.0.0.1:1",
+      logLevel: "silent",
+    });
     await assert.rejects(openHomeserver(config), ConfigError);
   });
 
@@ -43,10 +54,15 @@ describe("Redis configuration", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "zimchat-redis-"));
     try {
       await assert.rejects(
-        startChildServer(["--data-dir", dataDir, "--database-url", "postgresql://127.0.0.1:1/none"], { REDIS_URL: "redis://127.0.0.1:1" }),
+        startChildServer(["--data-dir", dataDir, "--database-url", "postgresql://127.0.0.1:1/none"], {
+          REDIS_URL: "redis://127.0.0.1:1",
+        }),
         /cannot reach Redis at redis:\/\/127\.0\.0\.1:1/,
       );
-      await assert.rejects(startChildServer(["--data-dir", dataDir], { REDIS_URL: "redis://127.0.0.1:6379" }), /several nodes cannot share a SQLite file/);
+      await assert.rejects(
+        startChildServer(["--data-dir", dataDir], { REDIS_URL: "redis://127.0.0.1:6379" }),
+        /several nodes cannot share a SQLite file/,
+      );
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

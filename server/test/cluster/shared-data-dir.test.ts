@@ -14,13 +14,25 @@ describe("nodes starting at once on one shared data directory", () => {
   it("create one trust root and one server certificate between them", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "zimchat-shared-"));
     try {
-      const outputs = await Promise.all(Array.from({ length: 6 }, () => run(process.execPath, [bin, "keys", "init", "--data-dir", dataDir, "--json"])));
+      const outputs = await Promise.all(
+        Array.from({ length: 6 }, () => run(process.execPath, [bin, "keys", "init", "--data-dir", dataDir, "--json"])),
+      );
       const roots = outputs.map(({ stdout }) => (JSON.parse(stdout) as { fingerprint: string }).fingerprint);
       assert.equal(new Set(roots).size, 1, `trust roots: ${roots.join(" | ")}`);
-      assert.deepEqual(readdirSync(join(dataDir, "keys")).sort(), ["server.crt", "server.key", "trust-root.key", "trust-root.pub"]);
+      assert.deepEqual(readdirSync(join(dataDir, "keys")).sort(), [
+        "server.crt",
+        "server.key",
+        "trust-root.key",
+        "trust-root.pub",
+      ]);
       const again = await run(process.execPath, [bin, "keys", "init", "--data-dir", dataDir, "--json"]);
       assert.equal((JSON.parse(again.stdout) as { fingerprint: string }).fingerprint, roots[0]);
-      assert.deepEqual(readdirSync(join(dataDir, "keys")).sort(), ["server.crt", "server.key", "trust-root.key", "trust-root.pub"]);
+      assert.deepEqual(readdirSync(join(dataDir, "keys")).sort(), [
+        "server.crt",
+        "server.key",
+        "trust-root.key",
+        "trust-root.pub",
+      ]);
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

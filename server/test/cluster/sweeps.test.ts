@@ -13,7 +13,14 @@ describe("background sweeps on several nodes", { skip: clusterSkip }, () => {
   const sweepMs = 100;
   before(async () => {
     for (const node of [0, 1, 2]) {
-      const config = resolveConfig({ dataDir: db.dataDir, databaseUrl: db.url, redisUrl: testRedisUrl, redisPrefix, expirySweepMs: sweepMs, logLevel: "debug" });
+      const config = resolveConfig({
+        dataDir: db.dataDir,
+        databaseUrl: db.url,
+        redisUrl: testRedisUrl,
+        redisPrefix,
+        expirySweepMs: sweepMs,
+        logLevel: "debug",
+      });
       const logger = createLogger(config.logLevel, {
         write: (line: string) => {
           const entry = JSON.parse(line) as { msg: string; job?: string };

@@ -23,7 +23,13 @@ const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One JSON request with a 5 s budget: a hung server fails the test instead of hanging it. */
-async function call(url: string, method: string, path: string, body?: unknown, auth?: string): Promise<{ status: number; body: any; headers: Headers }> {
+async function call(
+  url: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  auth?: string,
+): Promise<{ status: number; body: any; headers: Headers }> {
   const res = await fetch(`${url}${path}`, {
     method,
     headers: { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) },
@@ -83,9 +89,30 @@ describe("disk full, with the log on the full disk", () => {
     const databaseUrl = testProvider === "sqlite" ? `file:${join(dataDir, "zimchat.db")}` : db.url;
     const log = openSync(logFile, "w");
     // --log-level debug: every request writes a log line, so the full disk is hit by the log at once.
-    child = spawn(process.execPath, [bin, "serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, "--database-url", databaseUrl, "--registration", "open", "--rate-limits", "off", "--log-level", "debug"], {
-      stdio: ["ignore", log, "pipe"],
-    });
+    child = spawn(
+      process.execPath,
+      [
+        bin,
+        "serve",
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--data-dir",
+        dataDir,
+        "--database-url",
+        databaseUrl,
+        "--registration",
+        "open",
+        "--rate-limits",
+        "off",
+        "--log-level",
+        "debug",
+      ],
+      {
+        stdio: ["ignore", log, "pipe"],
+      },
+    );
     closeSync(log);
     exited = new Promise((resolve) => child!.once("exit", (code) => resolve(code)));
     const deadline = Date.now() + 20_000;
@@ -108,10 +135,14 @@ describe("disk full, with the log on the full disk", () => {
   });
 
   it("answers 507 storage_full, is not ready, loses nothing acknowledged, and resumes once space is freed", async (t) => {
-    if (!mounted) return t.skip(`mount -t tmpfs is not permitted here (${mountError.trim()}): the disk-full test needs root`);
+    if (!mounted)
+      return t.skip(`mount -t tmpfs is not permitted here (${mountError.trim()}): the disk-full test needs root`);
     const alice = new SignalDevice();
     const bob = new SignalDevice();
-    for (const [device, name] of [[alice, "alice_full"], [bob, "bob_full"]] as const) {
+    for (const [device, name] of [
+      [alice, "alice_full"],
+      [bob, "bob_full"],
+    ] as const) {
       const res = await call(url, "POST", "/v1/accounts", device.registration(name));
       assert.equal(res.status, 201);
       device.uuid = res.body.uuid;
@@ -122,7 +153,13 @@ describe("disk full, with the log on the full disk", () => {
     let sent = 0;
     const send = async (): Promise<{ status: number; body: any; headers: Headers }> => {
       const { type, content } = await alice.encrypt(bob.uuid, 1, `message ${sent++}`);
-      const res = await call(url, "PUT", `/v1/messages/${bob.uuid}`, { messages: [{ type, content, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }] }, alice.authHeader);
+      const res = await call(
+        url,
+        "PUT",
+        `/v1/messages/${bob.uuid}`,
+        { messages: [{ type, content, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }] },
+        alice.authHeader,
+      );
       if (res.status === 200) acknowledged.add(res.body.envelopes[0].id);
       return res;
     };
@@ -146,7 +183,11 @@ describe("disk full, with the log on the full disk", () => {
       body: new Uint8Array(256 * 1024).fill(7),
       signal: AbortSignal.timeout(5000),
     });
-    assert.equal(upload.status, 507, `attachment upload on a full disk: ${upload.status} ${await upload.clone().text()}`);
+    assert.equal(
+      upload.status,
+      507,
+      `attachment upload on a full disk: ${upload.status} ${await upload.clone().text()}`,
+    );
     assert.equal(((await upload.json()) as { code: string }).code, "storage_full");
     assert.ok(Number(upload.headers.get("retry-after")) > 0, "Retry-After on the upload");
     const health = await call(url, "GET", "/healthz");
@@ -160,10 +201,18 @@ describe("disk full, with the log on the full disk", () => {
       assert.ok(Number(refused.headers.get("retry-after")) > 0, "Retry-After");
       assert.equal((await send()).status, 507, "still refused while full");
       // The same refusal over the socket.
-      const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(url, { auth: alice.socketAuth, transports: ["websocket"], reconnection: false, forceNew: true });
+      const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(url, {
+        auth: alice.socketAuth,
+        transports: ["websocket"],
+        reconnection: false,
+        forceNew: true,
+      });
       try {
         const { type, content } = await alice.encrypt(bob.uuid, 1, `message ${sent++}`);
-        const answer = await socket.timeout(5000).emitWithAck("send", { destination: bob.uuid, messages: [{ type, content, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }] });
+        const answer = await socket.timeout(5000).emitWithAck("send", {
+          destination: bob.uuid,
+          messages: [{ type, content, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }],
+        });
         assert.equal(answer.ok, false);
         assert.equal(!answer.ok && answer.status, 507);
       } finally {
@@ -189,7 +238,12 @@ describe("disk full, with the log on the full disk", () => {
     assert.match(metrics, /^zimchat_log_lines_dropped_total \d+$/m, "dropped log lines are counted");
 
     // Every acknowledged envelope is delivered.
-    const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(url, { auth: bob.socketAuth, transports: ["websocket"], reconnection: false, forceNew: true });
+    const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(url, {
+      auth: bob.socketAuth,
+      transports: ["websocket"],
+      reconnection: false,
+      forceNew: true,
+    });
     const received: Envelope[] = [];
     socket.on("envelopes", (batch, confirm) => {
       received.push(...batch);
@@ -209,6 +263,8 @@ describe("disk full, with the log on the full disk", () => {
     if (testProvider === "sqlite") assert.match(log, /"failure":"ENOSPC"/);
     // The warning logged while the disk was full was buffered, not lost.
     assert.match(log, /"msg":"storage is full: writes answer 507/);
-    console.log(`disk full: ${acknowledged.size} acknowledged sends delivered, filler ${Math.round(filled / 1024)} KiB`);
+    console.log(
+      `disk full: ${acknowledged.size} acknowledged sends delivered, filler ${Math.round(filled / 1024)} KiB`,
+    );
   });
 });

@@ -22,8 +22,15 @@ describe("log destination on a full device", { skip: process.platform !== "linux
       // About 16 KiB of ~90-byte lines are kept; the rest are dropped.
       assert.ok(destination.dropped > 1500 && destination.dropped < 2000, `dropped ${destination.dropped}`);
       assert.equal(droppedLogLines(logger), destination.dropped);
-      assert.equal(droppedLogLines(logger.child({ plugin: "x" })), destination.dropped, "children share the destination");
-      const metrics = new Metrics(async () => 0, () => droppedLogLines(logger));
+      assert.equal(
+        droppedLogLines(logger.child({ plugin: "x" })),
+        destination.dropped,
+        "children share the destination",
+      );
+      const metrics = new Metrics(
+        async () => 0,
+        () => droppedLogLines(logger),
+      );
       const text = await metrics.registry.metrics();
       assert.match(text, new RegExp(`^zimchat_log_lines_dropped_total ${destination.dropped}$`, "m"));
     } finally {

@@ -35,13 +35,18 @@ describe("event-loop stalls in plugin code", () => {
   let server: TestServer;
   const logs: string[] = [];
   before(async () => {
-    server = await startServer({ rateLimits: roomyRateLimits, plugins: [{ use: busy }], logLevel: "warn", eventLoopStallMs: 1000 }, logs);
+    server = await startServer(
+      { rateLimits: roomyRateLimits, plugins: [{ use: busy }], logLevel: "warn", eventLoopStallMs: 1000 },
+      logs,
+    );
   });
   after(async () => server?.stop());
 
   const stalls = async (hook = "accountRegistered"): Promise<number> => {
     const text = (await server.http().get("/metrics")).text;
-    const line = text.split("\n").find((l) => l.startsWith(`zimchat_event_loop_stalls_total{plugin="busy-loop",hook="${hook}"}`));
+    const line = text
+      .split("\n")
+      .find((l) => l.startsWith(`zimchat_event_loop_stalls_total{plugin="busy-loop",hook="${hook}"}`));
     return line ? Number(line.split(" ").at(-1)) : 0;
   };
   const warning = async (hook: string): Promise<Record<string, unknown> | undefined> => {
@@ -49,7 +54,9 @@ describe("event-loop stalls in plugin code", () => {
     let found: Record<string, unknown> | undefined;
     while (!found && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 100));
-      found = logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.plugin === "busy-loop" && l.hook === hook && typeof l.stallMs === "number");
+      found = logs
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.plugin === "busy-loop" && l.hook === hook && typeof l.stallMs === "number");
     }
     return found;
   };
@@ -62,7 +69,10 @@ describe("event-loop stalls in plugin code", () => {
     assert.ok(found, `no stall warning in the log:\n${logs.join("")}`);
     assert.equal(found.level, 40);
     assert.equal(found.exact, true);
-    assert.ok((found.stallMs as number) >= 1000 && (found.stallMs as number) < 10_000, `stallMs ${String(found.stallMs)}`);
+    assert.ok(
+      (found.stallMs as number) >= 1000 && (found.stallMs as number) < 10_000,
+      `stallMs ${String(found.stallMs)}`,
+    );
     assert.match(String(found.msg), /busy-loop.*accountRegistered/);
     assert.equal(await stalls(), 1);
   });
@@ -70,7 +80,11 @@ describe("event-loop stalls in plugin code", () => {
   it("names the plugin whose call is in flight when it blocks after an await", async () => {
     const device = await server.register();
     const before = await stalls("keysUploaded");
-    const res = await server.http().put("/v1/keys").set("Authorization", device.authHeader).send(device.keyUpload(2, 1));
+    const res = await server
+      .http()
+      .put("/v1/keys")
+      .set("Authorization", device.authHeader)
+      .send(device.keyUpload(2, 1));
     assert.equal(res.status, 204);
     const found = await warning("keysUploaded");
     assert.ok(found, `no stall warning in the log:\n${logs.join("")}`);

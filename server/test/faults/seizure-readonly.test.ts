@@ -7,7 +7,14 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { SeizureReport } from "../../src/seizure/report.js";
-import { encryptFor, roomyRateLimits, startServer, startSession, testProvider, type TestServer } from "../support/harness.js";
+import {
+  encryptFor,
+  roomyRateLimits,
+  startServer,
+  startSession,
+  testProvider,
+  type TestServer,
+} from "../support/harness.js";
 
 // `zimchat seizure-report` must not write to what it inspects. Before: on
 // SQLite it created -shm (and -wal) files in the seized data directory. The
@@ -28,7 +35,10 @@ function snapshot(dir: string): Map<string, string> {
         out.set(relative(dir, path), `dir mode ${s.mode.toString(8)} mtime ${s.mtimeMs}`);
         walk(path);
       } else {
-        out.set(relative(dir, path), `${s.size} bytes sha256 ${createHash("sha256").update(readFileSync(path)).digest("hex")} mode ${s.mode.toString(8)} mtime ${s.mtimeMs}`);
+        out.set(
+          relative(dir, path),
+          `${s.size} bytes sha256 ${createHash("sha256").update(readFileSync(path)).digest("hex")} mode ${s.mode.toString(8)} mtime ${s.mtimeMs}`,
+        );
       }
     }
   };
@@ -45,8 +55,16 @@ describe("zimchat seizure-report is read-only", () => {
     const bob = await server.register();
     await startSession(server, alice, bob);
     for (const text of ["one", "two", "three"]) {
-      const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, text);
-      const res = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+      const messages = await encryptFor(
+        alice,
+        { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+        text,
+      );
+      const res = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages });
       assert.equal(res.status, 200);
     }
   });
@@ -63,14 +81,21 @@ describe("zimchat seizure-report is read-only", () => {
     const before = snapshot(seized);
     const databaseUrl = testProvider === "sqlite" ? `file:${join(seized, "zimchat.db")}` : server.databaseUrl;
     const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-      execFile(process.execPath, [bin, "seizure-report", "--data-dir", seized, "--database-url", databaseUrl, "--json"], { env: { ...process.env, DATABASE_URL: "", ZIMCHAT_DATA_DIR: "" }, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
-        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      execFile(
+        process.execPath,
+        [bin, "seizure-report", "--data-dir", seized, "--database-url", databaseUrl, "--json"],
+        { env: { ...process.env, DATABASE_URL: "", ZIMCHAT_DATA_DIR: "" }, maxBuffer: 16 << 20 },
+        (error, stdout, stderr) =>
+          resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       ),
     );
     assert.ok(run.stdout.trim().startsWith("{"), `no JSON report (exit ${run.code}): ${run.stderr}`);
     const report = JSON.parse(run.stdout) as SeizureReport;
     assert.equal(report.envelopes.total, 3, "the queued envelopes (in the WAL) are seen");
-    assert.ok(report.held.some((line) => line.startsWith("timing:") && /consecutive queue numbers/.test(line)), "the report says what timing reveals");
+    assert.ok(
+      report.held.some((line) => line.startsWith("timing:") && /consecutive queue numbers/.test(line)),
+      "the report says what timing reveals",
+    );
     assert.deepEqual(snapshot(seized), before, "the report wrote to the inspected directory");
   });
 });

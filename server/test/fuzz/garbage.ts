@@ -7,7 +7,10 @@
 import fc from "fast-check";
 
 /** Characters node's HTTP client accepts in a header value (it refuses control characters). */
-const headerUnit = fc.integer({ min: 0x20, max: 0xff }).filter((c) => c !== 0x7f).map((c) => String.fromCharCode(c));
+const headerUnit = fc
+  .integer({ min: 0x20, max: 0xff })
+  .filter((c) => c !== 0x7f)
+  .map((c) => String.fromCharCode(c));
 
 /** A header value that node's client will put on the wire. */
 export const headerText = (maxLength = 64): fc.Arbitrary<string> => fc.string({ unit: headerUnit, maxLength });
@@ -21,7 +24,39 @@ export function nested(depth: number, kind: "array" | "object"): unknown {
 
 /** JSON values of every kind, including the edges: huge and negative numbers, long and odd strings, deep nesting. */
 export const garbageValue: fc.Arbitrary<unknown> = fc.oneof(
-  fc.constantFrom<unknown>(null, true, false, 0, -1, -0, 1.5, 2 ** 31, -(2 ** 31), 2 ** 53, -(2 ** 53), 1e308, -1e308, 5e-324, "", " ", "\u0000", "\ud800", "\u202e", "𝕫𝕚𝕞", "%00", "../..", "__proto__", "constructor", "toString", "=", "====", [], {}, [[]], { __proto__: null }),
+  fc.constantFrom<unknown>(
+    null,
+    true,
+    false,
+    0,
+    -1,
+    -0,
+    1.5,
+    2 ** 31,
+    -(2 ** 31),
+    2 ** 53,
+    -(2 ** 53),
+    1e308,
+    -1e308,
+    5e-324,
+    "",
+    " ",
+    "\u0000",
+    "\ud800",
+    "\u202e",
+    "𝕫𝕚𝕞",
+    "%00",
+    "../..",
+    "__proto__",
+    "constructor",
+    "toString",
+    "=",
+    "====",
+    [],
+    {},
+    [[]],
+    { __proto__: null },
+  ),
   fc.integer(),
   fc.double({ noNaN: true, noDefaultInfinity: true }),
   fc.string({ unit: "binary", maxLength: 40 }),
@@ -44,7 +79,10 @@ export interface Mutation {
 export const mutation: fc.Arbitrary<Mutation> = fc.record({
   at: fc.nat(),
   kind: fc.constantFrom("replace", "remove", "add-key", "grow-array", "wrap"),
-  key: fc.oneof(fc.constantFrom("__proto__", "constructor", "prototype", "messages", "extra", ""), fc.string({ maxLength: 12 })),
+  key: fc.oneof(
+    fc.constantFrom("__proto__", "constructor", "prototype", "messages", "extra", ""),
+    fc.string({ maxLength: 12 }),
+  ),
   value: garbageValue,
 });
 
@@ -105,11 +143,18 @@ function mutateOnce(value: unknown, m: Mutation): unknown {
         break;
       case "add-key":
         // defineProperty: a `__proto__` key becomes an own property, as JSON.parse makes it on the server.
-        if (target && typeof target === "object" && !Array.isArray(target)) Object.defineProperty(target, m.key, { value: m.value, enumerable: true, writable: true, configurable: true });
+        if (target && typeof target === "object" && !Array.isArray(target))
+          Object.defineProperty(target, m.key, {
+            value: m.value,
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          });
         else set({ [m.key]: m.value });
         break;
       case "grow-array":
-        if (Array.isArray(target) && target.length) set(Array.from({ length: Math.min(2_000, target.length * 300 + 1) }, (_, i) => target[i % target.length]));
+        if (Array.isArray(target) && target.length)
+          set(Array.from({ length: Math.min(2_000, target.length * 300 + 1) }, (_, i) => target[i % target.length]));
         else set([target, target]);
         break;
       case "wrap":
@@ -142,7 +187,7 @@ export const rawBody: fc.Arbitrary<string | Buffer> = fc.oneof(
     "\u0000",
     "\ufeff{}",
     "a=1&b=2",
-    "--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--x--",
+    '--x\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--x--',
   ),
   fc.integer({ min: 1, max: 100_000 }).map((n) => "[".repeat(n)),
   fc.integer({ min: 1, max: 20_000 }).map((n) => "[".repeat(n) + "]".repeat(n)),
@@ -181,7 +226,30 @@ export const contentEncoding: fc.Arbitrary<string | undefined> = fc.oneof(
 
 /** A path segment an attacker would try in place of an id. */
 export const badSegment: fc.Arbitrary<string> = fc.oneof(
-  fc.constantFrom("", "%", "%z", "%zz", "%c0%80", "%00", "%ff", "%2F", "%2e%2e", "..", ".", "*", "**", "0", "-1", "128", "1.5", "1e3", "%20", "00000001", "null", "undefined"),
+  fc.constantFrom(
+    "",
+    "%",
+    "%z",
+    "%zz",
+    "%c0%80",
+    "%00",
+    "%ff",
+    "%2F",
+    "%2e%2e",
+    "..",
+    ".",
+    "*",
+    "**",
+    "0",
+    "-1",
+    "128",
+    "1.5",
+    "1e3",
+    "%20",
+    "00000001",
+    "null",
+    "undefined",
+  ),
   fc.string({ unit: "binary", maxLength: 40 }).map(encodeURIComponent),
   fc.integer({ min: 100, max: 6_000 }).map((n) => "a".repeat(n)),
   fc.integer({ min: 1, max: 2_000 }).map((n) => "%41".repeat(n)),
@@ -189,8 +257,20 @@ export const badSegment: fc.Arbitrary<string> = fc.oneof(
 
 /** Authorization headers that are not valid credentials. */
 export const badAuthorization: fc.Arbitrary<string> = fc.oneof(
-  fc.constantFrom("Basic", "Basic ", "Basic !!!", "basic Zm9vOmJhcg==", "Bearer", "Bearer x", "Digest a=b", "Basic Og==", "Basic OjpkZWFk"),
+  fc.constantFrom(
+    "Basic",
+    "Basic ",
+    "Basic !!!",
+    "basic Zm9vOmJhcg==",
+    "Bearer",
+    "Bearer x",
+    "Digest a=b",
+    "Basic Og==",
+    "Basic OjpkZWFk",
+  ),
   headerText(64),
-  fc.tuple(fc.string({ unit: "binary", maxLength: 60 }), fc.string({ unit: "binary", maxLength: 60 })).map(([u, p]) => `Basic ${Buffer.from(`${u}:${p}`).toString("base64")}`),
+  fc
+    .tuple(fc.string({ unit: "binary", maxLength: 60 }), fc.string({ unit: "binary", maxLength: 60 }))
+    .map(([u, p]) => `Basic ${Buffer.from(`${u}:${p}`).toString("base64")}`),
   fc.integer({ min: 200, max: 7_000 }).map((n) => `Basic ${"A".repeat(n)}`),
 );

@@ -20,7 +20,15 @@ import { z } from "zod";
 export type Hints = Readonly<Record<string, fc.Arbitrary<unknown>>>;
 
 type Def = { type: string; checks?: { _zod: { def: CheckDef } }[]; [key: string]: unknown };
-type CheckDef = { check: string; format?: string; pattern?: RegExp; minimum?: number; maximum?: number; value?: number; inclusive?: boolean };
+type CheckDef = {
+  check: string;
+  format?: string;
+  pattern?: RegExp;
+  minimum?: number;
+  maximum?: number;
+  value?: number;
+  inclusive?: boolean;
+};
 
 /** Longest array a valid-shaped value has (mutations go beyond limits). */
 const maxArrayLength = 4;
@@ -65,7 +73,10 @@ function fromDef(schema: z.ZodType, hints: Hints): fc.Arbitrary<unknown> {
       const checks = checksOf(def);
       const min = checks.find((c) => c.check === "min_length")?.minimum ?? 0;
       const max = checks.find((c) => c.check === "max_length")?.maximum ?? maxArrayLength;
-      return fc.array(arbitraryFor(def.element as z.ZodType, hints), { minLength: min, maxLength: Math.max(min, Math.min(max, maxArrayLength)) });
+      return fc.array(arbitraryFor(def.element as z.ZodType, hints), {
+        minLength: min,
+        maxLength: Math.max(min, Math.min(max, maxArrayLength)),
+      });
     }
     case "object": {
       const shape = def.shape as Record<string, z.ZodType>;
@@ -86,21 +97,35 @@ function fromDef(schema: z.ZodType, hints: Hints): fc.Arbitrary<unknown> {
 function stringArbitrary(schema: z.ZodType, checks: CheckDef[]): fc.Arbitrary<string> {
   const maxLength = checks.find((c) => c.check === "max_length")?.maximum;
   const minLength = checks.find((c) => c.check === "min_length")?.minimum ?? 0;
-  const base64 = (z.globalRegistry.get(schema) as { contentEncoding?: string } | undefined)?.contentEncoding === "base64";
+  const base64 =
+    (z.globalRegistry.get(schema) as { contentEncoding?: string } | undefined)?.contentEncoding === "base64";
   if (base64) {
     // The decoded-length bounds live in a refinement: find which candidate lengths the schema itself accepts.
     const maxBytes = ((maxLength ?? 64) / 4) * 3;
-    const candidates = [...(maxBytes <= maxNearLimitBytes ? [maxBytes, maxBytes - 1, maxBytes - 2] : []), ...Array.from({ length: 49 }, (_, i) => i)];
+    const candidates = [
+      ...(maxBytes <= maxNearLimitBytes ? [maxBytes, maxBytes - 1, maxBytes - 2] : []),
+      ...Array.from({ length: 49 }, (_, i) => i),
+    ];
     const accepted = candidates.filter((n) => schema.safeParse(Buffer.alloc(n).toString("base64")).success);
     const refused = candidates.filter((n) => !accepted.includes(n));
-    const lengths = accepted.length && refused.length ? fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...accepted) }, { weight: 1, arbitrary: fc.constantFrom(...refused) }) : fc.constantFrom(...candidates);
-    return lengths.chain((n) => fc.uint8Array({ minLength: n, maxLength: n })).map((b) => Buffer.from(b).toString("base64"));
+    const lengths =
+      accepted.length && refused.length
+        ? fc.oneof(
+            { weight: 6, arbitrary: fc.constantFrom(...accepted) },
+            { weight: 1, arbitrary: fc.constantFrom(...refused) },
+          )
+        : fc.constantFrom(...candidates);
+    return lengths
+      .chain((n) => fc.uint8Array({ minLength: n, maxLength: n }))
+      .map((b) => Buffer.from(b).toString("base64"));
   }
   const pattern = checks.find((c) => c.check === "string_format" && c.format === "regex")?.pattern;
   if (pattern) {
     // Stretched or cut to the length bounds rather than filtered (a filter can spin for long on a rare length);
     // repeating a match keeps `^[class]+$` patterns matching.
-    return (simplePattern(pattern) ?? fc.stringMatching(pattern)).map((s) => (s.length < minLength ? s.padEnd(minLength, s || "A") : maxLength !== undefined ? s.slice(0, maxLength) : s));
+    return (simplePattern(pattern) ?? fc.stringMatching(pattern)).map((s) =>
+      s.length < minLength ? s.padEnd(minLength, s || "A") : maxLength !== undefined ? s.slice(0, maxLength) : s,
+    );
   }
   return fc.string({ minLength, maxLength: Math.min(maxLength ?? 64, 64) });
 }
@@ -115,7 +140,12 @@ function numberArbitrary(checks: CheckDef[]): fc.Arbitrary<number> {
     // The bounds themselves are where off-by-one bugs live.
     return fc.oneof(fc.integer({ min, max }), fc.constantFrom(min, max));
   }
-  return fc.double({ noNaN: true, noDefaultInfinity: true, ...(lower && { min: lower.value }), ...(upper && { max: upper.value }) });
+  return fc.double({
+    noNaN: true,
+    noDefaultInfinity: true,
+    ...(lower && { min: lower.value }),
+    ...(upper && { max: upper.value }),
+  });
 }
 
 /**

@@ -11,10 +11,15 @@ const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
 describe("registration modes and invites", () => {
   let server: TestServer;
   const cli = (...args: string[]): string =>
-    execFileSync(process.execPath, [bin, ...args, "--data-dir", server.dataDir, "--database-url", server.databaseUrl], { encoding: "utf8" });
+    execFileSync(process.execPath, [bin, ...args, "--data-dir", server.dataDir, "--database-url", server.databaseUrl], {
+      encoding: "utf8",
+    });
 
   before(async () => {
-    server = await startServer({ registration: "invite", rateLimits: { ...defaultRateLimits, register: { points: 100, durationSeconds: 60 } } });
+    server = await startServer({
+      registration: "invite",
+      rateLimits: { ...defaultRateLimits, register: { points: 100, durationSeconds: 60 } },
+    });
   });
   after(async () => server.stop());
 
@@ -23,9 +28,16 @@ describe("registration modes and invites", () => {
     assert.equal(noInvite.status, 403);
     assert.equal(noInvite.body.code, "invite_required");
 
-    const created = JSON.parse(cli("invite", "create", "--uses", "2", "--expires", "1h", "--json")) as { id: string; token: string; maxUses: number };
+    const created = JSON.parse(cli("invite", "create", "--uses", "2", "--expires", "1h", "--json")) as {
+      id: string;
+      token: string;
+      maxUses: number;
+    };
     assert.equal(created.maxUses, 2);
-    const bogus = await server.http().post("/v1/accounts").send(new SignalDevice().registration("bogus_invite", "zc_not_a_token"));
+    const bogus = await server
+      .http()
+      .post("/v1/accounts")
+      .send(new SignalDevice().registration("bogus_invite", "zc_not_a_token"));
     assert.equal(bogus.status, 403);
     assert.equal(bogus.body.code, "invalid_invite");
 
@@ -35,12 +47,18 @@ describe("registration modes and invites", () => {
       assert.equal(res.body.deviceId, 1);
       assert.equal(res.body.username, name);
     }
-    const third = await server.http().post("/v1/accounts").send(new SignalDevice().registration("invited_3", created.token));
+    const third = await server
+      .http()
+      .post("/v1/accounts")
+      .send(new SignalDevice().registration("invited_3", created.token));
     assert.equal(third.body.code, "invalid_invite");
 
     // A refused registration (username taken) does not spend a use.
     const single = JSON.parse(cli("invite", "create", "--json")) as { id: string; token: string };
-    const taken = await server.http().post("/v1/accounts").send(new SignalDevice().registration("invited_1", single.token));
+    const taken = await server
+      .http()
+      .post("/v1/accounts")
+      .send(new SignalDevice().registration("invited_1", single.token));
     assert.equal(taken.status, 409);
     assert.equal(taken.body.code, "username_taken");
     const listed = JSON.parse(cli("invite", "list", "--json")) as { id: string; uses: number; maxUses: number }[];
@@ -49,14 +67,22 @@ describe("registration modes and invites", () => {
     assert.ok(!cli("invite", "list").includes(single.token), "tokens are never listed");
 
     assert.match(cli("invite", "revoke", single.id), /revoked/);
-    const revoked = await server.http().post("/v1/accounts").send(new SignalDevice().registration("invited_4", single.token));
+    const revoked = await server
+      .http()
+      .post("/v1/accounts")
+      .send(new SignalDevice().registration("invited_4", single.token));
     assert.equal(revoked.body.code, "invalid_invite");
   });
 
   it("concurrent registrations cannot overspend a single-use invite", async () => {
     const { token } = JSON.parse(cli("invite", "create", "--json")) as { token: string };
     const results = await Promise.all(
-      Array.from({ length: 8 }, (_, i) => server.http().post("/v1/accounts").send(new SignalDevice().registration(`race_${i}`, token))),
+      Array.from({ length: 8 }, (_, i) =>
+        server
+          .http()
+          .post("/v1/accounts")
+          .send(new SignalDevice().registration(`race_${i}`, token)),
+      ),
     );
     assert.equal(results.filter((r) => r.status === 201).length, 1);
     assert.deepEqual(
@@ -66,10 +92,20 @@ describe("registration modes and invites", () => {
   });
 
   it("limits registrations per client address", async () => {
-    const limited = await startServer({ rateLimits: { ...defaultRateLimits, register: { points: 2, durationSeconds: 60 } } });
+    const limited = await startServer({
+      rateLimits: { ...defaultRateLimits, register: { points: 2, durationSeconds: 60 } },
+    });
     try {
       const codes = [];
-      for (let i = 0; i < 3; i++) codes.push((await limited.http().post("/v1/accounts").send(new SignalDevice().registration(`limited_${i}`))).status);
+      for (let i = 0; i < 3; i++)
+        codes.push(
+          (
+            await limited
+              .http()
+              .post("/v1/accounts")
+              .send(new SignalDevice().registration(`limited_${i}`))
+          ).status,
+        );
       assert.deepEqual(codes, [201, 201, 429]);
     } finally {
       await limited.stop();
@@ -82,12 +118,24 @@ describe("registration modes and invites", () => {
     const proxied = await startServer({ rateLimits, trustProxy: ["loopback"] });
     try {
       const register = (server: typeof direct, name: string, forwardedFor: string) =>
-        server.http().post("/v1/accounts").set("X-Forwarded-For", forwardedFor).send(new SignalDevice().registration(name)).then((r) => r.status);
+        server
+          .http()
+          .post("/v1/accounts")
+          .set("X-Forwarded-For", forwardedFor)
+          .send(new SignalDevice().registration(name))
+          .then((r) => r.status);
       // Untrusted: a client cannot dodge the limit by making up addresses.
-      assert.deepEqual([await register(direct, "direct_a", "192.0.2.1"), await register(direct, "direct_b", "192.0.2.2")], [201, 429]);
+      assert.deepEqual(
+        [await register(direct, "direct_a", "192.0.2.1"), await register(direct, "direct_b", "192.0.2.2")],
+        [201, 429],
+      );
       // Behind a trusted proxy, two clients get a bucket each; the same client again is refused.
       assert.deepEqual(
-        [await register(proxied, "proxied_a", "192.0.2.1"), await register(proxied, "proxied_b", "192.0.2.2"), await register(proxied, "proxied_c", "192.0.2.1")],
+        [
+          await register(proxied, "proxied_a", "192.0.2.1"),
+          await register(proxied, "proxied_b", "192.0.2.2"),
+          await register(proxied, "proxied_c", "192.0.2.1"),
+        ],
         [201, 201, 429],
       );
     } finally {
@@ -97,7 +145,15 @@ describe("registration modes and invites", () => {
   });
 
   it("prints help for every command", () => {
-    for (const command of [[], ["serve"], ["migrate"], ["invite"], ["invite", "create"], ["invite", "list"], ["invite", "revoke"]]) {
+    for (const command of [
+      [],
+      ["serve"],
+      ["migrate"],
+      ["invite"],
+      ["invite", "create"],
+      ["invite", "list"],
+      ["invite", "revoke"],
+    ]) {
       const out = execFileSync(process.execPath, [bin, ...command, "--help"], { encoding: "utf8" });
       assert.match(out, /^Usage: zimchat/m);
     }
@@ -121,7 +177,9 @@ describe("closed registration", () => {
 describe("authentication and username lookup", () => {
   let server: TestServer;
   before(async () => {
-    server = await startServer({ rateLimits: { ...defaultRateLimits, usernameLookup: { points: 3, durationSeconds: 60 } } });
+    server = await startServer({
+      rateLimits: { ...defaultRateLimits, usernameLookup: { points: 3, durationSeconds: 60 } },
+    });
   });
   after(async () => server.stop());
 

@@ -12,7 +12,14 @@ import { ConfigError, resolveConfig } from "../../src/index.js";
 import { CertificateService } from "../../src/services/certificate-service.js";
 import { keyFileNames } from "../../src/services/key-files.js";
 import type { AccountStore } from "../../src/stores/account-store.js";
-import { linkDevice, roomyRateLimits, startServer, startSession, testProvider, type TestServer } from "../support/harness.js";
+import {
+  linkDevice,
+  roomyRateLimits,
+  startServer,
+  startSession,
+  testProvider,
+  type TestServer,
+} from "../support/harness.js";
 import { certificateFor } from "../support/sealed.js";
 import type { SignalDevice } from "@zimchat/testing/signal";
 
@@ -25,7 +32,12 @@ async function trustRootOf(server: TestServer): Promise<PublicKey> {
 }
 
 async function uploadAttachment(server: TestServer, device: SignalDevice, bytes: number): Promise<string> {
-  const res = await server.http().post("/v1/attachments").set("Authorization", device.authHeader).set("Content-Type", "application/octet-stream").send(randomBytes(bytes));
+  const res = await server
+    .http()
+    .post("/v1/attachments")
+    .set("Authorization", device.authHeader)
+    .set("Content-Type", "application/octet-stream")
+    .send(randomBytes(bytes));
   assert.equal(res.status, 201, JSON.stringify(res.body));
   return res.body.id as string;
 }
@@ -55,7 +67,10 @@ describe("admin API: off without a token", () => {
   });
 
   it("refuses an admin token that is too short, without echoing it", () => {
-    assert.throws(() => resolveConfig({ adminToken: "short-secret" }), (error: unknown) => error instanceof ConfigError && !error.message.includes("short-secret"));
+    assert.throws(
+      () => resolveConfig({ adminToken: "short-secret" }),
+      (error: unknown) => error instanceof ConfigError && !error.message.includes("short-secret"),
+    );
   });
 });
 
@@ -69,12 +84,22 @@ describe("admin API", () => {
     setup: () => ({ deviceRemoved: (event) => void removed.push({ ...event }) }),
   });
   before(async () => {
-    server = await startServer({ adminToken, logLevel: "info", rateLimits: roomyRateLimits, plugins: [{ use: observer }] }, logs);
+    server = await startServer(
+      { adminToken, logLevel: "info", rateLimits: roomyRateLimits, plugins: [{ use: observer }] },
+      logs,
+    );
   });
   after(async () => server.stop());
 
   it("refuses a missing, malformed or wrong token with 401 unauthorized, and never logs the token", async () => {
-    for (const header of [undefined, adminToken, `Basic ${adminToken}`, `Bearer ${adminToken}x`, "Bearer ", `Bearer ${adminToken.slice(0, -1)}`]) {
+    for (const header of [
+      undefined,
+      adminToken,
+      `Basic ${adminToken}`,
+      `Bearer ${adminToken}x`,
+      "Bearer ",
+      `Bearer ${adminToken.slice(0, -1)}`,
+    ]) {
       const req = server.http().get("/admin/v1/stats");
       const res = await (header === undefined ? req : req.set("Authorization", header));
       assert.equal(res.status, 401, String(header));
@@ -83,23 +108,42 @@ describe("admin API", () => {
     }
     const created = await server.http().post("/admin/v1/invites").set("Authorization", bearer).send({ maxUses: 1 });
     assert.equal(created.status, 201);
-    assert.ok(logs.some((l) => l.includes("admin request")), "admin requests are logged");
-    assert.ok(logs.some((l) => l.includes("admin token refused")), "refusals are logged");
-    assert.ok(!logs.some((l) => l.includes(adminToken) || l.includes(created.body.token)), "neither the admin token nor an invite token reaches the logs");
+    assert.ok(
+      logs.some((l) => l.includes("admin request")),
+      "admin requests are logged",
+    );
+    assert.ok(
+      logs.some((l) => l.includes("admin token refused")),
+      "refusals are logged",
+    );
+    assert.ok(
+      !logs.some((l) => l.includes(adminToken) || l.includes(created.body.token)),
+      "neither the admin token nor an invite token reaches the logs",
+    );
   });
 
   it("documents the admin routes with a bearer security scheme in /openapi.json", async () => {
     const res = await server.http().get("/openapi.json");
-    const doc = res.body as { paths: Record<string, Record<string, { security: unknown; parameters: { name: string; in: string }[] }>>; components: { securitySchemes: Record<string, { scheme?: string }> } };
+    const doc = res.body as {
+      paths: Record<string, Record<string, { security: unknown; parameters: { name: string; in: string }[] }>>;
+      components: { securitySchemes: Record<string, { scheme?: string }> };
+    };
     assert.equal(doc.components.securitySchemes.adminBearer?.scheme, "bearer");
     assert.deepEqual(doc.paths["/admin/v1/stats"]?.get?.security, [{ adminBearer: [] }]);
     assert.ok(doc.paths["/admin/v1/backup"]?.post);
     assert.ok(doc.paths["/admin/v1/accounts/{account}/devices/{deviceId}"]?.delete);
-    assert.deepEqual(doc.paths["/admin/v1/accounts"]?.get?.parameters.map((p) => `${p.in}:${p.name}`), ["query:cursor", "query:limit"]);
+    assert.deepEqual(
+      doc.paths["/admin/v1/accounts"]?.get?.parameters.map((p) => `${p.in}:${p.name}`),
+      ["query:cursor", "query:limit"],
+    );
   });
 
   it("creates, lists (without tokens) and revokes invites; the invite works for registration until revoked", async () => {
-    const created = await server.http().post("/admin/v1/invites").set("Authorization", bearer).send({ maxUses: 2, expiresInSeconds: 3600 });
+    const created = await server
+      .http()
+      .post("/admin/v1/invites")
+      .set("Authorization", bearer)
+      .send({ maxUses: 2, expiresInSeconds: 3600 });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     assert.match(created.body.token, /^zc_/);
     const listed = await server.http().get("/admin/v1/invites").set("Authorization", bearer);
@@ -107,7 +151,10 @@ describe("admin API", () => {
     const mine = listed.body.invites.find((i: { id: string }) => i.id === created.body.id);
     assert.deepEqual(Object.keys(mine).sort(), ["createdAt", "expiresAt", "id", "maxUses", "revokedAt", "uses"]);
     assert.ok(!JSON.stringify(listed.body).includes(created.body.token));
-    assert.equal((await server.http().delete(`/admin/v1/invites/${created.body.id}`).set("Authorization", bearer)).status, 204);
+    assert.equal(
+      (await server.http().delete(`/admin/v1/invites/${created.body.id}`).set("Authorization", bearer)).status,
+      204,
+    );
     const again = await server.http().delete(`/admin/v1/invites/${created.body.id}`).set("Authorization", bearer);
     assert.equal(again.status, 404);
     assert.equal(again.body.code, "not_found");
@@ -123,7 +170,12 @@ describe("admin API", () => {
       assert.equal(res.body.code, "invalid_request");
     }
     assert.equal(await server.home.database.prisma.invite.count(), before);
-    for (const path of ["/admin/v1/accounts?limit=0", "/admin/v1/accounts?limit=501", "/admin/v1/accounts?cursor=nope", "/admin/v1/accounts?other=1"]) {
+    for (const path of [
+      "/admin/v1/accounts?limit=0",
+      "/admin/v1/accounts?limit=501",
+      "/admin/v1/accounts?cursor=nope",
+      "/admin/v1/accounts?other=1",
+    ]) {
       const res = await server.http().get(path).set("Authorization", bearer);
       assert.equal(res.status, 400, path);
       assert.equal(res.body.code, "invalid_request");
@@ -148,10 +200,11 @@ describe("admin API", () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const res: { status: number; body: { accounts: Record<string, unknown>[]; nextCursor: string | null } } = await server
-        .http()
-        .get(`/admin/v1/accounts?limit=2${cursor ? `&cursor=${cursor}` : ""}`)
-        .set("Authorization", bearer);
+      const res: { status: number; body: { accounts: Record<string, unknown>[]; nextCursor: string | null } } =
+        await server
+          .http()
+          .get(`/admin/v1/accounts?limit=2${cursor ? `&cursor=${cursor}` : ""}`)
+          .set("Authorization", bearer);
       assert.equal(res.status, 200, JSON.stringify(res.body));
       assert.ok(res.body.accounts.length <= 2);
       for (const a of res.body.accounts) seen.set(String(a.id), a);
@@ -184,17 +237,27 @@ describe("admin API", () => {
     const whoami = await server.http().get("/v1/accounts/whoami").set("Authorization", alice.authHeader);
     assert.equal(whoami.status, 403);
     assert.equal(whoami.body.code, "account_disabled");
-    await assert.rejects(server.connect(alice), (error: Error & { data?: { code?: string } }) => error.data?.code === "account_disabled");
+    await assert.rejects(
+      server.connect(alice),
+      (error: Error & { data?: { code?: string } }) => error.data?.code === "account_disabled",
+    );
 
     // Messages to a disabled account are still queued, and delivered once it is enabled again.
     await startSession(server, bob, alice);
     const message = await bob.encrypt(alice.uuid, 1, "while you were away");
-    const sent = await server.http().put(`/v1/messages/${alice.uuid}`).set("Authorization", bob.authHeader).send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: alice.registrationId }] });
+    const sent = await server
+      .http()
+      .put(`/v1/messages/${alice.uuid}`)
+      .set("Authorization", bob.authHeader)
+      .send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: alice.registrationId }] });
     assert.equal(sent.status, 200, JSON.stringify(sent.body));
 
     const stats = await server.http().get("/admin/v1/stats").set("Authorization", bearer);
     assert.ok(stats.body.disabledAccounts >= 1);
-    assert.equal((await server.http().delete(`/admin/v1/accounts/${alice.uuid}/disabled`).set("Authorization", bearer)).status, 204);
+    assert.equal(
+      (await server.http().delete(`/admin/v1/accounts/${alice.uuid}/disabled`).set("Authorization", bearer)).status,
+      204,
+    );
     const [envelope] = await queued(server, alice);
     assert.equal(await alice.decrypt(bob.uuid, 1, envelope!.type, envelope!.content), "while you were away");
     const row = await server.home.database.prisma.account.findUnique({ where: { id: alice.uuid } });
@@ -205,14 +268,22 @@ describe("admin API", () => {
     const alice = await server.register("to_be_deleted");
     const bob = await server.register();
     const { device: laptop } = await linkDevice(server, alice);
-    const upload = await server.http().put("/v1/keys").set("Authorization", alice.authHeader).send(alice.keyUpload(3, 3));
+    const upload = await server
+      .http()
+      .put("/v1/keys")
+      .set("Authorization", alice.authHeader)
+      .send(alice.keyUpload(3, 3));
     assert.equal(upload.status, 204, JSON.stringify(upload.body));
     const blob = await uploadAttachment(server, alice, 2048);
     const blobPath = join(server.dataDir, "attachments", blob);
     assert.ok(existsSync(blobPath));
     await startSession(server, bob, alice);
     const message = await bob.encrypt(alice.uuid, 1, "queued");
-    await server.http().put(`/v1/messages/${alice.uuid}`).set("Authorization", bob.authHeader).send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: alice.registrationId }] });
+    await server
+      .http()
+      .put(`/v1/messages/${alice.uuid}`)
+      .set("Authorization", bob.authHeader)
+      .send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: alice.registrationId }] });
     const socket = await server.connect(laptop);
     const closing = new Promise<string>((resolve) => socket.socket.once("closing", resolve));
 
@@ -231,17 +302,31 @@ describe("admin API", () => {
       ["kyber pre-keys", await prisma.kyberPreKey.count({ where })],
       ["envelopes", await prisma.envelope.count({ where })],
       ["attachments", await prisma.attachment.count({ where })],
-    ] as const) assert.equal(count, 0, name);
+    ] as const)
+      assert.equal(count, 0, name);
     assert.ok(!existsSync(blobPath), "the attachment blob is deleted");
     for (const device of [alice, laptop]) {
-      assert.equal((await server.http().get("/v1/accounts/whoami").set("Authorization", device.authHeader)).status, 401);
+      assert.equal(
+        (await server.http().get("/v1/accounts/whoami").set("Authorization", device.authHeader)).status,
+        401,
+      );
     }
     await assert.rejects(server.connect(alice));
-    const told = removed.filter((e) => e.accountId === alice.uuid).map((e) => `${e.deviceId}:${e.reason}`).sort();
-    assert.deepEqual(told, [`1:account_deleted`, `${laptop.deviceId}:account_deleted`], "plugins hear deviceRemoved for each device");
+    const told = removed
+      .filter((e) => e.accountId === alice.uuid)
+      .map((e) => `${e.deviceId}:${e.reason}`)
+      .sort();
+    assert.deepEqual(
+      told,
+      [`1:account_deleted`, `${laptop.deviceId}:account_deleted`],
+      "plugins hear deviceRemoved for each device",
+    );
     const again = await server.register("to_be_deleted");
     assert.notEqual(again.uuid, alice.uuid);
-    assert.equal((await server.http().delete(`/admin/v1/accounts/${alice.uuid}`).set("Authorization", bearer)).status, 404);
+    assert.equal(
+      (await server.http().delete(`/admin/v1/accounts/${alice.uuid}`).set("Authorization", bearer)).status,
+      404,
+    );
   });
 
   it("removes a linked device (closing its socket), but not the primary", async () => {
@@ -249,16 +334,28 @@ describe("admin API", () => {
     const { device: laptop } = await linkDevice(server, alice);
     const socket = await server.connect(laptop);
     const closing = new Promise<string>((resolve) => socket.socket.once("closing", resolve));
-    const primary = await server.http().delete(`/admin/v1/accounts/${alice.uuid}/devices/1`).set("Authorization", bearer);
+    const primary = await server
+      .http()
+      .delete(`/admin/v1/accounts/${alice.uuid}/devices/1`)
+      .set("Authorization", bearer);
     assert.equal(primary.status, 403);
     assert.equal(primary.body.code, "forbidden");
-    const res = await server.http().delete(`/admin/v1/accounts/${alice.uuid}/devices/${laptop.deviceId}`).set("Authorization", bearer);
+    const res = await server
+      .http()
+      .delete(`/admin/v1/accounts/${alice.uuid}/devices/${laptop.deviceId}`)
+      .set("Authorization", bearer);
     assert.equal(res.status, 204, JSON.stringify(res.body));
     assert.equal(await closing, "removed");
-    assert.deepEqual(removed.filter((e) => e.accountId === alice.uuid).map((e) => `${e.deviceId}:${e.reason}`), [`${laptop.deviceId}:removed_by_admin`]);
+    assert.deepEqual(
+      removed.filter((e) => e.accountId === alice.uuid).map((e) => `${e.deviceId}:${e.reason}`),
+      [`${laptop.deviceId}:removed_by_admin`],
+    );
     assert.equal((await server.http().get("/v1/accounts/whoami").set("Authorization", laptop.authHeader)).status, 401);
     assert.equal((await server.http().get("/v1/accounts/whoami").set("Authorization", alice.authHeader)).status, 200);
-    const missing = await server.http().delete(`/admin/v1/accounts/${alice.uuid}/devices/${laptop.deviceId}`).set("Authorization", bearer);
+    const missing = await server
+      .http()
+      .delete(`/admin/v1/accounts/${alice.uuid}/devices/${laptop.deviceId}`)
+      .set("Authorization", bearer);
     assert.equal(missing.status, 404);
   });
 
@@ -269,7 +366,11 @@ describe("admin API", () => {
     await socket.queueEmpty;
     await startSession(server, alice, bob);
     const message = await alice.encrypt(bob.uuid, 1, "counted");
-    await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }] });
+    await server
+      .http()
+      .put(`/v1/messages/${bob.uuid}`)
+      .set("Authorization", alice.authHeader)
+      .send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }] });
     const prisma = server.home.database.prisma;
     const res = await server.http().get("/admin/v1/stats").set("Authorization", bearer);
     assert.equal(res.status, 200);
@@ -306,7 +407,11 @@ describe("admin API", () => {
 
     // A sealed message under the certificate issued before the rotation still opens.
     const message = await alice.sealedEncrypt(bob.uuid, 1, "sealed before rotation", oldCertificate);
-    const sent = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }] });
+    const sent = await server
+      .http()
+      .put(`/v1/messages/${bob.uuid}`)
+      .set("Authorization", alice.authHeader)
+      .send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }] });
     assert.equal(sent.status, 200, JSON.stringify(sent.body));
     const [envelope] = await queued(server, bob);
     const opened = await bob.sealedDecrypt(envelope!.content, trustRoot);
@@ -329,7 +434,9 @@ describe("admin API", () => {
   });
 
   it("another process sharing the data directory picks up a rotated certificate", async () => {
-    const accounts = { find: async () => ({ username: "x", identityKey: new Uint8Array(33) }) } as unknown as AccountStore;
+    const accounts = {
+      find: async () => ({ username: "x", identityKey: new Uint8Array(33) }),
+    } as unknown as AccountStore;
     const other = new CertificateService(server.dataDir, accounts, 3_600_000, 0);
     const before = other.open().serverCertificate.keyId();
     const res = await server.http().post("/admin/v1/certificate/rotate").set("Authorization", bearer);
@@ -355,15 +462,24 @@ describe("admin: SQLite file header", () => {
   it("a backup starts with the SQLite header", { skip: testProvider !== "sqlite" }, async () => {
     const server = await startServer({ adminToken });
     try {
-      const res = await server.http().post("/admin/v1/backup").set("Authorization", bearer).buffer(true).parse((response, done) => {
-        const chunks: Buffer[] = [];
-        response.on("data", (c: Buffer) => chunks.push(c));
-        response.on("end", () => done(null, Buffer.concat(chunks)));
-      });
+      const res = await server
+        .http()
+        .post("/admin/v1/backup")
+        .set("Authorization", bearer)
+        .buffer(true)
+        .parse((response, done) => {
+          const chunks: Buffer[] = [];
+          response.on("data", (c: Buffer) => chunks.push(c));
+          response.on("end", () => done(null, Buffer.concat(chunks)));
+        });
       assert.equal(res.status, 200);
       const body = res.body as Buffer;
       assert.equal(body.subarray(0, 16).toString("latin1"), "SQLite format 3\0");
-      assert.deepEqual(readdirSync(server.dataDir).filter((name) => name.startsWith(".backup-")), [], "the temporary copy is removed");
+      assert.deepEqual(
+        readdirSync(server.dataDir).filter((name) => name.startsWith(".backup-")),
+        [],
+        "the temporary copy is removed",
+      );
       const dir = mkdtempSync(join(tmpdir(), "zimchat-admin-"));
       writeFileSync(join(dir, "b.db"), body);
       assert.ok(statSync(join(dir, "b.db")).size > 0);

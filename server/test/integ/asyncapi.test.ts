@@ -22,7 +22,8 @@ type Json = Record<string, any>;
 function resolve(doc: Json, ref: string): unknown {
   assert.ok(ref.startsWith("#/"), `local reference: ${ref}`);
   let node: unknown = doc;
-  for (const part of ref.slice(2).split("/")) node = (node as Json | undefined)?.[part.replaceAll("~1", "/").replaceAll("~0", "~")];
+  for (const part of ref.slice(2).split("/"))
+    node = (node as Json | undefined)?.[part.replaceAll("~1", "/").replaceAll("~0", "~")];
   const next = (node as Json | undefined)?.$ref;
   return typeof next === "string" ? resolve(doc, next) : node;
 }
@@ -46,7 +47,11 @@ async function parserErrors(doc: Json): Promise<string[]> {
 }
 
 describe("AsyncAPI document of the Socket.IO events", () => {
-  const rateLimits: RateLimits = { ...defaultRateLimits, send: { points: 17, durationSeconds: 3 }, sealedSend: { points: 23, durationSeconds: 7 } };
+  const rateLimits: RateLimits = {
+    ...defaultRateLimits,
+    send: { points: 17, durationSeconds: 3 },
+    sealedSend: { points: 23, durationSeconds: 7 },
+  };
   let server: TestServer;
   let doc: Json;
   before(async () => {
@@ -76,9 +81,11 @@ describe("AsyncAPI document of the Socket.IO events", () => {
     for (const [id, op] of Object.entries(doc.operations as Record<string, Json>)) {
       assert.ok(op.action === "send" || op.action === "receive", `${id}: action`);
       const channelRef: string = op.channel.$ref;
-      for (const m of op.messages) assert.ok(m.$ref.startsWith(`${channelRef}/messages/`), `${id}: ${m.$ref} is a message of ${channelRef}`);
+      for (const m of op.messages)
+        assert.ok(m.$ref.startsWith(`${channelRef}/messages/`), `${id}: ${m.$ref} is a message of ${channelRef}`);
       if (op.reply) {
-        for (const m of op.reply.messages) assert.ok(m.$ref.startsWith(`${op.reply.channel.$ref}/messages/`), `${id}: reply ${m.$ref}`);
+        for (const m of op.reply.messages)
+          assert.ok(m.$ref.startsWith(`${op.reply.channel.$ref}/messages/`), `${id}: reply ${m.$ref}`);
       }
     }
     for (const [id, channel] of Object.entries(doc.channels as Record<string, Json>)) {
@@ -90,17 +97,40 @@ describe("AsyncAPI document of the Socket.IO events", () => {
 
   it("documents every namespace and every event of the protocol's event maps, with payloads, callbacks and rate limits", () => {
     const namespaces = Object.entries(socketNamespaces) as [string, NamespaceSpec][];
-    assert.deepEqual(Object.values(doc.channels as Record<string, Json>).map((c) => c.address).sort(), namespaces.map(([n]) => n).sort());
+    assert.deepEqual(
+      Object.values(doc.channels as Record<string, Json>)
+        .map((c) => c.address)
+        .sort(),
+      namespaces.map(([n]) => n).sort(),
+    );
     for (const [namespace, spec] of namespaces) {
-      const [channelId, channel] = Object.entries(doc.channels as Record<string, Json>).find(([, c]) => c.address === namespace)!;
+      const [channelId, channel] = Object.entries(doc.channels as Record<string, Json>).find(
+        ([, c]) => c.address === namespace,
+      )!;
       const messages = Object.values(channel.messages as Record<string, Json>).map((m) => resolve(doc, m.$ref) as Json);
-      const events = (direction: string): string[] => messages.filter((m) => m["x-socketio"]?.direction === direction).map((m) => m["x-socketio"].event).sort();
-      assert.deepEqual(events("client-to-server"), Object.keys(spec.clientToServer).sort(), `${namespace}: client events`);
-      assert.deepEqual(events("server-to-client"), Object.keys(spec.serverToClient).sort(), `${namespace}: server events`);
-      const operations = Object.values(doc.operations as Record<string, Json>).filter((o) => o.channel.$ref === `#/channels/${channelId}`);
+      const events = (direction: string): string[] =>
+        messages
+          .filter((m) => m["x-socketio"]?.direction === direction)
+          .map((m) => m["x-socketio"].event)
+          .sort();
+      assert.deepEqual(
+        events("client-to-server"),
+        Object.keys(spec.clientToServer).sort(),
+        `${namespace}: client events`,
+      );
+      assert.deepEqual(
+        events("server-to-client"),
+        Object.keys(spec.serverToClient).sort(),
+        `${namespace}: server events`,
+      );
+      const operations = Object.values(doc.operations as Record<string, Json>).filter(
+        (o) => o.channel.$ref === `#/channels/${channelId}`,
+      );
 
       for (const [event, e] of Object.entries(spec.clientToServer)) {
-        const op = operations.find((o) => (resolve(doc, o.messages[0].$ref) as Json).name === event && o.action === "receive");
+        const op = operations.find(
+          (o) => (resolve(doc, o.messages[0].$ref) as Json).name === event && o.action === "receive",
+        );
         assert.ok(op, `${namespace} ${event}: a receive operation`);
         const request = resolve(doc, op.messages[0].$ref) as Json;
         assert.ok(request.payload, `${namespace} ${event}: payload schema`);
@@ -111,13 +141,27 @@ describe("AsyncAPI document of the Socket.IO events", () => {
         const variants = JSON.stringify(answerSchema);
         assert.match(variants, /"ok"/);
         assert.match(variants, /#\/components\/schemas\/Error/);
-        const expected = e.rateLimits.map((name) => ({ name, count: rateLimits[name].points, windowSeconds: rateLimits[name].durationSeconds }));
-        assert.deepEqual(op["x-rate-limit"].map((l: Json) => ({ name: l.name, count: l.count, windowSeconds: l.windowSeconds })), expected, `${namespace} ${event}: limits`);
+        const expected = e.rateLimits.map((name) => ({
+          name,
+          count: rateLimits[name].points,
+          windowSeconds: rateLimits[name].durationSeconds,
+        }));
+        assert.deepEqual(
+          op["x-rate-limit"].map((l: Json) => ({ name: l.name, count: l.count, windowSeconds: l.windowSeconds })),
+          expected,
+          `${namespace} ${event}: limits`,
+        );
       }
       for (const [event, e] of Object.entries(spec.serverToClient)) {
-        const op = operations.find((o) => (resolve(doc, o.messages[0].$ref) as Json).name === event && o.action === "send");
+        const op = operations.find(
+          (o) => (resolve(doc, o.messages[0].$ref) as Json).name === event && o.action === "send",
+        );
         assert.ok(op, `${namespace} ${event}: a send operation`);
-        assert.equal(!!(resolve(doc, op.messages[0].$ref) as Json).payload, !!e.payload, `${namespace} ${event}: payload`);
+        assert.equal(
+          !!(resolve(doc, op.messages[0].$ref) as Json).payload,
+          !!e.payload,
+          `${namespace} ${event}: payload`,
+        );
         assert.equal(!!op.reply, !!e.ack, `${namespace} ${event}: confirmation callback`);
       }
       // Handshake: credentials on the default namespace, none on /sealed.
@@ -136,7 +180,8 @@ describe("AsyncAPI document of the Socket.IO events", () => {
     const main = Object.values(doc.channels as Record<string, Json>).find((c) => c.address === "/")!;
     const names = main["x-socketio"].handshakeRateLimits.map((l: Json) => l.name as RateLimitName);
     assert.deepEqual(names, ["failedAuthPerAddress", "failedAuthPerAddressAndDevice"]);
-    for (const l of main["x-socketio"].handshakeRateLimits as Json[]) assert.equal(l.key, rateLimitInfo[l.name as RateLimitName].key);
+    for (const l of main["x-socketio"].handshakeRateLimits as Json[])
+      assert.equal(l.key, rateLimitInfo[l.name as RateLimitName].key);
   });
 
   it("is listed in /openapi.json", async () => {
@@ -161,7 +206,12 @@ describe("AsyncAPI document of the Socket.IO events", () => {
         }
       }
       // The handshake refusal is the error body the document states.
-      const refused = connectClient(server.url, { auth: { username: "nobody.1", password: "x".repeat(32) }, transports: ["websocket"], reconnection: false, forceNew: true });
+      const refused = connectClient(server.url, {
+        auth: { username: "nobody.1", password: "x".repeat(32) },
+        transports: ["websocket"],
+        reconnection: false,
+        forceNew: true,
+      });
       const error = await new Promise<Error & { data?: Json }>((resolve) => refused.once("connect_error", resolve));
       refused.close();
       assert.equal(error.data?.code, "unauthorized");

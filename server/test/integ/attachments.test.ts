@@ -31,9 +31,14 @@ import type { SignalDevice } from "@zimchat/testing/signal";
 const MiB = 1024 * 1024;
 const marker = Buffer.from("ZIMCHAT-ATTACHMENT-MARKER-Bond-notes-in-Harare");
 
-const credentials = (device: SignalDevice): DeviceCredentials => ({ uuid: device.uuid, deviceId: device.deviceId, password: device.password });
+const credentials = (device: SignalDevice): DeviceCredentials => ({
+  uuid: device.uuid,
+  deviceId: device.deviceId,
+  password: device.password,
+});
 const attachmentDir = (server: TestServer): string => join(server.dataDir, "attachments");
-const filesIn = (server: TestServer): string[] => (existsSync(attachmentDir(server)) ? readdirSync(attachmentDir(server)).sort() : []);
+const filesIn = (server: TestServer): string[] =>
+  existsSync(attachmentDir(server)) ? readdirSync(attachmentDir(server)).sort() : [];
 const rowsOf = (server: TestServer, device: SignalDevice): Promise<number> =>
   server.home.database.prisma.attachment.count({ where: { accountId: device.uuid } });
 
@@ -86,17 +91,28 @@ function readAnswer(res: IncomingMessage): Promise<RawAnswer> {
  */
 function rawUpload(
   server: TestServer,
-  options: { auth?: string; declared?: number; chunks: Iterable<Buffer>; pauseMs?: number; headers?: Record<string, string>; holdBody?: boolean },
+  options: {
+    auth?: string;
+    declared?: number;
+    chunks: Iterable<Buffer>;
+    pauseMs?: number;
+    headers?: Record<string, string>;
+    holdBody?: boolean;
+  },
 ): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { "content-type": "application/octet-stream", ...options.headers };
     if (options.auth) headers.authorization = options.auth;
     if (options.declared !== undefined) headers["content-length"] = String(options.declared);
     let answered = false;
-    const req = httpRequest(new URL("/v1/attachments", server.url), { method: "POST", agent: false, headers }, (res) => {
-      answered = true;
-      readAnswer(res).then(resolve, reject);
-    });
+    const req = httpRequest(
+      new URL("/v1/attachments", server.url),
+      { method: "POST", agent: false, headers },
+      (res) => {
+        answered = true;
+        readAnswer(res).then(resolve, reject);
+      },
+    );
     req.on("error", (error) => {
       if (!answered) reject(error);
     });
@@ -128,10 +144,17 @@ function* repeat(chunk: Buffer, count: number): Generator<Buffer> {
   for (let i = 0; i < count; i++) yield chunk;
 }
 
-function download(server: TestServer, id: string, auth: string | undefined, headers: Record<string, string> = {}): Promise<RawAnswer> {
+function download(
+  server: TestServer,
+  id: string,
+  auth: string | undefined,
+  headers: Record<string, string> = {},
+): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(new URL(`/v1/attachments/${id}`, server.url), { agent: false, headers: { ...headers, ...(auth && { authorization: auth }) } }, (res) =>
-      readAnswer(res).then(resolve, reject),
+    const req = httpRequest(
+      new URL(`/v1/attachments/${id}`, server.url),
+      { agent: false, headers: { ...headers, ...(auth && { authorization: auth }) } },
+      (res) => readAnswer(res).then(resolve, reject),
     );
     req.on("error", reject);
     req.end();
@@ -166,7 +189,10 @@ describe("encrypted attachments", () => {
     const plaintext = plaintextWithMarkers(20 * MiB + 12_345);
     const path = join(work, "big.bin");
     writeFileSync(path, plaintext);
-    const pointer = await uploadAttachment(server.url, credentials(alice), path, { contentType: "application/pdf", fileName: "notes.pdf" });
+    const pointer = await uploadAttachment(server.url, credentials(alice), path, {
+      contentType: "application/pdf",
+      fileName: "notes.pdf",
+    });
     big = { pointer, plaintext, path };
     assert.equal(pointer.size, plaintext.length);
     assert.equal(pointer.contentType, "application/pdf");
@@ -205,10 +231,13 @@ describe("encrypted attachments", () => {
     // Sizes in one bucket give blobs of one size.
     const sizes = [1000, 1001, 1010];
     assert.equal(new Set(sizes.map(paddedSize)).size, 1);
-    const pointers = await Promise.all(sizes.map((n) => uploadAttachment(server.url, credentials(alice), plaintextWithMarkers(n))));
+    const pointers = await Promise.all(
+      sizes.map((n) => uploadAttachment(server.url, credentials(alice), plaintextWithMarkers(n))),
+    );
     const stored = pointers.map((p) => statSync(join(attachmentDir(server), p.id)).size);
     assert.deepEqual(new Set(stored), new Set([blobSize(1000)]));
-    for (const [i, p] of pointers.entries()) assert.equal((await downloadAttachment(server.url, credentials(bob), p)).length, sizes[i]);
+    for (const [i, p] of pointers.entries())
+      assert.equal((await downloadAttachment(server.url, credentials(bob), p)).length, sizes[i]);
   });
 
   it("answers Range requests with 206 and the right bytes, and a range past the end with 416", async () => {
@@ -247,13 +276,19 @@ describe("encrypted attachments", () => {
     const destination = join(work, "tampered.out");
     for (const target of [undefined, destination]) {
       await assert.rejects(
-        target === undefined ? downloadAttachment(server.url, credentials(bob), pointer) : downloadAttachment(server.url, credentials(bob), pointer, target),
+        target === undefined
+          ? downloadAttachment(server.url, credentials(bob), pointer)
+          : downloadAttachment(server.url, credentials(bob), pointer, target),
         (error: unknown) => error instanceof AttachmentError && error.reason === AttachmentFailureReason.DigestMismatch,
         `digest mismatch (${target ?? "in memory"})`,
       );
     }
     assert.ok(!existsSync(destination), "nothing written to the destination");
-    assert.deepEqual(readdirSync(work).filter((f) => f.startsWith("tampered")), [], "no temporary files left");
+    assert.deepEqual(
+      readdirSync(work).filter((f) => f.startsWith("tampered")),
+      [],
+      "no temporary files left",
+    );
 
     // An attacker who also swapped the digest still fails the GCM tag.
     const { createHash } = await import("node:crypto");
@@ -267,11 +302,21 @@ describe("encrypted attachments", () => {
       (error: unknown) => error instanceof AttachmentError && error.reason === AttachmentFailureReason.DecryptionFailed,
     );
     assert.ok(!existsSync(destination), "nothing written to the destination");
-    assert.deepEqual(readdirSync(work).filter((f) => f.startsWith("tampered")), [], "no temporary files left");
+    assert.deepEqual(
+      readdirSync(work).filter((f) => f.startsWith("tampered")),
+      [],
+      "no temporary files left",
+    );
     // A wrong key, a wrong size: refused too. The untampered blob still opens.
     const wrongKey = { ...pointer, key: randomBytes(32).toString("base64") };
-    assert.throws(() => decryptAttachmentBytes(stored, wrongKey), (e: unknown) => e instanceof AttachmentError && e.reason === AttachmentFailureReason.DecryptionFailed);
-    assert.throws(() => decryptAttachmentBytes(stored, { ...pointer, size: 400_000 }), (e: unknown) => e instanceof AttachmentError && e.reason === AttachmentFailureReason.SizeMismatch);
+    assert.throws(
+      () => decryptAttachmentBytes(stored, wrongKey),
+      (e: unknown) => e instanceof AttachmentError && e.reason === AttachmentFailureReason.DecryptionFailed,
+    );
+    assert.throws(
+      () => decryptAttachmentBytes(stored, { ...pointer, size: 400_000 }),
+      (e: unknown) => e instanceof AttachmentError && e.reason === AttachmentFailureReason.SizeMismatch,
+    );
     assert.ok(decryptAttachmentBytes(stored, pointer).equals(plaintext));
   });
 
@@ -298,14 +343,24 @@ describe("encrypted attachments", () => {
       peakRss = Math.max(peakRss, process.memoryUsage().rss - baselineRss);
       samples++;
     }, 200);
-    const answer = await rawUpload(server, { auth: alice.authHeader, declared: size, chunks: repeat(chunk, size / chunk.length), pauseMs: 30 });
+    const answer = await rawUpload(server, {
+      auth: alice.authHeader,
+      declared: size,
+      chunks: repeat(chunk, size / chunk.length),
+      pauseMs: 30,
+    });
     clearInterval(sampler);
-    t.diagnostic(`${samples} samples; peak growth: retained ${(peak / MiB).toFixed(2)} MiB, RSS ${(peakRss / MiB).toFixed(2)} MiB; upload ${size / MiB} MiB`);
+    t.diagnostic(
+      `${samples} samples; peak growth: retained ${(peak / MiB).toFixed(2)} MiB, RSS ${(peakRss / MiB).toFixed(2)} MiB; upload ${size / MiB} MiB`,
+    );
     assert.equal(answer.status, 201, answer.body.toString());
     assert.equal(answer.json?.size, size);
     assert.equal(statSync(join(attachmentDir(server), answer.json!.id as string)).size, size);
     assert.ok(samples >= 5, `sampled ${samples} times during the upload`);
-    assert.ok(peak < 8 * MiB, `retained memory grew by ${(peak / MiB).toFixed(1)} MiB during a ${size / MiB} MiB upload`);
+    assert.ok(
+      peak < 8 * MiB,
+      `retained memory grew by ${(peak / MiB).toFixed(1)} MiB during a ${size / MiB} MiB upload`,
+    );
     assert.ok(peakRss < size / 2, `RSS grew by ${(peakRss / MiB).toFixed(1)} MiB during a ${size / MiB} MiB upload`);
   });
 
@@ -317,7 +372,11 @@ describe("encrypted attachments", () => {
       const req = httpRequest(new URL("/v1/attachments", server.url), {
         method: "POST",
         agent: false,
-        headers: { authorization: alice.authHeader, "content-type": "application/octet-stream", ...(chunked ? {} : { "content-length": String(size) }) },
+        headers: {
+          authorization: alice.authHeader,
+          "content-type": "application/octet-stream",
+          ...(chunked ? {} : { "content-length": String(size) }),
+        },
       });
       req.on("error", () => undefined);
       const chunk = randomBytes(64 * 1024);
@@ -325,9 +384,15 @@ describe("encrypted attachments", () => {
         if (!req.write(chunk)) await new Promise((r) => req.once("drain", r));
       }
       // The partial upload is on disk, then the client goes away.
-      await until(() => filesIn(server).some((f) => f.endsWith(".part") && statSync(join(attachmentDir(server), f)).size > 0), "the partial upload");
+      await until(
+        () => filesIn(server).some((f) => f.endsWith(".part") && statSync(join(attachmentDir(server), f)).size > 0),
+        "the partial upload",
+      );
       req.destroy();
-      await until(() => filesIn(server).length === before.length, `the partial file to go (${chunked ? "chunked" : "Content-Length"})`);
+      await until(
+        () => filesIn(server).length === before.length,
+        `the partial file to go (${chunked ? "chunked" : "Content-Length"})`,
+      );
       assert.deepEqual(filesIn(server), before);
       assert.equal(await rowsOf(server, alice), rows);
     }
@@ -336,7 +401,11 @@ describe("encrypted attachments", () => {
   it("refuses unauthenticated uploads and downloads with 401, storing nothing", async () => {
     const before = filesIn(server);
     const wrong = `Basic ${Buffer.from(`${alice.uuid}.1:${"A".repeat(24)}`).toString("base64")}`;
-    for (const [name, auth] of [["no credentials", undefined], ["wrong password", wrong], ["malformed", "Basic !!!"]] as const) {
+    for (const [name, auth] of [
+      ["no credentials", undefined],
+      ["wrong password", wrong],
+      ["malformed", "Basic !!!"],
+    ] as const) {
       const up = await rawUpload(server, { ...(auth && { auth }), declared: 4096, chunks: [randomBytes(4096)] });
       assertCode(up, 401, "unauthorized", `upload, ${name}`);
       const down = await download(server, big.pointer.id, auth);
@@ -350,7 +419,12 @@ describe("encrypted attachments", () => {
   });
 
   it("answers unknown ids with 404, malformed ids with 400 and a Content-Encoding with 400", async () => {
-    assertCode(await download(server, randomBytes(16).toString("base64url"), bob.authHeader), 404, "not_found", "unknown id");
+    assertCode(
+      await download(server, randomBytes(16).toString("base64url"), bob.authHeader),
+      404,
+      "not_found",
+      "unknown id",
+    );
     assertCode(await download(server, "..%2F..%2Fzimchat.db", bob.authHeader), 400, "invalid_request", "traversal");
     assertCode(await download(server, "short", bob.authHeader), 400, "invalid_request", "short id");
     await assert.rejects(
@@ -358,7 +432,12 @@ describe("encrypted attachments", () => {
       (e: unknown) => e instanceof ApiError && e.status === 404 && e.code === "not_found",
     );
     const before = filesIn(server);
-    const gzip = await rawUpload(server, { auth: alice.authHeader, declared: 100, chunks: [randomBytes(100)], headers: { "content-encoding": "gzip" } });
+    const gzip = await rawUpload(server, {
+      auth: alice.authHeader,
+      declared: 100,
+      chunks: [randomBytes(100)],
+      headers: { "content-encoding": "gzip" },
+    });
     assertCode(gzip, 400, "invalid_request", "content-encoding");
     assert.deepEqual(filesIn(server), before);
   });
@@ -369,12 +448,19 @@ describe("encrypted attachments", () => {
     const get = res.body.paths["/v1/attachments/{id}"]?.get;
     assert.ok(upload?.requestBody?.content?.["application/octet-stream"], "upload body is octet-stream");
     assert.ok(upload.responses["201"] && upload.responses["413"] && upload.responses["401"]);
-    assert.ok(get?.responses?.["200"]?.content?.["application/octet-stream"] && get.responses["206"] && get.responses["416"] && get.responses["404"]);
+    assert.ok(
+      get?.responses?.["200"]?.content?.["application/octet-stream"] &&
+        get.responses["206"] &&
+        get.responses["416"] &&
+        get.responses["404"],
+    );
   });
 
   it("deletes an account's attachments (rows and files) with deleteForAccount", async () => {
     const carol = await server.register();
-    const pointers = await Promise.all([1, 2].map(() => uploadAttachment(server.url, credentials(carol), randomBytes(5000))));
+    const pointers = await Promise.all(
+      [1, 2].map(() => uploadAttachment(server.url, credentials(carol), randomBytes(5000))),
+    );
     assert.equal(await rowsOf(server, carol), 2);
     assert.equal(await server.home.services.attachments.deleteForAccount(carol.uuid), 2);
     assert.equal(await rowsOf(server, carol), 0);
@@ -383,9 +469,13 @@ describe("encrypted attachments", () => {
   });
 
   it("logs no attachment ids, keys, digests or plaintext", async () => {
-    assert.ok(logs.some((l) => l.includes("/v1/attachments")), "requests were logged (at trace)");
+    assert.ok(
+      logs.some((l) => l.includes("/v1/attachments")),
+      "requests were logged (at trace)",
+    );
     const all = logs.join("\n");
-    for (const secret of [big.pointer.id, big.pointer.key, big.pointer.digest, marker.toString()]) assert.ok(!all.includes(secret), "a secret in the logs");
+    for (const secret of [big.pointer.id, big.pointer.key, big.pointer.digest, marker.toString()])
+      assert.ok(!all.includes(secret), "a secret in the logs");
   });
 });
 
@@ -420,7 +510,11 @@ describe("attachment caps and quota", () => {
     }
     assert.deepEqual(filesIn(server), []);
     // Exactly the cap is fine.
-    const exact = await rawUpload(server, { auth: alice.authHeader, declared: cap, chunks: repeat(randomBytes(64 * 1024), cap / (64 * 1024)) });
+    const exact = await rawUpload(server, {
+      auth: alice.authHeader,
+      declared: cap,
+      chunks: repeat(randomBytes(64 * 1024), cap / (64 * 1024)),
+    });
     assert.equal(exact.status, 201);
     assert.deepEqual(filesIn(server), [exact.json!.id]);
     assert.equal(await rowsOf(server, alice), 1);
@@ -434,8 +528,18 @@ describe("attachment caps and quota", () => {
     const second = await rawUpload(server, { auth: bob.authHeader, declared: 1.5 * MiB, chunks: repeat(chunk, 24) });
     assert.equal(first.status, 201);
     assert.equal(second.status, 201, "exactly the quota is fine");
-    assertCode(await rawUpload(server, { auth: bob.authHeader, declared: 1, chunks: [Buffer.alloc(1)] }), 413, "quota_exceeded", "declared");
-    assertCode(await rawUpload(server, { auth: bob.authHeader, chunks: [Buffer.alloc(1)] }), 413, "quota_exceeded", "chunked");
+    assertCode(
+      await rawUpload(server, { auth: bob.authHeader, declared: 1, chunks: [Buffer.alloc(1)] }),
+      413,
+      "quota_exceeded",
+      "declared",
+    );
+    assertCode(
+      await rawUpload(server, { auth: bob.authHeader, chunks: [Buffer.alloc(1)] }),
+      413,
+      "quota_exceeded",
+      "chunked",
+    );
     await assert.rejects(
       uploadAttachment(server.url, credentials(bob), randomBytes(1000)),
       (e: unknown) => e instanceof ApiError && e.status === 413 && e.code === "quota_exceeded",
@@ -455,7 +559,6 @@ describe("attachment caps and quota", () => {
     assert.ok(!filesIn(server).some((f) => f.endsWith(".part")));
   });
 
-
   it("sweep() on demand (last: it expires everything here): deletes what expired at the given time, and stale partial uploads", async () => {
     const erin = await server.register();
     const pointer = await uploadAttachment(server.url, credentials(erin), randomBytes(1000));
@@ -466,7 +569,10 @@ describe("attachment caps and quota", () => {
     const { utimesSync } = await import("node:fs");
     utimesSync(stale, new Date(Date.now() - 2 * 86_400_000), new Date(Date.now() - 2 * 86_400_000));
     const fresh = new (await import("../../src/services/attachment-service.js")).AttachmentService(
-      new (await import("../../src/stores/attachment-store.js")).AttachmentStore(server.home.database.prisma, server.home.database.provider),
+      new (await import("../../src/stores/attachment-store.js")).AttachmentStore(
+        server.home.database.prisma,
+        server.home.database.provider,
+      ),
       { dir: attachmentDir(server), maxBytes: MiB, quotaBytes: MiB, ttlMs: 400 },
     );
     const swept = await fresh.sweep(Number(row.expiresAt));
@@ -488,7 +594,11 @@ describe("attachment retention", () => {
     const pointer = await uploadAttachment(server.url, credentials(dave), randomBytes(10_000));
     assert.ok(existsSync(join(attachmentDir(server), pointer.id)));
     // The TTL is 400 ms and the sweep runs every 100 ms: every attachment of this server goes.
-    await until(async () => filesIn(server).length === 0 && (await server.home.database.prisma.attachment.count()) === 0, "the sweep", 5000);
+    await until(
+      async () => filesIn(server).length === 0 && (await server.home.database.prisma.attachment.count()) === 0,
+      "the sweep",
+      5000,
+    );
     await assert.rejects(
       downloadAttachment(server.url, credentials(dave), pointer),
       (e: unknown) => e instanceof ApiError && e.code === "not_found",
@@ -506,7 +616,12 @@ describe("attachment encryption in memory", () => {
     assert.ok(!a.key.equals(b.key) && !a.blob.subarray(0, 12).equals(b.blob.subarray(0, 12)));
     assert.equal(a.blob.length, blobSize(plaintext.length));
     assert.equal(a.blob.indexOf(marker), -1);
-    const pointer = { id: "A".repeat(22), key: a.key.toString("base64"), digest: a.digest.toString("base64"), size: a.size };
+    const pointer = {
+      id: "A".repeat(22),
+      key: a.key.toString("base64"),
+      digest: a.digest.toString("base64"),
+      size: a.size,
+    };
     assert.ok(decryptAttachmentBytes(a.blob, pointer).equals(plaintext));
     assert.throws(
       () => decryptAttachmentBytes(a.blob, { ...pointer, key: "not base64" }),

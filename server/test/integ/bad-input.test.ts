@@ -17,7 +17,8 @@ import { linkDevice, encryptFor, startServer, startSession, type TestServer } fr
 import { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
-const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+const basic = (user: string, password: string): string =>
+  `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 
 /** Default limits, but enough registrations and lookups for one test file from one address. */
 const roomyLimits: RateLimits = {
@@ -30,7 +31,13 @@ const roomyLimits: RateLimits = {
 };
 
 type Json = Record<string, any>;
-type Message = { type: string; destinationDeviceId: unknown; destinationRegistrationId: unknown; content: unknown; [k: string]: unknown };
+type Message = {
+  type: string;
+  destinationDeviceId: unknown;
+  destinationRegistrationId: unknown;
+  content: unknown;
+  [k: string]: unknown;
+};
 /** A bad send: the body's `messages` (or the whole body), and the refusal it must get. */
 type BadSend = { name: string; body: Json | string; status: number; code: string; details?: Json };
 /** Bad sends by kind, each kind its own test so one failure does not hide the others. */
@@ -55,7 +62,12 @@ async function queue(server: TestServer, device: SignalDevice): Promise<Envelope
 }
 
 /** Asserts an error answer: exact status, exact code, a JSON body with a message. */
-function assertRefused(res: { status: number; body: any; headers?: Record<string, unknown> }, status: number, code: string, what: string): void {
+function assertRefused(
+  res: { status: number; body: any; headers?: Record<string, unknown> },
+  status: number,
+  code: string,
+  what: string,
+): void {
   assert.equal(res.status, status, `${what}: ${res.status} ${JSON.stringify(res.body)}`);
   assert.equal(res.body?.code, code, `${what}: ${JSON.stringify(res.body)}`);
   assert.equal(typeof res.body.message, "string", what);
@@ -92,7 +104,14 @@ function rawRequest(
     const req = httpRequest(
       new URL(path, server.url),
       // A fresh connection: a pooled one the server closed after a refusal would fail with ECONNRESET.
-      { method, agent: false, headers: { ...headers, ...(chunked ? { "transfer-encoding": "chunked" } : { "content-length": String(body.length) }) } },
+      {
+        method,
+        agent: false,
+        headers: {
+          ...headers,
+          ...(chunked ? { "transfer-encoding": "chunked" } : { "content-length": String(body.length) }),
+        },
+      },
       (res) => {
         let text = "";
         res.setEncoding("utf8");
@@ -167,58 +186,204 @@ describe("bad input", () => {
     const m = message;
     const cases: Record<SendGroup, BadSend[]> = {
       shape: [
-        { name: "unknown top-level field", body: { messages: [m()], urgent: true }, status: 400, code: "invalid_request" },
-        { name: "unknown message field", body: { messages: [m({ sealed: true })] }, status: 400, code: "invalid_request" },
-        { name: "__proto__ field", body: `{"messages":${JSON.stringify([m()])},"__proto__":{"admin":true}}`, status: 400, code: "invalid_request" },
-        { name: "constructor field", body: { messages: [m({ constructor: 1 })] }, status: 400, code: "invalid_request" },
+        {
+          name: "unknown top-level field",
+          body: { messages: [m()], urgent: true },
+          status: 400,
+          code: "invalid_request",
+        },
+        {
+          name: "unknown message field",
+          body: { messages: [m({ sealed: true })] },
+          status: 400,
+          code: "invalid_request",
+        },
+        {
+          name: "__proto__ field",
+          body: `{"messages":${JSON.stringify([m()])},"__proto__":{"admin":true}}`,
+          status: 400,
+          code: "invalid_request",
+        },
+        {
+          name: "constructor field",
+          body: { messages: [m({ constructor: 1 })] },
+          status: 400,
+          code: "invalid_request",
+        },
         { name: "messages missing", body: {}, status: 400, code: "invalid_request" },
         { name: "messages empty", body: { messages: [] }, status: 400, code: "invalid_request" },
         { name: "messages an object", body: { messages: m() }, status: 400, code: "invalid_request" },
         { name: "messages a string", body: { messages: "hello" }, status: 400, code: "invalid_request" },
         { name: "body an array", body: "[]", status: 400, code: "invalid_request" },
-        { name: "128 messages", body: { messages: Array.from({ length: 128 }, (_, i) => m({ destinationDeviceId: (i % 127) + 1 })) }, status: 400, code: "invalid_request" },
+        {
+          name: "128 messages",
+          body: { messages: Array.from({ length: 128 }, (_, i) => m({ destinationDeviceId: (i % 127) + 1 })) },
+          status: 400,
+          code: "invalid_request",
+        },
         { name: "type unknown", body: { messages: [m({ type: "plaintext" })] }, status: 400, code: "invalid_request" },
-        { name: "type a number", body: { messages: [m({ type: 3 as unknown as string })] }, status: 400, code: "invalid_request" },
-        { name: "type missing", body: { messages: [{ destinationDeviceId: 1, destinationRegistrationId: bob.registrationId, content: prekeyContent }] }, status: 400, code: "invalid_request" },
+        {
+          name: "type a number",
+          body: { messages: [m({ type: 3 as unknown as string })] },
+          status: 400,
+          code: "invalid_request",
+        },
+        {
+          name: "type missing",
+          body: {
+            messages: [
+              { destinationDeviceId: 1, destinationRegistrationId: bob.registrationId, content: prekeyContent },
+            ],
+          },
+          status: 400,
+          code: "invalid_request",
+        },
         ...[0, -1, 128, "1e3", "1", 1.5, null, true].map((id) => ({
           name: `destinationDeviceId ${JSON.stringify(id)}`,
           body: { messages: [m({ destinationDeviceId: id })] },
           status: 400,
           code: "invalid_request",
         })),
-        { name: "destinationDeviceId 1e3 (number)", body: `{"messages":[{"type":"prekey","destinationDeviceId":1e3,"destinationRegistrationId":${bob.registrationId},"content":"${prekeyContent}"}]}`, status: 400, code: "invalid_request" },
+        {
+          name: "destinationDeviceId 1e3 (number)",
+          body: `{"messages":[{"type":"prekey","destinationDeviceId":1e3,"destinationRegistrationId":${bob.registrationId},"content":"${prekeyContent}"}]}`,
+          status: 400,
+          code: "invalid_request",
+        },
         ...[0, 16381, -5, "7", 2.5].map((id) => ({
           name: `destinationRegistrationId ${JSON.stringify(id)}`,
           body: { messages: [m({ destinationRegistrationId: id })] },
           status: 400,
           code: "invalid_request",
         })),
-        { name: "content not base64", body: { messages: [m({ content: "this is not base64!" })] }, status: 400, code: "invalid_request" },
-        { name: "content unpadded base64", body: { messages: [m({ content: b64(Buffer.from("abcd")).replace(/=+$/, "") })] }, status: 400, code: "invalid_request" },
-        { name: "content base64url", body: { messages: [m({ content: b64(Buffer.from([0xfb, 0xff, 0xbf, 0xfe])).replace(/\+/g, "-").replace(/\//g, "_") })] }, status: 400, code: "invalid_request" },
-        { name: "content with a line break", body: { messages: [m({ content: `${prekeyContent.slice(0, 8)}\n${prekeyContent.slice(8)}` })] }, status: 400, code: "invalid_request" },
+        {
+          name: "content not base64",
+          body: { messages: [m({ content: "this is not base64!" })] },
+          status: 400,
+          code: "invalid_request",
+        },
+        {
+          name: "content unpadded base64",
+          body: { messages: [m({ content: b64(Buffer.from("abcd")).replace(/=+$/, "") })] },
+          status: 400,
+          code: "invalid_request",
+        },
+        {
+          name: "content base64url",
+          body: {
+            messages: [
+              m({
+                content: b64(Buffer.from([0xfb, 0xff, 0xbf, 0xfe]))
+                  .replace(/\+/g, "-")
+                  .replace(/\//g, "_"),
+              }),
+            ],
+          },
+          status: 400,
+          code: "invalid_request",
+        },
+        {
+          name: "content with a line break",
+          body: { messages: [m({ content: `${prekeyContent.slice(0, 8)}\n${prekeyContent.slice(8)}` })] },
+          status: 400,
+          code: "invalid_request",
+        },
         { name: "content empty", body: { messages: [m({ content: "" })] }, status: 400, code: "invalid_request" },
         { name: "content a number", body: { messages: [m({ content: 12345 })] }, status: 400, code: "invalid_request" },
-        { name: "content an array of bytes", body: { messages: [m({ content: [1, 2, 3] })] }, status: 400, code: "invalid_request" },
+        {
+          name: "content an array of bytes",
+          body: { messages: [m({ content: [1, 2, 3] })] },
+          status: 400,
+          code: "invalid_request",
+        },
       ],
       content: [
         { name: "duplicate destination device", body: { messages: [m(), m()] }, status: 400, code: "invalid_request" },
-        { name: "plaintext as a prekey message", body: { messages: [m({ content: plaintext })] }, status: 400, code: "invalid_ciphertext" },
-        { name: "plaintext as a whisper message", body: { messages: [m({ type: "whisper", content: plaintext })] }, status: 400, code: "invalid_ciphertext" },
-        { name: "random bytes as a whisper message", body: { messages: [m({ type: "whisper", content: big(200) })] }, status: 400, code: "invalid_ciphertext" },
-        { name: "a prekey message labelled whisper", body: { messages: [m({ type: "whisper" })] }, status: 400, code: "invalid_ciphertext" },
-        { name: "a whisper message labelled prekey", body: { messages: [m({ content: whisperContent })] }, status: 400, code: "invalid_ciphertext" },
+        {
+          name: "plaintext as a prekey message",
+          body: { messages: [m({ content: plaintext })] },
+          status: 400,
+          code: "invalid_ciphertext",
+        },
+        {
+          name: "plaintext as a whisper message",
+          body: { messages: [m({ type: "whisper", content: plaintext })] },
+          status: 400,
+          code: "invalid_ciphertext",
+        },
+        {
+          name: "random bytes as a whisper message",
+          body: { messages: [m({ type: "whisper", content: big(200) })] },
+          status: 400,
+          code: "invalid_ciphertext",
+        },
+        {
+          name: "a prekey message labelled whisper",
+          body: { messages: [m({ type: "whisper" })] },
+          status: 400,
+          code: "invalid_ciphertext",
+        },
+        {
+          name: "a whisper message labelled prekey",
+          body: { messages: [m({ content: whisperContent })] },
+          status: 400,
+          code: "invalid_ciphertext",
+        },
       ],
       size: [
-        { name: "content of 96 KiB + 1 byte", body: { messages: [m({ content: big(limits.maxContentBytes + 1) })] }, status: 413, code: "content_too_large" },
-        { name: "content of 96 KiB + 4 bytes", body: { messages: [m({ content: big(limits.maxContentBytes + 4) })] }, status: 413, code: "content_too_large" },
-        { name: "content of 1 MiB (body under 2 MiB)", body: { messages: [m({ content: big(1024 * 1024) })] }, status: 413, code: "content_too_large" },
+        {
+          name: "content of 96 KiB + 1 byte",
+          body: { messages: [m({ content: big(limits.maxContentBytes + 1) })] },
+          status: 413,
+          code: "content_too_large",
+        },
+        {
+          name: "content of 96 KiB + 4 bytes",
+          body: { messages: [m({ content: big(limits.maxContentBytes + 4) })] },
+          status: 413,
+          code: "content_too_large",
+        },
+        {
+          name: "content of 1 MiB (body under 2 MiB)",
+          body: { messages: [m({ content: big(1024 * 1024) })] },
+          status: 413,
+          code: "content_too_large",
+        },
       ],
       devices: [
-        { name: "a device bob does not have (missing 1, extra 2)", body: { messages: [m({ destinationDeviceId: 2 })] }, status: 409, code: "mismatched_devices", details: { missingDevices: [1], extraDevices: [2] } },
-        { name: "an extra device", body: { messages: [m(), m({ destinationDeviceId: 2 }), m({ destinationDeviceId: 127 })] }, status: 409, code: "mismatched_devices", details: { missingDevices: [], extraDevices: [2, 127] } },
-        { name: "a wrong registration id", body: { messages: [m({ destinationRegistrationId: (bob.registrationId % 16380) + 1 })] }, status: 410, code: "stale_devices", details: { staleDevices: [1] } },
-        { name: "a wrong registration id and an extra device (410 wins)", body: { messages: [m({ destinationRegistrationId: (bob.registrationId % 16380) + 1 }), m({ destinationDeviceId: 3 })] }, status: 410, code: "stale_devices", details: { staleDevices: [1] } },
+        {
+          name: "a device bob does not have (missing 1, extra 2)",
+          body: { messages: [m({ destinationDeviceId: 2 })] },
+          status: 409,
+          code: "mismatched_devices",
+          details: { missingDevices: [1], extraDevices: [2] },
+        },
+        {
+          name: "an extra device",
+          body: { messages: [m(), m({ destinationDeviceId: 2 }), m({ destinationDeviceId: 127 })] },
+          status: 409,
+          code: "mismatched_devices",
+          details: { missingDevices: [], extraDevices: [2, 127] },
+        },
+        {
+          name: "a wrong registration id",
+          body: { messages: [m({ destinationRegistrationId: (bob.registrationId % 16380) + 1 })] },
+          status: 410,
+          code: "stale_devices",
+          details: { staleDevices: [1] },
+        },
+        {
+          name: "a wrong registration id and an extra device (410 wins)",
+          body: {
+            messages: [
+              m({ destinationRegistrationId: (bob.registrationId % 16380) + 1 }),
+              m({ destinationDeviceId: 3 }),
+            ],
+          },
+          status: 410,
+          code: "stale_devices",
+          details: { staleDevices: [1] },
+        },
       ],
     };
     return cases[group];
@@ -231,12 +396,20 @@ describe("bad input", () => {
     carol = await server.register("carol_bad_input");
     alice2 = (await linkDevice(server, alice)).device;
     await startSession(server, alice, bob);
-    const [first] = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "first");
+    const [first] = await encryptFor(
+      alice,
+      { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+      "first",
+    );
     assert.equal(first?.type, "prekey");
     prekeyContent = first.content;
     // Bob decrypts, so his reply is a plain SignalMessage.
     assert.equal(await bob.decrypt(alice.uuid, 1, "prekey", prekeyContent), "first");
-    const [reply] = await encryptFor(bob, { uuid: alice.uuid, devices: [{ deviceId: 1, registrationId: alice.registrationId }] }, "reply");
+    const [reply] = await encryptFor(
+      bob,
+      { uuid: alice.uuid, devices: [{ deviceId: 1, registrationId: alice.registrationId }] },
+      "reply",
+    );
     assert.equal(reply?.type, "whisper");
     whisperContent = reply.content;
   });
@@ -244,7 +417,11 @@ describe("bad input", () => {
 
   describe("every route", () => {
     const concrete = (path: string): string =>
-      path.replace(":uuid", bob.uuid).replace(":deviceId", "1").replace(":username", bobName).replace(":code", "A".repeat(22));
+      path
+        .replace(":uuid", bob.uuid)
+        .replace(":deviceId", "1")
+        .replace(":username", bobName)
+        .replace(":code", "A".repeat(22));
     const all = Object.entries(routes) as [string, RouteSpec][];
 
     // Only routes that take a body read one: the others ignore it, unparsed.
@@ -259,7 +436,17 @@ describe("bad input", () => {
         const res = await sendRaw(server, route.method, concrete(route.path), '{"messages": [', alice.authHeader);
         assert.notEqual(res.body?.code, "malformed_json", name);
       }
-      for (const body of ['{"ids": ["a",]}', "{'ids': []}", '{"ids": NaN}', "42", '"ids"', "null", "true", '{"ids": [] } trailing', "\u0000"]) {
+      for (const body of [
+        '{"ids": ["a",]}',
+        "{'ids': []}",
+        '{"ids": NaN}',
+        "42",
+        '"ids"',
+        "null",
+        "true",
+        '{"ids": [] } trailing',
+        "\u0000",
+      ]) {
         const res = await sendRaw(server, "post", "/v1/messages/ack", body, alice.authHeader);
         assertRefused(res, 400, "malformed_json", JSON.stringify(body));
       }
@@ -284,7 +471,11 @@ describe("bad input", () => {
     });
 
     it("answers a gzip body that inflates past 2 MiB with 413 body_too_large", async () => {
-      const headers = { "content-type": "application/json", "content-encoding": "gzip", authorization: alice.authHeader };
+      const headers = {
+        "content-type": "application/json",
+        "content-encoding": "gzip",
+        authorization: alice.authHeader,
+      };
       const bomb = gzipSync(JSON.stringify({ preKeys: [], padding: "0".repeat(32 * 1024 * 1024) }));
       assert.ok(bomb.length < 128 * 1024);
       const res = await rawRequest(server, "PUT", "/v1/keys", headers, bomb);
@@ -295,7 +486,11 @@ describe("bad input", () => {
     });
 
     it("answers a body that is not valid gzip with 400 malformed_json, not a 500", async () => {
-      const headers = { "content-type": "application/json", "content-encoding": "gzip", authorization: alice.authHeader };
+      const headers = {
+        "content-type": "application/json",
+        "content-encoding": "gzip",
+        authorization: alice.authHeader,
+      };
       const cases = [
         ["plain JSON labelled gzip", Buffer.from("{}")],
         ["truncated gzip", gzipSync(JSON.stringify({ ids: [randomUUID()] })).subarray(0, 20)],
@@ -306,15 +501,27 @@ describe("bad input", () => {
         const res = await rawRequest(server, "POST", "/v1/messages/ack", headers, body);
         actual.push(outcome(name, res.status, res.body?.code, {}));
       }
-      assert.deepEqual(actual, cases.map(([name]) => outcome(name, 400, "malformed_json", {})));
+      assert.deepEqual(
+        actual,
+        cases.map(([name]) => outcome(name, 400, "malformed_json", {})),
+      );
     });
 
     it("answers an unsupported content encoding or charset with 400 invalid_request", async () => {
-      const encoding = await server.http().put("/v1/keys").set("Authorization", alice.authHeader)
-        .set("Content-Type", "application/json").set("Content-Encoding", "compress-9000").send("{}");
+      const encoding = await server
+        .http()
+        .put("/v1/keys")
+        .set("Authorization", alice.authHeader)
+        .set("Content-Type", "application/json")
+        .set("Content-Encoding", "compress-9000")
+        .send("{}");
       assertRefused(encoding, 400, "invalid_request", "content-encoding");
-      const charset = await server.http().put("/v1/keys").set("Authorization", alice.authHeader)
-        .set("Content-Type", "application/json; charset=klingon").send("{}");
+      const charset = await server
+        .http()
+        .put("/v1/keys")
+        .set("Authorization", alice.authHeader)
+        .set("Content-Type", "application/json; charset=klingon")
+        .send("{}");
       assertRefused(charset, 400, "invalid_request", "charset");
     });
 
@@ -353,7 +560,10 @@ describe("bad input", () => {
 
   describe("path parameters", () => {
     it("invalid device ids in paths: 400 invalid_request, and nothing is claimed", async () => {
-      assert.equal((await server.http().put("/v1/keys").set("Authorization", bob.authHeader).send(bob.keyUpload(3, 3))).status, 204);
+      assert.equal(
+        (await server.http().put("/v1/keys").set("Authorization", bob.authHeader).send(bob.keyUpload(3, 3))).status,
+        204,
+      );
       for (const id of ["0", "-1", "128", "1e3", "01", "1.0", "0x1", "1000", "%201", "one", "**", "%2F"]) {
         const res = await server.http().get(`/v1/keys/${bob.uuid}/${id}`).set("Authorization", alice.authHeader);
         assertRefused(res, 400, "invalid_request", `device id ${id}`);
@@ -377,19 +587,35 @@ describe("bad input", () => {
         const res = await server.http().get(path).set("Authorization", alice.authHeader);
         assertRefused(res, 400, "invalid_request", path);
       }
-      const send = await server.http().put("/v1/messages/not-a-uuid").set("Authorization", alice.authHeader).send({ messages: [message()] });
+      const send = await server
+        .http()
+        .put("/v1/messages/not-a-uuid")
+        .set("Authorization", alice.authHeader)
+        .send({ messages: [message()] });
       assertRefused(send, 400, "invalid_request", "send to not-a-uuid");
     });
 
     it("undecodable percent-escapes in paths: 400 invalid_request, not a 500", async () => {
-      const paths = [`/v1/keys/${bob.uuid}/%E0%A4%A`, "/v1/keys/%zz/1", "/v1/accounts/username/%ff", "/v1/messages/%E0%A4%A"];
+      const paths = [
+        `/v1/keys/${bob.uuid}/%E0%A4%A`,
+        "/v1/keys/%zz/1",
+        "/v1/accounts/username/%ff",
+        "/v1/messages/%E0%A4%A",
+      ];
       const actual: Json[] = [];
       for (const path of paths) {
         const method = path.startsWith("/v1/messages/") ? "put" : "get";
-        const res = await server.http()[method](path).set("Authorization", alice.authHeader).send({ messages: [message()] });
+        const res = await server
+          .http()
+          [method](path)
+          .set("Authorization", alice.authHeader)
+          .send({ messages: [message()] });
         actual.push(outcome(path, res.status, res.body?.code, {}));
       }
-      assert.deepEqual(actual, paths.map((path) => outcome(path, 400, "invalid_request", {})));
+      assert.deepEqual(
+        actual,
+        paths.map((path) => outcome(path, 400, "invalid_request", {})),
+      );
       assert.deepEqual(await queue(server, bob), []);
     });
   });
@@ -401,7 +627,10 @@ describe("bad input", () => {
         const expected: Json[] = [];
         for (const c of badSends(group)) {
           const req = server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader);
-          const res = typeof c.body === "string" ? await req.set("Content-Type", "application/json").send(c.body) : await req.send(c.body);
+          const res =
+            typeof c.body === "string"
+              ? await req.set("Content-Type", "application/json").send(c.body)
+              : await req.send(c.body);
           assert.match(String(res.headers["content-type"]), /^application\/json/, c.name);
           const { missingDevices, extraDevices, staleDevices } = res.body as Json;
           actual.push(outcome(c.name, res.status, res.body.code, { missingDevices, extraDevices, staleDevices }));
@@ -413,62 +642,151 @@ describe("bad input", () => {
     }
 
     it("the message the refusals were measured against is accepted", async () => {
-      const ok = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages: [message()] });
+      const ok = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages: [message()] });
       assert.equal(ok.status, 200, JSON.stringify(ok.body));
       const queued = await queue(server, bob);
       assert.equal(queued.length, 1);
-      const acked = await server.http().post("/v1/messages/ack").set("Authorization", bob.authHeader).send({ ids: queued.map((e) => e.id) });
+      const acked = await server
+        .http()
+        .post("/v1/messages/ack")
+        .set("Authorization", bob.authHeader)
+        .send({ ids: queued.map((e) => e.id) });
       assert.deepEqual(acked.body, { deleted: 1 });
     });
 
     it("a send to an unknown account is 404 not_found", async () => {
-      const res = await server.http().put(`/v1/messages/${randomUUID()}`).set("Authorization", alice.authHeader).send({ messages: [message()] });
+      const res = await server
+        .http()
+        .put(`/v1/messages/${randomUUID()}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages: [message()] });
       assertRefused(res, 404, "not_found", "unknown account");
     });
 
     it("device-set rules on a two-device recipient: missing, stale, and 410 over 409", async () => {
-      const to = (deviceId: number, registrationId: number): Message => message({ destinationDeviceId: deviceId, destinationRegistrationId: registrationId });
+      const to = (deviceId: number, registrationId: number): Message =>
+        message({ destinationDeviceId: deviceId, destinationRegistrationId: registrationId });
       const cases: { name: string; messages: Message[]; status: number; code: string; details: Json }[] = [
-        { name: "device 2 missing", messages: [to(1, alice.registrationId)], status: 409, code: "mismatched_devices", details: { missingDevices: [2], extraDevices: [] } },
-        { name: "device 1 missing, 3 extra", messages: [to(2, alice2.registrationId), to(3, 77)], status: 409, code: "mismatched_devices", details: { missingDevices: [1], extraDevices: [3] } },
-        { name: "device 2 stale", messages: [to(1, alice.registrationId), to(2, (alice2.registrationId % 16380) + 1)], status: 410, code: "stale_devices", details: { staleDevices: [2] } },
-        { name: "both stale", messages: [to(2, (alice2.registrationId % 16380) + 1), to(1, (alice.registrationId % 16380) + 1)], status: 410, code: "stale_devices", details: { staleDevices: [1, 2] } },
-        { name: "device 1 stale and device 2 missing", messages: [to(1, (alice.registrationId % 16380) + 1)], status: 410, code: "stale_devices", details: { staleDevices: [1] } },
+        {
+          name: "device 2 missing",
+          messages: [to(1, alice.registrationId)],
+          status: 409,
+          code: "mismatched_devices",
+          details: { missingDevices: [2], extraDevices: [] },
+        },
+        {
+          name: "device 1 missing, 3 extra",
+          messages: [to(2, alice2.registrationId), to(3, 77)],
+          status: 409,
+          code: "mismatched_devices",
+          details: { missingDevices: [1], extraDevices: [3] },
+        },
+        {
+          name: "device 2 stale",
+          messages: [to(1, alice.registrationId), to(2, (alice2.registrationId % 16380) + 1)],
+          status: 410,
+          code: "stale_devices",
+          details: { staleDevices: [2] },
+        },
+        {
+          name: "both stale",
+          messages: [to(2, (alice2.registrationId % 16380) + 1), to(1, (alice.registrationId % 16380) + 1)],
+          status: 410,
+          code: "stale_devices",
+          details: { staleDevices: [1, 2] },
+        },
+        {
+          name: "device 1 stale and device 2 missing",
+          messages: [to(1, (alice.registrationId % 16380) + 1)],
+          status: 410,
+          code: "stale_devices",
+          details: { staleDevices: [1] },
+        },
       ];
       for (const c of cases) {
-        const res = await server.http().put(`/v1/messages/${alice.uuid}`).set("Authorization", carol.authHeader).send({ messages: c.messages });
+        const res = await server
+          .http()
+          .put(`/v1/messages/${alice.uuid}`)
+          .set("Authorization", carol.authHeader)
+          .send({ messages: c.messages });
         assertRefused(res, c.status, c.code, c.name);
-        for (const [key, value] of Object.entries(c.details)) assert.deepEqual(res.body[key], value, `${c.name}: ${key}`);
+        for (const [key, value] of Object.entries(c.details))
+          assert.deepEqual(res.body[key], value, `${c.name}: ${key}`);
       }
       assert.deepEqual(await queue(server, alice), []);
       assert.deepEqual(await queue(server, alice2), []);
     });
 
     it("a send to oneself must name every own device except the sender's", async () => {
-      const to = (deviceId: number, registrationId: number): Message => message({ destinationDeviceId: deviceId, destinationRegistrationId: registrationId });
+      const to = (deviceId: number, registrationId: number): Message =>
+        message({ destinationDeviceId: deviceId, destinationRegistrationId: registrationId });
       const refused: { name: string; from: SignalDevice; messages: Message[]; details: Json }[] = [
-        { name: "alice.1 names itself and device 2", from: alice, messages: [to(1, alice.registrationId), to(2, alice2.registrationId)], details: { missingDevices: [], extraDevices: [1] } },
-        { name: "alice.1 names only itself", from: alice, messages: [to(1, alice.registrationId)], details: { missingDevices: [2], extraDevices: [1] } },
-        { name: "alice.2 names only itself", from: alice2, messages: [to(2, alice2.registrationId)], details: { missingDevices: [1], extraDevices: [2] } },
-        { name: "single-device carol names herself", from: carol, messages: [to(1, carol.registrationId)], details: { missingDevices: [], extraDevices: [1] } },
+        {
+          name: "alice.1 names itself and device 2",
+          from: alice,
+          messages: [to(1, alice.registrationId), to(2, alice2.registrationId)],
+          details: { missingDevices: [], extraDevices: [1] },
+        },
+        {
+          name: "alice.1 names only itself",
+          from: alice,
+          messages: [to(1, alice.registrationId)],
+          details: { missingDevices: [2], extraDevices: [1] },
+        },
+        {
+          name: "alice.2 names only itself",
+          from: alice2,
+          messages: [to(2, alice2.registrationId)],
+          details: { missingDevices: [1], extraDevices: [2] },
+        },
+        {
+          name: "single-device carol names herself",
+          from: carol,
+          messages: [to(1, carol.registrationId)],
+          details: { missingDevices: [], extraDevices: [1] },
+        },
       ];
       for (const c of refused) {
-        const res = await server.http().put(`/v1/messages/${c.from.uuid}`).set("Authorization", c.from.authHeader).send({ messages: c.messages });
+        const res = await server
+          .http()
+          .put(`/v1/messages/${c.from.uuid}`)
+          .set("Authorization", c.from.authHeader)
+          .send({ messages: c.messages });
         assertRefused(res, 409, "mismatched_devices", c.name);
-        for (const [key, value] of Object.entries(c.details)) assert.deepEqual(res.body[key], value, `${c.name}: ${key}`);
+        for (const [key, value] of Object.entries(c.details))
+          assert.deepEqual(res.body[key], value, `${c.name}: ${key}`);
       }
       for (const device of [alice, alice2, carol]) assert.deepEqual(await queue(server, device), []);
 
-      const ok = await server.http().put(`/v1/messages/${alice.uuid}`).set("Authorization", alice.authHeader).send({ messages: [to(2, alice2.registrationId)] });
+      const ok = await server
+        .http()
+        .put(`/v1/messages/${alice.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages: [to(2, alice2.registrationId)] });
       assert.equal(ok.status, 200, JSON.stringify(ok.body));
-      const fromTwo = await server.http().put(`/v1/messages/${alice.uuid}`).set("Authorization", alice2.authHeader).send({ messages: [to(1, alice.registrationId)] });
+      const fromTwo = await server
+        .http()
+        .put(`/v1/messages/${alice.uuid}`)
+        .set("Authorization", alice2.authHeader)
+        .send({ messages: [to(1, alice.registrationId)] });
       assert.equal(fromTwo.status, 200, JSON.stringify(fromTwo.body));
       const [toTwo] = await queue(server, alice2);
       const [toOne] = await queue(server, alice);
       assert.equal(toTwo?.sourceDeviceId, 1);
       assert.equal(toOne?.sourceDeviceId, 2);
-      for (const [device, envelope] of [[alice2, toTwo!], [alice, toOne!]] as const) {
-        const acked = await server.http().post("/v1/messages/ack").set("Authorization", device.authHeader).send({ ids: [envelope.id] });
+      for (const [device, envelope] of [
+        [alice2, toTwo!],
+        [alice, toOne!],
+      ] as const) {
+        const acked = await server
+          .http()
+          .post("/v1/messages/ack")
+          .set("Authorization", device.authHeader)
+          .send({ ids: [envelope.id] });
         assert.deepEqual(acked.body, { deleted: 1 });
       }
     });
@@ -488,18 +806,32 @@ describe("bad input", () => {
         ["body an array", [randomUUID()]],
       ];
       for (const [name, body] of bodies) {
-        const res = await server.http().post("/v1/messages/ack").set("Authorization", bob.authHeader).send(body as object);
+        const res = await server
+          .http()
+          .post("/v1/messages/ack")
+          .set("Authorization", bob.authHeader)
+          .send(body as object);
         assertRefused(res, 400, "invalid_request", name);
       }
     });
 
     it("someone else's envelope ids: answered exactly like deleted ones (no delivery oracle), and still queued", async () => {
-      const toBob = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages: [message()] });
+      const toBob = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages: [message()] });
       assert.equal(toBob.status, 200, JSON.stringify(toBob.body));
-      const toCarol = await server.http().put(`/v1/messages/${carol.uuid}`).set("Authorization", alice.authHeader)
+      const toCarol = await server
+        .http()
+        .put(`/v1/messages/${carol.uuid}`)
+        .set("Authorization", alice.authHeader)
         .send({ messages: [message({ destinationRegistrationId: carol.registrationId })] });
       assert.equal(toCarol.status, 200, JSON.stringify(toCarol.body));
-      const toAlice2 = await server.http().put(`/v1/messages/${alice.uuid}`).set("Authorization", alice.authHeader)
+      const toAlice2 = await server
+        .http()
+        .put(`/v1/messages/${alice.uuid}`)
+        .set("Authorization", alice.authHeader)
         .send({ messages: [message({ destinationDeviceId: 2, destinationRegistrationId: alice2.registrationId })] });
       assert.equal(toAlice2.status, 200, JSON.stringify(toAlice2.body));
       const bobs = (await queue(server, bob)).map((e) => e.id);
@@ -515,26 +847,60 @@ describe("bad input", () => {
         ["alice.1 acks alice.2's (same account, other device)", alice, alice2s],
         ["bob acks carol's twice", bob, [...carols, ...carols]],
       ];
-      const deletedAnswer = await server.http().post("/v1/messages/ack").set("Authorization", carol.authHeader).send({ ids: [randomUUID()] });
+      const deletedAnswer = await server
+        .http()
+        .post("/v1/messages/ack")
+        .set("Authorization", carol.authHeader)
+        .send({ ids: [randomUUID()] });
       for (const [name, device, ids] of attempts) {
         const res = await server.http().post("/v1/messages/ack").set("Authorization", device.authHeader).send({ ids });
         assert.deepEqual([res.status, res.body], [deletedAnswer.status, deletedAnswer.body], name);
         assert.deepEqual([res.status, res.body], [200, { deleted: 0 }], name);
       }
-      assert.deepEqual((await queue(server, bob)).map((e) => e.id), bobs);
-      assert.deepEqual((await queue(server, carol)).map((e) => e.id), carols);
-      assert.deepEqual((await queue(server, alice2)).map((e) => e.id), alice2s);
+      assert.deepEqual(
+        (await queue(server, bob)).map((e) => e.id),
+        bobs,
+      );
+      assert.deepEqual(
+        (await queue(server, carol)).map((e) => e.id),
+        carols,
+      );
+      assert.deepEqual(
+        (await queue(server, alice2)).map((e) => e.id),
+        alice2s,
+      );
       // Mixed with the caller's own: only the caller's own are deleted.
-      const mixed = await server.http().post("/v1/messages/ack").set("Authorization", carol.authHeader).send({ ids: [...bobs, randomUUID(), ...carols] });
+      const mixed = await server
+        .http()
+        .post("/v1/messages/ack")
+        .set("Authorization", carol.authHeader)
+        .send({ ids: [...bobs, randomUUID(), ...carols] });
       assert.deepEqual([mixed.status, mixed.body], [200, { deleted: 1 }]);
-      assert.deepEqual((await queue(server, carol)).map((e) => e.id), []);
-      assert.deepEqual((await queue(server, bob)).map((e) => e.id), bobs);
+      assert.deepEqual(
+        (await queue(server, carol)).map((e) => e.id),
+        [],
+      );
+      assert.deepEqual(
+        (await queue(server, bob)).map((e) => e.id),
+        bobs,
+      );
 
       // Unknown ids are ignored (acks are idempotent); own ids still work.
-      const unknown = await server.http().post("/v1/messages/ack").set("Authorization", carol.authHeader).send({ ids: [randomUUID()] });
+      const unknown = await server
+        .http()
+        .post("/v1/messages/ack")
+        .set("Authorization", carol.authHeader)
+        .send({ ids: [randomUUID()] });
       assert.deepEqual([unknown.status, unknown.body], [200, { deleted: 0 }]);
-      for (const [device, ids] of [[bob, bobs], [alice2, alice2s]] as const) {
-        const res = await server.http().post("/v1/messages/ack").set("Authorization", device.authHeader).send({ ids: [...ids] });
+      for (const [device, ids] of [
+        [bob, bobs],
+        [alice2, alice2s],
+      ] as const) {
+        const res = await server
+          .http()
+          .post("/v1/messages/ack")
+          .set("Authorization", device.authHeader)
+          .send({ ids: [...ids] });
         assert.deepEqual([res.status, res.body], [200, { deleted: 1 }]);
         assert.deepEqual(await queue(server, device), []);
       }
@@ -544,7 +910,12 @@ describe("bad input", () => {
   describe("registration", () => {
     const accountCount = (): Promise<number> => server.home.database.prisma.account.count();
     const lookup = async (username: string): Promise<number> =>
-      (await server.http().get(`/v1/accounts/username/${encodeURIComponent(username)}`).set("Authorization", alice.authHeader)).status;
+      (
+        await server
+          .http()
+          .get(`/v1/accounts/username/${encodeURIComponent(username)}`)
+          .set("Authorization", alice.authHeader)
+      ).status;
 
     it("refuses bad usernames, passwords, registration ids, keys and signatures, and creates no account", async () => {
       const stranger = PrivateKey.generate();
@@ -555,41 +926,89 @@ describe("bad input", () => {
         return bytes.toString("base64");
       };
       const cases: Case[] = [
-        ...["ab", "a".repeat(33), "Alice", "bad-name", "has space", "naïve", "", "user@example", "ab\n", "../etc"].map((u): Case => [
-          `username ${JSON.stringify(u)}`, 400, "invalid_request", (b) => void (b.username = u),
-        ]),
+        ...["ab", "a".repeat(33), "Alice", "bad-name", "has space", "naïve", "", "user@example", "ab\n", "../etc"].map(
+          (u): Case => [`username ${JSON.stringify(u)}`, 400, "invalid_request", (b) => void (b.username = u)],
+        ),
         ["username a number", 400, "invalid_request", (b) => void (b.username = 12345)],
-        [`password of ${limits.minPasswordLength - 1} characters`, 400, "invalid_request", (b) => void (b.password = "A".repeat(limits.minPasswordLength - 1))],
-        ["password of 129 characters", 400, "invalid_request", (b) => void (b.password = "A".repeat(limits.maxPasswordLength + 1))],
+        [
+          `password of ${limits.minPasswordLength - 1} characters`,
+          400,
+          "invalid_request",
+          (b) => void (b.password = "A".repeat(limits.minPasswordLength - 1)),
+        ],
+        [
+          "password of 129 characters",
+          400,
+          "invalid_request",
+          (b) => void (b.password = "A".repeat(limits.maxPasswordLength + 1)),
+        ],
         ["password with a colon", 400, "invalid_request", (b) => void (b.password = `${"A".repeat(24)}:x`)],
         ["password missing", 400, "invalid_request", (b) => void delete b.password],
         ...[0, 16381, -1, 1.5, "5", null].map((id): Case => [
-          `registrationId ${JSON.stringify(id)}`, 400, "invalid_request", (b) => void (b.registrationId = id),
+          `registrationId ${JSON.stringify(id)}`,
+          400,
+          "invalid_request",
+          (b) => void (b.registrationId = id),
         ]),
         ["unknown field", 400, "invalid_request", (b) => void (b.admin = true)],
         ["unknown field in signedPreKey", 400, "invalid_request", (b) => void (b.signedPreKey.expires = 1)],
         ["pqLastResortPreKey missing", 400, "invalid_request", (b) => void delete b.pqLastResortPreKey],
-        ["identityKey of 32 bytes", 400, "invalid_request", (b) => void (b.identityKey = b64(Buffer.from(b.identityKey, "base64").subarray(1)))],
+        [
+          "identityKey of 32 bytes",
+          400,
+          "invalid_request",
+          (b) => void (b.identityKey = b64(Buffer.from(b.identityKey, "base64").subarray(1))),
+        ],
         ["identityKey not base64", 400, "invalid_request", (b) => void (b.identityKey = "!".repeat(44))],
-        ["an EC key as pqLastResortPreKey", 400, "invalid_request", (b) => void (b.pqLastResortPreKey = { ...b.signedPreKey })],
-        ["identityKey with type byte 0x06", 400, "invalid_key", (b) => {
-          const key = Buffer.from(b.identityKey, "base64");
-          key[0] = 0x06;
-          b.identityKey = key.toString("base64");
-        }],
-        ["signedPreKey signed by another key", 422, "invalid_signature", (b) => {
-          const pub = Buffer.from(b.signedPreKey.publicKey, "base64");
-          b.signedPreKey.signature = b64(stranger.sign(new Uint8Array(pub)));
-        }],
-        ["signedPreKey signature with a flipped byte", 422, "invalid_signature", (b) => void (b.signedPreKey.signature = flip(b.signedPreKey.signature, 7))],
-        ["pqLastResortPreKey signed by another key", 422, "invalid_signature", (b) => {
-          const pub = Buffer.from(b.pqLastResortPreKey.publicKey, "base64");
-          b.pqLastResortPreKey.signature = b64(stranger.sign(new Uint8Array(pub)));
-        }],
-        ["keys signed by the identity key of another registration", 422, "invalid_signature", (b) => {
-          const other = new SignalDevice().registration("someone_else");
-          b.signedPreKey = other.signedPreKey;
-        }],
+        [
+          "an EC key as pqLastResortPreKey",
+          400,
+          "invalid_request",
+          (b) => void (b.pqLastResortPreKey = { ...b.signedPreKey }),
+        ],
+        [
+          "identityKey with type byte 0x06",
+          400,
+          "invalid_key",
+          (b) => {
+            const key = Buffer.from(b.identityKey, "base64");
+            key[0] = 0x06;
+            b.identityKey = key.toString("base64");
+          },
+        ],
+        [
+          "signedPreKey signed by another key",
+          422,
+          "invalid_signature",
+          (b) => {
+            const pub = Buffer.from(b.signedPreKey.publicKey, "base64");
+            b.signedPreKey.signature = b64(stranger.sign(new Uint8Array(pub)));
+          },
+        ],
+        [
+          "signedPreKey signature with a flipped byte",
+          422,
+          "invalid_signature",
+          (b) => void (b.signedPreKey.signature = flip(b.signedPreKey.signature, 7)),
+        ],
+        [
+          "pqLastResortPreKey signed by another key",
+          422,
+          "invalid_signature",
+          (b) => {
+            const pub = Buffer.from(b.pqLastResortPreKey.publicKey, "base64");
+            b.pqLastResortPreKey.signature = b64(stranger.sign(new Uint8Array(pub)));
+          },
+        ],
+        [
+          "keys signed by the identity key of another registration",
+          422,
+          "invalid_signature",
+          (b) => {
+            const other = new SignalDevice().registration("someone_else");
+            b.signedPreKey = other.signedPreKey;
+          },
+        ],
       ];
       let expected = await accountCount();
       for (const [name, status, code, spoil] of cases) {
@@ -612,9 +1031,15 @@ describe("bad input", () => {
     });
 
     it("accepts the boundaries: 3- and 32-character usernames, registration ids 1 and 16380", async () => {
-      for (const [username, registrationId] of [["a_b", 1], ["z".repeat(31) + ".", 16380]] as const) {
+      for (const [username, registrationId] of [
+        ["a_b", 1],
+        ["z".repeat(31) + ".", 16380],
+      ] as const) {
         const device = new SignalDevice();
-        const res = await server.http().post("/v1/accounts").send({ ...device.registration(username), registrationId });
+        const res = await server
+          .http()
+          .post("/v1/accounts")
+          .send({ ...device.registration(username), registrationId });
         assert.equal(res.status, 201, `${username}: ${JSON.stringify(res.body)}`);
       }
     });
@@ -629,7 +1054,10 @@ describe("bad input", () => {
       assert.deepEqual(found.body, { uuid: bob.uuid });
       const whoami = await server.http().get("/v1/accounts/whoami").set("Authorization", bob.authHeader);
       assert.deepEqual(whoami.body, { uuid: bob.uuid, deviceId: 1, username: bobName });
-      const intruderLogin = await server.http().get("/v1/accounts/whoami").set("Authorization", basic(`${bob.uuid}.1`, intruder.password));
+      const intruderLogin = await server
+        .http()
+        .get("/v1/accounts/whoami")
+        .set("Authorization", basic(`${bob.uuid}.1`, intruder.password));
       assertRefused(intruderLogin, 401, "unauthorized", "intruder's password");
       const bundle = await server.http().get(`/v1/keys/${bob.uuid}/1`).set("Authorization", alice.authHeader);
       assert.equal(bundle.body.identityKey, b64(bob.identity.getPublicKey().serialize()));
@@ -638,7 +1066,9 @@ describe("bad input", () => {
     it("concurrent registrations of one username: exactly one 201, the rest 409 username_taken", async () => {
       const before = await accountCount();
       const results = await Promise.all(
-        Array.from({ length: 8 }, () => server.http().post("/v1/accounts").send(new SignalDevice().registration("race_name"))),
+        Array.from({ length: 8 }, () =>
+          server.http().post("/v1/accounts").send(new SignalDevice().registration("race_name")),
+        ),
       );
       assert.deepEqual(results.map((r) => r.status).sort(), [201, 409, 409, 409, 409, 409, 409, 409]);
       for (const r of results.filter((r) => r.status === 409)) assert.equal(r.body.code, "username_taken");
@@ -648,7 +1078,10 @@ describe("bad input", () => {
 
   describe("HTTP Basic authentication", () => {
     it("wrong password, unknown account and unknown device get the same 401 body", async () => {
-      const wrongPassword = await server.http().get("/v1/accounts/whoami").set("Authorization", basic(`${alice.uuid}.1`, "A".repeat(24)));
+      const wrongPassword = await server
+        .http()
+        .get("/v1/accounts/whoami")
+        .set("Authorization", basic(`${alice.uuid}.1`, "A".repeat(24)));
       assertRefused(wrongPassword, 401, "unauthorized", "wrong password");
       const others: [string, string][] = [
         ["unknown account", basic(`${randomUUID()}.1`, alice.password)],
@@ -668,7 +1101,10 @@ describe("bad input", () => {
     });
 
     it("malformed Authorization headers get the same 401 body as a wrong password", async () => {
-      const wrongPassword = await server.http().get("/v1/accounts/whoami").set("Authorization", basic(`${alice.uuid}.1`, "A".repeat(24)));
+      const wrongPassword = await server
+        .http()
+        .get("/v1/accounts/whoami")
+        .set("Authorization", basic(`${alice.uuid}.1`, "A".repeat(24)));
       const headers: [string, string][] = [
         ["not base64", "Basic !!!not-base64!!!"],
         ["no colon", `Basic ${Buffer.from(`${alice.uuid}.1`).toString("base64")}`],
@@ -683,7 +1119,14 @@ describe("bad input", () => {
       }
       const missing = await server.http().get("/v1/accounts/whoami");
       actual.push({ name: "no Authorization header", status: missing.status, body: missing.body });
-      assert.deepEqual(actual, [...headers.map(([name]) => name), "no Authorization header"].map((name) => ({ name, status: 401, body: wrongPassword.body })));
+      assert.deepEqual(
+        actual,
+        [...headers.map(([name]) => name), "no Authorization header"].map((name) => ({
+          name,
+          status: 401,
+          body: wrongPassword.body,
+        })),
+      );
     });
 
     it("every authenticated route refuses a wrong password with 401 before looking at the body", async () => {
@@ -712,14 +1155,20 @@ describe("bad input", () => {
       const wrongPassword = await connectError(server.url, { username: `${alice.uuid}.1`, password: "A".repeat(24) });
       assert.equal((wrongPassword as { code?: string }).code, "unauthorized");
       // Unknown account, unknown device and wrong password must be indistinguishable.
-      const unknownAccount = await connectError(server.url, { username: `${randomUUID()}.1`, password: alice.password });
+      const unknownAccount = await connectError(server.url, {
+        username: `${randomUUID()}.1`,
+        password: alice.password,
+      });
       const unknownDevice = await connectError(server.url, { username: `${alice.uuid}.9`, password: alice.password });
       assert.deepEqual(unknownAccount, wrongPassword);
       assert.deepEqual(unknownDevice, wrongPassword);
       // Missing or malformed credentials: the same refusal too.
       const actual: Json[] = [];
       for (const [name, auth] of cases) actual.push({ name, data: await connectError(server.url, auth) });
-      assert.deepEqual(actual, cases.map(([name]) => ({ name, data: wrongPassword })));
+      assert.deepEqual(
+        actual,
+        cases.map(([name]) => ({ name, data: wrongPassword })),
+      );
     });
 
     for (const [group, description] of Object.entries(sendGroups) as [SendGroup, string][]) {
@@ -734,7 +1183,10 @@ describe("bad input", () => {
           const request = Array.isArray(body) ? body : { destination: bob.uuid, ...body };
           const result = await emitRaw(socket, "send", request);
           const { missingDevices, extraDevices, staleDevices } = (result?.error ?? {}) as Json;
-          actual.push({ ok: result?.ok, ...outcome(c.name, result?.status, result?.error?.code, { missingDevices, extraDevices, staleDevices }) });
+          actual.push({
+            ok: result?.ok,
+            ...outcome(c.name, result?.status, result?.error?.code, { missingDevices, extraDevices, staleDevices }),
+          });
           expected.push({ ok: false, ...outcome(c.name, c.status, c.code, c.details ?? {}) });
         }
         assert.deepEqual(actual, expected);
@@ -756,20 +1208,32 @@ describe("bad input", () => {
       ];
       for (const [name, destination, status, code] of destinations) {
         const result = await emitRaw(socket, "send", { destination, messages: [message()] });
-        assert.deepEqual([result?.ok, result?.status, result?.error?.code], [false, status, code], `${name}: ${JSON.stringify(result)}`);
+        assert.deepEqual(
+          [result?.ok, result?.status, result?.error?.code],
+          [false, status, code],
+          `${name}: ${JSON.stringify(result)}`,
+        );
       }
       assert.deepEqual(await queue(server, bob), []);
       const ok = await emitRaw(socket, "send", { destination: bob.uuid, messages: [message()] });
       assert.equal(ok.ok, true, JSON.stringify(ok));
       const [queued] = await queue(server, bob);
       assert.equal(queued?.id, ok.value.envelopes[0].id);
-      const acked = await server.http().post("/v1/messages/ack").set("Authorization", bob.authHeader).send({ ids: [queued!.id] });
+      const acked = await server
+        .http()
+        .post("/v1/messages/ack")
+        .set("Authorization", bob.authHeader)
+        .send({ ids: [queued!.id] });
       assert.deepEqual(acked.body, { deleted: 1 });
       connected.close();
     });
 
     it("answers bad acks and someone else's envelope ids like the REST route, and deletes nothing", async () => {
-      const sent = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages: [message()] });
+      const sent = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages: [message()] });
       assert.equal(sent.status, 200, JSON.stringify(sent.body));
       const bobs = (await queue(server, bob)).map((e) => e.id);
       assert.equal(bobs.length, 1);
@@ -789,15 +1253,26 @@ describe("bad input", () => {
       ];
       for (const [name, payload, status, code] of bad) {
         const result = await emitRaw(socket, "ack", payload);
-        assert.deepEqual([result?.ok, result?.status, result?.error?.code], [false, status, code], `${name}: ${JSON.stringify(result)}`);
+        assert.deepEqual(
+          [result?.ok, result?.status, result?.error?.code],
+          [false, status, code],
+          `${name}: ${JSON.stringify(result)}`,
+        );
       }
       // Another device's envelope ids are answered like deleted ones (no delivery oracle), and stay queued.
       for (const ids of [bobs, [randomUUID(), ...bobs], [randomUUID()]]) {
         const result = await emitRaw(socket, "ack", { ids });
         assert.deepEqual(result, { ok: true, value: { deleted: 0 } }, JSON.stringify(result));
       }
-      assert.deepEqual((await queue(server, bob)).map((e) => e.id), bobs);
-      const acked = await server.http().post("/v1/messages/ack").set("Authorization", bob.authHeader).send({ ids: bobs });
+      assert.deepEqual(
+        (await queue(server, bob)).map((e) => e.id),
+        bobs,
+      );
+      const acked = await server
+        .http()
+        .post("/v1/messages/ack")
+        .set("Authorization", bob.authHeader)
+        .send({ ids: bobs });
       assert.deepEqual(acked.body, { deleted: 1 });
       connected.close();
     });
@@ -814,11 +1289,22 @@ describe("bad input", () => {
       ];
       const answers = await Promise.all(
         cases.map(async ([name, event, args]) => {
-          const result = await emitWithin(5000, socket, event, ...args).catch((error: Error) => ({ noAnswer: error.message }));
-          return { name, answered: !(result && "noAnswer" in result), ok: result?.ok, status: result?.status, code: result?.error?.code };
+          const result = await emitWithin(5000, socket, event, ...args).catch((error: Error) => ({
+            noAnswer: error.message,
+          }));
+          return {
+            name,
+            answered: !(result && "noAnswer" in result),
+            ok: result?.ok,
+            status: result?.status,
+            code: result?.error?.code,
+          };
         }),
       );
-      assert.deepEqual(answers, cases.map(([name]) => ({ name, answered: true, ok: false, status: 400, code: "invalid_request" })));
+      assert.deepEqual(
+        answers,
+        cases.map(([name]) => ({ name, answered: true, ok: false, status: 400, code: "invalid_request" })),
+      );
       assert.deepEqual(await queue(server, bob), []);
       connected.close();
     });
@@ -841,15 +1327,47 @@ describe("bad input", () => {
         [{ destination: bob.uuid, messages: hugeArray }],
         [JSON.parse(`{"__proto__":{"destination":"${bob.uuid}"}}`)],
       ];
-      for (const event of ["send", "ack", "envelopes", "queue-empty", "closing", "nonexistent", "__proto__", "constructor", "hasOwnProperty"]) {
+      for (const event of [
+        "send",
+        "ack",
+        "envelopes",
+        "queue-empty",
+        "closing",
+        "nonexistent",
+        "__proto__",
+        "constructor",
+        "hasOwnProperty",
+      ]) {
         // Huge payloads on the two real events only: enough to show they are harmless, without a minute of parsing.
-        for (const args of garbage) if (event === "send" || event === "ack" || !args.some((a) => a === hugeArray || (a as Json | null)?.ids === hugeArray || (a as Json | null)?.messages === hugeArray)) socket.emit(event, ...args);
+        for (const args of garbage)
+          if (
+            event === "send" ||
+            event === "ack" ||
+            !args.some(
+              (a) =>
+                a === hugeArray || (a as Json | null)?.ids === hugeArray || (a as Json | null)?.messages === hugeArray,
+            )
+          )
+            socket.emit(event, ...args);
       }
       // With callbacks, garbage is answered.
-      for (const payload of [42, "send me", null, [1, 2, 3], hugeArray, Buffer.from("binary"), { ids: hugeArray }, { destination: bob.uuid, messages: hugeArray }]) {
+      for (const payload of [
+        42,
+        "send me",
+        null,
+        [1, 2, 3],
+        hugeArray,
+        Buffer.from("binary"),
+        { ids: hugeArray },
+        { destination: bob.uuid, messages: hugeArray },
+      ]) {
         for (const event of ["send", "ack"]) {
           const result = await emitRaw(socket, event, payload);
-          assert.deepEqual([result?.ok, result?.status, result?.error?.code], [false, 400, "invalid_request"], `${event}: ${JSON.stringify(result).slice(0, 200)}`);
+          assert.deepEqual(
+            [result?.ok, result?.status, result?.error?.code],
+            [false, 400, "invalid_request"],
+            `${event}: ${JSON.stringify(result).slice(0, 200)}`,
+          );
         }
       }
       // The connection still works after all that.
@@ -867,7 +1385,11 @@ describe("bad input", () => {
       const oversize = await server.connect(carol);
       await oversize.queueEmpty;
       const closed = new Promise<string>((resolve) => oversize.socket.once("disconnect", resolve));
-      (oversize.socket as unknown as Socket).emit("send", { destination: bob.uuid, messages: [message({ content: "A".repeat(limits.maxBodyBytes + 16) })] }, () => {});
+      (oversize.socket as unknown as Socket).emit(
+        "send",
+        { destination: bob.uuid, messages: [message({ content: "A".repeat(limits.maxBodyBytes + 16) })] },
+        () => {},
+      );
       assert.ok(await closed);
 
       // The server is still up and another device can send.
@@ -876,11 +1398,18 @@ describe("bad input", () => {
       assert.deepEqual(await queue(server, bob), []);
       const sender = await server.connect(alice);
       await sender.queueEmpty;
-      const sent = await emitRaw(sender.socket as unknown as Socket, "send", { destination: bob.uuid, messages: [message()] });
+      const sent = await emitRaw(sender.socket as unknown as Socket, "send", {
+        destination: bob.uuid,
+        messages: [message()],
+      });
       assert.equal(sent.ok, true, JSON.stringify(sent));
       const queued = await queue(server, bob);
       assert.equal(queued.length, 1);
-      const acked = await server.http().post("/v1/messages/ack").set("Authorization", bob.authHeader).send({ ids: [queued[0]!.id] });
+      const acked = await server
+        .http()
+        .post("/v1/messages/ack")
+        .set("Authorization", bob.authHeader)
+        .send({ ids: [queued[0]!.id] });
       assert.deepEqual(acked.body, { deleted: 1 });
       sender.close();
       connected.close();
@@ -890,7 +1419,10 @@ describe("bad input", () => {
   describe("key uploads", () => {
     it("wrong types, unknown fields and bad base64 are 400 invalid_request, and store nothing", async () => {
       const dave = await server.register();
-      assert.equal((await server.http().put("/v1/keys").set("Authorization", dave.authHeader).send(dave.keyUpload(2, 2))).status, 204);
+      assert.equal(
+        (await server.http().put("/v1/keys").set("Authorization", dave.authHeader).send(dave.keyUpload(2, 2))).status,
+        204,
+      );
       const ec = dave.ecPreKey();
       const signed = dave.signedPreKey();
       const bodies: [string, unknown][] = [
@@ -905,15 +1437,34 @@ describe("bad input", () => {
         ["unknown field in a pre-key", { preKeys: [{ ...ec, createdAt: 1 }] }],
         ["unknown field in signedPreKey", { signedPreKey: { ...signed, keyType: "ec" } }],
         ["publicKey not base64", { preKeys: [{ keyId: 1, publicKey: "%%%%" }] }],
-        ["publicKey base64url", { preKeys: [{ keyId: 1, publicKey: b64(new Uint8Array([5, ...new Array(32).fill(0xff)])).replace(/\//g, "_").replace(/\+/g, "-") }] }],
-        ["publicKey unpadded", { preKeys: [{ keyId: 1, publicKey: b64(new Uint8Array([5, ...new Array(31).fill(7)])).replace(/=+$/, "") }] }],
+        [
+          "publicKey base64url",
+          {
+            preKeys: [
+              {
+                keyId: 1,
+                publicKey: b64(new Uint8Array([5, ...new Array(32).fill(0xff)]))
+                  .replace(/\//g, "_")
+                  .replace(/\+/g, "-"),
+              },
+            ],
+          },
+        ],
+        [
+          "publicKey unpadded",
+          { preKeys: [{ keyId: 1, publicKey: b64(new Uint8Array([5, ...new Array(31).fill(7)])).replace(/=+$/, "") }] },
+        ],
         ["signature not base64", { signedPreKey: { ...signed, signature: "*".repeat(88) } }],
         ["keyId a string", { preKeys: [{ ...ec, keyId: String(ec.keyId) }] }],
         ["keyId negative", { preKeys: [{ ...ec, keyId: -1 }] }],
         ["keyId 2^31", { preKeys: [{ ...ec, keyId: 2 ** 31 }] }],
       ];
       for (const [name, body] of bodies) {
-        const res = await server.http().put("/v1/keys").set("Authorization", dave.authHeader).send(body as object);
+        const res = await server
+          .http()
+          .put("/v1/keys")
+          .set("Authorization", dave.authHeader)
+          .send(body as object);
         assertRefused(res, 400, "invalid_request", name);
       }
       const count = await server.http().get("/v1/keys/count").set("Authorization", dave.authHeader);

@@ -27,7 +27,11 @@ interface Base64Field {
 
 function deref(doc: Json, schema: Json): Json {
   let node = schema;
-  while (node.$ref) node = node.$ref.slice(2).split("/").reduce((n: Json, part: string) => n[part], doc);
+  while (node.$ref)
+    node = node.$ref
+      .slice(2)
+      .split("/")
+      .reduce((n: Json, part: string) => n[part], doc);
   return node;
 }
 
@@ -36,9 +40,11 @@ function base64Fields(doc: Json, schema: Json, path: FieldPath = [], out: Base64
   const node = deref(doc, schema);
   const bytes = node["x-decoded-bytes"] as { min: number; max: number } | undefined;
   if (bytes && bytes.min === bytes.max) out.push({ path, schema: node, bytes: bytes.min });
-  for (const [name, property] of Object.entries((node.properties ?? {}) as Record<string, Json>)) base64Fields(doc, property, [...path, name], out);
+  for (const [name, property] of Object.entries((node.properties ?? {}) as Record<string, Json>))
+    base64Fields(doc, property, [...path, name], out);
   if (node.items) base64Fields(doc, node.items, [...path, 0], out);
-  for (const variant of [...(node.anyOf ?? []), ...(node.oneOf ?? []), ...(node.allOf ?? [])]) base64Fields(doc, variant, path, out);
+  for (const variant of [...(node.anyOf ?? []), ...(node.oneOf ?? []), ...(node.allOf ?? [])])
+    base64Fields(doc, variant, path, out);
   return out;
 }
 
@@ -77,12 +83,22 @@ describe("decoded lengths of base64 fields", () => {
     const bob = await server.register();
     const bobKey = await setAccess(server, bob);
     const fresh = new SignalDevice();
-    const withSignedKeys = (d: SignalDevice): Json => ({ ...d.keyUpload(1, 1), signedPreKey: d.signedPreKey(), pqLastResortPreKey: d.kyberPreKey() });
+    const withSignedKeys = (d: SignalDevice): Json => ({
+      ...d.keyUpload(1, 1),
+      signedPreKey: d.signedPreKey(),
+      pqLastResortPreKey: d.kyberPreKey(),
+    });
     const auth = { Authorization: alice.authHeader };
     examples = {
-      register: { body: () => fresh.registration(`b64_${process.pid}_${Math.floor(Math.random() * 1e9)}`), headers: {} },
+      register: {
+        body: () => fresh.registration(`b64_${process.pid}_${Math.floor(Math.random() * 1e9)}`),
+        headers: {},
+      },
       uploadKeys: { body: () => withSignedKeys(alice), headers: auth },
-      setAttributes: { body: () => ({ accessKey: randomBytes(16).toString("base64"), unrestrictedAccess: false }), headers: auth },
+      setAttributes: {
+        body: () => ({ accessKey: randomBytes(16).toString("base64"), unrestrictedAccess: false }),
+        headers: auth,
+      },
       resetIdentity: {
         body: () => {
           const { identityKey, signedPreKey, pqLastResortPreKey, registrationId } = fresh.registration("unused");
@@ -98,7 +114,10 @@ describe("decoded lengths of base64 fields", () => {
         headers: {},
       },
       sendMultiRecipient: {
-        body: () => ({ message: randomBytes(64).toString("base64"), accessKeys: [{ uuid: bob.uuid, accessKey: bobKey.toString("base64") }] }),
+        body: () => ({
+          message: randomBytes(64).toString("base64"),
+          accessKeys: [{ uuid: bob.uuid, accessKey: bobKey.toString("base64") }],
+        }),
         headers: {},
       },
     };
@@ -122,7 +141,10 @@ describe("decoded lengths of base64 fields", () => {
           // Wrong lengths are outside the stated constraints too.
           for (const n of [field.bytes - 1, field.bytes + 1]) {
             const wrong = randomBytes(n).toString("base64");
-            assert.ok(!new RegExp(field.schema.pattern).test(wrong) || wrong.length !== text, `${what}: ${n} bytes is outside the constraints`);
+            assert.ok(
+              !new RegExp(field.schema.pattern).test(wrong) || wrong.length !== text,
+              `${what}: ${n} bytes is outside the constraints`,
+            );
           }
           count++;
         }
@@ -144,13 +166,23 @@ describe("decoded lengths of base64 fields", () => {
         assert.ok(example, `an example body for ${op.operationId}`);
         seen.add(op.operationId);
         const send = (body: unknown) =>
-          (server.http() as unknown as Record<string, (p: string) => import("supertest").Test>)[method]!(template).set(example.headers).send(body as object);
+          (server.http() as unknown as Record<string, (p: string) => import("supertest").Test>)[method]!(template)
+            .set(example.headers)
+            .send(body as object);
         for (const field of fields) {
           const what = `${op.operationId} ${field.path.join(".")}`;
           const good = await send(withField(example.body(), field.path, generate(field)));
           // Past validation: success, or a refusal of what the value means (a signature that does not verify, a code that does not exist).
-          assert.notEqual(good.body?.code, "invalid_request", `${what}: a generated value passes validation: ${JSON.stringify(good.body)}`);
-          assert.notEqual(good.body?.code, "invalid_key", `${what}: a generated key parses: ${JSON.stringify(good.body)}`);
+          assert.notEqual(
+            good.body?.code,
+            "invalid_request",
+            `${what}: a generated value passes validation: ${JSON.stringify(good.body)}`,
+          );
+          assert.notEqual(
+            good.body?.code,
+            "invalid_key",
+            `${what}: a generated key parses: ${JSON.stringify(good.body)}`,
+          );
           assert.ok(good.status < 500, `${what}: ${good.status}`);
           const valid = generate(field);
           const wrongs = [
@@ -163,7 +195,9 @@ describe("decoded lengths of base64 fields", () => {
             const res = await send(withField(example.body(), field.path, value!));
             assert.equal(res.status, 400, `${what} ${kind}: ${res.status} ${JSON.stringify(res.body)}`);
             assert.equal(res.body.code, "invalid_request", `${what} ${kind}`);
-            const named = (res.body.issues as { path: (string | number)[] }[]).some((i) => i.path.join(".") === ["body", ...field.path].join("."));
+            const named = (res.body.issues as { path: (string | number)[] }[]).some(
+              (i) => i.path.join(".") === ["body", ...field.path].join("."),
+            );
             assert.ok(named, `${what} ${kind}: an issue names the field: ${JSON.stringify(res.body.issues)}`);
           }
         }

@@ -21,27 +21,43 @@ import { startChildServer } from "../support/child-server.js";
 import { SignalDevice } from "@zimchat/testing/signal";
 
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
-const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+const basic = (user: string, password: string): string =>
+  `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 
 /** GET /v1/keys/count with Basic credentials, from a chosen loopback address. */
-function keyCountFrom(server: TestServer, localAddress: string, auth: string): Promise<{ status: number; code?: string }> {
+function keyCountFrom(
+  server: TestServer,
+  localAddress: string,
+  auth: string,
+): Promise<{ status: number; code?: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(new URL("/v1/keys/count", server.url), { localAddress, agent: false, headers: { authorization: auth } }, (res) => {
-      let text = "";
-      res.on("data", (c: Buffer) => (text += c.toString()));
-      res.on("end", () => resolve({ status: res.statusCode!, code: text ? (JSON.parse(text) as { code?: string }).code : undefined }));
-    });
+    const req = httpRequest(
+      new URL("/v1/keys/count", server.url),
+      { localAddress, agent: false, headers: { authorization: auth } },
+      (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c.toString()));
+        res.on("end", () =>
+          resolve({ status: res.statusCode!, code: text ? (JSON.parse(text) as { code?: string }).code : undefined }),
+        );
+      },
+    );
     req.on("error", reject);
     req.end();
   });
 }
 
-async function handshake(url: string, auth: { username: string; password: string }): Promise<{ connected: boolean; code?: string }> {
+async function handshake(
+  url: string,
+  auth: { username: string; password: string },
+): Promise<{ connected: boolean; code?: string }> {
   const socket = connectClient(url, { auth, transports: ["websocket"], reconnection: false, forceNew: true });
   try {
     return await new Promise((resolve, reject) => {
       socket.once("connect", () => resolve({ connected: true }));
-      socket.once("connect_error", (error) => resolve({ connected: false, code: (error as Error & { data?: { code?: string } }).data?.code }));
+      socket.once("connect_error", (error) =>
+        resolve({ connected: false, code: (error as Error & { data?: { code?: string } }).data?.code }),
+      );
       setTimeout(() => reject(new Error("no answer to the handshake")), 5000).unref();
     });
   } finally {
@@ -58,7 +74,10 @@ describe("defaults: passwords and failed authentication", () => {
 
   it("refuses a 22-character password at registration (the SDK sends 32)", async () => {
     const device = new SignalDevice();
-    const body = { ...device.registration(`short_${process.pid}`), password: randomBytes(16).toString("base64url").slice(0, 22) };
+    const body = {
+      ...device.registration(`short_${process.pid}`),
+      password: randomBytes(16).toString("base64url").slice(0, 22),
+    };
     const res = await server.http().post("/v1/accounts").send(body);
     assert.equal(res.status, 400);
     assert.equal(res.body.code, "invalid_request");
@@ -102,7 +121,11 @@ describe("defaults: files under the data dir are private (real CLI)", () => {
     const child = await startChildServer(["--data-dir", dataDir, "--registration", "open", "--log-level", "warn"]);
     try {
       const alice = await registerDevice(child.url);
-      const upload = await request(child.url).post("/v1/attachments").set("Authorization", alice.authHeader).set("content-type", "application/octet-stream").send(randomBytes(2048));
+      const upload = await request(child.url)
+        .post("/v1/attachments")
+        .set("Authorization", alice.authHeader)
+        .set("content-type", "application/octet-stream")
+        .send(randomBytes(2048));
       assert.ok(upload.status < 300, `attachment upload: ${upload.status}`);
       const seen: string[] = [];
       const walk = (dir: string): void => {
@@ -155,7 +178,22 @@ describe("defaults: CLI mistakes are one line, no stack trace", () => {
     await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
     const port = (blocker.address() as { port: number }).port;
     try {
-      const child = spawn(process.execPath, [bin, "serve", "--port", String(port), "--host", "127.0.0.1", "--data-dir", join(dir, "busy"), "--log-level", "warn"], { stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(
+        process.execPath,
+        [
+          bin,
+          "serve",
+          "--port",
+          String(port),
+          "--host",
+          "127.0.0.1",
+          "--data-dir",
+          join(dir, "busy"),
+          "--log-level",
+          "warn",
+        ],
+        { stdio: ["ignore", "pipe", "pipe"] },
+      );
       let stderr = "";
       child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
       const code = await new Promise<number | null>((resolve) => {

@@ -10,7 +10,10 @@ import { SignalDevice } from "@zimchat/testing/signal";
 const call = callJson;
 
 /** Connects as `device`, collects the drained queue until `queue-empty`. */
-async function drain(url: string, device: SignalDevice): Promise<{ socket: Socket<ServerToClientEvents, ClientToServerEvents>; envelopes: Envelope[] }> {
+async function drain(
+  url: string,
+  device: SignalDevice,
+): Promise<{ socket: Socket<ServerToClientEvents, ClientToServerEvents>; envelopes: Envelope[] }> {
   const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(url, {
     auth: device.socketAuth,
     transports: ["websocket"],
@@ -32,7 +35,18 @@ async function drain(url: string, device: SignalDevice): Promise<{ socket: Socke
 
 describe("durability across SIGKILL", () => {
   const db = freshDatabase();
-  const args = ["--data-dir", db.dataDir, "--database-url", db.url, "--registration", "open", "--rate-limits", "off", "--log-level", "warn"];
+  const args = [
+    "--data-dir",
+    db.dataDir,
+    "--database-url",
+    db.url,
+    "--registration",
+    "open",
+    "--rate-limits",
+    "off",
+    "--log-level",
+    "warn",
+  ];
   let server: ChildServer;
   before(async () => {
     server = await startChildServer(args);
@@ -46,7 +60,10 @@ describe("durability across SIGKILL", () => {
   it("delivers every envelope that got a 2xx after kill -9 and restart, and deletes none without an ack", async () => {
     const alice = new SignalDevice();
     const bob = new SignalDevice();
-    for (const [device, name] of [[alice, "alice_dur"], [bob, "bob_dur"]] as const) {
+    for (const [device, name] of [
+      [alice, "alice_dur"],
+      [bob, "bob_dur"],
+    ] as const) {
       const res = await call(server.url, "POST", "/v1/accounts", device.registration(name));
       assert.equal(res.status, 201);
       device.uuid = res.body.uuid;
@@ -91,14 +108,19 @@ describe("durability across SIGKILL", () => {
     // Connect without acknowledging, kill, restart: nothing may be gone.
     const first = await drain(server.url, bob);
     const firstIds = new Set(first.envelopes.map((e) => e.id));
-    for (const id of acknowledged) assert.ok(firstIds.has(id), `envelope ${id} got a 2xx but was not delivered after restart`);
+    for (const id of acknowledged)
+      assert.ok(firstIds.has(id), `envelope ${id} got a 2xx but was not delivered after restart`);
     first.socket.close();
     server.child.kill("SIGKILL");
     await server.exited;
     server = await startChildServer(args);
 
     const second = await drain(server.url, bob);
-    assert.deepEqual(new Set(second.envelopes.map((e) => e.id)), firstIds, "unacknowledged envelopes must survive a restart");
+    assert.deepEqual(
+      new Set(second.envelopes.map((e) => e.id)),
+      firstIds,
+      "unacknowledged envelopes must survive a restart",
+    );
     const acked = await second.socket.emitWithAck("ack", { ids: [...firstIds] });
     assert.deepEqual(acked, { ok: true, value: { deleted: firstIds.size } });
     second.socket.close();
@@ -106,7 +128,8 @@ describe("durability across SIGKILL", () => {
     const after = await call(server.url, "GET", "/v1/messages", undefined, bob.authHeader);
     assert.deepEqual(after.body, { envelopes: [], more: false });
     // Every delivered envelope decrypts (none was torn by the crash).
-    for (const e of first.envelopes) assert.match(await bob.decrypt(alice.uuid, 1, e.type, e.content), /^round \d message \d+$/);
+    for (const e of first.envelopes)
+      assert.match(await bob.decrypt(alice.uuid, 1, e.type, e.content), /^round \d message \d+$/);
     console.log(`durability: ${acknowledged.size} acknowledged sends delivered, ${refusedOrLost} cut off by kills`);
   });
 });

@@ -22,8 +22,16 @@ describe("Socket.IO gateway", () => {
     assert.equal(await closing, "displaced");
     await disconnected;
 
-    const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "to the newest");
-    const res = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+    const messages = await encryptFor(
+      alice,
+      { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+      "to the newest",
+    );
+    const res = await server
+      .http()
+      .put(`/v1/messages/${bob.uuid}`)
+      .set("Authorization", alice.authHeader)
+      .send({ messages });
     assert.equal(res.status, 200);
     const [envelope] = await current.waitFor(1);
     assert.equal(envelope?.id, res.body.envelopes[0].id);
@@ -37,18 +45,33 @@ describe("Socket.IO gateway", () => {
     await startSession(server, alice, bob);
     const ids: string[] = [];
     for (let i = 0; i < 230; i++) {
-      const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, `m${i}`);
-      const res = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+      const messages = await encryptFor(
+        alice,
+        { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+        `m${i}`,
+      );
+      const res = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages });
       ids.push(res.body.envelopes[0].id);
     }
     const batches: number[] = [];
     const conn = await server.connect(bob);
     conn.socket.on("envelopes", (batch) => batches.push(batch.length));
     await conn.queueEmpty;
-    assert.deepEqual(conn.received.map((e) => e.id), ids);
-    assert.ok(batches.every((n) => n <= 100), `batches of at most 100, got ${batches.join(",")}`);
+    assert.deepEqual(
+      conn.received.map((e) => e.id),
+      ids,
+    );
+    assert.ok(
+      batches.every((n) => n <= 100),
+      `batches of at most 100, got ${batches.join(",")}`,
+    );
     // Received out of order or not, every message decrypts (libsignal keeps skipped keys).
-    for (const e of conn.received.slice().reverse()) assert.match(await bob.decrypt(alice.uuid, 1, e.type, e.content), /^m\d+$/);
+    for (const e of conn.received.slice().reverse())
+      assert.match(await bob.decrypt(alice.uuid, 1, e.type, e.content), /^m\d+$/);
     // Batched acknowledgement.
     const acked = await conn.socket.emitWithAck("ack", { ids });
     assert.deepEqual(acked, { ok: true, value: { deleted: 230 } });
@@ -64,7 +87,11 @@ describe("Socket.IO gateway", () => {
     const bobDevices = { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] };
     const send = async (text: string): Promise<string> => {
       const messages = await encryptFor(alice, bobDevices, text);
-      const res = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+      const res = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages });
       return res.body.envelopes[0].id as string;
     };
     const queued: string[] = [];
@@ -72,7 +99,12 @@ describe("Socket.IO gateway", () => {
 
     // A slow client: it confirms each drained batch after 150 ms, and Alice sends meanwhile.
     const { io } = await import("socket.io-client");
-    const socket = io(server.url, { auth: bob.socketAuth, transports: ["websocket"], reconnection: false, forceNew: true });
+    const socket = io(server.url, {
+      auth: bob.socketAuth,
+      transports: ["websocket"],
+      reconnection: false,
+      forceNew: true,
+    });
     const order: string[] = [];
     let sentDuring: Promise<string[]> | null = null;
     socket.on("envelopes", (batch, confirm) => {
@@ -92,10 +124,18 @@ describe("Socket.IO gateway", () => {
     const bob = await server.register();
     await startSession(server, alice, bob);
     // A genuine ciphertext (for Bob), addressed to Alice's own sending device.
-    const [message] = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "x");
-    const selfSend = await server.http().put(`/v1/messages/${alice.uuid}`).set("Authorization", alice.authHeader).send({
-      messages: [{ ...message, destinationRegistrationId: alice.registrationId }],
-    });
+    const [message] = await encryptFor(
+      alice,
+      { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+      "x",
+    );
+    const selfSend = await server
+      .http()
+      .put(`/v1/messages/${alice.uuid}`)
+      .set("Authorization", alice.authHeader)
+      .send({
+        messages: [{ ...message, destinationRegistrationId: alice.registrationId }],
+      });
     assert.equal(selfSend.status, 409);
     assert.deepEqual(selfSend.body.missingDevices, []);
     assert.deepEqual(selfSend.body.extraDevices, [1]);
@@ -106,7 +146,9 @@ describe("Socket.IO gateway", () => {
   it("refuses a connection without credentials", async () => {
     const { io } = await import("socket.io-client");
     const socket = io(server.url, { transports: ["websocket"], reconnection: false, forceNew: true });
-    const error = await new Promise<Error & { data?: { code?: string } }>((resolve) => socket.once("connect_error", resolve));
+    const error = await new Promise<Error & { data?: { code?: string } }>((resolve) =>
+      socket.once("connect_error", resolve),
+    );
     assert.equal(error.data?.code, "unauthorized");
     socket.close();
   });
@@ -123,7 +165,11 @@ describe("envelope expiry", () => {
     const alice = await server.register();
     const bob = await server.register();
     await startSession(server, alice, bob);
-    const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "short-lived");
+    const messages = await encryptFor(
+      alice,
+      { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+      "short-lived",
+    );
     await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
     const before = await server.http().get("/v1/messages").set("Authorization", bob.authHeader);
     assert.equal(before.body.envelopes.length, 1);
@@ -182,8 +228,16 @@ describe("graceful shutdown", () => {
     const conn = await server.connect(bob);
     await conn.queueEmpty;
     const closing = new Promise<string>((resolve) => conn.socket.once("closing", resolve));
-    const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "last words");
-    const sending = server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+    const messages = await encryptFor(
+      alice,
+      { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+      "last words",
+    );
+    const sending = server
+      .http()
+      .put(`/v1/messages/${bob.uuid}`)
+      .set("Authorization", alice.authHeader)
+      .send({ messages });
     // Let the request reach the server, then shut down while it is in flight.
     const sent = new Promise((resolve) => server.home.services.mailbox.onDelivery(resolve));
     const res = await Promise.race([sending, sent.then(() => sending)]);

@@ -22,7 +22,13 @@ describe("idempotency keys on sends", () => {
   let bob: SignalDevice;
   let carol: SignalDevice;
   before(async () => {
-    server = await startServer({ rateLimits: { ...roomyRateLimits, send: { points: 10_000, durationSeconds: 60 }, sealedSend: { points: 10_000, durationSeconds: 60 } } });
+    server = await startServer({
+      rateLimits: {
+        ...roomyRateLimits,
+        send: { points: 10_000, durationSeconds: 60 },
+        sealedSend: { points: 10_000, durationSeconds: 60 },
+      },
+    });
     [alice, bob, carol] = [await server.register(), await server.register(), await server.register()];
     await startSession(server, alice, bob);
     await startSession(server, alice, carol);
@@ -34,7 +40,8 @@ describe("idempotency keys on sends", () => {
   const records = (): Promise<number> => server.home.database.prisma.sendIdempotency.count();
   const toBob = (from: SignalDevice, text: string): Promise<OutgoingMessage[]> =>
     encryptFor(from, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, text);
-  const put = (device: SignalDevice, to: string, body: object) => server.http().put(`/v1/messages/${to}`).set("Authorization", device.authHeader).send(body);
+  const put = (device: SignalDevice, to: string, body: object) =>
+    server.http().put(`/v1/messages/${to}`).set("Authorization", device.authHeader).send(body);
 
   it("REST: a retry with the same key returns the same envelope ids and timestamp and stores nothing new", async () => {
     const key = newKey();
@@ -61,9 +68,17 @@ describe("idempotency keys on sends", () => {
     try {
       const key = newKey();
       const queued = await envelopes();
-      const first = (await socket.socket.emitWithAck("send", { destination: bob.uuid, messages: await toBob(alice, "by socket"), idempotencyKey: key })) as SocketResult<SendMessagesResponse>;
+      const first = (await socket.socket.emitWithAck("send", {
+        destination: bob.uuid,
+        messages: await toBob(alice, "by socket"),
+        idempotencyKey: key,
+      })) as SocketResult<SendMessagesResponse>;
       assert.ok(first.ok, JSON.stringify(first));
-      const again = (await socket.socket.emitWithAck("send", { destination: bob.uuid, messages: await toBob(alice, "by socket"), idempotencyKey: key })) as SocketResult<SendMessagesResponse>;
+      const again = (await socket.socket.emitWithAck("send", {
+        destination: bob.uuid,
+        messages: await toBob(alice, "by socket"),
+        idempotencyKey: key,
+      })) as SocketResult<SendMessagesResponse>;
       assert.deepEqual(again, first);
       const byRest = await put(alice, bob.uuid, { messages: await toBob(alice, "by socket"), idempotencyKey: key });
       assert.deepEqual(byRest.body, first.value);
@@ -77,7 +92,9 @@ describe("idempotency keys on sends", () => {
     const key = newKey();
     const queued = await envelopes();
     const bodies = await Promise.all([1, 2, 3, 4].map(() => toBob(alice, "racing")));
-    const answers = await Promise.all(bodies.map((messages) => put(alice, bob.uuid, { messages, idempotencyKey: key })));
+    const answers = await Promise.all(
+      bodies.map((messages) => put(alice, bob.uuid, { messages, idempotencyKey: key })),
+    );
     for (const a of answers) assert.deepEqual(a.body, answers[0]!.body);
     assert.equal(answers[0]!.status, 200);
     assert.equal(await envelopes(), queued + 1);
@@ -92,7 +109,11 @@ describe("idempotency keys on sends", () => {
 
     const queued = await envelopes();
     const elsewhere = await put(alice, carol.uuid, {
-      messages: await encryptFor(alice, { uuid: carol.uuid, devices: [{ deviceId: 1, registrationId: carol.registrationId }] }, "other"),
+      messages: await encryptFor(
+        alice,
+        { uuid: carol.uuid, devices: [{ deviceId: 1, registrationId: carol.registrationId }] },
+        "other",
+      ),
       idempotencyKey: key,
     });
     assert.equal(elsewhere.status, 422);
@@ -104,7 +125,11 @@ describe("idempotency keys on sends", () => {
     const dave = await server.register();
     await startSession(server, alice, dave);
     const key = newKey();
-    const messages = await encryptFor(alice, { uuid: dave.uuid, devices: [{ deviceId: 1, registrationId: dave.registrationId }] }, "before the link");
+    const messages = await encryptFor(
+      alice,
+      { uuid: dave.uuid, devices: [{ deviceId: 1, registrationId: dave.registrationId }] },
+      "before the link",
+    );
     const first = await put(alice, dave.uuid, { messages, idempotencyKey: key });
     assert.equal(first.status, 200);
     const { linkDevice } = await import("../support/harness.js");
@@ -135,53 +160,92 @@ describe("idempotency keys on sends", () => {
     });
 
     const sealedTo = async (to: SignalDevice, text: string): Promise<OutgoingMessage[]> => [
-      { ...(await alice.sealedEncrypt(to.uuid, 1, text, certificate)), destinationDeviceId: 1, destinationRegistrationId: to.registrationId },
+      {
+        ...(await alice.sealedEncrypt(to.uuid, 1, text, certificate)),
+        destinationDeviceId: 1,
+        destinationRegistrationId: to.registrationId,
+      },
     ];
 
     it("REST and /sealed socket: a retry gets the first answer; the key is scoped by destination", async () => {
       const key = newKey();
       const queued = await envelopes();
-      const first = await server.http().put(`/v1/messages/${bob.uuid}`).set("Unidentified-Access-Key", b64(bobKey)).send({ messages: await sealedTo(bob, "sealed"), idempotencyKey: key });
+      const first = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Unidentified-Access-Key", b64(bobKey))
+        .send({ messages: await sealedTo(bob, "sealed"), idempotencyKey: key });
       assert.equal(first.status, 200, JSON.stringify(first.body));
       const socket = await sealedSocket(server);
       try {
-        const again = (await socket.emitWithAck("send", { destination: bob.uuid, messages: await sealedTo(bob, "sealed"), accessKey: b64(bobKey), idempotencyKey: key })) as SocketResult<SendMessagesResponse>;
+        const again = (await socket.emitWithAck("send", {
+          destination: bob.uuid,
+          messages: await sealedTo(bob, "sealed"),
+          accessKey: b64(bobKey),
+          idempotencyKey: key,
+        })) as SocketResult<SendMessagesResponse>;
         assert.ok(again.ok, JSON.stringify(again));
         assert.deepEqual(again.value, first.body);
         assert.equal(await envelopes(), queued + 1);
         // The same key to another destination is another send (its own scope): no conflict, nothing learnt.
-        const other = (await socket.emitWithAck("send", { destination: carol.uuid, messages: await sealedTo(carol, "sealed"), accessKey: b64(carolKey), idempotencyKey: key })) as SocketResult<SendMessagesResponse>;
+        const other = (await socket.emitWithAck("send", {
+          destination: carol.uuid,
+          messages: await sealedTo(carol, "sealed"),
+          accessKey: b64(carolKey),
+          idempotencyKey: key,
+        })) as SocketResult<SendMessagesResponse>;
         assert.ok(other.ok, JSON.stringify(other));
         assert.equal(await envelopes(), queued + 2);
       } finally {
         socket.close();
       }
       // An authenticated device using the same key does not meet the sealed one.
-      const authenticated = await put(alice, bob.uuid, { messages: await toBob(alice, "identified"), idempotencyKey: key });
+      const authenticated = await put(alice, bob.uuid, {
+        messages: await toBob(alice, "identified"),
+        idempotencyKey: key,
+      });
       assert.equal(authenticated.status, 200);
       assert.notEqual(authenticated.body.envelopes[0].id, first.body.envelopes[0].id);
     });
 
     it("the access key is checked before the key is looked up: a stranger learns nothing and cannot claim the key", async () => {
       const key = newKey();
-      const stranger = await server.http().put(`/v1/messages/${bob.uuid}`).set("Unidentified-Access-Key", b64(randomBytes(16))).send({ messages: await sealedTo(bob, "x"), idempotencyKey: key });
+      const stranger = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Unidentified-Access-Key", b64(randomBytes(16)))
+        .send({ messages: await sealedTo(bob, "x"), idempotencyKey: key });
       assert.equal(stranger.status, 401);
-      const honest = await server.http().put(`/v1/messages/${bob.uuid}`).set("Unidentified-Access-Key", b64(bobKey)).send({ messages: await sealedTo(bob, "x"), idempotencyKey: key });
+      const honest = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Unidentified-Access-Key", b64(bobKey))
+        .send({ messages: await sealedTo(bob, "x"), idempotencyKey: key });
       assert.equal(honest.status, 200, "a refused send claimed no key");
     });
 
     it("multi-recipient, REST and socket `send-multi`: a retry gets the first answer and stores nothing new", async () => {
       const distributionId = randomUUID();
       const addresses = [bob.address, carol.address];
-      const accessKeys = [{ uuid: bob.uuid, accessKey: b64(bobKey) }, { uuid: carol.uuid, accessKey: b64(carolKey) }];
+      const accessKeys = [
+        { uuid: bob.uuid, accessKey: b64(bobKey) },
+        { uuid: carol.uuid, accessKey: b64(carolKey) },
+      ];
       const key = newKey();
       const message = b64(await alice.sealedMultiEncrypt(addresses, distributionId, "group", certificate));
       const queued = await envelopes();
-      const first = await server.http().put("/v1/messages/multi-recipient").send({ message, accessKeys, idempotencyKey: key });
+      const first = await server
+        .http()
+        .put("/v1/messages/multi-recipient")
+        .send({ message, accessKeys, idempotencyKey: key });
       assert.equal(first.status, 200, JSON.stringify(first.body));
       const socket = await sealedSocket(server);
       try {
-        const again = (await socket.emitWithAck("send-multi", { message, accessKeys: [...accessKeys].reverse(), idempotencyKey: key })) as SocketResult<MultiRecipientResponse>;
+        const again = (await socket.emitWithAck("send-multi", {
+          message,
+          accessKeys: [...accessKeys].reverse(),
+          idempotencyKey: key,
+        })) as SocketResult<MultiRecipientResponse>;
         assert.ok(again.ok, JSON.stringify(again));
         assert.deepEqual(again.value, first.body);
       } finally {
@@ -189,16 +253,27 @@ describe("idempotency keys on sends", () => {
       }
       // Authenticated multi-recipient: scoped by the device.
       const authKey = newKey();
-      const byAlice = await server.http().put("/v1/messages/multi-recipient").set("Authorization", alice.authHeader).send({ message, idempotencyKey: authKey });
+      const byAlice = await server
+        .http()
+        .put("/v1/messages/multi-recipient")
+        .set("Authorization", alice.authHeader)
+        .send({ message, idempotencyKey: authKey });
       assert.equal(byAlice.status, 200);
-      const retried = await server.http().put("/v1/messages/multi-recipient").set("Authorization", alice.authHeader).send({ message, idempotencyKey: authKey });
+      const retried = await server
+        .http()
+        .put("/v1/messages/multi-recipient")
+        .set("Authorization", alice.authHeader)
+        .send({ message, idempotencyKey: authKey });
       assert.deepEqual(retried.body, byAlice.body);
       assert.equal(await envelopes(), queued + 4);
     });
   });
 
   it("counts replays and conflicts in /metrics; records expire and are swept with the envelopes", async () => {
-    const text = await server.http().get("/metrics").then((r) => r.text);
+    const text = await server
+      .http()
+      .get("/metrics")
+      .then((r) => r.text);
     assert.match(text, /zimchat_send_replays_total [1-9]/);
     assert.match(text, /zimchat_refusals_total\{reason="idempotency_conflict"\} [1-9]/);
     assert.ok((await records()) > 0);

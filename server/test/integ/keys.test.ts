@@ -11,7 +11,15 @@ import { randomUUID } from "node:crypto";
 import { KEMKeyPair, PrivateKey } from "@signalapp/libsignal-client";
 import type { DeviceBundle, PreKeyBundleResponse, SignedKyberPreKey, UploadKeysRequest } from "@zimchat/protocol";
 import { defaultRateLimits, type RateLimits } from "../../src/index.js";
-import { linkDevice, encryptFor, signedEc, signedKyber, startServer, type SignedKey, type TestServer } from "../support/harness.js";
+import {
+  linkDevice,
+  encryptFor,
+  signedEc,
+  signedKyber,
+  startServer,
+  type SignedKey,
+  type TestServer,
+} from "../support/harness.js";
 import { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -46,11 +54,20 @@ async function counts(server: TestServer, device: SignalDevice): Promise<{ ecCou
 }
 
 async function upload(server: TestServer, device: SignalDevice, body: unknown): Promise<{ status: number; body: any }> {
-  const res = await server.http().put("/v1/keys").set("Authorization", device.authHeader).send(body as object);
+  const res = await server
+    .http()
+    .put("/v1/keys")
+    .set("Authorization", device.authHeader)
+    .send(body as object);
   return { status: res.status, body: res.body };
 }
 
-async function fetchBundle(server: TestServer, from: SignalDevice, to: string, device: string | number = 1): Promise<PreKeyBundleResponse> {
+async function fetchBundle(
+  server: TestServer,
+  from: SignalDevice,
+  to: string,
+  device: string | number = 1,
+): Promise<PreKeyBundleResponse> {
   const res = await server.http().get(`/v1/keys/${to}/${device}`).set("Authorization", from.authHeader);
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return res.body as PreKeyBundleResponse;
@@ -145,8 +162,14 @@ describe("key upload and counts", () => {
     });
     assert.equal(res.status, 204, JSON.stringify(res.body));
     const handed = [only(await fetchBundle(server, alice, bob.uuid)), only(await fetchBundle(server, alice, bob.uuid))];
-    assert.deepEqual(handed.map((d) => d.preKey).sort((a, b) => a!.keyId - b!.keyId), ec);
-    assert.deepEqual(handed.map((d) => d.pqPreKey).sort((a, b) => a.keyId - b.keyId), pq);
+    assert.deepEqual(
+      handed.map((d) => d.preKey).sort((a, b) => a!.keyId - b!.keyId),
+      ec,
+    );
+    assert.deepEqual(
+      handed.map((d) => d.pqPreKey).sort((a, b) => a.keyId - b.keyId),
+      pq,
+    );
     assert.equal(handed[0]!.signedPreKey.keyId, 2 ** 31 - 1);
   });
 
@@ -167,18 +190,49 @@ describe("key upload and counts", () => {
     });
     const cases: [string, (body: Required<UploadKeysRequest>) => void][] = [
       ["signedPreKey signed by another identity key", (b) => void (b.signedPreKey = signedEc(stranger, 500))],
-      ["signedPreKey signature with one flipped byte", (b) => void (b.signedPreKey.signature = flip(b.signedPreKey.signature, 10))],
-      ["signedPreKey public key with one flipped byte", (b) => void (b.signedPreKey.publicKey = flip(b.signedPreKey.publicKey, 5))],
-      ["signedPreKey signature of another key", (b) => void (b.signedPreKey.signature = signedEc(bob.identity, 1).signature)],
-      ["pqLastResortPreKey signed by another identity key", (b) => void (b.pqLastResortPreKey = signedKyber(stranger, 501))],
-      ["pqLastResortPreKey signature with one flipped byte", (b) => void (b.pqLastResortPreKey.signature = flip(b.pqLastResortPreKey.signature, -1))],
-      ["pqPreKeys[0] signed by another identity key", (b) => void (b.pqPreKeys[0] = signedKyber(stranger, b.pqPreKeys[0]!.keyId))],
-      ["pqPreKeys[57] signed by another identity key", (b) => void (b.pqPreKeys[57] = signedKyber(stranger, b.pqPreKeys[57]!.keyId))],
-      ["pqPreKeys[99] signature with one flipped byte", (b) => void (b.pqPreKeys[99]!.signature = flip(b.pqPreKeys[99]!.signature, 0))],
-      ["pqPreKeys[42] signed by the signed pre-key instead of the identity key", (b) => {
-        const pub = KEMKeyPair.generate().getPublicKey().serialize();
-        b.pqPreKeys[42] = { keyId: b.pqPreKeys[42]!.keyId, publicKey: b64(pub), signature: b64(PrivateKey.generate().sign(pub)) };
-      }],
+      [
+        "signedPreKey signature with one flipped byte",
+        (b) => void (b.signedPreKey.signature = flip(b.signedPreKey.signature, 10)),
+      ],
+      [
+        "signedPreKey public key with one flipped byte",
+        (b) => void (b.signedPreKey.publicKey = flip(b.signedPreKey.publicKey, 5)),
+      ],
+      [
+        "signedPreKey signature of another key",
+        (b) => void (b.signedPreKey.signature = signedEc(bob.identity, 1).signature),
+      ],
+      [
+        "pqLastResortPreKey signed by another identity key",
+        (b) => void (b.pqLastResortPreKey = signedKyber(stranger, 501)),
+      ],
+      [
+        "pqLastResortPreKey signature with one flipped byte",
+        (b) => void (b.pqLastResortPreKey.signature = flip(b.pqLastResortPreKey.signature, -1)),
+      ],
+      [
+        "pqPreKeys[0] signed by another identity key",
+        (b) => void (b.pqPreKeys[0] = signedKyber(stranger, b.pqPreKeys[0]!.keyId)),
+      ],
+      [
+        "pqPreKeys[57] signed by another identity key",
+        (b) => void (b.pqPreKeys[57] = signedKyber(stranger, b.pqPreKeys[57]!.keyId)),
+      ],
+      [
+        "pqPreKeys[99] signature with one flipped byte",
+        (b) => void (b.pqPreKeys[99]!.signature = flip(b.pqPreKeys[99]!.signature, 0)),
+      ],
+      [
+        "pqPreKeys[42] signed by the signed pre-key instead of the identity key",
+        (b) => {
+          const pub = KEMKeyPair.generate().getPublicKey().serialize();
+          b.pqPreKeys[42] = {
+            keyId: b.pqPreKeys[42]!.keyId,
+            publicKey: b64(pub),
+            signature: b64(PrivateKey.generate().sign(pub)),
+          };
+        },
+      ],
     ];
     for (const [name, spoil] of cases) {
       const body = valid();
@@ -223,26 +277,91 @@ describe("key upload and counts", () => {
       ["an EC key as pqLastResortPreKey", 400, "invalid_request", (b) => void (b.pqLastResortPreKey = ecKey)],
       ["an EC key in pqPreKeys", 400, "invalid_request", (b) => void (b.pqPreKeys[2] = ecKey)],
       ["a Kyber key as signedPreKey", 400, "invalid_request", (b) => void (b.signedPreKey = kyberKey)],
-      ["a Kyber key in preKeys", 400, "invalid_request", (b) => void (b.preKeys[1] = { keyId: 702, publicKey: kyberKey.publicKey })],
-      ["a 32-byte key in preKeys", 400, "invalid_request", (b) => void (b.preKeys[0].publicKey = b64(new Uint8Array(Buffer.from(b.preKeys[0].publicKey, "base64")).subarray(1)))],
-      ["a 32-byte signedPreKey", 400, "invalid_request", (b) => void (b.signedPreKey = signedBytes(bob.identity, 600, Buffer.from(ecKey.publicKey, "base64").subarray(1)))],
-      ["a 1568-byte Kyber key", 400, "invalid_request", (b) => void (b.pqPreKeys[0] = signedBytes(bob.identity, 703, Buffer.from(kyberKey.publicKey, "base64").subarray(1)))],
-      ["a 64-byte signature cut to 63", 400, "invalid_request", (b) => void (b.signedPreKey.signature = b64(Buffer.from(b.signedPreKey.signature, "base64").subarray(1)))],
-      ["an EC key with type byte 0x06 in preKeys", 400, "invalid_key", (b) => void (b.preKeys[3].publicKey = b64(withTypeByte(b.preKeys[3].publicKey, 0x06)))],
-      ["a signedPreKey with type byte 0x08 (signed as such)", 400, "invalid_key", (b) => void (b.signedPreKey = signedBytes(bob.identity, 600, withTypeByte(ecKey.publicKey, 0x08)))],
-      ["a Kyber key with type byte 0x05 in pqPreKeys (signed as such)", 400, "invalid_key", (b) => void (b.pqPreKeys[4] = signedBytes(bob.identity, 704, withTypeByte(kyberKey.publicKey, 0x05)))],
-      ["a pqLastResortPreKey with type byte 0x00 (signed as such)", 400, "invalid_key", (b) => void (b.pqLastResortPreKey = signedBytes(bob.identity, 601, withTypeByte(kyberKey.publicKey, 0x00)))],
+      [
+        "a Kyber key in preKeys",
+        400,
+        "invalid_request",
+        (b) => void (b.preKeys[1] = { keyId: 702, publicKey: kyberKey.publicKey }),
+      ],
+      [
+        "a 32-byte key in preKeys",
+        400,
+        "invalid_request",
+        (b) =>
+          void (b.preKeys[0].publicKey = b64(
+            new Uint8Array(Buffer.from(b.preKeys[0].publicKey, "base64")).subarray(1),
+          )),
+      ],
+      [
+        "a 32-byte signedPreKey",
+        400,
+        "invalid_request",
+        (b) =>
+          void (b.signedPreKey = signedBytes(bob.identity, 600, Buffer.from(ecKey.publicKey, "base64").subarray(1))),
+      ],
+      [
+        "a 1568-byte Kyber key",
+        400,
+        "invalid_request",
+        (b) =>
+          void (b.pqPreKeys[0] = signedBytes(bob.identity, 703, Buffer.from(kyberKey.publicKey, "base64").subarray(1))),
+      ],
+      [
+        "a 64-byte signature cut to 63",
+        400,
+        "invalid_request",
+        (b) => void (b.signedPreKey.signature = b64(Buffer.from(b.signedPreKey.signature, "base64").subarray(1))),
+      ],
+      [
+        "an EC key with type byte 0x06 in preKeys",
+        400,
+        "invalid_key",
+        (b) => void (b.preKeys[3].publicKey = b64(withTypeByte(b.preKeys[3].publicKey, 0x06))),
+      ],
+      [
+        "a signedPreKey with type byte 0x08 (signed as such)",
+        400,
+        "invalid_key",
+        (b) => void (b.signedPreKey = signedBytes(bob.identity, 600, withTypeByte(ecKey.publicKey, 0x08))),
+      ],
+      [
+        "a Kyber key with type byte 0x05 in pqPreKeys (signed as such)",
+        400,
+        "invalid_key",
+        (b) => void (b.pqPreKeys[4] = signedBytes(bob.identity, 704, withTypeByte(kyberKey.publicKey, 0x05))),
+      ],
+      [
+        "a pqLastResortPreKey with type byte 0x00 (signed as such)",
+        400,
+        "invalid_key",
+        (b) => void (b.pqLastResortPreKey = signedBytes(bob.identity, 601, withTypeByte(kyberKey.publicKey, 0x00))),
+      ],
       ...badIds.flatMap((id): [string, number, string, (b: Body) => void][] => [
         [`preKeys[0].keyId ${JSON.stringify(id)}`, 400, "invalid_request", (b) => void (b.preKeys[0].keyId = id)],
         [`pqPreKeys[1].keyId ${JSON.stringify(id)}`, 400, "invalid_request", (b) => void (b.pqPreKeys[1].keyId = id)],
         [`signedPreKey.keyId ${JSON.stringify(id)}`, 400, "invalid_request", (b) => void (b.signedPreKey.keyId = id)],
-        [`pqLastResortPreKey.keyId ${JSON.stringify(id)}`, 400, "invalid_request", (b) => void (b.pqLastResortPreKey.keyId = id)],
+        [
+          `pqLastResortPreKey.keyId ${JSON.stringify(id)}`,
+          400,
+          "invalid_request",
+          (b) => void (b.pqLastResortPreKey.keyId = id),
+        ],
       ]),
-      ["101 one-time EC keys", 400, "invalid_request", (b) => void (b.preKeys = (bob.keyUpload(101, 0).preKeys))],
-      ["101 one-time Kyber keys", 400, "invalid_request", (b) => void (b.pqPreKeys = (bob.keyUpload(0, 101).pqPreKeys))],
+      ["101 one-time EC keys", 400, "invalid_request", (b) => void (b.preKeys = bob.keyUpload(101, 0).preKeys)],
+      ["101 one-time Kyber keys", 400, "invalid_request", (b) => void (b.pqPreKeys = bob.keyUpload(0, 101).pqPreKeys)],
       ["a repeated EC keyId", 400, "invalid_request", (b) => void (b.preKeys[4].keyId = b.preKeys[0].keyId)],
-      ["a repeated Kyber keyId", 400, "invalid_request", (b) => void (b.pqPreKeys[4] = signedKyber(bob.identity, b.pqPreKeys[0].keyId))],
-      ["a one-time EC key with a signature field", 400, "invalid_request", (b) => void (b.preKeys[0].signature = ecKey.signature)],
+      [
+        "a repeated Kyber keyId",
+        400,
+        "invalid_request",
+        (b) => void (b.pqPreKeys[4] = signedKyber(bob.identity, b.pqPreKeys[0].keyId)),
+      ],
+      [
+        "a one-time EC key with a signature field",
+        400,
+        "invalid_request",
+        (b) => void (b.preKeys[0].signature = ecKey.signature),
+      ],
     ];
     for (const [name, status, code, spoil] of cases) {
       const body: Body = valid();
@@ -265,7 +384,10 @@ describe("key upload and counts", () => {
     const foreign = await upload(server, bob2, { pqPreKeys: [signedKyber(PrivateKey.generate(), 1)] });
     assert.equal(foreign.status, 422, JSON.stringify(foreign.body));
     assert.equal(foreign.body.code, "invalid_signature");
-    const res = await upload(server, bob2, { preKeys: [bob.ecPreKey()], pqPreKeys: [signedKyber(bob.identity, 1), signedKyber(bob.identity, 2)] });
+    const res = await upload(server, bob2, {
+      preKeys: [bob.ecPreKey()],
+      pqPreKeys: [signedKyber(bob.identity, 1), signedKyber(bob.identity, 2)],
+    });
     assert.equal(res.status, 204, JSON.stringify(res.body));
     assert.deepEqual(await counts(server, bob2), { ecCount: 1, pqCount: 2 });
     assert.deepEqual(await counts(server, bob), { ecCount: 0, pqCount: 0 });
@@ -323,7 +445,10 @@ describe("pre-key bundles", () => {
       devices.map((d) => d.pqPreKey),
       [...keys.pqPreKeys!, registered.pqPreKey, registered.pqPreKey],
     );
-    assert.ok(!keys.pqPreKeys!.some((k) => k.keyId === registered.pqPreKey.keyId), "the first bundle carried the last-resort key");
+    assert.ok(
+      !keys.pqPreKeys!.some((k) => k.keyId === registered.pqPreKey.keyId),
+      "the first bundle carried the last-resort key",
+    );
     assert.deepEqual(await counts(server, bob), { ecCount: 0, pqCount: 0 });
   });
 
@@ -341,24 +466,39 @@ describe("pre-key bundles", () => {
     const third = await fetchBundle(server, alice, bob.uuid, "*");
     for (const bundle of [first, second, third]) {
       assert.equal(bundle.identityKey, b64(bob.identity.getPublicKey().serialize()));
-      assert.deepEqual(bundle.devices.map((d) => [d.deviceId, d.registrationId]), [
-        [1, bob.registrationId],
-        [2, bob2.registrationId],
-      ]);
+      assert.deepEqual(
+        bundle.devices.map((d) => [d.deviceId, d.registrationId]),
+        [
+          [1, bob.registrationId],
+          [2, bob2.registrationId],
+        ],
+      );
       assert.deepEqual(bundle.devices[1]!.signedPreKey, signed2);
     }
     const dev = (b: PreKeyBundleResponse, id: number): DeviceBundle => b.devices.find((d) => d.deviceId === id)!;
-    assert.deepEqual([first, second, third].map((b) => dev(b, 1).preKey), [keys1.preKeys![0], null, null]);
-    assert.deepEqual([first, second, third].map((b) => dev(b, 2).preKey), [keys2.preKeys[0], keys2.preKeys[1], null]);
+    assert.deepEqual(
+      [first, second, third].map((b) => dev(b, 1).preKey),
+      [keys1.preKeys![0], null, null],
+    );
+    assert.deepEqual(
+      [first, second, third].map((b) => dev(b, 2).preKey),
+      [keys2.preKeys[0], keys2.preKeys[1], null],
+    );
     assert.deepEqual(dev(first, 1).pqPreKey, keys1.pqPreKeys![0]);
     assert.deepEqual(dev(second, 1).pqPreKey, dev(third, 1).pqPreKey);
-    assert.deepEqual([first, second, third].map((b) => dev(b, 2).pqPreKey), [keys2.pqPreKeys[0], lastResort2, lastResort2]);
+    assert.deepEqual(
+      [first, second, third].map((b) => dev(b, 2).pqPreKey),
+      [keys2.pqPreKeys[0], lastResort2, lastResort2],
+    );
 
     // Fetching one device claims only that device's keys.
     assert.equal((await upload(server, bob, { preKeys: [bob.ecPreKey()] })).status, 204);
     assert.equal((await upload(server, bob2, { preKeys: [bob.ecPreKey()] })).status, 204);
     const one = await fetchBundle(server, alice, bob.uuid, 2);
-    assert.deepEqual(one.devices.map((d) => d.deviceId), [2]);
+    assert.deepEqual(
+      one.devices.map((d) => d.deviceId),
+      [2],
+    );
     assert.deepEqual(await counts(server, bob), { ecCount: 1, pqCount: 0 });
     assert.deepEqual(await counts(server, bob2), { ecCount: 0, pqCount: 0 });
   });
@@ -367,7 +507,12 @@ describe("pre-key bundles", () => {
     const alice = await server.register();
     const bob = await server.register();
     assert.equal((await upload(server, bob, bob.keyUpload(1, 1))).status, 204);
-    for (const path of [`/v1/keys/${randomUUID()}/1`, `/v1/keys/${randomUUID()}/*`, `/v1/keys/${bob.uuid}/2`, `/v1/keys/${bob.uuid}/127`]) {
+    for (const path of [
+      `/v1/keys/${randomUUID()}/1`,
+      `/v1/keys/${randomUUID()}/*`,
+      `/v1/keys/${bob.uuid}/2`,
+      `/v1/keys/${bob.uuid}/127`,
+    ]) {
       const res = await server.http().get(path).set("Authorization", alice.authHeader);
       assert.equal(res.status, 404, `${path}: ${JSON.stringify(res.body)}`);
       assert.equal(res.body.code, "not_found", path);
@@ -407,21 +552,36 @@ describe("pre-key bundles", () => {
     await carol.processBundle(bob.uuid, forCarol);
 
     const bobDevices = { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] };
-    for (const [sender, text] of [[alice, "Mhoro Bob, from Alice"], [carol, "Carol, with the last-resort key"]] as const) {
+    for (const [sender, text] of [
+      [alice, "Mhoro Bob, from Alice"],
+      [carol, "Carol, with the last-resort key"],
+    ] as const) {
       const messages = await encryptFor(sender, bobDevices, text);
       assert.equal(messages[0]!.type, "prekey");
-      const sent = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", sender.authHeader).send({ messages });
+      const sent = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", sender.authHeader)
+        .send({ messages });
       assert.equal(sent.status, 200, JSON.stringify(sent.body));
     }
     const fetched = await server.http().get("/v1/messages").set("Authorization", bob.authHeader);
     assert.equal(fetched.status, 200);
-    const envelopes = fetched.body.envelopes as { sourceUuid: string; sourceDeviceId: number; type: "prekey" | "whisper"; content: string }[];
+    const envelopes = fetched.body.envelopes as {
+      sourceUuid: string;
+      sourceDeviceId: number;
+      type: "prekey" | "whisper";
+      content: string;
+    }[];
     assert.equal(envelopes.length, 2);
     assert.ok(bob.preKeys.records.has(used.preKey.keyId));
     assert.equal(await bob.decrypt(alice.uuid, 1, envelopes[0]!.type, envelopes[0]!.content), "Mhoro Bob, from Alice");
     // libsignal consumed the one-time key the server handed to Alice.
     assert.ok(!bob.preKeys.records.has(used.preKey.keyId));
-    assert.equal(await bob.decrypt(carol.uuid, 1, envelopes[1]!.type, envelopes[1]!.content), "Carol, with the last-resort key");
+    assert.equal(
+      await bob.decrypt(carol.uuid, 1, envelopes[1]!.type, envelopes[1]!.content),
+      "Carol, with the last-resort key",
+    );
   });
 });
 
@@ -444,7 +604,10 @@ describe("concurrent bundle fetches", () => {
 
     const responses = await Promise.all(
       Array.from({ length: 100 }, (_, i) =>
-        server.http().get(`/v1/keys/${bob.uuid}/1`).set("Authorization", requesters[i % requesters.length]!.authHeader),
+        server
+          .http()
+          .get(`/v1/keys/${bob.uuid}/1`)
+          .set("Authorization", requesters[i % requesters.length]!.authHeader),
       ),
     );
     for (const res of responses) assert.equal(res.status, 200, JSON.stringify(res.body));
@@ -482,7 +645,9 @@ describe("concurrent bundle fetches", () => {
     const second = bob.keyUpload(20, 20);
     const [uploaded, ...responses] = await Promise.all([
       upload(server, bob, second),
-      ...Array.from({ length: 30 }, () => server.http().get(`/v1/keys/${bob.uuid}/*`).set("Authorization", requester.authHeader)),
+      ...Array.from({ length: 30 }, () =>
+        server.http().get(`/v1/keys/${bob.uuid}/*`).set("Authorization", requester.authHeader),
+      ),
     ]);
     assert.equal(uploaded.status, 204);
     const ecIds = responses.flatMap((res) => {

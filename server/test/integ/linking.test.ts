@@ -14,7 +14,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { PrivateKey } from "@signalapp/libsignal-client";
 import { limits, type Envelope, type LinkDeviceRequest } from "@zimchat/protocol";
 import { ConfigError, defaultRateLimits, resolveConfig, type RateLimits } from "../../src/index.js";
-import { encryptFor, linkDevice, signedEc, signedKyber, startServer, startSession, type TestServer } from "../support/harness.js";
+import {
+  encryptFor,
+  linkDevice,
+  signedEc,
+  signedKyber,
+  startServer,
+  startSession,
+  type TestServer,
+} from "../support/harness.js";
 import { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
@@ -44,9 +52,19 @@ async function newCode(server: TestServer): Promise<{ code: string; expiresAt: n
 }
 
 /** The primary's side: seals the account's identity key to the new device's ephemeral key and confirms the code. */
-function confirm(server: TestServer, by: SignalDevice, code: string, ephemeral: PrivateKey, identity: PrivateKey = by.identity): Promise<Res> {
+function confirm(
+  server: TestServer,
+  by: SignalDevice,
+  code: string,
+  ephemeral: PrivateKey,
+  identity: PrivateKey = by.identity,
+): Promise<Res> {
   const sealed = ephemeral.getPublicKey().seal(identity.serialize(), provisioningInfo);
-  return server.http().put(`/v1/devices/links/${code}`).set("Authorization", by.authHeader).send({ provisioningMessage: b64(sealed) });
+  return server
+    .http()
+    .put(`/v1/devices/links/${code}`)
+    .set("Authorization", by.authHeader)
+    .send({ provisioningMessage: b64(sealed) });
 }
 
 function status(server: TestServer, code: string): Promise<Res> {
@@ -55,7 +73,13 @@ function status(server: TestServer, code: string): Promise<Res> {
 
 /** A link request for `device`, its signed keys signed by its identity key (the account's, unless forged). */
 function linkBody(device: SignalDevice, code: string): LinkDeviceRequest {
-  return { code, password: device.password, registrationId: device.registrationId, signedPreKey: device.signedPreKey(), pqLastResortPreKey: device.kyberPreKey() };
+  return {
+    code,
+    password: device.password,
+    registrationId: device.registrationId,
+    signedPreKey: device.signedPreKey(),
+    pqLastResortPreKey: device.kyberPreKey(),
+  };
 }
 
 /** Polls the code, opens the provisioning message, and builds the new device with the account's identity key. */
@@ -111,7 +135,10 @@ describe("device linking", () => {
     assert.deepEqual((await status(server, code)).body, { confirmed: false });
     assert.equal((await confirm(server, primary, code, ephemeral)).status, 204);
     const linked = await provisionedDevice(server, code, ephemeral);
-    assert.ok(linked.identity.getPublicKey().equals(primary.identity.getPublicKey()), "the sealed identity key arrived intact");
+    assert.ok(
+      linked.identity.getPublicKey().equals(primary.identity.getPublicKey()),
+      "the sealed identity key arrived intact",
+    );
 
     const body = linkBody(linked, code);
     const res = await server.http().post("/v1/devices").send(body);
@@ -125,20 +152,32 @@ describe("device linking", () => {
     const who = await server.http().get("/v1/accounts/whoami").set("Authorization", linked.authHeader);
     assert.equal(who.status, 200);
     assert.equal(who.body.deviceId, 2);
-    const upload = await server.http().put("/v1/keys").set("Authorization", linked.authHeader).send(linked.keyUpload(3, 2));
+    const upload = await server
+      .http()
+      .put("/v1/keys")
+      .set("Authorization", linked.authHeader)
+      .send(linked.keyUpload(3, 2));
     assert.equal(upload.status, 204, JSON.stringify(upload.body));
     assert.deepEqual(await keyCount(server, linked), { ecCount: 3, pqCount: 2 });
 
     const list = await server.http().get("/v1/devices").set("Authorization", linked.authHeader);
     assert.equal(list.status, 200);
-    assert.deepEqual(list.body.devices, [{ id: 1, created: today(), lastSeen: today() }, { id: 2, created: today(), lastSeen: today() }]);
-    const row = await server.home.database.prisma.device.findUniqueOrThrow({ where: { accountId_id: { accountId: primary.uuid, id: 2 } } });
+    assert.deepEqual(list.body.devices, [
+      { id: 1, created: today(), lastSeen: today() },
+      { id: 2, created: today(), lastSeen: today() },
+    ]);
+    const row = await server.home.database.prisma.device.findUniqueOrThrow({
+      where: { accountId_id: { accountId: primary.uuid, id: 2 } },
+    });
     assert.equal(row.createdAt.getTime() % 86_400_000, 0, "the creation time is kept to the day");
 
     const bob = await server.register();
     const bundles = await server.http().get(`/v1/keys/${primary.uuid}/*`).set("Authorization", bob.authHeader);
     assert.equal(bundles.status, 200);
-    assert.deepEqual(bundles.body.devices.map((d: { deviceId: number }) => d.deviceId), [1, 2]);
+    assert.deepEqual(
+      bundles.body.devices.map((d: { deviceId: number }) => d.deviceId),
+      [1, 2],
+    );
     const two = bundles.body.devices[1];
     assert.equal(two.registrationId, linked.registrationId);
     assert.equal(two.signedPreKey.publicKey, body.signedPreKey.publicKey);
@@ -146,17 +185,35 @@ describe("device linking", () => {
     await bob.processBundle(primary.uuid, bundles.body);
 
     // A send to the account must now name both devices.
-    const onlyPrimary = await encryptFor(bob, { uuid: primary.uuid, devices: [{ deviceId: 1, registrationId: primary.registrationId }] }, "x");
-    const refused = await server.http().put(`/v1/messages/${primary.uuid}`).set("Authorization", bob.authHeader).send({ messages: onlyPrimary });
+    const onlyPrimary = await encryptFor(
+      bob,
+      { uuid: primary.uuid, devices: [{ deviceId: 1, registrationId: primary.registrationId }] },
+      "x",
+    );
+    const refused = await server
+      .http()
+      .put(`/v1/messages/${primary.uuid}`)
+      .set("Authorization", bob.authHeader)
+      .send({ messages: onlyPrimary });
     assertRefused(refused, 409, "mismatched_devices", "a send that forgets the linked device");
     assert.deepEqual(refused.body.missingDevices, [2]);
 
     const messages = await encryptFor(
       bob,
-      { uuid: primary.uuid, devices: [{ deviceId: 1, registrationId: primary.registrationId }, { deviceId: 2, registrationId: linked.registrationId }] },
+      {
+        uuid: primary.uuid,
+        devices: [
+          { deviceId: 1, registrationId: primary.registrationId },
+          { deviceId: 2, registrationId: linked.registrationId },
+        ],
+      },
       "hello, second device",
     );
-    const sent = await server.http().put(`/v1/messages/${primary.uuid}`).set("Authorization", bob.authHeader).send({ messages });
+    const sent = await server
+      .http()
+      .put(`/v1/messages/${primary.uuid}`)
+      .set("Authorization", bob.authHeader)
+      .send({ messages });
     assert.equal(sent.status, 200, JSON.stringify(sent.body));
     const conn = await server.connect(linked);
     const [envelope] = await conn.waitFor(1);
@@ -174,37 +231,90 @@ describe("device linking", () => {
 
     // Unknown code: every step is a 404.
     assertRefused(await status(server, unknown), 404, "link_not_found", "status of an unknown code");
-    assertRefused(await confirm(server, primary, unknown, PrivateKey.generate()), 404, "link_not_found", "confirm an unknown code");
+    assertRefused(
+      await confirm(server, primary, unknown, PrivateKey.generate()),
+      404,
+      "link_not_found",
+      "confirm an unknown code",
+    );
     const stranger = new SignalDevice(primary.identity);
-    assertRefused(await server.http().post("/v1/devices").send(linkBody(stranger, unknown)), 404, "link_not_found", "link with an unknown code");
+    assertRefused(
+      await server.http().post("/v1/devices").send(linkBody(stranger, unknown)),
+      404,
+      "link_not_found",
+      "link with an unknown code",
+    );
 
     // Unconfirmed: 409, and the code is not consumed.
     const pending = await newCode(server);
     const early = new SignalDevice(primary.identity);
-    assertRefused(await server.http().post("/v1/devices").send(linkBody(early, pending.code)), 409, "link_not_confirmed", "link before confirmation");
+    assertRefused(
+      await server.http().post("/v1/devices").send(linkBody(early, pending.code)),
+      409,
+      "link_not_confirmed",
+      "link before confirmation",
+    );
     assert.deepEqual((await status(server, pending.code)).body, { confirmed: false });
 
     // Only the primary confirms.
-    assertRefused(await confirm(server, second, pending.code, pending.ephemeral, primary.identity), 403, "forbidden", "confirm by device 2");
+    assertRefused(
+      await confirm(server, second, pending.code, pending.ephemeral, primary.identity),
+      403,
+      "forbidden",
+      "confirm by device 2",
+    );
     assert.deepEqual((await status(server, pending.code)).body, { confirmed: false });
 
     // Confirmed once; a second confirmation (by anyone) is a 409 and leaves the first message.
     assert.equal((await confirm(server, primary, pending.code, pending.ephemeral)).status, 204);
     const first = (await status(server, pending.code)).body.provisioningMessage;
-    assertRefused(await confirm(server, primary, pending.code, pending.ephemeral), 409, "link_already_confirmed", "confirm twice");
+    assertRefused(
+      await confirm(server, primary, pending.code, pending.ephemeral),
+      409,
+      "link_already_confirmed",
+      "confirm twice",
+    );
     const other = await server.register();
-    assertRefused(await confirm(server, other, pending.code, pending.ephemeral), 409, "link_already_confirmed", "another account confirms");
+    assertRefused(
+      await confirm(server, other, pending.code, pending.ephemeral),
+      409,
+      "link_already_confirmed",
+      "another account confirms",
+    );
     assert.equal((await status(server, pending.code)).body.provisioningMessage, first);
 
     // Keys signed by another identity: 422, the code stays confirmed and unused.
     const forger = new SignalDevice();
-    assertRefused(await server.http().post("/v1/devices").send(linkBody(forger, pending.code)), 422, "invalid_signature", "keys signed by a stranger");
+    assertRefused(
+      await server.http().post("/v1/devices").send(linkBody(forger, pending.code)),
+      422,
+      "invalid_signature",
+      "keys signed by a stranger",
+    );
     const halfForged = { ...linkBody(early, pending.code), pqLastResortPreKey: signedKyber(forger.identity, 7) };
-    assertRefused(await server.http().post("/v1/devices").send(halfForged), 422, "invalid_signature", "Kyber key signed by a stranger");
+    assertRefused(
+      await server.http().post("/v1/devices").send(halfForged),
+      422,
+      "invalid_signature",
+      "Kyber key signed by a stranger",
+    );
     const ecForged = { ...linkBody(early, pending.code), signedPreKey: signedEc(forger.identity, 8) };
-    assertRefused(await server.http().post("/v1/devices").send(ecForged), 422, "invalid_signature", "EC key signed by a stranger");
-    const notAKey = { ...linkBody(early, pending.code), signedPreKey: { keyId: 9, publicKey: b64(new Uint8Array(33)), signature: b64(new Uint8Array(64)) } };
-    assertRefused(await server.http().post("/v1/devices").send(notAKey), 400, "invalid_key", "a signed pre-key that is not a key");
+    assertRefused(
+      await server.http().post("/v1/devices").send(ecForged),
+      422,
+      "invalid_signature",
+      "EC key signed by a stranger",
+    );
+    const notAKey = {
+      ...linkBody(early, pending.code),
+      signedPreKey: { keyId: 9, publicKey: b64(new Uint8Array(33)), signature: b64(new Uint8Array(64)) },
+    };
+    assertRefused(
+      await server.http().post("/v1/devices").send(notAKey),
+      400,
+      "invalid_key",
+      "a signed pre-key that is not a key",
+    );
     assert.equal((await status(server, pending.code)).body.confirmed, true);
     assert.deepEqual(await deviceIds(server, primary), [1, 2]);
 
@@ -213,7 +323,12 @@ describe("device linking", () => {
     assert.equal(res.status, 201, JSON.stringify(res.body));
     assert.equal(res.body.deviceId, 3);
     const again = new SignalDevice(primary.identity);
-    assertRefused(await server.http().post("/v1/devices").send(linkBody(again, pending.code)), 404, "link_not_found", "a reused code");
+    assertRefused(
+      await server.http().post("/v1/devices").send(linkBody(again, pending.code)),
+      404,
+      "link_not_found",
+      "a reused code",
+    );
     assert.deepEqual(await deviceIds(server, primary), [1, 2, 3]);
     assert.deepEqual(await deviceIds(server, other), [1]);
   });
@@ -223,8 +338,13 @@ describe("device linking", () => {
     const codes = await Promise.all(Array.from({ length: 8 }, () => newCode(server)));
     for (const c of codes) assert.equal((await confirm(server, primary, c.code, c.ephemeral)).status, 204);
     const devices = codes.map(() => new SignalDevice(primary.identity));
-    const answers = await Promise.all(codes.map((c, i) => server.http().post("/v1/devices").send(linkBody(devices[i]!, c.code))));
-    const linked = answers.filter((a) => a.status === 201).map((a) => a.body.deviceId as number).sort((a, b) => a - b);
+    const answers = await Promise.all(
+      codes.map((c, i) => server.http().post("/v1/devices").send(linkBody(devices[i]!, c.code))),
+    );
+    const linked = answers
+      .filter((a) => a.status === 201)
+      .map((a) => a.body.deviceId as number)
+      .sort((a, b) => a - b);
     assert.deepEqual(linked, [2, 3, 4, 5, 6], answers.map((a) => `${a.status} ${JSON.stringify(a.body)}`).join("; "));
     const refused = answers.filter((a) => a.status !== 201);
     assert.equal(refused.length, 3);
@@ -252,7 +372,15 @@ describe("device linking", () => {
     assert.equal((await link(server, primary)).deviceId, 4);
     const another = codes[answers.findLastIndex((a) => a.status !== 201)]!;
     assert.notEqual(another, leftover);
-    assertRefused(await server.http().post("/v1/devices").send(linkBody(new SignalDevice(primary.identity), another.code)), 409, "too_many_devices", "full again");
+    assertRefused(
+      await server
+        .http()
+        .post("/v1/devices")
+        .send(linkBody(new SignalDevice(primary.identity), another.code)),
+      409,
+      "too_many_devices",
+      "full again",
+    );
   });
 
   it("unlinks: a relinked id starts with an empty queue and no one-time keys, the old password stops working", async () => {
@@ -260,32 +388,80 @@ describe("device linking", () => {
     const bob = await server.register();
     const two = await link(server, primary);
     const three = await link(server, primary);
-    assert.equal((await server.http().put("/v1/keys").set("Authorization", two.authHeader).send(two.keyUpload(5, 5))).status, 204);
+    assert.equal(
+      (await server.http().put("/v1/keys").set("Authorization", two.authHeader).send(two.keyUpload(5, 5))).status,
+      204,
+    );
 
     await startSession(server, bob, primary);
     const devices = [primary, two, three].map((d) => ({ deviceId: d.deviceId, registrationId: d.registrationId }));
     const messages = await encryptFor(bob, { uuid: primary.uuid, devices }, "before unlink");
-    assert.equal((await server.http().put(`/v1/messages/${primary.uuid}`).set("Authorization", bob.authHeader).send({ messages })).status, 200);
+    assert.equal(
+      (await server.http().put(`/v1/messages/${primary.uuid}`).set("Authorization", bob.authHeader).send({ messages }))
+        .status,
+      200,
+    );
     assert.equal((await queue(server, two)).length, 1);
-    assert.deepEqual(await keyCount(server, two), { ecCount: 4, pqCount: 4 }, "one of each claimed by Bob's bundle fetch");
+    assert.deepEqual(
+      await keyCount(server, two),
+      { ecCount: 4, pqCount: 4 },
+      "one of each claimed by Bob's bundle fetch",
+    );
 
     // Who may remove whom.
-    assertRefused(await server.http().delete("/v1/devices/1").set("Authorization", primary.authHeader), 403, "forbidden", "the primary removes itself");
-    assertRefused(await server.http().delete("/v1/devices/1").set("Authorization", two.authHeader), 403, "forbidden", "device 2 removes the primary");
-    assertRefused(await server.http().delete("/v1/devices/2").set("Authorization", three.authHeader), 403, "forbidden", "device 3 removes device 2");
-    assertRefused(await server.http().delete("/v1/devices/9").set("Authorization", primary.authHeader), 404, "not_found", "no device 9");
-    assertRefused(await server.http().delete("/v1/devices/0").set("Authorization", primary.authHeader), 400, "invalid_request", "device 0");
+    assertRefused(
+      await server.http().delete("/v1/devices/1").set("Authorization", primary.authHeader),
+      403,
+      "forbidden",
+      "the primary removes itself",
+    );
+    assertRefused(
+      await server.http().delete("/v1/devices/1").set("Authorization", two.authHeader),
+      403,
+      "forbidden",
+      "device 2 removes the primary",
+    );
+    assertRefused(
+      await server.http().delete("/v1/devices/2").set("Authorization", three.authHeader),
+      403,
+      "forbidden",
+      "device 3 removes device 2",
+    );
+    assertRefused(
+      await server.http().delete("/v1/devices/9").set("Authorization", primary.authHeader),
+      404,
+      "not_found",
+      "no device 9",
+    );
+    assertRefused(
+      await server.http().delete("/v1/devices/0").set("Authorization", primary.authHeader),
+      400,
+      "invalid_request",
+      "device 0",
+    );
     assert.deepEqual(await deviceIds(server, primary), [1, 2, 3]);
 
     assert.equal((await server.http().delete("/v1/devices/2").set("Authorization", primary.authHeader)).status, 204);
-    assertRefused(await server.http().get("/v1/accounts/whoami").set("Authorization", two.authHeader), 401, "unauthorized", "an unlinked device");
-    assert.equal((await server.http().delete("/v1/devices/3").set("Authorization", three.authHeader)).status, 204, "a device removes itself");
+    assertRefused(
+      await server.http().get("/v1/accounts/whoami").set("Authorization", two.authHeader),
+      401,
+      "unauthorized",
+      "an unlinked device",
+    );
+    assert.equal(
+      (await server.http().delete("/v1/devices/3").set("Authorization", three.authHeader)).status,
+      204,
+      "a device removes itself",
+    );
     assert.deepEqual(await deviceIds(server, primary), [1]);
 
     const relinked = await link(server, primary);
     assert.equal(relinked.deviceId, 2);
     const listed = await server.http().get("/v1/devices").set("Authorization", relinked.authHeader);
-    assert.deepEqual(listed.body.devices, [{ id: 1, created: today(), lastSeen: today() }, { id: 2, created: today(), lastSeen: today() }]);
+    assert.deepEqual(listed.body.devices, [
+      { id: 1, created: today(), lastSeen: today() },
+      { id: 2, created: today(), lastSeen: today() },
+    ]);
     assert.deepEqual(await queue(server, relinked), [], "the old device 2's envelope went with it");
     assert.deepEqual(await keyCount(server, relinked), { ecCount: 0, pqCount: 0 });
     const { prisma } = server.home.database;
@@ -296,7 +472,11 @@ describe("device linking", () => {
     assert.equal(await prisma.envelope.count({ where: { accountId: primary.uuid, deviceId: 3 } }), 0);
     // Bob's stale view (devices 1, 2, 3 with the old registration ids) is refused; the new bundle is the new device's.
     const stale = await encryptFor(bob, { uuid: primary.uuid, devices: devices.slice(0, 2) }, "stale");
-    const res = await server.http().put(`/v1/messages/${primary.uuid}`).set("Authorization", bob.authHeader).send({ messages: stale });
+    const res = await server
+      .http()
+      .put(`/v1/messages/${primary.uuid}`)
+      .set("Authorization", bob.authHeader)
+      .send({ messages: stale });
     assertRefused(res, 410, "stale_devices", "a send to the old device 2");
     const bundle = await server.http().get(`/v1/keys/${primary.uuid}/2`).set("Authorization", bob.authHeader);
     assert.equal(bundle.body.devices[0].registrationId, relinked.registrationId);
@@ -335,7 +515,12 @@ describe("device linking", () => {
     await gone;
     await changed;
     // A refused link and a refused removal are not changes.
-    assertRefused(await server.http().delete("/v1/devices/2").set("Authorization", primary.authHeader), 404, "not_found", "removed twice");
+    assertRefused(
+      await server.http().delete("/v1/devices/2").set("Authorization", primary.authHeader),
+      404,
+      "not_found",
+      "removed twice",
+    );
     await sleep(200);
     assert.deepEqual(heard, { mine: 3, theirs: 0 });
     assert.equal(twoHeard, 1, "device 2 heard of device 3");
@@ -352,12 +537,16 @@ describe("device linking", () => {
     const closing = new Promise<string>((resolve) => twoConn.socket.once("closing", resolve));
     const changed = new Promise<void>((resolve) => mine.socket.once("devices-changed", () => resolve()));
     const identity = PrivateKey.generate();
-    const reset = await server.http().put("/v1/accounts/identity").set("Authorization", primary.authHeader).send({
-      registrationId: 4242,
-      identityKey: b64(identity.getPublicKey().serialize()),
-      signedPreKey: signedEc(identity, 77),
-      pqLastResortPreKey: signedKyber(identity, 78),
-    });
+    const reset = await server
+      .http()
+      .put("/v1/accounts/identity")
+      .set("Authorization", primary.authHeader)
+      .send({
+        registrationId: 4242,
+        identityKey: b64(identity.getPublicKey().serialize()),
+        signedPreKey: signedEc(identity, 77),
+        pqLastResortPreKey: signedKyber(identity, 78),
+      });
     assert.equal(reset.status, 204);
     assert.equal(await closing, "removed");
     await changed;
@@ -370,26 +559,63 @@ describe("device linking", () => {
     const pending = await newCode(server);
     const path = `/v1/devices/links/${pending.code}`;
     const auth = primary.authHeader;
-    const badCodes = ["short", `${pending.code}A`, `${pending.code.slice(0, 21)}+`, `${pending.code.slice(0, 21)}.`, "%00".repeat(22)];
+    const badCodes = [
+      "short",
+      `${pending.code}A`,
+      `${pending.code.slice(0, 21)}+`,
+      `${pending.code.slice(0, 21)}.`,
+      "%00".repeat(22),
+    ];
     for (const bad of badCodes) {
       assertRefused(await server.http().get(`/v1/devices/links/${bad}`), 400, "invalid_request", `status of ${bad}`);
-      const put = await server.http().put(`/v1/devices/links/${bad}`).set("Authorization", auth).send({ provisioningMessage: b64(randomBytes(100)) });
+      const put = await server
+        .http()
+        .put(`/v1/devices/links/${bad}`)
+        .set("Authorization", auth)
+        .send({ provisioningMessage: b64(randomBytes(100)) });
       assertRefused(put, 400, "invalid_request", `confirm ${bad}`);
-      const post = await server.http().post("/v1/devices").send(linkBody(new SignalDevice(primary.identity), bad));
+      const post = await server
+        .http()
+        .post("/v1/devices")
+        .send(linkBody(new SignalDevice(primary.identity), bad));
       assertRefused(post, 400, "invalid_request", `link with ${bad}`);
     }
     const bodies: [string, unknown][] = [
-      ["oversize provisioning message", { provisioningMessage: b64(randomBytes(limits.maxProvisioningMessageBytes + 1)) }],
+      [
+        "oversize provisioning message",
+        { provisioningMessage: b64(randomBytes(limits.maxProvisioningMessageBytes + 1)) },
+      ],
       ["empty provisioning message", { provisioningMessage: "" }],
       ["not base64", { provisioningMessage: "not base64!" }],
       ["unknown field", { provisioningMessage: b64(randomBytes(10)), accountId: primary.uuid }],
       ["no body", {}],
     ];
     for (const [name, body] of bodies) {
-      assertRefused(await server.http().put(path).set("Authorization", auth).send(body as object), 400, "invalid_request", name);
+      assertRefused(
+        await server
+          .http()
+          .put(path)
+          .set("Authorization", auth)
+          .send(body as object),
+        400,
+        "invalid_request",
+        name,
+      );
     }
-    assertRefused(await server.http().put(path).send({ provisioningMessage: b64(randomBytes(10)) }), 401, "unauthorized", "confirm without credentials");
-    assert.deepEqual((await status(server, pending.code)).body, { confirmed: false }, "refused confirmations changed nothing");
+    assertRefused(
+      await server
+        .http()
+        .put(path)
+        .send({ provisioningMessage: b64(randomBytes(10)) }),
+      401,
+      "unauthorized",
+      "confirm without credentials",
+    );
+    assert.deepEqual(
+      (await status(server, pending.code)).body,
+      { confirmed: false },
+      "refused confirmations changed nothing",
+    );
     const message = b64(randomBytes(limits.maxProvisioningMessageBytes));
     const largest = await server.http().put(path).set("Authorization", auth).send({ provisioningMessage: message });
     assert.equal(largest.status, 204, "the largest provisioning message is accepted");
@@ -404,7 +630,16 @@ describe("device linking", () => {
       ["unknown field", { ...good, deviceId: 7 }],
       ["EC key where Kyber belongs", { ...good, pqLastResortPreKey: good.signedPreKey }],
     ];
-    for (const [name, body] of badLinks) assertRefused(await server.http().post("/v1/devices").send(body as object), 400, "invalid_request", name);
+    for (const [name, body] of badLinks)
+      assertRefused(
+        await server
+          .http()
+          .post("/v1/devices")
+          .send(body as object),
+        400,
+        "invalid_request",
+        name,
+      );
     assert.deepEqual(await deviceIds(server, primary), [1]);
     assert.equal((await status(server, pending.code)).body.confirmed, true, "the code is still there, unused");
   });
@@ -441,17 +676,41 @@ describe("device linking: expiry, rate limit, configuration", () => {
       const unconfirmed = await newCode(server);
       await sleep(1100);
       assertRefused(await status(server, confirmed.code), 410, "link_expired", "status of an expired confirmed code");
-      assertRefused(await status(server, unconfirmed.code), 410, "link_expired", "status of an expired unconfirmed code");
-      assertRefused(await confirm(server, primary, unconfirmed.code, unconfirmed.ephemeral), 410, "link_expired", "confirm an expired code");
+      assertRefused(
+        await status(server, unconfirmed.code),
+        410,
+        "link_expired",
+        "status of an expired unconfirmed code",
+      );
+      assertRefused(
+        await confirm(server, primary, unconfirmed.code, unconfirmed.ephemeral),
+        410,
+        "link_expired",
+        "confirm an expired code",
+      );
       const device = new SignalDevice(primary.identity);
-      assertRefused(await server.http().post("/v1/devices").send(linkBody(device, confirmed.code)), 410, "link_expired", "link with an expired code");
-      assertRefused(await server.http().post("/v1/devices").send(linkBody(device, unconfirmed.code)), 410, "link_expired", "link with an expired unconfirmed code");
+      assertRefused(
+        await server.http().post("/v1/devices").send(linkBody(device, confirmed.code)),
+        410,
+        "link_expired",
+        "link with an expired code",
+      );
+      assertRefused(
+        await server.http().post("/v1/devices").send(linkBody(device, unconfirmed.code)),
+        410,
+        "link_expired",
+        "link with an expired unconfirmed code",
+      );
       assert.deepEqual(await deviceIds(server, primary), [1]);
 
       const fresh = await newCode(server);
       assert.equal(await server.home.services.devices.sweepExpiredLinks(), 2);
       assertRefused(await status(server, confirmed.code), 404, "link_not_found", "a swept code");
-      assert.deepEqual((await status(server, fresh.code)).body, { confirmed: false }, "the sweep keeps unexpired codes");
+      assert.deepEqual(
+        (await status(server, fresh.code)).body,
+        { confirmed: false },
+        "the sweep keeps unexpired codes",
+      );
     } finally {
       await server.stop();
     }
@@ -474,8 +733,10 @@ describe("device linking: expiry, rate limit, configuration", () => {
   it("validates maxDevicesPerAccount and linkCodeTtlMs at start-up", () => {
     assert.equal(resolveConfig({}).maxDevicesPerAccount, 6);
     assert.equal(resolveConfig({}).linkCodeTtlMs, limits.linkCodeTtlSeconds * 1000);
-    for (const bad of [0, -1, 1.5, 128, Number.NaN]) assert.throws(() => resolveConfig({ maxDevicesPerAccount: bad }), ConfigError, String(bad));
-    for (const bad of [0, 1.5, limits.linkCodeTtlSeconds * 1000 + 1]) assert.throws(() => resolveConfig({ linkCodeTtlMs: bad }), ConfigError, String(bad));
+    for (const bad of [0, -1, 1.5, 128, Number.NaN])
+      assert.throws(() => resolveConfig({ maxDevicesPerAccount: bad }), ConfigError, String(bad));
+    for (const bad of [0, 1.5, limits.linkCodeTtlSeconds * 1000 + 1])
+      assert.throws(() => resolveConfig({ linkCodeTtlMs: bad }), ConfigError, String(bad));
     assert.equal(resolveConfig({ maxDevicesPerAccount: 127 }).maxDevicesPerAccount, 127);
   });
 
@@ -485,7 +746,10 @@ describe("device linking: expiry, rate limit, configuration", () => {
       const primary = await server.register();
       const { code, ephemeral } = await newCode(server);
       assert.equal((await confirm(server, primary, code, ephemeral)).status, 204);
-      const res = await server.http().post("/v1/devices").send(linkBody(new SignalDevice(primary.identity), code));
+      const res = await server
+        .http()
+        .post("/v1/devices")
+        .send(linkBody(new SignalDevice(primary.identity), code));
       assertRefused(res, 409, "too_many_devices", "cap 1");
       assert.equal((await status(server, code)).body.confirmed, true);
     } finally {

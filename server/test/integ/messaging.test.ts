@@ -16,8 +16,16 @@ describe("offline delivery, end to end with libsignal", () => {
 
     const texts = ["Hey, did you see the news about the bond notes?", "second", "third"];
     for (const text of texts) {
-      const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, text);
-      const res = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+      const messages = await encryptFor(
+        alice,
+        { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+        text,
+      );
+      const res = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages });
       assert.equal(res.status, 200, JSON.stringify(res.body));
       assert.equal(res.body.envelopes.length, 1);
     }
@@ -60,7 +68,11 @@ describe("offline delivery, end to end with libsignal", () => {
     const aliceSocket = await server.connect(alice);
     await aliceSocket.queueEmpty;
 
-    const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "live");
+    const messages = await encryptFor(
+      alice,
+      { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+      "live",
+    );
     const sent = await aliceSocket.socket.emitWithAck("send", { destination: bob.uuid, messages });
     assert.equal(sent.ok, true);
     const [envelope] = await bobSocket.waitFor(1);
@@ -69,7 +81,11 @@ describe("offline delivery, end to end with libsignal", () => {
     assert.equal(await bob.decrypt(alice.uuid, 1, envelope.type, envelope.content), "live");
 
     // Bob replies: a Whisper message now that the session is established both ways.
-    const reply = await encryptFor(bob, { uuid: alice.uuid, devices: [{ deviceId: 1, registrationId: alice.registrationId }] }, "reply");
+    const reply = await encryptFor(
+      bob,
+      { uuid: alice.uuid, devices: [{ deviceId: 1, registrationId: alice.registrationId }] },
+      "reply",
+    );
     assert.equal(reply[0]?.type, "whisper");
     const replied = await bobSocket.socket.emitWithAck("send", { destination: alice.uuid, messages: reply });
     assert.equal(replied.ok, true);

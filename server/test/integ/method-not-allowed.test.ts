@@ -26,7 +26,9 @@ function concrete(template: string): string {
 function expectedAllow(paths: Paths, path: string): string {
   const allowed = new Set<string>();
   for (const [template, operations] of Object.entries(paths)) {
-    const pattern = new RegExp(`^${template.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\\?\{[^}]+\\?\}/g, "[^/]+")}$`);
+    const pattern = new RegExp(
+      `^${template.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\\?\{[^}]+\\?\}/g, "[^/]+")}$`,
+    );
     if (!pattern.test(path)) continue;
     for (const method of Object.keys(operations)) allowed.add(method.toUpperCase());
   }
@@ -63,7 +65,11 @@ describe("unserved methods on known paths", () => {
         if (method in operations || allow.split(", ").includes(method.toUpperCase())) continue;
         const what = `${method.toUpperCase()} ${path}`;
         const credentials = template.startsWith("/admin/") ? `Bearer ${adminToken}` : auth;
-        assertNotAllowed(await server.http()[method](path).set("Authorization", credentials).send({ any: "body" }), allow, what);
+        assertNotAllowed(
+          await server.http()[method](path).set("Authorization", credentials).send({ any: "body" }),
+          allow,
+          what,
+        );
         const anonymous = await server.http()[method](path);
         // The admin API checks its token first, for every path under /admin: no hint without it.
         if (template.startsWith("/admin/")) assert.equal(anonymous.status, 401, `${what} without the admin token`);
@@ -73,7 +79,11 @@ describe("unserved methods on known paths", () => {
     }
     assert.ok(tried > 50, `tried ${tried} method and path pairs`);
     // The examples a client developer met.
-    assertNotAllowed(await server.http().delete("/v1/accounts/username/x").set("Authorization", auth), "GET, HEAD", "DELETE /v1/accounts/username/x");
+    assertNotAllowed(
+      await server.http().delete("/v1/accounts/username/x").set("Authorization", auth),
+      "GET, HEAD",
+      "DELETE /v1/accounts/username/x",
+    );
     assertNotAllowed(await server.http().put("/openapi.json"), "GET, HEAD", "PUT /openapi.json");
     assertNotAllowed(await server.http().put("/asyncapi.json"), "GET, HEAD", "PUT /asyncapi.json");
     assertNotAllowed(await server.http().post("/metrics"), "GET, HEAD", "POST /metrics");
@@ -90,9 +100,20 @@ describe("unserved methods on known paths", () => {
 
   it("answers HEAD on a GET path, and 404 not_found for unknown paths whatever the method", async () => {
     assert.equal((await server.http().head("/openapi.json")).status, 200);
-    for (const path of ["/", "/nope", "/v2/keys/count", "/v1/keys/zz9/1/extra", "/v1/accounts/username", "/openapi.yaml", "/admin/v1/nope"]) {
+    for (const path of [
+      "/",
+      "/nope",
+      "/v2/keys/count",
+      "/v1/keys/zz9/1/extra",
+      "/v1/accounts/username",
+      "/openapi.yaml",
+      "/admin/v1/nope",
+    ]) {
       for (const method of methods) {
-        const res = await server.http()[method](path).set("Authorization", path.startsWith("/admin/") ? `Bearer ${adminToken}` : auth);
+        const res = await server
+          .http()
+          [method](path)
+          .set("Authorization", path.startsWith("/admin/") ? `Bearer ${adminToken}` : auth);
         assert.equal(res.status, 404, `${method.toUpperCase()} ${path}: ${res.status}`);
         assert.equal(res.body.code, "not_found", `${method.toUpperCase()} ${path}`);
       }
@@ -125,7 +146,11 @@ describe("unserved methods on known paths", () => {
     const withPlugin = await startServer({ plugins: [{ use: plugin }] });
     try {
       assert.equal((await withPlugin.http().get("/plugins/methods/v1/things/7")).status, 200);
-      assertNotAllowed(await withPlugin.http().delete("/plugins/methods/v1/things/7"), "GET, HEAD, POST", "DELETE on a plugin route");
+      assertNotAllowed(
+        await withPlugin.http().delete("/plugins/methods/v1/things/7"),
+        "GET, HEAD, POST",
+        "DELETE on a plugin route",
+      );
       const unknown = await withPlugin.http().delete("/plugins/methods/v1/other");
       assert.equal(unknown.status, 404);
       assert.equal(unknown.body.code, "not_found");

@@ -20,7 +20,9 @@ async function scrape(server: TestServer, token?: string): Promise<string> {
 describe("GET /metrics", () => {
   let server: TestServer;
   before(async () => {
-    server = await startServer({ rateLimits: { ...defaultRateLimits, usernameLookup: { points: 1, durationSeconds: 600 } } });
+    server = await startServer({
+      rateLimits: { ...defaultRateLimits, usernameLookup: { points: 1, durationSeconds: 600 } },
+    });
   });
   after(async () => server.stop());
 
@@ -36,8 +38,16 @@ describe("GET /metrics", () => {
     assert.ok(sample(before, "zimchat_process_resident_memory_bytes")! > 0, "default process metrics");
 
     for (const text of ["one", "two"]) {
-      const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, text);
-      const res = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+      const messages = await encryptFor(
+        alice,
+        { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+        text,
+      );
+      const res = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages });
       assert.equal(res.status, 200, JSON.stringify(res.body));
     }
     const socket = await server.connect(bob);
@@ -58,15 +68,35 @@ describe("GET /metrics", () => {
 
     // Two lookups against a limit of one: one refusal, labelled by the limit's name only.
     const lookups = [];
-    for (let i = 0; i < 2; i++) lookups.push((await server.http().get(`/v1/accounts/username/${usernames[1]}`).set("Authorization", alice.authHeader)).status);
+    for (let i = 0; i < 2; i++)
+      lookups.push(
+        (await server.http().get(`/v1/accounts/username/${usernames[1]}`).set("Authorization", alice.authHeader))
+          .status,
+      );
     assert.deepEqual(lookups, [200, 429]);
 
     const text = await scrape(server);
     assert.equal(sample(text, 'zimchat_rate_limit_refusals_total{limit="usernameLookup"}'), 1);
-    assert.ok(sample(text, 'zimchat_http_request_duration_seconds_count{route="/v1/messages/:uuid",method="PUT",status="2xx"}') === 2, text);
-    assert.equal(sample(text, 'zimchat_http_request_duration_seconds_count{route="/v1/accounts/username/:username",method="GET",status="4xx"}'), 1);
-    assert.equal(sample(text, 'zimchat_http_request_duration_seconds_count{route="/v1/accounts",method="POST",status="2xx"}'), 2);
-    for (const secret of [...usernames, alice.uuid, bob.uuid, "127.0.0.1"]) assert.ok(!text.includes(secret), `metrics mention ${secret}`);
+    assert.ok(
+      sample(
+        text,
+        'zimchat_http_request_duration_seconds_count{route="/v1/messages/:uuid",method="PUT",status="2xx"}',
+      ) === 2,
+      text,
+    );
+    assert.equal(
+      sample(
+        text,
+        'zimchat_http_request_duration_seconds_count{route="/v1/accounts/username/:username",method="GET",status="4xx"}',
+      ),
+      1,
+    );
+    assert.equal(
+      sample(text, 'zimchat_http_request_duration_seconds_count{route="/v1/accounts",method="POST",status="2xx"}'),
+      2,
+    );
+    for (const secret of [...usernames, alice.uuid, bob.uuid, "127.0.0.1"])
+      assert.ok(!text.includes(secret), `metrics mention ${secret}`);
 
     socket.close();
     await waitUntil(async () => sample(await scrape(server), "zimchat_connected_devices") === 0);
@@ -77,7 +107,9 @@ describe("GET /metrics", () => {
     assert.equal(res.status, 404);
     const text = await scrape(server);
     assert.ok(!text.includes(`path-${process.pid}`));
-    assert.ok(sample(text, 'zimchat_http_request_duration_seconds_count{route="unmatched",method="GET",status="4xx"}')! >= 1);
+    assert.ok(
+      sample(text, 'zimchat_http_request_duration_seconds_count{route="unmatched",method="GET",status="4xx"}')! >= 1,
+    );
   });
 });
 
@@ -92,8 +124,16 @@ describe("GET /metrics, expiry", () => {
     const alice = await server.register();
     const bob = await server.register();
     await startSession(server, alice, bob);
-    const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "gone soon");
-    const res = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+    const messages = await encryptFor(
+      alice,
+      { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+      "gone soon",
+    );
+    const res = await server
+      .http()
+      .put(`/v1/messages/${bob.uuid}`)
+      .set("Authorization", alice.authHeader)
+      .send({ messages });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     await new Promise((resolve) => setTimeout(resolve, 5));
     assert.equal(await server.home.services.mailbox.sweepExpired(), 1);
@@ -117,7 +157,10 @@ describe("GET /metrics, token and off", () => {
     const missing = await guarded.http().get("/metrics");
     assert.equal(missing.status, 401);
     assert.equal(missing.body.code, "unauthorized");
-    const wrong = await guarded.http().get("/metrics").set("Authorization", `Bearer ${token.slice(0, -1)}x`);
+    const wrong = await guarded
+      .http()
+      .get("/metrics")
+      .set("Authorization", `Bearer ${token.slice(0, -1)}x`);
     assert.equal(wrong.status, 401);
     assert.ok(!JSON.stringify(wrong.body).includes(token));
     assert.match(await scrape(guarded, token), /zimchat_envelopes_accepted_total 0/);

@@ -16,13 +16,21 @@ describe("migrations", () => {
   it("`zimchat migrate` applies every migration once, then reports the database up to date", async () => {
     const db = freshDatabase();
     try {
-      const run = (): string => execFileSync(process.execPath, [bin, "migrate", "--database-url", db.url, "--data-dir", db.dataDir], { encoding: "utf8" });
+      const run = (): string =>
+        execFileSync(process.execPath, [bin, "migrate", "--database-url", db.url, "--data-dir", db.dataDir], {
+          encoding: "utf8",
+        });
       assert.match(run(), /^applied: \d+_init/);
       assert.match(run(), /up to date/);
       const database = await openDatabase({ databaseUrl: db.url });
       assert.deepEqual(await database.check(), { database: true, migrations: true });
-      const rows = await database.prisma.$queryRawUnsafe<{ migration_name: string }[]>(`SELECT migration_name FROM "_prisma_migrations"`);
-      assert.equal(rows.length, readdirSync(join(defaultMigrationsDir, testProvider)).filter((d) => /^\d+_/.test(d)).length);
+      const rows = await database.prisma.$queryRawUnsafe<{ migration_name: string }[]>(
+        `SELECT migration_name FROM "_prisma_migrations"`,
+      );
+      assert.equal(
+        rows.length,
+        readdirSync(join(defaultMigrationsDir, testProvider)).filter((d) => /^\d+_/.test(d)).length,
+      );
       await database.close();
     } finally {
       await db.drop();
@@ -37,7 +45,10 @@ describe("migrations", () => {
       await migrate(parseDatabaseUrl(db.url), dir);
       const [first] = readdirSync(join(dir, testProvider)).filter((d) => /^\d+_/.test(d));
       writeFileSync(join(dir, testProvider, first!, "migration.sql"), "-- edited\n", { flag: "a" });
-      await assert.rejects(migrate(parseDatabaseUrl(db.url), dir), (error: unknown) => error instanceof MigrationError && /edited/.test(error.message));
+      await assert.rejects(
+        migrate(parseDatabaseUrl(db.url), dir),
+        (error: unknown) => error instanceof MigrationError && /edited/.test(error.message),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
       await db.drop();
@@ -45,9 +56,13 @@ describe("migrations", () => {
   });
 
   it("the committed migrations match prisma/models.prisma for both providers", () => {
-    const result = spawnSync(process.execPath, ["--experimental-wasm-modules", "--no-warnings", join(root, "server/scripts/prisma-migration.mjs"), "--check"], {
-      encoding: "utf8",
-    });
+    const result = spawnSync(
+      process.execPath,
+      ["--experimental-wasm-modules", "--no-warnings", join(root, "server/scripts/prisma-migration.mjs"), "--check"],
+      {
+        encoding: "utf8",
+      },
+    );
     assert.equal(result.status, 0, result.stdout + result.stderr);
     assert.match(result.stdout, /sqlite: no changes/);
     assert.match(result.stdout, /postgresql: no changes/);

@@ -5,13 +5,24 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { adminRoutes, authRateLimits, rateLimitInfo, routes, streamRoutes, type RateLimitName, type RouteSpec, type StreamRouteSpec } from "@zimchat/protocol";
+import {
+  adminRoutes,
+  authRateLimits,
+  rateLimitInfo,
+  routes,
+  streamRoutes,
+  type RateLimitName,
+  type RouteSpec,
+  type StreamRouteSpec,
+} from "@zimchat/protocol";
 import { roomyRateLimits, startServer, type TestServer } from "../support/harness.js";
 import type { RateLimits } from "../../src/config.js";
 
 type Json = Record<string, any>;
 
-const allRoutes = [...Object.values(routes), ...Object.values(adminRoutes), ...Object.values(streamRoutes)] as (RouteSpec | StreamRouteSpec)[];
+const allRoutes = [...Object.values(routes), ...Object.values(adminRoutes), ...Object.values(streamRoutes)] as (
+  RouteSpec | StreamRouteSpec
+)[];
 
 function operationOf(doc: Json, route: RouteSpec | StreamRouteSpec): Json {
   const op = doc.paths[route.path.replace(/:([A-Za-z]+)/g, "{$1}")]?.[route.method];
@@ -38,12 +49,21 @@ describe("rate limits in /openapi.json", () => {
   it("lists, on every operation, its limits with the configured count, window and key, and a 429 with Retry-After", () => {
     for (const route of allRoutes) {
       const op = operationOf(doc, route);
-      const names: RateLimitName[] = [...(route.auth === "device" || route.auth === "device-or-access-key" ? authRateLimits : []), ...(route.rateLimits ?? [])];
+      const names: RateLimitName[] = [
+        ...(route.auth === "device" || route.auth === "device-or-access-key" ? authRateLimits : []),
+        ...(route.rateLimits ?? []),
+      ];
       const stated = op["x-rate-limit"] as Json[];
       assert.ok(Array.isArray(stated), `${op.operationId}: x-rate-limit`);
       assert.deepEqual(
         stated.map((l) => [l.name, l.count, l.windowSeconds, l.key, l.exceeded]),
-        names.map((n) => [n, rateLimits[n].points, rateLimits[n].durationSeconds, rateLimitInfo[n].key, rateLimitInfo[n].exceeded]),
+        names.map((n) => [
+          n,
+          rateLimits[n].points,
+          rateLimits[n].durationSeconds,
+          rateLimitInfo[n].key,
+          rateLimitInfo[n].exceeded,
+        ]),
         op.operationId,
       );
       if (stated.some((l) => l.exceeded === "refused")) {
@@ -57,19 +77,26 @@ describe("rate limits in /openapi.json", () => {
     const alice = await server.register();
     const bob = await server.register();
     const calls: [string, () => Promise<import("supertest").Response>][] = [
-      ["lookupUsername", () => server.http().get(`/v1/accounts/username/nobody_here`).set("Authorization", alice.authHeader)],
+      [
+        "lookupUsername",
+        () => server.http().get(`/v1/accounts/username/nobody_here`).set("Authorization", alice.authHeader),
+      ],
       ["createLink", () => server.http().post("/v1/devices/links")],
       ["preKeyBundle", () => server.http().get(`/v1/keys/${bob.uuid}/1`).set("Authorization", alice.authHeader)],
     ];
     for (const [operationId, call] of calls) {
       const route = allRoutes.find((r) => operationOf(doc, r).operationId === operationId)!;
       const limit = (operationOf(doc, route)["x-rate-limit"] as Json[]).find((l) => l.name === route.rateLimits![0])!;
-      for (let i = 0; i < limit.count; i++) assert.notEqual((await call()).status, 429, `${operationId} request ${i + 1} of ${limit.count}`);
+      for (let i = 0; i < limit.count; i++)
+        assert.notEqual((await call()).status, 429, `${operationId} request ${i + 1} of ${limit.count}`);
       const refused = await call();
       assert.equal(refused.status, 429, `${operationId}: request ${limit.count + 1}`);
       assert.equal(refused.body.code, "rate_limited");
       const retryAfter = Number(refused.headers["retry-after"]);
-      assert.ok(retryAfter >= 1 && retryAfter <= limit.windowSeconds, `${operationId}: Retry-After ${retryAfter} within ${limit.windowSeconds} s`);
+      assert.ok(
+        retryAfter >= 1 && retryAfter <= limit.windowSeconds,
+        `${operationId}: Retry-After ${retryAfter} within ${limit.windowSeconds} s`,
+      );
     }
   });
 

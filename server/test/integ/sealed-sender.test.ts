@@ -9,14 +9,20 @@ import { PrivateKey, ProtocolAddress, PublicKey, SenderCertificate } from "@sign
 import type { Envelope, MultiRecipientRequest } from "@zimchat/protocol";
 import { ConfigError, openHomeserver, resolveConfig } from "../../src/index.js";
 import { keyFileNames, KeyFileError, loadOrCreateKeys } from "../../src/services/key-files.js";
-import { freshDatabase, linkDevice, roomyRateLimits, startServer, startSession, type TestServer } from "../support/harness.js";
+import {
+  freshDatabase,
+  linkDevice,
+  roomyRateLimits,
+  startServer,
+  startSession,
+  type TestServer,
+} from "../support/harness.js";
 import { certificateFor, sealedSocket, setAccess } from "../support/sealed.js";
 import { SignalDevice } from "@zimchat/testing/signal";
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const fromB64 = (s: string): Uint8Array<ArrayBuffer> => new Uint8Array(Buffer.from(s, "base64"));
 const accessKeyHeader = "Unidentified-Access-Key";
-
 
 async function trustRootOf(server: TestServer): Promise<PublicKey> {
   const res = await server.http().get("/v1/certificate/trust-root");
@@ -48,7 +54,10 @@ describe("sealed sender: certificates", () => {
     const key = fromB64(res.body.publicKey);
     const hex = createHash("sha256").update(key).digest("hex");
     assert.equal(res.body.fingerprint, hex.match(/.{4}/g)!.join(" "));
-    assert.equal(readFileSync(join(server.dataDir, "keys", keyFileNames.trustRootPublic), "utf8").trim(), res.body.publicKey);
+    assert.equal(
+      readFileSync(join(server.dataDir, "keys", keyFileNames.trustRootPublic), "utf8").trim(),
+      res.body.publicKey,
+    );
     for (const name of [keyFileNames.trustRootKey, keyFileNames.serverKey]) {
       assert.equal(statSync(join(server.dataDir, "keys", name)).mode & 0o777, 0o600, `${name} is owner-only`);
     }
@@ -101,7 +110,8 @@ describe("sealed sender: certificates", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "zimchat-keys-"));
     try {
       const bin = new URL("../../../bin/zimchat.js", import.meta.url).pathname;
-      const run = (...args: string[]) => spawnSync(process.execPath, [bin, "keys", ...args, "--data-dir", dataDir], { encoding: "utf8" });
+      const run = (...args: string[]) =>
+        spawnSync(process.execPath, [bin, "keys", ...args, "--data-dir", dataDir], { encoding: "utf8" });
       const missing = run("show");
       assert.equal(missing.status, 1);
       assert.match(missing.stderr, /keys init/);
@@ -123,7 +133,10 @@ describe("sealed sender: certificates", () => {
       renameSync(join(dataDir, "keys", keyFileNames.trustRootKey), join(dataDir, "offline.key"));
       assert.deepEqual(JSON.parse(run("init", "--json").stdout), created, "runs on the existing certificate");
       rmSync(join(dataDir, "keys", keyFileNames.serverKey));
-      assert.throws(() => loadOrCreateKeys(dataDir), (error: unknown) => error instanceof KeyFileError && /trust-root\.key/.test(error.message));
+      assert.throws(
+        () => loadOrCreateKeys(dataDir),
+        (error: unknown) => error instanceof KeyFileError && /trust-root\.key/.test(error.message),
+      );
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
@@ -184,7 +197,10 @@ describe("sealed sender: 1:1 sends without credentials", () => {
     assert.equal(row?.sourceDeviceId, null);
     const [envelope] = await queued(server, bob);
     assert.equal(envelope?.sourceUuid, undefined);
-    assert.equal((await bob.sealedDecrypt(envelope!.content, await trustRootOf(server))).plaintext, "identified transport");
+    assert.equal(
+      (await bob.sealedDecrypt(envelope!.content, await trustRootOf(server))).plaintext,
+      "identified transport",
+    );
   });
 
   it("answers a wrong key, a missing key, a malformed key, an account without a key and an unknown account with the same 401, and stores nothing", async () => {
@@ -198,12 +214,28 @@ describe("sealed sender: 1:1 sends without credentials", () => {
     const stored = await envelopeCount(server);
 
     const attempts = [
-      server.http().put(`/v1/messages/${bob.uuid}`).set(accessKeyHeader, b64(randomBytes(16))).send(body),
+      server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set(accessKeyHeader, b64(randomBytes(16)))
+        .send(body),
       server.http().put(`/v1/messages/${bob.uuid}`).send(body),
       server.http().put(`/v1/messages/${bob.uuid}`).set(accessKeyHeader, "not base64 at all").send(body),
-      server.http().put(`/v1/messages/${bob.uuid}`).set(accessKeyHeader, b64(randomBytes(15))).send(body),
-      server.http().put(`/v1/messages/${carol.uuid}`).set(accessKeyHeader, b64(randomBytes(16))).send(body),
-      server.http().put(`/v1/messages/${randomUUID()}`).set(accessKeyHeader, b64(randomBytes(16))).send(body),
+      server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set(accessKeyHeader, b64(randomBytes(15)))
+        .send(body),
+      server
+        .http()
+        .put(`/v1/messages/${carol.uuid}`)
+        .set(accessKeyHeader, b64(randomBytes(16)))
+        .send(body),
+      server
+        .http()
+        .put(`/v1/messages/${randomUUID()}`)
+        .set(accessKeyHeader, b64(randomBytes(16)))
+        .send(body),
       server.http().put(`/v1/messages/${randomUUID()}`).send(body),
     ];
     const answers = await Promise.all(attempts);
@@ -222,15 +254,20 @@ describe("sealed sender: 1:1 sends without credentials", () => {
     const bobKey = await setAccess(server, bob);
     await startSession(server, alice, bob);
     const stored = await envelopeCount(server);
-    const send = (messages: unknown[]) => server.http().put(`/v1/messages/${bob.uuid}`).set(accessKeyHeader, b64(bobKey)).send({ messages });
+    const send = (messages: unknown[]) =>
+      server.http().put(`/v1/messages/${bob.uuid}`).set(accessKeyHeader, b64(bobKey)).send({ messages });
 
     const whisper = await alice.encrypt(bob.uuid, 1, "plain session message");
-    const unsealed = await send([{ ...whisper, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }]);
+    const unsealed = await send([
+      { ...whisper, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId },
+    ]);
     assert.equal(unsealed.status, 400);
     assert.equal(unsealed.body.code, "invalid_request");
 
     const sealed = await alice.sealedEncrypt(bob.uuid, 1, "x", await certificateFor(server, alice));
-    const stale = await send([{ ...sealed, destinationDeviceId: 1, destinationRegistrationId: (bob.registrationId % 16380) + 1 }]);
+    const stale = await send([
+      { ...sealed, destinationDeviceId: 1, destinationRegistrationId: (bob.registrationId % 16380) + 1 },
+    ]);
     assert.equal(stale.status, 410);
     assert.deepEqual(stale.body.staleDevices, [1]);
     const extra = await send([
@@ -239,7 +276,14 @@ describe("sealed sender: 1:1 sends without credentials", () => {
     ]);
     assert.equal(extra.status, 409);
     assert.deepEqual([extra.body.missingDevices, extra.body.extraDevices], [[], [2]]);
-    const garbage = await send([{ type: "sealed", content: b64(Buffer.from("plaintext pretending to be sealed")), destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }]);
+    const garbage = await send([
+      {
+        type: "sealed",
+        content: b64(Buffer.from("plaintext pretending to be sealed")),
+        destinationDeviceId: 1,
+        destinationRegistrationId: bob.registrationId,
+      },
+    ]);
     assert.equal(garbage.status, 400);
     assert.equal(garbage.body.code, "invalid_ciphertext");
     assert.equal(await envelopeCount(server), stored);
@@ -252,10 +296,17 @@ describe("sealed sender: 1:1 sends without credentials", () => {
     await startSession(server, alice, dana);
     const certificate = await certificateFor(server, alice);
     for (const header of [undefined, b64(randomBytes(16))]) {
-      const message = await alice.sealedEncrypt(dana.uuid, 1, `open door ${header ? "with" : "without"} key`, certificate);
+      const message = await alice.sealedEncrypt(
+        dana.uuid,
+        1,
+        `open door ${header ? "with" : "without"} key`,
+        certificate,
+      );
       const req = server.http().put(`/v1/messages/${dana.uuid}`);
       if (header) req.set(accessKeyHeader, header);
-      const res = await req.send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: dana.registrationId }] });
+      const res = await req.send({
+        messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: dana.registrationId }],
+      });
       assert.equal(res.status, 200, JSON.stringify(res.body));
     }
     const trustRoot = await trustRootOf(server);
@@ -273,12 +324,28 @@ describe("sealed sender: 1:1 sends without credentials", () => {
     await bobSocket.queueEmpty;
     const socket = await sealedSocket(server);
     try {
-      const message = await alice.sealedEncrypt(bob.uuid, 1, "over the sealed socket", await certificateFor(server, alice));
-      const request = { destination: bob.uuid, messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }] };
+      const message = await alice.sealedEncrypt(
+        bob.uuid,
+        1,
+        "over the sealed socket",
+        await certificateFor(server, alice),
+      );
+      const request = {
+        destination: bob.uuid,
+        messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }],
+      };
 
       const wrong = await socket.emitWithAck("send", { ...request, accessKey: b64(randomBytes(16)) });
-      assert.deepEqual(wrong, { ok: false, status: 401, error: { code: "unauthorized", message: "Authentication failed" } });
-      const unknown = await socket.emitWithAck("send", { ...request, destination: randomUUID(), accessKey: b64(randomBytes(16)) });
+      assert.deepEqual(wrong, {
+        ok: false,
+        status: 401,
+        error: { code: "unauthorized", message: "Authentication failed" },
+      });
+      const unknown = await socket.emitWithAck("send", {
+        ...request,
+        destination: randomUUID(),
+        accessKey: b64(randomBytes(16)),
+      });
       assert.deepEqual(unknown, wrong);
       const invalid = await socket.emitWithAck("send", { ...request, accessKey: 42 } as never);
       assert.equal(invalid.ok === false && invalid.error.code, "invalid_request");
@@ -307,10 +374,15 @@ describe("sealed sender: 1:1 sends without credentials", () => {
       .set(accessKeyHeader, b64(bobKey))
       .send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }] });
     assert.equal(res.status, 200);
-    await server.http().put(`/v1/messages/${bob.uuid}`).set(accessKeyHeader, b64(randomBytes(16))).send({ messages: [] });
+    await server
+      .http()
+      .put(`/v1/messages/${bob.uuid}`)
+      .set(accessKeyHeader, b64(randomBytes(16)))
+      .send({ messages: [] });
     const text = logs.join("");
     assert.ok(logs.length > 0, "the request was logged");
-    for (const secret of [alice.uuid, bob.uuid, b64(bobKey), message.content.slice(0, 40)]) assert.ok(!text.includes(secret), `logs contain ${secret.slice(0, 12)}`);
+    for (const secret of [alice.uuid, bob.uuid, b64(bobKey), message.content.slice(0, 40)])
+      assert.ok(!text.includes(secret), `logs contain ${secret.slice(0, 12)}`);
     assert.match(text, /PUT \/v1\/messages\/:uuid/);
   });
 });
@@ -333,7 +405,11 @@ describe("sealed sender: rate limits per recipient", () => {
     const certificate = await certificateFor(server, alice);
     const send = async (to: SignalDevice, key: Buffer) => {
       const message = await alice.sealedEncrypt(to.uuid, 1, "x", certificate);
-      return server.http().put(`/v1/messages/${to.uuid}`).set(accessKeyHeader, b64(key)).send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: to.registrationId }] });
+      return server
+        .http()
+        .put(`/v1/messages/${to.uuid}`)
+        .set(accessKeyHeader, b64(key))
+        .send({ messages: [{ ...message, destinationDeviceId: 1, destinationRegistrationId: to.registrationId }] });
     };
     // Wrong keys do not use up the recipient's allowance.
     for (let i = 0; i < 3; i++) assert.equal((await send(bob, randomBytes(16))).status, 401);
@@ -374,7 +450,8 @@ describe("sealed sender: multi-recipient fan-out", () => {
   }
 
   const addresses = (members: Member[]): ProtocolAddress[] => members.flatMap((m) => m.devices.map((d) => d.address));
-  const keysOf = (members: Member[]): MultiRecipientRequest["accessKeys"] => members.map((m) => ({ uuid: m.uuid, accessKey: b64(m.key) }));
+  const keysOf = (members: Member[]): MultiRecipientRequest["accessKeys"] =>
+    members.map((m) => ({ uuid: m.uuid, accessKey: b64(m.key) }));
 
   it("fans one message out to 3 recipients x 2 devices, each device decrypts it, with no sender stored", async () => {
     const members = [await member(), await member(), await member()];
@@ -386,14 +463,21 @@ describe("sealed sender: multi-recipient fan-out", () => {
     for (const m of members) {
       const messages = [];
       for (const d of m.devices) {
-        messages.push({ ...(await alice.sealedEncrypt(m.uuid, d.deviceId, distribution, certificate)), destinationDeviceId: d.deviceId, destinationRegistrationId: d.registrationId });
+        messages.push({
+          ...(await alice.sealedEncrypt(m.uuid, d.deviceId, distribution, certificate)),
+          destinationDeviceId: d.deviceId,
+          destinationRegistrationId: d.registrationId,
+        });
       }
       const res = await server.http().put(`/v1/messages/${m.uuid}`).set(accessKeyHeader, b64(m.key)).send({ messages });
       assert.equal(res.status, 200, JSON.stringify(res.body));
     }
 
     const message = await alice.sealedMultiEncrypt(addresses(members), distributionId, "group hello", certificate);
-    const res = await server.http().put("/v1/messages/multi-recipient").send({ message: b64(message), accessKeys: keysOf(members) });
+    const res = await server
+      .http()
+      .put("/v1/messages/multi-recipient")
+      .send({ message: b64(message), accessKeys: keysOf(members) });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.recipients.length, 3);
     for (const m of members) {
@@ -416,7 +500,11 @@ describe("sealed sender: multi-recipient fan-out", () => {
         const first = await d.sealedDecrypt(envelopes[0]!.content, trustRoot);
         assert.equal(first.senderUuid, alice.uuid);
         await d.processSenderKeyDistribution(first.senderUuid, first.senderDeviceId, fromB64(first.plaintext));
-        assert.deepEqual(await d.sealedGroupDecrypt(envelopes[1]!.content, trustRoot), { senderUuid: alice.uuid, senderDeviceId: 1, plaintext: "group hello" });
+        assert.deepEqual(await d.sealedGroupDecrypt(envelopes[1]!.content, trustRoot), {
+          senderUuid: alice.uuid,
+          senderDeviceId: 1,
+          plaintext: "group hello",
+        });
       }
     }
 
@@ -427,7 +515,10 @@ describe("sealed sender: multi-recipient fan-out", () => {
       const sent = await socket.emitWithAck("send-multi", { message: b64(again), accessKeys: keysOf(members) });
       assert.equal(sent.ok, true, JSON.stringify(sent));
       const pushed = await online.waitFor(3);
-      assert.equal((await members[0]!.devices[1]!.sealedGroupDecrypt(pushed[2]!.content, trustRoot)).plaintext, "again, by socket");
+      assert.equal(
+        (await members[0]!.devices[1]!.sealedGroupDecrypt(pushed[2]!.content, trustRoot)).plaintext,
+        "again, by socket",
+      );
     } finally {
       socket.close();
       online.close();
@@ -438,7 +529,11 @@ describe("sealed sender: multi-recipient fan-out", () => {
     const members = [await member(), await member()];
     const { device: alice, certificate } = await sender(members);
     const message = await alice.sealedMultiEncrypt(addresses(members), randomUUID(), "identified", certificate);
-    const res = await server.http().put("/v1/messages/multi-recipient").set("Authorization", alice.authHeader).send({ message: b64(message) });
+    const res = await server
+      .http()
+      .put("/v1/messages/multi-recipient")
+      .set("Authorization", alice.authHeader)
+      .send({ message: b64(message) });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     const ids = res.body.recipients.flatMap((r: { envelopes: { id: string }[] }) => r.envelopes.map((e) => e.id));
     const rows = await server.home.database.prisma.envelope.findMany({ where: { id: { in: ids } } });
@@ -455,7 +550,10 @@ describe("sealed sender: multi-recipient fan-out", () => {
       server
         .http()
         .put("/v1/messages/multi-recipient")
-        .send({ message: b64(await alice.sealedMultiEncrypt(targets, randomUUID(), "x", certificate)), accessKeys: keysOf(members) });
+        .send({
+          message: b64(await alice.sealedMultiEncrypt(targets, randomUUID(), "x", certificate)),
+          accessKeys: keysOf(members),
+        });
 
     // m2 and m3 each left out a device.
     const missing = await post([...addresses([m1]), m2.devices[0]!.address, m3.devices[1]!.address]);
@@ -476,11 +574,18 @@ describe("sealed sender: multi-recipient fan-out", () => {
     });
     const stale = await post([...addresses([m1, m3]), m2.devices[0]!.address]);
     assert.equal(stale.status, 410, JSON.stringify(stale.body));
-    assert.deepEqual(stale.body, { code: "stale_devices", message: stale.body.message, recipients: [{ uuid: m1.uuid, staleDevices: [2] }] });
+    assert.deepEqual(stale.body, {
+      code: "stale_devices",
+      message: stale.body.message,
+      recipients: [{ uuid: m1.uuid, staleDevices: [2] }],
+    });
 
     // An extra device: m3 lost its second device since the sender's last look.
     await server.home.database.prisma.device.delete({ where: { accountId_id: { accountId: m3.uuid, id: 2 } } });
-    await server.home.database.prisma.device.update({ where: { accountId_id: { accountId: m1.uuid, id: 2 } }, data: { registrationId: m1.devices[1]!.registrationId } });
+    await server.home.database.prisma.device.update({
+      where: { accountId_id: { accountId: m1.uuid, id: 2 } },
+      data: { registrationId: m1.devices[1]!.registrationId },
+    });
     const extra = await post(addresses(members));
     assert.equal(extra.status, 409);
     assert.deepEqual(extra.body.recipients, [{ uuid: m3.uuid, missingDevices: [], extraDevices: [2] }]);
@@ -506,23 +611,39 @@ describe("sealed sender: multi-recipient fan-out", () => {
 
     const noKeys = await put({ message });
     const oneMissing = await put({ message, accessKeys: [{ uuid: m1.uuid, accessKey: b64(m1.key) }] });
-    const oneWrong = await put({ message, accessKeys: [{ uuid: m1.uuid, accessKey: b64(m1.key) }, { uuid: m2.uuid, accessKey: b64(randomBytes(16)) }] });
+    const oneWrong = await put({
+      message,
+      accessKeys: [
+        { uuid: m1.uuid, accessKey: b64(m1.key) },
+        { uuid: m2.uuid, accessKey: b64(randomBytes(16)) },
+      ],
+    });
     for (const res of [noKeys, oneMissing, oneWrong]) {
       assert.equal(res.status, 401);
       assert.deepEqual(res.body, noKeys.body);
     }
-    const duplicate = await put({ message, accessKeys: [...keysOf(members)!, { uuid: m1.uuid, accessKey: b64(m1.key) }] });
+    const duplicate = await put({
+      message,
+      accessKeys: [...keysOf(members)!, { uuid: m1.uuid, accessKey: b64(m1.key) }],
+    });
     assert.equal(duplicate.status, 400);
 
     // An unrestricted recipient needs no key; the others still do.
-    const withOpen = b64(await alice.sealedMultiEncrypt([...addresses([m1]), ...addresses([open])], randomUUID(), "x", certificate));
-    assert.equal((await put({ message: withOpen, accessKeys: [{ uuid: open.uuid, accessKey: b64(randomBytes(16)) }] })).status, 401);
+    const withOpen = b64(
+      await alice.sealedMultiEncrypt([...addresses([m1]), ...addresses([open])], randomUUID(), "x", certificate),
+    );
+    assert.equal(
+      (await put({ message: withOpen, accessKeys: [{ uuid: open.uuid, accessKey: b64(randomBytes(16)) }] })).status,
+      401,
+    );
     const stillStored = await envelopeCount(server);
     assert.equal(stillStored, stored);
 
     // A recipient whose account is gone: 401 without credentials, 404 naming it with them.
     await server.home.database.prisma.account.delete({ where: { id: gone.uuid } });
-    const withGone = b64(await alice.sealedMultiEncrypt([...addresses([m1]), ...addresses([gone])], randomUUID(), "x", certificate));
+    const withGone = b64(
+      await alice.sealedMultiEncrypt([...addresses([m1]), ...addresses([gone])], randomUUID(), "x", certificate),
+    );
     const anonymous = await put({ message: withGone, accessKeys: keysOf([m1, gone]) });
     assert.equal(anonymous.status, 401);
     assert.deepEqual(anonymous.body, noKeys.body);
@@ -532,7 +653,12 @@ describe("sealed sender: multi-recipient fan-out", () => {
 
     // Bytes libsignal cannot parse, with or without credentials.
     const bytes = Buffer.from(message, "base64");
-    for (const garbage of [randomBytes(200), Buffer.from("plaintext is not a multi-recipient message"), bytes.subarray(0, 10), Buffer.concat([Buffer.of(0x11), bytes.subarray(1)])]) {
+    for (const garbage of [
+      randomBytes(200),
+      Buffer.from("plaintext is not a multi-recipient message"),
+      bytes.subarray(0, 10),
+      Buffer.concat([Buffer.of(0x11), bytes.subarray(1)]),
+    ]) {
       for (const auth of [undefined, alice.authHeader]) {
         const res = await put({ message: b64(garbage), accessKeys: keysOf(members) }, auth);
         assert.equal(res.status, 400, `${res.status} ${JSON.stringify(res.body)}`);

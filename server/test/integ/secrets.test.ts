@@ -18,7 +18,22 @@ describe("what a seized server holds: no plaintext, no secrets in logs", () => {
 
   it("finds no marker plaintext in the database files or logs, and no credentials, keys, ciphertext or addresses in logs", async () => {
     const invite = JSON.parse(
-      execFileSync(process.execPath, [bin, "invite", "create", "--uses", "5", "--json", "--data-dir", server.dataDir, "--database-url", server.databaseUrl], { encoding: "utf8" }),
+      execFileSync(
+        process.execPath,
+        [
+          bin,
+          "invite",
+          "create",
+          "--uses",
+          "5",
+          "--json",
+          "--data-dir",
+          server.dataDir,
+          "--database-url",
+          server.databaseUrl,
+        ],
+        { encoding: "utf8" },
+      ),
     ) as { token: string };
     const { SignalDevice } = await import("@zimchat/testing/signal");
     const register = async (name: string) => {
@@ -37,30 +52,60 @@ describe("what a seized server holds: no plaintext, no secrets in logs", () => {
     const bobSocket = await server.connect(bob);
     await bobSocket.queueEmpty;
     for (const marker of markers) {
-      const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, marker);
+      const messages = await encryptFor(
+        alice,
+        { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+        marker,
+      );
       ciphertexts.push(messages[0]!.content);
-      const res = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+      const res = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages });
       assert.equal(res.status, 200);
     }
     // Plaintext sent as content is refused (it does not parse as a libsignal message) and stored nowhere.
-    const plain = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({
-      messages: [{ type: "whisper", destinationDeviceId: 1, destinationRegistrationId: bob.registrationId, content: Buffer.from(markers[0]!).toString("base64") }],
-    });
+    const plain = await server
+      .http()
+      .put(`/v1/messages/${bob.uuid}`)
+      .set("Authorization", alice.authHeader)
+      .send({
+        messages: [
+          {
+            type: "whisper",
+            destinationDeviceId: 1,
+            destinationRegistrationId: bob.registrationId,
+            content: Buffer.from(markers[0]!).toString("base64"),
+          },
+        ],
+      });
     assert.equal(plain.status, 400);
     assert.equal(plain.body.code, "invalid_ciphertext");
     // A failed login, a refused body and an unknown route also go through the logs.
-    await server.http().get("/v1/accounts/whoami").set("Authorization", `Basic ${Buffer.from(`${alice.uuid}.1:wrong-password-${markers[1]}`).toString("base64")}`);
-    await server.http().post("/v1/accounts").set("content-type", "application/json").send(`{"username": "${markers[2]}"`);
+    await server
+      .http()
+      .get("/v1/accounts/whoami")
+      .set("Authorization", `Basic ${Buffer.from(`${alice.uuid}.1:wrong-password-${markers[1]}`).toString("base64")}`);
+    await server
+      .http()
+      .post("/v1/accounts")
+      .set("content-type", "application/json")
+      .send(`{"username": "${markers[2]}"`);
     await bobSocket.waitFor(5);
     // Bob reads them (proving they were real messages), some stay queued unacknowledged.
-    for (const e of bobSocket.received) assert.ok(markers.includes(await bob.decrypt(alice.uuid, 1, e.type, e.content)));
+    for (const e of bobSocket.received)
+      assert.ok(markers.includes(await bob.decrypt(alice.uuid, 1, e.type, e.content)));
     await bobSocket.socket.emitWithAck("ack", { ids: bobSocket.received.slice(0, 2).map((e) => e.id) });
     bobSocket.close();
 
     if (testProvider === "sqlite") {
       // Every file of the data dir: the database, its WAL and shared memory.
       const files = readdirSync(server.dataDir).filter((f) => f.startsWith("zimchat.db"));
-      assert.ok(files.includes("zimchat.db") && files.includes("zimchat.db-wal"), `database files: ${files.join(", ")}`);
+      assert.ok(
+        files.includes("zimchat.db") && files.includes("zimchat.db-wal"),
+        `database files: ${files.join(", ")}`,
+      );
       for (const file of files) {
         const data = readFileSync(join(server.dataDir, file));
         for (const marker of markers) {
@@ -71,10 +116,20 @@ describe("what a seized server holds: no plaintext, no secrets in logs", () => {
     } else {
       // PostgreSQL: every text and binary column of every table of the schema.
       const dump = JSON.stringify(
-        await Promise.all(["Account", "Device", "Envelope", "EcPreKey", "KyberPreKey", "SignedPreKey", "KyberLastResortKey", "Invite"].map((t) =>
-          server.home.database.prisma.$queryRawUnsafe(`SELECT * FROM "${t}"`),
-        )),
-        (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString("latin1") : typeof v === "bigint" ? String(v) : v),
+        await Promise.all(
+          [
+            "Account",
+            "Device",
+            "Envelope",
+            "EcPreKey",
+            "KyberPreKey",
+            "SignedPreKey",
+            "KyberLastResortKey",
+            "Invite",
+          ].map((t) => server.home.database.prisma.$queryRawUnsafe(`SELECT * FROM "${t}"`)),
+        ),
+        (_k, v: unknown) =>
+          v instanceof Uint8Array ? Buffer.from(v).toString("latin1") : typeof v === "bigint" ? String(v) : v,
       );
       for (const marker of markers) assert.ok(!dump.includes(marker), `${marker} found in the database`);
     }

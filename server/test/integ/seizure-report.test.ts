@@ -19,10 +19,22 @@ const modelsFile = fileURLToPath(new URL("../../../../prisma/models.prisma", imp
 
 /** Runs the real `zimchat seizure-report` as a child process. */
 function runReport(server: TestServer, json = true): Promise<{ code: number; stdout: string; stderr: string }> {
-  const args = [bin, "seizure-report", "--data-dir", server.dataDir, "--database-url", server.databaseUrl, ...(json ? ["--json"] : [])];
+  const args = [
+    bin,
+    "seizure-report",
+    "--data-dir",
+    server.dataDir,
+    "--database-url",
+    server.databaseUrl,
+    ...(json ? ["--json"] : []),
+  ];
   return new Promise((resolve) => {
-    execFile(process.execPath, args, { env: { ...process.env, DATABASE_URL: "", ZIMCHAT_DATA_DIR: "" }, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
-      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      args,
+      { env: { ...process.env, DATABASE_URL: "", ZIMCHAT_DATA_DIR: "" }, maxBuffer: 16 << 20 },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -39,7 +51,9 @@ const checkStatus = (r: SeizureReport, id: string): string => r.checks.find((c) 
 function modelColumns(): Map<string, string[]> {
   const models = new Map<string, string[]>();
   for (const match of readFileSync(modelsFile, "utf8").matchAll(/^model (\w+) \{([\s\S]*?)^\}/gm)) {
-    const columns = [...match[2]!.matchAll(/^\s+(\w+)\s+(String|Int|BigInt|Bytes|DateTime|Boolean)\??\s/gm)].map((m) => m[1]!);
+    const columns = [...match[2]!.matchAll(/^\s+(\w+)\s+(String|Int|BigInt|Bytes|DateTime|Boolean)\??\s/gm)].map(
+      (m) => m[1]!,
+    );
     models.set(match[1]!, columns);
   }
   return models;
@@ -64,14 +78,26 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
     await startSession(server, alice, bob);
     // Two envelopes with a sender, queued for Bob (offline).
     for (const text of ["seizure-marker-one", "seizure-marker-two"]) {
-      const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, text);
+      const messages = await encryptFor(
+        alice,
+        { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+        text,
+      );
       secrets.push(messages[0]!.content);
-      const res = await server.http().put(`/v1/messages/${bob.uuid}`).set("Authorization", alice.authHeader).send({ messages });
+      const res = await server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Authorization", alice.authHeader)
+        .send({ messages });
       assert.equal(res.status, 200, JSON.stringify(res.body));
     }
     // One sealed envelope through the real sealed-sender path: Bob publishes an access key, Alice sends without credentials.
     const accessKey = randomBytes(16).toString("base64");
-    const attributes = await server.http().put("/v1/accounts/attributes").set("Authorization", bob.authHeader).send({ accessKey, unrestrictedAccess: false });
+    const attributes = await server
+      .http()
+      .put("/v1/accounts/attributes")
+      .set("Authorization", bob.authHeader)
+      .send({ accessKey, unrestrictedAccess: false });
     assert.equal(attributes.status, 204, JSON.stringify(attributes.body));
     const cert = await server.http().get("/v1/certificate/delivery").set("Authorization", alice.authHeader);
     assert.equal(cert.status, 200, JSON.stringify(cert.body));
@@ -87,7 +113,12 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
     secrets.push(sealed.content, accessKey, alice.password, bob.password, cert.body.certificate as string);
     // One attachment, encrypted and padded by the client module: low-entropy text in, ciphertext stored.
     const attachment = await encryptAttachmentBytes(Buffer.from("Minutes of the meeting. ".repeat(400)));
-    const upload = await server.http().post("/v1/attachments").set("Authorization", alice.authHeader).set("content-type", "application/octet-stream").send(attachment.blob);
+    const upload = await server
+      .http()
+      .post("/v1/attachments")
+      .set("Authorization", alice.authHeader)
+      .set("content-type", "application/octet-stream")
+      .send(attachment.blob);
     assert.equal(upload.status, 201, JSON.stringify(upload.body));
     attachmentId = upload.body.id as string;
   });
@@ -110,7 +141,11 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
     assert.ok(tables.has("_prisma_migrations"));
     const expectedTables = modelColumns().size + 1 + (testProvider === "sqlite" ? 1 : 0);
     assert.equal(r.tables.length, expectedTables, r.tables.map((t) => t.name).join(", "));
-    if (testProvider === "postgresql") assert.deepEqual(r.sequences.map((s) => s.name), ["Envelope_seq_seq"]);
+    if (testProvider === "postgresql")
+      assert.deepEqual(
+        r.sequences.map((s) => s.name),
+        ["Envelope_seq_seq"],
+      );
 
     // Row counts agree with the database.
     const prisma = server.home.database.prisma;
@@ -123,17 +158,39 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
       SignedPreKey: await prisma.signedPreKey.count(),
       KyberLastResortKey: await prisma.kyberLastResortKey.count(),
     };
-    assert.deepEqual(counts, { Account: 2, Device: 2, Envelope: 3, EcPreKey: 5, KyberPreKey: 3, SignedPreKey: 2, KyberLastResortKey: 2 });
+    assert.deepEqual(counts, {
+      Account: 2,
+      Device: 2,
+      Envelope: 3,
+      EcPreKey: 5,
+      KyberPreKey: 3,
+      SignedPreKey: 2,
+      KyberLastResortKey: 2,
+    });
     for (const [name, n] of Object.entries(counts)) assert.equal(tables.get(name)!.rows, n, `${name} rows`);
     assert.deepEqual(r.envelopes, { total: 3, sealed: 1, notSealed: 2, everQueued: 3 });
     assert.equal(tables.get("Attachment")!.rows, 1);
-    assert.deepEqual(r.files.filter((f) => f.kind === "blob").map((f) => f.path), [join("attachments", attachmentId)]);
-    assert.match(r.checks.find((c) => c.id === "opaque-blobs")!.detail, /^1 blob files in the data directory \(1 attachment rows\)/);
+    assert.deepEqual(
+      r.files.filter((f) => f.kind === "blob").map((f) => f.path),
+      [join("attachments", attachmentId)],
+    );
+    assert.match(
+      r.checks.find((c) => c.id === "opaque-blobs")!.detail,
+      /^1 blob files in the data directory \(1 attachment rows\)/,
+    );
 
     // Every check ran and passed, the server's own private keys are listed for what they are.
     assert.deepEqual(
       r.checks.map((c) => [c.id, c.status]),
-      ["envelope-ciphertext", "public-keys-only", "sealed-no-sender", "no-ip-addresses", "last-seen-day", "creation-day", "opaque-blobs"].map((id) => [id, "pass"]),
+      [
+        "envelope-ciphertext",
+        "public-keys-only",
+        "sealed-no-sender",
+        "no-ip-addresses",
+        "last-seen-day",
+        "creation-day",
+        "opaque-blobs",
+      ].map((id) => [id, "pass"]),
     );
     assert.match(r.checks[0]!.detail, /all 3 envelope contents parse/);
     assert.match(r.checks[2]!.detail, /^0 of 1 sealed envelopes have a sender stored; 2 of 3/);
@@ -143,7 +200,8 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
 
     // No secret in the output: no ciphertext, access key, password or certificate.
     for (const secret of secrets) assert.ok(!stdout.includes(secret), "a secret appears in the report");
-    for (const d of [alice, bob]) assert.ok(!stdout.includes(Buffer.from(d.identity.getPublicKey().serialize()).toString("base64")));
+    for (const d of [alice, bob])
+      assert.ok(!stdout.includes(Buffer.from(d.identity.getPublicKey().serialize()).toString("base64")));
   });
 
   it("prints the same as text, with every table", async () => {
@@ -156,13 +214,18 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
 
   it("flags a private-key-sized value in a key column", async () => {
     const prisma = server.home.database.prisma;
-    await prisma.ecPreKey.create({ data: { accountId: alice.uuid, deviceId: 1, keyId: 999_001, publicKey: new Uint8Array(randomBytes(32)) } });
+    await prisma.ecPreKey.create({
+      data: { accountId: alice.uuid, deviceId: 1, keyId: 999_001, publicKey: new Uint8Array(randomBytes(32)) },
+    });
     try {
       const { code, report: r } = await report(server);
       assert.equal(code, 2);
       assert.equal(r.ok, false);
       assert.equal(checkStatus(r, "public-keys-only"), "fail");
-      assert.match(r.checks.find((c) => c.id === "public-keys-only")!.detail, /EcPreKey\.publicKey: 1 value\(s\) of 32 bytes/);
+      assert.match(
+        r.checks.find((c) => c.id === "public-keys-only")!.detail,
+        /EcPreKey\.publicKey: 1 value\(s\) of 32 bytes/,
+      );
     } finally {
       await prisma.ecPreKey.deleteMany({ where: { keyId: 999_001 } });
     }
@@ -188,7 +251,10 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
       const { code, report: r } = await report(server);
       assert.equal(code, 2);
       assert.equal(checkStatus(r, "sealed-no-sender"), "fail");
-      assert.match(r.checks.find((c) => c.id === "sealed-no-sender")!.detail, /^1 of 2 sealed envelopes have a sender stored/);
+      assert.match(
+        r.checks.find((c) => c.id === "sealed-no-sender")!.detail,
+        /^1 of 2 sealed envelopes have a sender stored/,
+      );
       assert.equal(checkStatus(r, "envelope-ciphertext"), "pass");
     } finally {
       await prisma.envelope.delete({ where: { id } });
@@ -207,7 +273,10 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
       expiresAt: BigInt(Date.now() + 86_400_000),
     });
     // "!" is 0x21: a sealed-sender v2 version byte, so only the ciphertext test can tell.
-    const rows = [row(2, "meet me at the usual place at nine"), row(6, "!meet me at the usual place at nine tomorrow evening, and bring the documents and the spare keys please")];
+    const rows = [
+      row(2, "meet me at the usual place at nine"),
+      row(6, "!meet me at the usual place at nine tomorrow evening, and bring the documents and the spare keys please"),
+    ];
     await prisma.envelope.createMany({ data: rows });
     try {
       const { code, report: r, stdout } = await report(server);
@@ -228,7 +297,10 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "not-encrypted"), "Dear Bob, the minutes of Tuesday's meeting follow. ".repeat(20));
     writeFileSync(join(dir, "encrypted"), randomBytes(4096));
-    writeFileSync(join(server.dataDir, "access.log"), `{"msg":"request","remote":"192.0.2.17"}\n{"msg":"request","remote":"2001:db8::5"}\n{"msg":"ok"}\n`);
+    writeFileSync(
+      join(server.dataDir, "access.log"),
+      `{"msg":"request","remote":"192.0.2.17"}\n{"msg":"request","remote":"2001:db8::5"}\n{"msg":"ok"}\n`,
+    );
     try {
       const { code, report: r } = await report(server);
       assert.equal(code, 2);
@@ -272,7 +344,8 @@ describe("last-seen day: kept to the day, written at most once a day", () => {
     const prisma = server.home.database.prisma;
     const carol = await server.register();
     const where = { accountId_id: { accountId: carol.uuid, id: 1 } };
-    const lastSeen = async (): Promise<number> => (await prisma.device.findUniqueOrThrow({ where, select: { lastSeenDay: true } })).lastSeenDay;
+    const lastSeen = async (): Promise<number> =>
+      (await prisma.device.findUniqueOrThrow({ where, select: { lastSeenDay: true } })).lastSeenDay;
     assert.equal(await lastSeen(), 0, "registration is not a connection");
 
     // A failed authentication records nothing.
@@ -286,7 +359,8 @@ describe("last-seen day: kept to the day, written at most once a day", () => {
 
     // Overwrite it behind the server's back: further requests today (HTTP and socket) must not write.
     await prisma.device.update({ where, data: { lastSeenDay: today - 3 } });
-    for (let i = 0; i < 3; i++) assert.equal((await server.http().get("/v1/accounts/whoami").set("Authorization", carol.authHeader)).status, 200);
+    for (let i = 0; i < 3; i++)
+      assert.equal((await server.http().get("/v1/accounts/whoami").set("Authorization", carol.authHeader)).status, 200);
     const socket = await server.connect(carol);
     socket.close();
     assert.equal(await lastSeen(), today - 3);
@@ -303,7 +377,8 @@ describe("last-seen day: kept to the day, written at most once a day", () => {
     const prisma = server.home.database.prisma;
     const dave = await server.register();
     const where = { accountId_id: { accountId: dave.uuid, id: 1 } };
-    const lastSeen = async (): Promise<number> => (await prisma.device.findUniqueOrThrow({ where, select: { lastSeenDay: true } })).lastSeenDay;
+    const lastSeen = async (): Promise<number> =>
+      (await prisma.device.findUniqueOrThrow({ where, select: { lastSeenDay: true } })).lastSeenDay;
     const store = new AccountStore(prisma);
     const tomorrow = dayNumber() + 1;
     await store.markSeen(dave.uuid, 1, tomorrow);

@@ -22,7 +22,12 @@ interface Answer {
 }
 
 /** A raw upload: `chunks` written `pauseMs` apart with a Content-Length of their total (or `declared`); the answer, or status 0 if the connection closed without one. */
-function upload(server: TestServer, auth: string, chunks: Buffer[], options: { pauseMs?: number; declared?: number; stallAfter?: number } = {}): { answer: Promise<Answer>; req: ClientRequest } {
+function upload(
+  server: TestServer,
+  auth: string,
+  chunks: Buffer[],
+  options: { pauseMs?: number; declared?: number; stallAfter?: number } = {},
+): { answer: Promise<Answer>; req: ClientRequest } {
   const declared = options.declared ?? chunks.reduce((n, c) => n + c.length, 0);
   const req = httpRequest(new URL("/v1/attachments", server.url), {
     method: "POST",
@@ -93,13 +98,21 @@ describe("attachment uploads: quota reserved at start, stalls cut off, concurren
     const chunk = Buffer.alloc(50 * KiB, 7);
     let peak = 0;
     const sampler = setInterval(() => (peak = Math.max(peak, bytesOnDisk(server))), 5);
-    const uploads = Array.from({ length: 6 }, () => upload(server, alice.authHeader, Array.from({ length: 8 }, () => chunk), { pauseMs: 40 }));
+    const uploads = Array.from({ length: 6 }, () =>
+      upload(
+        server,
+        alice.authHeader,
+        Array.from({ length: 8 }, () => chunk),
+        { pauseMs: 40 },
+      ),
+    );
     const answers = await Promise.all(uploads.map((u) => u.answer));
     clearInterval(sampler);
     const stored = answers.filter((a) => a.status === 201).length;
     console.log(`statuses ${answers.map((a) => a.status).join(",")}; peak bytes on disk ${peak} (quota ${quota})`);
     assert.equal(stored, 2, "two fit in the quota");
-    for (const a of answers.filter((a) => a.status !== 201)) assert.deepEqual(a, { status: 413, code: "quota_exceeded" });
+    for (const a of answers.filter((a) => a.status !== 201))
+      assert.deepEqual(a, { status: 413, code: "quota_exceeded" });
     assert.ok(peak <= quota, `peak ${peak} bytes on disk > quota ${quota}`);
     assert.ok((await server.home.services.attachments.usage(alice.uuid)) <= quota);
     await until(() => !files(server).some((f) => f.endsWith(".part")), "no partial files");
@@ -108,7 +121,12 @@ describe("attachment uploads: quota reserved at start, stalls cut off, concurren
   it("a stalled upload is cut off: its .part file goes and its reservation is released", async () => {
     const bob = await server.register();
     const chunk = Buffer.alloc(64 * KiB, 1);
-    const stalled = upload(server, bob.authHeader, Array.from({ length: 16 }, () => chunk), { stallAfter: 2 });
+    const stalled = upload(
+      server,
+      bob.authHeader,
+      Array.from({ length: 16 }, () => chunk),
+      { stallAfter: 2 },
+    );
     await until(() => files(server).some((f) => f.endsWith(".part")), "the partial file");
     const started = Date.now();
     await until(() => !files(server).some((f) => f.endsWith(".part")), "the stalled upload's partial file to go", 5000);
@@ -117,16 +135,25 @@ describe("attachment uploads: quota reserved at start, stalls cut off, concurren
     assert.ok(answer.status === 408 || answer.status === 0, `stalled: ${JSON.stringify(answer)}`);
     stalled.req.destroy();
     // The whole quota is free again.
-    const full = upload(server, bob.authHeader, Array.from({ length: 16 }, () => chunk));
+    const full = upload(
+      server,
+      bob.authHeader,
+      Array.from({ length: 16 }, () => chunk),
+    );
     assert.equal((await full.answer).status, 201);
   });
 
   it("caps concurrent uploads per account and stored attachments per account (zero-byte ones too); other users are still served", async () => {
     const carol = await server.register();
     const dave = await server.register();
-    for (let i = 0; i < 4; i++) assert.equal((await upload(server, carol.authHeader, []).answer).status, 201, `zero-byte upload ${i}`);
+    for (let i = 0; i < 4; i++)
+      assert.equal((await upload(server, carol.authHeader, []).answer).status, 201, `zero-byte upload ${i}`);
     assert.deepEqual(await upload(server, carol.authHeader, []).answer, { status: 429, code: "too_many_attachments" });
-    assert.equal((await upload(server, dave.authHeader, [Buffer.alloc(10)]).answer).status, 201, "another account is served");
+    assert.equal(
+      (await upload(server, dave.authHeader, [Buffer.alloc(10)]).answer).status,
+      201,
+      "another account is served",
+    );
     const metrics = await server.http().get("/metrics");
     assert.match(metrics.text, /zimchat_refusals_total\{reason="too_many_attachments"\} [1-9]/);
   });
@@ -135,7 +162,11 @@ describe("attachment uploads: quota reserved at start, stalls cut off, concurren
 describe("attachment uploads: concurrent uploads per account", () => {
   let server: TestServer;
   before(async () => {
-    server = await startServer({ rateLimits: roomyRateLimits, attachmentMaxConcurrentUploads: 2, attachmentUploadIdleMs: 10_000 } as Partial<ServerConfig>);
+    server = await startServer({
+      rateLimits: roomyRateLimits,
+      attachmentMaxConcurrentUploads: 2,
+      attachmentUploadIdleMs: 10_000,
+    } as Partial<ServerConfig>);
   });
   after(async () => server.stop());
 
@@ -149,7 +180,11 @@ describe("attachment uploads: concurrent uploads per account", () => {
     assert.equal((await upload(server, frank.authHeader, [chunk]).answer).status, 201, "another account is served");
     for (const s of slow) s.req.destroy();
     await until(() => !files(server).some((f) => f.endsWith(".part")), "aborted uploads removed");
-    assert.equal((await upload(server, erin.authHeader, [chunk]).answer).status, 201, "slots are released when uploads end");
+    assert.equal(
+      (await upload(server, erin.authHeader, [chunk]).answer).status,
+      201,
+      "slots are released when uploads end",
+    );
     const metrics = await server.http().get("/metrics");
     assert.match(metrics.text, /zimchat_refusals_total\{reason="too_many_uploads"\} [1-9]/);
   });

@@ -10,7 +10,15 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { request as httpRequest } from "node:http";
-import { base64Length, limits, routes, uploadKeysRequestSchema, multiRecipientRequestSchema, ackRequestSchema, confirmLinkRequestSchema } from "@zimchat/protocol";
+import {
+  base64Length,
+  limits,
+  routes,
+  uploadKeysRequestSchema,
+  multiRecipientRequestSchema,
+  ackRequestSchema,
+  confirmLinkRequestSchema,
+} from "@zimchat/protocol";
 import { readFileSync } from "node:fs";
 import { startChildServer, type ChildServer } from "../support/child-server.js";
 import { freshDatabase, registerDevice, startServer, roomyRateLimits, type TestServer } from "../support/harness.js";
@@ -29,9 +37,19 @@ interface Answer {
 }
 
 /** One raw HTTP request with `body`; resolves with the answer (or status 0 when the server reset the connection first). */
-function send(url: string, method: string, path: string, body: Buffer, headers: Record<string, string> = {}): Promise<Answer> {
+function send(
+  url: string,
+  method: string,
+  path: string,
+  body: Buffer,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
   return new Promise((resolve) => {
-    const req = httpRequest(`${url}${path}`, { method, agent: false, headers: { "content-type": "application/json", "content-length": String(body.length), ...headers } });
+    const req = httpRequest(`${url}${path}`, {
+      method,
+      agent: false,
+      headers: { "content-type": "application/json", "content-length": String(body.length), ...headers },
+    });
     req.on("response", (res) => {
       let text = "";
       res.setEncoding("utf8");
@@ -60,7 +78,18 @@ describe("request bodies: a hostile deep 2 MB body costs the server (a child pro
   let server: ChildServer;
   let honest: SignalDevice;
   before(async () => {
-    server = await startChildServer(["--data-dir", db.dataDir, "--database-url", db.url, "--registration", "open", "--rate-limits", "off", "--log-level", "warn"]);
+    server = await startChildServer([
+      "--data-dir",
+      db.dataDir,
+      "--database-url",
+      db.url,
+      "--registration",
+      "open",
+      "--rate-limits",
+      "off",
+      "--log-level",
+      "warn",
+    ]);
     honest = await registerDevice(server.url);
   });
   after(async () => {
@@ -120,11 +149,15 @@ describe("request bodies: a hostile deep 2 MB body costs the server (a child pro
     stop = true;
     await Promise.all(attackers);
     const [normal, attacked] = [median(baseline), median(during)];
-    console.log(`honest whoami median: ${normal.toFixed(1)} ms alone, ${attacked.toFixed(1)} ms during ${attacks} hostile requests`);
+    console.log(
+      `honest whoami median: ${normal.toFixed(1)} ms alone, ${attacked.toFixed(1)} ms during ${attacks} hostile requests`,
+    );
     assert.ok(attacks >= 8, "the attack ran");
-    assert.ok(attacked < normal * 5 + 30, `honest median ${attacked.toFixed(1)} ms during the attack vs ${normal.toFixed(1)} ms alone`);
+    assert.ok(
+      attacked < normal * 5 + 30,
+      `honest median ${attacked.toFixed(1)} ms during the attack vs ${normal.toFixed(1)} ms alone`,
+    );
   });
-
 });
 
 describe("request bodies: parsed only where a route takes one, after authentication, within its limit", () => {
@@ -177,26 +210,61 @@ describe("request bodies: parsed only where a route takes one, after authenticat
 
 describe("request bodies: every legal maximal body fits its route's limit", () => {
   const b64 = (bytes: number): string => Buffer.alloc(bytes, 0x41).toString("base64");
-  const signed = (bytes: number) => ({ keyId: limits.maxKeyId, publicKey: b64(bytes), signature: b64(limits.signatureBytes) });
-  const fits = (name: string, body: unknown, limit: number, schema: { safeParse(v: unknown): { success: boolean } }): void => {
+  const signed = (bytes: number) => ({
+    keyId: limits.maxKeyId,
+    publicKey: b64(bytes),
+    signature: b64(limits.signatureBytes),
+  });
+  const fits = (
+    name: string,
+    body: unknown,
+    limit: number,
+    schema: { safeParse(v: unknown): { success: boolean } },
+  ): void => {
     assert.ok(schema.safeParse(body).success, `${name}: the maximal body is valid`);
     const size = Buffer.byteLength(JSON.stringify(body));
     assert.ok(size <= limit, `${name}: ${size} bytes > limit ${limit}`);
     console.log(`${name}: maximal legal body ${size} bytes, limit ${limit}`);
   };
   it("upload keys, multi-recipient sends, acks and link confirmations", () => {
-    fits("uploadKeys", {
-      signedPreKey: signed(limits.ecPublicKeyBytes),
-      pqLastResortPreKey: signed(limits.kyberPublicKeyBytes),
-      preKeys: Array.from({ length: limits.maxKeysPerUpload }, () => ({ keyId: limits.maxKeyId, publicKey: b64(limits.ecPublicKeyBytes) })),
-      pqPreKeys: Array.from({ length: limits.maxKeysPerUpload }, () => signed(limits.kyberPublicKeyBytes)),
-    }, limitOf(routes.uploadKeys), uploadKeysRequestSchema);
-    fits("sendMultiRecipient", {
-      message: b64(limits.maxMultiRecipientBytes),
-      accessKeys: Array.from({ length: limits.maxGroupRecipients }, () => ({ uuid: randomUUID(), accessKey: b64(limits.accessKeyBytes) })),
-    }, limitOf(routes.sendMultiRecipient), multiRecipientRequestSchema);
-    fits("ackMessages", { ids: Array.from({ length: limits.maxAckIds }, () => randomUUID()) }, limitOf(routes.ackMessages), ackRequestSchema);
-    fits("confirmLink", { provisioningMessage: b64(limits.maxProvisioningMessageBytes) }, limitOf(routes.confirmLink), confirmLinkRequestSchema);
+    fits(
+      "uploadKeys",
+      {
+        signedPreKey: signed(limits.ecPublicKeyBytes),
+        pqLastResortPreKey: signed(limits.kyberPublicKeyBytes),
+        preKeys: Array.from({ length: limits.maxKeysPerUpload }, () => ({
+          keyId: limits.maxKeyId,
+          publicKey: b64(limits.ecPublicKeyBytes),
+        })),
+        pqPreKeys: Array.from({ length: limits.maxKeysPerUpload }, () => signed(limits.kyberPublicKeyBytes)),
+      },
+      limitOf(routes.uploadKeys),
+      uploadKeysRequestSchema,
+    );
+    fits(
+      "sendMultiRecipient",
+      {
+        message: b64(limits.maxMultiRecipientBytes),
+        accessKeys: Array.from({ length: limits.maxGroupRecipients }, () => ({
+          uuid: randomUUID(),
+          accessKey: b64(limits.accessKeyBytes),
+        })),
+      },
+      limitOf(routes.sendMultiRecipient),
+      multiRecipientRequestSchema,
+    );
+    fits(
+      "ackMessages",
+      { ids: Array.from({ length: limits.maxAckIds }, () => randomUUID()) },
+      limitOf(routes.ackMessages),
+      ackRequestSchema,
+    );
+    fits(
+      "confirmLink",
+      { provisioningMessage: b64(limits.maxProvisioningMessageBytes) },
+      limitOf(routes.confirmLink),
+      confirmLinkRequestSchema,
+    );
     assert.equal(base64Length(3), 4);
   });
 });

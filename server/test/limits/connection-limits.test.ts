@@ -44,12 +44,15 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
   before(async () => {
     db = freshDatabase();
     // Environment variables, not flags: a server without these options still starts (and the test shows what it does).
-    server = await startChildServer(["--data-dir", dataDir, "--database-url", db.url, "--registration", "open", "--log-level", "warn"], {
-      ZIMCHAT_SEALED_SOCKETS_PER_ADDRESS: String(sealedPerAddress),
-      ZIMCHAT_HANDSHAKES_PER_ADDRESS: String(handshakesPerAddress),
-      ZIMCHAT_SEALED_IDLE_SECONDS: String(idleSeconds),
-      ZIMCHAT_HANDSHAKE_TIMEOUT_SECONDS: "3",
-    });
+    server = await startChildServer(
+      ["--data-dir", dataDir, "--database-url", db.url, "--registration", "open", "--log-level", "warn"],
+      {
+        ZIMCHAT_SEALED_SOCKETS_PER_ADDRESS: String(sealedPerAddress),
+        ZIMCHAT_HANDSHAKES_PER_ADDRESS: String(handshakesPerAddress),
+        ZIMCHAT_SEALED_IDLE_SECONDS: String(idleSeconds),
+        ZIMCHAT_HANDSHAKE_TIMEOUT_SECONDS: "3",
+      },
+    );
     alice = await registerDevice(server.url);
     bob = await registerDevice(server.url);
     aliceSocket = await connectDevice(server.url, alice);
@@ -70,7 +73,11 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
 
   /** One honest socket send, alice to bob, in milliseconds. */
   async function honestSend(i: number): Promise<number> {
-    const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, `honest ${i}`);
+    const messages = await encryptFor(
+      alice,
+      { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+      `honest ${i}`,
+    );
     const started = performance.now();
     const result = await aliceSocket.socket.timeout(10_000).emitWithAck("send", { destination: bob.uuid, messages });
     assert.equal((result as { ok: boolean }).ok, true, JSON.stringify(result));
@@ -91,7 +98,12 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
     let peakOpen = 0;
     const open = (): Promise<void> =>
       new Promise((resolve) => {
-        const socket = connectClient(`${server.url}/sealed`, { transports: ["websocket"], reconnection: false, forceNew: true, timeout: 10_000 });
+        const socket = connectClient(`${server.url}/sealed`, {
+          transports: ["websocket"],
+          reconnection: false,
+          forceNew: true,
+          timeout: 10_000,
+        });
         sockets.push(socket);
         let settled = false;
         const refuse = (): void => {
@@ -137,18 +149,29 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
     // Idle ones are closed after 3 s, freeing their places: never more than the cap open at once on the
     // server. This client reads the server's closes late under load, so its own count may overshoot a little;
     // the descriptor count below is the server's own view.
-    assert.ok(peakOpen <= sealedPerAddress * 2, `${peakOpen} /sealed sockets from one address open at once (cap ${sealedPerAddress})`);
+    assert.ok(
+      peakOpen <= sealedPerAddress * 2,
+      `${peakOpen} /sealed sockets from one address open at once (cap ${sealedPerAddress})`,
+    );
     assert.ok(refused >= attackers / 2, `${refused} refused`);
     // Descriptors: the honest sockets, the database, and at most the caps' worth of attack sockets (plus slack for closing ones).
-    assert.ok(peakFds - fdBefore <= sealedPerAddress + handshakesPerAddress + 200, `server descriptors grew from ${fdBefore} to ${peakFds}`);
+    assert.ok(
+      peakFds - fdBefore <= sealedPerAddress + handshakesPerAddress + 200,
+      `server descriptors grew from ${fdBefore} to ${peakFds}`,
+    );
     const normal = median(baseline);
     const attacked = median(during);
-    t.diagnostic(`attempts ${connected + refused}: ${connected} admitted (peak ${peakOpen} open), ${refused} refused; server fds ${fdBefore} -> peak ${peakFds}; honest send median ${normal.toFixed(1)} ms before, ${attacked.toFixed(1)} ms during (${during.length} sends)`);
+    t.diagnostic(
+      `attempts ${connected + refused}: ${connected} admitted (peak ${peakOpen} open), ${refused} refused; server fds ${fdBefore} -> peak ${peakFds}; honest send median ${normal.toFixed(1)} ms before, ${attacked.toFixed(1)} ms during (${during.length} sends)`,
+    );
     assert.ok(during.length >= 5, `honest sends during the attack: ${during.length}`);
     // The attacking sockets are made in this test's own process, which also times the honest sends: the
     // bound allows for that client-side work on a busy 2-core machine (seen: 237 ms against 23 ms once under
     // a parallel suite run); a server that stopped serving would miss it by seconds or time out.
-    assert.ok(attacked <= Math.max(10 * normal, normal + 500), `honest send median ${attacked.toFixed(1)} ms during the attack vs ${normal.toFixed(1)} ms before`);
+    assert.ok(
+      attacked <= Math.max(10 * normal, normal + 500),
+      `honest send median ${attacked.toFixed(1)} ms during the attack vs ${normal.toFixed(1)} ms before`,
+    );
 
     const metrics = await request(server.url).get("/metrics");
     assert.match(metrics.text, /zimchat_refusals_total\{reason="(sealed_socket_cap|handshake_cap)"\} [1-9]/);
@@ -166,7 +189,11 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
 
     // The honest device still sends, and a new /sealed socket is admitted again once the attack's are gone.
     await honestSend(999);
-    const fresh = connectClient(`${server.url}/sealed`, { transports: ["websocket"], reconnection: false, forceNew: true });
+    const fresh = connectClient(`${server.url}/sealed`, {
+      transports: ["websocket"],
+      reconnection: false,
+      forceNew: true,
+    });
     await new Promise<void>((resolve, reject) => {
       fresh.once("connect", () => resolve());
       fresh.once("connect_error", reject);
@@ -180,16 +207,23 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
     let opened = 0;
     let refused = 0;
     await Promise.all(
-      Array.from({ length: 60 }, () =>
-        new Promise<void>((resolve) => {
-          const manager = new Manager(server.url, { transports: ["websocket"], reconnection: false, autoConnect: false, timeout: 10_000 });
-          managers.push(manager);
-          manager.open((error) => {
-            if (error) refused++;
-            else opened++;
-            resolve();
-          });
-        }),
+      Array.from(
+        { length: 60 },
+        () =>
+          new Promise<void>((resolve) => {
+            const manager = new Manager(server.url, {
+              transports: ["websocket"],
+              reconnection: false,
+              autoConnect: false,
+              timeout: 10_000,
+            });
+            managers.push(manager);
+            manager.open((error) => {
+              if (error) refused++;
+              else opened++;
+              resolve();
+            });
+          }),
       ),
     );
     assert.ok(opened <= handshakesPerAddress, `${opened} handshakes admitted (cap ${handshakesPerAddress})`);
@@ -197,9 +231,18 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
     const metrics = await request(server.url).get("/metrics");
     assert.match(metrics.text, /zimchat_refusals_total\{reason="handshake_cap"\} [1-9]/);
     // Past the (3 s) handshake timeout the server has closed them; the slots are free again.
-    const closed = managers.map((m) => new Promise<void>((resolve) => ((m as unknown as { engine?: { readyState: string } }).engine?.readyState === "closed" ? resolve() : m.once("close", () => resolve()))));
+    const closed = managers.map(
+      (m) =>
+        new Promise<void>((resolve) =>
+          (m as unknown as { engine?: { readyState: string } }).engine?.readyState === "closed"
+            ? resolve()
+            : m.once("close", () => resolve()),
+        ),
+    );
     await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 8000))]);
-    const stillOpen = managers.filter((m) => (m as unknown as { engine?: { readyState: string } }).engine?.readyState === "open").length;
+    const stillOpen = managers.filter(
+      (m) => (m as unknown as { engine?: { readyState: string } }).engine?.readyState === "open",
+    ).length;
     for (const m of managers) (m as unknown as { engine?: { close(): void } }).engine?.close();
     assert.equal(stillOpen, 0, "handshakes that joined no namespace are closed");
   });

@@ -22,14 +22,19 @@ const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
 function seizureChecks(server: TestServer): Promise<Map<string, string>> {
   const args = [bin, "seizure-report", "--data-dir", server.dataDir, "--database-url", server.databaseUrl, "--json"];
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, args, { env: { ...process.env, DATABASE_URL: "", ZIMCHAT_DATA_DIR: "" }, maxBuffer: 16 << 20 }, (_error, stdout, stderr) => {
-      try {
-        const report = JSON.parse(stdout) as { checks: { id: string; status: string; detail: string }[] };
-        resolve(new Map(report.checks.map((c) => [c.id, `${c.status}: ${c.detail}`])));
-      } catch {
-        reject(new Error(`no JSON report: ${stderr}`));
-      }
-    });
+    execFile(
+      process.execPath,
+      args,
+      { env: { ...process.env, DATABASE_URL: "", ZIMCHAT_DATA_DIR: "" }, maxBuffer: 16 << 20 },
+      (_error, stdout, stderr) => {
+        try {
+          const report = JSON.parse(stdout) as { checks: { id: string; status: string; detail: string }[] };
+          resolve(new Map(report.checks.map((c) => [c.id, `${c.status}: ${c.detail}`])));
+        } catch {
+          reject(new Error(`no JSON report: ${stderr}`));
+        }
+      },
+    );
   });
 }
 
@@ -47,7 +52,9 @@ async function refusals(server: TestServer, reason: string): Promise<number> {
 }
 
 async function rows(server: TestServer, table: string): Promise<number> {
-  const [row] = await server.home.database.prisma.$queryRawUnsafe<{ n: bigint | number }[]>(`SELECT count(*) AS n FROM "${table}"`);
+  const [row] = await server.home.database.prisma.$queryRawUnsafe<{ n: bigint | number }[]>(
+    `SELECT count(*) AS n FROM "${table}"`,
+  );
   return Number(row!.n);
 }
 
@@ -65,8 +72,17 @@ describe("per-recipient mailbox caps", () => {
   after(async () => server.stop());
 
   const send = async (to: SignalDevice, text = "hello") =>
-    server.http().put(`/v1/messages/${to.uuid}`).set("Authorization", alice.authHeader)
-      .send({ messages: await encryptFor(alice, { uuid: to.uuid, devices: [{ deviceId: 1, registrationId: to.registrationId }] }, text) });
+    server
+      .http()
+      .put(`/v1/messages/${to.uuid}`)
+      .set("Authorization", alice.authHeader)
+      .send({
+        messages: await encryptFor(
+          alice,
+          { uuid: to.uuid, devices: [{ deviceId: 1, registrationId: to.registrationId }] },
+          text,
+        ),
+      });
 
   it("fills bob's mailbox to the envelope cap, refuses the next send with 507 mailbox_full, frees room on ack, and leaves carol alone", async () => {
     const refusedBefore = await refusals(server, "mailbox_full");
@@ -80,14 +96,22 @@ describe("per-recipient mailbox caps", () => {
     assert.equal(await refusals(server, "mailbox_full"), refusedBefore + 1);
 
     const [first] = await queue(server, bob);
-    const acked = await server.http().post("/v1/messages/ack").set("Authorization", bob.authHeader).send({ ids: [first!.id] });
+    const acked = await server
+      .http()
+      .post("/v1/messages/ack")
+      .set("Authorization", bob.authHeader)
+      .send({ ids: [first!.id] });
     assert.deepEqual(acked.body, { deleted: 1 });
     assert.equal((await send(bob)).status, 200, "acking freed room");
     assert.equal((await send(bob)).status, 507);
 
     // Over the socket, the same refusal.
     const socket = await server.connect(alice);
-    const messages = await encryptFor(alice, { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] }, "again");
+    const messages = await encryptFor(
+      alice,
+      { uuid: bob.uuid, devices: [{ deviceId: 1, registrationId: bob.registrationId }] },
+      "again",
+    );
     const result = await socket.socket.timeout(10_000).emitWithAck("send", { destination: bob.uuid, messages });
     assert.equal(!result.ok && result.error.code, "mailbox_full");
     socket.close();
@@ -121,25 +145,51 @@ describe("multi-recipient messages: the shared part stored once", () => {
     const members = [await server.register(), await server.register(), await server.register()];
     for (const m of members) await startSession(server, alice, m);
     const certificate = await certificateFor(server, alice);
-    const message = await alice.sealedMultiEncrypt(members.map((m) => m.address), randomUUID(), "z".repeat(20_000), certificate);
-    const res = await server.http().put("/v1/messages/multi-recipient").set("Authorization", alice.authHeader).send({ message: b64(message) });
+    const message = await alice.sealedMultiEncrypt(
+      members.map((m) => m.address),
+      randomUUID(),
+      "z".repeat(20_000),
+      certificate,
+    );
+    const res = await server
+      .http()
+      .put("/v1/messages/multi-recipient")
+      .set("Authorization", alice.authHeader)
+      .send({ message: b64(message) });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.serverTimestamp % limits.serverTimestampGranularityMs, 0, "the answer's timestamp is coarse");
 
     assert.equal(await rows(server, "SharedPayload"), 1, "the shared part is stored once");
-    const [stored] = await server.home.database.prisma.$queryRawUnsafe<{ biggest: bigint | number }[]>(`SELECT max(length("content")) AS biggest FROM "Envelope"`);
-    assert.ok(Number(stored!.biggest) < 200, `each envelope holds only its recipient's header (${stored!.biggest} bytes)`);
+    const [stored] = await server.home.database.prisma.$queryRawUnsafe<{ biggest: bigint | number }[]>(
+      `SELECT max(length("content")) AS biggest FROM "Envelope"`,
+    );
+    assert.ok(
+      Number(stored!.biggest) < 200,
+      `each envelope holds only its recipient's header (${stored!.biggest} bytes)`,
+    );
 
     const parsed = new SealedSenderMultiRecipientMessage(message);
     const byUuid = parsed.recipientsByServiceIdString();
     for (const m of members) {
       const [envelope] = await queue(server, m);
       assert.ok(envelope);
-      assert.equal(envelope.serverTimestamp % limits.serverTimestampGranularityMs, 0, "the envelope's timestamp is coarse");
-      assert.deepEqual(Buffer.from(envelope.content, "base64"), Buffer.from(parsed.messageForRecipient(byUuid[m.uuid]!)), "identical to libsignal's messageForRecipient");
+      assert.equal(
+        envelope.serverTimestamp % limits.serverTimestampGranularityMs,
+        0,
+        "the envelope's timestamp is coarse",
+      );
+      assert.deepEqual(
+        Buffer.from(envelope.content, "base64"),
+        Buffer.from(parsed.messageForRecipient(byUuid[m.uuid]!)),
+        "identical to libsignal's messageForRecipient",
+      );
     }
     const checks = await seizureChecks(server);
-    assert.match(checks.get("envelope-ciphertext") ?? "absent", /^pass/, "the seizure report reads multi-recipient envelopes whole");
+    assert.match(
+      checks.get("envelope-ciphertext") ?? "absent",
+      /^pass/,
+      "the seizure report reads multi-recipient envelopes whole",
+    );
     for (const [i, m] of members.entries()) {
       const ids = (await queue(server, m)).map((e) => e.id);
       await server.http().post("/v1/messages/ack").set("Authorization", m.authHeader).send({ ids });
@@ -157,12 +207,24 @@ describe("multi-recipient messages: the shared part stored once", () => {
     await startSession(server, alice, bob);
     const socket = await server.connect(bob);
     await socket.queueEmpty;
-    const message = await alice.sealedMultiEncrypt([bob.address], randomUUID(), "pushed", await certificateFor(server, alice));
-    const res = await server.http().put("/v1/messages/multi-recipient").set("Authorization", alice.authHeader).send({ message: b64(message) });
+    const message = await alice.sealedMultiEncrypt(
+      [bob.address],
+      randomUUID(),
+      "pushed",
+      await certificateFor(server, alice),
+    );
+    const res = await server
+      .http()
+      .put("/v1/messages/multi-recipient")
+      .set("Authorization", alice.authHeader)
+      .send({ message: b64(message) });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     const [pushed] = await socket.waitFor(1);
     const parsed = new SealedSenderMultiRecipientMessage(message);
-    assert.deepEqual(Buffer.from(pushed!.content, "base64"), Buffer.from(parsed.messageForRecipient(parsed.recipientsByServiceIdString()[bob.uuid]!)));
+    assert.deepEqual(
+      Buffer.from(pushed!.content, "base64"),
+      Buffer.from(parsed.messageForRecipient(parsed.recipientsByServiceIdString()[bob.uuid]!)),
+    );
     assert.equal(pushed!.serverTimestamp % limits.serverTimestampGranularityMs, 0);
     socket.close();
   });

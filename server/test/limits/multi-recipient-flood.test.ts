@@ -41,10 +41,25 @@ async function floodMessage(count: number, plaintextBytes: number): Promise<Uint
   const trustRoot = PrivateKey.generate();
   const serverKey = PrivateKey.generate();
   const serverCert = ServerCertificate.new(1, serverKey.getPublicKey(), trustRoot);
-  const certificate = SenderCertificate.new(sender.uuid, null, 1, sender.identity.getPublicKey(), Date.now() + 86_400_000, serverCert, serverKey);
+  const certificate = SenderCertificate.new(
+    sender.uuid,
+    null,
+    1,
+    sender.identity.getPublicKey(),
+    Date.now() + 86_400_000,
+    serverCert,
+    serverKey,
+  );
   const bundle: PreKeyBundleResponse = {
     identityKey: b64(fake.identity.getPublicKey().serialize()),
-    devices: [{ deviceId: 1, registrationId: fake.registrationId, signedPreKey: fake.signedPreKey(), pqPreKey: fake.kyberPreKey() }],
+    devices: [
+      {
+        deviceId: 1,
+        registrationId: fake.registrationId,
+        signedPreKey: fake.signedPreKey(),
+        pqPreKey: fake.kyberPreKey(),
+      },
+    ],
   } as PreKeyBundleResponse;
   const addresses: ProtocolAddress[] = [];
   for (let i = 0; i < count; i++) {
@@ -87,7 +102,11 @@ describe("multi-recipient sends without credentials are refused before per-recip
   }
 
   async function restAttack(): Promise<void> {
-    const res = await fetch(`${server.url}/v1/messages/multi-recipient`, { method: "PUT", headers: { "content-type": "application/json" }, body });
+    const res = await fetch(`${server.url}/v1/messages/multi-recipient`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body,
+    });
     await res.arrayBuffer();
     assert.equal(res.status, 401);
   }
@@ -99,7 +118,10 @@ describe("multi-recipient sends without credentials are refused before per-recip
   }
 
   /** Runs `attack` `rounds` times, two at a time, while an honest user polls; returns the figures. */
-  async function measure(rounds: number, attack: () => Promise<void>): Promise<{ cpuPerRequestMs: number; rssGrowth: number; honestMs: number }> {
+  async function measure(
+    rounds: number,
+    attack: () => Promise<void>,
+  ): Promise<{ cpuPerRequestMs: number; rssGrowth: number; honestMs: number }> {
     const baseline: number[] = [];
     for (let i = 0; i < 7; i++) baseline.push(await honestLatency());
     const pid = server.child.pid!;
@@ -133,7 +155,10 @@ describe("multi-recipient sends without credentials are refused before per-recip
     assert.ok(figures.rssGrowth < 150 * 1024 * 1024, `server RSS grew ${Math.round(figures.rssGrowth / 1048576)} MiB`);
     // Two attackers back to back saturate one event loop; the honest request waits behind at most a few
     // ~40 ms refusals (before the fix: seconds).
-    assert.ok(figures.honestMs < Math.max(10 * figures.baselineMs, 400), `honest latency ${figures.honestMs} ms (baseline ${figures.baselineMs} ms)`);
+    assert.ok(
+      figures.honestMs < Math.max(10 * figures.baselineMs, 400),
+      `honest latency ${figures.honestMs} ms (baseline ${figures.baselineMs} ms)`,
+    );
     return figures;
   }
 

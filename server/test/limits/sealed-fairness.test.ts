@@ -19,7 +19,10 @@ import type { SignalDevice } from "@zimchat/testing/signal";
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 const points = 3;
 
-async function sealedSocketFrom(server: TestServer, address: string): Promise<Socket<Record<string, never>, SealedClientToServerEvents>> {
+async function sealedSocketFrom(
+  server: TestServer,
+  address: string,
+): Promise<Socket<Record<string, never>, SealedClientToServerEvents>> {
   const socket: Socket<Record<string, never>, SealedClientToServerEvents> = connectClient(`${server.url}/sealed`, {
     transports: ["websocket"],
     reconnection: false,
@@ -41,7 +44,10 @@ describe("sealed sending: one sender cannot exhaust a recipient's sealed allowan
   let bobKey: Buffer;
   before(async () => {
     // Behind a (loopback) reverse proxy: X-Forwarded-For names the sender's address.
-    server = await startServer({ rateLimits: { ...roomyRateLimits, sealedSend: { points, durationSeconds: 60 } }, trustProxy: ["loopback"] });
+    server = await startServer({
+      rateLimits: { ...roomyRateLimits, sealedSend: { points, durationSeconds: 60 } },
+      trustProxy: ["loopback"],
+    });
     [alice, mallory, bob] = [await server.register(), await server.register(), await server.register()];
     bobKey = await setAccess(server, bob);
     await startSession(server, alice, bob);
@@ -56,7 +62,12 @@ describe("sealed sending: one sender cannot exhaust a recipient's sealed allowan
 
   it("REST: the abusive sender gets 429, an honest sender from another address still gets through sealed", async () => {
     const put = async (from: SignalDevice, address: string) =>
-      server.http().put(`/v1/messages/${bob.uuid}`).set("Unidentified-Access-Key", b64(bobKey)).set("X-Forwarded-For", address).send(await sealedBody(from, "hi"));
+      server
+        .http()
+        .put(`/v1/messages/${bob.uuid}`)
+        .set("Unidentified-Access-Key", b64(bobKey))
+        .set("X-Forwarded-For", address)
+        .send(await sealedBody(from, "hi"));
     for (let i = 0; i < points; i++) assert.equal((await put(mallory, "203.0.113.66")).status, 200);
     const limited = await put(mallory, "203.0.113.66");
     assert.equal(limited.status, 429, "the abusive sender's own bucket is empty");
@@ -70,7 +81,11 @@ describe("sealed sending: one sender cannot exhaust a recipient's sealed allowan
     const honest = await sealedSocketFrom(server, "198.51.100.99");
     try {
       const emit = async (socket: typeof abusive, from: SignalDevice) =>
-        (await socket.emitWithAck("send", { destination: bob.uuid, accessKey: b64(bobKey), ...(await sealedBody(from, "x")) })) as { ok: boolean; status?: number };
+        (await socket.emitWithAck("send", {
+          destination: bob.uuid,
+          accessKey: b64(bobKey),
+          ...(await sealedBody(from, "x")),
+        })) as { ok: boolean; status?: number };
       for (let i = 0; i < points; i++) assert.equal((await emit(abusive, mallory)).ok, true);
       const refused = await emit(abusive, mallory);
       assert.equal(refused.ok, false);
@@ -93,7 +108,12 @@ describe("sealed sending: the SDK falls back to an authenticated send on 429", (
 
   it("every message arrives: sealed while the allowance lasts, then authenticated", async () => {
     const dir = mkdtempSync(join(tmpdir(), "zimchat-sealed-fallback-"));
-    const make = (name: string) => ZimClient.register({ serverUrl: server.url, username: `${name}_${process.pid}`, store: new SqliteDeviceStore(join(dir, `${name}.db`)) });
+    const make = (name: string) =>
+      ZimClient.register({
+        serverUrl: server.url,
+        username: `${name}_${process.pid}`,
+        store: new SqliteDeviceStore(join(dir, `${name}.db`)),
+      });
     const alice = await make("alice");
     const bob = await make("bob");
     const toBob: MessageEvent[] = [];
@@ -120,9 +140,18 @@ describe("sealed sending: the SDK falls back to an authenticated send on 429", (
       alice.disconnect();
       for (let i = 0; i < 2; i++) await alice.sendText(bob.local.username, `rest ${i}`);
       await until(toBob, 7);
-      assert.deepEqual(toBob.slice(1).map((m) => m.text), ["socket 0", "socket 1", "socket 2", "socket 3", "rest 0", "rest 1"]);
-      assert.ok(toBob.slice(1).some((m) => m.sealed), "sealed while the allowance lasted");
-      assert.ok(toBob.slice(1).some((m) => !m.sealed), "authenticated once the sealed sends were rate limited");
+      assert.deepEqual(
+        toBob.slice(1).map((m) => m.text),
+        ["socket 0", "socket 1", "socket 2", "socket 3", "rest 0", "rest 1"],
+      );
+      assert.ok(
+        toBob.slice(1).some((m) => m.sealed),
+        "sealed while the allowance lasted",
+      );
+      assert.ok(
+        toBob.slice(1).some((m) => !m.sealed),
+        "authenticated once the sealed sends were rate limited",
+      );
       for (const m of toBob) assert.equal(m.from, alice.local.uuid);
     } finally {
       await alice.close();

@@ -12,7 +12,13 @@ export function startChildServer(args: string[], env: Record<string, string> = {
 }
 
 /** One JSON request to a child server: the status and the parsed body (undefined when empty). */
-export async function callJson(url: string, method: string, path: string, body?: unknown, auth?: string): Promise<{ status: number; body: any }> {
+export async function callJson(
+  url: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  auth?: string,
+): Promise<{ status: number; body: any }> {
   const res = await fetch(`${url}${path}`, {
     method,
     headers: { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) },

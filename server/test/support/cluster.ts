@@ -14,7 +14,9 @@ export const testRedisUrl = process.env.ZIMCHAT_TEST_REDIS_URL || "redis://127.0
 
 /** Why the cluster tests are skipped, or false when they run (they need PostgreSQL). */
 export const clusterSkip: string | false =
-  testProvider === "postgresql" ? false : "needs PostgreSQL: several nodes cannot share a SQLite file (runs in the PostgreSQL run of scripts/test.mjs)";
+  testProvider === "postgresql"
+    ? false
+    : "needs PostgreSQL: several nodes cannot share a SQLite file (runs in the PostgreSQL run of scripts/test.mjs)";
 
 /** A running cluster. */
 export interface TestCluster {
@@ -36,14 +38,30 @@ export interface TestCluster {
 export async function startCluster(count: number, extraArgs: string[] = []): Promise<TestCluster> {
   const db = freshDatabase();
   const redisPrefix = `zt_${randomBytes(6).toString("hex")}`;
-  const args = ["--database-url", db.url, "--data-dir", db.dataDir, "--redis-url", testRedisUrl, "--redis-prefix", redisPrefix, "--registration", "open", "--log-level", "warn", ...extraArgs];
+  const args = [
+    "--database-url",
+    db.url,
+    "--data-dir",
+    db.dataDir,
+    "--redis-url",
+    testRedisUrl,
+    "--redis-prefix",
+    redisPrefix,
+    "--registration",
+    "open",
+    "--log-level",
+    "warn",
+    ...extraArgs,
+  ];
   const started = await Promise.allSettled(Array.from({ length: count }, () => startChildServer(args)));
   const nodes = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   const stop = async (): Promise<void> => {
-    await Promise.all(nodes.map(async (node) => {
-      if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill("SIGTERM");
-      await node.exited;
-    }));
+    await Promise.all(
+      nodes.map(async (node) => {
+        if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill("SIGTERM");
+        await node.exited;
+      }),
+    );
     await db.drop();
     await deleteRedisKeys(redisPrefix);
   };

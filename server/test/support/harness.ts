@@ -12,19 +12,33 @@ import pg from "pg";
 import request from "supertest";
 import { io as connectClient, type Socket } from "socket.io-client";
 import type { ClientToServerEvents, Envelope, OutgoingMessage, ServerToClientEvents } from "@zimchat/protocol";
-import { createLogger, defaultRateLimits, openHomeserver, resolveConfig, type Homeserver, type RateLimits, type ServerConfig } from "../../src/index.js";
+import {
+  createLogger,
+  defaultRateLimits,
+  openHomeserver,
+  resolveConfig,
+  type Homeserver,
+  type RateLimits,
+  type ServerConfig,
+} from "../../src/index.js";
 import { KEMKeyPair, PrivateKey } from "@signalapp/libsignal-client";
 import { SignalDevice } from "@zimchat/testing/signal";
 
 /** Which database the suite runs on: "sqlite" unless ZIMCHAT_TEST_DATABASE_URL names PostgreSQL. */
-export const testProvider: "sqlite" | "postgresql" = process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres") ? "postgresql" : "sqlite";
+export const testProvider: "sqlite" | "postgresql" = process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres")
+  ? "postgresql"
+  : "sqlite";
 
 /** A fresh, empty database URL and a function that removes it. */
 export function freshDatabase(): { url: string; dataDir: string; drop: () => Promise<void> } {
   const dataDir = mkdtempSync(join(tmpdir(), "zimchat-test-"));
   const base = process.env.ZIMCHAT_TEST_DATABASE_URL;
   if (testProvider === "sqlite" || !base) {
-    return { url: `file:${join(dataDir, "zimchat.db")}`, dataDir, drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
+    return {
+      url: `file:${join(dataDir, "zimchat.db")}`,
+      dataDir,
+      drop: async () => rmSync(dataDir, { recursive: true, force: true }),
+    };
   }
   const schema = `t_${randomBytes(6).toString("hex")}`;
   const url = new URL(base);
@@ -161,7 +175,10 @@ export async function connectDevice(url: string, device: SignalDevice): Promise<
     waitFor(count, timeoutMs = 5000) {
       if (received.length >= count) return Promise.resolve(received);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`received ${received.length} of ${count} envelopes`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`received ${received.length} of ${count} envelopes`)),
+          timeoutMs,
+        );
         waiters.push({ count, resolve: () => (clearTimeout(timer), resolve(received)) });
       });
     },
@@ -225,14 +242,27 @@ export async function linkDevice(
   const code = created.body.code as string;
   const ephemeral = PrivateKey.generate();
   const sealed = ephemeral.getPublicKey().seal(owner.identity.serialize(), info);
-  const confirmed = await server.http().put(`/v1/devices/links/${code}`).set("Authorization", owner.authHeader).send({ provisioningMessage: b64(sealed) });
+  const confirmed = await server
+    .http()
+    .put(`/v1/devices/links/${code}`)
+    .set("Authorization", owner.authHeader)
+    .send({ provisioningMessage: b64(sealed) });
   if (confirmed.status !== 204) throw new Error(`confirm: ${confirmed.status} ${JSON.stringify(confirmed.body)}`);
   const polled = await server.http().get(`/v1/devices/links/${code}`);
-  const opened = ephemeral.open(new Uint8Array(Buffer.from(polled.body.provisioningMessage as string, "base64")) as Uint8Array<ArrayBuffer>, info);
+  const opened = ephemeral.open(
+    new Uint8Array(Buffer.from(polled.body.provisioningMessage as string, "base64")) as Uint8Array<ArrayBuffer>,
+    info,
+  );
   const device = new SignalDevice(PrivateKey.deserialize(opened));
   const signedPreKey = device.signedPreKey();
   const lastResort = device.kyberPreKey();
-  const linked = await server.http().post("/v1/devices").send({ code, password: device.password, registrationId: device.registrationId, signedPreKey, pqLastResortPreKey: lastResort });
+  const linked = await server.http().post("/v1/devices").send({
+    code,
+    password: device.password,
+    registrationId: device.registrationId,
+    signedPreKey,
+    pqLastResortPreKey: lastResort,
+  });
   if (linked.status !== 201) throw new Error(`link: ${linked.status} ${JSON.stringify(linked.body)}`);
   device.uuid = linked.body.uuid as string;
   device.deviceId = linked.body.deviceId as number;

@@ -30,7 +30,9 @@ export async function certificateFor(server: TestServer, device: SignalDevice): 
 }
 
 /** A socket on the `/sealed` namespace, with no credentials at all. */
-export async function sealedSocket(server: Pick<TestServer, "url">): Promise<Socket<Record<string, never>, SealedClientToServerEvents>> {
+export async function sealedSocket(
+  server: Pick<TestServer, "url">,
+): Promise<Socket<Record<string, never>, SealedClientToServerEvents>> {
   const socket: Socket<Record<string, never>, SealedClientToServerEvents> = connectClient(`${server.url}/sealed`, {
     transports: ["websocket"],
     reconnection: false,

@@ -75,11 +75,16 @@ export function offlineLockfile(name: string, repoLock: Lockfile, packed: Packed
     const wanted: [string, boolean][] = [
       ...Object.keys(entry.dependencies ?? {}).map((d): [string, boolean] => [d, false]),
       ...Object.keys(entry.optionalDependencies ?? {}).map((d): [string, boolean] => [d, true]),
-      ...Object.keys(entry.peerDependencies ?? {}).map((d): [string, boolean] => [d, entry.peerDependenciesMeta?.[d]?.optional === true]),
+      ...Object.keys(entry.peerDependencies ?? {}).map((d): [string, boolean] => [
+        d,
+        entry.peerDependenciesMeta?.[d]?.optional === true,
+      ]),
     ];
     for (const [dep, optional] of wanted) {
       if (byName.has(dep)) continue; // one of the tarballs, at node_modules/<name>
-      const path = candidates(from, dep).find((c) => c in packages || (c in repoLock.packages && !repoLock.packages[c]!.link));
+      const path = candidates(from, dep).find(
+        (c) => c in packages || (c in repoLock.packages && !repoLock.packages[c]!.link),
+      );
       if (path === undefined) {
         if (optional) continue;
         throw new Error(`${dep} (needed by ${from}) is not in the repository's lockfile`);

@@ -9,7 +9,11 @@ export async function accept(user: string, options: CommonOptions): Promise<void
     withSession(options.profile, output, async ({ client, resolveUser }) => {
       const peer = await resolveUser(user);
       const before = await client.trustState(peer.uuid);
-      if (!before) throw new CliError("unknown_contact", `you have never exchanged keys with ${peer.name}: there is nothing to accept`);
+      if (!before)
+        throw new CliError(
+          "unknown_contact",
+          `you have never exchanged keys with ${peer.name}: there is nothing to accept`,
+        );
       await client.acceptIdentityChange(peer.uuid);
       output.emit({ type: "accepted", user: peer.name, wasBlocked: before.blocked });
     }),

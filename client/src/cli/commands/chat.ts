@@ -19,7 +19,11 @@ export interface ChatOptions extends CommonOptions {
 /** Reads typed lines one at a time (a line's work finishes before the next starts) until /quit, Ctrl-C or the end of input. */
 function readLines(output: Output, handle: (line: string) => Promise<"quit" | void>): Promise<void> {
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !output.json;
-  const rl = createInterface({ input: process.stdin, ...(tty ? { output: process.stdout, prompt: "> " } : {}), terminal: tty });
+  const rl = createInterface({
+    input: process.stdin,
+    ...(tty ? { output: process.stdout, prompt: "> " } : {}),
+    terminal: tty,
+  });
   if (tty) {
     // Incoming lines go above the prompt, which is drawn again below them.
     output.hooks = {
@@ -98,12 +102,32 @@ async function chatWith(session: Session, to: string, history: number): Promise<
     send: async (text, queued) => {
       if (target.kind === "group") return sendToGroup(session, target.group.id, text, queued);
       const sent = await client.sendText(target.uuid, text);
-      output.emit({ type: "sent", to: target.name, toUuid: target.uuid, text, timestamp: sent.timestamp, devices: sent.envelopes.length, ...(queued ? { queued: true as const } : {}) });
+      output.emit({
+        type: "sent",
+        to: target.name,
+        toUuid: target.uuid,
+        text,
+        timestamp: sent.timestamp,
+        devices: sent.envelopes.length,
+        ...(queued ? { queued: true as const } : {}),
+      });
     },
-    queued: (text, pending, error) => output.emit({ type: "queued", to: name, ...(group ? { group } : {}), text, pending, reason: toCliError(error, context).message }),
+    queued: (text, pending, error) =>
+      output.emit({
+        type: "queued",
+        to: name,
+        ...(group ? { group } : {}),
+        text,
+        pending,
+        reason: toCliError(error, context).message,
+      }),
     failed: (_text, error) => refused(error),
   });
-  if (outbox.size) output.emit({ type: "warning", message: `sending ${outbox.size} line(s) to ${name} queued by an earlier chat while the homeserver was unreachable` });
+  if (outbox.size)
+    output.emit({
+      type: "warning",
+      message: `sending ${outbox.size} line(s) to ${name} queued by an earlier chat while the homeserver was unreachable`,
+    });
   await outbox.resume();
   await readLines(output, async (line): Promise<"quit" | void> => {
     const command = line.trim();
@@ -111,17 +135,25 @@ async function chatWith(session: Session, to: string, history: number): Promise<
     try {
       if (!command) return undefined;
       if (command === "/safety") {
-        if (target.kind === "group") return output.emit({ type: "warning", message: "/safety compares safety numbers with one person: run zimchat-chat safety-number <user>" });
+        if (target.kind === "group")
+          return output.emit({
+            type: "warning",
+            message: "/safety compares safety numbers with one person: run zimchat-chat safety-number <user>",
+          });
         return output.emit(await safetyNumberEvent(session, target.name));
       }
       if (command === "/file" || command.startsWith("/file ")) {
         const path = command.slice("/file".length).trim();
         if (!path) return output.emit({ type: "warning", message: "/file needs a path: /file <path>" });
         // The group as it is now: members may have changed since the chat began.
-        const current = target.kind === "group" ? { kind: "group" as const, group: client.group(target.group.id) ?? target.group } : target;
+        const current =
+          target.kind === "group"
+            ? { kind: "group" as const, group: client.group(target.group.id) ?? target.group }
+            : target;
         return await sendFileTo(session, current, path, "");
       }
-      if (command.startsWith("/") && !command.startsWith("//")) return output.emit({ type: "warning", message: `unknown command ${command}: ${chatHelp}` });
+      if (command.startsWith("/") && !command.startsWith("//"))
+        return output.emit({ type: "warning", message: `unknown command ${command}: ${chatHelp}` });
       // "//remind 10m tea" sends "/remind 10m tea": commands for bots, without a typo of ours ever reaching a friend.
       const text = command.startsWith("//") ? line.trimStart().slice(1) : line;
       return await outbox.submit(text);
@@ -131,12 +163,15 @@ async function chatWith(session: Session, to: string, history: number): Promise<
     }
   });
   const unsent = await outbox.close();
-  if (unsent) output.emit({ type: "unsent", to: name, ...(group ? { group } : {}), count: unsent, profile: profile.dir });
+  if (unsent)
+    output.emit({ type: "unsent", to: name, ...(group ? { group } : {}), count: unsent, profile: profile.dir });
 }
 
 /** `zimchat-chat chat <user-or-group>`: the conversation, live messages, and typed lines sent as you press Enter. */
 export async function chat(user: string, options: ChatOptions): Promise<void> {
   // A line gives up on an unreachable homeserver after a few seconds (then it is queued and retried), not the SDK's minute.
   const sendRetry = { maxMs: 4000, attemptTimeoutMs: 10_000 };
-  await runCommand(options, (output) => withSession(options.profile, output, (session) => chatWith(session, user, options.history), { sendRetry }));
+  await runCommand(options, (output) =>
+    withSession(options.profile, output, (session) => chatWith(session, user, options.history), { sendRetry }),
+  );
 }

@@ -21,15 +21,23 @@ export async function unlink(deviceId: number, options: CommonOptions): Promise<
   await runCommand(options, (output) =>
     withSession(options.profile, output, async ({ client }) => {
       const { deviceId: current, username } = client.local;
-      if (deviceId === 1) throw new CliError("invalid_argument", "device 1 is the primary device and cannot be unlinked");
+      if (deviceId === 1)
+        throw new CliError("invalid_argument", "device 1 is the primary device and cannot be unlinked");
       if (current !== 1 && deviceId !== current) {
-        throw new CliError("not_primary", `this is ${username}'s device ${current}: only the primary device (device 1) can unlink other devices`);
+        throw new CliError(
+          "not_primary",
+          `this is ${username}'s device ${current}: only the primary device (device 1) can unlink other devices`,
+        );
       }
       try {
         await client.unlinkDevice(deviceId);
       } catch (error) {
         if (error instanceof ApiError && error.code === "not_found") {
-          throw new CliError("invalid_argument", `${username} has no device ${deviceId} (zimchat-chat devices lists them)`, { cause: error });
+          throw new CliError(
+            "invalid_argument",
+            `${username} has no device ${deviceId} (zimchat-chat devices lists them)`,
+            { cause: error },
+          );
         }
         // Unlinking itself, the device loses its credentials before it can list the devices again.
         if (!(deviceId === current && error instanceof ApiError && error.code === "unauthorized")) throw error;

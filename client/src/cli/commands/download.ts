@@ -56,15 +56,25 @@ export async function download(messageId: string, options: DownloadOptions): Pro
       const message = await findAttachment(session, messageId.trim());
       const pointer = message?.attachment;
       if (!message || !pointer) {
-        throw new CliError("unknown_message", `this device has no message ${messageId} with a file (receive and chat show each file's message id)`);
+        throw new CliError(
+          "unknown_message",
+          `this device has no message ${messageId} with a file (receive and chat show each file's message id)`,
+        );
       }
       const name = safeFileName(pointer.fileName, message.id);
       let path: string;
       if (options.out === undefined) path = freePath(process.cwd(), name);
-      else if (existsSync(options.out) && statSync(options.out).isDirectory()) path = freePath(resolve(options.out), name);
+      else if (existsSync(options.out) && statSync(options.out).isDirectory())
+        path = freePath(resolve(options.out), name);
       else path = resolve(options.out);
       await session.client.downloadAttachment(pointer, path);
-      output.emit({ type: "downloaded", messageId: message.id, path, size: pointer.size, ...(pointer.fileName !== undefined ? { fileName: pointer.fileName } : {}) });
+      output.emit({
+        type: "downloaded",
+        messageId: message.id,
+        path,
+        size: pointer.size,
+        ...(pointer.fileName !== undefined ? { fileName: pointer.fileName } : {}),
+      });
     }),
   );
 }

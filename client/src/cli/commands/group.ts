@@ -19,35 +19,64 @@ export async function createGroup(title: string, users: string[], options: Commo
       const people = await members(session, users);
       // Receive first: what is waiting may change the sessions the group is announced over.
       await session.connectToSend();
-      const group = await session.client.createGroup(name, people.map((p) => p.uuid));
-      output.emit({ type: "groupChanged", group: groupRef(group), action: "created", users: people.map((p) => p.name), members: session.names(group.members) });
+      const group = await session.client.createGroup(
+        name,
+        people.map((p) => p.uuid),
+      );
+      output.emit({
+        type: "groupChanged",
+        group: groupRef(group),
+        action: "created",
+        users: people.map((p) => p.name),
+        members: session.names(group.members),
+      });
     }),
   );
 }
 
 /** `zimchat-chat group add|remove <group> <users...>` (admins only). */
-export async function changeGroup(action: "added" | "removed", groupName: string, users: string[], options: CommonOptions): Promise<void> {
+export async function changeGroup(
+  action: "added" | "removed",
+  groupName: string,
+  users: string[],
+  options: CommonOptions,
+): Promise<void> {
   await runCommand(options, (output) =>
     withSession(options.profile, output, async (session) => {
       const { client } = session;
       const group = session.resolveGroup(groupName);
       const me = client.local.uuid;
-      if (!group.members.includes(me)) throw new CliError("group_refused", `you are no longer a member of ${group.title}`);
+      if (!group.members.includes(me))
+        throw new CliError("group_refused", `you are no longer a member of ${group.title}`);
       if (!group.admins.includes(me)) {
-        throw new CliError("group_refused", `only an admin of ${group.title} can add or remove members (admins: ${session.names(group.admins).join(", ")})`);
+        throw new CliError(
+          "group_refused",
+          `only an admin of ${group.title} can add or remove members (admins: ${session.names(group.admins).join(", ")})`,
+        );
       }
       const people = await members(session, users);
       if (action === "added") {
         const already = people.filter((p) => group.members.includes(p.uuid));
-        if (already.length === people.length) throw new CliError("invalid_argument", `${already.map((p) => p.name).join(", ")} already in ${group.title}`);
+        if (already.length === people.length)
+          throw new CliError("invalid_argument", `${already.map((p) => p.name).join(", ")} already in ${group.title}`);
       } else {
         const strangers = people.filter((p) => !group.members.includes(p.uuid));
-        if (strangers.length) throw new CliError("invalid_argument", `${strangers.map((p) => p.name).join(", ")} not in ${group.title}`);
+        if (strangers.length)
+          throw new CliError("invalid_argument", `${strangers.map((p) => p.name).join(", ")} not in ${group.title}`);
       }
       await session.connectToSend();
       const uuids = people.map((p) => p.uuid);
-      const next = action === "added" ? await client.addGroupMembers(group.id, uuids) : await client.removeGroupMembers(group.id, uuids);
-      output.emit({ type: "groupChanged", group: groupRef(next), action, users: people.map((p) => p.name), members: session.names(next.members) });
+      const next =
+        action === "added"
+          ? await client.addGroupMembers(group.id, uuids)
+          : await client.removeGroupMembers(group.id, uuids);
+      output.emit({
+        type: "groupChanged",
+        group: groupRef(next),
+        action,
+        users: people.map((p) => p.name),
+        members: session.names(next.members),
+      });
     }),
   );
 }
@@ -59,7 +88,14 @@ export async function listGroups(options: CommonOptions): Promise<void> {
       const me = session.client.local.uuid;
       const groups = session.client.listGroups().sort((a, b) => a.title.localeCompare(b.title));
       for (const g of groups) {
-        output.emit({ type: "group", id: g.id, title: g.title, members: session.names(g.members), admins: session.names(g.admins), member: g.members.includes(me) });
+        output.emit({
+          type: "group",
+          id: g.id,
+          title: g.title,
+          members: session.names(g.members),
+          admins: session.names(g.admins),
+          member: g.members.includes(me),
+        });
       }
       output.emit({ type: "groupsListed", count: groups.length });
     }),
@@ -70,10 +106,18 @@ export async function listGroups(options: CommonOptions): Promise<void> {
 export async function sendToGroup(session: Session, groupName: string, text: string, queued = false): Promise<void> {
   const { client, output } = session;
   const group = session.resolveGroup(groupName);
-  if (!group.members.includes(client.local.uuid)) throw new CliError("group_refused", `you are no longer a member of ${group.title}`);
+  if (!group.members.includes(client.local.uuid))
+    throw new CliError("group_refused", `you are no longer a member of ${group.title}`);
   const sent = await client.sendGroupText(group.id, text);
   const devices = sent.response.recipients.reduce((n, r) => n + r.envelopes.length, 0);
-  output.emit({ type: "groupSent", group: groupRef(group), text, timestamp: sent.timestamp, devices, ...(queued ? { queued: true as const } : {}) });
+  output.emit({
+    type: "groupSent",
+    group: groupRef(group),
+    text,
+    timestamp: sent.timestamp,
+    devices,
+    ...(queued ? { queued: true as const } : {}),
+  });
 }
 
 /** `zimchat-chat group send <group> <text...>`: one encrypted message to every member's devices. */

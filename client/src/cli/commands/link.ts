@@ -50,10 +50,14 @@ export async function link(options: LinkOptions): Promise<void> {
       if (!store.getLocal()?.deviceId) {
         store.close();
         profile.discardNewStore();
-        if (cancel.signal.aborted) throw new CliError("cancelled", "linking cancelled: this device was not linked", { cause: error });
+        if (cancel.signal.aborted)
+          throw new CliError("cancelled", "linking cancelled: this device was not linked", { cause: error });
         throw toCliError(error, { server });
       }
-      output.emit({ type: "warning", message: `linked, but the first pre-key upload failed (${toCliError(error, { server }).message}); it is retried on the next connection` });
+      output.emit({
+        type: "warning",
+        message: `linked, but the first pre-key upload failed (${toCliError(error, { server }).message}); it is retried on the next connection`,
+      });
     } finally {
       process.off("SIGINT", stop);
       process.off("SIGTERM", stop);
@@ -73,7 +77,10 @@ export async function approveLink(uri: string, options: CommonOptions): Promise<
     withSession(options.profile, output, async ({ client }) => {
       const { deviceId, username } = client.local;
       if (deviceId !== 1) {
-        throw new CliError("not_primary", `this is ${username}'s device ${deviceId}: only the primary device (device 1) can approve a new device`);
+        throw new CliError(
+          "not_primary",
+          `this is ${username}'s device ${deviceId}: only the primary device (device 1) can approve a new device`,
+        );
       }
       await client.approveLink(uri);
       output.emit({ type: "linkApproved", username });

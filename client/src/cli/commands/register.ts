@@ -22,7 +22,8 @@ export function serverUrl(value: string, allowInsecureHttp = false): string {
   } catch {
     throw new CliError("invalid_argument", `--server "${value}" is not a URL (like http://127.0.0.1:8080)`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new CliError("invalid_argument", `--server must be an http:// or https:// URL, not ${url.protocol}`);
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new CliError("invalid_argument", `--server must be an http:// or https:// URL, not ${url.protocol}`);
   // A homeserver answers at the root of its origin (REST routes and Socket.IO's /socket.io/ alike; it has no
   // base-path setting), so a path could only be dropped or misused: refuse it rather than talk to another URL.
   if (url.pathname !== "/" || url.search || url.hash) {
@@ -32,11 +33,16 @@ export function serverUrl(value: string, allowInsecureHttp = false): string {
         `so give only the scheme, host and port, like ${url.origin}. (Behind a reverse proxy, give the homeserver its own host name or port rather than a path.)`,
     );
   }
-  if (url.username || url.password) throw new CliError("invalid_argument", `--server must not carry a user name or password: give only the scheme, host and port, like ${url.origin}`);
+  if (url.username || url.password)
+    throw new CliError(
+      "invalid_argument",
+      `--server must not carry a user name or password: give only the scheme, host and port, like ${url.origin}`,
+    );
   try {
     checkServerUrl(url.origin, { allowInsecureHttp });
   } catch (error) {
-    if (error instanceof InsecureServerUrlError) throw new CliError("insecure_http", error.message.replace("allowInsecureHttp: true, ", ""));
+    if (error instanceof InsecureServerUrlError)
+      throw new CliError("insecure_http", error.message.replace("allowInsecureHttp: true, ", ""));
     throw error;
   }
   return url.origin;
@@ -47,7 +53,10 @@ export async function register(options: RegisterOptions): Promise<void> {
   await runCommand(options, async (output) => {
     const server = serverUrl(options.server, options.allowInsecureHttp);
     if (!usernamePattern.test(options.username)) {
-      throw new CliError("invalid_argument", `--username "${options.username}" is not a username (3 to 32 of a-z, 0-9, _ and .)`);
+      throw new CliError(
+        "invalid_argument",
+        `--username "${options.username}" is not a username (3 to 32 of a-z, 0-9, _ and .)`,
+      );
     }
     const profile = new Profile(options.profile);
     const store = profile.openNewStore();
@@ -70,7 +79,10 @@ export async function register(options: RegisterOptions): Promise<void> {
         profile.discardNewStore();
         throw toCliError(error, { server });
       }
-      output.emit({ type: "warning", message: `registered, but the first pre-key upload failed (${toCliError(error, { server }).message}); it is retried on the next connection` });
+      output.emit({
+        type: "warning",
+        message: `registered, but the first pre-key upload failed (${toCliError(error, { server }).message}); it is retried on the next connection`,
+      });
     }
     const { uuid, deviceId, username } = store.getLocal()!;
     if (client) await client.close();

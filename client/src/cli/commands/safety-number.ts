@@ -15,5 +15,7 @@ export async function safetyNumberEvent(session: Session, user: string): Promise
 
 /** `zimchat-chat safety-number <user>`: the 60 digits in groups of five, and a QR code of the scannable payload. */
 export async function showSafetyNumber(user: string, options: CommonOptions): Promise<void> {
-  await runCommand(options, (output) => withSession(options.profile, output, async (session) => output.emit(await safetyNumberEvent(session, user))));
+  await runCommand(options, (output) =>
+    withSession(options.profile, output, async (session) => output.emit(await safetyNumberEvent(session, user))),
+  );
 }

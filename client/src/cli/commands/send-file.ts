@@ -17,7 +17,11 @@ export async function fileSize(path: string): Promise<number> {
   try {
     info = await stat(path);
   } catch (error) {
-    throw new CliError("invalid_argument", `cannot read ${path}: ${(error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (error as Error).message}`, { cause: error });
+    throw new CliError(
+      "invalid_argument",
+      `cannot read ${path}: ${(error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (error as Error).message}`,
+      { cause: error },
+    );
   }
   if (!info.isFile()) throw new CliError("invalid_argument", `${path} is not a file`);
   return info.size;
@@ -30,12 +34,29 @@ export async function sendFileTo(session: Session, target: Target, path: string,
   const fileName = basename(path);
   const options = { fileName, ...(caption ? { caption } : {}) };
   if (target.kind === "group") {
-    if (!target.group.members.includes(client.local.uuid)) throw new CliError("group_refused", `you are no longer a member of ${target.group.title}`);
+    if (!target.group.members.includes(client.local.uuid))
+      throw new CliError("group_refused", `you are no longer a member of ${target.group.title}`);
     const sent = await client.sendGroupAttachment(target.group.id, path, options);
-    output.emit({ type: "fileSent", to: target.group.title, group: groupRef(target.group), fileName, size, caption, timestamp: sent.timestamp });
+    output.emit({
+      type: "fileSent",
+      to: target.group.title,
+      group: groupRef(target.group),
+      fileName,
+      size,
+      caption,
+      timestamp: sent.timestamp,
+    });
   } else {
     const sent = await client.sendAttachment(target.uuid, path, options);
-    output.emit({ type: "fileSent", to: target.name, toUuid: target.uuid, fileName, size, caption, timestamp: sent.timestamp });
+    output.emit({
+      type: "fileSent",
+      to: target.name,
+      toUuid: target.uuid,
+      fileName,
+      size,
+      caption,
+      timestamp: sent.timestamp,
+    });
   }
 }
 

@@ -13,7 +13,14 @@ export async function send(user: string, words: string[], options: CommonOptions
       // Receive first: what is waiting may change the sessions this message is encrypted with.
       await connectToSend();
       const sent = await client.sendText(peer.uuid, text);
-      output.emit({ type: "sent", to: peer.name, toUuid: peer.uuid, text, timestamp: sent.timestamp, devices: sent.envelopes.length });
+      output.emit({
+        type: "sent",
+        to: peer.name,
+        toUuid: peer.uuid,
+        text,
+        timestamp: sent.timestamp,
+        devices: sent.envelopes.length,
+      });
     }),
   );
 }

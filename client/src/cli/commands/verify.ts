@@ -11,11 +11,17 @@ export async function verify(user: string, parts: string[], options: CommonOptio
       // Digits (spaces aside) are a safety number read off a screen; anything else is a scanned payload.
       const digits = entered.replace(/\s+/g, "");
       if (/^\d+$/.test(digits) && digits.length !== 60) {
-        throw new CliError("invalid_argument", `expected 60 digits, got ${digits.length}: a safety number is twelve groups of five digits (zimchat-chat safety-number ${user} shows yours)`);
+        throw new CliError(
+          "invalid_argument",
+          `expected 60 digits, got ${digits.length}: a safety number is twelve groups of five digits (zimchat-chat safety-number ${user} shows yours)`,
+        );
       }
       const peer = await resolveUser(user);
       if (!(await client.verify(peer.uuid, entered))) {
-        throw new CliError("safety_number_mismatch", `that does not match your safety number with ${peer.name}: ${peer.name} is not verified`);
+        throw new CliError(
+          "safety_number_mismatch",
+          `that does not match your safety number with ${peer.name}: ${peer.name} is not verified`,
+        );
       }
       output.emit({ type: "verified", user: peer.name });
     }),
