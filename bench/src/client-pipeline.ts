@@ -98,7 +98,8 @@ async function sdkRound(options: ClientPipelineOptions, round: number): Promise<
     let received = 0;
     let done: () => void = () => {};
     const all = new Promise<void>((resolve) => (done = resolve));
-    // Listening before the warm-up: when it arrived before the listener, the count stopped one short and the round never ended.
+    // Listening before the warm-up: when it arrived before the listener, the count stopped one short and the round
+    // never ended.
     bob.on("message", () => {
       received += 1;
       if (received === options.messages + 1) done();

@@ -23,7 +23,9 @@ import { trustOnFirstUse } from "./trust.js";
 export type AuthenticatedSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 export type SealedSocket = Socket<Record<string, never>, SealedClientToServerEvents>;
 
-/** The client's sockets: the authenticated one (receiving, authenticated sends) and the unauthenticated `/sealed` one. */
+/**
+ * The client's sockets: the authenticated one (receiving, authenticated sends) and the unauthenticated `/sealed` one.
+ */
 export class Connections {
   private socket: AuthenticatedSocket | null = null;
   /** Its own connection, so the server cannot tie sealed sends to this device. */
@@ -110,7 +112,9 @@ export function credentials(ctx: Pick<ClientContext, "store">): { uuid: string; 
   return { uuid, deviceId, password };
 }
 
-/** Checks one key against the log, emitting `keyTransparencyFailure` on failure (unless `emit` is false). Never throws. */
+/**
+ * Checks one key against the log, emitting `keyTransparencyFailure` on failure (unless `emit` is false). Never throws.
+ */
 export async function checkKeyLog(
   ctx: ClientContext,
   uuid: string,
@@ -135,7 +139,10 @@ export function ownProfile(ctx: Pick<ClientContext, "store">): { username: strin
   return { username: localDevice(ctx).username, ...(displayName ? { displayName } : {}) };
 }
 
-/** Work running in the background (receipts, key upkeep, checks): a failure is a `warning`; `settle` waits for all of it. */
+/**
+ * Work running in the background (receipts, key upkeep, checks): a failure is a `warning`; `settle` waits for all of
+ * it.
+ */
 export class BackgroundWork {
   private readonly running = new Set<Promise<unknown>>();
 

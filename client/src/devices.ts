@@ -130,7 +130,9 @@ export class Devices {
     private readonly outbox: Outbox,
   ) {}
 
-  /** Seals the account identity, access key and trust root to a new device's link request and attaches it to its code. */
+  /**
+   * Seals the account identity, access key and trust root to a new device's link request and attaches it to its code.
+   */
   async approveLink(uri: string): Promise<void> {
     const local = localDevice(this.ctx);
     const request = parseLinkUri(uri);

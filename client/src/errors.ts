@@ -78,9 +78,15 @@ export enum DecryptionFailureReason {
   InvalidContent = "invalid_content",
   /** The envelope names no sender and is not a sealed-sender message. */
   UnknownSender = "unknown_sender",
-  /** A sealed message's sender certificate is expired, not signed by the pinned trust root, or names a key that is not the sender's. */
+  /**
+   * A sealed message's sender certificate is expired, not signed by the pinned trust root, or names a key that is not
+   * the sender's.
+   */
   InvalidCertificate = "invalid_certificate",
-  /** A group message or change from someone who is not a member (or not an admin) of that group, or for an unknown group. */
+  /**
+   * A group message or change from someone who is not a member (or not an admin) of that group, or for an unknown
+   * group.
+   */
   NotAGroupMember = "not_a_group_member",
   /** A group message whose sender key this device never received. */
   NoSenderKey = "no_sender_key",

@@ -90,7 +90,8 @@ export class GroupMessaging {
   /** Sends a group's state to its members, to `alsoTell` (removed members) and to this account's other devices. */
   private async announce(group: GroupState, alsoTell: string[]): Promise<void> {
     const local = localDevice(this.ctx);
-    // The usernames this device has verified (or looked up) for members, so members who never wrote to each other see names.
+    // The usernames this device has verified (or looked up) for members, so members who never wrote to each other see
+    // names.
     const memberNames = group.members.flatMap((uuid) => {
       const name = uuid === local.uuid ? null : this.names.nameOf(uuid);
       return name ? [{ uuid, username: name.username }] : [];
@@ -108,7 +109,10 @@ export class GroupMessaging {
     await this.outbox.syncToOwnDevices({ ...content, sync: {} });
   }
 
-  /** Sends a message to a group: one sender-key ciphertext in one multi-recipient sealed message, fanned out by the server. */
+  /**
+   * Sends a message to a group: one sender-key ciphertext in one multi-recipient sealed message, fanned out by the
+   * server.
+   */
   async send(groupId: string, body: MessageBody): Promise<{ timestamp: number; response: MultiRecipientResponse }> {
     const { tasks, groups, store, signal } = this.ctx;
     const me = localDevice(this.ctx).uuid;
@@ -160,7 +164,9 @@ export class GroupMessaging {
     return { timestamp: content.timestamp, response };
   }
 
-  /** Sends this device's current sender key to member devices that do not hold it yet (pairwise, sealed when possible). */
+  /**
+   * Sends this device's current sender key to member devices that do not hold it yet (pairwise, sealed when possible).
+   */
   private async distributeSenderKey(groupId: string, addresses: DeviceAddress[]): Promise<void> {
     const { tasks, groups, store, signal } = this.ctx;
     const { skdm, needing } = await tasks.run(async () => {

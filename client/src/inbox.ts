@@ -71,7 +71,8 @@ export class Inbox {
     this.emitting = turn.catch(() => undefined);
     await turn;
     await this.acknowledge(batch.map((e) => e.id));
-    // Keys of new contacts (PreKey messages, sealed-sender certificates) are checked after the fact, off the receive path.
+    // Keys of new contacts (PreKey messages, sealed-sender certificates) are checked after the fact, off the receive
+    // path.
     if (keyLog) {
       const senders = new Set(
         results.flatMap((r) =>

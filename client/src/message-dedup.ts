@@ -20,7 +20,10 @@ export const processedMaxEntries = 100_000;
 /** Prune after this many new ids. */
 const pruneEvery = 500;
 
-/** The key a shown message is remembered by: its id, or (older senders without one) the sender's device and timestamp, as Signal does. */
+/**
+ * The key a shown message is remembered by: its id, or (older senders without one) the sender's device and timestamp,
+ * as Signal does.
+ */
 export function shownMessageKey(from: string, fromDevice: number, content: Content): string {
   return content.id ? `msg:${from}:${content.id}` : `msg:${from}.${fromDevice}@${content.timestamp}`;
 }

@@ -86,7 +86,8 @@ export class Names {
       try {
         owner = (await this.ctx.api.lookupUsername(username)).uuid;
       } catch (error) {
-        // Not found is an answer (nobody has that name); anything else (rate limited, offline) is asked again next time.
+        // Not found is an answer (nobody has that name); anything else (rate limited, offline) is asked again next
+        // time.
         if (error instanceof ApiError && error.code === "not_found") this.refused.set(uuid, username);
         return { username, ...displayName, verified: false };
       }

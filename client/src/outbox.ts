@@ -37,7 +37,10 @@ export class Outbox {
     private readonly ownDevicesChanged: () => Promise<unknown>,
   ) {}
 
-  /** Sends a text or attachment to a user (their account id), records it, and sends the transcript to this account's other devices. */
+  /**
+   * Sends a text or attachment to a user (their account id), records it, and sends the transcript to this account's
+   * other devices.
+   */
   async sendDirect(
     uuid: string,
     body: MessageBody,
@@ -111,7 +114,8 @@ export class Outbox {
           // The access key no longer works (changed): send authenticated from now on.
           await tasks.run(async () => sealed.forgetAccessKey(uuid));
         } else if (error.code === "rate_limited" && seal) {
-          // The sealed allowance is used up (the server limits sealed sends per recipient and address): send authenticated.
+          // The sealed allowance is used up (the server limits sealed sends per recipient and address): send
+          // authenticated.
           unsealed = true;
         } else if (error.code === "mismatched_devices" || error.code === "stale_devices") {
           await tasks.run(async () => this.sessions.fixDevices([{ uuid, ...error.body }]));
@@ -124,7 +128,10 @@ export class Outbox {
     }
   }
 
-  /** The certificate and access key to seal with, or null to send authenticated (own devices, unknown key, no certificate). */
+  /**
+   * The certificate and access key to seal with, or null to send authenticated (own devices, unknown key, no
+   * certificate).
+   */
   private async sealingFor(uuid: string): Promise<{ certificate: SenderCertificate; accessKey: string } | null> {
     if (!this.ctx.settings.sealedSender || uuid === localDevice(this.ctx).uuid) return null;
     const accessKey = this.ctx.sealed.accessKeyOf(uuid);
@@ -165,7 +172,9 @@ export class Outbox {
     this.reportedTrustRoots.clear();
   }
 
-  /** Sends the same ciphertexts with the same key until answered (see send-retry.ts), over the socket when connected. */
+  /**
+   * Sends the same ciphertexts with the same key until answered (see send-retry.ts), over the socket when connected.
+   */
   private async deliver(
     uuid: string,
     messages: OutgoingMessage[],
@@ -206,7 +215,10 @@ export class Outbox {
     }, settings.sendRetry);
   }
 
-  /** Delivers one multi-recipient sealed message: sealed when every access key is known, else authenticated (still stored without a sender). */
+  /**
+   * Delivers one multi-recipient sealed message: sealed when every access key is known, else authenticated (still
+   * stored without a sender).
+   */
   async deliverMulti(recipients: string[], message: string, idempotencyKey: string): Promise<MultiRecipientResponse> {
     const { api, connections, settings, sealed } = this.ctx;
     const accessKeys = recipients.map((uuid) => ({ uuid, accessKey: sealed.accessKeyOf(uuid) }));

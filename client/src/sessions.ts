@@ -52,7 +52,10 @@ export class Sessions {
     return this.ctx.store.sessionDevices(uuid);
   }
 
-  /** One ciphertext per device of `uuid` this device has (or now starts) a session with; sealed when a certificate is given. */
+  /**
+   * One ciphertext per device of `uuid` this device has (or now starts) a session with; sealed when a certificate is
+   * given.
+   */
   async encryptForAll(
     uuid: string,
     padded: Uint8Array<ArrayBuffer>,
@@ -69,7 +72,8 @@ export class Sessions {
       await this.start(uuid, "*");
       devices = store.sessionDevices(uuid);
     }
-    // A certificate fetched before this device's identity key changed (resetIdentity) names the old key: send authenticated.
+    // A certificate fetched before this device's identity key changed (resetIdentity) names the old key: send
+    // authenticated.
     if (certificate && !signal.certificateIsCurrent(certificate)) certificate = null;
     const out: OutgoingMessage[] = [];
     for (const deviceId of devices) {

@@ -78,12 +78,15 @@ export class TrustChecks {
   }
 
   async checkKeyTransparency(uuid: string, user: string): Promise<KeyTransparencyFailure | null> {
-    // First contact: starting the sessions checks the key (and emits a failure); the answer below repeats that check quietly.
+    // First contact: starting the sessions checks the key (and emits a failure); the answer below repeats that check
+    // quietly.
     const { key, fetched } = await this.knownKey(uuid, user);
     return checkKeyLog(this.ctx, uuid, key, !fetched);
   }
 
-  /** Checks this account's own key against the log, when due (contacts will check it; this also pins the log key early). */
+  /**
+   * Checks this account's own key against the log, when due (contacts will check it; this also pins the log key early).
+   */
   checkOwnKey(): void {
     const { keyLog } = this.ctx;
     if (!keyLog) return;

@@ -389,7 +389,8 @@ describe("zimchat-chat", () => {
     const exit = await chat.exited;
     assert.equal(exit.code, 0, exit.stderr);
 
-    // Alice's send also shows what reached her meanwhile: Bob's receipt for the message his chat just decrypted (sent in the background, so maybe not yet).
+    // Alice's send also shows what reached her meanwhile: Bob's receipt for the message his chat just decrypted (sent
+    // in the background, so maybe not yet).
     const [sentLine] = withoutReceipts(sent);
     assert.equal(sentLine?.type, "sent");
     const at = Number(sentLine?.timestamp);

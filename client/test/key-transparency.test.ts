@@ -109,7 +109,8 @@ describe("key transparency (plugin + client)", () => {
     assert.equal(inclusion.leaf.accountId, bob.local.uuid);
     assert.equal(inclusion.leaf.time % 86_400_000, 0, "logged to the day");
     // Cached: the log is asked once per key, not per message.
-    const settle = (): Promise<unknown> => new Promise((r) => setTimeout(r, 300)); // the server logs a request when it has answered
+    // The server logs a request when it has answered.
+    const settle = (): Promise<unknown> => new Promise((r) => setTimeout(r, 300));
     await settle();
     const requests = server.logs.filter((l) => l.includes("/plugins/key-transparency/v1/inclusion")).length;
     for (let i = 0; i < 3; i++) await alice.sendText(bob.local.username, `again ${i}`);
@@ -134,7 +135,8 @@ describe("key transparency (plugin + client)", () => {
     const alice = await registerDevice(server.url);
     const bob = await registerDevice(server.url);
     const seen = failures(alice);
-    // The server swaps bob's identity key for its own and re-signs bob's pre-keys with it, so libsignal accepts the bundle.
+    // The server swaps bob's identity key for its own and re-signs bob's pre-keys with it, so libsignal accepts the
+    // bundle.
     const mallory = PrivateKey.generate();
     const forged = mallory.getPublicKey().serialize();
     await writeServerDb(server, `UPDATE "Account" SET "identityKey" = $1 WHERE "id" = $2`, [

@@ -30,7 +30,10 @@ function filesUnder(dir: string): string[] {
   });
 }
 
-/** How many of `secrets` (in raw, hex, base64 and base64url form) appear in the server's logs, data directory (database, WAL, attachments, keys) or PostgreSQL tables. */
+/**
+ * How many of `secrets` (in raw, hex, base64 and base64url form) appear in the server's logs, data directory (database,
+ * WAL, attachments, keys) or PostgreSQL tables.
+ */
 async function secretsFound(server: Homeserver, secrets: Buffer[]): Promise<number> {
   const forms = secrets.flatMap((s) => [
     s,

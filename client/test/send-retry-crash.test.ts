@@ -54,7 +54,9 @@ describe("sends across server crashes", () => {
       let sent = 0;
       let appRetries = 0;
       const thrown = new Set<string>();
-      /** An app's send loop: up to `inFlight` sends at once; a send that throws is sent again (as today's apps must). */
+      /**
+       * An app's send loop: up to `inFlight` sends at once; a send that throws is sent again (as today's apps must).
+       */
       const sender = async (name: string, send: (text: string) => Promise<unknown>): Promise<string[]> => {
         const texts = Array.from({ length: perSender }, (_, i) => `${name} ${i}`);
         let next = 0;

@@ -8,7 +8,10 @@ import { socketNamespaces, type NamespaceSpec } from "./socket-events.js";
 export interface AsyncApiInfo {
   version: string;
   serverName: string;
-  /** The server's rate limits as configured (`false`: none); each operation states those that apply to it. Absent: not stated. */
+  /**
+   * The server's rate limits as configured (`false`: none); each operation states those that apply to it. Absent: not
+   * stated.
+   */
   rateLimits?: RateLimitSettings;
   /**
    * The server's caps on connections without credentials (handshakes in

@@ -275,7 +275,8 @@ export function verifyInclusion(
  * second` needs an empty proof and equal roots; `first === 0` (the empty
  * tree is a prefix of every tree) needs an empty proof; `first > second`
  * never verifies.
- * @returns whether the tree of `first` leaves with root `firstHash` is a prefix of the tree of `second` leaves with root `secondHash`
+ * @returns whether the tree of `first` leaves with root `firstHash` is a prefix of the tree of `second` leaves with
+ * root `secondHash`
  */
 export function verifyConsistency(
   first: number,

@@ -14,11 +14,20 @@ export const limits = {
   maxKeysPerUpload: 100,
   /** Opaque content bytes per destination device (413 above this). */
   maxContentBytes: 96 * 1024,
-  /** Bytes of one HTTP body or one Socket.IO packet (413 above this); the largest per-route JSON body limit but one (multi-recipient sends). */
+  /**
+   * Bytes of one HTTP body or one Socket.IO packet (413 above this); the largest per-route JSON body limit but one
+   * (multi-recipient sends).
+   */
   maxBodyBytes: 2 * 1024 * 1024,
-  /** Bytes of a JSON body on a route that states no limit of its own (`RouteSpec.maxBodyBytes`), plugin routes included (413 above this). */
+  /**
+   * Bytes of a JSON body on a route that states no limit of its own (`RouteSpec.maxBodyBytes`), plugin routes included
+   * (413 above this).
+   */
   defaultMaxBodyBytes: 8 * 1024,
-  /** Nesting depth of arrays and objects in a JSON body (400 `too_deeply_nested` above this); the protocol's bodies nest at most 4 deep. */
+  /**
+   * Nesting depth of arrays and objects in a JSON body (400 `too_deeply_nested` above this); the protocol's bodies nest
+   * at most 4 deep.
+   */
   maxJsonDepth: 16,
   /** Envelopes in one delivery batch or one fetch page. */
   maxEnvelopesPerBatch: 100,

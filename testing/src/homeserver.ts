@@ -33,7 +33,10 @@ export interface TestHomeserverOptions {
   logLevel?: ServerConfig["logLevel"];
 }
 
-/** What a bot factory gets from {@link TestHomeserver.bot}: spread it into `new Bot(...)` or your `create...Bot(options)`. */
+/**
+ * What a bot factory gets from {@link TestHomeserver.bot}: spread it into `new Bot(...)` or your
+ * `create...Bot(options)`.
+ */
 export interface TestBotOptions {
   server: string;
   /** A fresh directory, or the one given (to restart a bot on its store). */

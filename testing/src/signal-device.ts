@@ -286,7 +286,10 @@ export class SignalDevice {
     return sealedSenderMultiRecipientEncrypt(content, recipients, this.identities, this.sessions);
   }
 
-  /** Opens a sealed group message: unseal, check the certificate against `trustRoot`, then decrypt with the sender's key. */
+  /**
+   * Opens a sealed group message: unseal, check the certificate against `trustRoot`, then decrypt with the sender's
+   * key.
+   */
   async sealedGroupDecrypt(content: string, trustRoot: PublicKey): Promise<SealedOpened> {
     const usmc = await sealedSenderDecryptToUsmc(bytes(content), this.identities);
     const certificate = usmc.senderCertificate();

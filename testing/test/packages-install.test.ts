@@ -31,7 +31,10 @@ const root = fileURLToPath(new URL("../../../", import.meta.url));
 const minutes = 60_000;
 const published = ["@zimchat/protocol", "@zimchat/client", "@zimchat/plugin-sdk"];
 
-/** This process's environment without what an enclosing `npm run` set for this repository (its workspace, package, lifecycle). */
+/**
+ * This process's environment without what an enclosing `npm run` set for this repository (its workspace, package,
+ * lifecycle).
+ */
 function cleanEnv(): NodeJS.ProcessEnv {
   const keep = new Set([
     "npm_config_cache",
@@ -110,7 +113,8 @@ function localBetterSqlitePrebuild(dir: string): Record<string, string> {
   if (!existsSync(join(pkg, addon)) || process.platform !== "linux") return {};
   const { version } = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")) as { version: string };
   mkdirSync(dir, { recursive: true });
-  // prebuild-install's file name: {name}-v{version}-{runtime}-v{abi}-{platform}{libc}-{arch}.tar.gz (glibc: no libc part).
+  // prebuild-install's file name: {name}-v{version}-{runtime}-v{abi}-{platform}{libc}-{arch}.tar.gz (glibc: no libc
+  // part).
   run(
     "tar",
     [

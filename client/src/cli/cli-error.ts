@@ -39,15 +39,20 @@ export interface ErrorContext {
   nameOf?: (uuid: string) => string;
 }
 
-/** The socket-level failure under a failed fetch() or Socket.IO connection: its code (ECONNREFUSED, ENOTFOUND, a TLS code) and message. */
+/**
+ * The socket-level failure under a failed fetch() or Socket.IO connection: its code (ECONNREFUSED, ENOTFOUND, a TLS
+ * code) and message.
+ */
 function networkCause(error: unknown): { code?: string; message: string } | null {
-  // fetch() fails with a TypeError whose cause is the socket error; socket.io reports a TransportError whose description is the WebSocket's ErrorEvent.
+  // fetch() fails with a TypeError whose cause is the socket error; socket.io reports a TransportError whose
+  // description is the WebSocket's ErrorEvent.
   const e = error as { cause?: unknown; type?: unknown; description?: { error?: unknown; message?: unknown } };
   let cause: unknown;
   if (error instanceof TypeError && error.message === "fetch failed" && e.cause instanceof Error) cause = e.cause;
   else if (e.type === "TransportError") cause = e.description?.error ?? e.description ?? {};
   else return null;
-  // undici wraps some failures once more (a connect timeout); a refused dual-stack connect is an AggregateError with the code.
+  // undici wraps some failures once more (a connect timeout); a refused dual-stack connect is an AggregateError with
+  // the code.
   for (let depth = 0; depth < 3 && cause; depth++) {
     const c = cause as { code?: unknown; message?: unknown; cause?: unknown };
     if (typeof c.code === "string")

@@ -35,7 +35,10 @@ export type CliEvent =
       group?: GroupRef;
       attachment?: AttachmentSummary;
     }
-  /** A message this account sent from another of its devices (a sent transcript). `to` is a username or the group's title. */
+  /**
+   * A message this account sent from another of its devices (a sent transcript). `to` is a username or the group's
+   * title.
+   */
   | {
       type: "outgoing";
       to: string;
@@ -47,7 +50,10 @@ export type CliEvent =
       envelopeId: string;
       attachment?: AttachmentSummary;
     }
-  /** A message from the stored conversation (`chat` shows the history first). `user` is the other person, or in a group the author. */
+  /**
+   * A message from the stored conversation (`chat` shows the history first). `user` is the other person, or in a group
+   * the author.
+   */
   | {
       type: "history";
       direction: "in" | "out";
@@ -84,7 +90,10 @@ export type CliEvent =
   | { type: "receipt"; from: string; fromUuid: string; timestamps: number[] }
   | { type: "identityChanged"; user: string; uuid: string; blocked: boolean }
   | { type: "decryptionFailed"; from: string | null; fromUuid: string | null; reason: string }
-  /** The stored queue has been delivered; `received` counts the messages (sent, received, with files) and group changes in it. */
+  /**
+   * The stored queue has been delivered; `received` counts the messages (sent, received, with files) and group changes
+   * in it.
+   */
   | { type: "queueEmpty"; received: number }
   | {
       type: "safetyNumber";

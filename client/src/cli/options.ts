@@ -3,7 +3,10 @@ import { defaultProfileName, profileDir, profilesHome } from "./profile-path.js"
 
 /** The options every subcommand takes. */
 export interface CommonOptions {
-  /** The profile directory (resolved from a name or path). @default `$XDG_DATA_HOME/zimchat/profiles/default` (or ZIMCHAT_PROFILE) */
+  /**
+   * The profile directory (resolved from a name or path). @default `$XDG_DATA_HOME/zimchat/profiles/default` (or
+   * ZIMCHAT_PROFILE)
+   */
   profile: string;
   /** One JSON object per line instead of text. @default false */
   json: boolean;

@@ -13,7 +13,9 @@ export class Output {
 
   constructor(
     readonly json: boolean,
-    /** Whether stdout takes ANSI escape codes (a terminal, no NO_COLOR): see `useColour` in terminal.ts. @default false */
+    /**
+     * Whether stdout takes ANSI escape codes (a terminal, no NO_COLOR): see `useColour` in terminal.ts. @default false
+     */
     readonly colour = false,
     private readonly stdout: NodeJS.WritableStream = process.stdout,
     private readonly stderr: NodeJS.WritableStream = process.stderr,

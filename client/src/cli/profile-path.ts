@@ -5,7 +5,10 @@ import { InvalidArgumentError } from "commander";
 /** The profile name used when neither --profile nor ZIMCHAT_PROFILE names one. */
 export const defaultProfileName = "default";
 
-/** Where profiles given by name live: `$XDG_DATA_HOME/zimchat/profiles` (`~/.local/share/zimchat/profiles` when XDG_DATA_HOME is unset or relative, as the XDG spec says). */
+/**
+ * Where profiles given by name live: `$XDG_DATA_HOME/zimchat/profiles` (`~/.local/share/zimchat/profiles` when
+ * XDG_DATA_HOME is unset or relative, as the XDG spec says).
+ */
 export function profilesHome(env: { XDG_DATA_HOME?: string | undefined }, home = homedir()): string {
   const dataHome =
     env.XDG_DATA_HOME && isAbsolute(env.XDG_DATA_HOME) ? env.XDG_DATA_HOME : join(home, ".local", "share");

@@ -80,7 +80,8 @@ export function renderEvent(event: CliEvent): string | null {
     case "outgoing":
       return `[${clockTime(event.timestamp)}] you → ${event.group ? `(${printable(event.group.title)})` : event.to} (from your device ${event.fromDevice}): ${body(event.text, event.attachment, event.envelopeId)}`;
     case "history":
-      // The same shapes as live lines: "you → bob: …" or "you → (Group): …" for what this account sent, "bob: …" or "(Group) bob: …" for the rest.
+      // The same shapes as live lines: "you → bob: …" or "you → (Group): …" for what this account sent, "bob: …" or
+      // "(Group) bob: …" for the rest.
       return event.direction === "out"
         ? `[${clockTime(event.timestamp)}] you → ${event.group ? `(${printable(event.group.title)})` : event.user}: ${body(event.text, event.attachment, undefined)}`
         : `[${clockTime(event.timestamp)}] ${inGroup(event.group)}${event.user}: ${body(event.text, event.attachment, event.id)}`;

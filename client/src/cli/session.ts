@@ -174,7 +174,8 @@ export async function withSession<T>(
   client.on("decryptionFailed", ({ from, reason }) =>
     output.emit({ type: "decryptionFailed", from: from ? nameOf(from) : null, fromUuid: from ?? null, reason }),
   );
-  // Background work still finishing after close (key upkeep, a receipt) fails against the closed store; that is expected.
+  // Background work still finishing after close (key upkeep, a receipt) fails against the closed store; that is
+  // expected.
   client.on("warning", (error) => {
     if (!closing) output.emit({ type: "warning", message: errorMessage(error) });
   });

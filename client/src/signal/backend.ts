@@ -96,7 +96,9 @@ export class SignalBackend {
     return PublicKey.deserialize(bytes(bundle.identityKey)).serialize();
   }
 
-  /** Which of a bundle device's signed keys the account identity key did not sign, if any (libsignal's signature check). */
+  /**
+   * Which of a bundle device's signed keys the account identity key did not sign, if any (libsignal's signature check).
+   */
   unsignedDeviceKey(identityKey: Uint8Array<ArrayBuffer>, d: BundleDevice): "signed_pre_key" | "kyber_pre_key" | null {
     const key = PublicKey.deserialize(identityKey);
     if (!key.verify(bytes(d.signedPreKey.publicKey), bytes(d.signedPreKey.signature))) return "signed_pre_key";
@@ -145,7 +147,9 @@ export class SignalBackend {
     this.registrationIds.clear();
   }
 
-  /** Encrypts padded content over the session with one device. @throws libsignal's errors ({@link isUntrustedIdentity}) */
+  /**
+   * Encrypts padded content over the session with one device. @throws libsignal's errors ({@link isUntrustedIdentity})
+   */
   async encrypt(padded: Uint8Array<ArrayBuffer>, to: DeviceAddress): Promise<Ciphertext> {
     return signalEncrypt(
       padded,
@@ -161,7 +165,9 @@ export class SignalBackend {
     return Buffer.from(certificate.key().serialize()).equals(Buffer.from(this.identityKey()));
   }
 
-  /** The wire message for one device: sealed with `certificate` when given, else the plain PreKey or Whisper message. */
+  /**
+   * The wire message for one device: sealed with `certificate` when given, else the plain PreKey or Whisper message.
+   */
   async outgoing(
     message: Ciphertext,
     to: DeviceAddress,

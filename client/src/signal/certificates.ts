@@ -18,7 +18,10 @@ export function senderCertificateExpiration(certificate: SenderCertificate): num
   return certificate.expiration();
 }
 
-/** Whether a certificate is signed (through its server certificate) by `trustRoot` (serialized) and not expired at `now`. */
+/**
+ * Whether a certificate is signed (through its server certificate) by `trustRoot` (serialized) and not expired at
+ * `now`.
+ */
 export function senderCertificateValid(
   certificate: SenderCertificate,
   trustRoot: Uint8Array<ArrayBuffer>,

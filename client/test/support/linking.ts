@@ -2,7 +2,9 @@ import { join } from "node:path";
 import { SqliteDeviceStore, ZimClient } from "../../src/index.js";
 import { deviceDir } from "@zimchat/testing/spawn";
 
-/** Links a new device to `primary`'s account through the real flow (the URI handed over in-process, as a QR scan would). */
+/**
+ * Links a new device to `primary`'s account through the real flow (the URI handed over in-process, as a QR scan would).
+ */
 export async function linkDevice(
   serverUrl: string,
   primary: ZimClient,

@@ -12,8 +12,8 @@ export async function queryServerDb<T>(server: Homeserver, sql: string, params: 
   if (server.databaseUrl.startsWith("file:")) {
     const db = new BetterSqlite3(server.databaseUrl.slice("file:".length), { readonly: true, fileMustExist: true });
     try {
-      let i = 0;
-      return db.prepare(sql.replace(/\$\d+/g, () => (i++, "?"))).all(...params) as T[];
+      // PostgreSQL's numbered placeholders in order ($1, $2, ...) become SQLite's positional ones.
+      return db.prepare(sql.replace(/\$\d+/g, "?")).all(...params) as T[];
     } finally {
       db.close();
     }

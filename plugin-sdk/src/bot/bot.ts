@@ -193,7 +193,9 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     return this.zim !== null;
   }
 
-  /** Replaces the error boundary's handler (the default logs the error with the update's kind and author's account id). */
+  /**
+   * Replaces the error boundary's handler (the default logs the error with the update's kind and author's account id).
+   */
   catch(handler: ErrorHandler<C>): this {
     this.errorHandler = handler;
     return this;
@@ -205,7 +207,10 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     return this;
   }
 
-  /** Runs `hook` at the end of `stop()`, once the last handler has finished and the device is closed (e.g. to clear timers, close storage). */
+  /**
+   * Runs `hook` at the end of `stop()`, once the last handler has finished and the device is closed (e.g. to clear
+   * timers, close storage).
+   */
   onStop(hook: (bot: this) => unknown): this {
     this.stopHooks.push(hook);
     return this;
@@ -223,7 +228,10 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     return this;
   }
 
-  /** The generated `/help` text: the description, then each command with its description (always at least `/help` itself). */
+  /**
+   * The generated `/help` text: the description, then each command with its description (always at least `/help`
+   * itself).
+   */
   helpText(): string {
     const lines = this.options.description ? [this.options.description, ""] : [];
     const commands = this.commands;
@@ -442,7 +450,10 @@ export class Bot<C extends Context = Context> extends Composer<C> {
     this.store = null;
   }
 
-  /** The homeserver closed the bot's connection for good: say why, stop, and tell `onDisplaced` hooks when another connection took over. */
+  /**
+   * The homeserver closed the bot's connection for good: say why, stop, and tell `onDisplaced` hooks when another
+   * connection took over.
+   */
   private async closedByServer(reason: DisconnectReason): Promise<void> {
     if (reason === "shutdown") {
       this.logger.warn(
@@ -469,7 +480,8 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       if (!m.outgoing) this.enqueue(m.conversation, () => this.dispatchMessage(m));
     });
     client.on("groupUpdated", (g) => this.enqueue(`group:${g.group.id}`, () => this.dispatchGroupUpdate(g)));
-    // Emitted while the client stores the new key (inside its store transaction): the policy is applied right there, before the message that carried the key is handed to anyone.
+    // Emitted while the client stores the new key (inside its store transaction): the policy is applied right there,
+    // before the message that carried the key is handed to anyone.
     client.on("identityChanged", ({ uuid }) => {
       const known = client.store.getIdentity(uuid);
       const block = this.identityPolicy === "block";

@@ -47,7 +47,10 @@ export interface Chat {
 /** A user's identity key changed, and what the bot's `onIdentityChange` policy did about it. */
 export interface IdentityChange {
   uuid: string;
-  /** `accepted`: the bot keeps talking to the new key (unverified); `blocked`: messages are not dispatched and replies refused until re-verified. */
+  /**
+   * `accepted`: the bot keeps talking to the new key (unverified); `blocked`: messages are not dispatched and replies
+   * refused until re-verified.
+   */
   action: "accepted" | "blocked";
 }
 

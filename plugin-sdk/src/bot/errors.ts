@@ -61,7 +61,10 @@ export class BotStoreError extends Error {
   }
 }
 
-/** The bot's options cannot work (nothing to register with, another bot's directory, ...); the message says what to change. */
+/**
+ * The bot's options cannot work (nothing to register with, another bot's directory, ...); the message says what to
+ * change.
+ */
 export class BotConfigError extends Error {
   override name = "BotConfigError";
 }

@@ -34,9 +34,15 @@ export class MemorySessionStorage<T> implements StorageAdapter<T> {
   }
 }
 
-/** Widens a context with `ctx.session` (add it to your context type: `type MyContext = Context & SessionFlavor<MySession>`). */
+/**
+ * Widens a context with `ctx.session` (add it to your context type: `type MyContext = Context &
+ * SessionFlavor<MySession>`).
+ */
 export interface SessionFlavor<S> {
-  /** This conversation's session: read and change it; it is saved after the handlers finish. Set it to `null` to delete it. */
+  /**
+   * This conversation's session: read and change it; it is saved after the handlers finish. Set it to `null` to delete
+   * it.
+   */
   session: S;
 }
 

@@ -17,7 +17,8 @@ function onSignal(signal: NodeJS.Signals): void {
     bot.logger.info(
       `${signal}: stopping @${bot.username} (finishing the updates in hand; ${signal} again ends the process at once).`,
     );
-  // Each stop() takes its bot out of `running`: with the last one the handlers go, so a second signal ends the process as Node does by default.
+  // Each stop() takes its bot out of `running`: with the last one the handlers go, so a second signal ends the process
+  // as Node does by default.
   void Promise.allSettled(bots.map((bot) => bot.stop())).then((results) =>
     process.exit(results.some((r) => r.status === "rejected") ? 1 : 0),
   );

@@ -6,7 +6,8 @@ import type { StorageAdapter } from "./session.js";
 /**
  * Sessions in a SQLite file (JSON values; WAL, owner-only like the device
  * store, since sessions can hold what users wrote). Survives restarts.
- * @example bot.use(session({ initial: () => ({ reminders: [] }), storage: new SqliteSessionStorage(join(dir, "sessions.db")) }));
+ * @example bot.use(session({ initial: () => ({ reminders: [] }), storage: new SqliteSessionStorage(join(dir,
+ * "sessions.db")) }));
  */
 export class SqliteSessionStorage<T> implements StorageAdapter<T> {
   private readonly db: BetterSqlite3.Database;

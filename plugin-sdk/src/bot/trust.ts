@@ -18,7 +18,10 @@ export type BotTrust = "tofu" | { allow: string[]; verifiedOnly?: boolean };
 export type IdentityChangePolicy =
   /** Keep talking to the new key, unverified (libsignal's trust on first use). */
   | "accept"
-  /** Stop dispatching that user's messages and refuse replies until the user is verified again (`bot.verify`) or accepted (`bot.acceptIdentityChange`). */
+  /**
+   * Stop dispatching that user's messages and refuse replies until the user is verified again (`bot.verify`) or
+   * accepted (`bot.acceptIdentityChange`).
+   */
   | "block";
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

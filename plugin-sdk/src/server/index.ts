@@ -41,7 +41,10 @@ export interface DeviceRef {
 export interface AccountRegisteredEvent {
   accountId: string;
   username: string;
-  /** The account's identity public key (serialized libsignal PublicKey, base64). Public by design: it is in every bundle. */
+  /**
+   * The account's identity public key (serialized libsignal PublicKey, base64). Public by design: it is in every
+   * bundle.
+   */
   identityKey: string;
   /** Milliseconds since the epoch. */
   time: number;
@@ -135,7 +138,8 @@ type MaybePromise<T> = T | Promise<T>;
  * | `stop` | lifecycle | logged; shutdown continues |
  * | `beforeAccountRegistered` | veto | fails **closed**: the registration is refused (503 `unavailable`) |
  * | `beforeEnvelopeAccepted` | veto | fails **open**: the send is accepted, delivery never waits on a broken plugin |
- * | `accountRegistered`, `deviceLinked`, `deviceRemoved`, `keysUploaded`, `identityKeyChanged` | observer, awaited after the commit | logged; the request still succeeds |
+ * | `accountRegistered`, `deviceLinked`, `deviceRemoved`, `keysUploaded`, `identityKeyChanged` | observer, awaited
+ * after the commit | logged; the request still succeeds |
  * | `envelopeDelivered` | observer, not awaited | logged |
  *
  * A refusal (a returned {@link Refusal}) is not a failure: it is the

@@ -26,7 +26,8 @@
  * concurrent batches of 4; 15% of those on the default-limit server), 10%
  * main-namespace events, 8% `/sealed` events, 2% handshakes. Reproduce a failure: the message prints the seed
  * and path and the command that replays it:
- * `FUZZ_SEED=<seed> FUZZ_PATH=<path> FUZZ_RUNS=<runs> FUZZ_ONLY=<property> node scripts/test.mjs fuzz/routes-and-events`
+ * `FUZZ_SEED=<seed> FUZZ_PATH=<path> FUZZ_RUNS=<runs> FUZZ_ONLY=<property> node scripts/test.mjs
+ * fuzz/routes-and-events`
  * (FUZZ_ONLY=<substring of a test name> skips the others; FUZZ_DEBUG=1 prints slow requests).
  * The seed is fixed by default (repeatable CI); `FUZZ_SEED=random` draws a new one.
  */
@@ -119,7 +120,10 @@ function collectGarbage(): void {
 
 // ------------------------------------------------------------ the world each server is fuzzed in
 
-/** A server with real accounts, keys, queued envelopes and ciphertexts, and the hints that steer generated values at them. */
+/**
+ * A server with real accounts, keys, queued envelopes and ciphertexts, and the hints that steer generated values at
+ * them.
+ */
 interface World {
   name: string;
   server: TestServer;
@@ -877,7 +881,8 @@ describe("fuzz: every route and socket event from the protocol's schemas", { tim
                   );
                   socket.once("connect", () => (clearTimeout(timer), resolve({ ok: true })));
                   socket.once("connect_error", (error) => (clearTimeout(timer), resolve({ ok: false, error })));
-                  // An `auth` that is not an object is a malformed CONNECT packet: socket.io closes the connection, which is fine.
+                  // An `auth` that is not an object is a malformed CONNECT packet: socket.io closes the connection,
+                  // which is fine.
                   socket.io.once("close", () => (clearTimeout(timer), resolve({ ok: true })));
                 },
               );

@@ -194,7 +194,9 @@ function simplePattern(pattern: RegExp): fc.Arbitrary<string> | undefined {
   });
 }
 
-/** The characters of a regex character class body (`0-9a-f`, `A-Za-z0-9+/=_-`); undefined for escapes it does not know. */
+/**
+ * The characters of a regex character class body (`0-9a-f`, `A-Za-z0-9+/=_-`); undefined for escapes it does not know.
+ */
 function expandClass(body: string): string | undefined {
   let chars = "";
   for (let i = 0; i < body.length; i++) {

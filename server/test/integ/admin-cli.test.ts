@@ -181,7 +181,8 @@ describe("zimchat admin (the real CLI against a real server)", () => {
         readdirSync(db.dataDir).some((name) => name.startsWith("zimchat.db.before-restore-")),
         "the replaced database is kept",
       );
-      // The seizure report knows the kept database for what it is (not an attachment blob that fails its ciphertext check).
+      // The seizure report knows the kept database for what it is (not an attachment blob that fails its ciphertext
+      // check).
       const report = await zimchat(["seizure-report", "--json", "--data-dir", db.dataDir, "--database-url", db.url]);
       const files = (JSON.parse(report.stdout) as { files: { path: string; kind: string }[] }).files;
       assert.equal(files.find((f) => f.path.startsWith("zimchat.db.before-restore-"))?.kind, "database");

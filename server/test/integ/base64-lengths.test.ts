@@ -48,7 +48,9 @@ function base64Fields(doc: Json, schema: Json, path: FieldPath = [], out: Base64
   return out;
 }
 
-/** A value made from the field's constraints alone: random bytes of the stated length, until one matches the pattern. */
+/**
+ * A value made from the field's constraints alone: random bytes of the stated length, until one matches the pattern.
+ */
 function generate(field: Base64Field): string {
   const pattern = new RegExp(field.schema.pattern);
   for (let i = 0; i < 100_000; i++) {
@@ -172,7 +174,8 @@ describe("decoded lengths of base64 fields", () => {
         for (const field of fields) {
           const what = `${op.operationId} ${field.path.join(".")}`;
           const good = await send(withField(example.body(), field.path, generate(field)));
-          // Past validation: success, or a refusal of what the value means (a signature that does not verify, a code that does not exist).
+          // Past validation: success, or a refusal of what the value means (a signature that does not verify, a code
+          // that does not exist).
           assert.notEqual(
             good.body?.code,
             "invalid_request",

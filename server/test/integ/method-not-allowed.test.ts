@@ -61,7 +61,8 @@ describe("unserved methods on known paths", () => {
       const path = concrete(template);
       const allow = expectedAllow(paths, path);
       for (const method of methods) {
-        // A method another template serves on the same concrete path (DELETE /v1/devices/{deviceId} on /v1/devices/links) is not unserved.
+        // A method another template serves on the same concrete path (DELETE /v1/devices/{deviceId} on
+        // /v1/devices/links) is not unserved.
         if (method in operations || allow.split(", ").includes(method.toUpperCase())) continue;
         const what = `${method.toUpperCase()} ${path}`;
         const credentials = template.startsWith("/admin/") ? `Bearer ${adminToken}` : auth;

@@ -91,7 +91,8 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
         .send({ messages });
       assert.equal(res.status, 200, JSON.stringify(res.body));
     }
-    // One sealed envelope through the real sealed-sender path: Bob publishes an access key, Alice sends without credentials.
+    // One sealed envelope through the real sealed-sender path: Bob publishes an access key, Alice sends without
+    // credentials.
     const accessKey = randomBytes(16).toString("base64");
     const attributes = await server
       .http()

@@ -21,7 +21,10 @@ interface Answer {
   code?: string;
 }
 
-/** A raw upload: `chunks` written `pauseMs` apart with a Content-Length of their total (or `declared`); the answer, or status 0 if the connection closed without one. */
+/**
+ * A raw upload: `chunks` written `pauseMs` apart with a Content-Length of their total (or `declared`); the answer, or
+ * status 0 if the connection closed without one.
+ */
 function upload(
   server: TestServer,
   auth: string,

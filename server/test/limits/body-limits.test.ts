@@ -36,7 +36,9 @@ interface Answer {
   connection: string | undefined;
 }
 
-/** One raw HTTP request with `body`; resolves with the answer (or status 0 when the server reset the connection first). */
+/**
+ * One raw HTTP request with `body`; resolves with the answer (or status 0 when the server reset the connection first).
+ */
 function send(
   url: string,
   method: string,

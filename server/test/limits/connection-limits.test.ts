@@ -154,7 +154,8 @@ describe("connection limits (/sealed sockets and handshakes)", () => {
       `${peakOpen} /sealed sockets from one address open at once (cap ${sealedPerAddress})`,
     );
     assert.ok(refused >= attackers / 2, `${refused} refused`);
-    // Descriptors: the honest sockets, the database, and at most the caps' worth of attack sockets (plus slack for closing ones).
+    // Descriptors: the honest sockets, the database, and at most the caps' worth of attack sockets (plus slack for
+    // closing ones).
     assert.ok(
       peakFds - fdBefore <= sealedPerAddress + handshakesPerAddress + 200,
       `server descriptors grew from ${fdBefore} to ${peakFds}`,

@@ -16,7 +16,10 @@ export interface ChatOptions extends CommonOptions {
   history: number;
 }
 
-/** Reads typed lines one at a time (a line's work finishes before the next starts) until /quit, Ctrl-C or the end of input. */
+/**
+ * Reads typed lines one at a time (a line's work finishes before the next starts) until /quit, Ctrl-C or the end of
+ * input.
+ */
 function readLines(output: Output, handle: (line: string) => Promise<"quit" | void>): Promise<void> {
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !output.json;
   const rl = createInterface({
@@ -169,7 +172,8 @@ async function chatWith(session: Session, to: string, history: number): Promise<
 
 /** `zimchat-chat chat <user-or-group>`: the conversation, live messages, and typed lines sent as you press Enter. */
 export async function chat(user: string, options: ChatOptions): Promise<void> {
-  // A line gives up on an unreachable homeserver after a few seconds (then it is queued and retried), not the SDK's minute.
+  // A line gives up on an unreachable homeserver after a few seconds (then it is queued and retried), not the SDK's
+  // minute.
   const sendRetry = { maxMs: 4000, attemptTimeoutMs: 10_000 };
   await runCommand(options, (output) =>
     withSession(options.profile, output, (session) => chatWith(session, user, options.history), { sendRetry }),

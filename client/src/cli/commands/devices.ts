@@ -4,7 +4,10 @@ import type { CommonOptions } from "../options.js";
 import { runCommand } from "../run.js";
 import { withSession } from "../session.js";
 
-/** `zimchat-chat devices`: this account's devices, when each was created and last seen (days only: the server keeps no more). */
+/**
+ * `zimchat-chat devices`: this account's devices, when each was created and last seen (days only: the server keeps no
+ * more).
+ */
 export async function devices(options: CommonOptions): Promise<void> {
   await runCommand(options, (output) =>
     withSession(options.profile, output, async ({ client }) => {

@@ -24,7 +24,9 @@ export function safeFileName(name: string | undefined, messageId: string): strin
   return cleaned || `attachment-${messageId.slice(0, 8)}`;
 }
 
-/** `dir/name`, or `dir/name (2).ext` and so on when that exists: a download never replaces a file it was not told to. */
+/**
+ * `dir/name`, or `dir/name (2).ext` and so on when that exists: a download never replaces a file it was not told to.
+ */
 function freePath(dir: string, name: string): string {
   const ext = extname(name);
   const stem = name.slice(0, name.length - ext.length);
@@ -33,7 +35,10 @@ function freePath(dir: string, name: string): string {
   return candidate;
 }
 
-/** The stored message with this id and an attachment: looked up in its conversation, else in every conversation this device can name. */
+/**
+ * The stored message with this id and an attachment: looked up in its conversation, else in every conversation this
+ * device can name.
+ */
 async function findAttachment(session: Session, messageId: string): Promise<StoredMessage | null> {
   const { client, profile } = session;
   const indexed = profile.attachments.conversationOf(messageId);

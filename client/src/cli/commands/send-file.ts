@@ -60,7 +60,10 @@ export async function sendFileTo(session: Session, target: Target, path: string,
   }
 }
 
-/** `zimchat-chat send-file <user-or-group> <path>`: an end-to-end encrypted file (the server stores only padded ciphertext). */
+/**
+ * `zimchat-chat send-file <user-or-group> <path>`: an end-to-end encrypted file (the server stores only padded
+ * ciphertext).
+ */
 export async function sendFile(to: string, path: string, options: SendFileOptions): Promise<void> {
   await runCommand(options, (output) =>
     withSession(options.profile, output, async (session) => {
