@@ -123,10 +123,13 @@ try {
   step(4, "Bob comes online: the homeserver hands him what waited, and only his device can decrypt it");
   const bobInbox = await chat("bob", ["receive"]);
   check(
-    new RegExp(`^\\[\\d\\d:\\d\\d\\] ${aliceUuid}: ${escape(hello)}$`, "m").test(bobInbox),
+    new RegExp(`^\\[\\d\\d:\\d\\d\\] alice: ${escape(hello)}$`, "m").test(bobInbox),
     "Bob decrypted Alice's message",
   );
-  note(`(the server names a sender only by account id; ${aliceUuid} is Alice's)`);
+  note(
+    `(the server names a sender only by account id, ${aliceUuid}; the name "alice" came inside the encrypted ` +
+      "message, and Bob's device checked with a look-up that it belongs to that account)",
+  );
 
   step(5, "Bob replies");
   const reply = "Yes! Prices went up again.";

@@ -60,4 +60,37 @@ describe("zimchat-chat names senders by their verified username", () => {
     await alice.close();
     await mallory.close();
   });
+
+  it("a group's members, its changes and its authors (live and in chat history) show verified usernames", async () => {
+    const carol = (...args: string[]): string[] => [...args, "--profile", join(dir, "carol")];
+    ok(await cli(carol("register", "--server", server.url, "--username", "carol", "--json")));
+    const [dave, erin] = await Promise.all(
+      ["dave", "erin"].map((username) =>
+        ZimClient.register({ serverUrl: server.url, username, store: new MemoryDeviceStore(), sendReceipts: false }),
+      ),
+    );
+    // Carol has never looked anyone up: Dave's claim names him, his word on Erin's username is checked too.
+    const group = await dave!.createGroup("Picnic", ["carol", "erin"]);
+    const added = await cli(carol("receive"));
+    assert.deepEqual(
+      [added.code, added.stdout],
+      [0, `dave added you to the group Picnic (id ${group.id}). Members: dave, carol, erin.\n`],
+    );
+    const listed = await cli(carol("group", "list"));
+    assert.deepEqual([listed.code, listed.stdout], [0, `Picnic (group ${group.id}): dave (admin), carol, erin\n`]);
+
+    await dave!.sendGroupText(group.id, "Bring a blanket");
+    const [message] = only(ok(await cli(carol("receive", "--json"))), "message");
+    assert.deepEqual([message?.from, message?.fromUuid], ["dave", dave!.local.uuid]);
+
+    // The device store keeps what it verified: history names the author even if contacts.json is gone.
+    rmSync(join(dir, "carol", "contacts.json"));
+    const [history] = ok(await cli(carol("chat", "group:Picnic", "--json", "--history", "1"), "/quit\n"));
+    assert.deepEqual(
+      [history?.type, history?.direction, history?.user, history?.text],
+      ["history", "in", "dave", "Bring a blanket"],
+    );
+    await dave!.close();
+    await erin!.close();
+  });
 });

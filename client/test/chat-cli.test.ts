@@ -160,9 +160,10 @@ describe("zimchat-chat", () => {
     const at = Number(sent?.timestamp);
     assert.deepEqual(sent, { type: "sent", to: "bob", toUuid: bobUuid, text: hello, timestamp: at, devices: 1 });
 
-    // Bob has never looked Alice up: the envelope names her by account id only.
+    // Bob has never looked Alice up and the envelope names her by account id only: the username her encrypted
+    // message claims names her, once Bob's device has checked it with a look-up.
     const inbox = await cli(as("bob", "receive"));
-    assert.deepEqual([inbox.code, inbox.stdout, inbox.stderr], [0, `[${clock(at)}] ${aliceUuid}: ${hello}\n`, ""]);
+    assert.deepEqual([inbox.code, inbox.stdout, inbox.stderr], [0, `[${clock(at)}] alice: ${hello}\n`, ""]);
     const empty = await cli(as("bob", "receive"));
     assert.deepEqual([empty.code, empty.stdout, empty.stderr], [0, "No new messages.\n", ""]);
     assert.deepEqual(ok(await cli(as("bob", "receive", "--json"))), [{ type: "queueEmpty", received: 0 }]);
@@ -389,8 +390,8 @@ describe("zimchat-chat", () => {
     const exit = await chat.exited;
     assert.equal(exit.code, 0, exit.stderr);
 
-    // Alice's send also shows what reached her meanwhile: Bob's receipt for the message his chat just decrypted (sent
-    // in the background, so maybe not yet).
+    // Alice's send also shows what reached her meanwhile: Bob's receipt for the message his chat just decrypted
+    // (sent in the background, so maybe not yet).
     const [sentLine] = withoutReceipts(sent);
     assert.equal(sentLine?.type, "sent");
     const at = Number(sentLine?.timestamp);

@@ -29,6 +29,11 @@ export interface Session {
   resolveGroup(name: string): GroupState;
   /** A username, or a group (`group:<id-or-title>`, a group id, or a title that is not a username). */
   resolveTarget(name: string): Promise<Target>;
+  /**
+   * The username of an account: the one this profile looked up, else the one
+   * the SDK verified (a claim in a message, then a look-up), else the account id.
+   */
+  nameOf(uuid: string): string;
   /** Usernames (where known, else account ids) of a group's members. */
   names(uuids: string[]): string[];
   /**
@@ -174,8 +179,8 @@ export async function withSession<T>(
   client.on("decryptionFailed", ({ from, reason }) =>
     output.emit({ type: "decryptionFailed", from: from ? nameOf(from) : null, fromUuid: from ?? null, reason }),
   );
-  // Background work still finishing after close (key upkeep, a receipt) fails against the closed store; that is
-  // expected.
+  // Background work still finishing after close (key upkeep, a receipt) fails against the closed store;
+  // that is expected.
   client.on("warning", (error) => {
     if (!closing) output.emit({ type: "warning", message: errorMessage(error) });
   });
@@ -239,6 +244,7 @@ export async function withSession<T>(
         );
       }
     },
+    nameOf,
     names,
     async connectToSend() {
       await client.connect();

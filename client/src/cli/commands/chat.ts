@@ -17,8 +17,8 @@ export interface ChatOptions extends CommonOptions {
 }
 
 /**
- * Reads typed lines one at a time (a line's work finishes before the next starts) until /quit, Ctrl-C or the end of
- * input.
+ * Reads typed lines one at a time (a line's work finishes before the next
+ * starts) until /quit, Ctrl-C or the end of input.
  */
 function readLines(output: Output, handle: (line: string) => Promise<"quit" | void>): Promise<void> {
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !output.json;
@@ -80,7 +80,7 @@ async function chatWith(session: Session, to: string, history: number): Promise<
   const name = target.kind === "group" ? target.group.title : target.name;
   for (const m of await client.conversation(conversation, history)) {
     if (m.attachment && m.direction === "in") profile.attachments.remember(m.id, conversation);
-    const author = m.author && target.kind === "group" ? profile.contacts.nameOf(m.author) : name;
+    const author = m.author && target.kind === "group" ? session.nameOf(m.author) : name;
     output.emit({
       type: "history",
       direction: m.direction,
@@ -93,7 +93,7 @@ async function chatWith(session: Session, to: string, history: number): Promise<
   }
   await session.connectToSend();
   output.emit({ type: "chatReady", user: name, ...(group ? { group } : {}) });
-  const context = { server: client.local.serverUrl, nameOf: (uuid: string) => profile.contacts.nameOf(uuid) };
+  const context = { server: client.local.serverUrl, nameOf: session.nameOf };
   const refused = (error: unknown): void => {
     const failure = toCliError(error, context);
     output.emit({ type: "error", code: failure.code, message: failure.message });
@@ -172,8 +172,8 @@ async function chatWith(session: Session, to: string, history: number): Promise<
 
 /** `zimchat-chat chat <user-or-group>`: the conversation, live messages, and typed lines sent as you press Enter. */
 export async function chat(user: string, options: ChatOptions): Promise<void> {
-  // A line gives up on an unreachable homeserver after a few seconds (then it is queued and retried), not the SDK's
-  // minute.
+  // A line gives up on an unreachable homeserver after a few seconds (then it is queued and retried),
+  // not the SDK's minute.
   const sendRetry = { maxMs: 4000, attemptTimeoutMs: 10_000 };
   await runCommand(options, (output) =>
     withSession(options.profile, output, (session) => chatWith(session, user, options.history), { sendRetry }),
