@@ -7,36 +7,16 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { freePort, startHomeserver, type Homeserver } from "@zimchat/testing/spawn";
-import { childEnv, cli, failed, lines, ok, start, type Exit, type Line } from "./support/chat-cli.js";
-
-const bin = fileURLToPath(new URL("../../bin/zimchat-chat.js", import.meta.url));
+import { cli, failed, lines, ok, start, type Exit, type Line } from "./support/chat-cli.js";
 
 /** Runs `zimchat-chat args` with extra environment variables (and without the ones named in `unset`). */
-function cliWith(env: Record<string, string>, args: string[], input?: string, unset: string[] = []): Promise<Exit> {
-  const base: Record<string, string | undefined> = { ...childEnv, ...env };
-  for (const name of unset) delete base[name];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { env: base, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
+const cliWith = (env: Record<string, string>, args: string[], input?: string, unset: string[] = []): Promise<Exit> =>
+  cli(args, input, { env, unset });
 
 /** A port nothing listens on (it was free a moment ago). */
 async function closedPort(): Promise<number> {

@@ -21,11 +21,21 @@ export type Line = Record<string, unknown> & { type: string };
 const { ZIMCHAT_PROFILE: _profile, ZIMCHAT_SERVER: _server, ZIMCHAT_INVITE: _invite, ...inherited } = process.env;
 export const childEnv = { ...inherited, TZ: "UTC" };
 
+/** Where and how a command runs: its working directory, extra environment variables, and variables to remove. */
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  unset?: string[];
+}
+
 /** Runs `zimchat-chat args` to the end (stdin closed, or fed `input`), in `cwd` when given. */
-export function cli(args: string[], input?: string, cwd?: string): Promise<Exit> {
+export function cli(args: string[], input?: string, options: string | RunOptions = {}): Promise<Exit> {
+  const { cwd, env = {}, unset = [] } = typeof options === "string" ? { cwd: options } : options;
+  const base: Record<string, string | undefined> = { ...childEnv, ...env };
+  for (const name of unset) delete base[name];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], {
-      env: childEnv,
+      env: base,
       stdio: ["pipe", "pipe", "pipe"],
       ...(cwd ? { cwd } : {}),
     });
