@@ -1,15 +1,5 @@
 import { randomBytes } from "node:crypto";
-import {
-  closeSync,
-  copyFileSync,
-  existsSync,
-  fsyncSync,
-  linkSync,
-  openSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from "node:fs";
+import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { readMigrations } from "./migrate.js";
@@ -92,8 +82,8 @@ export interface RestoreResult {
  * server stopped: checks the backup ({@link checkSqliteBackup}), keeps the
  * current database as `<name>.before-restore-<time>`, moves a copy of the
  * backup in with one rename and removes the old `-wal` and `-shm` files.
- * A `-wal` file with content means a server still has the database open
- * (or did not shut down cleanly, which its next start repairs): refused
+ * A `-wal` file, even an empty one, means a server still has the database
+ * open (or did not shut down cleanly, which its next start repairs): refused
  * unless `force`.
  * @throws RestoreError for a bad backup or a database in use
  */
@@ -104,9 +94,11 @@ export function restoreSqlite(
 ): RestoreResult {
   checkSqliteBackup(backupFile);
   const wal = `${databasePath}-wal`;
-  if (!options.force && (statSync(wal, { throwIfNoEntry: false })?.size ?? 0) > 0) {
+  // SQLite keeps the -wal file while any connection has the database open (the server's periodic TRUNCATE
+  // checkpoints leave it empty, not gone) and deletes it when the last one closes cleanly: its presence is the sign.
+  if (!options.force && existsSync(wal)) {
     throw new RestoreError(
-      `${wal} is not empty: a server still has this database open (or stopped uncleanly). Stop the server (start and stop it once after a crash), or pass --force`,
+      `${wal} exists: a server still has this database open (or stopped uncleanly). Stop the server (start and stop it once after a crash), or pass --force`,
     );
   }
   const temp = join(dirname(databasePath), `.restore-${randomBytes(6).toString("hex")}.tmp`);
