@@ -87,6 +87,17 @@ export interface RouteSpec {
   rateLimits?: readonly RateLimitName[];
 }
 
+/** What a send can be refused with, one recipient or many. */
+const sendErrors: readonly ErrorCode[] = [
+  "not_found",
+  "mismatched_devices",
+  "stale_devices",
+  "content_too_large",
+  "invalid_ciphertext",
+  "refused_by_plugin",
+  "mailbox_full",
+  "idempotency_conflict",
+];
 /** Room for JSON punctuation, field names and numbers around a route's base64 payload. */
 const jsonSlack = 1024;
 /** One signed pre-key in JSON: key id, public key and signature, with names and punctuation. */
@@ -321,16 +332,7 @@ export const routes = {
     body: multiRecipientRequestSchema,
     maxBodyBytes: multiRecipientBodyBytes,
     success: { status: 200, schema: multiRecipientResponseSchema },
-    errors: [
-      "not_found",
-      "mismatched_devices",
-      "stale_devices",
-      "content_too_large",
-      "invalid_ciphertext",
-      "refused_by_plugin",
-      "mailbox_full",
-      "idempotency_conflict",
-    ],
+    errors: [...sendErrors],
     rateLimits: ["send", "sealedSend"],
   },
   sendMessages: {
@@ -343,16 +345,7 @@ export const routes = {
     body: sendMessagesRequestSchema,
     maxBodyBytes: limits.maxBodyBytes,
     success: { status: 200, schema: sendMessagesResponseSchema },
-    errors: [
-      "not_found",
-      "mismatched_devices",
-      "stale_devices",
-      "content_too_large",
-      "invalid_ciphertext",
-      "refused_by_plugin",
-      "mailbox_full",
-      "idempotency_conflict",
-    ],
+    errors: [...sendErrors],
     rateLimits: ["send", "sealedSend"],
   },
   fetchMessages: {
