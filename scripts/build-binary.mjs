@@ -147,13 +147,12 @@ const started = Date.now();
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 const bundle = join(work, "zimchat.cjs");
-await build({
-  entryPoints: [entry],
+/** esbuild options of both bundles: the CLI, and the storage worker the CLI starts as a thread. */
+const bundleOptions = {
   bundle: true,
   platform: "node",
   target: "node20",
   format: "cjs",
-  outfile: bundle,
   plugins: [binaryRuntime],
   // pg's optional native binding is never enabled by the server.
   external: ["pg-native"],
@@ -166,21 +165,35 @@ await build({
   // The SEA main script's own require() loads built-in modules only (and warns for others): optional
   // dependencies probed with require() (ws's bufferutil) must fail quietly, as they do from node_modules.
   banner: { js: 'if (require("node:sea").isSea()) require = require("node:module").createRequire(process.execPath);' },
-});
+};
+await build({ ...bundleOptions, entryPoints: [entry], outfile: bundle });
+// The SQLite storage worker (server/src/db/sqlite-worker.ts) runs from a file: its bundle is an asset at the
+// compiled worker's repository path, where `new URL("./sqlite-worker.js", import.meta.url)` looks for it.
+const workerPath = "server/dist/src/db/sqlite-worker.js";
+const workerBundle = join(work, "sqlite-worker.cjs");
+await build({ ...bundleOptions, entryPoints: [join(root, workerPath)], outfile: workerBundle });
+assets.set(workerPath, workerBundle);
+// The bundle is CommonJS, and server/package.json (carried) says "module": a package.json beside it says otherwise.
+const workerPackage = join(work, "sqlite-worker.package.json");
+writeFileSync(workerPackage, '{ "type": "commonjs" }\n');
+assets.set("server/dist/src/db/package.json", workerPackage);
 
-// Content hash of everything carried: the cache directory name, so a new build never reuses an old build's files.
+// Content hash of everything carried: the cache directory name, so a new build never reuses an old build's files
+// (the worker bundle is hashed as built, before the manifest is written into it).
 const hash = createHash("sha256");
 const sorted = [...assets.keys()].sort();
 for (const name of sorted) hash.update(`${name}\0`).update(readFileSync(assets.get(name)));
 const digest = hash.digest("hex").slice(0, 16);
 const manifest = { hash: digest, assets: sorted, repoRoot: root };
-const bundled = readFileSync(bundle, "utf8");
-if (bundled.split(manifestPlaceholder).length !== 2)
-  throw new Error("the bundle must hold the manifest placeholder exactly once");
-writeFileSync(
-  bundle,
-  bundled.replace(JSON.stringify(manifestPlaceholder), () => JSON.stringify(JSON.stringify(manifest))),
-);
+for (const file of [bundle, workerBundle]) {
+  const bundled = readFileSync(file, "utf8");
+  if (bundled.split(manifestPlaceholder).length !== 2)
+    throw new Error(`${file} must hold the manifest placeholder exactly once`);
+  writeFileSync(
+    file,
+    bundled.replace(JSON.stringify(manifestPlaceholder), () => JSON.stringify(JSON.stringify(manifest))),
+  );
+}
 
 const blob = join(work, "sea-prep.blob");
 const seaConfig = join(work, "sea-config.json");

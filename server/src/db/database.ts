@@ -6,6 +6,7 @@ import type { SqliteSynchronous } from "../config.js";
 import { parseDatabaseUrl, type DatabaseTarget } from "./database-url.js";
 import { makeSqliteFilesPrivate } from "./file-modes.js";
 import { migrate, readMigrations } from "./migrate.js";
+import { SqliteWorkerAdapterFactory } from "./sqlite-worker-adapter.js";
 import { startWalCheckpoints, type WalCheckpoints } from "./wal-checkpoints.js";
 
 /**
@@ -42,6 +43,12 @@ export interface OpenDatabaseOptions {
   sqliteCheckpointMs?: number;
   /** Where a failed periodic checkpoint is reported. */
   onCheckpointError?: (error: unknown) => void;
+  /**
+   * SQLite: run the statements in the storage worker thread, off the event
+   * loop (see sqlite-worker.ts). Off only to measure what it buys.
+   * @default true (false for ":memory:", which one thread cannot share)
+   */
+  sqliteWorker?: boolean;
 }
 
 /**
@@ -58,8 +65,12 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   let prisma: Db;
   let checkpoints: WalCheckpoints | null = null;
   if (target.provider === "sqlite") {
-    prisma = new SqliteClient({ adapter: new PrismaBetterSqlite3({ url: target.path, timeout: 5000 }) });
-    // The adapter holds one connection; these pragmas apply to it.
+    const worker = (options.sqliteWorker ?? true) && target.path !== ":memory:";
+    const adapter = worker
+      ? new SqliteWorkerAdapterFactory({ path: target.path, timeoutMs: 5000 })
+      : new PrismaBetterSqlite3({ url: target.path, timeout: 5000 });
+    prisma = new SqliteClient({ adapter });
+    // These pragmas apply to the connection that writes (the worker's reader only reads).
     await prisma.$queryRawUnsafe("PRAGMA journal_mode = WAL");
     await prisma.$executeRawUnsafe(`PRAGMA synchronous = ${options.sqliteSynchronous ?? "FULL"}`);
     await prisma.$executeRawUnsafe("PRAGMA foreign_keys = ON");

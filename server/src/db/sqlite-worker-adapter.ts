@@ -1,0 +1,230 @@
+import { Worker } from "node:worker_threads";
+import {
+  DriverAdapterError,
+  type IsolationLevel,
+  type SqlDriverAdapter,
+  type SqlDriverAdapterFactory,
+  type SqlQuery,
+  type SqlResultSet,
+  type Transaction,
+} from "@prisma/driver-adapter-utils";
+import type { SqliteWorkerData, WorkerConnection, WorkerReply, WorkerRequest } from "./sqlite-worker-protocol.js";
+
+/** Options for {@link SqliteWorkerAdapterFactory}. */
+export interface SqliteWorkerOptions {
+  /** The database file. */
+  path: string;
+  /** SQLite's busy timeout. @default 5000 */
+  timeoutMs?: number;
+}
+
+type Request = WorkerRequest extends infer R ? (R extends unknown ? Omit<R, "id"> : never) : never;
+
+/**
+ * A Prisma driver adapter whose statements run in the storage worker
+ * (sqlite-worker.ts), which holds Prisma's better-sqlite3 adapter: the
+ * Prisma client, its query compiler and the stores stay on the main thread;
+ * SQLite's work and its fsyncs move off it.
+ *
+ * Semantics are those of the better-sqlite3 adapter, with one difference
+ * that makes them stricter: a write outside a transaction waits for the
+ * open transaction to end instead of joining it, and a SELECT outside a
+ * transaction runs on the worker's read-only connection, so it sees
+ * committed rows only.
+ */
+export class SqliteWorkerAdapterFactory implements SqlDriverAdapterFactory {
+  readonly provider = "sqlite";
+  readonly adapterName = "@prisma/adapter-better-sqlite3";
+
+  constructor(private readonly options: SqliteWorkerOptions) {}
+
+  async connect(): Promise<SqlDriverAdapter> {
+    const channel = await WorkerChannel.start({ path: this.options.path, timeoutMs: this.options.timeoutMs ?? 5000 });
+    return new SqliteWorkerAdapter(channel);
+  }
+}
+
+/** The storage worker and the requests waiting for its answers. */
+class WorkerChannel {
+  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private failure: Error | null = null;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on("message", (reply: WorkerReply) => this.settle(reply));
+    worker.on("error", (error) => this.fail(error));
+    worker.on("exit", (code) => this.fail(new Error(`The SQLite storage worker exited (code ${code})`)));
+    // Referenced only while a statement is in flight: an idle worker never keeps the process alive.
+    worker.unref();
+  }
+
+  static start(data: SqliteWorkerData): Promise<WorkerChannel> {
+    const worker = new Worker(new URL("./sqlite-worker.js", import.meta.url), { workerData: data });
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error) => reject(error);
+      worker.once("error", onError);
+      worker.once("message", (reply: WorkerReply) => {
+        worker.off("error", onError);
+        if (reply.error) void worker.terminate().finally(() => reject(toError(reply.error!)));
+        else resolve(new WorkerChannel(worker));
+      });
+    });
+  }
+
+  call(request: Request): Promise<unknown> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    if (this.pending.size === 0) this.worker.ref();
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...request, id });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (!this.failure) await this.call({ kind: "close", connection: "writer" });
+    this.failure ??= new Error("The SQLite storage worker was closed");
+    await this.worker.terminate();
+  }
+
+  private settle(reply: WorkerReply): void {
+    const waiting = this.pending.get(reply.id);
+    if (!waiting) return;
+    this.pending.delete(reply.id);
+    if (this.pending.size === 0) this.worker.unref();
+    if (reply.error) waiting.reject(toError(reply.error));
+    else waiting.resolve(reply.value);
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    for (const waiting of this.pending.values()) waiting.reject(error);
+    this.pending.clear();
+  }
+}
+
+/** The driver's mapped error becomes a DriverAdapterError again, which Prisma turns into its own error codes. */
+function toError(error: NonNullable<WorkerReply["error"]>): Error {
+  if (error.cause) return new DriverAdapterError(error.cause as ConstructorParameters<typeof DriverAdapterError>[0]);
+  return Object.assign(new Error(error.message), { name: error.name });
+}
+
+/** One writer at a time: transactions, and writes outside them, queue here in order. */
+class WriterLock {
+  private tail: Promise<void> = Promise.resolve();
+
+  acquire(): Promise<() => void> {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const acquired = this.tail.then(() => release);
+    this.tail = this.tail.then(() => released);
+    return acquired;
+  }
+}
+
+const readOnly = /^\s*SELECT\b/i;
+
+class WorkerQueryable {
+  readonly provider = "sqlite";
+  readonly adapterName = "@prisma/adapter-better-sqlite3";
+
+  constructor(protected readonly channel: WorkerChannel) {}
+
+  protected run(connection: WorkerConnection, kind: "query", query: SqlQuery): Promise<SqlResultSet>;
+  protected run(connection: WorkerConnection, kind: "execute", query: SqlQuery): Promise<number>;
+  protected run(connection: WorkerConnection, kind: "query" | "execute", query: SqlQuery): Promise<unknown> {
+    return this.channel.call({ connection, kind, query });
+  }
+}
+
+class SqliteWorkerAdapter extends WorkerQueryable implements SqlDriverAdapter {
+  private readonly lock = new WriterLock();
+
+  queryRaw(query: SqlQuery): Promise<SqlResultSet> {
+    if (readOnly.test(query.sql)) return this.run("reader", "query", query);
+    return this.exclusive(() => this.run("writer", "query", query));
+  }
+
+  executeRaw(query: SqlQuery): Promise<number> {
+    return this.exclusive(() => this.run("writer", "execute", query));
+  }
+
+  executeScript(script: string): Promise<void> {
+    return this.exclusive(async () => {
+      await this.channel.call({ connection: "writer", kind: "script", script });
+    });
+  }
+
+  async startTransaction(isolationLevel?: IsolationLevel): Promise<Transaction> {
+    if (isolationLevel && isolationLevel !== "SERIALIZABLE") {
+      throw new DriverAdapterError({ kind: "InvalidIsolationLevel", level: isolationLevel });
+    }
+    const release = await this.lock.acquire();
+    try {
+      await this.run("writer", "execute", { sql: "BEGIN", args: [], argTypes: [] });
+    } catch (error) {
+      release();
+      throw error;
+    }
+    return new WorkerTransaction(this.channel, release);
+  }
+
+  dispose(): Promise<void> {
+    return this.channel.close();
+  }
+
+  private async exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const release = await this.lock.acquire();
+    try {
+      return await work();
+    } finally {
+      release();
+    }
+  }
+}
+
+/**
+ * An open transaction on the writer. Prisma sends COMMIT or ROLLBACK as a
+ * statement first, then calls commit() or rollback(), which only let the
+ * next writer in (as in the better-sqlite3 adapter).
+ */
+class WorkerTransaction extends WorkerQueryable implements Transaction {
+  readonly options = { usePhantomQuery: false };
+
+  constructor(
+    channel: WorkerChannel,
+    private readonly release: () => void,
+  ) {
+    super(channel);
+  }
+
+  queryRaw(query: SqlQuery): Promise<SqlResultSet> {
+    return this.run("writer", "query", query);
+  }
+
+  executeRaw(query: SqlQuery): Promise<number> {
+    return this.run("writer", "execute", query);
+  }
+
+  commit(): Promise<void> {
+    this.release();
+    return Promise.resolve();
+  }
+
+  rollback(): Promise<void> {
+    this.release();
+    return Promise.resolve();
+  }
+
+  async createSavepoint(name: string): Promise<void> {
+    await this.executeRaw({ sql: `SAVEPOINT ${name}`, args: [], argTypes: [] });
+  }
+
+  async rollbackToSavepoint(name: string): Promise<void> {
+    await this.executeRaw({ sql: `ROLLBACK TO ${name}`, args: [], argTypes: [] });
+  }
+
+  async releaseSavepoint(name: string): Promise<void> {
+    await this.executeRaw({ sql: `RELEASE SAVEPOINT ${name}`, args: [], argTypes: [] });
+  }
+}
