@@ -268,6 +268,7 @@ export async function openHomeserver(
       databaseUrl: config.databaseUrl,
       sqliteSynchronous: config.sqliteSynchronous,
       sqliteCheckpointMs: config.sqliteCheckpointMs,
+      sqliteWorker: config.sqliteWorker,
       onCheckpointError: (error) =>
         logger.warn({ err: error }, "SQLite WAL checkpoint failed (retried at the next interval)"),
     });

@@ -270,6 +270,16 @@ export const optionSpecs: readonly OptionSpec[] = [
     apply: (c, v) => (c.sqliteCheckpointMs = v),
   }),
   option({
+    key: "sqliteWorker",
+    flag: "--sqlite-worker <on|off>",
+    env: "ZIMCHAT_SQLITE_WORKER",
+    defaultText: "on",
+    meaning:
+      "SQLite: run statements in a storage worker thread, so commits and their fsyncs never stall the sockets (`off`: on the event loop, to measure the difference)",
+    schema: onOff,
+    apply: (c, v) => (c.sqliteWorker = v),
+  }),
+  option({
     key: "logLevel",
     flag: "--log-level <level>",
     env: "ZIMCHAT_LOG_LEVEL",

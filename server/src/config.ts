@@ -157,6 +157,12 @@ export interface ServerConfig {
    */
   sqliteCheckpointMs: number;
   /**
+   * SQLite: run every statement in the storage worker thread, so commits
+   * and their fsyncs never hold up the event loop; off runs them on the
+   * event loop (to measure what the worker buys). @default true
+   */
+  sqliteWorker: boolean;
+  /**
    * Redis (`redis://` or `rediss://`). Set: Socket.IO Redis adapter, rate
    * limits in Redis, cluster-wide job locks. Unset: one node, all in memory. @default undefined
    */
@@ -241,6 +247,7 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     pluginStartTimeoutMs: partial.pluginStartTimeoutMs ?? 30_000,
     eventLoopStallMs: partial.eventLoopStallMs ?? 1000,
     sqliteCheckpointMs: partial.sqliteCheckpointMs ?? 2000,
+    sqliteWorker: partial.sqliteWorker ?? true,
     redisUrl: partial.redisUrl || undefined,
     redisPrefix: partial.redisPrefix ?? "zimchat",
     attachmentsDir: resolve(partial.attachmentsDir ?? resolve(dataDir, "attachments")),

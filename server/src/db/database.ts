@@ -45,7 +45,7 @@ export interface OpenDatabaseOptions {
   onCheckpointError?: (error: unknown) => void;
   /**
    * SQLite: run the statements in the storage worker thread, off the event
-   * loop (see sqlite-worker.ts). Off only to measure what it buys.
+   * loop (see sqlite-worker.ts); off runs them on the event loop.
    * @default true (false for ":memory:", which one thread cannot share)
    */
   sqliteWorker?: boolean;
