@@ -98,7 +98,10 @@ export function packageOf(frame: Pick<CallFrame, "functionName" | "url">, option
 }
 
 /** Adds up self time per package and per function over `profiles`. */
-export function analyzeCpuProfiles(profiles: readonly CpuProfile[], options: AttributionOptions = {}): ProfileBreakdown {
+export function analyzeCpuProfiles(
+  profiles: readonly CpuProfile[],
+  options: AttributionOptions = {},
+): ProfileBreakdown {
   const byPackage = new Map<string, number>();
   const byFunction = new Map<string, FunctionTime>();
   let totalUs = 0;

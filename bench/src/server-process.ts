@@ -152,9 +152,9 @@ export async function startServer(command: ServerCommand): Promise<ServerProcess
     },
     startProfile: async (file) => {
       const reply = (await ask(child, { type: profileStart, file }, profileStarted, 10_000)) as
-        | { ok: boolean; error?: string }
-        | undefined;
-      if (reply?.ok !== true) throw new Error(`${command.name}: profiler did not start: ${reply?.error ?? "no answer"}`);
+        { ok: boolean; error?: string } | undefined;
+      if (reply?.ok !== true)
+        throw new Error(`${command.name}: profiler did not start: ${reply?.error ?? "no answer"}`);
     },
     stopProfile: async () => {
       // Serialising a long profile takes a while in a busy child.
@@ -196,8 +196,7 @@ async function readCpuMs(pid: number): Promise<number> {
 
 async function requestGc(child: ChildProcess): Promise<GcReport> {
   const reply = (await ask(child, { type: gcRequest }, gcDone, 10_000)) as
-    | { collected?: unknown; memory?: NodeJS.MemoryUsage }
-    | undefined;
+    { collected?: unknown; memory?: NodeJS.MemoryUsage } | undefined;
   return { collected: reply?.collected === true, memory: reply?.memory };
 }
 
@@ -205,7 +204,8 @@ async function requestGc(child: ChildProcess): Promise<GcReport> {
 function ask(child: ChildProcess, message: object, replyType: string, timeoutMs: number): Promise<unknown> {
   return new Promise((resolve) => {
     const onMessage = (reply: unknown): void => {
-      if (typeof reply === "object" && reply !== null && (reply as { type?: unknown }).type === replyType) finish(reply);
+      if (typeof reply === "object" && reply !== null && (reply as { type?: unknown }).type === replyType)
+        finish(reply);
     };
     const timer = setTimeout(() => finish(undefined), timeoutMs);
     const finish = (reply: unknown): void => {

@@ -117,7 +117,9 @@ describe("analyzeCpuProfiles", () => {
     const session = new Session();
     session.connect();
     const post = (method: string): Promise<unknown> =>
-      new Promise((resolve, reject) => session.post(method, (error, result) => (error ? reject(error) : resolve(result))));
+      new Promise((resolve, reject) =>
+        session.post(method, (error, result) => (error ? reject(error) : resolve(result))),
+      );
     await post("Profiler.enable");
     await post("Profiler.start");
     const until = performance.now() + 50;
