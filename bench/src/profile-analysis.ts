@@ -68,17 +68,19 @@ export interface ProfileBreakdown {
 /** The V8 pseudo-frames, named as V8 names them. */
 const v8Categories = new Set(["(garbage collector)", "(program)", "(idle)", "(root)"]);
 const idle = "(idle)";
+const builtins = "(V8 builtins)";
 
 /**
  * The package a frame's code belongs to: `node_modules/<pkg>` or
  * `node_modules/@scope/pkg` (the innermost), the project's workspaces by
  * their folder, `node:` internals, the V8 categories `(garbage collector)`,
- * `(program)` and `(idle)`, `(V8 builtins)` for other frames without a script,
- * and `(other)` for anything else.
+ * `(program)` and `(idle)`, `(V8 builtins)` for other frames without a script
+ * (which {@link analyzeCpuProfiles} counts for their caller's package), and
+ * `(other)` for anything else.
  */
 export function packageOf(frame: Pick<CallFrame, "functionName" | "url">, options: AttributionOptions = {}): string {
   const { url, functionName } = frame;
-  if (url === "") return v8Categories.has(functionName) ? functionName : "(V8 builtins)";
+  if (url === "") return v8Categories.has(functionName) ? functionName : builtins;
   if (url.startsWith("node:")) return "node: internals";
   if (url.startsWith("wasm:")) return "(wasm)";
   const path = toPath(url);
@@ -97,7 +99,13 @@ export function packageOf(frame: Pick<CallFrame, "functionName" | "url">, option
   return "(other)";
 }
 
-/** Adds up self time per package and per function over `profiles`. */
+/**
+ * Adds up self time per package and per function over `profiles`. A frame
+ * without a script (a builtin such as `Array.prototype.push`, or a native
+ * binding such as better-sqlite3's `run`) counts for the package of its
+ * nearest caller that has a script; only when there is none is it
+ * `(V8 builtins)`.
+ */
 export function analyzeCpuProfiles(
   profiles: readonly CpuProfile[],
   options: AttributionOptions = {},
@@ -108,20 +116,39 @@ export function analyzeCpuProfiles(
   let idleUs = 0;
   let samples = 0;
   for (const profile of profiles) {
-    const frames = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+    const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+    const parents = new Map<number, number>();
+    for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
+    const packages = new Map<number, string>();
+    // A frame without a script (a V8 builtin or a native binding such as better-sqlite3's `run` or a
+    // socket's `writev`) is time spent on behalf of its nearest caller that has one: it counts for that package.
+    const resolvePackage = (id: number): string => {
+      const known = packages.get(id);
+      if (known !== undefined) return known;
+      const frame = nodes.get(id)!.callFrame;
+      let pkg = packageOf(frame, options);
+      if (pkg === builtins) {
+        const parent = parents.get(id);
+        const parentFrame = parent === undefined ? undefined : nodes.get(parent)?.callFrame;
+        if (parent !== undefined && parentFrame !== undefined && !v8Categories.has(parentFrame.functionName))
+          pkg = resolvePackage(parent);
+      }
+      packages.set(id, pkg);
+      return pkg;
+    };
     for (const [nodeId, us] of sampleTimes(profile)) {
-      const frame = frames.get(nodeId);
+      const frame = nodes.get(nodeId)?.callFrame;
       if (frame === undefined) continue;
       samples += 1;
       totalUs += us;
-      const pkg = packageOf(frame, options);
+      const pkg = resolvePackage(nodeId);
       if (pkg === idle) {
         idleUs += us;
         continue;
       }
       byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + us);
       const location = locationOf(frame, options);
-      const key = `${frame.functionName}\u0000${location}`;
+      const key = `${frame.functionName}\u0000${location}\u0000${pkg}`;
       const entry = byFunction.get(key) ?? {
         functionName: frame.functionName || "(anonymous)",
         package: pkg,
@@ -203,7 +230,7 @@ export function formatProfileBreakdown(
 }
 
 function locationOf(frame: CallFrame, options: AttributionOptions): string {
-  if (frame.url === "") return "";
+  if (frame.url === "") return v8Categories.has(frame.functionName) ? "" : "(native or builtin)";
   let path = frame.url.startsWith("file:") ? toPath(frame.url) : frame.url;
   const modules = path.lastIndexOf("/node_modules/");
   const root = options.root === undefined ? undefined : withSlash(toPath(options.root));

@@ -57,17 +57,24 @@ describe("analyzeCpuProfiles", () => {
   // root -> a (server) -> b (prisma); plus idle and GC. Sample durations come from the next sample's delta.
   const profile: CpuProfile = {
     nodes: [
-      { id: 1, callFrame: frame("(root)", ""), children: [2, 4, 5] },
+      { id: 1, callFrame: frame("(root)", ""), children: [2, 4, 5, 7] },
       { id: 2, callFrame: frame("deliver", "file:///repo/server/dist/src/services/deliver.js", 9), children: [3] },
-      { id: 3, callFrame: frame("executeIO", "file:///repo/node_modules/@prisma/adapter-better-sqlite3/dist/i.js") },
+      {
+        id: 3,
+        callFrame: frame("executeIO", "file:///repo/node_modules/@prisma/adapter-better-sqlite3/dist/i.js"),
+        children: [6],
+      },
       { id: 4, callFrame: frame("(idle)", "") },
       { id: 5, callFrame: frame("(garbage collector)", "") },
+      // better-sqlite3's native `run`, called by the adapter: no script of its own.
+      { id: 6, callFrame: frame("run", "") },
+      { id: 7, callFrame: frame("Array.prototype.push", "") },
     ],
     startTime: 1_000,
-    // Samples at 1000, 2000, 4000, 8000, 9000; the last lasts until endTime 10000.
-    samples: [2, 3, 3, 4, 5],
-    timeDeltas: [0, 1_000, 2_000, 4_000, 1_000],
-    endTime: 10_000,
+    // Samples at 1000, 2000, 4000, 8000, 9000, 10000, 10500; the last lasts until endTime 11000.
+    samples: [2, 3, 3, 4, 5, 6, 7],
+    timeDeltas: [0, 1_000, 2_000, 4_000, 1_000, 1_000, 500],
+    endTime: 11_000,
   };
 
   it("gives each sample the time until the next one", () => {
@@ -77,40 +84,54 @@ describe("analyzeCpuProfiles", () => {
       [3, 4_000],
       [4, 1_000],
       [5, 1_000],
+      [6, 500],
+      [7, 500],
     ]);
   });
 
   it("adds self time per package and function, as percentages of busy time", () => {
     const b = analyzeCpuProfiles([profile], { root, workspaces });
-    assert.equal(b.totalMs, 9);
+    assert.equal(b.totalMs, 10);
     assert.equal(b.idleMs, 1);
-    assert.equal(b.busyMs, 8);
-    assert.equal(b.samples, 5);
+    assert.equal(b.busyMs, 9);
+    assert.equal(b.samples, 7);
+    // The native `run` (0.5 ms) counts for its caller's package; a builtin called from the root stays a builtin.
     assert.deepEqual(
-      b.packages.map((p) => [p.package, p.selfMs, p.percent]),
+      b.packages.map((p) => [p.package, p.selfMs, Math.round(p.percent * 1000) / 1000]),
       [
-        ["@prisma/adapter-better-sqlite3", 6, 75],
-        ["@zimchat/server", 1, 12.5],
-        ["(garbage collector)", 1, 12.5],
+        ["@prisma/adapter-better-sqlite3", 6.5, 72.222],
+        ["@zimchat/server", 1, 11.111],
+        ["(garbage collector)", 1, 11.111],
+        ["(V8 builtins)", 0.5, 5.556],
       ],
+    );
+    assert.deepEqual(
+      b.functions.find((f) => f.functionName === "run"),
+      {
+        functionName: "run",
+        package: "@prisma/adapter-better-sqlite3",
+        location: "(native or builtin)",
+        selfMs: 0.5,
+        percent: (0.5 / 9) * 100,
+      },
     );
     assert.deepEqual(b.functions[0], {
       functionName: "executeIO",
       package: "@prisma/adapter-better-sqlite3",
       location: "@prisma/adapter-better-sqlite3/dist/i.js:1",
       selfMs: 6,
-      percent: 75,
+      percent: (6 / 9) * 100,
     });
     assert.equal(b.functions[1]!.location, "server/dist/src/services/deliver.js:10");
     const text = formatProfileBreakdown(b);
-    assert.match(text, /@prisma\/adapter-better-sqlite3\s+75\.0%/);
-    assert.match(text, /busy 0\.01 s of 0\.01 s sampled \(5 samples\)/);
+    assert.match(text, /@prisma\/adapter-better-sqlite3\s+72\.2%/);
+    assert.match(text, /busy 0\.01 s of 0\.01 s sampled \(7 samples\)/);
   });
 
   it("adds several profiles (threads of one process) together", () => {
     const b = analyzeCpuProfiles([profile, profile], { root, workspaces });
-    assert.equal(b.busyMs, 16);
-    assert.equal(b.packages[0]!.percent, 75);
+    assert.equal(b.busyMs, 18);
+    assert.equal(b.packages[0]!.selfMs, 13);
   });
 
   it("reads a real profile of this process", async () => {
