@@ -10,6 +10,7 @@ import { mkdirSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { registerAccounts } from "./accounts.js";
+import { benchDatabaseUrl } from "./options.js";
 import { connectHomeserverPool, type DevicePool } from "./device-pool.js";
 import { startServer, type ServerProcess } from "./server-process.js";
 import { createAccountKeys, createWhisperFixture } from "@zimchat/testing/signal";
@@ -62,9 +63,8 @@ const homeserverScript = fileURLToPath(new URL("./cli/main.js", import.meta.reso
  * `REDIS_URL`), by default the local ones the build machines run.
  */
 export function clusterBenchOptions(quick: boolean, env: NodeJS.ProcessEnv = process.env): ClusterBenchOptions {
-  const postgres = [env.ZIMCHAT_BENCH_DATABASE_URL, env.DATABASE_URL].find((u) => u?.startsWith("postgres"));
   return {
-    databaseUrl: postgres ?? "postgresql://postgres@127.0.0.1:5432/test",
+    databaseUrl: benchDatabaseUrl(env),
     redisUrl: env.ZIMCHAT_BENCH_REDIS_URL || env.REDIS_URL || "redis://127.0.0.1:6379",
     devices: quick ? 30 : 90,
     window: quick ? 8 : 16,
@@ -100,8 +100,7 @@ export async function runClusterBench(
     ] as const) {
       const schema = `${runId}_${setups.length}`;
       schemas.push(schema);
-      const url = new URL(options.databaseUrl);
-      url.searchParams.set("schema", schema);
+      const url = schemaUrl(options.databaseUrl, schema);
       const dataDir = `${tmpDir}/${setups.length}`;
       mkdirSync(dataDir, { recursive: true });
       const args = [
@@ -198,7 +197,15 @@ function allNodes(nodes: ServerProcess[]): ServerProcess {
   return { ...first, cpuMs: async () => (await Promise.all(nodes.map((n) => n.cpuMs()))).reduce((a, b) => a + b, 0) };
 }
 
-async function dropSchemas(databaseUrl: string, schemas: string[]): Promise<void> {
+/** `databaseUrl` with its `schema` parameter set: the homeserver creates and migrates that schema. */
+export function schemaUrl(databaseUrl: string, schema: string): URL {
+  const url = new URL(databaseUrl);
+  url.searchParams.set("schema", schema);
+  return url;
+}
+
+/** Drops the bench's schemas (and everything in them). */
+export async function dropSchemas(databaseUrl: string, schemas: string[]): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {

@@ -7,6 +7,7 @@
  */
 import { cpuBetween, sampleCpu, type CpuShare } from "./cpu-usage.js";
 import type { DevicePool } from "./device-pool.js";
+import type { LoopDelayFigures } from "./child-hook.js";
 import type { ServerProcess } from "./server-process.js";
 import { percentile, waitUntil } from "./stats.js";
 
@@ -39,6 +40,11 @@ export interface LatencyRound {
   sendLagP99Ms: number;
   /** CPU while messages were offered: server, harness, other processes, steal. */
   cpu: CpuShare;
+  /**
+   * The server's event-loop delay from the first recorded message's due time
+   * until every message was received; undefined when the child did not answer.
+   */
+  loopDelay: LoopDelayFigures | undefined;
   errors: number;
   firstError?: string;
 }
@@ -99,6 +105,7 @@ export async function measureLatency(
       while (next < total && t0 + next * interval <= now) {
         const k = next++;
         const due = t0 + k * interval;
+        if (k === recordFrom) server.startLoopDelay();
         if (k >= recordFrom) lags.push(now - due);
         const from = k % n;
         pool.send(from, (from + 1) % n, (outcome) => {
@@ -128,6 +135,7 @@ export async function measureLatency(
   });
   const cpu = cpuBetween(cpuStart, await sampleCpu(server));
   await waitUntil(() => settled + errors >= total, options.graceMs ?? 30_000);
+  const loopDelay = await server.readLoopDelay();
   await waitUntil(() => acksPending === 0, options.graceMs ?? 30_000);
   pool.listen(undefined);
 
@@ -141,6 +149,7 @@ export async function measureLatency(
     lost: total - settled,
     sendLagP99Ms: percentile(lags, 99),
     cpu,
+    loopDelay,
     errors,
     ...(firstError === undefined ? {} : { firstError }),
   };

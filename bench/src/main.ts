@@ -3,7 +3,15 @@
  * delivery path, measured in one run. With `--json`, the last stdout line is
  * the summary object.
  */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { parseBenchOptions } from "./options.js";
+import {
+  analyzeCpuProfiles,
+  formatProfileBreakdown,
+  type CpuProfile,
+  type ProfileBreakdown,
+} from "./profile-analysis.js";
 import { formatReport, summarize } from "./report.js";
 import { log, runBench } from "./run.js";
 import { median } from "./stats.js";
@@ -16,6 +24,13 @@ async function main(): Promise<void> {
   const result = await runBench(options);
   const summary = summarize(result);
   process.stdout.write(`${formatReport(summary)}\n`);
+  const profiles = result.profiles.map((p) => ({ n: p.n, files: p.files, breakdown: analyzeProfiles(p.files) }));
+  for (const p of profiles) {
+    process.stdout.write(
+      `\nHomeserver CPU profile at N = ${p.n} (throughput and latency rounds; ${p.files.length} thread(s))\n` +
+        `  files: ${p.files.join(", ")}\n${p.breakdown === undefined ? "  (no samples)" : formatProfileBreakdown(p.breakdown)}\n`,
+    );
+  }
   const client = options.relayOnly ? undefined : await runClientPipeline(options.quick, log);
   if (client) process.stdout.write(`\n${formatClientPipeline(client)}\n`);
   const checkpoints = options.relayOnly ? undefined : await runWalCheckpointBench(options.quick, log);
@@ -52,10 +67,52 @@ async function main(): Promise<void> {
       wal_checkpoint_ratio: checkpoints?.ratio ?? null,
       wal_checkpoint_cpu_us_per_msg: checkpoints?.cpuUsPerMsg ?? null,
     };
+    const profileFigures = {
+      profiles: options.profile
+        ? profiles.map((p) => ({
+            n: p.n,
+            files: p.files,
+            busy_ms: p.breakdown === undefined ? null : Math.round(p.breakdown.busyMs),
+            packages_percent: Object.fromEntries(
+              (p.breakdown?.packages ?? []).map((k) => [k.package, Math.round(k.percent * 10) / 10]),
+            ),
+            top_functions: (p.breakdown?.functions ?? []).slice(0, 10).map((f) => ({
+              function: f.functionName,
+              package: f.package,
+              location: f.location,
+              percent: Math.round(f.percent * 10) / 10,
+            })),
+          }))
+        : null,
+    };
     process.stdout.write(
-      `${JSON.stringify({ ...summary, ...clientFigures, ...clusterFigures, ...checkpointFigures })}\n`,
+      `${JSON.stringify({ ...summary, ...profileFigures, ...clientFigures, ...clusterFigures, ...checkpointFigures })}\n`,
     );
   }
+}
+
+/** The repository's workspaces, folder -> package name, to name the project's own code in profiles. */
+function projectWorkspaces(root: string): Record<string, string> {
+  const read = (path: string): { name?: string; workspaces?: string[] } =>
+    JSON.parse(readFileSync(path, "utf8")) as { name?: string; workspaces?: string[] };
+  const out: Record<string, string> = {};
+  for (const folder of read(`${root}package.json`).workspaces ?? []) {
+    try {
+      out[folder] = read(`${root}${folder}/package.json`).name ?? `${folder}/`;
+    } catch {
+      out[folder] = `${folder}/`;
+    }
+  }
+  return out;
+}
+
+/** The breakdown of one N's profile files (main thread and workers together); undefined without samples. */
+function analyzeProfiles(files: string[]): ProfileBreakdown | undefined {
+  if (files.length === 0) return undefined;
+  const root = fileURLToPath(new URL("../../../", import.meta.url));
+  const profiles = files.map((f) => JSON.parse(readFileSync(f, "utf8")) as CpuProfile);
+  const breakdown = analyzeCpuProfiles(profiles, { root, workspaces: projectWorkspaces(root) });
+  return breakdown.samples === 0 ? undefined : breakdown;
 }
 
 try {

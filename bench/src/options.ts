@@ -33,6 +33,14 @@ export interface BenchOptions {
   quietBudgetMs: number;
   /** Keep the temporary data directory. */
   keepTmp: boolean;
+  /** The homeserver's database in the throughput, latency and idle-memory rounds. */
+  database: "sqlite" | "postgresql";
+  /** With `database: "postgresql"`: the database in which the run makes (and drops) its own schema. */
+  databaseUrl: string;
+  /** CPU-profile the homeserver child during each N's rounds. */
+  profile: boolean;
+  /** Where the `.cpuprofile` files go; undefined: `.bench-tmp/profile-<time>/` (kept after the run). */
+  profileDir: string | undefined;
 }
 
 const usage = `Usage: npm run bench -- [options]
@@ -49,10 +57,29 @@ const usage = `Usage: npm run bench -- [options]
   --idle 5000            connections for idle memory
   --quiet-wait 5         seconds to wait, before a round, for other processes to
                          use < 25% of a core (0: never); at most 30 s per run
-  --keep-tmp             keep .bench-tmp/<run>`;
+  --database sqlite      the homeserver's database in the throughput, latency and idle
+                         rounds: sqlite (default) or postgresql. PostgreSQL: a fresh
+                         schema, dropped afterwards, in ZIMCHAT_BENCH_DATABASE_URL, else
+                         a postgres DATABASE_URL, else postgresql://postgres@127.0.0.1:5432/test
+  --profile              CPU-profile the homeserver child (inspector sampling profiler,
+                         main thread and worker threads) over each N's measured rounds;
+                         writes .cpuprofile files and prints self time by package
+                         (node_modules/<pkg>, workspaces, node: internals, GC) and the
+                         top functions, as percentages of busy (non-idle) time.
+                         Profiling slows the homeserver: its figures in that run are
+                         not comparable with unprofiled runs
+  --profile-dir DIR      where the .cpuprofile files go (default .bench-tmp/profile-<time>/,
+                         kept after the run; implies --profile)
+  --keep-tmp             keep .bench-tmp/<run>
+  --help                 this text
+
+Output: the event-loop delay p99 of each server child during the latency rounds
+(monitorEventLoopDelay, 1 ms resolution, the resolution subtracted) is printed in
+the latency table and in the JSON (relay_loop_delay_p99_ms, homeserver_loop_delay_p99_ms
+at the headline N; by_n[].<server>.loop_delay_p99_ms per N).`;
 
 /** Parses `argv` (without node and script); throws with the usage text on a bad option. */
-export function parseBenchOptions(argv: string[]): BenchOptions {
+export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -68,6 +95,9 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       idle: { type: "string" },
       "quiet-wait": { type: "string" },
       "keep-tmp": { type: "boolean", default: false },
+      database: { type: "string", default: "sqlite" },
+      profile: { type: "boolean", default: false },
+      "profile-dir": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -88,6 +118,14 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
   const idleConnections = Math.round(number("idle", values.idle, quick ? 500 : 5000));
   if (Math.max(...ns) > idleConnections)
     throw new Error(`--idle (${idleConnections}) must be at least the largest --ns`);
+  const database = values.database;
+  if (database !== "sqlite" && database !== "postgresql")
+    throw new Error(`--database must be sqlite or postgresql, got "${database}"\n${usage}`);
+  if (database === "postgresql" && values["relay-only"])
+    throw new Error(`--database postgresql needs the homeserver: drop --relay-only\n${usage}`);
+  const profile = values.profile || values["profile-dir"] !== undefined;
+  if (profile && values["relay-only"])
+    throw new Error(`--profile profiles the homeserver: drop --relay-only\n${usage}`);
   return {
     json: values.json,
     quick,
@@ -104,10 +142,24 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     quietWaitMs: values["quiet-wait"] === "0" ? 0 : number("quiet-wait", values["quiet-wait"], quick ? 2 : 5) * 1000,
     quietBudgetMs: quick ? 10_000 : 30_000,
     keepTmp: values["keep-tmp"],
+    database,
+    databaseUrl: benchDatabaseUrl(env),
+    profile,
+    profileDir: values["profile-dir"],
   };
 }
 
 /** In-flight messages per device for `n` devices. */
 export function windowFor(options: BenchOptions, n: number): number {
   return options.window ?? Math.max(1, Math.round(4000 / n));
+}
+
+/**
+ * The PostgreSQL of `--database postgresql` and of the cluster row:
+ * `ZIMCHAT_BENCH_DATABASE_URL`, else a PostgreSQL `DATABASE_URL`, else the
+ * local one the build machines run.
+ */
+export function benchDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
+  const postgres = [env.ZIMCHAT_BENCH_DATABASE_URL, env.DATABASE_URL].find((u) => u?.startsWith("postgres"));
+  return postgres ?? "postgresql://postgres@127.0.0.1:5432/test";
 }

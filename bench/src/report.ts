@@ -32,12 +32,21 @@ export interface ServerFigures {
   p50_ms: number;
   p99_ms: number;
   max_ms: number;
+  /**
+   * The server child's event-loop delay during the latency rounds (median over
+   * rounds of each round's p99 / p50; null when the child did not answer).
+   */
+  loop_delay_p99_ms: number | null;
+  loop_delay_p50_ms: number | null;
+  /** The worst event-loop delay in any latency round. */
+  loop_delay_max_ms: number | null;
   errors: number;
   first_error: string | null;
   lost: number;
   undrained: number;
   rounds_msgs_per_s: number[];
   rounds_p99_ms: number[];
+  rounds_loop_delay_p99_ms: (number | null)[];
 }
 
 /** The JSON summary (the last stdout line with `--json`). */
@@ -50,6 +59,11 @@ export interface BenchSummary {
   homeserver_p50_ms: number | null;
   homeserver_p99_ms: number | null;
   p99_ratio: number | null;
+  /** Event-loop delay p99 of each server child during the latency rounds at the headline N. */
+  relay_loop_delay_p99_ms: number | null;
+  homeserver_loop_delay_p99_ms: number | null;
+  /** The homeserver's database in this run (`--database`). */
+  database: "sqlite" | "postgresql";
   relay_idle_kb_per_conn: number;
   homeserver_idle_kb_per_device: number | null;
   idle_ratio: number | null;
@@ -83,6 +97,8 @@ export interface BenchSummary {
     cpus: number;
     started_at: string;
     elapsed_s: number;
+    /** Where the homeserver's data was (PostgreSQL: URL without password, with the run's schema). */
+    database_location: string;
   };
 }
 
@@ -121,6 +137,9 @@ export function summarize(result: BenchResult): BenchSummary {
     homeserver_p50_ms: headline.homeserver === null ? null : round(headline.homeserver.p50_ms, 3),
     homeserver_p99_ms: headline.homeserver === null ? null : round(headline.homeserver.p99_ms, 3),
     p99_ratio: nullableRound(headline.p99_ratio, 2),
+    relay_loop_delay_p99_ms: headline.relay.loop_delay_p99_ms,
+    homeserver_loop_delay_p99_ms: headline.homeserver?.loop_delay_p99_ms ?? null,
+    database: result.database.kind,
     relay_idle_kb_per_conn: round(result.idle.relay.kbPerConnection, 1),
     homeserver_idle_kb_per_device: idleHome === undefined ? null : round(idleHome.kbPerConnection, 1),
     idle_ratio: nullableRound(idleRatio, 2),
@@ -168,6 +187,7 @@ export function summarize(result: BenchResult): BenchSummary {
       cpus: cpus().length,
       started_at: result.startedAt,
       elapsed_s: round(result.elapsedS, 1),
+      database_location: result.database.where,
     },
   };
 }
@@ -176,6 +196,9 @@ function figures(rounds: ServerRounds): ServerFigures {
   const t = rounds.throughput;
   const l = rounds.latency;
   const errorRound = [...t, ...l].find((r) => r.firstError !== undefined);
+  const delays = l.flatMap((r) => (r.loopDelay === undefined ? [] : [r.loopDelay]));
+  const loopDelay = (pick: (d: (typeof delays)[number]) => number, of: (v: number[]) => number): number | null =>
+    delays.length === 0 ? null : round(of(delays.map(pick)), 2);
   return {
     msgs_per_s: round(median(t.map((r) => r.deliveredPerS)), 0),
     cpu_us_per_msg: round(median(t.map((r) => r.serverCpuUsPerMsg)), 1),
@@ -187,12 +210,19 @@ function figures(rounds: ServerRounds): ServerFigures {
     p50_ms: round(median(l.map((r) => r.p50Ms)), 3),
     p99_ms: round(median(l.map((r) => r.p99Ms)), 3),
     max_ms: round(Math.max(...l.map((r) => r.maxMs)), 1),
+    loop_delay_p99_ms: loopDelay((d) => d.p99Ms, median),
+    loop_delay_p50_ms: loopDelay((d) => d.p50Ms, median),
+    loop_delay_max_ms: loopDelay(
+      (d) => d.maxMs,
+      (v) => Math.max(...v),
+    ),
     errors: [...t, ...l].reduce((sum, r) => sum + r.errors, 0),
     first_error: errorRound?.firstError ?? null,
     lost: l.reduce((sum, r) => sum + r.lost, 0),
     undrained: t.reduce((sum, r) => sum + r.undrained, 0),
     rounds_msgs_per_s: t.map((r) => round(r.deliveredPerS, 0)),
     rounds_p99_ms: l.map((r) => round(r.p99Ms, 3)),
+    rounds_loop_delay_p99_ms: l.map((r) => (r.loopDelay === undefined ? null : round(r.loopDelay.p99Ms, 2))),
   };
 }
 
@@ -217,6 +247,9 @@ export function formatReport(summary: BenchSummary): string {
   lines.push(
     `Payload: relay ${p.relayBytes} B binary; homeserver a real Whisper message of ${p.whisperBytes} B ` +
       `(${p.whisperPlaintextBytes} B plaintext, ${p.whisperBase64Chars} base64 chars on the wire)`,
+  );
+  lines.push(
+    `Homeserver database: ${summary.database === "postgresql" ? "PostgreSQL" : "SQLite"} (${c.database_location})`,
   );
   lines.push(`${c.rounds} rounds per server, interleaved relay/homeserver; figures are medians over rounds.`);
   lines.push("");
@@ -252,7 +285,18 @@ export function formatReport(summary: BenchSummary): string {
   lines.push(
     `Latency, open loop at ${num(summary.latency_rate_msgs_per_s)} msgs/s (due time -> receipt, ${c.latency_duration_s} s per round)`,
   );
-  const lRows = [["N", "relay p50", "relay p99", "homeserver p50", "homeserver p99", "p99 ratio", "server CPU (r/h)"]];
+  const lRows = [
+    [
+      "N",
+      "relay p50",
+      "relay p99",
+      "homeserver p50",
+      "homeserver p99",
+      "p99 ratio",
+      "loop delay p99 (r/h)",
+      "server CPU (r/h)",
+    ],
+  ];
   for (const row of summary.by_n) {
     lRows.push([
       num(row.n),
@@ -261,10 +305,14 @@ export function formatReport(summary: BenchSummary): string {
       row.homeserver === null ? "-" : `${num(row.homeserver.p50_ms, 2)} ms`,
       row.homeserver === null ? "-" : `${num(row.homeserver.p99_ms, 2)} ms`,
       num(row.p99_ratio, 2),
+      `${num(row.relay.loop_delay_p99_ms, 2)} / ${row.homeserver === null ? "-" : num(row.homeserver.loop_delay_p99_ms, 2)} ms`,
       `${num(row.relay.server_cpu_percent_at_rate)}% / ${row.homeserver === null ? "-" : `${num(row.homeserver.server_cpu_percent_at_rate)}%`}`,
     ]);
   }
   table(lRows);
+  lines.push(
+    "  loop delay: how late each server child's event loop ran a 1 ms timer during the recorded part of the latency rounds (monitorEventLoopDelay)",
+  );
   lines.push("");
   const ir = summary.idle.relay;
   const ih = summary.idle.homeserver;
@@ -283,7 +331,7 @@ export function formatReport(summary: BenchSummary): string {
     );
   }
   lines.push("");
-  lines.push(`Targets (headline N = ${num(summary.headline_n)})`);
+  lines.push(`Targets (headline N = ${num(summary.headline_n)}, homeserver on ${summary.database})`);
   const verdict = (pass: boolean | null): string => (pass === null ? "n/a" : pass ? "PASS" : "MISS");
   const t = summary.targets;
   table([

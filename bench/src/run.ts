@@ -2,10 +2,13 @@
  * One bench run: start the servers, register accounts, interleave relay and
  * homeserver rounds at each N, then measure idle memory on fresh processes.
  */
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { registerAccounts, type BenchAccount } from "./accounts.js";
+import { dropSchemas, schemaUrl } from "./cluster.js";
 import { waitForQuiet, type CpuShare } from "./cpu-usage.js";
 import { connectHomeserverPool, connectRelayPool, type DevicePool } from "./device-pool.js";
 import { measureIdleMemory, type IdleMemoryResult } from "./idle-memory.js";
@@ -30,9 +33,19 @@ export interface PhaseResult {
   homeserver: ServerRounds | undefined;
 }
 
+/** The CPU profile files of the homeserver during one N's rounds (with `--profile`). */
+export interface PhaseProfile {
+  n: number;
+  /** The main thread's file first, then one per worker thread. */
+  files: string[];
+}
+
 /** The raw result of a run. */
 export interface BenchResult {
   options: BenchOptions;
+  /** The homeserver's database, and where (PostgreSQL: the URL without credentials, and the run's schema). */
+  database: { kind: BenchOptions["database"]; where: string };
+  profiles: PhaseProfile[];
   startedAt: string;
   elapsedS: number;
   payload: { relayBytes: number; whisperBytes: number; whisperBase64Chars: number; whisperPlaintextBytes: number };
@@ -79,8 +92,17 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     throw new Error(`${homeserverScript} does not exist: run \`npm run build\` first (or pass --relay-only)`);
   }
   const tmpDir = `${repoRoot}.bench-tmp/run-${process.pid}-${Date.now()}`;
-  const fleet = new Fleet(`${tmpDir}/homeserver-data`);
+  // PostgreSQL: a fresh schema for this run (the homeserver migrates it at start), dropped at the end.
+  const schema =
+    options.database === "postgresql" ? `bench_${process.pid}_${randomBytes(3).toString("hex")}_main` : undefined;
+  const databaseUrl = schema === undefined ? undefined : schemaUrl(options.databaseUrl, schema).toString();
+  const fleet = new Fleet(`${tmpDir}/homeserver-data`, databaseUrl);
   await mkdir(`${tmpDir}/homeserver-data`, { recursive: true });
+  const profileDir = !options.profile
+    ? undefined
+    : resolve(repoRoot, options.profileDir ?? `.bench-tmp/profile-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+  if (profileDir !== undefined) await mkdir(profileDir, { recursive: true });
+  const profiles: PhaseProfile[] = [];
   try {
     const whisper = await createWhisperFixture(options.payloadBytes);
     const relayPayload = new Uint8Array(options.payloadBytes).fill(0xa5);
@@ -98,6 +120,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         baseUrl: homeserver.url,
         count: options.idleConnections,
         keys: createAccountKeys(),
+        // PostgreSQL pools are small; too many registrations at once only queue for a connection.
+        ...(databaseUrl === undefined ? {} : { concurrency: 8 }),
         onProgress: (done) => log(`registered ${done}/${options.idleConnections} accounts`),
       });
       registration = { accounts: accounts.length, ms: performance.now() - t };
@@ -129,7 +153,14 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           });
         }
         for (const c of contenders) await probe(c.pool);
+        const profiled = profileDir === undefined ? undefined : contenders.find((c) => c.kind === "homeserver");
+        if (profiled !== undefined) await profiled.server.startProfile(`${profileDir}/homeserver-n${n}.cpuprofile`);
         await runPhase(n, window, contenders, options, quiet);
+        if (profiled !== undefined) {
+          const files = await profiled.server.stopProfile();
+          profiles.push({ n, files });
+          log(`N = ${n}: homeserver CPU profile: ${files.join(", ") || "none written"}`);
+        }
       } finally {
         for (const c of contenders) c.pool.close();
       }
@@ -157,6 +188,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 
     return {
       options,
+      database: { kind: options.database, where: describeDatabase(databaseUrl, tmpDir) },
+      profiles,
       startedAt: new Date(Date.now() - (performance.now() - started)).toISOString(),
       elapsedS: (performance.now() - started) / 1000,
       payload: {
@@ -173,8 +206,19 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     };
   } finally {
     for (const server of [...fleet.running]) await fleet.stop(server);
-    if (!options.keepTmp) await rm(tmpDir, { recursive: true, force: true });
+    if (!options.keepTmp) {
+      await rm(tmpDir, { recursive: true, force: true });
+      if (schema !== undefined) await dropSchemas(options.databaseUrl, [schema]);
+    }
   }
+}
+
+/** Where the homeserver's data was, without a password. */
+function describeDatabase(databaseUrl: string | undefined, tmpDir: string): string {
+  if (databaseUrl === undefined) return `SQLite in ${tmpDir}/homeserver-data`;
+  const url = new URL(databaseUrl);
+  url.password = "";
+  return url.toString();
 }
 
 /** Throughput rounds, then latency rounds, each alternating relay and homeserver (A B A B). */
@@ -218,7 +262,11 @@ class Fleet {
   readonly running: ServerProcess[] = [];
   private readonly logged = new Map<string, { count: number; first: string[] }>();
 
-  constructor(private readonly dataDir: string) {}
+  constructor(
+    private readonly dataDir: string,
+    /** PostgreSQL (with the run's schema); undefined: SQLite in the data directory. */
+    private readonly databaseUrl: string | undefined,
+  ) {}
 
   async start(kind: ServerKind): Promise<ServerProcess> {
     const server = await startServer(
@@ -246,6 +294,7 @@ class Fleet {
               "off",
               "--log-level",
               homeserverLogLevel,
+              ...(this.databaseUrl === undefined ? [] : ["--database-url", this.databaseUrl]),
             ],
             cwd: repoRoot,
           },

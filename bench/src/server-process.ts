@@ -6,7 +6,18 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { gcDone, gcRequest } from "./gc-hook.js";
+import {
+  gcDone,
+  gcRequest,
+  loopDelayRead,
+  loopDelayReport,
+  loopDelayStart,
+  profileStart,
+  profileStarted,
+  profileStop,
+  profileStopped,
+  type LoopDelayFigures,
+} from "./child-hook.js";
 
 /** How to start one server child. */
 export interface ServerCommand {
@@ -48,11 +59,19 @@ export interface ServerProcess {
   cpuMs(): Promise<number>;
   /** Asks the child for a full GC over IPC and reports its memory after it. */
   collectGarbage(): Promise<GcReport>;
+  /** Clears the child's event-loop delay histogram and starts recording (returns at once). */
+  startLoopDelay(): void;
+  /** Stops recording and reads the histogram; undefined when nothing was recorded or the child did not answer. */
+  readLoopDelay(): Promise<LoopDelayFigures | undefined>;
+  /** Starts CPU profiles in the child (main thread and workers); the main thread's goes to `file` on stop. */
+  startProfile(file: string): Promise<void>;
+  /** Stops the profiles and resolves with the paths of the `.cpuprofile` files written. */
+  stopProfile(): Promise<string[]>;
   /** SIGTERM, then SIGKILL after a grace period. */
   stop(): Promise<void>;
 }
 
-const gcHookUrl = new URL("./gc-hook.js", import.meta.url).href;
+const childHookUrl = new URL("./child-hook.js", import.meta.url).href;
 /** Linux reports process times in clock ticks; USER_HZ is 100 on every Linux ABI node runs on. */
 const msPerTick = 10;
 const keptProblems = 20;
@@ -61,7 +80,7 @@ const keptProblems = 20;
 export async function startServer(command: ServerCommand): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
-    ["--expose-gc", "--import", gcHookUrl, ...(command.nodeArgs ?? []), command.script, ...command.args],
+    ["--expose-gc", "--import", childHookUrl, ...(command.nodeArgs ?? []), command.script, ...command.args],
     {
       stdio: ["ignore", "pipe", "pipe", "ipc"],
       ...(command.cwd === undefined ? {} : { cwd: command.cwd }),
@@ -126,6 +145,22 @@ export async function startServer(command: ServerCommand): Promise<ServerProcess
     rssBytes: async () => readRssBytes(pid),
     cpuMs: async () => readCpuMs(pid),
     collectGarbage: () => requestGc(child),
+    startLoopDelay: () => void child.send({ type: loopDelayStart }),
+    readLoopDelay: async () => {
+      const reply = await ask(child, { type: loopDelayRead }, loopDelayReport, 10_000);
+      return (reply as { figures?: LoopDelayFigures } | undefined)?.figures;
+    },
+    startProfile: async (file) => {
+      const reply = (await ask(child, { type: profileStart, file }, profileStarted, 10_000)) as
+        { ok: boolean; error?: string } | undefined;
+      if (reply?.ok !== true)
+        throw new Error(`${command.name}: profiler did not start: ${reply?.error ?? "no answer"}`);
+    },
+    stopProfile: async () => {
+      // Serialising a long profile takes a while in a busy child.
+      const reply = await ask(child, { type: profileStop }, profileStopped, 60_000);
+      return (reply as { files?: string[] } | undefined)?.files ?? [];
+    },
     stop: () => stopChild(child),
   };
 }
@@ -159,22 +194,27 @@ async function readCpuMs(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) * msPerTick;
 }
 
-function requestGc(child: ChildProcess): Promise<GcReport> {
-  return new Promise<GcReport>((resolve) => {
-    const onMessage = (message: unknown): void => {
-      if (typeof message === "object" && message !== null && (message as { type?: unknown }).type === gcDone) {
-        const reply = message as { collected?: unknown; memory?: NodeJS.MemoryUsage };
-        finish({ collected: reply.collected === true, memory: reply.memory });
-      }
+async function requestGc(child: ChildProcess): Promise<GcReport> {
+  const reply = (await ask(child, { type: gcRequest }, gcDone, 10_000)) as
+    { collected?: unknown; memory?: NodeJS.MemoryUsage } | undefined;
+  return { collected: reply?.collected === true, memory: reply?.memory };
+}
+
+/** Sends `message` over IPC and resolves with the first answer of type `replyType` (undefined after `timeoutMs`). */
+function ask(child: ChildProcess, message: object, replyType: string, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve) => {
+    const onMessage = (reply: unknown): void => {
+      if (typeof reply === "object" && reply !== null && (reply as { type?: unknown }).type === replyType)
+        finish(reply);
     };
-    const timer = setTimeout(() => finish({ collected: false, memory: undefined }), 10_000);
-    const finish = (report: GcReport): void => {
+    const timer = setTimeout(() => finish(undefined), timeoutMs);
+    const finish = (reply: unknown): void => {
       clearTimeout(timer);
       child.off("message", onMessage);
-      resolve(report);
+      resolve(reply);
     };
     child.on("message", onMessage);
-    child.send({ type: gcRequest });
+    child.send(message);
   });
 }
 
