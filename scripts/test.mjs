@@ -26,6 +26,7 @@ const files = [
   "plugins/dist/test",
   "testing/dist/test",
   "examples/dist/test",
+  "bench/dist/test",
 ]
   .filter((d) => existsSync(join(root, d)))
   .flatMap((d) => testFiles(join(root, d)))
