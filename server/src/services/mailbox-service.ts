@@ -364,26 +364,29 @@ export class MailboxService {
   }
 
   /**
-   * One batch of acknowledgements: one query for the owners of every id, one
-   * DELETE for the ids the acknowledging device owns (others' ids are
-   * skipped, as if already deleted). Envelopes never change owner, so the
-   * two need no transaction around them.
+   * One batch of acknowledgements: one transaction deletes each device's own
+   * acknowledged ids (others' ids are skipped, as if already deleted) and
+   * releases what they held.
    */
   private async commitAcks(items: AckItem[]): Promise<Outcome<number>[]> {
-    const owners = new Map(
-      (await this.envelopes.owners([...new Set(items.flatMap((i) => i.ids))])).map((o) => [o.id, o]),
+    const deleted = await this.envelopes.deleteAcknowledged(
+      items.map((i) => ({ accountId: i.device.accountId, deviceId: i.device.deviceId, ids: i.ids })),
     );
-    const deletable: string[] = [];
-    const results = items.map((item): Outcome<number> => {
-      const found = item.ids
-        .flatMap((id) => owners.get(id) ?? [])
-        .filter((o) => o.accountId === item.device.accountId && o.deviceId === item.device.deviceId);
-      deletable.push(...found.map((o) => o.id));
-      return { value: found.length };
+    this.metrics?.envelopesDelivered.inc(deleted.length);
+    const owner = new Map(deleted.map((d) => [d.id, d]));
+    // An id the same device acknowledged twice in one batch counts once.
+    const counted = new Set<string>();
+    return items.map((item): Outcome<number> => {
+      let count = 0;
+      for (const id of item.ids) {
+        const row = owner.get(id);
+        if (row?.accountId !== item.device.accountId || row.deviceId !== item.device.deviceId || counted.has(id))
+          continue;
+        counted.add(id);
+        count++;
+      }
+      return { value: count };
     });
-    const deleted = await this.envelopes.deleteIds([...new Set(deletable)]);
-    this.metrics?.envelopesDelivered.inc(deleted);
-    return results;
   }
 }
 

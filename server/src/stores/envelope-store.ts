@@ -98,12 +98,7 @@ export class EnvelopeStore {
           ("id", "accountId", "deviceId", "type", "sourceAccountId", "sourceDeviceId", "content", "sharedPayloadId", "size", "serverTimestamp", "expiresAt")
           VALUES ${Prisma.join(rows)}`;
       }),
-      ...chunks(usageDeltas(envelopes, 1), 500).map(
-        (chunk) => this.db.$executeRaw`INSERT INTO "MailboxUsage" ("accountId", "deviceId", "envelopes", "bytes")
-        VALUES ${Prisma.join(chunk.map((u) => Prisma.sql`(${u.accountId}, ${u.deviceId}, ${u.envelopes}, ${u.bytes})`))}
-        ON CONFLICT ("accountId", "deviceId") DO UPDATE SET
-          "envelopes" = "MailboxUsage"."envelopes" + excluded."envelopes", "bytes" = "MailboxUsage"."bytes" + excluded."bytes"`,
-      ),
+      ...chunks(usageDeltas(envelopes, 1), 500).map((chunk) => this.db.$executeRaw(addUsage(chunk))),
       ...alongside,
     ];
     await this.db.$transaction(statements);
@@ -155,35 +150,35 @@ export class EnvelopeStore {
     });
   }
 
-  /** Which device each of these envelope ids is queued for (unknown ids are absent). */
-  async owners(ids: string[]): Promise<{ id: string; accountId: string; deviceId: number }[]> {
-    const rows = await Promise.all(
-      chunks(ids, 1000).map(
-        (chunk) =>
-          this.db.$queryRaw<{ id: string; accountId: string; deviceId: number }[]>`
-          SELECT "id", "accountId", "deviceId" FROM "Envelope" WHERE "id" IN (${Prisma.join(chunk)})`,
-      ),
-    );
-    return rows.flat().map((r) => ({ ...r, deviceId: Number(r.deviceId) }));
-  }
-
   /**
-   * Deletes envelopes by id, takes what they held off their devices' usage
+   * Deletes the envelopes each device acknowledged, only where they are
+   * queued for that device (an id queued for another device, or already
+   * deleted, is left alone), takes what they held off their devices' usage
    * and deletes the shared payloads no envelope refers to any more, in one
-   * transaction.
+   * transaction: one DELETE per 500 ids, one usage statement.
+   * @returns the deleted envelopes' ids and devices
    */
-  async deleteIds(ids: string[]): Promise<number> {
-    if (!ids.length) return 0;
+  async deleteAcknowledged(
+    acks: { accountId: string; deviceId: number; ids: string[] }[],
+  ): Promise<{ id: string; accountId: string; deviceId: number }[]> {
+    const groups = acks.flatMap((a) => chunks(a.ids, 500).map((ids) => ({ ...a, ids })));
+    if (!groups.length) return [];
     return this.db.$transaction(async (tx) => {
-      const deleted: DeletedRow[] = [];
-      for (const chunk of chunks(ids, 1000)) {
+      const deleted: (DeletedRow & { id: string })[] = [];
+      for (const chunk of chunksBy(groups, 500, (g) => g.ids.length)) {
+        const owned = chunk.map(
+          (g) =>
+            Prisma.sql`("accountId" = ${g.accountId} AND "deviceId" = ${g.deviceId} AND "id" IN (${Prisma.join(g.ids)}))`,
+        );
         deleted.push(
-          ...(await tx.$queryRaw<DeletedRow[]>`DELETE FROM "Envelope" WHERE "id" IN (${Prisma.join(chunk)})
-          RETURNING "accountId", "deviceId", "size", "sharedPayloadId"`),
+          ...(await tx.$queryRaw<
+            (DeletedRow & { id: string })[]
+          >`DELETE FROM "Envelope" WHERE ${Prisma.join(owned, " OR ")}
+          RETURNING "id", "accountId", "deviceId", "size", "sharedPayloadId"`),
         );
       }
       await release(tx, deleted);
-      return deleted.length;
+      return deleted.map((d) => ({ id: d.id, accountId: d.accountId, deviceId: Number(d.deviceId) }));
     });
   }
 
@@ -213,16 +208,25 @@ type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
 /** Takes deleted envelopes off their devices' usage and deletes the shared payloads they were the last to use. */
 async function release(tx: Tx, deleted: DeletedRow[]): Promise<void> {
   const rows = deleted.map((d) => ({ ...d, deviceId: Number(d.deviceId), size: Number(d.size) }));
-  // Devices in one order in every transaction, so two transactions never wait on each other's rows.
-  for (const u of usageDeltas(rows, -1)) {
-    await tx.$executeRaw`UPDATE "MailboxUsage" SET "envelopes" = "envelopes" + ${u.envelopes}, "bytes" = "bytes" + ${u.bytes}
-      WHERE "accountId" = ${u.accountId} AND "deviceId" = ${u.deviceId}`;
-  }
+  for (const chunk of chunks(usageDeltas(rows, -1), 500)) await tx.$executeRaw(addUsage(chunk));
   const shared = [...new Set(rows.flatMap((r) => r.sharedPayloadId ?? []))];
   for (const chunk of chunks(shared, 1000)) {
     await tx.$executeRaw`DELETE FROM "SharedPayload" WHERE "id" IN (${Prisma.join(chunk)}) AND NOT EXISTS
       (SELECT 1 FROM "Envelope" WHERE "Envelope"."sharedPayloadId" = "SharedPayload"."id")`;
   }
+}
+
+/**
+ * Adds envelope and byte deltas to devices' usage rows in one statement (a
+ * device's row is created with its first envelope, in the same transaction,
+ * so a negative delta always finds its row). Rows are sorted by device, so
+ * two transactions never wait on each other's rows in opposite orders.
+ */
+function addUsage(deltas: { accountId: string; deviceId: number; envelopes: number; bytes: number }[]): Prisma.Sql {
+  return Prisma.sql`INSERT INTO "MailboxUsage" ("accountId", "deviceId", "envelopes", "bytes")
+    VALUES ${Prisma.join(deltas.map((u) => Prisma.sql`(${u.accountId}, ${u.deviceId}, ${u.envelopes}, ${u.bytes})`))}
+    ON CONFLICT ("accountId", "deviceId") DO UPDATE SET
+      "envelopes" = "MailboxUsage"."envelopes" + excluded."envelopes", "bytes" = "MailboxUsage"."bytes" + excluded."bytes"`;
 }
 
 /** Envelope count and bytes per device (times `sign`), sorted by device. */
@@ -241,6 +245,24 @@ function usageDeltas(
   return [...byDevice.values()].sort((a, b) =>
     a.accountId < b.accountId ? -1 : a.accountId > b.accountId ? 1 : a.deviceId - b.deviceId,
   );
+}
+
+/** Consecutive groups of items whose weights add up to at most `size` (an item heavier than that is a group alone). */
+function chunksBy<T>(items: T[], size: number, weight: (item: T) => number): T[][] {
+  const out: T[][] = [];
+  let current: T[] = [];
+  let total = 0;
+  for (const item of items) {
+    if (current.length && total + weight(item) > size) {
+      out.push(current);
+      current = [];
+      total = 0;
+    }
+    current.push(item);
+    total += weight(item);
+  }
+  if (current.length) out.push(current);
+  return out;
 }
 
 function chunks<T>(items: T[], size: number): T[][] {
