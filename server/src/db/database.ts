@@ -80,7 +80,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     // …and leave the WAL too: its older frames hold rows as inserted until it is truncated.
     const checkpointMs = options.sqliteCheckpointMs ?? 2000;
     if (checkpointMs > 0)
-      checkpoints = startWalCheckpoints(prisma, checkpointMs, options.onCheckpointError ?? (() => {}));
+      checkpoints = startWalCheckpoints(prisma, checkpointMs, options.onCheckpointError ?? (() => {}), worker);
   } else {
     // search_path makes raw SQL (atomic key claims, health checks) see the same schema.
     const adapter = new PrismaPg(

@@ -8,6 +8,7 @@ import {
   type SqlResultSet,
   type Transaction,
 } from "@prisma/driver-adapter-utils";
+import { GroupCommit, type Member } from "./group-commit.js";
 import type { SqliteWorkerData, WorkerConnection, WorkerReply, WorkerRequest } from "./sqlite-worker-protocol.js";
 
 /** Options for {@link SqliteWorkerAdapterFactory}. */
@@ -26,11 +27,12 @@ type Request = WorkerRequest extends infer R ? (R extends unknown ? Omit<R, "id"
  * Prisma client, its query compiler and the stores stay on the main thread;
  * SQLite's work and its fsyncs move off it.
  *
- * Semantics are those of the better-sqlite3 adapter, with one difference
- * that makes them stricter: a write outside a transaction waits for the
- * open transaction to end instead of joining it, and a SELECT outside a
- * transaction runs on the worker's read-only connection, so it sees
- * committed rows only.
+ * Semantics are those of the better-sqlite3 adapter, stricter in two ways:
+ * a write outside a transaction waits its turn instead of joining whatever
+ * transaction is open, and a SELECT outside a transaction runs on the
+ * worker's read-only connection, so it sees committed rows only. Writes
+ * share commits through {@link GroupCommit}: every transaction, and every
+ * write outside one, resolves only once its group's COMMIT is durable.
  */
 export class SqliteWorkerAdapterFactory implements SqlDriverAdapterFactory {
   readonly provider = "sqlite";
@@ -109,19 +111,6 @@ function toError(error: NonNullable<WorkerReply["error"]>): Error {
   return Object.assign(new Error(error.message), { name: error.name });
 }
 
-/** One writer at a time: transactions, and writes outside them, queue here in order. */
-class WriterLock {
-  private tail: Promise<void> = Promise.resolve();
-
-  acquire(): Promise<() => void> {
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    const acquired = this.tail.then(() => release);
-    this.tail = this.tail.then(() => released);
-    return acquired;
-  }
-}
-
 const readOnly = /^\s*SELECT\b/i;
 
 class WorkerQueryable {
@@ -137,20 +126,30 @@ class WorkerQueryable {
   }
 }
 
+/** Statements that must run outside any transaction: PRAGMAs (journal mode, checkpoints). */
+const outsideTransactions = /^\s*PRAGMA\b/i;
+
 class SqliteWorkerAdapter extends WorkerQueryable implements SqlDriverAdapter {
-  private readonly lock = new WriterLock();
+  private readonly writer: GroupCommit;
+
+  constructor(channel: WorkerChannel) {
+    super(channel);
+    this.writer = new GroupCommit(async (sql) => {
+      await this.run("writer", "execute", { sql, args: [], argTypes: [] });
+    });
+  }
 
   queryRaw(query: SqlQuery): Promise<SqlResultSet> {
     if (readOnly.test(query.sql)) return this.run("reader", "query", query);
-    return this.exclusive(() => this.run("writer", "query", query));
+    return this.write(query, () => this.run("writer", "query", query));
   }
 
   executeRaw(query: SqlQuery): Promise<number> {
-    return this.exclusive(() => this.run("writer", "execute", query));
+    return this.write(query, () => this.run("writer", "execute", query));
   }
 
   executeScript(script: string): Promise<void> {
-    return this.exclusive(async () => {
+    return this.writer.alone(async () => {
       await this.channel.call({ connection: "writer", kind: "script", script });
     });
   }
@@ -159,61 +158,67 @@ class SqliteWorkerAdapter extends WorkerQueryable implements SqlDriverAdapter {
     if (isolationLevel && isolationLevel !== "SERIALIZABLE") {
       throw new DriverAdapterError({ kind: "InvalidIsolationLevel", level: isolationLevel });
     }
-    const release = await this.lock.acquire();
-    try {
-      await this.run("writer", "execute", { sql: "BEGIN", args: [], argTypes: [] });
-    } catch (error) {
-      release();
-      throw error;
-    }
-    return new WorkerTransaction(this.channel, release);
+    return new WorkerTransaction(this.channel, this.writer, await this.writer.begin());
   }
 
   dispose(): Promise<void> {
     return this.channel.close();
   }
 
-  private async exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const release = await this.lock.acquire();
+  /** A write outside a transaction is a one-statement member of the group (a PRAGMA runs alone). */
+  private async write<T>(query: SqlQuery, statement: () => Promise<T>): Promise<T> {
+    if (outsideTransactions.test(query.sql)) return this.writer.alone(statement);
+    const member = await this.writer.begin();
+    let result: T;
     try {
-      return await work();
-    } finally {
-      release();
+      result = await statement();
+    } catch (error) {
+      this.writer.statementFailed(error);
+      await this.writer.end(member, false);
+      throw error;
     }
+    await this.writer.end(member, true);
+    return result;
   }
 }
 
 /**
- * An open transaction on the writer. Prisma sends COMMIT or ROLLBACK as a
- * statement first, then calls commit() or rollback(), which only let the
- * next writer in (as in the better-sqlite3 adapter).
+ * A transaction: a member of the writer's group (group-commit.ts). Prisma
+ * sends COMMIT or ROLLBACK as a statement, then calls commit() or
+ * rollback(); the statement ends the member (a COMMIT resolves once the
+ * group's COMMIT is durable), and the calls after it do nothing more.
  */
 class WorkerTransaction extends WorkerQueryable implements Transaction {
   readonly options = { usePhantomQuery: false };
+  private ended = false;
 
   constructor(
     channel: WorkerChannel,
-    private readonly release: () => void,
+    private readonly writer: GroupCommit,
+    private readonly member: Member,
   ) {
     super(channel);
   }
 
-  queryRaw(query: SqlQuery): Promise<SqlResultSet> {
-    return this.run("writer", "query", query);
+  async queryRaw(query: SqlQuery): Promise<SqlResultSet> {
+    return this.statement(() => this.run("writer", "query", query));
   }
 
-  executeRaw(query: SqlQuery): Promise<number> {
-    return this.run("writer", "execute", query);
+  async executeRaw(query: SqlQuery): Promise<number> {
+    const sql = query.sql.trim().toUpperCase();
+    if (sql === "COMMIT" || sql === "ROLLBACK") {
+      await this.end(sql === "COMMIT");
+      return 0;
+    }
+    return this.statement(() => this.run("writer", "execute", query));
   }
 
   commit(): Promise<void> {
-    this.release();
-    return Promise.resolve();
+    return this.end(true);
   }
 
   rollback(): Promise<void> {
-    this.release();
-    return Promise.resolve();
+    return this.end(false);
   }
 
   async createSavepoint(name: string): Promise<void> {
@@ -226,5 +231,21 @@ class WorkerTransaction extends WorkerQueryable implements Transaction {
 
   async releaseSavepoint(name: string): Promise<void> {
     await this.executeRaw({ sql: `RELEASE SAVEPOINT ${name}`, args: [], argTypes: [] });
+  }
+
+  private async statement<T>(run: () => Promise<T>): Promise<T> {
+    if (this.ended) throw new Error("The transaction has ended");
+    try {
+      return await run();
+    } catch (error) {
+      this.writer.statementFailed(error);
+      throw error;
+    }
+  }
+
+  private async end(commit: boolean): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    await this.writer.end(this.member, commit);
   }
 }

@@ -18,23 +18,28 @@ export interface WalCheckpoints {
  * the bench. A checkpoint that cannot finish (another process reading) is
  * retried at the next interval; failures never reach requests.
  */
-export function startWalCheckpoints(prisma: Db, intervalMs: number, onError: (error: unknown) => void): WalCheckpoints {
+export function startWalCheckpoints(
+  prisma: Db,
+  intervalMs: number,
+  onError: (error: unknown) => void,
+  inWorker = false,
+): WalCheckpoints {
   let running = false;
   const timer = setInterval(() => {
     // One at a time: a slow disk must not queue checkpoints up.
     if (running) return;
     running = true;
-    // Inside a (deferred, empty) transaction: the adapter's one connection then waits for any
-    // open write transaction to end first; a checkpoint in the middle of one fails with SQLITE_LOCKED.
-    prisma
-      .$transaction((tx) => tx.$queryRawUnsafe("PRAGMA wal_checkpoint(TRUNCATE)"))
-      .then(
-        () => (running = false),
-        (error: unknown) => {
-          running = false;
-          onError(error);
-        },
-      );
+    // A checkpoint in the middle of a write transaction fails with SQLITE_LOCKED. The storage worker's adapter runs a
+    // PRAGMA alone, after the open group commits; the in-thread adapter waits for open transactions only when
+    // asked for one (deferred and empty, so it takes no lock itself).
+    const pragma = "PRAGMA wal_checkpoint(TRUNCATE)";
+    (inWorker ? prisma.$queryRawUnsafe(pragma) : prisma.$transaction((tx) => tx.$queryRawUnsafe(pragma))).then(
+      () => (running = false),
+      (error: unknown) => {
+        running = false;
+        onError(error);
+      },
+    );
   }, intervalMs);
   timer.unref();
   return { stop: () => clearInterval(timer) };
