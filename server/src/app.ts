@@ -89,6 +89,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   const metrics: Metrics = new Metrics(
     () => services.mailbox.queueDepth(),
     () => droppedLogLines(logger),
+    () => database.writerStats(),
   );
   const services = createServices(config, database, {
     plugins,

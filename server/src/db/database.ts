@@ -6,6 +6,7 @@ import type { SqliteSynchronous } from "../config.js";
 import { parseDatabaseUrl, type DatabaseTarget } from "./database-url.js";
 import { makeSqliteFilesPrivate } from "./file-modes.js";
 import { migrate, readMigrations } from "./migrate.js";
+import type { GroupCommitStats } from "./group-commit.js";
 import { SqliteWorkerAdapterFactory } from "./sqlite-worker-adapter.js";
 import { startWalCheckpoints, type WalCheckpoints } from "./wal-checkpoints.js";
 
@@ -23,6 +24,8 @@ export type Bytes = Uint8Array<ArrayBuffer>;
 export interface Database {
   readonly provider: DatabaseTarget["provider"];
   readonly prisma: Db;
+  /** SQLite with the storage worker: its commits so far (each served one or more transactions); null otherwise. */
+  writerStats(): GroupCommitStats | null;
   /** Whether the database answers and every committed migration is applied. */
   check(): Promise<{ database: boolean; migrations: boolean }>;
   close(): Promise<void>;
@@ -64,11 +67,11 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
 
   let prisma: Db;
   let checkpoints: WalCheckpoints | null = null;
+  let workerAdapter: SqliteWorkerAdapterFactory | null = null;
   if (target.provider === "sqlite") {
     const worker = (options.sqliteWorker ?? true) && target.path !== ":memory:";
-    const adapter = worker
-      ? new SqliteWorkerAdapterFactory({ path: target.path, timeoutMs: 5000 })
-      : new PrismaBetterSqlite3({ url: target.path, timeout: 5000 });
+    if (worker) workerAdapter = new SqliteWorkerAdapterFactory({ path: target.path, timeoutMs: 5000 });
+    const adapter = workerAdapter ?? new PrismaBetterSqlite3({ url: target.path, timeout: 5000 });
     prisma = new SqliteClient({ adapter });
     // These pragmas apply to the connection that writes (the worker's reader only reads).
     await prisma.$queryRawUnsafe("PRAGMA journal_mode = WAL");
@@ -93,6 +96,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   return {
     provider: target.provider,
     prisma,
+    writerStats: () => workerAdapter?.stats() ?? null,
     async check() {
       try {
         const rows = await prisma.$queryRawUnsafe<{ migration_name: string }[]>(

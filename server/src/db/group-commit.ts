@@ -27,6 +27,14 @@ export interface GroupCommitLimits {
   maxAgeMs?: number;
 }
 
+/** What the writer has committed so far. */
+export interface GroupCommitStats {
+  /** COMMITs that succeeded (one fsync each with `synchronous=FULL`). */
+  commits: number;
+  /** Transactions and single writes they committed. */
+  members: number;
+}
+
 /** A transaction inside the group: its savepoint. */
 export interface Member {
   readonly savepoint: string;
@@ -52,6 +60,7 @@ export class GroupCommit {
   private readonly waiters: { joinable: boolean; grant: () => void }[] = [];
   private group: Group | null = null;
   private nextSavepoint = 0;
+  private readonly counts: GroupCommitStats = { commits: 0, members: 0 };
   private readonly maxMembers: number;
   private readonly maxAgeMs: number;
 
@@ -61,6 +70,11 @@ export class GroupCommit {
   ) {
     this.maxMembers = limits.maxMembers ?? 64;
     this.maxAgeMs = limits.maxAgeMs ?? 20;
+  }
+
+  /** Commits and committed members so far. */
+  stats(): GroupCommitStats {
+    return { ...this.counts };
   }
 
   /** Starts a member: BEGIN if no group is open, then the member's savepoint. */
@@ -158,6 +172,10 @@ export class GroupCommit {
       failure ??= error;
       // A failed COMMIT can leave the transaction open; SQLite may also have rolled it back already.
       await this.run("ROLLBACK").catch(() => {});
+    }
+    if (!failure) {
+      this.counts.commits++;
+      this.counts.members += group.durable.length;
     }
     for (const member of group.durable) {
       if (failure) member.reject(failure);

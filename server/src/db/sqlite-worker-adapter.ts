@@ -8,7 +8,7 @@ import {
   type SqlResultSet,
   type Transaction,
 } from "@prisma/driver-adapter-utils";
-import { GroupCommit, type Member } from "./group-commit.js";
+import { GroupCommit, type GroupCommitStats, type Member } from "./group-commit.js";
 import type { SqliteWorkerData, WorkerConnection, WorkerReply, WorkerRequest } from "./sqlite-worker-protocol.js";
 
 /** Options for {@link SqliteWorkerAdapterFactory}. */
@@ -37,12 +37,18 @@ type Request = WorkerRequest extends infer R ? (R extends unknown ? Omit<R, "id"
 export class SqliteWorkerAdapterFactory implements SqlDriverAdapterFactory {
   readonly provider = "sqlite";
   readonly adapterName = "@prisma/adapter-better-sqlite3";
+  private adapter: SqliteWorkerAdapter | null = null;
 
   constructor(private readonly options: SqliteWorkerOptions) {}
 
   async connect(): Promise<SqlDriverAdapter> {
     const channel = await WorkerChannel.start({ path: this.options.path, timeoutMs: this.options.timeoutMs ?? 5000 });
-    return new SqliteWorkerAdapter(channel);
+    return (this.adapter = new SqliteWorkerAdapter(channel));
+  }
+
+  /** The writer's commits so far (zero before the first query connects the adapter). */
+  stats(): GroupCommitStats {
+    return this.adapter?.writer.stats() ?? { commits: 0, members: 0 };
   }
 }
 
@@ -130,7 +136,7 @@ class WorkerQueryable {
 const outsideTransactions = /^\s*PRAGMA\b/i;
 
 class SqliteWorkerAdapter extends WorkerQueryable implements SqlDriverAdapter {
-  private readonly writer: GroupCommit;
+  readonly writer: GroupCommit;
 
   constructor(channel: WorkerChannel) {
     super(channel);

@@ -1,5 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import type { Event as SocketPacket } from "socket.io";
+import type { GroupCommitStats } from "../db/group-commit.js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
 /**
@@ -45,8 +46,13 @@ export class Metrics {
   /**
    * @param queueDepth counts the envelopes waiting in every mailbox (one COUNT query)
    * @param droppedLogLines the log destination's count of dropped lines so far (it exists before the metrics)
+   * @param writerStats SQLite's storage worker: commits and the transactions they served so far
    */
-  constructor(queueDepth: () => Promise<number>, droppedLogLines: () => number = () => 0) {
+  constructor(
+    queueDepth: () => Promise<number>,
+    droppedLogLines: () => number = () => 0,
+    writerStats: () => GroupCommitStats | null = () => null,
+  ) {
     collectDefaultMetrics({ register: this.registry, prefix: "zimchat_" });
     const registers = [this.registry];
     this.connectedDevices = new Gauge({
@@ -116,6 +122,27 @@ export class Metrics {
       labelNames: ["event"],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
+    });
+    const seen = { commits: 0, members: 0 };
+    new Counter({
+      name: "zimchat_storage_commits_total",
+      help: "SQLite storage worker: COMMITs of the writer (one fsync each); 0 on PostgreSQL",
+      registers,
+      collect() {
+        const stats = writerStats();
+        if (stats && stats.commits > seen.commits) this.inc(stats.commits - seen.commits);
+        if (stats) seen.commits = stats.commits;
+      },
+    });
+    new Counter({
+      name: "zimchat_storage_transactions_total",
+      help: "SQLite storage worker: transactions and single writes committed (group commit: several per COMMIT)",
+      registers,
+      collect() {
+        const stats = writerStats();
+        if (stats && stats.members > seen.members) this.inc(stats.members - seen.members);
+        if (stats) seen.members = stats.members;
+      },
     });
     // Scrapes that overlap share one COUNT query.
     let counting: Promise<number> | null = null;
