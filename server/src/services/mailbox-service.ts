@@ -280,7 +280,7 @@ export class MailboxService {
   }
 
   /**
-   * One batch of sends: one query for every destination's devices, one for
+   * One batch of sends: one query for every destination's devices and
    * their mailbox usage (a send over a cap is refused, 507 `mailbox_full`),
    * then one transaction with every accepted envelope, the shared payloads
    * of multi-recipient sends and the usage increments (if it fails, the
@@ -295,10 +295,10 @@ export class MailboxService {
     const now = coarseTimestamp(acceptedAt);
     const committed: { envelope: NewEnvelope; content: string }[] = [];
     const shared = new Map<string, NewSharedPayload>();
-    const devices = await this.accounts.devicesOf([
+    const { devices, usage } = await this.envelopes.recipients([
       ...new Set(items.flatMap((i) => i.destinations.map((d) => d.uuid))),
     ]);
-    const budget = await this.budgetFor(items);
+    const budget = new MailboxBudget(this.caps, usage);
     const outcomes = items.map((item): Outcome<MultiRecipientResponse> => {
       const refusal = refuseSend(item, devices);
       if (refusal) return { error: refusal };
@@ -355,12 +355,6 @@ export class MailboxService {
       for (const listener of this.listeners) listener(deliveries);
     }
     return outcomes;
-  }
-
-  /** The stored usage of every device a batch sends to, read once, as a running budget. */
-  private async budgetFor(items: SendItem[]): Promise<MailboxBudget> {
-    const accounts = new Set(items.flatMap((i) => i.destinations.map((d) => d.uuid)));
-    return new MailboxBudget(this.caps, await this.envelopes.usage([...accounts]));
   }
 
   /**
