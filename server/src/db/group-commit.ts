@@ -16,7 +16,7 @@
  * no member is told its work is committed when it is not.
  */
 
-/** Runs one statement with no arguments on the writer connection. */
+/** Runs statements without arguments (one, or several separated by `;`) on the writer connection. */
 export type RunStatement = (sql: string) => Promise<void>;
 
 /** Limits of one group. */
@@ -77,47 +77,50 @@ export class GroupCommit {
     return { ...this.counts };
   }
 
-  /** Starts a member: BEGIN if no group is open, then the member's savepoint. */
+  /** Starts a member: BEGIN if no group is open, then the member's savepoint (one round trip). */
   async begin(): Promise<Member> {
     await this.acquire(true);
     const savepoint = `zimchat_member_${this.nextSavepoint++}`;
+    const group = this.group;
     try {
-      if (!this.group) {
-        await this.run("BEGIN");
-        this.group = { startedAt: Date.now(), members: 0, poisoned: null, durable: [] };
-      }
-      this.group.members++;
-      await this.run(`SAVEPOINT ${savepoint}`);
+      await this.run(group ? `SAVEPOINT ${savepoint}` : `BEGIN; SAVEPOINT ${savepoint}`);
     } catch (error) {
-      if (this.group) {
-        this.group.poisoned ??= error;
-        await this.next();
-      } else this.release();
+      if (group) {
+        group.poisoned ??= error;
+        await this.close(group, "");
+      } else {
+        await this.run("ROLLBACK").catch(() => {});
+        this.release();
+      }
       throw error;
     }
+    this.group ??= { startedAt: Date.now(), members: 0, poisoned: null, durable: [] };
+    this.group.members++;
     return { savepoint };
   }
 
   /**
    * Ends a member. A commit resolves once the group's COMMIT has (it
    * rejects if the group rolled back); a rollback undoes the member's
-   * savepoint only.
+   * savepoint only. The last member of a group releases its savepoint and
+   * commits in one round trip.
    */
   async end(member: Member, commit: boolean): Promise<void> {
     const group = this.group!;
-    let failed: unknown = null;
-    try {
-      if (!commit) await this.run(`ROLLBACK TO SAVEPOINT ${member.savepoint}`);
-      await this.run(`RELEASE SAVEPOINT ${member.savepoint}`);
-    } catch (error) {
-      failed = error;
-      group.poisoned ??= error;
-    }
-    const durable =
-      commit && !failed ? new Promise<void>((resolve, reject) => group.durable.push({ resolve, reject })) : null;
-    await this.next();
-    if (failed) throw failed;
-    await durable;
+    const release = `${commit ? "" : `ROLLBACK TO SAVEPOINT ${member.savepoint}; `}RELEASE SAVEPOINT ${member.savepoint}`;
+    const durable = commit ? new Promise<void>((resolve, reject) => group.durable.push({ resolve, reject })) : null;
+    if (this.takesAnother(group)) {
+      try {
+        await this.run(release);
+        // The next waiting member joins the open group.
+        this.waiters.shift()!.grant();
+      } catch (error) {
+        group.poisoned ??= error;
+        await this.close(group, "");
+      }
+    } else await this.close(group, group.poisoned ? "" : `${release}; `);
+    // A rolled-back member is done whatever became of the group.
+    if (durable) await durable;
   }
 
   /** Notes a failed statement of the running member: one that may have ended the transaction poisons the group. */
@@ -150,24 +153,24 @@ export class GroupCommit {
     else this.holder = false;
   }
 
-  /** After a member: the next waiting member joins the open group, or the group commits and the writer is free. */
-  private async next(): Promise<void> {
-    const group = this.group!;
+  /** Whether the group stays open for the member waiting next. */
+  private takesAnother(group: Group): boolean {
     const waiting = this.waiters[0];
-    if (
-      waiting?.joinable &&
+    return (
+      waiting !== undefined &&
+      waiting.joinable &&
       !group.poisoned &&
       group.members < this.maxMembers &&
       Date.now() - group.startedAt < this.maxAgeMs
-    ) {
-      this.waiters.shift();
-      waiting.grant();
-      return;
-    }
+    );
+  }
+
+  /** Ends the group (after `before`, the last member's release): COMMIT, or ROLLBACK if poisoned; frees the writer. */
+  private async close(group: Group, before: string): Promise<void> {
     this.group = null;
     let failure = group.poisoned;
     try {
-      await this.run(failure ? "ROLLBACK" : "COMMIT");
+      await this.run(failure ? "ROLLBACK" : `${before}COMMIT`);
     } catch (error) {
       failure ??= error;
       // A failed COMMIT can leave the transaction open; SQLite may also have rolled it back already.

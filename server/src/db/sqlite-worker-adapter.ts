@@ -140,8 +140,8 @@ class SqliteWorkerAdapter extends WorkerQueryable implements SqlDriverAdapter {
 
   constructor(channel: WorkerChannel) {
     super(channel);
-    this.writer = new GroupCommit(async (sql) => {
-      await this.run("writer", "execute", { sql, args: [], argTypes: [] });
+    this.writer = new GroupCommit(async (script) => {
+      await this.channel.call({ connection: "writer", kind: "script", script });
     });
   }
 
