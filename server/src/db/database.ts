@@ -1,5 +1,6 @@
 import { PrismaBetterSqlite3 } from "@prisma/adapter-better-sqlite3";
 import { PrismaPg } from "@prisma/adapter-pg";
+import type { SqlDriverAdapterFactory } from "@prisma/driver-adapter-utils";
 import { PrismaClient as SqliteClient } from "../generated/prisma-sqlite/client.js";
 import { PrismaClient as PostgresClient } from "../generated/prisma-postgresql/client.js";
 import type { SqliteSynchronous } from "../config.js";
@@ -7,6 +8,7 @@ import { parseDatabaseUrl, type DatabaseTarget } from "./database-url.js";
 import { makeSqliteFilesPrivate } from "./file-modes.js";
 import { migrate, readMigrations } from "./migrate.js";
 import type { GroupCommitStats } from "./group-commit.js";
+import { SharedAdapterFactory, SqlRunner } from "./sql-runner.js";
 import { SqliteWorkerAdapterFactory } from "./sqlite-worker-adapter.js";
 import { startWalCheckpoints, type WalCheckpoints } from "./wal-checkpoints.js";
 
@@ -24,6 +26,8 @@ export type Bytes = Uint8Array<ArrayBuffer>;
 export interface Database {
   readonly provider: DatabaseTarget["provider"];
   readonly prisma: Db;
+  /** Raw SQL on the Prisma client's own driver adapter, for the delivery path's statements (stores only). */
+  readonly sql: SqlRunner;
   /** SQLite with the storage worker: its commits so far (each served one or more transactions); null otherwise. */
   writerStats(): GroupCommitStats | null;
   /** Whether the database answers and every committed migration is applied. */
@@ -66,13 +70,14 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   const expected = readMigrations(target.provider).map((m) => m.name);
 
   let prisma: Db;
+  let shared: SharedAdapterFactory<SqlDriverAdapterFactory>;
   let checkpoints: WalCheckpoints | null = null;
   let workerAdapter: SqliteWorkerAdapterFactory | null = null;
   if (target.provider === "sqlite") {
     const worker = (options.sqliteWorker ?? true) && target.path !== ":memory:";
     if (worker) workerAdapter = new SqliteWorkerAdapterFactory({ path: target.path, timeoutMs: 5000 });
-    const adapter = workerAdapter ?? new PrismaBetterSqlite3({ url: target.path, timeout: 5000 });
-    prisma = new SqliteClient({ adapter });
+    shared = new SharedAdapterFactory(workerAdapter ?? new PrismaBetterSqlite3({ url: target.path, timeout: 5000 }));
+    prisma = new SqliteClient({ adapter: shared });
     // These pragmas apply to the connection that writes (the worker's reader only reads).
     await prisma.$queryRawUnsafe("PRAGMA journal_mode = WAL");
     await prisma.$executeRawUnsafe(`PRAGMA synchronous = ${options.sqliteSynchronous ?? "FULL"}`);
@@ -90,12 +95,16 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       { connectionString: target.connectionString, max: 10, options: `-c search_path="${target.schema}"` },
       { schema: target.schema },
     );
-    prisma = new PostgresClient({ adapter }) as unknown as Db;
+    shared = new SharedAdapterFactory(adapter);
+    prisma = new PostgresClient({ adapter: shared }) as unknown as Db;
   }
+
+  const sql = SqlRunner.on(await shared.connect());
 
   return {
     provider: target.provider,
     prisma,
+    sql,
     writerStats: () => workerAdapter?.stats() ?? null,
     async check() {
       try {

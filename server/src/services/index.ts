@@ -57,7 +57,7 @@ export function createServices(config: ServerConfig, database: Database, deps: S
     onRefused: metrics && ((name) => metrics.rateLimitRefusals.inc({ limit: name })),
   });
   const mailbox = new MailboxService(
-    new EnvelopeStore(prisma),
+    new EnvelopeStore(prisma, database.sql),
     accountStore,
     limiter,
     config.envelopeTtlMs,

@@ -1,4 +1,5 @@
 import type { Bytes, Db } from "../db/database.js";
+import type { SqlRunner } from "../db/sql-runner.js";
 import type { DeviceRef } from "./account-store.js";
 import { Prisma } from "../generated/prisma-sqlite/client.js";
 import { assembleForRecipient } from "../services/multi-recipient-message.js";
@@ -70,7 +71,14 @@ const envelopeSelect = {
  * compilation that made an ORM create cost ~16x a raw insert here.
  */
 export class EnvelopeStore {
-  constructor(private readonly db: Db) {}
+  /**
+   * @param sql the delivery path's statements (insert, recipients, ack) go
+   *   straight to the driver adapter (see {@link SqlRunner}); the rest through Prisma
+   */
+  constructor(
+    private readonly db: Db,
+    private readonly sql: SqlRunner,
+  ) {}
 
   /**
    * Inserts envelopes and the shared payloads they refer to, and adds them to
@@ -82,12 +90,12 @@ export class EnvelopeStore {
   async insertMany(
     envelopes: NewEnvelope[],
     shared: NewSharedPayload[] = [],
-    alongside: Prisma.PrismaPromise<unknown>[] = [],
+    alongside: Prisma.Sql[] = [],
   ): Promise<void> {
     if (!envelopes.length && !alongside.length) return;
-    const statements: Prisma.PrismaPromise<unknown>[] = [
+    const statements: Prisma.Sql[] = [
       ...chunks(shared, 100).map(
-        (chunk) => this.db.$executeRaw`INSERT INTO "SharedPayload" ("id", "content")
+        (chunk) => Prisma.sql`INSERT INTO "SharedPayload" ("id", "content")
         VALUES ${Prisma.join(chunk.map((p) => Prisma.sql`(${p.id}, ${p.content})`))}`,
       ),
       ...chunks(envelopes, 500).map((chunk) => {
@@ -95,14 +103,16 @@ export class EnvelopeStore {
           (e) =>
             Prisma.sql`(${e.id}, ${e.accountId}, ${e.deviceId}, ${e.type}, ${e.sourceAccountId}, ${e.sourceDeviceId}, ${e.content}, ${e.sharedPayloadId}, ${e.size}, ${e.serverTimestamp}, ${e.expiresAt})`,
         );
-        return this.db.$executeRaw`INSERT INTO "Envelope"
+        return Prisma.sql`INSERT INTO "Envelope"
           ("id", "accountId", "deviceId", "type", "sourceAccountId", "sourceDeviceId", "content", "sharedPayloadId", "size", "serverTimestamp", "expiresAt")
           VALUES ${Prisma.join(rows)}`;
       }),
-      ...chunks(usageDeltas(envelopes, 1), 500).map((chunk) => this.db.$executeRaw(addUsage(chunk))),
+      ...chunks(usageDeltas(envelopes, 1), 500).map(addUsage),
       ...alongside,
     ];
-    await this.db.$transaction(statements);
+    await this.sql.transaction(async (tx) => {
+      for (const statement of statements) await tx.execute(statement);
+    });
   }
 
   /**
@@ -116,18 +126,16 @@ export class EnvelopeStore {
     const devices = new Map<string, DeviceRef[]>();
     const usage = new Map<string, MailboxUsage>();
     for (const chunk of chunks(accountIds, 1000)) {
-      const rows = await this.db.$queryRaw<
-        {
-          accountId: string;
-          id: number;
-          registrationId: number;
-          envelopes: number | null;
-          bytes: number | bigint | null;
-        }[]
-      >`
+      const rows = await this.sql.query<{
+        accountId: string;
+        id: number;
+        registrationId: number;
+        envelopes: number | null;
+        bytes: number | bigint | null;
+      }>(Prisma.sql`
         SELECT d."accountId", d."id", d."registrationId", u."envelopes", u."bytes" FROM "Device" d
         LEFT JOIN "MailboxUsage" u ON u."accountId" = d."accountId" AND u."deviceId" = d."id"
-        WHERE d."accountId" IN (${Prisma.join(chunk)}) ORDER BY d."accountId", d."id"`;
+        WHERE d."accountId" IN (${Prisma.join(chunk)}) ORDER BY d."accountId", d."id"`);
       for (const r of rows) {
         const id = Number(r.id);
         const list = devices.get(r.accountId) ?? [];
@@ -182,7 +190,7 @@ export class EnvelopeStore {
   ): Promise<{ id: string; accountId: string; deviceId: number }[]> {
     const groups = acks.flatMap((a) => chunks(a.ids, 500).map((ids) => ({ ...a, ids })));
     if (!groups.length) return [];
-    return this.db.$transaction(async (tx) => {
+    return this.sql.transaction(async (tx) => {
       const deleted: (DeletedRow & { id: string })[] = [];
       for (const chunk of chunksBy(groups, 500, (g) => g.ids.length)) {
         const owned = chunk.map(
@@ -190,10 +198,8 @@ export class EnvelopeStore {
             Prisma.sql`("accountId" = ${g.accountId} AND "deviceId" = ${g.deviceId} AND "id" IN (${Prisma.join(g.ids)}))`,
         );
         deleted.push(
-          ...(await tx.$queryRaw<
-            (DeletedRow & { id: string })[]
-          >`DELETE FROM "Envelope" WHERE ${Prisma.join(owned, " OR ")}
-          RETURNING "id", "accountId", "deviceId", "size", "sharedPayloadId"`),
+          ...(await tx.query<DeletedRow & { id: string }>(Prisma.sql`DELETE FROM "Envelope"
+          WHERE ${Prisma.join(owned, " OR ")} RETURNING "id", "accountId", "deviceId", "size", "sharedPayloadId"`)),
         );
       }
       await release(tx, deleted);
@@ -208,9 +214,9 @@ export class EnvelopeStore {
 
   /** Deletes every envelope that expired before `now`. */
   async deleteExpired(now: number): Promise<number> {
-    const count = await this.db.$transaction(async (tx) => {
-      const deleted = await tx.$queryRaw<DeletedRow[]>`DELETE FROM "Envelope" WHERE "expiresAt" <= ${now}
-        RETURNING "accountId", "deviceId", "size", "sharedPayloadId"`;
+    const count = await this.sql.transaction(async (tx) => {
+      const deleted = await tx.query<DeletedRow>(Prisma.sql`DELETE FROM "Envelope" WHERE "expiresAt" <= ${now}
+        RETURNING "accountId", "deviceId", "size", "sharedPayloadId"`);
       await release(tx, deleted);
       return deleted.length;
     });
@@ -222,16 +228,14 @@ export class EnvelopeStore {
   }
 }
 
-type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
-
 /** Takes deleted envelopes off their devices' usage and deletes the shared payloads they were the last to use. */
-async function release(tx: Tx, deleted: DeletedRow[]): Promise<void> {
+async function release(tx: SqlRunner, deleted: DeletedRow[]): Promise<void> {
   const rows = deleted.map((d) => ({ ...d, deviceId: Number(d.deviceId), size: Number(d.size) }));
-  for (const chunk of chunks(usageDeltas(rows, -1), 500)) await tx.$executeRaw(addUsage(chunk));
+  for (const chunk of chunks(usageDeltas(rows, -1), 500)) await tx.execute(addUsage(chunk));
   const shared = [...new Set(rows.flatMap((r) => r.sharedPayloadId ?? []))];
   for (const chunk of chunks(shared, 1000)) {
-    await tx.$executeRaw`DELETE FROM "SharedPayload" WHERE "id" IN (${Prisma.join(chunk)}) AND NOT EXISTS
-      (SELECT 1 FROM "Envelope" WHERE "Envelope"."sharedPayloadId" = "SharedPayload"."id")`;
+    await tx.execute(Prisma.sql`DELETE FROM "SharedPayload" WHERE "id" IN (${Prisma.join(chunk)}) AND NOT EXISTS
+      (SELECT 1 FROM "Envelope" WHERE "Envelope"."sharedPayloadId" = "SharedPayload"."id")`);
   }
 }
 

@@ -11,8 +11,8 @@ export interface IdempotencyRecord {
   expiresAt: number;
 }
 
-/** A statement that has not run yet: Prisma runs it when awaited or inside `$transaction`. */
-export type PendingStatement = Prisma.PrismaPromise<unknown>;
+/** A statement that has not run yet: the envelope insert runs it in its own transaction. */
+export type PendingStatement = Prisma.Sql;
 
 /**
  * Idempotency keys of sends. The records are written by statements the
@@ -42,9 +42,8 @@ export class IdempotencyStore {
     const hashes = Prisma.join(records.map((r) => r.keyHash));
     const rows = records.map((r) => Prisma.sql`(${r.keyHash}, ${r.fingerprint}, ${r.answer}, ${r.expiresAt})`);
     return [
-      this.db.$executeRaw`DELETE FROM "SendIdempotency" WHERE "keyHash" IN (${hashes}) AND "expiresAt" <= ${now}`,
-      this.db
-        .$executeRaw`INSERT INTO "SendIdempotency" ("keyHash", "fingerprint", "answer", "expiresAt") VALUES ${Prisma.join(rows)}`,
+      Prisma.sql`DELETE FROM "SendIdempotency" WHERE "keyHash" IN (${hashes}) AND "expiresAt" <= ${now}`,
+      Prisma.sql`INSERT INTO "SendIdempotency" ("keyHash", "fingerprint", "answer", "expiresAt") VALUES ${Prisma.join(rows)}`,
     ];
   }
 
