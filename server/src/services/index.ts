@@ -67,7 +67,7 @@ export function createServices(config: ServerConfig, database: Database, deps: S
       maxEnvelopes: config.mailboxMaxEnvelopes,
       maxBytes: config.mailboxMaxBytes,
     },
-    new IdempotencyStore(prisma),
+    new IdempotencyStore(prisma, database.sql),
   );
   const invites = new InviteService(inviteStore);
   const attachments = new AttachmentService(new AttachmentStore(prisma, database.provider), {

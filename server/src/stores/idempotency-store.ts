@@ -1,3 +1,4 @@
+import type { SqlRunner } from "../db/sql-runner.js";
 import type { Db } from "../db/database.js";
 import { Prisma } from "../generated/prisma-sqlite/client.js";
 
@@ -20,14 +21,18 @@ export type PendingStatement = Prisma.Sql;
  * when its envelopes were committed.
  */
 export class IdempotencyStore {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly sql: SqlRunner,
+  ) {}
 
-  /** The unexpired records among these key hashes. */
+  /** The unexpired records among these key hashes (one query on the delivery path: straight to the adapter). */
   async find(keyHashes: string[], now: number): Promise<IdempotencyRecord[]> {
     if (!keyHashes.length) return [];
-    const rows = await this.db.sendIdempotency.findMany({
-      where: { keyHash: { in: keyHashes }, expiresAt: { gt: BigInt(now) } },
-    });
+    const rows = await this.sql.query<IdempotencyRecord & { expiresAt: number | bigint | string }>(
+      Prisma.sql`SELECT "keyHash", "fingerprint", "answer", "expiresAt" FROM "SendIdempotency"
+        WHERE "keyHash" IN (${Prisma.join(keyHashes)}) AND "expiresAt" > ${now}`,
+    );
     return rows.map((r) => ({ ...r, expiresAt: Number(r.expiresAt) }));
   }
 
