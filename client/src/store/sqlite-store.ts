@@ -44,6 +44,34 @@ class BoundedCache<K, V> extends Map<K, V> {
 }
 
 /**
+ * Writes made inside one transaction level (the transaction or one of its
+ * savepoints) that are held until the top-level commit: session records
+ * (the last one per address counts; null deletes), processed ids and
+ * messages (inserted as given).
+ */
+interface Deferred {
+  sessions: Map<string, Uint8Array<ArrayBuffer> | null>;
+  /** Every session was deleted at this level (before the entries in `sessions`). */
+  clearedSessions: boolean;
+  processed: Map<string, number>;
+  messages: StoredMessage[];
+}
+
+/** A released savepoint's held writes become its parent's. */
+function mergeInto(parent: Deferred, child: Deferred): void {
+  if (child.clearedSessions) {
+    parent.sessions.clear();
+    parent.clearedSessions = true;
+  }
+  for (const [address, record] of child.sessions) parent.sessions.set(address, record);
+  for (const [envelopeId, at] of child.processed)
+    if (!parent.processed.has(envelopeId)) parent.processed.set(envelopeId, at);
+  parent.messages.push(...child.messages);
+}
+
+const newLevel = (): Deferred => ({ sessions: new Map(), clearedSessions: false, processed: new Map(), messages: [] });
+
+/**
  * A device store in one SQLite file (WAL), readable and writable by its
  * owner only (mode 0600). Transactions are the database's: a crash
  * mid-transaction leaves the previous state.
@@ -63,11 +91,19 @@ class BoundedCache<K, V> extends Map<K, V> {
  * served from a cache that every write goes through; any rollback empties
  * it, and a commit by another connection (another process on the same file,
  * seen through `PRAGMA data_version`) does too.
+ *
+ * Inside a transaction, session records, processed ids and messages are
+ * held in memory (per savepoint, so a rolled-back savepoint drops its own)
+ * and written together just before the top-level COMMIT, in the same
+ * transaction: a batch saves each session once, and the inserts run back to
+ * back. Reads see them as if written.
  */
 export class SqliteDeviceStore implements DeviceStore {
   private readonly db: BetterSqlite3.Database;
   private readonly stmt: Record<string, BetterSqlite3.Statement>;
   private depth = 0;
+  /** Held writes of each open transaction level (index: depth - 1). */
+  private readonly levels: Deferred[] = [];
 
   // Read caches: undefined (or absent) means "not cached"; null caches "not stored".
   private local: LocalDevice | null | undefined = undefined;
@@ -171,6 +207,12 @@ export class SqliteDeviceStore implements DeviceStore {
     this.local = { ...local };
   }
   getSession(address: string): Uint8Array<ArrayBuffer> | null {
+    for (let i = this.levels.length - 1; i >= 0; i--) {
+      const level = this.levels[i]!;
+      const held = level.sessions.get(address);
+      if (held !== undefined) return held;
+      if (level.clearedSessions) return null;
+    }
     this.checkFresh();
     let record = this.sessions.get(address);
     if (record === undefined) {
@@ -181,31 +223,67 @@ export class SqliteDeviceStore implements DeviceStore {
     return record;
   }
   saveSession(address: string, record: Uint8Array<ArrayBuffer>): void {
-    const dot = address.lastIndexOf(".");
-    const uuid = address.slice(0, dot);
-    const device = Number(address.slice(dot + 1));
-    this.write(() => this.stmt.saveSession!.run(address, uuid, device, record));
-    this.sessions.set(address, record);
-    if (!this.devices.get(uuid)?.includes(device)) this.devices.delete(uuid);
+    if (this.failed) throw this.failed;
+    const level = this.levels.at(-1);
+    if (level) level.sessions.set(address, record);
+    else this.writeSession(address, record);
   }
   deleteSession(address: string): void {
-    this.write(() => this.stmt.deleteSession!.run(address));
-    this.sessions.set(address, null);
-    this.devices.delete(address.slice(0, address.lastIndexOf(".")));
+    if (this.failed) throw this.failed;
+    const level = this.levels.at(-1);
+    if (level) level.sessions.set(address, null);
+    else this.writeSession(address, null);
   }
   clearSessions(): void {
     this.write(() => this.stmt.clearSessions!.run());
     this.sessions.clear();
     this.devices.clear();
+    const level = this.levels.at(-1);
+    if (level) {
+      level.sessions.clear();
+      level.clearedSessions = true;
+    }
+  }
+  /** Writes one session record (null: deletes it) to the database, and to the cache. */
+  private writeSession(address: string, record: Uint8Array<ArrayBuffer> | null): void {
+    const dot = address.lastIndexOf(".");
+    const uuid = address.slice(0, dot);
+    const device = Number(address.slice(dot + 1));
+    if (record) {
+      this.write(() => this.stmt.saveSession!.run(address, uuid, device, record));
+      if (!this.devices.get(uuid)?.includes(device)) this.devices.delete(uuid);
+    } else {
+      this.write(() => this.stmt.deleteSession!.run(address));
+      this.devices.delete(uuid);
+    }
+    this.sessions.set(address, record);
   }
   sessionDevices(uuid: string): number[] {
-    this.checkFresh();
-    let devices = this.devices.get(uuid);
-    if (!devices) {
-      devices = (this.stmt.sessionDevices!.all(uuid) as { device: number }[]).map((r) => r.device);
-      this.devices.set(uuid, devices);
+    // What the database holds, then the held writes on top.
+    let base: number[] = [];
+    if (!this.levels.some((l) => l.clearedSessions)) {
+      this.checkFresh();
+      let devices = this.devices.get(uuid);
+      if (!devices) {
+        devices = (this.stmt.sessionDevices!.all(uuid) as { device: number }[]).map((r) => r.device);
+        this.devices.set(uuid, devices);
+      }
+      base = devices;
     }
-    return [...devices];
+    const prefix = `${uuid}.`;
+    if (!this.levels.some((l) => l.sessions.size)) return [...base];
+    const result = new Set(base);
+    let start = 0;
+    for (let i = 0; i < this.levels.length; i++) if (this.levels[i]!.clearedSessions) start = i;
+    for (const level of this.levels.slice(start)) {
+      for (const [address, record] of level.sessions) {
+        if (!address.startsWith(prefix) || address.lastIndexOf(".") !== uuid.length) continue;
+        const device = Number(address.slice(prefix.length));
+        if (record) result.add(device);
+        else result.delete(device);
+      }
+    }
+    return [...result].sort((a, b) => a - b);
   }
   getIdentity(uuid: string): KnownIdentity | null {
     this.checkFresh();
@@ -263,27 +341,39 @@ export class SqliteDeviceStore implements DeviceStore {
     this.values.set(key, value);
   }
   hasProcessed(envelopeId: string): boolean {
+    if (this.levels.some((l) => l.processed.has(envelopeId))) return true;
     return this.stmt.hasProcessed!.get(envelopeId) !== undefined;
   }
   markProcessed(envelopeId: string, at: number): void {
-    this.write(() => this.stmt.markProcessed!.run(envelopeId, at));
+    if (this.failed) throw this.failed;
+    const level = this.levels.at(-1);
+    if (level) {
+      if (!level.processed.has(envelopeId)) level.processed.set(envelopeId, at);
+    } else {
+      this.write(() => this.stmt.markProcessed!.run(envelopeId, at));
+    }
   }
+  /** Prunes what is in the database (ids held by an open transaction are written after, and pruned next time). */
   pruneProcessed(before: number, keep: number): number {
     return this.write(() => this.stmt.pruneProcessed!.run(before, keep).changes);
   }
   addMessage(m: StoredMessage): void {
-    this.write(() =>
-      this.stmt.addMessage!.run(
-        m.id,
-        m.peer,
-        m.direction,
-        m.senderDeviceId,
-        m.text,
-        m.timestamp,
-        m.storedAt,
-        m.author ?? null,
-        m.attachment ? JSON.stringify(m.attachment) : null,
-      ),
+    if (this.failed) throw this.failed;
+    const level = this.levels.at(-1);
+    if (level) level.messages.push({ ...m });
+    else this.write(() => this.insertMessage(m));
+  }
+  private insertMessage(m: StoredMessage): void {
+    this.stmt.addMessage!.run(
+      m.id,
+      m.peer,
+      m.direction,
+      m.senderDeviceId,
+      m.text,
+      m.timestamp,
+      m.storedAt,
+      m.author ?? null,
+      m.attachment ? JSON.stringify(m.attachment) : null,
     );
   }
   messages(peer: string, limit = 1000): StoredMessage[] {
@@ -298,7 +388,7 @@ export class SqliteDeviceStore implements DeviceStore {
       author: string | null;
       attachment: string | null;
     };
-    return (this.stmt.messages!.all(peer, limit) as Row[]).map((r) => ({
+    const stored = (this.stmt.messages!.all(peer, limit) as Row[]).map((r): StoredMessage => ({
       id: r.id,
       peer: r.peer,
       direction: r.direction,
@@ -309,6 +399,12 @@ export class SqliteDeviceStore implements DeviceStore {
       ...(r.author ? { author: r.author } : {}),
       ...(r.attachment ? { attachment: JSON.parse(r.attachment) as StoredMessage["attachment"] } : {}),
     }));
+    const held = this.levels.flatMap((l) => l.messages).filter((m) => m.peer === peer);
+    if (!held.length) return stored;
+    // Held messages come after the stored ones, as they will be numbered; a repeated id is ignored, as on insert.
+    const ids = new Set(stored.map((m) => m.id));
+    const added = held.filter((m) => !ids.has(m.id) && ids.add(m.id)).map((m) => ({ ...m }));
+    return [...stored, ...added].slice(-limit);
   }
 
   /** Every stored value whose key starts with `prefix`. */
@@ -350,17 +446,34 @@ export class SqliteDeviceStore implements DeviceStore {
       this.db.exec(`SAVEPOINT ${savepoint}`);
     }
     this.depth++;
+    this.levels.push(newLevel());
     try {
       const value = await work();
-      this.db.exec(this.depth === 1 ? "COMMIT" : `RELEASE ${savepoint}`);
+      const level = this.levels.pop()!;
+      if (this.depth === 1) {
+        this.writeHeld(level);
+        this.db.exec("COMMIT");
+      } else {
+        this.db.exec(`RELEASE ${savepoint}`);
+        mergeInto(this.levels.at(-1)!, level);
+      }
       return { value, durable: this.depth === 1 ? this.sync() : Promise.resolve() };
     } catch (error) {
+      // This level's held writes (still there if the work threw) are dropped with its database changes.
+      if (this.levels.length === this.depth) this.levels.pop();
       this.db.exec(this.depth === 1 ? "ROLLBACK" : `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
       this.forgetCached();
       throw error;
     } finally {
       this.depth--;
     }
+  }
+
+  /** Writes a top-level transaction's held writes, back to back, just before its COMMIT. */
+  private writeHeld(level: Deferred): void {
+    for (const [address, record] of level.sessions) this.writeSession(address, record);
+    for (const [envelopeId, at] of level.processed) this.stmt.markProcessed!.run(envelopeId, at);
+    for (const m of level.messages) this.insertMessage(m);
   }
 
   /** Runs one write; outside a transaction it is its own commit, synced before this returns (as under FULL). */
