@@ -50,6 +50,8 @@ class BoundedCache<K, V> extends Map<K, V> {
  * messages (inserted as given).
  */
 interface Deferred {
+  /** Its SAVEPOINT (or BEGIN) was issued: only once a write has to reach the database inside it. */
+  open: boolean;
   sessions: Map<string, Uint8Array<ArrayBuffer> | null>;
   /** Every session was deleted at this level (before the entries in `sessions`). */
   clearedSessions: boolean;
@@ -69,7 +71,21 @@ function mergeInto(parent: Deferred, child: Deferred): void {
   parent.messages.push(...child.messages);
 }
 
-const newLevel = (): Deferred => ({ sessions: new Map(), clearedSessions: false, processed: new Map(), messages: [] });
+const newLevel = (open: boolean): Deferred => ({
+  open,
+  sessions: new Map(),
+  clearedSessions: false,
+  processed: new Map(),
+  messages: [],
+});
+
+/**
+ * Commits and writes outside transactions by any store in this process: a
+ * store whose reads were checked for other connections' commits in this turn
+ * of the event loop checks again when this changed (another instance on the
+ * same file may have written).
+ */
+let processWrites = 0;
 
 /**
  * A device store in one SQLite file (WAL), readable and writable by its
@@ -113,6 +129,9 @@ export class SqliteDeviceStore implements DeviceStore {
   private readonly values = new BoundedCache<string, string | null>();
   /** `PRAGMA data_version` when the caches were last known to match the file. */
   private dataVersion = 0;
+  /** Whether, and at which count of this process's writes, the caches were checked in this turn of the event loop. */
+  private checkedThisTurn = false;
+  private checkedAtWrites = -1;
 
   /** The WAL file, opened to fsync it; null for an in-memory database (or when SQLite does the syncing itself). */
   private walFd: number | null = null;
@@ -442,27 +461,29 @@ export class SqliteDeviceStore implements DeviceStore {
       this.db.exec("BEGIN IMMEDIATE");
       // The write lock is held from here to the commit: only this connection's changes can happen meanwhile.
       this.checkFresh(true);
-    } else {
-      this.db.exec(`SAVEPOINT ${savepoint}`);
     }
+    // A savepoint is issued only when a write has to reach the database inside it (see write()); most are never.
     this.depth++;
-    this.levels.push(newLevel());
+    this.levels.push(newLevel(this.depth === 1));
     try {
       const value = await work();
       const level = this.levels.pop()!;
       if (this.depth === 1) {
         this.writeHeld(level);
         this.db.exec("COMMIT");
+        processWrites++;
       } else {
-        this.db.exec(`RELEASE ${savepoint}`);
+        if (level.open) this.db.exec(`RELEASE ${savepoint}`);
         mergeInto(this.levels.at(-1)!, level);
       }
       return { value, durable: this.depth === 1 ? this.sync() : Promise.resolve() };
     } catch (error) {
       // This level's held writes (still there if the work threw) are dropped with its database changes.
-      if (this.levels.length === this.depth) this.levels.pop();
-      this.db.exec(this.depth === 1 ? "ROLLBACK" : `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
-      this.forgetCached();
+      const level = this.levels.length === this.depth ? this.levels.pop()! : { open: true };
+      if (level.open) {
+        this.db.exec(this.depth === 1 ? "ROLLBACK" : `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
+        this.forgetCached();
+      }
       throw error;
     } finally {
       this.depth--;
@@ -479,7 +500,16 @@ export class SqliteDeviceStore implements DeviceStore {
   /** Runs one write; outside a transaction it is its own commit, synced before this returns (as under FULL). */
   private write<T>(statement: () => T): T {
     if (this.failed) throw this.failed;
+    // Savepoints not issued yet are, outermost first, so that a rollback undoes this write.
+    for (let i = 1; i < this.levels.length; i++) {
+      const level = this.levels[i]!;
+      if (!level.open) {
+        this.db.exec(`SAVEPOINT s${i}`);
+        level.open = true;
+      }
+    }
     const result = statement();
+    if (this.depth === 0) processWrites++;
     if (this.depth === 0 && this.walFd !== null && !this.closed) {
       try {
         fdatasyncSync(this.walFd);
@@ -539,10 +569,18 @@ export class SqliteDeviceStore implements DeviceStore {
    */
   private checkFresh(force = false): void {
     if (this.depth > 0 && !force) return;
+    // Another process's commit can only be learned of in a later turn of the event loop (through I/O or a timer):
+    // once per turn is enough, unless a store in this process wrote meanwhile.
+    if (!force && this.checkedThisTurn && this.checkedAtWrites === processWrites) return;
     const version = this.stmt.dataVersion!.get() as number;
     if (version !== this.dataVersion) {
       this.dataVersion = version;
       this.forgetCached();
+    }
+    this.checkedAtWrites = processWrites;
+    if (!this.checkedThisTurn) {
+      this.checkedThisTurn = true;
+      process.nextTick(() => (this.checkedThisTurn = false));
     }
   }
 
