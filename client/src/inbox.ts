@@ -6,7 +6,7 @@
  * receipts and key-transparency checks of new senders follow, off the
  * receive path.
  */
-import { missingCase, type Envelope, type SocketResult } from "@zimchat/protocol";
+import { limits, missingCase, type Envelope, type SocketResult } from "@zimchat/protocol";
 import { localDevice, checkKeyLog, type ClientContext } from "./client-context.js";
 import { decodeContent, type Content } from "./content.js";
 import { apiError, DecryptionFailureReason, decryptionFailure } from "./errors.js";
@@ -35,6 +35,8 @@ export class Inbox {
   private receiptTimer: NodeJS.Timeout | null = null;
   /** The last batch's events being emitted. */
   private emitting: Promise<void> = Promise.resolve();
+  /** Ids of committed (durable) batches that reached their ack in this turn: acknowledged together. */
+  private pendingAck: { ids: string[]; sent: Promise<void> } | null = null;
 
   constructor(
     private readonly ctx: ClientContext,
@@ -167,8 +169,27 @@ export class Inbox {
     this.pendingReceipts.clear();
   }
 
-  private async acknowledge(ids: string[]): Promise<void> {
-    if (!ids.length) return;
+  /**
+   * Acknowledges committed envelopes. Batches that get here in the same turn of the event loop (they were committed
+   * together) share one ack: fewer round trips, and fewer deletes for the server.
+   */
+  private acknowledge(ids: string[]): Promise<void> {
+    if (!ids.length) return Promise.resolve();
+    if (this.pendingAck) {
+      this.pendingAck.ids.push(...ids);
+      return this.pendingAck.sent;
+    }
+    const pending = { ids: [...ids], sent: Promise.resolve() };
+    pending.sent = new Promise<void>((resolve) => process.nextTick(resolve)).then(async () => {
+      this.pendingAck = null;
+      for (let i = 0; i < pending.ids.length; i += limits.maxAckIds)
+        await this.sendAck(pending.ids.slice(i, i + limits.maxAckIds));
+    });
+    this.pendingAck = pending;
+    return pending.sent;
+  }
+
+  private async sendAck(ids: string[]): Promise<void> {
     const socket = this.ctx.connections.authenticated;
     if (socket?.connected) {
       const result = (await socket.emitWithAck("ack", { ids })) as SocketResult<unknown>;

@@ -25,11 +25,17 @@ interface Pending {
  * commit: the tasks waiting when a batch starts run inside one store
  * transaction (one fsync), each in a savepoint of its own, so one failing
  * task rolls back only its own changes. Every task's promise settles after
- * the commit, so nothing is sent or acknowledged before it is durable.
+ * the commit is durable, so nothing is sent or acknowledged before it is on
+ * disk. With a store that syncs off the event loop
+ * ({@link DeviceStore.transactionDeferringSync}), the next batch runs while
+ * the previous one's commit is being synced; batches still settle in order,
+ * each after its own commit is durable.
  */
 export class StoreQueue {
   private pending: Pending[] = [];
   private running: Promise<void> | null = null;
+  /** The last committed batch's settling (after its sync). */
+  private settled: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly store: DeviceStore,
@@ -46,6 +52,7 @@ export class StoreQueue {
   /** Resolves when every task submitted so far has settled. */
   async idle(): Promise<void> {
     while (this.running) await this.running;
+    await this.settled;
   }
 
   private async loop(): Promise<void> {
@@ -53,32 +60,45 @@ export class StoreQueue {
     while (this.pending.length) {
       const batch = this.pending.splice(0, this.maxBatch);
       const outcomes: ({ value: unknown } | { error: unknown })[] = [];
-      try {
-        await this.store.transaction(async () => {
-          for (const item of batch) {
+      const work = async (): Promise<void> => {
+        for (const item of batch) {
+          try {
+            outcomes.push({ value: await this.store.transaction(item.task) });
+          } catch (error) {
+            const record = (error as { [recordAfterRollback]?: () => void } | null)?.[recordAfterRollback];
             try {
-              outcomes.push({ value: await this.store.transaction(item.task) });
-            } catch (error) {
-              const record = (error as { [recordAfterRollback]?: () => void } | null)?.[recordAfterRollback];
-              try {
-                record?.();
-                outcomes.push({ error });
-              } catch (recordError) {
-                outcomes.push({ error: recordError });
-              }
+              record?.();
+              outcomes.push({ error });
+            } catch (recordError) {
+              outcomes.push({ error: recordError });
             }
           }
-        });
+        }
+      };
+      let durable: Promise<void>;
+      try {
+        if (this.store.transactionDeferringSync) {
+          ({ durable } = await this.store.transactionDeferringSync(work));
+        } else {
+          // Resolves once durable.
+          await this.store.transaction(work);
+          durable = Promise.resolve();
+        }
       } catch (error) {
         // The commit itself failed: nothing of the batch is durable.
         batch.forEach((item) => item.reject(error));
         continue;
       }
-      batch.forEach((item, i) => {
-        const outcome = outcomes[i]!;
-        if ("value" in outcome) item.resolve(outcome.value);
-        else item.reject(outcome.error);
-      });
+      const settle = (): void =>
+        batch.forEach((item, i) => {
+          const outcome = outcomes[i]!;
+          if ("value" in outcome) item.resolve(outcome.value);
+          else item.reject(outcome.error);
+        });
+      // Each batch settles after the one before it and after its own commit is on disk; a failed sync fails the batch.
+      this.settled = Promise.all([this.settled, durable]).then(settle, (error: unknown) =>
+        batch.forEach((item) => item.reject(error)),
+      );
     }
     this.running = null;
   }

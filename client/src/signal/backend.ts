@@ -79,9 +79,23 @@ export class SignalBackend {
     this.stores = signalStores(store, policy, onIdentityChange);
   }
 
+  /** Addresses made so far (they are immutable), so a message does not make new ones for the same devices. */
+  private readonly addresses = new Map<string, ProtocolAddress>();
+
   private me(): ProtocolAddress {
     const local = this.store.getLocal()!;
-    return ProtocolAddress.new(local.uuid, local.deviceId);
+    return this.address(local.uuid, local.deviceId);
+  }
+
+  private address(uuid: string, deviceId: number): ProtocolAddress {
+    const key = addressKey(uuid, deviceId);
+    let address = this.addresses.get(key);
+    if (!address) {
+      if (this.addresses.size >= 1000) this.addresses.clear();
+      address = ProtocolAddress.new(uuid, deviceId);
+      this.addresses.set(key, address);
+    }
+    return address;
   }
 
   /** This device's identity public key, serialized. */
@@ -126,7 +140,7 @@ export class SignalBackend {
       KEMPublicKey.deserialize(bytes(d.pqPreKey.publicKey)),
       bytes(d.pqPreKey.signature),
     );
-    const address = ProtocolAddress.new(uuid, d.deviceId);
+    const address = this.address(uuid, d.deviceId);
     // Record the key (and any change) before libsignal checks trust.
     await this.stores.identities.saveIdentity(address, identityKey);
     // Refused, but the new key stays recorded (pending, blocked) for safetyNumber and verify.
@@ -153,7 +167,7 @@ export class SignalBackend {
   async encrypt(padded: Uint8Array<ArrayBuffer>, to: DeviceAddress): Promise<Ciphertext> {
     return signalEncrypt(
       padded,
-      ProtocolAddress.new(to.uuid, to.deviceId),
+      this.address(to.uuid, to.deviceId),
       this.me(),
       this.stores.sessions,
       this.stores.identities,
@@ -173,7 +187,7 @@ export class SignalBackend {
     to: DeviceAddress,
     certificate: SenderCertificate | null,
   ): Promise<OutgoingMessage> {
-    const address = ProtocolAddress.new(to.uuid, to.deviceId);
+    const address = this.address(to.uuid, to.deviceId);
     const registrationId = await this.remoteRegistrationId(address);
     if (certificate) {
       const usmc = UnidentifiedSenderMessageContent.new(message, certificate, ContentHint.Default, null);
@@ -218,7 +232,7 @@ export class SignalBackend {
       const from = envelope.sourceUuid;
       const fromDevice = envelope.sourceDeviceId;
       if (!from || !fromDevice) throw decryptionFailure(DecryptionFailureReason.UnknownSender, "no sender");
-      const address = ProtocolAddress.new(from, fromDevice);
+      const address = this.address(from, fromDevice);
       const plaintext =
         envelope.type === "prekey"
           ? await this.decryptPreKey(PreKeySignalMessage.deserialize(bytes(envelope.content)), address, me)
@@ -238,7 +252,7 @@ export class SignalBackend {
     }
     const from = certificate.senderUuid();
     const fromDevice = certificate.senderDeviceId();
-    const address = ProtocolAddress.new(from, fromDevice);
+    const address = this.address(from, fromDevice);
     // Read before decrypting: a PreKey message saves the key it carries, which is the certificate's when the server
     // minted both.
     const knownBefore = this.store.getIdentity(from);
@@ -317,7 +331,7 @@ export class SignalBackend {
   async processSenderKeyDistribution(from: DeviceAddress, message: string): Promise<void> {
     const distribution = SenderKeyDistributionMessage.deserialize(bytes(message));
     await processSenderKeyDistributionMessage(
-      ProtocolAddress.new(from.uuid, from.deviceId),
+      this.address(from.uuid, from.deviceId),
       distribution,
       this.stores.senderKeys,
     );
@@ -336,7 +350,7 @@ export class SignalBackend {
   ): Promise<Uint8Array> {
     const ciphertext = await groupEncrypt(this.me(), distributionId, this.stores.senderKeys, padded);
     const usmc = UnidentifiedSenderMessageContent.new(ciphertext, certificate, ContentHint.Default, groupId);
-    const addresses = recipients.map((r) => ProtocolAddress.new(r.uuid, r.deviceId));
+    const addresses = recipients.map((r) => this.address(r.uuid, r.deviceId));
     return sealedSenderMultiRecipientEncrypt({
       content: usmc,
       recipients: addresses,

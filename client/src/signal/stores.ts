@@ -35,6 +35,32 @@ export interface SignalStores {
 
 const key = (address: ProtocolAddress): string => `${address.name()}.${address.deviceId()}`;
 
+/**
+ * Deserializes through a memo keyed by the stored byte array itself: a store
+ * hands back the same array until the record changes (a write stores a new
+ * one; a rollback or reload reads a new one), so an unchanged record is not
+ * parsed again. The objects are libsignal's immutable handles (libsignal
+ * copies a record it is given before changing it, and saves a new one).
+ */
+function memoized<T extends object>(
+  deserialize: (bytes: Uint8Array<ArrayBuffer>) => T,
+): { get(bytes: Uint8Array<ArrayBuffer>): T; remember(bytes: Uint8Array<ArrayBuffer>, value: T): void } {
+  const parsed = new WeakMap<Uint8Array, T>();
+  return {
+    get(bytes) {
+      let value = parsed.get(bytes);
+      if (!value) {
+        value = deserialize(bytes);
+        parsed.set(bytes, value);
+      }
+      return value;
+    },
+    remember(bytes, value) {
+      parsed.set(bytes, value);
+    },
+  };
+}
+
 /** Builds libsignal's stores over a device store. */
 export function signalStores(
   store: DeviceStore,
@@ -47,13 +73,19 @@ export function signalStores(
     return l;
   };
 
+  const sessionRecords = memoized((bytes) => SessionRecord.deserialize(bytes));
+  const privateKeys = memoized((bytes) => PrivateKey.deserialize(bytes));
+  const publicKeys = memoized((bytes) => PublicKey.deserialize(bytes));
+
   class Sessions extends SessionStore {
     async saveSession(address: ProtocolAddress, record: SessionRecord): Promise<void> {
-      store.saveSession(key(address), record.serialize());
+      const bytes = record.serialize();
+      store.saveSession(key(address), bytes);
+      sessionRecords.remember(bytes, record);
     }
     async getSession(address: ProtocolAddress): Promise<SessionRecord | null> {
       const bytes = store.getSession(key(address));
-      return bytes ? SessionRecord.deserialize(bytes) : null;
+      return bytes ? sessionRecords.get(bytes) : null;
     }
     async getExistingSessions(addresses: ProtocolAddress[]): Promise<SessionRecord[]> {
       return Promise.all(
@@ -68,7 +100,7 @@ export function signalStores(
 
   class Identities extends IdentityKeyStore {
     async getIdentityKey(): Promise<PrivateKey> {
-      return PrivateKey.deserialize(local().identityPrivateKey);
+      return privateKeys.get(local().identityPrivateKey);
     }
     async getLocalRegistrationId(): Promise<number> {
       return local().registrationId;
@@ -98,7 +130,7 @@ export function signalStores(
     }
     async getIdentity(address: ProtocolAddress): Promise<PublicKey | null> {
       const known = store.getIdentity(address.name());
-      return known ? PublicKey.deserialize(known.publicKey) : null;
+      return known ? publicKeys.get(known.publicKey) : null;
     }
   }
 

@@ -115,7 +115,17 @@ export interface DeviceStore {
   /** The conversation with `peer`, oldest first. */
   messages(peer: string, limit?: number): StoredMessage[];
 
-  /** Runs `work` atomically: everything it stores, or nothing. */
+  /**
+   * Runs `work` atomically: everything it stores, or nothing. A top-level
+   * transaction resolves once its changes are durable.
+   */
   transaction<T>(work: () => Promise<T>): Promise<T>;
+  /**
+   * Optional: {@link transaction}, resolving once committed (later
+   * transactions see the changes) with `durable`, a promise that settles once
+   * they are on disk, so more work can run while the disk syncs. Nothing that
+   * depends on the changes may leave the process before `durable` resolves.
+   */
+  transactionDeferringSync?<T>(work: () => Promise<T>): Promise<{ value: T; durable: Promise<void> }>;
   close(): void;
 }
