@@ -3,7 +3,9 @@
  * the bench's control channel into the server, over the child's IPC channel,
  * so nothing of it lives in the homeserver's own code. It answers:
  *
- * - a full garbage collection before the bench reads the child's RSS;
+ * - a full garbage collection before the bench reads the child's RSS, in
+ *   every worker thread first (the SQLite storage worker's heap is in the
+ *   same RSS), then in the main thread;
  * - an event-loop delay histogram (`perf_hooks.monitorEventLoopDelay`),
  *   started and read around the latency rounds;
  * - a CPU profile (the inspector's `Profiler` domain) started and stopped
@@ -64,7 +66,12 @@ type WorkerMessage =
   | { type: "start" }
   | { type: "started"; threadId: number }
   | { type: "stop"; file: string }
-  | { type: "stopped"; threadId: number; file: string | undefined };
+  | { type: "stopped"; threadId: number; file: string | undefined }
+  | { type: "gc" }
+  | { type: "gc-done"; threadId: number };
+
+/** How long the main thread waits for worker threads to collect their own heaps before it collects its own. */
+const workerGcWaitMs = 300;
 
 /** The inspector's sampling profiler for the calling thread. */
 class ThreadProfiler {
@@ -109,9 +116,11 @@ if (isMainThread && process.channel !== undefined) {
   workers.unref();
   const workerThreads = new Set<number>();
   const stoppedWorkers = new Map<number, string | undefined>();
+  let workerGcs = 0;
   workers.onmessage = (event: unknown): void => {
     const message = (event as { data: WorkerMessage }).data;
-    if (message.type === "started") workerThreads.add(message.threadId);
+    if (message.type === "gc-done") workerGcs++;
+    else if (message.type === "started") workerThreads.add(message.threadId);
     else if (message.type === "stopped") stoppedWorkers.set(message.threadId, message.file);
   };
 
@@ -120,10 +129,20 @@ if (isMainThread && process.channel !== undefined) {
     const message = raw as { type?: unknown; file?: unknown };
     switch (message.type) {
       case gcRequest:
-        // Two passes: the first may only schedule finalizers for native handles.
-        gc?.();
-        gc?.();
-        process.send?.({ type: gcDone, collected: gc !== undefined, memory: process.memoryUsage() });
+        // Worker threads (the SQLite storage worker) have heaps of their own in the same RSS: they collect first.
+        workerGcs = 0;
+        workers.postMessage({ type: "gc" } satisfies WorkerMessage);
+        setTimeout(() => {
+          // Two passes: the first may only schedule finalizers for native handles.
+          gc?.();
+          gc?.();
+          process.send?.({
+            type: gcDone,
+            collected: gc !== undefined,
+            memory: process.memoryUsage(),
+            workerThreadsCollected: workerGcs,
+          });
+        }, workerGcWaitMs);
         break;
       case loopDelayStart:
         histogram?.disable();
@@ -195,7 +214,12 @@ if (isMainThread && process.channel !== undefined) {
   channel.unref();
   channel.onmessage = (event: unknown): void => {
     const message = (event as { data: WorkerMessage }).data;
-    if (message.type === "start") {
+    if (message.type === "gc") {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      gc?.();
+      gc?.();
+      if (gc) channel.postMessage({ type: "gc-done", threadId } satisfies WorkerMessage);
+    } else if (message.type === "start") {
       void profiler.start().then(
         () => channel.postMessage({ type: "started", threadId } satisfies WorkerMessage),
         () => undefined,
