@@ -67,7 +67,11 @@ class WorkerChannel {
   }
 
   static start(data: SqliteWorkerData): Promise<WorkerChannel> {
-    const worker = new Worker(new URL("./sqlite-worker.js", import.meta.url), { workerData: data });
+    const worker = new Worker(new URL("./sqlite-worker.js", import.meta.url), {
+      workerData: data,
+      // Its objects live for one statement: a small young generation keeps its resident memory small.
+      resourceLimits: { maxYoungGenerationSizeMb: 4 },
+    });
     return new Promise((resolve, reject) => {
       const onError = (error: Error) => reject(error);
       worker.once("error", onError);
