@@ -1,37 +1,9 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { io as connectClient } from "socket.io-client";
-import type { Envelope, ServerToClientEvents, ClientToServerEvents } from "@zimchat/protocol";
-import type { Socket } from "socket.io-client";
 import { freshDatabase } from "../support/harness.js";
-import { callJson, startChildServer, type ChildServer } from "../support/child-server.js";
-import { SignalDevice } from "@zimchat/testing/signal";
+import { callJson, drainQueue, registerPair, startChildServer, type ChildServer } from "../support/child-server.js";
 
 const call = callJson;
-
-/** Connects as `device`, collects the drained queue until `queue-empty`. */
-async function drain(
-  url: string,
-  device: SignalDevice,
-): Promise<{ socket: Socket<ServerToClientEvents, ClientToServerEvents>; envelopes: Envelope[] }> {
-  const socket: Socket<ServerToClientEvents, ClientToServerEvents> = connectClient(url, {
-    auth: device.socketAuth,
-    transports: ["websocket"],
-    reconnection: false,
-    forceNew: true,
-  });
-  const envelopes: Envelope[] = [];
-  socket.on("envelopes", (batch, confirm) => {
-    envelopes.push(...batch);
-    confirm?.();
-  });
-  await new Promise<void>((resolve, reject) => {
-    socket.once("queue-empty", () => resolve());
-    socket.once("connect_error", reject);
-    setTimeout(() => reject(new Error("no queue-empty")), 15_000).unref();
-  });
-  return { socket, envelopes };
-}
 
 describe("durability across SIGKILL", () => {
   const db = freshDatabase();
@@ -58,18 +30,7 @@ describe("durability across SIGKILL", () => {
   });
 
   it("delivers every envelope that got a 2xx after kill -9 and restart, and deletes none without an ack", async () => {
-    const alice = new SignalDevice();
-    const bob = new SignalDevice();
-    for (const [device, name] of [
-      [alice, "alice_dur"],
-      [bob, "bob_dur"],
-    ] as const) {
-      const res = await call(server.url, "POST", "/v1/accounts", device.registration(name));
-      assert.equal(res.status, 201);
-      device.uuid = res.body.uuid;
-    }
-    const bundle = await call(server.url, "GET", `/v1/keys/${bob.uuid}/1`, undefined, alice.authHeader);
-    await alice.processBundle(bob.uuid, bundle.body);
+    const { alice, bob } = await registerPair(server.url, ["alice_dur", "bob_dur"]);
 
     const acknowledged = new Set<string>();
     let refusedOrLost = 0;
@@ -106,7 +67,7 @@ describe("durability across SIGKILL", () => {
     assert.ok(acknowledged.size > 0, "some sends must have been acknowledged before the kills");
 
     // Connect without acknowledging, kill, restart: nothing may be gone.
-    const first = await drain(server.url, bob);
+    const first = await drainQueue(server.url, bob);
     const firstIds = new Set(first.envelopes.map((e) => e.id));
     for (const id of acknowledged)
       assert.ok(firstIds.has(id), `envelope ${id} got a 2xx but was not delivered after restart`);
@@ -115,7 +76,7 @@ describe("durability across SIGKILL", () => {
     await server.exited;
     server = await startChildServer(args);
 
-    const second = await drain(server.url, bob);
+    const second = await drainQueue(server.url, bob);
     assert.deepEqual(
       new Set(second.envelopes.map((e) => e.id)),
       firstIds,

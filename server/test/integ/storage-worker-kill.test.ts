@@ -2,34 +2,14 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
-import { io as connectClient, type Socket } from "socket.io-client";
-import type { ClientToServerEvents, Envelope, ServerToClientEvents } from "@zimchat/protocol";
-import { SignalDevice } from "@zimchat/testing/signal";
 import { freshDatabase, testProvider } from "../support/harness.js";
-import { callJson as call, startChildServer, type ChildServer } from "../support/child-server.js";
-
-type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
-
-/** Connects as `device` and collects every envelope pushed to it (never acknowledged). */
-async function listen(url: string, device: SignalDevice): Promise<{ socket: ClientSocket; pushed: Envelope[] }> {
-  const socket: ClientSocket = connectClient(url, {
-    auth: device.socketAuth,
-    transports: ["websocket"],
-    reconnection: false,
-    forceNew: true,
-  });
-  const pushed: Envelope[] = [];
-  socket.on("envelopes", (batch, confirm) => {
-    pushed.push(...batch);
-    confirm?.();
-  });
-  await new Promise<void>((resolve, reject) => {
-    socket.once("queue-empty", () => resolve());
-    socket.once("connect_error", reject);
-    setTimeout(() => reject(new Error("no queue-empty")), 15_000).unref();
-  });
-  return { socket, pushed };
-}
+import {
+  callJson as call,
+  drainQueue,
+  registerPair,
+  startChildServer,
+  type ChildServer,
+} from "../support/child-server.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -49,23 +29,12 @@ describe("kill -9 while the storage worker holds uncommitted batches", { skip: t
   });
 
   it("loses nothing answered 2xx, delivers nothing unanswered, and keeps serving while the worker waits", async () => {
-    const alice = new SignalDevice();
-    const bob = new SignalDevice();
-    for (const [device, name] of [
-      [alice, "alice_worker_kill"],
-      [bob, "bob_worker_kill"],
-    ] as const) {
-      const res = await call(server.url, "POST", "/v1/accounts", device.registration(name));
-      assert.equal(res.status, 201);
-      device.uuid = res.body.uuid;
-    }
-    const bundle = await call(server.url, "GET", `/v1/keys/${bob.uuid}/1`, undefined, alice.authHeader);
-    await alice.processBundle(bob.uuid, bundle.body);
+    const { alice, bob } = await registerPair(server.url, ["alice_worker_kill", "bob_worker_kill"]);
     const message = async (text: string) => {
       const { type, content } = await alice.encrypt(bob.uuid, 1, text);
       return { messages: [{ type, content, destinationDeviceId: 1, destinationRegistrationId: bob.registrationId }] };
     };
-    const bobOnline = await listen(server.url, bob);
+    const bobOnline = await drainQueue(server.url, bob);
 
     // Answered before the worker is held up.
     const answered = new Set<string>();
@@ -116,15 +85,15 @@ describe("kill -9 while the storage worker holds uncommitted batches", { skip: t
       blocker.close();
     }
     bobOnline.socket.close();
-    const pushedBeforeKill = new Set(bobOnline.pushed.map((e) => e.id));
+    const pushedBeforeKill = new Set(bobOnline.envelopes.map((e) => e.id));
     for (const id of pushedBeforeKill) assert.ok(answered.has(id), `envelope ${id} was pushed but never answered`);
 
     server = await startChildServer(serverArgs);
-    const afterRestart = await listen(server.url, bob);
-    const stored = new Set(afterRestart.pushed.map((e) => e.id));
+    const afterRestart = await drainQueue(server.url, bob);
+    const stored = new Set(afterRestart.envelopes.map((e) => e.id));
     afterRestart.socket.close();
     assert.deepEqual(stored, answered, "exactly the answered envelopes survive the kill");
-    for (const e of afterRestart.pushed)
+    for (const e of afterRestart.envelopes)
       assert.match(await bob.decrypt(alice.uuid, 1, e.type, e.content), /^before \d$/);
   });
 });
