@@ -123,27 +123,31 @@ export class Metrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     });
-    const seen = { commits: 0, members: 0 };
-    new Counter({
-      name: "zimchat_storage_commits_total",
-      help: "SQLite storage worker: COMMITs of the writer (one fsync each); 0 on PostgreSQL",
-      registers,
-      collect() {
-        const stats = writerStats();
-        if (stats && stats.commits > seen.commits) this.inc(stats.commits - seen.commits);
-        if (stats) seen.commits = stats.commits;
-      },
-    });
-    new Counter({
-      name: "zimchat_storage_transactions_total",
-      help: "SQLite storage worker: transactions and single writes committed (group commit: several per COMMIT)",
-      registers,
-      collect() {
-        const stats = writerStats();
-        if (stats && stats.members > seen.members) this.inc(stats.members - seen.members);
-        if (stats) seen.members = stats.members;
-      },
-    });
+    // Counters that follow a running total kept elsewhere: each scrape adds what it grew by.
+    const following = (name: string, help: string, total: () => number | undefined): void => {
+      let seen = 0;
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const now = total();
+          if (now === undefined) return;
+          if (now > seen) this.inc(now - seen);
+          seen = now;
+        },
+      });
+    };
+    following(
+      "zimchat_storage_commits_total",
+      "SQLite storage worker: COMMITs of the writer (one fsync each); 0 on PostgreSQL",
+      () => writerStats()?.commits,
+    );
+    following(
+      "zimchat_storage_transactions_total",
+      "SQLite storage worker: transactions and single writes committed (group commit: several per COMMIT)",
+      () => writerStats()?.members,
+    );
     // Scrapes that overlap share one COUNT query.
     let counting: Promise<number> | null = null;
     new Gauge({
