@@ -10,14 +10,22 @@
  * A group grows only while members are waiting for the writer, up to
  * `maxMembers` or `maxAgeMs`, so a lone transaction commits at once.
  *
+ * Two kinds of member: an interactive transaction (`begin`, its statements
+ * one by one, `end`), as the Prisma client drives one; and a unit, whose
+ * statements are known in advance (`unit`). Units waiting together run in
+ * one round trip to the writer: BEGIN, each unit's savepoint, statements and
+ * release, and the COMMIT when nobody else waits to join.
+ *
  * If a statement fails in a way that may have ended SQLite's transaction
  * (anything but a constraint violation: I/O errors, a full disk), the group
  * is poisoned: it rolls back as a whole and every member's commit fails, so
  * no member is told its work is committed when it is not.
  */
+import type { SqlQuery, SqlResultSet } from "@prisma/driver-adapter-utils";
+import type { Step, StepsOutcome } from "./sqlite-worker-protocol.js";
 
-/** Runs statements without arguments (one, or several separated by `;`) on the writer connection. */
-export type RunStatement = (sql: string) => Promise<void>;
+/** Runs steps in order on the writer connection, in one round trip, until one fails. */
+export type RunSteps = (steps: Step[]) => Promise<StepsOutcome>;
 
 /** Limits of one group. */
 export interface GroupCommitLimits {
@@ -48,6 +56,20 @@ interface Group {
   durable: { resolve: () => void; reject: (error: unknown) => void }[];
 }
 
+/** A member whose statements are known in advance. */
+interface Unit {
+  queries: SqlQuery[];
+  resolve: (results: SqlResultSet[]) => void;
+  reject: (error: unknown) => void;
+}
+
+interface Waiter {
+  joinable: boolean;
+  /** Set for a unit: it runs with the units queued behind it. */
+  unit?: Unit;
+  grant: () => void;
+}
+
 /** Constraint violations end the statement only, never the transaction (SQLite's default ABORT resolution). */
 const statementOnly = new Set([
   "UniqueConstraintViolation",
@@ -57,7 +79,7 @@ const statementOnly = new Set([
 
 export class GroupCommit {
   private holder = false;
-  private readonly waiters: { joinable: boolean; grant: () => void }[] = [];
+  private readonly waiters: Waiter[] = [];
   private group: Group | null = null;
   private nextSavepoint = 0;
   private readonly counts: GroupCommitStats = { commits: 0, members: 0 };
@@ -65,7 +87,7 @@ export class GroupCommit {
   private readonly maxAgeMs: number;
 
   constructor(
-    private readonly run: RunStatement,
+    private readonly run: RunSteps,
     limits: GroupCommitLimits = {},
   ) {
     this.maxMembers = limits.maxMembers ?? 64;
@@ -83,18 +105,18 @@ export class GroupCommit {
     const savepoint = `zimchat_member_${this.nextSavepoint++}`;
     const group = this.group;
     try {
-      await this.run(group ? `SAVEPOINT ${savepoint}` : `BEGIN; SAVEPOINT ${savepoint}`);
+      await this.exec(group ? `SAVEPOINT ${savepoint}` : `BEGIN; SAVEPOINT ${savepoint}`);
     } catch (error) {
       if (group) {
         group.poisoned ??= error;
         await this.close(group, "");
       } else {
-        await this.run("ROLLBACK").catch(() => {});
+        await this.exec("ROLLBACK").catch(() => {});
         this.release();
       }
       throw error;
     }
-    this.group ??= { startedAt: Date.now(), members: 0, poisoned: null, durable: [] };
+    this.group ??= newGroup();
     this.group.members++;
     return { savepoint };
   }
@@ -111,7 +133,7 @@ export class GroupCommit {
     const durable = commit ? new Promise<void>((resolve, reject) => group.durable.push({ resolve, reject })) : null;
     if (this.takesAnother(group)) {
       try {
-        await this.run(release);
+        await this.exec(release);
         // The next waiting member joins the open group.
         this.waiters.shift()!.grant();
       } catch (error) {
@@ -123,10 +145,26 @@ export class GroupCommit {
     if (durable) await durable;
   }
 
+  /**
+   * Runs statements known in advance as one member, in its own savepoint,
+   * in one round trip shared with the units waiting with it.
+   * @returns each statement's result set, once the group's COMMIT is durable
+   * @throws the failed statement's error (its savepoint rolled back), or the group's failure
+   */
+  unit(queries: SqlQuery[]): Promise<SqlResultSet[]> {
+    return new Promise((resolve, reject) => {
+      const unit: Unit = { queries, resolve, reject };
+      if (!this.holder) {
+        this.holder = true;
+        void this.runUnits([unit]);
+      } else this.waiters.push({ joinable: true, unit, grant: () => void this.runUnits(this.unitsFrom(unit)) });
+    });
+  }
+
   /** Notes a failed statement of the running member: one that may have ended the transaction poisons the group. */
   statementFailed(error: unknown): void {
-    const kind = (error as { cause?: { kind?: unknown } } | null)?.cause?.kind;
-    if (this.group && !(typeof kind === "string" && statementOnly.has(kind))) this.group.poisoned ??= error;
+    const kind = kindOf(error);
+    if (this.group && !(kind && statementOnly.has(kind))) this.group.poisoned ??= error;
   }
 
   /** Runs `work` with the writer to itself, outside any group (PRAGMAs, scripts): after the open group commits. */
@@ -170,12 +208,17 @@ export class GroupCommit {
     this.group = null;
     let failure = group.poisoned;
     try {
-      await this.run(failure ? "ROLLBACK" : `${before}COMMIT`);
+      await this.exec(failure ? "ROLLBACK" : `${before}COMMIT`);
     } catch (error) {
       failure ??= error;
       // A failed COMMIT can leave the transaction open; SQLite may also have rolled it back already.
-      await this.run("ROLLBACK").catch(() => {});
+      await this.exec("ROLLBACK").catch(() => {});
     }
+    this.settle(group, failure);
+  }
+
+  /** Tells the group's members how it ended and frees the writer. */
+  private settle(group: Group, failure: unknown): void {
     if (!failure) {
       this.counts.commits++;
       this.counts.members += group.durable.length;
@@ -186,4 +229,93 @@ export class GroupCommit {
     }
     this.release();
   }
+
+  /** The granted unit and the units queued right behind it, up to the group's size. */
+  private unitsFrom(first: Unit): Unit[] {
+    const units = [first];
+    const room = this.maxMembers - (this.group?.members ?? 0);
+    while (units.length < room && this.waiters[0]?.unit) units.push(this.waiters.shift()!.unit!);
+    return units;
+  }
+
+  /**
+   * Runs units in one round trip: BEGIN if no group is open; each unit's
+   * savepoint, statements and release; COMMIT if nobody waits to join. A
+   * unit whose statement broke a constraint rolls back alone and the units
+   * after it run next; any other failure rolls the group back.
+   */
+  private async runUnits(units: Unit[]): Promise<void> {
+    const opened = this.group === null;
+    const group = (this.group ??= newGroup());
+    group.members += units.length;
+    const steps: Step[] = opened ? ["BEGIN"] : [];
+    const spans = units.map((unit) => {
+      const savepoint = `zimchat_member_${this.nextSavepoint++}`;
+      const start = steps.length;
+      steps.push(`SAVEPOINT ${savepoint}`, ...unit.queries, `RELEASE SAVEPOINT ${savepoint}`);
+      return { unit, savepoint, start, release: steps.length - 1 };
+    });
+    const commit = !this.takesAnother(group);
+    if (commit) steps.push("COMMIT");
+    let outcome: StepsOutcome;
+    try {
+      outcome = await this.run(steps);
+    } catch (error) {
+      outcome = { results: [], failure: { at: 0, error: error as Error } };
+    }
+    const { failure } = outcome;
+    // The units that reached their release are members of the group, durable with its COMMIT.
+    let done = 0;
+    for (const span of spans) {
+      if (failure && failure.at <= span.release) break;
+      const results = outcome.results.slice(span.start + 1, span.release) as SqlResultSet[];
+      group.durable.push({ resolve: () => span.unit.resolve(results), reject: span.unit.reject });
+      done++;
+    }
+    if (!failure) {
+      if (!commit) return this.next(group);
+      this.group = null;
+      return this.settle(group, null);
+    }
+    const failed = spans[done];
+    if (failed && failure.at > failed.start && failure.at < failed.release && statementOnly.has(kindOf(failure.error) ?? "")) {
+      // Only that unit's statement failed: its savepoint rolls back, and the units after it run next.
+      failed.unit.reject(failure.error);
+      const rest = units.slice(done + 1);
+      group.members -= rest.length + 1;
+      try {
+        await this.exec(`ROLLBACK TO SAVEPOINT ${failed.savepoint}; RELEASE SAVEPOINT ${failed.savepoint}`);
+      } catch (error) {
+        group.poisoned ??= error;
+        for (const unit of rest) unit.reject(error);
+        return this.close(group, "");
+      }
+      return rest.length ? this.runUnits(rest) : this.next(group);
+    }
+    // Anything else may have ended SQLite's transaction (or it was the COMMIT): the group rolls back.
+    group.poisoned ??= failure.error;
+    for (const span of spans.slice(done)) span.unit.reject(failure.error);
+    return this.close(group, "");
+  }
+
+  /** After a member ends without committing the group: the next waiting member joins it, or the group commits. */
+  private async next(group: Group): Promise<void> {
+    if (this.takesAnother(group)) this.waiters.shift()!.grant();
+    else await this.close(group, "");
+  }
+
+  /** Runs a script on the writer; throws its failure. */
+  private async exec(sql: string): Promise<void> {
+    const { failure } = await this.run([sql]);
+    if (failure) throw failure.error;
+  }
+}
+
+function newGroup(): Group {
+  return { startedAt: Date.now(), members: 0, poisoned: null, durable: [] };
+}
+
+function kindOf(error: unknown): string | undefined {
+  const kind = (error as { cause?: { kind?: unknown } } | null)?.cause?.kind;
+  return typeof kind === "string" ? kind : undefined;
 }

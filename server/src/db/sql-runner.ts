@@ -4,6 +4,7 @@ import type {
   SqlDriverAdapterFactory,
   SqlQuery,
   SqlQueryable,
+  SqlResultSet,
   Transaction,
 } from "@prisma/driver-adapter-utils";
 import type { Prisma } from "../generated/prisma-sqlite/client.js";
@@ -29,15 +30,33 @@ export class SqlRunner {
     return new SqlRunner(adapter, adapter);
   }
 
+  /** The database these statements run on. */
+  get provider(): SqlQueryable["provider"] {
+    return this.target.provider;
+  }
+
   /** The rows a statement returns, as objects keyed by column name. */
   async query<T>(statement: Prisma.Sql): Promise<T[]> {
-    const result = await this.target.queryRaw(this.render(statement));
-    const names = result.columnNames;
-    return result.rows.map((row) => {
-      const out: Record<string, unknown> = {};
-      for (let i = 0; i < names.length; i++) out[names[i]!] = row[i];
-      return out as T;
-    });
+    return rowsOf<T>(await this.target.queryRaw(this.render(statement)));
+  }
+
+  /**
+   * Runs statements in order in one transaction (all or none) and returns
+   * each one's rows. On the SQLite storage worker the whole transaction is
+   * one round trip, shared with the batches waiting with it
+   * (group-commit.ts); elsewhere the statements run one by one.
+   */
+  async batch(statements: Prisma.Sql[]): Promise<Record<string, unknown>[][]> {
+    const queries = statements.map((s) => this.render(s));
+    if (this.target === this.adapter && isBatching(this.adapter)) {
+      return (await this.adapter.executeBatch(queries)).map((r) => rowsOf(r));
+    }
+    const run = async (target: SqlQueryable) => {
+      const out: Record<string, unknown>[][] = [];
+      for (const query of queries) out.push(rowsOf(await target.queryRaw(query)));
+      return out;
+    };
+    return this.target === this.adapter ? this.transaction((tx) => run(tx.target)) : run(this.target);
   }
 
   /** Runs a statement; the number of rows it changed. */
@@ -71,6 +90,24 @@ export class SqlRunner {
       argTypes: args.map(argTypeOf),
     };
   }
+}
+
+/** An adapter that runs a transaction of statements known in advance in one call (the SQLite storage worker's). */
+export interface BatchingAdapter {
+  executeBatch(queries: SqlQuery[]): Promise<SqlResultSet[]>;
+}
+
+function isBatching(adapter: SqlDriverAdapter): adapter is SqlDriverAdapter & BatchingAdapter {
+  return typeof (adapter as Partial<BatchingAdapter>).executeBatch === "function";
+}
+
+function rowsOf<T = Record<string, unknown>>(result: SqlResultSet): T[] {
+  const names = result.columnNames;
+  return result.rows.map((row) => {
+    const out: Record<string, unknown> = {};
+    for (let i = 0; i < names.length; i++) out[names[i]!] = row[i];
+    return out as T;
+  });
 }
 
 async function end(tx: Transaction, commit: boolean): Promise<void> {

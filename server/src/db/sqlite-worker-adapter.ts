@@ -8,8 +8,17 @@ import {
   type SqlResultSet,
   type Transaction,
 } from "@prisma/driver-adapter-utils";
+import type { BatchingAdapter } from "./sql-runner.js";
 import { GroupCommit, type GroupCommitStats, type Member } from "./group-commit.js";
-import type { SqliteWorkerData, WorkerConnection, WorkerReply, WorkerRequest } from "./sqlite-worker-protocol.js";
+import type {
+  SerializedError,
+  SerializedStepsOutcome,
+  SqliteWorkerData,
+  StepsOutcome,
+  WorkerConnection,
+  WorkerReply,
+  WorkerRequest,
+} from "./sqlite-worker-protocol.js";
 
 /** Options for {@link SqliteWorkerAdapterFactory}. */
 export interface SqliteWorkerOptions {
@@ -116,7 +125,7 @@ class WorkerChannel {
 }
 
 /** The driver's mapped error becomes a DriverAdapterError again, which Prisma turns into its own error codes. */
-function toError(error: NonNullable<WorkerReply["error"]>): Error {
+function toError(error: SerializedError): Error {
   if (error.cause) return new DriverAdapterError(error.cause as ConstructorParameters<typeof DriverAdapterError>[0]);
   return Object.assign(new Error(error.message), { name: error.name });
 }
@@ -139,14 +148,21 @@ class WorkerQueryable {
 /** Statements that must run outside any transaction: PRAGMAs (journal mode, checkpoints). */
 const outsideTransactions = /^\s*PRAGMA\b/i;
 
-class SqliteWorkerAdapter extends WorkerQueryable implements SqlDriverAdapter {
+class SqliteWorkerAdapter extends WorkerQueryable implements SqlDriverAdapter, BatchingAdapter {
   readonly writer: GroupCommit;
 
   constructor(channel: WorkerChannel) {
     super(channel);
-    this.writer = new GroupCommit(async (script) => {
-      await this.channel.call({ connection: "writer", kind: "script", script });
+    this.writer = new GroupCommit(async (steps): Promise<StepsOutcome> => {
+      const outcome = (await this.channel.call({ connection: "writer", kind: "steps", steps })) as SerializedStepsOutcome;
+      const { failure } = outcome;
+      return failure ? { results: outcome.results, failure: { at: failure.at, error: toError(failure.error) } } : outcome;
     });
+  }
+
+  /** Statements known in advance, in one transaction: one round trip, shared with the batches waiting with it. */
+  async executeBatch(queries: SqlQuery[]): Promise<SqlResultSet[]> {
+    return this.writer.unit(queries);
   }
 
   queryRaw(query: SqlQuery): Promise<SqlResultSet> {

@@ -13,8 +13,15 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { PrismaBetterSqlite3 } from "@prisma/adapter-better-sqlite3";
-import type { SqlDriverAdapter } from "@prisma/driver-adapter-utils";
-import type { SqliteWorkerData, WorkerReply, WorkerRequest } from "./sqlite-worker-protocol.js";
+import type { SqlDriverAdapter, SqlResultSet } from "@prisma/driver-adapter-utils";
+import type {
+  SerializedError,
+  SerializedStepsOutcome,
+  SqliteWorkerData,
+  Step,
+  WorkerReply,
+  WorkerRequest,
+} from "./sqlite-worker-protocol.js";
 
 const port = parentPort;
 if (!port) throw new Error("sqlite-worker.js runs as a worker thread");
@@ -37,11 +44,29 @@ async function run(request: WorkerRequest): Promise<unknown> {
       return connection.executeRaw(request.query);
     case "script":
       return connection.executeScript(request.script);
+    case "steps":
+      return runSteps(connection, request.steps);
     case "close":
       await reader.dispose();
       await writer.dispose();
       return undefined;
   }
+}
+
+/** Runs steps in order until one fails: a whole group commit's statements in one round trip. */
+async function runSteps(connection: SqlDriverAdapter, steps: Step[]): Promise<SerializedStepsOutcome> {
+  const results: (SqlResultSet | null)[] = [];
+  for (const step of steps) {
+    try {
+      if (typeof step === "string") {
+        await connection.executeScript(step);
+        results.push(null);
+      } else results.push(await connection.queryRaw(step));
+    } catch (error) {
+      return { results, failure: { at: results.length, error: serializeError(error) } };
+    }
+  }
+  return { results };
 }
 
 port.on("message", (request: WorkerRequest) => {
@@ -56,7 +81,7 @@ opened.then(
 );
 
 /** Errors cross the thread boundary as plain data; the driver's mapped error (`cause`) is what Prisma reads. */
-function serializeError(error: unknown): WorkerReply["error"] {
+function serializeError(error: unknown): SerializedError {
   if (error instanceof Error) {
     const cause = (error as { cause?: unknown }).cause;
     return {

@@ -110,9 +110,7 @@ export class EnvelopeStore {
       ...chunks(usageDeltas(envelopes, 1), 500).map(addUsage),
       ...alongside,
     ];
-    await this.sql.transaction(async (tx) => {
-      for (const statement of statements) await tx.execute(statement);
-    });
+    await this.sql.batch(statements);
   }
 
   /**
@@ -190,20 +188,58 @@ export class EnvelopeStore {
   ): Promise<{ id: string; accountId: string; deviceId: number }[]> {
     const groups = acks.flatMap((a) => chunks(a.ids, 500).map((ids) => ({ ...a, ids })));
     if (!groups.length) return [];
-    return this.sql.transaction(async (tx) => {
-      const deleted: (DeletedRow & { id: string })[] = [];
-      for (const chunk of chunksBy(groups, 500, (g) => g.ids.length)) {
-        const owned = chunk.map(
+    const owned = chunksBy(groups, 500, (g) => g.ids.length).map((chunk) =>
+      Prisma.join(
+        chunk.map(
           (g) =>
             Prisma.sql`("accountId" = ${g.accountId} AND "deviceId" = ${g.deviceId} AND "id" IN (${Prisma.join(g.ids)}))`,
-        );
+        ),
+        " OR ",
+      ),
+    );
+    const deleted =
+      this.sql.provider === "sqlite" ? await this.deleteOwnedSqlite(owned) : await this.deleteOwnedConcurrent(owned);
+    return deleted.map((d) => ({ id: d.id, accountId: d.accountId, deviceId: Number(d.deviceId) }));
+  }
+
+  /**
+   * SQLite has one writer, so what a statement in the transaction finds is
+   * exactly what the DELETE after it removes. Per chunk of ids: the usage
+   * goes down by the owned envelopes' count and size, the shared payloads
+   * that only they refer to are deleted, then the envelopes; all chunks in
+   * one batch (one round trip to the storage worker).
+   */
+  private async deleteOwnedSqlite(owned: Prisma.Sql[]): Promise<(DeletedRow & { id: string })[]> {
+    const statements = owned.flatMap((where) => [
+      Prisma.sql`UPDATE "MailboxUsage" SET "envelopes" = "MailboxUsage"."envelopes" - o."n", "bytes" = "MailboxUsage"."bytes" - o."b"
+        FROM (SELECT "accountId", "deviceId", COUNT(*) AS "n", SUM("size") AS "b" FROM "Envelope" WHERE ${where}
+          GROUP BY "accountId", "deviceId") AS o
+        WHERE "MailboxUsage"."accountId" = o."accountId" AND "MailboxUsage"."deviceId" = o."deviceId"`,
+      // In the NOT EXISTS, the owned-ids condition names the columns of "Envelope" e.
+      Prisma.sql`DELETE FROM "SharedPayload" WHERE "id" IN
+          (SELECT "sharedPayloadId" FROM "Envelope" WHERE "sharedPayloadId" IS NOT NULL AND (${where}))
+        AND NOT EXISTS (SELECT 1 FROM "Envelope" e WHERE e."sharedPayloadId" = "SharedPayload"."id" AND NOT (${where}))`,
+      Prisma.sql`DELETE FROM "Envelope" WHERE ${where} RETURNING "id", "accountId", "deviceId", "size", "sharedPayloadId"`,
+    ]);
+    const results = await this.sql.batch(statements);
+    return results.filter((_, i) => i % 3 === 2).flat() as unknown as (DeletedRow & { id: string })[];
+  }
+
+  /**
+   * On PostgreSQL two nodes may acknowledge the same envelope at once: the
+   * usage goes down by what this transaction's DELETE actually removed.
+   */
+  private deleteOwnedConcurrent(owned: Prisma.Sql[]): Promise<(DeletedRow & { id: string })[]> {
+    return this.sql.transaction(async (tx) => {
+      const deleted: (DeletedRow & { id: string })[] = [];
+      for (const where of owned) {
         deleted.push(
           ...(await tx.query<DeletedRow & { id: string }>(Prisma.sql`DELETE FROM "Envelope"
-          WHERE ${Prisma.join(owned, " OR ")} RETURNING "id", "accountId", "deviceId", "size", "sharedPayloadId"`)),
+          WHERE ${where} RETURNING "id", "accountId", "deviceId", "size", "sharedPayloadId"`)),
         );
       }
       await release(tx, deleted);
-      return deleted.map((d) => ({ id: d.id, accountId: d.accountId, deviceId: Number(d.deviceId) }));
+      return deleted;
     });
   }
 

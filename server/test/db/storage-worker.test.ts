@@ -1,6 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { openDatabase, type Database } from "../../src/db/database.js";
+import { Prisma } from "../../src/generated/prisma-sqlite/client.js";
 import { freshDatabase, testProvider } from "../support/harness.js";
 
 describe("the SQLite storage worker", { skip: testProvider !== "sqlite" }, () => {
@@ -38,6 +39,67 @@ describe("the SQLite storage worker", { skip: testProvider !== "sqlite" }, () =>
     assert.equal(stats.members - before.members, 39);
     const commits = stats.commits - before.commits;
     assert.ok(commits < 39, `39 transactions shared ${commits} COMMITs`);
+  });
+
+  const insertSql = (id: number, v: string) => Prisma.sql`INSERT INTO "Scratch" ("id", "v") VALUES (${id}, ${v})`;
+
+  it("runs batches that wait together in one group; a batch that breaks a constraint takes only itself back", async () => {
+    await database.prisma.$executeRawUnsafe(`DELETE FROM "Scratch"`);
+    const before = database.writerStats()!;
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 40 }, (_, i) =>
+        i % 10 === 5
+          ? // Interactive transactions queue among the batches and join the same groups.
+            database.prisma.$transaction([insert(i * 2, `a${i}`), insert(i * 2 + 1, `b${i}`)])
+          : // Batch 7's second row repeats batch 3's value: a unique violation, after its first row.
+            database.sql.batch([insertSql(i * 2, `a${i}`), insertSql(i * 2 + 1, i === 7 ? "a3" : `b${i}`)]),
+      ),
+    );
+    const failed = outcomes.flatMap((o, i) => (o.status === "rejected" ? [i] : []));
+    assert.deepEqual(failed, [7]);
+    const rejection = (outcomes[7] as PromiseRejectedResult).reason as { cause?: { kind?: string } };
+    assert.equal(rejection.cause?.kind, "UniqueConstraintViolation");
+    assert.equal(await count(), 78, "39 members of two rows each; nothing of the failed batch");
+    const stats = database.writerStats()!;
+    assert.equal(stats.members - before.members, 39);
+    const commits = stats.commits - before.commits;
+    assert.ok(commits < 10, `39 members shared ${commits} COMMITs`);
+  });
+
+  it("answers each statement's rows from inside the batch's transaction", async () => {
+    await database.prisma.$executeRawUnsafe(`DELETE FROM "Scratch"`);
+    const [inserted, counted, deleted] = await database.sql.batch([
+      insertSql(1, "one"),
+      Prisma.sql`SELECT COUNT(*) AS "n" FROM "Scratch"`,
+      Prisma.sql`DELETE FROM "Scratch" WHERE "id" = ${1} RETURNING "v"`,
+    ]);
+    assert.deepEqual(inserted, []);
+    assert.equal(Number(counted![0]!.n), 1, "the batch's own insert is visible to its later statements");
+    assert.deepEqual(deleted, [{ v: "one" }]);
+    assert.equal(await count(), 0);
+  });
+
+  it("rolls back a whole group when a statement fails otherwise (no member is told it committed)", async () => {
+    await database.prisma.$executeRawUnsafe(`DELETE FROM "Scratch"`);
+    // The first batch has the writer at once; the next three wait for it and then run as one group.
+    const outcomes = await Promise.allSettled([
+      database.sql.batch([insertSql(1, "first")]),
+      database.sql.batch([insertSql(2, "second")]),
+      database.sql.batch([Prisma.sql`INSERT INTO "NoSuchTable" ("v") VALUES (${"x"})`]),
+      database.sql.batch([insertSql(4, "fourth")]),
+    ]);
+    assert.deepEqual(
+      outcomes.map((o) => o.status),
+      ["fulfilled", "rejected", "rejected", "rejected"],
+    );
+    const rows = await database.prisma.$queryRawUnsafe<{ v: string }[]>(`SELECT "v" FROM "Scratch" ORDER BY "id"`);
+    assert.deepEqual(
+      rows.map((r) => r.v),
+      ["first"],
+    );
+    // The writer is free again: the next batch commits.
+    await database.sql.batch([insertSql(5, "after")]);
+    assert.equal(await count(), 2);
   });
 
   it("reads outside a transaction see committed rows only, never an open transaction's", async () => {
