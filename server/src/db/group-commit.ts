@@ -10,6 +10,14 @@
  * A group grows only while members are waiting for the writer, up to
  * `maxMembers` or `maxAgeMs`, so a lone transaction commits at once.
  *
+ * Under steady load, a group of units starts no sooner than
+ * `minCommitIntervalMs` after the previous COMMIT, gathering the units that
+ * arrive meanwhile: a COMMIT costs about 90 us of CPU (the WAL write and the
+ * fsync), more than the statements it commits, so at 2,000 messages a
+ * second one COMMIT per send and per acknowledgement took a third of a
+ * core. Like PostgreSQL's `commit_delay`, it waits only when commits are
+ * frequent; a write after a quiet spell commits at once.
+ *
  * Two kinds of member: an interactive transaction (`begin`, its statements
  * one by one, `end`), as the Prisma client drives one; and a unit, whose
  * statements are known in advance (`unit`). Units waiting together run in
@@ -33,6 +41,8 @@ export interface GroupCommitLimits {
   maxMembers?: number;
   /** A group that has been open this long takes no new member. @default 20 */
   maxAgeMs?: number;
+  /** Under load, the least time from one COMMIT to the start of the next group of units. @default 2 */
+  minCommitIntervalMs?: number;
 }
 
 /** What the writer has committed so far. */
@@ -85,6 +95,9 @@ export class GroupCommit {
   private readonly counts: GroupCommitStats = { commits: 0, members: 0 };
   private readonly maxMembers: number;
   private readonly maxAgeMs: number;
+  private readonly minCommitIntervalMs: number;
+  /** When the last COMMIT (or ROLLBACK) ended. */
+  private lastCommitAt = 0;
 
   constructor(
     private readonly run: RunSteps,
@@ -92,6 +105,7 @@ export class GroupCommit {
   ) {
     this.maxMembers = limits.maxMembers ?? 64;
     this.maxAgeMs = limits.maxAgeMs ?? 20;
+    this.minCommitIntervalMs = limits.minCommitIntervalMs ?? 2;
   }
 
   /** Commits and committed members so far. */
@@ -161,6 +175,20 @@ export class GroupCommit {
     });
   }
 
+  /**
+   * Units that would open a group right after a COMMIT wait out the rest of
+   * `minCommitIntervalMs` (holding the writer) and take along the units
+   * that queued meanwhile.
+   */
+  private async gather(units: Unit[]): Promise<Unit[]> {
+    if (this.group) return units;
+    const wait = this.lastCommitAt + this.minCommitIntervalMs - performance.now();
+    if (wait <= 0) return units;
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    while (units.length < this.maxMembers && this.waiters[0]?.unit) units.push(this.waiters.shift()!.unit!);
+    return units;
+  }
+
   /** Notes a failed statement of the running member: one that may have ended the transaction poisons the group. */
   statementFailed(error: unknown): void {
     const kind = kindOf(error);
@@ -219,6 +247,7 @@ export class GroupCommit {
 
   /** Tells the group's members how it ended and frees the writer. */
   private settle(group: Group, failure: unknown): void {
+    this.lastCommitAt = performance.now();
     if (!failure) {
       this.counts.commits++;
       this.counts.members += group.durable.length;
@@ -244,7 +273,8 @@ export class GroupCommit {
    * unit whose statement broke a constraint rolls back alone and the units
    * after it run next; any other failure rolls the group back.
    */
-  private async runUnits(units: Unit[]): Promise<void> {
+  private async runUnits(waiting: Unit[]): Promise<void> {
+    const units = await this.gather(waiting);
     const opened = this.group === null;
     const group = (this.group ??= newGroup());
     group.members += units.length;
@@ -319,3 +349,4 @@ function kindOf(error: unknown): string | undefined {
   const kind = (error as { cause?: { kind?: unknown } } | null)?.cause?.kind;
   return typeof kind === "string" ? kind : undefined;
 }
+

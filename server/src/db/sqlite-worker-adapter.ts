@@ -10,14 +10,15 @@ import {
 } from "@prisma/driver-adapter-utils";
 import type { BatchingAdapter } from "./sql-runner.js";
 import { GroupCommit, type GroupCommitStats, type Member } from "./group-commit.js";
-import type {
-  SerializedError,
-  SerializedStepsOutcome,
-  SqliteWorkerData,
-  StepsOutcome,
-  WorkerConnection,
-  WorkerReply,
-  WorkerRequest,
+import {
+  toWire,
+  type SerializedError,
+  type SerializedStepsOutcome,
+  type SqliteWorkerData,
+  type StepsOutcome,
+  type WorkerConnection,
+  type WorkerReply,
+  type WorkerRequest,
 } from "./sqlite-worker-protocol.js";
 
 /** Options for {@link SqliteWorkerAdapterFactory}. */
@@ -141,7 +142,7 @@ class WorkerQueryable {
   protected run(connection: WorkerConnection, kind: "query", query: SqlQuery): Promise<SqlResultSet>;
   protected run(connection: WorkerConnection, kind: "execute", query: SqlQuery): Promise<number>;
   protected run(connection: WorkerConnection, kind: "query" | "execute", query: SqlQuery): Promise<unknown> {
-    return this.channel.call({ connection, kind, query });
+    return this.channel.call({ connection, kind, query: toWire(query) });
   }
 }
 
@@ -154,9 +155,11 @@ class SqliteWorkerAdapter extends WorkerQueryable implements SqlDriverAdapter, B
   constructor(channel: WorkerChannel) {
     super(channel);
     this.writer = new GroupCommit(async (steps): Promise<StepsOutcome> => {
-      const outcome = (await this.channel.call({ connection: "writer", kind: "steps", steps })) as SerializedStepsOutcome;
-      const { failure } = outcome;
-      return failure ? { results: outcome.results, failure: { at: failure.at, error: toError(failure.error) } } : outcome;
+      const wire = steps.map((step) => (typeof step === "string" ? step : toWire(step)));
+      const request = { connection: "writer", kind: "steps", steps: wire } as const;
+      const outcome = (await this.channel.call(request)) as SerializedStepsOutcome;
+      const { results, failure } = outcome;
+      return failure ? { results, failure: { at: failure.at, error: toError(failure.error) } } : { results };
     });
   }
 

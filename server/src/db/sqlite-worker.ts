@@ -14,13 +14,14 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { PrismaBetterSqlite3 } from "@prisma/adapter-better-sqlite3";
 import type { SqlDriverAdapter, SqlResultSet } from "@prisma/driver-adapter-utils";
-import type {
-  SerializedError,
-  SerializedStepsOutcome,
-  SqliteWorkerData,
-  Step,
-  WorkerReply,
-  WorkerRequest,
+import {
+  fromWire,
+  type SerializedError,
+  type SerializedStepsOutcome,
+  type SqliteWorkerData,
+  type WireStep,
+  type WorkerReply,
+  type WorkerRequest,
 } from "./sqlite-worker-protocol.js";
 
 const port = parentPort;
@@ -39,9 +40,9 @@ async function run(request: WorkerRequest): Promise<unknown> {
   const connection: SqlDriverAdapter = request.connection === "reader" ? reader : writer;
   switch (request.kind) {
     case "query":
-      return connection.queryRaw(request.query);
+      return connection.queryRaw(fromWire(request.query));
     case "execute":
-      return connection.executeRaw(request.query);
+      return connection.executeRaw(fromWire(request.query));
     case "script":
       return connection.executeScript(request.script);
     case "steps":
@@ -54,14 +55,14 @@ async function run(request: WorkerRequest): Promise<unknown> {
 }
 
 /** Runs steps in order until one fails: a whole group commit's statements in one round trip. */
-async function runSteps(connection: SqlDriverAdapter, steps: Step[]): Promise<SerializedStepsOutcome> {
+async function runSteps(connection: SqlDriverAdapter, steps: WireStep[]): Promise<SerializedStepsOutcome> {
   const results: (SqlResultSet | null)[] = [];
   for (const step of steps) {
     try {
       if (typeof step === "string") {
         await connection.executeScript(step);
         results.push(null);
-      } else results.push(await connection.queryRaw(step));
+      } else results.push(await connection.queryRaw(fromWire(step)));
     } catch (error) {
       return { results, failure: { at: results.length, error: serializeError(error) } };
     }

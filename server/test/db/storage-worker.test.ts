@@ -81,25 +81,34 @@ describe("the SQLite storage worker", { skip: testProvider !== "sqlite" }, () =>
 
   it("rolls back a whole group when a statement fails otherwise (no member is told it committed)", async () => {
     await database.prisma.$executeRawUnsafe(`DELETE FROM "Scratch"`);
-    // The first batch has the writer at once; the next three wait for it and then run as one group.
-    const outcomes = await Promise.allSettled([
-      database.sql.batch([insertSql(1, "first")]),
+    // An interactive transaction holds the writer while four batches queue behind it; then they all
+    // join its group, and the third batch's statement fails (no such table).
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let started!: () => void;
+    const holding = new Promise<void>((resolve) => (started = resolve));
+    const interactive = database.prisma.$transaction(async (tx) => {
+      await tx.$executeRawUnsafe(`INSERT INTO "Scratch" ("id", "v") VALUES (1, 'interactive')`);
+      started();
+      await held;
+    });
+    await holding;
+    const batches = [
       database.sql.batch([insertSql(2, "second")]),
+      database.sql.batch([insertSql(3, "third")]),
       database.sql.batch([Prisma.sql`INSERT INTO "NoSuchTable" ("v") VALUES (${"x"})`]),
       database.sql.batch([insertSql(4, "fourth")]),
-    ]);
+    ];
+    release();
+    const outcomes = await Promise.allSettled([interactive, ...batches]);
     assert.deepEqual(
       outcomes.map((o) => o.status),
-      ["fulfilled", "rejected", "rejected", "rejected"],
+      ["rejected", "rejected", "rejected", "rejected", "rejected"],
     );
-    const rows = await database.prisma.$queryRawUnsafe<{ v: string }[]>(`SELECT "v" FROM "Scratch" ORDER BY "id"`);
-    assert.deepEqual(
-      rows.map((r) => r.v),
-      ["first"],
-    );
+    assert.equal(await count(), 0, "the group rolled back as a whole");
     // The writer is free again: the next batch commits.
     await database.sql.batch([insertSql(5, "after")]);
-    assert.equal(await count(), 2);
+    assert.equal(await count(), 1);
   });
 
   it("reads outside a transaction see committed rows only, never an open transaction's", async () => {
