@@ -308,7 +308,12 @@ export class GroupCommit {
       return this.settle(group, null);
     }
     const failed = spans[done];
-    if (failed && failure.at > failed.start && failure.at < failed.release && statementOnly.has(kindOf(failure.error) ?? "")) {
+    if (
+      failed &&
+      failure.at > failed.start &&
+      failure.at < failed.release &&
+      statementOnly.has(kindOf(failure.error) ?? "")
+    ) {
       // Only that unit's statement failed: its savepoint rolls back, and the units after it run next.
       failed.unit.reject(failure.error);
       const rest = units.slice(done + 1);
@@ -349,4 +354,3 @@ function kindOf(error: unknown): string | undefined {
   const kind = (error as { cause?: { kind?: unknown } } | null)?.cause?.kind;
   return typeof kind === "string" ? kind : undefined;
 }
-
