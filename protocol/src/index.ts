@@ -235,3 +235,14 @@ export {
   type KeyLogLeaf,
   type SignedTreeHead,
 } from "./key-transparency.js";
+
+// Federation
+export {
+  federationKeySchema,
+  federationPublicKeySchema,
+  serverDocumentPath,
+  serverDocumentSchema,
+  serverNameSchema,
+  type FederationKey,
+  type ServerDocument,
+} from "./federation.js";

@@ -42,6 +42,14 @@ export const limits = {
   kyberPublicKeyBytes: 1569,
   /** XEdDSA signature bytes. */
   signatureBytes: 64,
+  /** A federation signing key (Ed25519, raw). */
+  ed25519PublicKeyBytes: 32,
+  /** An Ed25519 signature. */
+  ed25519SignatureBytes: 64,
+  /** Characters of a server name (a DNS name, optionally with :port). */
+  maxServerNameLength: 255,
+  /** Federation signing keys one server document lists (the current one and those still rotating out). */
+  maxFederationKeys: 8,
   /** Unidentified access key bytes (sealed sender). */
   accessKeyBytes: 16,
   /** A linking code is valid this long after it is created. */

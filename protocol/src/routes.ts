@@ -23,6 +23,7 @@ import type { ErrorCode } from "./errors.js";
 import { limits } from "./limits.js";
 import { base64Length } from "./primitives.js";
 import type { RateLimitName } from "./rate-limits.js";
+import { serverDocumentPath, serverDocumentSchema } from "./federation.js";
 import { healthResponseSchema, readyResponseSchema } from "./health.js";
 import { keyCountResponseSchema, preKeyBundleResponseSchema, uploadKeysRequestSchema } from "./keys.js";
 import {
@@ -277,6 +278,15 @@ export const routes = {
     auth: "none",
     success: { status: 200, schema: trustRootResponseSchema },
     errors: [],
+  },
+  serverDocument: {
+    method: "get",
+    path: serverDocumentPath,
+    summary:
+      "Federation: this server's signed document (its name, federation signing keys and trust root); 404 while federation is off",
+    auth: "none",
+    success: { status: 200, schema: serverDocumentSchema },
+    errors: ["not_found"],
   },
   senderCertificate: {
     method: "get",

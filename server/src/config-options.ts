@@ -84,6 +84,16 @@ export const optionSpecs: readonly OptionSpec[] = [
     apply: (c, v) => (c.serverName = v),
   }),
   option({
+    key: "federation",
+    flag: "--federation <off|allowlist|open>",
+    env: "ZIMCHAT_FEDERATION",
+    defaultText: "off",
+    meaning:
+      "federation with other homeservers: `off` (no federation document, nothing federated), `allowlist` or `open`; see docs/federation.md",
+    schema: z.enum(["off", "allowlist", "open"], "expected off, allowlist or open"),
+    apply: (c, v) => (c.federation = v),
+  }),
+  option({
     key: "port",
     flag: "--port <port>",
     env: "PORT",

@@ -61,6 +61,9 @@ export interface PluginSpec {
 }
 
 /** The homeserver's options. Only the CLI reads the environment; libraries are handed this. */
+/** Whether and with whom a server federates. */
+export type FederationMode = "off" | "allowlist" | "open";
+
 export interface ServerConfig {
   /** This homeserver's DNS name, as in `@user:serverName`. @default "localhost" */
   serverName: string;
@@ -163,6 +166,11 @@ export interface ServerConfig {
    */
   sqliteWorker: boolean;
   /**
+   * Federation with other homeservers: `off` (the default: the server
+   * publishes no federation document), `allowlist` or `open`.
+   */
+  federation: FederationMode;
+  /**
    * Redis (`redis://` or `rediss://`). Set: Socket.IO Redis adapter, rate
    * limits in Redis, cluster-wide job locks. Unset: one node, all in memory. @default undefined
    */
@@ -248,6 +256,7 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     eventLoopStallMs: partial.eventLoopStallMs ?? 1000,
     sqliteCheckpointMs: partial.sqliteCheckpointMs ?? 2000,
     sqliteWorker: partial.sqliteWorker ?? true,
+    federation: partial.federation ?? "off",
     redisUrl: partial.redisUrl || undefined,
     redisPrefix: partial.redisPrefix ?? "zimchat",
     attachmentsDir: resolve(partial.attachmentsDir ?? resolve(dataDir, "attachments")),

@@ -43,6 +43,9 @@ const privateKeyNotes: Record<string, string> = {
     "server-certificate PRIVATE key: signs sender certificates. With it someone can mint sender certificates for this server's accounts until the server certificate is replaced. It decrypts no message, and a certificate alone cannot make a message decrypt as coming from an existing contact (that needs the contact's identity and session keys).",
 };
 
+const federationKeyNote =
+  "federation signing PRIVATE key (Ed25519, one per 5-day period): signs this server's federation document and, once servers exchange requests, its requests to other servers. With it someone can speak to peers as this server until the key expires (7 days at most). It decrypts no message and signs no sender certificate.";
+
 const publicFileNotes: Record<string, string> = {
   "trust-root.pub": "trust-root PUBLIC key (what clients pin; public by design)",
   "server.crt": "server certificate: the server's PUBLIC key signed by the trust root (public by design)",
@@ -94,11 +97,14 @@ function classify(rel: string, absolute: string, bytes: number, sqlitePath: stri
   // Key files are written through a temporary `<name>.<hex>.tmp` first.
   const keyName = name.replace(/\.[0-9a-f]+\.tmp$/, "");
   if (keyName.endsWith(".key")) {
+    const federation = rel.split(sep).includes("federation");
     return {
       path: rel,
       kind: "private-key",
       bytes,
-      reveals: privateKeyNotes[keyName] ?? "a PRIVATE key file: whoever holds it can sign whatever this key signs",
+      reveals: federation
+        ? federationKeyNote
+        : (privateKeyNotes[keyName] ?? "a PRIVATE key file: whoever holds it can sign whatever this key signs"),
     };
   }
   if (publicFileNotes[keyName] || /\.(pub|crt)$/.test(keyName)) {

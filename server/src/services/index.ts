@@ -1,3 +1,4 @@
+import { ServerDocumentService } from "../federation/server-document.js";
 import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { AccountStore } from "../stores/account-store.js";
@@ -34,6 +35,8 @@ export interface Services {
   devices: DeviceService;
   /** The admin API's operations (served only with an admin token). */
   admin: AdminService;
+  /** Federation: this server's signed document (keys load on first use). */
+  serverDocument: ServerDocumentService;
 }
 
 /** What the services use besides the config and the database. */
@@ -93,5 +96,10 @@ export function createServices(config: ServerConfig, database: Database, deps: S
     sealed: new SealedSenderService(accountStore, mailbox, limiter),
     devices,
     admin: new AdminService(new AdminStore(prisma), invites, devices, attachments, certificates, mailbox),
+    serverDocument: new ServerDocumentService(
+      config.dataDir,
+      config.serverName,
+      () => certificates.trustRoot().publicKey,
+    ),
   };
 }

@@ -291,7 +291,7 @@ export function checkMode(path: string): void {
  * (the link fails), so of several nodes writing at once exactly one wins.
  * @returns whether this call's bytes are now in the file
  */
-function writeKeyFile(path: string, bytes: Uint8Array, replace = false): boolean {
+export function writeKeyFile(path: string, bytes: Uint8Array, replace = false): boolean {
   const temp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
   writeFileSync(temp, `${Buffer.from(bytes).toString("base64")}\n`, { mode: 0o600, flag: "wx" });
   chmodSync(temp, 0o600);
