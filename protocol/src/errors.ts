@@ -12,7 +12,9 @@ export const errorStatus = {
   invalid_key: 400,
   invalid_ciphertext: 400,
   unauthorized: 401,
+  federation_unauthorized: 401,
   forbidden: 403,
+  peer_not_allowed: 403,
   registration_closed: 403,
   invite_required: 403,
   invalid_invite: 403,
@@ -89,6 +91,12 @@ export const errorBodySchema = z
       .string()
       .optional()
       .describe("`refused_by_plugin`: the plugin's own machine-readable reason (e.g. `send_quota_exceeded`)"),
+    reason: z
+      .enum(["unsigned", "wrong_destination", "bad_digest", "unknown_key", "bad_signature"])
+      .optional()
+      .describe(
+        "`federation_unauthorized`: why a server's request was refused (no signature, addressed to another server, body not as digested, a key the origin does not publish, a signature that does not verify or expired)",
+      ),
   })
   .meta({ id: "Error" });
 

@@ -21,6 +21,8 @@ const authErrors: ErrorCode[] = ["unauthorized"];
 const disabledErrors: ErrorCode[] = ["account_disabled"];
 /** Every admin route answers 404 when the server has no admin token. */
 const adminErrors: ErrorCode[] = ["not_found"];
+/** A federation route: a bad or missing signature, a peer not accepted, and 404 while federation is off. */
+const serverErrors: ErrorCode[] = ["federation_unauthorized", "peer_not_allowed", "not_found"];
 
 function toSchema(schema: z.ZodType, refs: Map<string, JsonSchema>): JsonSchema {
   return toComponentSchema(schema, refs);
@@ -40,6 +42,8 @@ function securityOf(auth: RouteSpec["auth"]): Record<string, string[]>[] {
       return [{ deviceBasic: [] }, { unidentifiedAccessKey: [] }];
     case "admin":
       return [{ adminBearer: [] }];
+    case "server":
+      return [{ serverSignature: [] }];
     default:
       return missingCase(auth);
   }
@@ -93,11 +97,12 @@ export function buildOpenApiDocument(info: OpenApiInfo): Record<string, unknown>
     // A Set: an admin route's own `not_found` is also the one it answers when the admin API is off.
     const codes = new Set([
       ...commonErrors,
-      ...(route.auth === "none" ? [] : authErrors),
+      ...(route.auth === "none" || route.auth === "server" ? [] : authErrors),
       ...(route.auth === "device" || route.auth === "device-or-access-key"
         ? [...disabledErrors, "too_many_failed_logins" as const]
         : []),
       ...(route.auth === "admin" ? adminErrors : []),
+      ...(route.auth === "server" ? serverErrors : []),
       ...route.errors,
     ]);
     const byStatus = new Map<number, ErrorCode[]>();
@@ -184,6 +189,16 @@ export function buildOpenApiDocument(info: OpenApiInfo): Record<string, unknown>
           scheme: "bearer",
           description:
             "The server's admin token (`--admin-token`, `ZIMCHAT_ADMIN_TOKEN`); without one the admin routes answer 404",
+        },
+        serverSignature: {
+          type: "apiKey",
+          in: "header",
+          name: "Signature",
+          description:
+            "Federation: an RFC 9421 HTTP message signature (`Signature`, `Signature-Input`) by one of the origin server's Ed25519 keys " +
+            "published at `/.well-known/zimchat/server`, covering `@method`, `@path`, `@query`, `content-digest` (RFC 9530, sha-256), " +
+            "`x-zimchat-origin` and `x-zimchat-destination` (this server's name), with `created`, `keyid` and `alg`; valid for 300 s. " +
+            "Refused with 401 `federation_unauthorized`; a server not accepted (allowlist, denylist) gets 403 `peer_not_allowed`",
         },
         unidentifiedAccessKey: {
           type: "apiKey",

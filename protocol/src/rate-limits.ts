@@ -7,6 +7,11 @@
 export const rateLimitInfo = {
   register: { key: "client address", description: "Registrations per client address", exceeded: "refused" },
   usernameLookup: { key: "account", description: "Username lookups per requesting account", exceeded: "refused" },
+  federationUsernameLookup: {
+    key: "origin server",
+    description: "Username lookups per requesting server (federation)",
+    exceeded: "refused",
+  },
   preKeyBundle: {
     key: "account and target account",
     description: "Pre-key bundle fetches per requesting account and target account",

@@ -57,9 +57,11 @@ import {
  * key (the `Unidentified-Access-Key` header, sealed sender; a wrong key or an
  * unknown recipient is the same 401), or as the server's admin
  * (`Authorization: Bearer <admin token>`; the admin routes answer 404 when
- * the server has no admin token).
+ * the server has no admin token), or as another homeserver (federation: an
+ * RFC 9421 signature by one of its published keys; see docs/federation.md;
+ * the federation routes answer 404 while federation is off).
  */
-export type RouteAuth = "none" | "device" | "device-or-access-key" | "admin";
+export type RouteAuth = "none" | "device" | "device-or-access-key" | "admin" | "server";
 
 /** One REST route: the server mounts it, the OpenAPI document describes it. */
 export interface RouteSpec {
@@ -287,6 +289,17 @@ export const routes = {
     auth: "none",
     success: { status: 200, schema: serverDocumentSchema },
     errors: ["not_found"],
+  },
+  federationLookupUsername: {
+    method: "get",
+    path: "/federation/v1/accounts/username/:username",
+    summary:
+      "Federation: the account id of a username on this server, asked by another homeserver for its user (signed request; rate limited per origin server)",
+    auth: "server",
+    params: z.strictObject({ username: usernameSchema }),
+    success: { status: 200, schema: usernameLookupResponseSchema },
+    errors: ["not_found"],
+    rateLimits: ["federationUsernameLookup"],
   },
   senderCertificate: {
     method: "get",

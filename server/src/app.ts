@@ -138,6 +138,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
     createRouter(createHandlers(config, database, services, storage), services.accounts, logger, {
       guards: createGuards(services),
       refusals: metrics,
+      federation: services.federation,
     }),
   );
   app.use(createAdminRouter(config, database, services, io, logger, metrics));
@@ -216,6 +217,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
       httpServer.closeAllConnections();
       await stopped;
       await plugins.stop();
+      await services.federation.close();
       await database.close();
       await redis?.close();
     })());

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { serverNameSchema } from "@zimchat/protocol";
 import { z } from "zod";
 import { ConfigError, isPath, resolveConfig, type PluginSpec, type ServerConfig } from "./config.js";
 import { defaultConnectionLimits, type ConnectionLimits } from "./gateway/connection-limits.js";
@@ -54,6 +55,15 @@ const trustProxy = z
   .transform((v): false | number | string[] =>
     v === "off" ? false : /^\d+$/.test(v) ? Number(v) : v.split(",").filter(Boolean),
   );
+const serverList = z
+  .string()
+  .transform((v) =>
+    v
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(serverNameSchema));
 const mib = 1024 * 1024;
 /** Sets one connection limit, keeping the others. */
 const connectionLimit =
@@ -92,6 +102,35 @@ export const optionSpecs: readonly OptionSpec[] = [
       "federation with other homeservers: `off` (no federation document, nothing federated), `allowlist` or `open`; see docs/federation.md",
     schema: z.enum(["off", "allowlist", "open"], "expected off, allowlist or open"),
     apply: (c, v) => (c.federation = v),
+  }),
+  option({
+    key: "federationAllow",
+    flag: "--federation-allow <servers>",
+    env: "ZIMCHAT_FEDERATION_ALLOW",
+    defaultText: "(none)",
+    meaning:
+      "with `--federation allowlist`: the servers accepted, comma-separated names (`club.example,news.example:8443`)",
+    schema: serverList,
+    apply: (c, v) => (c.federationAllow = v),
+  }),
+  option({
+    key: "federationDeny",
+    flag: "--federation-deny <servers>",
+    env: "ZIMCHAT_FEDERATION_DENY",
+    defaultText: "(none)",
+    meaning: "servers refused in every federation mode, comma-separated names",
+    schema: serverList,
+    apply: (c, v) => (c.federationDeny = v),
+  }),
+  option({
+    key: "federationInsecurePeers",
+    flag: "--federation-insecure-peers <on|off>",
+    env: "ZIMCHAT_FEDERATION_INSECURE_PEERS",
+    defaultText: "off",
+    meaning:
+      "reach peers over plain HTTP and allow loopback and private addresses (tests and closed networks only; off: HTTPS, and names that resolve to non-public addresses are refused)",
+    schema: onOff,
+    apply: (c, v) => (c.federationInsecurePeers = v),
   }),
   option({
     key: "port",

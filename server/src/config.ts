@@ -21,6 +21,7 @@ export interface RateLimits {
   register: RateLimit;
   /** Username lookups per requesting account. */
   usernameLookup: RateLimit;
+  federationUsernameLookup: RateLimit;
   /** Pre-key bundle fetches per requesting account and target account. */
   preKeyBundle: RateLimit;
   /** Envelope sends per sending device. */
@@ -170,6 +171,15 @@ export interface ServerConfig {
    * publishes no federation document), `allowlist` or `open`.
    */
   federation: FederationMode;
+  /** With `allowlist`: the servers accepted. */
+  federationAllow: string[];
+  /** Servers refused in every mode. */
+  federationDeny: string[];
+  /**
+   * Peers may be on loopback or private addresses and are reached over
+   * plain HTTP (tests and closed networks only). @default false
+   */
+  federationInsecurePeers: boolean;
   /**
    * Redis (`redis://` or `rediss://`). Set: Socket.IO Redis adapter, rate
    * limits in Redis, cluster-wide job locks. Unset: one node, all in memory. @default undefined
@@ -204,6 +214,7 @@ export interface ServerConfig {
 export const defaultRateLimits: RateLimits = {
   register: { points: 10, durationSeconds: 3600 },
   usernameLookup: { points: 100, durationSeconds: 60 },
+  federationUsernameLookup: { points: 300, durationSeconds: 60 },
   preKeyBundle: { points: 60, durationSeconds: 60 },
   send: { points: 200, durationSeconds: 1 },
   sealedSend: { points: 600, durationSeconds: 60 },
@@ -257,6 +268,9 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     sqliteCheckpointMs: partial.sqliteCheckpointMs ?? 2000,
     sqliteWorker: partial.sqliteWorker ?? true,
     federation: partial.federation ?? "off",
+    federationAllow: partial.federationAllow ?? [],
+    federationDeny: partial.federationDeny ?? [],
+    federationInsecurePeers: partial.federationInsecurePeers ?? false,
     redisUrl: partial.redisUrl || undefined,
     redisPrefix: partial.redisPrefix ?? "zimchat",
     attachmentsDir: resolve(partial.attachmentsDir ?? resolve(dataDir, "attachments")),

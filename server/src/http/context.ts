@@ -22,6 +22,8 @@ export interface RouteContext<K extends RouteName> {
   accessKey: string | undefined;
   /** The peer address, for rate limits only: never logged or stored. */
   clientAddress: string;
+  /** The origin server whose signature was verified, on `auth: "server"` routes (federation). */
+  origin: Route<K>["auth"] extends "server" ? string : undefined;
 }
 
 /** What a route handler returns: its success body (undefined for 204). */

@@ -57,10 +57,8 @@ export function createHandlers(
     listDevices: async ({ principal }) => services.devices.list(principal),
     removeDevice: async ({ principal, params }) => services.devices.remove(principal, params.deviceId),
     trustRoot: async () => services.certificates.trustRoot(),
-    serverDocument: async () => {
-      if (config.federation === "off") throw new HttpError("not_found", "Federation is off on this server");
-      return services.serverDocument.document();
-    },
+    serverDocument: async () => services.federation.serverDocument(),
+    federationLookupUsername: async ({ origin, params }) => services.federation.lookupUsername(origin, params.username),
     senderCertificate: async ({ principal }) => services.certificates.senderCertificate(principal),
     sendMultiRecipient: async ({ principal, body, clientAddress }) =>
       services.sealed.sendMultiRecipient(principal, body, clientAddress),

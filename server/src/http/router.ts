@@ -5,6 +5,7 @@ import { HttpError } from "../errors.js";
 import { storageFullError } from "../faults/storage-full.js";
 import type { Logger } from "../logger.js";
 import { unauthorized, type AccountService } from "../services/account-service.js";
+import type { IncomingRequest } from "../federation/request-signing.js";
 import { parseBasicAuth } from "./basic-auth.js";
 import type { RouteGuards, RouteHandlers } from "./context.js";
 import { jsonBodyReader, tooDeeplyNested, tooDeepType, type JsonBodyReader, type RefusalCounter } from "./json-body.js";
@@ -26,6 +27,8 @@ export interface RouterOptions {
   guards?: RouteGuards;
   /** Counts body refusals (`body_too_large`, `too_deeply_nested`). */
   refusals?: RefusalCounter;
+  /** Checks the signature of a federation request (`auth: "server"`); returns the origin server. */
+  federation?: { authenticate(request: IncomingRequest): Promise<string> };
 }
 
 /**
@@ -46,6 +49,8 @@ export function createRouter(
     const handler = handlers[name] as (ctx: unknown) => Promise<unknown>;
     const guard = options.guards?.[name] as ((ctx: unknown) => Promise<void>) | undefined;
     const readBody = route.body ? jsonBodyReader(bodyLimitOf(route), options.refusals) : null;
+    // A body's Content-Digest would be checked against the raw bytes, which this router parses: bodiless routes only.
+    if (route.auth === "server" && route.body) throw new Error(`${name}: a federation route cannot take a body yet`);
     const mount: RequestHandler = (req, res, next) => {
       const started = performance.now();
       res.on("finish", () => {
@@ -59,7 +64,7 @@ export function createRouter(
           "request",
         );
       });
-      handle(route, handler, guard, readBody, accounts, req, res).catch(next);
+      handle(route, handler, guard, readBody, accounts, options.federation, req, res).catch(next);
     };
     router[route.method](route.path, mount);
   }
@@ -72,10 +77,12 @@ async function handle(
   guard: ((ctx: unknown) => Promise<void>) | undefined,
   readBody: JsonBodyReader | null,
   accounts: AccountService,
+  federation: RouterOptions["federation"],
   req: Request,
   res: Response,
 ): Promise<void> {
   let principal;
+  let origin: string | undefined;
   let accessKey: string | undefined;
   const header = req.headers[accessKeyHeader];
   if (route.auth === "device-or-access-key" && req.headers.authorization === undefined) {
@@ -83,6 +90,14 @@ async function handle(
     // multi-recipient body) against the recipients; 401 when wrong, missing or unknown,
     // except for a recipient that accepts sealed messages from anyone.
     accessKey = typeof header === "string" ? header : undefined;
+  } else if (route.auth === "server") {
+    if (!federation) throw new HttpError("not_found", "Federation is off on this server");
+    origin = await federation.authenticate({
+      method: req.method,
+      url: req.originalUrl,
+      headers: req.headers,
+      body: new Uint8Array(),
+    });
   } else if (route.auth !== "none") {
     const credentials = parseBasicAuth(req.headers.authorization);
     // The same answer as for wrong credentials: no hint of what was wrong.
@@ -101,7 +116,7 @@ async function handle(
   }
   const clientAddress = req.ip ?? req.socket.remoteAddress ?? "";
   // Before the body is read: a caller refused here costs no buffering or parsing.
-  await guard?.({ principal, accessKey, params, clientAddress });
+  await guard?.({ principal, accessKey, params, clientAddress, origin });
   let body: unknown;
   if (route.body && readBody) {
     await readBody(req, res);
@@ -109,7 +124,7 @@ async function handle(
     if (!parsed.success) throw invalidRequest(parsed.error, "body");
     body = parsed.data;
   }
-  const result = await handler({ principal, accessKey, params, body, clientAddress });
+  const result = await handler({ principal, accessKey, params, body, clientAddress, origin });
   if (route.success.schema) res.status(route.success.status).json(result);
   else res.status(route.success.status).end();
 }

@@ -1,4 +1,4 @@
-import { ServerDocumentService } from "../federation/server-document.js";
+import { FederationService } from "../federation/federation-service.js";
 import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { AccountStore } from "../stores/account-store.js";
@@ -35,8 +35,8 @@ export interface Services {
   devices: DeviceService;
   /** The admin API's operations (served only with an admin token). */
   admin: AdminService;
-  /** Federation: this server's signed document (keys load on first use). */
-  serverDocument: ServerDocumentService;
+  /** Federation: this server's signed document, its peers, signed requests (keys load on first use). */
+  federation: FederationService;
 }
 
 /** What the services use besides the config and the database. */
@@ -96,10 +96,6 @@ export function createServices(config: ServerConfig, database: Database, deps: S
     sealed: new SealedSenderService(accountStore, mailbox, limiter),
     devices,
     admin: new AdminService(new AdminStore(prisma), invites, devices, attachments, certificates, mailbox),
-    serverDocument: new ServerDocumentService(
-      config.dataDir,
-      config.serverName,
-      () => certificates.trustRoot().publicKey,
-    ),
+    federation: new FederationService(config, accountStore, limiter, () => certificates.trustRoot().publicKey),
   };
 }

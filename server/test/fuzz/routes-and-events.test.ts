@@ -93,6 +93,7 @@ const adminToken = randomBytes(24).toString("base64url");
 const roomy: RateLimits = {
   register: { points: 100_000, durationSeconds: 3600 },
   usernameLookup: { points: 100_000, durationSeconds: 60 },
+  federationUsernameLookup: { points: 100_000, durationSeconds: 60 },
   preKeyBundle: { points: 100_000, durationSeconds: 60 },
   send: { points: 100_000, durationSeconds: 1 },
   sealedSend: { points: 100_000, durationSeconds: 60 },

@@ -111,7 +111,7 @@ export async function startServer(overrides: Partial<ServerConfig> = {}, logs?: 
   });
   const destination = logs ? { write: (line: string) => void logs.push(line) } : undefined;
   const home = await openHomeserver(config, createLogger(config.logLevel, destination));
-  await new Promise<void>((resolve) => home.httpServer.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => home.httpServer.listen(config.port, "127.0.0.1", resolve));
   const port = (home.httpServer.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${port}`;
   const sockets = new Set<Socket>();

@@ -1,0 +1,102 @@
+import type { ServerConfig } from "../config.js";
+import { HttpError } from "../errors.js";
+import type { AccountStore } from "../stores/account-store.js";
+import type { RateLimiter } from "../services/rate-limiter.js";
+import { PeerDirectory } from "./peer-directory.js";
+import { signRequest, verifyRequest, type IncomingRequest, type SignatureRefusal } from "./request-signing.js";
+import { ServerDocumentService } from "./server-document.js";
+
+const refusalText: Record<SignatureRefusal, string> = {
+  unsigned:
+    "The request is not signed by a server (Signature, Signature-Input, x-zimchat-origin, x-zimchat-destination)",
+  wrong_destination: "The request is addressed to another server",
+  bad_digest: "The Content-Digest does not match the body",
+  unknown_key: "The signing key is not one the origin server publishes",
+  bad_signature: "The signature does not verify, or it has expired",
+};
+
+/**
+ * Federation on this server: its signed document, the peers it accepts
+ * and their keys, the check of every signed request, and what peers may
+ * ask.
+ */
+export class FederationService {
+  readonly document: ServerDocumentService;
+  readonly peers: PeerDirectory;
+
+  constructor(
+    private readonly config: ServerConfig,
+    private readonly accounts: AccountStore,
+    private readonly limiter: RateLimiter,
+    trustRoot: () => string,
+  ) {
+    this.document = new ServerDocumentService(config.dataDir, config.serverName, trustRoot);
+    this.peers = new PeerDirectory({
+      self: config.serverName,
+      mode: config.federation,
+      allowed: config.federationAllow,
+      denied: config.federationDeny,
+      insecure: config.federationInsecurePeers,
+    });
+  }
+
+  /** Whether federation is on. */
+  get enabled(): boolean {
+    return this.config.federation !== "off";
+  }
+
+  /** This server's signed document. @throws HttpError 404 while federation is off */
+  serverDocument() {
+    if (!this.enabled) throw new HttpError("not_found", "Federation is off on this server");
+    return this.document.document();
+  }
+
+  /**
+   * Checks a signed federation request: addressed to this server, from a
+   * server it accepts, signed by one of that server's published keys.
+   * @returns the origin server
+   * @throws HttpError 404 while federation is off, 403 `peer_not_allowed`, 401 `federation_unauthorized`
+   */
+  async authenticate(request: IncomingRequest): Promise<string> {
+    if (!this.enabled) throw new HttpError("not_found", "Federation is off on this server");
+    const claimed = request.headers["x-zimchat-origin"];
+    if (typeof claimed === "string" && !this.peers.accepts(claimed)) {
+      throw new HttpError("peer_not_allowed", "This server does not federate with that server");
+    }
+    const result = await verifyRequest(request, this.config.serverName, (origin, keyId) =>
+      this.peers.keyOf(origin, keyId),
+    );
+    if ("refused" in result) {
+      throw new HttpError("federation_unauthorized", refusalText[result.refused], { reason: result.refused });
+    }
+    return result.origin;
+  }
+
+  /** The account id of a local username, for a peer (rate limited per origin server). */
+  async lookupUsername(origin: string, username: string): Promise<{ uuid: string }> {
+    await this.limiter.consume("federationUsernameLookup", origin);
+    const uuid = await this.accounts.idForUsername(username);
+    if (!uuid) throw new HttpError("not_found", "No account has that username");
+    return { uuid };
+  }
+
+  /**
+   * A signed request to another server (the newest key signs).
+   * @throws HttpError 403 `peer_not_allowed` for a server this one does not federate with
+   */
+  async request(destination: string, method: "GET", path: string): Promise<{ status: number; body: unknown }> {
+    if (!this.enabled || !this.peers.accepts(destination)) {
+      throw new HttpError("peer_not_allowed", "This server does not federate with that server");
+    }
+    const body = new Uint8Array();
+    const headers = await signRequest(
+      { method, url: `${this.peers.urlOf(destination)}${path}`, body, origin: this.config.serverName, destination },
+      this.document.keys()[0]!,
+    );
+    return this.peers.send(destination, path, { method, headers, body });
+  }
+
+  async close(): Promise<void> {
+    await this.peers.close();
+  }
+}

@@ -1,0 +1,214 @@
+import { lookup } from "node:dns";
+import { isIP } from "node:net";
+import type { KeyObject } from "node:crypto";
+import ipaddr from "ipaddr.js";
+import { Agent, request } from "undici";
+import { serverDocumentPath, serverDocumentSchema, type ServerDocument } from "@zimchat/protocol";
+import type { FederationMode } from "../config.js";
+import { verifyServerDocument } from "./server-document.js";
+import { publicKeyFromRaw } from "./signing-keys.js";
+
+/** Limits of fetching peers' documents; each is a cap on what a hostile peer or request can make this server do. */
+export const peerDirectoryLimits = {
+  /** A document larger than this is refused unread. */
+  maxDocumentBytes: 64 * 1024,
+  /** Connect, headers and body, each. */
+  fetchTimeoutMs: 5_000,
+  /** A document is trusted at most this long, whatever its `validUntil`. */
+  maxCacheMs: 7 * 86_400_000,
+  /** A peer whose document could not be fetched is not asked again for this long. */
+  failureCacheMs: 60_000,
+  /** An unknown key id makes the document be fetched again, at most this often (a rotation). */
+  refetchAfterMs: 60_000,
+  /** Peers remembered at once (the oldest is forgotten first). */
+  maxPeers: 10_000,
+} as const;
+
+/** Who this server federates with. */
+export interface PeerPolicy {
+  /** This server's own name. */
+  self: string;
+  mode: FederationMode;
+  /** With `allowlist`: the only servers accepted. */
+  allowed: readonly string[];
+  /** Servers refused in every mode. */
+  denied: readonly string[];
+  /**
+   * Peers may be on loopback or private addresses and are reached over
+   * plain HTTP: tests and closed networks only. Otherwise HTTPS, and a
+   * name that resolves to a private, loopback or link-local address is
+   * refused (SSRF guard).
+   */
+  insecure: boolean;
+}
+
+type Entry = { document: ServerDocument; fetchedAt: number; expiresAt: number } | { failedAt: number };
+
+/**
+ * Peers' signed documents, fetched from `https://<server>/.well-known/zimchat/server`,
+ * checked (the name it claims, its own signature) and cached until it expires.
+ */
+export class PeerDirectory {
+  private readonly entries = new Map<string, Entry>();
+  private readonly fetching = new Map<string, Promise<void>>();
+  private readonly agent: Agent;
+
+  constructor(
+    private readonly policy: PeerPolicy,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.agent = new Agent({
+      connect: { lookup: guardedLookup(policy.insecure), timeout: peerDirectoryLimits.fetchTimeoutMs },
+      headersTimeout: peerDirectoryLimits.fetchTimeoutMs,
+      bodyTimeout: peerDirectoryLimits.fetchTimeoutMs,
+    });
+  }
+
+  /** Whether requests from (and to) this server are accepted at all. */
+  accepts(server: string): boolean {
+    const { mode, allowed, denied, self } = this.policy;
+    if (mode === "off" || server === self || denied.includes(server)) return false;
+    return mode === "open" || allowed.includes(server);
+  }
+
+  /** The base URL of a peer. */
+  urlOf(server: string): string {
+    return `${this.policy.insecure ? "http" : "https"}://${server}`;
+  }
+
+  /**
+   * A peer's unexpired public key with this id, fetching its document when
+   * it is not cached, or when the id is unknown and the cached document is
+   * older than a minute (the peer rotated).
+   * @returns null for a peer not accepted, unreachable, or without that key
+   */
+  async keyOf(server: string, keyId: string): Promise<KeyObject | null> {
+    if (!this.accepts(server)) return null;
+    let document = await this.document(server);
+    let key = document?.keys.find((k) => k.id === keyId && k.validUntil > this.now());
+    const entry = this.entries.get(server);
+    if (!key && entry && "document" in entry && this.now() - entry.fetchedAt >= peerDirectoryLimits.refetchAfterMs) {
+      this.entries.delete(server);
+      document = await this.document(server);
+      key = document?.keys.find((k) => k.id === keyId && k.validUntil > this.now());
+    }
+    return key ? publicKeyFromRaw(Buffer.from(key.publicKey, "base64")) : null;
+  }
+
+  /** A peer's verified document (cached), or null when it cannot be had now. */
+  async document(server: string): Promise<ServerDocument | null> {
+    const now = this.now();
+    const entry = this.entries.get(server);
+    if (entry && "document" in entry && entry.expiresAt > now) return entry.document;
+    if (entry && "failedAt" in entry && now - entry.failedAt < peerDirectoryLimits.failureCacheMs) return null;
+    let pending = this.fetching.get(server);
+    if (!pending) {
+      pending = this.refresh(server).finally(() => this.fetching.delete(server));
+      this.fetching.set(server, pending);
+    }
+    await pending;
+    const after = this.entries.get(server);
+    return after && "document" in after ? after.document : null;
+  }
+
+  /** Sends a request to a peer through the same guarded connections (SSRF guard, timeouts). */
+  async send(
+    server: string,
+    path: string,
+    init: { method: string; headers: Record<string, string>; body?: Uint8Array },
+  ): Promise<{ status: number; body: unknown }> {
+    const response = await request(`${this.urlOf(server)}${path}`, {
+      dispatcher: this.agent,
+      method: init.method as "GET",
+      headers: init.headers,
+      ...(init.body?.length && { body: init.body }),
+    });
+    const text = await readLimited(response.body, peerDirectoryLimits.maxDocumentBytes);
+    let body: unknown;
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch {
+      body = null;
+    }
+    return { status: response.statusCode, body };
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  private async refresh(server: string): Promise<void> {
+    let entry: Entry;
+    try {
+      const document = await this.fetchDocument(server);
+      const now = this.now();
+      entry = {
+        document,
+        fetchedAt: now,
+        expiresAt: Math.min(document.validUntil, now + peerDirectoryLimits.maxCacheMs),
+      };
+    } catch {
+      entry = { failedAt: this.now() };
+    }
+    this.entries.delete(server);
+    this.entries.set(server, entry);
+    if (this.entries.size > peerDirectoryLimits.maxPeers) this.entries.delete(this.entries.keys().next().value!);
+  }
+
+  private async fetchDocument(server: string): Promise<ServerDocument> {
+    const host = new URL(this.urlOf(server)).hostname.replace(/^\[|\]$/g, "");
+    if (isIP(host) && !allowedAddress(host, this.policy.insecure)) throw new Error("private address");
+    const response = await request(`${this.urlOf(server)}${serverDocumentPath}`, {
+      dispatcher: this.agent,
+      headers: { accept: "application/json" },
+    });
+    if (response.statusCode !== 200) {
+      await response.body.dump();
+      throw new Error(`status ${response.statusCode}`);
+    }
+    const text = await readLimited(response.body, peerDirectoryLimits.maxDocumentBytes);
+    const document = serverDocumentSchema.parse(JSON.parse(text));
+    if (document.server !== server) throw new Error("the document names another server");
+    if (!verifyServerDocument(document, this.now())) throw new Error("bad document signature");
+    return document;
+  }
+}
+
+/** A response body as text, refused (and the connection dropped) past `limit` bytes. */
+async function readLimited(body: AsyncIterable<unknown> & { destroy(): unknown }, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      body.destroy();
+      throw new Error("response too large");
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Whether an address may be connected to: public unicast only, unless insecure. */
+function allowedAddress(address: string, insecure: boolean): boolean {
+  if (insecure) return true;
+  let parsed = ipaddr.parse(address);
+  if (parsed.kind() === "ipv6" && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
+    parsed = (parsed as ipaddr.IPv6).toIPv4Address();
+  }
+  return parsed.range() === "unicast";
+}
+
+/** A DNS lookup that refuses names resolving to private, loopback or link-local addresses (unless insecure). */
+function guardedLookup(insecure: boolean): typeof lookup {
+  return ((hostname: string, options: object, callback: (...args: unknown[]) => void) => {
+    lookup(hostname, { ...options, all: true }, (error, addresses) => {
+      if (error) return callback(error);
+      const list = addresses as { address: string; family: number }[];
+      const refused = list.find((a) => !allowedAddress(a.address, insecure));
+      if (refused || !list.length) return callback(new Error(`${hostname} resolves to a non-public address`));
+      if ((options as { all?: boolean }).all) return callback(null, list);
+      callback(null, list[0]!.address, list[0]!.family);
+    });
+  }) as typeof lookup;
+}
