@@ -47,6 +47,7 @@ export const errorStatus = {
   too_many_connections: 429,
   too_many_failed_logins: 429,
   internal: 500,
+  peer_unavailable: 502,
   unavailable: 503,
   storage_full: 507,
 } as const;

@@ -35,6 +35,17 @@ export const rateLimitInfo = {
       "One-time pre-keys handed out per target device, whoever asks; beyond it bundles carry no one-time EC key and the last-resort Kyber key",
     exceeded: "degraded",
   },
+  federationPreKeyBundle: {
+    key: "origin server and target account",
+    description: "Pre-key bundle fetches per requesting server and target account (federation)",
+    exceeded: "refused",
+  },
+  federationPreKeyClaims: {
+    key: "origin server",
+    description:
+      "One-time pre-keys one requesting server may claim for its users, all targets together (federation); beyond it bundles carry no one-time keys",
+    exceeded: "degraded",
+  },
   preKeyClaimsPerRequester: {
     key: "account",
     description:

@@ -23,7 +23,7 @@ import type { ErrorCode } from "./errors.js";
 import { limits } from "./limits.js";
 import { base64Length } from "./primitives.js";
 import type { RateLimitName } from "./rate-limits.js";
-import { serverDocumentPath, serverDocumentSchema } from "./federation.js";
+import { serverDocumentPath, serverDocumentSchema, serverNameSchema } from "./federation.js";
 import { healthResponseSchema, readyResponseSchema } from "./health.js";
 import { keyCountResponseSchema, preKeyBundleResponseSchema, uploadKeysRequestSchema } from "./keys.js";
 import {
@@ -346,6 +346,39 @@ export const routes = {
     success: { status: 200, schema: preKeyBundleResponseSchema },
     errors: ["not_found"],
     rateLimits: ["preKeyBundle", "preKeyClaimsPerRequester", "preKeyClaimsPerTarget"],
+  },
+  federationPreKeyBundle: {
+    method: "get",
+    path: "/federation/v1/keys/:uuid/:deviceId",
+    summary:
+      "Federation: pre-key bundles of a local account's device (or all, `*`) for a peer's user; claims one-time keys within the peer's own budget",
+    auth: "server",
+    params: z.strictObject({ uuid: uuidSchema, deviceId: deviceSelectorSchema }),
+    success: { status: 200, schema: preKeyBundleResponseSchema },
+    errors: ["not_found"],
+    rateLimits: ["federationPreKeyBundle", "federationPreKeyClaims", "preKeyClaimsPerTarget"],
+  },
+  remoteLookupUsername: {
+    method: "get",
+    path: "/v1/federation/:server/accounts/username/:username",
+    summary:
+      "The account id of a username on another server, asked by this server (federation; `name@server` in the clients)",
+    auth: "device",
+    params: z.strictObject({ server: serverNameSchema, username: usernameSchema }),
+    success: { status: 200, schema: usernameLookupResponseSchema },
+    errors: ["not_found", "peer_not_allowed", "peer_unavailable", "rate_limited"],
+    rateLimits: ["usernameLookup"],
+  },
+  remotePreKeyBundle: {
+    method: "get",
+    path: "/v1/federation/:server/keys/:uuid/:deviceId",
+    summary:
+      "Pre-key bundles of an account on another server, fetched by this server (federation); the other server claims the one-time keys",
+    auth: "device",
+    params: z.strictObject({ server: serverNameSchema, uuid: uuidSchema, deviceId: deviceSelectorSchema }),
+    success: { status: 200, schema: preKeyBundleResponseSchema },
+    errors: ["not_found", "peer_not_allowed", "peer_unavailable", "rate_limited"],
+    rateLimits: ["preKeyBundle"],
   },
   sendMultiRecipient: {
     method: "put",

@@ -37,6 +37,8 @@ export interface RateLimits {
   preKeyClaimsPerTarget: RateLimit;
   /** One-time pre-keys one requesting account may claim, all targets together (same degradation). */
   preKeyClaimsPerRequester: RateLimit;
+  federationPreKeyBundle: RateLimit;
+  federationPreKeyClaims: RateLimit;
   /** Failed authentications per client address (only failures count). */
   failedAuthPerAddress: RateLimit;
   /** Failed authentications per client address and device username (only failures count). */
@@ -221,6 +223,8 @@ export const defaultRateLimits: RateLimits = {
   linkCode: { points: 10, durationSeconds: 600 },
   preKeyClaimsPerTarget: { points: 50, durationSeconds: 3600 },
   preKeyClaimsPerRequester: { points: 300, durationSeconds: 3600 },
+  federationPreKeyBundle: { points: 120, durationSeconds: 60 },
+  federationPreKeyClaims: { points: 600, durationSeconds: 3600 },
   failedAuthPerAddress: { points: 100, durationSeconds: 600 },
   failedAuthPerAddressAndDevice: { points: 10, durationSeconds: 600 },
 };

@@ -1,4 +1,11 @@
+import {
+  preKeyBundleResponseSchema,
+  usernameLookupResponseSchema,
+  type PreKeyBundleResponse,
+} from "@zimchat/protocol";
+import type { z } from "zod";
 import type { ServerConfig } from "../config.js";
+import type { DevicePrincipal } from "../services/account-service.js";
 import { HttpError } from "../errors.js";
 import type { AccountStore } from "../stores/account-store.js";
 import type { RateLimiter } from "../services/rate-limiter.js";
@@ -70,6 +77,56 @@ export class FederationService {
       throw new HttpError("federation_unauthorized", refusalText[result.refused], { reason: result.refused });
     }
     return result.origin;
+  }
+
+  /** A local user asks another server for the account id of a username there (the user's own lookup budget). */
+  async remoteLookupUsername(principal: DevicePrincipal, server: string, username: string): Promise<{ uuid: string }> {
+    await this.limiter.consume("usernameLookup", principal.accountId);
+    return this.forward(server, `/federation/v1/accounts/username/${encodeURIComponent(username)}`, usernameLookupResponseSchema);
+  }
+
+  /** A local user fetches pre-key bundles of an account on another server (the user's own bundle budget). */
+  async remotePreKeyBundle(
+    principal: DevicePrincipal,
+    server: string,
+    uuid: string,
+    deviceId: number | "*",
+  ): Promise<PreKeyBundleResponse> {
+    await this.limiter.consume("preKeyBundle", `${principal.accountId}:${uuid}@${server}`);
+    return this.forward(server, `/federation/v1/keys/${uuid}/${deviceId}`, preKeyBundleResponseSchema);
+  }
+
+  /**
+   * A signed GET to a peer on behalf of a local user, its answer checked:
+   * a success that fits the schema, the peer's 404 and 429 as our own;
+   * anything else (unreachable, a malformed answer) is 502 `peer_unavailable`.
+   */
+  private async forward<T>(server: string, path: string, schema: z.ZodType<T>): Promise<T> {
+    if (server === this.config.serverName) {
+      throw new HttpError("invalid_request", "That is this server: use the local route");
+    }
+    let answer: { status: number; body: unknown };
+    try {
+      answer = await this.request(server, "GET", path);
+    } catch (error) {
+      if (error instanceof HttpError) throw error;
+      throw new HttpError("peer_unavailable", "The other server could not be reached");
+    }
+    const code = (answer.body as { code?: unknown } | null)?.code;
+    if (answer.status === 200) {
+      const parsed = schema.safeParse(answer.body);
+      if (parsed.success) return parsed.data;
+      throw new HttpError("peer_unavailable", "The other server's answer is malformed");
+    }
+    if (answer.status === 404 && code === "not_found") throw new HttpError("not_found", "Not found on that server");
+    if (answer.status === 429) {
+      const after = Number((answer.body as { retryAfterSeconds?: unknown }).retryAfterSeconds);
+      const seconds = Number.isInteger(after) && after > 0 && after <= 3600 ? after : 60;
+      throw new HttpError("rate_limited", "That server limits this server's requests", { retryAfterSeconds: seconds }, {
+        "Retry-After": String(seconds),
+      });
+    }
+    throw new HttpError("peer_unavailable", `The other server answered ${answer.status}`);
   }
 
   /** The account id of a local username, for a peer (rate limited per origin server). */

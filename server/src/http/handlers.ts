@@ -59,6 +59,11 @@ export function createHandlers(
     trustRoot: async () => services.certificates.trustRoot(),
     serverDocument: async () => services.federation.serverDocument(),
     federationLookupUsername: async ({ origin, params }) => services.federation.lookupUsername(origin, params.username),
+    federationPreKeyBundle: async ({ origin, params }) => keys.bundles({ origin }, params.uuid, params.deviceId),
+    remoteLookupUsername: async ({ principal, params }) =>
+      services.federation.remoteLookupUsername(principal, params.server, params.username),
+    remotePreKeyBundle: async ({ principal, params }) =>
+      services.federation.remotePreKeyBundle(principal, params.server, params.uuid, params.deviceId),
     senderCertificate: async ({ principal }) => services.certificates.senderCertificate(principal),
     sendMultiRecipient: async ({ principal, body, clientAddress }) =>
       services.sealed.sendMultiRecipient(principal, body, clientAddress),

@@ -112,16 +112,27 @@ export class KeyService {
    * one-time EC key (or none) and one claimed one-time Kyber key (or the
    * last-resort key). Rate limited per requester and target (429). One-time
    * keys are also budgeted per target device across all requesters and per
-   * requester across all targets ("Prekey Pogo"): past either budget the
+   * requester across all targets ("Prekey Pogo"); a requester is a local
+   * account, or another server asking for its users (federation, with its
+   * own budgets per origin server): past either budget the
    * bundle carries no one-time EC key and the last-resort Kyber key, which
    * still makes a working PQXDH session, and the drained device is told.
    */
-  async bundles(principal: DevicePrincipal, target: string, deviceId: number | "*"): Promise<PreKeyBundleResponse> {
-    await this.limiter.consume("preKeyBundle", `${principal.accountId}:${target}`);
+  async bundles(
+    requester: DevicePrincipal | { origin: string },
+    target: string,
+    deviceId: number | "*",
+  ): Promise<PreKeyBundleResponse> {
+    // A local device's budgets, or (federation) the asking server's: a hostile server has its own, small, budgets.
+    const [bundleLimit, claimLimit, who] =
+      "origin" in requester
+        ? (["federationPreKeyBundle", "federationPreKeyClaims", requester.origin] as const)
+        : (["preKeyBundle", "preKeyClaimsPerRequester", requester.accountId] as const);
+    await this.limiter.consume(bundleLimit, `${who}:${target}`);
     const account = await this.accounts.find(target);
     if (!account) throw new HttpError("not_found", "No such account");
     const mayClaim = async (id: number): Promise<boolean> => {
-      if (!(await this.limiter.tryConsume("preKeyClaimsPerRequester", principal.accountId))) return false;
+      if (!(await this.limiter.tryConsume(claimLimit, who))) return false;
       if (await this.limiter.tryConsume("preKeyClaimsPerTarget", deviceKey(target, id))) return true;
       this.announceDrain({ accountId: target, deviceId: id });
       return false;

@@ -94,6 +94,8 @@ const roomy: RateLimits = {
   register: { points: 100_000, durationSeconds: 3600 },
   usernameLookup: { points: 100_000, durationSeconds: 60 },
   federationUsernameLookup: { points: 100_000, durationSeconds: 60 },
+  federationPreKeyBundle: { points: 100_000, durationSeconds: 60 },
+  federationPreKeyClaims: { points: 100_000, durationSeconds: 3600 },
   preKeyBundle: { points: 100_000, durationSeconds: 60 },
   send: { points: 100_000, durationSeconds: 1 },
   sealedSend: { points: 100_000, durationSeconds: 60 },
