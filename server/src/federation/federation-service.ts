@@ -1,8 +1,4 @@
-import {
-  preKeyBundleResponseSchema,
-  usernameLookupResponseSchema,
-  type PreKeyBundleResponse,
-} from "@zimchat/protocol";
+import { preKeyBundleResponseSchema, usernameLookupResponseSchema, type PreKeyBundleResponse } from "@zimchat/protocol";
 import type { z } from "zod";
 import type { ServerConfig } from "../config.js";
 import type { DevicePrincipal } from "../services/account-service.js";
@@ -82,7 +78,11 @@ export class FederationService {
   /** A local user asks another server for the account id of a username there (the user's own lookup budget). */
   async remoteLookupUsername(principal: DevicePrincipal, server: string, username: string): Promise<{ uuid: string }> {
     await this.limiter.consume("usernameLookup", principal.accountId);
-    return this.forward(server, `/federation/v1/accounts/username/${encodeURIComponent(username)}`, usernameLookupResponseSchema);
+    return this.forward(
+      server,
+      `/federation/v1/accounts/username/${encodeURIComponent(username)}`,
+      usernameLookupResponseSchema,
+    );
   }
 
   /** A local user fetches pre-key bundles of an account on another server (the user's own bundle budget). */
@@ -122,9 +122,14 @@ export class FederationService {
     if (answer.status === 429) {
       const after = Number((answer.body as { retryAfterSeconds?: unknown }).retryAfterSeconds);
       const seconds = Number.isInteger(after) && after > 0 && after <= 3600 ? after : 60;
-      throw new HttpError("rate_limited", "That server limits this server's requests", { retryAfterSeconds: seconds }, {
-        "Retry-After": String(seconds),
-      });
+      throw new HttpError(
+        "rate_limited",
+        "That server limits this server's requests",
+        { retryAfterSeconds: seconds },
+        {
+          "Retry-After": String(seconds),
+        },
+      );
     }
     throw new HttpError("peer_unavailable", `The other server answered ${answer.status}`);
   }

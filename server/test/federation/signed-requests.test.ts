@@ -1,40 +1,17 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import { createServer } from "node:net";
 import { request } from "undici";
 import { defaultRateLimits } from "../../src/config.js";
 import { signRequest } from "../../src/federation/request-signing.js";
-import { startServer, type TestServer } from "../support/harness.js";
-
-/** A free loopback port: a server's name (`127.0.0.1:<port>`) is set before it listens. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
-
-/** A homeserver named after its own loopback address, federating with loopback peers over HTTP. */
-async function federated(overrides: Parameters<typeof startServer>[0] = {}): Promise<TestServer & { name: string }> {
-  const port = await freePort();
-  const name = `127.0.0.1:${port}`;
-  const server = await startServer({
-    serverName: name,
-    port,
-    federation: "open",
-    federationInsecurePeers: true,
-    ...overrides,
-  });
-  return Object.assign(server, { name });
-}
+import { federated, type FederatedServer } from "../support/federation.js";
+import { startServer } from "../support/harness.js";
 
 const lookupPath = (username: string) => `/federation/v1/accounts/username/${username}`;
 
 describe("signed requests between homeservers", () => {
-  let club: TestServer & { name: string };
-  let news: TestServer & { name: string };
+  let club: FederatedServer;
+  let news: FederatedServer;
   let bobId: string;
   before(async () => {
     club = await federated();
