@@ -17,7 +17,7 @@ export const serverNameSchema = z
   .string()
   .max(limits.maxServerNameLength)
   .regex(
-    /^(?=.{1,253}(:|$))([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?$/,
+    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?$/,
     "expected a lowercase DNS name, optionally with :port",
   )
   .describe("A server name: a lowercase DNS name, optionally with :port (club.example, chat.example:8443)");

@@ -120,7 +120,7 @@ export class FederationService {
     }
     if (answer.status === 404 && code === "not_found") throw new HttpError("not_found", "Not found on that server");
     if (answer.status === 429) {
-      const after = Number((answer.body as { retryAfterSeconds?: unknown }).retryAfterSeconds);
+      const after = Number((answer.body as { retryAfterSeconds?: unknown } | null)?.retryAfterSeconds);
       const seconds = Number.isInteger(after) && after > 0 && after <= 3600 ? after : 60;
       throw new HttpError(
         "rate_limited",
