@@ -5,6 +5,7 @@ import type { DevicePrincipal } from "../services/account-service.js";
 import { HttpError } from "../errors.js";
 import type { AccountStore } from "../stores/account-store.js";
 import type { RateLimiter } from "../services/rate-limiter.js";
+import type { Metrics } from "../metrics/metrics.js";
 import { PeerDirectory } from "./peer-directory.js";
 import { signRequest, verifyRequest, type IncomingRequest, type SignatureRefusal } from "./request-signing.js";
 import { ServerDocumentService } from "./server-document.js";
@@ -32,15 +33,19 @@ export class FederationService {
     private readonly accounts: AccountStore,
     private readonly limiter: RateLimiter,
     trustRoot: () => string,
+    private readonly metrics?: Metrics,
   ) {
     this.document = new ServerDocumentService(config.dataDir, config.serverName, trustRoot);
-    this.peers = new PeerDirectory({
-      self: config.serverName,
-      mode: config.federation,
-      allowed: config.federationAllow,
-      denied: config.federationDeny,
-      insecure: config.federationInsecurePeers,
-    });
+    this.peers = new PeerDirectory(
+      {
+        self: config.serverName,
+        mode: config.federation,
+        allowed: config.federationAllow,
+        denied: config.federationDeny,
+        insecure: config.federationInsecurePeers,
+      },
+      metrics,
+    );
   }
 
   /** Whether federation is on. */
@@ -64,14 +69,17 @@ export class FederationService {
     if (!this.enabled) throw new HttpError("not_found", "Federation is off on this server");
     const claimed = request.headers["x-zimchat-origin"];
     if (typeof claimed === "string" && !this.peers.accepts(claimed)) {
+      this.metrics?.federationInbound.inc({ result: "peer_not_allowed" });
       throw new HttpError("peer_not_allowed", "This server does not federate with that server");
     }
     const result = await verifyRequest(request, this.config.serverName, (origin, keyId) =>
       this.peers.keyOf(origin, keyId),
     );
     if ("refused" in result) {
+      this.metrics?.federationInbound.inc({ result: result.refused });
       throw new HttpError("federation_unauthorized", refusalText[result.refused], { reason: result.refused });
     }
+    this.metrics?.federationInbound.inc({ result: "accepted" });
     return result.origin;
   }
 
@@ -116,6 +124,8 @@ export class FederationService {
     if (answer.status === 200) {
       const parsed = schema.safeParse(answer.body);
       if (parsed.success) return parsed.data;
+      // Counted as `ok` when it arrived: a 2xx whose body does not fit is counted again here.
+      this.metrics?.federationOutbound.inc({ result: "malformed" });
       throw new HttpError("peer_unavailable", "The other server's answer is malformed");
     }
     if (answer.status === 404 && code === "not_found") throw new HttpError("not_found", "Not found on that server");
@@ -155,7 +165,15 @@ export class FederationService {
       { method, url: `${this.peers.urlOf(destination)}${path}`, body, origin: this.config.serverName, destination },
       this.document.keys()[0]!,
     );
-    return this.peers.send(destination, path, { method, headers, body });
+    try {
+      const answer = await this.peers.send(destination, path, { method, headers, body });
+      const result = answer.status < 300 ? "ok" : answer.status < 500 ? "refused" : "failed";
+      this.metrics?.federationOutbound.inc({ result });
+      return answer;
+    } catch (error) {
+      this.metrics?.federationOutbound.inc({ result: "failed" });
+      throw error;
+    }
   }
 
   async close(): Promise<void> {

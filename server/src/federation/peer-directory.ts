@@ -5,6 +5,7 @@ import ipaddr from "ipaddr.js";
 import { Agent, request } from "undici";
 import { serverDocumentPath, serverDocumentSchema, type ServerDocument } from "@zimchat/protocol";
 import type { FederationMode } from "../config.js";
+import type { Metrics } from "../metrics/metrics.js";
 import { verifyServerDocument } from "./server-document.js";
 import { publicKeyFromRaw } from "./signing-keys.js";
 
@@ -55,6 +56,7 @@ export class PeerDirectory {
 
   constructor(
     private readonly policy: PeerPolicy,
+    private readonly metrics?: Metrics,
     private readonly now: () => number = Date.now,
   ) {
     this.agent = new Agent({
@@ -147,12 +149,15 @@ export class PeerDirectory {
         fetchedAt: now,
         expiresAt: Math.min(document.validUntil, now + peerDirectoryLimits.maxCacheMs),
       };
+      this.metrics?.federationDocumentFetches.inc({ result: "ok" });
     } catch {
       entry = { failedAt: this.now() };
+      this.metrics?.federationDocumentFetches.inc({ result: "failed" });
     }
     this.entries.delete(server);
     this.entries.set(server, entry);
     if (this.entries.size > peerDirectoryLimits.maxPeers) this.entries.delete(this.entries.keys().next().value!);
+    this.metrics?.federationPeersKnown.set(this.entries.size);
   }
 
   private async fetchDocument(server: string): Promise<ServerDocument> {

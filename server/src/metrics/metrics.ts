@@ -37,6 +37,21 @@ export class Metrics {
   readonly eventLoopStalls: Counter<"plugin" | "hook">;
   /** Log lines the log destination could not take (disk full, closed pipe) and that were dropped. */
   readonly logLinesDropped: Counter;
+  /**
+   * Federation: signed requests from other servers, by result (`accepted`,
+   * `peer_not_allowed`, or the `federation_unauthorized` reason). Never a server name.
+   */
+  readonly federationInbound: Counter<"result">;
+  /**
+   * Federation: requests this server sent, by result (`ok`: 2xx, `refused`:
+   * 4xx, `failed`: unreachable or 5xx; `malformed`: also counted for a 2xx
+   * whose body does not fit the schema).
+   */
+  readonly federationOutbound: Counter<"result">;
+  /** Federation: peers' documents fetched, by result (`ok`, `failed`). */
+  readonly federationDocumentFetches: Counter<"result">;
+  /** Federation: peers whose document (or failure) this node remembers. */
+  readonly federationPeersKnown: Gauge;
   /** HTTP request latency by route template, method and status class. */
   readonly httpDuration: Histogram<"route" | "method" | "status">;
 
@@ -108,6 +123,29 @@ export class Metrics {
         if (dropped > droppedSeen) this.inc(dropped - droppedSeen);
         droppedSeen = dropped;
       },
+    });
+    this.federationInbound = new Counter({
+      name: "zimchat_federation_inbound_requests_total",
+      help: "Signed requests from other servers, by result: accepted, peer_not_allowed, or the federation_unauthorized reason",
+      labelNames: ["result"],
+      registers,
+    });
+    this.federationOutbound = new Counter({
+      name: "zimchat_federation_outbound_requests_total",
+      help: "Requests this server sent to other servers, by result: ok (2xx), refused (4xx), failed (unreachable, 5xx), malformed (a 2xx that does not fit)",
+      labelNames: ["result"],
+      registers,
+    });
+    this.federationDocumentFetches = new Counter({
+      name: "zimchat_federation_document_fetches_total",
+      help: "Other servers' signed documents fetched, by result: ok, failed",
+      labelNames: ["result"],
+      registers,
+    });
+    this.federationPeersKnown = new Gauge({
+      name: "zimchat_federation_peers_known",
+      help: "Other servers whose document (or fetch failure) this node remembers (at most 10,000)",
+      registers,
     });
     this.httpDuration = new Histogram({
       name: "zimchat_http_request_duration_seconds",

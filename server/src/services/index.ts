@@ -96,6 +96,6 @@ export function createServices(config: ServerConfig, database: Database, deps: S
     sealed: new SealedSenderService(accountStore, mailbox, limiter),
     devices,
     admin: new AdminService(new AdminStore(prisma), invites, devices, attachments, certificates, mailbox),
-    federation: new FederationService(config, accountStore, limiter, () => certificates.trustRoot().publicKey),
+    federation: new FederationService(config, accountStore, limiter, () => certificates.trustRoot().publicKey, metrics),
   };
 }

@@ -97,6 +97,26 @@ describe("signed requests between homeservers", () => {
     assert.equal(replayed.body.reason, "bad_signature");
   });
 
+  it("counts signed requests by result in /metrics (never a server name)", async () => {
+    const metric = async (server: FederatedServer, name: string, result: string): Promise<number> => {
+      const text = (await server.http().get("/metrics")).text;
+      const line = text.split("\n").find((l) => l.startsWith(`${name}{result="${result}"}`));
+      return line ? Number(line.split(" ").pop()) : 0;
+    };
+    const inbound = "zimchat_federation_inbound_requests_total";
+    // From the tests above: lookups accepted; a forged, an expired and a replayed signature; the other refusals.
+    assert.ok((await metric(news, inbound, "accepted")) >= 2);
+    assert.equal(await metric(news, inbound, "bad_signature"), 3);
+    for (const reason of ["unknown_key", "wrong_destination", "unsigned"]) {
+      assert.equal(await metric(news, inbound, reason), 1, reason);
+    }
+    assert.equal(await metric(news, "zimchat_federation_document_fetches_total", "ok"), 1, "club's document, cached");
+    assert.ok((await metric(club, "zimchat_federation_outbound_requests_total", "ok")) >= 1);
+    assert.ok((await metric(club, "zimchat_federation_outbound_requests_total", "refused")) >= 1, "the 404");
+    const text = (await news.http().get("/metrics")).text;
+    assert.ok(!text.includes(club.name), "no server name in a label");
+  });
+
   it("limits lookups per origin server: 429 with Retry-After, and other servers stay served", async () => {
     const third = await federated();
     try {
