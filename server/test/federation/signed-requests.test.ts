@@ -1,6 +1,6 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { request } from "undici";
 import { defaultRateLimits } from "../../src/config.js";
 import { signRequest } from "../../src/federation/request-signing.js";
@@ -25,24 +25,26 @@ describe("signed requests between homeservers", () => {
     await news.stop();
   });
 
-  /** Sends a request to news.example signed as club.example would, with one thing changed. */
-  async function toNews(
-    path: string,
-    change: { key?: { id: string; privateKey: import("node:crypto").KeyObject }; destination?: string; at?: number },
-  ) {
-    const key = change.key ?? club.home.services.federation.document.keys()[0]!;
-    const headers = await signRequest(
+  type Change = { key?: { id: string; privateKey: KeyObject }; destination?: string; at?: number };
+
+  /** The headers of a GET of `path` on `target`, signed as club would sign it, with one thing changed. */
+  function clubSigns(target: FederatedServer, path: string, change: Change = {}): Promise<Record<string, string>> {
+    return signRequest(
       {
         method: "GET",
-        url: `http://${news.name}${path}`,
+        url: `http://${target.name}${path}`,
         body: new Uint8Array(),
         origin: club.name,
-        destination: change.destination ?? news.name,
+        destination: change.destination ?? target.name,
       },
-      key,
+      change.key ?? club.home.services.federation.document.keys()[0]!,
       change.at,
     );
-    const response = await request(`http://${news.name}${path}`, { headers });
+  }
+
+  /** Sends a request to news signed as club would, with one thing changed. */
+  async function toNews(path: string, change: Change) {
+    const response = await request(`http://${news.name}${path}`, { headers: await clubSigns(news, path, change) });
     return { status: response.statusCode, body: (await response.body.json()) as { code?: string; reason?: string } };
   }
 
@@ -82,16 +84,7 @@ describe("signed requests between homeservers", () => {
     assert.equal(unsigned.status, 401);
     assert.equal(unsigned.body.reason, "unsigned");
     // A signature over one path does not carry over to another.
-    const signed = await signRequest(
-      {
-        method: "GET",
-        url: `http://${news.name}${lookupPath("bob")}`,
-        body: new Uint8Array(),
-        origin: club.name,
-        destination: news.name,
-      },
-      club.home.services.federation.document.keys()[0]!,
-    );
+    const signed = await clubSigns(news, lookupPath("bob"));
     const replayed = await news.http().get(lookupPath("alice")).set(signed);
     assert.equal(replayed.status, 401);
     assert.equal(replayed.body.reason, "bad_signature");
@@ -159,16 +152,7 @@ describe("signed requests between homeservers", () => {
   it("without --federation-insecure-peers, does not fetch a document from a loopback address (SSRF guard)", async () => {
     const strict = await federated({ federationInsecurePeers: false });
     try {
-      const headers = await signRequest(
-        {
-          method: "GET",
-          url: `http://${strict.name}${lookupPath("bob")}`,
-          body: new Uint8Array(),
-          origin: club.name,
-          destination: strict.name,
-        },
-        club.home.services.federation.document.keys()[0]!,
-      );
+      const headers = await clubSigns(strict, lookupPath("bob"));
       const answer = await strict.http().get(lookupPath("bob")).set(headers);
       assert.equal(answer.status, 401);
       assert.equal(answer.body.reason, "unknown_key", "club's document was never fetched from 127.0.0.1");
