@@ -27,7 +27,8 @@ RUN npm ci --no-audit --no-fund
 COPY . .
 RUN npm run build \
  && npm prune --omit=dev --omit=optional --no-audit --no-fund \
- && rm -rf */dist/test */dist/*.tsbuildinfo
+ && rm -rf */dist/test */dist/*.tsbuildinfo \
+ && mkdir -p server/node_modules
 
 # Runtime stage: the compiled workspaces, production node_modules and the
 # committed migrations (`zimchat serve` applies pending ones at start-up).
@@ -55,6 +56,9 @@ COPY --from=build /src/plugins/dist ./plugins/dist
 COPY --from=build /src/server/package.json ./server/
 COPY --from=build /src/server/bin ./server/bin
 COPY --from=build /src/server/dist ./server/dist
+# The server's own dependencies that npm could not hoist (a version that
+# differs from one at the root, e.g. ipaddr.js 2 beside express's 1.x).
+COPY --from=build /src/server/node_modules ./server/node_modules
 # The node image's unprivileged user (uid 1000); /data holds the SQLite
 # database, server keys and attachments (0700: the server creates its files
 # 0600). An image cannot set its descriptor limit: run it with
