@@ -185,8 +185,7 @@ export class GroupCommit {
     const wait = this.lastCommitAt + this.minCommitIntervalMs - performance.now();
     if (wait <= 0) return units;
     await new Promise((resolve) => setTimeout(resolve, wait));
-    while (units.length < this.maxMembers && this.waiters[0]?.unit) units.push(this.waiters.shift()!.unit!);
-    return units;
+    return this.withQueuedUnits(units);
   }
 
   /** Notes a failed statement of the running member: one that may have ended the transaction poisons the group. */
@@ -261,7 +260,11 @@ export class GroupCommit {
 
   /** The granted unit and the units queued right behind it, up to the group's size. */
   private unitsFrom(first: Unit): Unit[] {
-    const units = [first];
+    return this.withQueuedUnits([first]);
+  }
+
+  /** `units` and the units queued first among the waiters, as many as the open group (or a new one) has room for. */
+  private withQueuedUnits(units: Unit[]): Unit[] {
     const room = this.maxMembers - (this.group?.members ?? 0);
     while (units.length < room && this.waiters[0]?.unit) units.push(this.waiters.shift()!.unit!);
     return units;
