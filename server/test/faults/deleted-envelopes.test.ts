@@ -49,7 +49,9 @@ describe(
     let bobSocket: TestSocket;
     const logs: string[] = [];
     before(async () => {
-      server = await startServer({ rateLimits: roomyRateLimits, logLevel: "warn" }, logs);
+      // Sends in a tight loop: a send limit it cannot reach (the default is tested elsewhere).
+      const rateLimits = { ...roomyRateLimits, send: { points: 100_000, durationSeconds: 1 } };
+      server = await startServer({ rateLimits, logLevel: "warn" }, logs);
       [alice, bob, carol] = [await server.register(), await server.register(), await server.register()];
       await startSession(server, alice, bob);
       await startSession(server, alice, carol);

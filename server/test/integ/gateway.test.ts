@@ -1,11 +1,12 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { encryptFor, startServer, startSession, type TestServer } from "../support/harness.js";
+import { encryptFor, roomyRateLimits, startServer, startSession, type TestServer } from "../support/harness.js";
 
 describe("Socket.IO gateway", () => {
   let server: TestServer;
   before(async () => {
-    server = await startServer();
+    // Sends in a tight loop: a send limit it cannot reach (the default is tested elsewhere).
+    server = await startServer({ rateLimits: { ...roomyRateLimits, send: { points: 100_000, durationSeconds: 1 } } });
   });
   after(async () => server.stop());
 
