@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { limits } from "./limits.js";
-import { base64Bytes, base64LengthText } from "./primitives.js";
+import { errorBodySchema } from "./errors.js";
+import { outgoingMessageSchema, sendMessagesResponseSchema } from "./messages.js";
+import { base64Bytes, base64LengthText, deviceIdSchema, uuidSchema } from "./primitives.js";
 
 /**
  * Federation: how homeservers know each other. Each server publishes a
@@ -70,3 +72,94 @@ export const serverDocumentSchema = z
   })
   .meta({ id: "ServerDocument" });
 export type ServerDocument = z.infer<typeof serverDocumentSchema>;
+
+/**
+ * One send relayed from the sender's server to the recipient's: the same
+ * envelopes a local `PUT /v1/messages/{uuid}` would carry, with the sending
+ * account (absent for a sealed-sender send, whose access key comes instead).
+ */
+export const federatedSendSchema = z
+  .strictObject({
+    id: uuidSchema.describe(
+      "Chosen by the origin server: a send with an id this server already accepted from that origin gets the first answer again and stores nothing",
+    ),
+    destination: uuidSchema.describe("The recipient account on this server"),
+    source: z
+      .strictObject({ uuid: uuidSchema, deviceId: deviceIdSchema })
+      .optional()
+      .describe("The sending device on the origin server; absent for a sealed-sender send"),
+    accessKey: base64Bytes(limits.accessKeyBytes, limits.accessKeyBytes, "the recipient's unidentified access key")
+      .optional()
+      .describe("A sealed-sender send: the recipient's access key, checked by this server only"),
+    messages: z.array(outgoingMessageSchema).min(1).max(limits.maxDeviceId),
+  })
+  .meta({ id: "FederatedSend" });
+export type FederatedSend = z.infer<typeof federatedSendSchema>;
+
+/** `PUT /federation/v1/send/{txnId}`: sends from one origin server, each accepted or refused on its own. */
+export const federationTransactionSchema = z
+  .strictObject({ sends: z.array(federatedSendSchema).min(1).max(limits.maxFederationTransactionSends) })
+  .meta({ id: "FederationTransaction" });
+export type FederationTransaction = z.infer<typeof federationTransactionSchema>;
+
+/** What happened to one send of a transaction: `status` is what a local send would have answered. */
+export const federatedSendResultSchema = z
+  .object({
+    id: uuidSchema,
+    status: z
+      .number()
+      .int()
+      .describe("200 when stored; otherwise the status of `error` (409, 410, 401, 404, 429, 507, ...)"),
+    response: sendMessagesResponseSchema.optional().describe("With 200: the stored envelopes"),
+    error: errorBodySchema.optional().describe("Otherwise: the refusal, as a local send gets it"),
+  })
+  .meta({ id: "FederatedSendResult" });
+export type FederatedSendResult = z.infer<typeof federatedSendResultSchema>;
+
+/** The answer to a transaction: one result per send, in order. Replaying a transaction replays its answers. */
+export const federationTransactionResponseSchema = z
+  .object({ results: z.array(federatedSendResultSchema) })
+  .meta({ id: "FederationTransactionResponse" });
+export type FederationTransactionResponse = z.infer<typeof federationTransactionResponseSchema>;
+
+/**
+ * The answer to `PUT /v1/federation/{server}/messages/{uuid}`. `queued:
+ * false`: the recipient's server stored the envelopes (`serverTimestamp`,
+ * `envelopes` as for a local send). `queued: true`: that server did not
+ * answer in time; the envelopes wait in this server's outbox and are
+ * retried, and a later refusal reaches the sending device as a
+ * `remote-delivery-failed` event naming `id`.
+ */
+export const remoteSendResponseSchema = z
+  .object({
+    id: uuidSchema.describe("This send's id, as named by a later `remote-delivery-failed` event"),
+    queued: z.boolean(),
+    serverTimestamp: z.number().int().optional(),
+    envelopes: z.array(z.object({ deviceId: deviceIdSchema, id: uuidSchema })).optional(),
+  })
+  .meta({ id: "RemoteSendResponse" });
+export type RemoteSendResponse = z.infer<typeof remoteSendResponseSchema>;
+
+/** Why a queued send to another server was given up. */
+export const remoteDeliveryFailureSchema = z
+  .enum(["mismatched_devices", "stale_devices", "not_found", "unauthorized", "refused", "expired"])
+  .describe(
+    "mismatched_devices / stale_devices: the recipient's devices changed (fetch keys again and re-encrypt); not_found: no such account; " +
+      "unauthorized: a wrong access key; refused: any other refusal (plugin, full mailbox, invalid content); expired: the other server " +
+      "did not answer within the envelope lifetime",
+  );
+export type RemoteDeliveryFailure = z.infer<typeof remoteDeliveryFailureSchema>;
+
+/** The `remote-delivery-failed` socket event: a queued send to another server that will not be delivered. */
+export const remoteDeliveryFailedSchema = z
+  .object({
+    id: uuidSchema.describe("The send's id, from its `RemoteSendResponse`"),
+    server: serverNameSchema,
+    destination: uuidSchema,
+    reason: remoteDeliveryFailureSchema,
+    missingDevices: z.array(deviceIdSchema).optional(),
+    extraDevices: z.array(deviceIdSchema).optional(),
+    staleDevices: z.array(deviceIdSchema).optional(),
+  })
+  .meta({ id: "RemoteDeliveryFailed" });
+export type RemoteDeliveryFailed = z.infer<typeof remoteDeliveryFailedSchema>;

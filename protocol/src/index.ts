@@ -238,11 +238,25 @@ export {
 
 // Federation
 export {
+  federatedSendResultSchema,
+  federatedSendSchema,
   federationKeySchema,
   federationPublicKeySchema,
+  federationTransactionResponseSchema,
+  federationTransactionSchema,
+  remoteDeliveryFailedSchema,
+  remoteDeliveryFailureSchema,
+  remoteSendResponseSchema,
   serverDocumentPath,
   serverDocumentSchema,
   serverNameSchema,
+  type FederatedSend,
+  type FederatedSendResult,
   type FederationKey,
+  type FederationTransaction,
+  type FederationTransactionResponse,
+  type RemoteDeliveryFailed,
+  type RemoteDeliveryFailure,
+  type RemoteSendResponse,
   type ServerDocument,
 } from "./federation.js";

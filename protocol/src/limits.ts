@@ -50,6 +50,10 @@ export const limits = {
   maxServerNameLength: 255,
   /** Federation signing keys one server document lists (the current one and those still rotating out). */
   maxFederationKeys: 8,
+  /** Sends in one federation transaction (`PUT /federation/v1/send/{txnId}`). */
+  maxFederationTransactionSends: 100,
+  /** Bytes of one federation transaction's JSON body: the outbox packs sends up to it. */
+  maxFederationTransactionBytes: 4 * 1024 * 1024,
   /** Unidentified access key bytes (sealed sender). */
   accessKeyBytes: 16,
   /** A linking code is valid this long after it is created. */

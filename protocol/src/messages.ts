@@ -89,6 +89,13 @@ export const envelopeSchema = z
     type: envelopeTypeSchema,
     sourceUuid: uuidSchema.optional(),
     sourceDeviceId: deviceIdSchema.optional(),
+    sourceServer: z
+      .string()
+      .max(limits.maxServerNameLength)
+      .optional()
+      .describe(
+        "Set when the envelope came from another homeserver (federation): that server's name. The sender, if named, is `sourceUuid` on that server",
+      ),
     serverTimestamp: z.number().int(),
     content: z.string().meta({ contentEncoding: "base64" }),
   })

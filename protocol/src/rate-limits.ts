@@ -22,6 +22,11 @@ export const rateLimitInfo = {
     description: "Sends per sending device (single and multi-recipient, REST and socket)",
     exceeded: "refused",
   },
+  federationSend: {
+    key: "origin server",
+    description: "Sends relayed by one origin server (federation), one point per send of a transaction",
+    exceeded: "refused",
+  },
   sealedSend: {
     key: "recipient account and client address",
     description:

@@ -23,7 +23,14 @@ import type { ErrorCode } from "./errors.js";
 import { limits } from "./limits.js";
 import { base64Length } from "./primitives.js";
 import type { RateLimitName } from "./rate-limits.js";
-import { serverDocumentPath, serverDocumentSchema, serverNameSchema } from "./federation.js";
+import {
+  federationTransactionResponseSchema,
+  federationTransactionSchema,
+  remoteSendResponseSchema,
+  serverDocumentPath,
+  serverDocumentSchema,
+  serverNameSchema,
+} from "./federation.js";
 import { healthResponseSchema, readyResponseSchema } from "./health.js";
 import { keyCountResponseSchema, preKeyBundleResponseSchema, uploadKeysRequestSchema } from "./keys.js";
 import {
@@ -379,6 +386,32 @@ export const routes = {
     success: { status: 200, schema: preKeyBundleResponseSchema },
     errors: ["not_found", "peer_not_allowed", "peer_unavailable", "rate_limited"],
     rateLimits: ["preKeyBundle"],
+  },
+  federationSend: {
+    method: "put",
+    path: "/federation/v1/send/:txnId",
+    summary:
+      "Federation: sends from the origin server's users to accounts here, each checked like a local send and answered on its own; replaying a transaction id stores nothing new",
+    auth: "server",
+    params: z.strictObject({ txnId: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, "16 to 64 base64url characters") }),
+    body: federationTransactionSchema,
+    maxBodyBytes: limits.maxFederationTransactionBytes,
+    success: { status: 200, schema: federationTransactionResponseSchema },
+    errors: ["rate_limited"],
+    rateLimits: ["federationSend"],
+  },
+  remoteSendMessages: {
+    method: "put",
+    path: "/v1/federation/:server/messages/:uuid",
+    summary:
+      "Send to an account on another server (federation): the same body and device rules as `PUT /v1/messages/{uuid}`, answered with the other server's answer; when it does not answer in time, an authenticated send is queued (`queued: true`) and a sealed one is refused 502 `peer_unavailable`",
+    auth: "device-or-access-key",
+    params: z.strictObject({ server: serverNameSchema, uuid: uuidSchema }),
+    body: sendMessagesRequestSchema,
+    maxBodyBytes: limits.maxBodyBytes,
+    success: { status: 200, schema: remoteSendResponseSchema },
+    errors: [...sendErrors, "peer_not_allowed", "peer_unavailable", "rate_limited"],
+    rateLimits: ["send", "sealedSend"],
   },
   sendMultiRecipient: {
     method: "put",

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { errorBodySchema } from "./errors.js";
+import { remoteDeliveryFailedSchema } from "./federation.js";
 import { limits } from "./limits.js";
 import {
   ackRequestSchema,
@@ -127,6 +128,13 @@ const mainServerEvents = {
     summary:
       "This device's one-time pre-keys are being claimed faster than the server's per-device budget allows: check " +
       "`GET /v1/keys/count` and refill. At most once a minute",
+  },
+  "remote-delivery-failed": {
+    summary:
+      "A send to another server that was queued (`queued: true` from `PUT /v1/federation/{server}/messages/{uuid}`) will not be " +
+      "delivered, and why: re-encrypt for the recipient's current devices and send again. To the sending device only",
+    payload: remoteDeliveryFailedSchema,
+    ack: "Confirm with the callback once handled: until then the server sends it again on every connection (until the envelope lifetime ends)",
   },
 } as const satisfies Record<keyof ServerToClientEvents, ServerEventSpec>;
 

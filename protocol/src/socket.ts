@@ -1,4 +1,5 @@
 import type { ErrorBody } from "./errors.js";
+import type { RemoteDeliveryFailed } from "./federation.js";
 import type { AckResponse, Envelope, SendMessagesResponse, SocketSendRequest } from "./messages.js";
 import type { MultiRecipientRequest, MultiRecipientResponse, SealedSocketSendRequest } from "./sealed.js";
 
@@ -49,6 +50,12 @@ export interface ServerToClientEvents {
    * check `GET /v1/keys/count` and refill. At most once a minute.
    */
   "keys-draining": () => void;
+  /**
+   * A send to another server that was queued (`queued: true`) will not be
+   * delivered; sent to the sending device only, again on each connection
+   * until the device confirms it with the callback.
+   */
+  "remote-delivery-failed": (failure: RemoteDeliveryFailed, received: () => void) => void;
 }
 
 /**
