@@ -1,7 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import type { Envelope, OutgoingMessage, RemoteDeliveryFailed } from "@zimchat/protocol";
+import { limits, type Envelope, type OutgoingMessage, type RemoteDeliveryFailed } from "@zimchat/protocol";
 import { PublicKey } from "@signalapp/libsignal-client";
 import type { SignalDevice } from "@zimchat/testing/signal";
 import { defaultRateLimits } from "../../src/config.js";
@@ -229,6 +229,35 @@ describe("federated delivery: club relays alice's sends to bob's server", () => 
     const swapped = await news.http().put(path).set(headers).set("content-type", "application/json").send(body);
     assert.equal(swapped.status, 401);
     assert.equal(swapped.body.reason, "bad_digest");
+    // Signed and digested, but not JSON; over the body limit (refused from Content-Length, unread); a field of the wrong length.
+    const signedRaw = async (raw: Buffer) =>
+      news
+        .http()
+        .put(path)
+        .set(
+          await signRequest(
+            { method: "PUT", url: `${news.url}${path}`, body: raw, origin: club.name, destination: news.name },
+            key,
+          ),
+        )
+        .set("content-type", "application/json")
+        .send(raw.toString());
+    const malformed = await signedRaw(Buffer.from('{"sends": ['));
+    assert.equal(malformed.status, 400);
+    assert.equal(malformed.body.code, "malformed_json");
+    const huge = await signedRaw(
+      Buffer.from(JSON.stringify({ pad: "x".repeat(limits.maxFederationTransactionBytes) })),
+    );
+    assert.equal(huge.status, 413);
+    assert.equal(huge.body.code, "body_too_large");
+    const shortKey = await signedRaw(
+      Buffer.from(JSON.stringify({ sends: [{ ...body.sends[0], accessKey: randomBytes(15).toString("base64") }] })),
+    );
+    assert.equal(shortKey.status, 400);
+    assert.ok(
+      (shortKey.body.issues as { path: unknown[] }[]).some((i) => i.path.join(".") === "body.sends.0.accessKey"),
+      JSON.stringify(shortKey.body),
+    );
     const closed = await federated({ federation: "allowlist", federationAllow: [] });
     try {
       const refused = await club.home.services.federation.request(closed.name, "PUT", path, body);
