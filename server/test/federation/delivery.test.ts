@@ -5,7 +5,7 @@ import { limits, type Envelope, type OutgoingMessage, type RemoteDeliveryFailed 
 import { PublicKey } from "@signalapp/libsignal-client";
 import type { SignalDevice } from "@zimchat/testing/signal";
 import { defaultRateLimits } from "../../src/config.js";
-import { federated, type FederatedServer } from "../support/federation.js";
+import { federated, freePort, type FederatedServer } from "../support/federation.js";
 import { encryptFor, linkDevice } from "../support/harness.js";
 import { certificateFor, setAccess } from "../support/sealed.js";
 
@@ -441,6 +441,45 @@ describe("federated delivery while the recipient's server is down", () => {
       assert.ok(backoff !== null && backoff >= 10);
     } finally {
       await strict.stop();
+    }
+  });
+
+  it("caps what waits for one down server (507 outbox_full), and sends to other servers go on", async () => {
+    const tight = await federated({ federationOutboxMaxPerPeer: 2 });
+    try {
+      const dave = await tight.register("dave");
+      const devices = await remoteSession(tight, dave, club, alice);
+      const down = `127.0.0.1:${await freePort()}`;
+      const message = async () => ({
+        type: "prekey" as const,
+        destinationDeviceId: 1,
+        destinationRegistrationId: 1,
+        content: (await dave.encrypt(alice.uuid, 1, "x")).content,
+      });
+      const sendTo = async (server: string) =>
+        tight
+          .http()
+          .put(`/v1/federation/${server}/messages/${bob.uuid}`)
+          .set("authorization", dave.authHeader)
+          .send({ messages: [await message()] });
+      for (let i = 0; i < 2; i++) assert.equal((await sendTo(down)).body.queued, true);
+      const full = await sendTo(down);
+      assert.equal(full.status, 507);
+      assert.equal(full.body.code, "outbox_full");
+      assert.equal(full.headers["retry-after"], "60");
+      // Another destination is not held up by the full one.
+      const other = await relay(
+        tight,
+        dave,
+        club,
+        alice.uuid,
+        await encryptFor(dave, { uuid: alice.uuid, devices }, "hi"),
+      );
+      assert.equal(other.status, 200, JSON.stringify(other.body));
+      assert.equal(other.body.queued, false);
+      await ack(club, alice, await inbox(club, alice));
+    } finally {
+      await tight.stop();
     }
   });
 });
