@@ -94,7 +94,7 @@ export class Outbox {
     private readonly store: OutboxStore,
     private readonly transmit: Transmit,
     private readonly ttlMs: number,
-    /** Sends queued for one destination server at once: beyond it, 507 `outbox_full` (config `federationOutboxMaxPerPeer`). */
+    /** Sends queued for one destination server: beyond it, 507 `outbox_full` (`federationOutboxMaxPerPeer`). */
     private readonly maxPendingPerServer: number,
     private readonly metrics?: Metrics,
     private readonly now: () => number = Date.now,

@@ -131,8 +131,7 @@ export const tableNotes: Record<string, TableNote> = {
     },
   },
   FederationOutbox: {
-    row:
-      "federation: one per send from a local device to an account on another server that server has not accepted yet (it was down); then, if it was refused or expired, a failure notice until the sending device confirms it",
+    row: "federation: one per send from a local device to an account on another server that server has not accepted yet (it was down); then, if it was refused or expired, a failure notice until the sending device confirms it",
     columns: {
       seq: "order per destination server",
       id: "random send id (the other server de-duplicates by it)",
@@ -221,7 +220,8 @@ export const tableNotes: Record<string, TableNote> = {
 /** PostgreSQL sequences (SQLite keeps the same counter in `sqlite_sequence`). */
 export const sequenceNotes: Record<string, string> = {
   Envelope_seq_seq: "highest Envelope.seq ever assigned: how many envelopes were ever queued on this server",
-  FederationOutbox_seq_seq: "highest FederationOutbox.seq ever assigned: how many sends to other servers were ever queued here",
+  FederationOutbox_seq_seq:
+    "highest FederationOutbox.seq ever assigned: how many sends to other servers were ever queued here",
 };
 
 /** Key columns and the serialized public key they must hold. */

@@ -229,7 +229,7 @@ describe("federated delivery: club relays alice's sends to bob's server", () => 
     const swapped = await news.http().put(path).set(headers).set("content-type", "application/json").send(body);
     assert.equal(swapped.status, 401);
     assert.equal(swapped.body.reason, "bad_digest");
-    // Signed and digested, but not JSON; over the body limit (refused from Content-Length, unread); a field of the wrong length.
+    // Signed and digested, but not JSON; over the body limit (refused unread); a field of the wrong length.
     const signedRaw = async (raw: Buffer) =>
       news
         .http()

@@ -423,7 +423,7 @@ describe("bad input", () => {
         .replace(":username", bobName)
         .replace(":code", "A".repeat(22))
         .replace(":server", "chat.example");
-    // Federation routes take only signed requests (and answer 404 here, federation off): test/federation covers their bodies.
+    // Federation routes take only signed requests (404 here, federation off): test/federation covers their bodies.
     const all = (Object.entries(routes) as [string, RouteSpec][]).filter(([, route]) => route.auth !== "server");
 
     // Only routes that take a body read one: the others ignore it, unparsed.
