@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { serverNameSchema } from "./federation.js";
 import { deviceIdParamSchema, usernameSchema, uuidSchema } from "./primitives.js";
 
 /** Most accounts one `GET /admin/v1/accounts` page returns. */
@@ -90,6 +91,30 @@ export const serverStatsSchema = z
     connectedDevices: z.number().int().describe("Authenticated Socket.IO connections, across every node"),
   })
   .meta({ id: "ServerStats" });
+
+/** One other homeserver as this server's federation sees it (`GET /admin/v1/federation/peers`). */
+export const federationPeerSchema = z
+  .object({
+    server: serverNameSchema,
+    pending: z.number().int().describe("Sends waiting in the outbox for that server"),
+    failures: z.number().int().describe("Failed transactions in a row (0: the last one succeeded)"),
+    nextAttemptAt: z
+      .number()
+      .int()
+      .describe("ms since the epoch: no transaction before then (backoff; 0 or past: none)"),
+    blocked: z.boolean().describe("Blocked by an admin: refused both ways (403 `peer_not_allowed`)"),
+  })
+  .meta({ id: "FederationPeer" });
+export type FederationPeer = z.infer<typeof federationPeerSchema>;
+
+/** `GET /admin/v1/federation/peers`: every server this one has relayed to or blocked, by name. */
+export const federationPeerListSchema = z
+  .object({ peers: z.array(federationPeerSchema) })
+  .meta({ id: "FederationPeerList" });
+export type FederationPeerList = z.infer<typeof federationPeerListSchema>;
+
+/** The `:server` path parameter of the admin peer routes. */
+export const peerParamsSchema = z.strictObject({ server: serverNameSchema });
 
 /** `POST /admin/v1/certificate/rotate`: the new server certificate. */
 export const rotateCertificateResponseSchema = z

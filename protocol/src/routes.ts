@@ -5,6 +5,8 @@ import {
   accountListResponseSchema,
   accountParamsSchema,
   createInviteRequestSchema,
+  federationPeerListSchema,
+  peerParamsSchema,
   createInviteResponseSchema,
   inviteIdSchema,
   inviteListResponseSchema,
@@ -543,6 +545,35 @@ export const adminRoutes = {
     summary: "Accounts, devices, queued envelopes and connected devices (across every node)",
     auth: "admin",
     success: { status: 200, schema: serverStatsSchema },
+    errors: [],
+  },
+  adminFederationPeers: {
+    method: "get",
+    path: "/admin/v1/federation/peers",
+    summary:
+      "Federation: the other servers this one has relayed sends to or blocked, with their outbox depth, failures in a row, next attempt and whether blocked",
+    auth: "admin",
+    success: { status: 200, schema: federationPeerListSchema },
+    errors: [],
+  },
+  adminBlockPeer: {
+    method: "put",
+    path: "/admin/v1/federation/peers/:server/block",
+    summary:
+      "Federation: block another server (stored; every node within a minute): its requests get 403 `peer_not_allowed`, and nothing is sent to it (sends queued for it wait, and expire unless it is unblocked)",
+    auth: "admin",
+    params: peerParamsSchema,
+    success: { status: 204 },
+    errors: [],
+  },
+  adminUnblockPeer: {
+    method: "delete",
+    path: "/admin/v1/federation/peers/:server/block",
+    summary:
+      "Federation: unblock a server blocked with `PUT …/block` (the policy of --federation and --federation-deny still applies)",
+    auth: "admin",
+    params: peerParamsSchema,
+    success: { status: 204 },
     errors: [],
   },
   adminRotateCertificate: {

@@ -10,6 +10,7 @@ import type {
   ErrorBody,
   InviteInfo,
   RotateCertificateResponse,
+  FederationPeerList,
   ServerStats,
 } from "@zimchat/protocol";
 import type { ServerConfig } from "../config.js";
@@ -241,6 +242,46 @@ export function registerAdminCommands(program: Command, helpers: AdminCliHelpers
         console.log(`removed device ${deviceId} of ${ref}`);
       }),
     );
+
+  admin
+    .command("peers")
+    .description("federation: other servers relayed to or blocked, with outbox depth and backoff")
+    .option("--json", "print JSON")
+    .action(
+      action(async (options: { json?: boolean }, command: Command) => {
+        const list = await json<FederationPeerList>(connection(command), "GET", "/admin/v1/federation/peers");
+        print(list, options.json, () =>
+          list.peers.length
+            ? list.peers
+                .map((p) => {
+                  const wait = p.nextAttemptAt > Date.now() ? Math.ceil((p.nextAttemptAt - Date.now()) / 1000) : 0;
+                  const state = p.blocked ? "blocked" : wait ? `retry in ${wait} s (${p.failures} failures)` : "ok";
+                  return `${p.server}  pending ${p.pending}  ${state}`;
+                })
+                .join("\n")
+            : "no peers yet",
+        );
+      }),
+    );
+  const peer = admin.command("peer").description("federation: block or unblock another server");
+  for (const [name, method, done] of [
+    ["block", "PUT", "blocked"],
+    ["unblock", "DELETE", "unblocked"],
+  ] as const) {
+    peer
+      .command(`${name} <server>`)
+      .description(
+        name === "block"
+          ? "refuse a server both ways (403 peer_not_allowed); sends queued for it wait and expire unless unblocked"
+          : "accept a blocked server again (the --federation policy still applies); sends queued for it go now",
+      )
+      .action(
+        action(async (server: string, _options: unknown, command: Command) => {
+          await call(connection(command), method, `/admin/v1/federation/peers/${encode(server)}/block`);
+          console.log(`${done} ${server}`);
+        }),
+      );
+  }
 
   admin
     .command("stats")

@@ -48,6 +48,9 @@ export class FederationService {
   readonly peers: PeerDirectory;
   /** Sends from local devices to other servers (see {@link Outbox}). */
   readonly outbox: Outbox;
+  /** Servers an admin blocked, as last read from the database (every minute, and at once on this node). */
+  private readonly blocked = new Set<string>();
+  private blockedRefresh: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly config: ServerConfig,
@@ -56,7 +59,7 @@ export class FederationService {
     trustRoot: () => string,
     private readonly mailbox: MailboxService,
     private readonly sealed: SealedSenderService,
-    outboxStore: OutboxStore,
+    private readonly outboxStore: OutboxStore,
     private readonly metrics?: Metrics,
   ) {
     this.document = new ServerDocumentService(config.dataDir, config.serverName, trustRoot);
@@ -67,6 +70,7 @@ export class FederationService {
         allowed: config.federationAllow,
         denied: config.federationDeny,
         insecure: config.federationInsecurePeers,
+        blocked: this.blocked,
       },
       metrics,
     );
@@ -79,9 +83,50 @@ export class FederationService {
     );
   }
 
-  /** Starts relaying the sends a previous run left in the outbox (federation on only). */
+  /**
+   * Loads the blocked servers (and again every minute: another node may
+   * block one) and starts relaying the sends a previous run left in the
+   * outbox (federation on only).
+   */
   async start(): Promise<void> {
-    if (this.enabled) await this.outbox.start();
+    if (!this.enabled) return;
+    await this.refreshBlocked();
+    this.blockedRefresh = setInterval(() => void this.refreshBlocked().catch(() => undefined), 60_000);
+    this.blockedRefresh.unref();
+    await this.outbox.start();
+  }
+
+  private async refreshBlocked(): Promise<void> {
+    const blocked = await this.outboxStore.blocked();
+    this.blocked.clear();
+    for (const server of blocked) this.blocked.add(server);
+  }
+
+  /** Blocks a server: refused both ways from now on (on this node at once, on the others within a minute). */
+  async block(server: string): Promise<void> {
+    await this.outboxStore.setBlocked(server, true);
+    this.blocked.add(server);
+  }
+
+  /** Unblocks a server; the configured policy still applies. Sends queued for it go now. */
+  async unblock(server: string): Promise<void> {
+    await this.outboxStore.setBlocked(server, false);
+    this.blocked.delete(server);
+    this.outbox.heardFrom(server);
+  }
+
+  /** Every server relayed to or blocked: outbox depth, failures in a row, next attempt, blocked. */
+  async listPeers(): Promise<
+    { server: string; pending: number; failures: number; nextAttemptAt: number; blocked: boolean }[]
+  > {
+    const [peers, blocked] = await Promise.all([this.outbox.peers(), this.outboxStore.blocked()]);
+    const known = new Set(peers.map((p) => p.server));
+    return [
+      ...peers.map((p) => ({ ...p, blocked: blocked.includes(p.server) })),
+      ...blocked
+        .filter((s) => !known.has(s))
+        .map((server) => ({ server, pending: 0, failures: 0, nextAttemptAt: 0, blocked: true })),
+    ].sort((a, b) => (a.server < b.server ? -1 : a.server > b.server ? 1 : 0));
   }
 
   /** Whether federation is on. */
@@ -297,6 +342,7 @@ export class FederationService {
   }
 
   async close(): Promise<void> {
+    if (this.blockedRefresh) clearInterval(this.blockedRefresh);
     this.outbox.close();
     await this.peers.close();
   }

@@ -36,6 +36,8 @@ export interface PeerPolicy {
   allowed: readonly string[];
   /** Servers refused in every mode. */
   denied: readonly string[];
+  /** Servers an admin blocked (stored; kept current by the federation service). */
+  blocked?: ReadonlySet<string>;
   /**
    * Peers may be on loopback or private addresses and are reached over
    * plain HTTP: tests and closed networks only. Otherwise HTTPS, and a
@@ -70,8 +72,8 @@ export class PeerDirectory {
 
   /** Whether requests from (and to) this server are accepted at all. */
   accepts(server: string): boolean {
-    const { mode, allowed, denied, self } = this.policy;
-    if (mode === "off" || server === self || denied.includes(server)) return false;
+    const { mode, allowed, denied, self, blocked } = this.policy;
+    if (mode === "off" || server === self || denied.includes(server) || blocked?.has(server)) return false;
     return mode === "open" || allowed.includes(server);
   }
 

@@ -66,6 +66,15 @@ export function createAdminRouter(
     adminRemoveDevice: async ({ params }) => admin.removeDevice(params.account, params.deviceId),
     // fetchSockets asks every node when a cluster adapter is installed.
     adminStats: async () => admin.stats(async () => (await io.fetchSockets()).length),
+    adminFederationPeers: async () => ({ peers: await services.federation.listPeers() }),
+    adminBlockPeer: async ({ params }) => {
+      await services.federation.block(params.server);
+      logger.info({ peer: params.server }, "federation peer blocked");
+    },
+    adminUnblockPeer: async ({ params }) => {
+      await services.federation.unblock(params.server);
+      logger.info({ peer: params.server }, "federation peer unblocked");
+    },
     adminRotateCertificate: async () => {
       const rotated = admin.rotateCertificate();
       logger.info({ keyId: rotated.keyId, previousKeyId: rotated.previousKeyId }, "server certificate rotated");

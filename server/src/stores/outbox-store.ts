@@ -138,6 +138,17 @@ export class OutboxStore {
     return new Map(rows.map((r) => [r.server, { failures: r.failures, nextAttemptAt: Number(r.nextAttemptAt) }]));
   }
 
+  /** The servers an admin blocked. */
+  async blocked(): Promise<string[]> {
+    const rows = await this.db.federationPeer.findMany({ where: { blocked: true }, select: { server: true } });
+    return rows.map((r) => r.server);
+  }
+
+  /** Blocks or unblocks a server (its backoff state is kept). */
+  async setBlocked(server: string, blocked: boolean): Promise<void> {
+    await this.db.federationPeer.upsert({ where: { server }, create: { server, blocked }, update: { blocked } });
+  }
+
   async setPeer(server: string, state: PeerState): Promise<void> {
     const data = { failures: state.failures, nextAttemptAt: BigInt(state.nextAttemptAt) };
     await this.db.federationPeer.upsert({ where: { server }, create: { server, ...data }, update: data });

@@ -21,6 +21,7 @@ CREATE TABLE "FederationPeer" (
     "server" TEXT NOT NULL,
     "failures" INTEGER NOT NULL DEFAULT 0,
     "nextAttemptAt" BIGINT NOT NULL DEFAULT 0,
+    "blocked" BOOLEAN NOT NULL DEFAULT false,
 
     CONSTRAINT "FederationPeer_pkey" PRIMARY KEY ("server")
 );

@@ -18,7 +18,8 @@ CREATE TABLE "FederationOutbox" (
 CREATE TABLE "FederationPeer" (
     "server" TEXT NOT NULL PRIMARY KEY,
     "failures" INTEGER NOT NULL DEFAULT 0,
-    "nextAttemptAt" BIGINT NOT NULL DEFAULT 0
+    "nextAttemptAt" BIGINT NOT NULL DEFAULT 0,
+    "blocked" BOOLEAN NOT NULL DEFAULT false
 );
 
 -- CreateIndex
