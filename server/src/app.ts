@@ -85,6 +85,8 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
     );
   }
   const plugins = deps.plugins ?? PluginHost.empty();
+  // Cluster-wide locks: background sweeps (one node per period) and the federation outbox (one node per destination).
+  const locks = redis && new JobLocks(redis.client, redis.prefix);
   // The queue depth is read on scrape only, through the mailbox built just below.
   const metrics: Metrics = new Metrics(
     () => services.mailbox.queueDepth(),
@@ -95,6 +97,9 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
     plugins,
     metrics,
     ...(redis && { rateLimitStore: { redis: redis.client, prefix: redis.prefix } }),
+    ...(locks && {
+      exclusive: (name: string, leaseMs: number, job: () => Promise<void>) => locks.runExclusive(name, leaseMs, job),
+    }),
   });
   // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.
   services.certificates.open();
@@ -152,7 +157,6 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   app.use(errorMiddleware(logger));
 
   // Background sweeps; with several nodes, one node per period runs each (a Redis lock).
-  const locks = redis && new JobLocks(redis.client, redis.prefix);
   const jobs: [name: string, run: () => Promise<void>][] = [
     [
       "sweep:envelopes",

@@ -109,4 +109,23 @@ export class JobLocks {
     }
     return true;
   }
+
+  /**
+   * Runs `job` while holding `name` (no other node holds it meanwhile), then
+   * releases it. The lease expires after `leaseMs` should this node die
+   * holding it; a job must end well within its lease.
+   * @returns whether this node ran the job (false: another node holds it)
+   */
+  async runExclusive(name: string, leaseMs: number, job: () => Promise<void>): Promise<boolean> {
+    const key = `${this.prefix}:lock:${name}`;
+    const token = randomUUID();
+    const taken = await this.redis.set(key, token, "PX", leaseMs, "NX");
+    if (taken !== "OK") return false;
+    try {
+      await job();
+    } finally {
+      await this.redis.eval(releaseScript, 1, key, token);
+    }
+    return true;
+  }
 }

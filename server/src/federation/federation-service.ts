@@ -18,7 +18,7 @@ import type { Metrics } from "../metrics/metrics.js";
 import type { MailboxService } from "../services/mailbox-service.js";
 import type { SealedSenderService } from "../services/sealed-sender-service.js";
 import type { OutboxStore } from "../stores/outbox-store.js";
-import { Outbox } from "./outbox.js";
+import { Outbox, type Exclusive } from "./outbox.js";
 import { PeerDirectory } from "./peer-directory.js";
 import {
   digestMatches,
@@ -61,6 +61,7 @@ export class FederationService {
     private readonly sealed: SealedSenderService,
     private readonly outboxStore: OutboxStore,
     private readonly metrics?: Metrics,
+    exclusive?: Exclusive,
   ) {
     this.document = new ServerDocumentService(config.dataDir, config.serverName, trustRoot);
     this.peers = new PeerDirectory(
@@ -80,6 +81,7 @@ export class FederationService {
       config.envelopeTtlMs,
       config.federationOutboxMaxPerPeer,
       metrics,
+      exclusive,
     );
   }
 

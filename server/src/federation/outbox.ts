@@ -23,6 +23,10 @@ export const outboxLimits = {
   maxBackoffMs: 3_600_000,
   /** How long a client's send waits for the other server's answer before it is answered `queued: true`. */
   answerWaitMs: 5_000,
+  /** Cluster mode: how long one node holds a destination while it sends a transaction (well above its timeouts). */
+  transactionLeaseMs: 60_000,
+  /** Cluster mode: another node sends to that destination now; this node looks again after this long. */
+  busyRetryMs: 1_000,
 } as const;
 
 /** One send to relay: authenticated (queued when the other server does not answer) or sealed (never queued). */
@@ -46,6 +50,12 @@ export type Transmit = (
   txnId: string,
   sends: FederatedSend[],
 ) => Promise<{ status: number; body: unknown }>;
+
+/**
+ * Runs `job` unless another node runs a job of that name now (cluster mode:
+ * a Redis lock with a lease); false when it did not run.
+ */
+export type Exclusive = (name: string, leaseMs: number, job: () => Promise<void>) => Promise<boolean>;
 
 /** Told when a queued send is given up (its device gets `remote-delivery-failed`). */
 export type FailureListener = (accountId: string, deviceId: number, failure: RemoteDeliveryFailed) => void;
@@ -97,6 +107,8 @@ export class Outbox {
     /** Sends queued for one destination server: beyond it, 507 `outbox_full` (`federationOutboxMaxPerPeer`). */
     private readonly maxPendingPerServer: number,
     private readonly metrics?: Metrics,
+    /** Cluster mode: one node at a time sends to each destination (one transaction in flight across the cluster). */
+    private readonly exclusive: Exclusive = async (_name, _lease, job) => (await job(), true),
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -268,38 +280,56 @@ export class Outbox {
         this.releaseWaiters(server);
         return;
       }
-      const rows = await this.store.pending(server, limits.maxFederationTransactionSends);
-      const volatile = this.volatile.get(server) ?? [];
-      this.volatile.delete(server);
-      const sends = pack([
-        ...rows.map((r) => ({ send: toSend(r), row: r as OutboxSend | null })),
-        ...volatile.map((v) => ({ send: v.send, row: null })),
-      ]);
-      // What did not fit goes next time.
-      const left = volatile.filter((v) => !sends.some((s) => s.send.id === v.send.id));
-      if (left.length) this.volatile.set(server, [...left, ...(this.volatile.get(server) ?? [])]);
-      if (!sends.length) return;
-      const outcome = await this.transaction(
-        server,
-        sends.map((s) => s.send),
-      );
-      if ("failed" in outcome) {
-        if (outcome.failed === "refused") {
-          // The transaction itself was refused as invalid: retrying it would be refused again.
-          for (const s of sends) await this.settle(s, refusedResult(s.send.id));
-          continue;
-        }
-        for (const s of sends) if (!s.row) this.rejectVolatile(s.send.id);
+      const result: { step: "next" | "done" | "backoff" } = { step: "done" };
+      const ran = await this.exclusive(`federation-outbox:${server}`, outboxLimits.transactionLeaseMs, async () => {
+        result.step = await this.step(server, peer.failures);
+      });
+      const { step } = result;
+      if (!ran) {
+        // Another node sends to this server now (its transaction may carry this node's sends too).
+        this.schedule(server, outboxLimits.busyRetryMs);
+        return;
+      }
+      if (step === "backoff") {
         await this.backoff(server);
         return;
       }
-      if (peer.failures > 0) await this.store.setPeer(server, { failures: 0, nextAttemptAt: 0 });
-      this.metrics?.federationBackoff.set({ peer: server }, 0);
-      for (const s of sends) {
-        await this.settle(s, outcome.results.get(s.send.id) ?? refusedResult(s.send.id));
-      }
-      if (!state.again && rows.length < limits.maxFederationTransactionSends && !this.volatile.has(server)) return;
+      if (step === "done" && !state.again && !this.volatile.has(server)) return;
     }
+  }
+
+  /** One transaction to `server`: what to do next (send more, stop, back off). */
+  private async step(server: string, failures: number): Promise<"next" | "done" | "backoff"> {
+    const rows = await this.store.pending(server, limits.maxFederationTransactionSends);
+    const volatile = this.volatile.get(server) ?? [];
+    this.volatile.delete(server);
+    const sends = pack([
+      ...rows.map((r) => ({ send: toSend(r), row: r as OutboxSend | null })),
+      ...volatile.map((v) => ({ send: v.send, row: null })),
+    ]);
+    // What did not fit goes next time.
+    const left = volatile.filter((v) => !sends.some((s) => s.send.id === v.send.id));
+    if (left.length) this.volatile.set(server, [...left, ...(this.volatile.get(server) ?? [])]);
+    if (!sends.length) return "done";
+    const outcome = await this.transaction(
+      server,
+      sends.map((s) => s.send),
+    );
+    if ("failed" in outcome) {
+      if (outcome.failed === "refused") {
+        // The transaction itself was refused as invalid: retrying it would be refused again.
+        for (const s of sends) await this.settle(s, refusedResult(s.send.id));
+        return "next";
+      }
+      for (const s of sends) if (!s.row) this.rejectVolatile(s.send.id);
+      return "backoff";
+    }
+    if (failures > 0) await this.store.setPeer(server, { failures: 0, nextAttemptAt: 0 });
+    this.metrics?.federationBackoff.set({ peer: server }, 0);
+    for (const s of sends) {
+      await this.settle(s, outcome.results.get(s.send.id) ?? refusedResult(s.send.id));
+    }
+    return rows.length < limits.maxFederationTransactionSends ? "done" : "next";
   }
 
   private async transaction(server: string, sends: FederatedSend[]): Promise<TransactionOutcome> {

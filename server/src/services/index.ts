@@ -1,4 +1,5 @@
 import { FederationService } from "../federation/federation-service.js";
+import type { Exclusive } from "../federation/outbox.js";
 import type { ServerConfig } from "../config.js";
 import type { Database } from "../db/database.js";
 import { AccountStore } from "../stores/account-store.js";
@@ -48,11 +49,13 @@ export interface ServiceDeps {
   rateLimitStore?: RateLimitStore;
   /** Counters for `/metrics`. */
   metrics?: Metrics;
+  /** Cluster mode: one node at a time runs a named job (the outbox's transactions per destination; Redis locks). */
+  exclusive?: Exclusive;
 }
 
 /** Builds the services over an open database. */
 export function createServices(config: ServerConfig, database: Database, deps: ServiceDeps = {}): Services {
-  const { plugins = PluginHost.empty(), rateLimitStore, metrics } = deps;
+  const { plugins = PluginHost.empty(), rateLimitStore, metrics, exclusive } = deps;
   const { prisma } = database;
   const accountStore = new AccountStore(prisma);
   const inviteStore = new InviteStore(prisma);
@@ -107,6 +110,7 @@ export function createServices(config: ServerConfig, database: Database, deps: S
       sealed,
       new OutboxStore(prisma),
       metrics,
+      exclusive,
     ),
   };
 }

@@ -16,7 +16,7 @@ export async function freePort(): Promise<number> {
 
 /** A homeserver named after its own loopback address, federating (open) with loopback peers over HTTP. */
 export async function federated(overrides: Partial<ServerConfig> = {}): Promise<FederatedServer> {
-  const port = await freePort();
+  const port = overrides.port || (await freePort());
   const name = `127.0.0.1:${port}`;
   const server = await startServer({
     serverName: name,
