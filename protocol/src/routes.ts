@@ -378,6 +378,17 @@ export const routes = {
     errors: ["not_found", "peer_not_allowed", "peer_unavailable", "rate_limited"],
     rateLimits: ["usernameLookup"],
   },
+  remoteServerDocument: {
+    method: "get",
+    path: "/v1/federation/:server/document",
+    summary:
+      "Another server's signed document as this server fetched and verified it (cached): its signing keys and the trust root that signs its users' sender certificates (federation)",
+    auth: "device",
+    params: z.strictObject({ server: serverNameSchema }),
+    success: { status: 200, schema: serverDocumentSchema },
+    errors: ["peer_not_allowed", "peer_unavailable", "rate_limited"],
+    rateLimits: ["usernameLookup"],
+  },
   remotePreKeyBundle: {
     method: "get",
     path: "/v1/federation/:server/keys/:uuid/:deviceId",

@@ -7,6 +7,7 @@ import {
   type OutgoingMessage,
   type PreKeyBundleResponse,
   type RemoteSendResponse,
+  type ServerDocument,
 } from "@zimchat/protocol";
 import type { z } from "zod";
 import type { ServerConfig } from "../config.js";
@@ -188,6 +189,22 @@ export class FederationService {
       `/federation/v1/accounts/username/${encodeURIComponent(username)}`,
       usernameLookupResponseSchema,
     );
+  }
+
+  /**
+   * Another server's signed document, as this server verified it (cached):
+   * a client checks sender certificates of that server's users against its
+   * `trustRoot`. Counted against the user's lookup budget.
+   */
+  async remoteDocument(principal: DevicePrincipal, server: string): Promise<ServerDocument> {
+    if (server === this.config.serverName) return this.serverDocument();
+    if (!this.enabled || !this.peers.accepts(server)) {
+      throw new HttpError("peer_not_allowed", "This server does not federate with that server");
+    }
+    await this.limiter.consume("usernameLookup", principal.accountId);
+    const document = await this.peers.document(server);
+    if (!document) throw new HttpError("peer_unavailable", "The other server's document could not be had");
+    return document;
   }
 
   /** A local user fetches pre-key bundles of an account on another server (the user's own bundle budget). */

@@ -69,6 +69,7 @@ export function createHandlers(
       }),
     remoteLookupUsername: async ({ principal, params }) =>
       services.federation.remoteLookupUsername(principal, params.server, params.username),
+    remoteServerDocument: async ({ principal, params }) => services.federation.remoteDocument(principal, params.server),
     remotePreKeyBundle: async ({ principal, params }) =>
       services.federation.remotePreKeyBundle(principal, params.server, params.uuid, params.deviceId),
     senderCertificate: async ({ principal }) => services.certificates.senderCertificate(principal),

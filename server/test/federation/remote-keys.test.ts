@@ -77,4 +77,16 @@ describe("remote accounts and key bundles through the home server", () => {
     const self = await remote(`/v1/federation/${club.name}/accounts/username/alice`);
     assert.equal(self.status, 400);
   });
+
+  it("hands a user another server's verified document: the trust root of that server's users", async () => {
+    const res = await remote(`/v1/federation/${news.name}/document`);
+    assert.equal(res.status, 200);
+    const own = await news.http().get("/.well-known/zimchat/server");
+    assert.equal(res.body.server, news.name);
+    assert.equal(res.body.trustRoot, own.body.trustRoot, "news's own trust root");
+    assert.deepEqual(res.body.keys, own.body.keys);
+    const down = await remote(`/v1/federation/127.0.0.1:${await freePort()}/document`);
+    assert.equal(down.status, 502);
+    assert.equal(down.body.code, "peer_unavailable");
+  });
 });
