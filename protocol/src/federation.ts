@@ -2,7 +2,7 @@ import { z } from "zod";
 import { limits } from "./limits.js";
 import { errorBodySchema } from "./errors.js";
 import { outgoingMessageSchema, sendMessagesResponseSchema } from "./messages.js";
-import { base64Bytes, base64LengthText, deviceIdSchema, uuidSchema } from "./primitives.js";
+import { base64Bytes, base64LengthText, deviceIdSchema, serverNameSchema, uuidSchema } from "./primitives.js";
 
 /**
  * Federation: how homeservers know each other. Each server publishes a
@@ -14,15 +14,7 @@ import { base64Bytes, base64LengthText, deviceIdSchema, uuidSchema } from "./pri
 /** Where a server publishes its signed document. */
 export const serverDocumentPath = "/.well-known/zimchat/server";
 
-/** A server name: a DNS name (lowercase), optionally with a port. */
-export const serverNameSchema = z
-  .string()
-  .max(limits.maxServerNameLength)
-  .regex(
-    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?$/,
-    "expected a lowercase DNS name, optionally with :port",
-  )
-  .describe("A server name: a lowercase DNS name, optionally with :port (club.example, chat.example:8443)");
+export { serverNameSchema } from "./primitives.js";
 
 /** An Ed25519 public key, raw 32 bytes, base64. */
 export const federationPublicKeySchema = base64Bytes(

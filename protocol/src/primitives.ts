@@ -130,3 +130,13 @@ export const passwordSchema = z
   .min(limits.minPasswordLength)
   .max(limits.maxPasswordLength)
   .regex(/^[A-Za-z0-9+/=_-]+$/, "must be base64 or base64url text");
+
+/** A server name: a DNS name (lowercase), optionally with a port. */
+export const serverNameSchema = z
+  .string()
+  .max(limits.maxServerNameLength)
+  .regex(
+    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?$/,
+    "expected a lowercase DNS name, optionally with :port",
+  )
+  .describe("A server name: a lowercase DNS name, optionally with :port (club.example, chat.example:8443)");

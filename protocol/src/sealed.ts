@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { limits } from "./limits.js";
 import { idempotencyKeySchema, socketSendRequestSchema } from "./messages.js";
-import { base64Bytes, base64LengthText, deviceIdSchema, uuidSchema } from "./primitives.js";
+import { base64Bytes, base64LengthText, deviceIdSchema, serverNameSchema, uuidSchema } from "./primitives.js";
 
 /** A 16-byte unidentified access key, base64. */
 export const accessKeySchema = base64Bytes(limits.accessKeyBytes, limits.accessKeyBytes, "an unidentified access key");
@@ -52,6 +52,14 @@ export const multiRecipientRequestSchema = z
   .strictObject({
     message: base64Bytes(1, limits.maxMultiRecipientBytes, "a libsignal SealedSenderMultiRecipientMessage"),
     accessKeys: z.array(recipientAccessKeySchema).max(limits.maxGroupRecipients).optional(),
+    remoteRecipients: z
+      .array(z.strictObject({ uuid: uuidSchema, server: serverNameSchema }))
+      .max(limits.maxGroupRecipients)
+      .optional()
+      .describe(
+        "Federation: the recipients of `message` whose accounts are on other servers, and which. Each gets only its own " +
+          "sealed message, relayed to its server (answered in `remote`); the rest are this server's accounts",
+      ),
     idempotencyKey: idempotencyKeySchema.optional(),
   })
   .meta({ id: "MultiRecipientRequest" });
@@ -64,6 +72,32 @@ export const multiRecipientResponseSchema = z
     recipients: z.array(
       z.object({ uuid: uuidSchema, envelopes: z.array(z.object({ deviceId: deviceIdSchema, id: uuidSchema })) }),
     ),
+    remote: z
+      .array(
+        z.object({
+          uuid: uuidSchema,
+          server: z.string(),
+          status: z
+            .number()
+            .int()
+            .describe("200: stored there (or `queued`); otherwise the refusal's status, as for a single send"),
+          id: uuidSchema.optional().describe("The relayed send's id (named by a later `remote-delivery-failed`)"),
+          queued: z.boolean().optional(),
+          envelopes: z.array(z.object({ deviceId: deviceIdSchema, id: uuidSchema })).optional(),
+          error: z
+            .object({ code: z.string(), message: z.string() })
+            .loose()
+            .optional()
+            .describe(
+              "The other server's refusal (409 `mismatched_devices`, 410 `stale_devices`, ...): re-send to this recipient only",
+            ),
+        }),
+      )
+      .optional()
+      .describe(
+        "Federation: one result per recipient in `remoteRecipients`. The local recipients were committed together; each " +
+          "remote one was relayed on its own, so some may be refused while the others are stored",
+      ),
   })
   .meta({ id: "MultiRecipientResponse" });
 export type MultiRecipientResponse = z.infer<typeof multiRecipientResponseSchema>;

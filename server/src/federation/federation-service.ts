@@ -17,7 +17,7 @@ import type { AccountStore } from "../stores/account-store.js";
 import type { RateLimiter } from "../services/rate-limiter.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { MailboxService } from "../services/mailbox-service.js";
-import type { SealedSenderService } from "../services/sealed-sender-service.js";
+import type { GroupRelay, SealedSenderService } from "../services/sealed-sender-service.js";
 import type { OutboxStore } from "../stores/outbox-store.js";
 import { Outbox, type Exclusive } from "./outbox.js";
 import { PeerDirectory } from "./peer-directory.js";
@@ -294,6 +294,50 @@ export class FederationService {
       accessKey: context.accessKey,
       idempotencyKey: context.idempotencyKey,
     });
+  }
+
+  /**
+   * Relays the remote recipients of a multi-recipient (group) send: each
+   * gets only its own sealed message, sent to its own server, so no server
+   * learns the members on the others. Each is answered on its own, like a
+   * single send (refusals included); undefined while federation is off.
+   */
+  get relayGroup(): GroupRelay | undefined {
+    if (!this.enabled) return undefined;
+    return (sender, recipients, source, idempotencyKey) =>
+      Promise.all(
+        recipients.map(async (r) => {
+          try {
+            if (r.server === this.config.serverName) {
+              throw new HttpError("invalid_request", "A remote recipient names this server");
+            }
+            if (!this.peers.accepts(r.server)) {
+              throw new HttpError("peer_not_allowed", "This server does not federate with that server");
+            }
+            if (!sender) await this.limiter.consume("sealedSend", `${r.uuid}@${r.server}:${source}`);
+            this.mailbox.checkMessages(r.messages);
+            const sent = await this.outbox.send({
+              sender,
+              server: r.server,
+              destination: r.uuid,
+              messages: r.messages,
+              accessKey: r.accessKey,
+              idempotencyKey,
+            });
+            return {
+              uuid: r.uuid,
+              server: r.server,
+              status: 200,
+              id: sent.id,
+              queued: sent.queued,
+              ...(sent.envelopes && { envelopes: sent.envelopes }),
+            };
+          } catch (error) {
+            if (!(error instanceof HttpError)) throw error;
+            return { uuid: r.uuid, server: r.server, status: error.status, error: error.toBody() };
+          }
+        }),
+      );
   }
 
   /**

@@ -435,8 +435,9 @@ export class Outbox {
 /** A send's id: derived from the client's idempotency key (so a retry is the same send), random without one. */
 function sendId(request: RelayRequest): string {
   if (request.idempotencyKey === undefined) return randomUUID();
+  // One key may cover several recipients (a group send): each recipient's send has its own id.
   const scope = request.sender
-    ? `device\0${request.sender.accountId}.${request.sender.deviceId}`
+    ? `device\0${request.sender.accountId}.${request.sender.deviceId}\0${request.server}\0${request.destination}`
     : `sealed\0${request.server}\0${request.destination}`;
   const hash = createHash("sha256").update(`zimchat-relay-id-v1\0${scope}\0${request.idempotencyKey}`).digest();
   // Formatted as a version-4 UUID (the wire's id format), from the hash's first 16 bytes.

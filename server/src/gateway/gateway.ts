@@ -239,7 +239,7 @@ function serveSealed(
     socket.on(
       "send-multi",
       handler(logger, socketNamespaces["/sealed"].clientToServer["send-multi"].payload, (request) =>
-        services.sealed.sendMultiRecipient(undefined, request, source),
+        services.sealed.sendMultiRecipient(undefined, request, source, services.federation.relayGroup),
       ),
     );
   });

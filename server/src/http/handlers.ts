@@ -74,7 +74,7 @@ export function createHandlers(
       services.federation.remotePreKeyBundle(principal, params.server, params.uuid, params.deviceId),
     senderCertificate: async ({ principal }) => services.certificates.senderCertificate(principal),
     sendMultiRecipient: async ({ principal, body, clientAddress }) =>
-      services.sealed.sendMultiRecipient(principal, body, clientAddress),
+      services.sealed.sendMultiRecipient(principal, body, clientAddress, services.federation.relayGroup),
     fetchMessages: async ({ principal }) => {
       // One more than a page tells whether there is more.
       const page = await mailbox.fetch(principal, 0, limits.maxEnvelopesPerBatch + 1);

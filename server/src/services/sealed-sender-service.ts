@@ -14,7 +14,8 @@ import { HttpError } from "../errors.js";
 import type { AccountStore } from "../stores/account-store.js";
 import { unauthorized, type DevicePrincipal } from "./account-service.js";
 import type { MailboxService } from "./mailbox-service.js";
-import { parseMultiRecipient } from "./multi-recipient-message.js";
+import { assembleForRecipient, parseMultiRecipient } from "./multi-recipient-message.js";
+import { coarseTimestamp } from "../util/day.js";
 import type { RateLimiter } from "./rate-limiter.js";
 import { fromBase64 } from "./signal-keys.js";
 
@@ -23,6 +24,26 @@ interface AccessClaim {
   uuid: string;
   accessKey: string | undefined;
 }
+
+/** A recipient of a multi-recipient send whose account is on another server, with its own sealed message. */
+export interface RemoteGroupRecipient {
+  uuid: string;
+  server: string;
+  accessKey: string | undefined;
+  /** One sealed message per device of the recipient (the same bytes: its header and the shared part). */
+  messages: OutgoingMessage[];
+}
+
+/** The results of relaying a multi-recipient send's remote recipients (federation). */
+export type RemoteGroupResults = NonNullable<MultiRecipientResponse["remote"]>;
+
+/** Relays the remote recipients of a multi-recipient send to their servers (the federation service). */
+export type GroupRelay = (
+  sender: DevicePrincipal | null,
+  recipients: RemoteGroupRecipient[],
+  source: string,
+  idempotencyKey: string | undefined,
+) => Promise<RemoteGroupResults>;
 
 /** Compared against when an account is unknown or has no key, so every refusal costs the same. */
 const dummyHash = randomBytes(32);
@@ -97,12 +118,48 @@ export class SealedSenderService {
     principal: DevicePrincipal | undefined,
     request: MultiRecipientRequest,
     source = "",
+    relay?: GroupRelay,
   ): Promise<MultiRecipientResponse> {
-    const message = parseMultiRecipient(fromBase64(request.message));
+    const parsed = parseMultiRecipient(fromBase64(request.message));
+    // Federation: recipients on other servers are relayed one by one; the rest are committed here together.
+    const serverOf = new Map((request.remoteRecipients ?? []).map((r) => [r.uuid, r.server]));
+    const message = serverOf.size
+      ? { ...parsed, recipients: parsed.recipients.filter((r) => !serverOf.has(r.uuid)) }
+      : parsed;
+    const away = serverOf.size ? parsed.recipients.filter((r) => serverOf.has(r.uuid)) : [];
+    if (away.length && !relay) throw new HttpError("invalid_request", "Federation is off on this server");
     const { recipients } = message;
+    const remote = async (response: MultiRecipientResponse): Promise<MultiRecipientResponse> => {
+      if (!away.length || !relay) return response;
+      const keys = new Map((request.accessKeys ?? []).map((k) => [k.uuid, k.accessKey]));
+      const relayed = await relay(
+        principal ?? null,
+        away.map((r) => {
+          const content = Buffer.from(assembleForRecipient(r.header, parsed.shared)).toString("base64");
+          return {
+            uuid: r.uuid,
+            server: serverOf.get(r.uuid)!,
+            accessKey: keys.get(r.uuid),
+            messages: r.devices.map((d) => ({
+              type: "sealed" as const,
+              destinationDeviceId: d.deviceId,
+              destinationRegistrationId: d.registrationId,
+              content,
+            })),
+          };
+        }),
+        source,
+        request.idempotencyKey,
+      );
+      return { ...response, remote: relayed };
+    };
+    const commitLocal = (sender: DevicePrincipal | null): Promise<MultiRecipientResponse> =>
+      recipients.length
+        ? this.mailbox.sendMultiRecipient(sender, message, request.idempotencyKey)
+        : Promise.resolve({ serverTimestamp: coarseTimestamp(Date.now()), recipients: [] });
     if (principal) {
       await this.limiter.consume("send", `${principal.accountId}.${principal.deviceId}`);
-      return this.mailbox.sendMultiRecipient(principal, message, request.idempotencyKey);
+      return remote(await commitLocal(principal));
     }
     const keys = new Map<string, string>();
     for (const [i, { uuid, accessKey }] of (request.accessKeys ?? []).entries()) {
@@ -113,9 +170,11 @@ export class SealedSenderService {
       }
       keys.set(uuid, accessKey);
     }
-    await this.checkAccess(recipients.map((r) => ({ uuid: r.uuid, accessKey: keys.get(r.uuid) })));
+    if (recipients.length) {
+      await this.checkAccess(recipients.map((r) => ({ uuid: r.uuid, accessKey: keys.get(r.uuid) })));
+    }
     for (const r of recipients) await this.limiter.consume("sealedSend", sealedSendKey(r.uuid, source));
-    return this.mailbox.sendMultiRecipient(null, message, request.idempotencyKey);
+    return remote(await commitLocal(null));
   }
 
   /**
