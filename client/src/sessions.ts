@@ -12,16 +12,24 @@ import { isUntrustedIdentity, type Ciphertext, type SenderCertificate } from "./
 export class Sessions {
   constructor(private readonly ctx: ClientContext) {}
 
-  /** Fetches bundles and starts sessions (PQXDH) with one or every device of `uuid` (never this device itself). */
+  /**
+   * Fetches bundles and starts sessions (PQXDH) with one or every device of `uuid` (never this device itself): from
+   * this homeserver, or through it from the server the account is bound to. An account never bound is this
+   * homeserver's from here on (it answered for it).
+   */
   async start(uuid: string, deviceId: number | "*"): Promise<void> {
-    const { api, signal, events } = this.ctx;
+    const { api, signal, events, servers } = this.ctx;
+    const server = servers.serverOf(uuid);
     let bundle: PreKeyBundleResponse;
     try {
-      bundle = await api.preKeyBundle(uuid, deviceId);
+      bundle = server
+        ? await api.remotePreKeyBundle(server, uuid, deviceId)
+        : await api.preKeyBundle(uuid, deviceId);
     } catch (error) {
       if (error instanceof ApiError && error.code === "not_found" && deviceId !== "*") return;
       throw error;
     }
+    if (server === undefined) servers.bind(uuid, null);
     const identityKey = signal.bundleIdentityKey(bundle);
     const local = localDevice(this.ctx);
     if (uuid !== local.uuid) await checkKeyLog(this.ctx, uuid, identityKey);
@@ -37,9 +45,16 @@ export class Sessions {
     }
   }
 
-  /** Brings sessions in line with the server's per-recipient device lists (after a 409 or 410). */
+  /**
+   * Brings sessions in line with the server's per-recipient device lists (after a 409 or 410). A mismatch that lists
+   * no device (a remote failure without lists) forgets every session with that account: the next send starts over.
+   */
   async fixDevices(mismatches: RecipientMismatch[]): Promise<void> {
     for (const m of mismatches) {
+      if (!m.extraDevices?.length && !m.staleDevices?.length && !m.missingDevices?.length) {
+        for (const id of this.ctx.store.sessionDevices(m.uuid)) this.ctx.signal.forgetSession(m.uuid, id);
+        continue;
+      }
       for (const id of m.extraDevices ?? []) this.ctx.signal.forgetSession(m.uuid, id);
       for (const id of m.staleDevices ?? []) this.ctx.signal.forgetSession(m.uuid, id);
       for (const id of [...(m.missingDevices ?? []), ...(m.staleDevices ?? [])]) await this.start(m.uuid, id);
