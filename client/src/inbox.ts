@@ -312,6 +312,11 @@ export class Inbox {
     if (own && !outgoing) return { kind: "skipped" };
     const conversation = groupId ? groupConversation(groupId) : outgoing ? content.sync?.destination : from;
     if (!conversation) return { kind: "skipped" };
+    // This account's other device says which server the recipient belongs to: bound here too, unless this device
+    // bound it elsewhere already (its own binding stands; the transcript is still shown).
+    const syncServer = this.ctx.servers.normalize(content.sync?.server);
+    if (outgoing && !groupId && syncServer !== null && !this.ctx.servers.conflicts(conversation, syncServer))
+      this.ctx.servers.bind(conversation, syncServer);
     // The same message in a second envelope (a sender's retry that was stored twice): shown once.
     if (!this.dedup.firstSight(from, fromDevice, content)) return { kind: "skipped" };
     const text = content.text ?? "";

@@ -75,7 +75,8 @@ export class Outbox {
     };
     const record = (): void => this.ctx.store.addMessage(this.outgoingRecord(randomUUID(), uuid, content));
     const result = await this.sendContent(uuid, content, record);
-    await this.syncToOwnDevices({ ...content, sync: { destination: uuid } });
+    const server = this.ctx.servers.remoteServerOf(uuid);
+    await this.syncToOwnDevices({ ...content, sync: { destination: uuid, ...(server ? { server } : {}) } });
     return { timestamp, envelopes: result.envelopes, ...(result.queued ? { queued: true } : {}) };
   }
 

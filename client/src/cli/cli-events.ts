@@ -27,6 +27,8 @@ export type CliEvent =
       type: "message";
       from: string;
       fromUuid: string;
+      /** The other homeserver the sender belongs to (federation); absent for this homeserver's users. */
+      fromServer?: string;
       fromDevice: number;
       text: string;
       timestamp: number;
@@ -64,8 +66,40 @@ export type CliEvent =
       id?: string;
       attachment?: AttachmentSummary;
     }
-  /** A message sent to a user; `queued` when `chat` had queued it while the homeserver was unreachable. */
-  | { type: "sent"; to: string; toUuid: string; text: string; timestamp: number; devices: number; queued?: true }
+  /**
+   * A message sent to a user; `queued` when `chat` had queued it while the homeserver was unreachable;
+   * `heldByHomeserver` when the recipient's homeserver (another server) did not answer: your homeserver keeps it and
+   * delivers it later (a `remoteDeliveryFailed` follows if it gives up).
+   */
+  | {
+      type: "sent";
+      to: string;
+      toUuid: string;
+      text: string;
+      timestamp: number;
+      devices: number;
+      queued?: true;
+      heldByHomeserver?: true;
+    }
+  /**
+   * A message to a user of another homeserver that your homeserver had held will not be delivered (`reason`, the
+   * server's: not_found, unauthorized, refused, expired; or a device change whose automatic re-send failed: `error`).
+   */
+  | {
+      type: "remoteDeliveryFailed";
+      to: string;
+      toUuid: string;
+      server: string;
+      reason: string;
+      text?: string;
+      timestamp?: number;
+      error?: string;
+    }
+  /**
+   * A server claimed an account that this device knows as another server's (or this homeserver's): refused, nothing
+   * from it was decrypted. A server may be impersonating `user`. `boundTo`/`claimed`: null is your homeserver.
+   */
+  | { type: "serverBindingRefused"; user: string; uuid: string; boundTo: string | null; claimed: string | null }
   /** A message sent to a group: one upload the server fans out to `devices` member devices. */
   | { type: "groupSent"; group: GroupRef; text: string; timestamp: number; devices: number; queued?: true }
   /**
