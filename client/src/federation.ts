@@ -39,7 +39,10 @@ export function parseAddress(user: string): Address {
   if (!usernamePattern.test(name) && !uuidPattern.test(name))
     throw new FederationUnavailableError(user, `"${user}": "${name}" is not a username (3 to 32 of a-z, 0-9, _ and .)`);
   if (!serverNameSchema.safeParse(server).success)
-    throw new FederationUnavailableError(user, `"${user}": "${server}" is not a server name (a DNS name, optionally :port)`);
+    throw new FederationUnavailableError(
+      user,
+      `"${user}": "${server}" is not a server name (a DNS name, optionally :port)`,
+    );
   return { name, server };
 }
 

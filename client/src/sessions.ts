@@ -22,9 +22,7 @@ export class Sessions {
     const server = servers.serverOf(uuid);
     let bundle: PreKeyBundleResponse;
     try {
-      bundle = server
-        ? await api.remotePreKeyBundle(server, uuid, deviceId)
-        : await api.preKeyBundle(uuid, deviceId);
+      bundle = server ? await api.remotePreKeyBundle(server, uuid, deviceId) : await api.preKeyBundle(uuid, deviceId);
     } catch (error) {
       if (error instanceof ApiError && error.code === "not_found" && deviceId !== "*") return;
       throw error;

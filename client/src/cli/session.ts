@@ -31,7 +31,10 @@ export interface Session {
   resolveUser(name: string): Promise<{ uuid: string; name: string }>;
   /** A group this device knows, by id, `group:<id>` or unique title (groups this account is still in come first). */
   resolveGroup(name: string): GroupState;
-  /** A username (or `name@server`), or a group (`group:<id-or-title>`, a group id, or a title that is not a username). */
+  /**
+   * A username (or `name@server`), or a group (`group:<id-or-title>`, a group id, or a title that is not a
+   * username).
+   */
   resolveTarget(name: string): Promise<Target>;
   /**
    * The username of an account: the one this profile looked up, else the one

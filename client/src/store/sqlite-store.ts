@@ -197,7 +197,9 @@ export class SqliteDeviceStore implements DeviceStore {
       deleteValue: p("DELETE FROM kv WHERE key = ?"),
       getServerBinding: p("SELECT server FROM server_bindings WHERE uuid = ?"),
       // Never replaces a binding: the primary key keeps the first one.
-      bindServer: p("INSERT INTO server_bindings (uuid, server, bound_at) VALUES (?, ?, ?) ON CONFLICT (uuid) DO NOTHING"),
+      bindServer: p(
+        "INSERT INTO server_bindings (uuid, server, bound_at) VALUES (?, ?, ?) ON CONFLICT (uuid) DO NOTHING",
+      ),
       hasProcessed: p("SELECT 1 FROM processed WHERE envelope_id = ?"),
       markProcessed: p("INSERT OR IGNORE INTO processed (envelope_id, at) VALUES (?, ?)"),
       pruneProcessed: p(
