@@ -39,6 +39,7 @@ export const errorStatus = {
   quota_exceeded: 413,
   range_not_satisfiable: 416,
   mailbox_full: 507,
+  outbox_full: 507,
   invalid_signature: 422,
   idempotency_conflict: 422,
   rate_limited: 429,

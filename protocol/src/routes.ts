@@ -410,7 +410,7 @@ export const routes = {
     body: sendMessagesRequestSchema,
     maxBodyBytes: limits.maxBodyBytes,
     success: { status: 200, schema: remoteSendResponseSchema },
-    errors: [...sendErrors, "peer_not_allowed", "peer_unavailable", "rate_limited"],
+    errors: [...sendErrors, "unauthorized", "peer_not_allowed", "peer_unavailable", "outbox_full", "rate_limited"],
     rateLimits: ["send", "sealedSend"],
   },
   sendMultiRecipient: {

@@ -98,6 +98,9 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   });
   // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.
   services.certificates.open();
+  metrics.outboxPeers = () => services.federation.outbox.peers();
+  // Sends a previous run left for other servers are relayed again.
+  services.federation.start().catch((error: unknown) => logger.error({ err: error }, "federation outbox start failed"));
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -163,6 +166,13 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
       async () => {
         const { expired, orphans } = await services.attachments.sweep();
         if (expired || orphans) logger.info({ expired, orphans }, "expired attachments deleted");
+      },
+    ],
+    [
+      "sweep:federation-outbox",
+      async () => {
+        const count = await services.federation.outbox.sweep();
+        if (count) logger.info({ count }, "queued sends to other servers expired");
       },
     ],
     [

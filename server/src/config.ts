@@ -39,6 +39,8 @@ export interface RateLimits {
   preKeyClaimsPerRequester: RateLimit;
   federationPreKeyBundle: RateLimit;
   federationPreKeyClaims: RateLimit;
+  /** Sends one origin server relays (federation), one point per send of a transaction. */
+  federationSend: RateLimit;
   /** Failed authentications per client address (only failures count). */
   failedAuthPerAddress: RateLimit;
   /** Failed authentications per client address and device username (only failures count). */
@@ -225,6 +227,7 @@ export const defaultRateLimits: RateLimits = {
   preKeyClaimsPerRequester: { points: 300, durationSeconds: 3600 },
   federationPreKeyBundle: { points: 120, durationSeconds: 60 },
   federationPreKeyClaims: { points: 600, durationSeconds: 3600 },
+  federationSend: { points: 6000, durationSeconds: 60 },
   failedAuthPerAddress: { points: 100, durationSeconds: 600 },
   failedAuthPerAddressAndDevice: { points: 10, durationSeconds: 600 },
 };

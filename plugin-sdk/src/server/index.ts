@@ -96,8 +96,13 @@ export interface IdentityKeyChangedEvent {
  * group send asks once per member); a refusal of any refuses the whole send.
  */
 export interface EnvelopeCandidate {
-  /** The authenticated sender, or null for a sealed-sender send without credentials. */
+  /**
+   * The authenticated sender, or null for a sealed-sender send without
+   * credentials. With `originServer` set, an account on that server.
+   */
   sender: DeviceRef | null;
+  /** Federation: the homeserver that relayed this send (null for a send from this server's own users). */
+  originServer: string | null;
   recipientAccountId: string;
   /** Devices of the recipient that get a copy. */
   deviceCount: number;

@@ -1,4 +1,13 @@
-import { preKeyBundleResponseSchema, usernameLookupResponseSchema, type PreKeyBundleResponse } from "@zimchat/protocol";
+import {
+  preKeyBundleResponseSchema,
+  usernameLookupResponseSchema,
+  type FederatedSend,
+  type FederationTransaction,
+  type FederationTransactionResponse,
+  type OutgoingMessage,
+  type PreKeyBundleResponse,
+  type RemoteSendResponse,
+} from "@zimchat/protocol";
 import type { z } from "zod";
 import type { ServerConfig } from "../config.js";
 import type { DevicePrincipal } from "../services/account-service.js";
@@ -6,8 +15,18 @@ import { HttpError } from "../errors.js";
 import type { AccountStore } from "../stores/account-store.js";
 import type { RateLimiter } from "../services/rate-limiter.js";
 import type { Metrics } from "../metrics/metrics.js";
+import type { MailboxService } from "../services/mailbox-service.js";
+import type { SealedSenderService } from "../services/sealed-sender-service.js";
+import type { OutboxStore } from "../stores/outbox-store.js";
+import { Outbox } from "./outbox.js";
 import { PeerDirectory } from "./peer-directory.js";
-import { signRequest, verifyRequest, type IncomingRequest, type SignatureRefusal } from "./request-signing.js";
+import {
+  digestMatches,
+  signRequest,
+  verifyRequest,
+  type IncomingRequest,
+  type SignatureRefusal,
+} from "./request-signing.js";
 import { ServerDocumentService } from "./server-document.js";
 
 const refusalText: Record<SignatureRefusal, string> = {
@@ -27,12 +46,17 @@ const refusalText: Record<SignatureRefusal, string> = {
 export class FederationService {
   readonly document: ServerDocumentService;
   readonly peers: PeerDirectory;
+  /** Sends from local devices to other servers (see {@link Outbox}). */
+  readonly outbox: Outbox;
 
   constructor(
     private readonly config: ServerConfig,
     private readonly accounts: AccountStore,
     private readonly limiter: RateLimiter,
     trustRoot: () => string,
+    private readonly mailbox: MailboxService,
+    private readonly sealed: SealedSenderService,
+    outboxStore: OutboxStore,
     private readonly metrics?: Metrics,
   ) {
     this.document = new ServerDocumentService(config.dataDir, config.serverName, trustRoot);
@@ -46,6 +70,17 @@ export class FederationService {
       },
       metrics,
     );
+    this.outbox = new Outbox(
+      outboxStore,
+      (server, txnId, sends) => this.request(server, "PUT", `/federation/v1/send/${txnId}`, { sends }),
+      config.envelopeTtlMs,
+      metrics,
+    );
+  }
+
+  /** Starts relaying the sends a previous run left in the outbox (federation on only). */
+  async start(): Promise<void> {
+    if (this.enabled) await this.outbox.start();
   }
 
   /** Whether federation is on. */
@@ -80,7 +115,21 @@ export class FederationService {
       throw new HttpError("federation_unauthorized", refusalText[result.refused], { reason: result.refused });
     }
     this.metrics?.federationInbound.inc({ result: "accepted" });
+    // Heard from: sends waiting out a backoff for that server go now.
+    this.outbox.heardFrom(result.origin);
     return result.origin;
+  }
+
+  /**
+   * Checks the body of an authenticated request against its signed
+   * `Content-Digest` (read after the signature checked out, so a stranger's
+   * body is never read).
+   * @throws HttpError 401 `federation_unauthorized` (`bad_digest`)
+   */
+  checkBody(headers: IncomingRequest["headers"], body: Uint8Array): void {
+    if (digestMatches(headers["content-digest"], body)) return;
+    this.metrics?.federationInbound.inc({ result: "bad_digest" });
+    throw new HttpError("federation_unauthorized", refusalText.bad_digest, { reason: "bad_digest" });
   }
 
   /** A local user asks another server for the account id of a username there (the user's own lookup budget). */
@@ -144,6 +193,70 @@ export class FederationService {
     throw new HttpError("peer_unavailable", `The other server answered ${answer.status}`);
   }
 
+  /**
+   * A local device (or, sealed, a client with the recipient's access key)
+   * sends to an account on another server: relayed through the outbox.
+   * The content is checked here first, so this server never relays
+   * anything but libsignal messages.
+   */
+  async relay(
+    principal: DevicePrincipal | null,
+    server: string,
+    destination: string,
+    messages: OutgoingMessage[],
+    context: { accessKey?: string | undefined; clientAddress: string; idempotencyKey?: string | undefined },
+  ): Promise<RemoteSendResponse> {
+    if (server === this.config.serverName) {
+      throw new HttpError("invalid_request", "That is this server: use the local route");
+    }
+    if (!this.enabled || !this.peers.accepts(server)) {
+      throw new HttpError("peer_not_allowed", "This server does not federate with that server");
+    }
+    if (principal) await this.limiter.consume("send", `${principal.accountId}.${principal.deviceId}`);
+    else {
+      if (messages.some((m) => m.type !== "sealed")) {
+        throw new HttpError("invalid_request", "Without credentials, every message must be sealed");
+      }
+      // Only the recipient's server can check the access key: limited here per recipient and client address.
+      await this.limiter.consume("sealedSend", `${destination}@${server}:${context.clientAddress}`);
+    }
+    this.mailbox.checkMessages(messages);
+    return this.outbox.send({
+      sender: principal,
+      server,
+      destination,
+      messages,
+      accessKey: context.accessKey,
+      idempotencyKey: context.idempotencyKey,
+    });
+  }
+
+  /**
+   * A transaction of sends from another server: each is checked and stored
+   * like a local send (a sealed one against the recipient's access key) and
+   * answered on its own. Rate limited per origin server, one point per send.
+   * A failure that is not a refusal (the database) fails the whole
+   * transaction, which the origin retries: sends it had committed are then
+   * answered from their idempotency records.
+   */
+  async receive(origin: string, transaction: FederationTransaction): Promise<FederationTransactionResponse> {
+    await this.limiter.consume("federationSend", origin, transaction.sends.length);
+    const results = await Promise.all(
+      transaction.sends.map(async (send: FederatedSend) => {
+        try {
+          if (!send.source) await this.sealed.authorize(send.destination, send.accessKey);
+          const sender = send.source ? { accountId: send.source.uuid, deviceId: send.source.deviceId } : null;
+          const response = await this.mailbox.receiveRelayed(origin, send.id, sender, send.destination, send.messages);
+          return { id: send.id, status: 200, response };
+        } catch (error) {
+          if (!(error instanceof HttpError)) throw error;
+          return { id: send.id, status: error.status, error: error.toBody() };
+        }
+      }),
+    );
+    return { results };
+  }
+
   /** The account id of a local username, for a peer (rate limited per origin server). */
   async lookupUsername(origin: string, username: string): Promise<{ uuid: string }> {
     await this.limiter.consume("federationUsernameLookup", origin);
@@ -156,15 +269,21 @@ export class FederationService {
    * A signed request to another server (the newest key signs).
    * @throws HttpError 403 `peer_not_allowed` for a server this one does not federate with
    */
-  async request(destination: string, method: "GET", path: string): Promise<{ status: number; body: unknown }> {
+  async request(
+    destination: string,
+    method: "GET" | "PUT",
+    path: string,
+    json?: unknown,
+  ): Promise<{ status: number; body: unknown }> {
     if (!this.enabled || !this.peers.accepts(destination)) {
       throw new HttpError("peer_not_allowed", "This server does not federate with that server");
     }
-    const body = new Uint8Array();
+    const body = json === undefined ? new Uint8Array() : new TextEncoder().encode(JSON.stringify(json));
     const headers = await signRequest(
       { method, url: `${this.peers.urlOf(destination)}${path}`, body, origin: this.config.serverName, destination },
       this.document.keys()[0]!,
     );
+    if (json !== undefined) headers["content-type"] = "application/json";
     try {
       const answer = await this.peers.send(destination, path, { method, headers, body });
       const result = answer.status < 300 ? "ok" : answer.status < 500 ? "refused" : "failed";
@@ -177,6 +296,7 @@ export class FederationService {
   }
 
   async close(): Promise<void> {
+    this.outbox.close();
     await this.peers.close();
   }
 }

@@ -26,8 +26,9 @@ export function contentDigest(body: Uint8Array): string {
 }
 
 /** Whether a `Content-Digest` header states this body's SHA-256 (other algorithms are ignored; one must be sha-256). */
-export function digestMatches(header: string | undefined, body: Uint8Array): boolean {
-  if (!header || header.length > 512) return false;
+export function digestMatches(header: string | string[] | undefined, body: Uint8Array): boolean {
+  if (typeof header !== "string") return false;
+  if (header.length > 512) return false;
   let parsed;
   try {
     parsed = parseDictionary(header);
@@ -85,7 +86,8 @@ export interface IncomingRequest {
   /** The path with its query, as received. */
   url: string;
   headers: Record<string, string | string[] | undefined>;
-  body: Uint8Array;
+  /** The raw body; null when it is read only after the signature checks (its digest is then checked by the caller). */
+  body: Uint8Array | null;
 }
 
 /**
@@ -105,7 +107,9 @@ export async function verifyRequest(
     return { refused: "unsigned" };
   }
   if (destination !== self) return { refused: "wrong_destination" };
-  if (!digestMatches(single(request.headers["content-digest"]), request.body)) return { refused: "bad_digest" };
+  if (request.body && !digestMatches(single(request.headers["content-digest"]), request.body)) {
+    return { refused: "bad_digest" };
+  }
   let unknownKey = false;
   let verified: boolean | null;
   try {

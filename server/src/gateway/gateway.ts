@@ -144,9 +144,9 @@ export function createGateway(
         deleted: await services.mailbox.ack(socket.data, request.ids),
       })),
     );
-    drain(socket, services, drainAckTimeoutMs).catch((error: unknown) =>
-      logger.error({ err: error }, "queue drain failed"),
-    );
+    drain(socket, services, drainAckTimeoutMs)
+      .then(() => pushFailures(socket, services))
+      .catch((error: unknown) => logger.error({ err: error }, "queue drain failed"));
   });
 
   serveSealed(io, services, logger, guard, refused, clientAddress);
@@ -162,6 +162,18 @@ export function createGateway(
   });
   // The device whose one-time keys are being drained refills (its room is on whichever node holds it).
   services.keys.onDrain(({ accountId, deviceId }) => io.to(deviceRoom(accountId, deviceId)).emit("keys-draining"));
+  // A queued send to another server was given up: its sending device is told, on whichever node holds it.
+  services.federation.outbox.onFailure((accountId, deviceId, failure) => {
+    const broadcast = io.to(deviceRoom(accountId, deviceId)).timeout(failureAckTimeoutMs) as unknown as {
+      emit(event: string, payload: unknown, callback: (error: unknown, answers: unknown[]) => void): void;
+    };
+    broadcast.emit("remote-delivery-failed", failure, (_error, answers) => {
+      if (!answers.length) return;
+      services.federation.outbox
+        .confirmFailure({ accountId, deviceId }, failure.id)
+        .catch((error: unknown) => logger.error({ err: error }, "failure notice confirmation failed"));
+    });
+  });
   services.admin.onAccountClosed((accountId, reason) => {
     // Every connection of the account, on every node.
     const room = accountRoom(accountId);
@@ -231,6 +243,20 @@ function serveSealed(
       ),
     );
   });
+}
+
+/** How long a device has to confirm a `remote-delivery-failed` notice (unconfirmed: sent again when it reconnects). */
+const failureAckTimeoutMs = 60_000;
+
+/** After the drain: the failure notices of queued sends to other servers the device has not confirmed. */
+async function pushFailures(socket: DeviceSocket, services: Services): Promise<void> {
+  for (const failure of await services.federation.outbox.failuresFor(socket.data)) {
+    if (!socket.connected) return;
+    socket.timeout(failureAckTimeoutMs).emit("remote-delivery-failed", failure, (error: unknown) => {
+      if (error) return;
+      void services.federation.outbox.confirmFailure(socket.data, failure.id).catch(() => undefined);
+    });
+  }
 }
 
 function pushDeliveries(io: Gateway, deliveries: Delivery[]): void {

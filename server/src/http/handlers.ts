@@ -60,6 +60,13 @@ export function createHandlers(
     serverDocument: async () => services.federation.serverDocument(),
     federationLookupUsername: async ({ origin, params }) => services.federation.lookupUsername(origin, params.username),
     federationPreKeyBundle: async ({ origin, params }) => keys.bundles({ origin }, params.uuid, params.deviceId),
+    federationSend: async ({ origin, body }) => services.federation.receive(origin, body),
+    remoteSendMessages: async ({ principal, params, body, accessKey, clientAddress }) =>
+      services.federation.relay(principal ?? null, params.server, params.uuid, body.messages, {
+        accessKey,
+        clientAddress,
+        idempotencyKey: body.idempotencyKey,
+      }),
     remoteLookupUsername: async ({ principal, params }) =>
       services.federation.remoteLookupUsername(principal, params.server, params.username),
     remotePreKeyBundle: async ({ principal, params }) =>

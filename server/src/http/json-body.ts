@@ -7,8 +7,12 @@ export interface RefusalCounter {
   refused(reason: string): void;
 }
 
-/** Reads and parses one request's JSON body into `req.body` (a no-op for a request without a body). */
-export type JsonBodyReader = (req: Request, res: Response) => Promise<void>;
+/**
+ * Reads and parses one request's JSON body into `req.body` (a no-op for a
+ * request without a body). `checkRaw` sees the raw bytes first (a signed
+ * request's digest) and may throw.
+ */
+export type JsonBodyReader = (req: Request, res: Response, checkRaw?: (bytes: Uint8Array) => void) => Promise<void>;
 
 /** body-parser's `type` of a {@link checkDepth} refusal, mapped to `too_deeply_nested` by the error middleware. */
 export const tooDeepType = "entity.too.deep";
@@ -25,6 +29,35 @@ export function jsonBodyReader(limitBytes: number, refusals?: RefusalCounter): J
   const parse = express.json({ limit: limitBytes, strict: true, type: () => true, verify: checkDepth });
   return (req, res) =>
     new Promise<void>((resolve, reject) => {
+      parse(req, res, (error?: unknown) => {
+        if (error === undefined) return resolve();
+        const type = (error as { type?: string } | null)?.type;
+        if (type === "entity.too.large") refusals?.refused("body_too_large");
+        else if (type === tooDeepType) refusals?.refused("too_deeply_nested");
+        reject(error);
+      });
+    });
+}
+
+/**
+ * A JSON body reader for a signed federation route: the same limits as
+ * {@link jsonBodyReader}, with `checkRaw` (the `Content-Digest` check) run
+ * on the raw bytes before they are parsed. A body the checker refuses is
+ * never parsed.
+ */
+export function signedJsonBodyReader(limitBytes: number, refusals?: RefusalCounter): JsonBodyReader {
+  const parse = express.json({
+    limit: limitBytes,
+    strict: true,
+    type: () => true,
+    verify: (req, res, bytes) => {
+      (req as unknown as { checkRaw?: (bytes: Uint8Array) => void }).checkRaw?.(bytes);
+      checkDepth(req, res, bytes);
+    },
+  });
+  return (req, res, checkRaw) =>
+    new Promise<void>((resolve, reject) => {
+      Object.assign(req, { checkRaw: checkRaw ?? ((): void => undefined) });
       parse(req, res, (error?: unknown) => {
         if (error === undefined) return resolve();
         const type = (error as { type?: string } | null)?.type;

@@ -8,7 +8,14 @@ import { unauthorized, type AccountService } from "../services/account-service.j
 import type { IncomingRequest } from "../federation/request-signing.js";
 import { parseBasicAuth } from "./basic-auth.js";
 import type { RouteGuards, RouteHandlers } from "./context.js";
-import { jsonBodyReader, tooDeeplyNested, tooDeepType, type JsonBodyReader, type RefusalCounter } from "./json-body.js";
+import {
+  jsonBodyReader,
+  signedJsonBodyReader,
+  tooDeeplyNested,
+  tooDeepType,
+  type JsonBodyReader,
+  type RefusalCounter,
+} from "./json-body.js";
 import { discardRest, hasUnreadBody } from "./unread-body.js";
 
 /** A zod failure as the `invalid_request` error body. */
@@ -28,7 +35,10 @@ export interface RouterOptions {
   /** Counts body refusals (`body_too_large`, `too_deeply_nested`). */
   refusals?: RefusalCounter;
   /** Checks the signature of a federation request (`auth: "server"`); returns the origin server. */
-  federation?: { authenticate(request: IncomingRequest): Promise<string> };
+  federation?: {
+    authenticate(request: IncomingRequest): Promise<string>;
+    checkBody(headers: IncomingRequest["headers"], body: Uint8Array): void;
+  };
 }
 
 /**
@@ -48,9 +58,12 @@ export function createRouter(
   for (const [name, route] of Object.entries(routes) as [RouteName, RouteSpec][]) {
     const handler = handlers[name] as (ctx: unknown) => Promise<unknown>;
     const guard = options.guards?.[name] as ((ctx: unknown) => Promise<void>) | undefined;
-    const readBody = route.body ? jsonBodyReader(bodyLimitOf(route), options.refusals) : null;
-    // A body's Content-Digest would be checked against the raw bytes, which this router parses: bodiless routes only.
-    if (route.auth === "server" && route.body) throw new Error(`${name}: a federation route cannot take a body yet`);
+    // A federation body is read raw (its Content-Digest is checked against the bytes), then parsed.
+    const readBody = route.body
+      ? route.auth === "server"
+        ? signedJsonBodyReader(bodyLimitOf(route), options.refusals)
+        : jsonBodyReader(bodyLimitOf(route), options.refusals)
+      : null;
     const mount: RequestHandler = (req, res, next) => {
       const started = performance.now();
       res.on("finish", () => {
@@ -92,11 +105,12 @@ async function handle(
     accessKey = typeof header === "string" ? header : undefined;
   } else if (route.auth === "server") {
     if (!federation) throw new HttpError("not_found", "Federation is off on this server");
+    // A body is read only once the signature checks out; its digest is checked then (signedJsonBodyReader).
     origin = await federation.authenticate({
       method: req.method,
       url: req.originalUrl,
       headers: req.headers,
-      body: new Uint8Array(),
+      body: route.body ? null : new Uint8Array(),
     });
   } else if (route.auth !== "none") {
     const credentials = parseBasicAuth(req.headers.authorization);
@@ -119,7 +133,7 @@ async function handle(
   await guard?.({ principal, accessKey, params, clientAddress, origin });
   let body: unknown;
   if (route.body && readBody) {
-    await readBody(req, res);
+    await readBody(req, res, federation && ((bytes) => federation.checkBody(req.headers, bytes)));
     const parsed = route.body.safeParse(req.body);
     if (!parsed.success) throw invalidRequest(parsed.error, "body");
     body = parsed.data;

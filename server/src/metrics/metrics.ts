@@ -52,6 +52,16 @@ export class Metrics {
   readonly federationDocumentFetches: Counter<"result">;
   /** Federation: peers whose document (or failure) this node remembers. */
   readonly federationPeersKnown: Gauge;
+  /** Federation: relayed sends answered by the other server, by result (`delivered`, `refused`). */
+  readonly federationRelayed: Counter<"result">;
+  /** Federation: queued sends given up, by `remote-delivery-failed` reason. */
+  readonly federationDeliveryFailures: Counter<"reason">;
+  /** Federation: failed transactions to a destination server (each starts a backoff), by peer. */
+  readonly federationRetries: Counter<"peer">;
+  /** Federation: the current backoff of a destination server in seconds (0: none), by peer. */
+  readonly federationBackoff: Gauge<"peer">;
+  /** Federation: where the outbox depth per peer comes from (set by the app once the services exist). */
+  outboxPeers: () => Promise<{ server: string; pending: number }[]> = async () => [];
   /** HTTP request latency by route template, method and status class. */
   readonly httpDuration: Histogram<"route" | "method" | "status">;
 
@@ -146,6 +156,41 @@ export class Metrics {
       name: "zimchat_federation_peers_known",
       help: "Other servers whose document (or fetch failure) this node remembers (at most 10,000)",
       registers,
+    });
+    this.federationRelayed = new Counter({
+      name: "zimchat_federation_relayed_sends_total",
+      help: "Sends relayed to other servers that those servers answered, by result: delivered, refused",
+      labelNames: ["result"],
+      registers,
+    });
+    this.federationDeliveryFailures = new Counter({
+      name: "zimchat_federation_delivery_failures_total",
+      help: "Queued sends to other servers given up (remote-delivery-failed), by reason",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.federationRetries = new Counter({
+      name: "zimchat_federation_retries_total",
+      help: "Failed transactions to another server, each followed by a backoff, by peer",
+      labelNames: ["peer"],
+      registers,
+    });
+    this.federationBackoff = new Gauge({
+      name: "zimchat_federation_backoff_seconds",
+      help: "The current wait before the next transaction to another server (0: none), by peer",
+      labelNames: ["peer"],
+      registers,
+    });
+    const outboxPeers = (): Promise<{ server: string; pending: number }[]> => this.outboxPeers();
+    new Gauge({
+      name: "zimchat_federation_outbox_depth",
+      help: "Sends waiting in the federation outbox, by destination server (one query per scrape)",
+      labelNames: ["peer"],
+      registers,
+      async collect() {
+        this.reset();
+        for (const { server, pending } of await outboxPeers()) this.set({ peer: server }, pending);
+      },
     });
     this.httpDuration = new Histogram({
       name: "zimchat_http_request_duration_seconds",

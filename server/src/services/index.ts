@@ -10,6 +10,7 @@ import { EnvelopeStore } from "../stores/envelope-store.js";
 import { IdempotencyStore } from "../stores/idempotency-store.js";
 import { InviteStore } from "../stores/invite-store.js";
 import { KeyStore } from "../stores/key-store.js";
+import { OutboxStore } from "../stores/outbox-store.js";
 import { AdminStore } from "../stores/admin-store.js";
 import { AccountService } from "./account-service.js";
 import { AdminService } from "./admin-service.js";
@@ -86,6 +87,7 @@ export function createServices(config: ServerConfig, database: Database, deps: S
   });
   const certificates = new CertificateService(config.dataDir, accountStore, config.senderCertificateTtlMs);
   const devices = new DeviceService(new DeviceStore(prisma, database.provider), limiter, config, plugins);
+  const sealed = new SealedSenderService(accountStore, mailbox, limiter);
   return {
     accounts: new AccountService(accountStore, inviteStore, limiter, config.registration, plugins),
     keys: new KeyService(new KeyStore(prisma, database.provider), accountStore, limiter, plugins),
@@ -93,9 +95,18 @@ export function createServices(config: ServerConfig, database: Database, deps: S
     invites,
     attachments,
     certificates,
-    sealed: new SealedSenderService(accountStore, mailbox, limiter),
+    sealed,
     devices,
     admin: new AdminService(new AdminStore(prisma), invites, devices, attachments, certificates, mailbox),
-    federation: new FederationService(config, accountStore, limiter, () => certificates.trustRoot().publicKey, metrics),
+    federation: new FederationService(
+      config,
+      accountStore,
+      limiter,
+      () => certificates.trustRoot().publicKey,
+      mailbox,
+      sealed,
+      new OutboxStore(prisma),
+      metrics,
+    ),
   };
 }

@@ -50,6 +50,12 @@ interface SendItem {
    * to its own account, and is the source of its non-sealed envelopes.
    */
   sender: DevicePrincipal | null;
+  /**
+   * Federation: the homeserver that relayed this send; `sender` is then an
+   * account on that server (never "oneself"), and the envelopes carry the
+   * server's name.
+   */
+  origin?: string | undefined;
   destinations: { uuid: string; messages: DecodedMessage[] }[];
   /** How refusals are reported: in the error's top-level fields, or per recipient in `recipients`. */
   shape: "single" | "multi";
@@ -72,6 +78,7 @@ export function toWire(e: StoredEnvelope, content?: string): Envelope {
   };
   if (e.sourceAccountId !== null) envelope.sourceUuid = e.sourceAccountId;
   if (e.sourceDeviceId !== null) envelope.sourceDeviceId = e.sourceDeviceId;
+  if (e.sourceServer !== null) envelope.sourceServer = e.sourceServer;
   return envelope;
 }
 
@@ -191,13 +198,51 @@ export class MailboxService {
     return this.sends.submit(item);
   }
 
+  /**
+   * Checks messages as a send would (no device twice, size, content that
+   * parses as its type) without storing them: for sends relayed to another
+   * server, so this server never relays anything but libsignal messages.
+   * @throws HttpError `invalid_request`, `content_too_large`, `invalid_ciphertext`
+   */
+  checkMessages(messages: OutgoingMessage[]): void {
+    decodeMessages(messages);
+  }
+
+  /**
+   * A send relayed by another homeserver for one of its users (federation):
+   * the same device rules and answers as a local send, envelopes stamped
+   * with `origin`. Without `sender` (sealed sender) every message must be
+   * sealed and the caller has checked the access key. The send id is the
+   * idempotency key, scoped to the origin server: a relayed send repeated
+   * (a retried transaction) gets its first answer and stores nothing.
+   */
+  async receiveRelayed(
+    origin: string,
+    id: string,
+    sender: DevicePrincipal | null,
+    destination: string,
+    messages: OutgoingMessage[],
+  ): Promise<SendMessagesResponse> {
+    if (!sender && messages.some((m) => m.type !== "sealed")) {
+      throw new HttpError("invalid_request", "A send without a source must be sealed");
+    }
+    return this.submitSingle(sender, destination, decodeMessages(messages), id, origin);
+  }
+
   private async submitSingle(
     sender: DevicePrincipal | null,
     destination: string,
     messages: DecodedMessage[],
     idempotencyKey?: string,
+    origin?: string,
   ): Promise<SendMessagesResponse> {
-    const item: SendItem = { sender, destinations: [{ uuid: destination, messages }], shape: "single", idempotencyKey };
+    const item: SendItem = {
+      sender,
+      origin,
+      destinations: [{ uuid: destination, messages }],
+      shape: "single",
+      idempotencyKey,
+    };
     await this.screen(item);
     const result = await this.sends.submit(item);
     return { serverTimestamp: result.serverTimestamp, envelopes: result.recipients[0]?.envelopes ?? [] };
@@ -225,6 +270,7 @@ export class MailboxService {
       "beforeEnvelopeAccepted",
       item.destinations.map((d) => ({
         sender,
+        originServer: item.origin ?? null,
         recipientAccountId: d.uuid,
         deviceCount: d.messages.length,
         bytes: d.messages.reduce((sum, m) => sum + sizeOf(m), 0),
@@ -324,6 +370,7 @@ export class MailboxService {
             type: envelopeTypes[m.type],
             sourceAccountId: source?.accountId ?? null,
             sourceDeviceId: source?.deviceId ?? null,
+            sourceServer: item.origin ?? null,
             content: m.bytes,
             sharedPayloadId: m.shared?.id ?? null,
             size: sizeOf(m),
@@ -423,7 +470,8 @@ function refuseSend(item: SendItem, devices: Map<string, DeviceRef[]>): HttpErro
     });
   }
   const mismatches = item.destinations.map((d) =>
-    compareDevices(item.sender, d.uuid, d.messages, devices.get(d.uuid) ?? []),
+    // A relayed sender is an account on another server: never "oneself".
+    compareDevices(item.origin ? null : item.sender, d.uuid, d.messages, devices.get(d.uuid) ?? []),
   );
   const stale = mismatches.filter((m) => m.staleDevices.length);
   if (stale.length) {

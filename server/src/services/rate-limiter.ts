@@ -49,14 +49,14 @@ export class RateLimiter {
   }
 
   /**
-   * Takes one point from `name`'s bucket for `key`.
+   * Takes `points` (one by default) from `name`'s bucket for `key`.
    * @throws HttpError `rate_limited` with Retry-After when the bucket is empty
    */
-  async consume(name: keyof RateLimits, key: string): Promise<void> {
+  async consume(name: keyof RateLimits, key: string, points = 1): Promise<void> {
     const limiter = this.limiters.get(name);
     if (!limiter) return;
     try {
-      await limiter.consume(key);
+      await limiter.consume(key, points);
     } catch (error) {
       if (!(error instanceof RateLimiterRes)) throw error;
       this.onRefused(name);

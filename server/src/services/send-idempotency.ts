@@ -11,6 +11,8 @@ export interface IdempotentSend {
   idempotencyKey?: string | undefined;
   /** The authenticated sending device, or null without credentials (sealed sender). */
   sender: { accountId: string; deviceId: number } | null;
+  /** Federation: the server that relayed the send; its send ids are keys scoped to that server. */
+  origin?: string | undefined;
   destinations: { uuid: string }[];
   shape: "single" | "multi";
 }
@@ -141,10 +143,12 @@ function identify(item: IdempotentSend): SendIdentity | null {
   const key = item.idempotencyKey;
   if (key === undefined) return null;
   const uuids = sortedUuids(item);
-  // Authenticated: the sending device. Sealed: the destinations (there is no sender to scope by).
-  const scope = item.sender
-    ? `device\0${item.sender.accountId}.${item.sender.deviceId}`
-    : `sealed\0${item.shape}\0${uuids.join(",")}`;
+  // Relayed: the origin server. Authenticated: the sending device. Sealed: the destinations (no sender to scope by).
+  const scope = item.origin
+    ? `server\0${item.origin}`
+    : item.sender
+      ? `device\0${item.sender.accountId}.${item.sender.deviceId}`
+      : `sealed\0${item.shape}\0${uuids.join(",")}`;
   return {
     keyHash: hash(`zimchat-send-key-v1\0${scope}\0${key}`),
     fingerprint: hash(`zimchat-send-fingerprint-v1\0${key}\0${item.shape}\0${uuids.join(",")}`).slice(0, 22),

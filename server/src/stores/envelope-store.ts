@@ -13,6 +13,8 @@ export interface StoredEnvelope {
   type: number;
   sourceAccountId: string | null;
   sourceDeviceId: number | null;
+  /** Federation: the server an envelope relayed from another homeserver came from (null for a local send). */
+  sourceServer: string | null;
   content: Bytes;
   serverTimestamp: number;
 }
@@ -59,6 +61,7 @@ const envelopeSelect = {
   type: true,
   sourceAccountId: true,
   sourceDeviceId: true,
+  sourceServer: true,
   content: true,
   sharedPayloadId: true,
   serverTimestamp: true,
@@ -101,10 +104,10 @@ export class EnvelopeStore {
       ...chunks(envelopes, 500).map((chunk) => {
         const rows = chunk.map(
           (e) =>
-            Prisma.sql`(${e.id}, ${e.accountId}, ${e.deviceId}, ${e.type}, ${e.sourceAccountId}, ${e.sourceDeviceId}, ${e.content}, ${e.sharedPayloadId}, ${e.size}, ${e.serverTimestamp}, ${e.expiresAt})`,
+            Prisma.sql`(${e.id}, ${e.accountId}, ${e.deviceId}, ${e.type}, ${e.sourceAccountId}, ${e.sourceDeviceId}, ${e.sourceServer}, ${e.content}, ${e.sharedPayloadId}, ${e.size}, ${e.serverTimestamp}, ${e.expiresAt})`,
         );
         return Prisma.sql`INSERT INTO "Envelope"
-          ("id", "accountId", "deviceId", "type", "sourceAccountId", "sourceDeviceId", "content", "sharedPayloadId", "size", "serverTimestamp", "expiresAt")
+          ("id", "accountId", "deviceId", "type", "sourceAccountId", "sourceDeviceId", "sourceServer", "content", "sharedPayloadId", "size", "serverTimestamp", "expiresAt")
           VALUES ${Prisma.join(rows)}`;
       }),
       ...chunks(usageDeltas(envelopes, 1), 500).map(addUsage),

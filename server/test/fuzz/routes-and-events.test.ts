@@ -96,6 +96,7 @@ const roomy: RateLimits = {
   federationUsernameLookup: { points: 100_000, durationSeconds: 60 },
   federationPreKeyBundle: { points: 100_000, durationSeconds: 60 },
   federationPreKeyClaims: { points: 100_000, durationSeconds: 3600 },
+  federationSend: { points: 10_000_000, durationSeconds: 60 },
   preKeyBundle: { points: 100_000, durationSeconds: 60 },
   send: { points: 100_000, durationSeconds: 1 },
   sealedSend: { points: 100_000, durationSeconds: 60 },

@@ -69,6 +69,10 @@ export interface TestServer {
   register(username?: string): Promise<SignalDevice>;
   /** Connects a socket.io-client as the device and waits until connected. */
   connect(device: SignalDevice): Promise<TestSocket>;
+  /** Stops the homeserver but keeps its database and data directory (see {@link restart}). */
+  halt(): Promise<void>;
+  /** Starts a halted homeserver again on the same database, data directory and port (a fixed `port` only). */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -110,8 +114,13 @@ export async function startServer(overrides: Partial<ServerConfig> = {}, logs?: 
     ...overrides,
   });
   const destination = logs ? { write: (line: string) => void logs.push(line) } : undefined;
-  const home = await openHomeserver(config, createLogger(config.logLevel, destination));
-  await new Promise<void>((resolve) => home.httpServer.listen(config.port, "127.0.0.1", resolve));
+  const open = async (): Promise<Homeserver> => {
+    const opened = await openHomeserver(config, createLogger(config.logLevel, destination));
+    await new Promise<void>((resolve) => opened.httpServer.listen(config.port, "127.0.0.1", resolve));
+    return opened;
+  };
+  const home = await open();
+  let halted = false;
   const port = (home.httpServer.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${port}`;
   const sockets = new Set<Socket>();
@@ -122,16 +131,27 @@ export async function startServer(overrides: Partial<ServerConfig> = {}, logs?: 
     config,
     databaseUrl: db.url,
     dataDir: db.dataDir,
-    http: () => request(home.httpServer),
-    register: (username) => registerDevice(home.httpServer, username),
+    http: () => request(server.home.httpServer),
+    register: (username) => registerDevice(server.home.httpServer, username),
     async connect(device) {
       const connected = await connectDevice(url, device);
       sockets.add(connected.socket);
       return connected;
     },
+    async halt() {
+      for (const s of sockets) s.close();
+      sockets.clear();
+      halted = true;
+      await server.home.close();
+    },
+    async restart() {
+      if (!config.port) throw new Error("restart needs a fixed port");
+      server.home = await open();
+      halted = false;
+    },
     async stop() {
       for (const s of sockets) s.close();
-      await home.close();
+      if (!halted) await server.home.close();
       await db.drop();
     },
   };

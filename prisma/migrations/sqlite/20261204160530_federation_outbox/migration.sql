@@ -1,0 +1,34 @@
+-- AlterTable
+ALTER TABLE "Envelope" ADD COLUMN "sourceServer" TEXT;
+
+-- CreateTable
+CREATE TABLE "FederationOutbox" (
+    "seq" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    "id" TEXT NOT NULL,
+    "server" TEXT NOT NULL,
+    "destination" TEXT NOT NULL,
+    "accountId" TEXT NOT NULL,
+    "deviceId" INTEGER NOT NULL,
+    "messages" TEXT NOT NULL,
+    "expiresAt" BIGINT NOT NULL,
+    "failure" TEXT
+);
+
+-- CreateTable
+CREATE TABLE "FederationPeer" (
+    "server" TEXT NOT NULL PRIMARY KEY,
+    "failures" INTEGER NOT NULL DEFAULT 0,
+    "nextAttemptAt" BIGINT NOT NULL DEFAULT 0
+);
+
+-- CreateIndex
+CREATE UNIQUE INDEX "FederationOutbox_id_key" ON "FederationOutbox"("id");
+
+-- CreateIndex
+CREATE INDEX "FederationOutbox_server_seq_idx" ON "FederationOutbox"("server", "seq");
+
+-- CreateIndex
+CREATE INDEX "FederationOutbox_accountId_deviceId_idx" ON "FederationOutbox"("accountId", "deviceId");
+
+-- CreateIndex
+CREATE INDEX "FederationOutbox_expiresAt_idx" ON "FederationOutbox"("expiresAt");
