@@ -117,9 +117,12 @@ export class Outbox {
     const padded = encodeContent(content);
     // Set when a sealed send was rate limited (429): this content goes authenticated, as on a 401.
     let unsealed = false;
-    // One key for the whole send: nothing is stored on a 401/409/410, so a corrected retry may reuse it.
-    const idempotencyKey = newIdempotencyKey();
+    // One key for the whole send: nothing is stored on a 401/409/410, so a corrected retry may reuse it. A send to
+    // another server is relayed under an id derived from the key, which the servers on the way may remember with its
+    // refusal: a corrected retry there gets a new key.
+    let idempotencyKey = newIdempotencyKey();
     for (let attempt = 0; ; attempt++) {
+      if (attempt > 0 && server !== null) idempotencyKey = newIdempotencyKey();
       // Sealed sender across servers is not supported yet: another server's user gets authenticated sends.
       const seal = unsealed || server !== null ? null : await this.sealingFor(uuid);
       const messages = await tasks.run(async () => {
