@@ -141,7 +141,8 @@ describe("federation: alice on club writes to bob on news", () => {
     // News asking club something tells club that news is up again: its outbox retries now, not after its backoff.
     assert.equal((await bob.api.remoteLookupUsername(club.name, alice.local.username)).uuid, alice.local.uuid);
 
-    // News refuses the queued envelope (410 stale_devices), club gives up, alice's client re-encrypts for Bob's new key.
+    // News refuses the queued envelope (410 stale_devices), club gives up, and alice's client re-encrypts for Bob's new
+    // key.
     const resent = (await until(toBob, 2, 60_000))[1];
     assert.equal(resent?.text, "while news was down");
     assert.equal(resent?.from, alice.local.uuid);
