@@ -6,6 +6,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +17,7 @@ import { cli, ok, only } from "./support/chat-cli.js";
 /** A homeserver whose federation name is its own loopback address. */
 type FederatedHomeserver = Homeserver & { name: string };
 
-async function federatedHomeserver(): Promise<FederatedHomeserver> {
+async function federatedHomeserver(args: string[] = []): Promise<FederatedHomeserver> {
   const port = await freePort();
   const name = `127.0.0.1:${port}`;
   const server = await startHomeserver([
@@ -28,6 +29,7 @@ async function federatedHomeserver(): Promise<FederatedHomeserver> {
     "open",
     "--federation-insecure-peers",
     "on",
+    ...args,
   ]);
   assert.equal(new URL(server.url).host, name);
   return Object.assign(server, { name });
@@ -44,8 +46,9 @@ describe("federation: alice on club writes to bob on news", () => {
   let club: FederatedHomeserver;
   let news: FederatedHomeserver;
   const closing: ZimClient[] = [];
+  const adminToken = randomBytes(24).toString("hex");
   before(async () => {
-    [club, news] = await Promise.all([federatedHomeserver(), federatedHomeserver()]);
+    [club, news] = await Promise.all([federatedHomeserver(), federatedHomeserver(["--admin-token", adminToken])]);
   });
   after(async () => {
     for (const client of closing) await client.close().catch(() => undefined);
@@ -156,6 +159,37 @@ describe("federation: alice on club writes to bob on news", () => {
     const fromAlice = await alice.safetyNumber(bobAddress);
     const fromBob = await bob.safetyNumber(aliceAddress);
     assert.equal(fromAlice.digits, fromBob.digits);
+  });
+
+  it("a queued send that cannot be delivered (the account is gone) reaches the app as remoteDeliveryFailed", async () => {
+    const alice = await registerDevice(club.url, undefined, { sendReceipts: false });
+    const bob = await registerDevice(news.url, undefined, { sendReceipts: false });
+    const dave = await registerDevice(news.url, undefined, { sendReceipts: false });
+    closing.push(alice, bob, dave);
+    const daveAddress = `${dave.local.username}@${news.name}`;
+    const failures = collect(alice, "remoteDeliveryFailed");
+    await alice.connect();
+    await alice.sendText(daveAddress, "before");
+
+    let queued: Awaited<ReturnType<ZimClient["sendText"]>> | undefined;
+    await news.restart(async () => {
+      queued = await alice.sendText(daveAddress, "are you still there?");
+    });
+    assert.equal(queued?.queued, true);
+    const deleted = await fetch(new URL(`/admin/v1/accounts/${dave.local.uuid}`, news.url), {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${adminToken}` },
+    });
+    assert.equal(deleted.status, 204);
+    // News is up again (see above): club retries now, news answers 404, club gives up.
+    await bob.api.remoteLookupUsername(club.name, alice.local.username);
+    const [failure] = await until(failures, 1, 60_000);
+    assert.equal(failure?.to, dave.local.uuid);
+    assert.equal(failure?.server, news.name);
+    assert.equal(failure?.reason, "not_found");
+    assert.equal(failure?.text, "are you still there?");
+    assert.equal(failure?.timestamp, queued?.timestamp);
+    assert.deepEqual(alice.store.valuesWithPrefix("remoteSend:"), [], "given up: nothing kept");
   });
 
   it("the terminal chat sends to name@server and shows the sender as name@server", async () => {
