@@ -156,8 +156,19 @@ describe("federation: alice on club writes to bob on news", () => {
     );
     // Nothing is kept once the re-send went through.
     assert.deepEqual(alice.store.valuesWithPrefix("remoteSend:"), []);
-    const fromAlice = await alice.safetyNumber(bobAddress);
-    const fromBob = await bob.safetyNumber(aliceAddress);
+    let fromAlice = await alice.safetyNumber(bobAddress);
+    let fromBob = await bob.safetyNumber(aliceAddress);
+    assert.equal(fromAlice.digits, fromBob.digits);
+
+    // With news up, a stale device is answered at once (410 through club) and repaired as for a local send.
+    await bob.resetIdentity();
+    const direct = await alice.sendText(bobAddress, "after another reinstall");
+    assert.equal(direct.queued, undefined);
+    assert.equal(direct.envelopes.length, 1);
+    assert.equal((await until(toBob, 3))[2]?.text, "after another reinstall");
+    assert.equal(changes.length, 2);
+    fromAlice = await alice.safetyNumber(bobAddress);
+    fromBob = await bob.safetyNumber(aliceAddress);
     assert.equal(fromAlice.digits, fromBob.digits);
   });
 
