@@ -76,7 +76,7 @@ export class RemoteDeliveryFailures {
    * connection and is retried then).
    */
   async handle(payload: unknown): Promise<void> {
-    const { events, tasks, servers } = this.ctx;
+    const { events, tasks, servers, store, signal } = this.ctx;
     const parsed = remoteDeliveryFailedSchema.safeParse(payload);
     if (!parsed.success) {
       events.emit("warning", new Error("the homeserver sent a remote-delivery-failed event that does not parse"));
@@ -89,7 +89,13 @@ export class RemoteDeliveryFailures {
     const repairable = failure.reason === "mismatched_devices" || failure.reason === "stale_devices";
     let error: unknown;
     if (repairable && servers.remoteServerOf(failure.destination) === failure.server) {
-      await tasks.run(() => this.sessions.fixDevices([mismatchOf(failure)]));
+      const mismatch = mismatchOf(failure);
+      await tasks.run(async () => {
+        if (mismatch.missingDevices || mismatch.extraDevices || mismatch.staleDevices)
+          await this.sessions.fixDevices([mismatch]);
+        // No device lists: every session with the account is forgotten, and the re-send starts over from its bundles.
+        else for (const id of store.sessionDevices(failure.destination)) signal.forgetSession(failure.destination, id);
+      });
       if (pending) {
         try {
           await this.outbox.sendContent(failure.destination, pending.content);
@@ -125,8 +131,8 @@ function mismatchOf(failure: RemoteDeliveryFailed): {
 } {
   return {
     uuid: failure.destination,
-    ...(failure.missingDevices ? { missingDevices: failure.missingDevices } : {}),
-    ...(failure.extraDevices ? { extraDevices: failure.extraDevices } : {}),
-    ...(failure.staleDevices ? { staleDevices: failure.staleDevices } : {}),
+    ...(failure.missingDevices?.length ? { missingDevices: failure.missingDevices } : {}),
+    ...(failure.extraDevices?.length ? { extraDevices: failure.extraDevices } : {}),
+    ...(failure.staleDevices?.length ? { staleDevices: failure.staleDevices } : {}),
   };
 }

@@ -43,16 +43,9 @@ export class Sessions {
     }
   }
 
-  /**
-   * Brings sessions in line with the server's per-recipient device lists (after a 409 or 410). A mismatch that lists
-   * no device (a remote failure without lists) forgets every session with that account: the next send starts over.
-   */
+  /** Brings sessions in line with the server's per-recipient device lists (after a 409 or 410). */
   async fixDevices(mismatches: RecipientMismatch[]): Promise<void> {
     for (const m of mismatches) {
-      if (!m.extraDevices?.length && !m.staleDevices?.length && !m.missingDevices?.length) {
-        for (const id of this.ctx.store.sessionDevices(m.uuid)) this.ctx.signal.forgetSession(m.uuid, id);
-        continue;
-      }
       for (const id of m.extraDevices ?? []) this.ctx.signal.forgetSession(m.uuid, id);
       for (const id of m.staleDevices ?? []) this.ctx.signal.forgetSession(m.uuid, id);
       for (const id of [...(m.missingDevices ?? []), ...(m.staleDevices ?? [])]) await this.start(m.uuid, id);
