@@ -133,6 +133,16 @@ export const optionSpecs: readonly OptionSpec[] = [
     apply: (c, v) => (c.federationInsecurePeers = v),
   }),
   option({
+    key: "federationOutboxMaxPerPeer",
+    flag: "--federation-outbox-max-per-peer <n>",
+    env: "ZIMCHAT_FEDERATION_OUTBOX_MAX_PER_PEER",
+    defaultText: "100000",
+    meaning:
+      "sends that may wait in the outbox for one other server (it is down) before further sends to it are refused (507 outbox_full)",
+    schema: positive,
+    apply: (c, v) => (c.federationOutboxMaxPerPeer = v),
+  }),
+  option({
     key: "port",
     flag: "--port <port>",
     env: "PORT",

@@ -184,6 +184,8 @@ export interface ServerConfig {
    * plain HTTP (tests and closed networks only). @default false
    */
   federationInsecurePeers: boolean;
+  /** Sends that may wait in the federation outbox for one destination server (507 `outbox_full` beyond). */
+  federationOutboxMaxPerPeer: number;
   /**
    * Redis (`redis://` or `rediss://`). Set: Socket.IO Redis adapter, rate
    * limits in Redis, cluster-wide job locks. Unset: one node, all in memory. @default undefined
@@ -278,6 +280,7 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     federationAllow: partial.federationAllow ?? [],
     federationDeny: partial.federationDeny ?? [],
     federationInsecurePeers: partial.federationInsecurePeers ?? false,
+    federationOutboxMaxPerPeer: partial.federationOutboxMaxPerPeer ?? 100_000,
     redisUrl: partial.redisUrl || undefined,
     redisPrefix: partial.redisPrefix ?? "zimchat",
     attachmentsDir: resolve(partial.attachmentsDir ?? resolve(dataDir, "attachments")),

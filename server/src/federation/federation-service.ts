@@ -74,6 +74,7 @@ export class FederationService {
       outboxStore,
       (server, txnId, sends) => this.request(server, "PUT", `/federation/v1/send/${txnId}`, { sends }),
       config.envelopeTtlMs,
+      config.federationOutboxMaxPerPeer,
       metrics,
     );
   }

@@ -23,8 +23,6 @@ export const outboxLimits = {
   maxBackoffMs: 3_600_000,
   /** How long a client's send waits for the other server's answer before it is answered `queued: true`. */
   answerWaitMs: 5_000,
-  /** Sends queued for one destination server at once: beyond it, 507 `outbox_full`. */
-  maxPendingPerServer: 100_000,
 } as const;
 
 /** One send to relay: authenticated (queued when the other server does not answer) or sealed (never queued). */
@@ -96,6 +94,8 @@ export class Outbox {
     private readonly store: OutboxStore,
     private readonly transmit: Transmit,
     private readonly ttlMs: number,
+    /** Sends queued for one destination server: beyond it, 507 `outbox_full` (`federationOutboxMaxPerPeer`). */
+    private readonly maxPendingPerServer: number,
     private readonly metrics?: Metrics,
     private readonly now: () => number = Date.now,
   ) {}
@@ -126,12 +126,15 @@ export class Outbox {
     };
     const answer = this.wait(id, request.server, !request.sender);
     if (request.sender) {
-      if ((await this.store.depth(request.server)) >= outboxLimits.maxPendingPerServer) {
+      if ((await this.store.depth(request.server)) >= this.maxPendingPerServer) {
         this.waiters.delete(id);
         this.metrics?.refused("outbox_full");
-        throw new HttpError("outbox_full", "Too many sends wait for that server; try again later", {
-          retryAfterSeconds: 60,
-        });
+        throw new HttpError(
+          "outbox_full",
+          "Too many sends wait for that server; try again later",
+          { retryAfterSeconds: 60 },
+          { "Retry-After": "60" },
+        );
       }
       await this.store.add({
         id,

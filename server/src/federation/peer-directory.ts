@@ -13,6 +13,8 @@ import { publicKeyFromRaw } from "./signing-keys.js";
 export const peerDirectoryLimits = {
   /** A document larger than this is refused unread. */
   maxDocumentBytes: 64 * 1024,
+  /** An answer to a request (bundles of up to 127 devices, a transaction's results) larger than this is refused. */
+  maxAnswerBytes: 1024 * 1024,
   /** Connect, headers and body, each. */
   fetchTimeoutMs: 5_000,
   /** A document is trusted at most this long, whatever its `validUntil`. */
@@ -125,7 +127,7 @@ export class PeerDirectory {
       headers: init.headers,
       ...(init.body?.length && { body: init.body }),
     });
-    const text = await readLimited(response.body, peerDirectoryLimits.maxDocumentBytes);
+    const text = await readLimited(response.body, peerDirectoryLimits.maxAnswerBytes);
     let body: unknown;
     try {
       body = text ? JSON.parse(text) : null;

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { envelopeTypeName, envelopeTypes } from "@zimchat/protocol";
+import { envelopeTypeName, envelopeTypes, type EnvelopeType } from "@zimchat/protocol";
 import type { DatabaseTarget } from "../db/database-url.js";
 import type { Bytes } from "../db/database.js";
 import { checkCiphertext } from "../services/signal-keys.js";
@@ -127,6 +127,7 @@ async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: stri
 
   const checks = [
     await envelopeCiphertextCheck(reader),
+    await outboxCiphertextCheck(reader),
     await publicKeysCheck(reader, shapes),
     await sealedWithoutSenderCheck(reader, envelopes),
     await noIpAddressCheck(reader, shapes, dataDir, files),
@@ -158,6 +159,10 @@ async function inspect(reader: DatabaseReader, dataDir: string, sqlitePath: stri
     `${rowsOf("EcPreKey") + rowsOf("KyberPreKey")} unused one-time PUBLIC pre-keys`,
     `${rowsOf("PluginEntry")} entries in server plugins' storage and ${files.filter((f) => f.kind === "plugin-file").length} files in their directories (plugins/<name>/): ` +
       "what the configured plugins keep, from metadata only (ids, usernames, public identity keys, counts, times)",
+    `federation: ${rowsOf("FederationOutbox")} sends to accounts on other servers waiting in the outbox or kept as failure notices ` +
+      `(sending account, destination server and account, ciphertext), ${rowsOf("FederationPeer")} other servers with their delivery backoff; ` +
+      "queued envelopes from other servers name the server that relayed them (sourceServer), and the sender account on that server unless sealed. " +
+      "A server learns of a remote user only what its own users' traffic shows: the account id, its server, and (for its pre-key bundle) nothing it stores",
     privateKeys.length
       ? `${privateKeys.length} private key files of the server itself (${privateKeys.map((f) => f.path).join(", ")}): they sign certificates, they decrypt nothing`
       : "no private key files of the server in the data directory",
@@ -256,6 +261,50 @@ async function envelopeCiphertextCheck(reader: DatabaseReader): Promise<Check> {
     detail: bad.length
       ? `${bad.length} of ${total} envelope contents are not the libsignal message their type names (${listSome(bad)})`
       : `all ${total} envelope contents parse as the libsignal message their type names (${kinds}); sealed ones, whose frame is checked by version byte only, also look like ciphertext`,
+  };
+}
+
+/** The federation outbox holds only the libsignal messages of each send, like the envelopes. */
+async function outboxCiphertextCheck(reader: DatabaseReader): Promise<Check> {
+  const bad: string[] = [];
+  let total = 0;
+  for (let after = -1; ;) {
+    const rows = await reader.all<{ seq: number; messages: string }>(
+      `SELECT "seq", "messages" FROM "FederationOutbox" WHERE "seq" > ? ORDER BY "seq" LIMIT ${pageSize}`,
+      [after],
+    );
+    for (const row of rows) {
+      let messages: { type?: unknown; content?: unknown }[];
+      try {
+        messages = JSON.parse(row.messages) as typeof messages;
+        if (!Array.isArray(messages)) throw new Error("not a list");
+      } catch {
+        bad.push(`seq ${row.seq}: not a list of messages`);
+        continue;
+      }
+      for (const m of messages) {
+        total++;
+        const type = typeof m.type === "string" ? (m.type as EnvelopeType) : null;
+        try {
+          if (!type || typeof m.content !== "string") throw new Error("shape");
+          const content = new Uint8Array(Buffer.from(m.content, "base64")) as Bytes;
+          checkCiphertext(type, content);
+          if (type === "sealed" && notCiphertextReason(content)) throw new Error("plain");
+        } catch {
+          bad.push(`seq ${row.seq}: not a libsignal ${String(m.type)} message`);
+        }
+      }
+    }
+    if (rows.length < pageSize) break;
+    after = Number(rows[rows.length - 1]!.seq);
+  }
+  return {
+    id: "outbox-ciphertext",
+    title: "no plaintext in the federation outbox",
+    status: bad.length ? "fail" : "pass",
+    detail: bad.length
+      ? `${bad.length} of ${total} queued messages to other servers are not the libsignal message their type names (${listSome(bad)})`
+      : `all ${total} messages queued for other servers parse as the libsignal message their type names`,
   };
 }
 

@@ -91,6 +91,8 @@ export const tableNotes: Record<string, TableNote> = {
       type: "message kind: 2 whisper, 3 prekey (a new session), 6 sealed sender",
       sourceAccountId: "sender of non-sealed envelopes (null when sealed): who writes to whom, while queued",
       sourceDeviceId: "sender device of non-sealed envelopes (null when sealed)",
+      sourceServer:
+        "federation: the other homeserver that relayed the envelope (also for sealed ones): which servers this server's users hear from, while queued",
       content:
         "ciphertext only (and its length, padded by clients); for a multi-recipient message only the recipient's sealed-sender header",
       sharedPayloadId:
@@ -126,6 +128,28 @@ export const tableNotes: Record<string, TableNote> = {
       answer:
         "the first answer without account ids: the coarse server timestamp and, per recipient, device numbers and envelope ids",
       expiresAt: "expiry time, rounded like server timestamps (tells roughly when the send was made)",
+    },
+  },
+  FederationOutbox: {
+    row: "federation: one per send from a local device to an account on another server that server has not accepted yet (it was down); then, if it was refused or expired, a failure notice until the sending device confirms it",
+    columns: {
+      seq: "order per destination server",
+      id: "random send id (the other server de-duplicates by it)",
+      server: "the destination homeserver: which servers this server's users write to, while queued",
+      destination: "the recipient account on that server: who writes to whom, while queued",
+      accountId: "the sending account (told if the send fails)",
+      deviceId: "the sending device",
+      messages: "the send's libsignal ciphertexts as JSON (emptied when it becomes a failure notice)",
+      expiresAt: "when the send is given up (the envelope lifetime), or when an unconfirmed failure notice is deleted",
+      failure: "the remote-delivery-failed notice once given up: recipient, reason and device numbers, no content",
+    },
+  },
+  FederationPeer: {
+    row: "federation: one per other homeserver this server has relayed sends to",
+    columns: {
+      server: "the other homeserver's name",
+      failures: "failed transactions in a row (backoff)",
+      nextAttemptAt: "when the next transaction may start",
     },
   },
   Invite: {
@@ -196,6 +220,8 @@ export const tableNotes: Record<string, TableNote> = {
 /** PostgreSQL sequences (SQLite keeps the same counter in `sqlite_sequence`). */
 export const sequenceNotes: Record<string, string> = {
   Envelope_seq_seq: "highest Envelope.seq ever assigned: how many envelopes were ever queued on this server",
+  FederationOutbox_seq_seq:
+    "highest FederationOutbox.seq ever assigned: how many sends to other servers were ever queued here",
 };
 
 /** Key columns and the serialized public key they must hold. */

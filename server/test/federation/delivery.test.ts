@@ -1,11 +1,11 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import type { Envelope, OutgoingMessage, RemoteDeliveryFailed } from "@zimchat/protocol";
+import { limits, type Envelope, type OutgoingMessage, type RemoteDeliveryFailed } from "@zimchat/protocol";
 import { PublicKey } from "@signalapp/libsignal-client";
 import type { SignalDevice } from "@zimchat/testing/signal";
 import { defaultRateLimits } from "../../src/config.js";
-import { federated, type FederatedServer } from "../support/federation.js";
+import { federated, freePort, type FederatedServer } from "../support/federation.js";
 import { encryptFor, linkDevice } from "../support/harness.js";
 import { certificateFor, setAccess } from "../support/sealed.js";
 
@@ -229,6 +229,35 @@ describe("federated delivery: club relays alice's sends to bob's server", () => 
     const swapped = await news.http().put(path).set(headers).set("content-type", "application/json").send(body);
     assert.equal(swapped.status, 401);
     assert.equal(swapped.body.reason, "bad_digest");
+    // Signed and digested, but not JSON; over the body limit (refused unread); a field of the wrong length.
+    const signedRaw = async (raw: Buffer) =>
+      news
+        .http()
+        .put(path)
+        .set(
+          await signRequest(
+            { method: "PUT", url: `${news.url}${path}`, body: raw, origin: club.name, destination: news.name },
+            key,
+          ),
+        )
+        .set("content-type", "application/json")
+        .send(raw.toString());
+    const malformed = await signedRaw(Buffer.from('{"sends": ['));
+    assert.equal(malformed.status, 400);
+    assert.equal(malformed.body.code, "malformed_json");
+    const huge = await signedRaw(
+      Buffer.from(JSON.stringify({ pad: "x".repeat(limits.maxFederationTransactionBytes) })),
+    );
+    assert.equal(huge.status, 413);
+    assert.equal(huge.body.code, "body_too_large");
+    const shortKey = await signedRaw(
+      Buffer.from(JSON.stringify({ sends: [{ ...body.sends[0], accessKey: randomBytes(15).toString("base64") }] })),
+    );
+    assert.equal(shortKey.status, 400);
+    assert.ok(
+      (shortKey.body.issues as { path: unknown[] }[]).some((i) => i.path.join(".") === "body.sends.0.accessKey"),
+      JSON.stringify(shortKey.body),
+    );
     const closed = await federated({ federation: "allowlist", federationAllow: [] });
     try {
       const refused = await club.home.services.federation.request(closed.name, "PUT", path, body);
@@ -412,6 +441,45 @@ describe("federated delivery while the recipient's server is down", () => {
       assert.ok(backoff !== null && backoff >= 10);
     } finally {
       await strict.stop();
+    }
+  });
+
+  it("caps what waits for one down server (507 outbox_full), and sends to other servers go on", async () => {
+    const tight = await federated({ federationOutboxMaxPerPeer: 2 });
+    try {
+      const dave = await tight.register("dave");
+      const devices = await remoteSession(tight, dave, club, alice);
+      const down = `127.0.0.1:${await freePort()}`;
+      const message = async () => ({
+        type: "prekey" as const,
+        destinationDeviceId: 1,
+        destinationRegistrationId: 1,
+        content: (await dave.encrypt(alice.uuid, 1, "x")).content,
+      });
+      const sendTo = async (server: string) =>
+        tight
+          .http()
+          .put(`/v1/federation/${server}/messages/${bob.uuid}`)
+          .set("authorization", dave.authHeader)
+          .send({ messages: [await message()] });
+      for (let i = 0; i < 2; i++) assert.equal((await sendTo(down)).body.queued, true);
+      const full = await sendTo(down);
+      assert.equal(full.status, 507);
+      assert.equal(full.body.code, "outbox_full");
+      assert.equal(full.headers["retry-after"], "60");
+      // Another destination is not held up by the full one.
+      const other = await relay(
+        tight,
+        dave,
+        club,
+        alice.uuid,
+        await encryptFor(dave, { uuid: alice.uuid, devices }, "hi"),
+      );
+      assert.equal(other.status, 200, JSON.stringify(other.body));
+      assert.equal(other.body.queued, false);
+      await ack(club, alice, await inbox(club, alice));
+    } finally {
+      await tight.stop();
     }
   });
 });

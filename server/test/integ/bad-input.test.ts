@@ -421,8 +421,10 @@ describe("bad input", () => {
         .replace(":uuid", bob.uuid)
         .replace(":deviceId", "1")
         .replace(":username", bobName)
-        .replace(":code", "A".repeat(22));
-    const all = Object.entries(routes) as [string, RouteSpec][];
+        .replace(":code", "A".repeat(22))
+        .replace(":server", "chat.example");
+    // Federation routes take only signed requests (404 here, federation off): test/federation covers their bodies.
+    const all = (Object.entries(routes) as [string, RouteSpec][]).filter(([, route]) => route.auth !== "server");
 
     // Only routes that take a body read one: the others ignore it, unparsed.
     const withBody = all.filter(([, route]) => route.body);

@@ -164,6 +164,8 @@ describe("decoded lengths of base64 fields", () => {
         const schema = op.requestBody?.content?.["application/json"]?.schema;
         const fields = schema ? base64Fields(doc, schema) : [];
         if (!fields.length) continue;
+        // A federation route takes only signed requests: its fields are checked in test/federation/delivery.test.ts.
+        if ((op.security as Json[] | undefined)?.some((s) => "serverSignature" in s)) continue;
         const example = examples[op.operationId];
         assert.ok(example, `an example body for ${op.operationId}`);
         seen.add(op.operationId);

@@ -223,6 +223,7 @@ describe("server plugins: every hook fires with its documented payload", () => {
       bytes: fromB64(messages[0]!.content).length,
       sealed: false,
       kind: "single",
+      originServer: null,
     });
 
     const bobSocket = await server.connect(bob);
@@ -286,7 +287,15 @@ describe("server plugins: every hook fires with its documented payload", () => {
       deviceLinked: ["accountId", "deviceId", "time"],
       deviceRemoved: ["accountId", "deviceId", "reason", "time"],
       identityKeyChanged: ["accountId", "identityKey", "previousIdentityKey", "time"],
-      beforeEnvelopeAccepted: ["bytes", "deviceCount", "kind", "recipientAccountId", "sealed", "sender"],
+      beforeEnvelopeAccepted: [
+        "bytes",
+        "deviceCount",
+        "kind",
+        "originServer",
+        "recipientAccountId",
+        "sealed",
+        "sender",
+      ],
       envelopeDelivered: ["accountId", "count", "deviceId", "time"],
     };
     assert.deepEqual(new Set(rec.calls.map((c) => c.hook)), new Set(Object.keys(documented)));

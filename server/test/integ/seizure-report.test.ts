@@ -185,6 +185,7 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
       r.checks.map((c) => [c.id, c.status]),
       [
         "envelope-ciphertext",
+        "outbox-ciphertext",
         "public-keys-only",
         "sealed-no-sender",
         "no-ip-addresses",
@@ -194,7 +195,7 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
       ].map((id) => [id, "pass"]),
     );
     assert.match(r.checks[0]!.detail, /all 3 envelope contents parse/);
-    assert.match(r.checks[2]!.detail, /^0 of 1 sealed envelopes have a sender stored; 2 of 3/);
+    assert.match(r.checks[3]!.detail, /^0 of 1 sealed envelopes have a sender stored; 2 of 3/);
     const keys = r.files.filter((f) => f.kind === "private-key").map((f) => f.path.split(/[\\/]/).pop());
     assert.deepEqual(keys.sort(), ["server.key", "trust-root.key"]);
     assert.ok(r.files.filter((f) => f.kind === "private-key").every((f) => /decrypts no message/.test(f.reveals)));
