@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { ZimClient, ZimClientEvents } from "../src/index.js";
 import { freePort, inbox, registerDevice, startHomeserver, until, type Homeserver } from "@zimchat/testing/spawn";
 import { cli, ok, only } from "./support/chat-cli.js";
+import { queryServerDb, writeServerDb } from "./support/server-db.js";
 
 /** A homeserver whose federation name is its own loopback address. */
 type FederatedHomeserver = Homeserver & { name: string };
@@ -210,6 +211,53 @@ describe("federation: alice on club writes to bob on news", () => {
     assert.equal(failure?.text, "are you still there?");
     assert.equal(failure?.timestamp, queued?.timestamp);
     assert.deepEqual(alice.store.valuesWithPrefix("remoteSend:"), [], "given up: nothing kept");
+  });
+
+  it("a homeserver that relabels envelopes (a remote user as its own, its own user as remote) is refused", async () => {
+    const alice = await registerDevice(club.url, undefined, { sendReceipts: false });
+    const carol = await registerDevice(club.url, undefined, { sendReceipts: false });
+    const bob = await registerDevice(news.url, undefined, { sendReceipts: false });
+    closing.push(alice, carol, bob);
+    // Alice looked both up: Bob on news, Carol on club.
+    assert.equal(await alice.resolve(`${bob.local.username}@${news.name}`), bob.local.uuid);
+    assert.equal(await alice.resolve(carol.local.username), carol.local.uuid);
+    await bob.sendText(`${alice.local.username}@${club.name}`, "from bob on news");
+    await carol.sendText(alice.local.username, "from carol on club");
+    const waiting = async (): Promise<{ sourceServer: string | null }[]> =>
+      queryServerDb(club, `SELECT "sourceServer" FROM "Envelope" WHERE "accountId" = $1`, [alice.local.uuid]);
+    const deadline = Date.now() + 10_000;
+    while ((await waiting()).length < 2) {
+      assert.ok(Date.now() < deadline, "both envelopes wait on club");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.deepEqual((await waiting()).map((e) => e.sourceServer).sort(), [news.name, null]);
+
+    // Club's operator swaps the origins of what waits for alice.
+    await writeServerDb(
+      club,
+      `UPDATE "Envelope" SET "sourceServer" = CASE WHEN "sourceServer" IS NULL THEN $1 ELSE NULL END WHERE "accountId" = $2`,
+      [news.name, alice.local.uuid],
+    );
+    const messages = inbox(alice);
+    const failures = collect(alice, "decryptionFailed");
+    const refusals = collect(alice, "serverBindingRefused");
+    await alice.connect();
+    await until(failures, 2);
+    assert.deepEqual(messages, [], "nothing shown as Bob or Carol");
+    assert.deepEqual(
+      failures.map((f) => f.reason),
+      ["server_mismatch", "server_mismatch"],
+    );
+    const byUuid = (a: { uuid: string }, b: { uuid: string }): number => a.uuid.localeCompare(b.uuid);
+    assert.deepEqual(
+      refusals.map(({ envelopeId: _, ...r }) => r).sort(byUuid),
+      [
+        { uuid: bob.local.uuid, boundTo: news.name, claimed: null },
+        { uuid: carol.local.uuid, boundTo: null, claimed: news.name },
+      ].sort(byUuid),
+    );
+    assert.equal(alice.serverOf(bob.local.uuid), news.name, "the bindings did not move");
+    assert.equal(alice.serverOf(carol.local.uuid), null);
   });
 
   it("the terminal chat sends to name@server and shows the sender as name@server", async () => {
