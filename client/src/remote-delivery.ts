@@ -54,11 +54,6 @@ export class PendingRemoteSends {
   forget(id: string): void {
     this.ctx.store.deleteValue(`${prefix}${id}`);
   }
-
-  /** The ids of every kept send. */
-  ids(): string[] {
-    return this.ctx.store.valuesWithPrefix(prefix).map(([key]) => key.slice(prefix.length));
-  }
 }
 
 /** Handles `remote-delivery-failed` events (see the file comment). */
