@@ -253,6 +253,11 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     return this.ctx.home.name();
   }
 
+  /** The homeserver's federation name as this device last learned it (no network), or null. */
+  knownHomeServerName(): string | null {
+    return this.ctx.home.cachedName();
+  }
+
   /** Sets (or with null, clears) the display name this device's messages carry, encrypted, beside the username. */
   setDisplayName(displayName: string | null): void {
     if (displayName !== null && (displayName.length < 1 || displayName.length > 64))

@@ -264,7 +264,10 @@ describe("federation: alice on club writes to bob on news", () => {
     const dir = mkdtempSync(join(tmpdir(), "zimchat-chat-federation-"));
     try {
       const as = (name: string, ...args: string[]): string[] => [...args, "--profile", join(dir, name), "--json"];
-      ok(await cli(as("carol", "register", "--server", club.url, "--username", "carol")));
+      const [registered] = ok(await cli(as("carol", "register", "--server", club.url, "--username", "carol")));
+      assert.equal(registered?.address, `carol@${club.name}`, "how others reach her");
+      const [whoami] = ok(await cli(as("carol", "whoami")));
+      assert.equal(whoami?.address, `carol@${club.name}`);
       ok(await cli(as("dudu", "register", "--server", news.url, "--username", "dudu")));
       const [sent] = only(
         ok(await cli(as("carol", "send", `dudu@${news.name}`, "Hello", "across", "servers"))),

@@ -20,8 +20,26 @@ export interface GroupRef {
 
 /** What the CLI reports. `user` fields are usernames where known, else account ids. */
 export type CliEvent =
-  | { type: "registered"; username: string; uuid: string; deviceId: number; server: string; profile: string }
-  | { type: "whoami"; username: string; uuid: string; deviceId: number; server: string; profile: string }
+  /** `address`: how users of other homeservers write this account (`name@server`), when the homeserver federates. */
+  | {
+      type: "registered";
+      username: string;
+      uuid: string;
+      deviceId: number;
+      server: string;
+      profile: string;
+      address?: string;
+    }
+  /** `address` as for `registered`, once this device has learned the homeserver's federation name. */
+  | {
+      type: "whoami";
+      username: string;
+      uuid: string;
+      deviceId: number;
+      server: string;
+      profile: string;
+      address?: string;
+    }
   /** A message that arrived (from the stored queue or live). */
   | {
       type: "message";

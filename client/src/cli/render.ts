@@ -54,6 +54,10 @@ const list = (names: string[]): string => names.join(", ");
 
 const messages = (n: number): string => (n === 1 ? "1 message" : `${n} messages`);
 
+/** The line naming how users of other homeservers reach this account, if it federates. */
+const federatedAs = (address: string | undefined): string =>
+  address ? `\nUsers of other homeservers reach you as ${address}.` : "";
+
 /** Why a message held for another homeserver was given up, in words. */
 function remoteFailureText(reason: string, server: string): string {
   switch (reason) {
@@ -90,9 +94,9 @@ export function isDiagnostic(event: CliEvent): boolean {
 export function renderEvent(event: CliEvent): string | null {
   switch (event.type) {
     case "registered":
-      return `Registered ${event.username} on ${event.server} (account ${event.uuid}, device ${event.deviceId}).\nProfile: ${event.profile}`;
+      return `Registered ${event.username} on ${event.server} (account ${event.uuid}, device ${event.deviceId}).\nProfile: ${event.profile}${federatedAs(event.address)}`;
     case "whoami":
-      return `${event.username} on ${event.server} (account ${event.uuid}, device ${event.deviceId}).\nProfile: ${event.profile}`;
+      return `${event.username} on ${event.server} (account ${event.uuid}, device ${event.deviceId}).\nProfile: ${event.profile}${federatedAs(event.address)}`;
     case "message":
       return `[${clockTime(event.timestamp)}] ${inGroup(event.group)}${event.from}: ${body(event.text, event.attachment, event.envelopeId)}`;
     case "outgoing":
