@@ -8,6 +8,7 @@ import { io, type Socket } from "socket.io-client";
 import type { ClientToServerEvents, SealedClientToServerEvents, ServerToClientEvents } from "@zimchat/protocol";
 import type { ZimClientOptions } from "./client-options.js";
 import type { ClientEvents } from "./events.js";
+import { HomeServer, ServerBindings } from "./federation.js";
 import { GroupStore } from "./groups.js";
 import { HttpApi } from "./http-api.js";
 import { IdentityChangeNotifier } from "./identity-changes.js";
@@ -95,6 +96,10 @@ export interface ClientContext {
   /** Null when key transparency is off. */
   readonly keyLog: KeyTransparencyChecker | null;
   readonly connections: Connections;
+  /** This device's homeserver's federation name (`name@server` addresses). */
+  readonly home: HomeServer;
+  /** Which server each account belongs to (one binding per account id). */
+  readonly servers: ServerBindings;
   readonly settings: ClientSettings;
   readonly events: ClientEvents;
   /** Runs work in the background (a failure is a `warning`); `close` waits for it. */
@@ -121,7 +126,8 @@ export async function checkKeyLog(
   identityKey: Uint8Array,
   emit = true,
 ): Promise<KeyTransparencyFailure | null> {
-  if (!ctx.keyLog) return null;
+  // The homeserver's log holds its own users' keys only: another server's user is not in it.
+  if (!ctx.keyLog || ctx.servers.remoteServerOf(uuid) !== null) return null;
   const failure = await ctx.keyLog.check(uuid, identityKey);
   if (failure && emit) ctx.events.emit("keyTransparencyFailure", failure);
   return failure;
@@ -182,6 +188,7 @@ export function createClientContext(
     (error) => events.emit("warning", error),
   );
   // Its state is written through the task queue, never inside a running task (it may be called from one).
+  const home = new HomeServer(store, tasks, api);
   const save = (key: string, value: string): void => background.run(tasks.run(async () => store.setValue(key, value)));
   const ctx: ClientContext = {
     store,
@@ -203,6 +210,8 @@ export function createClientContext(
             options.keyTransparency ?? {},
           ),
     connections: new Connections(() => localDevice(ctx).serverUrl),
+    home,
+    servers: new ServerBindings(store, home, events),
     settings: {
       sendReceipts: options.sendReceipts ?? true,
       receiptDelayMs: options.receiptDelayMs ?? 0,

@@ -4,7 +4,7 @@
  * so ciphertext lengths leak only a coarse size class.
  */
 import { z } from "zod";
-import { limits, usernameSchema } from "@zimchat/protocol";
+import { limits, serverNameSchema, usernameSchema } from "@zimchat/protocol";
 import { attachmentPointerSchema } from "./attachments.js";
 
 const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
@@ -56,8 +56,9 @@ export const contentSchema = z.object({
   /**
    * A sent transcript: this account's other device sent this content to
    * `destination` (or to the group in `group`); shown as an outgoing message.
+   * `server`: the other homeserver `destination` belongs to (federation).
    */
-  sync: z.object({ destination: uuid.optional() }).optional(),
+  sync: z.object({ destination: uuid.optional(), server: serverNameSchema.optional() }).optional(),
   /**
    * The sender's name as they claim it: their username (the receiver checks
    * that it belongs to the sender's account before showing it) and an

@@ -97,6 +97,13 @@ export enum DecryptionFailureReason {
    * left as it was.
    */
   CertificateKeyMismatch = "certificate_key_mismatch",
+  /**
+   * The envelope says its sender belongs to another server than the one this
+   * device bound that account to (a server claiming another server's user,
+   * or a local account arriving as remote): refused before decryption, and
+   * reported as `serverBindingRefused` too. See {@link ServerBindingError}.
+   */
+  ServerMismatch = "server_mismatch",
 }
 
 /** The homeserver presented a different trust root than the one this device pinned. */
@@ -152,4 +159,47 @@ export class GroupError extends Error {
 /** A decryption failure with its reason (the inbox reports it as `decryptionFailed`). */
 export function decryptionFailure(reason: DecryptionFailureReason, message: string, cause?: unknown): Error {
   return Object.assign(new Error(message, cause === undefined ? {} : { cause }), { reason });
+}
+
+/** How a server is named in messages: `this homeserver` for the device's own. */
+const serverLabel = (server: string | null): string => (server === null ? "this homeserver" : server);
+
+/**
+ * An account id claimed for a second server. This device binds each
+ * account to exactly one server (the first one it learned it from: a
+ * look-up, or its first envelope) and refuses any other claim, so a server
+ * cannot pass off its own account as another server's user, or intercept
+ * a remote contact by answering for their account id.
+ */
+export class ServerBindingError extends Error {
+  override name = "ServerBindingError";
+
+  /**
+   * @param boundTo the server the account is bound to (null: this device's homeserver)
+   * @param claimed the server now claiming it (null: this device's homeserver)
+   */
+  constructor(
+    readonly uuid: string,
+    readonly boundTo: string | null,
+    readonly claimed: string | null,
+  ) {
+    super(
+      `account ${uuid} belongs to ${serverLabel(boundTo)}, but ${serverLabel(claimed)} claims it: refused (a server may be impersonating a user of another server)`,
+    );
+  }
+}
+
+/**
+ * A `name@server` address this device cannot reach: its homeserver does not
+ * federate (its server document answers 404), or the address is not valid.
+ */
+export class FederationUnavailableError extends Error {
+  override name = "FederationUnavailableError";
+
+  constructor(
+    readonly address: string,
+    message: string,
+  ) {
+    super(message);
+  }
 }

@@ -1,5 +1,5 @@
 /** The events a {@link ZimClient} emits, and what they carry. */
-import type { DeviceInfo, DisconnectReason } from "@zimchat/protocol";
+import type { DeviceInfo, DisconnectReason, RemoteDeliveryFailure } from "@zimchat/protocol";
 import type { AttachmentPointer } from "./attachments.js";
 import type { GroupState } from "./content.js";
 import type { DecryptionFailureReason } from "./errors.js";
@@ -12,6 +12,12 @@ export interface MessageEvent {
   /** The author's account id (this account's own id for a sent transcript). */
   from: string;
   fromDevice: number;
+  /**
+   * The server the author's account belongs to, when it is another
+   * homeserver than this device's (federation): show the author as
+   * `name@fromServer`. Absent for this homeserver's users.
+   */
+  fromServer?: string;
   /** The conversation: the other person's account id, or `group:<id>`. */
   conversation: string;
   /** The group id, for group messages. */
@@ -49,6 +55,40 @@ export interface GroupUpdatedEvent {
    * `verified`). Members without an entry are known by account id only.
    */
   names?: Record<string, SenderName>;
+}
+
+/**
+ * A message to a user of another server that this homeserver had queued
+ * (their server was unreachable) will not be delivered, and this device could
+ * not repair it by itself. Device changes (`mismatched_devices`,
+ * `stale_devices`) are repaired and the message re-sent automatically; they
+ * reach the app only when that re-send failed (`error`).
+ */
+export interface RemoteDeliveryFailedEvent {
+  /** The send's id, as its homeserver named it (`queued` sends). */
+  id: string;
+  /** The recipient's account id. */
+  to: string;
+  /** The recipient's server. */
+  server: string;
+  reason: RemoteDeliveryFailure;
+  /** The message's timestamp (as `sendText` returned it), when this device still knew the send. */
+  timestamp?: number;
+  /** Its text, when this device still knew the send. */
+  text?: string;
+  /** Why an automatic re-send (after a device change) failed. */
+  error?: unknown;
+}
+
+/** An account id claimed for another server than the one this device bound it to: refused. */
+export interface ServerBindingRefusedEvent {
+  uuid: string;
+  /** The server the account is bound to (null: this device's homeserver). */
+  boundTo: string | null;
+  /** The server now claiming it (null: this device's homeserver). */
+  claimed: string | null;
+  /** The refused envelope, when the claim came with one (it is also a `decryptionFailed` with `server_mismatch`). */
+  envelopeId?: string;
 }
 
 /** This account's device list changed ("a new device was linked to your account"). */
@@ -105,6 +145,17 @@ export interface ZimClientEvents {
    * client refills them at once. Informational; apps may log or show it.
    */
   preKeysDraining: [{ ecCount: number; pqCount: number }];
+  /**
+   * A queued send to a user of another server failed for good (see
+   * {@link RemoteDeliveryFailedEvent}); show it beside the message.
+   */
+  remoteDeliveryFailed: [RemoteDeliveryFailedEvent];
+  /**
+   * A server claimed an account that this device had bound to another
+   * server (a look-up answer or an envelope): refused, never decrypted or
+   * shown as that contact. A server may be impersonating a user; warn.
+   */
+  serverBindingRefused: [ServerBindingRefusedEvent];
   /** The stored queue has been delivered after connecting. */
   queueEmpty: [];
   /**

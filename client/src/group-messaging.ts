@@ -32,6 +32,7 @@ export class GroupMessaging {
 
   /** Creates a group (members are account ids) with this account as its admin and announces it. */
   async create(title: string, members: string[]): Promise<GroupState> {
+    this.refuseRemote(members);
     const me = localDevice(this.ctx).uuid;
     const group: GroupState = {
       id: randomUUID(),
@@ -47,6 +48,7 @@ export class GroupMessaging {
 
   /** Adds members (account ids; admins only). */
   async addMembers(groupId: string, uuids: string[]): Promise<GroupState> {
+    this.refuseRemote(uuids);
     const current = this.adminGroup(groupId);
     const next: GroupState = {
       ...current,
@@ -56,6 +58,21 @@ export class GroupMessaging {
     await this.ctx.tasks.run(async () => this.ctx.groups.save(next));
     await this.announce(next, []);
     return next;
+  }
+
+  /**
+   * Groups with members on other servers are not supported yet (a group message is one multi-recipient upload to
+   * this homeserver, which fans it out to its own users only).
+   * @throws GroupError naming the first member of another server
+   */
+  private refuseRemote(uuids: string[]): void {
+    for (const uuid of uuids) {
+      const server = this.ctx.servers.remoteServerOf(uuid);
+      if (server !== null)
+        throw new GroupError(
+          `${this.names.nameOf(uuid)?.username ?? `${uuid}@${server}`} is a user of another server (${server}): groups with members on other servers are not supported yet`,
+        );
+    }
   }
 
   /** Removes members (account ids; admins only), tells them, and starts a new sender key. */

@@ -23,8 +23,10 @@ import type {
   MultiRecipientResponse,
   SenderCertificateResponse,
   TrustRootResponse,
+  RemoteSendResponse,
+  ServerDocument,
 } from "@zimchat/protocol";
-import { accessKeyHeader } from "@zimchat/protocol";
+import { accessKeyHeader, serverDocumentPath } from "@zimchat/protocol";
 import { apiError } from "./errors.js";
 
 /** Credentials of one device. */
@@ -112,6 +114,25 @@ export class HttpApi {
       false,
       accessKey === null ? {} : { [accessKeyHeader]: accessKey },
     );
+  }
+  /** The homeserver's signed federation document (404 `not_found` while federation is off). */
+  serverDocument(): Promise<ServerDocument> {
+    return this.call("GET", serverDocumentPath, undefined, false);
+  }
+  /** The account id of `username` on another server, asked through this homeserver. */
+  remoteLookupUsername(server: string, username: string): Promise<UsernameLookupResponse> {
+    return this.call(
+      "GET",
+      `/v1/federation/${encodeURIComponent(server)}/accounts/username/${encodeURIComponent(username)}`,
+    );
+  }
+  /** Pre-key bundles of an account on another server, fetched through this homeserver. */
+  remotePreKeyBundle(server: string, uuid: string, deviceId: number | "*"): Promise<PreKeyBundleResponse> {
+    return this.call("GET", `/v1/federation/${encodeURIComponent(server)}/keys/${uuid}/${deviceId}`);
+  }
+  /** A send to an account on another server, relayed (or queued) by this homeserver. */
+  remoteSendMessages(server: string, uuid: string, body: SendMessagesRequest): Promise<RemoteSendResponse> {
+    return this.call("PUT", `/v1/federation/${encodeURIComponent(server)}/messages/${uuid}`, body);
   }
   /** A multi-recipient sealed send; authenticated unless every recipient's access key is given. */
   sendMultiRecipient(body: MultiRecipientRequest, authenticated: boolean): Promise<MultiRecipientResponse> {

@@ -206,12 +206,32 @@ export class Inbox {
    * Events are emitted by the caller, after the commit.
    */
   private async receiveOne(envelope: Envelope): Promise<ReceiveResult> {
-    const { store, signal, sealed } = this.ctx;
+    const { store, signal, sealed, servers } = this.ctx;
     if (store.hasProcessed(envelope.id)) return { kind: "skipped" };
     let from = envelope.sourceUuid;
+    // The server the envelope says its sender belongs to (null: this homeserver). A sealed envelope's certificate is
+    // checked against this homeserver's trust root, so it speaks for this homeserver's users only.
+    const claimed = servers.normalize(envelope.sourceServer);
     try {
       return await store.transaction(async (): Promise<ReceiveResult> => {
-        const opened = await signal.open(envelope, sealed.trustRoot());
+        if (envelope.type === "sealed" && claimed !== null)
+          throw decryptionFailure(
+            DecryptionFailureReason.InvalidCertificate,
+            `sealed sender from another server (${claimed}) is not supported yet: no trust root to check it against`,
+          );
+        // Before decrypting anything: an account bound to another server is refused (a server claiming someone else's
+        // user); one never seen is bound to the server the envelope names.
+        const checkSender = (uuid: string): void => {
+          try {
+            servers.bind(uuid, claimed, envelope.id);
+          } catch (error) {
+            throw Object.assign(
+              decryptionFailure(DecryptionFailureReason.ServerMismatch, (error as Error).message, error),
+              { from: uuid },
+            );
+          }
+        };
+        const opened = await signal.open(envelope, sealed.trustRoot(), checkSender);
         from = opened.from;
         let content: Content;
         try {
@@ -250,6 +270,12 @@ export class Inbox {
         { uuid: from, deviceId: fromDevice },
         content.senderKey.message,
       );
+    // Groups across servers are not supported yet: a group change or message from another server's user is refused.
+    if ((content.groupUpdate || content.group || opened.senderKey) && this.ctx.servers.remoteServerOf(from) !== null)
+      throw decryptionFailure(
+        DecryptionFailureReason.NotAGroupMember,
+        "groups with members on other servers are not supported yet",
+      );
     if (content.groupUpdate) {
       const current = groups.get(content.groupUpdate.id);
       const change = applyGroupUpdate(current, content.groupUpdate, from, me);
@@ -286,9 +312,15 @@ export class Inbox {
     if (own && !outgoing) return { kind: "skipped" };
     const conversation = groupId ? groupConversation(groupId) : outgoing ? content.sync?.destination : from;
     if (!conversation) return { kind: "skipped" };
+    // This account's other device says which server the recipient belongs to: bound here too, unless this device
+    // bound it elsewhere already (its own binding stands; the transcript is still shown).
+    const syncServer = this.ctx.servers.normalize(content.sync?.server);
+    if (outgoing && !groupId && syncServer !== null && !this.ctx.servers.conflicts(conversation, syncServer))
+      this.ctx.servers.bind(conversation, syncServer);
     // The same message in a second envelope (a sender's retry that was stored twice): shown once.
     if (!this.dedup.firstSight(from, fromDevice, content)) return { kind: "skipped" };
     const text = content.text ?? "";
+    const fromServer = this.ctx.servers.remoteServerOf(from);
     store.addMessage({
       id: envelope.id,
       peer: conversation,
@@ -306,6 +338,7 @@ export class Inbox {
         envelopeId: envelope.id,
         from,
         fromDevice,
+        ...(fromServer ? { fromServer } : {}),
         conversation,
         ...(groupId ? { group: groupId } : {}),
         text,

@@ -11,6 +11,8 @@ export {
   type LinkOptions,
   type MessageEvent,
   type RegisterOptions,
+  type RemoteDeliveryFailedEvent,
+  type ServerBindingRefusedEvent,
   type ZimClientEvents,
   type ZimClientOptions,
 } from "./zim-client.js";
@@ -19,15 +21,19 @@ export {
   apiError,
   BadDeviceKeysError,
   DecryptionFailureReason,
+  FederationUnavailableError,
   GroupError,
   MailboxFullError,
   SealedSendingPausedError,
+  ServerBindingError,
   TrustRootMismatchError,
   UntrustedIdentityError,
 } from "./errors.js";
 export { checkServerUrl, InsecureServerUrlError, isLoopbackHost } from "./server-url.js";
 export type { IdentityChangedEvent } from "./identity-changes.js";
 export type { SenderName } from "./names.js";
+export { formatAddress, isQualifiedAddress, parseAddress, type Address } from "./federation.js";
+export type { SendResult } from "./outbox.js";
 export { HttpApi, type DeviceCredentials } from "./http-api.js";
 
 // Trust and safety numbers

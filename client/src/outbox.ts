@@ -4,9 +4,17 @@
  * socket or REST with one idempotency key per send (retried until
  * answered), and re-encrypted after the server's 401/409/410/429 answers.
  * Sent transcripts go to this account's other devices.
+ *
+ * A user of another server (federation) gets the same ciphertexts through
+ * this homeserver's remote send route, authenticated (sealed sender across
+ * servers is not supported yet), with the same 409/410 repair loop. When
+ * their server is unreachable this homeserver queues the send (`queued`):
+ * the content is kept in the device store until a `remote-delivery-failed`
+ * event asks for a re-send (see remote-delivery.ts).
  */
 import { randomUUID } from "node:crypto";
 import type { MultiRecipientResponse, OutgoingMessage, SendMessagesResponse, SocketResult } from "@zimchat/protocol";
+import { PendingRemoteSends } from "./remote-delivery.js";
 import { localDevice, otherOwnDevices, ownProfile, type ClientContext } from "./client-context.js";
 import { encodeContent, type Content } from "./content.js";
 import {
@@ -24,9 +32,18 @@ import type { StoredMessage } from "./store/device-store.js";
 /** What a direct send carries besides its envelope fields. */
 export type MessageBody = Pick<Content, "text" | "attachment">;
 
+/**
+ * The answer to a send. `queued`: the recipient is on another server that
+ * did not answer in time; this homeserver holds the envelopes in its outbox
+ * (no envelope ids yet) and retries.
+ */
+export type SendResult = SendMessagesResponse & { queued?: boolean };
+
 export class Outbox {
   /** Trust-root changes already reported (by presented fingerprint), so `trustRootChanged` fires once per change. */
   private readonly reportedTrustRoots = new Set<string>();
+  /** Sends to other servers that their homeserver queued, kept until delivered or given up. */
+  readonly pendingRemote: PendingRemoteSends;
 
   /**
    * @param ownDevicesChanged called when the server says this account's device list is not what this device thought
@@ -35,7 +52,9 @@ export class Outbox {
     private readonly ctx: ClientContext,
     private readonly sessions: Sessions,
     private readonly ownDevicesChanged: () => Promise<unknown>,
-  ) {}
+  ) {
+    this.pendingRemote = new PendingRemoteSends(ctx);
+  }
 
   /**
    * Sends a text or attachment to a user (their account id), records it, and sends the transcript to this account's
@@ -44,7 +63,7 @@ export class Outbox {
   async sendDirect(
     uuid: string,
     body: MessageBody,
-  ): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
+  ): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"]; queued?: boolean }> {
     const timestamp = Date.now();
     const content: Content = {
       v: 1,
@@ -56,8 +75,9 @@ export class Outbox {
     };
     const record = (): void => this.ctx.store.addMessage(this.outgoingRecord(randomUUID(), uuid, content));
     const result = await this.sendContent(uuid, content, record);
-    await this.syncToOwnDevices({ ...content, sync: { destination: uuid } });
-    return { timestamp, envelopes: result.envelopes };
+    const server = this.ctx.servers.remoteServerOf(uuid);
+    await this.syncToOwnDevices({ ...content, sync: { destination: uuid, ...(server ? { server } : {}) } });
+    return { timestamp, envelopes: result.envelopes, ...(result.queued ? { queued: true } : {}) };
   }
 
   /** The history record of a message this device sent. */
@@ -86,19 +106,25 @@ export class Outbox {
    * Encrypts and sends content to every device of `uuid` (for this account:
    * its other devices), sealed when the recipient's access key is known,
    * retrying after 409/410. `record` runs in the same store transaction as
-   * the first encryption.
+   * the first encryption. A user of another server gets it authenticated
+   * through the remote send route; a queued send keeps `content` for a re-send.
    */
-  async sendContent(uuid: string, content: Content, record?: () => void): Promise<SendMessagesResponse> {
-    const { store, tasks, sealed } = this.ctx;
+  async sendContent(uuid: string, content: Content, record?: () => void): Promise<SendResult> {
+    const { store, tasks, sealed, servers } = this.ctx;
+    const server = servers.remoteServerOf(uuid);
     const known = store.getIdentity(uuid);
     if (known?.blocked) throw new UntrustedIdentityError(uuid);
     const padded = encodeContent(content);
     // Set when a sealed send was rate limited (429): this content goes authenticated, as on a 401.
     let unsealed = false;
-    // One key for the whole send: nothing is stored on a 401/409/410, so a corrected retry may reuse it.
-    const idempotencyKey = newIdempotencyKey();
+    // One key for the whole send: nothing is stored on a 401/409/410, so a corrected retry may reuse it. A send to
+    // another server is relayed under an id derived from the key, which the servers on the way may remember with its
+    // refusal: a corrected retry there gets a new key.
+    let idempotencyKey = newIdempotencyKey();
     for (let attempt = 0; ; attempt++) {
-      const seal = unsealed ? null : await this.sealingFor(uuid);
+      if (attempt > 0 && server !== null) idempotencyKey = newIdempotencyKey();
+      // Sealed sender across servers is not supported yet: another server's user gets authenticated sends.
+      const seal = unsealed || server !== null ? null : await this.sealingFor(uuid);
       const messages = await tasks.run(async () => {
         const encrypted = await this.sessions.encryptForAll(uuid, padded, seal?.certificate ?? null);
         if (attempt === 0) record?.();
@@ -107,6 +133,7 @@ export class Outbox {
       try {
         // Sealed only if every message was sealed (a stale certificate is not used: see encryptForAll).
         const accessKey = seal && messages.every((m) => m.type === "sealed") ? seal.accessKey : null;
+        if (server !== null) return await this.deliverRemote(server, uuid, messages, idempotencyKey, content);
         return await this.deliver(uuid, messages, accessKey, idempotencyKey);
       } catch (error) {
         if (!(error instanceof ApiError) || attempt >= 3) throw error;
@@ -213,6 +240,37 @@ export class Outbox {
       }
       return api.sendMessages(uuid, { messages, idempotencyKey });
     }, settings.sendRetry);
+  }
+
+  /**
+   * Sends to a user of another server through this homeserver (REST; the same idempotency rules), keeping the content
+   * of a send it queued so that a later `remote-delivery-failed` can be repaired and re-sent.
+   */
+  private async deliverRemote(
+    server: string,
+    uuid: string,
+    messages: OutgoingMessage[],
+    idempotencyKey: string,
+    content: Content,
+  ): Promise<SendResult> {
+    const { api, settings, tasks } = this.ctx;
+    if (!messages.length)
+      throw new ApiError(409, {
+        code: "mismatched_devices",
+        message: "no devices",
+        missingDevices: [],
+        extraDevices: [],
+      });
+    const response = await withSendRetry(
+      () => api.remoteSendMessages(server, uuid, { messages, idempotencyKey }),
+      settings.sendRetry,
+    );
+    if (response.queued) await tasks.run(async () => this.pendingRemote.remember(response.id, uuid, server, content));
+    return {
+      serverTimestamp: response.serverTimestamp ?? Date.now(),
+      envelopes: response.envelopes ?? [],
+      ...(response.queued ? { queued: true } : {}),
+    };
   }
 
   /**

@@ -12,16 +12,22 @@ import { isUntrustedIdentity, type Ciphertext, type SenderCertificate } from "./
 export class Sessions {
   constructor(private readonly ctx: ClientContext) {}
 
-  /** Fetches bundles and starts sessions (PQXDH) with one or every device of `uuid` (never this device itself). */
+  /**
+   * Fetches bundles and starts sessions (PQXDH) with one or every device of `uuid` (never this device itself): from
+   * this homeserver, or through it from the server the account is bound to. An account never bound is this
+   * homeserver's from here on (it answered for it).
+   */
   async start(uuid: string, deviceId: number | "*"): Promise<void> {
-    const { api, signal, events } = this.ctx;
+    const { api, signal, events, servers } = this.ctx;
+    const server = servers.serverOf(uuid);
     let bundle: PreKeyBundleResponse;
     try {
-      bundle = await api.preKeyBundle(uuid, deviceId);
+      bundle = server ? await api.remotePreKeyBundle(server, uuid, deviceId) : await api.preKeyBundle(uuid, deviceId);
     } catch (error) {
       if (error instanceof ApiError && error.code === "not_found" && deviceId !== "*") return;
       throw error;
     }
+    if (server === undefined) servers.bind(uuid, null);
     const identityKey = signal.bundleIdentityKey(bundle);
     const local = localDevice(this.ctx);
     if (uuid !== local.uuid) await checkKeyLog(this.ctx, uuid, identityKey);

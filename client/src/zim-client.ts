@@ -19,13 +19,21 @@ import type { KeyTransparencyFailure } from "./key-transparency.js";
 import { KeyUpkeep } from "./key-upkeep.js";
 import { defaultKeyPolicy } from "./keys.js";
 import { Names, type SenderName } from "./names.js";
-import { Outbox, type MessageBody } from "./outbox.js";
+import { Outbox, type MessageBody, type SendResult } from "./outbox.js";
+import { RemoteDeliveryFailures } from "./remote-delivery.js";
 import type { SafetyNumber } from "./safety-number.js";
 import { Sessions } from "./sessions.js";
 import type { DeviceStore, LocalDevice, StoredMessage } from "./store/device-store.js";
 import { TrustChecks } from "./trust-checks.js";
 
-export type { DeviceListChangedEvent, GroupUpdatedEvent, MessageEvent, ZimClientEvents } from "./events.js";
+export type {
+  DeviceListChangedEvent,
+  GroupUpdatedEvent,
+  MessageEvent,
+  RemoteDeliveryFailedEvent,
+  ServerBindingRefusedEvent,
+  ZimClientEvents,
+} from "./events.js";
 export type { LinkOptions, RegisterOptions, ZimClientOptions } from "./client-options.js";
 
 /**
@@ -40,6 +48,7 @@ export type { LinkOptions, RegisterOptions, ZimClientOptions } from "./client-op
  * alice.on("message", (m) => console.log(m.from, m.text));
  * await alice.connect();
  * await alice.sendText("bob", "Hey, did you see the news about the bond notes?");
+ * await alice.sendText("tendai@news.example", "Hello from the club server"); // a user of another server
  */
 export class ZimClient extends EventEmitter<ZimClientEvents> {
   readonly store: DeviceStore;
@@ -52,6 +61,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   private readonly deviceList: Devices;
   private readonly keyUpkeep: KeyUpkeep;
   private readonly trust: TrustChecks;
+  private readonly remoteFailures: RemoteDeliveryFailures;
   /** Receipts and key upkeep still running; `close` waits for them. */
   private readonly background: BackgroundWork;
 
@@ -71,6 +81,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     if (options.displayName !== undefined) this.setDisplayName(options.displayName);
     this.keyUpkeep = new KeyUpkeep(this.ctx, { ...defaultKeyPolicy, ...options.keyPolicy });
     this.trust = new TrustChecks(this.ctx, sessions, this.outbox);
+    this.remoteFailures = new RemoteDeliveryFailures(this.ctx, sessions, this.outbox);
   }
 
   /**
@@ -156,6 +167,10 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     socket.on("closing", (reason) => this.emit("closedByServer", { reason }));
     socket.on("devices-changed", () => inBackground(this.deviceList.refresh()));
     socket.on("keys-draining", () => inBackground(this.maintainKeys()));
+    // Acknowledged once handled: a failed re-send (no answer) leaves it for the next connection.
+    socket.on("remote-delivery-failed", (failure, received) =>
+      inBackground(this.remoteFailures.handle(failure).then(() => received?.())),
+    );
     const drained = new Promise<void>((resolve, reject) => {
       socket.once("queue-empty", () => resolve());
       socket.once("connect_error", (error) => reject(error));
@@ -189,14 +204,58 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     this.store.close();
   }
 
-  /** The account id for a username (cached), or the argument if it is already a UUID. */
+  /**
+   * The account id for a username, a user of another server written
+   * `name@server` (looked up through this homeserver), or `uuid@server`
+   * (cached), or the argument if it is already a UUID. The answer binds the
+   * account to that server for good.
+   * @throws FederationUnavailableError for `name@server` when this homeserver does not federate
+   * @throws ServerBindingError when the account is bound to another server (a server claiming someone else's user)
+   */
   async resolve(user: string): Promise<string> {
     return this.names.resolve(user);
   }
 
-  /** The verified username (and claimed display name) of an account, if this device has verified it; else null. */
+  /**
+   * The verified username (and claimed display name) of an account, if this
+   * device has verified it; else null. A user of another server's username
+   * is `name@server`.
+   */
   nameOf(uuid: string): SenderName | null {
     return this.names.nameOf(uuid);
+  }
+
+  /**
+   * The other server an account belongs to (federation), or null for this
+   * homeserver's users (and accounts this device never met).
+   */
+  serverOf(uuid: string): string | null {
+    return this.ctx.servers.remoteServerOf(uuid);
+  }
+
+  /**
+   * How to show an account: its verified username (`name@server` for
+   * another server's user), else its account id (`uuid@server` for another
+   * server's user).
+   */
+  addressOf(uuid: string): string {
+    const name = this.names.nameOf(uuid);
+    if (name) return name.username;
+    const server = this.serverOf(uuid);
+    return server === null ? uuid : `${uuid}@${server}`;
+  }
+
+  /**
+   * This homeserver's federation name (what other servers' users write after
+   * the `@`), from its server document; null when it does not federate.
+   */
+  async homeServerName(): Promise<string | null> {
+    return this.ctx.home.name();
+  }
+
+  /** The homeserver's federation name as this device last learned it (no network), or null. */
+  knownHomeServerName(): string | null {
+    return this.ctx.home.cachedName();
   }
 
   /** Sets (or with null, clears) the display name this device's messages carry, encrypted, beside the username. */
@@ -211,12 +270,15 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    * access key is known) and for this account's other devices (a sent
    * transcript), and sends it. Refused with {@link UntrustedIdentityError}
    * when the recipient's key changed after it was verified. Never sends
-   * anything unencrypted.
+   * anything unencrypted. `to` may be `name@server`, a user of another
+   * homeserver: then `queued` says their server did not answer and this
+   * homeserver holds the message (a `remoteDeliveryFailed` event follows if
+   * it gives up).
    */
   async sendText(
     to: string,
     text: string,
-  ): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"] }> {
+  ): Promise<{ timestamp: number; envelopes: SendMessagesResponse["envelopes"]; queued?: boolean }> {
     return this.outbox.sendDirect(await this.resolve(to), { text });
   }
 
@@ -268,7 +330,7 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    * lower-level send, for subclasses and tests that craft content.
    * @internal
    */
-  protected async sendContent(uuid: string, content: Content): Promise<SendMessagesResponse> {
+  protected async sendContent(uuid: string, content: Content): Promise<SendResult> {
     return this.outbox.sendContent(uuid, content);
   }
 
@@ -393,7 +455,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   /**
    * Creates a group with this account as its admin and sends its state to
    * every member (and this account's other devices) over pairwise sessions.
-   * The server stores nothing about it.
+   * The server stores nothing about it. Members on other servers are refused
+   * with a {@link GroupError} (not supported yet).
    */
   async createGroup(title: string, members: string[]): Promise<GroupState> {
     return this.groupMessaging.create(title, await this.resolveAll(members));

@@ -1,4 +1,11 @@
-import { ApiError, GroupError, InvalidLinkUriError, UntrustedIdentityError } from "../index.js";
+import {
+  ApiError,
+  FederationUnavailableError,
+  GroupError,
+  InvalidLinkUriError,
+  ServerBindingError,
+  UntrustedIdentityError,
+} from "../index.js";
 
 /** Why a command failed, as scripts see it in `{"type":"error","code":...}`. */
 export type CliErrorCode =
@@ -7,6 +14,8 @@ export type CliErrorCode =
   | "not_registered"
   | "already_registered"
   | "unknown_user"
+  | "federation_unavailable"
+  | "server_binding_refused"
   | "unknown_contact"
   | "unreachable"
   | "untrusted_identity"
@@ -144,6 +153,10 @@ function describeApiError(error: ApiError, server: string): string {
       return `the file is larger than ${server} accepts`;
     case "quota_exceeded":
       return `your attachment storage on ${server} is full`;
+    case "peer_unavailable":
+      return `${server} could not reach the other homeserver: try again later`;
+    case "peer_not_allowed":
+      return `${server} does not federate with that homeserver (it is not on its list of allowed peers, or blocked)`;
     case "rate_limited": {
       const ms = error.retryAfterMs();
       return `${server} is rate limiting this device${ms === undefined ? "" : `: try again in ${Math.ceil(ms / 1000)} s`}`;
@@ -168,6 +181,16 @@ export function toCliError(error: unknown, context: ErrorContext = {}): CliError
   }
   if (error instanceof ApiError) return new CliError("server_error", describeApiError(error, server), { cause: error });
   if (error instanceof GroupError) return new CliError("group_refused", error.message, { cause: error });
+  if (error instanceof FederationUnavailableError)
+    return new CliError("federation_unavailable", error.message, { cause: error });
+  if (error instanceof ServerBindingError) {
+    const name = context.nameOf?.(error.uuid) ?? error.uuid;
+    return new CliError(
+      "server_binding_refused",
+      `refused: ${error.claimed ?? "your homeserver"} claims the account of ${name}, which belongs to ${error.boundTo ?? "your homeserver"} (a server may be impersonating a user)`,
+      { cause: error },
+    );
+  }
   if (error instanceof InvalidLinkUriError) {
     return new CliError(
       "invalid_argument",

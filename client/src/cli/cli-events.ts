@@ -20,13 +20,33 @@ export interface GroupRef {
 
 /** What the CLI reports. `user` fields are usernames where known, else account ids. */
 export type CliEvent =
-  | { type: "registered"; username: string; uuid: string; deviceId: number; server: string; profile: string }
-  | { type: "whoami"; username: string; uuid: string; deviceId: number; server: string; profile: string }
+  /** `address`: how users of other homeservers write this account (`name@server`), when the homeserver federates. */
+  | {
+      type: "registered";
+      username: string;
+      uuid: string;
+      deviceId: number;
+      server: string;
+      profile: string;
+      address?: string;
+    }
+  /** `address` as for `registered`, once this device has learned the homeserver's federation name. */
+  | {
+      type: "whoami";
+      username: string;
+      uuid: string;
+      deviceId: number;
+      server: string;
+      profile: string;
+      address?: string;
+    }
   /** A message that arrived (from the stored queue or live). */
   | {
       type: "message";
       from: string;
       fromUuid: string;
+      /** The other homeserver the sender belongs to (federation); absent for this homeserver's users. */
+      fromServer?: string;
       fromDevice: number;
       text: string;
       timestamp: number;
@@ -64,8 +84,40 @@ export type CliEvent =
       id?: string;
       attachment?: AttachmentSummary;
     }
-  /** A message sent to a user; `queued` when `chat` had queued it while the homeserver was unreachable. */
-  | { type: "sent"; to: string; toUuid: string; text: string; timestamp: number; devices: number; queued?: true }
+  /**
+   * A message sent to a user; `queued` when `chat` had queued it while the homeserver was unreachable;
+   * `heldByHomeserver` when the recipient's homeserver (another server) did not answer: your homeserver keeps it and
+   * delivers it later (a `remoteDeliveryFailed` follows if it gives up).
+   */
+  | {
+      type: "sent";
+      to: string;
+      toUuid: string;
+      text: string;
+      timestamp: number;
+      devices: number;
+      queued?: true;
+      heldByHomeserver?: true;
+    }
+  /**
+   * A message to a user of another homeserver that your homeserver had held will not be delivered (`reason`, the
+   * server's: not_found, unauthorized, refused, expired; or a device change whose automatic re-send failed: `error`).
+   */
+  | {
+      type: "remoteDeliveryFailed";
+      to: string;
+      toUuid: string;
+      server: string;
+      reason: string;
+      text?: string;
+      timestamp?: number;
+      error?: string;
+    }
+  /**
+   * A server claimed an account that this device knows as another server's (or this homeserver's): refused, nothing
+   * from it was decrypted. A server may be impersonating `user`. `boundTo`/`claimed`: null is your homeserver.
+   */
+  | { type: "serverBindingRefused"; user: string; uuid: string; boundTo: string | null; claimed: string | null }
   /** A message sent to a group: one upload the server fans out to `devices` member devices. */
   | { type: "groupSent"; group: GroupRef; text: string; timestamp: number; devices: number; queued?: true }
   /**

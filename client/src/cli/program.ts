@@ -18,7 +18,9 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
     .name("zimchat-chat")
     .description(
       `End-to-end encrypted ZimChat in your terminal. Each device lives in a profile (--profile, ZIMCHAT_PROFILE): a name, kept in ${profilesHome(env)}/<name> ` +
-        `($XDG_DATA_HOME/zimchat/profiles; "default" unless named), or a directory path (any value with a /). Set NO_COLOR for output without colours.`,
+        `($XDG_DATA_HOME/zimchat/profiles; "default" unless named), or a directory path (any value with a /). ` +
+        `Users of your homeserver are named by username (bob); users of another homeserver as name@server (bob@news.example), when your homeserver federates. ` +
+        `Set NO_COLOR for output without colours.`,
     )
     .version(version)
     .showHelpAfterError();
@@ -26,8 +28,9 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
   // program.command() (not addCommand) so that subcommands inherit showHelpAfterError.
   const command = (name: string, description: string, parent: Command = program): Command =>
     withCommonOptions(parent.command(name).description(description), env);
+  const user = "a username, or name@server for a user of another homeserver (bob@news.example)";
   const target =
-    "a username, or a group: group:<id-or-title> (a group id, or a title that is not a username, also works without group:)";
+    "a username (name@server for a user of another homeserver), or a group: group:<id-or-title> (a group id, or a title that is not a username, also works without group:)";
 
   command(
     "register",
@@ -51,7 +54,7 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
     .action(async (options: RegisterOptions) => (await import("./commands/register.js")).register(options));
 
   command("send", "send an end-to-end encrypted message (messages waiting for you are shown too)")
-    .argument("<user>", "who to send to")
+    .argument("<user>", `who to send to: ${user}`)
     .argument("<text...>", "the message (words are joined with spaces)")
     .action(async (user: string, words: string[], options: CommonOptions) =>
       (await import("./commands/send.js")).send(user, words, options),
@@ -71,7 +74,10 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
   )
     .argument("<user-or-group>", target)
     .addOption(new Option("--history <count>", "how many earlier messages to show").argParser(count).default(20))
-    .addHelpText("after", '\nExamples:\n  zimchat-chat chat bob\n  zimchat-chat chat "group:Braai crew"')
+    .addHelpText(
+      "after",
+      '\nExamples:\n  zimchat-chat chat bob\n  zimchat-chat chat bob@news.example   (a user of another homeserver)\n  zimchat-chat chat "group:Braai crew"',
+    )
     .action(async (user: string, options: ChatOptions) => (await import("./commands/chat.js")).chat(user, options));
 
   command("send-file", "send a file, end-to-end encrypted (the homeserver stores only padded ciphertext)")
@@ -108,13 +114,13 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
     );
   command("create", "create a group with you as its admin", group)
     .argument("<title>", "the group's title")
-    .argument("<members...>", "usernames of the other members")
+    .argument("<members...>", "usernames of the other members (users of other homeservers cannot join groups yet)")
     .action(async (title: string, users: string[], options: CommonOptions) =>
       (await import("./commands/group.js")).createGroup(title, users, options),
     );
   command("add", "add members to a group (admins only)", group)
     .argument("<group>", "the group's id or title")
-    .argument("<users...>", "usernames to add")
+    .argument("<users...>", "usernames to add (users of other homeservers cannot join groups yet)")
     .action(async (name: string, users: string[], options: CommonOptions) =>
       (await import("./commands/group.js")).changeGroup("added", name, users, options),
     );
@@ -135,7 +141,7 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
     );
 
   command("safety-number", "show the safety number with a user (60 digits and a QR code), to compare in person")
-    .argument("<user>", "the other person")
+    .argument("<user>", `the other person: ${user}`)
     .action(async (user: string, options: CommonOptions) =>
       (await import("./commands/safety-number.js")).showSafetyNumber(user, options),
     );
@@ -144,7 +150,7 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
     "verify",
     "mark a user verified: give the safety number their screen shows (60 digits, spaces allowed) or the payload their QR code carries",
   )
-    .argument("<user>", "the other person")
+    .argument("<user>", `the other person: ${user}`)
     .argument("<number...>", "their safety number or scanned payload")
     .action(async (user: string, parts: string[], options: CommonOptions) =>
       (await import("./commands/verify.js")).verify(user, parts, options),
@@ -154,7 +160,7 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
     "accept",
     "accept a user's changed safety number without comparing it: sending works again, the user is no longer verified",
   )
-    .argument("<user>", "the other person")
+    .argument("<user>", `the other person: ${user}`)
     .action(async (user: string, options: CommonOptions) =>
       (await import("./commands/accept.js")).accept(user, options),
     );

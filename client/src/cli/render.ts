@@ -54,6 +54,26 @@ const list = (names: string[]): string => names.join(", ");
 
 const messages = (n: number): string => (n === 1 ? "1 message" : `${n} messages`);
 
+/** The line naming how users of other homeservers reach this account, if it federates. */
+const federatedAs = (address: string | undefined): string =>
+  address ? `\nUsers of other homeservers reach you as ${address}.` : "";
+
+/** Why a message held for another homeserver was given up, in words. */
+function remoteFailureText(reason: string, server: string): string {
+  switch (reason) {
+    case "not_found":
+      return `${server} has no such account (any more)`;
+    case "unauthorized":
+      return `${server} refused it (not authorized)`;
+    case "refused":
+      return `${server} refused it (its mailbox may be full, or a rule there refused it)`;
+    case "expired":
+      return `${server} did not answer for too long; send it again later`;
+    default:
+      return `${server} refused it (${reason})`;
+  }
+}
+
 /** Which stream an event goes to in human mode. */
 export function isDiagnostic(event: CliEvent): boolean {
   return (
@@ -61,6 +81,8 @@ export function isDiagnostic(event: CliEvent): boolean {
     event.type === "warning" ||
     event.type === "decryptionFailed" ||
     event.type === "queued" ||
+    event.type === "remoteDeliveryFailed" ||
+    event.type === "serverBindingRefused" ||
     event.type === "unsent"
   );
 }
@@ -72,9 +94,9 @@ export function isDiagnostic(event: CliEvent): boolean {
 export function renderEvent(event: CliEvent): string | null {
   switch (event.type) {
     case "registered":
-      return `Registered ${event.username} on ${event.server} (account ${event.uuid}, device ${event.deviceId}).\nProfile: ${event.profile}`;
+      return `Registered ${event.username} on ${event.server} (account ${event.uuid}, device ${event.deviceId}).\nProfile: ${event.profile}${federatedAs(event.address)}`;
     case "whoami":
-      return `${event.username} on ${event.server} (account ${event.uuid}, device ${event.deviceId}).\nProfile: ${event.profile}`;
+      return `${event.username} on ${event.server} (account ${event.uuid}, device ${event.deviceId}).\nProfile: ${event.profile}${federatedAs(event.address)}`;
     case "message":
       return `[${clockTime(event.timestamp)}] ${inGroup(event.group)}${event.from}: ${body(event.text, event.attachment, event.envelopeId)}`;
     case "outgoing":
@@ -86,7 +108,20 @@ export function renderEvent(event: CliEvent): string | null {
         ? `[${clockTime(event.timestamp)}] you → ${event.group ? `(${printable(event.group.title)})` : event.user}: ${body(event.text, event.attachment, undefined)}`
         : `[${clockTime(event.timestamp)}] ${inGroup(event.group)}${event.user}: ${body(event.text, event.attachment, event.id)}`;
     case "sent":
-      return `[${clockTime(event.timestamp)}] you → ${event.to}: ${event.text}${event.queued ? " (sent now: it was queued)" : ""}`;
+      return (
+        `[${clockTime(event.timestamp)}] you → ${event.to}: ${event.text}${event.queued ? " (sent now: it was queued)" : ""}` +
+        (event.heldByHomeserver ? " (their homeserver is not answering: yours holds it and delivers it later)" : "")
+      );
+    case "remoteDeliveryFailed": {
+      const what = event.text !== undefined ? `: ${printable(event.text)}` : "";
+      const why = event.error ?? remoteFailureText(event.reason, event.server);
+      return `Not delivered to ${event.to}${what}\n  ${why}`;
+    }
+    case "serverBindingRefused":
+      return (
+        `Refused: ${event.claimed ?? "your homeserver"} claims the account of ${event.user} (${event.uuid}), ` +
+        `which belongs to ${event.boundTo ?? "your homeserver"}. A server may be impersonating a user; nothing from it was shown.`
+      );
     case "groupSent":
       return `[${clockTime(event.timestamp)}] you → (${printable(event.group.title)}): ${event.text}${event.queued ? " (sent now: it was queued)" : ""}`;
     case "queued":

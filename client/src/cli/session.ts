@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { usernamePattern } from "@zimchat/protocol";
 import {
   ApiError,
+  parseAddress,
   SqliteDeviceStore,
   ZimClient,
   type AttachmentPointer,
@@ -23,15 +24,23 @@ export interface Session {
   output: Output;
   /** Messages and group changes reported so far. */
   received(): number;
-  /** The account id of a username (looked up once, then remembered both ways). */
+  /**
+   * The account id of a username, or of `name@server` for a user of another homeserver (looked up once, then
+   * remembered both ways).
+   */
   resolveUser(name: string): Promise<{ uuid: string; name: string }>;
   /** A group this device knows, by id, `group:<id>` or unique title (groups this account is still in come first). */
   resolveGroup(name: string): GroupState;
-  /** A username, or a group (`group:<id-or-title>`, a group id, or a title that is not a username). */
+  /**
+   * A username (or `name@server`), or a group (`group:<id-or-title>`, a group id, or a title that is not a
+   * username).
+   */
   resolveTarget(name: string): Promise<Target>;
   /**
    * The username of an account: the one this profile looked up, else the one
-   * the SDK verified (a claim in a message, then a look-up), else the account id.
+   * the SDK verified (a claim in a message, then a look-up), else the account
+   * id. A user of another homeserver is `name@server` (`<account id>@server`
+   * while no name is known).
    */
   nameOf(uuid: string): string;
   /** Usernames (where known, else account ids) of a group's members. */
@@ -61,6 +70,21 @@ export function attachmentSummary(pointer: AttachmentPointer): AttachmentSummary
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Whether `name` is written as a user: a username, an account id, or either with `@server`. */
+function isUserAddress(name: string): boolean {
+  if (usernamePattern.test(name) || uuidPattern.test(name)) return true;
+  if (!name.includes("@")) return false;
+  try {
+    parseAddress(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What `name@server` and `name` look like, for messages. */
+const userForms = "a username (3 to 32 of a-z, 0-9, _ and .), or name@server for a user of another homeserver";
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -108,7 +132,8 @@ export async function withSession<T>(
     const known = contacts.nameOf(uuid);
     if (known !== uuid) return known;
     const verified = client.nameOf(uuid);
-    if (!verified?.verified) return uuid;
+    // Unknown: the account id, with its server when it belongs to another homeserver.
+    if (!verified?.verified) return client.addressOf(uuid);
     contacts.remember(uuid, verified.username);
     return verified.username;
   };
@@ -142,6 +167,7 @@ export async function withSession<T>(
     output.emit({
       type: "message",
       from: senderLabel(m, nameOf(m.from)),
+      ...(m.fromServer ? { fromServer: m.fromServer } : {}),
       fromUuid: m.from,
       fromDevice: m.fromDevice,
       text: m.text,
@@ -179,6 +205,21 @@ export async function withSession<T>(
   client.on("decryptionFailed", ({ from, reason }) =>
     output.emit({ type: "decryptionFailed", from: from ? nameOf(from) : null, fromUuid: from ?? null, reason }),
   );
+  client.on("remoteDeliveryFailed", (f) =>
+    output.emit({
+      type: "remoteDeliveryFailed",
+      to: nameOf(f.to),
+      toUuid: f.to,
+      server: f.server,
+      reason: f.reason,
+      ...(f.text !== undefined ? { text: f.text } : {}),
+      ...(f.timestamp !== undefined ? { timestamp: f.timestamp } : {}),
+      ...(f.error !== undefined ? { error: errorMessage(f.error) } : {}),
+    }),
+  );
+  client.on("serverBindingRefused", ({ uuid, boundTo, claimed }) =>
+    output.emit({ type: "serverBindingRefused", user: nameOf(uuid), uuid, boundTo, claimed }),
+  );
   // Background work still finishing after close (key upkeep, a receipt) fails against the closed store;
   // that is expected.
   client.on("warning", (error) => {
@@ -191,20 +232,22 @@ export async function withSession<T>(
     output,
     received: () => received,
     async resolveUser(name) {
-      if (!usernamePattern.test(name) && !uuidPattern.test(name)) {
-        throw new CliError("invalid_argument", `"${name}" is not a username (3 to 32 of a-z, 0-9, _ and .)`);
-      }
+      if (!isUserAddress(name)) throw new CliError("invalid_argument", `"${name}" is not ${userForms}`);
+      const address = parseAddress(name);
       let uuid: string;
       try {
         uuid = await client.resolve(name);
       } catch (error) {
-        if (error instanceof ApiError && error.code === "not_found")
-          throw new CliError("unknown_user", `there is no user ${name} on ${client.local.serverUrl}`, { cause: error });
+        if (error instanceof ApiError && error.code === "not_found") {
+          const where = address.server ?? client.local.serverUrl;
+          throw new CliError("unknown_user", `there is no user ${address.name} on ${where}`, { cause: error });
+        }
         throw error;
       }
       if (uuid === client.local.uuid)
         throw new CliError("invalid_argument", `${name} is this device's own account: name someone else`);
-      if (uuid !== name) contacts.remember(uuid, name);
+      // Remembered as the SDK names it: `name` for this homeserver's users (however typed), `name@server` otherwise.
+      if (!uuidPattern.test(address.name)) contacts.remember(uuid, client.nameOf(uuid)?.username ?? name);
       return { uuid, name: nameOf(uuid) };
     },
     resolveGroup(name) {
@@ -232,15 +275,14 @@ export async function withSession<T>(
     async resolveTarget(name) {
       if (name.startsWith("group:") || client.listGroups().some((g) => g.id === name))
         return { kind: "group", group: session.resolveGroup(name) };
-      if (usernamePattern.test(name) || uuidPattern.test(name))
-        return { kind: "user", ...(await session.resolveUser(name)) };
+      if (isUserAddress(name)) return { kind: "user", ...(await session.resolveUser(name)) };
       try {
         return { kind: "group", group: session.resolveGroup(name) };
       } catch (error) {
         if (!(error instanceof CliError) || error.code !== "unknown_group") throw error;
         throw new CliError(
           "invalid_argument",
-          `"${name}" is neither a username (3 to 32 of a-z, 0-9, _ and .) nor a group this device knows (zimchat-chat group list)`,
+          `"${name}" is neither ${userForms}, nor a group this device knows (zimchat-chat group list)`,
         );
       }
     },
@@ -264,11 +306,13 @@ export async function withSession<T>(
 /**
  * How the sender of a direct message is named: the username this profile
  * knows, else the one the sender claimed once the SDK verified it, else the
- * account id, marked with an unverified claim (`d2716171… (claims "bob", unverified)`).
+ * account id, marked with an unverified claim (`d2716171… (claims "bob", unverified)`); a user of another
+ * homeserver with `@server` (`bob@news.example`, `d2716171…@news.example (claims …)`).
  */
 function senderLabel(m: MessageEvent, known: string): string {
   const claim = m.senderName;
-  if (known !== m.from || !claim) return known;
+  const at = m.fromServer ? `@${m.fromServer}` : "";
+  if (known !== `${m.from}${at}` || !claim) return known;
   if (claim.verified) return claim.username;
-  return `${m.from.slice(0, 8)}… (claims ${JSON.stringify(claim.username)}, unverified)`;
+  return `${m.from.slice(0, 8)}…${at} (claims ${JSON.stringify(claim.username)}, unverified)`;
 }

@@ -223,15 +223,22 @@ export class SignalBackend {
   /**
    * Decrypts an envelope: a sealed one is unsealed first, its certificate
    * validated against `trustRoot` (serialized), and its sender read from it.
+   * `checkSender` sees the sender's account id before anything is decrypted
+   * and may refuse it by throwing.
    * @throws an error with a `reason` ({@link decryptionFailureReason})
    */
-  async open(envelope: Envelope, trustRoot: Uint8Array<ArrayBuffer> | null): Promise<OpenedEnvelope> {
+  async open(
+    envelope: Envelope,
+    trustRoot: Uint8Array<ArrayBuffer> | null,
+    checkSender: (from: string) => void = () => undefined,
+  ): Promise<OpenedEnvelope> {
     const s = this.stores;
     const me = this.me();
     if (envelope.type !== "sealed") {
       const from = envelope.sourceUuid;
       const fromDevice = envelope.sourceDeviceId;
       if (!from || !fromDevice) throw decryptionFailure(DecryptionFailureReason.UnknownSender, "no sender");
+      checkSender(from);
       const address = this.address(from, fromDevice);
       const plaintext =
         envelope.type === "prekey"
@@ -252,6 +259,7 @@ export class SignalBackend {
     }
     const from = certificate.senderUuid();
     const fromDevice = certificate.senderDeviceId();
+    checkSender(from);
     const address = this.address(from, fromDevice);
     // Read before decrypting: a PreKey message saves the key it carries, which is the certificate's when the server
     // minted both.

@@ -101,6 +101,22 @@ export interface DeviceStore {
   setValue(key: string, value: string): void;
   /** Every value whose key starts with `prefix`, by key. */
   valuesWithPrefix(prefix: string): [string, string][];
+  /** Forgets a value (nothing happens when it is not stored). */
+  deleteValue(key: string): void;
+
+  /**
+   * The server an account belongs to, as this device bound it: a server
+   * name, `""` for this device's own homeserver, or null when the account
+   * was never bound. See {@link bindServer}.
+   */
+  getServerBinding(uuid: string): string | null;
+  /**
+   * Binds an account to a server (`""`: this device's own homeserver),
+   * unless it is bound already: a binding is never replaced (a server that
+   * claims another server's account must not be able to move it).
+   * @returns the binding in force afterwards: `server`, or the earlier one
+   */
+  bindServer(uuid: string, server: string, at: number): string;
 
   hasProcessed(envelopeId: string): boolean;
   markProcessed(envelopeId: string, at: number): void;

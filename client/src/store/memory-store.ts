@@ -22,6 +22,7 @@ export class MemoryDeviceStore implements DeviceStore {
         kyber: new Map<number, StoredPreKey>(),
       },
       values: new Map<string, string>(),
+      bindings: new Map<string, string>(),
       processed: new Map<string, number>(),
       messages: [] as StoredMessage[],
     };
@@ -78,6 +79,18 @@ export class MemoryDeviceStore implements DeviceStore {
   valuesWithPrefix(prefix: string): [string, string][] {
     return [...this.state.values].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => a.localeCompare(b));
   }
+  deleteValue(key: string): void {
+    this.state.values.delete(key);
+  }
+  getServerBinding(uuid: string): string | null {
+    return this.state.bindings.get(uuid) ?? null;
+  }
+  bindServer(uuid: string, server: string, _at: number): string {
+    const bound = this.state.bindings.get(uuid);
+    if (bound !== undefined) return bound;
+    this.state.bindings.set(uuid, server);
+    return server;
+  }
   hasProcessed(envelopeId: string): boolean {
     return this.state.processed.has(envelopeId);
   }
@@ -120,6 +133,7 @@ export class MemoryDeviceStore implements DeviceStore {
       identities: new Map(s.identities),
       preKeys: { ec: new Map(s.preKeys.ec), signed: new Map(s.preKeys.signed), kyber: new Map(s.preKeys.kyber) },
       values: new Map(s.values),
+      bindings: new Map(s.bindings),
       processed: new Map(s.processed),
       messages: [...s.messages],
     };

@@ -22,6 +22,7 @@ CREATE INDEX IF NOT EXISTS processed_at ON processed (at);
 CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, peer TEXT NOT NULL, direction TEXT NOT NULL,
   sender_device INTEGER NOT NULL, text TEXT NOT NULL, timestamp INTEGER NOT NULL, stored_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_peer ON messages (peer, seq);
+CREATE TABLE IF NOT EXISTS server_bindings (uuid TEXT PRIMARY KEY, server TEXT NOT NULL, bound_at INTEGER NOT NULL);
 `;
 
 /** Columns added after the first release, created on open when missing. */
@@ -127,6 +128,7 @@ export class SqliteDeviceStore implements DeviceStore {
   private readonly sessions = new BoundedCache<string, Uint8Array<ArrayBuffer> | null>();
   private readonly devices = new BoundedCache<string, number[]>();
   private readonly values = new BoundedCache<string, string | null>();
+  private readonly bindings = new BoundedCache<string, string | null>();
   /** `PRAGMA data_version` when the caches were last known to match the file. */
   private dataVersion = 0;
   /** Whether, and at which count of this process's writes, the caches were checked in this turn of the event loop. */
@@ -192,6 +194,12 @@ export class SqliteDeviceStore implements DeviceStore {
       listPreKeys: p("SELECT id, record, created_at FROM pre_keys WHERE kind = ? ORDER BY created_at, id"),
       getValue: p("SELECT value FROM kv WHERE key = ?"),
       setValue: p("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+      deleteValue: p("DELETE FROM kv WHERE key = ?"),
+      getServerBinding: p("SELECT server FROM server_bindings WHERE uuid = ?"),
+      // Never replaces a binding: the primary key keeps the first one.
+      bindServer: p(
+        "INSERT INTO server_bindings (uuid, server, bound_at) VALUES (?, ?, ?) ON CONFLICT (uuid) DO NOTHING",
+      ),
       hasProcessed: p("SELECT 1 FROM processed WHERE envelope_id = ?"),
       markProcessed: p("INSERT OR IGNORE INTO processed (envelope_id, at) VALUES (?, ?)"),
       pruneProcessed: p(
@@ -358,6 +366,27 @@ export class SqliteDeviceStore implements DeviceStore {
   setValue(key: string, value: string): void {
     this.write(() => this.stmt.setValue!.run(key, value));
     this.values.set(key, value);
+  }
+  deleteValue(key: string): void {
+    this.write(() => this.stmt.deleteValue!.run(key));
+    this.values.set(key, null);
+  }
+  getServerBinding(uuid: string): string | null {
+    this.checkFresh();
+    let server = this.bindings.get(uuid);
+    if (server === undefined) {
+      server = (this.stmt.getServerBinding!.get(uuid) as { server: string } | undefined)?.server ?? null;
+      this.bindings.set(uuid, server);
+    }
+    return server;
+  }
+  bindServer(uuid: string, server: string, at: number): string {
+    this.write(() => this.stmt.bindServer!.run(uuid, server, at));
+    // Read back: another instance on the same file may have bound it first.
+    this.bindings.delete(uuid);
+    const bound = (this.stmt.getServerBinding!.get(uuid) as { server: string } | undefined)?.server ?? server;
+    this.bindings.set(uuid, bound);
+    return bound;
   }
   hasProcessed(envelopeId: string): boolean {
     if (this.levels.some((l) => l.processed.has(envelopeId))) return true;
@@ -590,6 +619,7 @@ export class SqliteDeviceStore implements DeviceStore {
     this.sessions.clear();
     this.devices.clear();
     this.values.clear();
+    this.bindings.clear();
   }
 
   /** Copies the whole store, consistently, to another file (owner-only). */

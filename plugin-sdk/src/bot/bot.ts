@@ -525,6 +525,19 @@ export class Bot<C extends Context = Context> extends Composer<C> {
         );
       this.enqueue("", () => this.run(new Context({ type: "device_list_changed", devices }, this.asBot(), false) as C));
     });
+    client.on("remoteDeliveryFailed", (failure) => {
+      this.logger.warn(
+        `A message to ${failure.to} on ${failure.server} will not be delivered (${failure.reason}): that homeserver refused it or did not answer.`,
+      );
+      this.enqueue(failure.to, () =>
+        this.run(new Context({ type: "remote_delivery_failed", remoteDelivery: failure }, this.asBot(), false) as C),
+      );
+    });
+    client.on("serverBindingRefused", ({ uuid, boundTo, claimed }) =>
+      this.logger.warn(
+        `Refused: ${claimed ?? "the bot's homeserver"} claims the account ${uuid}, which belongs to ${boundTo ?? "the bot's homeserver"} (a server may be impersonating a user).`,
+      ),
+    );
     client.on("warning", (error) => this.logger.warn(`Background work failed: ${describeError(error)}`));
     client.on("closedByServer", ({ reason }) => {
       this.closedByServer(reason).catch((error: unknown) =>
@@ -553,6 +566,7 @@ export class Bot<C extends Context = Context> extends Composer<C> {
       id: m.envelopeId,
       from: m.from,
       fromDevice: m.fromDevice,
+      ...(m.fromServer !== undefined ? { fromServer: m.fromServer } : {}),
       conversation: m.conversation,
       ...(m.group !== undefined ? { group: m.group } : {}),
       text: m.text,

@@ -5,6 +5,7 @@ import type {
   DeviceListChangedEvent,
   GroupUpdatedEvent,
   KeyTransparencyFailure,
+  RemoteDeliveryFailedEvent,
   SafetyNumber,
   SenderName,
   UploadOptions,
@@ -20,6 +21,8 @@ export interface IncomingMessage {
   /** The author's account id. */
   from: string;
   fromDevice: number;
+  /** The other homeserver the author belongs to (federation); absent for the bot's own homeserver's users. */
+  fromServer?: string;
   /** The conversation: the author's account id, or `group:<id>`. */
   conversation: string;
   /** The group id, for group messages. */
@@ -71,7 +74,8 @@ export type BotUpdate =
   | { type: "identity_changed"; identityChange: IdentityChange }
   | { type: "decryption_failed"; failure: DecryptionFailure }
   | { type: "device_list_changed"; devices: DeviceListChangedEvent }
-  | { type: "key_transparency_failure"; keyTransparency: KeyTransparencyFailure };
+  | { type: "key_transparency_failure"; keyTransparency: KeyTransparencyFailure }
+  | { type: "remote_delivery_failed"; remoteDelivery: RemoteDeliveryFailedEvent };
 
 /**
  * Which updates a handler of `bot.on(...)` sees:
@@ -84,6 +88,8 @@ export type BotUpdate =
  * - `device_list_changed`: a device was linked to or removed from the bot's own account
  * - `key_transparency_failure`: an identity key the server handed out is not in its
  *   key-transparency log, or the log was rewritten (compare safety numbers with that user)
+ * - `remote_delivery_failed`: a message the bot sent to a user of another homeserver, which the bot's
+ *   homeserver had queued, will not be delivered (device changes are repaired and re-sent without this)
  */
 export type UpdateFilter =
   | "message"
@@ -95,7 +101,8 @@ export type UpdateFilter =
   | "identity_changed"
   | "decryption_failed"
   | "device_list_changed"
-  | "key_transparency_failure";
+  | "key_transparency_failure"
+  | "remote_delivery_failed";
 
 interface MessageFields {
   message: IncomingMessage;
@@ -117,7 +124,9 @@ type FilterFields<F extends UpdateFilter> = F extends "attachment"
             ? { devices: DeviceListChangedEvent }
             : F extends "key_transparency_failure"
               ? { keyTransparency: KeyTransparencyFailure }
-              : never;
+              : F extends "remote_delivery_failed"
+                ? { remoteDelivery: RemoteDeliveryFailedEvent }
+                : never;
 
 /** The context type a handler for filter `F` receives: the fields that filter guarantees are present. */
 export type Filtered<C extends Context, F extends UpdateFilter> = C & FilterFields<F>;
@@ -150,6 +159,7 @@ export function matchesFilter(update: BotUpdate, filter: UpdateFilter): boolean 
     case "decryption_failed":
     case "device_list_changed":
     case "key_transparency_failure":
+    case "remote_delivery_failed":
       return update.type === filter;
     default:
       return missingCase(filter);
@@ -208,6 +218,11 @@ export class Context {
     return this.update.type === "device_list_changed" ? this.update.devices : undefined;
   }
 
+  /** The undelivered message (its recipient, server and why), for `remote_delivery_failed`. */
+  get remoteDelivery(): RemoteDeliveryFailedEvent | undefined {
+    return this.update.type === "remote_delivery_failed" ? this.update.remoteDelivery : undefined;
+  }
+
   /** The failed check, for `key_transparency_failure`. */
   get keyTransparency(): KeyTransparencyFailure | undefined {
     return this.update.type === "key_transparency_failure" ? this.update.keyTransparency : undefined;
@@ -226,6 +241,7 @@ export class Context {
       case "decryption_failed":
         return u.failure.from;
       case "device_list_changed":
+      case "remote_delivery_failed":
         return undefined;
       case "key_transparency_failure":
         return u.keyTransparency.accountId;
@@ -248,6 +264,15 @@ export class Context {
           ? u.groupUpdate.names?.[u.groupUpdate.by]
           : undefined;
     return name?.verified ? name.username : undefined;
+  }
+
+  /**
+   * The other homeserver whoever caused the update belongs to (federation: their username is then
+   * `name@server`), or undefined for the bot's own homeserver's users.
+   */
+  get fromServer(): string | undefined {
+    const from = this.from;
+    return from === undefined ? undefined : (this.client.serverOf(from) ?? undefined);
   }
 
   /** Where replies go; undefined when there is nobody to reply to. */

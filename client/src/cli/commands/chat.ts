@@ -112,6 +112,7 @@ async function chatWith(session: Session, to: string, history: number): Promise<
         text,
         timestamp: sent.timestamp,
         devices: sent.envelopes.length,
+        ...(sent.queued ? { heldByHomeserver: true as const } : {}),
         ...(queued ? { queued: true as const } : {}),
       });
     },

@@ -85,8 +85,18 @@ export async function register(options: RegisterOptions): Promise<void> {
       });
     }
     const { uuid, deviceId, username } = store.getLocal()!;
+    // How users of other homeservers write this account, when the homeserver federates.
+    const home = client ? await client.homeServerName().catch(() => null) : null;
     if (client) await client.close();
     else store.close();
-    output.emit({ type: "registered", username, uuid, deviceId, server, profile: profile.dir });
+    output.emit({
+      type: "registered",
+      username,
+      uuid,
+      deviceId,
+      server,
+      profile: profile.dir,
+      ...(home ? { address: `${username}@${home}` } : {}),
+    });
   });
 }

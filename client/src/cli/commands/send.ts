@@ -20,6 +20,7 @@ export async function send(user: string, words: string[], options: CommonOptions
         text,
         timestamp: sent.timestamp,
         devices: sent.envelopes.length,
+        ...(sent.queued ? { heldByHomeserver: true as const } : {}),
       });
     }),
   );

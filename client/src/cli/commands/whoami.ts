@@ -7,7 +7,16 @@ export async function whoami(options: CommonOptions): Promise<void> {
   await runCommand(options, (output) =>
     withSession(options.profile, output, async ({ client, profile }) => {
       const { username, uuid, deviceId, serverUrl } = client.local;
-      output.emit({ type: "whoami", username, uuid, deviceId, server: serverUrl, profile: profile.dir });
+      const home = client.knownHomeServerName();
+      output.emit({
+        type: "whoami",
+        username,
+        uuid,
+        deviceId,
+        server: serverUrl,
+        profile: profile.dir,
+        ...(home ? { address: `${username}@${home}` } : {}),
+      });
     }),
   );
 }
