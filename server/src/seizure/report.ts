@@ -370,6 +370,9 @@ const ipColumnWords = new Set(["ip", "ipv4", "ipv6", "addr", "address", "remote"
 /**
  * No column is made to hold an address, no text value looks like one, and no log file in the data directory holds one.
  */
+/** Columns that hold other homeservers' names (federation): a server may be named by its public address. */
+const serverNameColumns = new Set(["Envelope.sourceServer", "FederationOutbox.server", "FederationPeer.server"]);
+
 async function noIpAddressCheck(
   reader: DatabaseReader,
   shapes: TableShape[],
@@ -384,6 +387,8 @@ async function noIpAddressCheck(
       if (words.some((w) => ipColumnWords.has(w)) || /^(inet|cidr|macaddr)/.test(column.type))
         problems.push(`column ${shape.name}.${column.name} looks made for addresses`);
       if (!/text|char|clob/.test(column.type)) continue;
+      // Federation: another homeserver's public name, which may be an address literal: not a client's address.
+      if (serverNameColumns.has(`${shape.name}.${column.name}`)) continue;
       scanned++;
       // Any IPv4 address has three dots and any IPv6 address two colons: the database narrows, the patterns decide.
       const rows = await reader.all<{ v: string }>(

@@ -145,11 +145,12 @@ export const tableNotes: Record<string, TableNote> = {
     },
   },
   FederationPeer: {
-    row: "federation: one per other homeserver this server has relayed sends to",
+    row: "federation: one per other homeserver this server has relayed sends to or an admin blocked",
     columns: {
       server: "the other homeserver's name",
       failures: "failed transactions in a row (backoff)",
       nextAttemptAt: "when the next transaction may start",
+      blocked: "blocked by an admin (refused both ways)",
     },
   },
   Invite: {

@@ -5,7 +5,10 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Envelope } from "@zimchat/protocol";
-import { freePort, startHomeserver, type Homeserver } from "@zimchat/testing/spawn";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { freePort, startHomeserver, zimchatBin, type Homeserver } from "@zimchat/testing/spawn";
+import type { SeizureReport } from "../../src/seizure/report.js";
 import { SignalDevice } from "@zimchat/testing/signal";
 import { callJson } from "../support/child-server.js";
 
@@ -198,4 +201,48 @@ describe("three homeservers (real zimchat serve processes)", () => {
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(await drain(news, bob), []);
   });
+
+  it("a seizure report of each server passes every check, with an outbox of ciphertext only while news was down", async () => {
+    // One send queued on club for a while: news stops, alice sends, the report runs, news comes back.
+    await news.server.restart(async () => {
+      const res = await send(club, alice, news, bob, "while news is down");
+      assert.equal(res.body.queued, true, JSON.stringify(res));
+      const { report } = await seizureReport(club);
+      assert.equal(report.ok, true, JSON.stringify(report.checks.filter((c) => c.status !== "pass")));
+      const outbox = report.checks.find((c) => c.id === "outbox-ciphertext");
+      assert.equal(outbox?.status, "pass");
+      assert.match(outbox!.detail, /all 1 messages queued for other servers parse/);
+      assert.ok(report.held.some((line) => /^federation: 1 sends to accounts on other servers/.test(line)));
+    });
+    await resolve(news, bob, club, "alice");
+    const deadline = Date.now() + 10_000;
+    let got: Envelope[] = [];
+    while (Date.now() < deadline && !got.length) {
+      got = await drain(news, bob);
+      if (!got.length) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(await decryptAll(bob, got), ["while news is down"]);
+    for (const peer of [club, news, clinic]) {
+      const { report } = await seizureReport(peer);
+      assert.equal(report.ok, true, `${peer.name}: ${JSON.stringify(report.checks)}`);
+    }
+  });
 });
+
+/** The real `zimchat seizure-report --json` on a running server's data directory and database. */
+async function seizureReport(peer: Peer): Promise<{ report: SeizureReport }> {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [
+      zimchatBin,
+      "seizure-report",
+      "--json",
+      "--data-dir",
+      peer.server.dataDir,
+      "--database-url",
+      peer.server.databaseUrl,
+    ],
+    { env: { ...process.env, DATABASE_URL: "", ZIMCHAT_DATA_DIR: "" }, maxBuffer: 16 << 20 },
+  ).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? "" }));
+  return { report: JSON.parse(stdout) as SeizureReport };
+}
