@@ -22,6 +22,16 @@ export const rateLimitInfo = {
     description: "Sends per sending device (single and multi-recipient, REST and socket)",
     exceeded: "refused",
   },
+  federationAttachmentDownload: {
+    key: "origin server",
+    description: "Attachment downloads one origin server makes for its users (federation)",
+    exceeded: "refused",
+  },
+  remoteAttachmentDownload: {
+    key: "account",
+    description: "Downloads of attachments stored on other servers, through this server, per account (federation)",
+    exceeded: "refused",
+  },
   federationSend: {
     key: "origin server",
     description: "Sends relayed by one origin server (federation), one point per send of a transaction",

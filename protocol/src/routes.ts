@@ -640,6 +640,37 @@ export const streamRoutes = {
     success: { status: 200 },
     errors: ["not_found", "range_not_satisfiable"],
   },
+  federationDownloadAttachment: {
+    method: "get",
+    path: "/federation/v1/attachments/:id",
+    summary:
+      "Federation: an encrypted attachment of this server, for a peer's user who holds its id (the id is the capability); one HTTP Range per request; rate limited per origin server",
+    auth: "server",
+    stream: "response",
+    params: z.strictObject({ id: attachmentIdSchema }),
+    success: { status: 200 },
+    errors: ["not_found", "range_not_satisfiable", "rate_limited"],
+    rateLimits: ["federationAttachmentDownload"],
+  },
+  remoteDownloadAttachment: {
+    method: "get",
+    path: "/v1/federation/:server/attachments/:id",
+    summary:
+      "Download an encrypted attachment stored on another server (federation), streamed through this server; one HTTP Range per request",
+    auth: "device",
+    stream: "response",
+    params: z.strictObject({ server: serverNameSchema, id: attachmentIdSchema }),
+    success: { status: 200 },
+    errors: [
+      "not_found",
+      "range_not_satisfiable",
+      "peer_not_allowed",
+      "peer_unavailable",
+      "rate_limited",
+      "body_too_large",
+    ],
+    rateLimits: ["remoteAttachmentDownload"],
+  },
   adminBackup: {
     method: "post",
     path: "/admin/v1/backup",

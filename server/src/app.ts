@@ -137,7 +137,7 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
     );
   }
   // Raw-body routes (attachments): their bodies stream to disk, never parsed.
-  app.use(createAttachmentRouter(services.attachments, services.accounts, logger));
+  app.use(createAttachmentRouter(services.attachments, services.accounts, logger, services.federation));
   const storage = new StorageHealth(config.dataDir, database.provider === "sqlite", () =>
     logger.warn("storage is full: writes answer 507 storage_full and /readyz is not ready until space is freed"),
   );

@@ -41,6 +41,10 @@ export interface RateLimits {
   federationPreKeyClaims: RateLimit;
   /** Sends one origin server relays (federation), one point per send of a transaction. */
   federationSend: RateLimit;
+  /** Attachment downloads one origin server makes for its users (federation). */
+  federationAttachmentDownload: RateLimit;
+  /** Downloads of attachments on other servers through this one, per account (federation). */
+  remoteAttachmentDownload: RateLimit;
   /** Failed authentications per client address (only failures count). */
   failedAuthPerAddress: RateLimit;
   /** Failed authentications per client address and device username (only failures count). */
@@ -230,6 +234,8 @@ export const defaultRateLimits: RateLimits = {
   federationPreKeyBundle: { points: 120, durationSeconds: 60 },
   federationPreKeyClaims: { points: 600, durationSeconds: 3600 },
   federationSend: { points: 6000, durationSeconds: 60 },
+  federationAttachmentDownload: { points: 600, durationSeconds: 60 },
+  remoteAttachmentDownload: { points: 120, durationSeconds: 60 },
   failedAuthPerAddress: { points: 100, durationSeconds: 600 },
   failedAuthPerAddressAndDevice: { points: 10, durationSeconds: 600 },
 };

@@ -9,6 +9,7 @@ import {
   type RemoteSendResponse,
   type ServerDocument,
 } from "@zimchat/protocol";
+import type { Readable } from "node:stream";
 import type { z } from "zod";
 import type { ServerConfig } from "../config.js";
 import type { DevicePrincipal } from "../services/account-service.js";
@@ -167,6 +168,82 @@ export class FederationService {
     // Heard from: sends waiting out a backoff for that server go now.
     this.outbox.heardFrom(result.origin);
     return result.origin;
+  }
+
+  /**
+   * Fetches an attachment stored on another server for a local user, as a
+   * stream (the id is the capability; the user's `Range` is passed on).
+   * The answer is bounded by this server's own attachment size limit.
+   * @throws HttpError 404, 416 (with Content-Range) as the other server answered; 502 `peer_unavailable`;
+   *   413 `body_too_large` for a blob larger than this server accepts
+   */
+  async remoteAttachment(
+    principal: DevicePrincipal,
+    server: string,
+    id: string,
+    range: string | undefined,
+  ): Promise<{ status: number; headers: Record<string, string>; body: Readable }> {
+    if (server === this.config.serverName) {
+      throw new HttpError("invalid_request", "That is this server: use the local route");
+    }
+    if (!this.enabled || !this.peers.accepts(server)) {
+      throw new HttpError("peer_not_allowed", "This server does not federate with that server");
+    }
+    await this.limiter.consume("remoteAttachmentDownload", principal.accountId);
+    const path = `/federation/v1/attachments/${encodeURIComponent(id)}`;
+    const headers = await this.signedHeaders(server, "GET", path, undefined);
+    if (range !== undefined && range.length <= 200) headers["range"] = range;
+    let answer;
+    try {
+      answer = await this.peers.stream(server, path, headers);
+    } catch {
+      this.metrics?.federationOutbound.inc({ result: "failed" });
+      throw new HttpError("peer_unavailable", "The other server could not be reached");
+    }
+    const { status, body } = answer;
+    const single = (name: string): string | undefined => {
+      const value = answer.headers[name];
+      return typeof value === "string" ? value : undefined;
+    };
+    this.metrics?.federationOutbound.inc({ result: status < 300 ? "ok" : status < 500 ? "refused" : "failed" });
+    if (status === 200 || status === 206) {
+      const length = Number(single("content-length"));
+      if (!Number.isSafeInteger(length) || length > this.config.attachmentMaxBytes) {
+        body.destroy();
+        throw new HttpError(
+          "body_too_large",
+          "The attachment is larger than this server accepts, or of no stated size",
+        );
+      }
+      const out: Record<string, string> = { "content-length": String(length) };
+      const contentRange = single("content-range");
+      if (status === 206 && contentRange && contentRange.length <= 100) out["content-range"] = contentRange;
+      return { status, headers: out, body };
+    }
+    body.resume();
+    if (status === 404) throw new HttpError("not_found", "No such attachment on that server (unknown or expired)");
+    if (status === 416) {
+      const contentRange = single("content-range");
+      throw new HttpError(
+        "range_not_satisfiable",
+        "The requested range is outside the attachment",
+        {},
+        contentRange && contentRange.length <= 100 ? { "Content-Range": contentRange } : {},
+      );
+    }
+    if (status === 429)
+      throw new HttpError(
+        "rate_limited",
+        "That server limits this server's downloads",
+        { retryAfterSeconds: 60 },
+        { "Retry-After": "60" },
+      );
+    throw new HttpError("peer_unavailable", `The other server answered ${status}`);
+  }
+
+  /** Counts a peer's attachment download against its budget (after its signature checked out). */
+  async admitAttachmentDownload(origin: string): Promise<void> {
+    await this.limiter.consume("federationAttachmentDownload", origin);
   }
 
   /**
@@ -388,11 +465,7 @@ export class FederationService {
       throw new HttpError("peer_not_allowed", "This server does not federate with that server");
     }
     const body = json === undefined ? new Uint8Array() : new TextEncoder().encode(JSON.stringify(json));
-    const headers = await signRequest(
-      { method, url: `${this.peers.urlOf(destination)}${path}`, body, origin: this.config.serverName, destination },
-      this.document.keys()[0]!,
-    );
-    if (json !== undefined) headers["content-type"] = "application/json";
+    const headers = await this.signedHeaders(destination, method, path, body);
     try {
       const answer = await this.peers.send(destination, path, { method, headers, body });
       const result = answer.status < 300 ? "ok" : answer.status < 500 ? "refused" : "failed";
@@ -402,6 +475,27 @@ export class FederationService {
       this.metrics?.federationOutbound.inc({ result: "failed" });
       throw error;
     }
+  }
+
+  /** The headers that sign a request to `destination` with this server's newest key (and its JSON body's type). */
+  private async signedHeaders(
+    destination: string,
+    method: string,
+    path: string,
+    body: Uint8Array | undefined,
+  ): Promise<Record<string, string>> {
+    const headers = await signRequest(
+      {
+        method,
+        url: `${this.peers.urlOf(destination)}${path}`,
+        body: body ?? new Uint8Array(),
+        origin: this.config.serverName,
+        destination,
+      },
+      this.document.keys()[0]!,
+    );
+    if (body?.length) headers["content-type"] = "application/json";
+    return headers;
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import { lookup } from "node:dns";
 import { isIP } from "node:net";
+import type { Readable } from "node:stream";
 import type { KeyObject } from "node:crypto";
 import ipaddr from "ipaddr.js";
 import { Agent, request } from "undici";
@@ -137,6 +138,20 @@ export class PeerDirectory {
       body = null;
     }
     return { status: response.statusCode, body };
+  }
+
+  /**
+   * A GET to a peer whose answer is streamed, not parsed (an attachment):
+   * the same guarded connections and timeouts. The caller reads or destroys
+   * the body.
+   */
+  async stream(
+    server: string,
+    path: string,
+    headers: Record<string, string>,
+  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Readable }> {
+    const response = await request(`${this.urlOf(server)}${path}`, { dispatcher: this.agent, method: "GET", headers });
+    return { status: response.statusCode, headers: response.headers, body: response.body };
   }
 
   async close(): Promise<void> {

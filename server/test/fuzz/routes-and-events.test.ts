@@ -97,6 +97,8 @@ const roomy: RateLimits = {
   federationPreKeyBundle: { points: 100_000, durationSeconds: 60 },
   federationPreKeyClaims: { points: 100_000, durationSeconds: 3600 },
   federationSend: { points: 10_000_000, durationSeconds: 60 },
+  federationAttachmentDownload: { points: 100_000, durationSeconds: 60 },
+  remoteAttachmentDownload: { points: 100_000, durationSeconds: 60 },
   preKeyBundle: { points: 100_000, durationSeconds: 60 },
   send: { points: 100_000, durationSeconds: 1 },
   sealedSend: { points: 100_000, durationSeconds: 60 },
