@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { FederationPeerList } from "@zimchat/protocol";
 import type { SignalDevice } from "@zimchat/testing/signal";
-import { federated, freePort, type FederatedServer } from "../support/federation.js";
+import { federatedPair, freePort, type FederatedPair, type FederatedServer } from "../support/federation.js";
 import { encryptFor } from "../support/harness.js";
 
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
@@ -21,22 +21,16 @@ async function cli(server: FederatedServer, token: string, ...args: string[]): P
 
 describe("admin: federation peers (list, block, unblock) through the API and the CLI", () => {
   const token = randomBytes(24).toString("base64url");
+  let pair: FederatedPair;
   let club: FederatedServer;
   let news: FederatedServer;
   let alice: SignalDevice;
   let bob: SignalDevice;
   before(async () => {
-    club = await federated({ adminToken: token });
-    news = await federated();
-    alice = await club.register("alice");
-    bob = await news.register("bob");
-    const upload = await news.http().put("/v1/keys").set("authorization", bob.authHeader).send(bob.keyUpload(5, 5));
-    assert.equal(upload.status, 204);
+    pair = await federatedPair({ club: { adminToken: token } });
+    ({ club, news, alice, bob } = pair);
   });
-  after(async () => {
-    await club.stop();
-    await news.stop();
-  });
+  after(async () => pair.stop());
 
   const send = async (server: string, text: string) => {
     const messages = await encryptFor(

@@ -5,7 +5,14 @@ import { limits, type Envelope, type OutgoingMessage, type RemoteDeliveryFailed 
 import { PublicKey } from "@signalapp/libsignal-client";
 import type { SignalDevice } from "@zimchat/testing/signal";
 import { defaultRateLimits } from "../../src/config.js";
-import { federated, freePort, type FederatedServer } from "../support/federation.js";
+import {
+  federated,
+  federatedPair,
+  freePort,
+  uploadKeys,
+  type FederatedPair,
+  type FederatedServer,
+} from "../support/federation.js";
 import { encryptFor, linkDevice } from "../support/harness.js";
 import { certificateFor, setAccess } from "../support/sealed.js";
 
@@ -58,31 +65,16 @@ async function metric(server: FederatedServer, line: string): Promise<number | n
 }
 
 describe("federated delivery: club relays alice's sends to bob's server", () => {
+  let pair: FederatedPair;
   let club: FederatedServer;
   let news: FederatedServer;
   let alice: SignalDevice;
   let bob: SignalDevice;
   before(async () => {
-    club = await federated();
-    news = await federated();
-    alice = await club.register("alice");
-    bob = await news.register("bob");
-    for (const [server, device] of [
-      [news, bob],
-      [club, alice],
-    ] as const) {
-      const upload = await server
-        .http()
-        .put("/v1/keys")
-        .set("authorization", device.authHeader)
-        .send(device.keyUpload(5, 5));
-      assert.equal(upload.status, 204);
-    }
+    pair = await federatedPair();
+    ({ club, news, alice, bob } = pair);
   });
-  after(async () => {
-    await club.stop();
-    await news.stop();
-  });
+  after(async () => pair.stop());
 
   it("delivers a prekey message and later ones to offline bob, stamped with club's name; bob replies the same way", async () => {
     const devices = await remoteSession(club, alice, news, bob);
@@ -271,22 +263,16 @@ describe("federated delivery: club relays alice's sends to bob's server", () => 
 });
 
 describe("federated delivery while the recipient's server is down", () => {
+  let pair: FederatedPair;
   let club: FederatedServer;
   let news: FederatedServer;
   let alice: SignalDevice;
   let bob: SignalDevice;
   before(async () => {
-    club = await federated();
-    news = await federated();
-    alice = await club.register("alice");
-    bob = await news.register("bob");
-    const upload = await news.http().put("/v1/keys").set("authorization", bob.authHeader).send(bob.keyUpload(5, 5));
-    assert.equal(upload.status, 204);
+    pair = await federatedPair();
+    ({ club, news, alice, bob } = pair);
   });
-  after(async () => {
-    await club.stop();
-    await news.stop();
-  });
+  after(async () => pair.stop());
 
   it("queues sends, backs off, delivers each exactly once when news is back and heard from; a replayed transaction stores nothing", async () => {
     const devices = await remoteSession(club, alice, news, bob);
@@ -420,12 +406,7 @@ describe("federated delivery while the recipient's server is down", () => {
     });
     try {
       const carol = await strict.register("carol");
-      const upload = await strict
-        .http()
-        .put("/v1/keys")
-        .set("authorization", carol.authHeader)
-        .send(carol.keyUpload(5, 5));
-      assert.equal(upload.status, 204);
+      await uploadKeys(strict, carol);
       const devices = await remoteSession(club, alice, strict, carol);
       const first = await relay(
         club,

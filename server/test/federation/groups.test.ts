@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { PublicKey } from "@signalapp/libsignal-client";
 import type { Envelope } from "@zimchat/protocol";
 import type { SignalDevice } from "@zimchat/testing/signal";
-import { federated, type FederatedServer } from "../support/federation.js";
+import { federated, uploadKeys, type FederatedServer } from "../support/federation.js";
 import { linkDevice, startSession, testProvider } from "../support/harness.js";
 import { certificateFor, setAccess } from "../support/sealed.js";
 
@@ -60,12 +60,7 @@ describe("a group with members on three servers: one upload, each server gets on
       [news, bob],
       [clinic, carol],
     ] as const) {
-      const up = await server
-        .http()
-        .put("/v1/keys")
-        .set("authorization", device.authHeader)
-        .send(device.keyUpload(5, 5));
-      assert.equal(up.status, 204);
+      await uploadKeys(server, device);
     }
     await startSession(club, alice, dave);
     for (const [server, device] of [

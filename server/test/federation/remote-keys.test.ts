@@ -2,27 +2,21 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { defaultRateLimits } from "../../src/config.js";
 import type { SignalDevice } from "@zimchat/testing/signal";
-import { federated, freePort, type FederatedServer } from "../support/federation.js";
+import { federated, federatedPair, freePort, type FederatedPair, type FederatedServer } from "../support/federation.js";
 
 describe("remote accounts and key bundles through the home server", () => {
+  let pair: FederatedPair;
   let club: FederatedServer;
   let news: FederatedServer;
   let alice: SignalDevice;
   let bob: SignalDevice;
   before(async () => {
-    club = await federated();
-    news = await federated({
-      rateLimits: { ...defaultRateLimits, federationPreKeyClaims: { points: 2, durationSeconds: 3600 } },
+    pair = await federatedPair({
+      news: { rateLimits: { ...defaultRateLimits, federationPreKeyClaims: { points: 2, durationSeconds: 3600 } } },
     });
-    alice = await club.register("alice");
-    bob = await news.register("bob");
-    const upload = await news.http().put("/v1/keys").set("authorization", bob.authHeader).send(bob.keyUpload(10, 10));
-    assert.equal(upload.status, 204);
+    ({ club, news, alice, bob } = pair);
   });
-  after(async () => {
-    await club.stop();
-    await news.stop();
-  });
+  after(async () => pair.stop());
 
   const remote = (path: string) => club.http().get(path).set("authorization", alice.authHeader);
 

@@ -1,4 +1,6 @@
+import assert from "node:assert/strict";
 import { createServer } from "node:net";
+import type { SignalDevice } from "@zimchat/testing/signal";
 import type { ServerConfig } from "../../src/config.js";
 import { startServer, type TestServer } from "./harness.js";
 
@@ -26,4 +28,42 @@ export async function federated(overrides: Partial<ServerConfig> = {}): Promise<
     ...overrides,
   });
   return Object.assign(server, { name });
+}
+
+/** Uploads one-time keys (`count` EC and `count` Kyber) for a device on its server. */
+export async function uploadKeys(server: TestServer, device: SignalDevice, count = 5): Promise<void> {
+  const res = await server
+    .http()
+    .put("/v1/keys")
+    .set("authorization", device.authHeader)
+    .send(device.keyUpload(count, count));
+  assert.equal(res.status, 204, JSON.stringify(res.body));
+}
+
+/** Two federating servers: alice on club and bob on news, both with one-time keys uploaded. */
+export interface FederatedPair {
+  club: FederatedServer;
+  news: FederatedServer;
+  alice: SignalDevice;
+  bob: SignalDevice;
+  stop(): Promise<void>;
+}
+
+export async function federatedPair(
+  overrides: { club?: Partial<ServerConfig>; news?: Partial<ServerConfig> } = {},
+): Promise<FederatedPair> {
+  const [club, news] = await Promise.all([federated(overrides.club), federated(overrides.news)]);
+  const alice = await club.register("alice");
+  const bob = await news.register("bob");
+  await uploadKeys(club, alice);
+  await uploadKeys(news, bob);
+  return {
+    club,
+    news,
+    alice,
+    bob,
+    stop: async () => {
+      await Promise.all([club.stop(), news.stop()]);
+    },
+  };
 }
