@@ -11,7 +11,7 @@ import { localDevice, checkKeyLog, type ClientContext } from "./client-context.j
 import { decodeContent, type Content } from "./content.js";
 import { ApiError, apiError, DecryptionFailureReason, decryptionFailure, SealedSendingPausedError } from "./errors.js";
 import type { GroupUpdatedEvent, MessageEvent, ZimClientEvents } from "./events.js";
-import { applyGroupUpdate, groupConversation } from "./groups.js";
+import { applyGroupUpdate, bindMembers, groupConversation, inOwnView } from "./groups.js";
 import type { IdentityChangedEvent, IdentityChangeNotifier } from "./identity-changes.js";
 import { MessageDedup } from "./message-dedup.js";
 import type { NameClaim, Names } from "./names.js";
@@ -109,7 +109,9 @@ export class Inbox {
    * 5xx, 429) leaves the batch unacknowledged, to be redelivered.
    */
   private async pinRemoteTrustRoots(batch: Envelope[]): Promise<void> {
-    const { sealed, servers } = this.ctx;
+    const { sealed, servers, home } = this.ctx;
+    // Content from other servers may name this homeserver (group members): its federation name is learned first.
+    if (home.cachedName() === null && batch.some((e) => e.sourceServer)) await home.name().catch(() => undefined);
     const unpinned = new Set<string>();
     for (const envelope of batch) {
       const server = envelope.type === "sealed" ? servers.normalize(envelope.sourceServer) : null;
@@ -325,12 +327,6 @@ export class Inbox {
         { uuid: from, deviceId: fromDevice },
         content.senderKey.message,
       );
-    // Groups across servers are not supported yet: a group change or message from another server's user is refused.
-    if ((content.groupUpdate || content.group || opened.senderKey) && this.ctx.servers.remoteServerOf(from) !== null)
-      throw decryptionFailure(
-        DecryptionFailureReason.NotAGroupMember,
-        "groups with members on other servers are not supported yet",
-      );
     if (content.groupUpdate) {
       const current = groups.get(content.groupUpdate.id);
       const change = applyGroupUpdate(current, content.groupUpdate, from, me);
@@ -339,6 +335,9 @@ export class Inbox {
           DecryptionFailureReason.NotAGroupMember,
           "group change refused: not from an admin, or stale",
         );
+      // Members on other servers (federation): bound where the admin says, unless this device bound them already.
+      bindMembers(change.group, from, this.ctx.servers);
+      change.group = inOwnView(change.group, this.ctx.servers);
       groups.save(change.group);
       // Someone left: this device's sender key for the group is replaced before its next message.
       if (change.removed.length) groups.rotate(change.group.id);

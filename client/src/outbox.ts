@@ -339,14 +339,21 @@ export class Outbox {
 
   /**
    * Delivers one multi-recipient sealed message: sealed when every access key is known, else authenticated (still
-   * stored without a sender).
+   * stored without a sender). `remoteRecipients` names the recipients on other servers (federation), which this
+   * homeserver relays one by one and answers for in `remote`.
    */
-  async deliverMulti(recipients: string[], message: string, idempotencyKey: string): Promise<MultiRecipientResponse> {
+  async deliverMulti(
+    recipients: string[],
+    message: string,
+    idempotencyKey: string,
+    remoteRecipients: { uuid: string; server: string }[] = [],
+  ): Promise<MultiRecipientResponse> {
     const { api, connections, settings, sealed } = this.ctx;
     const accessKeys = recipients.map((uuid) => ({ uuid, accessKey: sealed.accessKeyOf(uuid) }));
     const allKnown = accessKeys.every((k): k is { uuid: string; accessKey: string } => !!k.accessKey);
+    const remote = remoteRecipients.length ? { remoteRecipients } : {};
     if (allKnown && settings.sealedSender) {
-      const request = { message, accessKeys, idempotencyKey };
+      const request = { message, accessKeys, idempotencyKey, ...remote };
       try {
         return await withSendRetry(async () => {
           if (connections.connected) {
@@ -365,7 +372,10 @@ export class Outbox {
       }
     }
     // Some access key is unknown: authenticated, still stored without a sender.
-    return withSendRetry(() => api.sendMultiRecipient({ message, idempotencyKey }, true), settings.sendRetry);
+    return withSendRetry(
+      () => api.sendMultiRecipient({ message, idempotencyKey, ...remote }, true),
+      settings.sendRetry,
+    );
   }
 }
 

@@ -87,8 +87,6 @@ describe("federation: alice on club writes to bob on news", () => {
         ["out", "Two"],
       ],
     );
-    // Groups across servers are refused clearly.
-    await assert.rejects(alice.createGroup("Both servers", [bobAddress]), /another server/);
   });
 
   it("news down: the send is queued on club; bob's keys change meanwhile; the client repairs and re-sends when club gives up", async () => {
@@ -246,6 +244,23 @@ describe("federation: alice on club writes to bob on news", () => {
       ok(await cli(as("dudu", "send", `carol@${club.name}`, "Got", "it")));
       const [reply] = only(ok(await cli(as("carol", "receive"))), "message");
       assert.equal(reply?.from, `dudu@${news.name}`);
+      // A group with a member of another homeserver, from the terminal chat.
+      const [created] = only(
+        ok(await cli(as("carol", "group", "create", "Both servers", `dudu@${news.name}`))),
+        "groupChanged",
+      );
+      assert.deepEqual(created?.members, ["carol", `dudu@${news.name}`]);
+      const [groupSent] = only(
+        ok(await cli(as("carol", "group", "send", "Both servers", "Hello", "group"))),
+        "groupSent",
+      );
+      assert.equal(groupSent?.devices, 1, "dudu's one device, on news");
+      assert.equal(groupSent?.notDelivered, undefined);
+      const dudus = ok(await cli(as("dudu", "receive")));
+      assert.deepEqual(only(dudus, "groupUpdated")[0]?.members, [`carol@${club.name}`, "dudu"]);
+      const [groupMessage] = only(dudus, "message");
+      assert.equal(groupMessage?.text, "Hello group");
+      assert.equal(groupMessage?.from, `carol@${club.name}`);
       const unknown = await cli(as("carol", "send", `nobody_here@${news.name}`, "hi"));
       assert.equal(unknown.code, 1);
       assert.match(unknown.stdout, /"code":"unknown_user"/);
