@@ -153,6 +153,8 @@ export class SealedSenderState {
    */
   pinRemoteTrustRoot(server: string, presented: string, now = Date.now()): void {
     const pinned = this.store.getValue(`trustRoot:${server}`);
+    // While it differs, every sealed send to its users asks again (and is held).
+    if (pinned && pinned !== presented) this.remoteCheckedAt.delete(server);
     if (pinned && pinned !== presented)
       throw new TrustRootMismatchError(
         trustRootFingerprint(bytes(pinned)),

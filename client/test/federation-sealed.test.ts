@@ -7,7 +7,8 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import type { ZimClient } from "../src/index.js";
+import { PrivateKey } from "@signalapp/libsignal-client";
+import { SealedSendingPausedError, trustRootFingerprint, type ZimClient } from "../src/index.js";
 import { inbox, registerDevice, until } from "@zimchat/testing/spawn";
 import {
   collect,
@@ -73,6 +74,58 @@ describe("federation: sealed sender across servers", () => {
     assert.equal(back?.fromServer, club.name);
     assert.deepEqual(back?.senderName, { username: aliceAddress, verified: true });
     assert.equal(bob.store.getValue(`trustRoot:${club.name}`), trustRootOf(club));
+  });
+
+  it("news's trust root differs from the pinned one: reported once, sealed sends to its users held until the app accepts it", async () => {
+    const alice = await registerDevice(club.url, undefined, { sendReceipts: false });
+    const bob = await registerDevice(news.url, undefined, { sendReceipts: false });
+    closing.push(alice, bob);
+    const bobAddress = `${bob.local.username}@${news.name}`;
+    const aliceAddress = `${alice.local.username}@${club.name}`;
+    const toAlice = inbox(alice);
+    const failures = collect(alice, "decryptionFailed");
+    const changes = collect(alice, "trustRootChanged");
+    await alice.sendText(bobAddress, "my access key");
+    await bob.poll();
+    await bob.sendText(aliceAddress, "yours");
+    await alice.poll();
+    assert.equal(toAlice.at(-1)?.sealed, true);
+    // What alice sees after news replaced its trust root: the one she pinned is not the one news presents.
+    const other = PrivateKey.generate().getPublicKey().serialize();
+    const pinned = trustRootFingerprint(other);
+    const presented = trustRootFingerprint(Buffer.from(trustRootOf(news), "base64"));
+    alice.store.setValue(`trustRoot:${news.name}`, Buffer.from(other).toString("base64"));
+
+    // Bob's next sealed message does not validate against the pinned root: refused, never shown; the root is asked
+    // again and the change reported.
+    await bob.sendText(aliceAddress, "after the change");
+    await alice.poll();
+    await until(failures, 1);
+    assert.equal(failures[0]?.reason, "invalid_certificate");
+    assert.equal(toAlice.length, 1);
+    await until(changes, 1);
+    assert.deepEqual(changes, [{ pinned, presented, unsealedAllowed: false, server: news.name }]);
+    // Sealed sends to news's users are held (not silently sent authenticated), reported once.
+    await assert.rejects(alice.sendText(bobAddress, "held"), (error: unknown) => {
+      assert.ok(error instanceof SealedSendingPausedError);
+      assert.equal(error.server, news.name);
+      return true;
+    });
+    await assert.rejects(alice.sendText(bobAddress, "held again"), SealedSendingPausedError);
+    assert.equal(changes.length, 1);
+
+    // The app checked the fingerprint with news's admin: sealed both ways again.
+    assert.equal(await alice.acceptTrustRoot(presented, news.name), presented);
+    assert.equal(alice.store.getValue(`trustRoot:${news.name}`), trustRootOf(news));
+    await alice.sendText(bobAddress, "sealed again");
+    const toBob = inbox(bob);
+    await bob.poll();
+    assert.equal(toBob.at(-1)?.text, "sealed again");
+    assert.equal(toBob.at(-1)?.sealed, true);
+    await bob.sendText(aliceAddress, "and back");
+    await alice.poll();
+    assert.equal(toAlice.at(-1)?.text, "and back");
+    assert.equal(toAlice.at(-1)?.sealed, true);
   });
 
   it("news down: a sealed send (never queued: 502) falls back to an authenticated send that club queues", async () => {
