@@ -14,7 +14,7 @@
  * stay in the answer's `remote[]`.
  */
 import { randomUUID } from "node:crypto";
-import { recipientMismatchSchema, type MultiRecipientResponse } from "@zimchat/protocol";
+import { errorBodySchema, recipientMismatchSchema, type MultiRecipientResponse } from "@zimchat/protocol";
 import { localDevice, ownProfile, type ClientContext } from "./client-context.js";
 import { encodeContent, type Content, type GroupState } from "./content.js";
 import { ApiError, GroupError } from "./errors.js";
@@ -154,6 +154,13 @@ export class GroupMessaging {
       response.serverTimestamp = answer.serverTimestamp;
       response.recipients.push(...answer.recipients);
       const settled = (answer.remote ?? []).filter((r) => r.status === 200 || round >= 3 || !repairable(r));
+      // Relays this homeserver queued (their server did not answer): kept for a re-send after `remote-delivery-failed`.
+      const queued = settled.filter((r) => r.status === 200 && r.queued && r.id);
+      if (queued.length)
+        await tasks.run(async () => {
+          for (const r of queued)
+            this.outbox.pendingRemote.remember(r.id!, r.uuid, r.server, content, Date.now(), groupId);
+        });
       if (settled.length) (response.remote ??= []).push(...settled);
       const refused = (answer.remote ?? []).filter((r) => !settled.includes(r));
       await tasks.run(async () => {
@@ -173,6 +180,36 @@ export class GroupMessaging {
     );
     await this.outbox.syncToOwnDevices({ ...content, sync: {} });
     return { timestamp: content.timestamp, response };
+  }
+
+  /**
+   * Re-sends a group message to one member (another server's, after `remote-delivery-failed` and a repair), if they
+   * are still a member and this account still is one.
+   * @throws GroupError when either is no longer a member; ApiError when the re-send is refused
+   */
+  async resendTo(groupId: string, uuid: string, content: Content): Promise<void> {
+    const group = this.ctx.groups.get(groupId);
+    const me = localDevice(this.ctx).uuid;
+    if (!group?.members.includes(me) || !group.members.includes(uuid))
+      throw new GroupError(`${uuid} is no longer in group ${groupId}`);
+    const certificate = await this.outbox.senderCertificate();
+    if (!certificate) throw new GroupError("the homeserver issued no sender certificate");
+    const { tasks, groups } = this.ctx;
+    // Their devices were just repaired: a device id may be a new install, which needs this device's sender key.
+    await tasks.run(async () => groups.forgetKeyHolders(groupId, uuid));
+    const answer = await this.sendRound(groupId, encodeContent(content), certificate, [uuid]);
+    const result = answer.remote?.find((r) => r.uuid === uuid);
+    if (result && result.status !== 200) {
+      const body = errorBodySchema.safeParse(result.error);
+      throw new ApiError(
+        result.status,
+        body.success ? body.data : { code: "internal", message: `${result.server} refused (${result.status})` },
+      );
+    }
+    if (result?.queued && result.id) {
+      const { id, server } = result;
+      await tasks.run(async () => this.outbox.pendingRemote.remember(id, uuid, server, content, Date.now(), groupId));
+    }
   }
 
   /**

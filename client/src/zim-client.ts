@@ -81,7 +81,9 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     if (options.displayName !== undefined) this.setDisplayName(options.displayName);
     this.keyUpkeep = new KeyUpkeep(this.ctx, { ...defaultKeyPolicy, ...options.keyPolicy });
     this.trust = new TrustChecks(this.ctx, sessions, this.outbox);
-    this.remoteFailures = new RemoteDeliveryFailures(this.ctx, sessions, this.outbox);
+    this.remoteFailures = new RemoteDeliveryFailures(this.ctx, sessions, this.outbox, (groupId, uuid, content) =>
+      this.groupMessaging.resendTo(groupId, uuid, content),
+    );
   }
 
   /**

@@ -11,7 +11,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { GroupUpdatedEvent, ZimClient } from "../src/index.js";
 import { inbox, registerDevice, until } from "@zimchat/testing/spawn";
-import { collect, federatedHomeserver, type FederatedHomeserver } from "./support/federation.js";
+import { collect, eventually, federatedHomeserver, type FederatedHomeserver } from "./support/federation.js";
 import { queryServerDb } from "./support/server-db.js";
 
 /** Every file a server keeps (database, WAL, data dir but its keys), as someone holding its disk would read them. */
@@ -172,5 +172,50 @@ describe("federation: a group with members on three servers", () => {
     assert.equal((await until(inboxes.bob, 4)).at(-1)?.text, "after bob's reinstall");
     assert.equal((await until(inboxes.dave, 6)).at(-1)?.text, "after bob's reinstall");
     assert.equal(inboxes.dave.filter((m) => m.text === "after bob's reinstall").length, 1, "dave got it once");
+  });
+
+  it("news down: club queues bob's copy of a group message; bob reinstalls; club gives up; alice re-sends to him alone", async () => {
+    const options = { sendReceipts: false };
+    const alice = await registerDevice(club.url, undefined, options);
+    const bob = await registerDevice(news.url, undefined, options);
+    const carol = await registerDevice(clinic.url, undefined, options);
+    closing.push(alice, bob, carol);
+    const toBob = inbox(bob);
+    const toCarol = inbox(carol);
+    const failures = collect(alice, "remoteDeliveryFailed");
+    await alice.connect();
+    const group = await alice.createGroup("Queued", [
+      `${bob.local.username}@${news.name}`,
+      `${carol.local.username}@${clinic.name}`,
+    ]);
+    await alice.sendGroupText(group.id, "before");
+    await bob.poll();
+    assert.equal(toBob.at(-1)?.text, "before");
+
+    let sent: Awaited<ReturnType<ZimClient["sendGroupText"]>> | undefined;
+    await news.restart(async () => {
+      sent = await alice.sendGroupText(group.id, "while news was down");
+    });
+    const byUuid = new Map((sent?.response.remote ?? []).map((r) => [r.uuid, r]));
+    assert.equal(byUuid.get(bob.local.uuid)?.queued, true, "club holds bob's copy");
+    assert.equal(byUuid.get(carol.local.uuid)?.status, 200);
+    assert.equal(alice.store.valuesWithPrefix("remoteSend:").length, 1, "its content is kept for a re-send");
+    await carol.poll();
+    assert.equal(toCarol.at(-1)?.text, "while news was down");
+
+    // Bob reinstalls: the queued copy is for a stale device. News asking club something makes club retry now.
+    await bob.resetIdentity();
+    await bob.connect();
+    await bob.api.remoteLookupUsername(club.name, alice.local.username);
+    await eventually(
+      "bob gets the message again, re-sent to him alone",
+      () => toBob.at(-1)?.text === "while news was down",
+      60_000,
+    );
+    assert.equal(toBob.at(-1)?.group, group.id);
+    assert.deepEqual(failures, [], "repaired without the app");
+    await eventually("the kept content is dropped", () => !alice.store.valuesWithPrefix("remoteSend:").length);
+    await settle();
+    assert.equal(toCarol.filter((m) => m.text === "while news was down").length, 1, "carol got it once");
   });
 });
