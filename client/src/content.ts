@@ -22,6 +22,14 @@ export const groupStateSchema = z.object({
   admins: z.array(uuid).min(1).max(limits.maxGroupRecipients),
   /** Increases with every change; older updates are ignored. */
   revision: z.number().int().min(0),
+  /**
+   * Federation: the homeserver (its federation name) of each member that is
+   * not on the same server as whoever sent this state; members not listed
+   * are on the sender's server. Absent: every member is (groups of one
+   * server, and groups stored before federation). Each device keeps it in
+   * its own view (relative to itself) and routes by its own server bindings.
+   */
+  memberServers: z.record(uuid, serverNameSchema).optional(),
 });
 export type GroupState = z.infer<typeof groupStateSchema>;
 

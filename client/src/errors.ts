@@ -106,16 +106,21 @@ export enum DecryptionFailureReason {
   ServerMismatch = "server_mismatch",
 }
 
-/** The homeserver presented a different trust root than the one this device pinned. */
+/**
+ * A server presented a different trust root than the one this device
+ * pinned for it: the homeserver (`server` absent) or another server
+ * (federation: `server` names it).
+ */
 export class TrustRootMismatchError extends Error {
   override name = "TrustRootMismatchError";
 
   constructor(
     readonly pinned: string,
     readonly presented: string,
+    readonly server?: string,
   ) {
     super(
-      `the server's trust root changed (pinned ${pinned}, presented ${presented}): sealed sender is off until this is resolved`,
+      `the ${server === undefined ? "server's" : `server ${server}'s`} trust root changed (pinned ${pinned}, presented ${presented}): sealed sender is off until this is resolved`,
     );
   }
 }
@@ -146,6 +151,8 @@ export class BadDeviceKeysError extends Error {
  * one this device pinned (`trustRootChanged`): sending it authenticated
  * would tell the server who sends. Call `acceptTrustRoot` (after checking
  * the new fingerprint with the server's admin) or `allowUnsealedSending`.
+ * With `server` set, the trust root of that other server changed (sealed
+ * sends to its users are held; pass `server` to those calls).
  */
 export class SealedSendingPausedError extends TrustRootMismatchError {
   override name = "SealedSendingPausedError";

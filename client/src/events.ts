@@ -119,8 +119,13 @@ export interface ZimClientEvents {
    * (fingerprints as admins publish them). Sealed sends are held
    * (`SealedSendingPausedError`) until the app calls `acceptTrustRoot` or
    * `allowUnsealedSending`; `unsealedAllowed` says which policy is in force.
+   * `server` set: another server's trust root changed (federation: the one
+   * its users' sender certificates are checked against); sealed sends to its
+   * users are held, and its users' sealed messages that the new root signs
+   * are refused, until the app calls `acceptTrustRoot(fingerprint, server)`
+   * or `allowUnsealedSending(server)`.
    */
-  trustRootChanged: [{ pinned: string; presented: string; unsealedAllowed: boolean }];
+  trustRootChanged: [{ pinned: string; presented: string; unsealedAllowed: boolean; server?: string }];
   /** The peer's device decrypted the messages with these timestamps. */
   deliveryReceipt: [{ from: string; fromDevice: number; timestamps: number[] }];
   /** An envelope could not be decrypted (or was refused); it is acknowledged and dropped. */

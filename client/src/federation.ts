@@ -160,7 +160,7 @@ export class ServerBindings {
    * (absent, or its own name), else the other server's name.
    */
   normalize(server: string | null | undefined): string | null {
-    return !server || server === this.home.cachedName() ? null : server;
+    return !server || this.home.isHome(server) ? null : server;
   }
 
   /**

@@ -4,18 +4,32 @@
  * sender-key ciphertext inside one multi-recipient sealed-sender message,
  * after this device's sender key was distributed to member devices that
  * lack it. The server stores nothing about groups.
+ *
+ * Members on other servers (federation) get group changes and sender keys
+ * through the federated 1:1 path, and group messages in the same single
+ * upload (`remoteRecipients`): this homeserver relays each remote member's
+ * own sealed message to its server and answers for each in `remote[]`. A
+ * remote member's device change (409/410) or refused access key (401) is
+ * repaired and the message re-sent to that member alone; other refusals
+ * stay in the answer's `remote[]`.
  */
 import { randomUUID } from "node:crypto";
-import type { MultiRecipientResponse } from "@zimchat/protocol";
+import { errorBodySchema, recipientMismatchSchema, type MultiRecipientResponse } from "@zimchat/protocol";
 import { localDevice, ownProfile, type ClientContext } from "./client-context.js";
 import { encodeContent, type Content, type GroupState } from "./content.js";
 import { ApiError, GroupError } from "./errors.js";
-import { groupConversation, groupIdBytes } from "./groups.js";
+import { parseAddress } from "./federation.js";
+import { groupConversation, groupIdBytes, inOwnView } from "./groups.js";
 import type { Names } from "./names.js";
 import type { MessageBody, Outbox } from "./outbox.js";
 import { newIdempotencyKey } from "./send-retry.js";
 import type { Sessions } from "./sessions.js";
-import type { DeviceAddress } from "./signal/index.js";
+import type { DeviceAddress, SenderCertificate } from "./signal/index.js";
+
+/** A remote member's refusal that a repair can answer: a device change (409/410) or a changed access key (401). */
+function repairable(r: NonNullable<MultiRecipientResponse["remote"]>[number]): boolean {
+  return r.status === 401 || r.error?.code === "mismatched_devices" || r.error?.code === "stale_devices";
+}
 
 /** Member names a group change carries, at most (the content stays well under the server's size limit). */
 const maxMemberNames = 200;
@@ -32,15 +46,11 @@ export class GroupMessaging {
 
   /** Creates a group (members are account ids) with this account as its admin and announces it. */
   async create(title: string, members: string[]): Promise<GroupState> {
-    this.refuseRemote(members);
     const me = localDevice(this.ctx).uuid;
-    const group: GroupState = {
-      id: randomUUID(),
-      title,
-      members: [...new Set([me, ...members])],
-      admins: [me],
-      revision: 0,
-    };
+    const group = inOwnView(
+      { id: randomUUID(), title, members: [...new Set([me, ...members])], admins: [me], revision: 0 },
+      this.ctx.servers,
+    );
     await this.ctx.tasks.run(async () => this.ctx.groups.save(group));
     await this.announce(group, []);
     return group;
@@ -48,42 +58,28 @@ export class GroupMessaging {
 
   /** Adds members (account ids; admins only). */
   async addMembers(groupId: string, uuids: string[]): Promise<GroupState> {
-    this.refuseRemote(uuids);
     const current = this.adminGroup(groupId);
-    const next: GroupState = {
-      ...current,
-      members: [...new Set([...current.members, ...uuids])],
-      revision: current.revision + 1,
-    };
+    const next = inOwnView(
+      { ...current, members: [...new Set([...current.members, ...uuids])], revision: current.revision + 1 },
+      this.ctx.servers,
+    );
     await this.ctx.tasks.run(async () => this.ctx.groups.save(next));
     await this.announce(next, []);
     return next;
   }
 
-  /**
-   * Groups with members on other servers are not supported yet (a group message is one multi-recipient upload to
-   * this homeserver, which fans it out to its own users only).
-   * @throws GroupError naming the first member of another server
-   */
-  private refuseRemote(uuids: string[]): void {
-    for (const uuid of uuids) {
-      const server = this.ctx.servers.remoteServerOf(uuid);
-      if (server !== null)
-        throw new GroupError(
-          `${this.names.nameOf(uuid)?.username ?? `${uuid}@${server}`} is a user of another server (${server}): groups with members on other servers are not supported yet`,
-        );
-    }
-  }
-
   /** Removes members (account ids; admins only), tells them, and starts a new sender key. */
   async removeMembers(groupId: string, removed: Set<string>): Promise<GroupState> {
     const current = this.adminGroup(groupId);
-    const next: GroupState = {
-      ...current,
-      members: current.members.filter((m) => !removed.has(m)),
-      admins: current.admins.filter((a) => !removed.has(a)),
-      revision: current.revision + 1,
-    };
+    const next = inOwnView(
+      {
+        ...current,
+        members: current.members.filter((m) => !removed.has(m)),
+        admins: current.admins.filter((a) => !removed.has(a)),
+        revision: current.revision + 1,
+      },
+      this.ctx.servers,
+    );
     if (!next.admins.length) throw new GroupError("a group needs at least one admin");
     await this.ctx.tasks.run(async () => {
       this.ctx.groups.save(next);
@@ -111,7 +107,9 @@ export class GroupMessaging {
     // names.
     const memberNames = group.members.flatMap((uuid) => {
       const name = uuid === local.uuid ? null : this.names.nameOf(uuid);
-      return name ? [{ uuid, username: name.username }] : [];
+      // A member of another server is known here as `name@server`: the claim is the bare username, which each
+      // receiver checks on the server it binds that member to (see memberServers).
+      return name ? [{ uuid, username: parseAddress(name.username).name }] : [];
     });
     const content: Content = {
       v: 1,
@@ -131,7 +129,7 @@ export class GroupMessaging {
    * server.
    */
   async send(groupId: string, body: MessageBody): Promise<{ timestamp: number; response: MultiRecipientResponse }> {
-    const { tasks, groups, store, signal } = this.ctx;
+    const { tasks, groups, store, sealed } = this.ctx;
     const me = localDevice(this.ctx).uuid;
     const group = groups.get(groupId);
     if (!group || !group.members.includes(me)) throw new GroupError(`not a member of group ${groupId}`);
@@ -148,37 +146,114 @@ export class GroupMessaging {
       profile: ownProfile(this.ctx),
     };
     const padded = encodeContent(content);
-    let response: MultiRecipientResponse = { serverTimestamp: Date.now(), recipients: [] };
-    // One key for the whole send: nothing is stored on a 409/410, so a corrected retry may reuse it.
-    const idempotencyKey = newIdempotencyKey();
-    if (recipients.length) {
-      for (let attempt = 0; ; attempt++) {
-        const addresses = await tasks.run(async () => {
-          for (const uuid of recipients) await this.sessions.devicesOf(uuid);
-          return recipients.flatMap((uuid) => store.sessionDevices(uuid).map((deviceId) => ({ uuid, deviceId })));
+    const response: MultiRecipientResponse = { serverTimestamp: Date.now(), recipients: [] };
+    // Everyone at first; then the remote members whose server refused them (repaired), each round to them alone.
+    let pending = recipients;
+    for (let round = 0; pending.length; round++) {
+      const answer = await this.sendRound(groupId, padded, certificate, pending);
+      response.serverTimestamp = answer.serverTimestamp;
+      response.recipients.push(...answer.recipients);
+      const settled = (answer.remote ?? []).filter((r) => r.status === 200 || round >= 3 || !repairable(r));
+      // Relays this homeserver queued (their server did not answer): kept for a re-send after `remote-delivery-failed`.
+      const queued = settled.filter((r) => r.status === 200 && r.queued && r.id);
+      if (queued.length)
+        await tasks.run(async () => {
+          for (const r of queued)
+            this.outbox.pendingRemote.remember(r.id!, r.uuid, r.server, content, Date.now(), groupId);
         });
-        await this.distributeSenderKey(groupId, addresses);
-        const message = await tasks.run(async () =>
-          signal.groupSeal(padded, groups.distributionId(groupId), groupIdBytes(groupId), certificate, addresses),
-        );
-        try {
-          response = await this.outbox.deliverMulti(
-            recipients,
-            Buffer.from(message).toString("base64"),
-            idempotencyKey,
-          );
-          break;
-        } catch (error) {
-          if (!(error instanceof ApiError) || attempt >= 3 || !error.body.recipients) throw error;
-          await tasks.run(async () => this.sessions.fixDevices(error.body.recipients ?? []));
+      if (settled.length) (response.remote ??= []).push(...settled);
+      const refused = (answer.remote ?? []).filter((r) => !settled.includes(r));
+      await tasks.run(async () => {
+        for (const r of refused) {
+          if (r.status === 401) sealed.forgetAccessKey(r.uuid);
+          else {
+            const mismatch = recipientMismatchSchema.safeParse({ ...r.error, uuid: r.uuid });
+            await this.sessions.fixDevices([mismatch.success ? mismatch.data : { uuid: r.uuid }]);
+            groups.forgetKeyHolders(groupId, r.uuid);
+          }
         }
-      }
+      });
+      pending = refused.map((r) => r.uuid);
     }
     await tasks.run(async () =>
       store.addMessage(this.outbox.outgoingRecord(randomUUID(), groupConversation(groupId), content)),
     );
     await this.outbox.syncToOwnDevices({ ...content, sync: {} });
     return { timestamp: content.timestamp, response };
+  }
+
+  /**
+   * Re-sends a group message to one member (another server's, after `remote-delivery-failed` and a repair), if they
+   * are still a member and this account still is one.
+   * @throws GroupError when either is no longer a member; ApiError when the re-send is refused
+   */
+  async resendTo(groupId: string, uuid: string, content: Content): Promise<void> {
+    const group = this.ctx.groups.get(groupId);
+    const me = localDevice(this.ctx).uuid;
+    if (!group?.members.includes(me) || !group.members.includes(uuid))
+      throw new GroupError(`${uuid} is no longer in group ${groupId}`);
+    const certificate = await this.outbox.senderCertificate();
+    if (!certificate) throw new GroupError("the homeserver issued no sender certificate");
+    const { tasks, groups } = this.ctx;
+    // Their devices were just repaired: a device id may be a new install, which needs this device's sender key.
+    await tasks.run(async () => groups.forgetKeyHolders(groupId, uuid));
+    const answer = await this.sendRound(groupId, encodeContent(content), certificate, [uuid]);
+    const result = answer.remote?.find((r) => r.uuid === uuid);
+    if (result && result.status !== 200) {
+      const body = errorBodySchema.safeParse(result.error);
+      throw new ApiError(
+        result.status,
+        body.success ? body.data : { code: "internal", message: `${result.server} refused (${result.status})` },
+      );
+    }
+    if (result?.queued && result.id) {
+      const { id, server } = result;
+      await tasks.run(async () => this.outbox.pendingRemote.remember(id, uuid, server, content, Date.now(), groupId));
+    }
+  }
+
+  /**
+   * One multi-recipient upload of a group message to `recipients` (remote ones named in `remoteRecipients`), after
+   * this device's sender key reached their devices; retried after this homeserver's own 409/410 (which refuse the whole
+   * upload: nothing was stored or relayed, so the corrected retry reuses the key).
+   */
+  private async sendRound(
+    groupId: string,
+    padded: Uint8Array<ArrayBuffer>,
+    certificate: SenderCertificate,
+    recipients: string[],
+  ): Promise<MultiRecipientResponse> {
+    const { tasks, groups, store, signal, servers } = this.ctx;
+    const remoteRecipients = recipients.flatMap((uuid) => {
+      const server = servers.remoteServerOf(uuid);
+      return server === null ? [] : [{ uuid, server }];
+    });
+    const idempotencyKey = newIdempotencyKey();
+    for (let attempt = 0; ; attempt++) {
+      const addresses = await tasks.run(async () => {
+        for (const uuid of recipients) await this.sessions.devicesOf(uuid);
+        return recipients.flatMap((uuid) => store.sessionDevices(uuid).map((deviceId) => ({ uuid, deviceId })));
+      });
+      await this.distributeSenderKey(groupId, addresses);
+      const message = await tasks.run(async () =>
+        signal.groupSeal(padded, groups.distributionId(groupId), groupIdBytes(groupId), certificate, addresses),
+      );
+      try {
+        return await this.outbox.deliverMulti(
+          recipients,
+          Buffer.from(message).toString("base64"),
+          idempotencyKey,
+          remoteRecipients,
+        );
+      } catch (error) {
+        if (!(error instanceof ApiError) || attempt >= 3 || !error.body.recipients) throw error;
+        const mismatches = error.body.recipients;
+        await tasks.run(async () => {
+          await this.sessions.fixDevices(mismatches);
+          for (const m of mismatches) groups.forgetKeyHolders(groupId, m.uuid);
+        });
+      }
+    }
   }
 
   /**

@@ -4,9 +4,15 @@
  * encrypted `groupUpdate` messages from an admin; messages use libsignal
  * sender keys, one distribution per sender device and group, replaced
  * whenever a member is removed.
+ *
+ * Federation: members may belong to other homeservers. A group state names
+ * them in `memberServers`, relative to whoever sent it; each device binds
+ * members it never saw to the server named there (see federation.ts), keeps
+ * the state in its own view, and routes by its own bindings.
  */
 import { randomUUID } from "node:crypto";
 import type { GroupState } from "./content.js";
+import type { ServerBindings } from "./federation.js";
 import type { DeviceStore } from "./store/device-store.js";
 
 /** The conversation key of a group in the message history. */
@@ -56,10 +62,48 @@ export class GroupStore {
     return new Set(JSON.parse(this.store.getValue(`groupKeySentTo:${groupId}`) || "[]") as string[]);
   }
 
+  /**
+   * Forgets that an account's devices hold this device's sender key (their devices changed: a device id may now be
+   * a new install), so that it is sent to them again.
+   */
+  forgetKeyHolders(groupId: string, uuid: string): void {
+    const holders = [...this.keyHolders(groupId)].filter((a) => !a.startsWith(`${uuid}.`));
+    this.store.setValue(`groupKeySentTo:${groupId}`, JSON.stringify(holders));
+  }
+
   addKeyHolders(groupId: string, addresses: string[]): void {
     const holders = this.keyHolders(groupId);
     for (const a of addresses) holders.add(a);
     this.store.setValue(`groupKeySentTo:${groupId}`, JSON.stringify([...holders]));
+  }
+}
+
+/**
+ * A group state in this device's view: `memberServers` names each member
+ * bound to another server (omitted when there is none).
+ */
+export function inOwnView(group: GroupState, servers: Pick<ServerBindings, "remoteServerOf">): GroupState {
+  const { memberServers: _, ...rest } = group;
+  const memberServers: Record<string, string> = {};
+  for (const uuid of group.members) {
+    const server = servers.remoteServerOf(uuid);
+    if (server !== null) memberServers[uuid] = server;
+  }
+  return Object.keys(memberServers).length ? { ...rest, memberServers } : rest;
+}
+
+/**
+ * Binds the members of a group update sent by `from` that this device
+ * never bound: to the server the update names for them, else to the
+ * sender's own server. A member bound elsewhere keeps its binding (the
+ * sender's word does not move it). Run inside a store task.
+ */
+export function bindMembers(group: GroupState, from: string, servers: ServerBindings): void {
+  const senderServer = servers.serverOf(from) ?? null;
+  for (const uuid of group.members) {
+    if (servers.serverOf(uuid) !== undefined) continue;
+    const named = group.memberServers?.[uuid];
+    servers.bind(uuid, named === undefined ? senderServer : servers.normalize(named));
   }
 }
 

@@ -130,9 +130,27 @@ export class HttpApi {
   remotePreKeyBundle(server: string, uuid: string, deviceId: number | "*"): Promise<PreKeyBundleResponse> {
     return this.call("GET", `/v1/federation/${encodeURIComponent(server)}/keys/${uuid}/${deviceId}`);
   }
+  /** Another server's signed document (its trust root), as this homeserver fetched and verified it. */
+  remoteServerDocument(server: string): Promise<ServerDocument> {
+    return this.call("GET", `/v1/federation/${encodeURIComponent(server)}/document`);
+  }
   /** A send to an account on another server, relayed (or queued) by this homeserver. */
   remoteSendMessages(server: string, uuid: string, body: SendMessagesRequest): Promise<RemoteSendResponse> {
     return this.call("PUT", `/v1/federation/${encodeURIComponent(server)}/messages/${uuid}`, body);
+  }
+  /**
+   * A sealed-sender send to an account on another server: no credentials, the recipient's access key instead. Relayed
+   * now or refused (502 `peer_unavailable`): this homeserver never queues it.
+   */
+  remoteSendSealed(
+    server: string,
+    uuid: string,
+    body: SendMessagesRequest,
+    accessKey: string,
+  ): Promise<RemoteSendResponse> {
+    return this.call("PUT", `/v1/federation/${encodeURIComponent(server)}/messages/${uuid}`, body, false, {
+      [accessKeyHeader]: accessKey,
+    });
   }
   /** A multi-recipient sealed send; authenticated unless every recipient's access key is given. */
   sendMultiRecipient(body: MultiRecipientRequest, authenticated: boolean): Promise<MultiRecipientResponse> {

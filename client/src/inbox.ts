@@ -9,13 +9,14 @@
 import { limits, missingCase, type Envelope, type SocketResult } from "@zimchat/protocol";
 import { localDevice, checkKeyLog, type ClientContext } from "./client-context.js";
 import { decodeContent, type Content } from "./content.js";
-import { apiError, DecryptionFailureReason, decryptionFailure } from "./errors.js";
+import { ApiError, apiError, DecryptionFailureReason, decryptionFailure, SealedSendingPausedError } from "./errors.js";
 import type { GroupUpdatedEvent, MessageEvent, ZimClientEvents } from "./events.js";
-import { applyGroupUpdate, groupConversation } from "./groups.js";
+import { applyGroupUpdate, bindMembers, groupConversation, inOwnView } from "./groups.js";
 import type { IdentityChangedEvent, IdentityChangeNotifier } from "./identity-changes.js";
 import { MessageDedup } from "./message-dedup.js";
 import type { NameClaim, Names } from "./names.js";
 import type { Outbox } from "./outbox.js";
+import { isRetryable } from "./send-retry.js";
 import { decryptionFailureReason, type OpenedEnvelope } from "./signal/index.js";
 
 /** Member names an admin's group change may ask this device to check (look-ups), at most. */
@@ -61,6 +62,7 @@ export class Inbox {
   /** Decrypts envelopes in the order given, each in its own savepoint, emits their events, then acknowledges them. */
   async processEnvelopes(batch: Envelope[]): Promise<void> {
     const { keyLog, store, settings } = this.ctx;
+    await this.pinRemoteTrustRoots(batch);
     // Committed with whatever else is queued (one fsync); a savepoint per envelope.
     const { results, identityChanges } = await this.ctx.tasks.run(async () => {
       const out: ReceiveResult[] = [];
@@ -94,8 +96,66 @@ export class Inbox {
           this.ctx.inBackground(checkKeyLog(this.ctx, uuid, known.publicKey));
       }
     }
+    this.recheckRemoteTrustRoots(batch, results);
     if (settings.receiptDelayMs <= 0) this.flushReceipts();
     else this.receiptTimer ??= setTimeout(() => this.flushReceipts(), settings.receiptDelayMs);
+  }
+
+  /**
+   * Pins, on first contact, the trust root of each other server that relays
+   * sealed envelopes in this batch (before the batch's transaction: it asks
+   * the homeserver). A server that refuses to say (4xx) has its users'
+   * sealed messages refused for want of a root; no answer at all (network,
+   * 5xx, 429) leaves the batch unacknowledged, to be redelivered.
+   */
+  private async pinRemoteTrustRoots(batch: Envelope[]): Promise<void> {
+    const { sealed, servers, home } = this.ctx;
+    // Content from other servers may name this homeserver (group members): its federation name is learned first.
+    if (home.cachedName() === null && batch.some((e) => e.sourceServer)) await home.name().catch(() => undefined);
+    const unpinned = new Set<string>();
+    for (const envelope of batch) {
+      const server = envelope.type === "sealed" ? servers.normalize(envelope.sourceServer) : null;
+      if (server !== null && !sealed.remoteTrustRoot(server)) unpinned.add(server);
+    }
+    for (const server of unpinned) {
+      try {
+        await this.outbox.checkRemoteTrustRoot(server);
+      } catch (error) {
+        if (!(error instanceof ApiError) || isRetryable(error) || error.isRateLimited()) throw error;
+        this.ctx.events.emit(
+          "warning",
+          new Error(`no trust root for ${server}: its users' sealed messages are refused`, { cause: error }),
+        );
+      }
+    }
+  }
+
+  /**
+   * A sealed message from another server's user whose certificate the pinned
+   * root of that server does not sign: that server's root is compared again
+   * (in the background), so that a change is reported (`trustRootChanged`).
+   */
+  private recheckRemoteTrustRoots(batch: Envelope[], results: ReceiveResult[]): void {
+    const servers = new Set<string>();
+    batch.forEach((envelope, i) => {
+      const result = results[i];
+      const server = this.ctx.servers.normalize(envelope.sourceServer);
+      if (
+        server !== null &&
+        envelope.type === "sealed" &&
+        result?.kind === "failed" &&
+        result.failure.reason === DecryptionFailureReason.InvalidCertificate &&
+        this.ctx.sealed.remoteTrustRoot(server)
+      )
+        servers.add(server);
+    });
+    for (const server of servers)
+      this.ctx.inBackground(
+        this.outbox.checkRemoteTrustRoot(server, true).catch((error: unknown) => {
+          // Reported as `trustRootChanged`.
+          if (!(error instanceof SealedSendingPausedError)) throw error;
+        }),
+      );
   }
 
   /** Emits a committed batch's events: key changes first, then each result, with the names it claimed checked. */
@@ -209,16 +269,13 @@ export class Inbox {
     const { store, signal, sealed, servers } = this.ctx;
     if (store.hasProcessed(envelope.id)) return { kind: "skipped" };
     let from = envelope.sourceUuid;
-    // The server the envelope says its sender belongs to (null: this homeserver). A sealed envelope's certificate is
-    // checked against this homeserver's trust root, so it speaks for this homeserver's users only.
+    // The server the envelope says its sender belongs to (null: this homeserver): the one that relayed it. A sealed
+    // envelope's certificate is checked against that server's pinned trust root only, and its sender must be bound to
+    // that server: a server's root speaks for its own users only.
     const claimed = servers.normalize(envelope.sourceServer);
+    const trustRoot = claimed === null ? sealed.trustRoot() : sealed.remoteTrustRoot(claimed);
     try {
       return await store.transaction(async (): Promise<ReceiveResult> => {
-        if (envelope.type === "sealed" && claimed !== null)
-          throw decryptionFailure(
-            DecryptionFailureReason.InvalidCertificate,
-            `sealed sender from another server (${claimed}) is not supported yet: no trust root to check it against`,
-          );
         // Before decrypting anything: an account bound to another server is refused (a server claiming someone else's
         // user); one never seen is bound to the server the envelope names.
         const checkSender = (uuid: string): void => {
@@ -231,7 +288,7 @@ export class Inbox {
             );
           }
         };
-        const opened = await signal.open(envelope, sealed.trustRoot(), checkSender);
+        const opened = await signal.open(envelope, trustRoot, checkSender);
         from = opened.from;
         let content: Content;
         try {
@@ -270,12 +327,6 @@ export class Inbox {
         { uuid: from, deviceId: fromDevice },
         content.senderKey.message,
       );
-    // Groups across servers are not supported yet: a group change or message from another server's user is refused.
-    if ((content.groupUpdate || content.group || opened.senderKey) && this.ctx.servers.remoteServerOf(from) !== null)
-      throw decryptionFailure(
-        DecryptionFailureReason.NotAGroupMember,
-        "groups with members on other servers are not supported yet",
-      );
     if (content.groupUpdate) {
       const current = groups.get(content.groupUpdate.id);
       const change = applyGroupUpdate(current, content.groupUpdate, from, me);
@@ -284,6 +335,9 @@ export class Inbox {
           DecryptionFailureReason.NotAGroupMember,
           "group change refused: not from an admin, or stale",
         );
+      // Members on other servers (federation): bound where the admin says, unless this device bound them already.
+      bindMembers(change.group, from, this.ctx.servers);
+      change.group = inOwnView(change.group, this.ctx.servers);
       groups.save(change.group);
       // Someone left: this device's sender key for the group is replaced before its next message.
       if (change.removed.length) groups.rotate(change.group.id);

@@ -6,11 +6,17 @@
  * Sent transcripts go to this account's other devices.
  *
  * A user of another server (federation) gets the same ciphertexts through
- * this homeserver's remote send route, authenticated (sealed sender across
- * servers is not supported yet), with the same 409/410 repair loop. When
- * their server is unreachable this homeserver queues the send (`queued`):
- * the content is kept in the device store until a `remote-delivery-failed`
- * event asks for a re-send (see remote-delivery.ts).
+ * this homeserver's remote send route, with the same 409/410 repair loop:
+ * sealed (no credentials, their access key) when their access key is known
+ * and their server's trust root is the pinned one, else authenticated. When
+ * their server is unreachable this homeserver queues an authenticated send
+ * (`queued`): the content is kept in the device store until a
+ * `remote-delivery-failed` event asks for a re-send (see remote-delivery.ts).
+ * A sealed send is never queued (502 `peer_unavailable`): it falls back to
+ * an authenticated send, as a sealed send does after a 429, and that one may
+ * be queued. The homeserver then learns who sent it, as it does for every
+ * authenticated send; the alternative (failing the send) loses messages
+ * whenever a peer is briefly down.
  */
 import { randomUUID } from "node:crypto";
 import type { MultiRecipientResponse, OutgoingMessage, SendMessagesResponse, SocketResult } from "@zimchat/protocol";
@@ -40,7 +46,10 @@ export type MessageBody = Pick<Content, "text" | "attachment">;
 export type SendResult = SendMessagesResponse & { queued?: boolean };
 
 export class Outbox {
-  /** Trust-root changes already reported (by presented fingerprint), so `trustRootChanged` fires once per change. */
+  /**
+   * Trust-root changes already reported (by server, "" for the homeserver, and presented fingerprint), so
+   * `trustRootChanged` fires once per change.
+   */
   private readonly reportedTrustRoots = new Set<string>();
   /** Sends to other servers that their homeserver queued, kept until delivered or given up. */
   readonly pendingRemote: PendingRemoteSends;
@@ -123,8 +132,7 @@ export class Outbox {
     let idempotencyKey = newIdempotencyKey();
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0 && server !== null) idempotencyKey = newIdempotencyKey();
-      // Sealed sender across servers is not supported yet: another server's user gets authenticated sends.
-      const seal = unsealed || server !== null ? null : await this.sealingFor(uuid);
+      const seal = unsealed ? null : await this.sealingFor(uuid, server);
       const messages = await tasks.run(async () => {
         const encrypted = await this.sessions.encryptForAll(uuid, padded, seal?.certificate ?? null);
         if (attempt === 0) record?.();
@@ -133,10 +141,16 @@ export class Outbox {
       try {
         // Sealed only if every message was sealed (a stale certificate is not used: see encryptForAll).
         const accessKey = seal && messages.every((m) => m.type === "sealed") ? seal.accessKey : null;
-        if (server !== null) return await this.deliverRemote(server, uuid, messages, idempotencyKey, content);
+        if (server !== null)
+          return await this.deliverRemote(server, uuid, messages, idempotencyKey, content, accessKey);
         return await this.deliver(uuid, messages, accessKey, idempotencyKey);
       } catch (error) {
         if (!(error instanceof ApiError) || attempt >= 3) throw error;
+        if (error.code === "peer_unavailable" && seal && server !== null) {
+          // The other server did not answer a sealed send (never queued): authenticated, which this homeserver queues.
+          unsealed = true;
+          continue;
+        }
         if (error.code === "unauthorized" && seal) {
           // The access key no longer works (changed): send authenticated from now on.
           await tasks.run(async () => sealed.forgetAccessKey(uuid));
@@ -159,10 +173,22 @@ export class Outbox {
    * The certificate and access key to seal with, or null to send authenticated (own devices, unknown key, no
    * certificate).
    */
-  private async sealingFor(uuid: string): Promise<{ certificate: SenderCertificate; accessKey: string } | null> {
+  private async sealingFor(
+    uuid: string,
+    server: string | null,
+  ): Promise<{ certificate: SenderCertificate; accessKey: string } | null> {
     if (!this.ctx.settings.sealedSender || uuid === localDevice(this.ctx).uuid) return null;
     const accessKey = this.ctx.sealed.accessKeyOf(uuid);
     if (!accessKey) return null;
+    if (server !== null) {
+      try {
+        // Another server's changed trust root holds sealed sends to its users, as the homeserver's does.
+        await this.checkRemoteTrustRoot(server);
+      } catch (error) {
+        if (error instanceof SealedSendingPausedError && this.ctx.sealed.unsealedAllowedTo(server)) return null;
+        throw error;
+      }
+    }
     try {
       const certificate = await this.senderCertificate();
       return certificate ? { certificate, accessKey } : null;
@@ -182,21 +208,49 @@ export class Outbox {
       return await this.ctx.sealed.certificate();
     } catch (error) {
       if (!(error instanceof TrustRootMismatchError)) throw error;
-      if (!this.reportedTrustRoots.has(error.presented)) {
-        this.reportedTrustRoots.add(error.presented);
-        this.ctx.events.emit("trustRootChanged", {
-          pinned: error.pinned,
-          presented: error.presented,
-          unsealedAllowed: this.ctx.sealed.unsealedAllowed(),
-        });
-      }
-      throw new SealedSendingPausedError(error.pinned, error.presented);
+      throw this.trustRootChanged(error);
     }
   }
 
-  /** A new trust root was pinned: a later change is reported again. */
-  trustRootAccepted(): void {
-    this.reportedTrustRoots.clear();
+  /**
+   * Pins another server's trust root on first use, and compares it with the
+   * pinned one when due (hourly, or `force`); a change is reported once
+   * (`trustRootChanged` with `server`) and refused with
+   * {@link SealedSendingPausedError}.
+   */
+  async checkRemoteTrustRoot(server: string, force = false): Promise<void> {
+    const { sealed, tasks } = this.ctx;
+    if (!force && !sealed.remoteCheckDue(server)) return;
+    const presented = await sealed.presentedRemoteTrustRoot(server);
+    try {
+      await tasks.run(async () => sealed.pinRemoteTrustRoot(server, presented));
+    } catch (error) {
+      if (!(error instanceof TrustRootMismatchError)) throw error;
+      throw this.trustRootChanged(error);
+    }
+  }
+
+  /** Reports a trust-root change once (`trustRootChanged`), and gives the error that holds sealed sends. */
+  private trustRootChanged(error: TrustRootMismatchError): SealedSendingPausedError {
+    const { sealed, events } = this.ctx;
+    const { server } = error;
+    const key = `${server ?? ""} ${error.presented}`;
+    if (!this.reportedTrustRoots.has(key)) {
+      this.reportedTrustRoots.add(key);
+      events.emit("trustRootChanged", {
+        pinned: error.pinned,
+        presented: error.presented,
+        unsealedAllowed: server === undefined ? sealed.unsealedAllowed() : sealed.unsealedAllowedTo(server),
+        ...(server === undefined ? {} : { server }),
+      });
+    }
+    return new SealedSendingPausedError(error.pinned, error.presented, server);
+  }
+
+  /** A new trust root was pinned (another server's, or the homeserver's when absent): a change is reported again. */
+  trustRootAccepted(server?: string): void {
+    for (const key of this.reportedTrustRoots)
+      if (key.startsWith(`${server ?? ""} `)) this.reportedTrustRoots.delete(key);
   }
 
   /**
@@ -252,6 +306,7 @@ export class Outbox {
     messages: OutgoingMessage[],
     idempotencyKey: string,
     content: Content,
+    accessKey: string | null,
   ): Promise<SendResult> {
     const { api, settings, tasks } = this.ctx;
     if (!messages.length)
@@ -261,10 +316,19 @@ export class Outbox {
         missingDevices: [],
         extraDevices: [],
       });
-    const response = await withSendRetry(
-      () => api.remoteSendMessages(server, uuid, { messages, idempotencyKey }),
-      settings.sendRetry,
-    );
+    const body = { messages, idempotencyKey };
+    const response = await withSendRetry(async () => {
+      if (accessKey === null) return api.remoteSendMessages(server, uuid, body);
+      try {
+        return await api.remoteSendSealed(server, uuid, body, accessKey);
+      } catch (error) {
+        // Not retried here: the caller falls back to an authenticated send, which this homeserver can queue.
+        if (error instanceof ApiError && error.code === "peer_unavailable") throw new NotRetried(error);
+        throw error;
+      }
+    }, settings.sendRetry).catch((error: unknown) => {
+      throw error instanceof NotRetried ? error.error : error;
+    });
     if (response.queued) await tasks.run(async () => this.pendingRemote.remember(response.id, uuid, server, content));
     return {
       serverTimestamp: response.serverTimestamp ?? Date.now(),
@@ -275,14 +339,21 @@ export class Outbox {
 
   /**
    * Delivers one multi-recipient sealed message: sealed when every access key is known, else authenticated (still
-   * stored without a sender).
+   * stored without a sender). `remoteRecipients` names the recipients on other servers (federation), which this
+   * homeserver relays one by one and answers for in `remote`.
    */
-  async deliverMulti(recipients: string[], message: string, idempotencyKey: string): Promise<MultiRecipientResponse> {
+  async deliverMulti(
+    recipients: string[],
+    message: string,
+    idempotencyKey: string,
+    remoteRecipients: { uuid: string; server: string }[] = [],
+  ): Promise<MultiRecipientResponse> {
     const { api, connections, settings, sealed } = this.ctx;
     const accessKeys = recipients.map((uuid) => ({ uuid, accessKey: sealed.accessKeyOf(uuid) }));
     const allKnown = accessKeys.every((k): k is { uuid: string; accessKey: string } => !!k.accessKey);
+    const remote = remoteRecipients.length ? { remoteRecipients } : {};
     if (allKnown && settings.sealedSender) {
-      const request = { message, accessKeys, idempotencyKey };
+      const request = { message, accessKeys, idempotencyKey, ...remote };
       try {
         return await withSendRetry(async () => {
           if (connections.connected) {
@@ -301,6 +372,18 @@ export class Outbox {
       }
     }
     // Some access key is unknown: authenticated, still stored without a sender.
-    return withSendRetry(() => api.sendMultiRecipient({ message, idempotencyKey }, true), settings.sendRetry);
+    return withSendRetry(
+      () => api.sendMultiRecipient({ message, idempotencyKey, ...remote }, true),
+      settings.sendRetry,
+    );
+  }
+}
+
+/** Carries an error through {@link withSendRetry} without a retry. */
+class NotRetried extends Error {
+  override name = "NotRetried";
+
+  constructor(readonly error: ApiError) {
+    super(error.message, { cause: error });
   }
 }

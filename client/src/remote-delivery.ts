@@ -7,7 +7,10 @@
  * re-encrypted and sent again, as after a 409/410 on a direct send; any
  * other reason, or a re-send that fails, reaches the app as
  * `remoteDeliveryFailed`. Kept contents older than {@link keepPendingMs} are
- * dropped (the homeserver's own retries end long before).
+ * dropped (the homeserver's own retries end long before). A group message
+ * to a member of another server (relayed from a multi-recipient upload) is
+ * kept the same way, with its group, and re-sent to that member alone
+ * through the group's sender key.
  */
 import { remoteDeliveryFailedSchema, type RemoteDeliveryFailed } from "@zimchat/protocol";
 import type { ClientContext } from "./client-context.js";
@@ -27,19 +30,25 @@ export interface PendingRemoteSend {
   server: string;
   content: Content;
   at: number;
+  /** A group message (its group id): re-sent through the group, not 1:1. */
+  group?: string;
 }
+
+/** Re-sends a group message to one member of the group (see group-messaging.ts). */
+export type GroupResend = (groupId: string, uuid: string, content: Content) => Promise<void>;
 
 /** The contents of queued sends to other servers, in the device store (`remoteSend:<id>`). */
 export class PendingRemoteSends {
   constructor(private readonly ctx: Pick<ClientContext, "store">) {}
 
   /** Keeps a queued send's content (run inside a store task). Drops expired ones meanwhile. */
-  remember(id: string, uuid: string, server: string, content: Content, now = Date.now()): void {
+  remember(id: string, uuid: string, server: string, content: Content, now = Date.now(), group?: string): void {
     const { store } = this.ctx;
     for (const [key, value] of store.valuesWithPrefix(prefix)) {
       if ((JSON.parse(value) as PendingRemoteSend).at < now - keepPendingMs) store.deleteValue(key);
     }
-    store.setValue(`${prefix}${id}`, JSON.stringify({ uuid, server, content, at: now } satisfies PendingRemoteSend));
+    const pending: PendingRemoteSend = { uuid, server, content, at: now, ...(group ? { group } : {}) };
+    store.setValue(`${prefix}${id}`, JSON.stringify(pending));
   }
 
   /** A queued send's content, or null when this device does not know it (or it no longer parses). */
@@ -62,6 +71,7 @@ export class RemoteDeliveryFailures {
     private readonly ctx: ClientContext,
     private readonly sessions: Sessions,
     private readonly outbox: Outbox,
+    private readonly resendToGroupMember: GroupResend,
   ) {}
 
   /**
@@ -93,7 +103,8 @@ export class RemoteDeliveryFailures {
       });
       if (pending) {
         try {
-          await this.outbox.sendContent(failure.destination, pending.content);
+          if (pending.group) await this.resendToGroupMember(pending.group, failure.destination, pending.content);
+          else await this.outbox.sendContent(failure.destination, pending.content);
           await tasks.run(async () => this.outbox.pendingRemote.forget(failure.id));
           return;
         } catch (resendError) {

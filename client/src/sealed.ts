@@ -2,8 +2,15 @@
  * Sealed sender on the client: the pinned trust root, the cached sender
  * certificate, and what this device knows of other accounts' access keys.
  * The seal and unseal operations themselves are libsignal's.
+ *
+ * Federation: the trust root of each other server (from its signed server
+ * document, as the homeserver verified it) is pinned per server on first
+ * use, like the homeserver's. A sender certificate is checked against the
+ * root of the one server its sender is bound to, never against a set of
+ * roots (any server could then mint certificates for any other's users).
  */
 import { createHash } from "node:crypto";
+import { serverDocumentSchema } from "@zimchat/protocol";
 import {
   parseSenderCertificate,
   senderCertificateBytes,
@@ -21,6 +28,9 @@ const bytes = (s: string): Uint8Array<ArrayBuffer> =>
 /** Renew a cached sender certificate this long before it expires. */
 const renewBeforeMs = 3_600_000;
 
+/** Another server's trust root is compared with the pinned one at most this often (per process), unless forced. */
+const remoteRecheckMs = 3_600_000;
+
 /** The fingerprint admins publish: SHA-256 of the serialized trust root key, hex in groups of four. */
 export function trustRootFingerprint(publicKey: Uint8Array): string {
   return createHash("sha256").update(publicKey).digest("hex").match(/.{4}/g)!.join(" ");
@@ -28,6 +38,9 @@ export function trustRootFingerprint(publicKey: Uint8Array): string {
 
 /** Trust root, sender certificate and access keys, kept in the device store. */
 export class SealedSenderState {
+  /** When each other server's trust root was last compared with the pinned one (this process). */
+  private readonly remoteCheckedAt = new Map<string, number>();
+
   constructor(
     private readonly store: DeviceStore,
     private readonly api: HttpApi,
@@ -112,6 +125,71 @@ export class SealedSenderState {
   /** Whether the app allowed authenticated sending while the trust root differs. */
   unsealedAllowed(): boolean {
     return this.store.getValue("unsealedWhileTrustRootChanged") === "1";
+  }
+
+  /** The trust root pinned for another server (serialized public key), or null before first contact. */
+  remoteTrustRoot(server: string): Uint8Array<ArrayBuffer> | null {
+    const pinned = this.store.getValue(`trustRoot:${server}`);
+    return pinned ? bytes(pinned) : null;
+  }
+
+  /** Whether another server's trust root is due for a comparison with the pinned one. */
+  remoteCheckDue(server: string, now = Date.now()): boolean {
+    return !this.remoteTrustRoot(server) || now - (this.remoteCheckedAt.get(server) ?? 0) >= remoteRecheckMs;
+  }
+
+  /** Another server's trust root as it presents it now (base64), through the homeserver. */
+  async presentedRemoteTrustRoot(server: string): Promise<string> {
+    const document = serverDocumentSchema.parse(await this.api.remoteServerDocument(server));
+    if (document.server !== server)
+      throw new Error(`the document fetched for ${server} names another server (${document.server})`);
+    return document.trustRoot;
+  }
+
+  /**
+   * Pins another server's trust root, as `presentedRemoteTrustRoot` gave it,
+   * on first contact; later calls compare (run inside a store task).
+   * @throws TrustRootMismatchError (with `server`) when it differs from the pinned one
+   */
+  pinRemoteTrustRoot(server: string, presented: string, now = Date.now()): void {
+    const pinned = this.store.getValue(`trustRoot:${server}`);
+    // While it differs, every sealed send to its users asks again (and is held).
+    if (pinned && pinned !== presented) this.remoteCheckedAt.delete(server);
+    if (pinned && pinned !== presented)
+      throw new TrustRootMismatchError(
+        trustRootFingerprint(bytes(pinned)),
+        trustRootFingerprint(bytes(presented)),
+        server,
+      );
+    if (!pinned) this.store.setValue(`trustRoot:${server}`, presented);
+    this.remoteCheckedAt.set(server, now);
+  }
+
+  /**
+   * Pins the trust root another server presents now in place of the pinned
+   * one (after the user checked its fingerprint with that server's admin),
+   * and drops the permission to send its users unsealed.
+   * @throws TrustRootMismatchError when `expectedFingerprint` is given and differs
+   * @returns the fingerprint now pinned
+   */
+  acceptRemoteTrustRoot(server: string, presented: string, expectedFingerprint?: string): string {
+    const fingerprint = trustRootFingerprint(bytes(presented));
+    if (expectedFingerprint && normalize(expectedFingerprint) !== normalize(fingerprint))
+      throw new TrustRootMismatchError(expectedFingerprint, fingerprint, server);
+    this.store.setValue(`trustRoot:${server}`, presented);
+    this.store.setValue(`unsealedWhileTrustRootChanged:${server}`, "");
+    this.remoteCheckedAt.set(server, Date.now());
+    return fingerprint;
+  }
+
+  /** While another server's trust root differs from the pinned one, send its users authenticated. */
+  allowUnsealedTo(server: string): void {
+    this.store.setValue(`unsealedWhileTrustRootChanged:${server}`, "1");
+  }
+
+  /** Whether the app allowed authenticated sending to another server's users while its trust root differs. */
+  unsealedAllowedTo(server: string): boolean {
+    return this.store.getValue(`unsealedWhileTrustRootChanged:${server}`) === "1";
   }
 
   /** A contact's access key, as learned from their messages. */

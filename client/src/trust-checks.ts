@@ -95,13 +95,25 @@ export class TrustChecks {
     if (keyLog.isDue(local.uuid, ownKey)) this.ctx.inBackground(checkKeyLog(this.ctx, local.uuid, ownKey));
   }
 
-  async acceptTrustRoot(expectedFingerprint?: string): Promise<string> {
-    const fingerprint = await this.ctx.tasks.run(() => this.ctx.sealed.acceptTrustRoot(expectedFingerprint));
-    this.outbox.trustRootAccepted();
+  /** Pins the trust root the homeserver (`server` null) or another server presents now. */
+  async acceptTrustRoot(expectedFingerprint: string | undefined, server: string | null): Promise<string> {
+    const { sealed, tasks } = this.ctx;
+    if (server === null) {
+      const fingerprint = await tasks.run(() => sealed.acceptTrustRoot(expectedFingerprint));
+      this.outbox.trustRootAccepted();
+      return fingerprint;
+    }
+    const presented = await sealed.presentedRemoteTrustRoot(server);
+    const fingerprint = await tasks.run(async () =>
+      sealed.acceptRemoteTrustRoot(server, presented, expectedFingerprint),
+    );
+    this.outbox.trustRootAccepted(server);
     return fingerprint;
   }
 
-  async allowUnsealedSending(): Promise<void> {
-    await this.ctx.tasks.run(async () => this.ctx.sealed.allowUnsealed());
+  /** While the trust root of the homeserver (`server` null) or another server differs, send authenticated. */
+  async allowUnsealedSending(server: string | null): Promise<void> {
+    const { sealed, tasks } = this.ctx;
+    await tasks.run(async () => (server === null ? sealed.allowUnsealed() : sealed.allowUnsealedTo(server)));
   }
 }

@@ -81,7 +81,9 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     if (options.displayName !== undefined) this.setDisplayName(options.displayName);
     this.keyUpkeep = new KeyUpkeep(this.ctx, { ...defaultKeyPolicy, ...options.keyPolicy });
     this.trust = new TrustChecks(this.ctx, sessions, this.outbox);
-    this.remoteFailures = new RemoteDeliveryFailures(this.ctx, sessions, this.outbox);
+    this.remoteFailures = new RemoteDeliveryFailures(this.ctx, sessions, this.outbox, (groupId, uuid, content) =>
+      this.groupMessaging.resendTo(groupId, uuid, content),
+    );
   }
 
   /**
@@ -372,21 +374,29 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    * Pins the trust root the server presents now, after a `trustRootChanged`
    * (check `expectedFingerprint` with the server's admin, out of band: a
    * server that swaps its trust root can mint certificates for anyone).
-   * Sealed sending resumes.
+   * Sealed sending resumes. `server`: another server's trust root (the
+   * event's `server`, federation), whose users' sealed messages are checked
+   * against it from now on; absent: the homeserver's.
    * @throws TrustRootMismatchError when `expectedFingerprint` is given and differs
    * @returns the fingerprint now pinned
+   * @example
+   * client.on("trustRootChanged", async ({ presented, server }) => {
+   *   if (await askUser(`new trust root ${presented}${server ? ` for ${server}` : ""}?`))
+   *     await client.acceptTrustRoot(presented, server);
+   * });
    */
-  async acceptTrustRoot(expectedFingerprint?: string): Promise<string> {
-    return this.trust.acceptTrustRoot(expectedFingerprint);
+  async acceptTrustRoot(expectedFingerprint?: string, server?: string): Promise<string> {
+    return this.trust.acceptTrustRoot(expectedFingerprint, this.ctx.servers.normalize(server));
   }
 
   /**
    * While the server's trust root differs from the pinned one, send
    * authenticated (the server learns the sender of each message) instead
-   * of holding sealed sends. Kept until `acceptTrustRoot`.
+   * of holding sealed sends. Kept until `acceptTrustRoot`. `server`: for
+   * another server's users only (federation), while that server's root differs.
    */
-  async allowUnsealedSending(): Promise<void> {
-    return this.trust.allowUnsealedSending();
+  async allowUnsealedSending(server?: string): Promise<void> {
+    return this.trust.allowUnsealedSending(this.ctx.servers.normalize(server));
   }
 
   /** Whether a user is verified, and whether sending to them is blocked. */

@@ -10,47 +10,11 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ZimClient, ZimClientEvents } from "../src/index.js";
-import { freePort, inbox, registerDevice, startHomeserver, until, type Homeserver } from "@zimchat/testing/spawn";
+import type { ZimClient } from "../src/index.js";
+import { inbox, registerDevice, until } from "@zimchat/testing/spawn";
 import { cli, ok, only } from "./support/chat-cli.js";
+import { collect, eventually, federatedHomeserver, type FederatedHomeserver } from "./support/federation.js";
 import { queryServerDb, writeServerDb } from "./support/server-db.js";
-
-/** A homeserver whose federation name is its own loopback address. */
-type FederatedHomeserver = Homeserver & { name: string };
-
-async function federatedHomeserver(args: string[] = []): Promise<FederatedHomeserver> {
-  const port = await freePort();
-  const name = `127.0.0.1:${port}`;
-  const server = await startHomeserver([
-    "--port",
-    String(port),
-    "--server-name",
-    name,
-    "--federation",
-    "open",
-    "--federation-insecure-peers",
-    "on",
-    ...args,
-  ]);
-  assert.equal(new URL(server.url).host, name);
-  return Object.assign(server, { name });
-}
-
-/** Waits until `check` holds (polling), or fails after `timeoutMs`. */
-async function eventually(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`still not true after ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** Collects one event's payloads. */
-function collect<K extends keyof ZimClientEvents>(client: ZimClient, event: K): ZimClientEvents[K][0][] {
-  const out: ZimClientEvents[K][0][] = [];
-  client.on(event, ((payload: ZimClientEvents[K][0]) => out.push(payload)) as never);
-  return out;
-}
 
 describe("federation: alice on club writes to bob on news", () => {
   let club: FederatedHomeserver;
@@ -91,7 +55,7 @@ describe("federation: alice on club writes to bob on news", () => {
     assert.equal(first?.text, "Sawubona Bob, from the club server");
     assert.equal(first?.from, alice.local.uuid);
     assert.equal(first?.fromServer, club.name);
-    assert.equal(first?.sealed, false, "sealed sender across servers is not supported yet");
+    assert.equal(first?.sealed, false, "alice did not know Bob's access key yet");
     const aliceAddress = `${alice.local.username}@${club.name}`;
     assert.deepEqual(first?.senderName, { username: aliceAddress, verified: true });
     assert.equal(bob.serverOf(alice.local.uuid), club.name);
@@ -123,8 +87,6 @@ describe("federation: alice on club writes to bob on news", () => {
         ["out", "Two"],
       ],
     );
-    // Groups across servers are refused clearly.
-    await assert.rejects(alice.createGroup("Both servers", [bobAddress]), /another server/);
   });
 
   it("news down: the send is queued on club; bob's keys change meanwhile; the client repairs and re-sends when club gives up", async () => {
@@ -282,6 +244,23 @@ describe("federation: alice on club writes to bob on news", () => {
       ok(await cli(as("dudu", "send", `carol@${club.name}`, "Got", "it")));
       const [reply] = only(ok(await cli(as("carol", "receive"))), "message");
       assert.equal(reply?.from, `dudu@${news.name}`);
+      // A group with a member of another homeserver, from the terminal chat.
+      const [created] = only(
+        ok(await cli(as("carol", "group", "create", "Both servers", `dudu@${news.name}`))),
+        "groupChanged",
+      );
+      assert.deepEqual(created?.members, ["carol", `dudu@${news.name}`]);
+      const [groupSent] = only(
+        ok(await cli(as("carol", "group", "send", "Both servers", "Hello", "group"))),
+        "groupSent",
+      );
+      assert.equal(groupSent?.devices, 1, "dudu's one device, on news");
+      assert.equal(groupSent?.notDelivered, undefined);
+      const dudus = ok(await cli(as("dudu", "receive")));
+      assert.deepEqual(only(dudus, "groupUpdated")[0]?.members, [`carol@${club.name}`, "dudu"]);
+      const [groupMessage] = only(dudus, "message");
+      assert.equal(groupMessage?.text, "Hello group");
+      assert.equal(groupMessage?.from, `carol@${club.name}`);
       const unknown = await cli(as("carol", "send", `nobody_here@${news.name}`, "hi"));
       assert.equal(unknown.code, 1);
       assert.match(unknown.stdout, /"code":"unknown_user"/);

@@ -118,8 +118,20 @@ export type CliEvent =
    * from it was decrypted. A server may be impersonating `user`. `boundTo`/`claimed`: null is your homeserver.
    */
   | { type: "serverBindingRefused"; user: string; uuid: string; boundTo: string | null; claimed: string | null }
-  /** A message sent to a group: one upload the server fans out to `devices` member devices. */
-  | { type: "groupSent"; group: GroupRef; text: string; timestamp: number; devices: number; queued?: true }
+  /**
+   * A message sent to a group: one upload the server fans out to `devices` member devices (members of other
+   * homeservers included). `notDelivered`: members of other homeservers whose server refused it (`code`), or whose
+   * server did not answer and their homeserver holds it (`held`).
+   */
+  | {
+      type: "groupSent";
+      group: GroupRef;
+      text: string;
+      timestamp: number;
+      devices: number;
+      queued?: true;
+      notDelivered?: { user: string; server: string; code: string }[];
+    }
   /**
    * `chat`: a typed line that could not be sent (the homeserver is unreachable): it is kept, in memory and in
    * the profile's outbox.json, and sent when the homeserver answers again (or by the next `chat` with the same

@@ -110,17 +110,18 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
     )
     .addHelpText(
       "after",
-      "\nA group is named by its id or by its title (quote titles with spaces); chat in one with zimchat-chat chat group:<id-or-title>.",
+      "\nA group is named by its id or by its title (quote titles with spaces); chat in one with zimchat-chat chat group:<id-or-title>." +
+        "\nMembers may be users of other homeservers (name@server) when your homeserver federates:\n  zimchat-chat group create Braai bob carol@news.example",
     );
   command("create", "create a group with you as its admin", group)
     .argument("<title>", "the group's title")
-    .argument("<members...>", "usernames of the other members (users of other homeservers cannot join groups yet)")
+    .argument("<members...>", "usernames of the other members (name@server for a user of another homeserver)")
     .action(async (title: string, users: string[], options: CommonOptions) =>
       (await import("./commands/group.js")).createGroup(title, users, options),
     );
   command("add", "add members to a group (admins only)", group)
     .argument("<group>", "the group's id or title")
-    .argument("<users...>", "usernames to add (users of other homeservers cannot join groups yet)")
+    .argument("<users...>", "usernames to add (name@server for a user of another homeserver)")
     .action(async (name: string, users: string[], options: CommonOptions) =>
       (await import("./commands/group.js")).changeGroup("added", name, users, options),
     );

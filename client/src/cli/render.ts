@@ -123,7 +123,12 @@ export function renderEvent(event: CliEvent): string | null {
         `which belongs to ${event.boundTo ?? "your homeserver"}. A server may be impersonating a user; nothing from it was shown.`
       );
     case "groupSent":
-      return `[${clockTime(event.timestamp)}] you → (${printable(event.group.title)}): ${event.text}${event.queued ? " (sent now: it was queued)" : ""}`;
+      return (
+        `[${clockTime(event.timestamp)}] you → (${printable(event.group.title)}): ${event.text}${event.queued ? " (sent now: it was queued)" : ""}` +
+        (event.notDelivered?.length
+          ? `\n  not delivered to ${event.notDelivered.map((n) => `${n.user} (${n.code})`).join(", ")}`
+          : "")
+      );
     case "queued":
       return (
         `Not sent yet: ${event.reason}\n` +

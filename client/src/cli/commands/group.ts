@@ -109,7 +109,18 @@ export async function sendToGroup(session: Session, groupName: string, text: str
   if (!group.members.includes(client.local.uuid))
     throw new CliError("group_refused", `you are no longer a member of ${group.title}`);
   const sent = await client.sendGroupText(group.id, text);
-  const devices = sent.response.recipients.reduce((n, r) => n + r.envelopes.length, 0);
+  const remote = sent.response.remote ?? [];
+  const devices =
+    sent.response.recipients.reduce((n, r) => n + r.envelopes.length, 0) +
+    remote.reduce((n, r) => n + (r.status === 200 ? (r.envelopes?.length ?? 0) : 0), 0);
+  // Members of other homeservers whose server refused (or did not answer yet: their homeserver holds the message).
+  const notDelivered = remote
+    .filter((r) => r.status !== 200 || r.queued)
+    .map((r) => ({
+      user: session.names([r.uuid])[0] ?? `${r.uuid}@${r.server}`,
+      server: r.server,
+      code: r.status === 200 ? "held" : (r.error?.code ?? String(r.status)),
+    }));
   output.emit({
     type: "groupSent",
     group: groupRef(group),
@@ -117,6 +128,7 @@ export async function sendToGroup(session: Session, groupName: string, text: str
     timestamp: sent.timestamp,
     devices,
     ...(queued ? { queued: true as const } : {}),
+    ...(notDelivered.length ? { notDelivered } : {}),
   });
 }
 
