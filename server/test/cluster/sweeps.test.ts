@@ -40,10 +40,11 @@ describe("background sweeps on several nodes", { skip: clusterSkip }, () => {
     runs.length = 0;
     const periods = 15;
     await new Promise((resolve) => setTimeout(resolve, periods * sweepMs));
-    for (const job of ["sweep:envelopes", "sweep:attachments", "sweep:link-codes"]) {
+    for (const job of ["sweep:envelopes", "sweep:attachments", "sweep:link-codes", "sweep:federation-outbox"]) {
       const count = runs.filter((r) => r.job === job).length;
-      // Three unlocked nodes would run each job about 3 x 15 = 45 times.
-      assert.ok(count >= 5 && count <= periods + 2, `${job} ran ${count} times in ${periods} periods`);
+      // Three unlocked nodes would run each job about 3 x 15 = 45 times. A lock lives 0.9 of a period, so timer
+      // jitter on a loaded machine can fit a few more runs than periods.
+      assert.ok(count >= 5 && count <= periods + 4, `${job} ran ${count} times in ${periods} periods`);
     }
   });
 });

@@ -145,7 +145,7 @@ describe("zimchat seizure-report: what a seized server knows, checked against th
     if (testProvider === "postgresql")
       assert.deepEqual(
         r.sequences.map((s) => s.name),
-        ["Envelope_seq_seq"],
+        ["Envelope_seq_seq", "FederationOutbox_seq_seq"],
       );
 
     // Row counts agree with the database.
