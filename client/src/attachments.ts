@@ -18,7 +18,13 @@ import { request as httpsRequest } from "node:https";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { z } from "zod";
-import { attachmentIdSchema, base64Bytes, uploadAttachmentResponseSchema, type ErrorBody } from "@zimchat/protocol";
+import {
+  attachmentIdSchema,
+  base64Bytes,
+  serverNameSchema,
+  uploadAttachmentResponseSchema,
+  type ErrorBody,
+} from "@zimchat/protocol";
 import { ApiError } from "./errors.js";
 import type { DeviceCredentials } from "./http-api.js";
 
@@ -52,6 +58,21 @@ export const attachmentPointerSchema = z.object({
 
 /** Where an encrypted attachment is and how to open it (see {@link attachmentPointerSchema}). */
 export type AttachmentPointer = z.infer<typeof attachmentPointerSchema>;
+
+/**
+ * A pointer as a receiving device keeps it: `server` is the other
+ * homeserver its blob is stored on, absent for this device's own. It is
+ * never part of the message: the receiving device records the sender's
+ * server (the blob is where its sender uploaded it; in a group too), so a
+ * pointer without it (sent by this account, from this homeserver's users,
+ * or kept before this field existed) is fetched from this homeserver.
+ */
+export type StoredAttachmentPointer = AttachmentPointer & {
+  /** The other homeserver that stores the blob (federation); absent: this device's homeserver. */
+  server?: string;
+};
+
+const storedAttachmentPointerSchema = attachmentPointerSchema.extend({ server: serverNameSchema.optional() });
 
 /** Why an attachment could not be used. */
 export enum AttachmentFailureReason {
@@ -267,33 +288,42 @@ export async function uploadAttachment(
 
 /**
  * Downloads an attachment, checks its length and digest, then decrypts it
- * and strips the padding. Without `destination` the plaintext is returned;
- * with it, the blob streams through a temporary file next to `destination`
- * and the plaintext is renamed into place only once the digest and the GCM
- * tag have both been checked (nothing is left behind otherwise).
+ * and strips the padding. It is fetched from `serverUrl` (this device's
+ * homeserver): with `GET /v1/attachments/{id}`, or, when the pointer names
+ * another `server` (see {@link StoredAttachmentPointer}), through it with
+ * `GET /v1/federation/{server}/attachments/{id}`; the checks are the same.
+ * Without `destination` the plaintext is returned; with it, the blob
+ * streams through a temporary file next to `destination` and the plaintext
+ * is renamed into place only once the digest and the GCM tag have both been
+ * checked (nothing is left behind otherwise).
  * @throws AttachmentError (`digest_mismatch`, `decryption_failed`, `size_mismatch`, `invalid_pointer`)
- * @throws ApiError when the server refuses (`not_found` once the attachment expired)
+ * @throws ApiError when the server refuses (`not_found` once the attachment expired; for another server's,
+ * also `peer_unavailable`, `peer_not_allowed`, `body_too_large`, `rate_limited`)
  */
 export async function downloadAttachment(
   serverUrl: string,
   credentials: DeviceCredentials,
-  pointer: AttachmentPointer,
+  pointer: StoredAttachmentPointer,
 ): Promise<Buffer>;
 export async function downloadAttachment(
   serverUrl: string,
   credentials: DeviceCredentials,
-  pointer: AttachmentPointer,
+  pointer: StoredAttachmentPointer,
   destination: string,
 ): Promise<void>;
 export async function downloadAttachment(
   serverUrl: string,
   credentials: DeviceCredentials,
-  pointer: AttachmentPointer,
+  pointer: StoredAttachmentPointer,
   destination?: string,
 ): Promise<Buffer | void> {
   const p = parsePointer(pointer);
   const expected = blobSize(p.size);
-  const res = await send("GET", new URL(`/v1/attachments/${p.id}`, serverUrl), {
+  const path =
+    p.server === undefined
+      ? `/v1/attachments/${p.id}`
+      : `/v1/federation/${encodeURIComponent(p.server)}/attachments/${p.id}`;
+  const res = await send("GET", new URL(path, serverUrl), {
     authorization: basicAuth(credentials),
     accept: "application/octet-stream",
   });
@@ -367,8 +397,8 @@ export async function downloadAttachment(
   }
 }
 
-function parsePointer(pointer: AttachmentPointer): AttachmentPointer {
-  const parsed = attachmentPointerSchema.safeParse(pointer);
+function parsePointer(pointer: StoredAttachmentPointer): StoredAttachmentPointer {
+  const parsed = storedAttachmentPointerSchema.safeParse(pointer);
   if (!parsed.success)
     throw new AttachmentError(AttachmentFailureReason.InvalidPointer, "the attachment pointer is invalid", {
       cause: parsed.error,

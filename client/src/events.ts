@@ -1,6 +1,6 @@
 /** The events a {@link ZimClient} emits, and what they carry. */
 import type { DeviceInfo, DisconnectReason, RemoteDeliveryFailure } from "@zimchat/protocol";
-import type { AttachmentPointer } from "./attachments.js";
+import type { StoredAttachmentPointer } from "./attachments.js";
 import type { GroupState } from "./content.js";
 import type { DecryptionFailureReason } from "./errors.js";
 import type { KeyTransparencyFailure } from "./key-transparency.js";
@@ -23,7 +23,8 @@ export interface MessageEvent {
   /** The group id, for group messages. */
   group?: string;
   text: string;
-  attachment?: AttachmentPointer;
+  /** With `server` when the blob is stored on the sender's server, another than this device's. */
+  attachment?: StoredAttachmentPointer;
   /** The sender's timestamp. */
   timestamp: number;
   /** The envelope came sealed: the server did not know who sent it. */

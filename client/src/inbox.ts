@@ -7,6 +7,7 @@
  * receive path.
  */
 import { limits, missingCase, type Envelope, type SocketResult } from "@zimchat/protocol";
+import type { StoredAttachmentPointer } from "./attachments.js";
 import { localDevice, checkKeyLog, type ClientContext } from "./client-context.js";
 import { decodeContent, type Content } from "./content.js";
 import { ApiError, apiError, DecryptionFailureReason, decryptionFailure, SealedSendingPausedError } from "./errors.js";
@@ -375,6 +376,11 @@ export class Inbox {
     if (!this.dedup.firstSight(from, fromDevice, content)) return { kind: "skipped" };
     const text = content.text ?? "";
     const fromServer = this.ctx.servers.remoteServerOf(from);
+    // The blob is on its sender's server (in a group too): recorded now, so a download later needs no binding.
+    const attachment: StoredAttachmentPointer | undefined = content.attachment && {
+      ...content.attachment,
+      ...(fromServer ? { server: fromServer } : {}),
+    };
     store.addMessage({
       id: envelope.id,
       peer: conversation,
@@ -384,7 +390,7 @@ export class Inbox {
       text,
       timestamp: content.timestamp,
       storedAt: Date.now(),
-      ...(content.attachment ? { attachment: content.attachment } : {}),
+      ...(attachment ? { attachment } : {}),
     });
     return {
       kind: "message",
@@ -396,7 +402,7 @@ export class Inbox {
         conversation,
         ...(groupId ? { group: groupId } : {}),
         text,
-        ...(content.attachment ? { attachment: content.attachment } : {}),
+        ...(attachment ? { attachment } : {}),
         timestamp: content.timestamp,
         sealed,
         outgoing,

@@ -76,6 +76,7 @@ export {
   type AttachmentInput,
   type AttachmentPointer,
   type EncryptionResult,
+  type StoredAttachmentPointer,
   type UploadOptions,
 } from "./attachments.js";
 

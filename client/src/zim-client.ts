@@ -5,6 +5,7 @@ import {
   uploadAttachment,
   type AttachmentInput,
   type AttachmentPointer,
+  type StoredAttachmentPointer,
   type UploadOptions,
 } from "./attachments.js";
 import { BackgroundWork, createClientContext, credentials, localDevice, type ClientContext } from "./client-context.js";
@@ -306,11 +307,15 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   /**
    * Downloads an attachment, checks its digest, decrypts it: returns the
    * bytes, or writes them to `destination` (only once they checked out).
+   * A received pointer (a message event's or a stored message's) names the
+   * server that stores the blob when it is another homeserver, the sender's:
+   * it is fetched through this homeserver from there (federation).
    * @throws AttachmentError when the ciphertext was tampered with
+   * @throws ApiError `not_found` once it expired; for another server's also `peer_unavailable`, `peer_not_allowed`
    */
-  async downloadAttachment(pointer: AttachmentPointer): Promise<Buffer>;
-  async downloadAttachment(pointer: AttachmentPointer, destination: string): Promise<void>;
-  async downloadAttachment(pointer: AttachmentPointer, destination?: string): Promise<Buffer | void> {
+  async downloadAttachment(pointer: StoredAttachmentPointer): Promise<Buffer>;
+  async downloadAttachment(pointer: StoredAttachmentPointer, destination: string): Promise<void>;
+  async downloadAttachment(pointer: StoredAttachmentPointer, destination?: string): Promise<Buffer | void> {
     const { serverUrl } = this.local;
     if (destination === undefined) return downloadAttachment(serverUrl, credentials(this.ctx), pointer);
     return downloadAttachment(serverUrl, credentials(this.ctx), pointer, destination);

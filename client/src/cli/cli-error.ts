@@ -155,6 +155,9 @@ function describeApiError(error: ApiError, server: string): string {
       return `your attachment storage on ${server} is full`;
     case "peer_unavailable":
       return `${server} could not reach the other homeserver: try again later`;
+    case "body_too_large":
+      // Also a file on another homeserver larger than this one's own attachment limit: it does not pass it on.
+      return `that is larger than ${server} accepts (for a file: also one fetched from another homeserver)`;
     case "peer_not_allowed":
       return `${server} does not federate with that homeserver (it is not on its list of allowed peers, or blocked)`;
     case "rate_limited": {

@@ -90,7 +90,7 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
 
   command(
     "download",
-    "save a file someone sent you (receive and chat show each file's message id); its digest is checked before it is decrypted",
+    "save a file someone sent you, from this server or another (receive and chat show each file's message id); its digest is checked before it is decrypted",
   )
     .argument("<messageId>", "the id of the message the file came with")
     .addOption(

@@ -1,4 +1,4 @@
-import type { AttachmentPointer } from "../attachments.js";
+import type { StoredAttachmentPointer } from "../attachments.js";
 
 /**
  * Everything one device keeps: its credentials and private keys, its
@@ -63,8 +63,8 @@ export interface StoredMessage {
   peer: string;
   /** Who wrote it: the sender's account id (for groups and sent transcripts, whose peer is not the author). */
   author?: string;
-  /** An attachment's pointer (its key stays in this store, like the text). */
-  attachment?: AttachmentPointer;
+  /** An attachment's pointer (its key stays in this store, like the text), with its server when another. */
+  attachment?: StoredAttachmentPointer;
   direction: "in" | "out";
   senderDeviceId: number;
   text: string;

@@ -54,7 +54,10 @@ async function findAttachment(session: Session, messageId: string): Promise<Stor
   return null;
 }
 
-/** `zimchat-chat download <messageId>`: fetches, checks and decrypts a received attachment. */
+/**
+ * `zimchat-chat download <messageId>`: fetches, checks and decrypts a received attachment, from this homeserver or,
+ * for a file from another server's user, through it from theirs.
+ */
 export async function download(messageId: string, options: DownloadOptions): Promise<void> {
   await runCommand(options, (output) =>
     withSession(options.profile, output, async (session) => {
@@ -72,7 +75,10 @@ export async function download(messageId: string, options: DownloadOptions): Pro
       else if (existsSync(options.out) && statSync(options.out).isDirectory())
         path = freePath(resolve(options.out), name);
       else path = resolve(options.out);
-      await session.client.downloadAttachment(pointer, path);
+      // A file from another server's user kept before the pointer recorded its server: the author's server stores it.
+      const author = message.direction === "in" ? (message.author ?? message.peer) : undefined;
+      const server = pointer.server ?? (author ? session.client.serverOf(author) : null);
+      await session.client.downloadAttachment({ ...pointer, ...(server ? { server } : {}) }, path);
       output.emit({
         type: "downloaded",
         messageId: message.id,
