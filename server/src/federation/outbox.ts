@@ -94,7 +94,9 @@ interface VolatileSend {
  */
 export class Outbox {
   private readonly active = new Map<string, { again: boolean }>();
+  /** Destinations waiting: out a backoff, or (also in `busy`) for another node's transaction to end. */
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly busy = new Set<string>();
   private readonly waiters = new Map<string, Waiter>();
   private readonly volatile = new Map<string, VolatileSend[]>();
   private readonly listeners = new Set<FailureListener>();
@@ -162,15 +164,16 @@ export class Outbox {
       queue.push({ send, server: request.server });
       this.volatile.set(request.server, queue);
     }
-    // A destination waiting out a backoff: answered at once (queued, or refused when sealed).
-    if (this.timers.has(request.server)) this.releaseWaiters(request.server);
+    // A destination waiting out a backoff: answered at once (queued, or refused when sealed). One that another node
+    // sends to right now: this send waits for the next transaction, like any other.
+    if (this.timers.has(request.server) && !this.busy.has(request.server)) this.releaseWaiters(request.server);
     else this.kick(request.server);
     return answer;
   }
 
   /** A signed request came from `server`: it is up, so a send waiting out a backoff goes now. */
   heardFrom(server: string): void {
-    if (!this.timers.has(server)) return;
+    if (!this.timers.has(server) || this.busy.has(server)) return;
     clearTimeout(this.timers.get(server));
     this.timers.delete(server);
     void this.store
@@ -287,6 +290,7 @@ export class Outbox {
       const { step } = result;
       if (!ran) {
         // Another node sends to this server now (its transaction may carry this node's sends too).
+        this.busy.add(server);
         this.schedule(server, outboxLimits.busyRetryMs);
         return;
       }
@@ -406,6 +410,7 @@ export class Outbox {
     if (this.closed || this.timers.has(server)) return;
     const timer = setTimeout(() => {
       this.timers.delete(server);
+      this.busy.delete(server);
       this.kick(server);
     }, delay);
     timer.unref();
