@@ -167,3 +167,29 @@ export function next<T>(
     });
   });
 }
+
+/** A homeserver whose federation name is its own loopback address. */
+export type FederatedHomeserver = Homeserver & { name: string };
+
+/**
+ * Starts a homeserver named after its own loopback address (`127.0.0.1:<port>`,
+ * a fixed port so a restart keeps the name), federating openly with loopback
+ * peers over plain HTTP (`--federation-insecure-peers on`: tests only).
+ */
+export async function federatedHomeserver(args: string[] = []): Promise<FederatedHomeserver> {
+  const port = await freePort();
+  const name = `127.0.0.1:${port}`;
+  const server = await startHomeserver([
+    "--port",
+    String(port),
+    "--server-name",
+    name,
+    "--federation",
+    "open",
+    "--federation-insecure-peers",
+    "on",
+    ...args,
+  ]);
+  if (new URL(server.url).host !== name) throw new Error(`homeserver listens on ${server.url}, not ${name}`);
+  return Object.assign(server, { name });
+}

@@ -5,11 +5,13 @@
  * @packageDocumentation
  */
 export {
+  federatedHomeserver,
   freePort,
   next,
   spawnZimchatServe,
   startHomeserver,
   zimchatBin,
+  type FederatedHomeserver,
   type Homeserver,
   type ServeProcess,
 } from "./child-homeserver.js";

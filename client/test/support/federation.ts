@@ -4,7 +4,6 @@
  * sealed-sender message minted with a server's own trust root key (what its
  * operator could do).
  */
-import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -25,28 +24,9 @@ import type { OutgoingMessage, PreKeyBundleResponse } from "@zimchat/protocol";
 import { MemoryDeviceStore, encodeContent, type ZimClient, type ZimClientEvents } from "../../src/index.js";
 import { signalStores } from "../../src/store/signal-stores.js";
 import { trustOnFirstUse } from "../../src/trust.js";
-import { freePort, startHomeserver, type Homeserver } from "@zimchat/testing/spawn";
+import type { Homeserver } from "@zimchat/testing/spawn";
 
-/** A homeserver whose federation name is its own loopback address. */
-export type FederatedHomeserver = Homeserver & { name: string };
-
-export async function federatedHomeserver(args: string[] = []): Promise<FederatedHomeserver> {
-  const port = await freePort();
-  const name = `127.0.0.1:${port}`;
-  const server = await startHomeserver([
-    "--port",
-    String(port),
-    "--server-name",
-    name,
-    "--federation",
-    "open",
-    "--federation-insecure-peers",
-    "on",
-    ...args,
-  ]);
-  assert.equal(new URL(server.url).host, name);
-  return Object.assign(server, { name });
-}
+export { federatedHomeserver, type FederatedHomeserver } from "@zimchat/testing/spawn";
 
 /** Waits until `check` holds (polling), or fails after `timeoutMs`. */
 export async function eventually(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {

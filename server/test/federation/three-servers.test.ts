@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { Envelope } from "@zimchat/protocol";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { freePort, startHomeserver, zimchatBin, type Homeserver } from "@zimchat/testing/spawn";
+import { federatedHomeserver, zimchatBin, type Homeserver } from "@zimchat/testing/spawn";
 import type { SeizureReport } from "../../src/seizure/report.js";
 import { SignalDevice } from "@zimchat/testing/signal";
 import { callJson } from "../support/child-server.js";
@@ -18,19 +18,8 @@ interface Peer {
 }
 
 async function startPeer(): Promise<Peer> {
-  const port = await freePort();
-  const name = `127.0.0.1:${port}`;
-  const server = await startHomeserver([
-    "--port",
-    String(port),
-    "--server-name",
-    name,
-    "--federation",
-    "open",
-    "--federation-insecure-peers",
-    "on",
-  ]);
-  return { name, server };
+  const server = await federatedHomeserver();
+  return { name: server.name, server };
 }
 
 async function register(peer: Peer, username: string): Promise<SignalDevice> {
