@@ -6,24 +6,10 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  ContentHint,
-  KEMPublicKey,
-  PreKeyBundle,
-  PrivateKey,
-  ProtocolAddress,
-  PublicKey,
-  SenderCertificate,
-  ServerCertificate,
-  UnidentifiedSenderMessageContent,
-  processPreKeyBundle,
-  sealedSenderEncrypt,
-  signalEncrypt,
-} from "@signalapp/libsignal-client";
+import { PrivateKey, ServerCertificate } from "@signalapp/libsignal-client";
 import type { OutgoingMessage, PreKeyBundleResponse } from "@zimchat/protocol";
-import { MemoryDeviceStore, encodeContent, type ZimClient, type ZimClientEvents } from "../../src/index.js";
-import { signalStores } from "../../src/store/signal-stores.js";
-import { trustOnFirstUse } from "../../src/trust.js";
+import type { ZimClient, ZimClientEvents } from "../../src/index.js";
+import { forgedSealedPreKeyMessage } from "./forged-sealed.js";
 import type { Homeserver } from "@zimchat/testing/spawn";
 
 export { federatedHomeserver, type FederatedHomeserver } from "@zimchat/testing/spawn";
@@ -71,59 +57,5 @@ export async function mintSealedMessage(
   );
   const serverKey = PrivateKey.generate();
   const serverCertificate = ServerCertificate.new(4711, serverKey.getPublicKey(), trustRoot);
-  const fake = PrivateKey.generate();
-  const store = new MemoryDeviceStore();
-  store.setLocal({
-    uuid: claimedUuid,
-    deviceId: 1,
-    username: "impostor",
-    password: "x",
-    serverUrl: signer.url,
-    identityPrivateKey: fake.serialize(),
-    registrationId: 4242,
-    nextPreKeyId: 1,
-    accessKey: "",
-  });
-  const s = signalStores(store, trustOnFirstUse, () => {});
-  const d = bundle.devices[0]!;
-  const to = ProtocolAddress.new(targetUuid, d.deviceId);
-  const me = ProtocolAddress.new(claimedUuid, 1);
-  const pre = PreKeyBundle.new(
-    d.registrationId,
-    d.deviceId,
-    d.preKey?.keyId ?? null,
-    d.preKey ? PublicKey.deserialize(bytes(d.preKey.publicKey)) : null,
-    d.signedPreKey.keyId,
-    PublicKey.deserialize(bytes(d.signedPreKey.publicKey)),
-    bytes(d.signedPreKey.signature),
-    PublicKey.deserialize(bytes(bundle.identityKey)),
-    d.pqPreKey.keyId,
-    KEMPublicKey.deserialize(bytes(d.pqPreKey.publicKey)),
-    bytes(d.pqPreKey.signature),
-  );
-  await processPreKeyBundle(pre, to, me, s.sessions, s.identities);
-  const message = await signalEncrypt(
-    encodeContent({ v: 1, timestamp: Date.now(), text }),
-    to,
-    me,
-    s.sessions,
-    s.identities,
-  );
-  const certificate = SenderCertificate.new(
-    claimedUuid,
-    null,
-    1,
-    fake.getPublicKey(),
-    Date.now() + 3_600_000,
-    serverCertificate,
-    serverKey,
-  );
-  const usmc = UnidentifiedSenderMessageContent.new(message, certificate, ContentHint.Default, null);
-  const sealed = await sealedSenderEncrypt(usmc, to, s.identities);
-  return {
-    type: "sealed",
-    destinationDeviceId: d.deviceId,
-    destinationRegistrationId: d.registrationId,
-    content: Buffer.from(sealed).toString("base64"),
-  };
+  return forgedSealedPreKeyMessage({ claimedUuid, targetUuid, bundle, text, serverCertificate, serverKey });
 }

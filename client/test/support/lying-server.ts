@@ -10,33 +10,16 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  ContentHint,
-  KEMPublicKey,
-  PreKeyBundle,
-  PrivateKey,
-  ProtocolAddress,
-  PublicKey,
-  SenderCertificate,
-  ServerCertificate,
-  UnidentifiedSenderMessageContent,
-  processPreKeyBundle,
-  sealedSenderEncrypt,
-  signalEncrypt,
-} from "@signalapp/libsignal-client";
+import { PrivateKey, PublicKey, ServerCertificate } from "@signalapp/libsignal-client";
 import {
   BadDeviceKeysError,
-  MemoryDeviceStore,
   SealedSendingPausedError,
   UntrustedIdentityError,
-  encodeContent,
   safetyNumber,
   trustRootFingerprint,
   type ZimClient,
   type ZimClientEvents,
 } from "../../src/index.js";
-import { signalStores } from "../../src/store/signal-stores.js";
-import { trustOnFirstUse } from "../../src/trust.js";
 import {
   freePort,
   type Homeserver,
@@ -45,6 +28,7 @@ import {
   startHomeserver,
   until,
 } from "@zimchat/testing/spawn";
+import { forgedSealedPreKeyMessage } from "./forged-sealed.js";
 import { linkDevice } from "./linking.js";
 import { queryServerDb, writeServerDb } from "./server-db.js";
 
@@ -135,60 +119,15 @@ export async function mintSealedPreKeyMessage(
   const keys = join(server.dataDir, "keys");
   const serverKey = PrivateKey.deserialize(bytes(readFileSync(join(keys, "server.key"), "utf8").trim()));
   const serverCertificate = ServerCertificate.deserialize(bytes(readFileSync(join(keys, "server.crt"), "utf8").trim()));
-  const fake = PrivateKey.generate();
-  const store = new MemoryDeviceStore();
-  store.setLocal({ ...victim.local, identityPrivateKey: fake.serialize(), registrationId: 4242 });
-  const s = signalStores(store, trustOnFirstUse, () => {});
-  const bundle = await victim.api.preKeyBundle(target.local.uuid, 1);
-  const d = bundle.devices[0]!;
-  const to = ProtocolAddress.new(target.local.uuid, 1);
-  const me = ProtocolAddress.new(victim.local.uuid, 1);
-  const pre = PreKeyBundle.new(
-    d.registrationId,
-    d.deviceId,
-    d.preKey?.keyId ?? null,
-    d.preKey ? PublicKey.deserialize(bytes(d.preKey.publicKey)) : null,
-    d.signedPreKey.keyId,
-    PublicKey.deserialize(bytes(d.signedPreKey.publicKey)),
-    bytes(d.signedPreKey.signature),
-    PublicKey.deserialize(bytes(bundle.identityKey)),
-    d.pqPreKey.keyId,
-    KEMPublicKey.deserialize(bytes(d.pqPreKey.publicKey)),
-    bytes(d.pqPreKey.signature),
-  );
-  await processPreKeyBundle(pre, to, me, s.sessions, s.identities);
-  const message = await signalEncrypt(
-    encodeContent({ v: 1, timestamp: Date.now(), text }),
-    to,
-    me,
-    s.sessions,
-    s.identities,
-  );
-  const certificate = SenderCertificate.new(
-    victim.local.uuid,
-    null,
-    1,
-    fake.getPublicKey(),
-    Date.now() + 3_600_000,
+  const message = await forgedSealedPreKeyMessage({
+    claimedUuid: victim.local.uuid,
+    targetUuid: target.local.uuid,
+    bundle: await victim.api.preKeyBundle(target.local.uuid, 1),
+    text,
     serverCertificate,
     serverKey,
-  );
-  const usmc = UnidentifiedSenderMessageContent.new(message, certificate, ContentHint.Default, null);
-  const sealed = await sealedSenderEncrypt(usmc, to, s.identities);
-  await victim.api.sendSealed(
-    target.local.uuid,
-    {
-      messages: [
-        {
-          type: "sealed",
-          destinationDeviceId: 1,
-          destinationRegistrationId: d.registrationId,
-          content: Buffer.from(sealed).toString("base64"),
-        },
-      ],
-    },
-    target.local.accessKey,
-  );
+  });
+  await victim.api.sendSealed(target.local.uuid, { messages: [message] }, target.local.accessKey);
 }
 
 /** The lying-server cases on one homeserver, with or without the key-transparency plugin. */
