@@ -263,13 +263,7 @@ export class Outbox {
     idempotencyKey: string,
   ): Promise<SendMessagesResponse> {
     const { api, connections, settings } = this.ctx;
-    if (!messages.length)
-      throw new ApiError(409, {
-        code: "mismatched_devices",
-        message: "no devices",
-        missingDevices: [],
-        extraDevices: [],
-      });
+    if (!messages.length) throw noDevices();
     const timeoutMs = settings.sendRetry.attemptTimeoutMs;
     return withSendRetry(async () => {
       if (accessKey !== null) {
@@ -309,13 +303,7 @@ export class Outbox {
     accessKey: string | null,
   ): Promise<SendResult> {
     const { api, settings, tasks } = this.ctx;
-    if (!messages.length)
-      throw new ApiError(409, {
-        code: "mismatched_devices",
-        message: "no devices",
-        missingDevices: [],
-        extraDevices: [],
-      });
+    if (!messages.length) throw noDevices();
     const body = { messages, idempotencyKey };
     const response = await withSendRetry(async () => {
       if (accessKey === null) return api.remoteSendMessages(server, uuid, body);
@@ -386,4 +374,9 @@ class NotRetried extends Error {
   constructor(readonly error: ApiError) {
     super(error.message, { cause: error });
   }
+}
+
+/** A send that names no device: answered like the server's 409, so the caller fetches the devices and retries. */
+function noDevices(): ApiError {
+  return new ApiError(409, { code: "mismatched_devices", message: "no devices", missingDevices: [], extraDevices: [] });
 }
