@@ -13,6 +13,14 @@ import { SqliteWorkerAdapterFactory } from "./sqlite-worker-adapter.js";
 import { startWalCheckpoints, type WalCheckpoints } from "./wal-checkpoints.js";
 
 /**
+ * How long a transaction may wait for the database before it gives up
+ * (Prisma's `maxWait`; its default is 2 s). On SQLite one writer serves
+ * every transaction in turn, so a burst (hundreds of registrations at once
+ * on a loaded machine) can queue for longer than Prisma's default.
+ */
+export const transactionMaxWaitMs = 10_000;
+
+/**
  * The Prisma client the stores use. Both providers are generated from the one
  * data model, so their model APIs are the same; the stores are typed against
  * the SQLite client and handed the PostgreSQL one on PostgreSQL.
@@ -77,7 +85,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     const worker = (options.sqliteWorker ?? true) && target.path !== ":memory:";
     if (worker) workerAdapter = new SqliteWorkerAdapterFactory({ path: target.path, timeoutMs: 5000 });
     shared = new SharedAdapterFactory(workerAdapter ?? new PrismaBetterSqlite3({ url: target.path, timeout: 5000 }));
-    prisma = new SqliteClient({ adapter: shared });
+    prisma = new SqliteClient({ adapter: shared, transactionOptions: { maxWait: transactionMaxWaitMs } });
     // These pragmas apply to the connection that writes (the worker's reader only reads).
     await prisma.$queryRawUnsafe("PRAGMA journal_mode = WAL");
     await prisma.$executeRawUnsafe(`PRAGMA synchronous = ${options.sqliteSynchronous ?? "FULL"}`);
@@ -96,7 +104,10 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       { schema: target.schema },
     );
     shared = new SharedAdapterFactory(adapter);
-    prisma = new PostgresClient({ adapter: shared }) as unknown as Db;
+    prisma = new PostgresClient({
+      adapter: shared,
+      transactionOptions: { maxWait: transactionMaxWaitMs },
+    }) as unknown as Db;
   }
 
   const sql = SqlRunner.on(await shared.connect());

@@ -2,6 +2,7 @@ import { Router, type NextFunction, type Request, type RequestHandler, type Resp
 import { accessKeyHeader, bodyLimitOf, routes, type RouteName, type RouteSpec } from "@zimchat/protocol";
 import type { ZodError } from "zod";
 import { HttpError } from "../errors.js";
+import { databaseBusyError } from "../faults/database-busy.js";
 import { storageFullError } from "../faults/storage-full.js";
 import type { Logger } from "../logger.js";
 import { unauthorized, type AccountService } from "../services/account-service.js";
@@ -162,6 +163,9 @@ export function toHttpError(error: unknown): HttpError | null {
   // A full disk (SQLite, PostgreSQL, attachment files): 507 storage_full with Retry-After, nothing stored.
   const full = storageFullError(error);
   if (full) return full;
+  // A transaction that could not start (or finish) in time: rolled back, 503 with Retry-After.
+  const busy = databaseBusyError(error);
+  if (busy) return busy;
   const type = (error as { type?: string } | null)?.type;
   if (type === tooDeepType) return tooDeeplyNested();
   if (type === "entity.too.large") return new HttpError("body_too_large", "The request body is too large");
