@@ -33,6 +33,11 @@ const files = [
   .filter((f) => !only.length || only.some((o) => f.includes(o)));
 // The lint rules' own tests (scripts/lint/*.test.js) are plain ESM and run from source.
 files.push(...testFiles(join(root, "scripts/lint")).filter((f) => !only.length || only.some((o) => f.includes(o))));
+// With no file, node --test would discover and run every test it finds: a filter that matches nothing is an error.
+if (!files.length) {
+  console.error(`test: no test file matches ${only.join(", ")} (built files under */dist/test; run npm run build first)`);
+  process.exit(2);
+}
 
 const postgres = [process.env.ZIMCHAT_TEST_DATABASE_URL, process.env.DATABASE_URL].find((u) =>
   u?.startsWith("postgres"),
