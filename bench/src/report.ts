@@ -3,6 +3,7 @@
  * keys are the performance targets below.
  */
 import { cpus } from "node:os";
+import type { DiskFloor } from "./disk-floor.js";
 import type { IdleMemoryResult } from "./idle-memory.js";
 import type { BenchResult, ServerRounds } from "./run.js";
 import { median } from "./stats.js";
@@ -40,6 +41,13 @@ export interface ServerFigures {
   loop_delay_p50_ms: number | null;
   /** The worst event-loop delay in any latency round. */
   loop_delay_max_ms: number | null;
+  /**
+   * SQLite homeserver: one commit (WAL, synchronous=FULL) in its data
+   * directory, timed right before each latency round; medians over rounds of
+   * each round's p50 / p99. Null for the relay and PostgreSQL.
+   */
+  disk_commit_p50_ms: number | null;
+  disk_commit_p99_ms: number | null;
   errors: number;
   first_error: string | null;
   lost: number;
@@ -62,7 +70,13 @@ export interface BenchSummary {
   /** Event-loop delay p99 of each server child during the latency rounds at the headline N. */
   relay_loop_delay_p99_ms: number | null;
   homeserver_loop_delay_p99_ms: number | null;
-  /** The homeserver's database in this run (`--database`). */
+  /**
+   * The floor under the homeserver's p99 (SQLite): the p99 of one commit on
+   * its data directory's disk, measured before each latency round at the
+   * headline N; null on PostgreSQL.
+   */
+  homeserver_disk_commit_p99_ms: number | null;
+  /** The database in this run (`--database`). */
   database: "sqlite" | "postgresql";
   relay_idle_kb_per_conn: number;
   homeserver_idle_kb_per_device: number | null;
@@ -139,6 +153,7 @@ export function summarize(result: BenchResult): BenchSummary {
     p99_ratio: nullableRound(headline.p99_ratio, 2),
     relay_loop_delay_p99_ms: headline.relay.loop_delay_p99_ms,
     homeserver_loop_delay_p99_ms: headline.homeserver?.loop_delay_p99_ms ?? null,
+    homeserver_disk_commit_p99_ms: headline.homeserver?.disk_commit_p99_ms ?? null,
     database: result.database.kind,
     relay_idle_kb_per_conn: round(result.idle.relay.kbPerConnection, 1),
     homeserver_idle_kb_per_device: idleHome === undefined ? null : round(idleHome.kbPerConnection, 1),
@@ -197,6 +212,9 @@ function figures(rounds: ServerRounds): ServerFigures {
   const l = rounds.latency;
   const errorRound = [...t, ...l].find((r) => r.firstError !== undefined);
   const delays = l.flatMap((r) => (r.loopDelay === undefined ? [] : [r.loopDelay]));
+  const floors = rounds.diskFloor ?? [];
+  const floor = (pick: (f: DiskFloor) => number): number | null =>
+    floors.length === 0 ? null : round(median(floors.map(pick)), 2);
   const loopDelay = (pick: (d: (typeof delays)[number]) => number, of: (v: number[]) => number): number | null =>
     delays.length === 0 ? null : round(of(delays.map(pick)), 2);
   return {
@@ -216,6 +234,8 @@ function figures(rounds: ServerRounds): ServerFigures {
       (d) => d.maxMs,
       (v) => Math.max(...v),
     ),
+    disk_commit_p50_ms: floor((f) => f.p50Ms),
+    disk_commit_p99_ms: floor((f) => f.p99Ms),
     errors: [...t, ...l].reduce((sum, r) => sum + r.errors, 0),
     first_error: errorRound?.firstError ?? null,
     lost: l.reduce((sum, r) => sum + r.lost, 0),
@@ -313,6 +333,14 @@ export function formatReport(summary: BenchSummary): string {
   lines.push(
     "  loop delay: how late each server child's event loop ran a 1 ms timer during the recorded part of the latency rounds (monitorEventLoopDelay)",
   );
+  for (const row of summary.by_n) {
+    if (row.homeserver?.disk_commit_p99_ms == null) continue;
+    lines.push(
+      `  disk floor at N = ${num(row.n)}: one SQLite commit (WAL, synchronous=FULL) in the homeserver's data directory, ` +
+        `p50 ${num(row.homeserver.disk_commit_p50_ms, 2)} ms, p99 ${num(row.homeserver.disk_commit_p99_ms, 2)} ms ` +
+        "(timed before each latency round; no envelope is pushed before its commit)",
+    );
+  }
   lines.push("");
   const ir = summary.idle.relay;
   const ih = summary.idle.homeserver;

@@ -11,6 +11,7 @@ import { registerAccounts, type BenchAccount } from "./accounts.js";
 import { dropSchemas, schemaUrl } from "./cluster.js";
 import { waitForQuiet, type CpuShare } from "./cpu-usage.js";
 import { connectHomeserverPool, connectRelayPool, type DevicePool } from "./device-pool.js";
+import { measureDiskFloor, type DiskFloor } from "./disk-floor.js";
 import { measureIdleMemory, type IdleMemoryResult } from "./idle-memory.js";
 import { measureLatency, type LatencyRound } from "./latency.js";
 import { windowFor, type BenchOptions } from "./options.js";
@@ -23,6 +24,8 @@ import { measureThroughput, type ThroughputRound } from "./throughput.js";
 export interface ServerRounds {
   throughput: ThroughputRound[];
   latency: LatencyRound[];
+  /** SQLite homeserver only: one disk-floor measurement right before each latency round. */
+  diskFloor?: DiskFloor[];
 }
 
 /** Everything measured at one N. */
@@ -155,7 +158,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         for (const c of contenders) await probe(c.pool);
         const profiled = profileDir === undefined ? undefined : contenders.find((c) => c.kind === "homeserver");
         if (profiled !== undefined) await profiled.server.startProfile(`${profileDir}/homeserver-n${n}.cpuprofile`);
-        await runPhase(n, window, contenders, options, quiet);
+        await runPhase(n, window, contenders, options, quiet, databaseUrl === undefined ? fleet.dataDir : undefined);
         if (profiled !== undefined) {
           const files = await profiled.server.stopProfile();
           profiles.push({ n, files });
@@ -228,6 +231,8 @@ async function runPhase(
   contenders: Contender[],
   options: BenchOptions,
   quiet: QuietKeeper,
+  /** The SQLite homeserver's data directory, where the disk floor is measured (undefined on PostgreSQL). */
+  diskFloorDir: string | undefined,
 ): Promise<void> {
   for (let round = 1; round <= options.rounds; round++) {
     for (const c of contenders) {
@@ -244,6 +249,13 @@ async function runPhase(
   for (let round = 1; round <= options.rounds; round++) {
     for (const c of contenders) {
       await quiet.settle();
+      if (c.kind === "homeserver" && diskFloorDir !== undefined) {
+        const floor = measureDiskFloor(diskFloorDir);
+        (c.rounds.diskFloor ??= []).push(floor);
+        log(
+          `N = ${n} disk floor before latency round ${round}: one SQLite commit p50 ${floor.p50Ms.toFixed(2)} p99 ${floor.p99Ms.toFixed(2)} ms`,
+        );
+      }
       const r = await measureLatency(c.pool, c.server, {
         rate: options.rate,
         durationMs: options.latencyDurationMs,
@@ -263,7 +275,7 @@ class Fleet {
   private readonly logged = new Map<string, { count: number; first: string[] }>();
 
   constructor(
-    private readonly dataDir: string,
+    readonly dataDir: string,
     /** PostgreSQL (with the run's schema); undefined: SQLite in the data directory. */
     private readonly databaseUrl: string | undefined,
   ) {}
