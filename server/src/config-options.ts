@@ -82,7 +82,10 @@ const allowList = z
         const [name = "", pin, ...rest] = entry.split("=");
         const server = serverNameSchema.safeParse(name);
         if (!server.success) {
-          ctx.addIssue({ code: "custom", message: `"${name}" is not a server name (${server.error.issues[0]?.message})` });
+          ctx.addIssue({
+            code: "custom",
+            message: `"${name}" is not a server name (${server.error.issues[0]?.message})`,
+          });
           return z.NEVER;
         }
         if (pin === undefined) return { server: server.data, pin: undefined };

@@ -135,7 +135,11 @@ export class FederationService {
       }
     }
     return [...rows.values()]
-      .map((row) => ({ ...row, pinned: this.peers.pinned(row.server), fingerprint: this.peers.fingerprintOf(row.server) }))
+      .map((row) => ({
+        ...row,
+        pinned: this.peers.pinned(row.server),
+        fingerprint: this.peers.fingerprintOf(row.server),
+      }))
       .sort((a, b) => (a.server < b.server ? -1 : a.server > b.server ? 1 : 0));
   }
 

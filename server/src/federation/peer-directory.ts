@@ -55,8 +55,7 @@ export interface PeerPolicy {
 }
 
 type Entry =
-  | { document: ServerDocument; fetchedAt: number; expiresAt: number }
-  | { failedAt: number; seenFingerprint?: string };
+  { document: ServerDocument; fetchedAt: number; expiresAt: number } | { failedAt: number; seenFingerprint?: string };
 
 /** A pinned peer's document whose identity key has another fingerprint than the pin. */
 export class PinMismatchError extends Error {

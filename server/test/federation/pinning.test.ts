@@ -30,7 +30,10 @@ async function peers(server: FederatedServer, token: string): Promise<Federation
   return (res.body as FederationPeerList).peers;
 }
 
-/** A message from `from` on `home` to `to` on `peer`, encrypted on a session started from a bundle `to`'s server gave. */
+/**
+ * Messages from `from` to `to` (an account on `peer`), on a session started from a bundle `peer` gave its own
+ * user `helper`: a send that would be accepted, built without federation.
+ */
 async function encryptedSend(peer: FederatedServer, helper: SignalDevice, from: SignalDevice, to: SignalDevice) {
   const bundle = await peer.http().get(`/v1/keys/${to.uuid}/*`).set("authorization", helper.authHeader);
   assert.equal(bundle.status, 200, JSON.stringify(bundle.body));
@@ -105,9 +108,14 @@ describe("federation allowlist pinned by identity-key fingerprint", () => {
         source: { uuid: bob.uuid, deviceId: 1 },
         messages,
       };
-      const answer = await news.home.services.federation.request(club.name, "PUT", `/federation/v1/send/${randomUUID()}`, {
-        sends: [send],
-      });
+      const answer = await news.home.services.federation.request(
+        club.name,
+        "PUT",
+        `/federation/v1/send/${randomUUID()}`,
+        {
+          sends: [send],
+        },
+      );
       assert.equal(answer.status, 401, JSON.stringify(answer.body));
       assert.deepEqual(
         { code: (answer.body as { code?: string }).code, reason: (answer.body as { reason?: string }).reason },
@@ -120,11 +128,7 @@ describe("federation allowlist pinned by identity-key fingerprint", () => {
       );
       assert.equal(lookup.status, 401);
       assert.deepEqual(await inbox(club, alice), [], "nothing stored for alice");
-      assert.equal(
-        await club.home.database.prisma.envelope.count(),
-        0,
-        "no envelope in club's database",
-      );
+      assert.equal(await club.home.database.prisma.envelope.count(), 0, "no envelope in club's database");
       assert.ok((await metric(club, 'zimchat_federation_document_fetches_total{result="pin_mismatch"}')) >= 1);
       assert.equal(await metric(club, 'zimchat_federation_document_fetches_total{result="ok"}'), 0);
     });
@@ -173,10 +177,13 @@ describe("federation allowlist pinned by identity-key fingerprint", () => {
         env: { ...process.env, ZIMCHAT_URL: club.url, ZIMCHAT_ADMIN_TOKEN: token },
       });
       const listed = (JSON.parse(asJson.stdout) as FederationPeerList).peers.find((p) => p.server === news.name);
-      assert.deepEqual({ pinned: listed?.pinned, fingerprint: listed?.fingerprint }, {
-        pinned: true,
-        fingerprint: pair.fingerprints.news,
-      });
+      assert.deepEqual(
+        { pinned: listed?.pinned, fingerprint: listed?.fingerprint },
+        {
+          pinned: true,
+          fingerprint: pair.fingerprints.news,
+        },
+      );
     });
   });
 });

@@ -76,7 +76,11 @@ describe("the federation server document", () => {
       { ...document, validUntil: document.validUntil + 1 },
       { ...document, keys: [{ ...document.keys[0]!, validUntil: document.keys[0]!.validUntil + 1 }] },
       { ...document, signature: { ...document.signature, keyId: "ed25519:0000000000000000" } },
-      { ...document, identityKey: document.keys[0]!.publicKey, signature: { ...document.signature, keyId: document.keys[0]!.id } },
+      {
+        ...document,
+        identityKey: document.keys[0]!.publicKey,
+        signature: { ...document.signature, keyId: document.keys[0]!.id },
+      },
     ];
     for (const t of tampered) assert.equal(verifyServerDocument(t), false);
     // Rotating keys swapped for another server's, without the identity key's signature over them.
