@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { serverDocumentPath, type Envelope, type FederationPeerList } from "@zimchat/protocol";
 import type { SignalDevice } from "@zimchat/testing/signal";
 import { identityFingerprint } from "../../src/federation/signing-keys.js";
-import { pinnedPair, type FederatedServer, type PinnedPair } from "../support/federation.js";
+import { federated, pinnedPair, type FederatedServer, type PinnedPair } from "../support/federation.js";
 import { encryptFor } from "../support/harness.js";
 
 const bin = fileURLToPath(new URL("../../../bin/zimchat.js", import.meta.url));
@@ -93,8 +93,13 @@ describe("federation allowlist pinned by identity-key fingerprint", () => {
   describe("club pins a wrong fingerprint for news (news pins club rightly)", () => {
     let pair: PinnedPair;
     let carol: SignalDevice;
+    const logs: string[] = [];
     before(async () => {
-      pair = await pinnedPair({ club: "wrong", news: "right" }, { club: { adminToken: token } });
+      pair = await pinnedPair(
+        { club: "wrong", news: "right" },
+        { club: { adminToken: token, logLevel: "warn" } },
+        { club: logs },
+      );
       carol = await pair.club.register("carol");
     });
     after(async () => pair.stop());
@@ -185,5 +190,48 @@ describe("federation allowlist pinned by identity-key fingerprint", () => {
         },
       );
     });
+
+    it("logs the mismatch once at warn, with the fingerprints and no secret", async () => {
+      // Another request from news: club's answer comes from its cache of the refusal, and nothing is logged again.
+      await pair.news.home.services.federation.request(pair.club.name, "GET", "/federation/v1/accounts/username/x");
+      const warnings = logs
+        .map(
+          (line) => JSON.parse(line) as { level: number; msg: string; peer?: string; pinned?: string; seen?: string },
+        )
+        .filter((l) => /pinned federation peer/.test(l.msg));
+      assert.equal(warnings.length, 1, logs.join("\n"));
+      assert.equal(warnings[0]!.level, 40);
+      assert.equal(warnings[0]!.peer, pair.news.name);
+      assert.equal(warnings[0]!.seen, pair.fingerprints.news);
+      assert.notEqual(warnings[0]!.pinned, pair.fingerprints.news);
+      assert.ok(!logs.join("\n").includes(token), "no admin token in the logs");
+    });
+  });
+
+  it("in open mode a pinned server must present its pinned identity key; other servers are accepted as before", async () => {
+    const [wrong, right, unpinned] = await Promise.all([federated(), federated(), federated()]);
+    const fingerprintOf = async (server: FederatedServer): Promise<string> =>
+      identityFingerprint(Buffer.from((await server.http().get(serverDocumentPath)).body.identityKey, "base64"));
+    const open = await federated({
+      federationPins: {
+        [wrong.name]: await fingerprintOf(right),
+        [right.name]: await fingerprintOf(right),
+      },
+    });
+    try {
+      assert.equal(open.config.federation, "open");
+      const ask = (from: FederatedServer) =>
+        from.home.services.federation.request(open.name, "GET", "/federation/v1/accounts/username/nobody");
+      const refused = await ask(wrong);
+      assert.equal(refused.status, 401);
+      assert.equal((refused.body as { reason?: string }).reason, "unknown_key");
+      for (const from of [right, unpinned]) {
+        const answer = await ask(from);
+        assert.equal(answer.status, 404, from.name);
+        assert.equal((answer.body as { code?: string }).code, "not_found");
+      }
+    } finally {
+      await Promise.all([wrong, right, unpinned, open].map((s) => s.stop()));
+    }
   });
 });

@@ -21,17 +21,23 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** A homeserver named after its own loopback address, federating (open) with loopback peers over HTTP. */
-export async function federated(overrides: Partial<ServerConfig> = {}): Promise<FederatedServer> {
+/**
+ * A homeserver named after its own loopback address, federating (open) with loopback peers over HTTP.
+ * Pass `logs` to collect its log lines (at `overrides.logLevel`).
+ */
+export async function federated(overrides: Partial<ServerConfig> = {}, logs?: string[]): Promise<FederatedServer> {
   const port = overrides.port || (await freePort());
   const name = `127.0.0.1:${port}`;
-  const server = await startServer({
-    serverName: name,
-    port,
-    federation: "open",
-    federationInsecurePeers: true,
-    ...overrides,
-  });
+  const server = await startServer(
+    {
+      serverName: name,
+      port,
+      federation: "open",
+      federationInsecurePeers: true,
+      ...overrides,
+    },
+    logs,
+  );
   return Object.assign(server, { name });
 }
 
@@ -56,8 +62,9 @@ export interface FederatedPair {
 
 export async function federatedPair(
   overrides: { club?: Partial<ServerConfig>; news?: Partial<ServerConfig> } = {},
+  logs: { club?: string[]; news?: string[] } = {},
 ): Promise<FederatedPair> {
-  const [club, news] = await Promise.all([federated(overrides.club), federated(overrides.news)]);
+  const [club, news] = await Promise.all([federated(overrides.club, logs.club), federated(overrides.news, logs.news)]);
   const alice = await club.register("alice");
   const bob = await news.register("bob");
   await uploadKeys(club, alice);
@@ -91,6 +98,7 @@ export interface PinnedPair extends FederatedPair {
 export async function pinnedPair(
   pins: { club: Pin; news: Pin },
   overrides: { club?: Partial<ServerConfig>; news?: Partial<ServerConfig> } = {},
+  logs: { club?: string[]; news?: string[] } = {},
 ): Promise<PinnedPair> {
   const [clubPort, newsPort] = [await freePort(), await freePort()];
   const names = { club: `127.0.0.1:${clubPort}`, news: `127.0.0.1:${newsPort}` };
@@ -104,24 +112,27 @@ export async function pinnedPair(
   };
   const stranger = identityFingerprint(rawPublicKey(generateKeyPairSync("ed25519").publicKey));
   const pinOf = (pin: Pin, real: string): string => (pin === "right" ? real : stranger);
-  const pair = await federatedPair({
-    club: {
-      port: clubPort,
-      dataDir: dirs.club,
-      federation: "allowlist",
-      federationAllow: [names.news],
-      federationPins: { [names.news]: pinOf(pins.club, fingerprints.news) },
-      ...overrides.club,
+  const pair = await federatedPair(
+    {
+      club: {
+        port: clubPort,
+        dataDir: dirs.club,
+        federation: "allowlist",
+        federationAllow: [names.news],
+        federationPins: { [names.news]: pinOf(pins.club, fingerprints.news) },
+        ...overrides.club,
+      },
+      news: {
+        port: newsPort,
+        dataDir: dirs.news,
+        federation: "allowlist",
+        federationAllow: [names.club],
+        federationPins: { [names.club]: pinOf(pins.news, fingerprints.club) },
+        ...overrides.news,
+      },
     },
-    news: {
-      port: newsPort,
-      dataDir: dirs.news,
-      federation: "allowlist",
-      federationAllow: [names.club],
-      federationPins: { [names.club]: pinOf(pins.news, fingerprints.club) },
-      ...overrides.news,
-    },
-  });
+    logs,
+  );
   return {
     ...pair,
     fingerprints,
