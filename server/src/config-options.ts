@@ -99,7 +99,17 @@ const allowList = z
         return { server: server.data, pin };
       }),
     ),
-  );
+  )
+  .superRefine((entries, ctx) => {
+    const seen = new Map<string, string | undefined>();
+    for (const { server, pin } of entries) {
+      if (seen.has(server) && seen.get(server) !== pin) {
+        ctx.addIssue({ code: "custom", message: `${server} is listed twice with different pins: keep one entry` });
+        return;
+      }
+      seen.set(server, pin);
+    }
+  });
 const mib = 1024 * 1024;
 /** Sets one connection limit, keeping the others. */
 const connectionLimit =

@@ -107,6 +107,14 @@ describe("configuration through the real CLI", () => {
       );
       assert.equal(existsSync(data), false, "nothing was created");
     }
+    const twice = await run(["serve", "--data-dir", join(dir, "data-twice")], {
+      ZIMCHAT_FEDERATION_ALLOW: `club.example=${pin},club.example`,
+    });
+    assert.notEqual(twice.code, 0);
+    assert.equal(
+      twice.stderr.trim(),
+      "zimchat: invalid configuration: federationAllow (env ZIMCHAT_FEDERATION_ALLOW): club.example is listed twice with different pins: keep one entry",
+    );
   });
 
   it("takes a flag over the environment over the file over the default, in a running server", async () => {
