@@ -215,6 +215,7 @@ describe("server bindings in the client: a server claiming another server's acco
       // The homeserver claims to federate as club.example and answers a remote look-up with its own user Bob.
       alice.api.serverDocument = async () => ({
         server: "club.example",
+        identityKey: Buffer.alloc(32).toString("base64"),
         keys: [
           {
             id: "ed25519:0000000000000000",

@@ -103,11 +103,23 @@ export const federationPeerSchema = z
       .int()
       .describe("ms since the epoch: no transaction before then (backoff; 0 or past: none)"),
     blocked: z.boolean().describe("Blocked by an admin: refused both ways (403 `peer_not_allowed`)"),
+    pinned: z
+      .boolean()
+      .describe(
+        "Pinned by `--federation-allow name=sha256:<hex>`: its document is refused unless its identity key has that fingerprint",
+      ),
+    fingerprint: z
+      .string()
+      .regex(/^sha256:[0-9a-f]{64}$/)
+      .nullable()
+      .describe(
+        "The fingerprint of its identity key (`sha256:` and 64 hex digits) in the document this node last verified; for a pinned server whose document was refused, the one it presented; null when none was seen",
+      ),
   })
   .meta({ id: "FederationPeer" });
 export type FederationPeer = z.infer<typeof federationPeerSchema>;
 
-/** `GET /admin/v1/federation/peers`: every server this one has relayed to or blocked, by name. */
+/** `GET /admin/v1/federation/peers`: every server this one has relayed to, blocked or pinned, by name. */
 export const federationPeerListSchema = z
   .object({ peers: z.array(federationPeerSchema) })
   .meta({ id: "FederationPeerList" });

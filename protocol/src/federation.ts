@@ -6,9 +6,10 @@ import { base64Bytes, base64LengthText, deviceIdSchema, serverNameSchema, uuidSc
 
 /**
  * Federation: how homeservers know each other. Each server publishes a
- * signed document naming itself, its federation signing keys and its
- * sealed-sender trust root; peers fetch it over TLS and cache the keys
- * until they expire.
+ * document naming itself, its long-term identity key, its rotating
+ * request-signing keys and its sealed-sender trust root, signed by the
+ * identity key; peers fetch it over TLS (and may pin the identity key) and
+ * cache the keys until they expire.
  */
 
 /** Where a server publishes its signed document. */
@@ -40,16 +41,25 @@ export type FederationKey = z.infer<typeof federationKeySchema>;
 /**
  * `GET /.well-known/zimchat/server`: who this server is. `signature` is the
  * Ed25519 signature of the document without `signature`, serialized as RFC
- * 8785 canonical JSON, by the key `signature.keyId` (one of `keys`).
+ * 8785 canonical JSON, by the server's long-term `identityKey` (whose id is
+ * `signature.keyId`): it certifies the rotating request-signing `keys`.
+ * Peers may pin the identity key by its fingerprint, `sha256:` and the 64
+ * hex digits of the SHA-256 of the raw key.
  */
 export const serverDocumentSchema = z
   .object({
     server: serverNameSchema,
+    identityKey: federationPublicKeySchema.describe(
+      "The server's long-term identity key (Ed25519, raw 32 bytes, base64): it signs this document, so it certifies `keys`; " +
+        "peers pin its fingerprint (`sha256:` and the lowercase hex SHA-256 of the raw key). It changes only when the operator replaces it",
+    ),
     keys: z
       .array(federationKeySchema)
       .min(1)
       .max(limits.maxFederationKeys)
-      .describe("The keys that sign this server's federation requests; more than one while a key rotates"),
+      .describe(
+        "The rotating keys that sign this server's federation requests (RFC 9421), certified by the identity key's signature over this document; more than one while a key rotates",
+      ),
     trustRoot: z
       .string()
       .meta({ contentEncoding: "base64" })
@@ -58,7 +68,12 @@ export const serverDocumentSchema = z
       ),
     validUntil: z.number().int().describe("ms since the epoch: peers fetch the document again by then"),
     signature: z.object({
-      keyId: z.string().describe("The id of the key in `keys` that signed"),
+      keyId: z
+        .string()
+        .regex(/^ed25519:[0-9a-f]{16}$/)
+        .describe(
+          "The id of `identityKey`, which signed: `ed25519:` and the first 16 hex digits of the SHA-256 of the raw key",
+        ),
       sig: base64Bytes(limits.ed25519SignatureBytes, limits.ed25519SignatureBytes, "an Ed25519 signature"),
     }),
   })

@@ -562,7 +562,7 @@ export const adminRoutes = {
     method: "get",
     path: "/admin/v1/federation/peers",
     summary:
-      "Federation: the other servers this one has relayed sends to or blocked, with their outbox depth, failures in a row, next attempt and whether blocked",
+      "Federation: the other servers this one has relayed sends to, blocked or pinned, with their outbox depth, failures in a row, next attempt, whether blocked, whether pinned, and the fingerprint of their identity key",
     auth: "admin",
     success: { status: 200, schema: federationPeerListSchema },
     errors: [],

@@ -104,6 +104,12 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.
   services.certificates.open();
   metrics.outboxPeers = () => services.federation.outbox.peers();
+  // Public keys' fingerprints and a server name only: nothing secret.
+  services.federation.peers.onPinMismatch = (mismatch) =>
+    logger.warn(
+      { peer: mismatch.server, pinned: mismatch.pinned, seen: mismatch.seen },
+      "a pinned federation peer presented another identity key: its requests are refused and nothing is sent to it until the pin is updated",
+    );
   // Sends a previous run left for other servers are relayed again.
   services.federation.start().catch((error: unknown) => logger.error({ err: error }, "federation outbox start failed"));
   const app = express();

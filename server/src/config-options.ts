@@ -64,6 +64,52 @@ const serverList = z
       .filter(Boolean),
   )
   .pipe(z.array(serverNameSchema));
+/**
+ * `--federation-allow`: comma-separated `name` or `name=sha256:<64 hex>`
+ * (a peer pinned by the fingerprint of its identity key).
+ */
+const allowList = z
+  .string()
+  .transform((v) =>
+    v
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  )
+  .pipe(
+    z.array(
+      z.string().transform((entry, ctx) => {
+        const [name = "", pin, ...rest] = entry.split("=");
+        const server = serverNameSchema.safeParse(name);
+        if (!server.success) {
+          ctx.addIssue({
+            code: "custom",
+            message: `"${name}" is not a server name (${server.error.issues[0]?.message})`,
+          });
+          return z.NEVER;
+        }
+        if (pin === undefined) return { server: server.data, pin: undefined };
+        if (rest.length || !/^sha256:[0-9a-f]{64}$/.test(pin)) {
+          ctx.addIssue({
+            code: "custom",
+            message: `the pin of ${name} is not a fingerprint: expected ${name}=sha256: and 64 lowercase hex digits, as \`zimchat federation-identity\` prints on that server`,
+          });
+          return z.NEVER;
+        }
+        return { server: server.data, pin };
+      }),
+    ),
+  )
+  .superRefine((entries, ctx) => {
+    const seen = new Map<string, string | undefined>();
+    for (const { server, pin } of entries) {
+      if (seen.has(server) && seen.get(server) !== pin) {
+        ctx.addIssue({ code: "custom", message: `${server} is listed twice with different pins: keep one entry` });
+        return;
+      }
+      seen.set(server, pin);
+    }
+  });
 const mib = 1024 * 1024;
 /** Sets one connection limit, keeping the others. */
 const connectionLimit =
@@ -109,9 +155,12 @@ export const optionSpecs: readonly OptionSpec[] = [
     env: "ZIMCHAT_FEDERATION_ALLOW",
     defaultText: "(none)",
     meaning:
-      "with `--federation allowlist`: the servers accepted, comma-separated names (`club.example,news.example:8443`)",
-    schema: serverList,
-    apply: (c, v) => (c.federationAllow = v),
+      "the servers accepted with `--federation allowlist`, comma-separated: `name` (trusts DNS and TLS for that name) or `name=sha256:<hex>` (pinned: that server's identity key must have this fingerprint, from `zimchat federation-identity` there; pins apply in `open` mode too), e.g. `club.example=sha256:3f2a…,news.example:8443`",
+    schema: allowList,
+    apply: (c, v) => {
+      c.federationAllow = v.map((e) => e.server);
+      c.federationPins = Object.fromEntries(v.flatMap((e) => (e.pin ? [[e.server, e.pin]] : [])));
+    },
   }),
   option({
     key: "federationDeny",

@@ -181,6 +181,13 @@ export interface ServerConfig {
   federation: FederationMode;
   /** With `allowlist`: the servers accepted. */
   federationAllow: string[];
+  /**
+   * Pinned peers: server name to the fingerprint of its identity key
+   * (`sha256:` and 64 lowercase hex digits). A pinned peer's document is
+   * refused unless its identity key has that fingerprint, in `allowlist`
+   * and `open` mode alike. From `--federation-allow name=sha256:<hex>`. @default {}
+   */
+  federationPins: Record<string, string>;
   /** Servers refused in every mode. */
   federationDeny: string[];
   /**
@@ -284,6 +291,7 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     sqliteWorker: partial.sqliteWorker ?? true,
     federation: partial.federation ?? "off",
     federationAllow: partial.federationAllow ?? [],
+    federationPins: partial.federationPins ?? {},
     federationDeny: partial.federationDeny ?? [],
     federationInsecurePeers: partial.federationInsecurePeers ?? false,
     federationOutboxMaxPerPeer: partial.federationOutboxMaxPerPeer ?? 100_000,
@@ -300,6 +308,13 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     throw new ConfigError(
       `serverName "${config.serverName}" is not a DNS name (set ZIMCHAT_SERVER_NAME / --server-name)`,
     );
+  }
+  for (const [server, pin] of Object.entries(config.federationPins)) {
+    if (!/^sha256:[0-9a-f]{64}$/.test(pin)) {
+      throw new ConfigError(
+        `the federation pin of ${server} is not a fingerprint: expected sha256: and 64 lowercase hex digits, as \`zimchat federation-identity\` prints on that server (set ZIMCHAT_FEDERATION_ALLOW / --federation-allow)`,
+      );
+    }
   }
   if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) {
     throw new ConfigError(`port ${config.port} is not 0..65535 (set PORT / --port)`);

@@ -245,7 +245,9 @@ export function registerAdminCommands(program: Command, helpers: AdminCliHelpers
 
   admin
     .command("peers")
-    .description("federation: other servers relayed to or blocked, with outbox depth and backoff")
+    .description(
+      "federation: other servers relayed to, blocked or pinned, with outbox depth, backoff, pin and identity fingerprint",
+    )
     .option("--json", "print JSON")
     .action(
       action(async (options: { json?: boolean }, command: Command) => {
@@ -256,7 +258,8 @@ export function registerAdminCommands(program: Command, helpers: AdminCliHelpers
                 .map((p) => {
                   const wait = p.nextAttemptAt > Date.now() ? Math.ceil((p.nextAttemptAt - Date.now()) / 1000) : 0;
                   const state = p.blocked ? "blocked" : wait ? `retry in ${wait} s (${p.failures} failures)` : "ok";
-                  return `${p.server}  pending ${p.pending}  ${state}`;
+                  const identity = `${p.pinned ? "pinned" : "unpinned"} ${p.fingerprint ?? "(identity not seen)"}`;
+                  return `${p.server}  pending ${p.pending}  ${state}  ${identity}`;
                 })
                 .join("\n")
             : "no peers yet",

@@ -254,6 +254,28 @@ withStorageOptions(keys.command("show").description("print the trust root's publ
     printTrustRoot(trustRoot.serialize(), fingerprint(trustRoot), options.json);
   });
 
+const identity = withStorageOptions(
+  program
+    .command("federation-identity")
+    .description(
+      "print this server's federation allowlist entry, <server-name>=sha256:<hex>, for peers that pin it (--federation-allow); creates <data-dir>/keys/federation/identity.key when missing",
+    ),
+);
+identity.addOption(flagOf(optionSpecs.find((s) => s.key === "serverName")!));
+identity
+  .option("--json", "print JSON: { server, fingerprint, entry }")
+  .addHelpText(
+    "after",
+    "\nGive the printed entry to the operators of the servers you federate with, out of band; they add it to their --federation-allow. Deleting identity.key makes a new identity at the next start: peers that pinned the old one refuse this server until they update the entry.",
+  )
+  .action(async (options: StorageOptions & { json?: boolean }) => {
+    const { dataDir, serverName } = configFrom(options);
+    const { identityFingerprint, loadIdentityKey } = await import("../federation/signing-keys.js");
+    const fingerprint = identityFingerprint(loadIdentityKey(dataDir).publicKey);
+    const entry = `${serverName}=${fingerprint}`;
+    console.log(options.json ? JSON.stringify({ server: serverName, fingerprint, entry }) : entry);
+  });
+
 registerAdminCommands(program, { withStorageOptions, configFrom });
 
 const configCommand = program

@@ -2,6 +2,7 @@ import {
   preKeyBundleResponseSchema,
   usernameLookupResponseSchema,
   type FederatedSend,
+  type FederationPeer,
   type FederationTransaction,
   type FederationTransactionResponse,
   type OutgoingMessage,
@@ -71,6 +72,7 @@ export class FederationService {
         self: config.serverName,
         mode: config.federation,
         allowed: config.federationAllow,
+        pins: config.federationPins,
         denied: config.federationDeny,
         insecure: config.federationInsecurePeers,
         blocked: this.blocked,
@@ -119,18 +121,26 @@ export class FederationService {
     this.outbox.heardFrom(server);
   }
 
-  /** Every server relayed to or blocked: outbox depth, failures in a row, next attempt, blocked. */
-  async listPeers(): Promise<
-    { server: string; pending: number; failures: number; nextAttemptAt: number; blocked: boolean }[]
-  > {
+  /**
+   * Every server relayed to, blocked or pinned: outbox depth, failures in a
+   * row, next attempt, blocked, whether it is pinned and the fingerprint of
+   * its identity key as this node last saw it.
+   */
+  async listPeers(): Promise<FederationPeer[]> {
     const [peers, blocked] = await Promise.all([this.outbox.peers(), this.outboxStore.blocked()]);
-    const known = new Set(peers.map((p) => p.server));
-    return [
-      ...peers.map((p) => ({ ...p, blocked: blocked.includes(p.server) })),
-      ...blocked
-        .filter((s) => !known.has(s))
-        .map((server) => ({ server, pending: 0, failures: 0, nextAttemptAt: 0, blocked: true })),
-    ].sort((a, b) => (a.server < b.server ? -1 : a.server > b.server ? 1 : 0));
+    const rows = new Map(peers.map((p) => [p.server, { ...p, blocked: blocked.includes(p.server) }]));
+    for (const server of [...blocked, ...Object.keys(this.config.federationPins)]) {
+      if (!rows.has(server)) {
+        rows.set(server, { server, pending: 0, failures: 0, nextAttemptAt: 0, blocked: blocked.includes(server) });
+      }
+    }
+    return [...rows.values()]
+      .map((row) => ({
+        ...row,
+        pinned: this.peers.pinned(row.server),
+        fingerprint: this.peers.fingerprintOf(row.server),
+      }))
+      .sort((a, b) => (a.server < b.server ? -1 : a.server > b.server ? 1 : 0));
   }
 
   /** Whether federation is on. */

@@ -8,7 +8,7 @@ import { serverDocumentPath, serverDocumentSchema, type ServerDocument } from "@
 import type { FederationMode } from "../config.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { verifyServerDocument } from "./server-document.js";
-import { publicKeyFromRaw } from "./signing-keys.js";
+import { identityFingerprint, publicKeyFromRaw } from "./signing-keys.js";
 
 /** Limits of fetching peers' documents; each is a cap on what a hostile peer or request can make this server do. */
 export const peerDirectoryLimits = {
@@ -35,6 +35,12 @@ export interface PeerPolicy {
   mode: FederationMode;
   /** With `allowlist`: the only servers accepted. */
   allowed: readonly string[];
+  /**
+   * Pinned servers (any mode): name to the fingerprint its identity key
+   * must have. A document with another identity key is refused, so the
+   * server's requests are refused and nothing is sent to it.
+   */
+  pins?: Readonly<Record<string, string>>;
   /** Servers refused in every mode. */
   denied: readonly string[];
   /** Servers an admin blocked (stored; kept current by the federation service). */
@@ -48,16 +54,42 @@ export interface PeerPolicy {
   insecure: boolean;
 }
 
-type Entry = { document: ServerDocument; fetchedAt: number; expiresAt: number } | { failedAt: number };
+type Entry =
+  { document: ServerDocument; fetchedAt: number; expiresAt: number } | { failedAt: number; seenFingerprint?: string };
+
+/** A pinned peer's document whose identity key has another fingerprint than the pin. */
+export class PinMismatchError extends Error {
+  override name = "PinMismatchError";
+  constructor(
+    readonly server: string,
+    readonly pinned: string,
+    readonly seen: string,
+  ) {
+    super(`${server} presented identity key ${seen}, not the pinned ${pinned}`);
+  }
+}
+
+/** Thrown instead of sending to a pinned peer whose document (with the pinned identity key) cannot be had. */
+export class PeerUnverifiedError extends Error {
+  override name = "PeerUnverifiedError";
+  constructor(readonly server: string) {
+    super(`${server} is pinned, and no document with the pinned identity key could be had`);
+  }
+}
 
 /**
  * Peers' signed documents, fetched from `https://<server>/.well-known/zimchat/server`,
- * checked (the name it claims, its own signature) and cached until it expires.
+ * checked (the name it claims, its signature by its identity key, and that
+ * key's fingerprint for a pinned peer) and cached until it expires.
  */
 export class PeerDirectory {
   private readonly entries = new Map<string, Entry>();
   private readonly fetching = new Map<string, Promise<void>>();
   private readonly agent: Agent;
+  /** Pin mismatches already reported (`server fingerprint`), so each is logged once. */
+  private readonly reported = new Set<string>();
+  /** Told once per pinned server and unexpected fingerprint (public keys only, never a secret). */
+  onPinMismatch: ((mismatch: PinMismatchError) => void) | undefined;
 
   constructor(
     private readonly policy: PeerPolicy,
@@ -76,6 +108,23 @@ export class PeerDirectory {
     const { mode, allowed, denied, self, blocked } = this.policy;
     if (mode === "off" || server === self || denied.includes(server) || blocked?.has(server)) return false;
     return mode === "open" || allowed.includes(server);
+  }
+
+  /** Whether a peer is pinned by the fingerprint of its identity key. */
+  pinned(server: string): boolean {
+    return this.policy.pins?.[server] !== undefined;
+  }
+
+  /**
+   * The identity-key fingerprint of a peer's cached, signature-verified
+   * document, or, for a pinned peer whose document was refused, of the
+   * identity key it presented; null when none is known.
+   */
+  fingerprintOf(server: string): string | null {
+    const entry = this.entries.get(server);
+    if (!entry) return null;
+    if ("document" in entry) return identityFingerprint(Buffer.from(entry.document.identityKey, "base64"));
+    return entry.seenFingerprint ?? null;
   }
 
   /** The base URL of a peer. */
@@ -118,12 +167,18 @@ export class PeerDirectory {
     return after && "document" in after ? after.document : null;
   }
 
-  /** Sends a request to a peer through the same guarded connections (SSRF guard, timeouts). */
+  /**
+   * Sends a request to a peer through the same guarded connections (SSRF
+   * guard, timeouts). A pinned peer gets nothing until its document with
+   * the pinned identity key is had.
+   * @throws PeerUnverifiedError for a pinned peer without such a document; network errors
+   */
   async send(
     server: string,
     path: string,
     init: { method: string; headers: Record<string, string>; body?: Uint8Array },
   ): Promise<{ status: number; body: unknown }> {
+    await this.checkPin(server);
     const response = await request(`${this.urlOf(server)}${path}`, {
       dispatcher: this.agent,
       method: init.method as "GET",
@@ -150,8 +205,13 @@ export class PeerDirectory {
     path: string,
     headers: Record<string, string>,
   ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Readable }> {
+    await this.checkPin(server);
     const response = await request(`${this.urlOf(server)}${path}`, { dispatcher: this.agent, method: "GET", headers });
     return { status: response.statusCode, headers: response.headers, body: response.body };
+  }
+
+  private async checkPin(server: string): Promise<void> {
+    if (this.pinned(server) && !(await this.document(server))) throw new PeerUnverifiedError(server);
   }
 
   async close(): Promise<void> {
@@ -169,9 +229,20 @@ export class PeerDirectory {
         expiresAt: Math.min(document.validUntil, now + peerDirectoryLimits.maxCacheMs),
       };
       this.metrics?.federationDocumentFetches.inc({ result: "ok" });
-    } catch {
-      entry = { failedAt: this.now() };
-      this.metrics?.federationDocumentFetches.inc({ result: "failed" });
+    } catch (error) {
+      if (error instanceof PinMismatchError) {
+        entry = { failedAt: this.now(), seenFingerprint: error.seen };
+        this.metrics?.federationDocumentFetches.inc({ result: "pin_mismatch" });
+        const key = `${server} ${error.seen}`;
+        if (!this.reported.has(key)) {
+          if (this.reported.size >= 1000) this.reported.clear();
+          this.reported.add(key);
+          this.onPinMismatch?.(error);
+        }
+      } else {
+        entry = { failedAt: this.now() };
+        this.metrics?.federationDocumentFetches.inc({ result: "failed" });
+      }
     }
     this.entries.delete(server);
     this.entries.set(server, entry);
@@ -194,6 +265,11 @@ export class PeerDirectory {
     const document = serverDocumentSchema.parse(JSON.parse(text));
     if (document.server !== server) throw new Error("the document names another server");
     if (!verifyServerDocument(document, this.now())) throw new Error("bad document signature");
+    const pin = this.policy.pins?.[server];
+    if (pin !== undefined) {
+      const seen = identityFingerprint(Buffer.from(document.identityKey, "base64"));
+      if (seen !== pin) throw new PinMismatchError(server, pin, seen);
+    }
     return document;
   }
 }

@@ -1,5 +1,5 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { checkMode, keyDirectory, KeyFileError, writeKeyFile } from "../services/key-files.js";
 
@@ -27,6 +27,24 @@ export interface SigningKey {
   /** ms since the epoch. */
   validUntil: number;
 }
+
+/**
+ * The server's long-term federation identity key (Ed25519): it signs the
+ * server document, certifying the rotating keys listed in it, and peers
+ * pin its {@link identityFingerprint}. It never rotates by itself; an
+ * operator replaces it by deleting the file (peers that pinned it must then
+ * be given the new fingerprint).
+ */
+export interface IdentityKey {
+  /** `ed25519:` and the first 16 hex digits of the SHA-256 of the raw public key. */
+  id: string;
+  privateKey: KeyObject;
+  /** The raw 32-byte public key. */
+  publicKey: Uint8Array;
+}
+
+/** The identity key's file name in the federation key directory. */
+export const identityKeyFileName = "identity.key";
 
 /** The directory of the federation keys. */
 export function federationKeyDirectory(dataDir: string): string {
@@ -59,6 +77,33 @@ export function loadSigningKeys(dataDir: string, now = Date.now()): SigningKey[]
     keys.push({ ...readSigningKey(path), validUntil });
   }
   return keys.sort((a, b) => b.validUntil - a.validUntil);
+}
+
+/**
+ * This server's federation identity key, creating it when missing (of
+ * several nodes sharing the data directory, the first to write it wins and
+ * the others read it).
+ * @throws KeyFileError for a key file others may read, or one that is not an Ed25519 private key
+ */
+export function loadIdentityKey(dataDir: string): IdentityKey {
+  const dir = federationKeyDirectory(dataDir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, identityKeyFileName);
+  if (!existsSync(path)) {
+    const { privateKey } = generateKeyPairSync("ed25519");
+    writeKeyFile(path, privateKey.export({ type: "pkcs8", format: "der" }));
+  }
+  return readSigningKey(path);
+}
+
+/**
+ * The fingerprint operators exchange to pin a server (`--federation-allow
+ * name=<fingerprint>`): `sha256:` and the 64 lowercase hex digits of the
+ * SHA-256 of the raw identity public key.
+ * @example identityFingerprint(raw) // "sha256:3f2a91c0…" (64 hex digits)
+ */
+export function identityFingerprint(raw: Uint8Array): string {
+  return `sha256:${createHash("sha256").update(raw).digest("hex")}`;
 }
 
 function readSigningKey(path: string): Omit<SigningKey, "validUntil"> {

@@ -48,7 +48,7 @@ export class Metrics {
    * whose body does not fit the schema).
    */
   readonly federationOutbound: Counter<"result">;
-  /** Federation: peers' documents fetched, by result (`ok`, `failed`). */
+  /** Federation: peers' documents fetched, by result (`ok`, `failed`, `pin_mismatch`). */
   readonly federationDocumentFetches: Counter<"result">;
   /** Federation: peers whose document (or failure) this node remembers. */
   readonly federationPeersKnown: Gauge;
@@ -148,7 +148,7 @@ export class Metrics {
     });
     this.federationDocumentFetches = new Counter({
       name: "zimchat_federation_document_fetches_total",
-      help: "Other servers' signed documents fetched, by result: ok, failed",
+      help: "Other servers' signed documents fetched, by result: ok, failed, pin_mismatch (a pinned server presented another identity key)",
       labelNames: ["result"],
       registers,
     });

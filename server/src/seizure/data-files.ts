@@ -44,7 +44,10 @@ const privateKeyNotes: Record<string, string> = {
 };
 
 const federationKeyNote =
-  "federation signing PRIVATE key (Ed25519, one per 5-day period): signs this server's federation document and, once servers exchange requests, its requests to other servers. With it someone can speak to peers as this server until the key expires (7 days at most). It decrypts no message and signs no sender certificate.";
+  "federation request-signing PRIVATE key (Ed25519, one per 5-day period): signs this server's requests to other servers. With it someone can speak to peers as this server until the key expires (7 days at most), provided they can also serve this server's document (its name's DNS and TLS). It decrypts no message and signs no sender certificate.";
+
+const federationIdentityNote =
+  "federation identity PRIVATE key (Ed25519, long-term, never rotated by itself): signs this server's federation document, which certifies the request-signing keys, and is what peers pin (`name=sha256:…` in their --federation-allow). With it (and control of this server's name) someone can impersonate this server to its peers, pinned ones included, with request keys of their own, until those peers re-pin. It decrypts no message and signs no sender certificate. After a seizure: delete it (a new identity key is made at the next start), print the new entry with `zimchat federation-identity`, and give it to every peer out of band to replace the old pin.";
 
 const publicFileNotes: Record<string, string> = {
   "trust-root.pub": "trust-root PUBLIC key (what clients pin; public by design)",
@@ -103,7 +106,9 @@ function classify(rel: string, absolute: string, bytes: number, sqlitePath: stri
       kind: "private-key",
       bytes,
       reveals: federation
-        ? federationKeyNote
+        ? keyName === "identity.key"
+          ? federationIdentityNote
+          : federationKeyNote
         : (privateKeyNotes[keyName] ?? "a PRIVATE key file: whoever holds it can sign whatever this key signs"),
     };
   }

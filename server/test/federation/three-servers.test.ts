@@ -202,6 +202,12 @@ describe("three homeservers (real zimchat serve processes)", () => {
       assert.equal(outbox?.status, "pass");
       assert.match(outbox!.detail, /all 1 messages queued for other servers parse/);
       assert.ok(report.held.some((line) => /^federation: 1 sends to accounts on other servers/.test(line)));
+      // The federation identity key: what its seizure gives, and what the operator does then.
+      const identity = report.files.find((f) => /[\\/]federation[\\/]identity\.key$/.test(f.path));
+      assert.equal(identity?.kind, "private-key");
+      assert.match(identity!.reveals, /impersonate this server to its peers/);
+      assert.match(identity!.reveals, /until those peers re-pin/);
+      assert.match(identity!.reveals, /zimchat federation-identity/);
     });
     await resolve(news, bob, club, "alice");
     const deadline = Date.now() + 10_000;

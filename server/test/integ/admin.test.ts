@@ -126,9 +126,17 @@ describe("admin API", () => {
     const res = await server.http().get("/openapi.json");
     const doc = res.body as {
       paths: Record<string, Record<string, { security: unknown; parameters: { name: string; in: string }[] }>>;
-      components: { securitySchemes: Record<string, { scheme?: string }> };
+      components: {
+        securitySchemes: Record<string, { scheme?: string }>;
+        schemas: Record<string, { properties?: Record<string, unknown>; required?: string[] }>;
+      };
     };
     assert.equal(doc.components.securitySchemes.adminBearer?.scheme, "bearer");
+    // A federation peer row says whether it is pinned and which identity fingerprint was seen.
+    const peer = doc.components.schemas.FederationPeer;
+    assert.ok(peer?.properties?.pinned && peer.properties.fingerprint, JSON.stringify(peer));
+    assert.ok(peer.required?.includes("pinned") && peer.required.includes("fingerprint"));
+    assert.ok(doc.components.schemas.ServerDocument?.required?.includes("identityKey"));
     assert.deepEqual(doc.paths["/admin/v1/stats"]?.get?.security, [{ adminBearer: [] }]);
     assert.ok(doc.paths["/admin/v1/backup"]?.post);
     assert.ok(doc.paths["/admin/v1/accounts/{account}/devices/{deviceId}"]?.delete);

@@ -76,6 +76,47 @@ describe("configuration through the real CLI", () => {
     assert.match(range.stderr, /^zimchat: invalid configuration: maxDevicesPerAccount 500 is not 1\.\.127/);
   });
 
+  it("takes pinned --federation-allow entries, and refuses a malformed fingerprint at start-up, naming the entry", async () => {
+    const pin = `sha256:${"ab".repeat(32)}`;
+    const checked = await run([
+      "config",
+      "check",
+      "--data-dir",
+      join(dir, "data-pins"),
+      "--federation",
+      "allowlist",
+      "--federation-allow",
+      `club.example=${pin}, news.example:8443`,
+    ]);
+    assert.equal(checked.code, 0, checked.stderr);
+    const { config } = JSON.parse(checked.stdout) as { config: Record<string, unknown> };
+    assert.deepEqual(config.federationAllow, ["club.example", "news.example:8443"]);
+    assert.deepEqual(config.federationPins, { "club.example": pin });
+
+    for (const bad of [`sha256:${"AB".repeat(32)}`, `sha256:${"ab".repeat(31)}`, "ab".repeat(32), `${pin}=x`]) {
+      const data = join(dir, "data-bad-pin");
+      const refused = await run(["serve", "--data-dir", data], {
+        ZIMCHAT_FEDERATION: "allowlist",
+        ZIMCHAT_FEDERATION_ALLOW: `news.example,club.example=${bad}`,
+      });
+      assert.notEqual(refused.code, 0, bad);
+      assert.equal(
+        refused.stderr.trim(),
+        "zimchat: invalid configuration: federationAllow (env ZIMCHAT_FEDERATION_ALLOW): the pin of club.example is not a fingerprint: expected club.example=sha256: and 64 lowercase hex digits, as `zimchat federation-identity` prints on that server",
+        bad,
+      );
+      assert.equal(existsSync(data), false, "nothing was created");
+    }
+    const twice = await run(["serve", "--data-dir", join(dir, "data-twice")], {
+      ZIMCHAT_FEDERATION_ALLOW: `club.example=${pin},club.example`,
+    });
+    assert.notEqual(twice.code, 0);
+    assert.equal(
+      twice.stderr.trim(),
+      "zimchat: invalid configuration: federationAllow (env ZIMCHAT_FEDERATION_ALLOW): club.example is listed twice with different pins: keep one entry",
+    );
+  });
+
   it("takes a flag over the environment over the file over the default, in a running server", async () => {
     const file = join(dir, "precedence.json");
     writeFileSync(

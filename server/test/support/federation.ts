@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { SignalDevice } from "@zimchat/testing/signal";
 import type { ServerConfig } from "../../src/config.js";
+import { identityFingerprint, loadIdentityKey, rawPublicKey } from "../../src/federation/signing-keys.js";
 import { startServer, type TestServer } from "./harness.js";
 
 /** A homeserver named after its own loopback address. */
@@ -16,17 +21,23 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** A homeserver named after its own loopback address, federating (open) with loopback peers over HTTP. */
-export async function federated(overrides: Partial<ServerConfig> = {}): Promise<FederatedServer> {
+/**
+ * A homeserver named after its own loopback address, federating (open) with loopback peers over HTTP.
+ * Pass `logs` to collect its log lines (at `overrides.logLevel`).
+ */
+export async function federated(overrides: Partial<ServerConfig> = {}, logs?: string[]): Promise<FederatedServer> {
   const port = overrides.port || (await freePort());
   const name = `127.0.0.1:${port}`;
-  const server = await startServer({
-    serverName: name,
-    port,
-    federation: "open",
-    federationInsecurePeers: true,
-    ...overrides,
-  });
+  const server = await startServer(
+    {
+      serverName: name,
+      port,
+      federation: "open",
+      federationInsecurePeers: true,
+      ...overrides,
+    },
+    logs,
+  );
   return Object.assign(server, { name });
 }
 
@@ -51,8 +62,9 @@ export interface FederatedPair {
 
 export async function federatedPair(
   overrides: { club?: Partial<ServerConfig>; news?: Partial<ServerConfig> } = {},
+  logs: { club?: string[]; news?: string[] } = {},
 ): Promise<FederatedPair> {
-  const [club, news] = await Promise.all([federated(overrides.club), federated(overrides.news)]);
+  const [club, news] = await Promise.all([federated(overrides.club, logs.club), federated(overrides.news, logs.news)]);
   const alice = await club.register("alice");
   const bob = await news.register("bob");
   await uploadKeys(club, alice);
@@ -64,6 +76,69 @@ export async function federatedPair(
     bob,
     stop: async () => {
       await Promise.all([club.stop(), news.stop()]);
+    },
+  };
+}
+
+/** What one server of a {@link pinnedPair} pins for the other: its real identity fingerprint, or another key's. */
+export type Pin = "right" | "wrong";
+
+/** A {@link FederatedPair} in `allowlist` mode, each listing the other pinned, plus both servers' real fingerprints. */
+export interface PinnedPair extends FederatedPair {
+  /** The fingerprint of each server's own identity key. */
+  fingerprints: { club: string; news: string };
+}
+
+/**
+ * Two servers in `allowlist` mode, each allowing the other as
+ * `name=sha256:<hex>`: `pins.club` is what club pins for news, `pins.news`
+ * what news pins for club. The identity keys are made first in data
+ * directories the servers then use, as `zimchat federation-identity` would.
+ */
+export async function pinnedPair(
+  pins: { club: Pin; news: Pin },
+  overrides: { club?: Partial<ServerConfig>; news?: Partial<ServerConfig> } = {},
+  logs: { club?: string[]; news?: string[] } = {},
+): Promise<PinnedPair> {
+  const [clubPort, newsPort] = [await freePort(), await freePort()];
+  const names = { club: `127.0.0.1:${clubPort}`, news: `127.0.0.1:${newsPort}` };
+  const dirs = {
+    club: mkdtempSync(join(tmpdir(), "zimchat-pin-club-")),
+    news: mkdtempSync(join(tmpdir(), "zimchat-pin-news-")),
+  };
+  const fingerprints = {
+    club: identityFingerprint(loadIdentityKey(dirs.club).publicKey),
+    news: identityFingerprint(loadIdentityKey(dirs.news).publicKey),
+  };
+  const stranger = identityFingerprint(rawPublicKey(generateKeyPairSync("ed25519").publicKey));
+  const pinOf = (pin: Pin, real: string): string => (pin === "right" ? real : stranger);
+  const pair = await federatedPair(
+    {
+      club: {
+        port: clubPort,
+        dataDir: dirs.club,
+        federation: "allowlist",
+        federationAllow: [names.news],
+        federationPins: { [names.news]: pinOf(pins.club, fingerprints.news) },
+        ...overrides.club,
+      },
+      news: {
+        port: newsPort,
+        dataDir: dirs.news,
+        federation: "allowlist",
+        federationAllow: [names.club],
+        federationPins: { [names.club]: pinOf(pins.news, fingerprints.club) },
+        ...overrides.news,
+      },
+    },
+    logs,
+  );
+  return {
+    ...pair,
+    fingerprints,
+    stop: async () => {
+      await pair.stop();
+      for (const dir of Object.values(dirs)) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
