@@ -35,7 +35,9 @@ const files = [
 files.push(...testFiles(join(root, "scripts/lint")).filter((f) => !only.length || only.some((o) => f.includes(o))));
 // With no file, node --test would discover and run every test it finds: a filter that matches nothing is an error.
 if (!files.length) {
-  console.error(`test: no test file matches ${only.join(", ")} (built files under */dist/test; run npm run build first)`);
+  console.error(
+    `test: no test file matches ${only.join(", ")} (built files under */dist/test; run npm run build first)`,
+  );
   process.exit(2);
 }
 

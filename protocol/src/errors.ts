@@ -68,7 +68,8 @@ export const issueSchema = z.object({
 /**
  * The body of every error answer. Some codes carry extra fields:
  * `mismatched_devices` has `missingDevices` and `extraDevices`,
- * `stale_devices` has `staleDevices`, `rate_limited`, `storage_full` and `unavailable` (a busy database) have `retryAfterSeconds`,
+ * `stale_devices` has `staleDevices`, `rate_limited`, `storage_full` and
+ * `unavailable` (a busy database) have `retryAfterSeconds`,
  * `invalid_request` has `issues`, `refused_by_plugin` has `plugin` and
  * `pluginCode` (and `retryAfterSeconds` for a quota).
  */

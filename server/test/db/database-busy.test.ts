@@ -42,9 +42,10 @@ describe("a busy database", () => {
     while (started < holders) await new Promise((resolve) => setTimeout(resolve, 10));
     const refused = await database.prisma
       .$transaction(
-        (tx) => tx.invite.create({
-          data: { id: "busy-test", tokenHash: new Uint8Array(32), maxUses: 1, expiresAt: new Date() },
-        }),
+        (tx) =>
+          tx.invite.create({
+            data: { id: "busy-test", tokenHash: new Uint8Array(32), maxUses: 1, expiresAt: new Date() },
+          }),
         { maxWait: 200 },
       )
       .then(
