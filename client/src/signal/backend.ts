@@ -107,8 +107,7 @@ export class SignalBackend {
   /** This device's identity public key, serialized. */
   identityKey(): Uint8Array<ArrayBuffer> {
     const privateKey = this.store.getLocal()!.identityPrivateKey;
-    if (this.ownKey?.privateKey !== privateKey)
-      this.ownKey = { privateKey, publicKey: publicKeyBytesOf(privateKey) };
+    if (this.ownKey?.privateKey !== privateKey) this.ownKey = { privateKey, publicKey: publicKeyBytesOf(privateKey) };
     return this.ownKey.publicKey;
   }
 
