@@ -152,8 +152,15 @@ export async function measureClientPipeline(
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const homeserverScript = fileURLToPath(new URL("./cli/main.js", import.meta.resolve("@zimchat/server")));
 
-/** Starts its own homeserver child (default SQLite, synchronous=FULL) and measures the client pipeline against it. */
-export async function runClientPipeline(quick: boolean, log: (line: string) => void): Promise<ClientPipelineResult> {
+/**
+ * Starts its own homeserver child (default SQLite, synchronous=FULL) and measures the client pipeline against it:
+ * 2,000 messages a round (`quick`: 500), 3 rounds (`quick`: 2) unless `rounds` is given.
+ */
+export async function runClientPipeline(
+  quick: boolean,
+  log: (line: string) => void,
+  rounds?: number,
+): Promise<ClientPipelineResult> {
   const tmpDir = `${repoRoot}.bench-tmp/client-${process.pid}-${Date.now()}`;
   mkdirSync(`${tmpDir}/homeserver-data`, { recursive: true });
   const server = await startServer({
@@ -178,7 +185,7 @@ export async function runClientPipeline(quick: boolean, log: (line: string) => v
   });
   try {
     return await measureClientPipeline(
-      { serverUrl: server.url, tmpDir, messages: quick ? 500 : 2000, rounds: quick ? 2 : 3, window: 128 },
+      { serverUrl: server.url, tmpDir, messages: quick ? 500 : 2000, rounds: rounds ?? (quick ? 2 : 3), window: 128 },
       log,
     );
   } finally {

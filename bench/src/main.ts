@@ -15,12 +15,18 @@ import {
 import { formatReport, summarize } from "./report.js";
 import { log, runBench } from "./run.js";
 import { median } from "./stats.js";
-import { formatClientPipeline, runClientPipeline } from "./client-pipeline.js";
+import { formatClientPipeline, runClientPipeline, type ClientPipelineResult } from "./client-pipeline.js";
 import { clusterBenchOptions, formatClusterBench, runClusterBench, type ClusterBenchResult } from "./cluster.js";
 import { formatWalCheckpointBench, runWalCheckpointBench } from "./wal-checkpoints.js";
 
 async function main(): Promise<void> {
   const options = parseBenchOptions(process.argv.slice(2));
+  if (options.clientPipelineOnly) {
+    const client = await runClientPipeline(options.quick, log, options.roundsGiven ? options.rounds : undefined);
+    process.stdout.write(`${formatClientPipeline(client)}\n`);
+    if (options.json) process.stdout.write(`${JSON.stringify(clientPipelineFigures(client))}\n`);
+    return;
+  }
   const result = await runBench(options);
   const summary = summarize(result);
   process.stdout.write(`${formatReport(summary)}\n`);
@@ -48,13 +54,7 @@ async function main(): Promise<void> {
     }
   }
   if (options.json) {
-    const clientFigures = client
-      ? {
-          sdk_msgs_per_s: client.sdkMsgsPerSecond,
-          raw_libsignal_msgs_per_s: client.rawMsgsPerSecond,
-          client_pipeline_ratio: client.ratio,
-        }
-      : { sdk_msgs_per_s: null, raw_libsignal_msgs_per_s: null, client_pipeline_ratio: null };
+    const clientFigures = clientPipelineFigures(client);
     const clusterFigures = {
       cluster_1node_msgs_per_s: cluster ? median(cluster.single.deliveredPerS) : null,
       cluster_1node_redis_msgs_per_s: cluster ? median(cluster.singleRedis.deliveredPerS) : null,
@@ -89,6 +89,17 @@ async function main(): Promise<void> {
       `${JSON.stringify({ ...summary, ...profileFigures, ...clientFigures, ...clusterFigures, ...checkpointFigures })}\n`,
     );
   }
+}
+
+/** The client pipeline's figures in the JSON summary (null when it did not run). */
+function clientPipelineFigures(client: ClientPipelineResult | undefined): Record<string, number | null> {
+  return client
+    ? {
+        sdk_msgs_per_s: client.sdkMsgsPerSecond,
+        raw_libsignal_msgs_per_s: client.rawMsgsPerSecond,
+        client_pipeline_ratio: client.ratio,
+      }
+    : { sdk_msgs_per_s: null, raw_libsignal_msgs_per_s: null, client_pipeline_ratio: null };
 }
 
 /** The repository's workspaces, folder -> package name, to name the project's own code in profiles. */

@@ -9,10 +9,14 @@ export interface BenchOptions {
   quick: boolean;
   /** Only the relay baseline (homeserver figures are null). */
   relayOnly: boolean;
+  /** Only the client-pipeline row (its own homeserver child; nothing else is measured). */
+  clientPipelineOnly: boolean;
   /** Connected devices per throughput/latency phase; the last is the headline. */
   ns: number[];
   /** Rounds per server per measurement, interleaved relay/homeserver. */
   rounds: number;
+  /** `--rounds` was given (the client pipeline keeps its own default otherwise). */
+  roundsGiven: boolean;
   /** Measured interval of one throughput round. */
   durationMs: number;
   /** Sending before each throughput round's interval. */
@@ -47,6 +51,10 @@ const usage = `Usage: npm run bench -- [options]
   --json                 print a JSON summary as the last line
   --quick                small N, short rounds: a smoke test
   --relay-only           run only the relay baseline
+  --client-pipeline-only run only the client-pipeline row (ZimClient send -> homeserver
+                         -> ZimClient receive next to raw libsignal); --rounds sets its
+                         rounds (default 3, --quick 2), --quick its 500 messages a round
+                         (else 2,000); with --json the summary holds only its figures
   --ns 100,1000          connected devices per phase (last = headline)
   --rounds 3             rounds per server, interleaved
   --duration 4           seconds per throughput round
@@ -86,6 +94,7 @@ export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv = proce
       json: { type: "boolean", default: false },
       quick: { type: "boolean", default: false },
       "relay-only": { type: "boolean", default: false },
+      "client-pipeline-only": { type: "boolean", default: false },
       ns: { type: "string" },
       rounds: { type: "string" },
       duration: { type: "string" },
@@ -121,17 +130,25 @@ export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv = proce
   const database = values.database;
   if (database !== "sqlite" && database !== "postgresql")
     throw new Error(`--database must be sqlite or postgresql, got "${database}"\n${usage}`);
+  if (values["client-pipeline-only"] && values["relay-only"])
+    throw new Error(`--client-pipeline-only and --relay-only exclude each other\n${usage}`);
   if (database === "postgresql" && values["relay-only"])
     throw new Error(`--database postgresql needs the homeserver: drop --relay-only\n${usage}`);
   const profile = values.profile || values["profile-dir"] !== undefined;
+  if (profile && values["client-pipeline-only"])
+    throw new Error(
+      `--profile profiles the homeserver's throughput rounds; to profile the client pipeline (its clients run in the bench process), run node --cpu-prof bench/dist/src/main.js --client-pipeline-only\n${usage}`,
+    );
   if (profile && values["relay-only"])
     throw new Error(`--profile profiles the homeserver: drop --relay-only\n${usage}`);
   return {
     json: values.json,
     quick,
     relayOnly: values["relay-only"],
+    clientPipelineOnly: values["client-pipeline-only"],
     ns: ns.map(Math.round),
     rounds: Math.round(number("rounds", values.rounds, quick ? 2 : 3)),
+    roundsGiven: values.rounds !== undefined,
     durationMs: number("duration", values.duration, quick ? 1.5 : 4) * 1000,
     warmupMs: quick ? 500 : 1000,
     window: values.window === undefined ? undefined : Math.round(number("window", values.window, 1)),

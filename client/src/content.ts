@@ -101,5 +101,6 @@ export function decodeContent(padded: Uint8Array): Content {
   let end = padded.length - 1;
   while (end >= 0 && padded[end] === 0) end--;
   if (end < 0 || padded[end] !== 0x80) throw new Error("invalid padding");
-  return contentSchema.parse(JSON.parse(Buffer.from(padded.subarray(0, end)).toString("utf8")));
+  // Decoded in place (a Buffer over the same memory), not copied first.
+  return contentSchema.parse(JSON.parse(Buffer.from(padded.buffer, padded.byteOffset, end).toString("utf8")));
 }

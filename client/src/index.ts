@@ -53,6 +53,7 @@ export type {
   KnownIdentity,
   LocalDevice,
   PreKeyKind,
+  SerializableRecord,
   StoredMessage,
   StoredPreKey,
 } from "./store/device-store.js";

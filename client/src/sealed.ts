@@ -40,6 +40,8 @@ export function trustRootFingerprint(publicKey: Uint8Array): string {
 export class SealedSenderState {
   /** When each other server's trust root was last compared with the pinned one (this process). */
   private readonly remoteCheckedAt = new Map<string, number>();
+  /** The stored sender certificate (base64), parsed. */
+  private parsed: { value: string; certificate: SenderCertificate; expiration: number } | null = null;
 
   constructor(
     private readonly store: DeviceStore,
@@ -85,8 +87,12 @@ export class SealedSenderState {
   async certificate(now = Date.now()): Promise<SenderCertificate | null> {
     const cached = this.store.getValue("senderCertificate");
     if (cached) {
-      const certificate = parseSenderCertificate(bytes(cached));
-      if (senderCertificateExpiration(certificate) - renewBeforeMs > now) return certificate;
+      // Parsed once per stored value (every send asks).
+      if (this.parsed?.value !== cached) {
+        const certificate = parseSenderCertificate(bytes(cached));
+        this.parsed = { value: cached, certificate, expiration: senderCertificateExpiration(certificate) };
+      }
+      if (this.parsed.expiration - renewBeforeMs > now) return this.parsed.certificate;
     }
     const root = this.trustRoot();
     if (!root) return null;

@@ -111,4 +111,42 @@ describe("SQLite device store", () => {
     assert.equal(store.getValue("k"), "new");
     store.close();
   });
+
+  it("serializes a session saved as a record object once, at the commit, and hands the object back", async () => {
+    const path = storePath();
+    const store = new SqliteDeviceStore(path);
+    let serialized = 0;
+    const source = (n: number): { serialize(): Uint8Array<ArrayBuffer> } => ({
+      serialize: () => {
+        serialized++;
+        return record(n);
+      },
+    });
+    const last = source(3);
+    await store.transaction(async () => {
+      store.saveSessionRecord(`${uuid}.1`, source(1));
+      store.saveSessionRecord(`${uuid}.1`, source(2));
+      await assert.rejects(
+        store.transaction(async () => {
+          store.saveSessionRecord(`${uuid}.1`, source(9));
+          throw new Error("refused");
+        }),
+      );
+      store.saveSessionRecord(`${uuid}.1`, last);
+      assert.equal(store.getSessionRecord(`${uuid}.1`), last, "the held object, not parsed again");
+      assert.deepEqual(store.sessionDevices(uuid), [1]);
+      assert.equal(serialized, 0, "nothing serialized before the commit");
+    });
+    assert.equal(serialized, 1, "the last record, once");
+    assert.equal(store.getSessionRecord(`${uuid}.1`), last, "after the commit too");
+    assert.deepEqual(store.getSession(`${uuid}.1`), record(3));
+    // Outside a transaction it is written at once.
+    store.saveSessionRecord(`${uuid}.2`, source(4));
+    assert.equal(serialized, 2);
+    store.close();
+    const reopened = new SqliteDeviceStore(path);
+    assert.deepEqual(reopened.getSessionRecord(`${uuid}.1`), record(3), "a new store reads bytes");
+    assert.deepEqual(reopened.getSession(`${uuid}.2`), record(4));
+    reopened.close();
+  });
 });

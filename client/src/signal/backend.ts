@@ -79,6 +79,9 @@ export class SignalBackend {
     this.stores = signalStores(store, policy, onIdentityChange);
   }
 
+  /** Certificates libsignal validated (trust root and certificate, base64) and their expiration. */
+  private readonly validCertificates = new Map<string, number>();
+
   /** Addresses made so far (they are immutable), so a message does not make new ones for the same devices. */
   private readonly addresses = new Map<string, ProtocolAddress>();
 
@@ -98,9 +101,14 @@ export class SignalBackend {
     return address;
   }
 
+  /** The last identity public key derived (a scalar multiplication), with the private key it came from. */
+  private ownKey: { privateKey: Uint8Array; publicKey: Uint8Array<ArrayBuffer> } | null = null;
+
   /** This device's identity public key, serialized. */
   identityKey(): Uint8Array<ArrayBuffer> {
-    return publicKeyBytesOf(this.store.getLocal()!.identityPrivateKey);
+    const privateKey = this.store.getLocal()!.identityPrivateKey;
+    if (this.ownKey?.privateKey !== privateKey) this.ownKey = { privateKey, publicKey: publicKeyBytesOf(privateKey) };
+    return this.ownKey.publicKey;
   }
 
   // ------------------------------------------------------------ sessions
@@ -174,9 +182,17 @@ export class SignalBackend {
     );
   }
 
+  /** The identity key each certificate in use names (serialized), read once per certificate object. */
+  private readonly certificateKeys = new WeakMap<SenderCertificate, Buffer>();
+
   /** Whether a certificate names this device's current identity key (one fetched before `resetIdentity` does not). */
   certificateIsCurrent(certificate: SenderCertificate): boolean {
-    return Buffer.from(certificate.key().serialize()).equals(Buffer.from(this.identityKey()));
+    let key = this.certificateKeys.get(certificate);
+    if (!key) {
+      key = Buffer.from(certificate.key().serialize());
+      this.certificateKeys.set(certificate, key);
+    }
+    return key.equals(this.identityKey());
   }
 
   /**
@@ -254,7 +270,7 @@ export class SignalBackend {
     }
     const usmc = await sealedSenderDecryptToUsmc(bytes(envelope.content), s.identities);
     const certificate = usmc.senderCertificate();
-    if (!trustRoot || !certificate.validate(PublicKey.deserialize(trustRoot), Date.now())) {
+    if (!trustRoot || !this.certificateValid(certificate, trustRoot, Date.now())) {
       throw decryptionFailure(DecryptionFailureReason.InvalidCertificate, "sender certificate not valid");
     }
     const from = certificate.senderUuid();
@@ -305,6 +321,21 @@ export class SignalBackend {
       );
     }
     return { from, fromDevice, plaintext, sealed: true, senderKey: type === CiphertextMessageType.SenderKey };
+  }
+
+  /**
+   * libsignal's `validate` of a sender certificate against a trust root, remembered: a sender's every sealed message
+   * carries the same certificate (for a day), and its two signature checks depend on its bytes and the root only. What
+   * changes with time is expiry: a remembered certificate is valid until its expiration, as `validate` says.
+   */
+  private certificateValid(certificate: SenderCertificate, trustRoot: Uint8Array<ArrayBuffer>, now: number): boolean {
+    const key = `${b64(trustRoot)} ${b64(certificate.serialize())}`;
+    const expiration = this.validCertificates.get(key);
+    if (expiration !== undefined) return now <= expiration;
+    if (!certificate.validate(PublicKey.deserialize(trustRoot), now)) return false;
+    if (this.validCertificates.size >= 1000) this.validCertificates.clear();
+    this.validCertificates.set(key, certificate.expiration());
+    return true;
   }
 
   private async decryptPreKey(

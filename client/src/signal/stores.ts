@@ -1,6 +1,7 @@
 import {
   Direction,
   IdentityChange,
+  IdentityKeyPair,
   IdentityKeyStore,
   KyberPreKeyRecord,
   KyberPreKeyStore,
@@ -75,17 +76,26 @@ export function signalStores(
 
   const sessionRecords = memoized((bytes) => SessionRecord.deserialize(bytes));
   const privateKeys = memoized((bytes) => PrivateKey.deserialize(bytes));
+  // libsignal asks for the pair on every sealed-sender seal and unseal and every PreKey message; its default derives
+  // the public key (a scalar multiplication) each time.
+  const keyPairs = memoized((bytes) => {
+    const privateKey = privateKeys.get(bytes);
+    return new IdentityKeyPair(privateKey.getPublicKey(), privateKey);
+  });
   const publicKeys = memoized((bytes) => PublicKey.deserialize(bytes));
 
   class Sessions extends SessionStore {
     async saveSession(address: ProtocolAddress, record: SessionRecord): Promise<void> {
+      // Serialized by the store when it writes it (once per commit for a store that holds writes until then).
+      if (store.saveSessionRecord) return store.saveSessionRecord(key(address), record);
       const bytes = record.serialize();
       store.saveSession(key(address), bytes);
       sessionRecords.remember(bytes, record);
     }
     async getSession(address: ProtocolAddress): Promise<SessionRecord | null> {
-      const bytes = store.getSession(key(address));
-      return bytes ? sessionRecords.get(bytes) : null;
+      const stored = store.getSessionRecord ? store.getSessionRecord(key(address)) : store.getSession(key(address));
+      if (!stored) return null;
+      return stored instanceof Uint8Array ? sessionRecords.get(stored) : (stored as SessionRecord);
     }
     async getExistingSessions(addresses: ProtocolAddress[]): Promise<SessionRecord[]> {
       return Promise.all(
@@ -101,6 +111,9 @@ export function signalStores(
   class Identities extends IdentityKeyStore {
     async getIdentityKey(): Promise<PrivateKey> {
       return privateKeys.get(local().identityPrivateKey);
+    }
+    override async getIdentityKeyPair(): Promise<IdentityKeyPair> {
+      return keyPairs.get(local().identityPrivateKey);
     }
     async getLocalRegistrationId(): Promise<number> {
       return local().registrationId;

@@ -74,6 +74,14 @@ export interface StoredMessage {
   storedAt: number;
 }
 
+/**
+ * A session record a store may serialize itself, later (libsignal's
+ * `SessionRecord`): see {@link DeviceStore.saveSessionRecord}.
+ */
+export interface SerializableRecord {
+  serialize(): Uint8Array<ArrayBuffer>;
+}
+
 /** The storage behind one device. */
 export interface DeviceStore {
   getLocal(): LocalDevice | null;
@@ -82,6 +90,18 @@ export interface DeviceStore {
   getSession(address: string): Uint8Array<ArrayBuffer> | null;
   saveSession(address: string, record: Uint8Array<ArrayBuffer>): void;
   deleteSession(address: string): void;
+  /**
+   * Optional: {@link saveSession} with the record still unserialized. A
+   * store that holds a transaction's writes until its commit serializes only
+   * the last record of each address, once, at the commit.
+   */
+  saveSessionRecord?(address: string, record: SerializableRecord): void;
+  /**
+   * Optional, with {@link saveSessionRecord}: the session as stored, or the
+   * record object saved last (until it is rolled back), so the caller need
+   * not parse what it saved.
+   */
+  getSessionRecord?(address: string): SerializableRecord | Uint8Array<ArrayBuffer> | null;
   /** Forgets every session (after this device's identity key changed). */
   clearSessions(): void;
   /** Device ids with a session for this account. */

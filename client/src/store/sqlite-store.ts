@@ -6,6 +6,7 @@ import type {
   KnownIdentity,
   LocalDevice,
   PreKeyKind,
+  SerializableRecord,
   StoredMessage,
   StoredPreKey,
 } from "./device-store.js";
@@ -44,6 +45,12 @@ class BoundedCache<K, V> extends Map<K, V> {
   }
 }
 
+/** A held session record: serialized, or still an object (serialized when written); null deletes. */
+type HeldSession = Uint8Array<ArrayBuffer> | SerializableRecord | null;
+
+const serialized = (record: Uint8Array<ArrayBuffer> | SerializableRecord): Uint8Array<ArrayBuffer> =>
+  record instanceof Uint8Array ? record : record.serialize();
+
 /**
  * Writes made inside one transaction level (the transaction or one of its
  * savepoints) that are held until the top-level commit: session records
@@ -53,7 +60,7 @@ class BoundedCache<K, V> extends Map<K, V> {
 interface Deferred {
   /** Its SAVEPOINT (or BEGIN) was issued: only once a write has to reach the database inside it. */
   open: boolean;
-  sessions: Map<string, Uint8Array<ArrayBuffer> | null>;
+  sessions: Map<string, HeldSession>;
   /** Every session was deleted at this level (before the entries in `sessions`). */
   clearedSessions: boolean;
   processed: Map<string, number>;
@@ -113,7 +120,9 @@ let processWrites = 0;
  * held in memory (per savepoint, so a rolled-back savepoint drops its own)
  * and written together just before the top-level COMMIT, in the same
  * transaction: a batch saves each session once, and the inserts run back to
- * back. Reads see them as if written.
+ * back. Reads see them as if written. A session saved as a record object
+ * ({@link saveSessionRecord}) is serialized then, once per address however
+ * many times it changed in the transaction.
  */
 export class SqliteDeviceStore implements DeviceStore {
   private readonly db: BetterSqlite3.Database;
@@ -126,6 +135,8 @@ export class SqliteDeviceStore implements DeviceStore {
   private local: LocalDevice | null | undefined = undefined;
   private readonly identities = new BoundedCache<string, KnownIdentity | null>();
   private readonly sessions = new BoundedCache<string, Uint8Array<ArrayBuffer> | null>();
+  /** The record object each written session record was serialized from, handed back by getSessionRecord. */
+  private readonly sessionSources = new WeakMap<Uint8Array, SerializableRecord>();
   private readonly devices = new BoundedCache<string, number[]>();
   private readonly values = new BoundedCache<string, string | null>();
   private readonly bindings = new BoundedCache<string, string | null>();
@@ -234,12 +245,28 @@ export class SqliteDeviceStore implements DeviceStore {
     this.local = { ...local };
   }
   getSession(address: string): Uint8Array<ArrayBuffer> | null {
+    const held = this.heldSession(address);
+    if (held !== undefined) return held && serialized(held);
+    return this.storedSession(address);
+  }
+  getSessionRecord(address: string): SerializableRecord | Uint8Array<ArrayBuffer> | null {
+    const held = this.heldSession(address);
+    if (held !== undefined) return held;
+    const stored = this.storedSession(address);
+    return (stored && this.sessionSources.get(stored)) ?? stored;
+  }
+  /** The session an open transaction holds for an address (null: deleted), or undefined when none does. */
+  private heldSession(address: string): HeldSession | undefined {
     for (let i = this.levels.length - 1; i >= 0; i--) {
       const level = this.levels[i]!;
       const held = level.sessions.get(address);
       if (held !== undefined) return held;
       if (level.clearedSessions) return null;
     }
+    return undefined;
+  }
+  /** The session as the database (through the cache) has it. */
+  private storedSession(address: string): Uint8Array<ArrayBuffer> | null {
     this.checkFresh();
     let record = this.sessions.get(address);
     if (record === undefined) {
@@ -250,6 +277,12 @@ export class SqliteDeviceStore implements DeviceStore {
     return record;
   }
   saveSession(address: string, record: Uint8Array<ArrayBuffer>): void {
+    this.holdOrWriteSession(address, record);
+  }
+  saveSessionRecord(address: string, record: SerializableRecord): void {
+    this.holdOrWriteSession(address, record);
+  }
+  private holdOrWriteSession(address: string, record: Uint8Array<ArrayBuffer> | SerializableRecord): void {
     if (this.failed) throw this.failed;
     const level = this.levels.at(-1);
     if (level) level.sessions.set(address, record);
@@ -272,7 +305,9 @@ export class SqliteDeviceStore implements DeviceStore {
     }
   }
   /** Writes one session record (null: deletes it) to the database, and to the cache. */
-  private writeSession(address: string, record: Uint8Array<ArrayBuffer> | null): void {
+  private writeSession(address: string, held: HeldSession): void {
+    const record = held && serialized(held);
+    if (held && record && held !== record) this.sessionSources.set(record, held as SerializableRecord);
     const dot = address.lastIndexOf(".");
     const uuid = address.slice(0, dot);
     const device = Number(address.slice(dot + 1));
