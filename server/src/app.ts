@@ -103,6 +103,8 @@ export function createApp(config: ServerConfig, deps: AppDeps): Homeserver {
   });
   // Sealed-sender keys load (or are created) now: a key file readable by others stops start-up here.
   services.certificates.open();
+  // So do the federation identity and signing keys, when federation is on.
+  if (services.federation.enabled) services.federation.document.loadKeys();
   metrics.outboxPeers = () => services.federation.outbox.peers();
   // Public keys' fingerprints and a server name only: nothing secret.
   services.federation.peers.onPinMismatch = (mismatch) =>

@@ -45,6 +45,15 @@ export class ServerDocumentService {
     return this.identityKey;
   }
 
+  /**
+   * Loads (or creates) the identity key and the request-signing keys now.
+   * @throws KeyFileError for a key file others may read, or one that is not an Ed25519 private key
+   */
+  loadKeys(): void {
+    this.identity();
+    this.keys();
+  }
+
   /** The signed document, re-signed at most once a minute. */
   document(): ServerDocument {
     const now = this.now();

@@ -171,6 +171,43 @@ describe("the federation server document", () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+  it("a federation key file others may read stops `zimchat serve` at start-up, naming the file", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "zimchat-identity-"));
+    try {
+      await promisify(execFile)(process.execPath, [bin, "federation-identity", "--data-dir", dataDir]);
+      const file = join(federationKeyDirectory(dataDir), "identity.key");
+      chmodSync(file, 0o644);
+      const refused = await promisify(execFile)(
+        process.execPath,
+        [
+          bin,
+          "serve",
+          "--data-dir",
+          dataDir,
+          "--database-url",
+          `file:${join(dataDir, "zimchat.db")}`,
+          "--server-name",
+          "club.example",
+          "--federation",
+          "open",
+          "--port",
+          "0",
+          "--host",
+          "127.0.0.1",
+        ],
+        { timeout: 30_000 },
+      ).then(
+        () => null,
+        (error: unknown) => error as { code?: unknown; killed?: boolean; stderr: string },
+      );
+      assert.ok(refused, "serve started with a world-readable identity key");
+      assert.equal(refused.killed, false, "serve did not exit by itself");
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /identity\.key/);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("federation signing keys", () => {
