@@ -2,7 +2,14 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { serverNameSchema } from "@zimchat/protocol";
 import { z } from "zod";
-import { ConfigError, isPath, resolveConfig, type PluginSpec, type ServerConfig } from "./config.js";
+import {
+  ConfigError,
+  federationPinPattern,
+  isPath,
+  resolveConfig,
+  type PluginSpec,
+  type ServerConfig,
+} from "./config.js";
 import { defaultConnectionLimits, type ConnectionLimits } from "./gateway/connection-limits.js";
 
 /** Where an option's value came from, for error messages and `config check`. */
@@ -55,27 +62,19 @@ const trustProxy = z
   .transform((v): false | number | string[] =>
     v === "off" ? false : /^\d+$/.test(v) ? Number(v) : v.split(",").filter(Boolean),
   );
-const serverList = z
-  .string()
-  .transform((v) =>
-    v
-      .split(",")
-      .map((s) => s.trim())
-      .filter(Boolean),
-  )
-  .pipe(z.array(serverNameSchema));
+/** Comma-separated entries, trimmed, empty ones dropped. */
+const commaSeparated = z.string().transform((v) =>
+  v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
+const serverList = commaSeparated.pipe(z.array(serverNameSchema));
 /**
  * `--federation-allow`: comma-separated `name` or `name=sha256:<64 hex>`
  * (a peer pinned by the fingerprint of its identity key).
  */
-const allowList = z
-  .string()
-  .transform((v) =>
-    v
-      .split(",")
-      .map((s) => s.trim())
-      .filter(Boolean),
-  )
+const allowList = commaSeparated
   .pipe(
     z.array(
       z.string().transform((entry, ctx) => {
@@ -89,7 +88,7 @@ const allowList = z
           return z.NEVER;
         }
         if (pin === undefined) return { server: server.data, pin: undefined };
-        if (rest.length || !/^sha256:[0-9a-f]{64}$/.test(pin)) {
+        if (rest.length || !federationPinPattern.test(pin)) {
           ctx.addIssue({
             code: "custom",
             message: `the pin of ${name} is not a fingerprint: expected ${name}=sha256: and 64 lowercase hex digits, as \`zimchat federation-identity\` prints on that server`,

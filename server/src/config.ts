@@ -70,6 +70,9 @@ export interface PluginSpec {
 }
 
 /** The homeserver's options. Only the CLI reads the environment; libraries are handed this. */
+/** A pinned peer's fingerprint: `sha256:` and the 64 lowercase hex digits of its identity key's SHA-256. */
+export const federationPinPattern = /^sha256:[0-9a-f]{64}$/;
+
 /** Whether and with whom a server federates. */
 export type FederationMode = "off" | "allowlist" | "open";
 
@@ -310,7 +313,7 @@ export function resolveConfig(partial: Partial<ServerConfig> = {}): ServerConfig
     );
   }
   for (const [server, pin] of Object.entries(config.federationPins)) {
-    if (!/^sha256:[0-9a-f]{64}$/.test(pin)) {
+    if (!federationPinPattern.test(pin)) {
       throw new ConfigError(
         `the federation pin of ${server} is not a fingerprint: expected sha256: and 64 lowercase hex digits, as \`zimchat federation-identity\` prints on that server (set ZIMCHAT_FEDERATION_ALLOW / --federation-allow)`,
       );

@@ -135,19 +135,7 @@ export class SignalBackend {
    */
   async startSession(uuid: string, identityKeyBytes: Uint8Array<ArrayBuffer>, d: BundleDevice): Promise<void> {
     const identityKey = PublicKey.deserialize(identityKeyBytes);
-    const pre = PreKeyBundle.new(
-      d.registrationId,
-      d.deviceId,
-      d.preKey?.keyId ?? null,
-      d.preKey ? PublicKey.deserialize(bytes(d.preKey.publicKey)) : null,
-      d.signedPreKey.keyId,
-      PublicKey.deserialize(bytes(d.signedPreKey.publicKey)),
-      bytes(d.signedPreKey.signature),
-      identityKey,
-      d.pqPreKey.keyId,
-      KEMPublicKey.deserialize(bytes(d.pqPreKey.publicKey)),
-      bytes(d.pqPreKey.signature),
-    );
+    const pre = preKeyBundleOf(identityKey, d);
     const address = this.address(uuid, d.deviceId);
     // Record the key (and any change) before libsignal checks trust.
     await this.stores.identities.saveIdentity(address, identityKey);
@@ -397,6 +385,23 @@ export class SignalBackend {
       sessionStore: this.stores.sessions,
     });
   }
+}
+
+/** libsignal's pre-key bundle of one device, from the keys a server handed out for it. */
+export function preKeyBundleOf(identityKey: PublicKey, d: BundleDevice): PreKeyBundle {
+  return PreKeyBundle.new(
+    d.registrationId,
+    d.deviceId,
+    d.preKey?.keyId ?? null,
+    d.preKey ? PublicKey.deserialize(bytes(d.preKey.publicKey)) : null,
+    d.signedPreKey.keyId,
+    PublicKey.deserialize(bytes(d.signedPreKey.publicKey)),
+    bytes(d.signedPreKey.signature),
+    identityKey,
+    d.pqPreKey.keyId,
+    KEMPublicKey.deserialize(bytes(d.pqPreKey.publicKey)),
+    bytes(d.pqPreKey.signature),
+  );
 }
 
 /** Whether libsignal refused a peer's identity key. */

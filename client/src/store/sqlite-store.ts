@@ -276,13 +276,10 @@ export class SqliteDeviceStore implements DeviceStore {
     }
     return record;
   }
-  saveSession(address: string, record: Uint8Array<ArrayBuffer>): void {
-    this.holdOrWriteSession(address, record);
-  }
   saveSessionRecord(address: string, record: SerializableRecord): void {
-    this.holdOrWriteSession(address, record);
+    this.saveSession(address, record);
   }
-  private holdOrWriteSession(address: string, record: Uint8Array<ArrayBuffer> | SerializableRecord): void {
+  saveSession(address: string, record: Uint8Array<ArrayBuffer> | SerializableRecord): void {
     if (this.failed) throw this.failed;
     const level = this.levels.at(-1);
     if (level) level.sessions.set(address, record);

@@ -5,8 +5,6 @@
  */
 import {
   ContentHint,
-  KEMPublicKey,
-  PreKeyBundle,
   PrivateKey,
   ProtocolAddress,
   PublicKey,
@@ -19,6 +17,7 @@ import {
 } from "@signalapp/libsignal-client";
 import type { OutgoingMessage, PreKeyBundleResponse } from "@zimchat/protocol";
 import { MemoryDeviceStore, encodeContent } from "../../src/index.js";
+import { preKeyBundleOf } from "../../src/signal/backend.js";
 import { signalStores } from "../../src/store/signal-stores.js";
 import { trustOnFirstUse } from "../../src/trust.js";
 
@@ -56,19 +55,7 @@ export async function forgedSealedPreKeyMessage(options: {
   const d = bundle.devices[0]!;
   const to = ProtocolAddress.new(targetUuid, d.deviceId);
   const me = ProtocolAddress.new(claimedUuid, 1);
-  const pre = PreKeyBundle.new(
-    d.registrationId,
-    d.deviceId,
-    d.preKey?.keyId ?? null,
-    d.preKey ? PublicKey.deserialize(bytes(d.preKey.publicKey)) : null,
-    d.signedPreKey.keyId,
-    PublicKey.deserialize(bytes(d.signedPreKey.publicKey)),
-    bytes(d.signedPreKey.signature),
-    PublicKey.deserialize(bytes(bundle.identityKey)),
-    d.pqPreKey.keyId,
-    KEMPublicKey.deserialize(bytes(d.pqPreKey.publicKey)),
-    bytes(d.pqPreKey.signature),
-  );
+  const pre = preKeyBundleOf(PublicKey.deserialize(bytes(bundle.identityKey)), d);
   await processPreKeyBundle(pre, to, me, s.sessions, s.identities);
   const message = await signalEncrypt(
     encodeContent({ v: 1, timestamp: Date.now(), text }),
