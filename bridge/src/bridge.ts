@@ -7,22 +7,9 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { GroupState } from "@zimchat/client";
 import { markerFileName, type Bot, type Context, type Filtered } from "@zimchat/plugin-sdk/bot";
 import { networkLabel, type NetworkAdapter, type NetworkName, type RemoteMessage } from "./network.js";
 import { BridgeStore, type Mapping } from "./store.js";
-
-/** One entry of a group state's `bridges`: the bot account an admin approved, where to, and whether files go too. */
-export interface GroupBridgeEntry {
-  account: string;
-  network: NetworkName;
-  target: string;
-  attachments?: boolean;
-}
-
-/** The group's approved bridges (absent in states from before bridges, or of groups never bridged). */
-const bridgesOf = (group: GroupState): GroupBridgeEntry[] =>
-  (group as GroupState & { bridges?: GroupBridgeEntry[] }).bridges ?? [];
 
 /** Counters since start (the `/status` command, and tests). */
 export interface BridgeCounters {
@@ -195,7 +182,7 @@ export class Bridge {
   private approvalOf(groupId: string): { mapping: Mapping } | { refused: string } | null {
     const group = this.bot.client.group(groupId);
     if (!group || !group.members.includes(this.bot.uuid)) return null;
-    const entry = bridgesOf(group).find((b) => b.account === this.bot.uuid && b.network === this.adapter.network);
+    const entry = (group.bridges ?? []).find((b) => b.account === this.bot.uuid && b.network === this.adapter.network);
     if (!entry) return null;
     const target = this.adapter.normalizeTarget(entry.target);
     if (target === null) return { refused: `${entry.target} is not a ${this.label} target this bridge may join` };

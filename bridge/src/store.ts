@@ -167,12 +167,17 @@ export class BridgeStore {
       .map((r) => ({ id: r.id, target: r.target, senderId: r.sender_id, senderName: r.sender_name, text: r.text }));
   }
 
-  /** Deletes confirmed messages. */
+  /**
+   * Deletes confirmed messages, then checkpoints the write-ahead log into the
+   * database and truncates it: with `secure_delete`, the relayed text is then
+   * gone from both files, not only from the table.
+   */
   confirm(ids: number[]): void {
     const del = this.db.prepare("DELETE FROM outbox WHERE id = ?");
     this.db.transaction(() => {
       for (const id of ids) del.run(id);
     })();
+    this.db.pragma("wal_checkpoint(TRUNCATE)");
   }
 
   queued(): number {

@@ -36,6 +36,7 @@ declare module "irc-framework" {
     join(channel: string, key?: string): void;
     part(channel: string, message?: string): void;
     changeNick(nick: string): void;
+    say(target: string, message: string): void;
     readonly user: { nick: string };
     readonly connected: boolean;
     readonly connection: { connected: boolean; end(data?: string): void };
