@@ -239,6 +239,8 @@ export class Bridge {
         .map((m) => m.groupId),
     ]);
     for (const id of ids) await this.sync(id);
+    // Unchanged mappings were joined by an earlier run: join them in this one.
+    for (const m of this.requireStore().mappings()) await this.adapter.join(m.target);
     void this.pump();
   }
 
@@ -302,7 +304,10 @@ export class Bridge {
       await ctx.reply(`Not sent to ${this.label}: ${prepared.reason}.`);
       return;
     }
-    if (prepared.cut) this.counters.cut += 1;
+    if (prepared.cut) {
+      this.counters.cut += 1;
+      await ctx.reply(`Cut for ${this.label}: ${prepared.note ?? "the message was longer than its limits"}.`);
+    }
     const queued = store.enqueue({
       messageKey: `${ctx.from}:${ctx.message.id}`,
       groupId,

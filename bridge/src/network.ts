@@ -49,7 +49,15 @@ export interface AdapterEvents {
 }
 
 /** What the core does with a message that does not fit a network's limits. */
-export type Prepared = { ok: true; text: string; cut: boolean } | { ok: false; reason: string };
+export type Prepared =
+  | {
+      ok: true;
+      text: string;
+      cut: boolean;
+      /** When cut: what was left out, for the group ("sent the first 4 of 18 lines"). */
+      note?: string;
+    }
+  | { ok: false; reason: string };
 
 /** Counters an adapter keeps (all since start). */
 export interface AdapterStatus {

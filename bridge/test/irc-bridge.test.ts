@@ -7,99 +7,14 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import irc, { type Client, type MessageEvent } from "irc-framework";
 import { MemoryDeviceStore, ZimClient, bridgeBanner } from "@zimchat/client";
 import { MemoryLogger, testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/testing";
 import { ngircdAvailable, startNgircd, type NgircdServer } from "@zimchat/testing/chat-servers";
+import { IrcUser, lines, nextWith } from "./support/irc-user.js";
 import { Bridge, bridgeStoreFileName, createBridge, ircConfigSchema, type IrcConfigInput } from "../src/index.js";
 
 const availability = ngircdAvailable();
 const skip = availability.available ? false : `ngircd is not installed: ${availability.reason}`;
-
-/** An IRC user in a channel that keeps what it hears, and reconnects when asked. */
-class IrcUser {
-  client!: Client;
-  readonly heard: MessageEvent[] = [];
-  readonly joined = new Set<string>();
-  private waiters = new Set<() => void>();
-  constructor(
-    private readonly server: NgircdServer,
-    readonly nick: string,
-    private readonly channel: string,
-  ) {}
-
-  async connect(): Promise<void> {
-    for (;;) {
-      try {
-        await this.once();
-        return;
-      } catch {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  }
-
-  private once(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const client = new irc.Client();
-      this.client = client;
-      client.on("privmsg", (e: MessageEvent) => {
-        this.heard.push(e);
-        this.notify();
-      });
-      client.on("join", (e: { nick: string; channel: string }) => {
-        this.joined.add(e.nick.toLowerCase());
-        if (e.nick === this.nick) resolve();
-        this.notify();
-      });
-      client.on("registered", () => client.join(this.channel));
-      client.on("close", () => reject(new Error("closed")));
-      client.on("socket close", () => reject(new Error("closed")));
-      client.connect({ host: "127.0.0.1", port: this.server.port, nick: this.nick, auto_reconnect: false });
-    });
-  }
-
-  private notify(): void {
-    for (const w of [...this.waiters]) w();
-  }
-
-  /** Waits until `check` holds (checked on every line heard and join), or fails after `timeoutMs`. */
-  async until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-    if (check()) return;
-    await new Promise<void>((resolve, reject) => {
-      const waiter = (): void => {
-        if (!check()) return;
-        this.waiters.delete(waiter);
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(waiter);
-        reject(
-          new Error(`${this.nick}: ${what} did not happen; heard ${JSON.stringify(this.heard.map((h) => h.message))}`),
-        );
-      }, timeoutMs);
-      this.waiters.add(waiter);
-    });
-  }
-
-  say(text: string): void {
-    this.client.say(this.channel, text);
-  }
-
-  close(): void {
-    this.client.removeAllListeners();
-    this.client.connection.end();
-  }
-}
-
-/** Reads a member's messages in a group until one has `text`; fails if it does not come. */
-async function nextWith(user: TestUser, groupId: string, text: string): Promise<void> {
-  for (;;) if ((await user.nextMessage({ conversation: `group:${groupId}` })).text === text) return;
-}
-
-const lines = (user: IrcUser, from: string): string[] =>
-  user.heard.filter((h) => h.nick.toLowerCase() === from.toLowerCase()).map((h) => h.message);
 
 describe("IRC bridge against a real ngircd", { skip }, () => {
   let ngircd: NgircdServer;

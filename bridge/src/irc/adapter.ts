@@ -15,7 +15,7 @@ import { IrcConnection } from "./connection.js";
 
 /** Bytes kept free in each line for the relay's `<name> ` prefix (a username is at most 64 bytes here). */
 const prefixReserve = 67;
-/** How often idle puppets are looked for. */
+/** How often idle puppets are looked for, at most (more often when `idleMinutes` is short). */
 const reapEveryMs = 60_000;
 /** How long a new puppet may take to register and join before its author falls back to the relay nick. */
 const puppetJoinTimeoutMs = 15_000;
@@ -89,7 +89,12 @@ class IrcAdapter implements NetworkAdapter {
       };
     const kept = lines.slice(0, maxLines - 1);
     kept.push(`[${lines.length - kept.length} more lines not sent: messages are cut to ${maxLines} IRC lines]`);
-    return { ok: true, text: kept.join("\n"), cut: true };
+    return {
+      ok: true,
+      text: kept.join("\n"),
+      cut: true,
+      note: `sent the first ${kept.length - 1} of ${lines.length} lines (this bridge sends at most ${maxLines} per message)`,
+    };
   }
 
   async start(events: AdapterEvents): Promise<void> {
@@ -106,7 +111,8 @@ class IrcAdapter implements NetworkAdapter {
       }, 5_000).unref();
     });
     this.relay.start();
-    this.reaper = setInterval(() => this.reapIdlePuppets(), reapEveryMs);
+    const idleMs = this.config.puppets.idleMinutes * 60_000;
+    this.reaper = setInterval(() => this.reapIdlePuppets(), Math.min(reapEveryMs, Math.max(100, idleMs / 2)));
     this.reaper.unref();
   }
 
