@@ -7,6 +7,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import type { EventEmitter } from "node:events";
 import { createServer } from "node:net";
@@ -60,6 +61,21 @@ function processExists(pid: number): boolean {
   } catch (error) {
     assert.equal((error as NodeJS.ErrnoException).code, "ESRCH");
     return false;
+  }
+}
+
+/** Whether `pid` is gone: no process, or a zombie waiting for a parent that may never reap it. */
+async function gone(pid: number, timeoutMs = 5_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!processExists(pid)) return true;
+    try {
+      if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"))) return true;
+    } catch {
+      return true;
+    }
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
@@ -294,3 +310,42 @@ describe("Prosody", { skip: skipReason(prosodyAvailable()) }, () => {
     assert.equal(existsSync(dir), false);
   });
 });
+
+describe(
+  "a test process that ends without stop()",
+  { skip: skipReason(ngircdAvailable()) ?? skipReason(prosodyAvailable()) },
+  () => {
+    for (const ending of ["process.exit(0)", "an uncaught exception", "SIGTERM"]) {
+      it(`leaves no server and no directory behind: ${ending}`, async () => {
+        const entry = new URL("../src/chat-servers/index.js", import.meta.url).href;
+        const end = {
+          "process.exit(0)": "process.exit(0);",
+          "an uncaught exception": "throw new Error('test ended badly');",
+          SIGTERM: "process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 10_000);",
+        }[ending];
+        const script = `
+          const { startNgircd, startProsody } = await import(${JSON.stringify(entry)});
+          const irc = await startNgircd();
+          const xmpp = await startProsody();
+          console.log(JSON.stringify({ pids: [irc.pid, xmpp.pid], dirs: [irc.dir, xmpp.dir] }));
+          ${end}`;
+        const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+        child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+        await new Promise((resolve) => child.once("exit", resolve));
+        const line = stdout.split("\n").find((l) => l.startsWith("{"));
+        assert.ok(line, `the script printed nothing:\n${stderr}`);
+        const { pids, dirs } = JSON.parse(line) as { pids: number[]; dirs: string[] };
+        for (const pid of pids) assert.ok(await gone(pid), `server ${pid} still runs`);
+        for (const dir of dirs) {
+          assert.equal(existsSync(dir), false, `${dir} is left`);
+          assert.deepEqual(processesMentioning(dir), []);
+        }
+      });
+    }
+  },
+);

@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { freePort } from "../child-homeserver.js";
 import {
   findBinary,
+  removeOnExit,
   spawnTracked,
   stopTracked,
   waitForPorts,
@@ -120,6 +121,7 @@ export async function startNgircd(options: NgircdOptions = {}): Promise<NgircdSe
   const ownDir = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), "zimchat-ngircd-"));
   const port = options.port ?? (await freePort());
+  let forgetDir = ownDir ? removeOnExit(dir) : () => false;
   const conf = join(dir, "ngircd.conf");
 
   /** Writes the config (again, after a stop removed it) and has ngircd check it. */
@@ -137,7 +139,10 @@ export async function startNgircd(options: NgircdOptions = {}): Promise<NgircdSe
 
   let tracked: TrackedChild;
   async function launch(): Promise<void> {
-    if (!existsSync(conf)) prepare();
+    if (!existsSync(conf)) {
+      if (ownDir) forgetDir = removeOnExit(dir);
+      prepare();
+    }
     tracked = spawnTracked(binary!, ["-n", "-f", conf]);
     try {
       await waitForPorts(tracked, [port], "ngircd");
@@ -163,6 +168,7 @@ export async function startNgircd(options: NgircdOptions = {}): Promise<NgircdSe
     async stop() {
       await stopTracked(tracked, "SIGTERM");
       if (ownDir) rmSync(dir, { recursive: true, force: true });
+      forgetDir();
     },
     async kill() {
       await stopTracked(tracked, "SIGKILL");

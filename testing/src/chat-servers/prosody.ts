@@ -27,6 +27,7 @@ import { promisify } from "node:util";
 import { freePort } from "../child-homeserver.js";
 import {
   findBinary,
+  removeOnExit,
   spawnTracked,
   stopTracked,
   waitForPorts,
@@ -54,7 +55,10 @@ export interface ProsodyServer {
   mucDomain: string;
   /** Client-to-server port on 127.0.0.1 (plaintext, SCRAM or PLAIN). */
   c2sPort: number;
-  /** Component (XEP-0114) port on 127.0.0.1. */
+  /**
+   * Component (XEP-0114) port on 127.0.0.1. Prosody listens on it only when a
+   * component is configured (`options.component`).
+   */
   componentPort: number;
   /** PID of the Prosody process itself. */
   readonly pid: number;
@@ -172,6 +176,7 @@ export async function startProsody(options: ProsodyOptions = {}): Promise<Prosod
   const ids = prosodyIds();
   const domain = options.domain ?? "example.test";
   const dir = mkdtempSync(join(tmpdir(), "zimchat-prosody-"));
+  let forgetDir = removeOnExit(dir);
   const cfg = join(dir, "prosody.cfg.lua");
   const logFile = join(dir, "prosody.log");
   const c2sPort = await freePort();
@@ -205,10 +210,13 @@ export async function startProsody(options: ProsodyOptions = {}): Promise<Prosod
 
   let tracked: TrackedChild;
   async function launch(): Promise<void> {
-    if (!existsSync(cfg)) await prepare();
+    if (!existsSync(cfg)) {
+      forgetDir = removeOnExit(dir);
+      await prepare();
+    }
     tracked = spawnTracked(prosody!, ["-F", "--config", cfg], spawnOptions);
     try {
-      await waitForPorts(tracked, [c2sPort, componentPort], "prosody");
+      await waitForPorts(tracked, options.component ? [c2sPort, componentPort] : [c2sPort], "prosody");
     } catch (error) {
       await stopTracked(tracked, "SIGKILL");
       throw new Error(`${(error as Error).message}\n${readLog(logFile)}`, { cause: error });
@@ -235,6 +243,7 @@ export async function startProsody(options: ProsodyOptions = {}): Promise<Prosod
     async stop() {
       await stopTracked(tracked, "SIGTERM");
       rmSync(dir, { recursive: true, force: true });
+      forgetDir();
     },
     async kill() {
       await stopTracked(tracked, "SIGKILL");

@@ -5,7 +5,7 @@
  * server behind.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { delimiter, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -34,21 +34,48 @@ export function findBinary(name: string): string | undefined {
 
 /** Children still running; SIGKILLed on exit. */
 const live = new Set<ChildProcess>();
+/** Temporary directories of servers not stopped yet; removed on exit. */
+const tempDirs = new Set<string>();
 let exitHandlerInstalled = false;
+
+/** SIGKILLs every live child and deletes every temporary directory, synchronously. */
+function cleanUpNow(): void {
+  for (const child of live) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+}
 
 function installExitHandler(): void {
   if (exitHandlerInstalled) return;
   exitHandlerInstalled = true;
-  // 'exit' handlers must be synchronous: a signal is all there is time for.
-  process.on("exit", () => {
-    for (const child of live) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-  });
+  // 'exit' handlers must be synchronous: a signal and a synchronous delete are all there is time for.
+  process.on("exit", cleanUpNow);
+  // A signal that kills node (a test runner's timeout) runs no 'exit' handler: clean up, then die of the same signal.
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    const onSignal = (): void => {
+      cleanUpNow();
+      process.off(signal, onSignal);
+      // Only when nothing else handles the signal: then node's default (exit) is what this listener replaced.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+  }
+}
+
+/**
+ * Removes `dir` when this process exits, for a test that ends without
+ * stopping its server; `stop()` removes it itself and calls the returned
+ * function.
+ */
+export function removeOnExit(dir: string): () => void {
+  installExitHandler();
+  tempDirs.add(dir);
+  return () => tempDirs.delete(dir);
 }
 
 /** A server child process and the lines it wrote. */
