@@ -150,7 +150,7 @@ describe("ngircd", { skip: skipReason(ngircdAvailable()) }, () => {
     await talk(alice, bob, "still here");
   });
 
-  it("stop leaves no process and no directory behind", async () => {
+  it("stop leaves no process and no directory behind; restart() after it starts afresh", async () => {
     const closed = Promise.all(clients.map((c) => waitFor(c, "close", () => true)));
     for (const client of clients.splice(0)) client.quit();
     await closed;
@@ -163,6 +163,19 @@ describe("ngircd", { skip: skipReason(ngircdAvailable()) }, () => {
     const probe = createServer();
     await new Promise<void>((resolve, reject) => probe.once("error", reject).listen(port, "127.0.0.1", resolve));
     await new Promise((resolve) => probe.close(resolve));
+
+    // restart() after stop() starts afresh on the same port; stop() once more cleans up.
+    await server.restart();
+    assert.equal(server.port, port);
+    const carol = new irc.Client();
+    const registered = waitFor(carol, "registered", () => true);
+    carol.connect({ host: server.host, port, nick: "carol", auto_reconnect: false });
+    await registered;
+    const closed2 = waitFor(carol, "close", () => true);
+    carol.quit();
+    await closed2;
+    await server.stop();
+    assert.equal(existsSync(dir), false);
   });
 });
 
@@ -301,12 +314,20 @@ describe("Prosody", { skip: skipReason(prosodyAvailable()) }, () => {
     await heard;
   });
 
-  it("stop leaves no process and no directory behind", async () => {
+  it("stop leaves no process and no directory behind; restart() after it starts afresh", async () => {
     await Promise.allSettled(entities.splice(0).map((e) => e.stop()));
     const { pid, dir } = server;
     await server.stop();
     assert.equal(processExists(pid), false);
     assert.deepEqual(processesMentioning(dir), []);
+    assert.equal(existsSync(dir), false);
+
+    // restart() after stop() starts afresh on the same ports with every account registered so far.
+    await server.restart();
+    const dave = await login("dave");
+    await Promise.allSettled(entities.splice(0).map((e) => e.stop()));
+    assert.equal(dave.jid?.toString(), `dave@${server.domain}/test`);
+    await server.stop();
     assert.equal(existsSync(dir), false);
   });
 });

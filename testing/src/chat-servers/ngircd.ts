@@ -151,7 +151,13 @@ export async function startNgircd(options: NgircdOptions = {}): Promise<NgircdSe
       throw error;
     }
   }
-  await launch();
+  try {
+    await launch();
+  } catch (error) {
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
+    forgetDir();
+    throw error;
+  }
 
   return {
     host: "127.0.0.1",

@@ -223,9 +223,15 @@ export async function startProsody(options: ProsodyOptions = {}): Promise<Prosod
     }
   }
 
-  await prepare();
-  for (const { username, password } of options.users ?? []) await registerNow(username, password);
-  await launch();
+  try {
+    await prepare();
+    for (const { username, password } of options.users ?? []) await registerNow(username, password);
+    await launch();
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    forgetDir();
+    throw error;
+  }
 
   return {
     domain,
