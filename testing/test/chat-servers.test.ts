@@ -7,6 +7,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import type { EventEmitter } from "node:events";
 import { createServer } from "node:net";
@@ -18,13 +19,22 @@ import {
   prosodyAvailable,
   startNgircd,
   startProsody,
+  type Availability,
   type NgircdServer,
   type ProsodyServer,
 } from "../src/chat-servers/index.js";
 
-const postgresPass = process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres")
-  ? "the chat-server tests run once, in the SQLite pass of the suite"
-  : undefined;
+/**
+ * Why a server's tests skip here, or undefined. Where the server must be
+ * present (`.ci/run` sets ZIMCHAT_TEST_CHAT_SERVERS=required) they never skip
+ * for a missing binary: starting it fails and says what is not installed.
+ */
+function skipReason(availability: Availability): string | undefined {
+  if (process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres"))
+    return "the chat-server tests run once, in the SQLite pass of the suite";
+  if (process.env.ZIMCHAT_TEST_CHAT_SERVERS === "required") return undefined;
+  return availability.reason;
+}
 
 /** Resolves with the first `event` whose value passes `test`, or rejects after `timeoutMs`. */
 function waitFor<T>(emitter: EventEmitter, event: string, test: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
@@ -54,6 +64,21 @@ function processExists(pid: number): boolean {
   }
 }
 
+/** Whether `pid` is gone: no process, or a zombie waiting for a parent that may never reap it. */
+async function gone(pid: number, timeoutMs = 5_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!processExists(pid)) return true;
+    try {
+      if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"))) return true;
+    } catch {
+      return true;
+    }
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** PIDs of every process whose command line mentions `text` (what `ps` would list). */
 function processesMentioning(text: string): number[] {
   return readdirSync("/proc")
@@ -68,7 +93,7 @@ function processesMentioning(text: string): number[] {
     .map(Number);
 }
 
-describe("ngircd", { skip: postgresPass ?? ngircdAvailable().reason }, () => {
+describe("ngircd", { skip: skipReason(ngircdAvailable()) }, () => {
   const channel = "#zimchat";
   let server: NgircdServer;
   const clients: IrcClient[] = [];
@@ -125,7 +150,7 @@ describe("ngircd", { skip: postgresPass ?? ngircdAvailable().reason }, () => {
     await talk(alice, bob, "still here");
   });
 
-  it("stop leaves no process and no directory behind", async () => {
+  it("stop leaves no process and no directory behind; restart() after it starts afresh", async () => {
     const closed = Promise.all(clients.map((c) => waitFor(c, "close", () => true)));
     for (const client of clients.splice(0)) client.quit();
     await closed;
@@ -138,10 +163,23 @@ describe("ngircd", { skip: postgresPass ?? ngircdAvailable().reason }, () => {
     const probe = createServer();
     await new Promise<void>((resolve, reject) => probe.once("error", reject).listen(port, "127.0.0.1", resolve));
     await new Promise((resolve) => probe.close(resolve));
+
+    // restart() after stop() starts afresh on the same port; stop() once more cleans up.
+    await server.restart();
+    assert.equal(server.port, port);
+    const carol = new irc.Client();
+    const registered = waitFor(carol, "registered", () => true);
+    carol.connect({ host: server.host, port, nick: "carol", auto_reconnect: false });
+    await registered;
+    const closed2 = waitFor(carol, "close", () => true);
+    carol.quit();
+    await closed2;
+    await server.stop();
+    assert.equal(existsSync(dir), false);
   });
 });
 
-describe("Prosody", { skip: postgresPass ?? prosodyAvailable().reason }, () => {
+describe("Prosody", { skip: skipReason(prosodyAvailable()) }, () => {
   const component = { name: "bridge.example.test", secret: "component-secret" };
   let server: ProsodyServer;
   const entities: XmppEntity[] = [];
@@ -178,7 +216,9 @@ describe("Prosody", { skip: postgresPass ?? prosodyAvailable().reason }, () => {
           (c) => typeof c !== "string" && c.name === "status" && c.attrs.code === "110",
         ),
     );
-    await entity.send(xml("presence", { to: `${room}/${nick}` }, xml("x", { xmlns: "http://jabber.org/protocol/muc" })));
+    await entity.send(
+      xml("presence", { to: `${room}/${nick}` }, xml("x", { xmlns: "http://jabber.org/protocol/muc" })),
+    );
     return self;
   }
 
@@ -219,11 +259,18 @@ describe("Prosody", { skip: postgresPass ?? prosodyAvailable().reason }, () => {
       xml(
         "iq",
         { type: "set", to: room },
-        xml("query", { xmlns: "http://jabber.org/protocol/muc#owner" }, xml("x", { xmlns: "jabber:x:data", type: "submit" })),
+        xml(
+          "query",
+          { xmlns: "http://jabber.org/protocol/muc#owner" },
+          xml("x", { xmlns: "jabber:x:data", type: "submit" }),
+        ),
       ),
     );
     await join(bob, room, "bob");
-    const heard = stanza(bob, (s) => s.is("message") && s.attrs.type === "groupchat" && s.getChildText("body") === "hello room");
+    const heard = stanza(
+      bob,
+      (s) => s.is("message") && s.attrs.type === "groupchat" && s.getChildText("body") === "hello room",
+    );
     await alice.send(xml("message", { to: room, type: "groupchat" }, xml("body", {}, "hello room")));
     assert.equal((await heard).attrs.from, `${room}/alice[zim]`);
   });
@@ -245,7 +292,9 @@ describe("Prosody", { skip: postgresPass ?? prosodyAvailable().reason }, () => {
     assert.equal(message.attrs.to, puppet);
     assert.match(message.attrs.from ?? "", /^alice@example\.test\//);
     const answered = stanza(alice, (s) => s.is("message") && s.getChildText("body") === "hi alice");
-    await bridge.send(xml("message", { from: puppet, to: message.attrs.from, type: "chat" }, xml("body", {}, "hi alice")));
+    await bridge.send(
+      xml("message", { from: puppet, to: message.attrs.from, type: "chat" }, xml("body", {}, "hi alice")),
+    );
     assert.equal((await answered).attrs.from, puppet);
   });
 
@@ -265,12 +314,59 @@ describe("Prosody", { skip: postgresPass ?? prosodyAvailable().reason }, () => {
     await heard;
   });
 
-  it("stop leaves no process and no directory behind", async () => {
+  it("stop leaves no process and no directory behind; restart() after it starts afresh", async () => {
     await Promise.allSettled(entities.splice(0).map((e) => e.stop()));
     const { pid, dir } = server;
     await server.stop();
     assert.equal(processExists(pid), false);
     assert.deepEqual(processesMentioning(dir), []);
     assert.equal(existsSync(dir), false);
+
+    // restart() after stop() starts afresh on the same ports with every account registered so far.
+    await server.restart();
+    const dave = await login("dave");
+    await Promise.allSettled(entities.splice(0).map((e) => e.stop()));
+    assert.equal(dave.jid?.toString(), `dave@${server.domain}/test`);
+    await server.stop();
+    assert.equal(existsSync(dir), false);
   });
 });
+
+describe(
+  "a test process that ends without stop()",
+  { skip: skipReason(ngircdAvailable()) ?? skipReason(prosodyAvailable()) },
+  () => {
+    for (const ending of ["process.exit(0)", "an uncaught exception", "SIGTERM"]) {
+      it(`leaves no server and no directory behind: ${ending}`, async () => {
+        const entry = new URL("../src/chat-servers/index.js", import.meta.url).href;
+        const end = {
+          "process.exit(0)": "process.exit(0);",
+          "an uncaught exception": "throw new Error('test ended badly');",
+          SIGTERM: "process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 10_000);",
+        }[ending];
+        const script = `
+          const { startNgircd, startProsody } = await import(${JSON.stringify(entry)});
+          const irc = await startNgircd();
+          const xmpp = await startProsody();
+          console.log(JSON.stringify({ pids: [irc.pid, xmpp.pid], dirs: [irc.dir, xmpp.dir] }));
+          ${end}`;
+        const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+        child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+        await new Promise((resolve) => child.once("exit", resolve));
+        const line = stdout.split("\n").find((l) => l.startsWith("{"));
+        assert.ok(line, `the script printed nothing:\n${stderr}`);
+        const { pids, dirs } = JSON.parse(line) as { pids: number[]; dirs: string[] };
+        for (const pid of pids) assert.ok(await gone(pid), `server ${pid} still runs`);
+        for (const dir of dirs) {
+          assert.equal(existsSync(dir), false, `${dir} is left`);
+          assert.deepEqual(processesMentioning(dir), []);
+        }
+      });
+    }
+  },
+);

@@ -24,7 +24,15 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../child-homeserver.js";
-import { findBinary, spawnTracked, stopTracked, waitForPorts, type Availability, type TrackedChild } from "./server-process.js";
+import {
+  findBinary,
+  removeOnExit,
+  spawnTracked,
+  stopTracked,
+  waitForPorts,
+  type Availability,
+  type TrackedChild,
+} from "./server-process.js";
 
 /** Options of {@link startNgircd}. */
 export interface NgircdOptions {
@@ -113,6 +121,7 @@ export async function startNgircd(options: NgircdOptions = {}): Promise<NgircdSe
   const ownDir = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), "zimchat-ngircd-"));
   const port = options.port ?? (await freePort());
+  let forgetDir = ownDir ? removeOnExit(dir) : () => false;
   const conf = join(dir, "ngircd.conf");
 
   /** Writes the config (again, after a stop removed it) and has ngircd check it. */
@@ -130,7 +139,10 @@ export async function startNgircd(options: NgircdOptions = {}): Promise<NgircdSe
 
   let tracked: TrackedChild;
   async function launch(): Promise<void> {
-    if (!existsSync(conf)) prepare();
+    if (!existsSync(conf)) {
+      if (ownDir) forgetDir = removeOnExit(dir);
+      prepare();
+    }
     tracked = spawnTracked(binary!, ["-n", "-f", conf]);
     try {
       await waitForPorts(tracked, [port], "ngircd");
@@ -139,7 +151,13 @@ export async function startNgircd(options: NgircdOptions = {}): Promise<NgircdSe
       throw error;
     }
   }
-  await launch();
+  try {
+    await launch();
+  } catch (error) {
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
+    forgetDir();
+    throw error;
+  }
 
   return {
     host: "127.0.0.1",
@@ -156,6 +174,7 @@ export async function startNgircd(options: NgircdOptions = {}): Promise<NgircdSe
     async stop() {
       await stopTracked(tracked, "SIGTERM");
       if (ownDir) rmSync(dir, { recursive: true, force: true });
+      forgetDir();
     },
     async kill() {
       await stopTracked(tracked, "SIGKILL");

@@ -11,12 +11,29 @@
  * is Prosody's own. Not as root, it runs as the current user.
  */
 import { execFile, spawnSync, type SpawnOptions } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "../child-homeserver.js";
-import { findBinary, spawnTracked, stopTracked, waitForPorts, type Availability, type TrackedChild } from "./server-process.js";
+import {
+  findBinary,
+  removeOnExit,
+  spawnTracked,
+  stopTracked,
+  waitForPorts,
+  type Availability,
+  type TrackedChild,
+} from "./server-process.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -24,7 +41,7 @@ const execFileAsync = promisify(execFile);
 export interface ProsodyOptions {
   /** The virtual host users live on. @default "example.test" */
   domain?: string;
-  /** An external component (XEP-0114) allowed to connect to the component port, e.g. `bridge.example.test`. @default none */
+  /** An external component (XEP-0114) that may connect to the component port (`bridge.example.test`). @default none */
   component?: { name: string; secret: string };
   /** Accounts registered before it starts. @default [] */
   users?: { username: string; password: string }[];
@@ -38,7 +55,10 @@ export interface ProsodyServer {
   mucDomain: string;
   /** Client-to-server port on 127.0.0.1 (plaintext, SCRAM or PLAIN). */
   c2sPort: number;
-  /** Component (XEP-0114) port on 127.0.0.1. */
+  /**
+   * Component (XEP-0114) port on 127.0.0.1. Prosody listens on it only when a
+   * component is configured (`options.component`).
+   */
   componentPort: number;
   /** PID of the Prosody process itself. */
   readonly pid: number;
@@ -72,7 +92,8 @@ function prosodyIds(): { uid: number; gid: number } | undefined {
   };
   const uid = id("-u");
   const gid = id("-g");
-  if (uid === undefined || gid === undefined) throw new Error("Prosody does not run as root and there is no prosody user");
+  if (uid === undefined || gid === undefined)
+    throw new Error("Prosody does not run as root and there is no prosody user");
   return { uid, gid };
 }
 
@@ -95,7 +116,13 @@ function lua(value: string): string {
   return JSON.stringify(value);
 }
 
-function config(dir: string, domain: string, c2sPort: number, componentPort: number, component: ProsodyOptions["component"]): string {
+function config(
+  dir: string,
+  domain: string,
+  c2sPort: number,
+  componentPort: number,
+  component: ProsodyOptions["component"],
+): string {
   return [
     "-- Written by @zimchat/testing/chat-servers: a throwaway test server.",
     `data_path = ${lua(join(dir, "data"))}`,
@@ -127,8 +154,8 @@ function config(dir: string, domain: string, c2sPort: number, componentPort: num
 
 /**
  * Starts Prosody on 127.0.0.1 with a throwaway config and data directory,
- * registers `users`, and resolves once its client and component ports accept
- * connections.
+ * registers `users`, and resolves once its client port (and its component
+ * port, when a component is configured) accepts connections.
  *
  * @example
  * const xmpp = await startProsody({
@@ -149,11 +176,12 @@ export async function startProsody(options: ProsodyOptions = {}): Promise<Prosod
   const ids = prosodyIds();
   const domain = options.domain ?? "example.test";
   const dir = mkdtempSync(join(tmpdir(), "zimchat-prosody-"));
+  let forgetDir = removeOnExit(dir);
   const cfg = join(dir, "prosody.cfg.lua");
   const logFile = join(dir, "prosody.log");
   const c2sPort = await freePort();
-  const componentPort = await freePort();
-  if (componentPort === c2sPort) throw new Error(`freePort() returned ${c2sPort} twice`);
+  let componentPort = await freePort();
+  while (componentPort === c2sPort) componentPort = await freePort();
   const users = new Map<string, string>();
   const spawnOptions: SpawnOptions = { ...ids, env: { ...process.env, HOME: dir } };
 
@@ -164,9 +192,10 @@ export async function startProsody(options: ProsodyOptions = {}): Promise<Prosod
         timeout: 30_000,
       });
     } catch (error) {
-      // The password is on the command line: keep it out of the message.
       const { stdout, stderr, code } = error as { stdout?: string; stderr?: string; code?: unknown };
-      throw new Error(`prosodyctl register ${username} ${domain} failed (${String(code)}):\n${stdout ?? ""}${stderr ?? ""}`);
+      const output = `${stdout ?? ""}${stderr ?? ""}`;
+      // eslint-disable-next-line preserve-caught-error -- the caught error's message holds the password (command line)
+      throw new Error(`prosodyctl register ${username} ${domain} failed (${String(code)}):\n${output}`);
     }
     users.set(username, password);
   }
@@ -181,19 +210,28 @@ export async function startProsody(options: ProsodyOptions = {}): Promise<Prosod
 
   let tracked: TrackedChild;
   async function launch(): Promise<void> {
-    if (!existsSync(cfg)) await prepare();
+    if (!existsSync(cfg)) {
+      forgetDir = removeOnExit(dir);
+      await prepare();
+    }
     tracked = spawnTracked(prosody!, ["-F", "--config", cfg], spawnOptions);
     try {
-      await waitForPorts(tracked, [c2sPort, componentPort], "prosody");
+      await waitForPorts(tracked, options.component ? [c2sPort, componentPort] : [c2sPort], "prosody");
     } catch (error) {
       await stopTracked(tracked, "SIGKILL");
       throw new Error(`${(error as Error).message}\n${readLog(logFile)}`, { cause: error });
     }
   }
 
-  await prepare();
-  for (const { username, password } of options.users ?? []) await registerNow(username, password);
-  await launch();
+  try {
+    await prepare();
+    for (const { username, password } of options.users ?? []) await registerNow(username, password);
+    await launch();
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    forgetDir();
+    throw error;
+  }
 
   return {
     domain,
@@ -211,6 +249,7 @@ export async function startProsody(options: ProsodyOptions = {}): Promise<Prosod
     async stop() {
       await stopTracked(tracked, "SIGTERM");
       rmSync(dir, { recursive: true, force: true });
+      forgetDir();
     },
     async kill() {
       await stopTracked(tracked, "SIGKILL");

@@ -5,7 +5,7 @@
  * server behind.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { delimiter, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -34,21 +34,48 @@ export function findBinary(name: string): string | undefined {
 
 /** Children still running; SIGKILLed on exit. */
 const live = new Set<ChildProcess>();
+/** Temporary directories of servers not stopped yet; removed on exit. */
+const tempDirs = new Set<string>();
 let exitHandlerInstalled = false;
+
+/** SIGKILLs every live child and deletes every temporary directory, synchronously. */
+function cleanUpNow(): void {
+  for (const child of live) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+}
 
 function installExitHandler(): void {
   if (exitHandlerInstalled) return;
   exitHandlerInstalled = true;
-  // 'exit' handlers must be synchronous: a signal is all there is time for.
-  process.on("exit", () => {
-    for (const child of live) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-  });
+  // 'exit' handlers must be synchronous: a signal and a synchronous delete are all there is time for.
+  process.on("exit", cleanUpNow);
+  // A signal that kills node (a test runner's timeout) runs no 'exit' handler: clean up, then die of the same signal.
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    const onSignal = (): void => {
+      cleanUpNow();
+      process.off(signal, onSignal);
+      // Only when nothing else handles the signal: then node's default (exit) is what this listener replaced.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+  }
+}
+
+/**
+ * Removes `dir` when this process exits, for a test that ends without
+ * stopping its server; `stop()` removes it itself and calls the returned
+ * function.
+ */
+export function removeOnExit(dir: string): () => void {
+  installExitHandler();
+  tempDirs.add(dir);
+  return () => tempDirs.delete(dir);
 }
 
 /** A server child process and the lines it wrote. */
@@ -89,7 +116,11 @@ export function spawnTracked(command: string, args: string[], options: SpawnOpti
  * Signals the child and resolves once it has exited. With SIGTERM, it gets
  * `graceMs` to exit before it is SIGKILLed.
  */
-export async function stopTracked(tracked: TrackedChild, signal: "SIGTERM" | "SIGKILL", graceMs = 5_000): Promise<void> {
+export async function stopTracked(
+  tracked: TrackedChild,
+  signal: "SIGTERM" | "SIGKILL",
+  graceMs = 5_000,
+): Promise<void> {
   if (tracked.child.exitCode !== null || tracked.child.signalCode !== null) return;
   tracked.child.kill(signal);
   if (signal === "SIGTERM") {
@@ -118,7 +149,12 @@ function accepts(port: number): Promise<boolean> {
  * Resolves once every port accepts connections; rejects with the child's
  * output if it exits first or `timeoutMs` passes.
  */
-export async function waitForPorts(tracked: TrackedChild, ports: number[], what: string, timeoutMs = 20_000): Promise<void> {
+export async function waitForPorts(
+  tracked: TrackedChild,
+  ports: number[],
+  what: string,
+  timeoutMs = 20_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void tracked.exited.then(() => (exited = true));
@@ -127,7 +163,9 @@ export async function waitForPorts(tracked: TrackedChild, ports: number[], what:
     const open = await Promise.all(ports.map(accepts));
     if (open.every(Boolean)) return;
     if (Date.now() > deadline)
-      throw new Error(`${what} did not listen on ${ports.join(", ")} within ${timeoutMs} ms:\n${tracked.output.join("\n")}`);
+      throw new Error(
+        `${what} did not listen on ${ports.join(", ")} within ${timeoutMs} ms:\n${tracked.output.join("\n")}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
