@@ -6,3 +6,7 @@
  * @packageDocumentation
  */
 export * from "./network.js";
+
+// XMPP: a component (XEP-0114) with one puppet occupant per ZimChat author.
+export { createXmppAdapter } from "./xmpp/adapter.js";
+export { xmppConfigSchema, type XmppConfig } from "./xmpp/config.js";
