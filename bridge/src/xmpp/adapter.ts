@@ -4,13 +4,7 @@
  */
 import { component, xml, type Component, type Element } from "@xmpp/component";
 import type { BotLogger } from "@zimchat/plugin-sdk/bot";
-import type {
-  AdapterEvents,
-  AdapterStatus,
-  NetworkAdapter,
-  OutgoingMessage,
-  Prepared,
-} from "../network.js";
+import type { AdapterEvents, AdapterStatus, NetworkAdapter, OutgoingMessage, Prepared } from "../network.js";
 import type { XmppConfig } from "./config.js";
 import {
   XmppDeliveryError,
@@ -134,13 +128,11 @@ class XmppAdapter implements NetworkAdapter {
       return { ok: false, reason: `too long for XMPP: ${n(chars.length)} characters, the limit is ${n(max)}` };
     }
     // The notice's length depends on the count it states: shrink until it fits.
+    const noticeFor = (keep: number): string =>
+      ` … [cut: ${(chars.length - keep).toLocaleString("en-US")} more characters]`;
     let keep = max;
-    let notice = "";
-    for (let i = 0; i < 3; i++) {
-      notice = ` … [cut: ${(chars.length - keep).toLocaleString("en-US")} more characters]`;
-      keep = max - notice.length;
-    }
-    notice = ` … [cut: ${(chars.length - keep).toLocaleString("en-US")} more characters]`;
+    for (let i = 0; i < 3; i++) keep = max - noticeFor(keep).length;
+    const notice = noticeFor(keep);
     return { ok: true, text: chars.slice(0, keep).join("").trimEnd() + notice, cut: true };
   }
 
@@ -214,7 +206,10 @@ class XmppAdapter implements NetworkAdapter {
       }
       // Stanzas on one stream are processed in order: the answer to an iq
       // sent after the messages means the server has handled them.
-      await this.request(session, xml("iq", { type: "get", to: this.config.mucDomain }, xml("query", { xmlns: NS_DISCO_INFO })));
+      await this.request(
+        session,
+        xml("iq", { type: "get", to: this.config.mucDomain }, xml("query", { xmlns: NS_DISCO_INFO })),
+      );
       const bounced = ids.filter((id) => this.bounces.has(id));
       if (bounced.length > 0) {
         const first = bounced[0] as string;
@@ -267,7 +262,11 @@ class XmppAdapter implements NetworkAdapter {
   }
 
   private async connect(): Promise<Session> {
-    const entity = component({ service: this.config.service, domain: this.config.domain, password: this.config.secret });
+    const entity = component({
+      service: this.config.service,
+      domain: this.config.domain,
+      password: this.config.secret,
+    });
     entity.reconnect.stop(); // ours backs off; the built-in one retries every second
     this.connecting = entity;
     let lastError = "";
@@ -283,7 +282,10 @@ class XmppAdapter implements NetworkAdapter {
       await Promise.race([
         entity.start(),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new XmppTimeoutError("the component handshake", CONNECT_TIMEOUT_MS)), CONNECT_TIMEOUT_MS);
+          timer = setTimeout(
+            () => reject(new XmppTimeoutError("the component handshake", CONNECT_TIMEOUT_MS)),
+            CONNECT_TIMEOUT_MS,
+          );
         }),
       ]);
     } catch (error) {
@@ -341,7 +343,10 @@ class XmppAdapter implements NetworkAdapter {
 
   private async checkAlive(session: Session): Promise<void> {
     try {
-      await this.request(session, xml("iq", { type: "get", to: this.config.mucDomain }, xml("query", { xmlns: NS_DISCO_INFO })));
+      await this.request(
+        session,
+        xml("iq", { type: "get", to: this.config.mucDomain }, xml("query", { xmlns: NS_DISCO_INFO })),
+      );
     } catch (error) {
       if (this.session !== session) return;
       this.logger.warn(`xmpp: the server stopped answering (${describe(error)}); closing the connection`);
@@ -388,7 +393,8 @@ class XmppAdapter implements NetworkAdapter {
     const known = room.puppets.get(message.senderId);
     if (known !== undefined) return known;
     if (room.puppets.size >= MAX_PUPPETS_PER_ROOM) {
-      if (!room.capWarned) this.logger.warn(`xmpp: ${room.jid} has ${MAX_PUPPETS_PER_ROOM} puppets; more authors speak through the relay`);
+      if (!room.capWarned)
+        this.logger.warn(`xmpp: ${room.jid} has ${MAX_PUPPETS_PER_ROOM} puppets; more authors speak through the relay`);
       room.capWarned = true;
       return null;
     }
@@ -430,8 +436,16 @@ class XmppAdapter implements NetworkAdapter {
         throw new XmppJoinError(room.jid, condition);
       }
       occupant.nick = resourceOf(presence.attrs.from ?? "") || occupant.nick;
+      if (statusCodes(presence).has("201")) {
+        try {
+          await this.unlock(session, room, occupant);
+        } catch (error) {
+          // Leave, so the locked room goes away instead of staying half-made with us in it.
+          await this.send(session, unavailable(occupant, room)).catch(() => {});
+          throw error;
+        }
+      }
       occupant.joined = true;
-      if (statusCodes(presence).has("201")) await this.unlock(session, room, occupant);
       this.logger.info(`xmpp: ${occupant === room.relay ? "the relay" : "a puppet"} joined ${room.jid}`);
       return;
     }
@@ -457,7 +471,7 @@ class XmppAdapter implements NetworkAdapter {
     for (const occupant of occupants) {
       occupant.joined = false;
       try {
-        await this.send(session, xml("presence", { type: "unavailable", from: occupant.jid, to: `${room.jid}/${occupant.nick}` }));
+        await this.send(session, unavailable(occupant, room));
       } catch {
         return; // the connection is gone: the server drops our occupants itself
       }
@@ -521,9 +535,12 @@ class XmppAdapter implements NetworkAdapter {
       // Kicked, banned, or the room was destroyed: join again on next use.
       const room = this.rooms.get(roomJid);
       const occupant = room === undefined ? undefined : findOccupant(room, to);
-      if (occupant !== undefined && !statusCodes(presence).has("303")) {
+      // Not when we left on purpose (joined is already false) or changed nick (303).
+      if (occupant?.joined === true && !statusCodes(presence).has("303")) {
         occupant.joined = false;
-        this.logger.warn(`xmpp: an occupant of ours left ${roomJid} (status ${[...statusCodes(presence)].join(",") || "none"})`);
+        this.logger.warn(
+          `xmpp: an occupant of ours left ${roomJid} (status ${[...statusCodes(presence)].join(",") || "none"})`,
+        );
       }
       return;
     }
@@ -570,6 +587,10 @@ function newOccupant(jid: string, nick: string): Occupant {
   return { jid, nick, baseNick: nick, joined: false, joining: null };
 }
 
+function unavailable(occupant: Occupant, room: Room): Element {
+  return xml("presence", { type: "unavailable", from: occupant.jid, to: `${room.jid}/${occupant.nick}` });
+}
+
 function findOccupant(room: Room, jid: string): Occupant | undefined {
   if (room.relay.jid === jid) return room.relay;
   for (const puppet of room.puppets.values()) if (puppet.jid === jid) return puppet;
@@ -606,7 +627,8 @@ function resourceOf(jid: string): string {
 function statusCodes(presence: Element): Set<string> {
   const x = presence.getChild("x", NS_MUC_USER);
   const codes = new Set<string>();
-  for (const status of x?.getChildren("status") ?? []) if (status.attrs.code !== undefined) codes.add(status.attrs.code);
+  for (const status of x?.getChildren("status") ?? [])
+    if (status.attrs.code !== undefined) codes.add(status.attrs.code);
   return codes;
 }
 

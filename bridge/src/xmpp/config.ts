@@ -9,7 +9,10 @@ const domainSchema = z
   .string()
   .trim()
   .toLowerCase()
-  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, "must be a domain name like example.test");
+  .regex(
+    /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/,
+    "must be a domain name like example.test",
+  );
 
 /** A room's bare JID, `room@conference.example.test`. */
 const roomJidSchema = z
@@ -43,7 +46,10 @@ export const xmppConfigSchema = z
     secret: z.string().min(1, "the component secret must not be empty"),
     /** The MUC service; targets are rooms on it unless `allowedRooms` lists them. */
     mucDomain: domainSchema,
-    /** When set, only these rooms (bare JIDs, or local parts on `mucDomain`) may be targets. @default undefined (any room on mucDomain) */
+    /**
+     * When set, only these rooms (bare JIDs, or local parts on `mucDomain`) may be targets.
+     * @default undefined (any room on mucDomain)
+     */
     allowedRooms: z.array(z.string().trim().min(1)).optional(),
     /** The nick of the bridge's own occupant, which receives the room's messages. @default "zimchat" */
     relayNick: z.string().trim().min(1).max(64).default("zimchat"),

@@ -4,8 +4,8 @@
  */
 
 /** Characters XML 1.0 forbids (a stream carrying one is closed by the server with `not-well-formed`). */
-// eslint-disable-next-line no-control-regex -- these control characters are exactly what must go
-const XML_FORBIDDEN = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const XML_FORBIDDEN =
+  /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /** Removes what XML 1.0 cannot carry (control characters other than tab and newlines, lone surrogates). */
 export function xmlSafe(text: string): string {
@@ -45,8 +45,13 @@ export function localpartOf(name: string): string {
 
 /** An occupant nick from a display name: no control characters, at most 64 characters; `fallback` when empty. */
 export function nickOf(name: string, fallback: string): string {
-  // eslint-disable-next-line no-control-regex -- control characters are not allowed in a resourcepart
-  const s = [...xmlSafe(name).replace(/[\u0000-\u001F\u007F]/g, "").trim()].slice(0, 64).join("");
+  const s = [
+    ...xmlSafe(name)
+      .replace(/[\u0000-\u001F\u007F]/g, "")
+      .trim(),
+  ]
+    .slice(0, 64)
+    .join("");
   return s === "" ? fallback : s;
 }
 
