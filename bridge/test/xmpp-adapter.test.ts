@@ -267,6 +267,27 @@ describe("XMPP adapter on Prosody", { skip: prosodyAvailable().reason }, () => {
     );
   });
 
+  it("says what to change when the server refuses the secret or does not know the component", async () => {
+    const cases = [
+      { extra: { secret: "wrong" }, expected: /refused the component secret/ },
+      { extra: { domain: "unknown.example.test" }, expected: /has no component unknown\.example\.test/ },
+    ];
+    for (const { extra, expected } of cases) {
+      const log = new MemoryLogger();
+      const misconfigured = createXmppAdapter(config(server, extra), log);
+      const recorder = new Recorder();
+      await misconfigured.start(recorder);
+      try {
+        await log.waitFor(expected);
+        assert.equal(misconfigured.status().connected, false);
+        assert.equal(recorder.connects, 0);
+        assert.doesNotMatch(log.text(), /wrong|component-secret/, "the log carries no secret");
+      } finally {
+        await misconfigured.stop();
+      }
+    }
+  });
+
   it("reports a crash, refuses to deliver while down, reconnects, rejoins and delivers again", async () => {
     await users[0]!.entity.stop(); // a fresh login below takes the same resource
     await server.kill();

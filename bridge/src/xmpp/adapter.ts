@@ -240,7 +240,7 @@ class XmppAdapter implements NetworkAdapter {
       try {
         session = await this.connect();
       } catch (error) {
-        if (!this.stopped) this.logger.warn(`xmpp: connecting to ${this.config.service} failed: ${describe(error)}`);
+        if (!this.stopped) this.logConnectFailure(error);
       }
       if (session !== null) {
         failures = 0;
@@ -302,6 +302,22 @@ class XmppAdapter implements NetworkAdapter {
     return { entity, closed };
   }
 
+  private logConnectFailure(error: unknown): void {
+    const condition = (error as { condition?: unknown } | null)?.condition;
+    const where = `${this.config.service} as ${this.config.domain}`;
+    if (condition === "not-authorized") {
+      this.logger.error(
+        `xmpp: ${where}: the server refused the component secret (check the bridge's secret and the server's component_secret)`,
+      );
+    } else if (condition === "host-unknown") {
+      this.logger.error(
+        `xmpp: ${where}: the server has no component ${this.config.domain} (add a Component entry for it)`,
+      );
+    } else {
+      this.logger.warn(`xmpp: connecting to ${where} failed: ${describe(error)}`);
+    }
+  }
+
   /** Runs one connection: rejoins, reports connected, keeps it alive; resolves with the reason it dropped. */
   private async serve(session: Session): Promise<string> {
     this.session = session;
@@ -339,6 +355,16 @@ class XmppAdapter implements NetworkAdapter {
       }
     });
     if (this.session === session && this.online && !this.stopped) this.events?.connected();
+  }
+
+  private rejoinRelayLater(room: Room): void {
+    const session = this.session;
+    setTimeout(() => {
+      if (this.session !== session || !this.online || this.rooms.get(room.jid) !== room) return;
+      this.ensureJoined(room, room.relay).catch((error: unknown) => {
+        this.logger.warn(`xmpp: rejoining ${room.jid} failed: ${describe(error)}`);
+      });
+    }, this.config.reconnect.minMs).unref();
   }
 
   private async checkAlive(session: Session): Promise<void> {
@@ -536,11 +562,12 @@ class XmppAdapter implements NetworkAdapter {
       const room = this.rooms.get(roomJid);
       const occupant = room === undefined ? undefined : findOccupant(room, to);
       // Not when we left on purpose (joined is already false) or changed nick (303).
-      if (occupant?.joined === true && !statusCodes(presence).has("303")) {
+      if (room !== undefined && occupant?.joined === true && !statusCodes(presence).has("303")) {
         occupant.joined = false;
-        this.logger.warn(
-          `xmpp: an occupant of ours left ${roomJid} (status ${[...statusCodes(presence)].join(",") || "none"})`,
-        );
+        const who = occupant === room.relay ? "the relay" : "a puppet";
+        this.logger.warn(`xmpp: ${who} left ${roomJid} (status ${[...statusCodes(presence)].join(",") || "none"})`);
+        // Without the relay the room is not heard: join again soon (puppets rejoin on their next message).
+        if (occupant === room.relay) this.rejoinRelayLater(room);
       }
       return;
     }
