@@ -178,7 +178,7 @@ describe("XMPP adapter on Prosody", { skip: prosodyAvailable().reason }, () => {
       users: [{ username: "alice", password: "alice-pw" }],
     });
     room = `club@${server.mucDomain}`;
-    adapter = createXmppAdapter(config(server), logger);
+    adapter = createXmppAdapter(config(server, { maxPuppetsPerRoom: 3 }), logger);
   });
 
   after(async () => {
@@ -254,6 +254,17 @@ describe("XMPP adapter on Prosody", { skip: prosodyAvailable().reason }, () => {
     assert.equal(events.messages.length, 1, "the suffixed puppet is not echoed either");
   });
 
+  it("past the puppet cap, an author speaks through the relay occupant", async () => {
+    const alice = users[0]!;
+    assert.equal(adapter.status().puppets, 3);
+    await adapter.deliver([outgoing(7, "u-dave", "Dave", "one too many")]);
+    await until("alice hears it", () => alice.heard.some((s) => s.getChildText("body") === "<Dave> one too many"));
+    const heard = alice.heard.find((s) => s.getChildText("body") === "<Dave> one too many")!;
+    assert.equal(heard.attrs.from, `${room}/zimchat`);
+    assert.equal(adapter.status().puppets, 3);
+    assert.equal(events.messages.length, 1, "the relay is not echoed either");
+  });
+
   it("does not replay the room's history on join", async () => {
     const alice = users[0]!;
     await adapter.part(room);
@@ -293,7 +304,7 @@ describe("XMPP adapter on Prosody", { skip: prosodyAvailable().reason }, () => {
     await server.kill();
     await until("disconnected", () => events.disconnects.length === 1);
     assert.equal(adapter.status().connected, false);
-    await assert.rejects(adapter.deliver([outgoing(7, "u-bob", "Bob", "while down")]), XmppDisconnectedError);
+    await assert.rejects(adapter.deliver([outgoing(8, "u-bob", "Bob", "while down")]), XmppDisconnectedError);
     await server.restart();
     await until("connected again", () => events.connects === 2, 15_000);
     const status = adapter.status();
@@ -303,7 +314,7 @@ describe("XMPP adapter on Prosody", { skip: prosodyAvailable().reason }, () => {
     // The restarted Prosody lost the room: the relay made it again and unlocked it, or alice could not join.
     const alice = await login("alice");
     await joinRoom(alice, "alice");
-    await adapter.deliver([outgoing(8, "u-bob", "Bob", "after the crash")]);
+    await adapter.deliver([outgoing(9, "u-bob", "Bob", "after the crash")]);
     await until("alice hears it", () => alice.heard.some((s) => s.getChildText("body") === "after the crash"));
     assert.equal(alice.heard.find((s) => s.getChildText("body") === "after the crash")!.attrs.from, `${room}/Bob`);
   });

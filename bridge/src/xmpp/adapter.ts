@@ -23,8 +23,6 @@ const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
 const NS_DELAY = "urn:xmpp:delay";
 const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
-/** Puppets per room; later authors speak through the relay occupant as `<name> text`. */
-export const MAX_PUPPETS_PER_ROOM = 200;
 /** How long a connection attempt (TCP, stream, handshake) may take. */
 const CONNECT_TIMEOUT_MS = 15_000;
 /** How long the server may take to answer a join or an iq. */
@@ -418,9 +416,10 @@ class XmppAdapter implements NetworkAdapter {
   private puppetFor(room: Room, message: OutgoingMessage): Occupant | null {
     const known = room.puppets.get(message.senderId);
     if (known !== undefined) return known;
-    if (room.puppets.size >= MAX_PUPPETS_PER_ROOM) {
+    const cap = this.config.maxPuppetsPerRoom;
+    if (room.puppets.size >= cap) {
       if (!room.capWarned)
-        this.logger.warn(`xmpp: ${room.jid} has ${MAX_PUPPETS_PER_ROOM} puppets; more authors speak through the relay`);
+        this.logger.warn(`xmpp: ${room.jid} has ${cap} puppets; more authors speak through the relay`);
       room.capWarned = true;
       return null;
     }

@@ -53,6 +53,8 @@ export const xmppConfigSchema = z
     allowedRooms: z.array(z.string().trim().min(1)).optional(),
     /** The nick of the bridge's own occupant, which receives the room's messages. @default "zimchat" */
     relayNick: z.string().trim().min(1).max(64).default("zimchat"),
+    /** Puppet occupants per room; later authors speak through the relay occupant as `<name> text`. @default 200 */
+    maxPuppetsPerRoom: z.number().int().min(0).default(200),
     /** Reconnect backoff: exponential with jitter between these bounds. */
     reconnect: z
       .object({
