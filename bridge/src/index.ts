@@ -10,3 +10,10 @@ export * from "./network.js";
 // XMPP: a component (XEP-0114) with one puppet occupant per ZimChat author.
 export { createXmppAdapter } from "./xmpp/adapter.js";
 export { xmppConfigSchema, type XmppConfig } from "./xmpp/config.js";
+export {
+  XmppDeliveryError,
+  XmppDisconnectedError,
+  XmppJoinError,
+  XmppTargetError,
+  XmppTimeoutError,
+} from "./xmpp/errors.js";

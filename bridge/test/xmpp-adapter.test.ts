@@ -12,6 +12,8 @@ import { prosodyAvailable, startProsody, type ProsodyServer } from "@zimchat/tes
 import { createXmppAdapter, xmppConfigSchema } from "../src/index.js";
 import type { AdapterEvents, NetworkAdapter, OutgoingMessage, RemoteMessage } from "../src/network.js";
 import { XmppDisconnectedError } from "../src/xmpp/errors.js";
+import { localpartOf, nickOf, PuppetNames, xmlSafe } from "../src/xmpp/names.js";
+import { backoff } from "../src/xmpp/stanzas.js";
 
 const NS_MUC_USER = "http://jabber.org/protocol/muc#user";
 
@@ -79,6 +81,26 @@ describe("XMPP adapter, unit", () => {
     assert.equal(limited.normalizeTarget("CLUB"), "club@conference.example.test");
     assert.equal(limited.normalizeTarget("x@muc.other.test"), "x@muc.other.test");
     assert.equal(limited.normalizeTarget("other"), null);
+  });
+
+  it("derives unique puppet local parts and clean nicks", () => {
+    assert.equal(localpartOf("Zoë Smith"), "zoe_smith");
+    assert.equal(localpartOf("@@@"), "user");
+    const names = new PuppetNames();
+    assert.equal(names.localpart("id-1", "Bob"), "bob");
+    assert.equal(names.localpart("id-2", "bob"), "bob-2");
+    assert.equal(names.localpart("id-1", "Renamed"), "bob", "an account keeps its puppet");
+    assert.equal(nickOf("  Bob\u0007 ", "x"), "Bob");
+    assert.equal(nickOf("\u0001", "fallback"), "fallback");
+    assert.equal(xmlSafe("a\u0000b\uD800c\u{1F600}"), "abc\u{1F600}");
+  });
+
+  it("backs off exponentially with jitter, within the bounds", () => {
+    for (let failures = 0; failures < 40; failures++) {
+      const delay = backoff(failures, 1000, 60_000);
+      assert.ok(delay >= 1000 && delay <= Math.min(60_000, 1000 * 2 ** failures), `${failures}: ${delay}`);
+    }
+    assert.equal(backoff(0, 1000, 60_000), 1000);
   });
 
   it("applies the defaults and rejects a bad service", () => {

@@ -14,14 +14,19 @@ import {
   XmppTimeoutError,
 } from "./errors.js";
 import { nickAfterConflict, nickOf, parseRoomJid, PuppetNames, xmlSafe } from "./names.js";
-
-const NS_MUC = "http://jabber.org/protocol/muc";
-const NS_MUC_USER = "http://jabber.org/protocol/muc#user";
-const NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner";
-const NS_DATA = "jabber:x:data";
-const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
-const NS_DELAY = "urn:xmpp:delay";
-const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
+import {
+  backoff,
+  bareOf,
+  describe,
+  errorCondition,
+  NS_DATA,
+  NS_DELAY,
+  NS_DISCO_INFO,
+  NS_MUC,
+  NS_MUC_OWNER,
+  resourceOf,
+  statusCodes,
+} from "./stanzas.js";
 
 /** How long a connection attempt (TCP, stream, handshake) may take. */
 const CONNECT_TIMEOUT_MS = 15_000;
@@ -632,40 +637,4 @@ async function closeEntity(entity: Component): Promise<void> {
     // the socket may already be gone
   }
   socket?.destroy();
-}
-
-/** Exponential backoff with jitter: a random delay in [minMs, min(maxMs, minMs·2^failures)]. */
-export function backoff(failures: number, minMs: number, maxMs: number): number {
-  const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(failures, 30));
-  return Math.round(minMs + Math.random() * (ceiling - minMs));
-}
-
-function bareOf(jid: string): string {
-  const slash = jid.indexOf("/");
-  return slash === -1 ? jid : jid.slice(0, slash);
-}
-
-function resourceOf(jid: string): string {
-  const slash = jid.indexOf("/");
-  return slash === -1 ? "" : jid.slice(slash + 1);
-}
-
-function statusCodes(presence: Element): Set<string> {
-  const x = presence.getChild("x", NS_MUC_USER);
-  const codes = new Set<string>();
-  for (const status of x?.getChildren("status") ?? [])
-    if (status.attrs.code !== undefined) codes.add(status.attrs.code);
-  return codes;
-}
-
-/** The defined condition of a stanza error (`conflict`, `forbidden`…). */
-function errorCondition(stanza: Element): string {
-  const error = stanza.getChild("error");
-  const condition = error?.getChildElements().find((el) => el.attrs.xmlns === NS_STANZAS);
-  return condition?.name ?? "undefined-condition";
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) return (error as Error & { condition?: string }).condition ?? error.message;
-  return String(error);
 }
