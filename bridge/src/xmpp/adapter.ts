@@ -248,7 +248,11 @@ class XmppAdapter implements NetworkAdapter {
       if (session !== null) {
         failures = 0;
         const reason = await this.serve(session);
-        if (!this.stopped) this.events?.disconnected(reason);
+        try {
+          if (!this.stopped) this.events?.disconnected(reason);
+        } catch (error) {
+          this.logger.error("xmpp: the disconnected handler failed", error); // and keep reconnecting
+        }
       }
       if (this.stopped) break;
       const delay = backoff(failures++, this.config.reconnect.minMs, this.config.reconnect.maxMs);
@@ -357,7 +361,12 @@ class XmppAdapter implements NetworkAdapter {
         this.logger.warn(`xmpp: rejoining ${rooms[i]?.jid ?? "?"} failed: ${describe(result.reason)}`);
       }
     });
-    if (this.session === session && this.online && !this.stopped) this.events?.connected();
+    if (this.session !== session || !this.online || this.stopped) return;
+    try {
+      this.events?.connected();
+    } catch (error) {
+      this.logger.error("xmpp: the connected handler failed", error);
+    }
   }
 
   private rejoinRelayLater(room: Room): void {
@@ -437,10 +446,13 @@ class XmppAdapter implements NetworkAdapter {
   /** Joins `occupant` unless it is in the room (one join at a time per occupant). */
   private ensureJoined(room: Room, occupant: Occupant): Promise<void> {
     if (occupant.joined) return Promise.resolve();
-    occupant.joining ??= this.joinOccupant(room, occupant).finally(() => {
-      occupant.joining = null;
+    if (occupant.joining !== null) return occupant.joining;
+    const joining: Promise<void> = this.joinOccupant(room, occupant).finally(() => {
+      // A reconnect may have started a newer join meanwhile: leave that one be.
+      if (occupant.joining === joining) occupant.joining = null;
     });
-    return occupant.joining;
+    occupant.joining = joining;
+    return joining;
   }
 
   private async joinOccupant(room: Room, occupant: Occupant): Promise<void> {
@@ -448,6 +460,7 @@ class XmppAdapter implements NetworkAdapter {
     if (session === null || !this.online) throw new XmppDisconnectedError("not connected");
     for (let attempt = 1; attempt <= MAX_NICK_ATTEMPTS; attempt++) {
       const answer = this.waitPresence(occupant.jid, room.jid);
+      answer.catch(() => {}); // awaited below; this only keeps a failed send from leaving it unhandled
       await this.send(
         session,
         xml(
