@@ -24,7 +24,14 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../child-homeserver.js";
-import { findBinary, spawnTracked, stopTracked, waitForPorts, type Availability, type TrackedChild } from "./server-process.js";
+import {
+  findBinary,
+  spawnTracked,
+  stopTracked,
+  waitForPorts,
+  type Availability,
+  type TrackedChild,
+} from "./server-process.js";
 
 /** Options of {@link startNgircd}. */
 export interface NgircdOptions {

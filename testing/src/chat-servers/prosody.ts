@@ -11,12 +11,28 @@
  * is Prosody's own. Not as root, it runs as the current user.
  */
 import { execFile, spawnSync, type SpawnOptions } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "../child-homeserver.js";
-import { findBinary, spawnTracked, stopTracked, waitForPorts, type Availability, type TrackedChild } from "./server-process.js";
+import {
+  findBinary,
+  spawnTracked,
+  stopTracked,
+  waitForPorts,
+  type Availability,
+  type TrackedChild,
+} from "./server-process.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -24,7 +40,7 @@ const execFileAsync = promisify(execFile);
 export interface ProsodyOptions {
   /** The virtual host users live on. @default "example.test" */
   domain?: string;
-  /** An external component (XEP-0114) allowed to connect to the component port, e.g. `bridge.example.test`. @default none */
+  /** An external component (XEP-0114) that may connect to the component port (`bridge.example.test`). @default none */
   component?: { name: string; secret: string };
   /** Accounts registered before it starts. @default [] */
   users?: { username: string; password: string }[];
@@ -72,7 +88,8 @@ function prosodyIds(): { uid: number; gid: number } | undefined {
   };
   const uid = id("-u");
   const gid = id("-g");
-  if (uid === undefined || gid === undefined) throw new Error("Prosody does not run as root and there is no prosody user");
+  if (uid === undefined || gid === undefined)
+    throw new Error("Prosody does not run as root and there is no prosody user");
   return { uid, gid };
 }
 
@@ -95,7 +112,13 @@ function lua(value: string): string {
   return JSON.stringify(value);
 }
 
-function config(dir: string, domain: string, c2sPort: number, componentPort: number, component: ProsodyOptions["component"]): string {
+function config(
+  dir: string,
+  domain: string,
+  c2sPort: number,
+  componentPort: number,
+  component: ProsodyOptions["component"],
+): string {
   return [
     "-- Written by @zimchat/testing/chat-servers: a throwaway test server.",
     `data_path = ${lua(join(dir, "data"))}`,
@@ -164,9 +187,10 @@ export async function startProsody(options: ProsodyOptions = {}): Promise<Prosod
         timeout: 30_000,
       });
     } catch (error) {
-      // The password is on the command line: keep it out of the message.
       const { stdout, stderr, code } = error as { stdout?: string; stderr?: string; code?: unknown };
-      throw new Error(`prosodyctl register ${username} ${domain} failed (${String(code)}):\n${stdout ?? ""}${stderr ?? ""}`);
+      const output = `${stdout ?? ""}${stderr ?? ""}`;
+      // eslint-disable-next-line preserve-caught-error -- the caught error's message holds the password (command line)
+      throw new Error(`prosodyctl register ${username} ${domain} failed (${String(code)}):\n${output}`);
     }
     users.set(username, password);
   }

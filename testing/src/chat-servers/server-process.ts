@@ -89,7 +89,11 @@ export function spawnTracked(command: string, args: string[], options: SpawnOpti
  * Signals the child and resolves once it has exited. With SIGTERM, it gets
  * `graceMs` to exit before it is SIGKILLed.
  */
-export async function stopTracked(tracked: TrackedChild, signal: "SIGTERM" | "SIGKILL", graceMs = 5_000): Promise<void> {
+export async function stopTracked(
+  tracked: TrackedChild,
+  signal: "SIGTERM" | "SIGKILL",
+  graceMs = 5_000,
+): Promise<void> {
   if (tracked.child.exitCode !== null || tracked.child.signalCode !== null) return;
   tracked.child.kill(signal);
   if (signal === "SIGTERM") {
@@ -118,7 +122,12 @@ function accepts(port: number): Promise<boolean> {
  * Resolves once every port accepts connections; rejects with the child's
  * output if it exits first or `timeoutMs` passes.
  */
-export async function waitForPorts(tracked: TrackedChild, ports: number[], what: string, timeoutMs = 20_000): Promise<void> {
+export async function waitForPorts(
+  tracked: TrackedChild,
+  ports: number[],
+  what: string,
+  timeoutMs = 20_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void tracked.exited.then(() => (exited = true));
@@ -127,7 +136,9 @@ export async function waitForPorts(tracked: TrackedChild, ports: number[], what:
     const open = await Promise.all(ports.map(accepts));
     if (open.every(Boolean)) return;
     if (Date.now() > deadline)
-      throw new Error(`${what} did not listen on ${ports.join(", ")} within ${timeoutMs} ms:\n${tracked.output.join("\n")}`);
+      throw new Error(
+        `${what} did not listen on ${ports.join(", ")} within ${timeoutMs} ms:\n${tracked.output.join("\n")}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }

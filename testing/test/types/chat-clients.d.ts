@@ -66,7 +66,11 @@ declare module "@xmpp/client" {
     toString(): string;
   }
 
-  export function xml(name: string, attrs?: Record<string, string | undefined>, ...children: (Element | string)[]): Element;
+  export function xml(
+    name: string,
+    attrs?: Record<string, string | undefined>,
+    ...children: (Element | string)[]
+  ): Element;
 
   export interface JID {
     local: string;
