@@ -25,6 +25,7 @@ const files = [
   "plugin-sdk/dist/test",
   "plugins/dist/test",
   "testing/dist/test",
+  "bridge/dist/test",
   "examples/dist/test",
   "bench/dist/test",
 ]

@@ -6,10 +6,16 @@
  * @packageDocumentation
  */
 export * from "./network.js";
+export { Bridge, bridgeDescription, type BridgeCounters, type BridgeOptions, type BridgeStatus } from "./bridge.js";
+export { BridgeStore, BridgeStoreMissingError, bridgeStoreFileName, type Mapping } from "./store.js";
+export { BridgeConfigFileError, bridgeConfigSchema, loadBridgeConfig, secretEnv, type LoadedConfig } from "./config.js";
+export { createBridge, type CreateBridgeOptions } from "./create.js";
+export { createIrcAdapter, ircLines, puppetNick } from "./irc/adapter.js";
+export { ircConfigSchema, type IrcConfig, type IrcConfigInput } from "./irc/config.js";
 
 // XMPP: a component (XEP-0114) with one puppet occupant per ZimChat author.
 export { createXmppAdapter } from "./xmpp/adapter.js";
-export { xmppConfigSchema, type XmppConfig } from "./xmpp/config.js";
+export { xmppConfigSchema, type XmppConfig, type XmppConfigInput } from "./xmpp/config.js";
 export {
   XmppDeliveryError,
   XmppDisconnectedError,

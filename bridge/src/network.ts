@@ -42,6 +42,10 @@ export interface AdapterEvents {
   connected(): void;
   /** The connection dropped; the adapter reconnects by itself, with backoff. */
   disconnected(reason: string): void;
+  /** The puppet name this author was given before (kept in the bridge's store across restarts), if any. */
+  puppetName(senderId: string): string | undefined;
+  /** Records the puppet name an author now has (after a collision, a suffixed one). */
+  puppetNamed(senderId: string, name: string): void;
 }
 
 /** What the core does with a message that does not fit a network's limits. */
@@ -74,7 +78,11 @@ export interface NetworkAdapter {
   /** Connects (and keeps reconnecting with backoff until `stop()`). Resolves once the first attempt has started. */
   start(events: AdapterEvents): Promise<void>;
   stop(): Promise<void>;
-  /** Joins a target now and after every reconnect (idempotent). */
+  /**
+   * Joins a target now and after every reconnect (idempotent). While
+   * disconnected it only records the target: it never waits for the
+   * connection.
+   */
   join(target: string): Promise<void>;
   /** Leaves a target and forgets it (idempotent). */
   part(target: string): Promise<void>;

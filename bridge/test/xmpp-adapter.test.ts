@@ -31,6 +31,14 @@ class Recorder implements AdapterEvents {
   readonly messages: RemoteMessage[] = [];
   readonly disconnects: string[] = [];
   connects = 0;
+  /** Puppet names by account id, as the core's store keeps them. */
+  readonly names = new Map<string, string>();
+  puppetName(senderId: string): string | undefined {
+    return this.names.get(senderId);
+  }
+  puppetNamed(senderId: string, name: string): void {
+    this.names.set(senderId, name);
+  }
   message(message: RemoteMessage): void {
     this.messages.push(message);
   }
@@ -87,9 +95,12 @@ describe("XMPP adapter, unit", () => {
     assert.equal(localpartOf("Zoë Smith"), "zoe_smith");
     assert.equal(localpartOf("@@@"), "user");
     const names = new PuppetNames();
-    assert.equal(names.localpart("id-1", "Bob"), "bob");
-    assert.equal(names.localpart("id-2", "bob"), "bob-2");
-    assert.equal(names.localpart("id-1", "Renamed"), "bob", "an account keeps its puppet");
+    assert.deepEqual(names.localpart("id-1", "Bob"), { localpart: "bob", changed: true });
+    assert.deepEqual(names.localpart("id-2", "bob"), { localpart: "bob-2", changed: true });
+    assert.equal(names.localpart("id-1", "Renamed").localpart, "bob", "an account keeps its puppet");
+    const restarted = new PuppetNames();
+    assert.deepEqual(restarted.localpart("id-2", "bob", "bob-2"), { localpart: "bob-2", changed: false });
+    assert.deepEqual(restarted.localpart("id-3", "X", "Not Valid"), { localpart: "x", changed: true });
     assert.equal(nickOf("  Bob\u0007 ", "x"), "Bob");
     assert.equal(nickOf("\u0001", "fallback"), "fallback");
     assert.equal(xmlSafe("a\u0000b\uD800c\u{1F600}"), "abc\u{1F600}");
@@ -234,6 +245,13 @@ describe("XMPP adapter on Prosody", { skip: prosodyAvailable().reason }, () => {
       ],
     );
     assert.equal(adapter.status().puppets, 2);
+    assert.deepEqual(
+      [...events.names],
+      [
+        ["u-bob", "bob"],
+        ["u-carol", "carol"],
+      ],
+    );
     // Both puppets are in the room now, so only the confirmation is left to wait for,
     // and a stopped Prosody answers nothing: deliver() must not resolve until it runs again.
     process.kill(server.pid, "SIGSTOP");

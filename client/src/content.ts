@@ -14,6 +14,27 @@ const base64 = (maxBytes: number) =>
     .max(Math.ceil(maxBytes / 3) * 4)
     .regex(/^[A-Za-z0-9+/]*={0,2}$/);
 
+/** Bridges a group may have, at most. */
+export const maxGroupBridges = 8;
+
+/**
+ * A bridge of a group: a bot account (a member) that decrypts the group's
+ * messages and relays them in plaintext to a chat network outside ZimChat
+ * (an IRC channel, an XMPP room). Every member's client shows it with
+ * `bridgeBanner`.
+ */
+export const groupBridgeSchema = z.object({
+  /** The bot's account id; it must be a member of the group. */
+  account: uuid,
+  network: z.enum(["irc", "xmpp"]),
+  /** Where it relays to on that network: an IRC channel (`#club`), an XMPP room (`club@rooms.example`). */
+  target: z.string().min(1).max(256),
+  /** Attachments are relayed too (absent: false). */
+  attachments: z.boolean().optional(),
+});
+/** One bridge of a group (see {@link groupBridgeSchema}). */
+export type GroupBridge = z.infer<typeof groupBridgeSchema>;
+
 /** A group's state as its admins last set it (groups live on the clients only). */
 export const groupStateSchema = z.object({
   id: uuid,
@@ -30,6 +51,12 @@ export const groupStateSchema = z.object({
    * its own view (relative to itself) and routes by its own server bindings.
    */
   memberServers: z.record(uuid, serverNameSchema).optional(),
+  /**
+   * The group's bridges (bots that decrypt its messages and relay them
+   * outside ZimChat), at most one per account; each account is a member.
+   * Absent: none (and every group stored before bridges).
+   */
+  bridges: z.array(groupBridgeSchema).max(maxGroupBridges).optional(),
 });
 export type GroupState = z.infer<typeof groupStateSchema>;
 

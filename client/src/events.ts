@@ -1,6 +1,7 @@
 /** The events a {@link ZimClient} emits, and what they carry. */
 import type { DeviceInfo, DisconnectReason, RemoteDeliveryFailure } from "@zimchat/protocol";
 import type { StoredAttachmentPointer } from "./attachments.js";
+import type { BridgeInfo } from "./bridges.js";
 import type { GroupState } from "./content.js";
 import type { DecryptionFailureReason } from "./errors.js";
 import type { KeyTransparencyFailure } from "./key-transparency.js";
@@ -56,6 +57,21 @@ export interface GroupUpdatedEvent {
    * `verified`). Members without an entry are known by account id only.
    */
   names?: Record<string, SenderName>;
+}
+
+/**
+ * A group's bridges changed (compared by account, network, target and
+ * attachments): an applied group change, received or made by this device,
+ * added, removed or changed a bridge. Show `bridgeBanner` for each of
+ * `bridges` (`removed` ones with `bridgeRemovedNotice`).
+ */
+export interface BridgesChangedEvent {
+  groupId: string;
+  /** The group's bridges now. */
+  bridges: BridgeInfo[];
+  /** Bridges it has now and had not (a changed bridge is in both lists: its old form removed, its new one added). */
+  added: BridgeInfo[];
+  removed: BridgeInfo[];
 }
 
 /**
@@ -132,6 +148,13 @@ export interface ZimClientEvents {
   /** An envelope could not be decrypted (or was refused); it is acknowledged and dropped. */
   decryptionFailed: [{ envelopeId: string; from?: string; reason: DecryptionFailureReason; error: unknown }];
   groupUpdated: [GroupUpdatedEvent];
+  /**
+   * A group's bridges changed (after its `groupUpdated`, or after this
+   * device's own `bridgeGroup`, `unbridgeGroup` or `removeGroupMembers`):
+   * bots that decrypt the group and relay it in plaintext outside ZimChat.
+   * Show the disclosure (`bridgeBanner`) for every bridge.
+   */
+  bridgesChanged: [BridgesChangedEvent];
   deviceListChanged: [DeviceListChangedEvent];
   /**
    * An identity key the server handed out could not be checked against the

@@ -16,7 +16,8 @@
 import { randomUUID } from "node:crypto";
 import { errorBodySchema, recipientMismatchSchema, type MultiRecipientResponse } from "@zimchat/protocol";
 import { localDevice, ownProfile, type ClientContext } from "./client-context.js";
-import { encodeContent, type Content, type GroupState } from "./content.js";
+import { bridgesChange, bridgesOf, diffBridges, validBridges } from "./bridges.js";
+import { encodeContent, maxGroupBridges, type Content, type GroupBridge, type GroupState } from "./content.js";
 import { ApiError, GroupError } from "./errors.js";
 import { parseAddress } from "./federation.js";
 import { groupConversation, groupIdBytes, inOwnView } from "./groups.js";
@@ -35,6 +36,12 @@ function repairable(r: NonNullable<MultiRecipientResponse["remote"]>[number]): b
 const maxMemberNames = 200;
 
 const addressKey = (a: DeviceAddress): string => `${a.uuid}.${a.deviceId}`;
+
+/** A group state with these bridges (without the field when there are none, as before bridges existed). */
+function withBridges(group: GroupState, bridges: GroupBridge[]): GroupState {
+  const { bridges: _, ...rest } = group;
+  return bridges.length ? { ...rest, bridges } : rest;
+}
 
 export class GroupMessaging {
   constructor(
@@ -58,33 +65,80 @@ export class GroupMessaging {
 
   /** Adds members (account ids; admins only). */
   async addMembers(groupId: string, uuids: string[]): Promise<GroupState> {
-    const current = this.adminGroup(groupId);
-    const next = inOwnView(
-      { ...current, members: [...new Set([...current.members, ...uuids])], revision: current.revision + 1 },
-      this.ctx.servers,
-    );
-    await this.ctx.tasks.run(async () => this.ctx.groups.save(next));
-    await this.announce(next, []);
-    return next;
+    return this.change(groupId, (current) => ({ ...current, members: [...new Set([...current.members, ...uuids])] }));
   }
 
-  /** Removes members (account ids; admins only), tells them, and starts a new sender key. */
+  /**
+   * Removes members (account ids; admins only), tells them, and starts a new sender key. A removed member's bridge
+   * goes with it.
+   */
   async removeMembers(groupId: string, removed: Set<string>): Promise<GroupState> {
-    const current = this.adminGroup(groupId);
-    const next = inOwnView(
-      {
-        ...current,
-        members: current.members.filter((m) => !removed.has(m)),
-        admins: current.admins.filter((a) => !removed.has(a)),
-        revision: current.revision + 1,
-      },
-      this.ctx.servers,
+    return this.change(
+      groupId,
+      (current) =>
+        withBridges(
+          {
+            ...current,
+            members: current.members.filter((m) => !removed.has(m)),
+            admins: current.admins.filter((a) => !removed.has(a)),
+          },
+          bridgesOf(current).filter((b) => !removed.has(b.account)),
+        ),
+      removed,
     );
+  }
+
+  /**
+   * Sets a group's bridge for `bridge.account` (admins only), replacing that account's earlier one, and adds the bot
+   * as a member if it is not one (its devices get the group's sender keys like any member's): one change.
+   */
+  async bridge(groupId: string, bridge: GroupBridge): Promise<GroupState> {
+    const current = this.adminGroup(groupId);
+    const existing = bridgesOf(current).find((b) => b.account === bridge.account);
+    // Nothing to change: no new revision for members to apply.
+    if (existing && diffBridges([existing], [bridge]).added.length === 0) return current;
+    return this.change(groupId, (current) => {
+      const others = bridgesOf(current).filter((b) => b.account !== bridge.account);
+      if (others.length >= maxGroupBridges) throw new GroupError(`a group has at most ${maxGroupBridges} bridges`);
+      return withBridges({ ...current, members: [...new Set([...current.members, bridge.account])] }, [
+        ...others,
+        bridge,
+      ]);
+    });
+  }
+
+  /**
+   * Removes a group's bridge and its bot from the members (admins only): a bot that stayed a member would still
+   * decrypt, without a banner. Every member starts a new sender key, as for any removal.
+   * @throws GroupError when `account` is not a bridge of the group
+   */
+  async unbridge(groupId: string, account: string): Promise<GroupState> {
+    const current = this.adminGroup(groupId);
+    if (!bridgesOf(current).some((b) => b.account === account))
+      throw new GroupError(`${account} is not a bridge of group ${groupId}`);
+    return this.removeMembers(groupId, new Set([account]));
+  }
+
+  /**
+   * One change of a group by this device (an admin): the next revision, saved, reported (`bridgesChanged` when its
+   * bridges changed) and announced to the members, and to `removed` (who also make every member's sender key new).
+   */
+  private async change(
+    groupId: string,
+    edit: (current: GroupState) => GroupState,
+    removed: Set<string> = new Set(),
+  ): Promise<GroupState> {
+    const current = this.adminGroup(groupId);
+    const next = inOwnView({ ...edit(current), revision: current.revision + 1 }, this.ctx.servers);
     if (!next.admins.length) throw new GroupError("a group needs at least one admin");
+    // Members refuse a state whose bridges name a non-member or an account twice: never send one.
+    if (!validBridges(next)) throw new GroupError("a group's bridges must be members, one bridge per account");
     await this.ctx.tasks.run(async () => {
       this.ctx.groups.save(next);
-      this.ctx.groups.rotate(groupId);
+      if (removed.size) this.ctx.groups.rotate(groupId);
     });
+    const bridges = bridgesChange(current, next, (uuid) => this.names.nameOf(uuid));
+    if (bridges) this.ctx.events.emit("bridgesChanged", bridges);
     await this.announce(
       next,
       [...removed].filter((u) => current.members.includes(u)),

@@ -11,6 +11,7 @@
  * the state in its own view, and routes by its own bindings.
  */
 import { randomUUID } from "node:crypto";
+import { validBridges } from "./bridges.js";
 import type { GroupState } from "./content.js";
 import type { ServerBindings } from "./federation.js";
 import type { DeviceStore } from "./store/device-store.js";
@@ -118,7 +119,9 @@ export interface GroupChange {
  * Whether `from` may set a group to `update`: an admin of the current state
  * with a newer revision, or, for a group this device does not know yet, an
  * admin of the update that lists this account as a member. This account's
- * own devices (`from === self`) are trusted: they share the identity.
+ * own devices (`from === self`) are trusted: they share the identity. Only
+ * admins change the state, so only admins set its bridges; a state whose
+ * bridges name a non-member, or one account twice, is refused from anyone.
  * @returns the change, or null when the update must be refused
  */
 export function applyGroupUpdate(
@@ -128,6 +131,7 @@ export function applyGroupUpdate(
   self: string,
 ): GroupChange | null {
   if (!update.admins.every((a) => update.members.includes(a))) return null;
+  if (!validBridges(update)) return null;
   if (current) {
     if (update.revision <= current.revision) return null;
     if (from !== self && !current.admins.includes(from)) return null;

@@ -9,7 +9,8 @@
 import { limits, missingCase, type Envelope, type SocketResult } from "@zimchat/protocol";
 import type { StoredAttachmentPointer } from "./attachments.js";
 import { localDevice, checkKeyLog, type ClientContext } from "./client-context.js";
-import { decodeContent, type Content } from "./content.js";
+import { bridgesChange } from "./bridges.js";
+import { decodeContent, type Content, type GroupState } from "./content.js";
 import { ApiError, apiError, DecryptionFailureReason, decryptionFailure, SealedSendingPausedError } from "./errors.js";
 import type { GroupUpdatedEvent, MessageEvent, ZimClientEvents } from "./events.js";
 import { applyGroupUpdate, bindMembers, groupConversation, inOwnView } from "./groups.js";
@@ -27,7 +28,14 @@ const maxNameChecks = 50;
 type ReceiveResult =
   | { kind: "message"; message: MessageEvent; claim?: NameClaim }
   | { kind: "receipt"; receipt: ZimClientEvents["deliveryReceipt"][0] }
-  | { kind: "group"; update: GroupUpdatedEvent; claim?: NameClaim; memberNames?: Content["memberNames"] }
+  | {
+      kind: "group";
+      update: GroupUpdatedEvent;
+      /** The group's state before the change (null: new to this device), for `bridgesChanged`. */
+      before: GroupState | null;
+      claim?: NameClaim;
+      memberNames?: Content["memberNames"];
+    }
   | { kind: "failed"; failure: ZimClientEvents["decryptionFailed"][0] }
   | { kind: "skipped" };
 
@@ -175,9 +183,13 @@ export class Inbox {
         case "receipt":
           events.emit("deliveryReceipt", result.receipt);
           break;
-        case "group":
+        case "group": {
           events.emit("groupUpdated", result.update);
+          // Names as attachNames verified them: the bot is named in the disclosure where this device knows it.
+          const bridges = bridgesChange(result.before, result.update.group, (uuid) => this.names.nameOf(uuid));
+          if (bridges) events.emit("bridgesChanged", bridges);
           break;
+        }
         case "failed":
           events.emit("decryptionFailed", result.failure);
           break;
@@ -346,6 +358,7 @@ export class Inbox {
       return {
         kind: "group",
         update: { group: change.group, by: from, added: change.added, removed: change.removed, left },
+        before: current,
         ...(content.profile ? { claim: content.profile } : {}),
         ...(content.memberNames ? { memberNames: content.memberNames } : {}),
       };

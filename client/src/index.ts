@@ -6,6 +6,7 @@
 // The client
 export {
   ZimClient,
+  type BridgesChangedEvent,
   type DeviceListChangedEvent,
   type GroupUpdatedEvent,
   type LinkOptions,
@@ -85,14 +86,25 @@ export {
 export { InvalidLinkUriError, linkUri, parseLinkUri, type LinkRequest } from "./linking.js";
 export { trustRootFingerprint } from "./sealed.js";
 export { groupConversation } from "./groups.js";
+export {
+  bridgeBanner,
+  bridgeNetworkLabels,
+  bridgeRemovedNotice,
+  diffBridges,
+  type BridgeInfo,
+  type BridgeLike,
+} from "./bridges.js";
 
 // Content and keys
 export {
   contentSchema,
   decodeContent,
   encodeContent,
+  groupBridgeSchema,
   groupStateSchema,
+  maxGroupBridges,
   type Content,
+  type GroupBridge,
   type GroupState,
 } from "./content.js";
 export { defaultKeyPolicy, type KeyPolicy } from "./keys.js";

@@ -10,7 +10,8 @@ import {
 } from "./attachments.js";
 import { BackgroundWork, createClientContext, credentials, localDevice, type ClientContext } from "./client-context.js";
 import type { LinkOptions, RegisterOptions, ZimClientOptions } from "./client-options.js";
-import type { Content, GroupState } from "./content.js";
+import { bridgeInfo, bridgesOf, type BridgeInfo } from "./bridges.js";
+import { groupBridgeSchema, type Content, type GroupState } from "./content.js";
 import { Devices, linkNewDevice, registerAccount } from "./devices.js";
 import type { ZimClientEvents } from "./events.js";
 import { GroupMessaging } from "./group-messaging.js";
@@ -28,6 +29,7 @@ import type { DeviceStore, LocalDevice, StoredMessage } from "./store/device-sto
 import { TrustChecks } from "./trust-checks.js";
 
 export type {
+  BridgesChangedEvent,
   DeviceListChangedEvent,
   GroupUpdatedEvent,
   MessageEvent,
@@ -488,6 +490,55 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    */
   async removeGroupMembers(groupId: string, users: string[]): Promise<GroupState> {
     return this.groupMessaging.removeMembers(groupId, new Set(await this.resolveAll(users)));
+  }
+
+  /**
+   * Bridges a group (admins only): the bot account `bot` (a username, or
+   * `name@server`, resolved as {@link addGroupMembers} resolves users)
+   * decrypts the group's messages and relays them in plaintext to `target`
+   * on `network` (an IRC channel like `#club`, an XMPP room), with
+   * attachments when `attachments` is true. The bot is added as a member if
+   * it is not one, and the bridge recorded in the group state (replacing the
+   * bot's earlier bridge), in one group change: every member's client then
+   * shows the disclosure (`bridgeBanner`) and emits `bridgesChanged`.
+   * @throws GroupError when this account is not an admin, or the group has 8 bridges already
+   * @throws RangeError when `network` or `target` (1 to 256 characters) is not valid
+   * @example
+   * await admin.bridgeGroup(groupId, { bot: "ircbridge", network: "irc", target: "#club" });
+   */
+  async bridgeGroup(
+    groupId: string,
+    bridge: { bot: string; network: "irc" | "xmpp"; target: string; attachments?: boolean },
+  ): Promise<GroupState> {
+    const parsed = groupBridgeSchema.omit({ account: true }).safeParse({
+      network: bridge.network,
+      target: bridge.target,
+      ...(bridge.attachments !== undefined ? { attachments: bridge.attachments } : {}),
+    });
+    if (!parsed.success)
+      throw new RangeError("a bridge's network is irc or xmpp, and its target has 1 to 256 characters");
+    const account = await this.resolve(bridge.bot);
+    return this.groupMessaging.bridge(groupId, { account, ...parsed.data });
+  }
+
+  /**
+   * Removes a group's bridge (admins only) and removes its bot from the
+   * members, so it can no longer decrypt what follows (every member starts
+   * a new sender key, as for {@link removeGroupMembers}).
+   * @throws GroupError when this account is not an admin, or `bot` is not a bridge of the group
+   */
+  async unbridgeGroup(groupId: string, bot: string): Promise<GroupState> {
+    return this.groupMessaging.unbridge(groupId, await this.resolve(bot));
+  }
+
+  /**
+   * A group's bridges, each with the bot's verified name where this device
+   * knows it (as {@link groupMembers} names members); empty for a group
+   * without bridges or unknown to this device. Show `bridgeBanner`
+   * for each.
+   */
+  groupBridges(groupId: string): BridgeInfo[] {
+    return bridgesOf(this.ctx.groups.get(groupId)).map((b) => bridgeInfo(b, (uuid) => this.names.nameOf(uuid)));
   }
 
   /**

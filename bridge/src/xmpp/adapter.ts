@@ -437,7 +437,13 @@ class XmppAdapter implements NetworkAdapter {
       room.capWarned = true;
       return null;
     }
-    const localpart = this.names.localpart(message.senderId, message.senderName);
+    // The local part is the puppet's identity on the server: kept across restarts by the core's store.
+    const { localpart, changed } = this.names.localpart(
+      message.senderId,
+      message.senderName,
+      this.events?.puppetName(message.senderId),
+    );
+    if (changed) this.events?.puppetNamed(message.senderId, localpart);
     const puppet = newOccupant(`${localpart}@${this.config.domain}/bridge`, nickOf(message.senderName, localpart));
     room.puppets.set(message.senderId, puppet);
     return puppet;

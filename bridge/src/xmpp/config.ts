@@ -70,6 +70,7 @@ export const xmppConfigSchema = z
     /** What happens to a longer text: cut with a notice, or refused with a reason. @default "truncate" */
     longMessages: z.enum(["truncate", "refuse"]).default("truncate"),
   })
+  .strict()
   .transform((config, ctx) => {
     if (config.allowedRooms === undefined) return { ...config, allowedRooms: undefined };
     const rooms: string[] = [];

@@ -65,15 +65,19 @@ export class PuppetNames {
   private readonly bySender = new Map<string, string>();
   private readonly used = new Set<string>();
 
-  /** The local part of `senderId`'s puppet, chosen from `senderName` the first time. */
-  localpart(senderId: string, senderName: string): string {
+  /**
+   * The local part of `senderId`'s puppet: the one it had (`stored`, from the
+   * bridge's store, kept when still free), else one made from `senderName`.
+   * `changed` says whether it differs from `stored` (the store should record it).
+   */
+  localpart(senderId: string, senderName: string, stored?: string): { localpart: string; changed: boolean } {
     const known = this.bySender.get(senderId);
-    if (known !== undefined) return known;
-    const base = localpartOf(senderName);
+    if (known !== undefined) return { localpart: known, changed: known !== stored };
+    const base = stored !== undefined && localpartOf(stored) === stored ? stored : localpartOf(senderName);
     let candidate = base;
     for (let n = 2; this.used.has(candidate); n++) candidate = `${base}-${n}`;
     this.bySender.set(senderId, candidate);
     this.used.add(candidate);
-    return candidate;
+    return { localpart: candidate, changed: candidate !== stored };
   }
 }
