@@ -12,3 +12,14 @@ export { BridgeConfigFileError, bridgeConfigSchema, loadBridgeConfig, secretEnv,
 export { createBridge, type CreateBridgeOptions } from "./create.js";
 export { createIrcAdapter, ircLines, puppetNick } from "./irc/adapter.js";
 export { ircConfigSchema, type IrcConfig, type IrcConfigInput } from "./irc/config.js";
+
+// XMPP: a component (XEP-0114) with one puppet occupant per ZimChat author.
+export { createXmppAdapter } from "./xmpp/adapter.js";
+export { xmppConfigSchema, type XmppConfig, type XmppConfigInput } from "./xmpp/config.js";
+export {
+  XmppDeliveryError,
+  XmppDisconnectedError,
+  XmppJoinError,
+  XmppTargetError,
+  XmppTimeoutError,
+} from "./xmpp/errors.js";
