@@ -85,25 +85,35 @@ export function loadBridgeConfig(
   } catch (error) {
     throw new BridgeConfigFileError(`${path}: not valid ${/\.json$/i.test(path) ? "JSON" : "YAML"}: ${String(error)}`);
   }
+  withSecrets(data, env);
   const parsed = bridgeConfigSchema.safeParse(data);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `  ${i.path.join(".") || "(top)"}: ${i.message}`).join("\n");
     throw new BridgeConfigFileError(`${path}: invalid config:\n${problems}`);
   }
   const config = parsed.data;
-  const base = dirname(resolve(path));
-  const zimchat = {
-    ...config.zimchat,
-    dir: resolve(base, config.zimchat.dir),
-    ...(env[secretEnv.invite] ? { inviteToken: env[secretEnv.invite] } : {}),
-  };
+  const zimchat = { ...config.zimchat, dir: resolve(dirname(resolve(path)), config.zimchat.dir) };
   if (network === "irc") {
     if (!config.irc) throw new BridgeConfigFileError(`${path}: no irc section, which "irc" needs`);
-    const password = env[secretEnv.ircSaslPassword];
-    const irc = password && config.irc.sasl ? { ...config.irc, sasl: { ...config.irc.sasl, password } } : config.irc;
-    return { network, zimchat, irc };
+    return { network, zimchat, irc: config.irc };
   }
   if (!config.xmpp) throw new BridgeConfigFileError(`${path}: no xmpp section, which "xmpp" needs`);
+  return { network, zimchat, xmpp: config.xmpp };
+}
+
+/** Puts the secrets given in the environment into the parsed file, before it is checked (they replace the file's). */
+function withSecrets(data: unknown, env: NodeJS.ProcessEnv): void {
+  const section = (key: string): Record<string, unknown> | undefined => {
+    const value = (data as Record<string, unknown> | null)?.[key];
+    return value !== null && typeof value === "object" ? (value as Record<string, unknown>) : undefined;
+  };
+  const invite = env[secretEnv.invite];
+  const zimchat = section("zimchat");
+  if (invite && zimchat) zimchat.inviteToken = invite;
+  const password = env[secretEnv.ircSaslPassword];
+  const sasl = section("irc")?.sasl;
+  if (password && sasl !== null && typeof sasl === "object") (sasl as Record<string, unknown>).password = password;
   const secret = env[secretEnv.xmppSecret];
-  return { network, zimchat, xmpp: secret ? { ...config.xmpp, secret } : config.xmpp };
+  const xmpp = section("xmpp");
+  if (secret && xmpp) xmpp.secret = secret;
 }

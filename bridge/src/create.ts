@@ -3,6 +3,7 @@ import { Bot } from "@zimchat/plugin-sdk/bot";
 import { Bridge, bridgeDescription } from "./bridge.js";
 import type { LoadedConfig } from "./config.js";
 import { createIrcAdapter } from "./irc/adapter.js";
+import { createXmppAdapter } from "./xmpp/adapter.js";
 import type { BotLogger } from "@zimchat/plugin-sdk/bot";
 import type { NetworkAdapter } from "./network.js";
 
@@ -26,8 +27,7 @@ export function createBridge(config: LoadedConfig, options: CreateBridgeOptions 
     ...(options.handleSignals === false ? { handleSignals: false } : {}),
     description: bridgeDescription(config.network),
   });
-  let adapter: NetworkAdapter;
-  if (config.network === "irc") adapter = createIrcAdapter(config.irc, bot.logger);
-  else throw new Error("the XMPP adapter is not built yet");
+  const adapter: NetworkAdapter =
+    config.network === "irc" ? createIrcAdapter(config.irc, bot.logger) : createXmppAdapter(config.xmpp, bot.logger);
   return new Bridge({ bot, adapter });
 }
