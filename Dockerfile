@@ -20,6 +20,7 @@ COPY client/package.json client/
 COPY plugin-sdk/package.json plugin-sdk/
 COPY server/package.json server/
 COPY plugins/package.json plugins/
+COPY bridge/package.json bridge/
 COPY testing/package.json testing/
 COPY examples/package.json examples/
 COPY bench/package.json bench/
@@ -53,6 +54,9 @@ COPY --from=build /src/plugin-sdk/package.json ./plugin-sdk/
 COPY --from=build /src/plugin-sdk/dist ./plugin-sdk/dist
 COPY --from=build /src/plugins/package.json ./plugins/
 COPY --from=build /src/plugins/dist ./plugins/dist
+# The bridges (`zimchat-bridge irc|xmpp --config <file>`; the `bridge` profile of examples/docker-compose.yml).
+COPY --from=build /src/bridge/package.json ./bridge/
+COPY --from=build /src/bridge/dist ./bridge/dist
 COPY --from=build /src/server/package.json ./server/
 COPY --from=build /src/server/bin ./server/bin
 COPY --from=build /src/server/dist ./server/dist
@@ -64,7 +68,9 @@ COPY --from=build /src/server/node_modules ./server/node_modules
 # 0600). An image cannot set its descriptor limit: run it with
 # `--ulimit nofile=65536:65536` (examples/docker-compose.yml sets `ulimits`).
 RUN mkdir -p /data && chown node:node /data && chmod 700 /data \
- && ln -s /app/server/bin/zimchat.js /usr/local/bin/zimchat
+ && ln -s /app/server/bin/zimchat.js /usr/local/bin/zimchat \
+ && printf '#!/bin/sh\nexec node /app/bridge/dist/src/main.js "$@"\n' > /usr/local/bin/zimchat-bridge \
+ && chmod 755 /usr/local/bin/zimchat-bridge
 USER node
 VOLUME /data
 EXPOSE 8080

@@ -10,7 +10,7 @@ import { defineConfig } from "eslint/config";
 import tseslint from "typescript-eslint";
 import { layeringPlugin } from "./scripts/lint/restrict-imports.mjs";
 
-const workspaces = ["protocol", "client", "plugin-sdk", "server", "plugins", "examples", "bench", "testing"];
+const workspaces = ["protocol", "client", "plugin-sdk", "server", "plugins", "bridge", "examples", "bench", "testing"];
 
 /**
  * The dependency direction, one way only:
@@ -116,6 +116,21 @@ const layering = [
       "@zimchat/plugin-sdk is published and installs outside this repository, so it never depends on the server or on the test helpers",
   },
   {
+    rule: "bridges-are-bots",
+    files: ["bridge/src/**"],
+    packages: ["@zimchat/*", "@signalapp/libsignal-client"],
+    allowPackages: ["@zimchat/protocol", "@zimchat/client", "@zimchat/plugin-sdk/bot"],
+    message:
+      "a bridge is a bot: it builds on @zimchat/plugin-sdk/bot and @zimchat/client (and @zimchat/protocol), never on the server, the server plugin API, the test helpers or libsignal directly",
+  },
+  {
+    rule: "bridges-are-bots",
+    files: ["bridge/test/**"],
+    packages: ["@zimchat/server", "@zimchat/server/*", "@zimchat/plugin-sdk/server", "@signalapp/libsignal-client"],
+    message:
+      "bridge tests run a homeserver through @zimchat/testing and drive the bridge as its users would; they never import the server or libsignal",
+  },
+  {
     rule: "plugins-use-only-the-plugin-api",
     files: ["plugins/src/**"],
     packages: ["@zimchat/*"],
@@ -136,7 +151,7 @@ export default defineConfig(
   {
     ignores: ["**/dist/", "**/generated/", "**/node_modules/", "**/*.d.ts", "prisma/migrations/"].concat(
       // What .gitignore keeps out of the repository: caches, local data, bench scratch files.
-      [".cache/", "data/", ".bench-tmp/", "*-bot-data/"],
+      [".cache/", "data/", ".bench-tmp/", "*-bot-data/", "*bridge-data/"],
     ),
   },
   js.configs.recommended,

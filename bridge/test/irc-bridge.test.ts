@@ -9,12 +9,11 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { MemoryDeviceStore, ZimClient, bridgeBanner } from "@zimchat/client";
 import { MemoryLogger, testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/testing";
-import { ngircdAvailable, startNgircd, type NgircdServer } from "@zimchat/testing/chat-servers";
+import { chatServerSkip, ngircdAvailable, startNgircd, type NgircdServer } from "@zimchat/testing/chat-servers";
 import { IrcUser, lines, nextWith } from "./support/irc-user.js";
 import { Bridge, bridgeStoreFileName, createBridge, ircConfigSchema, type IrcConfigInput } from "../src/index.js";
 
-const availability = ngircdAvailable();
-const skip = availability.available ? false : `ngircd is not installed: ${availability.reason}`;
+const skip = chatServerSkip(ngircdAvailable());
 
 describe("IRC bridge against a real ngircd", { skip }, () => {
   let ngircd: NgircdServer;

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { MemoryLogger, testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/testing";
-import { ngircdAvailable, startNgircd, type NgircdServer } from "@zimchat/testing/chat-servers";
+import { chatServerSkip, ngircdAvailable, startNgircd, type NgircdServer } from "@zimchat/testing/chat-servers";
 import {
   BridgeStoreMissingError,
   bridgeStoreFileName,
@@ -21,8 +21,7 @@ import {
 } from "../src/index.js";
 import { IrcUser, lines, nextWith } from "./support/irc-user.js";
 
-const availability = ngircdAvailable();
-const skip = availability.available ? false : `ngircd is not installed: ${availability.reason}`;
+const skip = chatServerSkip(ngircdAvailable());
 
 describe("IRC bridge limits and state, against a real ngircd", { skip }, () => {
   let ngircd: NgircdServer;

@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { client as xmppClient, xml, type Element, type XmppClient } from "@xmpp/client";
 import { MemoryLogger } from "@zimchat/plugin-sdk/bot";
-import { prosodyAvailable, startProsody, type ProsodyServer } from "@zimchat/testing/chat-servers";
+import { chatServerSkip, prosodyAvailable, startProsody, type ProsodyServer } from "@zimchat/testing/chat-servers";
 import { createXmppAdapter, xmppConfigSchema } from "../src/index.js";
 import type { AdapterEvents, NetworkAdapter, OutgoingMessage, RemoteMessage } from "../src/network.js";
 import { XmppDisconnectedError } from "../src/xmpp/errors.js";
@@ -146,7 +146,7 @@ describe("XMPP adapter, unit", () => {
   });
 });
 
-describe("XMPP adapter on Prosody", { skip: prosodyAvailable().reason }, () => {
+describe("XMPP adapter on Prosody", { skip: chatServerSkip(prosodyAvailable()) }, () => {
   let server: ProsodyServer;
   let adapter: NetworkAdapter;
   const events = new Recorder();

@@ -7,13 +7,12 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { bridgeBanner } from "@zimchat/client";
 import { MemoryLogger, testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/testing";
-import { prosodyAvailable, startProsody, type ProsodyServer } from "@zimchat/testing/chat-servers";
+import { chatServerSkip, prosodyAvailable, startProsody, type ProsodyServer } from "@zimchat/testing/chat-servers";
 import { createBridge, xmppConfigSchema, type Bridge } from "../src/index.js";
 import { nextWith } from "./support/irc-user.js";
 import { XmppUser } from "./support/xmpp-user.js";
 
-const availability = prosodyAvailable();
-const skip = availability.available ? false : `Prosody is not installed: ${availability.reason}`;
+const skip = chatServerSkip(prosodyAvailable());
 
 describe("XMPP bridge against a real Prosody", { skip }, () => {
   let prosody: ProsodyServer;

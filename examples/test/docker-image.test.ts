@@ -98,6 +98,21 @@ describe("examples/docker-compose.yml", () => {
     assert.match(nginx, /proxy_set_header Connection \$connection_upgrade;/);
     assert.match(nginx, /proxy_http_version 1\.1;/);
   });
+
+  it("profile bridge: an IRC bridge bot from the same image, its config mounted, beside profile single", () => {
+    const bridges = inProfile("bridge");
+    assert.equal(bridges.length, 1);
+    const [, bridge] = bridges[0]! as [string, ComposeService & { entrypoint?: string[]; command?: string[] }];
+    assert.equal(bridge.image, "zimchat:latest");
+    assert.deepEqual(bridge.entrypoint, ["zimchat-bridge"]);
+    const config = bridge.command?.[bridge.command.indexOf("--config") + 1];
+    const mount = bridge.volumes?.find((v) => v.split(":")[1] === config);
+    assert.ok(mount, "the config file is mounted where --config points");
+    readFileSync(join(root, "examples", mount.split(":")[0]!), "utf8");
+    const volume = bridge.volumes?.find((v) => v.endsWith(":/data"))?.split(":")[0];
+    assert.ok(volume && volume in compose.volumes, "the bot's directory is in a named volume");
+    assert.ok(bridge.depends_on && "zimchat" in bridge.depends_on, "starts after the homeserver");
+  });
 });
 
 describe("Dockerfile", () => {
@@ -290,6 +305,17 @@ describe("Docker image built from the Dockerfile", { skip: skipReason() }, () =>
       JSON.parse(run("buildah", ["run", "--isolation", "chroot", container!, "--", "node", "-e", probe], minutes)),
       [],
     );
+  });
+
+  it("carries the bridges: zimchat-bridge answers --help with both networks", () => {
+    const help = run(
+      "buildah",
+      ["run", "--isolation", "chroot", container!, "--", "zimchat-bridge", "--help"],
+      minutes,
+    );
+    assert.match(help, /^Usage: zimchat-bridge/m);
+    assert.match(help, /^\s+irc \[options\]/m);
+    assert.match(help, /^\s+xmpp \[options\]/m);
   });
 
   it("reports healthy through its HEALTHCHECK, and not when nothing listens", () => {

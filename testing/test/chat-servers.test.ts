@@ -17,24 +17,12 @@ import { component as xmppComponent } from "@xmpp/component";
 import {
   ngircdAvailable,
   prosodyAvailable,
+  chatServerSkip,
   startNgircd,
   startProsody,
-  type Availability,
   type NgircdServer,
   type ProsodyServer,
 } from "../src/chat-servers/index.js";
-
-/**
- * Why a server's tests skip here, or undefined. Where the server must be
- * present (`.ci/run` sets ZIMCHAT_TEST_CHAT_SERVERS=required) they never skip
- * for a missing binary: starting it fails and says what is not installed.
- */
-function skipReason(availability: Availability): string | undefined {
-  if (process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres"))
-    return "the chat-server tests run once, in the SQLite pass of the suite";
-  if (process.env.ZIMCHAT_TEST_CHAT_SERVERS === "required") return undefined;
-  return availability.reason;
-}
 
 /** Resolves with the first `event` whose value passes `test`, or rejects after `timeoutMs`. */
 function waitFor<T>(emitter: EventEmitter, event: string, test: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
@@ -93,7 +81,7 @@ function processesMentioning(text: string): number[] {
     .map(Number);
 }
 
-describe("ngircd", { skip: skipReason(ngircdAvailable()) }, () => {
+describe("ngircd", { skip: chatServerSkip(ngircdAvailable()) }, () => {
   const channel = "#zimchat";
   let server: NgircdServer;
   const clients: IrcClient[] = [];
@@ -179,7 +167,7 @@ describe("ngircd", { skip: skipReason(ngircdAvailable()) }, () => {
   });
 });
 
-describe("Prosody", { skip: skipReason(prosodyAvailable()) }, () => {
+describe("Prosody", { skip: chatServerSkip(prosodyAvailable()) }, () => {
   const component = { name: "bridge.example.test", secret: "component-secret" };
   let server: ProsodyServer;
   const entities: XmppEntity[] = [];
@@ -334,7 +322,7 @@ describe("Prosody", { skip: skipReason(prosodyAvailable()) }, () => {
 
 describe(
   "a test process that ends without stop()",
-  { skip: skipReason(ngircdAvailable()) ?? skipReason(prosodyAvailable()) },
+  { skip: chatServerSkip(ngircdAvailable()) ?? chatServerSkip(prosodyAvailable()) },
   () => {
     for (const ending of ["process.exit(0)", "an uncaught exception", "SIGTERM"]) {
       it(`leaves no server and no directory behind: ${ending}`, async () => {

@@ -17,6 +17,20 @@ export interface Availability {
   reason: string | undefined;
 }
 
+/**
+ * Why tests that need a chat server skip here, or undefined when they run:
+ * they run once, in the SQLite pass of the suite (no homeserver database is
+ * what they test), and where the server must be present (`.ci/run` sets
+ * ZIMCHAT_TEST_CHAT_SERVERS=required) never for a missing binary: starting
+ * it then fails and says what is not installed.
+ */
+export function chatServerSkip(availability: Availability): string | undefined {
+  if (process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres"))
+    return "the chat-server tests run once, in the SQLite pass of the suite";
+  if (process.env.ZIMCHAT_TEST_CHAT_SERVERS === "required") return undefined;
+  return availability.reason;
+}
+
 /** Where `name` is on PATH or in the sbin directories (a non-root PATH often lacks them), or undefined. */
 export function findBinary(name: string): string | undefined {
   const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/local/sbin", "/usr/sbin", "/sbin"];
