@@ -9,14 +9,14 @@ import type { GroupBridge, GroupState } from "./content.js";
 import type { BridgesChangedEvent } from "./events.js";
 import type { SenderName } from "./names.js";
 
-/** A bridge as the client shows it: `attachments` spelled out, and the bot's verified name where this device knows it. */
+/** A bridge as the client shows it: `attachments` spelled out, and the bot's verified name if this device knows it. */
 export type BridgeInfo = GroupBridge & {
   attachments: boolean;
   /** The bot's verified name (as `groupMembers` gives names), or null: then show its account id. */
   name: SenderName | null;
 };
 
-/** What the banner needs of a bridge: a {@link BridgeInfo}, or a bare {@link GroupBridge} (then named by account id). */
+/** What the banner needs: a {@link BridgeInfo}, or a bare {@link GroupBridge} (then named by account id). */
 export type BridgeLike = GroupBridge & { name?: SenderName | null };
 
 /** How each network is named in the banner. */
@@ -38,16 +38,17 @@ const where = (bridge: BridgeLike): string => `${bridgeNetworkLabels[bridge.netw
  * The one-line disclosure every member's client shows for a bridged group,
  * whenever the group is shown and whenever its bridges change:
  *
- * `Bridged: messages in this group are decrypted by <bot> and sent in plaintext to <IRC|XMPP> <target>. Attachments are not bridged.`
- *
- * ending `Attachments are also sent.` when the bridge relays attachments.
+ * `Bridged: messages in this group are decrypted by <bot> and sent in plaintext to <IRC|XMPP> <target>.`
+ * followed by ` Attachments are not bridged.`, or ` Attachments are also sent.`
+ * when the bridge relays attachments.
  * `<bot>` is the bot's verified username, else its account id. Control
  * characters, line separators and bidirectional overrides in the target or
  * name become U+FFFD, so the text stays one honest line.
  *
  * @example
  * for (const bridge of client.groupBridges(groupId)) console.log(bridgeBanner(bridge));
- * // Bridged: messages in this group are decrypted by ircbridge and sent in plaintext to IRC #club. Attachments are not bridged.
+ * // Bridged: messages in this group are decrypted by ircbridge and sent in plaintext to IRC #club.
+ * // Attachments are not bridged.   (on the same line)
  */
 export function bridgeBanner(bridge: BridgeLike): string {
   const attachments = bridge.attachments ? "Attachments are also sent." : "Attachments are not bridged.";

@@ -18,6 +18,16 @@ export interface GroupRef {
   title: string;
 }
 
+/** A group's bridge: a bot that decrypts the group and relays it in plaintext to IRC or XMPP. */
+export interface BridgeSummary {
+  /** The bot's username (else its account id). */
+  bot: string;
+  botUuid: string;
+  network: "irc" | "xmpp";
+  target: string;
+  attachments: boolean;
+}
+
 /** What the CLI reports. `user` fields are usernames where known, else account ids. */
 export type CliEvent =
   /** `address`: how users of other homeservers write this account (`name@server`), when the homeserver federates. */
@@ -185,11 +195,29 @@ export type CliEvent =
   | { type: "group"; id: string; title: string; members: string[]; admins: string[]; member: boolean }
   /** The end of `group list`. */
   | { type: "groupsListed"; count: number }
-  /** This device created or changed a group. */
+  /**
+   * A bridged group's disclosure, shown whenever the group is (`chat` opening it, `group list`): `banner` is the
+   * SDK's `bridgeBanner` text, the same in every client.
+   */
+  | { type: "bridge"; group: GroupRef; bridge: BridgeSummary; banner: string }
+  /**
+   * A group's bridges changed (by this device or an admin's): `banners` discloses every bridge it has now, `notices`
+   * says which ones ended (a changed bridge is in `removed` and `added`).
+   */
+  | {
+      type: "bridgesChanged";
+      group: GroupRef;
+      bridges: BridgeSummary[];
+      added: BridgeSummary[];
+      removed: BridgeSummary[];
+      banners: string[];
+      notices: string[];
+    }
+  /** This device created or changed a group (`bridged`, `unbridged`: `users` is the bridge's bot). */
   | {
       type: "groupChanged";
       group: GroupRef;
-      action: "created" | "added" | "removed";
+      action: "created" | "added" | "removed" | "bridged" | "unbridged";
       users: string[];
       members: string[];
     }

@@ -7,7 +7,7 @@ import type { RegisterOptions } from "./commands/register.js";
 import type { SendFileOptions } from "./commands/send-file.js";
 import { count, deviceId, seconds, withCommonOptions, type CommonOptions } from "./options.js";
 import { profilesHome } from "./profile-path.js";
-import { chatHelp } from "./render.js";
+import { chatHelp, groupChatHelp } from "./render.js";
 
 // Each command's module (and with it libsignal, SQLite and Socket.IO) loads
 // only when that command runs, so --help and usage errors answer at once.
@@ -70,13 +70,14 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
 
   command(
     "chat",
-    `chat with a user or in a group: shows the conversation and live messages, sends each line you type (${chatHelp})`,
+    `chat with a user or in a group: shows the conversation and live messages, sends each line you type (${chatHelp}; ${groupChatHelp})`,
   )
     .argument("<user-or-group>", target)
     .addOption(new Option("--history <count>", "how many earlier messages to show").argParser(count).default(20))
     .addHelpText(
       "after",
-      '\nExamples:\n  zimchat-chat chat bob\n  zimchat-chat chat bob@news.example   (a user of another homeserver)\n  zimchat-chat chat "group:Braai crew"',
+      '\nExamples:\n  zimchat-chat chat bob\n  zimchat-chat chat bob@news.example   (a user of another homeserver)\n  zimchat-chat chat "group:Braai crew"' +
+        "\nA bridged group (a bot relays it in plaintext to IRC or XMPP) shows a disclosure line when it opens and whenever its bridges change.",
     )
     .action(async (user: string, options: ChatOptions) => (await import("./commands/chat.js")).chat(user, options));
 
@@ -106,7 +107,7 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
   const group = program
     .command("group")
     .description(
-      "groups: create, add, remove, list, send (groups live on the members' devices; the homeserver knows nothing of them)",
+      "groups: create, add, remove, list, send, bridge, unbridge (groups live on the members' devices; the homeserver knows nothing of them)",
     )
     .addHelpText(
       "after",
@@ -139,6 +140,41 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
     .argument("<text...>", "the message (words are joined with spaces)")
     .action(async (name: string, words: string[], options: CommonOptions) =>
       (await import("./commands/group.js")).groupSend(name, words, options),
+    );
+
+  command(
+    "bridge",
+    "bridge a group through a bot (admins only): the bot joins, decrypts the group's messages and relays them in plaintext to an IRC channel or XMPP room; every member sees a disclosure line",
+    group,
+  )
+    .argument("<group>", "the group's id or title")
+    .argument("<bot>", "the bridge bot's username (name@server for a bot of another homeserver)")
+    .argument("<network>", "irc or xmpp")
+    .argument("<target>", "where it relays to: an IRC channel (quote it: '#club'), an XMPP room (club@rooms.example)")
+    .addOption(new Option("--attachments", "relay files too, not only text").default(false))
+    .addHelpText(
+      "after",
+      "\nExample:\n  zimchat-chat group bridge \"Braai crew\" ircbridge irc '#braai'\n" +
+        "Every member then sees:\n  Bridged: messages in this group are decrypted by ircbridge and sent in plaintext to IRC #braai. Attachments are not bridged.",
+    )
+    .action(
+      async (
+        name: string,
+        bot: string,
+        network: string,
+        target: string,
+        options: CommonOptions & { attachments: boolean },
+      ) => (await import("./commands/group.js")).groupBridge(name, bot, network, target, options),
+    );
+  command(
+    "unbridge",
+    "remove a group's bridge (admins only): the bot is removed from the group and cannot read anything sent afterwards",
+    group,
+  )
+    .argument("<group>", "the group's id or title")
+    .argument("<bot>", "the bridge bot's username")
+    .action(async (name: string, bot: string, options: CommonOptions) =>
+      (await import("./commands/group.js")).groupUnbridge(name, bot, options),
     );
 
   command("safety-number", "show the safety number with a user (60 digits and a QR code), to compare in person")

@@ -13,6 +13,10 @@ export function clockTime(timestamp: number): string {
 export const chatHelp =
   "/file <path> sends a file, /safety shows the safety number, /quit leaves, //text sends /text (a bot command)";
 
+/** The commands `chat` understands in a group besides {@link chatHelp} (admins only). */
+export const groupChatHelp =
+  "in a group, admins: /bridge <bot> <irc|xmpp> <target> [--attachments] relays it through a bridge bot, /unbridge <bot> ends that";
+
 /** A byte count as people read it: `512 B`, `1.5 KiB`, `20.0 MiB`. */
 export function byteSize(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
@@ -168,7 +172,7 @@ export function renderEvent(event: CliEvent): string | null {
       return `Accepted ${event.user}'s ${event.wasBlocked ? "new " : ""}safety number: sending is allowed. ${event.user} is not verified until you compare safety numbers.`;
     case "chatReady":
       return event.group
-        ? `Chatting in the group ${printable(event.group.title)}. Type a message and press Enter; ${chatHelp}.`
+        ? `Chatting in the group ${printable(event.group.title)}. Type a message and press Enter; ${chatHelp}; ${groupChatHelp}.`
         : `Chatting with ${event.user}. Type a message and press Enter; ${chatHelp}.`;
     case "linkCode":
       return [
@@ -211,9 +215,18 @@ export function renderEvent(event: CliEvent): string | null {
           return `Added ${list(event.users)} to ${printable(event.group.title)}. Members: ${list(event.members)}.`;
         case "removed":
           return `Removed ${list(event.users)} from ${printable(event.group.title)}: they cannot read what is sent from now on. Members: ${list(event.members)}.`;
+        case "bridged":
+          return `${list(event.users)} now bridges ${printable(event.group.title)}. Members: ${list(event.members)}.`;
+        case "unbridged":
+          return `Removed the bridge ${list(event.users)} from ${printable(event.group.title)}: it cannot read what is sent from now on. Members: ${list(event.members)}.`;
         default:
           return missingCase(event.action);
       }
+    case "bridge":
+      // The banner is the SDK's text, already made one printable line.
+      return `${inGroup(event.group)}${event.banner}`;
+    case "bridgesChanged":
+      return [...event.notices, ...event.banners].map((line) => `${inGroup(event.group)}${line}`).join("\n");
     case "groupUpdated": {
       const by = event.byThisAccount ? "You (on another device)" : event.by;
       const title = printable(event.group.title);

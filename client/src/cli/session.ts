@@ -3,15 +3,18 @@ import { join, resolve } from "node:path";
 import { usernamePattern } from "@zimchat/protocol";
 import {
   ApiError,
+  bridgeBanner,
+  bridgeRemovedNotice,
   parseAddress,
   SqliteDeviceStore,
   ZimClient,
   type AttachmentPointer,
+  type BridgeInfo,
   type GroupState,
   type MessageEvent,
   type ZimClientOptions,
 } from "../index.js";
-import type { AttachmentSummary, GroupRef } from "./cli-events.js";
+import type { AttachmentSummary, BridgeSummary, GroupRef } from "./cli-events.js";
 import { CliError, toCliError } from "./cli-error.js";
 import type { Output } from "./output.js";
 import { Profile } from "./profile.js";
@@ -45,6 +48,8 @@ export interface Session {
   nameOf(uuid: string): string;
   /** Usernames (where known, else account ids) of a group's members. */
   names(uuids: string[]): string[];
+  /** Shows a group's bridges, each with its disclosure banner (nothing when it has none). */
+  showBridges(group: GroupState): void;
   /**
    * Connects (showing what was waiting) and refreshes this account's device
    * list before anything is sent, so a device linked since the last run gets
@@ -191,6 +196,28 @@ export async function withSession<T>(
       members: names(u.group.members),
     });
   });
+  const bridgeSummary = (b: BridgeInfo): BridgeSummary => ({
+    bot: nameOf(b.account),
+    botUuid: b.account,
+    network: b.network,
+    target: b.target,
+    attachments: b.attachments,
+  });
+  client.on("bridgesChanged", (e) => {
+    const group = client.group(e.groupId);
+    output.emit({
+      type: "bridgesChanged",
+      group: group ? groupRef(group) : { id: e.groupId, title: e.groupId },
+      bridges: e.bridges.map(bridgeSummary),
+      added: e.added.map(bridgeSummary),
+      removed: e.removed.map(bridgeSummary),
+      banners: e.bridges.map((b) => bridgeBanner(b)),
+      // A changed bridge is in both lists: only bridges that ended get a notice.
+      notices: e.removed
+        .filter((r) => !e.bridges.some((b) => b.account === r.account))
+        .map((b) => bridgeRemovedNotice(b)),
+    });
+  });
   client.on("deviceListChanged", ({ added, removed }) => {
     // This device's own arrival is no news to it.
     const others = added.filter((id) => id !== self.deviceId);
@@ -288,6 +315,10 @@ export async function withSession<T>(
     },
     nameOf,
     names,
+    showBridges(group) {
+      for (const b of client.groupBridges(group.id))
+        output.emit({ type: "bridge", group: groupRef(group), bridge: bridgeSummary(b), banner: bridgeBanner(b) });
+    },
     async connectToSend() {
       await client.connect();
       await client.devices();

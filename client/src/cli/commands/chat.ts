@@ -3,10 +3,10 @@ import { LineOutbox } from "../chat-outbox.js";
 import { toCliError } from "../cli-error.js";
 import type { CommonOptions } from "../options.js";
 import type { Output } from "../output.js";
-import { chatHelp } from "../render.js";
+import { chatHelp, groupChatHelp } from "../render.js";
 import { runCommand } from "../run.js";
 import { attachmentSummary, groupRef, withSession, type Session } from "../session.js";
-import { sendToGroup } from "./group.js";
+import { bridgeIn, sendToGroup, unbridgeIn } from "./group.js";
 import { safetyNumberEvent } from "./safety-number.js";
 import { sendFileTo } from "./send-file.js";
 
@@ -92,6 +92,8 @@ async function chatWith(session: Session, to: string, history: number): Promise<
     });
   }
   await session.connectToSend();
+  // A bridged group says so each time it is opened (with the state as connecting left it).
+  if (target.kind === "group") session.showBridges(client.group(target.group.id) ?? target.group);
   output.emit({ type: "chatReady", user: name, ...(group ? { group } : {}) });
   const context = { server: client.local.serverUrl, nameOf: session.nameOf };
   const refused = (error: unknown): void => {
@@ -155,6 +157,24 @@ async function chatWith(session: Session, to: string, history: number): Promise<
             ? { kind: "group" as const, group: client.group(target.group.id) ?? target.group }
             : target;
         return await sendFileTo(session, current, path, "");
+      }
+      const [word = "", ...args] = command.split(/\s+/);
+      if (word === "/bridge" || word === "/unbridge") {
+        if (target.kind !== "group")
+          return output.emit({ type: "warning", message: `${word} works in a group chat: ${groupChatHelp}` });
+        if (word === "/unbridge") {
+          if (args.length !== 1)
+            return output.emit({ type: "warning", message: "/unbridge needs a bot: /unbridge <bot>" });
+          return await unbridgeIn(session, target.group.id, args[0]!);
+        }
+        const attachments = args.includes("--attachments");
+        const [bot, network, bridgeTarget, ...rest] = args.filter((a) => a !== "--attachments");
+        if (!bot || !network || !bridgeTarget || rest.length)
+          return output.emit({
+            type: "warning",
+            message: "/bridge needs a bot, a network and a target: /bridge <bot> <irc|xmpp> <target> [--attachments]",
+          });
+        return await bridgeIn(session, target.group.id, bot, network, bridgeTarget, attachments);
       }
       if (command.startsWith("/") && !command.startsWith("//"))
         return output.emit({ type: "warning", message: `unknown command ${command}: ${chatHelp}` });

@@ -1,3 +1,4 @@
+import type { GroupState } from "../../index.js";
 import { CliError } from "../cli-error.js";
 import type { CommonOptions } from "../options.js";
 import { runCommand } from "../run.js";
@@ -45,15 +46,7 @@ export async function changeGroup(
     withSession(options.profile, output, async (session) => {
       const { client } = session;
       const group = session.resolveGroup(groupName);
-      const me = client.local.uuid;
-      if (!group.members.includes(me))
-        throw new CliError("group_refused", `you are no longer a member of ${group.title}`);
-      if (!group.admins.includes(me)) {
-        throw new CliError(
-          "group_refused",
-          `only an admin of ${group.title} can add or remove members (admins: ${session.names(group.admins).join(", ")})`,
-        );
-      }
+      checkAdmin(session, group, "add or remove members");
       const people = await members(session, users);
       if (action === "added") {
         const already = people.filter((p) => group.members.includes(p.uuid));
@@ -81,7 +74,99 @@ export async function changeGroup(
   );
 }
 
-/** `zimchat-chat group list`: the groups this device knows, with their members. */
+/** Refuses a change of a group by anyone but one of its admins. */
+function checkAdmin(session: Session, group: GroupState, what: string): void {
+  const me = session.client.local.uuid;
+  if (!group.members.includes(me)) throw new CliError("group_refused", `you are no longer a member of ${group.title}`);
+  if (!group.admins.includes(me)) {
+    throw new CliError(
+      "group_refused",
+      `only an admin of ${group.title} can ${what} (admins: ${session.names(group.admins).join(", ")})`,
+    );
+  }
+}
+
+/** The networks a bridge relays to. */
+const networks = ["irc", "xmpp"] as const;
+
+/**
+ * Bridges a group through a bot (admins only): the bot becomes a member if it is not one, and every member's client
+ * shows the disclosure. The group is its id (the chat passes it) or title.
+ */
+export async function bridgeIn(
+  session: Session,
+  groupName: string,
+  bot: string,
+  network: string,
+  target: string,
+  attachments: boolean,
+): Promise<void> {
+  const { client, output } = session;
+  const group = session.resolveGroup(groupName);
+  checkAdmin(session, group, "bridge it");
+  const net = networks.find((n) => n === network.toLowerCase());
+  if (!net) throw new CliError("invalid_argument", `"${network}" is not a network a bridge relays to: irc or xmpp`);
+  if (!target || target.length > 256)
+    throw new CliError("invalid_argument", "a bridge's target (an IRC channel, an XMPP room) has 1 to 256 characters");
+  const person = await session.resolveUser(bot);
+  const next = await client.bridgeGroup(group.id, { bot: person.uuid, network: net, target, attachments });
+  output.emit({
+    type: "groupChanged",
+    group: groupRef(next),
+    action: "bridged",
+    users: [person.name],
+    members: session.names(next.members),
+  });
+}
+
+/** Removes a group's bridge and its bot from the members (admins only). */
+export async function unbridgeIn(session: Session, groupName: string, bot: string): Promise<void> {
+  const { client, output } = session;
+  const group = session.resolveGroup(groupName);
+  checkAdmin(session, group, "remove its bridges");
+  const person = await session.resolveUser(bot);
+  if (!group.bridges?.some((b) => b.account === person.uuid))
+    throw new CliError("invalid_argument", `${person.name} is not a bridge of ${group.title}`);
+  const next = await client.unbridgeGroup(group.id, person.uuid);
+  output.emit({
+    type: "groupChanged",
+    group: groupRef(next),
+    action: "unbridged",
+    users: [person.name],
+    members: session.names(next.members),
+  });
+}
+
+/** `zimchat-chat group bridge <group> <bot> <irc|xmpp> <target> [--attachments]` (admins only). */
+export async function groupBridge(
+  groupName: string,
+  bot: string,
+  network: string,
+  target: string,
+  options: CommonOptions & { attachments: boolean },
+): Promise<void> {
+  await runCommand(options, (output) =>
+    withSession(options.profile, output, async (session) => {
+      // Fail on an unknown group before connecting.
+      session.resolveGroup(groupName);
+      await session.connectToSend();
+      await bridgeIn(session, groupName, bot, network, target, options.attachments);
+    }),
+  );
+}
+
+/** `zimchat-chat group unbridge <group> <bot>` (admins only). */
+export async function groupUnbridge(groupName: string, bot: string, options: CommonOptions): Promise<void> {
+  await runCommand(options, (output) =>
+    withSession(options.profile, output, async (session) => {
+      session.resolveGroup(groupName);
+      await session.connectToSend();
+      await unbridgeIn(session, groupName, bot);
+    }),
+  );
+}
+
+/** `zimchat-chat group list`: the groups this device knows, with their members and bridges. */
 export async function listGroups(options: CommonOptions): Promise<void> {
   await runCommand(options, (output) =>
     withSession(options.profile, output, async (session) => {
@@ -96,6 +181,8 @@ export async function listGroups(options: CommonOptions): Promise<void> {
           admins: session.names(g.admins),
           member: g.members.includes(me),
         });
+        // Bridges as this device last knew them: only for groups this account is still in.
+        if (g.members.includes(me)) session.showBridges(g);
       }
       output.emit({ type: "groupsListed", count: groups.length });
     }),
