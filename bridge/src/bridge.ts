@@ -8,6 +8,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { markerFileName, type Bot, type Context, type Filtered } from "@zimchat/plugin-sdk/bot";
+import { FilePublisher, type FilesConfig } from "./files.js";
 import { networkLabel, type NetworkAdapter, type NetworkName, type RemoteMessage } from "./network.js";
 import { BridgeStore, type Mapping } from "./store.js";
 
@@ -26,6 +27,8 @@ export interface BridgeCounters {
   cut: number;
   /** Attachments announced by name and size instead of sent. */
   attachmentsWithheld: number;
+  /** Attachments published as links (groups with `attachments: true`, a bridge with `files`). */
+  attachmentsPublished: number;
   /** Remote lines not posted (the group refused them, or sending failed). */
   failedFromNetwork: number;
 }
@@ -48,6 +51,12 @@ export interface BridgeOptions {
   adapter: NetworkAdapter;
   /** Remote lines longer than this (characters) are cut before they are posted. @default 4000 */
   maxRemoteChars?: number;
+  /**
+   * Where attachments of groups that asked for them (`attachments: true`)
+   * are published; without it, every attachment is announced by name and
+   * size only.
+   */
+  files?: FilesConfig;
 }
 
 /** How many outbox rows go to the network per confirmation. */
@@ -68,6 +77,8 @@ export class Bridge {
   readonly adapter: NetworkAdapter;
   private store: BridgeStore | null = null;
   private readonly maxRemoteChars: number;
+  private readonly filesConfig: FilesConfig | undefined;
+  private files: FilePublisher | null = null;
   private connected = false;
   private pumping = false;
   /** Remote lines are posted in order, one target at a time. */
@@ -78,6 +89,7 @@ export class Bridge {
     refused: 0,
     cut: 0,
     attachmentsWithheld: 0,
+    attachmentsPublished: 0,
     failedFromNetwork: 0,
   };
 
@@ -85,6 +97,7 @@ export class Bridge {
     this.bot = options.bot;
     this.adapter = options.adapter;
     this.maxRemoteChars = options.maxRemoteChars ?? 4000;
+    this.filesConfig = options.files;
     const bot = this.bot;
     bot.command("status", `what this bridge relays (${networkLabel[this.adapter.network]})`, (ctx) =>
       ctx.reply(this.statusText()),
@@ -95,6 +108,8 @@ export class Bridge {
     // Also when the bot stops on a signal: the network connection and the store close after the last handler.
     bot.onStop(async () => {
       await this.adapter.stop();
+      this.files?.stop();
+      this.files = null;
       this.closeStore();
     });
   }
@@ -117,6 +132,7 @@ export class Bridge {
   async start(): Promise<void> {
     mkdirSync(this.bot.dir, { recursive: true, mode: 0o700 });
     this.store = BridgeStore.open(this.bot.dir, existsSync(join(this.bot.dir, markerFileName)));
+    if (this.filesConfig) this.files = new FilePublisher(this.filesConfig);
     try {
       await this.adapter.start({
         message: (m) => this.onRemoteMessage(m),
@@ -135,6 +151,8 @@ export class Bridge {
       await this.bot.start();
     } catch (error) {
       await this.adapter.stop();
+      this.files?.stop();
+      this.files = null;
       this.closeStore();
       throw error;
     }
@@ -172,7 +190,8 @@ export class Bridge {
       `${this.label} bridge @${this.bot.username}: ${s.connected ? "connected" : "not connected"} (${s.reconnects} reconnects); ` +
         `targets: ${s.targets.join(", ") || "none"}; groups bridged: ${s.groups}; puppets: ${s.puppets}`,
       `relayed to ${this.label}: ${s.toNetwork}, from ${this.label}: ${s.fromNetwork}; queued: ${s.queued}; ` +
-        `refused: ${s.refused}, cut: ${s.cut}, attachments withheld: ${s.attachmentsWithheld}, failed from ${this.label}: ${s.failedFromNetwork}`,
+        `refused: ${s.refused}, cut: ${s.cut}, attachments withheld: ${s.attachmentsWithheld}, ` +
+        `published: ${s.attachmentsPublished}, failed from ${this.label}: ${s.failedFromNetwork}`,
     ].join("\n");
   }
 
@@ -185,7 +204,7 @@ export class Bridge {
     const entry = (group.bridges ?? []).find((b) => b.account === this.bot.uuid && b.network === this.adapter.network);
     if (!entry) return null;
     const target = this.adapter.normalizeTarget(entry.target);
-    if (target === null) return { refused: `${entry.target} is not a ${this.label} target this bridge may join` };
+    if (target === null) return { refused: `${entry.target} is not an ${this.label} target this bridge may join` };
     return {
       mapping: {
         groupId,
@@ -253,9 +272,11 @@ export class Bridge {
         groupId,
         `Bridging this group to ${this.label} ${mapping.target}: from now on messages here are decrypted by ` +
           `@${this.bot.username} and sent in plaintext to ${this.label}, and what is said there appears here. ` +
-          (mapping.attachments
-            ? "Attachments are sent there too."
-            : "Attachments are not sent there (only their name and size)."),
+          (!mapping.attachments
+            ? "Attachments are not sent there (only their name and size)."
+            : this.files
+              ? "Attachments are decrypted too and published there as links anyone with the link can open."
+              : "The admin asked for attachments to be sent, but this bridge does not publish files: only their name and size are sent."),
       );
     } else if (change !== "approved" && change !== "changed" && change !== "revoked" && change !== "unchanged") {
       await this.bot.client.sendGroupText(groupId, `Not bridging this group: ${change}.`);
@@ -283,7 +304,7 @@ export class Bridge {
       const revision = this.bot.client.group(groupId)?.revision ?? 0;
       if (store.noteRefusal(groupId, revision)) {
         await ctx.reply(
-          `I am a ${this.label} bridge and relay nothing from this group: no group admin approved it. ` +
+          `I am an ${this.label} bridge and relay nothing from this group: no group admin approved it (for a target this bridge may join). ` +
             `An admin approves with the chat command /bridge @${this.bot.username} ${this.adapter.network} <target>, ` +
             `which every member's client then shows. Nothing from this group was sent to ${this.label}.`,
         );
@@ -293,10 +314,10 @@ export class Bridge {
     let text = ctx.message.text;
     const attachment = ctx.message.attachment;
     if (attachment) {
-      // Files are never re-hosted: a bridge that published decrypted files would make them public.
-      this.counters.attachmentsWithheld += 1;
       const file = `[file: ${attachment.fileName ?? "unnamed"}, ${formatBytes(attachment.size)}]`;
-      text = text ? `${file} ${text}` : file;
+      const link = mapping.attachments && this.files ? await this.publish(ctx) : "";
+      if (!link) this.counters.attachmentsWithheld += 1;
+      text = [file + link, text].filter(Boolean).join(" ");
     }
     const prepared = this.adapter.prepare(text);
     if (!prepared.ok) {
@@ -317,6 +338,28 @@ export class Bridge {
       text: prepared.text,
     });
     if (queued) void this.pump();
+  }
+
+  /**
+   * Publishes a message's attachment (the group asked for it and the bridge
+   * has `files`): " <url>", or "" with the group told why it was not.
+   */
+  private async publish(ctx: Filtered<Context, "group_message">): Promise<string> {
+    const attachment = ctx.message.attachment!;
+    let outcome;
+    try {
+      outcome = await this.files!.publish(attachment.fileName, attachment.size, async () =>
+        Uint8Array.from((await ctx.downloadAttachment()) as Buffer),
+      );
+    } catch (error) {
+      outcome = { withheld: `it could not be downloaded (${error instanceof Error ? error.name : "error"})` };
+    }
+    if ("url" in outcome) {
+      this.counters.attachmentsPublished += 1;
+      return ` ${outcome.url}`;
+    }
+    await ctx.reply(`File not published on ${this.label} (only its name and size were sent): ${outcome.withheld}.`);
+    return "";
   }
 
   /** Sends the outbox to the network while it is connected, deleting each batch once confirmed. */

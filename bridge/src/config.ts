@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { filesConfigSchema, type FilesConfig } from "./files.js";
 import { ircConfigSchema, type IrcConfig } from "./irc/config.js";
 import type { NetworkName } from "./network.js";
 import { xmppConfigSchema, type XmppConfig } from "./xmpp/config.js";
@@ -44,13 +45,15 @@ export const bridgeConfigSchema = z
     zimchat: zimchatSchema,
     irc: ircConfigSchema.optional(),
     xmpp: xmppConfigSchema.optional(),
+    /** Publishing attachments for groups that ask for it (absent: attachments are announced, never sent). */
+    files: filesConfigSchema.optional(),
   })
   .strict();
 
 /** A loaded config for one network. */
-export type LoadedConfig =
-  | { network: "irc"; zimchat: z.infer<typeof zimchatSchema>; irc: IrcConfig }
-  | { network: "xmpp"; zimchat: z.infer<typeof zimchatSchema>; xmpp: XmppConfig };
+export type LoadedConfig = { zimchat: z.infer<typeof zimchatSchema>; files?: FilesConfig } & (
+  { network: "irc"; irc: IrcConfig } | { network: "xmpp"; xmpp: XmppConfig }
+);
 
 /** The config file is missing, unreadable or invalid; the message says where. */
 export class BridgeConfigFileError extends Error {
@@ -92,13 +95,15 @@ export function loadBridgeConfig(
     throw new BridgeConfigFileError(`${path}: invalid config:\n${problems}`);
   }
   const config = parsed.data;
-  const zimchat = { ...config.zimchat, dir: resolve(dirname(resolve(path)), config.zimchat.dir) };
+  const base = dirname(resolve(path));
+  const zimchat = { ...config.zimchat, dir: resolve(base, config.zimchat.dir) };
+  const files = config.files ? { files: { ...config.files, dir: resolve(base, config.files.dir) } } : {};
   if (network === "irc") {
     if (!config.irc) throw new BridgeConfigFileError(`${path}: no irc section, which "irc" needs`);
-    return { network, zimchat, irc: config.irc };
+    return { network, zimchat, irc: config.irc, ...files };
   }
   if (!config.xmpp) throw new BridgeConfigFileError(`${path}: no xmpp section, which "xmpp" needs`);
-  return { network, zimchat, xmpp: config.xmpp };
+  return { network, zimchat, xmpp: config.xmpp, ...files };
 }
 
 /** Puts the secrets given in the environment into the parsed file, before it is checked (they replace the file's). */

@@ -29,5 +29,5 @@ export function createBridge(config: LoadedConfig, options: CreateBridgeOptions 
   });
   const adapter: NetworkAdapter =
     config.network === "irc" ? createIrcAdapter(config.irc, bot.logger) : createXmppAdapter(config.xmpp, bot.logger);
-  return new Bridge({ bot, adapter });
+  return new Bridge({ bot, adapter, ...(config.files ? { files: config.files } : {}) });
 }

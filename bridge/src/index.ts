@@ -10,6 +10,7 @@ export { Bridge, bridgeDescription, type BridgeCounters, type BridgeOptions, typ
 export { BridgeStore, BridgeStoreMissingError, bridgeStoreFileName, type Mapping } from "./store.js";
 export { BridgeConfigFileError, bridgeConfigSchema, loadBridgeConfig, secretEnv, type LoadedConfig } from "./config.js";
 export { createBridge, type CreateBridgeOptions } from "./create.js";
+export { FilePublisher, filesConfigSchema, safeFileName, type FilesConfig, type Publication } from "./files.js";
 export { createIrcAdapter, ircLines, puppetNick } from "./irc/adapter.js";
 export { ircConfigSchema, type IrcConfig, type IrcConfigInput } from "./irc/config.js";
 

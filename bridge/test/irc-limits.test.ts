@@ -7,7 +7,8 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MemoryLogger, testHomeserver, type TestHomeserver, type TestUser } from "@zimchat/testing";
 import { chatServerSkip, ngircdAvailable, startNgircd, type NgircdServer } from "@zimchat/testing/chat-servers";
@@ -16,7 +17,9 @@ import {
   bridgeStoreFileName,
   createBridge,
   ircConfigSchema,
+  filesConfigSchema,
   type Bridge,
+  type FilesConfig,
   type IrcConfigInput,
 } from "../src/index.js";
 import { IrcUser, lines, nextWith } from "./support/irc-user.js";
@@ -30,7 +33,7 @@ describe("IRC bridge limits and state, against a real ngircd", { skip }, () => {
   let bob: TestUser;
 
   before(async () => {
-    ngircd = await startNgircd({ channels: ["#long", "#cut", "#nick", "#puppets", "#files"] });
+    ngircd = await startNgircd({ channels: ["#long", "#cut", "#nick", "#puppets", "#files", "#pub"] });
     hs = await testHomeserver();
     alice = await hs.user("alice");
     bob = await hs.user("bob");
@@ -45,6 +48,7 @@ describe("IRC bridge limits and state, against a real ngircd", { skip }, () => {
     username: string,
     channel: string,
     irc: Partial<IrcConfigInput>,
+    extra: { attachments?: boolean; files?: FilesConfig } = {},
   ): Promise<{ bridge: Bridge; groupId: string; dir: string; logger: MemoryLogger }> {
     const logger = new MemoryLogger();
     let dir = "";
@@ -56,6 +60,7 @@ describe("IRC bridge limits and state, against a real ngircd", { skip }, () => {
             network: "irc",
             zimchat: { dir: options.dir, server: options.server, username, allowInsecureHttp: false },
             irc: ircConfigSchema.parse({ host: "127.0.0.1", port: ngircd.port, ...irc }),
+            ...(extra.files ? { files: extra.files } : {}),
           },
           { logger: options.logger, handleSignals: false },
         );
@@ -63,7 +68,12 @@ describe("IRC bridge limits and state, against a real ngircd", { skip }, () => {
       { logger },
     );
     const group = await alice.createGroup(channel, ["bob"]);
-    await alice.client.bridgeGroup(group.id, { bot: username, network: "irc", target: channel });
+    await alice.client.bridgeGroup(group.id, {
+      bot: username,
+      network: "irc",
+      target: channel,
+      ...(extra.attachments ? { attachments: true } : {}),
+    });
     // The bridge's announcement reaches both members once it joined.
     for (const u of [alice, bob]) await nextWith(u, group.id, /^Bridging this group/);
     return { bridge, groupId: group.id, dir, logger };
@@ -216,5 +226,65 @@ describe("IRC bridge limits and state, against a real ngircd", { skip }, () => {
     );
     await assert.rejects(lost.start(), BridgeStoreMissingError);
     gina.close();
+  });
+
+  it("a group that asked for attachments gets links to files the bridge publishes, within its caps", async () => {
+    const hana = new IrcUser(ngircd, "hana", "#pub");
+    await hana.connect();
+    const filesDir = mkdtempSync(join(tmpdir(), "bridge-files-"));
+    const files = filesConfigSchema.parse({
+      dir: filesDir,
+      baseUrl: "https://files.example.test/b/",
+      maxFileBytes: 2048,
+    });
+    const { bridge, groupId } = await bridged("pubbridge", "#pub", { nick: "pubbridge" }, { attachments: true, files });
+    const bytes = Buffer.from("published on purpose ".repeat(20));
+    await alice.sendFile(`group:${groupId}`, bytes, { fileName: "../../etc/minutes.txt" });
+    await hana.until("the link", () => lines(hana, "pubbridge").length >= 1);
+    const line = lines(hana, "pubbridge")[0]!;
+    const match =
+      /^<alice> \[file: \.\.\/\.\.\/etc\/minutes\.txt, 420 B\] https:\/\/files\.example\.test\/b\/([0-9a-f]{32})\/minutes\.txt$/.exec(
+        line,
+      );
+    assert.ok(match, line);
+    assert.deepEqual(
+      readFileSync(join(filesDir, match[1]!, "minutes.txt")),
+      bytes,
+      "the decrypted file, under its token",
+    );
+    assert.equal(bridge.counters.attachmentsPublished, 1);
+    // Over the per-file cap: announced only, and the group told why.
+    await alice.sendFile(`group:${groupId}`, Buffer.alloc(4096, 1), { fileName: "big.bin" });
+    await nextWith(
+      alice,
+      groupId,
+      /^File not published on IRC \(only its name and size were sent\): larger than the 2048-byte limit/,
+    );
+    await hana.until("the big file's line", () => lines(hana, "pubbridge").length >= 2);
+    assert.equal(lines(hana, "pubbridge")[1], "<alice> [file: big.bin, 4.0 KB]");
+    assert.equal(bridge.counters.attachmentsWithheld, 1);
+    hana.close();
+  });
+
+  it("a target outside the bridge's allowed channels is refused, and the group is told", async () => {
+    const bridge = await hs.bot(
+      (options) =>
+        createBridge(
+          {
+            network: "irc",
+            zimchat: { dir: options.dir, server: options.server, username: "strictbridge", allowInsecureHttp: false },
+            irc: ircConfigSchema.parse({ host: "127.0.0.1", port: ngircd.port, nick: "strict", channels: ["#only"] }),
+          },
+          { logger: options.logger, handleSignals: false },
+        ),
+      {},
+    );
+    const group = await alice.createGroup("elsewhere", ["bob"]);
+    await alice.client.bridgeGroup(group.id, { bot: "strictbridge", network: "irc", target: "#elsewhere" });
+    await nextWith(bob, group.id, "Not bridging this group: #elsewhere is not an IRC target this bridge may join.");
+    await alice.send(`group:${group.id}`, "does this leak?");
+    await nextWith(alice, group.id, /^I am an IRC bridge and relay nothing from this group/);
+    assert.equal(bridge.status().targets.length, 0);
+    assert.equal(bridge.counters.toNetwork, 0);
   });
 });
