@@ -160,6 +160,16 @@ const cases = [
     `import { PluginHost } from "@zimchat/server/dist/src/plugins/host.js";`,
     ["plugins-use-only-the-plugin-api"],
   ],
+
+  // a bridge is a bot: the bot framework and the client, never the server, the plugin API or libsignal
+  ["bridge/src/bridge.ts", `import { Bot } from "@zimchat/plugin-sdk/bot";`, []],
+  ["bridge/src/bridge.ts", `import { bridgeBanner } from "@zimchat/client";`, []],
+  ["bridge/src/bridge.ts", `import { createApp } from "@zimchat/server";`, ["bridges-are-bots"]],
+  ["bridge/src/bridge.ts", `import { definePlugin } from "@zimchat/plugin-sdk/server";`, ["bridges-are-bots"]],
+  ["bridge/src/bridge.ts", `import { testHomeserver } from "@zimchat/testing";`, ["bridges-are-bots"]],
+  ["bridge/src/bridge.ts", `import { PrivateKey } from "@signalapp/libsignal-client";`, ["bridges-are-bots"]],
+  ["bridge/test/irc-bridge.test.ts", `import { testHomeserver } from "@zimchat/testing";`, []],
+  ["bridge/test/irc-bridge.test.ts", `import { createApp } from "@zimchat/server";`, ["bridges-are-bots"]],
 ];
 
 describe("layering rules of eslint.config.js", () => {
