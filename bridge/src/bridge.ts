@@ -31,6 +31,8 @@ export interface BridgeCounters {
   attachmentsPublished: number;
   /** Remote lines not posted (the group refused them, or sending failed). */
   failedFromNetwork: number;
+  /** ZimChat messages dropped because the network refused them three times while connected. */
+  failedToNetwork: number;
 }
 
 /** What `/status` reports. */
@@ -61,6 +63,8 @@ export interface BridgeOptions {
 
 /** How many outbox rows go to the network per confirmation. */
 const deliverBatch = 20;
+/** How long after a refused delivery (the network stayed connected) the outbox is tried again. */
+const refusedRetryMs = 5_000;
 
 /** The text a bridge bot's `/help` starts with: what it is and that it decrypts. */
 export const bridgeDescription = (network: NetworkName): string =>
@@ -91,7 +95,10 @@ export class Bridge {
     attachmentsWithheld: 0,
     attachmentsPublished: 0,
     failedFromNetwork: 0,
+    failedToNetwork: 0,
   };
+  /** Failed deliveries in a row while the network stayed connected (a refusal, not a dropped connection). */
+  private refusedInARow = 0;
 
   constructor(options: BridgeOptions) {
     this.bot = options.bot;
@@ -191,7 +198,8 @@ export class Bridge {
         `targets: ${s.targets.join(", ") || "none"}; groups bridged: ${s.groups}; puppets: ${s.puppets}`,
       `relayed to ${this.label}: ${s.toNetwork}, from ${this.label}: ${s.fromNetwork}; queued: ${s.queued}; ` +
         `refused: ${s.refused}, cut: ${s.cut}, attachments withheld: ${s.attachmentsWithheld}, ` +
-        `published: ${s.attachmentsPublished}, failed from ${this.label}: ${s.failedFromNetwork}`,
+        `published: ${s.attachmentsPublished}, failed from ${this.label}: ${s.failedFromNetwork}, ` +
+        `failed to ${this.label}: ${s.failedToNetwork}`,
     ].join("\n");
   }
 
@@ -373,11 +381,26 @@ export class Bridge {
         try {
           await this.adapter.deliver(batch);
         } catch (error) {
-          this.bot.logger.warn(
-            `${this.label}: ${batch.length} message(s) not confirmed, kept for after the reconnect (${error instanceof Error ? error.message : String(error)})`,
-          );
+          const reason = error instanceof Error ? error.message : String(error);
+          if (!this.adapter.status().connected) {
+            this.bot.logger.warn(
+              `${this.label}: ${batch.length} message(s) not confirmed, kept for after the reconnect (${reason})`,
+            );
+            break;
+          }
+          // Still connected: the network refused the batch. Try again in a while; the third refusal in a row drops
+          // its first message, so one message the network never takes does not hold up every later one.
+          this.refusedInARow += 1;
+          if (this.refusedInARow >= 3) {
+            this.refusedInARow = 0;
+            this.store?.confirm([batch[0]!.id]);
+            this.counters.failedToNetwork += 1;
+            this.bot.logger.warn(`${this.label}: dropped a message refused three times (${reason})`);
+          } else this.bot.logger.warn(`${this.label}: ${batch.length} message(s) refused, retrying (${reason})`);
+          setTimeout(() => void this.pump(), refusedRetryMs).unref();
           break;
         }
+        this.refusedInARow = 0;
         this.store?.confirm(batch.map((m) => m.id));
         this.counters.toNetwork += batch.length;
       }
