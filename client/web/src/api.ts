@@ -1,0 +1,96 @@
+/**
+ * The daemon's JSON API as functions: same-origin fetches that carry the
+ * session cookie, JSON in and out, and one error class for every failure.
+ */
+import type { Conversation, Me, Message, RegisterRequest, Registered, SendRequest, SendResult } from "./api-types";
+
+/** A failed API call: the HTTP status (0 when the daemon could not be reached) and the daemon's error code. */
+export class ApiError extends Error {
+  override name = "ApiError";
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** The session cookie is missing or was refused: the page needs the link the daemon printed. */
+  isUnauthorized(): boolean {
+    return this.status === 401 || this.status === 403;
+  }
+}
+
+async function request<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      body: body === undefined ? null : JSON.stringify(body),
+    });
+  } catch (cause) {
+    throw new ApiError(
+      "The local ZimChat daemon cannot be reached. Is `zimchat-chat web` still running?",
+      0,
+      "unreachable",
+      {
+        cause,
+      },
+    );
+  }
+  if (response.status === 204) return undefined as T;
+  const text = await response.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  if (!response.ok) {
+    const error = json as { error?: unknown; message?: unknown } | undefined;
+    throw new ApiError(
+      typeof error?.message === "string" ? error.message : `${method} ${path} failed (HTTP ${response.status})`,
+      response.status,
+      typeof error?.error === "string" ? error.error : "http_error",
+    );
+  }
+  return json as T;
+}
+
+/** Exchanges the launch token from the URL fragment for the session cookie. */
+export function startSession(token: string): Promise<void> {
+  return request("POST", "/api/session", { token });
+}
+
+/** Who this profile is, or that it holds no device yet. */
+export function getMe(): Promise<Me> {
+  return request("GET", "/api/me");
+}
+
+/** Registers a new account and device in this profile. */
+export function register(body: RegisterRequest): Promise<Registered> {
+  return request("POST", "/api/register", body);
+}
+
+/** Every conversation, most recent first. */
+export function getConversations(): Promise<Conversation[]> {
+  return request("GET", "/api/conversations");
+}
+
+/** The last `limit` messages of a conversation, oldest first. */
+export function getMessages(conversation: string, limit = 200): Promise<Message[]> {
+  return request("GET", `/api/conversations/${encodeURIComponent(conversation)}/messages?limit=${limit}`);
+}
+
+/** Marks a conversation read. */
+export function markRead(conversation: string): Promise<void> {
+  return request("POST", `/api/conversations/${encodeURIComponent(conversation)}/read`);
+}
+
+/** Sends a text to a username or a conversation id. */
+export function send(body: SendRequest): Promise<SendResult> {
+  return request("POST", "/api/send", body);
+}
