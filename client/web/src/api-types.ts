@@ -48,8 +48,11 @@ export interface Conversation {
   last?: LastMessage;
 }
 
-/** Where a message is: queued in the daemon, sent to the server, delivered to the peer, or received from it. */
-export type MessageStatus = "queued" | "sent" | "delivered" | "received";
+/**
+ * Where a message is: queued in the daemon (typed while the homeserver was unreachable), sent to the server,
+ * delivered to a recipient's device, received from someone else, or failed (a queued message the server then refused).
+ */
+export type MessageStatus = "queued" | "sent" | "delivered" | "received" | "failed";
 
 /** One message of `GET /api/conversations/:id/messages` (oldest first). */
 export interface Message {
@@ -79,7 +82,7 @@ export interface SendResult {
 /** An error answer of any `/api/*` route. */
 export interface ApiErrorBody {
   error: string;
-  message: string;
+  message?: string;
 }
 
 /** What the daemon pushes on the WebSocket `/api/events`. */

@@ -12,7 +12,13 @@ interface Props {
   onSend: (text: string) => Promise<void>;
 }
 
-const statusLabel = { queued: "Queued", sent: "Sent", delivered: "Delivered", received: "" } as const;
+const statusLabel = {
+  queued: "Queued: goes out when the server is back",
+  sent: "Sent",
+  delivered: "Delivered",
+  received: "",
+  failed: "Not sent: the server refused it",
+} as const;
 
 /** The open conversation. */
 export function ConversationView({ title, messages, openedAt, onSend }: Props): JSX.Element {

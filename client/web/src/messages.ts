@@ -1,7 +1,7 @@
 /** Pure helpers for the message list: merging updates in, ordering statuses, showing times. */
 import type { Message, MessageStatus } from "./api-types";
 
-const progress: Record<MessageStatus, number> = { queued: 0, sent: 1, delivered: 2, received: 2 };
+const progress: Record<MessageStatus, number> = { queued: 0, sent: 1, failed: 1, delivered: 2, received: 2 };
 
 /** The further along of two statuses (an older answer never moves a message back from delivered to sent). */
 export function laterStatus(a: MessageStatus, b: MessageStatus): MessageStatus {
