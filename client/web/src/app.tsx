@@ -58,6 +58,17 @@ export function App(): JSX.Element {
     case "register":
       return <RegisterForm onRegistered={(me) => setPhase({ kind: "chat", me })} />;
     case "chat":
-      return <Chat me={phase.me} />;
+      return (
+        <Chat
+          me={phase.me}
+          onSessionLost={() =>
+            setPhase({
+              kind: "failed",
+              message:
+                "This page's session has ended (the daemon was restarted). Open the new address that `zimchat-chat web` printed.",
+            })
+          }
+        />
+      );
   }
 }

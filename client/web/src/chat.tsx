@@ -5,7 +5,7 @@
  */
 import type { JSX } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { getConversations, getMe, getMessages, markRead, send } from "./api";
+import { ApiError, getConversations, getMe, getMessages, markRead, send } from "./api";
 import type { Conversation, Message, MessageStatus, Registered, ServerEvent } from "./api-types";
 import { ConversationList } from "./conversation-list";
 import { ConversationView } from "./conversation-view";
@@ -24,8 +24,14 @@ interface Open {
 
 const report = (error: unknown): void => console.error("zimchat:", error);
 
+interface Props {
+  me: Registered;
+  /** The daemon no longer knows this page's session (it was restarted): the page needs the new address. */
+  onSessionLost: () => void;
+}
+
 /** The chat screen for the registered account `me`. */
-export function Chat({ me }: { me: Registered }): JSX.Element {
+export function Chat({ me, onSessionLost }: Props): JSX.Element {
   const [conversations, setConversations] = useState<Conversation[]>([]);
   const [open, setOpen] = useState<Open>();
   const [messages, setMessages] = useState<Message[]>([]);
@@ -104,7 +110,14 @@ export function Chat({ me }: { me: Registered }): JSX.Element {
       event: (event) => onEventRef.current(event),
       linked: (up) => {
         setLinked(up);
-        if (!up || first) {
+        if (!up) {
+          // A daemon that restarted refuses the old cookie: say so instead of retrying forever.
+          getMe().catch((error: unknown) => {
+            if (error instanceof ApiError && error.isUnauthorized()) onSessionLost();
+          });
+          return;
+        }
+        if (first) {
           first = false;
           return;
         }
