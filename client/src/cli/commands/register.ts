@@ -71,7 +71,10 @@ export async function registerDevice(
 ): Promise<RegisteredDevice> {
   const server = serverUrl(options.server, options.allowInsecureHttp);
   if (!usernamePattern.test(options.username)) {
-    throw new CliError("invalid_argument", `--username "${options.username}" is not a username (3 to 32 of a-z, 0-9, _ and .)`);
+    throw new CliError(
+      "invalid_argument",
+      `--username "${options.username}" is not a username (3 to 32 of a-z, 0-9, _ and .)`,
+    );
   }
   const store = profile.openNewStore();
   let client: ZimClient | null = null;
