@@ -2,7 +2,15 @@
  * The daemon's JSON API as functions: same-origin fetches that carry the
  * session cookie, JSON in and out, and one error class for every failure.
  */
-import type { Conversation, Me, Message, RegisterRequest, Registered, SendRequest, SendResult } from "./api-types";
+import type {
+  WebConversation,
+  WebMe,
+  WebMessage,
+  WebRegisterRequest,
+  RegisteredMe,
+  WebSendRequest,
+  WebSendResponse,
+} from "./api-types";
 
 /** A failed API call: the HTTP status (0 when the daemon could not be reached) and the daemon's error code. */
 export class ApiError extends Error {
@@ -66,22 +74,22 @@ export function startSession(token: string): Promise<void> {
 }
 
 /** Who this profile is, or that it holds no device yet. */
-export function getMe(): Promise<Me> {
+export function getMe(): Promise<WebMe> {
   return request("GET", "/api/me");
 }
 
 /** Registers a new account and device in this profile. */
-export function register(body: RegisterRequest): Promise<Registered> {
+export function register(body: WebRegisterRequest): Promise<RegisteredMe> {
   return request("POST", "/api/register", body);
 }
 
 /** Every conversation, most recent first. */
-export function getConversations(): Promise<Conversation[]> {
+export function getConversations(): Promise<WebConversation[]> {
   return request("GET", "/api/conversations");
 }
 
 /** The last `limit` messages of a conversation, oldest first. */
-export function getMessages(conversation: string, limit = 200): Promise<Message[]> {
+export function getMessages(conversation: string, limit = 200): Promise<WebMessage[]> {
   return request("GET", `/api/conversations/${encodeURIComponent(conversation)}/messages?limit=${limit}`);
 }
 
@@ -91,6 +99,6 @@ export function markRead(conversation: string): Promise<void> {
 }
 
 /** Sends a text to a username or a conversation id. */
-export function send(body: SendRequest): Promise<SendResult> {
+export function send(body: WebSendRequest): Promise<WebSendResponse> {
   return request("POST", "/api/send", body);
 }

@@ -5,15 +5,15 @@
 import { useEffect, useState } from "preact/hooks";
 import type { JSX } from "preact";
 import { ApiError, getMe, startSession } from "./api";
-import type { Me, Registered } from "./api-types";
+import type { WebMe, RegisteredMe } from "./api-types";
 import { Chat } from "./chat";
 import { RegisterForm } from "./register-form";
 
 type Phase =
-  { kind: "loading" } | { kind: "failed"; message: string } | { kind: "register" } | { kind: "chat"; me: Registered };
+  { kind: "loading" } | { kind: "failed"; message: string } | { kind: "register" } | { kind: "chat"; me: RegisteredMe };
 
 /** Takes `#token=...` out of the address (so it is not kept in history or bookmarks) and starts the session. */
-async function boot(): Promise<Me> {
+async function boot(): Promise<WebMe> {
   const token = new URLSearchParams(location.hash.slice(1)).get("token");
   if (token) {
     await startSession(token);

@@ -6,7 +6,7 @@
 import type { JSX } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, getConversations, getMe, getMessages, markRead, send } from "./api";
-import type { Conversation, Message, MessageStatus, Registered, ServerEvent } from "./api-types";
+import type { WebConversation, WebMessage, WebMessageStatus, RegisteredMe, WebEvent } from "./api-types";
 import { ConversationList } from "./conversation-list";
 import { ConversationView } from "./conversation-view";
 import { connectEvents } from "./events";
@@ -25,16 +25,16 @@ interface Open {
 const report = (error: unknown): void => console.error("zimchat:", error);
 
 interface Props {
-  me: Registered;
+  me: RegisteredMe;
   /** The daemon no longer knows this page's session (it was restarted): the page needs the new address. */
   onSessionLost: () => void;
 }
 
 /** The chat screen for the registered account `me`. */
 export function Chat({ me, onSessionLost }: Props): JSX.Element {
-  const [conversations, setConversations] = useState<Conversation[]>([]);
+  const [conversations, setConversations] = useState<WebConversation[]>([]);
   const [open, setOpen] = useState<Open>();
-  const [messages, setMessages] = useState<Message[]>([]);
+  const [messages, setMessages] = useState<WebMessage[]>([]);
   const [online, setOnline] = useState(me.online);
   const [linked, setLinked] = useState(true);
   const [announcement, setAnnouncement] = useState("");
@@ -44,7 +44,7 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
   const conversationsRef = useRef(conversations);
   conversationsRef.current = conversations;
   // A status event that overtakes the send answer: applied when the message arrives.
-  const earlyStatus = useRef(new Map<string, MessageStatus>());
+  const earlyStatus = useRef(new Map<string, WebMessageStatus>());
 
   const refreshConversations = useCallback(() => getConversations().then(setConversations, report), []);
   const loadMessages = useCallback((id: string) => {
@@ -54,7 +54,7 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
     markRead(id).then(refreshConversations, report);
   }, []);
 
-  const addMessage = (message: Message): void => {
+  const addMessage = (message: WebMessage): void => {
     const early = earlyStatus.current.get(message.id);
     earlyStatus.current.delete(message.id);
     setMessages((list) => {
@@ -63,7 +63,7 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
     });
   };
 
-  const onEvent = (event: ServerEvent): void => {
+  const onEvent = (event: WebEvent): void => {
     const current = openRef.current;
     switch (event.type) {
       case "message": {
@@ -146,7 +146,7 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
     document.title = unread ? `(${unread}) ZimChat` : "ZimChat";
   }, [conversations]);
 
-  const select = (conversation: Conversation): void => {
+  const select = (conversation: WebConversation): void => {
     setOpen({ id: conversation.id, title: conversation.title, to: conversation.id, openedAt: Date.now() });
     setMessages([]);
     setConversations((list) => list.map((c) => (c.id === conversation.id ? { ...c, unread: 0 } : c)));

@@ -1,12 +1,12 @@
 /** The left column: a field to start a chat by username, and the conversations with unread counts. */
 import type { JSX } from "preact";
 import { useRef } from "preact/hooks";
-import type { Conversation } from "./api-types";
+import type { WebConversation } from "./api-types";
 
 interface Props {
-  conversations: Conversation[];
+  conversations: WebConversation[];
   selected: string | undefined;
-  onSelect: (conversation: Conversation) => void;
+  onSelect: (conversation: WebConversation) => void;
   onNewChat: (username: string) => void;
 }
 

@@ -1,12 +1,12 @@
 /** The right column: one conversation's messages and the composer (Enter sends, Shift+Enter starts a new line). */
 import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { Message } from "./api-types";
+import type { WebMessage } from "./api-types";
 import { shortTime, toDate } from "./messages";
 
 interface Props {
   title: string;
-  messages: Message[];
+  messages: WebMessage[];
   /** Changes when another conversation opens: the composer then takes the focus. */
   openedAt: number;
   onSend: (text: string) => Promise<void>;

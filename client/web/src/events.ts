@@ -2,11 +2,11 @@
  * The daemon's event stream (`/api/events`): one WebSocket, opened again with
  * exponential backoff (0.5 s doubling to 10 s) whenever it drops.
  */
-import type { ServerEvent } from "./api-types";
+import type { WebEvent } from "./api-types";
 
 /** What the page hears from the stream. */
 export interface EventHandlers {
-  event(event: ServerEvent): void;
+  event(event: WebEvent): void;
   /** The socket to the daemon opened (true) or dropped (false). */
   linked(up: boolean): void;
 }
@@ -29,7 +29,7 @@ export function connectEvents(handlers: EventHandlers): () => void {
     socket.onmessage = (message) => {
       if (typeof message.data !== "string") return;
       try {
-        handlers.event(JSON.parse(message.data) as ServerEvent);
+        handlers.event(JSON.parse(message.data) as WebEvent);
       } catch (error) {
         console.error("zimchat: unreadable event from the daemon", error);
       }

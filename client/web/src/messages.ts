@@ -1,24 +1,24 @@
 /** Pure helpers for the message list: merging updates in, ordering statuses, showing times. */
-import type { Message, MessageStatus } from "./api-types";
+import type { WebMessage, WebMessageStatus } from "./api-types";
 
-const progress: Record<MessageStatus, number> = { queued: 0, sent: 1, failed: 1, delivered: 2, received: 2 };
+const progress: Record<WebMessageStatus, number> = { queued: 0, sent: 1, failed: 1, delivered: 2, received: 2 };
 
 /** The further along of two statuses (an older answer never moves a message back from delivered to sent). */
-export function laterStatus(a: MessageStatus, b: MessageStatus): MessageStatus {
+export function laterStatus(a: WebMessageStatus, b: WebMessageStatus): WebMessageStatus {
   return progress[b] > progress[a] ? b : a;
 }
 
 /** `list` with `message` added at the end, or merged into the message with its id. */
-export function upsertMessage(list: Message[], message: Message): Message[] {
+export function upsertMessage(list: WebMessage[], message: WebMessage): WebMessage[] {
   const at = list.findIndex((m) => m.id === message.id);
   if (at < 0) return [...list, message];
-  const old = list[at] as Message;
+  const old = list[at] as WebMessage;
   const merged = { ...old, ...message, status: laterStatus(old.status, message.status) };
   return [...list.slice(0, at), merged, ...list.slice(at + 1)];
 }
 
 /** `list` with the status of message `id` moved forward. */
-export function withStatus(list: Message[], id: string, status: MessageStatus): Message[] {
+export function withStatus(list: WebMessage[], id: string, status: WebMessageStatus): WebMessage[] {
   return list.map((m) => (m.id === id ? { ...m, status: laterStatus(m.status, status) } : m));
 }
 

@@ -2,10 +2,10 @@
 import { useRef, useState } from "preact/hooks";
 import type { JSX } from "preact";
 import { register } from "./api";
-import type { Registered } from "./api-types";
+import type { RegisteredMe } from "./api-types";
 
 /** The register form; `onRegistered` gets the new account. */
-export function RegisterForm({ onRegistered }: { onRegistered: (me: Registered) => void }): JSX.Element {
+export function RegisterForm({ onRegistered }: { onRegistered: (me: RegisteredMe) => void }): JSX.Element {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const serverRef = useRef<HTMLInputElement>(null);
