@@ -33,10 +33,21 @@ export function App(): JSX.Element {
   const [phase, setPhase] = useState<Phase>({ kind: "loading" });
 
   useEffect(() => {
-    boot().then(
-      (me) => setPhase(me.registered ? { kind: "chat", me } : { kind: "register" }),
-      (error: unknown) => setPhase({ kind: "failed", message: failure(error) }),
-    );
+    const start = (): void => {
+      boot().then(
+        (me) => setPhase(me.registered ? { kind: "chat", me } : { kind: "register" }),
+        (error: unknown) => setPhase({ kind: "failed", message: failure(error) }),
+      );
+    };
+    // A new link pasted into this tab (the daemon restarted on the same port) changes only the fragment: no reload.
+    const onHashChange = (): void => {
+      if (!new URLSearchParams(location.hash.slice(1)).has("token")) return;
+      setPhase({ kind: "loading" });
+      start();
+    };
+    start();
+    addEventListener("hashchange", onHashChange);
+    return () => removeEventListener("hashchange", onHashChange);
   }, []);
 
   switch (phase.kind) {
