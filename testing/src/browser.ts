@@ -18,7 +18,7 @@ import { chatServerSkip, type Availability } from "./chat-servers/index.js";
 
 export type { Browser, BrowserContext, Page } from "playwright-core";
 
-/** Where Chromium is looked for, first to last: `ZIMCHAT_TEST_CHROMIUM`, then Debian's and other distributions' paths. */
+/** Where Chromium is looked for, in order: `ZIMCHAT_TEST_CHROMIUM`, then Debian's and other distributions' paths. */
 const candidates = (): string[] =>
   [
     process.env.ZIMCHAT_TEST_CHROMIUM,
