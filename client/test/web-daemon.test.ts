@@ -546,6 +546,9 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
     const after = (await call(alice.port, "GET", `/api/conversations/${bobMe.uuid}/messages`, { cookie: aliceCookie }))
       .json as WebMessage[];
     assert.equal(after.filter((m) => m.text === "Is the server down again?").length, 1);
+    const bobSide = (await call(bob.port, "GET", `/api/conversations/${aliceMe.uuid}/messages`, { cookie: bobCookie }))
+      .json as WebMessage[];
+    assert.equal(bobSide.filter((m) => m.text === "Is the server down again?").length, 1, "received once");
     assert.notEqual(after.at(-1)?.status, "queued");
   });
 
