@@ -108,10 +108,17 @@ interface WebStateFile {
   readUpTo: Record<string, number>;
   /** Per conversation: timestamps of sent messages a recipient's device decrypted (the latest few hundred). */
   delivered: Record<string, number[]>;
+  /**
+   * Ids of history records of sends that failed (the SDK records a message
+   * as it encrypts it, before the homeserver answers): a queued line's
+   * failed attempts, hidden so that it shows once, as queued, then as sent.
+   */
+  hidden: string[];
 }
 
 const uuidPrefix = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 const maxDeliveredKept = 500;
+const maxHiddenKept = 1000;
 const nullStream = new Writable({ write: (_chunk, _encoding, done) => done() });
 
 /**
@@ -137,7 +144,7 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     super();
     this.profile = new Profile(options.profile);
     this.statePath = join(this.profile.dir, "web.json");
-    this.state = { readUpTo: {}, delivered: {} };
+    this.state = { readUpTo: {}, delivered: {}, hidden: [] };
     this.log = options.log ?? process.stderr;
     this.connectDelay = this.retry.first;
   }
@@ -157,7 +164,7 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     this.opened = openSession(this.profile.dir, output, { sendRetry });
     if (existsSync(this.statePath)) {
       const stored = JSON.parse(readFileSync(this.statePath, "utf8")) as Partial<WebStateFile>;
-      this.state = { readUpTo: stored.readUpTo ?? {}, delivered: stored.delivered ?? {} };
+      this.state = { readUpTo: stored.readUpTo ?? {}, delivered: stored.delivered ?? {}, hidden: stored.hidden ?? [] };
     }
     const { client } = this.opened.session;
     client.on("message", (m) => {
@@ -290,7 +297,7 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     for (const group of session.client.listGroups()) ids.add(`group:${group.id}`);
     for (const id of this.outboxes.keys()) ids.add(id);
     const list = [...ids].map((id): WebConversation => {
-      const stored = store.messages(id, webUnreadWindow);
+      const stored = this.visible(id, webUnreadWindow);
       const readUpTo = this.state.readUpTo[id] ?? 0;
       const unread = stored.filter((m) => m.direction === "in" && m.storedAt > readUpTo).length;
       const queued = this.outboxes.get(id)?.entries.at(-1);
@@ -312,10 +319,9 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
   /** `GET /api/conversations/:id/messages`, oldest first (queued messages last). */
   messages(conversation: string, limit: number): WebMessage[] {
     const { session } = this;
-    const { store } = this.device;
     const self = session.client.local.uuid;
     const delivered = new Set(this.state.delivered[conversation] ?? []);
-    const stored = store.messages(conversation, limit).map((m) => this.toWebMessage(m, self, delivered));
+    const stored = this.visible(conversation, limit).map((m) => this.toWebMessage(m, self, delivered));
     const queued = (this.outboxes.get(conversation)?.entries ?? []).map((e): WebMessage => ({
       id: e.id,
       author: self,
@@ -326,6 +332,14 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
       status: "queued",
     }));
     return [...stored, ...queued].slice(-limit);
+  }
+
+  /** The latest `limit` stored messages of a conversation, without failed attempts' records. */
+  private visible(conversation: string, limit: number): StoredMessage[] {
+    const hidden = new Set(this.state.hidden);
+    const { store } = this.device;
+    const list = store.messages(conversation, limit + hidden.size).filter((m) => !hidden.has(m.id));
+    return list.slice(-limit);
   }
 
   private toWebMessage(m: StoredMessage, self: string, delivered: Set<number>): WebMessage {
@@ -478,7 +492,27 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     this.emit("event", { type: "conversations" });
   }
 
+  /** Sends one line; a failed attempt's history record is hidden (the line is still queued, or it failed). */
   private async sendNow(conversation: string, text: string): Promise<{ timestamp: number }> {
+    const { store } = this.device;
+    const before = new Set(store.messages(conversation, 20).map((m) => m.id));
+    try {
+      return await this.sendOnce(conversation, text);
+    } catch (error) {
+      const stale = store
+        .messages(conversation, 20)
+        .filter((m) => m.direction === "out" && m.text === text && !before.has(m.id));
+      if (stale.length) {
+        this.state.hidden.push(...stale.map((m) => m.id));
+        if (this.state.hidden.length > maxHiddenKept)
+          this.state.hidden.splice(0, this.state.hidden.length - maxHiddenKept);
+        this.saveState();
+      }
+      throw error;
+    }
+  }
+
+  private async sendOnce(conversation: string, text: string): Promise<{ timestamp: number }> {
     const { client } = this.session;
     if (conversation.startsWith("group:")) return client.sendGroupText(conversation.slice("group:".length), text);
     return client.sendText(conversation, text);
@@ -506,7 +540,8 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
       const number = await session.client.safetyNumber(peer.uuid);
       const trust = await session.client.trustState(peer.uuid);
       const qrSvg = await QRCode.toString(number.scannable, { type: "svg", margin: 2 });
-      return { digits: number.digits, qrSvg, verified: trust?.verified ?? false };
+      const digits = number.digits.match(/\d{5}/g)?.join(" ") ?? number.digits;
+      return { digits, qrSvg, verified: trust?.verified ?? false };
     } catch (error) {
       throw toWebApiError(error, this.device.context);
     }
