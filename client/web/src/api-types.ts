@@ -7,6 +7,8 @@ import type { WebMe } from "../../src/web/api";
 
 export type {
   WebConversation,
+  WebCreateGroupResponse,
+  WebSafetyNumber,
   WebEvent,
   WebMe,
   WebMessage,

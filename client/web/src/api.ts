@@ -3,6 +3,8 @@
  * session cookie, JSON in and out, and one error class for every failure.
  */
 import type {
+  WebCreateGroupResponse,
+  WebSafetyNumber,
   WebConversation,
   WebMe,
   WebMessage,
@@ -22,6 +24,11 @@ export class ApiError extends Error {
     options?: { cause?: unknown },
   ) {
     super(message, options);
+  }
+
+  /** The daemon has no such route (an older daemon without an optional feature: groups, safety numbers). */
+  isMissingRoute(): boolean {
+    return this.status === 404 && this.code === "not_found" && this.message.startsWith("no ");
   }
 
   /** The session cookie is missing or was refused: the page needs the link the daemon printed. */
@@ -101,4 +108,19 @@ export function markRead(conversation: string): Promise<void> {
 /** Sends a text to a username or a conversation id. */
 export function send(body: WebSendRequest): Promise<WebSendResponse> {
   return request("POST", "/api/send", body);
+}
+
+/** Creates a group with this account as admin and `members` (usernames) in it. */
+export function createGroup(title: string, members: string[]): Promise<WebCreateGroupResponse> {
+  return request("POST", "/api/groups", { title, members });
+}
+
+/** The safety number with `user` (a username or account id), and whether they are verified. */
+export function getSafetyNumber(user: string): Promise<WebSafetyNumber> {
+  return request("GET", `/api/safety/${encodeURIComponent(user)}`);
+}
+
+/** Marks `user` verified: `number` is what their screen shows; without it, the numbers were compared in person. */
+export function verifySafetyNumber(user: string, number?: string): Promise<WebSafetyNumber> {
+  return request("POST", `/api/safety/${encodeURIComponent(user)}/verify`, number ? { number } : {});
 }

@@ -5,7 +5,7 @@
  */
 import type { JSX } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, getConversations, getMe, getMessages, markRead, send } from "./api";
+import { ApiError, createGroup, getConversations, getMe, getMessages, markRead, send } from "./api";
 import type { WebConversation, WebMessage, WebMessageStatus, RegisteredMe, WebEvent } from "./api-types";
 import { ConversationList } from "./conversation-list";
 import { ConversationView } from "./conversation-view";
@@ -158,6 +158,13 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
     setOpen({ id: undefined, title: username, to: username, openedAt: Date.now() });
     setMessages([]);
   };
+  const newGroup = async (title: string, members: string[]): Promise<void> => {
+    const group = await createGroup(title, members);
+    await refreshConversations();
+    setOpen({ id: group.conversation, title: group.title, to: group.conversation, openedAt: Date.now() });
+    setMessages([]);
+    loadMessages(group.conversation);
+  };
   const sendText = async (text: string): Promise<void> => {
     if (!open) return;
     const result = await send({ to: open.to, text });
@@ -196,10 +203,22 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
         </p>
       </header>
       <div class="columns">
-        <ConversationList conversations={conversations} selected={open?.id} onSelect={select} onNewChat={newChat} />
+        <ConversationList
+          conversations={conversations}
+          selected={open?.id}
+          onSelect={select}
+          onNewChat={newChat}
+          onNewGroup={newGroup}
+        />
         <main class="main">
           {open ? (
-            <ConversationView title={open.title} messages={messages} openedAt={open.openedAt} onSend={sendText} />
+            <ConversationView
+              title={open.title}
+              messages={messages}
+              openedAt={open.openedAt}
+              onSend={sendText}
+              peer={open.id && !open.id.startsWith("group:") ? open.id : undefined}
+            />
           ) : (
             <p class="empty">Choose a conversation, or start a new chat with a username.</p>
           )}

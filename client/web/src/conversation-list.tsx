@@ -2,16 +2,18 @@
 import type { JSX } from "preact";
 import { useRef } from "preact/hooks";
 import type { WebConversation } from "./api-types";
+import { NewGroupForm } from "./new-group-form";
 
 interface Props {
   conversations: WebConversation[];
   selected: string | undefined;
   onSelect: (conversation: WebConversation) => void;
   onNewChat: (username: string) => void;
+  onNewGroup: (title: string, members: string[]) => Promise<void>;
 }
 
 /** The conversation list and the "new chat" form above it. */
-export function ConversationList({ conversations, selected, onSelect, onNewChat }: Props): JSX.Element {
+export function ConversationList({ conversations, selected, onSelect, onNewChat, onNewGroup }: Props): JSX.Element {
   const input = useRef<HTMLInputElement>(null);
   const submit = (event: SubmitEvent): void => {
     event.preventDefault();
@@ -30,6 +32,7 @@ export function ConversationList({ conversations, selected, onSelect, onNewChat 
           <button type="submit">Start</button>
         </div>
       </form>
+      <NewGroupForm onCreate={onNewGroup} />
       <h2 id="conversations-heading">Conversations</h2>
       {conversations.length === 0 ? (
         <p class="empty">No conversations yet.</p>

@@ -3,6 +3,7 @@ import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { WebMessage } from "./api-types";
 import { shortTime, toDate } from "./messages";
+import { SafetyPanel } from "./safety-panel";
 
 interface Props {
   title: string;
@@ -10,6 +11,8 @@ interface Props {
   /** Changes when another conversation opens: the composer then takes the focus. */
   openedAt: number;
   onSend: (text: string) => Promise<void>;
+  /** The other account's id in a direct conversation (for its safety number); undefined in a group or a new chat. */
+  peer: string | undefined;
 }
 
 const statusLabel = {
@@ -21,7 +24,7 @@ const statusLabel = {
 } as const;
 
 /** The open conversation. */
-export function ConversationView({ title, messages, openedAt, onSend }: Props): JSX.Element {
+export function ConversationView({ title, messages, openedAt, onSend, peer }: Props): JSX.Element {
   const list = useRef<HTMLOListElement>(null);
   const composer = useRef<HTMLTextAreaElement>(null);
   const [error, setError] = useState<string>();
@@ -53,7 +56,10 @@ export function ConversationView({ title, messages, openedAt, onSend }: Props): 
 
   return (
     <section class="conversation-view" aria-labelledby="conversation-title">
-      <h2 id="conversation-title">{title}</h2>
+      <div class="conversation-head">
+        <h2 id="conversation-title">{title}</h2>
+        {peer && <SafetyPanel user={peer} name={title} />}
+      </div>
       <ol class="messages" ref={list} tabIndex={0} aria-label={`Messages with ${title}`}>
         {messages.length === 0 && <li class="empty">No messages yet. Say hello.</li>}
         {messages.map((m) => (
