@@ -193,6 +193,55 @@ describe("web client (zimchat-chat web in Chromium)", { skip: browserSkip() }, (
     await messageIn(pages.bob!, "Typed while the server was down").waitFor();
   });
 
+  it("shows the same safety number on both pages, and verifies bob with the digits from his screen", async () => {
+    const alice = pages.alice!;
+    const bob = pages.bob!;
+    await alice.getByRole("button", { name: "Safety number" }).click();
+    await bob.getByRole("button", { name: "Safety number" }).click();
+    const digits = async (page: Page): Promise<string> =>
+      (await page.locator(".safety-panel .digits").textContent()) ?? "";
+    await alice.locator(".safety-panel .digits").waitFor();
+    await bob.locator(".safety-panel .digits").waitFor();
+    assert.match(await digits(alice), /^(\d{5} ){11}\d{5}$/);
+    assert.equal(await digits(alice), await digits(bob), "both screens show one number");
+    await alice.locator('.safety-panel img.qr[src^="data:image/svg+xml"]').waitFor();
+    assert.equal(await alice.getByText("bob is not verified yet.").count(), 1);
+
+    await alice.getByLabel("Their number").fill("12345 ".repeat(12).trim());
+    await alice.getByRole("button", { name: "Mark as verified" }).click();
+    assert.match(
+      (await alice.locator(".safety-panel").getByRole("alert").textContent()) ?? "",
+      /not your safety number/,
+    );
+    await alice.getByLabel("Their number").fill(await digits(bob));
+    await alice.getByRole("button", { name: "Mark as verified" }).click();
+    await alice.getByText("bob is verified.").waitFor();
+    await shot(alice, "safety-number");
+    await alice.getByRole("button", { name: /Safety number/ }).click();
+    await bob.getByRole("button", { name: /Safety number/ }).click();
+  });
+
+  it("creates a group from the page; its messages reach the other member live", async () => {
+    const alice = pages.alice!;
+    const bob = pages.bob!;
+    await alice.getByRole("button", { name: "New group" }).click();
+    await alice.getByLabel("Group name").fill("Lunch crew");
+    await alice.getByLabel("Members").fill("bob");
+    await alice.getByRole("button", { name: "Create group" }).click();
+    await alice.locator("#conversation-title", { hasText: "Lunch crew" }).waitFor();
+    assert.equal(await alice.getByRole("button", { name: "Safety number" }).count(), 0, "a group has no safety number");
+    await alice.getByLabel("Message to Lunch crew").fill("Who is in for Friday?");
+    await alice.getByLabel("Message to Lunch crew").press("Enter");
+
+    const group = conversationButton(bob, "Lunch crew");
+    await group.locator(".unread", { hasText: "1 unread" }).waitFor();
+    await bob
+      .locator('[aria-live="polite"]', { hasText: "New message from alice in Lunch crew: Who is in for Friday?" })
+      .waitFor({ state: "attached" });
+    await group.click();
+    await messageIn(bob, "Who is in for Friday?").locator(".author", { hasText: "alice" }).waitFor();
+  });
+
   it("logged no script error and no Content-Security-Policy violation", () => {
     assert.deepEqual(problems, []);
   });
