@@ -647,6 +647,9 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
         db.close();
       }
     }
+    // The launch tokens are text too: the page gets its token from the URL, never from the daemon.
+    for (const daemon of [alice, bob])
+      secrets.push({ what: "a launch token password", bytes: Buffer.from(daemon.token) });
     assert.ok(payloads.length > 50, `${payloads.length} payloads recorded`);
     // Any 16 bytes of a secret (a 31-byte stretch of it always holds one of these, at any offset), raw, hex or
     // base64 at any alignment: every hex or base64 run in a payload is decoded and every 16-byte window looked up.
