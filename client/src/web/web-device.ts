@@ -83,9 +83,15 @@ export interface WebDeviceOptions {
   profile: string;
   /** Where warnings go (text lines). @default process.stderr */
   log?: NodeJS.WritableStream;
-  /** How long a send keeps trying an unreachable homeserver before the message is queued. @default { maxMs: 4000, attemptTimeoutMs: 10000 } */
+  /**
+   * How long a send keeps trying an unreachable homeserver before the message is queued.
+   * @default { maxMs: 4000, attemptTimeoutMs: 10000 }
+   */
   sendRetry?: ZimClientOptions["sendRetry"];
-  /** Waits between retries of queued messages and of connecting: the first, doubling up to the last. @default { first: 1000, max: 15000 } */
+  /**
+   * Waits between retries of queued messages and of connecting: the first, doubling up to the last.
+   * @default { first: 1000, max: 15000 }
+   */
   retryMs?: { first: number; max: number };
   /** Allow a plain http:// homeserver that is not on this machine at registration. @default false */
   allowInsecureHttp?: boolean;
@@ -364,7 +370,7 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     renameSync(temporary, this.statePath);
   }
 
-  /** A delivery receipt: marks the sent messages with those timestamps delivered, in the conversation they belong to. */
+  /** A delivery receipt: marks the sent messages with those timestamps delivered, in their conversation. */
   private delivered(from: string, timestamps: number[]): void {
     const { client } = this.session;
     const candidates = [
