@@ -14,7 +14,7 @@
  */
 import { accessSync, constants } from "node:fs";
 import { chromium, type Browser, type LaunchOptions } from "playwright-core";
-import { chatServerSkip, type Availability } from "./chat-servers/index.js";
+import type { Availability } from "./chat-servers/index.js";
 
 export type { Browser, BrowserContext, Page } from "playwright-core";
 
@@ -58,9 +58,11 @@ export function chromiumAvailable(): Availability {
  * fails and says what is missing.
  */
 export function browserSkip(): string | undefined {
-  const skip = chatServerSkip(chromiumAvailable());
-  if (skip && process.env.ZIMCHAT_TEST_BROWSER === "required" && chromiumAvailable().reason === skip) return undefined;
-  return skip;
+  if (process.env.ZIMCHAT_TEST_DATABASE_URL?.startsWith("postgres"))
+    return "the browser tests run once, in the SQLite pass of the suite";
+  if (process.env.ZIMCHAT_TEST_BROWSER === "required" || process.env.ZIMCHAT_TEST_CHAT_SERVERS === "required")
+    return undefined;
+  return chromiumAvailable().reason;
 }
 
 /**
