@@ -191,6 +191,16 @@ describe("web client (zimchat-chat web in Chromium)", { skip: browserSkip() }, (
       })
       .waitFor();
     await messageIn(pages.bob!, "Typed while the server was down").waitFor();
+    // Shown once on each side, also after a reload (the daemon's history), and delivered in the end.
+    await alice
+      .locator('.message.outgoing[data-status="delivered"]', { hasText: "Typed while the server was down" })
+      .waitFor();
+    assert.equal(await messageIn(alice, "Typed while the server was down").count(), 1);
+    assert.equal(await messageIn(pages.bob!, "Typed while the server was down").count(), 1);
+    await alice.reload();
+    await conversationButton(alice, "bob").click();
+    await messageIn(alice, "Typed while the server was down").waitFor();
+    assert.equal(await messageIn(alice, "Typed while the server was down").count(), 1);
   });
 
   it("shows the same safety number on both pages, and verifies bob with the digits from his screen", async () => {

@@ -41,6 +41,8 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
   // The event handler is set up once; these refs give it the current state.
   const openRef = useRef<Open | undefined>(undefined);
   openRef.current = open;
+  const messagesRef = useRef(messages);
+  messagesRef.current = messages;
   const conversationsRef = useRef(conversations);
   conversationsRef.current = conversations;
   // A status event that overtakes the send answer: applied when the message arrives.
@@ -80,16 +82,18 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
         void refreshConversations();
         return;
       }
-      case "status":
-        if (current?.id === event.conversation) {
+      case "status": {
+        if (current?.id !== event.conversation) return;
+        const known = messagesRef.current.find((m) => m.id === event.id);
+        if (!known) {
           earlyStatus.current.set(event.id, event.status);
-          setMessages((list) => {
-            if (!list.some((m) => m.id === event.id)) return list;
-            earlyStatus.current.delete(event.id);
-            return withStatus(list, event.id, event.status);
-          });
+          return;
         }
+        setMessages((list) => withStatus(list, event.id, event.status));
+        // A queued message that went out is stored under another id: fetch the list again, so its receipts apply.
+        if (known.status === "queued" && event.status === "sent") loadMessages(event.conversation);
         return;
+      }
       case "conversations":
         void refreshConversations();
         return;
@@ -147,6 +151,7 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
   }, [conversations]);
 
   const select = (conversation: WebConversation): void => {
+    earlyStatus.current.clear();
     setOpen({ id: conversation.id, title: conversation.title, to: conversation.id, openedAt: Date.now() });
     setMessages([]);
     setConversations((list) => list.map((c) => (c.id === conversation.id ? { ...c, unread: 0 } : c)));
@@ -155,6 +160,7 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
   const newChat = (username: string): void => {
     const existing = conversations.find((c) => c.kind === "direct" && c.title === username);
     if (existing) return select(existing);
+    earlyStatus.current.clear();
     setOpen({ id: undefined, title: username, to: username, openedAt: Date.now() });
     setMessages([]);
   };
