@@ -169,6 +169,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const socket = connections.open({ username: `${uuid}.${deviceId}`, password });
     socket.on("envelopes", (batch, received) => inBackground(this.processEnvelopes(batch).then(() => received?.())));
     socket.on("queue-empty", () => this.emit("queueEmpty"));
+    socket.on("connect", () => this.emit("connectionChanged", { connected: true }));
+    socket.on("disconnect", () => this.emit("connectionChanged", { connected: false }));
     socket.on("closing", (reason) => this.emit("closedByServer", { reason }));
     socket.on("devices-changed", () => inBackground(this.deviceList.refresh()));
     socket.on("keys-draining", () => inBackground(this.maintainKeys()));
@@ -191,6 +193,11 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     await this.deviceList.refresh();
     inBackground(this.maintainKeys());
     this.trust.checkOwnKey();
+  }
+
+  /** Whether the authenticated socket is connected now. */
+  get connected(): boolean {
+    return this.ctx.connections.connected;
   }
 
   /** Closes the sockets. */

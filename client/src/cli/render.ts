@@ -240,6 +240,14 @@ export function renderEvent(event: CliEvent): string | null {
         ].join("\n") || `${by} changed the group ${title}.`
       );
     }
+    case "webReady":
+      return (
+        `ZimChat web client for ${event.profile}${event.registered ? "" : " (no device yet: register on the page)"}\n` +
+        `Open in a browser on this machine (the link holds this run's login token: do not share it):\n  ${event.url}\n` +
+        "Keep this running while you chat; Ctrl-C stops it."
+      );
+    case "webStopped":
+      return "ZimChat web client stopped.";
     case "warning":
       return `warning: ${event.message}`;
     case "error":

@@ -1,0 +1,139 @@
+/**
+ * The local web client's contract: the JSON bodies of the daemon's HTTP API
+ * (`/api/*`, same origin, cookie auth) and the events of its WebSocket
+ * (`/api/events`). The browser UI imports these types; the daemon
+ * (`startWebDaemon`) implements them. Nothing here ever carries key
+ * material, session state or passwords.
+ */
+
+/** The cookie `POST /api/session` sets (HttpOnly, SameSite=Strict, Path=/). */
+export const webSessionCookie = "zimchat_web";
+
+/** Largest JSON request body the daemon reads (a larger one is a 413). */
+export const maxWebJsonBytes = 64 * 1024;
+
+/** `GET /api/messages` default and largest `limit`. */
+export const webMessageLimits = { default: 100, max: 500 } as const;
+
+/** `POST /api/session`: exchanges the launch token (from the URL fragment) for the session cookie; 204. */
+export interface WebSessionRequest {
+  token: string;
+}
+
+/** `GET /api/me` (and the answer to `POST /api/register`). */
+export type WebMe =
+  | { registered: false }
+  | {
+      registered: true;
+      username: string;
+      /** The account id. */
+      uuid: string;
+      deviceId: number;
+      /** The homeserver's URL. */
+      server: string;
+      /** Whether the daemon is connected to the homeserver now. */
+      online: boolean;
+    };
+
+/** `POST /api/register`: creates the account and this device in the daemon's profile. */
+export interface WebRegisterRequest {
+  /** The homeserver, like `http://127.0.0.1:8080`. */
+  server: string;
+  username: string;
+  invite?: string;
+}
+
+/** `direct`: an account id; `group`: `group:<id>`. */
+export type WebConversationKind = "direct" | "group";
+
+/** One entry of `GET /api/conversations` (most recent first). */
+export interface WebConversation {
+  /** An account id, or `group:<id>`. */
+  id: string;
+  kind: WebConversationKind;
+  /** A verified username (`name@server` for another homeserver's user), a group's title, else a short account id. */
+  title: string;
+  /** Received messages not yet marked read (`POST /api/conversations/:id/read`). */
+  unread: number;
+  last?: { text: string; at: number; outgoing: boolean };
+}
+
+/**
+ * Where a message is: `queued` (typed while the homeserver was unreachable:
+ * kept in the profile, sent on reconnect), `sent` (the homeserver has it),
+ * `delivered` (a recipient's device decrypted it), `received` (someone
+ * else's message), `failed` (a queued message the homeserver then refused;
+ * it is dropped: an addition to the first contract, only in `status` events).
+ */
+export type WebMessageStatus = "queued" | "sent" | "delivered" | "received" | "failed";
+
+/** One message (`GET /api/conversations/:id/messages`, oldest first; `message` events). */
+export interface WebMessage {
+  /** The envelope id of a received message, the store's id of a sent one, a temporary id while queued. */
+  id: string;
+  /** The author's account id. */
+  author: string;
+  /** The author's verified username (or short account id; "you" is not used: see `outgoing`). */
+  authorName: string;
+  outgoing: boolean;
+  text: string;
+  /** The sender's timestamp (ms since the epoch). */
+  at: number;
+  status: WebMessageStatus;
+}
+
+/** `POST /api/send`. */
+export interface WebSendRequest {
+  /** A username, `name@server`, an account id, or `group:<id>`. */
+  to: string;
+  text: string;
+}
+
+/** The answer to `POST /api/send`. */
+export interface WebSendResponse {
+  /** The conversation it went to (an account id or `group:<id>`). */
+  conversation: string;
+  id: string;
+  status: "sent" | "queued";
+}
+
+/** `POST /api/groups` (an addition): creates a group with this account as admin. */
+export interface WebCreateGroupRequest {
+  title: string;
+  /** Usernames (`name@server` for another homeserver's users) of the other members. */
+  members: string[];
+}
+
+/** The answer to `POST /api/groups`. */
+export interface WebCreateGroupResponse {
+  /** `group:<id>`. */
+  conversation: string;
+  title: string;
+  members: string[];
+}
+
+/** `GET /api/safety/:user` (an addition). */
+export interface WebSafetyNumber {
+  /** 60 digits in twelve groups of five, space-separated. */
+  digits: string;
+  /** The QR code of the scannable payload, as an SVG document. */
+  qrSvg: string;
+  verified: boolean;
+}
+
+/** `POST /api/safety/:user/verify` (an addition): the digits (or scanned payload) the other person's screen shows. */
+export interface WebVerifyRequest {
+  number: string;
+}
+
+/** Every error body: `{ error, message? }`; a refusal by the daemon's guards is a 403 with `reason`. */
+export type WebError =
+  { error: "forbidden"; reason: "token" | "host" | "origin" | "cookie" } | { error: string; message?: string };
+
+/** What the daemon sends over `/api/events` (the page sends nothing). */
+export type WebEvent =
+  | { type: "message"; conversation: string; message: WebMessage }
+  | { type: "status"; conversation: string; id: string; status: WebMessageStatus }
+  /** The conversation list changed: fetch it again. */
+  | { type: "conversations" }
+  | { type: "connection"; online: boolean };
