@@ -500,6 +500,19 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
   }
 
   /**
+   * Leaves a group (any member): the other members and this account's other
+   * devices get the group without this account; the members start new sender
+   * keys, so this device cannot read what follows. The group stays in
+   * {@link listGroups}, without this account among its members.
+   * @throws GroupError when this account is not a member, or is the group's only admin (or only member)
+   * @example
+   * await client.leaveGroup(groupId);
+   */
+  async leaveGroup(groupId: string): Promise<GroupState> {
+    return this.groupMessaging.leave(groupId);
+  }
+
+  /**
    * Bridges a group (admins only): the bot account `bot` (a username, or
    * `name@server`, resolved as {@link addGroupMembers} resolves users)
    * decrypts the group's messages and relays them in plaintext to `target`

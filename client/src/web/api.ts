@@ -22,7 +22,11 @@ export interface WebSessionRequest {
 
 /** `GET /api/me` (and the answer to `POST /api/register`). */
 export type WebMe =
-  | { registered: false }
+  | {
+      registered: false;
+      /** A link to an existing account waiting for the primary's approval (`POST /api/link`), if any. */
+      linking?: WebLinkCode;
+    }
   | {
       registered: true;
       username: string;
@@ -112,6 +116,71 @@ export interface WebCreateGroupResponse {
   members: string[];
 }
 
+/** One member in {@link WebGroup}. */
+export interface WebGroupMember {
+  /** The account id. */
+  uuid: string;
+  /** The verified username (`name@server` for another homeserver's user), else a short account id. */
+  name: string;
+  admin: boolean;
+  /** This account. */
+  you?: true;
+}
+
+/**
+ * `GET /api/groups/:id` (`:id` is the conversation id `group:<id>`, or the
+ * bare group id), and the answer to `POST /api/groups/:id/members` and
+ * `POST /api/groups/:id/leave`.
+ */
+export interface WebGroup {
+  /** The conversation id, `group:<id>`. */
+  id: string;
+  title: string;
+  /** Admins first, then by name. */
+  members: WebGroupMember[];
+  /** Whether this account is an admin (may add and remove members). */
+  admin: boolean;
+  /** Whether this account is still a member (false once it left or was removed). */
+  member: boolean;
+}
+
+/**
+ * `POST /api/groups/:id/members` (admins only): usernames to add, usernames
+ * or account ids to remove; at least one. A member who is not an admin is
+ * refused with 409 `not_group_admin`, one no longer in the group with 409
+ * `not_group_member`.
+ */
+export interface WebGroupMembersRequest {
+  add?: string[];
+  remove?: string[];
+}
+
+/**
+ * `POST /api/link` (a profile with no device): links this profile to an
+ * existing account as a new device. The answer is the code to show; the
+ * daemon then waits for the primary's approval and sends a `linked` (or
+ * `linkFailed`) event.
+ */
+export interface WebLinkRequest {
+  /** The account's homeserver, like `https://chat.example.org`. */
+  server: string;
+}
+
+/** The answer to `POST /api/link`: what the primary device approves (`zimchat-chat approve-link '<uri>'`). */
+export interface WebLinkCode {
+  /** `zimchat-link:?server=…&code=…&key=…`: holds no secret (a one-time code and a public key). */
+  uri: string;
+  /** The URI as a QR code, an SVG document. */
+  qrSvg: string;
+  /** When the code stops working (ms since the epoch). */
+  expiresAt: number;
+}
+
+/** `POST /api/link/approve` (the primary device, device 1): approves a new device's link URI; 204. */
+export interface WebApproveLinkRequest {
+  uri: string;
+}
+
 /** `GET /api/safety/:user` (an addition). */
 export interface WebSafetyNumber {
   /** 60 digits in twelve groups of five, space-separated. */
@@ -136,4 +205,10 @@ export type WebEvent =
   | { type: "status"; conversation: string; id: string; status: WebMessageStatus }
   /** The conversation list changed: fetch it again. */
   | { type: "conversations" }
-  | { type: "connection"; online: boolean };
+  | { type: "connection"; online: boolean }
+  /** A group's members or admins changed (fetch `GET /api/groups/:id` again if it is shown). */
+  | { type: "group"; conversation: string }
+  /** `POST /api/link` finished: this profile is now a device of the account. */
+  | { type: "linked"; me: Extract<WebMe, { registered: true }> }
+  /** `POST /api/link` ended without a device (the code expired, or the homeserver refused). */
+  | { type: "linkFailed"; error: string; message: string };

@@ -18,6 +18,8 @@ import {
 } from "./security.js";
 import { defaultWebAssetsDir, staticFile } from "./static.js";
 import { WebApiError, WebDevice, toWebApiError } from "./web-device.js";
+import { changeMembers, getGroup, leaveGroup } from "./web-groups.js";
+import { approveLink } from "./web-link.js";
 
 /** {@link startWebDaemon}'s options. */
 export interface WebDaemonOptions {
@@ -63,6 +65,14 @@ const sendRequest = z.object({ to: z.string().min(1).max(512), text: z.string().
 const groupRequest = z
   .object({ title: z.string().min(1).max(128), members: z.array(z.string().min(1).max(512)).max(256) })
   .strict();
+const groupMembersRequest = z
+  .object({
+    add: z.array(z.string().min(1).max(512)).max(256).optional(),
+    remove: z.array(z.string().min(1).max(512)).max(256).optional(),
+  })
+  .strict();
+const linkRequest = z.object({ server: z.string().min(1).max(2048) }).strict();
+const approveLinkRequest = z.object({ uri: z.string().min(1).max(1024) }).strict();
 const verifyRequest = z
   .object({ number: z.string().max(1024).optional() })
   .strict()
@@ -182,6 +192,34 @@ export async function startWebDaemon(options: WebDaemonOptions): Promise<WebDaem
     if (route === "POST /api/groups") {
       const body = parse(groupRequest, await readJson(request));
       return sendJson(response, 200, await device.createGroup(body.title, body.members));
+    }
+    const group = /^\/api\/groups\/([^/]+)(?:\/(members|leave))?$/.exec(path);
+    if (group) {
+      const id = decodeURIComponent(group[1]!);
+      if (method === "GET" && !group[2]) return sendJson(response, 200, getGroup(device.active, id));
+      if (method === "POST" && group[2] === "members") {
+        const body = parse(groupMembersRequest, await readJson(request));
+        const changed = await changeMembers(device.active, id, body);
+        broadcast({ type: "group", conversation: changed.id });
+        broadcast({ type: "conversations" });
+        return sendJson(response, 200, changed);
+      }
+      if (method === "POST" && group[2] === "leave") {
+        const left = await leaveGroup(device.active, id);
+        broadcast({ type: "group", conversation: left.id });
+        broadcast({ type: "conversations" });
+        return sendJson(response, 200, left);
+      }
+    }
+    if (route === "POST /api/link") {
+      const body = parse(linkRequest, await readJson(request));
+      return sendJson(response, 200, await device.link(body.server));
+    }
+    if (route === "POST /api/link/approve") {
+      const body = parse(approveLinkRequest, await readJson(request));
+      await approveLink(device.active, body.uri);
+      response.writeHead(204).end();
+      return;
     }
     const conversation = /^\/api\/conversations\/([^/]+)\/(messages|read)$/.exec(path);
     if (conversation) {

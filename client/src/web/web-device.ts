@@ -11,10 +11,12 @@ import { registerDevice } from "../cli/commands/register.js";
 import { Output } from "../cli/output.js";
 import { Profile } from "../cli/profile.js";
 import { openSession, type OpenSession, type Target } from "../cli/session.js";
+import { startLink, type PendingLink } from "./web-link.js";
 import type {
   WebConversation,
   WebCreateGroupResponse,
   WebEvent,
+  WebLinkCode,
   WebMe,
   WebMessage,
   WebMessageStatus,
@@ -141,6 +143,8 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
   private state: WebStateFile;
   private readonly outboxes = new Map<string, { outbox: LineOutbox; entries: QueuedEntry[] }>();
   private online = false;
+  /** A link to an existing account waiting for approval (`POST /api/link`). */
+  private linking: PendingLink | null = null;
   private closed = false;
   private connectTimer: NodeJS.Timeout | null = null;
   private connectDelay: number;
@@ -191,7 +195,10 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
       });
       this.emit("event", { type: "conversations" });
     });
-    client.on("groupUpdated", () => this.emit("event", { type: "conversations" }));
+    client.on("groupUpdated", ({ group }) => {
+      this.emit("event", { type: "group", conversation: `group:${group.id}` });
+      this.emit("event", { type: "conversations" });
+    });
     client.on("deliveryReceipt", ({ from, timestamps }) => this.delivered(from, timestamps));
     client.on("connectionChanged", ({ connected }) => {
       this.setOnline(connected);
@@ -247,13 +254,49 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     return this.opened;
   }
 
+  /** The open device, for the API's other modules (groups, linking). @throws WebApiError `not_registered` (409) */
+  get active(): OpenSession {
+    return this.device;
+  }
+
+  /**
+   * `POST /api/link`: links this empty profile to an existing account; the
+   * code to show now, `linked` or `linkFailed` events later. A second call
+   * while one waits gets the same code.
+   */
+  async link(server: string): Promise<WebLinkCode> {
+    if (this.opened) throw new WebApiError(409, "already_registered", `${this.profile.dir} already holds a device`);
+    if (this.linking) return this.linking.code;
+    const pending = await startLink(
+      this.profile,
+      server,
+      { allowInsecureHttp: this.options.allowInsecureHttp ?? false },
+      {
+        linked: () => {
+          this.linking = null;
+          if (this.closed) return;
+          this.open();
+          this.emit("event", { type: "linked", me: this.me() as Extract<WebMe, { registered: true }> });
+          this.emit("event", { type: "conversations" });
+        },
+        failed: (error) => {
+          this.linking = null;
+          this.emit("event", { type: "linkFailed", error: error.code, message: error.message });
+        },
+        warn: (message) => this.warn(message),
+      },
+    );
+    this.linking = pending;
+    return pending.code;
+  }
+
   private get session(): OpenSession["session"] {
     return this.device.session;
   }
 
   /** `GET /api/me`. */
   me(): WebMe {
-    if (!this.opened) return { registered: false };
+    if (!this.opened) return this.linking ? { registered: false, linking: this.linking.code } : { registered: false };
     const local = this.opened.session.client.local;
     return {
       registered: true,
@@ -267,6 +310,8 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
 
   /** `POST /api/register`. */
   async register(request: WebRegisterRequest): Promise<WebMe> {
+    if (this.linking)
+      throw new WebApiError(409, "linking", "this profile is being linked to an account: wait, or restart the daemon");
     if (this.opened || this.profile.hasStore())
       throw new WebApiError(409, "already_registered", `${this.profile.dir} already holds a device`);
     try {
@@ -576,6 +621,10 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     if (this.closed) return;
     this.closed = true;
     if (this.connectTimer) clearTimeout(this.connectTimer);
+    if (this.linking) {
+      this.linking.cancel();
+      await this.linking.done;
+    }
     for (const { outbox } of this.outboxes.values()) await outbox.close();
     await this.opened?.close();
   }
