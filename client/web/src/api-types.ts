@@ -8,6 +8,10 @@ import type { WebMe } from "../../src/web/api";
 export type {
   WebConversation,
   WebCreateGroupResponse,
+  WebGroup,
+  WebGroupMember,
+  WebGroupMembersRequest,
+  WebLinkCode,
   WebSafetyNumber,
   WebEvent,
   WebMe,

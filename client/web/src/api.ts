@@ -4,6 +4,9 @@
  */
 import type {
   WebCreateGroupResponse,
+  WebGroup,
+  WebGroupMembersRequest,
+  WebLinkCode,
   WebSafetyNumber,
   WebConversation,
   WebMe,
@@ -123,4 +126,29 @@ export function getSafetyNumber(user: string): Promise<WebSafetyNumber> {
 /** Marks `user` verified: `number` is what their screen shows; without it, the numbers were compared in person. */
 export function verifySafetyNumber(user: string, number?: string): Promise<WebSafetyNumber> {
   return request("POST", `/api/safety/${encodeURIComponent(user)}/verify`, number ? { number } : {});
+}
+
+/** A group's members (with admin marks) and whether this account is an admin and still a member. */
+export function getGroup(conversation: string): Promise<WebGroup> {
+  return request("GET", `/api/groups/${encodeURIComponent(conversation)}`);
+}
+
+/** Adds (usernames) and removes (usernames or account ids) members of a group; admins only. */
+export function changeGroupMembers(conversation: string, body: WebGroupMembersRequest): Promise<WebGroup> {
+  return request("POST", `/api/groups/${encodeURIComponent(conversation)}/members`, body);
+}
+
+/** Leaves a group. */
+export function leaveGroup(conversation: string): Promise<WebGroup> {
+  return request("POST", `/api/groups/${encodeURIComponent(conversation)}/leave`);
+}
+
+/** Starts linking this profile to an existing account on `server`: the code for the primary device to approve. */
+export function startLink(server: string): Promise<WebLinkCode> {
+  return request("POST", "/api/link", { server });
+}
+
+/** On the primary device: approves a new device's link URI. */
+export function approveLink(uri: string): Promise<void> {
+  return request("POST", "/api/link/approve", { uri });
 }

@@ -5,12 +5,15 @@
 import { useEffect, useState } from "preact/hooks";
 import type { JSX } from "preact";
 import { ApiError, getMe, startSession } from "./api";
-import type { WebMe, RegisteredMe } from "./api-types";
+import type { WebMe, RegisteredMe, WebLinkCode } from "./api-types";
 import { Chat } from "./chat";
 import { RegisterForm } from "./register-form";
 
 type Phase =
-  { kind: "loading" } | { kind: "failed"; message: string } | { kind: "register" } | { kind: "chat"; me: RegisteredMe };
+    | { kind: "loading" }
+  | { kind: "failed"; message: string }
+  | { kind: "register"; linking?: WebLinkCode | undefined }
+  | { kind: "chat"; me: RegisteredMe };
 
 /** Takes `#token=...` out of the address (so it is not kept in history or bookmarks) and starts the session. */
 async function boot(): Promise<WebMe> {
@@ -35,7 +38,7 @@ export function App(): JSX.Element {
   useEffect(() => {
     const start = (): void => {
       boot().then(
-        (me) => setPhase(me.registered ? { kind: "chat", me } : { kind: "register" }),
+        (me) => setPhase(me.registered ? { kind: "chat", me } : { kind: "register", linking: me.linking }),
         (error: unknown) => setPhase({ kind: "failed", message: failure(error) }),
       );
     };
@@ -67,7 +70,7 @@ export function App(): JSX.Element {
         </main>
       );
     case "register":
-      return <RegisterForm onRegistered={(me) => setPhase({ kind: "chat", me })} />;
+      return <RegisterForm linking={phase.linking} onRegistered={(me) => setPhase({ kind: "chat", me })} />;
     case "chat":
       return (
         <Chat

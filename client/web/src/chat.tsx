@@ -9,6 +9,7 @@ import { ApiError, createGroup, getConversations, getMe, getMessages, markRead, 
 import type { WebConversation, WebMessage, WebMessageStatus, RegisteredMe, WebEvent } from "./api-types";
 import { ConversationList } from "./conversation-list";
 import { ConversationView } from "./conversation-view";
+import { LinkAnotherDevice } from "./link-device";
 import { connectEvents } from "./events";
 import { missingCase, upsertMessage, withStatus } from "./messages";
 
@@ -38,6 +39,8 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
   const [online, setOnline] = useState(me.online);
   const [linked, setLinked] = useState(true);
   const [announcement, setAnnouncement] = useState("");
+  // Bumped when the open group changed (members, admins), so its info panel fetches it again.
+  const [groupVersion, setGroupVersion] = useState(0);
   // The event handler is set up once; these refs give it the current state.
   const openRef = useRef<Open | undefined>(undefined);
   openRef.current = open;
@@ -99,6 +102,13 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
         return;
       case "connection":
         setOnline(event.online);
+        return;
+      case "group":
+        if (current?.id === event.conversation) setGroupVersion((v) => v + 1);
+        return;
+      case "linked":
+      case "linkFailed":
+        // Only for a page that is linking this profile (the register screen).
         return;
       default:
         missingCase(event);
@@ -207,6 +217,7 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
         <p class={`connection ${connection.state}`} role="status" data-state={connection.state}>
           {connection.text}
         </p>
+        <LinkAnotherDevice me={me} />
       </header>
       <div class="columns">
         <ConversationList
@@ -224,6 +235,7 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
               openedAt={open.openedAt}
               onSend={sendText}
               peer={open.id && !open.id.startsWith("group:") ? open.id : undefined}
+              group={open.id?.startsWith("group:") ? { conversation: open.id, version: groupVersion } : undefined}
             />
           ) : (
             <p class="empty">Choose a conversation, or start a new chat with a username.</p>

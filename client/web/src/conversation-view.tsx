@@ -3,6 +3,7 @@ import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { WebMessage } from "./api-types";
 import { shortTime, toDate } from "./messages";
+import { GroupPanel } from "./group-panel";
 import { SafetyPanel } from "./safety-panel";
 
 interface Props {
@@ -13,6 +14,8 @@ interface Props {
   onSend: (text: string) => Promise<void>;
   /** The other account's id in a direct conversation (for its safety number); undefined in a group or a new chat. */
   peer: string | undefined;
+  /** A group conversation's id and a counter bumped when it changed (for its info panel); undefined otherwise. */
+  group?: { conversation: string; version: number } | undefined;
 }
 
 const statusLabel = {
@@ -24,7 +27,7 @@ const statusLabel = {
 } as const;
 
 /** The open conversation. */
-export function ConversationView({ title, messages, openedAt, onSend, peer }: Props): JSX.Element {
+export function ConversationView({ title, messages, openedAt, onSend, peer, group }: Props): JSX.Element {
   const list = useRef<HTMLOListElement>(null);
   const composer = useRef<HTMLTextAreaElement>(null);
   const [error, setError] = useState<string>();
@@ -59,6 +62,7 @@ export function ConversationView({ title, messages, openedAt, onSend, peer }: Pr
       <div class="conversation-head">
         <h2 id="conversation-title">{title}</h2>
         {peer && <SafetyPanel user={peer} name={title} />}
+        {group && <GroupPanel conversation={group.conversation} title={title} version={group.version} />}
       </div>
       <ol class="messages" ref={list} tabIndex={0} aria-label={`Messages with ${title}`}>
         {messages.length === 0 && <li class="empty">No messages yet. Say hello.</li>}

@@ -2,10 +2,18 @@
 import { useRef, useState } from "preact/hooks";
 import type { JSX } from "preact";
 import { register } from "./api";
-import type { RegisteredMe } from "./api-types";
+import type { RegisteredMe, WebLinkCode } from "./api-types";
+import { LinkThisDevice } from "./link-device";
 
-/** The register form; `onRegistered` gets the new account. */
-export function RegisterForm({ onRegistered }: { onRegistered: (me: RegisteredMe) => void }): JSX.Element {
+/** The register form (and linking to an existing account); `onRegistered` gets the new account. */
+export function RegisterForm({
+  onRegistered,
+  linking,
+}: {
+  onRegistered: (me: RegisteredMe) => void;
+  /** A link to an existing account already waiting for approval. */
+  linking?: WebLinkCode | undefined;
+}): JSX.Element {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const serverRef = useRef<HTMLInputElement>(null);
@@ -66,6 +74,7 @@ export function RegisterForm({ onRegistered }: { onRegistered: (me: RegisteredMe
           {busy ? "Registering…" : "Register"}
         </button>
       </form>
+      <LinkThisDevice linking={linking} onLinked={onRegistered} />
     </main>
   );
 }
