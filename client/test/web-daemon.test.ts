@@ -20,6 +20,8 @@ import {
   type WebConversation,
   type WebDaemon,
   type WebEvent,
+  type WebGroup,
+  type WebLinkCode,
   type WebMe,
   type WebMessage,
   type WebSafetyNumber,
@@ -600,9 +602,166 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
     assert.equal((verified.json as WebSafetyNumber).verified, true);
   });
 
+  it("group management: members with admin marks, adding and removing (admins only), leaving", async () => {
+    const carol = await startDaemon("carol-web");
+    const carolCookie = await login(carol);
+    const carolReply = await call(carol.port, "POST", "/api/register", {
+      cookie: carolCookie,
+      body: { server: server.url, username: "carol" },
+    });
+    assert.equal(carolReply.status, 200, carolReply.text);
+    const carolEvents = await events(carol, carolCookie);
+    const created = await call(alice.port, "POST", "/api/groups", {
+      cookie: aliceCookie,
+      body: { title: "Committee", members: ["bob"] },
+    });
+    const id = (created.json as { conversation: string }).conversation;
+    const path = `/api/groups/${encodeURIComponent(id)}`;
+    const get = async (daemon: WebDaemon, cookie: string): Promise<WebGroup> => {
+      const reply = await call(daemon.port, "GET", path, { cookie });
+      assert.equal(reply.status, 200, reply.text);
+      return reply.json as WebGroup;
+    };
+    const members = (g: WebGroup): string[] => g.members.map((m) => `${m.name}${m.admin ? " (admin)" : ""}`);
+
+    const seen = await get(alice, aliceCookie);
+    assert.equal(seen.id, id);
+    assert.equal(seen.title, "Committee");
+    assert.deepEqual(members(seen), ["alice (admin)", "bob"]);
+    assert.deepEqual(
+      seen.members.map((m) => m.you ?? false),
+      [true, false],
+    );
+    assert.equal(seen.admin, true);
+    assert.equal(seen.member, true);
+    // The bare group id names it too; an unknown one is a 404.
+    assert.equal((await call(alice.port, "GET", `/api/groups/${id.slice(6)}`, { cookie: aliceCookie })).status, 200);
+    const unknown = await call(alice.port, "GET", `/api/groups/group:${aliceMe.uuid}`, { cookie: aliceCookie });
+    assert.equal(unknown.status, 404);
+    assert.equal((unknown.json as { error: string }).error, "unknown_group");
+
+    // bob is a member, not an admin: he sees the group, and is refused a change with a code that is not the guards'.
+    await until(async () => (await call(bob.port, "GET", path, { cookie: bobCookie })).status === 200, "bob's group");
+    const bobView = await get(bob, bobCookie);
+    assert.deepEqual([bobView.admin, bobView.member], [false, true]);
+    const refused = await call(bob.port, "POST", `${path}/members`, { cookie: bobCookie, body: { add: ["carol"] } });
+    assert.equal(refused.status, 409, refused.text);
+    assert.equal((refused.json as { error: string }).error, "not_group_admin");
+    assert.match((refused.json as { message: string }).message, /only an admin of Committee .*admins: alice/);
+    const empty = await call(alice.port, "POST", `${path}/members`, { cookie: aliceCookie, body: {} });
+    assert.equal(empty.status, 400);
+    const self = await call(alice.port, "POST", `${path}/members`, {
+      cookie: aliceCookie,
+      body: { remove: [aliceMe.uuid] },
+    });
+    assert.equal(self.status, 400, self.text);
+
+    // alice adds carol; all three chat.
+    const added = await call(alice.port, "POST", `${path}/members`, { cookie: aliceCookie, body: { add: ["carol"] } });
+    assert.equal(added.status, 200, added.text);
+    assert.deepEqual(members(added.json as WebGroup), ["alice (admin)", "bob", "carol"]);
+    await aliceEvents.waitFor((e) => e.type === "group" && e.conversation === id);
+    await carolEvents.waitFor((e) => e.type === "group" && e.conversation === id);
+    await bobEvents.waitFor((e) => e.type === "group" && e.conversation === id);
+    assert.deepEqual(members(await get(carol, carolCookie)), ["alice (admin)", "bob", "carol"]);
+    await call(carol.port, "POST", "/api/send", { cookie: carolCookie, body: { to: id, text: "Hi all, carol here" } });
+    await aliceEvents.waitFor((e) => e.type === "message" && e.message.text === "Hi all, carol here");
+    await bobEvents.waitFor((e) => e.type === "message" && e.message.text === "Hi all, carol here");
+
+    // alice removes carol: bob gets what follows, carol does not.
+    const carolUuid = (await get(alice, aliceCookie)).members.find((m) => m.name === "carol")!.uuid;
+    const removed = await call(alice.port, "POST", `${path}/members`, {
+      cookie: aliceCookie,
+      body: { remove: [carolUuid] },
+    });
+    assert.equal(removed.status, 200, removed.text);
+    assert.deepEqual(members(removed.json as WebGroup), ["alice (admin)", "bob"]);
+    await until(async () => !(await get(carol, carolCookie)).member, "carol told she was removed");
+    await call(alice.port, "POST", "/api/send", { cookie: aliceCookie, body: { to: id, text: "Minutes, without carol" } });
+    await bobEvents.waitFor((e) => e.type === "message" && e.message.text === "Minutes, without carol");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal(
+      carolEvents.received.filter((e) => e.type === "message" && e.message.text === "Minutes, without carol").length,
+      0,
+    );
+    const carolSend = await call(carol.port, "POST", "/api/send", {
+      cookie: carolCookie,
+      body: { to: id, text: "Still here?" },
+    });
+    assert.equal(carolSend.status, 409, carolSend.text);
+
+    // bob leaves: alice sees him go, and he gets nothing more; the only admin cannot leave.
+    const left = await call(bob.port, "POST", `${path}/leave`, { cookie: bobCookie });
+    assert.equal(left.status, 200, left.text);
+    assert.equal((left.json as WebGroup).member, false);
+    await until(async () => (await get(alice, aliceCookie)).members.length === 1, "alice told bob left");
+    const again = await call(bob.port, "POST", `${path}/leave`, { cookie: bobCookie });
+    assert.equal((again.json as { error: string }).error, "not_group_member");
+    const last = await call(alice.port, "POST", `${path}/leave`, { cookie: aliceCookie });
+    assert.equal(last.status, 409, last.text);
+    assert.equal((last.json as { error: string }).error, "last_group_admin");
+    await call(alice.port, "POST", `${path}/members`, { cookie: aliceCookie, body: { add: ["carol"] } });
+    await call(alice.port, "POST", "/api/send", { cookie: aliceCookie, body: { to: id, text: "Welcome back carol" } });
+    await carolEvents.waitFor((e) => e.type === "message" && e.message.text === "Welcome back carol");
+    assert.equal(
+      bobEvents.received.filter((e) => e.type === "message" && e.message.text === "Welcome back carol").length,
+      0,
+    );
+  });
+
+  it("links a second device to alice's account: a code and QR, alice approves, it receives what bob sends", async () => {
+    const second = await startDaemon("alice-laptop");
+    const cookie = await login(second);
+    const secondEvents = await events(second, cookie);
+    const bad = await call(second.port, "POST", "/api/link", { cookie, body: { server: "ftp://example.org" } });
+    assert.equal(bad.status, 400, bad.text);
+    const started = await call(second.port, "POST", "/api/link", { cookie, body: { server: server.url } });
+    assert.equal(started.status, 200, started.text);
+    const code = started.json as WebLinkCode;
+    assert.match(code.uri, /^zimchat-link:\?server=/);
+    assert.match(code.qrSvg, /^<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    assert.ok(code.expiresAt > Date.now());
+    // A reload finds the code again; registering meanwhile is refused.
+    assert.deepEqual((await call(second.port, "GET", "/api/me", { cookie })).json, { registered: false, linking: code });
+    const register = await call(second.port, "POST", "/api/register", {
+      cookie,
+      body: { server: server.url, username: "laptop" },
+    });
+    assert.equal(register.status, 409);
+
+    const notUri = await call(alice.port, "POST", "/api/link/approve", {
+      cookie: aliceCookie,
+      body: { uri: "https://example.org" },
+    });
+    assert.equal(notUri.status, 400, notUri.text);
+    const approved = await call(alice.port, "POST", "/api/link/approve", { cookie: aliceCookie, body: { uri: code.uri } });
+    assert.equal(approved.status, 204, approved.text);
+    const linked = await secondEvents.waitFor((e) => e.type === "linked", 30_000);
+    assert.equal(linked.type === "linked" && linked.me.username, "alice");
+    assert.equal(linked.type === "linked" && linked.me.deviceId, 2);
+    const me = (await call(second.port, "GET", "/api/me", { cookie })).json as WebMe;
+    assert.equal(me.registered && me.uuid, aliceMe.uuid);
+    // Only the primary approves.
+    const notPrimary = await call(second.port, "POST", "/api/link/approve", { cookie, body: { uri: code.uri } });
+    assert.equal(notPrimary.status, 409);
+    assert.equal((notPrimary.json as { error: string }).error, "not_primary");
+
+    await secondEvents.waitFor((e) => e.type === "connection" && e.online);
+    // bob's daemon learns of alice's new device when its send is answered with the device list (409) and retried.
+    const sent = await call(bob.port, "POST", "/api/send", {
+      cookie: bobCookie,
+      body: { to: "alice", text: "Hello to both of your devices" },
+    });
+    assert.equal((sent.json as WebSendResponse).status, "sent", sent.text);
+    const arrived = await secondEvents.waitFor(
+      (e) => e.type === "message" && e.message.text === "Hello to both of your devices",
+    );
+    assert.equal(arrived.type === "message" && arrived.conversation, bobMe.uuid);
+  });
+
   it("no private key material, session state or password in any HTTP or WebSocket payload", async () => {
     const secrets: { what: string; bytes: Buffer }[] = [];
-    for (const name of ["alice", "bob"]) {
+    for (const name of ["alice", "bob", "carol-web", "alice-laptop"]) {
       const db = new Database(join(profile(name), "device.db"), { readonly: true });
       try {
         const local = db.prepare("SELECT data, identity FROM local").get() as { data: string; identity: Buffer };

@@ -69,8 +69,8 @@ export async function startLink(
   let answered = false;
   const done = linking.then(
     async (client) => {
-      await client.close();
       remember(profile, store);
+      await client.close();
       outcome.linked();
     },
     (error: unknown) => {
