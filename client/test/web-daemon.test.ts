@@ -813,11 +813,15 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
     // Any 16 bytes of a secret (a 31-byte stretch of it always holds one of these, at any offset), raw, hex or
     // base64 at any alignment: every hex or base64 run in a payload is decoded and every 16-byte window looked up.
     const chunks = new Map<string, string>();
+    // The first holder names a secret (a linked device holds its account's identity key too).
+    const note = (bytes: Buffer, what: string): void => {
+      const key = bytes.toString("hex");
+      if (!chunks.has(key)) chunks.set(key, what);
+    };
     for (const secret of secrets) {
       if (secret.bytes.length < 16) throw new Error(`${secret.what} is shorter than 16 bytes`);
-      for (let i = 0; i + 16 <= secret.bytes.length; i += 16)
-        chunks.set(secret.bytes.subarray(i, i + 16).toString("hex"), secret.what);
-      chunks.set(secret.bytes.subarray(-16).toString("hex"), secret.what);
+      for (let i = 0; i + 16 <= secret.bytes.length; i += 16) note(secret.bytes.subarray(i, i + 16), secret.what);
+      note(secret.bytes.subarray(-16), secret.what);
     }
     const hexRuns = /[0-9a-fA-F]{32,}/g;
     const base64Runs = /[A-Za-z0-9+/_-]{22,}={0,2}/g;

@@ -252,6 +252,105 @@ describe("web client (zimchat-chat web in Chromium)", { skip: browserSkip() }, (
     await messageIn(bob, "Who is in for Friday?").locator(".author", { hasText: "alice" }).waitFor();
   });
 
+  it("manages a group of three: members with admin marks, alice adds and removes carol, bob leaves", async () => {
+    const alice = pages.alice!;
+    const bob = pages.bob!;
+    daemons.carol = await startWebCli(join(dir, "carol-member"));
+    const carol = await browser.newPage({ viewport: { width: 1000, height: 640 }, locale: "en-GB" });
+    carol.setDefaultTimeout(30_000);
+    watch(carol, problems);
+    pages.carol = carol;
+    await carol.goto(daemons.carol.url);
+    await carol.getByLabel("Homeserver URL", { exact: true }).fill(server.url);
+    await carol.getByLabel("Username").fill("carol");
+    await carol.getByRole("button", { name: "Register" }).click();
+    await connection(carol, "online").waitFor();
+
+    // alice (the admin) opens the group's info: members with admin marks; she adds carol by username.
+    await alice.getByRole("button", { name: "Group info" }).click();
+    const aliceMembers = alice.locator("#group-panel .member");
+    await aliceMembers.first().waitFor();
+    const listed = await aliceMembers.allInnerTexts();
+    assert.equal(listed.length, 2, listed.join(" | "));
+    assert.match(listed[0]!, /^alice \(you\)\s*admin$/);
+    assert.match(listed[1]!, /^bob\s*Remove$/);
+    await alice.getByLabel("Add a member (username)").fill("carol");
+    await alice.getByRole("button", { name: "Add", exact: true }).click();
+    await alice.locator("#group-panel [role=status]", { hasText: "Added carol." }).waitFor();
+    await alice.locator("#group-panel .member", { hasText: "carol" }).waitFor();
+    assert.equal(await alice.locator("#group-panel-heading").textContent(), "Members (3)");
+    await shot(alice, "group-info");
+
+    // All three chat.
+    await conversationButton(carol, "Lunch crew").click();
+    await carol.getByLabel("Message to Lunch crew").fill("Carol here, count me in");
+    await carol.getByLabel("Message to Lunch crew").press("Enter");
+    await messageIn(alice, "Carol here, count me in").locator(".author", { hasText: "carol" }).waitFor();
+    await conversationButton(bob, "Lunch crew").click();
+    await messageIn(bob, "Carol here, count me in").waitFor();
+
+    // bob is no admin: he sees the members but no add or remove controls.
+    await bob.getByRole("button", { name: "Group info" }).click();
+    await bob.getByText("Only an admin can add or remove members.").waitFor();
+    assert.equal(await bob.getByLabel("Add a member (username)").count(), 0);
+    assert.equal(await bob.getByRole("button", { name: /^Remove / }).count(), 0);
+
+    // alice removes carol: bob gets what follows, carol does not, and her page says she is no longer a member.
+    await alice.getByRole("button", { name: "Remove carol from Lunch crew" }).click();
+    await alice.locator("#group-panel [role=status]", { hasText: "Removed carol" }).waitFor();
+    await alice.getByLabel("Message to Lunch crew").fill("Just bob and me now");
+    await alice.getByLabel("Message to Lunch crew").press("Enter");
+    await messageIn(bob, "Just bob and me now").waitFor();
+    await carol.getByRole("button", { name: "Group info" }).click();
+    await carol.getByText("You are no longer a member of this group.").waitFor();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal(await messageIn(carol, "Just bob and me now").count(), 0, "a removed member reads no more");
+
+    // bob leaves (after confirming); alice's open panel shows him gone.
+    await bob.getByRole("button", { name: "Leave group" }).click();
+    await bob.getByRole("button", { name: "Leave", exact: true }).click();
+    await bob.locator("#group-panel [role=status]", { hasText: "You left Lunch crew." }).waitFor();
+    await bob.getByText("You are no longer a member of this group.").waitFor();
+    await alice.locator("#group-panel-heading", { hasText: "Members (1)" }).waitFor();
+    // The only admin cannot leave: the page says why.
+    await alice.getByRole("button", { name: "Leave group" }).click();
+    await alice.getByRole("button", { name: "Leave", exact: true }).click();
+    await alice.locator("#group-panel [role=alert]", { hasText: "only member" }).waitFor();
+    await alice.getByRole("button", { name: "Group info" }).click();
+  });
+
+  it("links a new device to alice's account: it shows a code and QR, alice approves it from her page", async () => {
+    const alice = pages.alice!;
+    daemons.laptop = await startWebCli(join(dir, "alice-laptop"));
+    const laptop = await browser.newPage({ viewport: { width: 1000, height: 640 }, locale: "en-GB" });
+    laptop.setDefaultTimeout(30_000);
+    watch(laptop, problems);
+    pages.laptop = laptop;
+    await laptop.goto(daemons.laptop.url);
+    await laptop.getByRole("button", { name: "Link to an existing account" }).click();
+    await laptop.getByLabel("Homeserver URL of your account").fill(server.url);
+    await laptop.getByRole("button", { name: "Show a link code" }).click();
+    await laptop.locator('img.qr[src^="data:image/svg+xml"][alt="QR code of the link code"]').waitFor();
+    const uri = await laptop.getByLabel("Link code").inputValue();
+    assert.match(uri, /^zimchat-link:\?server=/);
+    await shot(laptop, "link-code");
+
+    await alice.getByRole("button", { name: "Link another device" }).click();
+    await alice.getByLabel("Link code").fill(uri);
+    await alice.getByRole("button", { name: "Approve" }).click();
+    await alice.locator(".link-another [role=status]", { hasText: "Approved" }).waitFor();
+    await alice.getByRole("button", { name: "Link another device" }).click();
+
+    // The new device's page turns into alice's chat once the daemon is linked.
+    await connection(laptop, "online").waitFor();
+    assert.equal(await laptop.locator(".account").textContent(), `alice on ${server.url}`);
+    assert.equal(
+      await laptop.getByRole("button", { name: "Link another device" }).count(),
+      0,
+      "only the primary approves devices",
+    );
+  });
+
   it("logged no script error and no Content-Security-Policy violation", () => {
     assert.deepEqual(problems, []);
   });
