@@ -221,7 +221,7 @@ export type CliEvent =
   | {
       type: "groupChanged";
       group: GroupRef;
-      action: "created" | "added" | "removed" | "bridged" | "unbridged";
+      action: "created" | "added" | "removed" | "left" | "bridged" | "unbridged";
       users: string[];
       members: string[];
     }

@@ -133,6 +133,9 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
     .action(async (name: string, users: string[], options: CommonOptions) =>
       (await import("./commands/group.js")).changeGroup("removed", name, users, options),
     );
+  command("leave", "leave a group: you no longer receive its messages (the only admin cannot leave)", group)
+    .argument("<group>", "the group's id or title")
+    .action(async (name: string, options: CommonOptions) => (await import("./commands/group.js")).leave(name, options));
   command("list", "list the groups this device knows, with their members", group).action(
     async (options: CommonOptions) => (await import("./commands/group.js")).listGroups(options),
   );
