@@ -217,7 +217,6 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
         <p class={`connection ${connection.state}`} role="status" data-state={connection.state}>
           {connection.text}
         </p>
-        <LinkAnotherDevice me={me} />
       </header>
       <div class="columns">
         <ConversationList
@@ -226,6 +225,7 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
           onSelect={select}
           onNewChat={newChat}
           onNewGroup={newGroup}
+          footer={<LinkAnotherDevice me={me} />}
         />
         <main class="main">
           {open ? (

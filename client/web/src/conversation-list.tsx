@@ -10,10 +10,19 @@ interface Props {
   onSelect: (conversation: WebConversation) => void;
   onNewChat: (username: string) => void;
   onNewGroup: (title: string, members: string[]) => Promise<void>;
+  /** Shown below the list (after it in the Tab order): account actions such as linking a device. */
+  footer?: JSX.Element | undefined;
 }
 
 /** The conversation list and the "new chat" form above it. */
-export function ConversationList({ conversations, selected, onSelect, onNewChat, onNewGroup }: Props): JSX.Element {
+export function ConversationList({
+  conversations,
+  selected,
+  onSelect,
+  onNewChat,
+  onNewGroup,
+  footer,
+}: Props): JSX.Element {
   const input = useRef<HTMLInputElement>(null);
   const submit = (event: SubmitEvent): void => {
     event.preventDefault();
@@ -68,6 +77,7 @@ export function ConversationList({ conversations, selected, onSelect, onNewChat,
           ))}
         </ul>
       )}
+      {footer}
     </nav>
   );
 }
