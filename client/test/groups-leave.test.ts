@@ -39,14 +39,19 @@ describe("leaving a group", () => {
   it("refuses a 'leave' that changes anything else: other members, the title, admins or bridges", () => {
     const tries: [string, GroupState][] = [
       ["takes another member out too", { ...base, members: [ids.admin, ids.bot], revision: 5 }],
-      ["adds someone", { ...base, members: [ids.admin, ids.bot, ids.other, "55555555-5555-4555-8555-555555555555"], revision: 5 }],
+      [
+        "adds someone",
+        { ...base, members: [ids.admin, ids.bot, ids.other, "55555555-5555-4555-8555-555555555555"], revision: 5 },
+      ],
       ["renames", { ...base, title: "mine now", members: [ids.admin, ids.bot, ids.other], revision: 5 }],
-      ["makes another admin", { ...base, members: [ids.admin, ids.bot, ids.other], admins: [ids.admin, ids.other], revision: 5 }],
+      [
+        "makes another admin",
+        { ...base, members: [ids.admin, ids.bot, ids.other], admins: [ids.admin, ids.other], revision: 5 },
+      ],
       ["drops the bridge", { ...base, members: [ids.admin, ids.bot, ids.other], bridges: [], revision: 5 }],
       ["stays in", { ...base, revision: 5 }],
     ];
-    for (const [what, update] of tries)
-      assert.equal(applyGroupUpdate(base, update, ids.member, ids.admin), null, what);
+    for (const [what, update] of tries) assert.equal(applyGroupUpdate(base, update, ids.member, ids.admin), null, what);
   });
 
   it("lets a bridge bot leave, its bridge going with it", () => {

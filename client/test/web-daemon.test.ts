@@ -677,7 +677,10 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
     assert.equal(removed.status, 200, removed.text);
     assert.deepEqual(members(removed.json as WebGroup), ["alice (admin)", "bob"]);
     await until(async () => !(await get(carol, carolCookie)).member, "carol told she was removed");
-    await call(alice.port, "POST", "/api/send", { cookie: aliceCookie, body: { to: id, text: "Minutes, without carol" } });
+    await call(alice.port, "POST", "/api/send", {
+      cookie: aliceCookie,
+      body: { to: id, text: "Minutes, without carol" },
+    });
     await bobEvents.waitFor((e) => e.type === "message" && e.message.text === "Minutes, without carol");
     await new Promise((resolve) => setTimeout(resolve, 1000));
     assert.equal(
@@ -722,7 +725,10 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
     assert.match(code.qrSvg, /^<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
     assert.ok(code.expiresAt > Date.now());
     // A reload finds the code again; registering meanwhile is refused.
-    assert.deepEqual((await call(second.port, "GET", "/api/me", { cookie })).json, { registered: false, linking: code });
+    assert.deepEqual((await call(second.port, "GET", "/api/me", { cookie })).json, {
+      registered: false,
+      linking: code,
+    });
     const register = await call(second.port, "POST", "/api/register", {
       cookie,
       body: { server: server.url, username: "laptop" },
@@ -734,7 +740,10 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
       body: { uri: "https://example.org" },
     });
     assert.equal(notUri.status, 400, notUri.text);
-    const approved = await call(alice.port, "POST", "/api/link/approve", { cookie: aliceCookie, body: { uri: code.uri } });
+    const approved = await call(alice.port, "POST", "/api/link/approve", {
+      cookie: aliceCookie,
+      body: { uri: code.uri },
+    });
     assert.equal(approved.status, 204, approved.text);
     const linked = await secondEvents.waitFor((e) => e.type === "linked", 30_000);
     assert.equal(linked.type === "linked" && linked.me.username, "alice");

@@ -333,7 +333,10 @@ describe(
       );
       children.push(web);
       const ready = await new Promise<{ port: number }>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`zimchat-chat web printed no webReady: ${logs.join("\n")}`)), minutes);
+        const timer = setTimeout(
+          () => reject(new Error(`zimchat-chat web printed no webReady: ${logs.join("\n")}`)),
+          minutes,
+        );
         web.stderr.on("data", (chunk: Buffer) => logs.push(chunk.toString("utf8")));
         createInterface({ input: web.stdout }).on("line", (line) => {
           logs.push(line);

@@ -29,14 +29,12 @@ function memberName(opened: OpenSession, uuid: string): string {
 /** The API's view of a group. */
 export function webGroup(opened: OpenSession, group: GroupState): WebGroup {
   const me = opened.session.client.local.uuid;
-  const members = group.members.map(
-    (uuid): WebGroupMember => ({
-      uuid,
-      name: uuid === me ? opened.session.client.local.username : memberName(opened, uuid),
-      admin: group.admins.includes(uuid),
-      ...(uuid === me ? { you: true } : {}),
-    }),
-  );
+  const members = group.members.map((uuid): WebGroupMember => ({
+    uuid,
+    name: uuid === me ? opened.session.client.local.username : memberName(opened, uuid),
+    admin: group.admins.includes(uuid),
+    ...(uuid === me ? { you: true } : {}),
+  }));
   // Admins first, then by name: the order a member list is read in.
   members.sort((a, b) => Number(b.admin) - Number(a.admin) || a.name.localeCompare(b.name));
   return {

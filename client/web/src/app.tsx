@@ -10,7 +10,7 @@ import { Chat } from "./chat";
 import { RegisterForm } from "./register-form";
 
 type Phase =
-    | { kind: "loading" }
+  | { kind: "loading" }
   | { kind: "failed"; message: string }
   | { kind: "register"; linking?: WebLinkCode | undefined }
   | { kind: "chat"; me: RegisteredMe };

@@ -108,9 +108,7 @@ export function GroupPanel({ conversation, title, version }: Props): JSX.Element
       </button>
       {open && (
         <section id="group-panel" class="group-panel" aria-labelledby="group-panel-heading">
-          <h3 id="group-panel-heading">
-            Members{group ? ` (${group.members.length})` : ""}
-          </h3>
+          <h3 id="group-panel-heading">Members{group ? ` (${group.members.length})` : ""}</h3>
           {!group && !error && <p role="status">Loading the members…</p>}
           {group && (
             <>

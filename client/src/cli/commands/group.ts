@@ -83,7 +83,13 @@ export async function leave(groupName: string, options: CommonOptions): Promise<
         throw new CliError("group_refused", `you are no longer a member of ${group.title}`);
       await session.connectToSend();
       const next = await session.client.leaveGroup(group.id);
-      output.emit({ type: "groupChanged", group: groupRef(next), action: "left", users: [], members: session.names(next.members) });
+      output.emit({
+        type: "groupChanged",
+        group: groupRef(next),
+        action: "left",
+        users: [],
+        members: session.names(next.members),
+      });
     }),
   );
 }
