@@ -30,8 +30,12 @@ export function LinkThisDevice({
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const server = useRef<HTMLInputElement>(null);
+  const codeText = useRef<HTMLTextAreaElement>(null);
   const onLinkedRef = useRef(onLinked);
   onLinkedRef.current = onLinked;
+
+  // A new code takes the focus (and so scrolls into view): it is what to act on next.
+  useEffect(() => codeText.current?.focus(), [code?.uri]);
 
   // The daemon says when the primary approved (or the code expired) over the event stream.
   useEffect(() => {
@@ -78,7 +82,7 @@ export function LinkThisDevice({
           </p>
           <img class="qr" src={svgImage(code.qrSvg)} alt="QR code of the link code" />
           <label for="link-code-text">Link code</label>
-          <textarea id="link-code-text" class="code" readOnly rows={3} value={code.uri} />
+          <textarea id="link-code-text" ref={codeText} class="code" readOnly rows={3} value={code.uri} />
           <p role="status">
             Waiting for the approval… The code works until {shortTime(code.expiresAt)}. It holds no secret.
           </p>
