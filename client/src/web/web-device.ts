@@ -629,6 +629,8 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     } catch (error) {
       throw toWebApiError(error, this.device.context);
     }
+    // Verifying lifts a block after a key change: the list's `keyChanged` changes.
+    this.emit("event", { type: "conversations" });
     return this.safetyNumber(user);
   }
 
