@@ -637,9 +637,8 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
     assert.deepEqual(arrived.message.attachment, { name, size: file.length });
     assert.equal(arrived.message.text, "");
     assert.deepEqual(Object.keys(arrived.message.attachment!).sort(), ["name", "size"], "no key, digest or id");
-    const listed = (
-      await call(bob.port, "GET", `/api/conversations/${aliceMe.uuid}/messages`, { cookie: bobCookie })
-    ).json as WebMessage[];
+    const listed = (await call(bob.port, "GET", `/api/conversations/${aliceMe.uuid}/messages`, { cookie: bobCookie }))
+      .json as WebMessage[];
     assert.deepEqual(listed.at(-1)?.attachment, { name, size: file.length });
     const list = (await call(bob.port, "GET", "/api/conversations", { cookie: bobCookie })).json as WebConversation[];
     assert.equal(list.find((c) => c.id === aliceMe.uuid)?.last?.text, `[file ${name}]`);
@@ -662,8 +661,9 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
     assert.ok(bodies.get(own.text)?.equals(file), "the sender's copy");
 
     // A group.
-    const group = ((await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[])
-      .find((c) => c.kind === "group")!;
+    const group = (
+      (await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[]
+    ).find((c) => c.kind === "group")!;
     const small = Buffer.from("Bring 2 kg of boerewors\n");
     const toGroup = await call(alice.port, "POST", `/api/files?to=${encodeURIComponent(group.id)}&name=list.txt`, {
       cookie: aliceCookie,
@@ -694,14 +694,17 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
     assert.equal(missing.status, 404);
     assert.equal((missing.json as { error: string }).error, "unknown_message");
     assert.deepEqual((await call(bob.port, "GET", path)).json, { error: "forbidden", reason: "cookie" });
-    assert.deepEqual((await call(bob.port, "GET", path, { cookie: bobCookie, host: `evil.example:${bob.port}` })).json, {
-      error: "forbidden",
-      reason: "host",
-    });
     assert.deepEqual(
-      (await call(bob.port, "GET", path, { cookie: bobCookie, origin: "http://evil.example" })).json,
-      { error: "forbidden", reason: "origin" },
+      (await call(bob.port, "GET", path, { cookie: bobCookie, host: `evil.example:${bob.port}` })).json,
+      {
+        error: "forbidden",
+        reason: "host",
+      },
     );
+    assert.deepEqual((await call(bob.port, "GET", path, { cookie: bobCookie, origin: "http://evil.example" })).json, {
+      error: "forbidden",
+      reason: "origin",
+    });
     const forged = await call(alice.port, "POST", query("bob"), {
       cookie: aliceCookie,
       origin: "http://evil.example",
@@ -787,7 +790,10 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
       const registered = await cli(as(name, "register", "--server", server.url, "--username", name, "--json"));
       assert.equal(registered.code, 0, registered.stderr);
     }
-    const [created] = only(ok(await cli(as("carol", "group", "create", "Bridged braai", "alice", "--json"))), "groupChanged");
+    const [created] = only(
+      ok(await cli(as("carol", "group", "create", "Bridged braai", "alice", "--json"))),
+      "groupChanged",
+    );
     const groupId = String((created?.group as { id?: string } | undefined)?.id);
     const conversation = `group:${groupId}`;
     await aliceEvents.waitFor((e) => e.type === "conversations");
@@ -798,13 +804,15 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
         ),
       "the group on alice's list",
     );
-    const unbridged = ((await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[])
-      .find((c) => c.id === conversation)!;
+    const unbridged = (
+      (await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[]
+    ).find((c) => c.id === conversation)!;
     assert.equal(unbridged.bridges, undefined);
     ok(await cli(as("carol", "group", "bridge", "Bridged braai", "ircbot", "irc", "#braai", "--json")));
     await aliceEvents.waitFor((e) => e.type === "bridges" && e.conversation === conversation, 30_000);
-    const bridged = ((await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[])
-      .find((c) => c.id === conversation)!;
+    const bridged = (
+      (await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[]
+    ).find((c) => c.id === conversation)!;
     assert.equal(bridged.bridges?.length, 1);
     assert.match(
       bridged.bridges![0]!,

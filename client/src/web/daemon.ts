@@ -224,7 +224,8 @@ export async function startWebDaemon(options: WebDaemonOptions): Promise<WebDaem
     if (route === "POST /api/files") {
       const to = url.searchParams.get("to") ?? "";
       const name = (url.searchParams.get("name") ?? "").slice(0, 255);
-      if (!to) throw new WebApiError(400, "invalid_argument", "to= names the conversation or username the file goes to");
+      if (!to)
+        throw new WebApiError(400, "invalid_argument", "to= names the conversation or username the file goes to");
       if (Number(request.headers["content-length"] ?? 0) > maxWebUploadBytes)
         throw new PayloadTooLargeError(maxWebUploadBytes);
       const target = await device.fileTarget(to);

@@ -332,7 +332,8 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
       const last = queued
         ? { text: queued.text, at: queued.at, outgoing: true }
         : lastStored && {
-            text: lastStored.text || (lastStored.attachment ? `[file ${webAttachment(lastStored.attachment).name}]` : ""),
+            text:
+              lastStored.text || (lastStored.attachment ? `[file ${webAttachment(lastStored.attachment).name}]` : ""),
             at: lastStored.timestamp,
             outgoing: lastStored.direction === "out",
           };
@@ -749,7 +750,6 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
 
 /** What the page may know of a file: its name (control characters and path separators replaced) and size. */
 export function webAttachment(pointer: StoredAttachmentPointer): WebAttachment {
-  // eslint-disable-next-line no-control-regex -- control characters are exactly what is replaced
   const name = (pointer.fileName ?? "").replace(/[\u0000-\u001f\u007f/\\]/g, "_").trim();
   return { name: name || "file", size: pointer.size };
 }

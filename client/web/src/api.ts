@@ -178,7 +178,12 @@ export function uploadFile(to: string, file: File, onProgress: Progress): Promis
 }
 
 /** Downloads a message's file (the daemon decrypts it), reading the body as it streams in to report progress. */
-export async function downloadFile(conversation: string, id: string, size: number, onProgress: Progress): Promise<Blob> {
+export async function downloadFile(
+  conversation: string,
+  id: string,
+  size: number,
+  onProgress: Progress,
+): Promise<Blob> {
   const path = `/api/files/${encodeURIComponent(conversation)}/${encodeURIComponent(id)}`;
   let response: Response;
   try {

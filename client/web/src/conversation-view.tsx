@@ -146,9 +146,7 @@ export function ConversationView({
       setDownloads((all) => ({ ...all, [m.id]: { name: attachment.name, percent, done } }));
     progress(0);
     try {
-      const blob = await downloadFile(id, m.id, attachment.size, (loaded, total) =>
-        progress(percentOf(loaded, total)),
-      );
+      const blob = await downloadFile(id, m.id, attachment.size, (loaded, total) => progress(percentOf(loaded, total)));
       progress(100, true);
       save(blob, attachment.name);
     } catch (failure) {
@@ -196,9 +194,9 @@ export function ConversationView({
       {blocked && (
         <div class="key-change" role="alert">
           <p>
-            <strong>{title}'s safety number has changed.</strong> This happens when {title} reinstalls ZimChat or
-            moves to a new phone, but it can also mean someone is trying to read along. You had verified {title}, so
-            sending is blocked until you accept the new safety number or verify it again.
+            <strong>{title}'s safety number has changed.</strong> This happens when {title} reinstalls ZimChat or moves
+            to a new phone, but it can also mean someone is trying to read along. You had verified {title}, so sending
+            is blocked until you accept the new safety number or verify it again.
           </p>
           <div class="row">
             <button type="button" onClick={() => void accept()}>
@@ -288,7 +286,9 @@ export function ConversationView({
                 data-percent={upload.percent}
                 aria-label={`Sending ${upload.name}`}
               />{" "}
-              <span role="status">{upload.done ? `Sent ${upload.name}` : `Sending ${upload.name}: ${upload.percent}%`}</span>
+              <span role="status">
+                {upload.done ? `Sent ${upload.name}` : `Sending ${upload.name}: ${upload.percent}%`}
+              </span>
             </p>
           )}
         </div>
