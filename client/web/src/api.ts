@@ -68,32 +68,16 @@ async function request<T>(method: "GET" | "POST", path: string, body?: unknown):
       body: body === undefined ? null : JSON.stringify(body),
     });
   } catch (cause) {
-    throw new ApiError(
-      "The local ZimChat daemon cannot be reached. Is `zimchat-chat web` still running?",
-      0,
-      "unreachable",
-      {
-        cause,
-      },
-    );
+    throw unreachable(cause);
   }
   if (response.status === 204) return undefined as T;
   const text = await response.text();
-  let json: unknown;
+  if (!response.ok) throw apiErrorOf(method, path, response.status, text);
   try {
-    json = text ? JSON.parse(text) : undefined;
+    return (text ? JSON.parse(text) : undefined) as T;
   } catch {
-    json = undefined;
+    return undefined as T;
   }
-  if (!response.ok) {
-    const error = json as { error?: unknown; message?: unknown } | undefined;
-    throw new ApiError(
-      typeof error?.message === "string" ? error.message : `${method} ${path} failed (HTTP ${response.status})`,
-      response.status,
-      typeof error?.error === "string" ? error.error : "http_error",
-    );
-  }
-  return json as T;
 }
 
 /** Exchanges the launch token from the URL fragment for the session cookie. */
