@@ -314,6 +314,7 @@ describe("web client (zimchat-chat web in Chromium)", { skip: browserSkip() }, (
     assert.equal(download.suggestedFilename(), "braai-photos.zip");
     assert.ok(readFileSync(await download.path()).equals(bytes), "the same bytes");
     await received.locator('progress.download-progress[data-percent="100"]').waitFor();
+    await received.locator("progress.download-progress").scrollIntoViewIfNeeded();
     await shot(bob, "file");
   });
 
