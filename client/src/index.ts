@@ -113,14 +113,17 @@ export { defaultSendRetryPolicy, type SendRetryPolicy } from "./send-retry.js";
 // The local web client (zimchat-chat web): the daemon, and the contract its browser UI codes against
 export {
   maxWebJsonBytes,
+  maxWebUploadBytes,
   webMessageLimits,
   webSessionCookie,
+  type WebAttachment,
   type WebConversation,
   type WebConversationKind,
   type WebCreateGroupRequest,
   type WebCreateGroupResponse,
   type WebError,
   type WebEvent,
+  type WebFileResponse,
   type WebGroup,
   type WebGroupMember,
   type WebGroupMembersRequest,

@@ -7,7 +7,8 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,10 +17,14 @@ import Database from "better-sqlite3";
 import WebSocket from "ws";
 import { freePort, startHomeserver, type Homeserver } from "@zimchat/testing/spawn";
 import {
+  maxWebUploadBytes,
+  SqliteDeviceStore,
   startWebDaemon,
+  ZimClient,
   type WebConversation,
   type WebDaemon,
   type WebEvent,
+  type WebFileResponse,
   type WebGroup,
   type WebLinkCode,
   type WebMe,
@@ -27,10 +32,12 @@ import {
   type WebSafetyNumber,
   type WebSendResponse,
 } from "../src/index.js";
-import { cli, start } from "./support/chat-cli.js";
+import { cli, ok, only, start } from "./support/chat-cli.js";
 
 /** Every HTTP response body and WebSocket frame the daemons sent, for the key-material scan. */
 const payloads: string[] = [];
+/** Response bodies as bytes, by their text (a downloaded file). */
+const bodies = new Map<string, Buffer>();
 
 interface Reply {
   status: number;
@@ -42,6 +49,10 @@ interface Reply {
 interface RequestOptions {
   body?: unknown;
   raw?: string;
+  /** A binary body (a file upload), sent as application/octet-stream. */
+  bytes?: Buffer;
+  /** Headers to set or replace. */
+  headers?: Record<string, string>;
   cookie?: string;
   host?: string;
   /** null: no Origin header. @default this daemon's origin on POST, none on GET */
@@ -59,13 +70,20 @@ function call(port: number, method: string, path: string, options: RequestOption
     headers["Content-Type"] = "application/json";
     headers["Content-Length"] = String(Buffer.byteLength(body));
   }
+  if (options.bytes) {
+    headers["Content-Type"] = "application/octet-stream";
+    headers["Content-Length"] = String(options.bytes.length);
+  }
+  Object.assign(headers, options.headers);
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: "127.0.0.1", port, method, path, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
+        const raw = Buffer.concat(chunks);
+        const text = raw.toString("utf8");
         payloads.push(text);
+        bodies.set(text, raw);
         let json: unknown = undefined;
         try {
           json = text ? JSON.parse(text) : undefined;
@@ -76,7 +94,7 @@ function call(port: number, method: string, path: string, options: RequestOption
       });
     });
     req.on("error", reject);
-    req.end(body);
+    req.end(options.bytes ?? body);
   });
 }
 
@@ -138,8 +156,10 @@ function openEvents(port: number, options: { cookie?: string; origin?: string; h
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
+        const raw = Buffer.concat(chunks);
+        const text = raw.toString("utf8");
         payloads.push(text);
+        bodies.set(text, raw);
         reject(Object.assign(new Error(`refused: ${res.statusCode} ${text}`), { status: res.statusCode, body: text }));
       });
     });
@@ -768,6 +788,206 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
     assert.equal(arrived.type === "message" && arrived.conversation, bobMe.uuid);
   });
 
+  it("files: sent as raw bytes, streamed back decrypted, capped, behind the same checks; only name and size shown", async () => {
+    const file = randomBytes(300_000);
+    const name = "braai list (final) é.bin";
+    const query = (to: string) => `/api/files?to=${encodeURIComponent(to)}&name=${encodeURIComponent(name)}`;
+    const sent = await call(alice.port, "POST", query("bob"), { cookie: aliceCookie, bytes: file });
+    assert.equal(sent.status, 200, sent.text);
+    const reply = sent.json as WebFileResponse;
+    assert.deepEqual(
+      [reply.conversation, reply.status, reply.attachment],
+      [bobMe.uuid, "sent", { name, size: file.length }],
+    );
+    const arrived = await bobEvents.waitFor(
+      (e): e is Extract<WebEvent, { type: "message" }> => e.type === "message" && e.message.attachment?.name === name,
+    );
+    assert.deepEqual(arrived.message.attachment, { name, size: file.length });
+    assert.equal(arrived.message.text, "");
+    assert.deepEqual(Object.keys(arrived.message.attachment!).sort(), ["name", "size"], "no key, digest or id");
+    const listed = (await call(bob.port, "GET", `/api/conversations/${aliceMe.uuid}/messages`, { cookie: bobCookie }))
+      .json as WebMessage[];
+    assert.deepEqual(listed.at(-1)?.attachment, { name, size: file.length });
+    const list = (await call(bob.port, "GET", "/api/conversations", { cookie: bobCookie })).json as WebConversation[];
+    assert.equal(list.find((c) => c.id === aliceMe.uuid)?.last?.text, `[file ${name}]`);
+
+    const path = `/api/files/${aliceMe.uuid}/${encodeURIComponent(arrived.message.id)}`;
+    const got = await call(bob.port, "GET", path, { cookie: bobCookie });
+    assert.equal(got.status, 200, got.text.slice(0, 200));
+    assert.ok(bodies.get(got.text)?.equals(file), "the same bytes");
+    assert.equal(got.headers["content-type"], "application/octet-stream");
+    assert.equal(got.headers["x-content-type-options"], "nosniff");
+    assert.equal(got.headers["content-length"], String(file.length));
+    assert.equal(
+      got.headers["content-disposition"],
+      `attachment; filename="braai list (final) _.bin"; filename*=UTF-8''${encodeURIComponent(name)}`,
+    );
+    // Alice gets her own copy back too.
+    const own = await call(alice.port, "GET", `/api/files/${bobMe.uuid}/${encodeURIComponent(reply.id)}`, {
+      cookie: aliceCookie,
+    });
+    assert.ok(bodies.get(own.text)?.equals(file), "the sender's copy");
+
+    // A group.
+    const group = (
+      (await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[]
+    ).find((c) => c.kind === "group")!;
+    const small = Buffer.from("Bring 2 kg of boerewors\n");
+    const toGroup = await call(alice.port, "POST", `/api/files?to=${encodeURIComponent(group.id)}&name=list.txt`, {
+      cookie: aliceCookie,
+      bytes: small,
+    });
+    assert.equal(toGroup.status, 200, toGroup.text);
+    const inGroup = await bobEvents.waitFor(
+      (e): e is Extract<WebEvent, { type: "message" }> =>
+        e.type === "message" && e.conversation === group.id && e.message.attachment?.name === "list.txt",
+    );
+    const groupFile = await call(bob.port, "GET", `/api/files/${group.id}/${encodeURIComponent(inGroup.message.id)}`, {
+      cookie: bobCookie,
+    });
+    assert.equal(groupFile.text, small.toString());
+
+    // Refusals: too large (from Content-Length, before a byte is read), empty, unknown, and the daemon's guards.
+    const huge = await call(alice.port, "POST", query("bob"), {
+      cookie: aliceCookie,
+      headers: { "Content-Length": String(maxWebUploadBytes + 1), "Content-Type": "application/octet-stream" },
+    });
+    assert.equal(huge.status, 413, huge.text);
+    assert.equal((huge.json as { error: string }).error, "body_too_large");
+    const empty = await call(alice.port, "POST", query("bob"), { cookie: aliceCookie, bytes: Buffer.alloc(0) });
+    assert.equal(empty.status, 400, empty.text);
+    const nobody = await call(alice.port, "POST", query("nobody"), { cookie: aliceCookie, bytes: small });
+    assert.equal(nobody.status, 404, nobody.text);
+    const missing = await call(bob.port, "GET", `/api/files/${aliceMe.uuid}/no-such-message`, { cookie: bobCookie });
+    assert.equal(missing.status, 404);
+    assert.equal((missing.json as { error: string }).error, "unknown_message");
+    assert.deepEqual((await call(bob.port, "GET", path)).json, { error: "forbidden", reason: "cookie" });
+    assert.deepEqual(
+      (await call(bob.port, "GET", path, { cookie: bobCookie, host: `evil.example:${bob.port}` })).json,
+      {
+        error: "forbidden",
+        reason: "host",
+      },
+    );
+    assert.deepEqual((await call(bob.port, "GET", path, { cookie: bobCookie, origin: "http://evil.example" })).json, {
+      error: "forbidden",
+      reason: "origin",
+    });
+    const forged = await call(alice.port, "POST", query("bob"), {
+      cookie: aliceCookie,
+      origin: "http://evil.example",
+      bytes: small,
+    });
+    assert.deepEqual(forged.json, { error: "forbidden", reason: "origin" });
+    assert.equal(readdirSync(join(profile("alice"), "web-transfers")).length, 0, "no file left behind");
+    assert.equal(readdirSync(join(profile("bob"), "web-transfers")).length, 0, "no file left behind");
+  });
+
+  it("a verified contact's new key: flagged, sending refused with nothing sent, until accepted", async () => {
+    // alice verified bob (above). bob reinstalls: a new identity key on the same account.
+    bobEvents.close();
+    await bob.close();
+    const reinstalled = new ZimClient({ store: new SqliteDeviceStore(join(profile("bob"), "device.db")) });
+    await reinstalled.resetIdentity();
+    await reinstalled.close();
+    bob = await startDaemon("bob");
+    bobCookie = await login(bob);
+    bobEvents = await events(bob, bobCookie);
+    const hello = await call(bob.port, "POST", "/api/send", {
+      cookie: bobCookie,
+      body: { to: aliceMe.uuid, text: "New phone, same bob" },
+    });
+    assert.equal(hello.status, 200, hello.text);
+    const changed = await aliceEvents.waitFor((e) => e.type === "identityChanged", 30_000);
+    assert.deepEqual(changed, { type: "identityChanged", conversation: bobMe.uuid, blocked: true });
+    await aliceEvents.waitFor((e) => e.type === "message" && e.message.text === "New phone, same bob");
+    const flagged = async (): Promise<WebConversation | undefined> =>
+      ((await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[]).find(
+        (c) => c.id === bobMe.uuid,
+      );
+    assert.equal((await flagged())?.keyChanged, true);
+    const safety = (await call(alice.port, "GET", "/api/safety/bob", { cookie: aliceCookie })).json as WebSafetyNumber;
+    assert.deepEqual([safety.verified, safety.keyChanged], [false, true]);
+
+    const before = (await call(alice.port, "GET", `/api/conversations/${bobMe.uuid}/messages`, { cookie: aliceCookie }))
+      .json as WebMessage[];
+    for (const to of ["bob", bobMe.uuid]) {
+      const refused = await call(alice.port, "POST", "/api/send", {
+        cookie: aliceCookie,
+        body: { to, text: "Is that really you?" },
+      });
+      assert.equal(refused.status, 409, refused.text);
+      assert.equal((refused.json as { error: string }).error, "identity_changed");
+    }
+    const file = await call(alice.port, "POST", "/api/files?to=bob&name=x.txt", {
+      cookie: aliceCookie,
+      bytes: Buffer.from("x"),
+    });
+    assert.equal(file.status, 409, file.text);
+    assert.equal((file.json as { error: string }).error, "identity_changed");
+    const after = (await call(alice.port, "GET", `/api/conversations/${bobMe.uuid}/messages`, { cookie: aliceCookie }))
+      .json as WebMessage[];
+    assert.deepEqual(after, before, "nothing sent, nothing queued");
+
+    const stranger = await call(alice.port, "POST", "/api/identity/nobody/accept", { cookie: aliceCookie });
+    assert.equal(stranger.status, 404, stranger.text);
+    const forged = await call(alice.port, "POST", "/api/identity/bob/accept", {
+      cookie: aliceCookie,
+      origin: "http://evil.example",
+    });
+    assert.deepEqual(forged.json, { error: "forbidden", reason: "origin" });
+    const accepted = await call(alice.port, "POST", "/api/identity/bob/accept", { cookie: aliceCookie });
+    assert.equal(accepted.status, 200, accepted.text);
+    assert.deepEqual(
+      [(accepted.json as WebSafetyNumber).verified, (accepted.json as WebSafetyNumber).keyChanged],
+      [false, false],
+      "accepting is not verifying",
+    );
+    assert.equal((await flagged())?.keyChanged, undefined);
+    const sent = await call(alice.port, "POST", "/api/send", {
+      cookie: aliceCookie,
+      body: { to: "bob", text: "Welcome back, bob" },
+    });
+    assert.equal((sent.json as WebSendResponse).status, "sent", sent.text);
+    await bobEvents.waitFor((e) => e.type === "message" && e.message.text === "Welcome back, bob");
+  });
+
+  it("a bridged group carries its disclosure banners, and a bridges event when they change", async () => {
+    const as = (name: string, ...args: string[]): string[] => [...args, "--profile", profile(name)];
+    for (const name of ["carol", "ircbot"]) {
+      const registered = await cli(as(name, "register", "--server", server.url, "--username", name, "--json"));
+      assert.equal(registered.code, 0, registered.stderr);
+    }
+    const [created] = only(
+      ok(await cli(as("carol", "group", "create", "Bridged braai", "alice", "--json"))),
+      "groupChanged",
+    );
+    const groupId = String((created?.group as { id?: string } | undefined)?.id);
+    const conversation = `group:${groupId}`;
+    await aliceEvents.waitFor((e) => e.type === "conversations");
+    await until(
+      async () =>
+        ((await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[]).find(
+          (c) => c.id === conversation,
+        ),
+      "the group on alice's list",
+    );
+    const unbridged = (
+      (await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[]
+    ).find((c) => c.id === conversation)!;
+    assert.equal(unbridged.bridges, undefined);
+    ok(await cli(as("carol", "group", "bridge", "Bridged braai", "ircbot", "irc", "#braai", "--json")));
+    await aliceEvents.waitFor((e) => e.type === "bridges" && e.conversation === conversation, 30_000);
+    const bridged = (
+      (await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[]
+    ).find((c) => c.id === conversation)!;
+    assert.equal(bridged.bridges?.length, 1);
+    assert.match(
+      bridged.bridges![0]!,
+      /^Bridged: messages in this group are decrypted by (ircbot|[0-9a-f-]{36}) and sent in plaintext to IRC #braai\. Attachments are not bridged\.$/,
+    );
+  });
+
   it("no private key material, session state or password in any HTTP or WebSocket payload", async () => {
     const secrets: { what: string; bytes: Buffer }[] = [];
     for (const name of ["alice", "bob", "carol-web", "alice-laptop"]) {
@@ -811,6 +1031,17 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
         }[];
         assert.ok(sessions.length);
         for (const s of sessions) secrets.push({ what: `${name} session ${s.address}`, bytes: s.record });
+        const files = db.prepare("SELECT id, attachment FROM messages WHERE attachment IS NOT NULL").all() as {
+          id: string;
+          attachment: string;
+        }[];
+        assert.ok(files.length >= 2, `${name} holds messages with files`);
+        for (const f of files) {
+          const pointer = JSON.parse(f.attachment) as { key: string; digest: string; id: string };
+          secrets.push({ what: `${name} attachment key (${f.id})`, bytes: Buffer.from(pointer.key, "base64") });
+          secrets.push({ what: `${name} attachment digest (${f.id})`, bytes: Buffer.from(pointer.digest, "base64") });
+          secrets.push({ what: `${name} attachment id (${f.id})`, bytes: Buffer.from(pointer.id, "base64url") });
+        }
       } finally {
         db.close();
       }

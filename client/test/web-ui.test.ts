@@ -10,12 +10,15 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { browserSkip, launchChromium, type Browser, type Page } from "@zimchat/testing/browser";
 import { freePort, startHomeserver, type Homeserver } from "@zimchat/testing/spawn";
+import { SqliteDeviceStore, ZimClient } from "../src/index.js";
+import { cli, ok, only } from "./support/chat-cli.js";
 import { startWebCli, type WebCli } from "./support/web-cli.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -349,6 +352,93 @@ describe("web client (zimchat-chat web in Chromium)", { skip: browserSkip() }, (
       0,
       "only the primary approves devices",
     );
+  });
+
+  it("bob's new key: alice's page warns, her composer is blocked, and she can send again after accepting", async () => {
+    const alice = pages.alice!;
+    const bob = pages.bob!;
+    // alice verified bob (above). bob reinstalls: a new identity key on the same account.
+    assert.equal(await daemons.bob!.stop(), 0);
+    const reinstalled = new ZimClient({ store: new SqliteDeviceStore(join(dir, "bob", "device.db")) });
+    await reinstalled.resetIdentity();
+    await reinstalled.close();
+    daemons.bob = await startWebCli(join(dir, "bob"), ["--port", String(daemons.bob!.port)]);
+    await bob.goto(daemons.bob.url);
+    await conversationButton(bob, "alice").click();
+    await bob.getByLabel("Message to alice").fill("New phone, same bob");
+    await bob.getByLabel("Message to alice").press("Enter");
+
+    await conversationButton(alice, "bob").locator(".key-changed").waitFor();
+    await conversationButton(alice, "bob").click();
+    await messageIn(alice, "New phone, same bob").waitFor();
+    const warning = alice.locator(".key-change[role=alert]");
+    await warning.waitFor();
+    assert.match((await warning.textContent()) ?? "", /bob's safety number has changed/);
+    const composer = alice.getByLabel("Message to bob");
+    assert.equal(await composer.isDisabled(), true, "the composer is blocked");
+    assert.equal(await alice.getByRole("button", { name: "Send", exact: true }).isDisabled(), true);
+    assert.equal(await alice.getByLabel("Send a file").isDisabled(), true);
+    assert.match((await alice.locator("#composer-blocked").textContent()) ?? "", /blocked/);
+    await shot(alice, "key-changed");
+    // The banner's link opens the safety number, which says it changed.
+    await alice.getByRole("button", { name: "Compare safety numbers" }).click();
+    await alice.getByText("bob's safety number has changed: compare the new number").waitFor();
+    await alice.getByRole("button", { name: /Safety number/ }).click();
+
+    await alice.getByRole("button", { name: "Accept the new safety number" }).click();
+    await warning.waitFor({ state: "detached" });
+    assert.equal(await composer.isDisabled(), false);
+    await composer.fill("Welcome back, bob");
+    await composer.press("Enter");
+    await messageIn(bob, "Welcome back, bob").waitFor();
+  });
+
+  it("sends a file with upload progress; bob downloads it with progress: the same bytes", async () => {
+    const alice = pages.alice!;
+    const bob = pages.bob!;
+    const bytes = randomBytes(3_000_000);
+    await alice
+      .getByLabel("Send a file")
+      .setInputFiles({ name: "braai-photos.zip", mimeType: "application/zip", buffer: bytes });
+    await alice.locator('progress.upload-progress[data-percent="100"]').waitFor();
+    await alice.getByText("Sent braai-photos.zip").waitFor();
+    await messageIn(alice, "braai-photos.zip").waitFor();
+
+    const received = messageIn(bob, "braai-photos.zip");
+    await received.waitFor();
+    assert.match((await received.textContent()) ?? "", /2\.9 MB/);
+    const downloading = bob.waitForEvent("download");
+    await received.getByRole("button", { name: "Download braai-photos.zip" }).click();
+    const download = await downloading;
+    assert.equal(download.suggestedFilename(), "braai-photos.zip");
+    assert.ok(readFileSync(await download.path()).equals(bytes), "the same bytes");
+    await received.locator('progress.download-progress[data-percent="100"]').waitFor();
+    await received.locator("progress.download-progress").scrollIntoViewIfNeeded();
+    await shot(bob, "file");
+  });
+
+  it("shows a bridged group's disclosure as a permanent banner, and marks it in the list", async () => {
+    const alice = pages.alice!;
+    const as = (name: string, ...args: string[]): string[] => [...args, "--profile", join(dir, name)];
+    for (const name of ["carol", "ircbot"])
+      ok(await cli(as(name, "register", "--server", server.url, "--username", name, "--json")));
+    const [created] = only(
+      ok(await cli(as("carol", "group", "create", "Chess club", "alice", "--json"))),
+      "groupChanged",
+    );
+    assert.ok(created);
+    const group = conversationButton(alice, "Chess club");
+    await group.waitFor();
+    ok(await cli(as("carol", "group", "bridge", "Chess club", "ircbot", "irc", "#chess", "--json")));
+    await group.locator(".bridged").waitFor();
+    await group.click();
+    const banner = alice.getByRole("note");
+    await banner.waitFor();
+    assert.match(
+      (await banner.textContent()) ?? "",
+      /^Bridged: messages in this group are decrypted by (ircbot|[0-9a-f-]{36}) and sent in plaintext to IRC #chess\. Attachments are not bridged\.$/,
+    );
+    await shot(alice, "bridged-group");
   });
 
   it("logged no script error and no Content-Security-Policy violation", () => {

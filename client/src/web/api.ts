@@ -12,6 +12,15 @@ export const webSessionCookie = "zimchat_web";
 /** Largest JSON request body the daemon reads (a larger one is a 413). */
 export const maxWebJsonBytes = 64 * 1024;
 
+/**
+ * Largest file `POST /api/files` takes (a larger one is a 413 `body_too_large`,
+ * refused from its `Content-Length` before any byte is read): 95 MiB, so that
+ * the encrypted, padded blob stays under the homeserver's default attachment
+ * limit (100 MiB, `ZIMCHAT_ATTACHMENT_MAX_MIB`). A homeserver configured lower
+ * refuses larger files itself (413 `body_too_large`, passed on).
+ */
+export const maxWebUploadBytes = 95 * 1024 * 1024;
+
 /** `GET /api/messages` default and largest `limit`. */
 export const webMessageLimits = { default: 100, max: 500 } as const;
 
@@ -60,6 +69,19 @@ export interface WebConversation {
   /** Received messages not yet marked read (`POST /api/conversations/:id/read`). */
   unread: number;
   last?: { text: string; at: number; outgoing: boolean };
+  /**
+   * A direct conversation whose verified contact's safety number changed:
+   * sending is refused (409 `identity_changed`) until the change is accepted
+   * (`POST /api/identity/:user/accept`) or the new number verified. Absent otherwise.
+   */
+  keyChanged?: true;
+  /**
+   * A bridged group: one disclosure per bridge (the SDK's `bridgeBanner`, like
+   * "Bridged: messages in this group are decrypted by ircbridge and sent in
+   * plaintext to IRC #club. Attachments are not bridged."), to show for as
+   * long as the group is shown. Absent for a group without bridges.
+   */
+  bridges?: string[];
 }
 
 /**
@@ -84,6 +106,20 @@ export interface WebMessage {
   /** The sender's timestamp (ms since the epoch). */
   at: number;
   status: WebMessageStatus;
+  /**
+   * A file sent with the message (`text` is then its caption, often empty):
+   * download it with `GET /api/files/:conversation/:id`. Only its name and
+   * size: the key and digest that open it stay in the daemon.
+   */
+  attachment?: WebAttachment;
+}
+
+/** What the page learns of a file: never its key, digest or server id. */
+export interface WebAttachment {
+  /** The sender's file name (`file` when it gave none). */
+  name: string;
+  /** Bytes of the file itself. */
+  size: number;
 }
 
 /** `POST /api/send`. */
@@ -99,6 +135,20 @@ export interface WebSendResponse {
   conversation: string;
   id: string;
   status: "sent" | "queued";
+}
+
+/**
+ * The answer to `POST /api/files?to=<conversation or username>&name=<file name>`
+ * (the body: the file's bytes, at most {@link maxWebUploadBytes}): the file was
+ * encrypted, uploaded and its message sent. Unlike texts, files are not
+ * queued: with the homeserver unreachable it is a 502 `unreachable`.
+ */
+export interface WebFileResponse {
+  conversation: string;
+  /** The message's id (for `GET /api/files/:conversation/:id`). */
+  id: string;
+  status: "sent";
+  attachment: WebAttachment;
 }
 
 /** `POST /api/groups` (an addition): creates a group with this account as admin. */
@@ -188,6 +238,11 @@ export interface WebSafetyNumber {
   /** The QR code of the scannable payload, as an SVG document. */
   qrSvg: string;
   verified: boolean;
+  /**
+   * Their key changed after they were verified: sending is blocked until
+   * `POST /api/identity/:user/accept` or a verify with the new number.
+   */
+  keyChanged: boolean;
 }
 
 /** `POST /api/safety/:user/verify` (an addition): the digits (or scanned payload) the other person's screen shows. */
@@ -211,4 +266,12 @@ export type WebEvent =
   /** `POST /api/link` finished: this profile is now a device of the account. */
   | { type: "linked"; me: Extract<WebMe, { registered: true }> }
   /** `POST /api/link` ended without a device (the code expired, or the homeserver refused). */
-  | { type: "linkFailed"; error: string; message: string };
+  | { type: "linkFailed"; error: string; message: string }
+  /**
+   * A contact's safety number changed (their identity key: a reinstall, or
+   * someone in between). `blocked`: they had been verified, so sending to them
+   * is refused until the change is accepted; their conversation has `keyChanged`.
+   */
+  | { type: "identityChanged"; conversation: string; blocked: boolean }
+  /** A group's bridges changed: fetch the list again for its `bridges` banners. */
+  | { type: "bridges"; conversation: string };

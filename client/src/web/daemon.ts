@@ -1,9 +1,12 @@
+import { createReadStream, createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { Duplex } from "node:stream";
+import { Transform, type Duplex } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { WebSocketServer, type WebSocket } from "ws";
 import { z } from "zod";
 import type { ZimClientOptions } from "../index.js";
-import { maxWebJsonBytes, webMessageLimits, type WebEvent } from "./api.js";
+import { maxWebJsonBytes, maxWebUploadBytes, webMessageLimits, type WebEvent } from "./api.js";
 import {
   checkListenHost,
   forbiddenBody,
@@ -83,6 +86,41 @@ const maxPageFrameBytes = 1024;
 
 class PayloadTooLargeError extends Error {
   override name = "PayloadTooLargeError";
+
+  constructor(readonly limit = maxWebJsonBytes) {
+    super(`a request body is at most ${limit} bytes`);
+  }
+}
+
+/**
+ * Streams a request body of at most {@link maxWebUploadBytes} to `path`
+ * (owner-only), never holding it whole in memory.
+ * @throws PayloadTooLargeError beyond the limit (declared or counted); the partial file is removed
+ */
+async function receiveFile(request: IncomingMessage, path: string): Promise<number> {
+  const declared = Number(request.headers["content-length"] ?? 0);
+  if (declared > maxWebUploadBytes) throw new PayloadTooLargeError(maxWebUploadBytes);
+  let size = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      size += chunk.length;
+      if (size > maxWebUploadBytes) done(new PayloadTooLargeError(maxWebUploadBytes));
+      else done(null, chunk);
+    },
+  });
+  try {
+    await pipeline(request, counter, createWriteStream(path, { mode: 0o600, flags: "wx" }));
+  } catch (error) {
+    await rm(path, { force: true });
+    throw error;
+  }
+  return size;
+}
+
+/** A file name as `Content-Disposition` carries it: an ASCII fallback and the UTF-8 original (RFC 6266). */
+function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, "_");
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
 }
 
 /** Reads a JSON body of at most {@link maxWebJsonBytes}. */
@@ -221,6 +259,46 @@ export async function startWebDaemon(options: WebDaemonOptions): Promise<WebDaem
       response.writeHead(204).end();
       return;
     }
+    if (route === "POST /api/files") {
+      const to = url.searchParams.get("to") ?? "";
+      const name = (url.searchParams.get("name") ?? "").slice(0, 255);
+      if (!to)
+        throw new WebApiError(400, "invalid_argument", "to= names the conversation or username the file goes to");
+      if (Number(request.headers["content-length"] ?? 0) > maxWebUploadBytes)
+        throw new PayloadTooLargeError(maxWebUploadBytes);
+      const target = await device.fileTarget(to);
+      const temporary = device.transferPath();
+      try {
+        const size = await receiveFile(request, temporary);
+        if (!size) throw new WebApiError(400, "invalid_argument", "the file is empty");
+        return sendJson(response, 200, await device.sendFile(target, temporary, name || "file"));
+      } finally {
+        await rm(temporary, { force: true });
+      }
+    }
+    const file = /^\/api\/files\/([^/]+)\/([^/]+)$/.exec(path);
+    if (file && method === "GET") {
+      const temporary = device.transferPath();
+      try {
+        const attachment = await device.downloadFile(
+          decodeURIComponent(file[1]!),
+          decodeURIComponent(file[2]!),
+          temporary,
+        );
+        response.writeHead(200, {
+          "Content-Type": "application/octet-stream",
+          "Content-Disposition": contentDisposition(attachment.name),
+          "Content-Length": attachment.size,
+        });
+        await pipeline(createReadStream(temporary), response);
+      } finally {
+        await rm(temporary, { force: true });
+      }
+      return;
+    }
+    const accept = /^\/api\/identity\/([^/]+)\/accept$/.exec(path);
+    if (accept && method === "POST")
+      return sendJson(response, 200, await device.acceptIdentity(decodeURIComponent(accept[1]!)));
     const conversation = /^\/api\/conversations\/([^/]+)\/(messages|read)$/.exec(path);
     if (conversation) {
       const id = decodeURIComponent(conversation[1]!);
@@ -267,12 +345,16 @@ export async function startWebDaemon(options: WebDaemonOptions): Promise<WebDaem
       try {
         await api(request, response, path, url);
       } catch (error) {
+        if (response.headersSent) {
+          // A download that failed half-way: the page sees a cut-off body, not a complete file.
+          response.destroy();
+          return;
+        }
+        // A refused upload's bytes are read and dropped, so that the page gets the answer rather than a reset.
+        if (!(error instanceof PayloadTooLargeError) && !request.readableEnded) request.resume();
         if (error instanceof PayloadTooLargeError) {
           response.setHeader("Connection", "close");
-          return sendJson(response, 413, {
-            error: "body_too_large",
-            message: `a request body is at most ${maxWebJsonBytes} bytes`,
-          });
+          return sendJson(response, 413, { error: "body_too_large", message: error.message });
         }
         const failure = toWebApiError(error);
         if (failure.status >= 500 && failure.code === "internal")

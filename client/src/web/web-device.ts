@@ -1,10 +1,18 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import QRCode from "qrcode";
-import { ApiError, type StoredMessage, type ZimClientOptions } from "../index.js";
+import {
+  ApiError,
+  bridgeBanner,
+  type AttachmentPointer,
+  type StoredAttachmentPointer,
+  type StoredMessage,
+  type ZimClientOptions,
+} from "../index.js";
 import { LineOutbox } from "../cli/chat-outbox.js";
 import { CliError, toCliError, type CliErrorCode } from "../cli/cli-error.js";
 import { registerDevice } from "../cli/commands/register.js";
@@ -13,9 +21,11 @@ import { Profile } from "../cli/profile.js";
 import { openSession, type OpenSession, type Target } from "../cli/session.js";
 import { startLink, type PendingLink } from "./web-link.js";
 import type {
+  WebAttachment,
   WebConversation,
   WebCreateGroupResponse,
   WebEvent,
+  WebFileResponse,
   WebLinkCode,
   WebMe,
   WebMessage,
@@ -70,6 +80,9 @@ const cliStatus: Record<CliErrorCode, number> = {
 export function toWebApiError(error: unknown, context: Parameters<typeof toCliError>[1] = {}): WebApiError {
   if (error instanceof WebApiError) return error;
   const failure = toCliError(error, context);
+  // The page's name for it: a verified contact's key changed, and sending waits for an accept.
+  if (failure.code === "untrusted_identity")
+    return new WebApiError(409, "identity_changed", failure.message, { cause: error });
   const cause = failure.cause;
   if (failure.code === "server_error" && cause instanceof ApiError) {
     const status =
@@ -179,7 +192,6 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     const { client } = this.opened.session;
     client.on("message", (m) => {
       const author = m.from;
-      const text = m.text || (m.attachment ? `[file${m.attachment.fileName ? ` ${m.attachment.fileName}` : ""}]` : "");
       this.emit("event", {
         type: "message",
         conversation: m.conversation,
@@ -188,15 +200,24 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
           author,
           authorName: this.title(author),
           outgoing: m.outgoing,
-          text,
+          text: m.text,
           at: m.timestamp,
           status: m.outgoing ? "sent" : "received",
+          ...(m.attachment ? { attachment: webAttachment(m.attachment) } : {}),
         },
       });
       this.emit("event", { type: "conversations" });
     });
     client.on("groupUpdated", ({ group }) => {
       this.emit("event", { type: "group", conversation: `group:${group.id}` });
+      this.emit("event", { type: "conversations" });
+    });
+    client.on("bridgesChanged", ({ groupId }) => {
+      this.emit("event", { type: "bridges", conversation: `group:${groupId}` });
+      this.emit("event", { type: "conversations" });
+    });
+    client.on("identityChanged", ({ uuid, blocked }) => {
+      this.emit("event", { type: "identityChanged", conversation: uuid, blocked });
       this.emit("event", { type: "conversations" });
     });
     client.on("deliveryReceipt", ({ from, timestamps }) => this.delivered(from, timestamps));
@@ -355,13 +376,22 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
       const lastStored = stored.at(-1);
       const last = queued
         ? { text: queued.text, at: queued.at, outgoing: true }
-        : lastStored && { text: lastStored.text, at: lastStored.timestamp, outgoing: lastStored.direction === "out" };
+        : lastStored && {
+            text:
+              lastStored.text || (lastStored.attachment ? `[file ${webAttachment(lastStored.attachment).name}]` : ""),
+            at: lastStored.timestamp,
+            outgoing: lastStored.direction === "out",
+          };
+      const group = id.startsWith("group:");
+      const bridges = group ? session.client.groupBridges(id.slice("group:".length)).map((b) => bridgeBanner(b)) : [];
       return {
         id,
-        kind: id.startsWith("group:") ? "group" : "direct",
+        kind: group ? "group" : "direct",
         title: this.title(id),
         unread,
         ...(last ? { last } : {}),
+        ...(!group && this.keyChanged(id) ? { keyChanged: true as const } : {}),
+        ...(bridges.length ? { bridges } : {}),
       };
     });
     return list.sort((a, b) => (b.last?.at ?? 0) - (a.last?.at ?? 0));
@@ -396,9 +426,22 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
   private toWebMessage(m: StoredMessage, self: string, delivered: Set<number>): WebMessage {
     const outgoing = m.direction === "out";
     const author = m.author ?? (outgoing ? self : m.peer);
-    const text = m.text || (m.attachment ? `[file${m.attachment.fileName ? ` ${m.attachment.fileName}` : ""}]` : "");
     const status: WebMessageStatus = outgoing ? (delivered.has(m.timestamp) ? "delivered" : "sent") : "received";
-    return { id: m.id, author, authorName: this.title(author), outgoing, text, at: m.timestamp, status };
+    return {
+      id: m.id,
+      author,
+      authorName: this.title(author),
+      outgoing,
+      text: m.text,
+      at: m.timestamp,
+      status,
+      ...(m.attachment ? { attachment: webAttachment(m.attachment) } : {}),
+    };
+  }
+
+  /** Whether sending to `uuid` is blocked: their key changed after they were verified. */
+  private keyChanged(uuid: string): boolean {
+    return this.device.store.getIdentity(uuid)?.blocked ?? false;
   }
 
   /** `POST /api/conversations/:id/read`. */
@@ -451,9 +494,7 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     } catch (error) {
       throw toWebApiError(error, this.device.context);
     }
-    if (target.kind === "group" && !target.group.members.includes(session.client.local.uuid))
-      throw new WebApiError(409, "group_refused", `you are no longer a member of ${target.group.title}`);
-    const conversation = target.kind === "group" ? `group:${target.group.id}` : target.uuid;
+    const conversation = this.sendable(target);
     const { outbox, entries } = this.outboxFor(conversation);
     const result = await new Promise<{ status: "sent" | "queued"; id: string } | { error: unknown }>((resolve) => {
       entries.push({ id: `queued-${randomUUID()}`, text, at: Date.now(), settle: resolve, answered: false });
@@ -461,6 +502,27 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     });
     if ("error" in result) throw toWebApiError(result.error, this.device.context);
     return { conversation, ...result };
+  }
+
+  /**
+   * The conversation of a target this account may send to now.
+   * @throws WebApiError `group_refused` (409) for a group it left, `identity_changed` (409) for a verified contact
+   * whose key changed (nothing is encrypted or sent)
+   */
+  private sendable(target: Target): string {
+    if (target.kind === "group") {
+      if (!target.group.members.includes(this.session.client.local.uuid))
+        throw new WebApiError(409, "group_refused", `you are no longer a member of ${target.group.title}`);
+      return `group:${target.group.id}`;
+    }
+    if (this.keyChanged(target.uuid))
+      throw new WebApiError(
+        409,
+        "identity_changed",
+        `${target.name}'s safety number has changed since you verified it, so sending is blocked. ` +
+          "Compare safety numbers again and verify, or accept the new safety number.",
+      );
+    return target.uuid;
   }
 
   /** The outbox of a conversation (its queued lines from the profile, given ids). */
@@ -592,7 +654,7 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
       const trust = await session.client.trustState(peer.uuid);
       const qrSvg = await QRCode.toString(number.scannable, { type: "svg", margin: 2 });
       const digits = number.digits.match(/\d{5}/g)?.join(" ") ?? number.digits;
-      return { digits, qrSvg, verified: trust?.verified ?? false };
+      return { digits, qrSvg, verified: trust?.verified ?? false, keyChanged: trust?.blocked ?? false };
     } catch (error) {
       throw toWebApiError(error, this.device.context);
     }
@@ -613,7 +675,112 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     } catch (error) {
       throw toWebApiError(error, this.device.context);
     }
+    // Verifying lifts a block after a key change: the list's `keyChanged` changes.
+    this.emit("event", { type: "conversations" });
     return this.safetyNumber(user);
+  }
+
+  /**
+   * `POST /api/identity/:user/accept`: accepts a contact's changed key without
+   * verifying it (as `zimchat-chat accept`): sending works again, and the
+   * contact is unverified until their new number is verified.
+   * @throws WebApiError `unknown_contact` (404) when no key was ever exchanged with them
+   */
+  async acceptIdentity(user: string): Promise<WebSafetyNumber> {
+    const { session } = this;
+    try {
+      const peer = await session.resolveUser(user);
+      if (!(await session.client.trustState(peer.uuid)))
+        throw new CliError(
+          "unknown_contact",
+          `you have never exchanged keys with ${peer.name}: there is nothing to accept`,
+        );
+      await session.client.acceptIdentityChange(peer.uuid);
+      this.emit("event", { type: "conversations" });
+    } catch (error) {
+      throw toWebApiError(error, this.device.context);
+    }
+    return this.safetyNumber(user);
+  }
+
+  /** A directory in the profile for files on their way through the daemon (owner-only, like the profile). */
+  transferPath(): string {
+    const dir = join(this.profile.dir, "web-transfers");
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return join(dir, randomUUID());
+  }
+
+  /** The conversation a file goes to (`POST /api/files`), checked before its bytes are read. */
+  async fileTarget(to: string): Promise<Target> {
+    try {
+      const target = await this.session.resolveTarget(to);
+      this.sendable(target);
+      return target;
+    } catch (error) {
+      throw toWebApiError(error, this.device.context);
+    }
+  }
+
+  /** `POST /api/files`: encrypts, uploads and sends the file at `path` (not queued when the homeserver is down). */
+  async sendFile(target: Target, path: string, name: string): Promise<WebFileResponse> {
+    const { client } = this.session;
+    const conversation = this.sendable(target);
+    let sent: { timestamp: number; attachment: AttachmentPointer };
+    try {
+      sent =
+        target.kind === "group"
+          ? await client.sendGroupAttachment(target.group.id, path, { fileName: name })
+          : await client.sendAttachment(target.uuid, path, { fileName: name });
+    } catch (error) {
+      throw toWebApiError(error, this.device.context);
+    }
+    const self = client.local.uuid;
+    const stored = this.device.store
+      .messages(conversation, 50)
+      .reverse()
+      .find((m) => m.direction === "out" && m.timestamp === sent.timestamp && m.attachment?.id === sent.attachment.id);
+    const id = stored?.id ?? `file-${randomUUID()}`;
+    const attachment = webAttachment(sent.attachment);
+    this.emit("event", {
+      type: "message",
+      conversation,
+      message: {
+        id,
+        author: self,
+        authorName: this.title(self),
+        outgoing: true,
+        text: "",
+        at: sent.timestamp,
+        status: "sent",
+        attachment,
+      },
+    });
+    this.emit("event", { type: "conversations" });
+    return { conversation, id, status: "sent", attachment };
+  }
+
+  /**
+   * `GET /api/files/:conversation/:id`: downloads, checks and decrypts a
+   * message's file to `destination` (written only once it checked out).
+   * @throws WebApiError `unknown_message` (404) when the conversation has no such message with a file
+   */
+  async downloadFile(conversation: string, id: string, destination: string): Promise<WebAttachment> {
+    const { client } = this.session;
+    const message = this.device.store
+      .messages(conversation, 1_000_000)
+      .find((m) => m.id === id && m.attachment !== undefined);
+    const pointer = message?.attachment;
+    if (!message || !pointer) throw new WebApiError(404, "unknown_message", "this conversation has no such file");
+    // A file from another server's user kept before the pointer recorded its server: the author's server stores it.
+    const author = message.direction === "in" ? (message.author ?? message.peer) : undefined;
+    const server = pointer.server ?? (author ? client.serverOf(author) : null);
+    try {
+      await client.downloadAttachment({ ...pointer, ...(server ? { server } : {}) }, destination);
+    } catch (error) {
+      await rm(destination, { force: true });
+      throw toWebApiError(error, this.device.context);
+    }
+    return webAttachment(pointer);
   }
 
   /** Stops connecting and retrying (queued messages stay in the profile), and closes the device. */
@@ -628,6 +795,12 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     for (const { outbox } of this.outboxes.values()) await outbox.close();
     await this.opened?.close();
   }
+}
+
+/** What the page may know of a file: its name (control characters and path separators replaced) and size. */
+export function webAttachment(pointer: StoredAttachmentPointer): WebAttachment {
+  const name = (pointer.fileName ?? "").replace(/[\u0000-\u001f\u007f/\\]/g, "_").trim();
+  return { name: name || "file", size: pointer.size };
 }
 
 /** How many of a conversation's latest messages count towards unread and delivery receipts. */

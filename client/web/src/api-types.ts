@@ -6,7 +6,9 @@
 import type { WebMe } from "../../src/web/api";
 
 export type {
+  WebAttachment,
   WebConversation,
+  WebFileResponse,
   WebCreateGroupResponse,
   WebGroup,
   WebGroupMember,

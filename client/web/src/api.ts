@@ -4,6 +4,7 @@
  */
 import type {
   WebCreateGroupResponse,
+  WebFileResponse,
   WebGroup,
   WebGroupMembersRequest,
   WebLinkCode,
@@ -40,6 +41,26 @@ export class ApiError extends Error {
   }
 }
 
+/** An error body's message and code, or a generic one. */
+function apiErrorOf(method: string, path: string, status: number, text: string): ApiError {
+  let error: { error?: unknown; message?: unknown } | undefined;
+  try {
+    error = text ? (JSON.parse(text) as typeof error) : undefined;
+  } catch {
+    error = undefined;
+  }
+  return new ApiError(
+    typeof error?.message === "string" ? error.message : `${method} ${path} failed (HTTP ${status})`,
+    status,
+    typeof error?.error === "string" ? error.error : "http_error",
+  );
+}
+
+const unreachable = (cause: unknown): ApiError =>
+  new ApiError("The local ZimChat daemon cannot be reached. Is `zimchat-chat web` still running?", 0, "unreachable", {
+    cause,
+  });
+
 async function request<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
   let response: Response;
   try {
@@ -50,32 +71,16 @@ async function request<T>(method: "GET" | "POST", path: string, body?: unknown):
       body: body === undefined ? null : JSON.stringify(body),
     });
   } catch (cause) {
-    throw new ApiError(
-      "The local ZimChat daemon cannot be reached. Is `zimchat-chat web` still running?",
-      0,
-      "unreachable",
-      {
-        cause,
-      },
-    );
+    throw unreachable(cause);
   }
   if (response.status === 204) return undefined as T;
   const text = await response.text();
-  let json: unknown;
+  if (!response.ok) throw apiErrorOf(method, path, response.status, text);
   try {
-    json = text ? JSON.parse(text) : undefined;
+    return (text ? JSON.parse(text) : undefined) as T;
   } catch {
-    json = undefined;
+    return undefined as T;
   }
-  if (!response.ok) {
-    const error = json as { error?: unknown; message?: unknown } | undefined;
-    throw new ApiError(
-      typeof error?.message === "string" ? error.message : `${method} ${path} failed (HTTP ${response.status})`,
-      response.status,
-      typeof error?.error === "string" ? error.error : "http_error",
-    );
-  }
-  return json as T;
 }
 
 /** Exchanges the launch token from the URL fragment for the session cookie. */
@@ -151,4 +156,66 @@ export function startLink(server: string): Promise<WebLinkCode> {
 /** On the primary device: approves a new device's link URI. */
 export function approveLink(uri: string): Promise<void> {
   return request("POST", "/api/link/approve", { uri });
+}
+
+/** Accepts `user`'s changed safety number without verifying it: sending works again, they are no longer verified. */
+export function acceptIdentity(user: string): Promise<WebSafetyNumber> {
+  return request("POST", `/api/identity/${encodeURIComponent(user)}/accept`);
+}
+
+/** Bytes done of a transfer, and its total. */
+export type Progress = (loaded: number, total: number) => void;
+
+/**
+ * Sends a file to a conversation id or username. XMLHttpRequest, not fetch:
+ * only it reports upload progress (`upload.onprogress`).
+ */
+export function uploadFile(to: string, file: File, onProgress: Progress): Promise<WebFileResponse> {
+  const path = `/api/files?to=${encodeURIComponent(to)}&name=${encodeURIComponent(file.name)}`;
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", path);
+    xhr.withCredentials = true;
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
+    xhr.onerror = () => reject(unreachable(undefined));
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        onProgress(file.size, file.size);
+        resolve(JSON.parse(xhr.responseText) as WebFileResponse);
+      } else reject(apiErrorOf("POST", "/api/files", xhr.status, xhr.responseText));
+    };
+    xhr.send(file);
+  });
+}
+
+/** Downloads a message's file (the daemon decrypts it), reading the body as it streams in to report progress. */
+export async function downloadFile(
+  conversation: string,
+  id: string,
+  size: number,
+  onProgress: Progress,
+): Promise<Blob> {
+  const path = `/api/files/${encodeURIComponent(conversation)}/${encodeURIComponent(id)}`;
+  let response: Response;
+  try {
+    response = await fetch(path, { credentials: "same-origin" });
+  } catch (cause) {
+    throw unreachable(cause);
+  }
+  if (!response.ok || !response.body) throw apiErrorOf("GET", path, response.status, await response.text());
+  const total = Number(response.headers.get("Content-Length")) || size;
+  const reader = response.body.getReader();
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
+  let loaded = 0;
+  onProgress(0, total);
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    onProgress(loaded, total);
+  }
+  if (loaded !== total) throw new ApiError(`the download stopped after ${loaded} of ${total} bytes`, 0, "incomplete");
+  return new Blob(chunks, { type: "application/octet-stream" });
 }

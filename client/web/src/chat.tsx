@@ -5,7 +5,18 @@
  */
 import type { JSX } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, createGroup, getConversations, getMe, getMessages, markRead, send } from "./api";
+import {
+  acceptIdentity,
+  ApiError,
+  createGroup,
+  getConversations,
+  getMe,
+  getMessages,
+  markRead,
+  send,
+  uploadFile,
+  type Progress,
+} from "./api";
 import type { WebConversation, WebMessage, WebMessageStatus, RegisteredMe, WebEvent } from "./api-types";
 import { ConversationList } from "./conversation-list";
 import { ConversationView } from "./conversation-view";
@@ -80,7 +91,8 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
         if (!message.outgoing) {
           const where = conversationsRef.current.find((c) => c.id === event.conversation);
           const group = where?.kind === "group" ? ` in ${where.title}` : "";
-          setAnnouncement(`New message from ${message.authorName}${group}: ${message.text}`);
+          const what = message.text || (message.attachment ? `a file, ${message.attachment.name}` : "");
+          setAnnouncement(`New message from ${message.authorName}${group}: ${what}`);
         }
         void refreshConversations();
         return;
@@ -98,6 +110,19 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
         return;
       }
       case "conversations":
+        void refreshConversations();
+        return;
+      case "identityChanged": {
+        const who = conversationsRef.current.find((c) => c.id === event.conversation)?.title ?? "A contact";
+        setAnnouncement(
+          event.blocked
+            ? `${who}'s safety number has changed: sending to ${who} is blocked until you accept it.`
+            : `${who}'s safety number has changed.`,
+        );
+        void refreshConversations();
+        return;
+      }
+      case "bridges":
         void refreshConversations();
         return;
       case "connection":
@@ -184,11 +209,7 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
   const sendText = async (text: string): Promise<void> => {
     if (!open) return;
     const result = await send({ to: open.to, text });
-    if (!open.id) {
-      const opened = { ...open, id: result.conversation, to: result.conversation };
-      setOpen(opened);
-      openRef.current = opened;
-    }
+    opened(result.conversation);
     addMessage({
       id: result.id,
       author: me.uuid,
@@ -200,6 +221,36 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
     });
     void refreshConversations();
   };
+
+  /** A new chat learns its conversation id from its first send. */
+  const opened = (conversation: string): void => {
+    if (!open || open.id) return;
+    const now = { ...open, id: conversation, to: conversation };
+    setOpen(now);
+    openRef.current = now;
+  };
+  const sendFile = async (file: File, onProgress: Progress): Promise<void> => {
+    if (!open) return;
+    const result = await uploadFile(open.to, file, onProgress);
+    opened(result.conversation);
+    addMessage({
+      id: result.id,
+      author: me.uuid,
+      authorName: me.username,
+      outgoing: true,
+      text: "",
+      at: Date.now(),
+      status: result.status,
+      attachment: result.attachment,
+    });
+    void refreshConversations();
+  };
+  const acceptKeyChange = async (): Promise<void> => {
+    if (!open?.id) return;
+    await acceptIdentity(open.id);
+    await refreshConversations();
+  };
+  const current = open?.id ? conversations.find((c) => c.id === open.id) : undefined;
 
   const connection = !linked
     ? { state: "daemon-lost", text: "Lost the local daemon: reconnecting…" }
@@ -234,8 +285,12 @@ export function Chat({ me, onSessionLost }: Props): JSX.Element {
               messages={messages}
               openedAt={open.openedAt}
               onSend={sendText}
+              onSendFile={sendFile}
+              onAcceptKeyChange={acceptKeyChange}
+              onChanged={() => void refreshConversations()}
               peer={open.id && !open.id.startsWith("group:") ? open.id : undefined}
               group={open.id?.startsWith("group:") ? { conversation: open.id, version: groupVersion } : undefined}
+              conversation={current}
             />
           ) : (
             <p class="empty">Choose a conversation, or start a new chat with a username.</p>

@@ -59,6 +59,13 @@ export function ConversationList({
                 <span class="title">
                   {c.title}
                   {c.kind === "group" && <span class="tag"> group</span>}
+                  {c.bridges && (
+                    <span class="tag bridged" title="Bridged: messages leave ZimChat in plaintext">
+                      {" "}
+                      bridged
+                    </span>
+                  )}
+                  {c.keyChanged && <span class="tag key-changed"> safety number changed</span>}
                 </span>
                 {c.unread > 0 && (
                   <span class="unread">

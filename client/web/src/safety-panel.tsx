@@ -12,6 +12,12 @@ interface Props {
   /** The other account's id (the conversation id). */
   user: string;
   name: string;
+  /** Their key changed after they were verified (the conversation's `keyChanged`): the number is fetched again. */
+  keyChanged: boolean;
+  /** Bumped to open the panel from elsewhere (the key-change banner's link). */
+  openRequest: number;
+  /** They were verified: the conversation list changes (a block lifted). */
+  onVerified: () => void;
 }
 
 /** An SVG document as an image address (the CSP allows `data:` images, and an <img> runs no script). */
@@ -20,7 +26,7 @@ const svgImage = (svg: string): string => `data:image/svg+xml;charset=utf-8,${en
 let supported = true;
 
 /** The "Safety number" button and the panel it opens. */
-export function SafetyPanel({ user, name }: Props): JSX.Element | null {
+export function SafetyPanel({ user, name, keyChanged, openRequest, onVerified }: Props): JSX.Element | null {
   const [open, setOpen] = useState(false);
   const [safety, setSafety] = useState<WebSafetyNumber>();
   const [error, setError] = useState<string>();
@@ -41,15 +47,20 @@ export function SafetyPanel({ user, name }: Props): JSX.Element | null {
     setSafety(undefined);
     setError(undefined);
   }, [user]);
+  useEffect(() => setSafety(undefined), [keyChanged]);
+  useEffect(() => {
+    if (openRequest) setOpen(true);
+  }, [openRequest]);
   useEffect(() => {
     if (open && !safety) getSafetyNumber(user).then(setSafety, fail);
-  }, [open, user]);
+  }, [open, user, safety]);
 
   const verify = async (event: SubmitEvent): Promise<void> => {
     event.preventDefault();
     setError(undefined);
     try {
       setSafety(await verifySafetyNumber(user, input.current?.value.replace(/\s+/g, "") || undefined));
+      onVerified();
     } catch (failure) {
       fail(failure);
     }
@@ -81,7 +92,11 @@ export function SafetyPanel({ user, name }: Props): JSX.Element | null {
               </p>
               <img class="qr" src={svgImage(safety.qrSvg)} alt={`QR code of the safety number with ${name}`} />
               <p class={safety.verified ? "ok" : "warn"} role="status">
-                {safety.verified ? `${name} is verified.` : `${name} is not verified yet.`}
+                {safety.verified
+                  ? `${name} is verified.`
+                  : safety.keyChanged
+                    ? `${name}'s safety number has changed: compare the new number, then mark it verified.`
+                    : `${name} is not verified yet.`}
               </p>
               {!safety.verified && (
                 <form class="verify" onSubmit={verify}>
