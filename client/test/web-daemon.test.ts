@@ -831,7 +831,7 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
     // A group.
     const group = (
       (await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[]
-    ).find((c) => c.kind === "group")!;
+    ).find((c) => c.kind === "group" && c.title === "Braai crew")!;
     const small = Buffer.from("Bring 2 kg of boerewors\n");
     const toGroup = await call(alice.port, "POST", `/api/files?to=${encodeURIComponent(group.id)}&name=list.txt`, {
       cookie: aliceCookie,
@@ -954,12 +954,12 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
 
   it("a bridged group carries its disclosure banners, and a bridges event when they change", async () => {
     const as = (name: string, ...args: string[]): string[] => [...args, "--profile", profile(name)];
-    for (const name of ["carol", "ircbot"]) {
+    for (const name of ["dave", "ircbot"]) {
       const registered = await cli(as(name, "register", "--server", server.url, "--username", name, "--json"));
       assert.equal(registered.code, 0, registered.stderr);
     }
     const [created] = only(
-      ok(await cli(as("carol", "group", "create", "Bridged braai", "alice", "--json"))),
+      ok(await cli(as("dave", "group", "create", "Bridged braai", "alice", "--json"))),
       "groupChanged",
     );
     const groupId = String((created?.group as { id?: string } | undefined)?.id);
@@ -976,7 +976,7 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
       (await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[]
     ).find((c) => c.id === conversation)!;
     assert.equal(unbridged.bridges, undefined);
-    ok(await cli(as("carol", "group", "bridge", "Bridged braai", "ircbot", "irc", "#braai", "--json")));
+    ok(await cli(as("dave", "group", "bridge", "Bridged braai", "ircbot", "irc", "#braai", "--json")));
     await aliceEvents.waitFor((e) => e.type === "bridges" && e.conversation === conversation, 30_000);
     const bridged = (
       (await call(alice.port, "GET", "/api/conversations", { cookie: aliceCookie })).json as WebConversation[]
@@ -1035,7 +1035,8 @@ describe("zimchat-chat web (the local web client's daemon)", () => {
           id: string;
           attachment: string;
         }[];
-        assert.ok(files.length >= 2, `${name} holds messages with files`);
+        // alice and bob traded files (above); the others need not hold any.
+        if (name === "alice" || name === "bob") assert.ok(files.length >= 2, `${name} holds messages with files`);
         for (const f of files) {
           const pointer = JSON.parse(f.attachment) as { key: string; digest: string; id: string };
           secrets.push({ what: `${name} attachment key (${f.id})`, bytes: Buffer.from(pointer.key, "base64") });
