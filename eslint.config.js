@@ -171,6 +171,11 @@ export default defineConfig(
     },
   },
   {
+    // The web client's UI runs in the browser (the daemon that serves it is Node, in client/src/web/).
+    files: ["client/web/**"],
+    languageOptions: { globals: { ...globals.browser } },
+  },
+  {
     // Tests send malformed bodies and poke at private state on purpose; `any` is how they get past the types.
     files: ["**/test/**"],
     rules: { "@typescript-eslint/no-explicit-any": "off" },

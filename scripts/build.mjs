@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run build`: the Prisma clients, then every TypeScript project (`tsc -b`
-// from the root tsconfig.json), one progress line per step.
+// from the root tsconfig.json), then the web UI bundle (scripts/build-web-ui.mjs),
+// one progress line per step.
 //
 // A build with nothing to do is fast: the Prisma clients are generated again
 // only when their input changed (prisma/models.prisma, the generator script
@@ -14,6 +15,7 @@ import { createRequire } from "node:module";
 import { join, relative } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { buildWebUi } from "./build-web-ui.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const require = createRequire(import.meta.url);
@@ -88,9 +90,18 @@ async function typescript() {
   say(built ? `TypeScript: ${built} project(s) compiled (${seconds(t)})` : `TypeScript up to date (${seconds(t)})`);
 }
 
+/** The browser UI of `zimchat-chat web`, bundled by esbuild (tsc has type-checked it): a fraction of a second. */
+async function webUi() {
+  const t = Date.now();
+  const files = await buildWebUi();
+  const kb = (files.reduce((sum, f) => sum + f.bytes, 0) / 1024).toFixed(0);
+  say(`web UI bundled into client/dist/web (${files.length} files, ${kb} KB, ${seconds(t)})`);
+}
+
 try {
   await prisma();
   await typescript();
+  await webUi();
   say(`done in ${seconds(started)}`);
 } catch (error) {
   console.error(`build: ${error.message}`);

@@ -188,6 +188,12 @@ export interface ZimClientEvents {
   /** The stored queue has been delivered after connecting. */
   queueEmpty: [];
   /**
+   * The authenticated socket connected (`connected: true`, the stored queue
+   * follows, then `queueEmpty`) or lost its connection (it reconnects by
+   * itself, unless {@link ZimClientEvents.closedByServer} said otherwise).
+   */
+  connectionChanged: [{ connected: boolean }];
+  /**
    * The server is closing this device's connection, and it does not come
    * back by itself: `displaced` (another connection of the same device, the
    * same store run twice, took over), `removed` (the device was unlinked),

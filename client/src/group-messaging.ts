@@ -89,6 +89,35 @@ export class GroupMessaging {
   }
 
   /**
+   * Leaves a group (any member): the group without this account goes to the other members (who start new sender
+   * keys, so this device cannot read what follows) and to this account's other devices. The only admin cannot leave
+   * (nobody could change the group after), nor the only member.
+   * @throws GroupError when this account is not a member, or is the group's only admin or member
+   */
+  async leave(groupId: string): Promise<GroupState> {
+    const me = localDevice(this.ctx).uuid;
+    const current = this.ctx.groups.get(groupId);
+    if (!current || !current.members.includes(me)) throw new GroupError(`not a member of group ${groupId}`);
+    const admins = current.admins.filter((a) => a !== me);
+    const members = current.members.filter((m) => m !== me);
+    if (!members.length) throw new GroupError(`you are the only member of ${current.title}`);
+    if (!admins.length)
+      throw new GroupError(
+        `the only admin of ${current.title} cannot leave while others remain: remove the other members first`,
+      );
+    const next = inOwnView(
+      withBridges(
+        { ...current, members, admins, revision: current.revision + 1 },
+        bridgesOf(current).filter((b) => b.account !== me),
+      ),
+      this.ctx.servers,
+    );
+    await this.ctx.tasks.run(async () => this.ctx.groups.save(next));
+    await this.announce(next, []);
+    return next;
+  }
+
+  /**
    * Sets a group's bridge for `bridge.account` (admins only), replacing that account's earlier one, and adds the bot
    * as a member if it is not one (its devices get the group's sender keys like any member's): one change.
    */

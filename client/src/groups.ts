@@ -1,7 +1,8 @@
 /**
  * Client-managed groups: the server stores no group state. A group's id,
  * title, members and admins live in each member's store and change through
- * encrypted `groupUpdate` messages from an admin; messages use libsignal
+ * encrypted `groupUpdate` messages from an admin (or from a member leaving,
+ * whose update only takes that member out); messages use libsignal
  * sender keys, one distribution per sender device and group, replaced
  * whenever a member is removed.
  *
@@ -11,7 +12,7 @@
  * the state in its own view, and routes by its own bindings.
  */
 import { randomUUID } from "node:crypto";
-import { validBridges } from "./bridges.js";
+import { bridgesOf, validBridges } from "./bridges.js";
 import type { GroupState } from "./content.js";
 import type { ServerBindings } from "./federation.js";
 import type { DeviceStore } from "./store/device-store.js";
@@ -108,6 +109,34 @@ export function bindMembers(group: GroupState, from: string, servers: ServerBind
   }
 }
 
+const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && new Set(a).size === b.length && a.every((x) => b.includes(x));
+
+/**
+ * Whether `update` is `current` with `member` gone and nothing else changed:
+ * `member` left (out of the members and admins, its bridge gone with it),
+ * the title and the other bridges as they were. Any member may send that.
+ */
+export function isLeave(current: GroupState, update: GroupState, member: string): boolean {
+  if (!current.members.includes(member) || update.members.includes(member)) return false;
+  const others = bridgesOf(current).filter((b) => b.account !== member);
+  const next = bridgesOf(update);
+  return (
+    update.id === current.id &&
+    update.title === current.title &&
+    sameSet(
+      update.members,
+      current.members.filter((m) => m !== member),
+    ) &&
+    sameSet(
+      update.admins,
+      current.admins.filter((a) => a !== member),
+    ) &&
+    next.length === others.length &&
+    others.every((b) => next.some((n) => JSON.stringify(n) === JSON.stringify(b)))
+  );
+}
+
 /** What applying a group update changed. */
 export interface GroupChange {
   group: GroupState;
@@ -122,6 +151,8 @@ export interface GroupChange {
  * own devices (`from === self`) are trusted: they share the identity. Only
  * admins change the state, so only admins set its bridges; a state whose
  * bridges name a non-member, or one account twice, is refused from anyone.
+ * A member who is not an admin may send one change only: the current state
+ * without itself (leaving, see {@link isLeave}).
  * @returns the change, or null when the update must be refused
  */
 export function applyGroupUpdate(
@@ -134,7 +165,7 @@ export function applyGroupUpdate(
   if (!validBridges(update)) return null;
   if (current) {
     if (update.revision <= current.revision) return null;
-    if (from !== self && !current.admins.includes(from)) return null;
+    if (from !== self && !current.admins.includes(from) && !isLeave(current, update, from)) return null;
     return {
       group: update,
       added: update.members.filter((m) => !current.members.includes(m)),

@@ -109,3 +109,35 @@ export {
 } from "./content.js";
 export { defaultKeyPolicy, type KeyPolicy } from "./keys.js";
 export { defaultSendRetryPolicy, type SendRetryPolicy } from "./send-retry.js";
+
+// The local web client (zimchat-chat web): the daemon, and the contract its browser UI codes against
+export {
+  maxWebJsonBytes,
+  maxWebUploadBytes,
+  webMessageLimits,
+  webSessionCookie,
+  type WebAttachment,
+  type WebConversation,
+  type WebConversationKind,
+  type WebCreateGroupRequest,
+  type WebCreateGroupResponse,
+  type WebError,
+  type WebEvent,
+  type WebFileResponse,
+  type WebGroup,
+  type WebGroupMember,
+  type WebGroupMembersRequest,
+  type WebLinkCode,
+  type WebLinkRequest,
+  type WebApproveLinkRequest,
+  type WebMe,
+  type WebMessage,
+  type WebMessageStatus,
+  type WebRegisterRequest,
+  type WebSafetyNumber,
+  type WebSendRequest,
+  type WebSendResponse,
+  type WebSessionRequest,
+  type WebVerifyRequest,
+} from "./web/api.js";
+export { startWebDaemon, type WebDaemon, type WebDaemonOptions } from "./web/daemon.js";

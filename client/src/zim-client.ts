@@ -169,6 +169,8 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     const socket = connections.open({ username: `${uuid}.${deviceId}`, password });
     socket.on("envelopes", (batch, received) => inBackground(this.processEnvelopes(batch).then(() => received?.())));
     socket.on("queue-empty", () => this.emit("queueEmpty"));
+    socket.on("connect", () => this.emit("connectionChanged", { connected: true }));
+    socket.on("disconnect", () => this.emit("connectionChanged", { connected: false }));
     socket.on("closing", (reason) => this.emit("closedByServer", { reason }));
     socket.on("devices-changed", () => inBackground(this.deviceList.refresh()));
     socket.on("keys-draining", () => inBackground(this.maintainKeys()));
@@ -191,6 +193,11 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
     await this.deviceList.refresh();
     inBackground(this.maintainKeys());
     this.trust.checkOwnKey();
+  }
+
+  /** Whether the authenticated socket is connected now. */
+  get connected(): boolean {
+    return this.ctx.connections.connected;
   }
 
   /** Closes the sockets. */
@@ -490,6 +497,19 @@ export class ZimClient extends EventEmitter<ZimClientEvents> {
    */
   async removeGroupMembers(groupId: string, users: string[]): Promise<GroupState> {
     return this.groupMessaging.removeMembers(groupId, new Set(await this.resolveAll(users)));
+  }
+
+  /**
+   * Leaves a group (any member): the other members and this account's other
+   * devices get the group without this account; the members start new sender
+   * keys, so this device cannot read what follows. The group stays in
+   * {@link listGroups}, without this account among its members.
+   * @throws GroupError when this account is not a member, or is the group's only admin (or only member)
+   * @example
+   * await client.leaveGroup(groupId);
+   */
+  async leaveGroup(groupId: string): Promise<GroupState> {
+    return this.groupMessaging.leave(groupId);
   }
 
   /**

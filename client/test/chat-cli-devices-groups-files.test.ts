@@ -61,7 +61,7 @@ describe("zimchat-chat: linked devices, groups, files", () => {
     }
     const group = await cli(["group", "--help"]);
     assert.equal(group.code, 0);
-    for (const sub of ["create", "add", "remove", "list", "send"])
+    for (const sub of ["create", "add", "remove", "leave", "list", "send"])
       assert.match(group.stdout, new RegExp(`^  ${sub} `, "m"), `group --help lists ${sub}`);
     for (const command of [
       ["link"],

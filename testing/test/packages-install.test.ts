@@ -30,6 +30,8 @@ import { offlineLockfile, type Lockfile, type PackedPackage } from "./support/of
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const minutes = 60_000;
 const published = ["@zimchat/protocol", "@zimchat/client", "@zimchat/plugin-sdk"];
+/** The built page of `zimchat-chat web`, which @zimchat/client ships (its `prepack` builds it). */
+const webUi = ["dist/web/index.html", "dist/web/app.js", "dist/web/app.css"];
 
 /**
  * This process's environment without what an enclosing `npm run` set for this repository (its workspace, package,
@@ -239,7 +241,7 @@ describe(
       rmSync(work, { recursive: true, force: true });
     });
 
-    it("packs only compiled code and declarations, with versioned dependencies on each other", () => {
+    it("packs only compiled code and declarations (and the web client's built page), with versioned dependencies on each other", () => {
       assert.deepEqual(packs.map((p) => p.name).sort(), [...published].sort());
       for (const p of packs) {
         const paths = p.files.map((f) => f.path);
@@ -251,10 +253,14 @@ describe(
               f === "README.md" ||
               f === "LICENSE" ||
               f.startsWith("bin/") ||
-              /^dist\/src\/.*\.(js|d\.ts)$/.test(f),
+              /^dist\/src\/.*\.(js|d\.ts)$/.test(f) ||
+              (p.name === "@zimchat/client" && webUi.includes(f)),
           ),
           `${p.name} packs only dist/src (no sources, tests, maps or build info): ${paths.filter((f) => !f.startsWith("dist/src/")).join(", ")}`,
         );
+        // zimchat-chat web serves its page from the package itself.
+        if (p.name === "@zimchat/client")
+          for (const file of webUi) assert.ok(paths.includes(file), `@zimchat/client packs ${file}`);
         assert.ok(
           paths.some((f) => f.endsWith(".d.ts")),
           `${p.name} ships declarations`,
@@ -315,6 +321,43 @@ describe(
     it("the installed zimchat-chat command runs", () => {
       const help = run(join(app, "node_modules/.bin/zimchat-chat"), ["--help"], app, minutes);
       assert.match(help, /Usage: zimchat-chat/);
+      const web = run(join(app, "node_modules/.bin/zimchat-chat"), ["web", "--help"], app, minutes);
+      assert.match(web, /Usage: zimchat-chat web/);
+    });
+
+    it("the installed zimchat-chat web serves the built page from the package, not the build-it placeholder", async () => {
+      const web = spawn(
+        join(app, "node_modules/.bin/zimchat-chat"),
+        ["web", "--json", "--profile", join(work, "web-profile")],
+        { cwd: app, env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] },
+      );
+      children.push(web);
+      const ready = await new Promise<{ port: number }>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`zimchat-chat web printed no webReady: ${logs.join("\n")}`)),
+          minutes,
+        );
+        web.stderr.on("data", (chunk: Buffer) => logs.push(chunk.toString("utf8")));
+        createInterface({ input: web.stdout }).on("line", (line) => {
+          logs.push(line);
+          if (!line.includes('"webReady"')) return;
+          clearTimeout(timer);
+          resolve(JSON.parse(line) as { port: number });
+        });
+      });
+      const page = await fetch(`http://127.0.0.1:${ready.port}/`);
+      const html = await page.text();
+      assert.equal(page.status, 200);
+      assert.match(html, /<script type="module" src="\/?app\.js"/, html);
+      assert.doesNotMatch(html, /has not been built/);
+      const script = await fetch(`http://127.0.0.1:${ready.port}/app.js`);
+      assert.equal(script.status, 200);
+      assert.match(script.headers.get("content-type") ?? "", /javascript/);
+      web.kill("SIGTERM");
+      const code = await new Promise<number | null>((resolve) =>
+        web.exitCode !== null ? resolve(web.exitCode) : web.once("exit", resolve),
+      );
+      assert.equal(code, 0, logs.join("\n"));
     });
 
     it("a TypeScript project compiles against the installed packages' declarations", () => {

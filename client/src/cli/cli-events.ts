@@ -30,6 +30,10 @@ export interface BridgeSummary {
 
 /** What the CLI reports. `user` fields are usernames where known, else account ids. */
 export type CliEvent =
+  /** `zimchat-chat web` is serving: open `url` (it holds the launch token) in a browser on this machine. */
+  | { type: "webReady"; url: string; port: number; profile: string; registered: boolean }
+  /** `zimchat-chat web` stopped. */
+  | { type: "webStopped" }
   /** `address`: how users of other homeservers write this account (`name@server`), when the homeserver federates. */
   | {
       type: "registered";
@@ -217,7 +221,7 @@ export type CliEvent =
   | {
       type: "groupChanged";
       group: GroupRef;
-      action: "created" | "added" | "removed" | "bridged" | "unbridged";
+      action: "created" | "added" | "removed" | "left" | "bridged" | "unbridged";
       users: string[];
       members: string[];
     }

@@ -48,3 +48,18 @@ export function deviceId(value: string): number {
     throw new InvalidArgumentError("must be a device id (1 to 127)");
   return Number(value);
 }
+
+/** Accepts only a loopback listen address for `web` (127.0.0.1 or localhost), as 127.0.0.1. */
+export function listenHost(value: string): string {
+  if (value === "127.0.0.1" || value === "localhost") return "127.0.0.1";
+  throw new InvalidArgumentError(
+    "refused: the web client listens on 127.0.0.1 only, as it holds your private keys (any other address would let other machines or containers reach it); leave --host out",
+  );
+}
+
+/** Parses a TCP port (0 to 65535; 0 picks a free one). */
+export function port(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) > 65535)
+    throw new InvalidArgumentError("must be a port number (0 to 65535)");
+  return Number(value);
+}

@@ -163,6 +163,11 @@ export class Outbox {
 
   constructor(private readonly path: string) {}
 
+  /** The conversations with queued lines. */
+  conversations(): string[] {
+    return Object.keys(this.load());
+  }
+
   pending(conversation: string): string[] {
     return [...(this.load()[conversation] ?? [])];
   }

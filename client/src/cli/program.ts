@@ -5,7 +5,8 @@ import type { LinkOptions } from "./commands/link.js";
 import type { ReceiveOptions } from "./commands/receive.js";
 import type { RegisterOptions } from "./commands/register.js";
 import type { SendFileOptions } from "./commands/send-file.js";
-import { count, deviceId, seconds, withCommonOptions, type CommonOptions } from "./options.js";
+import type { WebOptions } from "./commands/web.js";
+import { count, deviceId, listenHost, port, seconds, withCommonOptions, type CommonOptions } from "./options.js";
 import { profilesHome } from "./profile-path.js";
 import { chatHelp, groupChatHelp } from "./render.js";
 
@@ -132,6 +133,9 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
     .action(async (name: string, users: string[], options: CommonOptions) =>
       (await import("./commands/group.js")).changeGroup("removed", name, users, options),
     );
+  command("leave", "leave a group: you no longer receive its messages (the only admin cannot leave)", group)
+    .argument("<group>", "the group's id or title")
+    .action(async (name: string, options: CommonOptions) => (await import("./commands/group.js")).leave(name, options));
   command("list", "list the groups this device knows, with their members", group).action(
     async (options: CommonOptions) => (await import("./commands/group.js")).listGroups(options),
   );
@@ -239,6 +243,41 @@ export function chatProgram(version: string, env: { XDG_DATA_HOME?: string | und
   command("unlink", "remove a device from your account (from the primary device, or a device removing itself)")
     .argument("<deviceId>", "the device's id (zimchat-chat devices lists them)", deviceId)
     .action(async (id: number, options: CommonOptions) => (await import("./commands/devices.js")).unlink(id, options));
+
+  command(
+    "web",
+    "serve the web client to your own browser: a local daemon keeps this profile's keys and prints a link, http://127.0.0.1:<port>/#token=…, to open on this machine",
+  )
+    .addOption(
+      new Option(
+        "--host <address>",
+        "the address to listen on: only 127.0.0.1 (or localhost) is accepted; any other (0.0.0.0, a LAN address) is refused, as the daemon holds your private keys",
+      )
+        .argParser(listenHost)
+        .default("127.0.0.1"),
+    )
+    .addOption(
+      new Option("--port <port>", "the port to listen on (0: a free one, chosen at random)")
+        .argParser(port)
+        .default(0, "random"),
+    )
+    .addOption(new Option("--open", "also open the link in your default browser").default(false))
+    .addOption(
+      new Option(
+        "--allow-insecure-http",
+        "allow registering (on the page) on a plain http:// homeserver that is not on this machine",
+      ).default(false),
+    )
+    .addHelpText(
+      "after",
+      "\nExamples:\n  zimchat-chat web --profile alice\n  zimchat-chat web --profile alice --open --port 8765\n" +
+        "\nThe link's #token=… is a fresh random secret for this run: the page trades it for a cookie (HttpOnly, SameSite=Strict). " +
+        "The daemon answers only requests addressed to 127.0.0.1:<port> or localhost:<port> (Host header) from its own pages (Origin), " +
+        "with a Content-Security-Policy of default-src 'self' and no CORS; keys never leave this process. " +
+        "Messages typed while the homeserver is unreachable are kept in the profile (as in chat) and sent when it answers again. " +
+        "With no device in the profile, the page registers one. Ctrl-C stops the daemon.",
+    )
+    .action(async (options: WebOptions) => (await import("./commands/web.js")).web(options));
 
   command("whoami", "show this device's username, account id and homeserver").action(async (options: CommonOptions) =>
     (await import("./commands/whoami.js")).whoami(options),

@@ -217,6 +217,8 @@ export function renderEvent(event: CliEvent): string | null {
           return `Removed ${list(event.users)} from ${printable(event.group.title)}: they cannot read what is sent from now on. Members: ${list(event.members)}.`;
         case "bridged":
           return `${list(event.users)} now bridges ${printable(event.group.title)}. Members: ${list(event.members)}.`;
+        case "left":
+          return `You left ${printable(event.group.title)}: you no longer receive its messages. Members: ${list(event.members)}.`;
         case "unbridged":
           return `Removed the bridge ${list(event.users)} from ${printable(event.group.title)}: it cannot read what is sent from now on. Members: ${list(event.members)}.`;
         default:
@@ -230,7 +232,12 @@ export function renderEvent(event: CliEvent): string | null {
     case "groupUpdated": {
       const by = event.byThisAccount ? "You (on another device)" : event.by;
       const title = printable(event.group.title);
+      if (event.left && event.byThisAccount)
+        return `You left the group ${title} (on another device): you no longer receive its messages.`;
       if (event.left) return `${by} removed you from the group ${title}: you no longer receive its messages.`;
+      // A member who left sends the group without itself.
+      if (!event.added.length && event.removed.length === 1 && event.removed[0] === event.by)
+        return `${by} left ${title}.`;
       if (event.joined)
         return `${by} added you to the group ${title} (id ${event.group.id}). Members: ${list(event.members)}.`;
       return (
@@ -240,6 +247,14 @@ export function renderEvent(event: CliEvent): string | null {
         ].join("\n") || `${by} changed the group ${title}.`
       );
     }
+    case "webReady":
+      return (
+        `ZimChat web client for ${event.profile}${event.registered ? "" : " (no device yet: register on the page)"}\n` +
+        `Open in a browser on this machine (the link holds this run's login token: do not share it):\n  ${event.url}\n` +
+        "Keep this running while you chat; Ctrl-C stops it."
+      );
+    case "webStopped":
+      return "ZimChat web client stopped.";
     case "warning":
       return `warning: ${event.message}`;
     case "error":

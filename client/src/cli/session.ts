@@ -15,7 +15,7 @@ import {
   type ZimClientOptions,
 } from "../index.js";
 import type { AttachmentSummary, BridgeSummary, GroupRef } from "./cli-events.js";
-import { CliError, toCliError } from "./cli-error.js";
+import { CliError, toCliError, type ErrorContext } from "./cli-error.js";
 import type { Output } from "./output.js";
 import { Profile } from "./profile.js";
 import { legacyProfileDir } from "./profile-path.js";
@@ -106,6 +106,38 @@ export async function withSession<T>(
   work: (session: Session) => Promise<T>,
   clientOptions: Pick<ZimClientOptions, "sendRetry"> = {},
 ): Promise<T> {
+  const opened = openSession(profileDir, output, clientOptions);
+  try {
+    return await work(opened.session);
+  } catch (error) {
+    throw toCliError(error, opened.context);
+  } finally {
+    await opened.close();
+  }
+}
+
+/** A device opened by {@link openSession}, until its `close`. */
+export interface OpenSession {
+  session: Session;
+  /** The profile's store (the client's, as SQLite). */
+  store: SqliteDeviceStore;
+  /** For {@link toCliError}: the homeserver and how people are named. */
+  context: ErrorContext;
+  /** Closes the client and its store; background warnings from then on are not reported. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the device in `profileDir` with the SDK's events wired to `output`,
+ * for work that outlives one call ({@link withSession} for one command, the
+ * web daemon for its lifetime). The caller closes it.
+ * @throws CliError `not_registered`
+ */
+export function openSession(
+  profileDir: string,
+  output: Output,
+  clientOptions: Pick<ZimClientOptions, "sendRetry"> = {},
+): OpenSession {
   const profile = new Profile(profileDir);
   if (!profile.hasStore()) {
     // zimchat-chat used to keep the default profile in ./.zimchat-chat: point there rather than look unregistered.
@@ -324,14 +356,15 @@ export async function withSession<T>(
       await client.devices();
     },
   };
-  try {
-    return await work(session);
-  } catch (error) {
-    throw toCliError(error, context);
-  } finally {
-    closing = true;
-    await client.close();
-  }
+  return {
+    session,
+    store,
+    context,
+    async close() {
+      closing = true;
+      await client.close();
+    },
+  };
 }
 
 /**

@@ -220,6 +220,7 @@ export class SqliteDeviceStore implements DeviceStore {
         "INSERT OR IGNORE INTO messages (id, peer, direction, sender_device, text, timestamp, stored_at, author, attachment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ),
       messages: p("SELECT * FROM (SELECT * FROM messages WHERE peer = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq"),
+      conversationPeers: p("SELECT peer FROM messages GROUP BY peer ORDER BY MAX(seq) DESC").pluck(),
       dataVersion: p("PRAGMA data_version").pluck(),
     };
     this.dataVersion = this.stmt.dataVersion!.get() as number;
@@ -485,6 +486,15 @@ export class SqliteDeviceStore implements DeviceStore {
     const ids = new Set(stored.map((m) => m.id));
     const added = held.filter((m) => !ids.has(m.id) && ids.add(m.id)).map((m) => ({ ...m }));
     return [...stored, ...added].slice(-limit);
+  }
+
+  /**
+   * Every conversation with stored messages (an account id or `group:<id>`),
+   * the one with the latest stored message first (messages an open
+   * transaction holds are not counted yet).
+   */
+  conversationPeers(): string[] {
+    return this.stmt.conversationPeers!.all() as string[];
   }
 
   /** Every stored value whose key starts with `prefix`. */

@@ -74,6 +74,26 @@ export async function changeGroup(
   );
 }
 
+/** `zimchat-chat group leave <group>`: any member; the members start new sender keys, so nothing later reaches it. */
+export async function leave(groupName: string, options: CommonOptions): Promise<void> {
+  await runCommand(options, (output) =>
+    withSession(options.profile, output, async (session) => {
+      const group = session.resolveGroup(groupName);
+      if (!group.members.includes(session.client.local.uuid))
+        throw new CliError("group_refused", `you are no longer a member of ${group.title}`);
+      await session.connectToSend();
+      const next = await session.client.leaveGroup(group.id);
+      output.emit({
+        type: "groupChanged",
+        group: groupRef(next),
+        action: "left",
+        users: [],
+        members: session.names(next.members),
+      });
+    }),
+  );
+}
+
 /** Refuses a change of a group by anyone but one of its admins. */
 function checkAdmin(session: Session, group: GroupState, what: string): void {
   const me = session.client.local.uuid;

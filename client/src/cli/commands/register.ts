@@ -48,55 +48,72 @@ export function serverUrl(value: string, allowInsecureHttp = false): string {
   return url.origin;
 }
 
+/** What {@link registerDevice} made. */
+export interface RegisteredDevice {
+  username: string;
+  uuid: string;
+  deviceId: number;
+  server: string;
+  /** `username@serverName`, when the homeserver federates. */
+  address?: string;
+}
+
+/**
+ * Creates the account and this device in `profile` (checking the server URL
+ * and username first); a refused registration leaves no half-made profile.
+ * `warn` hears of a first pre-key upload that failed (it is retried later).
+ * @throws CliError
+ */
+export async function registerDevice(
+  profile: Profile,
+  options: Pick<RegisterOptions, "server" | "username" | "invite" | "allowInsecureHttp">,
+  warn: (message: string) => void,
+): Promise<RegisteredDevice> {
+  const server = serverUrl(options.server, options.allowInsecureHttp);
+  if (!usernamePattern.test(options.username)) {
+    throw new CliError(
+      "invalid_argument",
+      `--username "${options.username}" is not a username (3 to 32 of a-z, 0-9, _ and .)`,
+    );
+  }
+  const store = profile.openNewStore();
+  let client: ZimClient | null = null;
+  try {
+    client = await ZimClient.register({
+      serverUrl: server,
+      username: options.username,
+      store,
+      allowInsecureHttp: options.allowInsecureHttp ?? false,
+      ...(options.invite ? { inviteToken: options.invite } : {}),
+    });
+  } catch (error) {
+    // The SDK stores the device before the server accepts it: a refused
+    // registration must not leave a half-made profile behind. Once the
+    // server has accepted it (only the first key upload failed), the device
+    // is kept: the keys go up on its next connection.
+    if (!store.getLocal()?.uuid) {
+      store.close();
+      profile.discardNewStore();
+      throw toCliError(error, { server });
+    }
+    warn(
+      `registered, but the first pre-key upload failed (${toCliError(error, { server }).message}); it is retried on the next connection`,
+    );
+  }
+  const { uuid, deviceId, username } = store.getLocal()!;
+  // How users of other homeservers write this account, when the homeserver federates.
+  const home = client ? await client.homeServerName().catch(() => null) : null;
+  if (client) await client.close();
+  else store.close();
+  return { username, uuid, deviceId, server, ...(home ? { address: `${username}@${home}` } : {}) };
+}
+
 /** `zimchat-chat register`: creates the account and this device in the profile. */
 export async function register(options: RegisterOptions): Promise<void> {
   await runCommand(options, async (output) => {
-    const server = serverUrl(options.server, options.allowInsecureHttp);
-    if (!usernamePattern.test(options.username)) {
-      throw new CliError(
-        "invalid_argument",
-        `--username "${options.username}" is not a username (3 to 32 of a-z, 0-9, _ and .)`,
-      );
-    }
     const profile = new Profile(options.profile);
-    const store = profile.openNewStore();
-    let client: ZimClient | null = null;
-    try {
-      client = await ZimClient.register({
-        serverUrl: server,
-        username: options.username,
-        store,
-        allowInsecureHttp: options.allowInsecureHttp ?? false,
-        ...(options.invite ? { inviteToken: options.invite } : {}),
-      });
-    } catch (error) {
-      // The SDK stores the device before the server accepts it: a refused
-      // registration must not leave a half-made profile behind. Once the
-      // server has accepted it (only the first key upload failed), the device
-      // is kept: the keys go up on its next connection.
-      if (!store.getLocal()?.uuid) {
-        store.close();
-        profile.discardNewStore();
-        throw toCliError(error, { server });
-      }
-      output.emit({
-        type: "warning",
-        message: `registered, but the first pre-key upload failed (${toCliError(error, { server }).message}); it is retried on the next connection`,
-      });
-    }
-    const { uuid, deviceId, username } = store.getLocal()!;
-    // How users of other homeservers write this account, when the homeserver federates.
-    const home = client ? await client.homeServerName().catch(() => null) : null;
-    if (client) await client.close();
-    else store.close();
-    output.emit({
-      type: "registered",
-      username,
-      uuid,
-      deviceId,
-      server,
-      profile: profile.dir,
-      ...(home ? { address: `${username}@${home}` } : {}),
-    });
+    const device = await registerDevice(profile, options, (message) => output.emit({ type: "warning", message }));
+    const { address, ...rest } = device;
+    output.emit({ type: "registered", ...rest, profile: profile.dir, ...(address ? { address } : {}) });
   });
 }
