@@ -397,21 +397,21 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     return list.sort((a, b) => (b.last?.at ?? 0) - (a.last?.at ?? 0));
   }
 
+  /** A message this account sent (or queued), as the page shows it. */
+  private ownMessage(id: string, text: string, at: number, status: WebMessageStatus): WebMessage {
+    const self = this.session.client.local.uuid;
+    return { id, author: self, authorName: this.title(self), outgoing: true, text, at, status };
+  }
+
   /** `GET /api/conversations/:id/messages`, oldest first (queued messages last). */
   messages(conversation: string, limit: number): WebMessage[] {
     const { session } = this;
     const self = session.client.local.uuid;
     const delivered = new Set(this.state.delivered[conversation] ?? []);
     const stored = this.visible(conversation, limit).map((m) => this.toWebMessage(m, self, delivered));
-    const queued = (this.outboxes.get(conversation)?.entries ?? []).map((e): WebMessage => ({
-      id: e.id,
-      author: self,
-      authorName: this.title(self),
-      outgoing: true,
-      text: e.text,
-      at: e.at,
-      status: "queued",
-    }));
+    const queued = (this.outboxes.get(conversation)?.entries ?? []).map((e) =>
+      this.ownMessage(e.id, e.text, e.at, "queued"),
+    );
     return [...stored, ...queued].slice(-limit);
   }
 
@@ -575,7 +575,6 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
 
   /** A line went out: answers its `POST /api/send` (or, queued earlier, sends a `status` event), and shows it. */
   private reportSent(conversation: string, entry: QueuedEntry, text: string, timestamp: number): void {
-    const self = this.session.client.local.uuid;
     const stored = this.device.store
       .messages(conversation, 50)
       .reverse()
@@ -588,19 +587,7 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
       entry.answered = true;
       entry.settle?.({ status: "sent", id });
       // Other pages (tabs) learn of it too; the sending page sees the id its POST got.
-      this.emit("event", {
-        type: "message",
-        conversation,
-        message: {
-          id,
-          author: self,
-          authorName: this.title(self),
-          outgoing: true,
-          text,
-          at: timestamp,
-          status: "sent",
-        },
-      });
+      this.emit("event", { type: "message", conversation, message: this.ownMessage(id, text, timestamp, "sent") });
     }
     this.emit("event", { type: "conversations" });
   }
@@ -734,7 +721,6 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     } catch (error) {
       throw toWebApiError(error, this.device.context);
     }
-    const self = client.local.uuid;
     const stored = this.device.store
       .messages(conversation, 50)
       .reverse()
@@ -744,16 +730,7 @@ export class WebDevice extends EventEmitter<{ event: [WebEvent] }> {
     this.emit("event", {
       type: "message",
       conversation,
-      message: {
-        id,
-        author: self,
-        authorName: this.title(self),
-        outgoing: true,
-        text: "",
-        at: sent.timestamp,
-        status: "sent",
-        attachment,
-      },
+      message: { ...this.ownMessage(id, "", sent.timestamp, "sent"), attachment },
     });
     this.emit("event", { type: "conversations" });
     return { conversation, id, status: "sent", attachment };

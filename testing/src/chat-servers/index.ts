@@ -8,4 +8,4 @@
  */
 export { ngircdAvailable, startNgircd, type NgircdOptions, type NgircdServer } from "./ngircd.js";
 export { prosodyAvailable, startProsody, type ProsodyOptions, type ProsodyServer } from "./prosody.js";
-export { chatServerSkip, type Availability } from "./server-process.js";
+export { chatServerSkip, type Availability, type ChatServerProcess } from "./server-process.js";

@@ -31,6 +31,7 @@ import {
   stopTracked,
   waitForPorts,
   type Availability,
+  type ChatServerProcess,
   type TrackedChild,
 } from "./server-process.js";
 
@@ -44,30 +45,14 @@ export interface NgircdOptions {
   dir?: string;
 }
 
-/** A running ngircd. */
-export interface NgircdServer {
+/** A running ngircd (`restart` writes the config again after `stop`). */
+export interface NgircdServer extends ChatServerProcess {
   host: "127.0.0.1";
   port: number;
-  /** PID of the ngircd process itself (it runs in the foreground, `-n`). */
-  readonly pid: number;
   /** `irc://127.0.0.1:<port>` */
   url: string;
-  /** The directory holding `ngircd.conf`. */
-  dir: string;
   /** The server's name in its replies (`irc.zimchat.test`). */
   name: string;
-  /** Every line ngircd wrote to stdout and stderr since the last (re)start. */
-  readonly output: string[];
-  /** SIGTERM, SIGKILL after 5 s; resolves once it has exited. Removes the temporary directory. */
-  stop(): Promise<void>;
-  /** SIGKILL (a crash); resolves once it has exited. Keeps the directory for {@link NgircdServer.restart}. */
-  kill(): Promise<void>;
-  /**
-   * Starts it again on the same port: after `kill` or `stop` (which removed the
-   * directory: the config is written again; `stop` once more to remove it), or
-   * stops it first (SIGTERM) if it still runs.
-   */
-  restart(): Promise<void>;
 }
 
 /** Whether ngircd is installed, and if not, what to install. */

@@ -32,6 +32,7 @@ import {
   stopTracked,
   waitForPorts,
   type Availability,
+  type ChatServerProcess,
   type TrackedChild,
 } from "./server-process.js";
 
@@ -47,8 +48,8 @@ export interface ProsodyOptions {
   users?: { username: string; password: string }[];
 }
 
-/** A running Prosody. */
-export interface ProsodyServer {
+/** A running Prosody (`restart` after `stop` registers every account registered so far again). */
+export interface ProsodyServer extends ChatServerProcess {
   /** The virtual host (`example.test`). */
   domain: string;
   /** The MUC service, `conference.<domain>`. */
@@ -60,25 +61,8 @@ export interface ProsodyServer {
    * component is configured (`options.component`).
    */
   componentPort: number;
-  /** PID of the Prosody process itself. */
-  readonly pid: number;
-  /** The directory holding the config, `data/` and the log. */
-  dir: string;
   /** Prosody's log (level info and up). */
   logFile: string;
-  /** Every line Prosody wrote to stdout and stderr since the last (re)start (start-up warnings). */
-  readonly output: string[];
-  /** SIGTERM, SIGKILL after 5 s; resolves once it has exited. Removes the temporary directory. */
-  stop(): Promise<void>;
-  /** SIGKILL (a crash); resolves once it has exited. Keeps the data for {@link ProsodyServer.restart}. */
-  kill(): Promise<void>;
-  /**
-   * Starts it again on the same ports: after `kill` with its data, after `stop`
-   * (which removed the directory) afresh with the same config and every
-   * account registered so far (`stop` once more to remove it); if it still
-   * runs, stops it first (SIGTERM).
-   */
-  restart(): Promise<void>;
   /** Registers an account on {@link ProsodyServer.domain} (`prosodyctl register`); works while it runs. */
   register(username: string, password: string): Promise<void>;
 }

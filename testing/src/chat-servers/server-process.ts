@@ -10,6 +10,22 @@ import { connect } from "node:net";
 import { delimiter, join } from "node:path";
 import { createInterface } from "node:readline";
 
+/** What a running chat server (ngircd, Prosody) offers a test: its process; stopping, crashing, restarting it. */
+export interface ChatServerProcess {
+  /** PID of the server process itself (not a wrapper). */
+  readonly pid: number;
+  /** Its temporary directory: config, data, log. */
+  dir: string;
+  /** Every line it wrote to stdout and stderr since the last (re)start. */
+  readonly output: string[];
+  /** SIGTERM, SIGKILL after 5 s; resolves once it has exited. Removes the temporary directory. */
+  stop(): Promise<void>;
+  /** SIGKILL (a crash); resolves once it has exited. Keeps the directory and data for `restart`. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port(s): after `kill` with its data, after `stop` afresh (it stops a running one). */
+  restart(): Promise<void>;
+}
+
 /** Whether a server can start on this machine, and if not, why (hand `reason` to node:test's `skip`). */
 export interface Availability {
   available: boolean;
